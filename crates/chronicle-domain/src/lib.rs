@@ -1,0 +1,25 @@
+//! Chronicle's domain model: what a reading is, which values are plausible, and how the
+//! ingest wire format turns into validated readings.
+//!
+//! - [`units`]: glucose units and the exact mg/dL ↔ mmol/L conversion.
+//! - [`device`]: device identifiers and kinds.
+//! - [`reading`]: validated readings. A value of these types has passed every plausibility check.
+//! - [`rejection`]: why a reading or message was refused, with stable codes.
+//! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
+//!
+//! Invariant: this crate does no I/O and knows nothing of SQL, HTTP or MQTT. Every front door
+//! (MQTT today, HTTP uploads later) hands raw bytes to [`wire::decode_message`].
+
+pub mod device;
+pub mod reading;
+pub mod rejection;
+pub mod units;
+pub mod wire;
+
+pub use device::{DeviceId, DeviceKind};
+pub use reading::{
+    BloodPressureReading, Diastolic, GlucoseFlag, GlucoseMgDl, GlucoseReading, GlucoseSource,
+    Pulse, Reading, ReadingKind, Systolic,
+};
+pub use rejection::{Rejection, RejectionReason};
+pub use units::GlucoseUnit;

@@ -1,0 +1,509 @@
+//! The ingest wire format (`docs/protocol.md`): a JSON message holding one reading, or a batch
+//! `{"readings": [...]}`, decoded into validated [`Reading`]s and [`Rejection`]s.
+//!
+//! Decoding is two steps so that a message can be refused as a whole before its readings are
+//! looked at: [`parse_message`] checks the envelope (size, JSON, shape, count), and
+//! [`validate_readings`] checks each reading against the sending device's kind. One bad reading
+//! in a batch refuses that reading only.
+
+use crate::device::DeviceKind;
+use crate::reading::{
+    BloodPressureReading, Diastolic, GlucoseFlag, GlucoseMgDl, GlucoseReading, GlucoseSource,
+    Pulse, Reading, Systolic,
+};
+use crate::rejection::{Rejection, RejectionReason};
+use crate::units::GlucoseUnit;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value};
+
+/// Limits that protect the ingest from oversized or hostile messages.
+#[derive(Debug, Clone)]
+pub struct DecodeLimits {
+    /// Largest payload accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Most readings accepted in one batch message.
+    pub max_readings_per_message: usize,
+    /// How far in the future a `measured_at` may lie (device clocks drift).
+    pub max_future_skew: Duration,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_message_bytes: 1024 * 1024,
+            max_readings_per_message: 5000,
+            max_future_skew: Duration::minutes(10),
+        }
+    }
+}
+
+/// The longest `message_id` or reading `id` echoed back, so acks stay small.
+const MAX_ID_CHARS: usize = 128;
+
+/// A message whose envelope is sound; its readings are not validated yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedMessage {
+    /// The device's own id for the message, echoed in the ack.
+    pub message_id: Option<String>,
+    /// The readings as sent, in message order.
+    pub readings: Vec<Value>,
+}
+
+/// A message refused as a whole, with whatever could still be read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedMessage {
+    pub message_id: Option<String>,
+    pub rejection: Rejection,
+}
+
+/// Checks the envelope: size, JSON syntax, shape and reading count.
+pub fn parse_message(
+    payload: &[u8],
+    limits: &DecodeLimits,
+) -> Result<ParsedMessage, RefusedMessage> {
+    let refuse = |reason, detail: String, message_id, covered| RefusedMessage {
+        message_id,
+        rejection: Rejection::message(reason, detail, covered),
+    };
+    if payload.len() > limits.max_message_bytes {
+        return Err(refuse(
+            RejectionReason::MessageTooLarge,
+            format!(
+                "message is {} bytes; the limit is {} bytes (split the batch)",
+                payload.len(),
+                limits.max_message_bytes
+            ),
+            None,
+            1,
+        ));
+    }
+    let value: Value = serde_json::from_slice(payload).map_err(|e| {
+        refuse(
+            RejectionReason::MalformedJson,
+            format!("payload is not valid JSON: {e}"),
+            None,
+            1,
+        )
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(refuse(
+            RejectionReason::MalformedJson,
+            "payload must be a JSON object: one reading, or {\"readings\": [...]}".into(),
+            None,
+            1,
+        ));
+    };
+    let message_id = match object.remove("message_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Some(s),
+        Some(_) => {
+            return Err(refuse(
+                RejectionReason::MalformedJson,
+                format!("message_id must be a string of at most {MAX_ID_CHARS} characters"),
+                None,
+                1,
+            ));
+        }
+    };
+    let readings = match object.remove("readings") {
+        Some(Value::Array(readings)) => readings,
+        Some(_) => {
+            return Err(refuse(
+                RejectionReason::MalformedJson,
+                "\"readings\" must be an array of reading objects".into(),
+                message_id,
+                1,
+            ));
+        }
+        None if object.contains_key("type") => vec![Value::Object(object)],
+        None => {
+            return Err(refuse(
+                RejectionReason::MalformedJson,
+                "payload is neither a reading (no \"type\") nor a batch (no \"readings\")".into(),
+                message_id,
+                1,
+            ));
+        }
+    };
+    if readings.is_empty() {
+        return Err(refuse(
+            RejectionReason::EmptyBatch,
+            "\"readings\" is empty".into(),
+            message_id,
+            1,
+        ));
+    }
+    if readings.len() > limits.max_readings_per_message {
+        let count = readings.len();
+        return Err(refuse(
+            RejectionReason::TooManyReadings,
+            format!(
+                "batch holds {count} readings; the limit is {} per message",
+                limits.max_readings_per_message
+            ),
+            message_id,
+            count,
+        ));
+    }
+    Ok(ParsedMessage {
+        message_id,
+        readings,
+    })
+}
+
+/// A reading that passed validation, with its position in the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedReading {
+    pub index: usize,
+    pub reading: Reading,
+}
+
+/// Validates every reading of a parsed message for a device of `device_kind`, at time `now`.
+pub fn validate_readings(
+    message: &ParsedMessage,
+    device_kind: DeviceKind,
+    now: DateTime<Utc>,
+    limits: &DecodeLimits,
+) -> (Vec<IndexedReading>, Vec<Rejection>) {
+    let mut accepted = Vec::with_capacity(message.readings.len());
+    let mut rejected = Vec::new();
+    for (index, raw) in message.readings.iter().enumerate() {
+        match validate_reading(raw, device_kind, now, limits) {
+            Ok(reading) => accepted.push(IndexedReading { index, reading }),
+            Err(Invalid { reason, detail }) => rejected.push(Rejection {
+                reason,
+                detail,
+                index: Some(index),
+                device_reading_id: reading_id_of(raw),
+                raw: Some(raw.to_string()),
+                readings_covered: 1,
+            }),
+        }
+    }
+    (accepted, rejected)
+}
+
+/// Why one reading is invalid; turned into a [`Rejection`] by the caller, which knows its index.
+#[derive(Debug)]
+struct Invalid {
+    reason: RejectionReason,
+    detail: String,
+}
+
+fn invalid(reason: RejectionReason, detail: impl Into<String>) -> Invalid {
+    Invalid {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+fn reading_id_of(raw: &Value) -> Option<String> {
+    match raw.get("id")? {
+        Value::String(s) => Some(s.chars().take(MAX_ID_CHARS).collect()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn validate_reading(
+    raw: &Value,
+    device_kind: DeviceKind,
+    now: DateTime<Utc>,
+    limits: &DecodeLimits,
+) -> Result<Reading, Invalid> {
+    let Value::Object(fields) = raw else {
+        return Err(invalid(
+            RejectionReason::MalformedJson,
+            "a reading must be a JSON object",
+        ));
+    };
+    let reading_type = required_str(fields, "type")?;
+    let (measured_at, utc_offset_minutes) = measured_at(fields, now, limits)?;
+    let device_reading_id = match fields.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => {
+            return Err(invalid(
+                RejectionReason::InvalidField,
+                format!("\"id\" must be a string of at most {MAX_ID_CHARS} characters or a number"),
+            ));
+        }
+    };
+    match reading_type {
+        "glucose" => glucose(
+            fields,
+            device_kind,
+            measured_at,
+            utc_offset_minutes,
+            device_reading_id,
+        )
+        .map(Reading::Glucose),
+        "blood_pressure" => blood_pressure(
+            fields,
+            device_kind,
+            measured_at,
+            utc_offset_minutes,
+            device_reading_id,
+        )
+        .map(Reading::BloodPressure),
+        other => Err(invalid(
+            RejectionReason::UnknownType,
+            format!("unknown reading type {other:?}: expected \"glucose\" or \"blood_pressure\""),
+        )),
+    }
+}
+
+fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a Value, Invalid> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(invalid(
+            RejectionReason::MissingField,
+            format!("\"{name}\" is required"),
+        )),
+        Some(value) => Ok(value),
+    }
+}
+
+fn required_str<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, Invalid> {
+    required(fields, name)?.as_str().ok_or_else(|| {
+        invalid(
+            RejectionReason::InvalidField,
+            format!("\"{name}\" must be a string"),
+        )
+    })
+}
+
+fn measured_at(
+    fields: &Map<String, Value>,
+    now: DateTime<Utc>,
+    limits: &DecodeLimits,
+) -> Result<(DateTime<Utc>, i32), Invalid> {
+    let text = required_str(fields, "measured_at")?;
+    let stamped = DateTime::parse_from_rfc3339(text).map_err(|e| {
+        invalid(
+            RejectionReason::InvalidTimestamp,
+            format!(
+                "\"measured_at\" {text:?} is not RFC 3339 with a UTC offset \
+                 (e.g. 2026-03-01T08:30:00+01:00): {e}"
+            ),
+        )
+    })?;
+    let utc = stamped.with_timezone(&Utc);
+    if utc > now + limits.max_future_skew {
+        return Err(invalid(
+            RejectionReason::FutureTimestamp,
+            format!(
+                "\"measured_at\" {text} is {} s in the future; at most {} s is allowed",
+                (utc - now).num_seconds(),
+                limits.max_future_skew.num_seconds()
+            ),
+        ));
+    }
+    Ok((utc, stamped.offset().local_minus_utc() / 60))
+}
+
+fn glucose(
+    fields: &Map<String, Value>,
+    device_kind: DeviceKind,
+    measured_at: DateTime<Utc>,
+    utc_offset_minutes: i32,
+    device_reading_id: Option<String>,
+) -> Result<GlucoseReading, Invalid> {
+    let source = glucose_source(fields, device_kind)?;
+    let unit_text = required_str(fields, "unit")?;
+    let original_unit: GlucoseUnit =
+        unit_text.parse().map_err(|e: crate::units::UnknownUnit| {
+            invalid(RejectionReason::UnknownUnit, e.to_string())
+        })?;
+    let (mg_dl, original_value, flag) = match required(fields, "value")? {
+        Value::Number(n) => {
+            let v = n.as_f64().ok_or_else(|| {
+                invalid(
+                    RejectionReason::InvalidField,
+                    "\"value\" is not a finite number",
+                )
+            })?;
+            (original_unit.to_mg_dl(v), Some(v), None)
+        }
+        Value::String(s) => {
+            let flag = match s.as_str() {
+                "LO" | "lo" => GlucoseFlag::Lo,
+                "HI" | "hi" => GlucoseFlag::Hi,
+                _ => {
+                    return Err(invalid(
+                        RejectionReason::InvalidField,
+                        format!("\"value\" must be a number, \"LO\" or \"HI\", not {s:?}"),
+                    ));
+                }
+            };
+            (flag.limit_mg_dl(), None, Some(flag))
+        }
+        _ => {
+            return Err(invalid(
+                RejectionReason::InvalidField,
+                "\"value\" must be a number, \"LO\" or \"HI\"",
+            ));
+        }
+    };
+    let value = GlucoseMgDl::new(mg_dl).ok_or_else(|| {
+        invalid(
+            RejectionReason::OutOfRange,
+            format!(
+                "glucose {} {original_unit} ({mg_dl:.1} mg/dL) is not a glucose reading: \
+                 it must be above 0 and at most 1000 mg/dL (55.5 mmol/L)",
+                original_value.unwrap_or(mg_dl)
+            ),
+        )
+    })?;
+    Ok(GlucoseReading {
+        measured_at,
+        utc_offset_minutes,
+        value,
+        original_value,
+        original_unit,
+        source,
+        flag,
+        device_reading_id,
+    })
+}
+
+/// The source defaults from the device kind; a stated source must agree with it (a meter may
+/// also relay a laboratory value).
+fn glucose_source(
+    fields: &Map<String, Value>,
+    device_kind: DeviceKind,
+) -> Result<GlucoseSource, Invalid> {
+    let default = match device_kind {
+        DeviceKind::Cgm => GlucoseSource::Cgm,
+        DeviceKind::Meter => GlucoseSource::Meter,
+        DeviceKind::Bp => {
+            return Err(invalid(
+                RejectionReason::WrongDeviceKind,
+                "a blood-pressure device cannot send glucose readings",
+            ));
+        }
+    };
+    let stated = match fields.get("source") {
+        None | Some(Value::Null) => return Ok(default),
+        Some(Value::String(s)) => GlucoseSource::parse(s).ok_or_else(|| {
+            invalid(
+                RejectionReason::InvalidField,
+                format!("unknown glucose source {s:?}: expected cgm, meter or lab"),
+            )
+        })?,
+        Some(_) => {
+            return Err(invalid(
+                RejectionReason::InvalidField,
+                "\"source\" must be a string",
+            ));
+        }
+    };
+    let allowed =
+        stated == default || (device_kind == DeviceKind::Meter && stated == GlucoseSource::Lab);
+    if allowed {
+        Ok(stated)
+    } else {
+        Err(invalid(
+            RejectionReason::WrongDeviceKind,
+            format!(
+                "a {device_kind} device cannot send glucose with source {}",
+                stated.as_str()
+            ),
+        ))
+    }
+}
+
+fn blood_pressure(
+    fields: &Map<String, Value>,
+    device_kind: DeviceKind,
+    measured_at: DateTime<Utc>,
+    utc_offset_minutes: i32,
+    device_reading_id: Option<String>,
+) -> Result<BloodPressureReading, Invalid> {
+    if device_kind != DeviceKind::Bp {
+        return Err(invalid(
+            RejectionReason::WrongDeviceKind,
+            format!("a {device_kind} device cannot send blood-pressure readings"),
+        ));
+    }
+    match fields.get("unit") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(u)) if u == "mm[Hg]" || u.eq_ignore_ascii_case("mmHg") => {}
+        Some(other) => {
+            return Err(invalid(
+                RejectionReason::UnknownUnit,
+                format!("blood pressure unit must be \"mm[Hg]\" (or \"mmHg\"), not {other}"),
+            ));
+        }
+    }
+    let systolic_value = whole_number(required(fields, "systolic")?, "systolic")?;
+    let diastolic_value = whole_number(required(fields, "diastolic")?, "diastolic")?;
+    let systolic = bounded(
+        systolic_value,
+        "systolic",
+        Systolic::MIN,
+        Systolic::MAX,
+        Systolic::new,
+    )?;
+    let diastolic = bounded(
+        diastolic_value,
+        "diastolic",
+        Diastolic::MIN,
+        Diastolic::MAX,
+        Diastolic::new,
+    )?;
+    if diastolic.get() >= systolic.get() {
+        return Err(invalid(
+            RejectionReason::OutOfRange,
+            format!("diastolic {diastolic} must be below systolic {systolic}"),
+        ));
+    }
+    let pulse = match fields.get("pulse") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let v = whole_number(value, "pulse")?;
+            Some(bounded(v, "pulse", Pulse::MIN, Pulse::MAX, Pulse::new)?)
+        }
+    };
+    Ok(BloodPressureReading {
+        measured_at,
+        utc_offset_minutes,
+        systolic,
+        diastolic,
+        pulse,
+        device_reading_id,
+    })
+}
+
+fn whole_number(value: &Value, name: &str) -> Result<f64, Invalid> {
+    value.as_f64().filter(|v| v.fract() == 0.0).ok_or_else(|| {
+        invalid(
+            RejectionReason::InvalidField,
+            format!("\"{name}\" must be a whole number"),
+        )
+    })
+}
+
+fn bounded<T>(
+    value: f64,
+    name: &str,
+    min: u16,
+    max: u16,
+    make: impl Fn(u16) -> Option<T>,
+) -> Result<T, Invalid> {
+    let out_of_range = || {
+        invalid(
+            RejectionReason::OutOfRange,
+            format!("{name} {value} is outside the plausible range {min}-{max}"),
+        )
+    };
+    if !(0.0..=f64::from(u16::MAX)).contains(&value) {
+        return Err(out_of_range());
+    }
+    // The range check above makes the cast exact.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    make(value as u16).ok_or_else(out_of_range)
+}
+
+#[cfg(test)]
+mod tests;
