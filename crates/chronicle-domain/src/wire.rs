@@ -13,7 +13,8 @@ use crate::reading::{
 };
 use crate::rejection::{Rejection, RejectionReason};
 use crate::units::GlucoseUnit;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Limits that protect the ingest from oversized or hostile messages.
@@ -288,7 +289,17 @@ fn measured_at(
             ),
         )
     })?;
-    let utc = stamped.with_timezone(&Utc);
+    // PostgreSQL keeps microseconds; truncating here keeps the idempotency key identical to the
+    // stored one, so a resent reading is always recognised as a duplicate.
+    let utc = stamped
+        .with_timezone(&Utc)
+        .duration_trunc(Duration::microseconds(1))
+        .map_err(|e| {
+            invalid(
+                RejectionReason::InvalidTimestamp,
+                format!("\"measured_at\" {text:?}: {e}"),
+            )
+        })?;
     if utc > now + limits.max_future_skew {
         return Err(invalid(
             RejectionReason::FutureTimestamp,
@@ -503,6 +514,49 @@ fn bounded<T>(
     // The range check above makes the cast exact.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     make(value as u16).ok_or_else(out_of_range)
+}
+
+/// The answer to every message, published on the device's acks topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The message's `message_id`, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message_id: Option<String>,
+    /// Readings written now.
+    pub stored: usize,
+    /// Readings already held (same device, kind and `measured_at`), not written again.
+    pub duplicates: usize,
+    /// Readings refused: one per refused reading, or the whole message's count when the
+    /// message itself was refused.
+    pub rejected: usize,
+    /// Why each refused reading or message was refused.
+    #[serde(default)]
+    pub rejections: Vec<AckRejection>,
+}
+
+/// One refusal as reported to the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRejection {
+    /// Position in the batch; absent when the whole message was refused.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub index: Option<usize>,
+    /// The reading's own `id`, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<String>,
+    /// A stable [`RejectionReason`] code.
+    pub reason: String,
+    pub detail: String,
+}
+
+impl From<&Rejection> for AckRejection {
+    fn from(r: &Rejection) -> Self {
+        AckRejection {
+            index: r.index,
+            id: r.device_reading_id.clone(),
+            reason: r.reason.code().to_owned(),
+            detail: r.detail.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

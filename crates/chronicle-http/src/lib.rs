@@ -1,0 +1,146 @@
+//! Chronicle's HTTP API.
+//!
+//! Today: `/healthz` (the process is up), `/readyz` (database and broker reachable),
+//! `/metrics` (Prometheus text format) and the dashboard's static files at `/`.
+//!
+//! Invariant: only this crate knows HTTP. Handlers call the storage and ingest crates; they
+//! never write SQL.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chronicle_ingest::mqtt::BrokerStatus;
+use chronicle_storage::Store;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The dashboard's entry page, compiled into the binary so the server needs no files on disk.
+const DASHBOARD_INDEX: &str = include_str!("../../../dashboards/index.html");
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub broker: BrokerStatus,
+    /// Every metric of the process, encoded on each scrape.
+    pub metrics: Arc<Registry>,
+}
+
+/// The whole HTTP API, apart from any listener so tests can drive it directly.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// The error body every endpoint uses: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable.
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD_INDEX)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Serialize)]
+struct Readiness {
+    ready: bool,
+    database: &'static str,
+    broker: &'static str,
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    // A readiness probe must answer quickly even while the database hangs.
+    let database_ok = matches!(
+        tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let broker_ok = state.broker.is_connected();
+    let body = Readiness {
+        ready: database_ok && broker_ok,
+        database: if database_ok { "ok" } else { "unreachable" },
+        broker: if broker_ok {
+            "connected"
+        } else {
+            "disconnected"
+        },
+    };
+    let status = if body.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &state.metrics) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode metrics");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Gathers messages from the front doors into batches, commits each batch through the
+//! [`Pipeline`], and answers each message only after its batch committed.
+
+use crate::pipeline::{IncomingMessage, MessageOutcome, Pipeline};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How batches are formed.
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    /// A batch is written once it holds this many messages…
+    pub max_messages: usize,
+    /// …or this many payload bytes…
+    pub max_bytes: usize,
+    /// …or when its first message has waited this long.
+    pub linger: Duration,
+    /// Messages that may wait for the batcher; a full queue slows the front doors down
+    /// (back-pressure towards the broker) instead of growing memory.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_messages: 1000,
+            max_bytes: 8 * 1024 * 1024,
+            linger: Duration::from_millis(20),
+            queue_capacity: 10_000,
+        }
+    }
+}
+
+/// One message handed to the ingest, with where to send its outcome.
+#[derive(Debug)]
+pub struct IngestRequest {
+    pub message: IncomingMessage,
+    /// Answered once the batch holding the message committed; dropped unanswered if the
+    /// ingest shut down before it could commit (the sender must then not acknowledge it).
+    pub reply: oneshot::Sender<MessageOutcome>,
+}
+
+/// The ingest no longer takes messages (it is shutting down).
+#[derive(Debug, Error)]
+#[error("the ingest is shutting down")]
+pub struct IngestClosed;
+
+/// What a front door holds to submit messages. Cloneable; the batcher stops once every handle
+/// is dropped and the queue is drained.
+#[derive(Debug, Clone)]
+pub struct IngestHandle {
+    tx: mpsc::Sender<IngestRequest>,
+    pipeline: Pipeline,
+}
+
+impl IngestHandle {
+    /// Queues a message; the receiver yields its outcome after the commit.
+    pub async fn submit(
+        &self,
+        message: IncomingMessage,
+    ) -> Result<oneshot::Receiver<MessageOutcome>, IngestClosed> {
+        let (reply, outcome) = oneshot::channel();
+        self.tx
+            .send(IngestRequest { message, reply })
+            .await
+            .map_err(|_| IngestClosed)?;
+        Ok(outcome)
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+}
+
+/// Starts the batcher task. `abandon` is cancelled when shutdown can wait no longer: a batch
+/// still failing then is dropped unanswered (so never acknowledged, and redelivered later).
+pub fn spawn_batcher(
+    pipeline: Pipeline,
+    settings: BatchSettings,
+    abandon: CancellationToken,
+) -> (IngestHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+    let handle = IngestHandle {
+        tx,
+        pipeline: pipeline.clone(),
+    };
+    let task = tokio::spawn(run(pipeline, settings, rx, abandon));
+    (handle, task)
+}
+
+async fn run(
+    pipeline: Pipeline,
+    settings: BatchSettings,
+    mut rx: mpsc::Receiver<IngestRequest>,
+    abandon: CancellationToken,
+) {
+    let mut batch: Vec<IngestRequest> = Vec::with_capacity(settings.max_messages);
+    while let Some(first) = rx.recv().await {
+        let deadline = Instant::now() + settings.linger;
+        let mut bytes = first.message.payload.len();
+        batch.push(first);
+        while batch.len() < settings.max_messages && bytes < settings.max_bytes {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(request)) => {
+                    bytes += request.message.payload.len();
+                    batch.push(request);
+                }
+                // The linger elapsed, or every front door is gone: write what we have.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        commit(&pipeline, &mut batch, &abandon).await;
+    }
+    tracing::debug!("ingest batcher stopped: every front door closed and the queue is empty");
+}
+
+/// Writes one batch, retrying with backoff until it commits or shutdown abandons it.
+async fn commit(pipeline: &Pipeline, batch: &mut Vec<IngestRequest>, abandon: &CancellationToken) {
+    let messages: Vec<IncomingMessage> = batch.iter().map(|r| r.message.clone()).collect();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match pipeline.process(&messages).await {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    // The front door may have gone away; the data is committed either way.
+                    let _ = request.reply.send(outcome);
+                }
+                return;
+            }
+            Err(error) => {
+                pipeline.metrics().storage_errors.inc();
+                tracing::warn!(
+                    %error,
+                    transient = error.is_transient(),
+                    messages = messages.len(),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "batch not committed; nothing acknowledged, retrying"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = abandon.cancelled() => {
+                        tracing::warn!(
+                            messages = messages.len(),
+                            "shutting down with a batch still uncommitted; it stays unacknowledged \
+                             and the broker will deliver it again"
+                        );
+                        batch.clear();
+                        return;
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

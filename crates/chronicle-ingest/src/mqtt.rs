@@ -1,0 +1,299 @@
+//! The MQTT front door (`docs/protocol.md`).
+//!
+//! Devices publish with QoS 1 to `{prefix}/devices/{device_id}/readings`. This client
+//! subscribes on a persistent session (fixed client id, `clean_session = false`) so messages
+//! published while it was down are delivered when it returns, optionally inside a shared
+//! subscription group so several servers split the load. Each message is acknowledged to the
+//! broker only after the batch holding it committed, in receive order; then the outcome is
+//! published to `{prefix}/devices/{device_id}/acks`.
+//!
+//! The event loop is polled by one task and never blocked on acknowledgements: a second task
+//! (the acknowledger) waits for outcomes and sends acks through the client, as rumqttc asks.
+
+use crate::batcher::IngestHandle;
+use crate::metrics::IngestMetrics;
+use crate::pipeline::{IncomingMessage, MessageOutcome};
+use chrono::Utc;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// How the ingest reaches its broker.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    /// Fixed, so the broker keeps this subscriber's session (and its queued messages) while
+    /// the server restarts. Two servers must not share one client id.
+    pub client_id: String,
+    /// Username and password, when the broker asks for them.
+    pub credentials: Option<(String, String)>,
+    /// Subscribe as `$share/<group>/...` so the servers of one group split the messages.
+    pub shared_group: Option<String>,
+    /// Topic prefix, `chronicle/v1` by default.
+    pub topic_prefix: String,
+    pub keep_alive: Duration,
+    /// Largest packet accepted or sent. Must be at least the broker's payload limit, or an
+    /// oversized message would break the connection instead of being refused with a reason.
+    pub max_packet_bytes: usize,
+    /// Unacknowledged QoS 1 acks this client may have outstanding towards the broker.
+    pub outgoing_inflight: u16,
+}
+
+impl MqttSettings {
+    /// The filter this client subscribes to.
+    pub fn subscription(&self) -> String {
+        let filter = format!("{}/devices/+/readings", self.topic_prefix);
+        match &self.shared_group {
+            Some(group) => format!("$share/{group}/{filter}"),
+            None => filter,
+        }
+    }
+}
+
+/// Whether the front door is connected to its broker (for readiness).
+#[derive(Debug, Clone, Default)]
+pub struct BrokerStatus(Arc<AtomicBool>);
+
+impl BrokerStatus {
+    pub fn is_connected(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, connected: bool, metrics: &IngestMetrics) {
+        self.0.store(connected, Ordering::Relaxed);
+        metrics.broker_connected.set(i64::from(connected));
+    }
+}
+
+/// The device a readings topic names, or `None` for any other topic.
+pub fn device_id_from_topic<'t>(prefix: &str, topic: &'t str) -> Option<&'t str> {
+    topic
+        .strip_prefix(prefix)?
+        .strip_prefix("/devices/")?
+        .strip_suffix("/readings")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// The topic a device's acks are published to.
+pub fn ack_topic(prefix: &str, device_id: &str) -> String {
+    format!("{prefix}/devices/{device_id}/acks")
+}
+
+/// A received message waiting to be acknowledged, in receive order.
+enum PendingAck {
+    /// Acknowledge once the outcome arrives, then answer the device.
+    AfterCommit {
+        publish: Publish,
+        outcome: oneshot::Receiver<MessageOutcome>,
+    },
+    /// A message on a topic we do not serve: acknowledge it so it is not redelivered forever.
+    Discard { publish: Publish },
+}
+
+/// Runs the front door until `shutdown`, then stops taking messages, waits until everything
+/// taken was committed and acknowledged, and disconnects.
+pub async fn run(
+    settings: MqttSettings,
+    ingest: IngestHandle,
+    status: BrokerStatus,
+    shutdown: CancellationToken,
+) {
+    let metrics = ingest.pipeline().metrics().clone();
+    let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(settings.keep_alive)
+        .set_max_packet_size(settings.max_packet_bytes, settings.max_packet_bytes)
+        .set_inflight(settings.outgoing_inflight);
+    if let Some((username, password)) = &settings.credentials {
+        options.set_credentials(username, password);
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let mut acknowledger = tokio::spawn(acknowledge(
+        client.clone(),
+        ack_rx,
+        settings.topic_prefix.clone(),
+    ));
+
+    // Both are dropped when shutdown starts: the batcher then drains, and the acknowledger
+    // ends once it has acknowledged everything queued before.
+    let mut taking: Option<(IngestHandle, mpsc::UnboundedSender<PendingAck>)> =
+        Some((ingest, ack_tx));
+    let mut acknowledged_all = false;
+    let mut reconnect_delay = Duration::from_millis(250);
+
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled(), if taking.is_some() => {
+                tracing::info!("MQTT ingest: no longer taking messages; finishing those in hand");
+                taking = None;
+            }
+            _ = &mut acknowledger, if taking.is_none() && !acknowledged_all => {
+                acknowledged_all = true;
+                if client.try_disconnect().is_err() {
+                    break;
+                }
+            }
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    // While shutting down, a new message is left unacknowledged: the broker
+                    // keeps it for this session and delivers it again.
+                    let Some((ingest, ack_tx)) = &taking else { continue };
+                    let pending = match device_id_from_topic(&settings.topic_prefix, &publish.topic) {
+                        Some(device_id) => {
+                            metrics.messages_received.inc();
+                            let message = IncomingMessage {
+                                device_id: device_id.to_owned(),
+                                payload: publish.payload.clone(),
+                                received_at: Utc::now(),
+                            };
+                            match ingest.submit(message).await {
+                                Ok(outcome) => PendingAck::AfterCommit { publish, outcome },
+                                Err(_) => continue,
+                            }
+                        }
+                        None => {
+                            tracing::warn!(topic = %publish.topic, "message on a topic the ingest does not serve; discarded");
+                            PendingAck::Discard { publish }
+                        }
+                    };
+                    if ack_tx.send(pending).is_err() {
+                        tracing::error!("MQTT acknowledger stopped early; messages stay unacknowledged");
+                    }
+                }
+                Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                    status.set(true, &metrics);
+                    reconnect_delay = Duration::from_millis(250);
+                    tracing::info!(
+                        broker = %format!("{}:{}", settings.host, settings.port),
+                        session_present = connack.session_present,
+                        "MQTT ingest connected"
+                    );
+                    // Subscribing again on a resumed session is harmless and covers brokers
+                    // that dropped the session.
+                    if let Err(error) = client.try_subscribe(settings.subscription(), QoS::AtLeastOnce) {
+                        tracing::error!(%error, "could not subscribe to device readings");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                    tracing::info!(filter = %settings.subscription(), codes = ?suback.return_codes, "subscribed to device readings");
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    status.set(false, &metrics);
+                    if acknowledged_all {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    status.set(false, &metrics);
+                    if acknowledged_all {
+                        break;
+                    }
+                    tracing::warn!(%error, retry_in_ms = reconnect_delay.as_millis() as u64, "MQTT connection lost; reconnecting");
+                    tokio::select! {
+                        () = tokio::time::sleep(reconnect_delay) => {}
+                        () = shutdown.cancelled(), if taking.is_some() => { taking = None; }
+                    }
+                    reconnect_delay = (reconnect_delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    status.set(false, &metrics);
+    tracing::info!("MQTT ingest stopped");
+}
+
+/// Acknowledges messages in receive order once their batch committed, and answers devices.
+async fn acknowledge(
+    client: AsyncClient,
+    mut queue: mpsc::UnboundedReceiver<PendingAck>,
+    topic_prefix: String,
+) {
+    while let Some(pending) = queue.recv().await {
+        match pending {
+            PendingAck::Discard { publish } => {
+                if let Err(error) = client.ack(&publish).await {
+                    tracing::warn!(%error, "could not acknowledge a discarded message");
+                }
+            }
+            PendingAck::AfterCommit { publish, outcome } => {
+                // An outcome that never comes means the batch was abandoned at shutdown: the
+                // message must stay unacknowledged so the broker delivers it again.
+                let Ok(outcome) = outcome.await else { continue };
+                if let Err(error) = client.ack(&publish).await {
+                    tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it and it will count as a duplicate");
+                }
+                match serde_json::to_vec(&outcome.ack) {
+                    Ok(body) => {
+                        let topic = ack_topic(&topic_prefix, &outcome.device_id);
+                        if let Err(error) =
+                            client.publish(topic, QoS::AtLeastOnce, false, body).await
+                        {
+                            tracing::warn!(%error, device_id = %outcome.device_id, "could not publish the ack to the device");
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "could not encode an ack"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_topics() {
+        let p = "chronicle/v1";
+        assert_eq!(
+            device_id_from_topic(p, "chronicle/v1/devices/dev_1/readings"),
+            Some("dev_1")
+        );
+        assert_eq!(
+            device_id_from_topic(p, "chronicle/v1/devices//readings"),
+            None
+        );
+        assert_eq!(
+            device_id_from_topic(p, "chronicle/v1/devices/a/b/readings"),
+            None
+        );
+        assert_eq!(
+            device_id_from_topic(p, "chronicle/v1/devices/dev_1/acks"),
+            None
+        );
+        assert_eq!(
+            device_id_from_topic(p, "other/devices/dev_1/readings"),
+            None
+        );
+        assert_eq!(ack_topic(p, "dev_1"), "chronicle/v1/devices/dev_1/acks");
+    }
+
+    #[test]
+    fn shared_subscription_filter() {
+        let mut s = MqttSettings {
+            host: "localhost".into(),
+            port: 1883,
+            client_id: "chronicle-ingest".into(),
+            credentials: None,
+            shared_group: None,
+            topic_prefix: "chronicle/v1".into(),
+            keep_alive: Duration::from_secs(30),
+            max_packet_bytes: 1 << 20,
+            outgoing_inflight: 100,
+        };
+        assert_eq!(s.subscription(), "chronicle/v1/devices/+/readings");
+        s.shared_group = Some("ingest".into());
+        assert_eq!(
+            s.subscription(),
+            "$share/ingest/chronicle/v1/devices/+/readings"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! The transport-independent ingest pipeline: decode → validate → normalize → deduplicate →
+//! store, for one batch of raw messages.
+
+use crate::metrics::{IngestMetrics, KindLabel, ReasonLabel};
+use bytes::Bytes;
+use chronicle_domain::wire::{self, Ack, AckRejection, DecodeLimits};
+use chronicle_domain::{DeviceId, Reading, ReadingKind, Rejection, RejectionReason};
+use chronicle_storage::{
+    BatchWrite, DeviceForIngest, ReadingRow, RejectionRow, StorageError, Store,
+};
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+/// Refused payloads are kept for diagnosis, but an oversized one is cut to this many bytes.
+const MAX_STORED_RAW_BYTES: usize = 64 * 1024;
+
+/// A message as a front door received it.
+#[derive(Debug, Clone)]
+pub struct IncomingMessage {
+    /// The device the transport says sent it (for MQTT, the id in the topic). Checked against
+    /// the registry; the payload never decides whose record a reading lands in.
+    pub device_id: String,
+    pub payload: Bytes,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What happened to one message, once its batch committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageOutcome {
+    pub device_id: String,
+    pub ack: Ack,
+}
+
+/// Runs batches through validation and storage.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    store: Store,
+    limits: DecodeLimits,
+    metrics: IngestMetrics,
+}
+
+/// A validated reading waiting for the write, with where it came from.
+struct Pending {
+    message: usize,
+    reading: Reading,
+    /// Whether this is the first reading in the batch with its idempotency key; later ones are
+    /// duplicates whatever the database says.
+    first_in_batch: bool,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, limits: DecodeLimits, metrics: IngestMetrics) -> Pipeline {
+        Pipeline {
+            store,
+            limits,
+            metrics,
+        }
+    }
+
+    pub fn limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.metrics
+    }
+
+    /// Processes a batch in one transaction. On error nothing was committed and the whole
+    /// batch may be retried: the result is the same whenever it finally commits.
+    pub async fn process(
+        &self,
+        messages: &[IncomingMessage],
+    ) -> Result<Vec<MessageOutcome>, StorageError> {
+        let known_ids: Vec<&str> = messages
+            .iter()
+            .map(|m| m.device_id.as_str())
+            .filter(|id| DeviceId::parse(id).is_ok())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let devices = self.store.devices_for_ingest(&known_ids).await?;
+
+        let mut outcomes: Vec<MessageOutcome> = Vec::with_capacity(messages.len());
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut rejection_rows: Vec<RejectionRow> = Vec::new();
+        let mut all_rejections: Vec<(usize, Rejection)> = Vec::new();
+        let mut claimed: HashSet<(ReadingKind, &str, DateTime<Utc>)> = HashSet::new();
+
+        for (index, message) in messages.iter().enumerate() {
+            let device = devices.get(&message.device_id);
+            let (message_id, accepted, rejections) = self.decode(message, device);
+            for rejection in &rejections {
+                rejection_rows.push(rejection_row(
+                    message,
+                    device,
+                    message_id.as_deref(),
+                    rejection,
+                ));
+            }
+            for accepted in accepted {
+                let key = (
+                    accepted.kind(),
+                    message.device_id.as_str(),
+                    accepted.measured_at(),
+                );
+                let first_in_batch = claimed.insert(key);
+                pending.push(Pending {
+                    message: index,
+                    reading: accepted,
+                    first_in_batch,
+                });
+            }
+            all_rejections.extend(rejections.into_iter().map(|r| (index, r)));
+            outcomes.push(MessageOutcome {
+                device_id: message.device_id.clone(),
+                ack: Ack {
+                    message_id,
+                    stored: 0,
+                    duplicates: 0,
+                    rejected: 0,
+                    rejections: Vec::new(),
+                },
+            });
+        }
+
+        let batch = BatchWrite {
+            readings: pending
+                .iter()
+                .filter(|p| p.first_in_batch)
+                .filter_map(|p| {
+                    let message = &messages[p.message];
+                    devices.get(&message.device_id).map(|device| ReadingRow {
+                        device_id: &message.device_id,
+                        patient_id: device.patient_id,
+                        reading: &p.reading,
+                    })
+                })
+                .collect(),
+            rejections: rejection_rows,
+        };
+        let started = std::time::Instant::now();
+        let inserted = self.store.write_batch(&batch).await?;
+        let committed_at = Utc::now();
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+
+        for p in &pending {
+            let message = &messages[p.message];
+            let ack = &mut outcomes[p.message].ack;
+            let kind = p.reading.kind();
+            if p.first_in_batch
+                && inserted.contains(kind, &message.device_id, p.reading.measured_at())
+            {
+                ack.stored += 1;
+                self.metrics
+                    .readings_stored
+                    .get_or_create(&KindLabel {
+                        kind: kind.as_str(),
+                    })
+                    .inc();
+            } else {
+                ack.duplicates += 1;
+                self.metrics.readings_duplicate.inc();
+            }
+        }
+        for (index, rejection) in &all_rejections {
+            let ack = &mut outcomes[*index].ack;
+            ack.rejected += rejection.readings_covered;
+            ack.rejections.push(AckRejection::from(rejection));
+            self.metrics
+                .readings_rejected
+                .get_or_create(&ReasonLabel {
+                    reason: rejection.reason.code(),
+                })
+                .inc_by(rejection.readings_covered as u64);
+        }
+        self.metrics.batch_messages.observe(messages.len() as f64);
+        self.metrics.batch_readings.observe(pending.len() as f64);
+        for message in messages {
+            let lag = (committed_at - message.received_at)
+                .num_microseconds()
+                .unwrap_or(0);
+            self.metrics
+                .ingest_lag_seconds
+                .observe(lag.max(0) as f64 / 1e6);
+        }
+        Ok(outcomes)
+    }
+
+    /// Decodes and validates one message for the device the registry knows (if any).
+    fn decode(
+        &self,
+        message: &IncomingMessage,
+        device: Option<&DeviceForIngest>,
+    ) -> (Option<String>, Vec<Reading>, Vec<Rejection>) {
+        let parsed = wire::parse_message(&message.payload, &self.limits);
+        let (message_id, count) = match &parsed {
+            Ok(p) => (p.message_id.clone(), p.readings.len()),
+            Err(refused) => (
+                refused.message_id.clone(),
+                refused.rejection.readings_covered,
+            ),
+        };
+        let device = match device {
+            None => {
+                let detail = format!("device {:?} is not registered", message.device_id);
+                let refusal = Rejection::message(RejectionReason::UnknownDevice, detail, count);
+                return (message_id, Vec::new(), vec![refusal]);
+            }
+            Some(d) if d.revoked => {
+                let detail = format!("device {} was revoked", message.device_id);
+                let refusal = Rejection::message(RejectionReason::RevokedDevice, detail, count);
+                return (message_id, Vec::new(), vec![refusal]);
+            }
+            Some(d) => d,
+        };
+        match parsed {
+            Err(refused) => (message_id, Vec::new(), vec![refused.rejection]),
+            Ok(parsed) => {
+                let (accepted, rejected) = wire::validate_readings(
+                    &parsed,
+                    device.kind,
+                    message.received_at,
+                    &self.limits,
+                );
+                (
+                    message_id,
+                    accepted.into_iter().map(|r| r.reading).collect(),
+                    rejected,
+                )
+            }
+        }
+    }
+}
+
+fn rejection_row(
+    message: &IncomingMessage,
+    device: Option<&DeviceForIngest>,
+    message_id: Option<&str>,
+    rejection: &Rejection,
+) -> RejectionRow {
+    // A refused reading keeps its own JSON; a refused message keeps the payload.
+    let raw = match &rejection.raw {
+        Some(raw) => truncate_utf8(raw.as_bytes()),
+        None => truncate_utf8(&message.payload),
+    };
+    RejectionRow {
+        device_id: message.device_id.clone(),
+        patient_id: device.map(|d| d.patient_id),
+        message_id: message_id.map(str::to_owned),
+        reading_index: rejection.index.and_then(|i| i32::try_from(i).ok()),
+        device_reading_id: rejection.device_reading_id.clone(),
+        reason: rejection.reason.code(),
+        detail: rejection.detail.clone(),
+        readings_covered: i32::try_from(rejection.readings_covered).unwrap_or(i32::MAX),
+        raw,
+    }
+}
+
+/// Keeps at most [`MAX_STORED_RAW_BYTES`] of a payload as text; bytes that are not UTF-8 are
+/// replaced (the database column is text).
+fn truncate_utf8(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MAX_STORED_RAW_BYTES)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if bytes.len() > MAX_STORED_RAW_BYTES {
+        text.push_str(&format!("… [{} bytes in all]", bytes.len()));
+    }
+    // PostgreSQL text cannot hold NUL.
+    text.replace('\0', "\u{FFFD}")
+}

@@ -1,0 +1,489 @@
+//! Command line, environment and configuration file, merged into typed settings.
+//!
+//! Every setting can be given three ways; a flag overrides the environment variable, which
+//! overrides the file. File keys are the flag names with `_` for `-` (`--http-addr` is
+//! `http_addr = "..."`), all at the top level of the TOML file.
+
+use anyhow::Context;
+use chronicle_domain::{DeviceId, DeviceKind};
+use chronicle_storage::{TimescaleMode, TimescaleSettings};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chronicle",
+    version,
+    about = "Chronicle: remote monitoring of diabetes and high blood pressure",
+    long_about = "Chronicle: remote monitoring of diabetes and high blood pressure.\n\n\
+        Devices publish readings over MQTT; Chronicle validates and stores them in PostgreSQL \
+        (TimescaleDB when installed). With no database URL it runs a private PostgreSQL in the \
+        data directory; with no MQTT URL it runs an embedded broker.\n\n\
+        Every setting is a flag, an environment variable (shown as [env: ...]) or a key of the \
+        TOML file given with --config (the flag name with '_' for '-'). Flags override the \
+        environment, which overrides the file."
+)]
+pub struct Cli {
+    /// TOML configuration file with any of the settings below, e.g. `http_addr = "0.0.0.0:8080"`.
+    #[arg(long, short = 'c', env = "CHRONICLE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the ingest (MQTT) and the HTTP API in one process until SIGINT or SIGTERM.
+    Serve(Box<ServeArgs>),
+    /// Apply pending database migrations (and TimescaleDB hypertables when available), then exit.
+    Migrate,
+    /// Manage patients.
+    #[command(subcommand)]
+    Patient(PatientCommand),
+    /// Manage devices and their MQTT credentials.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PatientCommand {
+    /// Register a patient and print their id.
+    Add {
+        /// The name the care team sees.
+        #[arg(long)]
+        name: String,
+        /// IANA time zone used for days and times of day in trends.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List patients.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device for a patient and print its id and MQTT credentials (shown once).
+    Add {
+        /// The patient's id (from `chronicle patient add`).
+        #[arg(long)]
+        patient: Uuid,
+        /// What the device measures.
+        #[arg(long, value_parser = parse_kind)]
+        kind: DeviceKind,
+        /// A free-text label, e.g. the model or serial number.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List devices, optionally of one patient.
+    List {
+        #[arg(long)]
+        patient: Option<Uuid>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device: its credentials stop working and its messages are refused.
+    Revoke {
+        /// The device id.
+        #[arg(value_parser = parse_device_id)]
+        device: DeviceId,
+    },
+}
+
+fn parse_kind(s: &str) -> Result<DeviceKind, String> {
+    s.parse()
+        .map_err(|e: chronicle_domain::device::UnknownDeviceKind| e.to_string())
+}
+
+fn parse_device_id(s: &str) -> Result<DeviceId, String> {
+    DeviceId::parse(s).map_err(|e| e.to_string())
+}
+
+/// Where the database is. Shared by every subcommand.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL (postgres://user:password@host:port/db). Without it, Chronicle runs a
+    /// private PostgreSQL in the data directory, from the installed server binaries.
+    #[arg(
+        long,
+        env = "CHRONICLE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// Directory for Chronicle's own state (the private PostgreSQL cluster lives in
+    /// DATA_DIR/postgres). [default: ./chronicle-data]
+    #[arg(long, env = "CHRONICLE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Directory holding the PostgreSQL server binaries (initdb, postgres) for the private
+    /// database. [default: search PATH, then /usr/lib/postgresql/*/bin]
+    #[arg(long, env = "CHRONICLE_POSTGRES_BIN_DIR", global = true)]
+    pub postgres_bin_dir: Option<PathBuf>,
+
+    /// TCP port of the private PostgreSQL on 127.0.0.1. [default: a free port]
+    #[arg(long, env = "CHRONICLE_POSTGRES_PORT", global = true)]
+    pub postgres_port: Option<u16>,
+
+    /// Database connection pool size. [default: 10]
+    #[arg(long, env = "CHRONICLE_DATABASE_MAX_CONNECTIONS", global = true)]
+    pub database_max_connections: Option<u32>,
+
+    /// Use TimescaleDB hypertables: auto (when the extension is installed), required, or off.
+    /// [default: auto]
+    #[arg(long, env = "CHRONICLE_TIMESCALE", global = true)]
+    pub timescale: Option<TimescaleMode>,
+
+    /// TimescaleDB chunk width in days. [default: 7]
+    #[arg(long, env = "CHRONICLE_TIMESCALE_CHUNK_DAYS", global = true)]
+    pub timescale_chunk_days: Option<u32>,
+
+    /// Compress TimescaleDB chunks older than this many days; 0 disables compression.
+    /// [default: 30]
+    #[arg(long, env = "CHRONICLE_TIMESCALE_COMPRESS_AFTER_DAYS", global = true)]
+    pub timescale_compress_after_days: Option<u32>,
+
+    /// Drop readings older than this many days (TimescaleDB retention policy); 0 keeps them
+    /// forever. [default: 0]
+    #[arg(long, env = "CHRONICLE_TIMESCALE_RETAIN_DAYS", global = true)]
+    pub timescale_retain_days: Option<u32>,
+}
+
+/// Database settings after merging flags, environment and file.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: Option<String>,
+    pub data_dir: PathBuf,
+    pub postgres_bin_dir: Option<PathBuf>,
+    pub postgres_port: Option<u16>,
+    pub max_connections: u32,
+    pub timescale: TimescaleSettings,
+}
+
+impl DatabaseArgs {
+    pub fn merged_with(&self, file: &FileConfig) -> DatabaseSettings {
+        let f = &file.database;
+        let nonzero = |days: u32| (days > 0).then_some(days);
+        DatabaseSettings {
+            url: self.database_url.clone().or_else(|| f.database_url.clone()),
+            data_dir: self
+                .data_dir
+                .clone()
+                .or_else(|| f.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("chronicle-data")),
+            postgres_bin_dir: self
+                .postgres_bin_dir
+                .clone()
+                .or_else(|| f.postgres_bin_dir.clone()),
+            postgres_port: self.postgres_port.or(f.postgres_port),
+            max_connections: self
+                .database_max_connections
+                .or(f.database_max_connections)
+                .unwrap_or(10),
+            timescale: TimescaleSettings {
+                mode: self.timescale.or(f.timescale).unwrap_or_default(),
+                chunk_days: self
+                    .timescale_chunk_days
+                    .or(f.timescale_chunk_days)
+                    .unwrap_or(7),
+                compress_after_days: nonzero(
+                    self.timescale_compress_after_days
+                        .or(f.timescale_compress_after_days)
+                        .unwrap_or(30),
+                ),
+                retain_days: nonzero(
+                    self.timescale_retain_days
+                        .or(f.timescale_retain_days)
+                        .unwrap_or(0),
+                ),
+            },
+        }
+    }
+}
+
+/// Settings of `chronicle serve`.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+pub struct ServeArgs {
+    /// Address of the HTTP API and dashboard. [default: 127.0.0.1:8080]
+    #[arg(long, env = "CHRONICLE_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// External MQTT broker, mqtt://[user:password@]host[:port]. Without it, Chronicle runs
+    /// an embedded broker (in memory only) on --mqtt-listen.
+    #[arg(long, env = "CHRONICLE_MQTT_URL", hide_env_values = true)]
+    pub mqtt_url: Option<String>,
+
+    /// Listen address of the embedded MQTT broker. [default: 127.0.0.1:1883]
+    #[arg(long, env = "CHRONICLE_MQTT_LISTEN")]
+    pub mqtt_listen: Option<SocketAddr>,
+
+    /// MQTT client id of the ingest. Fixed so the broker keeps its persistent session across
+    /// restarts; every server process needs its own. [default: chronicle-ingest]
+    #[arg(long, env = "CHRONICLE_MQTT_CLIENT_ID")]
+    pub mqtt_client_id: Option<String>,
+
+    /// Subscribe as $share/GROUP/... so several `chronicle serve` processes split the load.
+    #[arg(long, env = "CHRONICLE_MQTT_SHARED_GROUP")]
+    pub mqtt_shared_group: Option<String>,
+
+    /// Topic prefix of the protocol. [default: chronicle/v1]
+    #[arg(long, env = "CHRONICLE_MQTT_TOPIC_PREFIX")]
+    pub mqtt_topic_prefix: Option<String>,
+
+    /// Largest MQTT packet the ingest (and the embedded broker) accepts, in bytes. Messages
+    /// above --max-message-bytes but below this are refused with a reason; above this the
+    /// broker drops the publisher's connection. [default: 16777216]
+    #[arg(long, env = "CHRONICLE_MQTT_MAX_PACKET_BYTES")]
+    pub mqtt_max_packet_bytes: Option<usize>,
+
+    /// Unacknowledged QoS 1 messages per client: the embedded broker's in-flight window and
+    /// the ingest's own outgoing window. An external broker needs the same (Mosquitto:
+    /// max_inflight_messages). [default: 1000]
+    #[arg(long, env = "CHRONICLE_MQTT_INFLIGHT")]
+    pub mqtt_inflight: Option<u16>,
+
+    /// Largest message payload the ingest accepts, in bytes. [default: 1048576]
+    #[arg(long, env = "CHRONICLE_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+
+    /// Most readings accepted in one batch message. [default: 5000]
+    #[arg(long, env = "CHRONICLE_MAX_READINGS_PER_MESSAGE")]
+    pub max_readings_per_message: Option<usize>,
+
+    /// How far in the future a reading's timestamp may lie, in seconds. [default: 600]
+    #[arg(long, env = "CHRONICLE_MAX_FUTURE_SKEW_SECONDS")]
+    pub max_future_skew_seconds: Option<u32>,
+
+    /// Messages per database batch at most. [default: 1000]
+    #[arg(long, env = "CHRONICLE_BATCH_MAX_MESSAGES")]
+    pub batch_max_messages: Option<usize>,
+
+    /// How long a batch waits for more messages before it is written, in milliseconds.
+    /// [default: 20]
+    #[arg(long, env = "CHRONICLE_BATCH_LINGER_MS")]
+    pub batch_linger_ms: Option<u64>,
+
+    /// On SIGINT/SIGTERM, how long to keep trying to commit messages in hand before exiting
+    /// without acknowledging them (the broker then delivers them again). [default: 30]
+    #[arg(long, env = "CHRONICLE_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+/// Settings of `chronicle serve` after merging.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub http_addr: SocketAddr,
+    pub mqtt: MqttEndpoint,
+    pub mqtt_client_id: String,
+    pub mqtt_shared_group: Option<String>,
+    pub mqtt_topic_prefix: String,
+    pub mqtt_max_packet_bytes: usize,
+    pub mqtt_inflight: u16,
+    pub max_message_bytes: usize,
+    pub max_readings_per_message: usize,
+    pub max_future_skew: Duration,
+    pub batch_max_messages: usize,
+    pub batch_linger: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// The broker the ingest uses.
+#[derive(Debug, Clone)]
+pub enum MqttEndpoint {
+    /// Run rumqttd inside the process on this address.
+    Embedded { listen: SocketAddr },
+    /// Connect to a broker someone else runs.
+    External {
+        host: String,
+        port: u16,
+        credentials: Option<(String, String)>,
+    },
+}
+
+impl ServeArgs {
+    pub fn merged_with(&self, file: &FileConfig) -> anyhow::Result<ServeSettings> {
+        let f = &file.serve;
+        let mqtt = match self.mqtt_url.as_ref().or(f.mqtt_url.as_ref()) {
+            Some(url) => parse_mqtt_url(url)?,
+            None => MqttEndpoint::Embedded {
+                listen: self
+                    .mqtt_listen
+                    .or(f.mqtt_listen)
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            },
+        };
+        Ok(ServeSettings {
+            http_addr: self
+                .http_addr
+                .or(f.http_addr)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            mqtt,
+            mqtt_client_id: self
+                .mqtt_client_id
+                .clone()
+                .or_else(|| f.mqtt_client_id.clone())
+                .unwrap_or_else(|| "chronicle-ingest".to_owned()),
+            mqtt_shared_group: self
+                .mqtt_shared_group
+                .clone()
+                .or_else(|| f.mqtt_shared_group.clone()),
+            mqtt_topic_prefix: self
+                .mqtt_topic_prefix
+                .clone()
+                .or_else(|| f.mqtt_topic_prefix.clone())
+                .unwrap_or_else(|| "chronicle/v1".to_owned()),
+            mqtt_max_packet_bytes: self
+                .mqtt_max_packet_bytes
+                .or(f.mqtt_max_packet_bytes)
+                .unwrap_or(16 * 1024 * 1024),
+            mqtt_inflight: self.mqtt_inflight.or(f.mqtt_inflight).unwrap_or(1000),
+            max_message_bytes: self
+                .max_message_bytes
+                .or(f.max_message_bytes)
+                .unwrap_or(1024 * 1024),
+            max_readings_per_message: self
+                .max_readings_per_message
+                .or(f.max_readings_per_message)
+                .unwrap_or(5000),
+            max_future_skew: Duration::from_secs(u64::from(
+                self.max_future_skew_seconds
+                    .or(f.max_future_skew_seconds)
+                    .unwrap_or(600),
+            )),
+            batch_max_messages: self
+                .batch_max_messages
+                .or(f.batch_max_messages)
+                .unwrap_or(1000)
+                .max(1),
+            batch_linger: Duration::from_millis(
+                self.batch_linger_ms.or(f.batch_linger_ms).unwrap_or(20),
+            ),
+            shutdown_grace: Duration::from_secs(
+                self.shutdown_grace_seconds
+                    .or(f.shutdown_grace_seconds)
+                    .unwrap_or(30),
+            ),
+        })
+    }
+}
+
+fn parse_mqtt_url(text: &str) -> anyhow::Result<MqttEndpoint> {
+    let url = url::Url::parse(text).with_context(|| format!("invalid MQTT URL {text:?}"))?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "mqtt" | "tcp"),
+        "MQTT URL must start with mqtt:// (TLS brokers are not supported yet), got {text:?}"
+    );
+    let host = url.host_str().context("MQTT URL has no host")?.to_owned();
+    let credentials = (!url.username().is_empty()).then(|| {
+        (
+            url.username().to_owned(),
+            url.password().unwrap_or_default().to_owned(),
+        )
+    });
+    Ok(MqttEndpoint::External {
+        host,
+        port: url.port().unwrap_or(1883),
+        credentials,
+    })
+}
+
+/// The configuration file: every setting, flat.
+#[derive(Debug, Default, Deserialize)]
+pub struct FileConfig {
+    #[serde(flatten)]
+    pub database: DatabaseArgs,
+    #[serde(flatten)]
+    pub serve: ServeArgs,
+}
+
+impl FileConfig {
+    /// Reads the file, refusing unknown keys so a typo does not silently fall back to a default.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        let mut unknown = Vec::new();
+        let config = serde_ignored::deserialize(toml::Deserializer::parse(&text)?, |key| {
+            unknown.push(key.to_string());
+        })
+        .with_context(|| format!("invalid configuration file {}", path.display()))?;
+        anyhow::ensure!(
+            unknown.is_empty(),
+            "unknown setting(s) in {}: {} (see `chronicle serve --help`)",
+            path.display(),
+            unknown.join(", ")
+        );
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let file: FileConfig = toml::from_str(
+            "http_addr = \"0.0.0.0:9000\"\nbatch_linger_ms = 5\ndata_dir = \"/srv/chronicle\"",
+        )
+        .expect("valid file");
+        let args = ServeArgs {
+            batch_linger_ms: Some(50),
+            ..ServeArgs::default()
+        };
+        let serve = args.merged_with(&file).expect("valid settings");
+        assert_eq!(serve.http_addr, "0.0.0.0:9000".parse().expect("address"));
+        assert_eq!(serve.batch_linger, Duration::from_millis(50));
+        assert_eq!(serve.batch_max_messages, 1000);
+        let database = DatabaseArgs::default().merged_with(&file);
+        assert_eq!(database.data_dir, PathBuf::from("/srv/chronicle"));
+        assert_eq!(database.timescale.compress_after_days, Some(30));
+        assert_eq!(database.timescale.retain_days, None);
+    }
+
+    #[test]
+    fn mqtt_urls() {
+        let MqttEndpoint::External {
+            host,
+            port,
+            credentials,
+        } = parse_mqtt_url("mqtt://ingest:s3cret@broker.example:1884").expect("valid url")
+        else {
+            panic!("expected an external broker");
+        };
+        assert_eq!((host.as_str(), port), ("broker.example", 1884));
+        assert_eq!(
+            credentials,
+            Some(("ingest".to_owned(), "s3cret".to_owned()))
+        );
+        assert!(parse_mqtt_url("http://x").is_err());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("chronicle-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("chronicle.toml");
+        std::fs::write(&path, "htp_addr = \"0.0.0.0:1\"\n").expect("write file");
+        let error = FileConfig::load(Some(&path)).expect_err("typo must be refused");
+        assert!(error.to_string().contains("htp_addr"), "{error}");
+    }
+}

@@ -1,0 +1,44 @@
+use thiserror::Error;
+
+/// Everything the storage layer can fail with.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{what} {id} was not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("TimescaleDB is required (timescale = \"required\") but cannot be used: {0}")]
+    TimescaleRequired(String),
+    #[error("invalid value in the database for {what}: {value:?}")]
+    Corrupt { what: &'static str, value: String },
+}
+
+impl StorageError {
+    /// Whether retrying later may succeed: the database is down, restarting or overloaded, as
+    /// opposed to a query the database will refuse every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StorageError::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_) => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                    // Class 08: connection exception; 57P0x: admin shutdown, crash shutdown,
+                    // cannot connect now; 53: insufficient resources; 40001/40P01: retryable.
+                    code.starts_with("08")
+                        || code.starts_with("57P")
+                        || code.starts_with("53")
+                        || code == "40001"
+                        || code == "40P01"
+                }),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}

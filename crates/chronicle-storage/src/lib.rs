@@ -1,0 +1,84 @@
+//! Chronicle's storage: the PostgreSQL schema (sqlx migrations), the optional TimescaleDB
+//! layer, and every query the rest of the system runs.
+//!
+//! - [`Store`]: a connection pool plus the query methods, grouped by subject in
+//!   [`registry`] (patients and devices) and [`readings`] (batched ingest writes).
+//! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
+//!
+//! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
+//! and on TimescaleDB.
+
+mod error;
+pub mod readings;
+pub mod registry;
+pub mod timescale;
+
+pub use error::StorageError;
+pub use readings::{BatchWrite, InsertedKeys, ReadingRow, RejectionRow};
+pub use registry::{Device, DeviceCredentials, DeviceForIngest, NewPatient, Patient};
+pub use timescale::{TimescaleMode, TimescaleSettings, TimescaleStatus};
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The migrations compiled into the binary, so `chronicle migrate` needs no files on disk.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// A `postgres://` URL.
+    pub url: String,
+    /// Pool size; the ingest holds one connection per batch in flight, the HTTP API the rest.
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection (or for the database to come back).
+    pub acquire_timeout: Duration,
+}
+
+/// The database handle every other crate uses.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Opens a pool lazily: it connects on first use, so the server can start (and report
+    /// not-ready) while the database is still down.
+    pub fn connect_lazy(settings: &StoreSettings) -> Result<Store, StorageError> {
+        let options = PgConnectOptions::from_str(&settings.url)?.application_name("chronicle");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // A pooled connection may be dead after a database restart; test it before use so
+            // one restart does not fail the next batch.
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Store { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers a trivial query (readiness).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

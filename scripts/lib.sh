@@ -1,0 +1,70 @@
+# Shared by scripts/test and scripts/start: installing prerequisites and running a throwaway
+# PostgreSQL cluster for the tests.
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# The PostgreSQL server binaries: on PATH, or in Debian's versioned folder.
+postgres_bin_dir() {
+    if command -v initdb >/dev/null && command -v postgres >/dev/null; then
+        dirname "$(readlink -f "$(command -v postgres)")"
+        return
+    fi
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+# Installs, when missing: a C toolchain, the PostgreSQL server, Mosquitto and its clients.
+ensure_packages() {
+    local missing=()
+    [ -n "$(postgres_bin_dir)" ] || missing+=(postgresql)
+    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+    command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+    command -v cc >/dev/null || missing+=(build-essential)
+    command -v cargo >/dev/null || {
+        echo "Rust is not installed: install it from https://rustup.rs (cargo 1.90 or newer)" >&2
+        exit 1
+    }
+    [ ${#missing[@]} -eq 0 ] && return
+    step "installing ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]}. Install them (e.g. sudo apt-get install ${missing[*]}) and run again." >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Debian starts the packaged services; Chronicle runs its own instances.
+    systemctl disable --now mosquitto >/dev/null 2>&1 || service mosquitto stop >/dev/null 2>&1 || true
+}
+
+# Runs a command as the user who owns the test cluster (PostgreSQL refuses to run as root).
+as_pg_user() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Starts a throwaway cluster and exports CHRONICLE_TEST_DATABASE_URL (a superuser URL).
+start_test_postgres() {
+    step "starting a throwaway PostgreSQL for the tests"
+    local bin
+    bin=$(postgres_bin_dir)
+    TEST_PG_DIR=$(mktemp -d /tmp/chronicle-test-pg.XXXXXX)
+    chmod 755 "$TEST_PG_DIR"
+    local password port
+    password=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    printf '%s\n' "$password" > "$TEST_PG_DIR/pwfile"
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$TEST_PG_DIR"; fi
+    as_pg_user "$bin/initdb" -D "$TEST_PG_DIR/data" -U chronicle --auth=scram-sha-256 \
+        --pwfile="$TEST_PG_DIR/pwfile" -E UTF8 --locale=C.UTF-8 >/dev/null
+    as_pg_user "$bin/pg_ctl" -D "$TEST_PG_DIR/data" -l "$TEST_PG_DIR/postgres.log" -w -t 60 \
+        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=400 -c fsync=off" \
+        start >/dev/null
+    export CHRONICLE_TEST_DATABASE_URL="postgres://chronicle:${password}@127.0.0.1:${port}/postgres"
+    export CHRONICLE_TEST_POSTGRES_BIN_DIR="$bin"
+}
+
+stop_test_postgres() {
+    if [ -n "${TEST_PG_DIR:-}" ] && [ -d "$TEST_PG_DIR/data" ]; then
+        as_pg_user "$(postgres_bin_dir)/pg_ctl" -D "$TEST_PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+        rm -rf "$TEST_PG_DIR"
+    fi
+}

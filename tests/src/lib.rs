@@ -1,0 +1,119 @@
+//! Test harness: starts the real `chronicle` binary as a user would, against a real
+//! PostgreSQL (a fresh database per test) and a real broker (the embedded one or Mosquitto),
+//! and drives it with real MQTT clients.
+//!
+//! The PostgreSQL server comes from `CHRONICLE_TEST_DATABASE_URL` (a superuser URL), which
+//! `scripts/test` sets after starting a throwaway cluster.
+
+pub mod broker;
+pub mod device;
+pub mod server;
+
+pub use broker::Mosquitto;
+pub use device::TestDevice;
+pub use server::{ChronicleServer, ServerOptions};
+
+use anyhow::Context;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the caller to use).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the OS hands out a free port")
+}
+
+/// A database of its own for one test, on the shared test server.
+pub struct TestDatabase {
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    pub async fn create() -> anyhow::Result<TestDatabase> {
+        let admin_url = std::env::var("CHRONICLE_TEST_DATABASE_URL").context(
+            "CHRONICLE_TEST_DATABASE_URL is not set. Run the tests with `scripts/test`, which \
+             installs and starts PostgreSQL and Mosquitto, or set it to a PostgreSQL superuser \
+             URL (PostgreSQL 15+: apt-get install postgresql).",
+        )?;
+        let name = format!("chronicle_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPool::connect(&admin_url)
+            .await
+            .with_context(|| "cannot connect to CHRONICLE_TEST_DATABASE_URL")?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let url = replace_database(&admin_url, &name)?;
+        let pool = PgPool::connect(&url).await?;
+        Ok(TestDatabase { url, pool })
+    }
+
+    /// Counts rows of a table (tests compare what is stored with what was sent).
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(-1)
+    }
+}
+
+/// The same server URL naming another database.
+pub fn replace_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_end = base
+        .find("://")
+        .map(|i| i + 3)
+        .context("URL without scheme")?;
+    let path_start = base[authority_end..]
+        .find('/')
+        .map(|i| i + authority_end)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{database}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            replace_database("postgres://u:p@127.0.0.1:5432/postgres", "t1").expect("valid"),
+            "postgres://u:p@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h:1?sslmode=disable", "t2").expect("valid"),
+            "postgres://u@h:1/t2?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! End to end through the embedded broker: publish → validated → stored → ack received.
+
+use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice};
+use serde_json::json;
+use std::time::Duration;
+
+struct Setup {
+    db: TestDatabase,
+    server: ChronicleServer,
+    patient: String,
+}
+
+async fn setup() -> Setup {
+    let db = TestDatabase::create().await.expect("test database");
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("server starts");
+    let patient = server.add_patient("Ada Test").await.expect("patient");
+    Setup {
+        db,
+        server,
+        patient,
+    }
+}
+
+impl Setup {
+    async fn device(&self, kind: &str) -> TestDevice {
+        let (id, secret) = self
+            .server
+            .add_device(&self.patient, kind)
+            .await
+            .expect("device");
+        TestDevice::connect(self.server.mqtt_port(), &id, Some(&secret))
+            .await
+            .expect("device connects")
+    }
+}
+
+fn minutes_ago(minutes: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes)).to_rfc3339()
+}
+
+#[tokio::test]
+async fn single_readings_in_both_units_are_stored_and_acknowledged() {
+    let s = setup().await;
+    let mut cgm = s.device("cgm").await;
+
+    let ack = cgm
+        .send(json!({"type": "glucose", "value": 112, "unit": "mg/dL", "measured_at": minutes_ago(10), "message_id": "m1"}).to_string())
+        .await
+        .expect("ack");
+    assert_eq!((ack.stored, ack.duplicates, ack.rejected), (1, 0, 0));
+    assert_eq!(ack.message_id.as_deref(), Some("m1"));
+
+    let ack = cgm
+        .send(json!({"type": "glucose", "value": 6.2, "unit": "mmol/L", "measured_at": minutes_ago(5)}).to_string())
+        .await
+        .expect("ack");
+    assert_eq!(ack.stored, 1);
+
+    let rows: Vec<(f64, Option<f64>, String, String)> = sqlx::query_as(
+        "SELECT value_mg_dl, original_value, original_unit, source FROM glucose_readings ORDER BY measured_at",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .expect("query");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0],
+        (112.0, Some(112.0), "mg/dL".to_owned(), "cgm".to_owned())
+    );
+    assert!(
+        (rows[1].0 - 6.2 * 18.01559).abs() < 1e-9,
+        "normalized to mg/dL: {}",
+        rows[1].0
+    );
+    assert_eq!((rows[1].1, rows[1].2.as_str()), (Some(6.2), "mmol/L"));
+
+    let mut cuff = s.device("bp").await;
+    let ack = cuff
+        .send(json!({"type": "blood_pressure", "systolic": 142, "diastolic": 91, "pulse": 77, "measured_at": minutes_ago(1)}).to_string())
+        .await
+        .expect("ack");
+    assert_eq!(ack.stored, 1);
+    let bp: (i16, i16, Option<i16>) =
+        sqlx::query_as("SELECT systolic, diastolic, pulse FROM blood_pressure_readings")
+            .fetch_one(&s.db.pool)
+            .await
+            .expect("bp row");
+    assert_eq!(bp, (142, 91, Some(77)));
+}
+
+#[tokio::test]
+async fn a_batch_of_a_thousand_readings_in_one_message() {
+    let s = setup().await;
+    let mut meter = s.device("meter").await;
+    let start = chrono::Utc::now() - chrono::Duration::days(5);
+    let readings: Vec<_> = (0..1500)
+        .map(|i| {
+            json!({"type": "glucose", "value": 80 + (i % 120), "unit": "mg/dL",
+                   "measured_at": (start + chrono::Duration::minutes(5 * i)).to_rfc3339(), "id": i})
+        })
+        .collect();
+    let payload = json!({"message_id": "backlog-1", "readings": readings}).to_string();
+    assert!(
+        payload.len() > 10 * 1024,
+        "larger than rumqttc's default packet limit"
+    );
+    let ack = meter.send(payload.clone()).await.expect("ack");
+    assert_eq!((ack.stored, ack.duplicates, ack.rejected), (1500, 0, 0));
+    assert_eq!(s.db.count("glucose_readings").await, 1500);
+
+    // The same backlog again: every reading is a duplicate, nothing new is stored.
+    let ack = meter.send(payload).await.expect("ack");
+    assert_eq!((ack.stored, ack.duplicates, ack.rejected), (0, 1500, 0));
+    assert_eq!(s.db.count("glucose_readings").await, 1500);
+}
+
+#[tokio::test]
+async fn duplicates_within_and_across_messages_are_stored_once() {
+    let s = setup().await;
+    let mut cgm = s.device("cgm").await;
+    let at = minutes_ago(20);
+    let reading = json!({"type": "glucose", "value": 99, "unit": "mg/dL", "measured_at": at});
+    let ack = cgm
+        .send(json!({"readings": [reading, reading]}).to_string())
+        .await
+        .expect("ack");
+    assert_eq!((ack.stored, ack.duplicates), (1, 1));
+    let ack = cgm.send(reading.to_string()).await.expect("ack");
+    assert_eq!((ack.stored, ack.duplicates), (0, 1));
+    assert_eq!(s.db.count("glucose_readings").await, 1);
+}
+
+#[tokio::test]
+async fn every_rejection_reason_is_acknowledged_and_recorded() {
+    let s = setup().await;
+    let mut cgm = s.device("cgm").await;
+    let t = minutes_ago(30);
+    let future = (chrono::Utc::now() + chrono::Duration::minutes(30)).to_rfc3339();
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".to_owned(), "malformed_json"),
+        (json!({"readings": []}).to_string(), "empty_batch"),
+        (json!({"type": "glucose", "unit": "mg/dL", "measured_at": t}).to_string(), "missing_field"),
+        (json!({"type": "glucose", "value": [1], "unit": "mg/dL", "measured_at": t}).to_string(), "invalid_field"),
+        (json!({"type": "insulin", "value": 3, "unit": "U", "measured_at": t}).to_string(), "unknown_type"),
+        (json!({"type": "glucose", "value": 90, "unit": "mg/L", "measured_at": t}).to_string(), "unknown_unit"),
+        (json!({"type": "glucose", "value": 1200, "unit": "mg/dL", "measured_at": t}).to_string(), "out_of_range"),
+        (json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": "2026-03-01 08:00"}).to_string(), "invalid_timestamp"),
+        (json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": future}).to_string(), "future_timestamp"),
+        (json!({"type": "blood_pressure", "systolic": 120, "diastolic": 80, "measured_at": t}).to_string(), "wrong_device_kind"),
+        ("x".repeat(1024 * 1024 + 1), "message_too_large"),
+        (json!({"readings": vec![json!({}); 5001]}).to_string(), "too_many_readings"),
+    ];
+    for (payload, reason) in &cases {
+        let ack = cgm.send(payload.clone()).await.expect("ack");
+        assert_eq!(ack.stored, 0, "{reason}");
+        assert_eq!(ack.rejections.len(), 1, "{reason}: {ack:?}");
+        assert_eq!(ack.rejections[0].reason, *reason);
+        assert!(!ack.rejections[0].detail.is_empty());
+    }
+    let recorded: Vec<(String, String)> =
+        sqlx::query_as("SELECT reason, raw FROM rejected_readings ORDER BY id")
+            .fetch_all(&s.db.pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        recorded.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        cases.iter().map(|(_, r)| *r).collect::<Vec<_>>()
+    );
+    assert!(
+        recorded.iter().all(|(_, raw)| !raw.is_empty()),
+        "the raw payload is kept"
+    );
+    assert_eq!(s.db.count("glucose_readings").await, 0);
+
+    // The server is still healthy after all that.
+    let ready = reqwest::get(s.server.http_url("/readyz"))
+        .await
+        .expect("readyz");
+    assert!(ready.status().is_success());
+}
+
+#[tokio::test]
+async fn unknown_and_revoked_devices_are_refused_and_nothing_is_stored() {
+    let s = setup().await;
+    let mut cgm = s.device("cgm").await;
+    // A registered device publishing under an id the registry does not know.
+    let reading =
+        json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": minutes_ago(3)})
+            .to_string();
+    let stranger = TestDevice::connect(s.server.mqtt_port(), "dev_doesnotexist", None).await;
+    assert!(
+        stranger.is_err(),
+        "the embedded broker refuses a device it does not know"
+    );
+    cgm.publish_to(
+        "chronicle/v1/devices/dev_doesnotexist/readings",
+        reading.clone(),
+    )
+    .await
+    .expect("publish");
+    let rejected = chronicle_tests::eventually(Duration::from_secs(20), "unknown-device rejection", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM rejected_readings WHERE reason = 'unknown_device' AND device_id = 'dev_doesnotexist'")
+            .fetch_one(&s.db.pool).await.ok()?;
+        (n == 1).then_some(n)
+    })
+    .await;
+    assert_eq!(rejected, 1);
+
+    // Revoke the device: its next message is refused and its credentials stop working.
+    s.server
+        .admin(&["device", "revoke", cgm.device_id()])
+        .await
+        .expect("revoke");
+    let ack = cgm.send(reading).await.expect("ack");
+    assert_eq!((ack.stored, ack.rejected), (0, 1));
+    assert_eq!(ack.rejections[0].reason, "revoked_device");
+    assert_eq!(s.db.count("glucose_readings").await, 0);
+    let (id, _) = s
+        .server
+        .add_device(&s.patient, "cgm")
+        .await
+        .expect("device");
+    assert!(
+        TestDevice::connect(s.server.mqtt_port(), &id, Some("wrong-secret"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn mosquitto_pub_with_the_documented_example_gets_an_ack() {
+    let s = setup().await;
+    let (id, secret) = s
+        .server
+        .add_device(&s.patient, "cgm")
+        .await
+        .expect("device");
+    let port = s.server.mqtt_port().to_string();
+    let acks = tokio::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            &id,
+            "-P",
+            &secret,
+            "-i",
+            &format!("{id}-sub"),
+            "-q",
+            "1",
+            "-C",
+            "1",
+            "-W",
+            "30",
+        ])
+        .args(["-t", &format!("chronicle/v1/devices/{id}/acks")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub is installed (apt-get install mosquitto-clients)");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The example from docs/protocol.md, with a current timestamp.
+    let example = json!({"type": "glucose", "value": 5.8, "unit": "mmol/L", "source": "cgm", "measured_at": minutes_ago(2), "id": "seq-1842"});
+    let status = tokio::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            &id,
+            "-P",
+            &secret,
+            "-q",
+            "1",
+        ])
+        .args([
+            "-t",
+            &format!("chronicle/v1/devices/{id}/readings"),
+            "-m",
+            &example.to_string(),
+        ])
+        .status()
+        .await
+        .expect("mosquitto_pub runs");
+    assert!(status.success());
+    let output = acks.wait_with_output().await.expect("mosquitto_sub output");
+    let ack: serde_json::Value = serde_json::from_slice(&output.stdout).expect("ack is JSON");
+    assert_eq!(ack["stored"], 1, "ack: {ack}");
+    assert_eq!(s.db.count("glucose_readings").await, 1);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let s = setup().await;
+    let mut cgm = s.device("cgm").await;
+    cgm.send(
+        json!({"type": "glucose", "value": 150, "unit": "mg/dL", "measured_at": minutes_ago(1)})
+            .to_string(),
+    )
+    .await
+    .expect("ack");
+    cgm.send("nope").await.expect("ack");
+    let health = reqwest::get(s.server.http_url("/healthz"))
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
+    let ready: serde_json::Value = reqwest::get(s.server.http_url("/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ready,
+        json!({"ready": true, "database": "ok", "broker": "connected"})
+    );
+    let metrics = reqwest::get(s.server.http_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        "chronicle_ingest_messages_received_total 2",
+        "chronicle_ingest_readings_stored_total{kind=\"glucose\"} 1",
+        "chronicle_ingest_readings_rejected_total{reason=\"malformed_json\"} 1",
+        "chronicle_ingest_commit_seconds_count",
+        "chronicle_ingest_lag_seconds_count",
+        "chronicle_ingest_batch_messages_count",
+        "chronicle_ingest_broker_connected 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
+    let missing = reqwest::get(s.server.http_url("/nope")).await.expect("404");
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.expect("json error body");
+    assert_eq!(body["error"]["code"], "not_found");
+}
