@@ -97,7 +97,7 @@ async fn single_readings_in_both_units_are_stored_and_acknowledged() {
 async fn a_batch_of_a_thousand_readings_in_one_message() {
     let s = setup().await;
     let mut meter = s.device("meter").await;
-    let start = chrono::Utc::now() - chrono::Duration::days(5);
+    let start = chrono::Utc::now() - chrono::Duration::days(6);
     let readings: Vec<_> = (0..1500)
         .map(|i| {
             json!({"type": "glucose", "value": 80 + (i % 120), "unit": "mg/dL",
