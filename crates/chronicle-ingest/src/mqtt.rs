@@ -187,6 +187,7 @@ pub async fn run(
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                     status.set(false, &metrics);
                     if acknowledged_all {
+                        flush_until_closed(&mut eventloop).await;
                         break;
                     }
                 }
@@ -208,6 +209,17 @@ pub async fn run(
     }
     status.set(false, &metrics);
     tracing::info!("MQTT ingest stopped");
+}
+
+/// The DISCONNECT event comes when the packet is queued, not written: keep polling until the
+/// broker closes the connection, so the acks queued before it reach the broker too.
+async fn flush_until_closed(eventloop: &mut rumqttc::EventLoop) {
+    let flushed = async {
+        while eventloop.poll().await.is_ok() {}
+    };
+    if tokio::time::timeout(Duration::from_secs(5), flushed).await.is_err() {
+        tracing::warn!("the broker did not close the connection within 5 s of DISCONNECT");
+    }
 }
 
 /// Acknowledges messages in receive order once their batch committed, and answers devices.
