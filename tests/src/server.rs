@@ -73,6 +73,7 @@ impl ChronicleServer {
                 .unwrap_or(1883),
             None => free_port(),
         };
+        std::fs::create_dir_all(&data_dir)?;
         let mut server = ChronicleServer {
             child: None,
             log_path: data_dir.join("chronicle-test.log"),

@@ -59,7 +59,9 @@ pub enum PrivatePostgresError {
     /// The explicitly configured binary directory lacks `postgres` or `initdb`.
     #[error(
         "{dir} does not contain the PostgreSQL server binaries (initdb, postgres); \
-         point the PostgreSQL binary directory setting at the directory that holds them"
+         point the PostgreSQL binary directory setting at the directory that holds them, \
+         install PostgreSQL 15 or newer (Debian/Ubuntu: apt-get install postgresql), or use \
+         an existing server with CHRONICLE_DATABASE_URL"
     )]
     BinariesNotInDir {
         /// The directory that was configured.

@@ -403,6 +403,17 @@ fn parse_mqtt_url(text: &str) -> anyhow::Result<MqttEndpoint> {
     })
 }
 
+/// Every key the file may hold: the flags' ids, which clap derives from the field names.
+fn known_settings() -> Vec<String> {
+    let database = DatabaseArgs::augment_args(clap::Command::new("database"));
+    let serve = ServeArgs::augment_args(clap::Command::new("serve"));
+    database
+        .get_arguments()
+        .chain(serve.get_arguments())
+        .map(|arg| arg.get_id().to_string())
+        .collect()
+}
+
 /// The configuration file: every setting, flat.
 #[derive(Debug, Default, Deserialize)]
 pub struct FileConfig {
@@ -420,17 +431,22 @@ impl FileConfig {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        let mut unknown = Vec::new();
-        let config = serde_ignored::deserialize(toml::Deserializer::parse(&text)?, |key| {
-            unknown.push(key.to_string());
-        })
-        .with_context(|| format!("invalid configuration file {}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("invalid configuration file {}", path.display()))?;
+        let known = known_settings();
+        let unknown: Vec<&str> = table
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !known.iter().any(|s| s == k))
+            .collect();
         anyhow::ensure!(
             unknown.is_empty(),
             "unknown setting(s) in {}: {} (see `chronicle serve --help`)",
             path.display(),
             unknown.join(", ")
         );
+        let config: FileConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid configuration file {}", path.display()))?;
         Ok(config)
     }
 }
