@@ -11,5 +11,6 @@ pub mod postgres;
 
 pub use broker::{BrokerError, EmbeddedBroker, EmbeddedBrokerConfig};
 pub use postgres::{
-    PrivatePostgres, PrivatePostgresConfig, PrivatePostgresError, find_server_binaries,
+    PrivatePostgres, PrivatePostgresConfig, PrivatePostgresError, data_dir_is_usable,
+    find_server_binaries,
 };

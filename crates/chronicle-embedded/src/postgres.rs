@@ -823,6 +823,18 @@ fn prepare_data_dir(data_dir: &Path, account: Option<Account>) -> Result<()> {
             path: data_dir.to_path_buf(),
             source,
         })?;
+    if let Some(dir) = first_untraversable(&resolved, account)? {
+        return Err(PrivatePostgresError::DataDirNotTraversable {
+            dir,
+            data_dir: data_dir.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// The first directory on the way to `resolved` (an absolute, existing path) that `account`
+/// may not enter, if any.
+fn first_untraversable(resolved: &Path, account: Account) -> Result<Option<PathBuf>> {
     for dir in resolved.ancestors() {
         let meta = fs::metadata(dir).map_err(|source| PrivatePostgresError::ResolveDataDir {
             path: dir.to_path_buf(),
@@ -833,13 +845,29 @@ fn prepare_data_dir(data_dir: &Path, account: Option<Account>) -> Result<()> {
             || (meta.uid() == account.uid.as_raw() && mode & 0o100 != 0)
             || (meta.gid() == account.gid.as_raw() && mode & 0o010 != 0);
         if !traversable {
-            return Err(PrivatePostgresError::DataDirNotTraversable {
-                dir: dir.to_path_buf(),
-                data_dir: data_dir.to_path_buf(),
-            });
+            return Ok(Some(dir.to_path_buf()));
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Whether a private PostgreSQL could live under `data_dir`: always when not running as
+/// root; as root, when the `postgres` account can reach it. Lets a caller pick another
+/// default instead of failing (a clone under `/root` is not reachable).
+pub fn data_dir_is_usable(data_dir: &Path) -> bool {
+    let Ok(Some(account)) = postgres_account() else {
+        return true;
+    };
+    let Ok(absolute) = absolute(data_dir) else {
+        return false;
+    };
+    let Some(existing) = absolute.ancestors().find(|dir| dir.exists()) else {
+        return false;
+    };
+    match fs::canonicalize(existing) {
+        Ok(resolved) => matches!(first_untraversable(&resolved, account), Ok(None)),
+        Err(_) => false,
+    }
 }
 
 /// Fails early with a clear message if the cluster belongs to another account, instead

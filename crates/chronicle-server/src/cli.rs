@@ -128,7 +128,8 @@ pub struct DatabaseArgs {
     pub database_url: Option<String>,
 
     /// Directory for Chronicle's own state (the private PostgreSQL cluster lives in
-    /// DATA_DIR/postgres). [default: ./chronicle-data]
+    /// DATA_DIR/postgres). [default: ./chronicle-data; as root, /var/lib/chronicle when the
+    /// postgres account cannot reach the current directory]
     #[arg(long, env = "CHRONICLE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
@@ -165,6 +166,17 @@ pub struct DatabaseArgs {
     pub timescale_retain_days: Option<u32>,
 }
 
+/// `./chronicle-data`, unless PostgreSQL (run as the `postgres` account when Chronicle runs
+/// as root) could not reach it, as in a clone under `/root`: then `/var/lib/chronicle`.
+fn default_data_dir() -> PathBuf {
+    let local = PathBuf::from("chronicle-data");
+    if chronicle_embedded::data_dir_is_usable(&local) {
+        local
+    } else {
+        PathBuf::from("/var/lib/chronicle")
+    }
+}
+
 /// Database settings after merging flags, environment and file.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
@@ -186,7 +198,7 @@ impl DatabaseArgs {
                 .data_dir
                 .clone()
                 .or_else(|| f.data_dir.clone())
-                .unwrap_or_else(|| PathBuf::from("chronicle-data")),
+                .unwrap_or_else(default_data_dir),
             postgres_bin_dir: self
                 .postgres_bin_dir
                 .clone()
