@@ -139,18 +139,18 @@ impl ChronicleServer {
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "chronicle serve exited during start-up ({status}); log:\n{}",
-                        self.log()
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "chronicle serve exited during start-up ({status}); log:\n{}",
+                    self.log()
+                );
             }
-            if let Ok(response) = client.get(self.http_url("/readyz")).send().await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(response) = client.get(self.http_url("/readyz")).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(

@@ -5,7 +5,9 @@
 
 use chronicle_embedded::{PrivatePostgres, PrivatePostgresConfig};
 use chronicle_tests::server::traversable_tempdir;
-use chronicle_tests::{eventually, ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice};
+use chronicle_tests::{
+    ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
+};
 use serde_json::json;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -16,7 +18,11 @@ async fn devices(server: &ChronicleServer, broker: &Mosquitto, count: usize) -> 
     let mut out = Vec::new();
     for _ in 0..count {
         let (id, _) = server.add_device(&patient, "cgm").await.expect("device");
-        out.push(TestDevice::connect(broker.port(), &id, None).await.expect("device connects"));
+        out.push(
+            TestDevice::connect(broker.port(), &id, None)
+                .await
+                .expect("device connects"),
+        );
     }
     out
 }
@@ -37,7 +43,12 @@ struct Totals {
 
 /// Each device publishes `per_device` single-reading messages, `pause` apart, then waits
 /// until every one was answered (or `deadline` passes). Returns the summed ack totals.
-async fn publish_all(devices: Vec<TestDevice>, per_device: usize, pause: Duration, deadline: Duration) -> Totals {
+async fn publish_all(
+    devices: Vec<TestDevice>,
+    per_device: usize,
+    pause: Duration,
+    deadline: Duration,
+) -> Totals {
     let mut tasks = JoinSet::new();
     for mut device in devices {
         tasks.spawn(async move {
@@ -84,18 +95,30 @@ fn mosquitto_options(db: &TestDatabase, broker: &Mosquitto, client_id: &str) -> 
 async fn a_reading_published_while_the_ingest_is_down_is_stored_once_after_restart() {
     let broker = Mosquitto::start().await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-restart")).await.expect("server");
+    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-restart"))
+        .await
+        .expect("server");
     let mut device = devices(&server, &broker, 1).await.remove(0);
     assert_eq!(device.send(reading(1)).await.expect("ack").stored, 1);
 
     let status = server.terminate().await.expect("graceful stop");
     assert!(status.success(), "exit status {status}");
-    device.publish(reading(2)).await.expect("publish while the ingest is down");
+    device
+        .publish(reading(2))
+        .await
+        .expect("publish while the ingest is down");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(db.count("glucose_readings").await, 1, "nothing can be stored while the ingest is down");
+    assert_eq!(
+        db.count("glucose_readings").await,
+        1,
+        "nothing can be stored while the ingest is down"
+    );
 
     server.restart().await.expect("restart");
-    let ack = device.next_ack(Duration::from_secs(30)).await.expect("ack after restart");
+    let ack = device
+        .next_ack(Duration::from_secs(30))
+        .await
+        .expect("ack after restart");
     assert_eq!((ack.stored, ack.duplicates), (1, 0));
     assert_eq!(db.count("glucose_readings").await, 2);
     // No second answer: the redelivered message was stored once and acknowledged.
@@ -106,15 +129,41 @@ async fn a_reading_published_while_the_ingest_is_down_is_stored_once_after_resta
 async fn two_servers_on_a_shared_subscription_store_every_reading_exactly_once() {
     let broker = Mosquitto::start().await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let shared = |id: &str| ServerOptions { mqtt_shared_group: Some("chronicle".into()), ..mosquitto_options(&db, &broker, id) };
-    let a = ChronicleServer::start(shared("ingest-a")).await.expect("server a");
-    let b = ChronicleServer::start(shared("ingest-b")).await.expect("server b");
+    let shared = |id: &str| ServerOptions {
+        mqtt_shared_group: Some("chronicle".into()),
+        ..mosquitto_options(&db, &broker, id)
+    };
+    let a = ChronicleServer::start(shared("ingest-a"))
+        .await
+        .expect("server a");
+    let b = ChronicleServer::start(shared("ingest-b"))
+        .await
+        .expect("server b");
     let devices = devices(&a, &broker, 8).await;
-    let totals = publish_all(devices, 150, Duration::from_millis(2), Duration::from_secs(60)).await;
-    assert_eq!(totals, Totals { acks: 1200, stored: 1200, duplicates: 0, rejected: 0 });
+    let totals = publish_all(
+        devices,
+        150,
+        Duration::from_millis(2),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        totals,
+        Totals {
+            acks: 1200,
+            stored: 1200,
+            duplicates: 0,
+            rejected: 0
+        }
+    );
     assert_eq!(db.count("glucose_readings").await, 1200);
     for (name, server) in [("a", &a), ("b", &b)] {
-        let metrics = reqwest::get(server.http_url("/metrics")).await.expect("metrics").text().await.expect("text");
+        let metrics = reqwest::get(server.http_url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
         let received: f64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix("chronicle_ingest_messages_received_total "))
@@ -128,13 +177,24 @@ async fn two_servers_on_a_shared_subscription_store_every_reading_exactly_once()
 async fn graceful_shutdown_under_load_loses_nothing_and_stores_nothing_twice() {
     let broker = Mosquitto::start().await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-graceful")).await.expect("server");
+    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-graceful"))
+        .await
+        .expect("server");
     let devices = devices(&server, &broker, 6).await;
-    let load = tokio::spawn(publish_all(devices, 400, Duration::from_millis(5), Duration::from_secs(90)));
+    let load = tokio::spawn(publish_all(
+        devices,
+        400,
+        Duration::from_millis(5),
+        Duration::from_secs(90),
+    ));
     tokio::time::sleep(Duration::from_millis(800)).await;
     let stored_before = db.count("glucose_readings").await;
     let status = server.terminate().await.expect("graceful stop");
-    assert!(status.success(), "exit status {status}; log:\n{}", server.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        server.log()
+    );
     assert!(stored_before > 0, "the stop happened under load");
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.restart().await.expect("restart");
@@ -150,9 +210,16 @@ async fn graceful_shutdown_under_load_loses_nothing_and_stores_nothing_twice() {
 async fn a_crashed_server_loses_no_acknowledged_reading() {
     let broker = Mosquitto::start().await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-crash")).await.expect("server");
+    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-crash"))
+        .await
+        .expect("server");
     let devices = devices(&server, &broker, 4).await;
-    let load = tokio::spawn(publish_all(devices, 300, Duration::from_millis(5), Duration::from_secs(90)));
+    let load = tokio::spawn(publish_all(
+        devices,
+        300,
+        Duration::from_millis(5),
+        Duration::from_secs(90),
+    ));
     tokio::time::sleep(Duration::from_millis(700)).await;
     server.kill().await.expect("SIGKILL");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -184,17 +251,29 @@ async fn postgres_restarted_under_load_loses_nothing() {
     };
     let server = ChronicleServer::start(options).await.expect("server");
     let devices = devices(&server, &broker, 4).await;
-    let load = tokio::spawn(publish_all(devices, 400, Duration::from_millis(5), Duration::from_secs(120)));
+    let load = tokio::spawn(publish_all(
+        devices,
+        400,
+        Duration::from_millis(5),
+        Duration::from_secs(120),
+    ));
     tokio::time::sleep(Duration::from_millis(600)).await;
     postgres.stop().await.expect("stop PostgreSQL");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ready = reqwest::get(server.http_url("/readyz")).await.expect("readyz");
+    let ready = reqwest::get(server.http_url("/readyz"))
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 503, "not ready while the database is down");
     postgres.restart().await.expect("start PostgreSQL again");
     let totals = load.await.expect("load");
     assert_eq!(totals.stored, 1600, "{totals:?}; log:\n{}", server.log());
-    let pool = sqlx::PgPool::connect(&postgres.database_url()).await.expect("connect");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM glucose_readings").fetch_one(&pool).await.expect("count");
+    let pool = sqlx::PgPool::connect(&postgres.database_url())
+        .await
+        .expect("connect");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM glucose_readings")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
     assert_eq!(count, 1600);
     eventually(Duration::from_secs(10), "ready again", || async {
         let r = reqwest::get(server.http_url("/readyz")).await.ok()?;

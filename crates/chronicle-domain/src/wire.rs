@@ -61,10 +61,12 @@ pub struct RefusedMessage {
 pub fn parse_message(
     payload: &[u8],
     limits: &DecodeLimits,
-) -> Result<ParsedMessage, RefusedMessage> {
-    let refuse = |reason, detail: String, message_id, covered| RefusedMessage {
-        message_id,
-        rejection: Rejection::message(reason, detail, covered),
+) -> Result<ParsedMessage, Box<RefusedMessage>> {
+    let refuse = |reason, detail: String, message_id, covered| {
+        Box::new(RefusedMessage {
+            message_id,
+            rejection: Rejection::message(reason, detail, covered),
+        })
     };
     if payload.len() > limits.max_message_bytes {
         return Err(refuse(

@@ -214,10 +214,11 @@ pub async fn run(
 /// The DISCONNECT event comes when the packet is queued, not written: keep polling until the
 /// broker closes the connection, so the acks queued before it reach the broker too.
 async fn flush_until_closed(eventloop: &mut rumqttc::EventLoop) {
-    let flushed = async {
-        while eventloop.poll().await.is_ok() {}
-    };
-    if tokio::time::timeout(Duration::from_secs(5), flushed).await.is_err() {
+    let flushed = async { while eventloop.poll().await.is_ok() {} };
+    if tokio::time::timeout(Duration::from_secs(5), flushed)
+        .await
+        .is_err()
+    {
         tracing::warn!("the broker did not close the connection within 5 s of DISCONNECT");
     }
 }
