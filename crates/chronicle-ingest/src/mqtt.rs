@@ -16,7 +16,7 @@ use crate::pipeline::{IncomingMessage, MessageOutcome};
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -83,15 +83,34 @@ pub fn ack_topic(prefix: &str, device_id: &str) -> String {
     format!("{prefix}/devices/{device_id}/acks")
 }
 
-/// A received message waiting to be acknowledged, in receive order.
+/// A received message waiting to be acknowledged, in receive order. `connection` is the
+/// [`ConnectionEpoch`] it arrived on.
 enum PendingAck {
     /// Acknowledge once the outcome arrives, then answer the device.
     AfterCommit {
         publish: Publish,
         outcome: oneshot::Receiver<MessageOutcome>,
+        connection: u64,
     },
     /// A message on a topic we do not serve: acknowledge it so it is not redelivered forever.
-    Discard { publish: Publish },
+    Discard { publish: Publish, connection: u64 },
+}
+
+/// Counts connections, so a PUBACK is only sent on the connection that delivered the message.
+/// After a reconnect the broker redelivers unacknowledged messages and may reuse their packet
+/// ids for new ones; acknowledging an old packet id could then acknowledge a new message
+/// before it is committed. The redelivered copy is acknowledged in its own turn.
+#[derive(Debug, Clone, Default)]
+struct ConnectionEpoch(Arc<AtomicU64>);
+
+impl ConnectionEpoch {
+    fn current(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn next(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// Runs the front door until `shutdown`, then stops taking messages, waits until everything
@@ -115,10 +134,12 @@ pub async fn run(
     }
     let (client, mut eventloop) = AsyncClient::new(options, 4096);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let epoch = ConnectionEpoch::default();
     let mut acknowledger = tokio::spawn(acknowledge(
         client.clone(),
         ack_rx,
         settings.topic_prefix.clone(),
+        epoch.clone(),
     ));
 
     // Both are dropped when shutdown starts: the batcher then drains, and the acknowledger
@@ -154,13 +175,13 @@ pub async fn run(
                                 received_at: Utc::now(),
                             };
                             match ingest.submit(message).await {
-                                Ok(outcome) => PendingAck::AfterCommit { publish, outcome },
+                                Ok(outcome) => PendingAck::AfterCommit { publish, outcome, connection: epoch.current() },
                                 Err(_) => continue,
                             }
                         }
                         None => {
                             tracing::warn!(topic = %publish.topic, "message on a topic the ingest does not serve; discarded");
-                            PendingAck::Discard { publish }
+                            PendingAck::Discard { publish, connection: epoch.current() }
                         }
                     };
                     if ack_tx.send(pending).is_err() {
@@ -168,6 +189,7 @@ pub async fn run(
                     }
                 }
                 Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                    epoch.next();
                     status.set(true, &metrics);
                     reconnect_delay = Duration::from_millis(250);
                     tracing::info!(
@@ -228,19 +250,34 @@ async fn acknowledge(
     client: AsyncClient,
     mut queue: mpsc::UnboundedReceiver<PendingAck>,
     topic_prefix: String,
+    epoch: ConnectionEpoch,
 ) {
     while let Some(pending) = queue.recv().await {
         match pending {
-            PendingAck::Discard { publish } => {
+            PendingAck::Discard {
+                publish,
+                connection,
+            } => {
+                if connection != epoch.current() {
+                    continue;
+                }
                 if let Err(error) = client.ack(&publish).await {
                     tracing::warn!(%error, "could not acknowledge a discarded message");
                 }
             }
-            PendingAck::AfterCommit { publish, outcome } => {
+            PendingAck::AfterCommit {
+                publish,
+                outcome,
+                connection,
+            } => {
                 // An outcome that never comes means the batch was abandoned at shutdown: the
                 // message must stay unacknowledged so the broker delivers it again.
                 let Ok(outcome) = outcome.await else { continue };
-                if let Err(error) = client.ack(&publish).await {
+                if connection != epoch.current() {
+                    // Delivered on a connection that is gone: the broker redelivers it on the
+                    // current one, where that copy (a duplicate now) is acknowledged.
+                    tracing::debug!("not acknowledging a message from a previous connection");
+                } else if let Err(error) = client.ack(&publish).await {
                     tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it and it will count as a duplicate");
                 }
                 match serde_json::to_vec(&outcome.ack) {
