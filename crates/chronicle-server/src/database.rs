@@ -88,10 +88,10 @@ impl Database {
     /// Closes the pool and stops the private PostgreSQL, if any.
     pub async fn close(&mut self) {
         self.store.close().await;
-        if let Some(private) = self.private.as_mut() {
-            if let Err(e) = private.stop().await {
-                tracing::error!(error = %e, "could not stop the private PostgreSQL cleanly");
-            }
+        if let Some(private) = self.private.as_mut()
+            && let Err(e) = private.stop().await
+        {
+            tracing::error!(error = %e, "could not stop the private PostgreSQL cleanly");
         }
     }
 }
