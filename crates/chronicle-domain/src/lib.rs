@@ -8,11 +8,14 @@
 //! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
 //!
 //! Invariant: this crate does no I/O and knows nothing of SQL, HTTP or MQTT. Every front door
-//! (MQTT today, HTTP uploads later) hands raw bytes to [`wire::decode_message`].
+//! (MQTT today, HTTP uploads later) hands raw bytes to [`wire::parse_message`] and
+//! [`wire::validate_readings`]. [`sharing`] decides who may read what; it is pure, so every
+//! read path can call it and tests can try every case.
 
 pub mod device;
 pub mod reading;
 pub mod rejection;
+pub mod sharing;
 pub mod units;
 pub mod wire;
 

@@ -1,0 +1,397 @@
+//! Patient-controlled sharing: who may read what of whose data, decided in one pure function.
+//!
+//! The patient decides. Nothing is shared by default; a patient shares through [`Grant`]s,
+//! each naming a grantee (a user, a care team or an organization), the data categories, what
+//! the grantee may do with them, the purpose, an optional window (`data_since`) and an
+//! optional expiry. A revoked or expired grant allows nothing from the next request on.
+//!
+//! [`decide`] is the only place that answers "may this principal do this to this patient's
+//! data now?". Every read path (HTTP handlers, exports, alert fan-out, dashboards) asks it and
+//! applies the returned [`Allowance`] (window, trends only, de-identification). It does no I/O,
+//! so the authorization matrix can be tested exhaustively.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use uuid::Uuid;
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable spelling used in the API and the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What a user is in Chronicle. A role alone never grants access to a patient's data.
+    Role {
+        Patient => "patient",
+        Clinician => "clinician",
+        Caregiver => "caregiver",
+        Researcher => "researcher",
+        /// Manages accounts and organizations; sees no patient data without a grant.
+        Admin => "admin",
+    }
+);
+
+string_enum!(
+    /// A kind of patient data a grant can cover.
+    DataCategory {
+        Glucose => "glucose",
+        BloodPressure => "blood_pressure",
+        Alerts => "alerts",
+        DeviceInfo => "device_info",
+    }
+);
+
+string_enum!(
+    /// What a grant lets the grantee do with the data.
+    Access {
+        /// Individual readings (and everything derived from them).
+        ViewReadings => "view_readings",
+        /// Aggregates only (metrics, profiles), never an individual reading.
+        ViewTrends => "view_trends",
+        ReceiveAlerts => "receive_alerts",
+        Export => "export",
+    }
+);
+
+string_enum!(
+    /// Why the data is shared; a request is only served by a grant of the same purpose.
+    Purpose {
+        Care => "care",
+        Caregiving => "caregiving",
+        Research => "research",
+        PeerSupport => "peer_support",
+    }
+);
+
+impl Purpose {
+    /// The purpose a user of `role` reads other people's data for. Admins have none: they
+    /// manage accounts, not care.
+    pub fn for_role(role: Role) -> Option<Purpose> {
+        match role {
+            Role::Clinician => Some(Purpose::Care),
+            Role::Caregiver => Some(Purpose::Caregiving),
+            Role::Researcher => Some(Purpose::Research),
+            Role::Patient => Some(Purpose::PeerSupport),
+            Role::Admin => None,
+        }
+    }
+}
+
+/// Who a grant is for. A grant to a care team follows the team's membership at the time of
+/// each request; one to an organization covers its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Grantee {
+    User(Uuid),
+    CareTeam(Uuid),
+    Organization(Uuid),
+}
+
+/// A patient's decision to share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub grantee: Grantee,
+    pub categories: BTreeSet<DataCategory>,
+    pub access: BTreeSet<Access>,
+    pub purpose: Purpose,
+    /// Data measured before this instant is never revealed through this grant.
+    pub data_since: Option<DateTime<Utc>>,
+    /// The grant allows nothing from this instant on.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Set when the patient revoked the grant; it allows nothing from then on.
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Grant {
+    /// Whether the grant is in force at `at`.
+    pub fn is_active(&self, at: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none_or(|revoked| at < revoked)
+            && self.expires_at.is_none_or(|expires| at < expires)
+            && self.created_at <= at
+    }
+
+    fn allows(&self, access: Access) -> bool {
+        match access {
+            // Readings include everything derived from them.
+            Access::ViewTrends => {
+                self.access.contains(&Access::ViewTrends)
+                    || self.access.contains(&Access::ViewReadings)
+            }
+            other => self.access.contains(&other),
+        }
+    }
+}
+
+/// What is wrong with a grant a patient tries to create.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidGrant {
+    #[error("a grant must cover at least one data category")]
+    NoCategory,
+    #[error("a grant must allow at least one kind of access")]
+    NoAccess,
+    #[error("the expiry must lie in the future")]
+    ExpiryInPast,
+}
+
+/// Checks a grant before it is stored.
+pub fn validate_new_grant(
+    categories: &BTreeSet<DataCategory>,
+    access: &BTreeSet<Access>,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), InvalidGrant> {
+    if categories.is_empty() {
+        return Err(InvalidGrant::NoCategory);
+    }
+    if access.is_empty() {
+        return Err(InvalidGrant::NoAccess);
+    }
+    if expires_at.is_some_and(|e| e <= now) {
+        return Err(InvalidGrant::ExpiryInPast);
+    }
+    Ok(())
+}
+
+/// The user making a request, with the memberships current at the time of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub role: Option<Role>,
+    /// The patient record this user is, for a patient.
+    pub patient_id: Option<Uuid>,
+    /// Patients who named this user their guardian: the user acts as that patient.
+    pub guardian_of: Vec<Uuid>,
+    pub care_teams: Vec<Uuid>,
+    pub organizations: Vec<Uuid>,
+}
+
+impl Principal {
+    fn is(&self, grantee: Grantee) -> bool {
+        match grantee {
+            Grantee::User(id) => id == self.user_id,
+            Grantee::CareTeam(id) => self.care_teams.contains(&id),
+            Grantee::Organization(id) => self.organizations.contains(&id),
+        }
+    }
+
+    /// Whether the user may act as the patient (their own record, or as guardian): see and
+    /// change grants, read the access log, export and erase.
+    pub fn acts_as(&self, patient_id: Uuid) -> bool {
+        self.patient_id == Some(patient_id) || self.guardian_of.contains(&patient_id)
+    }
+}
+
+/// A clinician's time-limited access to a record without a grant, opened by stating a reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmergencyAccess {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub clinician_id: Uuid,
+    pub reason: String,
+    pub opened_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessRequest {
+    pub patient_id: Uuid,
+    pub category: DataCategory,
+    pub access: Access,
+    pub at: DateTime<Utc>,
+}
+
+/// Why access was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Basis {
+    /// The patient's own data.
+    Own,
+    /// A guardian acting for the patient.
+    Guardian,
+    Grant(Uuid),
+    Emergency(Uuid),
+}
+
+/// Access given, and the limits every read path must apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    pub basis: Basis,
+    pub purpose: Option<Purpose>,
+    /// Never reveal data measured before this instant.
+    pub data_since: Option<DateTime<Utc>>,
+    /// False for trends-only access: aggregates, never an individual reading.
+    pub individual_readings: bool,
+    /// Research access: pseudonymous ids, no names, contacts or device serials, shifted times.
+    pub deidentified: bool,
+}
+
+/// Why access was refused (for the access log; clients are told less).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    /// No grant names this user, their teams or organizations for this patient and purpose.
+    NoGrant,
+    /// A grant exists but not for this data category.
+    CategoryNotGranted,
+    /// A grant covers the category but not this kind of access (e.g. trends only).
+    AccessNotGranted,
+    /// The user's role reads other people's data for no purpose (administrators).
+    NoPurpose,
+}
+
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::NoGrant => "no_grant",
+            DenyReason::CategoryNotGranted => "category_not_granted",
+            DenyReason::AccessNotGranted => "access_not_granted",
+            DenyReason::NoPurpose => "no_purpose",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allowance),
+    Deny(DenyReason),
+}
+
+impl Decision {
+    pub fn allowance(&self) -> Option<&Allowance> {
+        match self {
+            Decision::Allow(a) => Some(a),
+            Decision::Deny(_) => None,
+        }
+    }
+}
+
+/// Decides a request. `grants` are the patient's grants (any state; inactive ones are
+/// ignored here, so a caller cannot forget to filter them); `emergencies` the principal's
+/// emergency accesses.
+pub fn decide(
+    principal: &Principal,
+    request: &AccessRequest,
+    grants: &[Grant],
+    emergencies: &[EmergencyAccess],
+) -> Decision {
+    if principal.patient_id == Some(request.patient_id) {
+        return Decision::Allow(full(Basis::Own));
+    }
+    if principal.guardian_of.contains(&request.patient_id) {
+        return Decision::Allow(full(Basis::Guardian));
+    }
+    let Some(purpose) = principal.role.and_then(Purpose::for_role) else {
+        return Decision::Deny(DenyReason::NoPurpose);
+    };
+
+    let mine: Vec<&Grant> = grants
+        .iter()
+        .filter(|g| {
+            g.patient_id == request.patient_id
+                && g.is_active(request.at)
+                && g.purpose == purpose
+                && principal.is(g.grantee)
+        })
+        .collect();
+    let in_category: Vec<&Grant> = mine
+        .iter()
+        .copied()
+        .filter(|g| g.categories.contains(&request.category))
+        .collect();
+    let best = in_category
+        .iter()
+        .copied()
+        .filter(|g| g.allows(request.access))
+        // Prefer individual readings, then the widest window, then the oldest grant, so the
+        // choice is deterministic.
+        .min_by_key(|g| {
+            (
+                !g.access.contains(&Access::ViewReadings),
+                g.data_since,
+                g.created_at,
+                g.id,
+            )
+        });
+    if let Some(grant) = best {
+        return Decision::Allow(Allowance {
+            basis: Basis::Grant(grant.id),
+            purpose: Some(purpose),
+            data_since: grant.data_since,
+            individual_readings: grant.access.contains(&Access::ViewReadings),
+            deidentified: purpose == Purpose::Research,
+        });
+    }
+
+    let emergency_covers = matches!(request.access, Access::ViewReadings | Access::ViewTrends)
+        && principal.role == Some(Role::Clinician);
+    if emergency_covers
+        && let Some(emergency) = emergencies.iter().find(|e| {
+            e.patient_id == request.patient_id
+                && e.clinician_id == principal.user_id
+                && e.opened_at <= request.at
+                && request.at < e.expires_at
+        })
+    {
+        return Decision::Allow(Allowance {
+            basis: Basis::Emergency(emergency.id),
+            purpose: Some(Purpose::Care),
+            data_since: None,
+            individual_readings: true,
+            deidentified: false,
+        });
+    }
+
+    Decision::Deny(if mine.is_empty() {
+        DenyReason::NoGrant
+    } else if in_category.is_empty() {
+        DenyReason::CategoryNotGranted
+    } else {
+        DenyReason::AccessNotGranted
+    })
+}
+
+fn full(basis: Basis) -> Allowance {
+    Allowance {
+        basis,
+        purpose: None,
+        data_since: None,
+        individual_readings: true,
+        deidentified: false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
