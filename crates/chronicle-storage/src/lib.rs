@@ -8,9 +8,12 @@
 //! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
 //! and on TimescaleDB.
 
+pub mod credentials;
 mod error;
+pub mod identity;
 pub mod readings;
 pub mod registry;
+pub mod sharing;
 pub mod timescale;
 
 pub use error::StorageError;

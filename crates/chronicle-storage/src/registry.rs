@@ -1,12 +1,11 @@
 //! The registry: patients and their devices, with device credentials.
 
+use crate::credentials::{random_secret, secret_hash};
 use crate::{StorageError, Store};
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use rand::distr::{Alphanumeric, SampleString};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -59,10 +58,6 @@ pub struct DeviceForIngest {
     pub patient_id: Uuid,
     pub kind: DeviceKind,
     pub revoked: bool,
-}
-
-fn secret_hash(secret: &str) -> Vec<u8> {
-    Sha256::digest(secret.as_bytes()).to_vec()
 }
 
 fn new_device_id() -> DeviceId {
@@ -151,7 +146,7 @@ impl Store {
         }
         let credentials = DeviceCredentials {
             device_id: new_device_id(),
-            secret: Alphanumeric.sample_string(&mut rand::rng(), 32),
+            secret: random_secret(32),
         };
         let row = sqlx::query_as::<_, DeviceRow>(
             "INSERT INTO devices (id, patient_id, kind, label, secret_hash) VALUES ($1, $2, $3, $4, $5)

@@ -1,0 +1,61 @@
+//! Secrets: generated here, stored only as hashes.
+//!
+//! Device secrets and bearer tokens are long random strings, so a fast SHA-256 is enough to
+//! store them safely; user passwords are chosen by people and get argon2id.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
+
+/// A random secret of `len` alphanumeric characters (about 5.95 bits each).
+pub fn random_secret(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// SHA-256 of a high-entropy secret (device secret, bearer token).
+pub fn secret_hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// An argon2id PHC string for a password.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let mut salt_bytes = [0u8; 16];
+    rand::Rng::fill(&mut rand::rng(), &mut salt_bytes);
+    let salt = SaltString::encode_b64(&salt_bytes)?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
+}
+
+/// Whether `password` matches a stored PHC string; a malformed hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_round_trip_and_salts_differ() {
+        let a = hash_password("correct horse battery staple").expect("hash");
+        let b = hash_password("correct horse battery staple").expect("hash");
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(a.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery staple", &a));
+        assert!(!verify_password("Correct horse battery staple", &a));
+        assert!(!verify_password("anything", "not a hash"));
+    }
+
+    #[test]
+    fn secrets() {
+        assert_eq!(random_secret(32).len(), 32);
+        assert_ne!(random_secret(32), random_secret(32));
+        assert_eq!(secret_hash("x").len(), 32);
+    }
+}

@@ -1,0 +1,320 @@
+//! Users, organizations, care teams, guardians and bearer tokens.
+
+use crate::credentials::{random_secret, secret_hash};
+use crate::{StorageError, Store};
+use chronicle_domain::sharing::{Principal, Role};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CareTeam {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub patient_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    /// An argon2id PHC string (`credentials::hash_password`), or `None` for no password log-in.
+    pub password_hash: Option<String>,
+    pub patient_id: Option<Uuid>,
+}
+
+/// Kinds of bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// From a password log-in; expires.
+    Session,
+    /// For an integration; long-lived until revoked.
+    Api,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Session => "session",
+            TokenKind::Api => "api",
+        }
+    }
+}
+
+/// A token as issued: the secret is shown once, only its hash is kept.
+#[derive(Clone, Serialize)]
+pub struct IssuedToken {
+    pub id: Uuid,
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("id", &self.id)
+            .field("token", &"***")
+            .finish()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    role: String,
+    patient_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StorageError;
+    fn try_from(row: UserRow) -> Result<Self, Self::Error> {
+        Ok(User {
+            role: Role::parse(&row.role).ok_or_else(|| StorageError::Corrupt {
+                what: "user role",
+                value: row.role.clone(),
+            })?,
+            id: row.id,
+            email: row.email,
+            display_name: row.display_name,
+            patient_id: row.patient_id,
+            created_at: row.created_at,
+        })
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, display_name, role, patient_id, created_at";
+
+impl Store {
+    pub async fn create_organization(&self, name: &str) -> Result<Organization, StorageError> {
+        Ok(sqlx::query_as::<_, Organization>(
+            "INSERT INTO organizations (id, name) VALUES ($1, $2) RETURNING id, name, created_at",
+        )
+        .bind(Uuid::new_v4())
+        .bind(name)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub async fn create_care_team(
+        &self,
+        organization_id: Uuid,
+        name: &str,
+    ) -> Result<CareTeam, StorageError> {
+        Ok(sqlx::query_as::<_, CareTeam>(
+            "INSERT INTO care_teams (id, organization_id, name) VALUES ($1, $2, $3)
+             RETURNING id, organization_id, name, created_at",
+        )
+        .bind(Uuid::new_v4())
+        .bind(organization_id)
+        .bind(name)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub async fn create_user(&self, user: &NewUser) -> Result<User, StorageError> {
+        let row = sqlx::query_as::<_, UserRow>(&format!(
+            "INSERT INTO users (id, email, display_name, role, password_hash, patient_id)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
+        ))
+        .bind(Uuid::new_v4())
+        .bind(&user.email)
+        .bind(&user.display_name)
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(user.patient_id)
+        .fetch_one(self.pool())
+        .await?;
+        User::try_from(row)
+    }
+
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, StorageError> {
+        sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    /// The user with this e-mail (any case) and their password hash, for log-in.
+    pub async fn user_for_login(
+        &self,
+        email: &str,
+    ) -> Result<Option<(User, Option<String>)>, StorageError> {
+        let row: Option<(Uuid, Option<String>)> = sqlx::query_as(
+            "SELECT id, password_hash FROM users WHERE lower(email) = lower($1) AND disabled_at IS NULL",
+        )
+        .bind(email)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((id, hash)) = row else {
+            return Ok(None);
+        };
+        Ok(self.user(id).await?.map(|u| (u, hash)))
+    }
+
+    pub async fn add_organization_member(
+        &self,
+        organization_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<(), StorageError> {
+        sqlx::query("INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(organization_id)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a user to a care team (and to the team's organization).
+    pub async fn add_team_member(&self, team_id: Uuid, user_id: Uuid) -> Result<(), StorageError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO care_team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(team_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO organization_members (organization_id, user_id)
+             SELECT organization_id, $2 FROM care_teams WHERE id = $1 ON CONFLICT DO NOTHING",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn remove_team_member(
+        &self,
+        team_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query("DELETE FROM care_team_members WHERE team_id = $1 AND user_id = $2")
+            .bind(team_id)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn add_guardian(&self, patient_id: Uuid, user_id: Uuid) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO guardians (patient_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(patient_id)
+        .bind(user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Issues a bearer token for a user.
+    pub async fn issue_token(
+        &self,
+        user_id: Uuid,
+        kind: TokenKind,
+        label: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<IssuedToken, StorageError> {
+        // A prefix tells a reader of logs or config files what the string is.
+        let token = format!("chr_{}", random_secret(43));
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO auth_tokens (id, user_id, kind, token_hash, label, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(kind.as_str())
+        .bind(secret_hash(&token))
+        .bind(label)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(IssuedToken {
+            id,
+            token,
+            expires_at,
+        })
+    }
+
+    /// Revokes one of a user's tokens; returns whether it existed and was active.
+    pub async fn revoke_token(&self, user_id: Uuid, token_id: Uuid) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE auth_tokens SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .bind(user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The principal a bearer token stands for, with memberships as they are now; `None` for
+    /// an unknown, revoked or expired token, or a disabled user.
+    pub async fn principal_for_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<Principal>, StorageError> {
+        let row: Option<(Uuid, String, Option<Uuid>)> = sqlx::query_as(
+            "UPDATE auth_tokens t SET last_used_at = now()
+             FROM users u
+             WHERE t.token_hash = $1 AND t.user_id = u.id
+               AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())
+               AND u.disabled_at IS NULL
+             RETURNING u.id, u.role, u.patient_id",
+        )
+        .bind(secret_hash(token))
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((user_id, role, patient_id)) = row else {
+            return Ok(None);
+        };
+        let role = Role::parse(&role).ok_or(StorageError::Corrupt {
+            what: "user role",
+            value: role.clone(),
+        })?;
+        let (guardian_of, care_teams, organizations): (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) =
+            sqlx::query_as(
+                "SELECT
+                 ARRAY(SELECT patient_id FROM guardians WHERE user_id = $1),
+                 ARRAY(SELECT team_id FROM care_team_members WHERE user_id = $1),
+                 ARRAY(SELECT organization_id FROM organization_members WHERE user_id = $1)",
+            )
+            .bind(user_id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(Some(Principal {
+            user_id,
+            role: Some(role),
+            patient_id,
+            guardian_of,
+            care_teams,
+            organizations,
+        }))
+    }
+}

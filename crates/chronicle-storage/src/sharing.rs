@@ -1,0 +1,276 @@
+//! Grants, emergency accesses and the access log. The decisions themselves are made by
+//! `chronicle_domain::sharing::decide`; this module only stores and loads what it needs.
+
+use crate::{StorageError, Store};
+use chronicle_domain::sharing::{Access, DataCategory, EmergencyAccess, Grant, Grantee, Purpose};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// A grant as the patient asks for it.
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    pub patient_id: Uuid,
+    pub grantee: Grantee,
+    pub categories: BTreeSet<DataCategory>,
+    pub access: BTreeSet<Access>,
+    pub purpose: Purpose,
+    pub data_since: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_by: Option<Uuid>,
+}
+
+/// One access-log entry, allowed or denied.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AccessLogEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub actor_role: Option<String>,
+    pub patient_id: Uuid,
+    /// What was attempted, e.g. `read_readings`, `export_fhir`.
+    pub action: String,
+    pub category: Option<String>,
+    pub purpose: Option<String>,
+    pub grant_id: Option<Uuid>,
+    pub emergency_id: Option<Uuid>,
+    /// `allowed` or `denied`.
+    pub outcome: String,
+    pub reason: Option<String>,
+}
+
+/// An entry to append; `id` and `at` are assigned by the database.
+#[derive(Debug, Clone)]
+pub struct NewAccessLogEntry {
+    pub actor_id: Option<Uuid>,
+    pub actor_role: Option<String>,
+    pub patient_id: Uuid,
+    pub action: String,
+    pub category: Option<DataCategory>,
+    pub purpose: Option<Purpose>,
+    pub grant_id: Option<Uuid>,
+    pub emergency_id: Option<Uuid>,
+    pub allowed: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: Uuid,
+    patient_id: Uuid,
+    grantee_type: String,
+    grantee_id: Uuid,
+    categories: Vec<String>,
+    access: Vec<String>,
+    purpose: String,
+    data_since: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+const GRANT_COLUMNS: &str = "id, patient_id, grantee_type, grantee_id, categories, access, purpose, \
+     data_since, expires_at, revoked_at, created_at";
+
+fn corrupt(what: &'static str, value: &str) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        value: value.to_owned(),
+    }
+}
+
+impl TryFrom<GrantRow> for Grant {
+    type Error = StorageError;
+    fn try_from(row: GrantRow) -> Result<Self, Self::Error> {
+        let grantee = match row.grantee_type.as_str() {
+            "user" => Grantee::User(row.grantee_id),
+            "care_team" => Grantee::CareTeam(row.grantee_id),
+            "organization" => Grantee::Organization(row.grantee_id),
+            other => return Err(corrupt("grantee type", other)),
+        };
+        Ok(Grant {
+            id: row.id,
+            patient_id: row.patient_id,
+            grantee,
+            categories: row
+                .categories
+                .iter()
+                .map(|c| DataCategory::parse(c).ok_or_else(|| corrupt("data category", c)))
+                .collect::<Result<_, _>>()?,
+            access: row
+                .access
+                .iter()
+                .map(|a| Access::parse(a).ok_or_else(|| corrupt("access", a)))
+                .collect::<Result<_, _>>()?,
+            purpose: Purpose::parse(&row.purpose)
+                .ok_or_else(|| corrupt("purpose", &row.purpose))?,
+            data_since: row.data_since,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+            created_at: row.created_at,
+        })
+    }
+}
+
+fn grantee_parts(grantee: Grantee) -> (&'static str, Uuid) {
+    match grantee {
+        Grantee::User(id) => ("user", id),
+        Grantee::CareTeam(id) => ("care_team", id),
+        Grantee::Organization(id) => ("organization", id),
+    }
+}
+
+impl Store {
+    pub async fn create_grant(&self, grant: &NewGrant) -> Result<Grant, StorageError> {
+        let (grantee_type, grantee_id) = grantee_parts(grant.grantee);
+        let categories: Vec<&str> = grant.categories.iter().map(|c| c.as_str()).collect();
+        let access: Vec<&str> = grant.access.iter().map(|a| a.as_str()).collect();
+        let row = sqlx::query_as::<_, GrantRow>(&format!(
+            "INSERT INTO grants (id, patient_id, grantee_type, grantee_id, categories, access, purpose,
+                 data_since, expires_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {GRANT_COLUMNS}"
+        ))
+        .bind(Uuid::new_v4())
+        .bind(grant.patient_id)
+        .bind(grantee_type)
+        .bind(grantee_id)
+        .bind(&categories)
+        .bind(&access)
+        .bind(grant.purpose.as_str())
+        .bind(grant.data_since)
+        .bind(grant.expires_at)
+        .bind(grant.created_by)
+        .fetch_one(self.pool())
+        .await?;
+        Grant::try_from(row)
+    }
+
+    /// Every grant of a patient, in any state, oldest first.
+    pub async fn grants_for_patient(&self, patient_id: Uuid) -> Result<Vec<Grant>, StorageError> {
+        sqlx::query_as::<_, GrantRow>(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE patient_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(patient_id)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(Grant::try_from)
+        .collect()
+    }
+
+    /// Revokes a grant of this patient, effective immediately; `None` if the patient has no
+    /// such grant. Revoking twice keeps the first time.
+    pub async fn revoke_grant(
+        &self,
+        patient_id: Uuid,
+        grant_id: Uuid,
+    ) -> Result<Option<Grant>, StorageError> {
+        sqlx::query_as::<_, GrantRow>(&format!(
+            "UPDATE grants SET revoked_at = coalesce(revoked_at, now())
+             WHERE id = $1 AND patient_id = $2 RETURNING {GRANT_COLUMNS}"
+        ))
+        .bind(grant_id)
+        .bind(patient_id)
+        .fetch_optional(self.pool())
+        .await?
+        .map(Grant::try_from)
+        .transpose()
+    }
+
+    pub async fn open_emergency_access(
+        &self,
+        patient_id: Uuid,
+        clinician_id: Uuid,
+        reason: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<EmergencyAccess, StorageError> {
+        let (id, opened_at): (Uuid, DateTime<Utc>) = sqlx::query_as(
+            "INSERT INTO emergency_accesses (id, patient_id, clinician_id, reason, expires_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, opened_at",
+        )
+        .bind(Uuid::new_v4())
+        .bind(patient_id)
+        .bind(clinician_id)
+        .bind(reason)
+        .bind(expires_at)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(EmergencyAccess {
+            id,
+            patient_id,
+            clinician_id,
+            reason: reason.to_owned(),
+            opened_at,
+            expires_at,
+        })
+    }
+
+    /// A clinician's emergency accesses to one patient (any state).
+    pub async fn emergency_accesses(
+        &self,
+        clinician_id: Uuid,
+        patient_id: Uuid,
+    ) -> Result<Vec<EmergencyAccess>, StorageError> {
+        let rows: Vec<(Uuid, String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, reason, opened_at, expires_at FROM emergency_accesses
+             WHERE clinician_id = $1 AND patient_id = $2 ORDER BY opened_at",
+        )
+        .bind(clinician_id)
+        .bind(patient_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, reason, opened_at, expires_at)| EmergencyAccess {
+                id,
+                patient_id,
+                clinician_id,
+                reason,
+                opened_at,
+                expires_at,
+            })
+            .collect())
+    }
+
+    pub async fn append_access_log(&self, entry: &NewAccessLogEntry) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO access_log (actor_id, actor_role, patient_id, action, category, purpose,
+                 grant_id, emergency_id, outcome, reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(entry.actor_id)
+        .bind(&entry.actor_role)
+        .bind(entry.patient_id)
+        .bind(&entry.action)
+        .bind(entry.category.map(|c| c.as_str()))
+        .bind(entry.purpose.map(|p| p.as_str()))
+        .bind(entry.grant_id)
+        .bind(entry.emergency_id)
+        .bind(if entry.allowed { "allowed" } else { "denied" })
+        .bind(&entry.reason)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A patient's access log, newest first, `limit` entries older than `before_id` (a cursor).
+    pub async fn access_log(
+        &self,
+        patient_id: Uuid,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AccessLogEntry>, StorageError> {
+        Ok(sqlx::query_as::<_, AccessLogEntry>(
+            "SELECT id, at, actor_id, actor_role, patient_id, action, category, purpose, grant_id,
+                    emergency_id, outcome, reason
+             FROM access_log WHERE patient_id = $1 AND ($2::bigint IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(patient_id)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
