@@ -383,6 +383,63 @@ pub fn decide(
     })
 }
 
+/// Proof that [`decide`] allowed a request. Its fields are private and it has no public
+/// constructor, so a storage read that requires a `Permit` cannot run without a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permit {
+    request: AccessRequest,
+    allowance: Allowance,
+}
+
+impl Permit {
+    pub fn patient_id(&self) -> Uuid {
+        self.request.patient_id
+    }
+
+    pub fn category(&self) -> DataCategory {
+        self.request.category
+    }
+
+    pub fn access(&self) -> Access {
+        self.request.access
+    }
+
+    pub fn allowance(&self) -> &Allowance {
+        &self.allowance
+    }
+
+    /// Whether individual readings of `category` may be read under this permit.
+    pub fn allows_readings_of(&self, category: DataCategory) -> bool {
+        self.request.category == category
+            && self.request.access == Access::ViewReadings
+            && self.allowance.individual_readings
+    }
+
+    /// The earliest instant data may come from: the later of `from` and the grant's window.
+    pub fn clamp_from(&self, from: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        match (from, self.allowance.data_since) {
+            (Some(f), Some(s)) => Some(f.max(s)),
+            (f, s) => f.or(s),
+        }
+    }
+}
+
+/// [`decide`], with the allowance wrapped in a [`Permit`] for the read it allows.
+pub fn authorize(
+    principal: &Principal,
+    request: &AccessRequest,
+    grants: &[Grant],
+    emergencies: &[EmergencyAccess],
+) -> Result<Permit, DenyReason> {
+    match decide(principal, request, grants, emergencies) {
+        Decision::Allow(allowance) => Ok(Permit {
+            request: *request,
+            allowance,
+        }),
+        Decision::Deny(reason) => Err(reason),
+    }
+}
+
 fn full(basis: Basis) -> Allowance {
     Allowance {
         basis,

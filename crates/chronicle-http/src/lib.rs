@@ -1,10 +1,16 @@
 //! Chronicle's HTTP API.
 //!
-//! Today: `/healthz` (the process is up), `/readyz` (database and broker reachable),
-//! `/metrics` (Prometheus text format) and the dashboard's static files at `/`.
+//! - operations: `/healthz` (the process is up), `/readyz` (database and broker reachable),
+//!   `/metrics` (Prometheus text format) and the dashboard's static files at `/`;
+//! - [`api`]: the JSON API under `/v1` (log-in, me, a patient's readings), authenticated by
+//!   bearer tokens ([`auth`]) and authorized per request by the storage gate.
 //!
 //! Invariant: only this crate knows HTTP. Handlers call the storage and ingest crates; they
 //! never write SQL.
+
+pub mod api;
+pub mod auth;
+pub mod error;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -13,6 +19,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_ingest::mqtt::BrokerStatus;
 use chronicle_storage::Store;
+use error::error_response;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::sync::Arc;
@@ -30,6 +37,8 @@ pub struct AppState {
     pub broker: BrokerStatus,
     /// Every metric of the process, encoded on each scrape.
     pub metrics: Arc<Registry>,
+    /// Checks bearer tokens.
+    pub authenticator: Arc<dyn auth::Authenticator>,
 }
 
 /// The whole HTTP API, apart from any listener so tests can drive it directly.
@@ -39,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(api::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -54,34 +64,8 @@ pub async fn serve(
         .await
 }
 
-/// The error body every endpoint uses: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable.
-    pub code: &'static str,
-    pub message: String,
-}
-
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ErrorBody {
-            error: ErrorDetail {
-                code,
-                message: message.into(),
-            },
-        }),
-    )
-        .into_response()
-}
-
 async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
 async fn dashboard() -> Html<&'static str> {
@@ -136,7 +120,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "could not encode metrics");
-            error(
+            error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal error",

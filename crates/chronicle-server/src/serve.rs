@@ -80,6 +80,7 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
         store: store.clone(),
         broker: broker_status,
         metrics: Arc::new(registry),
+        authenticator: Arc::new(chronicle_http::auth::StoreAuthenticator(store.clone())),
     });
     let http_task = tokio::spawn(chronicle_http::serve(listener, router, shutdown.clone()));
 

@@ -11,6 +11,10 @@ pub enum StorageError {
     NotFound { what: &'static str, id: String },
     #[error("TimescaleDB is required (timescale = \"required\") but cannot be used: {0}")]
     TimescaleRequired(String),
+    /// A patient-data query was called with a permit that does not cover it: a bug in the
+    /// caller, refused rather than leaking data.
+    #[error("the permit does not allow {0}")]
+    NotPermitted(&'static str),
     #[error("invalid value in the database for {what}: {value:?}")]
     Corrupt { what: &'static str, value: String },
 }

@@ -8,6 +8,7 @@
 //! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
 //! and on TimescaleDB.
 
+pub mod access;
 pub mod credentials;
 mod error;
 pub mod identity;

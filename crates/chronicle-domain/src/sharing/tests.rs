@@ -498,3 +498,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn permits_carry_the_limits_of_their_grant() {
+    let windowed = Grant {
+        data_since: Some(t(-24)),
+        ..grant(
+            Grantee::CareTeam(id(TEAM)),
+            &[DataCategory::Glucose],
+            &[Access::ViewReadings],
+        )
+    };
+    let permit = authorize(&clinician(), &glucose_readings(), &[windowed], &[]).expect("allowed");
+    assert!(permit.allows_readings_of(DataCategory::Glucose));
+    assert!(!permit.allows_readings_of(DataCategory::BloodPressure));
+    assert_eq!(permit.clamp_from(None), Some(t(-24)));
+    assert_eq!(
+        permit.clamp_from(Some(t(-48))),
+        Some(t(-24)),
+        "a grant window is never widened by the caller"
+    );
+    assert_eq!(permit.clamp_from(Some(t(-2))), Some(t(-2)));
+    let trends = grant(
+        Grantee::CareTeam(id(TEAM)),
+        &[DataCategory::Glucose],
+        &[Access::ViewTrends],
+    );
+    let permit = authorize(
+        &clinician(),
+        &ask(DataCategory::Glucose, Access::ViewTrends),
+        &[trends],
+        &[],
+    )
+    .expect("trends");
+    assert!(
+        !permit.allows_readings_of(DataCategory::Glucose),
+        "trends-only never opens individual readings"
+    );
+    assert_eq!(
+        authorize(&clinician(), &glucose_readings(), &[], &[]),
+        Err(DenyReason::NoGrant)
+    );
+}

@@ -1,0 +1,58 @@
+//! Bearer-token authentication. The check sits behind [`Authenticator`] so another identity
+//! provider (OpenID Connect) can replace Chronicle's own tokens without touching handlers.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use chronicle_domain::sharing::Principal;
+use chronicle_storage::{StorageError, Store};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Turns a bearer token into the principal it stands for.
+pub trait Authenticator: Send + Sync {
+    /// `Ok(None)` for a token that is unknown, expired or revoked.
+    fn principal<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Principal>, StorageError>> + Send + 'a>>;
+}
+
+/// Chronicle's own tokens, stored hashed in the database.
+pub struct StoreAuthenticator(pub Store);
+
+impl Authenticator for StoreAuthenticator {
+    fn principal<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Principal>, StorageError>> + Send + 'a>> {
+        Box::pin(self.0.principal_for_token(token))
+    }
+}
+
+/// The authenticated caller; a handler taking it answers 401 to everyone else.
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthenticated)?;
+        match state.authenticator.principal(token).await? {
+            Some(principal) => Ok(Authenticated(principal)),
+            None => Err(ApiError::Unauthenticated),
+        }
+    }
+}

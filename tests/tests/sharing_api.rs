@@ -1,0 +1,283 @@
+//! The sharing rules through the HTTP API of a running server: default deny, grants to a
+//! care team, trends-only, windows, revocation on the next request, and the access log.
+//! (The full authorization matrix over every endpoint grows with the sharing work.)
+
+use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
+use chronicle_storage::credentials::hash_password;
+use chronicle_storage::identity::NewUser;
+use chronicle_storage::sharing::NewGrant;
+use chronicle_storage::{NewPatient, Store};
+use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice};
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+struct Clinic {
+    _db: TestDatabase,
+    server: ChronicleServer,
+    store: Store,
+    patient: Uuid,
+    team: Uuid,
+    http: reqwest::Client,
+}
+
+const PASSWORD: &str = "a long test password";
+
+async fn clinic() -> Clinic {
+    let db = TestDatabase::create().await.expect("database");
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let patient = store
+        .create_patient(&NewPatient {
+            display_name: "Pat Example".into(),
+            time_zone: "Europe/Berlin".into(),
+        })
+        .await
+        .expect("patient");
+    let hash = hash_password(PASSWORD).expect("hash");
+    store
+        .create_user(&NewUser {
+            email: "pat@example.org".into(),
+            display_name: "Pat".into(),
+            role: Role::Patient,
+            password_hash: Some(hash.clone()),
+            patient_id: Some(patient.id),
+        })
+        .await
+        .expect("patient user");
+    let org = store
+        .create_organization("North Clinic")
+        .await
+        .expect("org");
+    let team = store
+        .create_care_team(org.id, "Diabetes team")
+        .await
+        .expect("team");
+    let lee = store
+        .create_user(&NewUser {
+            email: "lee@clinic.example".into(),
+            display_name: "Dr. Lee".into(),
+            role: Role::Clinician,
+            password_hash: Some(hash),
+            patient_id: None,
+        })
+        .await
+        .expect("clinician");
+    store
+        .add_team_member(team.id, lee.id)
+        .await
+        .expect("member");
+
+    // Readings 3 days, 2 days and 1 hour old, through the real ingest.
+    let (device_id, secret) = server
+        .add_device(&patient.id.to_string(), "cgm")
+        .await
+        .expect("device");
+    let mut cgm = TestDevice::connect(server.mqtt_port(), &device_id, Some(&secret))
+        .await
+        .expect("connect");
+    let readings: Vec<Value> = [72 * 60, 48 * 60, 60]
+        .iter()
+        .map(|m| json!({"type": "glucose", "value": 100 + m % 50, "unit": "mg/dL", "measured_at": (Utc::now() - Duration::minutes(*m)).to_rfc3339()}))
+        .collect();
+    assert_eq!(
+        cgm.send(json!({"readings": readings}).to_string())
+            .await
+            .expect("ack")
+            .stored,
+        3
+    );
+    Clinic {
+        _db: db,
+        server,
+        store,
+        patient: patient.id,
+        team: team.id,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Clinic {
+    async fn login(&self, email: &str) -> String {
+        let response = self
+            .http
+            .post(self.server.http_url("/v1/auth/login"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.expect("json")["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    async fn glucose(&self, token: &str, patient: Uuid, query: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(
+                self.server
+                    .http_url(&format!("/v1/patients/{patient}/glucose{query}")),
+            )
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn grant(&self, access: &[Access], data_since: Option<chrono::DateTime<Utc>>) -> Uuid {
+        self.store
+            .create_grant(&NewGrant {
+                patient_id: self.patient,
+                grantee: Grantee::CareTeam(self.team),
+                categories: [DataCategory::Glucose].into(),
+                access: access.iter().copied().collect(),
+                purpose: Purpose::Care,
+                data_since,
+                expires_at: Some(Utc::now() + Duration::days(30)),
+                created_by: None,
+            })
+            .await
+            .expect("grant")
+            .id
+    }
+}
+
+#[tokio::test]
+async fn sharing_through_the_api() {
+    let c = clinic().await;
+    let pat = c.login("pat@example.org").await;
+    let lee = c.login("LEE@clinic.example").await;
+
+    // Authentication.
+    let (status, body) = c.glucose("chr_bogus", c.patient, "").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+    );
+    let wrong = c
+        .http
+        .post(c.server.http_url("/v1/auth/login"))
+        .json(&json!({"email": "pat@example.org", "password": "nope"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    // The patient sees their own data, in either unit.
+    let (status, body) = c.glucose(&pat, c.patient, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(3));
+    let (_, mmol) = c.glucose(&pat, c.patient, "?unit=mmol/L").await;
+    let first_mg = body["items"][0]["value"].as_f64().expect("value");
+    let first_mmol = mmol["items"][0]["value"].as_f64().expect("value");
+    assert!((first_mg / 18.01559 - first_mmol).abs() < 1e-9);
+
+    // Default deny, and a denied caller cannot tell a real patient from a made-up one.
+    let (real, _) = c.glucose(&lee, c.patient, "").await;
+    let (made_up, _) = c.glucose(&lee, Uuid::new_v4(), "").await;
+    assert_eq!(
+        (real, made_up),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+
+    // Trends only: the clinician may know the patient now, but gets no readings.
+    let trends = c.grant(&[Access::ViewTrends], None).await;
+    assert_eq!(
+        c.glucose(&lee, c.patient, "").await.0,
+        StatusCode::FORBIDDEN
+    );
+    c.store
+        .revoke_grant(c.patient, trends)
+        .await
+        .expect("revoke")
+        .expect("exists");
+
+    // A team grant with a window: readings older than data_since stay hidden.
+    let grant = c
+        .grant(
+            &[Access::ViewReadings],
+            Some(Utc::now() - Duration::days(2) - Duration::hours(1)),
+        )
+        .await;
+    let (status, body) = c.glucose(&lee, c.patient, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["items"].as_array().map(Vec::len),
+        Some(2),
+        "the 3-day-old reading is outside the window: {body}"
+    );
+    let (_, asked_earlier) = c
+        .glucose(
+            &lee,
+            c.patient,
+            &format!(
+                "?from={}",
+                (Utc::now() - Duration::days(10))
+                    .to_rfc3339()
+                    .replace('+', "%2B")
+            ),
+        )
+        .await;
+    assert_eq!(
+        asked_earlier["items"].as_array().map(Vec::len),
+        Some(2),
+        "asking for more does not widen the window"
+    );
+
+    // Pagination walks the same items.
+    let (_, page1) = c.glucose(&lee, c.patient, "?limit=1").await;
+    let cursor = page1["next_cursor"]
+        .as_str()
+        .expect("more pages")
+        .to_owned();
+    let (_, page2) = c
+        .glucose(&lee, c.patient, &format!("?limit=1&cursor={cursor}"))
+        .await;
+    assert_ne!(
+        page1["items"][0]["measured_at"],
+        page2["items"][0]["measured_at"]
+    );
+
+    // Revocation applies on the very next request.
+    c.store
+        .revoke_grant(c.patient, grant)
+        .await
+        .expect("revoke")
+        .expect("exists");
+    assert_eq!(
+        c.glucose(&lee, c.patient, "").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Every attempt is in the patient's access log, allowed or denied.
+    let log = c.store.access_log(c.patient, None, 100).await.expect("log");
+    let lee_entries: Vec<_> = log
+        .iter()
+        .filter(|e| e.actor_role.as_deref() == Some("clinician"))
+        .collect();
+    assert!(
+        lee_entries
+            .iter()
+            .any(|e| e.outcome == "allowed" && e.grant_id == Some(grant))
+    );
+    assert!(
+        lee_entries
+            .iter()
+            .any(|e| e.outcome == "denied" && e.reason.as_deref() == Some("no_grant"))
+    );
+    assert!(
+        lee_entries
+            .iter()
+            .any(|e| e.outcome == "denied" && e.reason.as_deref() == Some("access_not_granted"))
+    );
+}
