@@ -205,12 +205,6 @@ impl Principal {
             Grantee::Organization(id) => self.organizations.contains(&id),
         }
     }
-
-    /// Whether the user may act as the patient (their own record, or as guardian): see and
-    /// change grants, read the access log, export and erase.
-    pub fn acts_as(&self, patient_id: Uuid) -> bool {
-        self.patient_id == Some(patient_id) || self.guardian_of.contains(&patient_id)
-    }
 }
 
 /// A clinician's time-limited access to a record without a grant, opened by stating a reason.
@@ -438,6 +432,45 @@ pub fn authorize(
         }),
         Decision::Deny(reason) => Err(reason),
     }
+}
+
+/// Proof that a principal acts as a patient: their own record, or as the guardian the patient
+/// named. Needed to see and change grants, read the access log and manage devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatientActor {
+    patient_id: Uuid,
+    user_id: Uuid,
+    basis: Basis,
+}
+
+impl PatientActor {
+    pub fn patient_id(&self) -> Uuid {
+        self.patient_id
+    }
+
+    pub fn user_id(&self) -> Uuid {
+        self.user_id
+    }
+
+    pub fn basis(&self) -> Basis {
+        self.basis
+    }
+}
+
+/// Whether `principal` may act as the patient.
+pub fn act_as(principal: &Principal, patient_id: Uuid) -> Result<PatientActor, DenyReason> {
+    let basis = if principal.patient_id == Some(patient_id) {
+        Basis::Own
+    } else if principal.guardian_of.contains(&patient_id) {
+        Basis::Guardian
+    } else {
+        return Err(DenyReason::NoGrant);
+    };
+    Ok(PatientActor {
+        patient_id,
+        user_id: principal.user_id,
+        basis,
+    })
 }
 
 fn full(basis: Basis) -> Allowance {

@@ -1,47 +1,101 @@
-//! The versioned JSON API under `/v1`. Every handler that touches patient data asks
-//! `Store::authorize` for a permit first (which logs the attempt) and reads through it.
+//! The versioned JSON API under `/v1`, with its OpenAPI document generated from these
+//! handlers (served at `/openapi.json`).
+//!
+//! Every handler that touches patient data has `{patient_id}` in its path and asks the storage
+//! gate first: `Store::authorize` (a [`Permit`] for reading a category) or
+//! `Store::authorize_as_patient` (a [`PatientActor`] for the patient's own settings). Both log
+//! the attempt. A refusal answers 404 when the caller holds nothing for the patient, so no one
+//! learns whether a patient exists, and 403 when they hold something else.
 
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::http::StatusCode;
 use chronicle_domain::GlucoseUnit;
 use chronicle_domain::sharing::{
-    Access, AccessRequest, DataCategory, DenyReason, Permit, Principal,
+    Access, AccessRequest, DataCategory, DenyReason, Grant, Grantee, PatientActor, Permit,
+    Principal, Purpose, Role, validate_new_grant,
 };
-use chronicle_storage::access::PageRequest;
+use chronicle_domain::{DeviceId, DeviceKind};
+use chronicle_storage::access::{GrantSpec, PageRequest, VisiblePatient};
 use chronicle_storage::credentials::verify_password;
 use chronicle_storage::identity::TokenKind;
+use chronicle_storage::sharing::AccessLogEntry;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// How long a password log-in's session lasts.
 const SESSION_HOURS: i64 = 12;
+/// How long an emergency access stays open.
+const EMERGENCY_HOURS: i64 = 4;
 const MAX_PAGE: i64 = 5000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/auth/login", post(login))
-        .route("/v1/me", get(me))
-        .route("/v1/patients/{patient_id}/glucose", get(glucose))
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Chronicle API",
+        description = "Remote monitoring of diabetes and high blood pressure. Patient data is \
+            shared only through the patient's grants; every read is in the patient's access log."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
 }
 
-#[derive(Debug, Deserialize)]
+/// The API's routes and its OpenAPI document.
+pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(login))
+        .routes(routes!(me))
+        .routes(routes!(patients))
+        .routes(routes!(glucose))
+        .routes(routes!(blood_pressure))
+        .routes(routes!(devices, pair_device))
+        .routes(routes!(revoke_device))
+        .routes(routes!(grants, create_grant))
+        .routes(routes!(revoke_grant))
+        .routes(routes!(access_log))
+        .routes(routes!(open_emergency_access))
+        .split_for_parts()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 struct LoginRequest {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`.
     token: String,
     token_type: &'static str,
     expires_at: Option<DateTime<Utc>>,
 }
 
+/// Log in with e-mail and password; returns a session token.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     Json(body): Json<LoginRequest>,
@@ -74,18 +128,22 @@ async fn login(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Me {
     id: Uuid,
     email: String,
     display_name: String,
     role: String,
+    /// The patient record this user is, for a patient.
     patient_id: Option<Uuid>,
     guardian_of: Vec<Uuid>,
     care_teams: Vec<Uuid>,
     organizations: Vec<Uuid>,
 }
 
+/// The caller.
+#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 async fn me(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -107,8 +165,43 @@ async fn me(
     }))
 }
 
-/// Asks the gate; a refusal becomes 404 when the caller holds nothing for this patient (so
-/// they cannot learn whether the patient exists) and 403 when they hold something else.
+#[derive(Debug, Serialize, ToSchema)]
+struct PatientListItem {
+    patient_id: Uuid,
+    /// Absent for research access, which is pseudonymous.
+    display_name: Option<String>,
+    /// `own`, `guardian` or `grant`.
+    basis: String,
+}
+
+/// The patients the caller may see.
+#[utoipa::path(get, path = "/v1/patients", tag = "patients", security(("bearer" = [])),
+    responses((status = 200, body = [PatientListItem]), (status = 401, body = ErrorBody)))]
+async fn patients(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<Vec<PatientListItem>>, ApiError> {
+    let visible = state.store.visible_patients(&principal).await?;
+    Ok(Json(
+        visible
+            .into_iter()
+            .map(
+                |VisiblePatient {
+                     patient_id,
+                     display_name,
+                     basis,
+                     ..
+                 }| PatientListItem {
+                    patient_id,
+                    display_name,
+                    basis: basis.to_owned(),
+                },
+            )
+            .collect(),
+    ))
+}
+
+/// Asks the gate for a permit to read a category of the patient's data.
 async fn permit(
     state: &AppState,
     principal: &Principal,
@@ -123,43 +216,116 @@ async fn permit(
         access,
         at: Utc::now(),
     };
-    match state.store.authorize(principal, request, action).await? {
-        Ok(permit) => Ok(permit),
-        Err(DenyReason::NoGrant | DenyReason::NoPurpose) => Err(ApiError::NotFound),
-        Err(DenyReason::CategoryNotGranted | DenyReason::AccessNotGranted) => {
-            Err(ApiError::Forbidden)
-        }
+    let permit = state
+        .store
+        .authorize(principal, request, action)
+        .await?
+        .map_err(refusal)?;
+    if permit.allowance().deidentified {
+        // De-identified research access is served by the research export, which shifts times
+        // and replaces identifiers; the clinical endpoints never serve it.
+        return Err(ApiError::Forbidden);
+    }
+    Ok(permit)
+}
+
+/// Asks the gate whether the caller acts as the patient.
+async fn actor(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    action: &str,
+) -> Result<PatientActor, ApiError> {
+    state
+        .store
+        .authorize_as_patient(principal, patient_id, action)
+        .await?
+        .map_err(refusal)
+}
+
+fn refusal(reason: DenyReason) -> ApiError {
+    match reason {
+        DenyReason::NoGrant | DenyReason::NoPurpose => ApiError::NotFound,
+        DenyReason::CategoryNotGranted | DenyReason::AccessNotGranted => ApiError::Forbidden,
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 struct ReadingsQuery {
+    /// Earliest `measured_at` (inclusive); never earlier than the grant's window.
     from: Option<DateTime<Utc>>,
+    /// Latest `measured_at` (exclusive).
     to: Option<DateTime<Utc>>,
-    /// `mg/dL` (default) or `mmol/L`.
+    /// `mg/dL` (default) or `mmol/L` (glucose only).
     unit: Option<String>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
+    /// Items per page, 1–5000 (default 1000).
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+impl ReadingsQuery {
+    fn page(&self) -> Result<(i64, Option<Cursor>), ApiError> {
+        let limit = self.limit.unwrap_or(1000);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        Ok((limit, self.cursor.as_deref().map(parse_cursor).transpose()?))
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct GlucosePoint {
     measured_at: DateTime<Utc>,
     value: f64,
     unit: &'static str,
     source: String,
+    /// `lo` or `hi` when the sensor was out of its range.
     flag: Option<String>,
     device_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+struct BloodPressurePoint {
+    measured_at: DateTime<Utc>,
+    systolic: i16,
+    diastolic: i16,
+    pulse: Option<i16>,
+    device_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct Page<T> {
     items: Vec<T>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     next_cursor: Option<String>,
 }
 
+/// A readings page position: the last item's `measured_at` and device.
+type Cursor = (DateTime<Utc>, String);
+
+fn cursor_of(at: DateTime<Utc>, device_id: &str) -> String {
+    format!("{}.{device_id}", at.timestamp_micros())
+}
+
+fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
+    let bad = || ApiError::BadRequest("invalid cursor".into());
+    let (micros, device) = text.split_once('.').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((at, device.to_owned()))
+}
+
+/// One patient's glucose readings, oldest first.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/glucose", tag = "readings",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ReadingsQuery),
+    responses((status = 200, body = Page<GlucosePoint>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn glucose(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -174,13 +340,7 @@ async fn glucose(
                 ApiError::BadRequest(e.to_string())
             })?,
     };
-    let limit = query.limit.unwrap_or(1000);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let after = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let (limit, after) = query.page()?;
     let permit = permit(
         &state,
         &principal,
@@ -190,28 +350,15 @@ async fn glucose(
         "read_glucose_readings",
     )
     .await?;
-    if permit.allowance().deidentified {
-        // De-identified research access is served by the research export, which shifts times
-        // and replaces identifiers; the clinical endpoints never serve it.
-        return Err(ApiError::Forbidden);
-    }
-    let rows = state
-        .store
-        .glucose_readings(
-            &permit,
-            PageRequest {
-                from: query.from,
-                to: query.to,
-                after: after.as_ref().map(|(t, d)| (*t, d.as_str())),
-                limit,
-            },
-        )
-        .await?;
+    let page = PageRequest {
+        from: query.from,
+        to: query.to,
+        after: after.as_ref().map(|(t, d)| (*t, d.as_str())),
+        limit,
+    };
+    let rows = state.store.glucose_readings(&permit, page).await?;
     let next_cursor = (rows.len() as i64 == limit)
-        .then(|| {
-            rows.last()
-                .map(|r| format!("{}.{}", r.measured_at.timestamp_micros(), r.device_id))
-        })
+        .then(|| rows.last().map(|r| cursor_of(r.measured_at, &r.device_id)))
         .flatten();
     let items = rows
         .into_iter()
@@ -227,13 +374,460 @@ async fn glucose(
     Ok(Json(Page { items, next_cursor }))
 }
 
-fn parse_cursor(text: &str) -> Result<(DateTime<Utc>, String), ApiError> {
-    let bad = || ApiError::BadRequest("invalid cursor".into());
-    let (micros, device) = text.split_once('.').ok_or_else(bad)?;
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(bad)?;
-    Ok((at, device.to_owned()))
+/// One patient's blood-pressure readings (mm[Hg], pulse per minute), oldest first.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/blood-pressure", tag = "readings",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ReadingsQuery),
+    responses((status = 200, body = Page<BloodPressurePoint>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn blood_pressure(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Query(query): Query<ReadingsQuery>,
+) -> Result<Json<Page<BloodPressurePoint>>, ApiError> {
+    let (limit, after) = query.page()?;
+    let permit = permit(
+        &state,
+        &principal,
+        patient_id,
+        DataCategory::BloodPressure,
+        Access::ViewReadings,
+        "read_blood_pressure_readings",
+    )
+    .await?;
+    let page = PageRequest {
+        from: query.from,
+        to: query.to,
+        after: after.as_ref().map(|(t, d)| (*t, d.as_str())),
+        limit,
+    };
+    let rows = state.store.blood_pressure_readings(&permit, page).await?;
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| cursor_of(r.measured_at, &r.device_id)))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(|r| BloodPressurePoint {
+            measured_at: r.measured_at,
+            systolic: r.systolic,
+            diastolic: r.diastolic,
+            pulse: r.pulse,
+            device_id: r.device_id,
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct DeviceItem {
+    device_id: String,
+    kind: String,
+    label: Option<String>,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<chronicle_storage::Device> for DeviceItem {
+    fn from(d: chronicle_storage::Device) -> Self {
+        DeviceItem {
+            device_id: d.id.to_string(),
+            kind: d.kind.to_string(),
+            label: d.label,
+            created_at: d.created_at,
+            revoked_at: d.revoked_at,
+        }
+    }
+}
+
+/// The patient's devices.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/devices", tag = "devices",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, body = [DeviceItem]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn devices(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<Json<Vec<DeviceItem>>, ApiError> {
+    let permit = permit(
+        &state,
+        &principal,
+        patient_id,
+        DataCategory::DeviceInfo,
+        Access::ViewReadings,
+        "read_devices",
+    )
+    .await?;
+    Ok(Json(
+        state
+            .store
+            .devices_of(&permit)
+            .await?
+            .into_iter()
+            .map(DeviceItem::from)
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct PairDeviceRequest {
+    /// `cgm`, `meter` or `bp`.
+    kind: String,
+    label: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct PairedDevice {
+    device: DeviceItem,
+    /// MQTT username.
+    mqtt_username: String,
+    /// MQTT password, shown once; only its hash is stored.
+    mqtt_password: String,
+    readings_topic: String,
+    acks_topic: String,
+}
+
+/// Pair a device (the patient or their guardian); returns its credentials once.
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/devices", tag = "devices",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = PairDeviceRequest,
+    responses((status = 201, body = PairedDevice), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn pair_device(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Json(body): Json<PairDeviceRequest>,
+) -> Result<(StatusCode, Json<PairedDevice>), ApiError> {
+    let kind: DeviceKind =
+        body.kind
+            .parse()
+            .map_err(|e: chronicle_domain::device::UnknownDeviceKind| {
+                ApiError::BadRequest(e.to_string())
+            })?;
+    let actor = actor(&state, &principal, patient_id, "pair_device").await?;
+    let (device, credentials) = state
+        .store
+        .pair_device_as(&actor, kind, body.label.as_deref())
+        .await?;
+    let id = device.id.to_string();
+    Ok((
+        StatusCode::CREATED,
+        Json(PairedDevice {
+            mqtt_username: credentials.device_id.to_string(),
+            mqtt_password: credentials.secret,
+            readings_topic: format!("chronicle/v1/devices/{id}/readings"),
+            acks_topic: format!("chronicle/v1/devices/{id}/acks"),
+            device: device.into(),
+        }),
+    ))
+}
+
+/// Revoke one of the patient's devices: its credentials stop working at once.
+#[utoipa::path(delete, path = "/v1/patients/{patient_id}/devices/{device_id}", tag = "devices",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("device_id" = String, Path)),
+    responses((status = 200, body = DeviceItem), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_device(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((patient_id, device_id)): Path<(Uuid, String)>,
+) -> Result<Json<DeviceItem>, ApiError> {
+    let device_id = DeviceId::parse(&device_id).map_err(|_| ApiError::NotFound)?;
+    let actor = actor(&state, &principal, patient_id, "revoke_device").await?;
+    let device = state
+        .store
+        .revoke_device_as(&actor, &device_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(device.into()))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+struct GranteeBody {
+    /// `user`, `care_team` or `organization`.
+    #[serde(rename = "type")]
+    kind: String,
+    id: Uuid,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct GrantItem {
+    id: Uuid,
+    grantee: GranteeBody,
+    categories: Vec<String>,
+    access: Vec<String>,
+    purpose: String,
+    data_since: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    /// Whether the grant allows anything now.
+    active: bool,
+}
+
+impl From<Grant> for GrantItem {
+    fn from(g: Grant) -> Self {
+        let (kind, id) = match g.grantee {
+            Grantee::User(id) => ("user", id),
+            Grantee::CareTeam(id) => ("care_team", id),
+            Grantee::Organization(id) => ("organization", id),
+        };
+        GrantItem {
+            active: g.is_active(Utc::now()),
+            id: g.id,
+            grantee: GranteeBody {
+                kind: kind.to_owned(),
+                id,
+            },
+            categories: g.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+            access: g.access.iter().map(|a| a.as_str().to_owned()).collect(),
+            purpose: g.purpose.as_str().to_owned(),
+            data_since: g.data_since,
+            expires_at: g.expires_at,
+            revoked_at: g.revoked_at,
+            created_at: g.created_at,
+        }
+    }
+}
+
+/// The patient's grants, in any state (the patient or their guardian).
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, body = [GrantItem]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn grants(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<Json<Vec<GrantItem>>, ApiError> {
+    let actor = actor(&state, &principal, patient_id, "read_grants").await?;
+    Ok(Json(
+        state
+            .store
+            .grants_of(&actor)
+            .await?
+            .into_iter()
+            .map(GrantItem::from)
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct CreateGrantRequest {
+    grantee: GranteeBody,
+    /// Any of `glucose`, `blood_pressure`, `alerts`, `device_info`.
+    categories: Vec<String>,
+    /// Any of `view_readings`, `view_trends`, `receive_alerts`, `export`.
+    access: Vec<String>,
+    /// `care`, `caregiving`, `research` or `peer_support`.
+    purpose: String,
+    /// Never reveal data measured before this instant.
+    data_since: Option<DateTime<Utc>>,
+    /// The grant allows nothing from this instant on.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+fn parse_all<T>(
+    values: &[String],
+    what: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<BTreeSet<T>, ApiError>
+where
+    T: Ord,
+{
+    values
+        .iter()
+        .map(|v| parse(v).ok_or_else(|| ApiError::BadRequest(format!("unknown {what} {v:?}"))))
+        .collect()
+}
+
+/// Share: the patient (or their guardian) grants access.
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = CreateGrantRequest,
+    responses((status = 201, body = GrantItem), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn create_grant(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Json(body): Json<CreateGrantRequest>,
+) -> Result<(StatusCode, Json<GrantItem>), ApiError> {
+    let grantee = match body.grantee.kind.as_str() {
+        "user" => Grantee::User(body.grantee.id),
+        "care_team" => Grantee::CareTeam(body.grantee.id),
+        "organization" => Grantee::Organization(body.grantee.id),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown grantee type {other:?}"
+            )));
+        }
+    };
+    let categories = parse_all(&body.categories, "data category", DataCategory::parse)?;
+    let access = parse_all(&body.access, "access", Access::parse)?;
+    let purpose = Purpose::parse(&body.purpose)
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown purpose {:?}", body.purpose)))?;
+    validate_new_grant(&categories, &access, body.expires_at, Utc::now())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let actor = actor(&state, &principal, patient_id, "create_grant").await?;
+    let spec = GrantSpec {
+        grantee,
+        categories,
+        access,
+        purpose,
+        data_since: body.data_since,
+        expires_at: body.expires_at,
+    };
+    let grant = state.store.grant_as(&actor, spec).await?;
+    Ok((StatusCode::CREATED, Json(grant.into())))
+}
+
+/// Revoke a grant; it allows nothing from the next request on.
+#[utoipa::path(delete, path = "/v1/patients/{patient_id}/grants/{grant_id}", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("grant_id" = Uuid, Path)),
+    responses((status = 200, body = GrantItem), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_grant(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((patient_id, grant_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<GrantItem>, ApiError> {
+    let actor = actor(&state, &principal, patient_id, "revoke_grant").await?;
+    let grant = state
+        .store
+        .revoke_grant_as(&actor, grant_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(grant.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct LogQuery {
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Entries per page, 1–5000 (default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct AccessLogItem {
+    at: DateTime<Utc>,
+    actor_id: Option<Uuid>,
+    actor_role: Option<String>,
+    action: String,
+    category: Option<String>,
+    purpose: Option<String>,
+    grant_id: Option<Uuid>,
+    /// Set when the access was an emergency access.
+    emergency_id: Option<Uuid>,
+    /// `allowed` or `denied`.
+    outcome: String,
+    reason: Option<String>,
+}
+
+impl From<AccessLogEntry> for AccessLogItem {
+    fn from(e: AccessLogEntry) -> Self {
+        AccessLogItem {
+            at: e.at,
+            actor_id: e.actor_id,
+            actor_role: e.actor_role,
+            action: e.action,
+            category: e.category,
+            purpose: e.purpose,
+            grant_id: e.grant_id,
+            emergency_id: e.emergency_id,
+            outcome: e.outcome,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Who read (or tried to read) the patient's data, newest first.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/access-log", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), LogQuery),
+    responses((status = 200, body = Page<AccessLogItem>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn access_log(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<Page<AccessLogItem>>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest("invalid cursor".into()))
+        })
+        .transpose()?;
+    let actor = actor(&state, &principal, patient_id, "read_access_log").await?;
+    let entries = state.store.access_log_of(&actor, before, limit).await?;
+    let next_cursor = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(Json(Page {
+        items: entries.into_iter().map(AccessLogItem::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct EmergencyRequest {
+    /// Why the record must be opened without a grant (at least 10 characters); shown to the patient.
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct EmergencyItem {
+    id: Uuid,
+    patient_id: Uuid,
+    reason: String,
+    opened_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+/// Open a patient's record without a grant, stating why (clinicians only; time-limited, logged
+/// and shown to the patient).
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = EmergencyRequest,
+    responses((status = 201, body = EmergencyItem), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn open_emergency_access(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Json(body): Json<EmergencyRequest>,
+) -> Result<(StatusCode, Json<EmergencyItem>), ApiError> {
+    if principal.role != Some(Role::Clinician) {
+        return Err(ApiError::Forbidden);
+    }
+    let reason = body.reason.trim();
+    if reason.chars().count() < 10 {
+        return Err(ApiError::BadRequest(
+            "state the reason in at least 10 characters".into(),
+        ));
+    }
+    let opened = state
+        .store
+        .open_emergency_access_as(
+            &principal,
+            patient_id,
+            reason,
+            Utc::now() + Duration::hours(EMERGENCY_HOURS),
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EmergencyItem {
+            id: opened.id,
+            patient_id: opened.patient_id,
+            reason: opened.reason,
+            opened_at: opened.opened_at,
+            expires_at: opened.expires_at,
+        }),
+    ))
 }

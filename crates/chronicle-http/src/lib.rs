@@ -43,12 +43,18 @@ pub struct AppState {
 
 /// The whole HTTP API, apart from any listener so tests can drive it directly.
 pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api::routes();
+    let openapi = Arc::new(openapi);
     Router::new()
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
+        .merge(api)
         .route("/", get(dashboard))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(api::routes())
         .fallback(not_found)
         .with_state(state)
 }

@@ -4,13 +4,18 @@
 //! `Permit` and apply its limits (category, trends only, window), so they cannot run without a
 //! logged decision.
 
+use crate::registry::{Device, DeviceCredentials};
 use crate::sharing::NewAccessLogEntry;
+use crate::sharing::{AccessLogEntry, NewGrant};
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{
-    AccessRequest, Basis, DataCategory, DenyReason, Permit, Principal, Role, authorize,
+    Access, AccessRequest, Basis, DataCategory, DenyReason, EmergencyAccess, Grant, Grantee,
+    PatientActor, Permit, Principal, Purpose, Role, act_as, authorize,
 };
+use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
 /// A stored glucose reading as a permitted reader sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -101,4 +106,286 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+
+    /// Decides whether `principal` acts as the patient (own record or guardian), records the
+    /// attempt as `action`, and returns the proof or why not.
+    pub async fn authorize_as_patient(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+        action: &str,
+    ) -> Result<Result<PatientActor, DenyReason>, StorageError> {
+        let decision = act_as(principal, patient_id);
+        self.append_access_log(&NewAccessLogEntry {
+            actor_id: Some(principal.user_id),
+            actor_role: principal.role.map(|r| r.as_str().to_owned()),
+            patient_id,
+            action: action.to_owned(),
+            category: None,
+            purpose: None,
+            grant_id: None,
+            emergency_id: None,
+            allowed: decision.is_ok(),
+            reason: decision.as_ref().err().map(|r| r.as_str().to_owned()),
+        })
+        .await?;
+        Ok(decision)
+    }
+
+    /// Blood-pressure readings of the permit's patient, within its window.
+    pub async fn blood_pressure_readings(
+        &self,
+        permit: &Permit,
+        page: PageRequest<'_>,
+    ) -> Result<Vec<StoredBloodPressure>, StorageError> {
+        if !permit.allows_readings_of(DataCategory::BloodPressure) {
+            return Err(StorageError::NotPermitted(
+                "individual blood-pressure readings",
+            ));
+        }
+        let (after_at, after_device) = page.after.unzip();
+        Ok(sqlx::query_as::<_, StoredBloodPressure>(
+            "SELECT device_id, measured_at, systolic, diastolic, pulse
+             FROM blood_pressure_readings
+             WHERE patient_id = $1
+               AND ($2::timestamptz IS NULL OR measured_at >= $2)
+               AND ($3::timestamptz IS NULL OR measured_at < $3)
+               AND ($4::timestamptz IS NULL OR (measured_at, device_id) > ($4, $5))
+             ORDER BY measured_at, device_id
+             LIMIT $6",
+        )
+        .bind(permit.patient_id())
+        .bind(permit.clamp_from(page.from))
+        .bind(page.to)
+        .bind(after_at)
+        .bind(after_device)
+        .bind(page.limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The patient's devices, for a permit on device information.
+    pub async fn devices_of(&self, permit: &Permit) -> Result<Vec<Device>, StorageError> {
+        if permit.category() != DataCategory::DeviceInfo
+            || !matches!(permit.access(), Access::ViewReadings | Access::ViewTrends)
+        {
+            return Err(StorageError::NotPermitted("device information"));
+        }
+        self.list_devices(Some(permit.patient_id())).await
+    }
+
+    /// The patient's grants, in any state.
+    pub async fn grants_of(&self, actor: &PatientActor) -> Result<Vec<Grant>, StorageError> {
+        self.grants_for_patient(actor.patient_id()).await
+    }
+
+    /// A grant the patient (or their guardian) makes.
+    pub async fn grant_as(
+        &self,
+        actor: &PatientActor,
+        grant: GrantSpec,
+    ) -> Result<Grant, StorageError> {
+        self.create_grant(&NewGrant {
+            patient_id: actor.patient_id(),
+            grantee: grant.grantee,
+            categories: grant.categories,
+            access: grant.access,
+            purpose: grant.purpose,
+            data_since: grant.data_since,
+            expires_at: grant.expires_at,
+            created_by: Some(actor.user_id()),
+        })
+        .await
+    }
+
+    /// Revokes one of the patient's grants; `None` if the patient has no such grant.
+    pub async fn revoke_grant_as(
+        &self,
+        actor: &PatientActor,
+        grant_id: Uuid,
+    ) -> Result<Option<Grant>, StorageError> {
+        self.revoke_grant(actor.patient_id(), grant_id).await
+    }
+
+    /// The patient's access log, newest first.
+    pub async fn access_log_of(
+        &self,
+        actor: &PatientActor,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AccessLogEntry>, StorageError> {
+        self.access_log(actor.patient_id(), before_id, limit).await
+    }
+
+    /// Pairs a new device for the patient and returns its one-time credentials.
+    pub async fn pair_device_as(
+        &self,
+        actor: &PatientActor,
+        kind: DeviceKind,
+        label: Option<&str>,
+    ) -> Result<(Device, DeviceCredentials), StorageError> {
+        self.create_device(actor.patient_id(), kind, label).await
+    }
+
+    /// Revokes one of the patient's devices; `None` if the patient has no such device.
+    pub async fn revoke_device_as(
+        &self,
+        actor: &PatientActor,
+        device_id: &DeviceId,
+    ) -> Result<Option<Device>, StorageError> {
+        let owned = self
+            .list_devices(Some(actor.patient_id()))
+            .await?
+            .into_iter()
+            .any(|d| &d.id == device_id);
+        if !owned {
+            return Ok(None);
+        }
+        self.revoke_device(device_id).await.map(Some)
+    }
+
+    /// Opens an emergency access for a clinician and records it in the patient's access log;
+    /// `None` if there is no such patient.
+    pub async fn open_emergency_access_as(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+        reason: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Option<EmergencyAccess>, StorageError> {
+        if principal.role != Some(Role::Clinician) || self.patient(patient_id).await?.is_none() {
+            return Ok(None);
+        }
+        let opened = self
+            .open_emergency_access(patient_id, principal.user_id, reason, expires_at)
+            .await?;
+        self.append_access_log(&NewAccessLogEntry {
+            actor_id: Some(principal.user_id),
+            actor_role: Some(Role::Clinician.as_str().to_owned()),
+            patient_id,
+            action: "open_emergency_access".to_owned(),
+            category: None,
+            purpose: Some(Purpose::Care),
+            grant_id: None,
+            emergency_id: Some(opened.id),
+            allowed: true,
+            reason: Some(reason.to_owned()),
+        })
+        .await?;
+        Ok(Some(opened))
+    }
+
+    /// The patients a principal may see in a list: their own record, those they are guardian
+    /// of, and those with an active grant naming them (directly, or through a current team or
+    /// organization). Research grants show no name. Each listed patient gets an access-log
+    /// entry, since a name is patient data too.
+    pub async fn visible_patients(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<VisiblePatient>, StorageError> {
+        let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+            "SELECT p.id, p.display_name, g.purpose
+             FROM grants g JOIN patients p ON p.id = g.patient_id
+             WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+               AND g.created_at <= now()
+               AND ((g.grantee_type = 'user' AND g.grantee_id = $1)
+                 OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($2))
+                 OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($3)))
+             ORDER BY p.display_name, p.id",
+        )
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
+        .fetch_all(self.pool())
+        .await?;
+        let own: Vec<Uuid> = principal
+            .patient_id
+            .into_iter()
+            .chain(principal.guardian_of.iter().copied())
+            .collect();
+        let mut out: Vec<VisiblePatient> = Vec::new();
+        for patient_id in &own {
+            if let Some(p) = self.patient(*patient_id).await? {
+                out.push(VisiblePatient {
+                    patient_id: p.id,
+                    display_name: Some(p.display_name),
+                    purposes: Vec::new(),
+                    basis: if principal.patient_id == Some(p.id) {
+                        "own"
+                    } else {
+                        "guardian"
+                    },
+                });
+            }
+        }
+        let purpose = principal.role.and_then(Purpose::for_role);
+        for (patient_id, name, grant_purpose) in rows {
+            // Only grants for the purpose the principal reads for make the patient visible.
+            let Some(grant_purpose) = Purpose::parse(&grant_purpose) else {
+                continue;
+            };
+            if Some(grant_purpose) != purpose || own.contains(&patient_id) {
+                continue;
+            }
+            match out.iter_mut().find(|v| v.patient_id == patient_id) {
+                Some(v) if !v.purposes.contains(&grant_purpose) => v.purposes.push(grant_purpose),
+                Some(_) => {}
+                None => out.push(VisiblePatient {
+                    patient_id,
+                    display_name: (grant_purpose != Purpose::Research).then_some(name),
+                    purposes: vec![grant_purpose],
+                    basis: "grant",
+                }),
+            }
+        }
+        for v in &out {
+            self.append_access_log(&NewAccessLogEntry {
+                actor_id: Some(principal.user_id),
+                actor_role: principal.role.map(|r| r.as_str().to_owned()),
+                patient_id: v.patient_id,
+                action: "list_patients".to_owned(),
+                category: None,
+                purpose,
+                grant_id: None,
+                emergency_id: None,
+                allowed: true,
+                reason: None,
+            })
+            .await?;
+        }
+        Ok(out)
+    }
+}
+
+/// What a patient asks for when sharing; the patient is the actor's.
+#[derive(Debug, Clone)]
+pub struct GrantSpec {
+    pub grantee: Grantee,
+    pub categories: std::collections::BTreeSet<DataCategory>,
+    pub access: std::collections::BTreeSet<Access>,
+    pub purpose: Purpose,
+    pub data_since: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A stored blood-pressure reading as a permitted reader sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StoredBloodPressure {
+    pub device_id: String,
+    pub measured_at: DateTime<Utc>,
+    pub systolic: i16,
+    pub diastolic: i16,
+    pub pulse: Option<i16>,
+}
+
+/// A patient in a principal's list.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisiblePatient {
+    pub patient_id: Uuid,
+    /// Absent for research access, which is pseudonymous.
+    pub display_name: Option<String>,
+    /// The purposes of the grants that make the patient visible.
+    pub purposes: Vec<Purpose>,
+    /// `own`, `guardian` or `grant`.
+    pub basis: &'static str,
 }

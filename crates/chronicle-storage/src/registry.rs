@@ -119,6 +119,15 @@ impl Store {
         Ok(row)
     }
 
+    pub async fn patient(&self, id: Uuid) -> Result<Option<Patient>, StorageError> {
+        Ok(sqlx::query_as::<_, Patient>(
+            "SELECT id, display_name, time_zone, created_at FROM patients WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     pub async fn list_patients(&self) -> Result<Vec<Patient>, StorageError> {
         Ok(sqlx::query_as::<_, Patient>(
             "SELECT id, display_name, time_zone, created_at FROM patients ORDER BY created_at, id",

@@ -540,3 +540,42 @@ fn permits_carry_the_limits_of_their_grant() {
         Err(DenyReason::NoGrant)
     );
 }
+
+#[test]
+fn only_the_patient_and_their_guardian_act_as_the_patient() {
+    let patient = Principal {
+        user_id: id(50),
+        role: Some(Role::Patient),
+        patient_id: Some(id(PATIENT)),
+        ..Principal::default()
+    };
+    assert_eq!(
+        act_as(&patient, id(PATIENT)).map(|a| a.basis()),
+        Ok(Basis::Own)
+    );
+    assert_eq!(
+        act_as(&patient, id(OTHER_PATIENT)),
+        Err(DenyReason::NoGrant)
+    );
+    let guardian = Principal {
+        user_id: id(51),
+        role: Some(Role::Caregiver),
+        guardian_of: vec![id(PATIENT)],
+        ..Principal::default()
+    };
+    assert_eq!(
+        act_as(&guardian, id(PATIENT)).map(|a| a.basis()),
+        Ok(Basis::Guardian)
+    );
+    let full_grant = grant(Grantee::User(id(CLINICIAN)), DataCategory::ALL, Access::ALL);
+    assert!(
+        decide(&clinician(), &glucose_readings(), &[full_grant], &[])
+            .allowance()
+            .is_some()
+    );
+    assert_eq!(
+        act_as(&clinician(), id(PATIENT)),
+        Err(DenyReason::NoGrant),
+        "no grant makes anyone the patient"
+    );
+}
