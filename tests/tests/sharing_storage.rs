@@ -194,6 +194,7 @@ async fn stored_grants_drive_decisions_and_revocation_is_immediate() {
         category,
         access: Access::ViewReadings,
         at: Utc::now(),
+        identified: true,
     };
     let grants = store.grants_for_patient(patient.id).await.expect("grants");
     assert_eq!(grants, vec![grant.clone()], "a grant round-trips unchanged");

@@ -225,6 +225,9 @@ pub struct AccessRequest {
     pub category: DataCategory,
     pub access: Access,
     pub at: DateTime<Utc>,
+    /// Whether the read serves identified data (names, device ids, true times). A research
+    /// grant allows only de-identified reads, so an identified read under it is refused.
+    pub identified: bool,
 }
 
 /// Why access was given.
@@ -264,6 +267,8 @@ pub enum DenyReason {
     AccessNotGranted,
     /// The user's role reads other people's data for no purpose (administrators).
     NoPurpose,
+    /// Only de-identified data may be read (research), and this read serves identified data.
+    DeidentifiedOnly,
 }
 
 impl DenyReason {
@@ -273,6 +278,7 @@ impl DenyReason {
             DenyReason::CategoryNotGranted => "category_not_granted",
             DenyReason::AccessNotGranted => "access_not_granted",
             DenyReason::NoPurpose => "no_purpose",
+            DenyReason::DeidentifiedOnly => "deidentified_only",
         }
     }
 }
@@ -340,6 +346,9 @@ pub fn decide(
             )
         });
     if let Some(grant) = best {
+        if purpose == Purpose::Research && request.identified {
+            return Decision::Deny(DenyReason::DeidentifiedOnly);
+        }
         return Decision::Allow(Allowance {
             basis: Basis::Grant(grant.id),
             purpose: Some(purpose),

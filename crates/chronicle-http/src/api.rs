@@ -210,23 +210,20 @@ async fn permit(
     access: Access,
     action: &str,
 ) -> Result<Permit, ApiError> {
+    // These endpoints serve identified data, so a research grant (de-identified data only)
+    // does not open them; research reads need their own de-identifying endpoint.
     let request = AccessRequest {
         patient_id,
         category,
         access,
         at: Utc::now(),
+        identified: true,
     };
-    let permit = state
+    state
         .store
         .authorize(principal, request, action)
         .await?
-        .map_err(refusal)?;
-    if permit.allowance().deidentified {
-        // De-identified research access is served by the research export, which shifts times
-        // and replaces identifiers; the clinical endpoints never serve it.
-        return Err(ApiError::Forbidden);
-    }
-    Ok(permit)
+        .map_err(refusal)
 }
 
 /// Asks the gate whether the caller acts as the patient.
@@ -246,7 +243,9 @@ async fn actor(
 fn refusal(reason: DenyReason) -> ApiError {
     match reason {
         DenyReason::NoGrant | DenyReason::NoPurpose => ApiError::NotFound,
-        DenyReason::CategoryNotGranted | DenyReason::AccessNotGranted => ApiError::Forbidden,
+        DenyReason::CategoryNotGranted
+        | DenyReason::AccessNotGranted
+        | DenyReason::DeidentifiedOnly => ApiError::Forbidden,
     }
 }
 

@@ -51,6 +51,7 @@ fn ask(category: DataCategory, access: Access) -> AccessRequest {
         category,
         access,
         at: t(0),
+        identified: false,
     }
 }
 
@@ -577,5 +578,44 @@ fn only_the_patient_and_their_guardian_act_as_the_patient() {
         act_as(&clinician(), id(PATIENT)),
         Err(DenyReason::NoGrant),
         "no grant makes anyone the patient"
+    );
+}
+
+#[test]
+fn a_research_grant_never_serves_identified_reads() {
+    let researcher = Principal {
+        user_id: id(60),
+        role: Some(Role::Researcher),
+        ..Principal::default()
+    };
+    let g = Grant {
+        purpose: Purpose::Research,
+        ..grant(
+            Grantee::User(id(60)),
+            &[DataCategory::Glucose],
+            &[Access::ViewReadings],
+        )
+    };
+    let identified = AccessRequest {
+        identified: true,
+        ..glucose_readings()
+    };
+    assert_eq!(
+        decide(&researcher, &identified, std::slice::from_ref(&g), &[]),
+        Decision::Deny(DenyReason::DeidentifiedOnly)
+    );
+    let care = grant(
+        Grantee::CareTeam(id(TEAM)),
+        &[DataCategory::Glucose],
+        &[Access::ViewReadings],
+    );
+    let identified_care = AccessRequest {
+        identified: true,
+        ..glucose_readings()
+    };
+    assert!(
+        decide(&clinician(), &identified_care, &[care], &[])
+            .allowance()
+            .is_some()
     );
 }

@@ -1,0 +1,694 @@
+//! The authorization matrix: every patient-data endpoint of the OpenAPI document, for every
+//! kind of caller and grant state, against a running server. It asserts the status, that no
+//! reading leaks on a refusal, and that every attempt lands in the patient's access log. It
+//! fails when the API gains a patient-data endpoint this table does not cover.
+
+use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
+use chronicle_storage::credentials::hash_password;
+use chronicle_storage::identity::NewUser;
+use chronicle_storage::sharing::NewGrant;
+use chronicle_storage::{NewPatient, Store};
+use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice};
+use chrono::{DateTime, Duration, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+const PASSWORD: &str = "matrix test password";
+
+/// Every patient-data endpoint (path with `{patient_id}`) this test covers.
+const COVERED: &[(&str, &str)] = &[
+    ("GET", "/v1/patients/{patient_id}/glucose"),
+    ("GET", "/v1/patients/{patient_id}/blood-pressure"),
+    ("GET", "/v1/patients/{patient_id}/devices"),
+    ("POST", "/v1/patients/{patient_id}/devices"),
+    ("DELETE", "/v1/patients/{patient_id}/devices/{device_id}"),
+    ("GET", "/v1/patients/{patient_id}/grants"),
+    ("POST", "/v1/patients/{patient_id}/grants"),
+    ("DELETE", "/v1/patients/{patient_id}/grants/{grant_id}"),
+    ("GET", "/v1/patients/{patient_id}/access-log"),
+    ("POST", "/v1/patients/{patient_id}/emergency-access"),
+];
+
+struct World {
+    db: TestDatabase,
+    server: ChronicleServer,
+    store: Store,
+    http: reqwest::Client,
+    patient: Uuid,
+    other_patient: Uuid,
+    team: Uuid,
+    other_team: Uuid,
+    device: String,
+    tokens: std::collections::HashMap<&'static str, String>,
+}
+
+async fn user(store: &Store, email: &str, role: Role, patient: Option<Uuid>) -> Uuid {
+    store
+        .create_user(&NewUser {
+            email: email.into(),
+            display_name: email.into(),
+            role,
+            password_hash: Some(hash_password(PASSWORD).expect("hash")),
+            patient_id: patient,
+        })
+        .await
+        .expect("user")
+        .id
+}
+
+async fn world() -> World {
+    let db = TestDatabase::create().await.expect("database");
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let new_patient = |name: &str| NewPatient {
+        display_name: name.into(),
+        time_zone: "Europe/Berlin".into(),
+    };
+    let patient = store
+        .create_patient(&new_patient("Pat"))
+        .await
+        .expect("patient")
+        .id;
+    let other_patient = store
+        .create_patient(&new_patient("Quinn"))
+        .await
+        .expect("patient")
+        .id;
+    user(&store, "pat@example.org", Role::Patient, Some(patient)).await;
+    let guardian = user(&store, "guardian@example.org", Role::Caregiver, None).await;
+    store
+        .add_guardian(patient, guardian)
+        .await
+        .expect("guardian");
+    user(&store, "carer@example.org", Role::Caregiver, None).await;
+    let north = store
+        .create_organization("North Clinic")
+        .await
+        .expect("org");
+    let south = store
+        .create_organization("South Clinic")
+        .await
+        .expect("org");
+    let team = store
+        .create_care_team(north.id, "North diabetes")
+        .await
+        .expect("team");
+    let other_team = store
+        .create_care_team(south.id, "South diabetes")
+        .await
+        .expect("team");
+    let lee = user(&store, "lee@north.example", Role::Clinician, None).await;
+    store.add_team_member(team.id, lee).await.expect("member");
+    let kim = user(&store, "kim@south.example", Role::Clinician, None).await;
+    store
+        .add_team_member(other_team.id, kim)
+        .await
+        .expect("member");
+    user(&store, "res@uni.example", Role::Researcher, None).await;
+    user(&store, "admin@example.org", Role::Admin, None).await;
+
+    let (device, secret) = server
+        .add_device(&patient.to_string(), "cgm")
+        .await
+        .expect("device");
+    let mut cgm = TestDevice::connect(server.mqtt_port(), &device, Some(&secret))
+        .await
+        .expect("connect");
+    let readings: Vec<Value> = [72 * 60, 60]
+        .iter()
+        .map(|m| json!({"type": "glucose", "value": 120, "unit": "mg/dL", "measured_at": (Utc::now() - Duration::minutes(*m)).to_rfc3339()}))
+        .collect();
+    assert_eq!(
+        cgm.send(json!({"readings": readings}).to_string())
+            .await
+            .expect("ack")
+            .stored,
+        2
+    );
+    let (cuff, cuff_secret) = server
+        .add_device(&patient.to_string(), "bp")
+        .await
+        .expect("device");
+    let mut bp = TestDevice::connect(server.mqtt_port(), &cuff, Some(&cuff_secret))
+        .await
+        .expect("connect");
+    let bp_reading = json!({"type": "blood_pressure", "systolic": 150, "diastolic": 95, "measured_at": (Utc::now() - Duration::hours(2)).to_rfc3339()});
+    assert_eq!(
+        bp.send(bp_reading.to_string()).await.expect("ack").stored,
+        1
+    );
+
+    let mut w = World {
+        db,
+        server,
+        store,
+        http: reqwest::Client::new(),
+        patient,
+        other_patient,
+        team: team.id,
+        other_team: other_team.id,
+        device,
+        tokens: Default::default(),
+    };
+    for (name, email) in [
+        ("patient", "pat@example.org"),
+        ("guardian", "guardian@example.org"),
+        ("caregiver", "carer@example.org"),
+        ("clinician", "lee@north.example"),
+        ("other_org_clinician", "kim@south.example"),
+        ("researcher", "res@uni.example"),
+        ("admin", "admin@example.org"),
+    ] {
+        let response = w
+            .http
+            .post(w.server.http_url("/v1/auth/login"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login");
+        let token = response.json::<Value>().await.expect("json")["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        w.tokens.insert(name, token);
+    }
+    w
+}
+
+impl World {
+    async fn call(
+        &self,
+        who: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.server.http_url(path));
+        if let Some(token) = self.tokens.get(who) {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn grant_to(
+        &self,
+        grantee: Grantee,
+        categories: &[DataCategory],
+        access: &[Access],
+        purpose: Purpose,
+        patient: Uuid,
+        tweak: impl FnOnce(&mut NewGrant),
+    ) -> Uuid {
+        let mut grant = NewGrant {
+            patient_id: patient,
+            grantee,
+            categories: categories.iter().copied().collect(),
+            access: access.iter().copied().collect(),
+            purpose,
+            data_since: None,
+            expires_at: None,
+            created_by: None,
+        };
+        tweak(&mut grant);
+        self.store.create_grant(&grant).await.expect("grant").id
+    }
+
+    async fn revoke_all(&self) {
+        for patient in [self.patient, self.other_patient] {
+            for g in self
+                .store
+                .grants_for_patient(patient)
+                .await
+                .expect("grants")
+            {
+                self.store
+                    .revoke_grant(patient, g.id)
+                    .await
+                    .expect("revoke");
+            }
+        }
+    }
+
+    async fn log_len(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM access_log WHERE patient_id = $1")
+            .bind(self.patient)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("count")
+    }
+
+    async fn last_outcome(&self) -> String {
+        sqlx::query_scalar(
+            "SELECT outcome FROM access_log WHERE patient_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(self.patient)
+        .fetch_one(&self.db.pool)
+        .await
+        .expect("entry")
+    }
+}
+
+/// The read endpoints' expected statuses for one caller in one grant state:
+/// (glucose, blood pressure, devices, grants, access log).
+type Reads = [u16; 5];
+
+async fn check_reads(w: &World, state: &str, who: &str, expected: Reads) {
+    let p = w.patient;
+    let paths = [
+        format!("/v1/patients/{p}/glucose"),
+        format!("/v1/patients/{p}/blood-pressure"),
+        format!("/v1/patients/{p}/devices"),
+        format!("/v1/patients/{p}/grants"),
+        format!("/v1/patients/{p}/access-log"),
+    ];
+    for (path, want) in paths.iter().zip(expected) {
+        let logged_before = w.log_len().await;
+        let (status, body) = w.call(who, Method::GET, path, None).await;
+        assert_eq!(status.as_u16(), want, "{state}: {who} GET {path}: {body}");
+        if want >= 400 {
+            assert!(
+                body.get("items").is_none() && body.get("error").is_some(),
+                "{state}: {who} GET {path} leaked {body}"
+            );
+        }
+        if who != "anonymous" {
+            assert_eq!(
+                w.log_len().await,
+                logged_before + 1,
+                "{state}: {who} GET {path} was not logged"
+            );
+            let outcome = w.last_outcome().await;
+            assert_eq!(
+                outcome == "allowed",
+                want == 200,
+                "{state}: {who} GET {path} logged as {outcome}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_authorization_matrix() {
+    let w = world().await;
+
+    // Coverage: every patient-data endpoint in the OpenAPI document is in this table.
+    let (_, openapi) = w
+        .call("anonymous", Method::GET, "/openapi.json", None)
+        .await;
+    let mut documented = BTreeSet::new();
+    for (path, item) in openapi["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() && path.contains("{patient_id}") {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let covered: BTreeSet<(String, String)> = COVERED
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        documented, covered,
+        "a patient-data endpoint is missing from the matrix (or gone from the API)"
+    );
+
+    let (n, f, r) = (404u16, 403u16, 200u16);
+    let nobody: Reads = [n, n, n, n, n];
+    let everything: Reads = [r, r, r, r, r];
+    let team = Grantee::CareTeam(w.team);
+    use Access::*;
+    use DataCategory::*;
+
+    // No grant at all: the patient and their guardian see everything; nobody else sees anything.
+    check_reads(&w, "no grant", "patient", everything).await;
+    check_reads(&w, "no grant", "guardian", everything).await;
+    for who in [
+        "caregiver",
+        "clinician",
+        "other_org_clinician",
+        "researcher",
+        "admin",
+    ] {
+        check_reads(&w, "no grant", who, nobody).await;
+    }
+    assert_eq!(
+        w.call(
+            "anonymous",
+            Method::GET,
+            &format!("/v1/patients/{}/glucose", w.patient),
+            None
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A glucose grant to the clinician's team.
+    w.grant_to(
+        team,
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Care,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    check_reads(&w, "glucose grant", "clinician", [r, f, f, n, n]).await;
+    check_reads(&w, "glucose grant", "other_org_clinician", nobody).await;
+    check_reads(&w, "glucose grant", "caregiver", nobody).await;
+    check_reads(&w, "glucose grant", "admin", nobody).await;
+    w.revoke_all().await;
+    check_reads(&w, "revoked", "clinician", nobody).await;
+
+    // Wrong category, expired, trends only, wrong patient, another organization's team.
+    w.grant_to(
+        team,
+        &[BloodPressure, DeviceInfo],
+        &[ViewReadings],
+        Purpose::Care,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    check_reads(&w, "blood-pressure grant", "clinician", [f, r, r, n, n]).await;
+    w.revoke_all().await;
+    w.grant_to(
+        team,
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Care,
+        w.patient,
+        |g| {
+            g.expires_at = Some(Utc::now() - Duration::seconds(1));
+        },
+    )
+    .await;
+    check_reads(&w, "expired", "clinician", nobody).await;
+    w.grant_to(
+        team,
+        &[Glucose, BloodPressure],
+        &[ViewTrends],
+        Purpose::Care,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    check_reads(&w, "trends only", "clinician", [f, f, f, n, n]).await;
+    w.revoke_all().await;
+    w.grant_to(
+        team,
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Care,
+        w.other_patient,
+        |_| {},
+    )
+    .await;
+    check_reads(&w, "grant on another patient", "clinician", nobody).await;
+    w.grant_to(
+        Grantee::CareTeam(w.other_team),
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Care,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    check_reads(&w, "another organization's team", "clinician", nobody).await;
+    check_reads(
+        &w,
+        "another organization's team",
+        "other_org_clinician",
+        [r, f, f, n, n],
+    )
+    .await;
+    w.revoke_all().await;
+
+    // A window: the 3-day-old reading stays hidden whatever the caller asks for.
+    let since: DateTime<Utc> = Utc::now() - Duration::days(1);
+    w.grant_to(
+        team,
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Care,
+        w.patient,
+        |g| g.data_since = Some(since),
+    )
+    .await;
+    let (_, body) = w
+        .call(
+            "clinician",
+            Method::GET,
+            &format!(
+                "/v1/patients/{}/glucose?from=2000-01-01T00:00:00Z",
+                w.patient
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        body["items"].as_array().map(Vec::len),
+        Some(1),
+        "data_since: {body}"
+    );
+    w.revoke_all().await;
+
+    // Caregiving and research purposes: a caregiver with a caregiving grant reads; a researcher
+    // never gets identified readings from the clinical endpoints.
+    w.grant_to(
+        Grantee::User(user_id(&w, "carer@example.org").await),
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Caregiving,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    check_reads(&w, "caregiving grant", "caregiver", [r, f, f, n, n]).await;
+    check_reads(&w, "caregiving grant", "clinician", nobody).await;
+    w.grant_to(
+        Grantee::User(user_id(&w, "res@uni.example").await),
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Research,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    check_reads(&w, "research grant", "researcher", [f, f, f, n, n]).await;
+    w.revoke_all().await;
+
+    // Emergency access: clinicians only, with a reason; then readings, not the patient's settings.
+    let emergency = format!("/v1/patients/{}/emergency-access", w.patient);
+    assert_eq!(
+        w.call(
+            "caregiver",
+            Method::POST,
+            &emergency,
+            Some(json!({"reason": "found unconscious at home"}))
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        w.call(
+            "clinician",
+            Method::POST,
+            &emergency,
+            Some(json!({"reason": "x"}))
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST
+    );
+    let made_up = format!("/v1/patients/{}/emergency-access", Uuid::new_v4());
+    assert_eq!(
+        w.call(
+            "clinician",
+            Method::POST,
+            &made_up,
+            Some(json!({"reason": "found unconscious at home"}))
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, _) = w
+        .call(
+            "clinician",
+            Method::POST,
+            &emergency,
+            Some(json!({"reason": "found unconscious at home"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    check_reads(&w, "emergency", "clinician", [r, r, r, n, n]).await;
+    check_reads(&w, "emergency", "other_org_clinician", nobody).await;
+    let (_, log) = w
+        .call(
+            "patient",
+            Method::GET,
+            &format!("/v1/patients/{}/access-log?limit=1000", w.patient),
+            None,
+        )
+        .await;
+    let items = log["items"].as_array().expect("log items");
+    assert!(
+        items.iter().any(|e| e["action"] == "open_emergency_access"
+            && e["reason"] == "found unconscious at home"),
+        "the patient sees the emergency access and its reason"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|e| e["action"] == "read_glucose_readings" && !e["emergency_id"].is_null()),
+        "reads under emergency access are marked"
+    );
+
+    // Writes: only the patient (or guardian) manages devices and grants.
+    let p = w.patient;
+    let grant_body = json!({"grantee": {"type": "care_team", "id": w.team}, "categories": ["glucose"], "access": ["view_readings"], "purpose": "care",
+        "expires_at": (Utc::now() + Duration::days(30)).to_rfc3339()});
+    for who in [
+        "clinician",
+        "other_org_clinician",
+        "caregiver",
+        "researcher",
+        "admin",
+    ] {
+        assert_eq!(
+            w.call(
+                who,
+                Method::POST,
+                &format!("/v1/patients/{p}/grants"),
+                Some(grant_body.clone())
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND,
+            "{who} creates a grant"
+        );
+        assert_eq!(
+            w.call(
+                who,
+                Method::POST,
+                &format!("/v1/patients/{p}/devices"),
+                Some(json!({"kind": "meter"}))
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND,
+            "{who} pairs a device"
+        );
+        assert_eq!(
+            w.call(
+                who,
+                Method::DELETE,
+                &format!("/v1/patients/{p}/devices/{}", w.device),
+                None
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND,
+            "{who} revokes a device"
+        );
+    }
+    let (status, grant) = w
+        .call(
+            "patient",
+            Method::POST,
+            &format!("/v1/patients/{p}/grants"),
+            Some(grant_body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    let grant_id = grant["id"].as_str().expect("grant id").to_owned();
+    for who in ["clinician", "other_org_clinician", "admin"] {
+        assert_eq!(
+            w.call(
+                who,
+                Method::DELETE,
+                &format!("/v1/patients/{p}/grants/{grant_id}"),
+                None
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND,
+            "{who} revokes the grant"
+        );
+    }
+    assert_eq!(
+        w.call(
+            "patient",
+            Method::DELETE,
+            &format!("/v1/patients/{}/grants/{grant_id}", w.other_patient),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND,
+        "a grant is revoked only under its own patient"
+    );
+    let (status, paired) = w
+        .call(
+            "guardian",
+            Method::POST,
+            &format!("/v1/patients/{p}/devices"),
+            Some(json!({"kind": "meter", "label": "kitchen meter"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{paired}");
+    assert!(
+        paired["mqtt_password"]
+            .as_str()
+            .is_some_and(|s| s.len() >= 32)
+    );
+    let (status, _) = w
+        .call(
+            "patient",
+            Method::DELETE,
+            &format!("/v1/patients/{p}/devices/{}", w.device),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = w
+        .call(
+            "patient",
+            Method::DELETE,
+            &format!("/v1/patients/{p}/grants/{grant_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    check_reads(
+        &w,
+        "after the patient revoked",
+        "clinician",
+        [r, r, r, n, n],
+    )
+    .await; // emergency still open
+}
+
+async fn user_id(w: &World, email: &str) -> Uuid {
+    w.store
+        .user_for_login(email)
+        .await
+        .expect("query")
+        .expect("user")
+        .0
+        .id
+}
