@@ -281,3 +281,254 @@ async fn sharing_through_the_api() {
             .any(|e| e.outcome == "denied" && e.reason.as_deref() == Some("access_not_granted"))
     );
 }
+
+/// The walk-through, with accounts made by the operator's commands and everything
+/// else done by the patient and the clinician through the API alone.
+#[tokio::test]
+async fn a_patient_shares_through_the_api_alone_and_revokes() {
+    let db = TestDatabase::create().await.expect("database");
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    let json = |out: String| serde_json::from_str::<Value>(&out).expect("json output");
+    let patient = json(
+        server
+            .admin(&["patient", "add", "--name", "Ada", "--json"])
+            .await
+            .expect("patient"),
+    )["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let ada = json(
+        server
+            .admin(&[
+                "user",
+                "add",
+                "--email",
+                "ada@example.org",
+                "--name",
+                "Ada",
+                "--role",
+                "patient",
+                "--patient",
+                &patient,
+                "--json",
+            ])
+            .await
+            .expect("user"),
+    );
+    let org = json(
+        server
+            .admin(&["org", "add", "--name", "North Clinic", "--json"])
+            .await
+            .expect("org"),
+    )["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let team = json(
+        server
+            .admin(&[
+                "team",
+                "add",
+                "--org",
+                &org,
+                "--name",
+                "Diabetes team",
+                "--json",
+            ])
+            .await
+            .expect("team"),
+    )["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let lee = json(
+        server
+            .admin(&[
+                "user",
+                "add",
+                "--email",
+                "lee@north.example",
+                "--name",
+                "Dr. Lee",
+                "--role",
+                "clinician",
+                "--json",
+            ])
+            .await
+            .expect("user"),
+    );
+    server
+        .admin(&[
+            "team",
+            "add-member",
+            "--team",
+            &team,
+            "--user",
+            lee["id"].as_str().expect("id"),
+        ])
+        .await
+        .expect("member");
+
+    let http = reqwest::Client::new();
+    let login = |email: &'static str, password: String| {
+        let http = http.clone();
+        let url = server.http_url("/v1/auth/login");
+        async move {
+            let r: Value = http
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .expect("login")
+                .json()
+                .await
+                .expect("json");
+            r["token"].as_str().expect("token").to_owned()
+        }
+    };
+    let ada_token = login(
+        "ada@example.org",
+        ada["password"]
+            .as_str()
+            .expect("generated password")
+            .to_owned(),
+    )
+    .await;
+    let lee_token = login(
+        "lee@north.example",
+        lee["password"]
+            .as_str()
+            .expect("generated password")
+            .to_owned(),
+    )
+    .await;
+    let call = |method: reqwest::Method, path: String, token: String, body: Option<Value>| {
+        let http = http.clone();
+        let url = server.http_url(&path);
+        async move {
+            let mut request = http.request(method, url).bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("request");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    // Pair a device and send a reading with it.
+    let (status, paired) = call(
+        reqwest::Method::POST,
+        format!("/v1/patients/{patient}/devices"),
+        ada_token.clone(),
+        Some(json!({"kind": "cgm", "label": "arm sensor"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{paired}");
+    let mut cgm = TestDevice::connect(
+        server.mqtt_port(),
+        paired["mqtt_username"].as_str().expect("user"),
+        paired["mqtt_password"].as_str(),
+    )
+    .await
+    .expect("the paired device connects");
+    let reading = json!({"type": "glucose", "value": 6.1, "unit": "mmol/L", "measured_at": (Utc::now() - Duration::minutes(5)).to_rfc3339()});
+    assert_eq!(cgm.send(reading.to_string()).await.expect("ack").stored, 1);
+
+    // Grant the care team glucose-only access for 30 days.
+    let grant = json!({"grantee": {"type": "care_team", "id": team}, "categories": ["glucose"], "access": ["view_readings"],
+        "purpose": "care", "expires_at": (Utc::now() + Duration::days(30)).to_rfc3339()});
+    let (status, grant) = call(
+        reqwest::Method::POST,
+        format!("/v1/patients/{patient}/grants"),
+        ada_token.clone(),
+        Some(grant),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    let (status, readings) = call(
+        reqwest::Method::GET,
+        format!("/v1/patients/{patient}/glucose"),
+        lee_token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, readings["items"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("/v1/patients/{patient}/blood-pressure"),
+        lee_token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "glucose only");
+
+    // The patient sees the team's read, revokes, and sees the next read denied.
+    let (_, log) = call(
+        reqwest::Method::GET,
+        format!("/v1/patients/{patient}/access-log"),
+        ada_token.clone(),
+        None,
+    )
+    .await;
+    let lee_id = lee["id"].as_str().expect("id");
+    assert!(
+        log["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|e| e["actor_id"] == lee_id
+                && e["action"] == "read_glucose_readings"
+                && e["outcome"] == "allowed")
+    );
+    let grant_id = grant["id"].as_str().expect("id");
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        format!("/v1/patients/{patient}/grants/{grant_id}"),
+        ada_token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("/v1/patients/{patient}/glucose"),
+        lee_token.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, log) = call(
+        reqwest::Method::GET,
+        format!("/v1/patients/{patient}/access-log"),
+        ada_token,
+        None,
+    )
+    .await;
+    let newest_lee = log["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["actor_id"] == lee_id)
+        .cloned()
+        .expect("an entry");
+    assert_eq!(
+        (
+            newest_lee["outcome"].as_str(),
+            newest_lee["reason"].as_str()
+        ),
+        (Some("denied"), Some("no_grant"))
+    );
+}

@@ -1,8 +1,13 @@
 //! Operator commands that work before any UI exists: migrations, patients and devices.
 
-use crate::cli::{DatabaseSettings, DeviceCommand, PatientCommand};
+use crate::cli::{
+    DatabaseSettings, DeviceCommand, OrgCommand, PatientCommand, TeamCommand, UserCommand,
+};
 use crate::database::Database;
+use anyhow::Context;
 use chronicle_storage::NewPatient;
+use chronicle_storage::credentials::{hash_password, random_secret};
+use chronicle_storage::identity::{NewUser, TokenKind};
 
 pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
     let mut database = Database::open(settings).await?;
@@ -12,10 +17,10 @@ pub async fn migrate(settings: &DatabaseSettings) -> anyhow::Result<()> {
 }
 
 pub async fn patient(settings: &DatabaseSettings, command: PatientCommand) -> anyhow::Result<()> {
-    let mut database = Database::open(settings).await?;
-    let result = run_patient(&database, command).await;
-    database.close().await;
-    result
+    with_database(settings, async |database| {
+        run_patient(database, command).await
+    })
+    .await
 }
 
 async fn run_patient(database: &Database, command: PatientCommand) -> anyhow::Result<()> {
@@ -54,10 +59,10 @@ async fn run_patient(database: &Database, command: PatientCommand) -> anyhow::Re
 }
 
 pub async fn device(settings: &DatabaseSettings, command: DeviceCommand) -> anyhow::Result<()> {
-    let mut database = Database::open(settings).await?;
-    let result = run_device(&database, command).await;
-    database.close().await;
-    result
+    with_database(settings, async |database| {
+        run_device(database, command).await
+    })
+    .await
 }
 
 async fn run_device(database: &Database, command: DeviceCommand) -> anyhow::Result<()> {
@@ -133,4 +138,104 @@ async fn run_device(database: &Database, command: DeviceCommand) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// Opens the database, runs one command, and closes it whatever the outcome.
+async fn with_database<F>(settings: &DatabaseSettings, run: F) -> anyhow::Result<()>
+where
+    F: AsyncFnOnce(&Database) -> anyhow::Result<()>,
+{
+    let mut database = Database::open(settings).await?;
+    let result = run(&database).await;
+    database.close().await;
+    result
+}
+
+pub async fn user(settings: &DatabaseSettings, command: UserCommand) -> anyhow::Result<()> {
+    with_database(settings, async |database| match command {
+        UserCommand::Add { email, name, role, patient, password_stdin, json } => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+                let password = line.trim_end_matches(['\r', '\n']).to_owned();
+                anyhow::ensure!(password.chars().count() >= 12, "the password must have at least 12 characters");
+                (password, false)
+            } else {
+                (random_secret(20), true)
+            };
+            let hash = tokio::task::spawn_blocking(move || hash_password(&password).map(|h| (h, password)))
+                .await?
+                .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+            let user = database
+                .store
+                .create_user(&NewUser { email, display_name: name, role, password_hash: Some(hash.0), patient_id: patient })
+                .await?;
+            if json {
+                let mut out = serde_json::json!({"id": user.id, "email": user.email, "role": user.role.as_str(), "patient_id": user.patient_id});
+                if generated {
+                    out["password"] = serde_json::Value::String(hash.1);
+                }
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("user {} ({}, {})", user.id, user.email, user.role);
+                if generated {
+                    println!("password: {}   (shown once)", hash.1);
+                }
+            }
+            Ok(())
+        }
+        UserCommand::Guardian { patient, user } => {
+            database.store.add_guardian(patient, user).await?;
+            println!("user {user} is now guardian of patient {patient}");
+            Ok(())
+        }
+        UserCommand::Token { user, label, expires_days } => {
+            let expires_at = expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d)));
+            let issued = database.store.issue_token(user, TokenKind::Api, label.as_deref(), expires_at).await?;
+            println!("{}", issued.token);
+            Ok(())
+        }
+    })
+    .await
+}
+
+pub async fn org(settings: &DatabaseSettings, command: OrgCommand) -> anyhow::Result<()> {
+    with_database(settings, async |database| match command {
+        OrgCommand::Add { name, json } => {
+            let org = database.store.create_organization(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&org)?);
+            } else {
+                println!("organization {} ({})", org.id, org.name);
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+pub async fn team(settings: &DatabaseSettings, command: TeamCommand) -> anyhow::Result<()> {
+    with_database(settings, async |database| match command {
+        TeamCommand::Add { org, name, json } => {
+            let team = database.store.create_care_team(org, &name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&team)?);
+            } else {
+                println!("care team {} ({})", team.id, team.name);
+            }
+            Ok(())
+        }
+        TeamCommand::AddMember { team, user } => {
+            database.store.add_team_member(team, user).await?;
+            println!("user {user} added to care team {team}");
+            Ok(())
+        }
+        TeamCommand::RemoveMember { team, user } => {
+            let removed = database.store.remove_team_member(team, user).await?;
+            anyhow::ensure!(removed, "user {user} is not a member of care team {team}");
+            println!("user {user} removed from care team {team}");
+            Ok(())
+        }
+    })
+    .await
 }

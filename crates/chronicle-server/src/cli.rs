@@ -5,6 +5,7 @@
 //! `http_addr = "..."`), all at the top level of the TOML file.
 
 use anyhow::Context;
+use chronicle_domain::sharing::Role;
 use chronicle_domain::{DeviceId, DeviceKind};
 use chronicle_storage::{TimescaleMode, TimescaleSettings};
 use clap::{Args, Parser, Subcommand};
@@ -51,6 +52,101 @@ pub enum Command {
     /// Manage devices and their MQTT credentials.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Manage user accounts, guardians and API tokens.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage organizations (clinics).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage care teams and their members.
+    #[command(subcommand)]
+    Team(TeamCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. Without --password-stdin a random password is generated and printed once.
+    Add {
+        /// Log-in e-mail (unique, any case).
+        #[arg(long)]
+        email: String,
+        /// The name others see.
+        #[arg(long)]
+        name: String,
+        /// patient, clinician, caregiver, researcher or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// For a patient user: the patient record they are (from `chronicle patient add`).
+        #[arg(long)]
+        patient: Option<Uuid>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Name a user guardian of a patient: they act as the patient (grants, access log, devices).
+    Guardian {
+        #[arg(long)]
+        patient: Uuid,
+        #[arg(long)]
+        user: Uuid,
+    },
+    /// Issue a long-lived API token for an integration (shown once; only its hash is stored).
+    Token {
+        #[arg(long)]
+        user: Uuid,
+        /// What the token is for.
+        #[arg(long)]
+        label: Option<String>,
+        /// Expire after this many days. [default: never]
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization and print its id.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a care team in an organization and print its id.
+    Add {
+        #[arg(long)]
+        org: Uuid,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a user to a care team (grants to the team apply to them from their next request).
+    AddMember {
+        #[arg(long)]
+        team: Uuid,
+        #[arg(long)]
+        user: Uuid,
+    },
+    /// Remove a user from a care team (grants to the team stop applying at once).
+    RemoveMember {
+        #[arg(long)]
+        team: Uuid,
+        #[arg(long)]
+        user: Uuid,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| {
+        format!("unknown role {s:?}: expected patient, clinician, caregiver, researcher or admin")
+    })
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Migrate => admin::migrate(&database).await,
         cli::Command::Patient(command) => admin::patient(&database, command).await,
         cli::Command::Device(command) => admin::device(&database, command).await,
+        cli::Command::User(command) => admin::user(&database, command).await,
+        cli::Command::Org(command) => admin::org(&database, command).await,
+        cli::Command::Team(command) => admin::team(&database, command).await,
     }
 }
 
