@@ -36,6 +36,18 @@ ensure_packages() {
     systemctl disable --now mosquitto >/dev/null 2>&1 || service mosquitto stop >/dev/null 2>&1 || true
 }
 
+# A Python with the fhir.resources models, the independent FHIR validator the export test uses.
+ensure_fhir_validator() {
+    local venv=target/test-venv
+    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle' >/dev/null 2>&1; then
+        step "installing the FHIR validator (fhir.resources) into $venv"
+        python3 -m venv "$venv" || { echo "python3 -m venv failed: install python3-venv" >&2; exit 1; }
+        "$venv/bin/pip" install -q "fhir.resources==8.3.0"
+    fi
+    CHRONICLE_TEST_PYTHON="$(pwd)/$venv/bin/python"
+    export CHRONICLE_TEST_PYTHON
+}
+
 # Runs a command as the user who owns the test cluster (PostgreSQL refuses to run as root).
 as_pg_user() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi

@@ -532,3 +532,118 @@ async fn a_patient_shares_through_the_api_alone_and_revokes() {
         (Some("denied"), Some("no_grant"))
     );
 }
+
+/// The patient's export validates as FHIR with an independent implementation, the CSV holds
+/// every reading, and erasure leaves nothing behind but the access log.
+#[tokio::test]
+async fn export_validates_as_fhir_and_erasure_removes_everything() {
+    let c = clinic().await;
+    let pat = c.login("pat@example.org").await;
+    let lee = c.login("lee@clinic.example").await;
+    let get = |path: String, token: String| {
+        let http = c.http.clone();
+        let url = c.server.http_url(&path);
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let fhir = get(
+        format!("/v1/patients/{}/export/fhir", c.patient),
+        pat.clone(),
+    )
+    .await;
+    assert_eq!(fhir.status(), StatusCode::OK);
+    assert_eq!(fhir.headers()["content-type"], "application/fhir+json");
+    let bundle: Value = fhir.json().await.expect("json");
+    let observations: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "Observation")
+        .collect();
+    assert_eq!(observations.len(), 3);
+    assert!(
+        observations
+            .iter()
+            .all(|o| o["code"]["coding"][0]["code"] == "99504-3"
+                && o["valueQuantity"]["system"] == "http://unitsofmeasure.org")
+    );
+
+    let python = std::env::var("CHRONICLE_TEST_PYTHON")
+        .expect("CHRONICLE_TEST_PYTHON must name a Python with fhir.resources installed (scripts/test sets it up: pip install fhir.resources==8.3.0)");
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), serde_json::to_vec(&bundle).expect("bytes")).expect("write");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir_validate.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(file.path())
+        .output()
+        .expect("validator runs");
+    assert!(
+        out.status.success(),
+        "FHIR validation failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        bundle["entry"]
+            .as_array()
+            .map(|e| e.len().to_string())
+            .unwrap_or_default()
+    );
+
+    let csv = get(
+        format!("/v1/patients/{}/export/csv", c.patient),
+        pat.clone(),
+    )
+    .await
+    .text()
+    .await
+    .expect("csv");
+    assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
+    assert!(csv.starts_with("kind,measured_at,value,unit"));
+
+    // Only the patient exports or erases.
+    assert_eq!(
+        get(
+            format!("/v1/patients/{}/export/fhir", c.patient),
+            lee.clone()
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+    let erase = |token: String| {
+        let http = c.http.clone();
+        let url = c.server.http_url(&format!("/v1/patients/{}", c.patient));
+        async move {
+            http.delete(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+    assert_eq!(erase(lee.clone()).await, StatusCode::NOT_FOUND);
+    assert_eq!(erase(pat.clone()).await, StatusCode::NO_CONTENT);
+    for table in ["glucose_readings", "devices", "grants", "patients"] {
+        assert_eq!(c._db.count(table).await, 0, "{table} after erasure");
+    }
+    assert!(
+        c._db.count("access_log").await > 0,
+        "the access log is kept"
+    );
+    assert_eq!(
+        get(format!("/v1/patients/{}/glucose", c.patient), pat)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "the erased patient's sessions end"
+    );
+}

@@ -29,6 +29,9 @@ const COVERED: &[(&str, &str)] = &[
     ("DELETE", "/v1/patients/{patient_id}/grants/{grant_id}"),
     ("GET", "/v1/patients/{patient_id}/access-log"),
     ("POST", "/v1/patients/{patient_id}/emergency-access"),
+    ("GET", "/v1/patients/{patient_id}/export/fhir"),
+    ("GET", "/v1/patients/{patient_id}/export/csv"),
+    ("DELETE", "/v1/patients/{patient_id}"),
 ];
 
 struct World {
@@ -605,6 +608,36 @@ async fn the_authorization_matrix() {
             StatusCode::NOT_FOUND,
             "{who} revokes a device"
         );
+    }
+    for who in [
+        "clinician",
+        "other_org_clinician",
+        "caregiver",
+        "researcher",
+        "admin",
+    ] {
+        for path in [
+            format!("/v1/patients/{p}/export/fhir"),
+            format!("/v1/patients/{p}/export/csv"),
+        ] {
+            let (status, body) = w.call(who, Method::GET, &path, None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{who} GET {path}: {body}");
+        }
+        let (status, _) = w
+            .call(who, Method::DELETE, &format!("/v1/patients/{p}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{who} erases the patient");
+    }
+    for who in ["patient", "guardian"] {
+        let (status, _) = w
+            .call(
+                who,
+                Method::GET,
+                &format!("/v1/patients/{p}/export/fhir"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{who} exports");
     }
     let (status, grant) = w
         .call(

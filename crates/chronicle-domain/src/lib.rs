@@ -12,6 +12,7 @@
 //! [`wire::validate_readings`]. [`sharing`] decides who may read what; it is pure, so every
 //! read path can call it and tests can try every case.
 
+pub mod codes;
 pub mod device;
 pub mod reading;
 pub mod rejection;

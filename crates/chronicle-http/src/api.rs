@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use chronicle_domain::GlucoseUnit;
 use chronicle_domain::sharing::{
     Access, AccessRequest, DataCategory, DenyReason, Grant, Grantee, PatientActor, Permit,
@@ -76,6 +77,9 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(revoke_grant))
         .routes(routes!(access_log))
         .routes(routes!(open_emergency_access))
+        .routes(routes!(export_fhir))
+        .routes(routes!(export_csv))
+        .routes(routes!(erase))
         .split_for_parts()
 }
 
@@ -829,4 +833,59 @@ async fn open_emergency_access(
             expires_at: opened.expires_at,
         }),
     ))
+}
+
+/// Everything held about the patient as a FHIR R4 Bundle (the patient or their guardian).
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/fhir", tag = "export",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, description = "A FHIR R4 collection Bundle", content_type = "application/fhir+json"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn export_fhir(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    let actor = actor(&state, &principal, patient_id, "export_fhir").await?;
+    let record = state.store.everything_of(&actor).await?;
+    let body = serde_json::to_vec(&crate::export::fhir_bundle(&record))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
+        body,
+    )
+        .into_response())
+}
+
+/// Every reading held about the patient as CSV (the patient or their guardian).
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/csv", tag = "export",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, description = "One row per reading", content_type = "text/csv"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn export_csv(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    let actor = actor(&state, &principal, patient_id, "export_csv").await?;
+    let record = state.store.everything_of(&actor).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        crate::export::csv(&record),
+    )
+        .into_response())
+}
+
+/// Erase everything held about the patient (the patient or their guardian). Their accounts
+/// are disabled; the access log is kept.
+#[utoipa::path(delete, path = "/v1/patients/{patient_id}", tag = "export",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 204, description = "Erased"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn erase(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let actor = actor(&state, &principal, patient_id, "erase").await?;
+    state.store.erase(&actor).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod export;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};

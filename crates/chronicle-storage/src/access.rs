@@ -86,6 +86,18 @@ impl Store {
         if !permit.allows_readings_of(DataCategory::Glucose) {
             return Err(StorageError::NotPermitted("individual glucose readings"));
         }
+        let page = PageRequest {
+            from: permit.clamp_from(page.from),
+            ..page
+        };
+        self.query_glucose(permit.patient_id(), page).await
+    }
+
+    async fn query_glucose(
+        &self,
+        patient_id: Uuid,
+        page: PageRequest<'_>,
+    ) -> Result<Vec<StoredGlucose>, StorageError> {
         let (after_at, after_device) = page.after.unzip();
         Ok(sqlx::query_as::<_, StoredGlucose>(
             "SELECT device_id, measured_at, value_mg_dl, original_value, original_unit, source, flag
@@ -97,8 +109,8 @@ impl Store {
              ORDER BY measured_at, device_id
              LIMIT $6",
         )
-        .bind(permit.patient_id())
-        .bind(permit.clamp_from(page.from))
+        .bind(patient_id)
+        .bind(page.from)
         .bind(page.to)
         .bind(after_at)
         .bind(after_device)
@@ -143,6 +155,18 @@ impl Store {
                 "individual blood-pressure readings",
             ));
         }
+        let page = PageRequest {
+            from: permit.clamp_from(page.from),
+            ..page
+        };
+        self.query_blood_pressure(permit.patient_id(), page).await
+    }
+
+    async fn query_blood_pressure(
+        &self,
+        patient_id: Uuid,
+        page: PageRequest<'_>,
+    ) -> Result<Vec<StoredBloodPressure>, StorageError> {
         let (after_at, after_device) = page.after.unzip();
         Ok(sqlx::query_as::<_, StoredBloodPressure>(
             "SELECT device_id, measured_at, systolic, diastolic, pulse
@@ -154,14 +178,65 @@ impl Store {
              ORDER BY measured_at, device_id
              LIMIT $6",
         )
-        .bind(permit.patient_id())
-        .bind(permit.clamp_from(page.from))
+        .bind(patient_id)
+        .bind(page.from)
         .bind(page.to)
         .bind(after_at)
         .bind(after_device)
         .bind(page.limit)
         .fetch_all(self.pool())
         .await?)
+    }
+
+    /// Everything held about the patient, for their export.
+    pub async fn everything_of(&self, actor: &PatientActor) -> Result<PatientRecord, StorageError> {
+        let patient_id = actor.patient_id();
+        let patient = self
+            .patient(patient_id)
+            .await?
+            .ok_or_else(|| StorageError::NotFound {
+                what: "patient",
+                id: patient_id.to_string(),
+            })?;
+        let all = PageRequest {
+            limit: i64::MAX,
+            ..PageRequest::default()
+        };
+        Ok(PatientRecord {
+            devices: self.list_devices(Some(patient_id)).await?,
+            glucose: self.query_glucose(patient_id, all).await?,
+            blood_pressure: self.query_blood_pressure(patient_id, all).await?,
+            grants: self.grants_for_patient(patient_id).await?,
+            patient,
+        })
+    }
+
+    /// Erases everything held about the patient: readings, refusals, devices, grants,
+    /// emergency accesses, guardians and the record itself, in one transaction. The patient's
+    /// user accounts are disabled. The access log is kept (it holds no health data, and it is
+    /// the record of who saw what).
+    pub async fn erase(&self, actor: &PatientActor) -> Result<(), StorageError> {
+        let patient_id = actor.patient_id();
+        let mut tx = self.pool().begin().await?;
+        for statement in [
+            "DELETE FROM glucose_readings WHERE patient_id = $1",
+            "DELETE FROM blood_pressure_readings WHERE patient_id = $1",
+            "DELETE FROM rejected_readings WHERE patient_id = $1
+                 OR device_id IN (SELECT id FROM devices WHERE patient_id = $1)",
+            "DELETE FROM devices WHERE patient_id = $1",
+            "UPDATE users SET disabled_at = coalesce(disabled_at, now()) WHERE patient_id = $1",
+            "UPDATE auth_tokens SET revoked_at = coalesce(revoked_at, now())
+                 WHERE user_id IN (SELECT id FROM users WHERE patient_id = $1)",
+            // Grants, emergency accesses and guardians go with the record (ON DELETE CASCADE).
+            "DELETE FROM patients WHERE id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(patient_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The patient's devices, for a permit on device information.
@@ -366,6 +441,16 @@ pub struct GrantSpec {
     pub purpose: Purpose,
     pub data_since: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Everything held about one patient.
+#[derive(Debug, Clone)]
+pub struct PatientRecord {
+    pub patient: crate::Patient,
+    pub devices: Vec<Device>,
+    pub glucose: Vec<StoredGlucose>,
+    pub blood_pressure: Vec<StoredBloodPressure>,
+    pub grants: Vec<Grant>,
 }
 
 /// A stored blood-pressure reading as a permitted reader sees it.

@@ -1,0 +1,127 @@
+//! Everything held about a patient, as a FHIR R4 Bundle or as CSV.
+
+use chronicle_domain::codes::{
+    self, BLOOD_PRESSURE_PANEL, DIASTOLIC, HEART_RATE, LOINC_SYSTEM, Loinc, SYSTOLIC, UCUM_SYSTEM,
+};
+use chronicle_domain::{GlucoseFlag, GlucoseSource};
+use chronicle_storage::access::PatientRecord;
+use serde_json::{Value, json};
+
+/// FHIR ids allow `[A-Za-z0-9.-]`; device ids use `_`, which never appears with `.`, so
+/// mapping `_` to `.` keeps ids distinct.
+fn fhir_device_id(device_id: &str) -> String {
+    device_id.replace('_', ".")
+}
+
+fn codeable(loinc: Loinc) -> Value {
+    json!({"coding": [{"system": LOINC_SYSTEM, "code": loinc.code, "display": loinc.display}], "text": loinc.display})
+}
+
+fn quantity(value: f64, unit: &str) -> Value {
+    json!({"value": value, "unit": unit, "system": UCUM_SYSTEM, "code": unit})
+}
+
+fn category(code: &str) -> Value {
+    json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": code}]}])
+}
+
+/// A FHIR R4 `collection` Bundle: the Patient, their Devices, and one Observation per reading
+/// (glucose in mg/dL with the LOINC code of its source; blood pressure as the vital-signs
+/// panel with systolic and diastolic components, and heart rate apart).
+pub fn fhir_bundle(record: &PatientRecord) -> Value {
+    let patient_ref = format!("Patient/{}", record.patient.id);
+    let mut entries = vec![json!({
+        "fullUrl": format!("urn:uuid:{}", record.patient.id),
+        "resource": {"resourceType": "Patient", "id": record.patient.id.to_string(),
+                     "name": [{"text": record.patient.display_name}]}
+    })];
+    for device in &record.devices {
+        entries.push(json!({"resource": {
+            "resourceType": "Device",
+            "id": fhir_device_id(device.id.as_str()),
+            "identifier": [{"system": "urn:chronicle:device", "value": device.id.to_string()}],
+            "status": if device.revoked_at.is_some() { "inactive" } else { "active" },
+            "deviceName": [{"name": device.label.clone().unwrap_or_else(|| device.kind.to_string()), "type": "user-friendly-name"}],
+            "type": {"text": device.kind.to_string()},
+            "patient": {"reference": patient_ref},
+        }}));
+    }
+    for (i, g) in record.glucose.iter().enumerate() {
+        let source = GlucoseSource::parse(&g.source).unwrap_or(GlucoseSource::Cgm);
+        let mut value = quantity(g.value_mg_dl, "mg/dL");
+        // A "LO"/"HI" reading is only known to lie beyond the sensor's range.
+        match g.flag.as_deref().and_then(GlucoseFlag::parse) {
+            Some(GlucoseFlag::Lo) => value["comparator"] = json!("<"),
+            Some(GlucoseFlag::Hi) => value["comparator"] = json!(">"),
+            None => {}
+        }
+        entries.push(json!({"resource": {
+            "resourceType": "Observation",
+            "id": format!("glucose-{i}"),
+            "status": "final",
+            "category": category("laboratory"),
+            "code": codeable(codes::glucose_loinc(source)),
+            "subject": {"reference": patient_ref},
+            "effectiveDateTime": g.measured_at.to_rfc3339(),
+            "valueQuantity": value,
+            "device": {"reference": format!("Device/{}", fhir_device_id(&g.device_id))},
+        }}));
+    }
+    for (i, bp) in record.blood_pressure.iter().enumerate() {
+        entries.push(json!({"resource": {
+            "resourceType": "Observation",
+            "id": format!("blood-pressure-{i}"),
+            "status": "final",
+            "category": category("vital-signs"),
+            "code": codeable(BLOOD_PRESSURE_PANEL),
+            "subject": {"reference": patient_ref},
+            "effectiveDateTime": bp.measured_at.to_rfc3339(),
+            "device": {"reference": format!("Device/{}", fhir_device_id(&bp.device_id))},
+            "component": [
+                {"code": codeable(SYSTOLIC), "valueQuantity": quantity(f64::from(bp.systolic), "mm[Hg]")},
+                {"code": codeable(DIASTOLIC), "valueQuantity": quantity(f64::from(bp.diastolic), "mm[Hg]")},
+            ],
+        }}));
+        if let Some(pulse) = bp.pulse {
+            entries.push(json!({"resource": {
+                "resourceType": "Observation",
+                "id": format!("heart-rate-{i}"),
+                "status": "final",
+                "category": category("vital-signs"),
+                "code": codeable(HEART_RATE),
+                "subject": {"reference": patient_ref},
+                "effectiveDateTime": bp.measured_at.to_rfc3339(),
+                "valueQuantity": quantity(f64::from(pulse), "/min"),
+            }}));
+        }
+    }
+    json!({"resourceType": "Bundle", "type": "collection", "timestamp": chrono::Utc::now().to_rfc3339(), "entry": entries})
+}
+
+/// One row per reading: `kind,measured_at,value,unit,systolic,diastolic,pulse,source,flag,device_id`.
+pub fn csv(record: &PatientRecord) -> String {
+    let mut out = String::from(
+        "kind,measured_at,value,unit,systolic,diastolic,pulse,source,flag,device_id\n",
+    );
+    for g in &record.glucose {
+        out.push_str(&format!(
+            "glucose,{},{},mg/dL,,,,{},{},{}\n",
+            g.measured_at.to_rfc3339(),
+            g.value_mg_dl,
+            g.source,
+            g.flag.as_deref().unwrap_or(""),
+            g.device_id
+        ));
+    }
+    for bp in &record.blood_pressure {
+        out.push_str(&format!(
+            "blood_pressure,{},,mm[Hg],{},{},{},,,{}\n",
+            bp.measured_at.to_rfc3339(),
+            bp.systolic,
+            bp.diastolic,
+            bp.pulse.map(|p| p.to_string()).unwrap_or_default(),
+            bp.device_id
+        ));
+    }
+    out
+}
