@@ -468,6 +468,70 @@ async fn the_authorization_matrix() {
     );
     w.revoke_all().await;
 
+    // The patient list shows exactly the patients a caller holds a grant for (research grants
+    // without a name), and a list is itself logged.
+    let listed = |who: &'static str| {
+        let w = &w;
+        async move {
+            let (status, body) = w.call(who, Method::GET, "/v1/patients", None).await;
+            assert_eq!(status, StatusCode::OK, "{who}: {body}");
+            body.as_array().expect("list").clone()
+        }
+    };
+    assert!(listed("clinician").await.is_empty(), "no grant, no patient");
+    assert!(listed("admin").await.is_empty());
+    let own = listed("patient").await;
+    assert_eq!((own.len(), own[0]["basis"].as_str()), (1, Some("own")));
+    w.grant_to(
+        team,
+        &[Glucose],
+        &[ViewTrends],
+        Purpose::Care,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    let seen = listed("clinician").await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (
+            seen[0]["patient_id"].as_str(),
+            seen[0]["display_name"].as_str()
+        ),
+        (Some(w.patient.to_string().as_str()), Some("Pat"))
+    );
+    assert!(listed("other_org_clinician").await.is_empty());
+    w.grant_to(
+        Grantee::User(user_id(&w, "res@uni.example").await),
+        &[Glucose],
+        &[ViewTrends],
+        Purpose::Research,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    let research = listed("researcher").await;
+    assert_eq!(research.len(), 1);
+    assert!(
+        research[0]["display_name"].is_null(),
+        "research access is pseudonymous: {research:?}"
+    );
+    assert_ne!(
+        research[0]["patient_id"].as_str(),
+        Some(w.patient.to_string().as_str()),
+        "research never sees the record id"
+    );
+    assert_eq!(
+        listed("researcher").await[0]["patient_id"],
+        research[0]["patient_id"],
+        "the pseudonym is stable"
+    );
+    w.revoke_all().await;
+    assert!(
+        listed("clinician").await.is_empty(),
+        "revoked, gone from the list"
+    );
+
     // Caregiving and research purposes: a caregiver with a caregiving grant reads; a researcher
     // never gets identified readings from the clinical endpoints.
     w.grant_to(

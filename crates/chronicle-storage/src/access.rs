@@ -358,15 +358,15 @@ impl Store {
         &self,
         principal: &Principal,
     ) -> Result<Vec<VisiblePatient>, StorageError> {
-        let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
-            "SELECT p.id, p.display_name, g.purpose
+        let rows: Vec<(Uuid, String, String, Uuid)> = sqlx::query_as(
+            "SELECT p.id, p.display_name, g.purpose, g.id
              FROM grants g JOIN patients p ON p.id = g.patient_id
              WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
                AND g.created_at <= now()
                AND ((g.grantee_type = 'user' AND g.grantee_id = $1)
                  OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($2))
                  OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($3)))
-             ORDER BY p.display_name, p.id",
+             ORDER BY p.display_name, p.id, g.created_at, g.id",
         )
         .bind(principal.user_id)
         .bind(&principal.care_teams)
@@ -383,6 +383,7 @@ impl Store {
             if let Some(p) = self.patient(*patient_id).await? {
                 out.push(VisiblePatient {
                     patient_id: p.id,
+                    record_id: p.id,
                     display_name: Some(p.display_name),
                     purposes: Vec::new(),
                     basis: if principal.patient_id == Some(p.id) {
@@ -394,7 +395,7 @@ impl Store {
             }
         }
         let purpose = principal.role.and_then(Purpose::for_role);
-        for (patient_id, name, grant_purpose) in rows {
+        for (patient_id, name, grant_purpose, grant_id) in rows {
             // Only grants for the purpose the principal reads for make the patient visible.
             let Some(grant_purpose) = Purpose::parse(&grant_purpose) else {
                 continue;
@@ -402,12 +403,20 @@ impl Store {
             if Some(grant_purpose) != purpose || own.contains(&patient_id) {
                 continue;
             }
-            match out.iter_mut().find(|v| v.patient_id == patient_id) {
+            let research = grant_purpose == Purpose::Research;
+            match out.iter_mut().find(|v| v.record_id == patient_id) {
                 Some(v) if !v.purposes.contains(&grant_purpose) => v.purposes.push(grant_purpose),
                 Some(_) => {}
                 None => out.push(VisiblePatient {
-                    patient_id,
-                    display_name: (grant_purpose != Purpose::Research).then_some(name),
+                    // Research sees a pseudonym, stable for the grant (the study) and
+                    // unlinkable without the grant id, which researchers never see.
+                    patient_id: if research {
+                        Uuid::new_v5(&grant_id, patient_id.as_bytes())
+                    } else {
+                        patient_id
+                    },
+                    record_id: patient_id,
+                    display_name: (!research).then_some(name),
                     purposes: vec![grant_purpose],
                     basis: "grant",
                 }),
@@ -417,7 +426,7 @@ impl Store {
             self.append_access_log(&NewAccessLogEntry {
                 actor_id: Some(principal.user_id),
                 actor_role: principal.role.map(|r| r.as_str().to_owned()),
-                patient_id: v.patient_id,
+                patient_id: v.record_id,
                 action: "list_patients".to_owned(),
                 category: None,
                 purpose,
@@ -466,7 +475,11 @@ pub struct StoredBloodPressure {
 /// A patient in a principal's list.
 #[derive(Debug, Clone, Serialize)]
 pub struct VisiblePatient {
+    /// The id to show: the record's id, or for research access a pseudonym.
     pub patient_id: Uuid,
+    /// The record's real id, for the access log; never shown to a research reader.
+    #[serde(skip)]
+    pub record_id: Uuid,
     /// Absent for research access, which is pseudonymous.
     pub display_name: Option<String>,
     /// The purposes of the grants that make the patient visible.
