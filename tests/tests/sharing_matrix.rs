@@ -32,6 +32,7 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/export/fhir"),
     ("GET", "/v1/patients/{patient_id}/export/csv"),
     ("DELETE", "/v1/patients/{patient_id}"),
+    ("GET", "/v1/research/patients/{patient_id}/glucose"),
 ];
 
 struct World {
@@ -526,6 +527,79 @@ async fn the_authorization_matrix() {
         research[0]["patient_id"],
         "the pseudonym is stable"
     );
+    // Research output: pseudonymous, shifted, and free of every direct identifier.
+    let pseudonym = research[0]["patient_id"]
+        .as_str()
+        .expect("pseudonym")
+        .to_owned();
+    let research_path = |id: &str| format!("/v1/research/patients/{id}/glucose");
+    let (status, _) = w
+        .call("researcher", Method::GET, &research_path(&pseudonym), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a trends-only research grant gives no readings"
+    );
+    w.grant_to(
+        Grantee::User(user_id(&w, "res@uni.example").await),
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Research,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    let logged_before = w.log_len().await;
+    let (status, body) = w
+        .call("researcher", Method::GET, &research_path(&pseudonym), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        w.log_len().await,
+        logged_before + 1,
+        "research reads are in the patient's log"
+    );
+    let text = body.to_string();
+    assert_eq!(body.as_array().map(Vec::len), Some(2));
+    for identifier in [
+        w.patient.to_string(),
+        w.device.clone(),
+        "Pat".to_owned(),
+        "pat@example.org".to_owned(),
+    ] {
+        assert!(
+            !text.contains(&identifier),
+            "research output contains {identifier}: {text}"
+        );
+    }
+    let (_, identified) = w
+        .call(
+            "patient",
+            Method::GET,
+            &format!("/v1/patients/{}/glucose", w.patient),
+            None,
+        )
+        .await;
+    let true_times: BTreeSet<String> = identified["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["measured_at"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for item in body.as_array().expect("items") {
+        let shifted = item["shifted_at"].as_str().unwrap_or_default();
+        assert!(!true_times.contains(shifted), "times are shifted");
+    }
+    for (who, id) in [
+        ("researcher", w.patient.to_string()),
+        ("clinician", pseudonym.clone()),
+        ("patient", pseudonym.clone()),
+        ("admin", pseudonym.clone()),
+    ] {
+        let (status, _) = w.call(who, Method::GET, &research_path(&id), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{who} with {id}");
+    }
     w.revoke_all().await;
     assert!(
         listed("clinician").await.is_empty(),

@@ -482,6 +482,26 @@ pub fn act_as(principal: &Principal, patient_id: Uuid) -> Result<PatientActor, D
     })
 }
 
+/// De-identification for research: stable pseudonyms per study (a research grant is a study)
+/// and a consistent time shift per patient.
+pub mod deidentify {
+    use uuid::Uuid;
+
+    /// The pseudonym of an identifier (a patient or a device) within one study. Stable, and
+    /// unlinkable to the identifier without the grant id, which research readers never see.
+    pub fn pseudonym(study: Uuid, id: &[u8]) -> Uuid {
+        Uuid::new_v5(&study, id)
+    }
+
+    /// How many whole days a patient's times are moved back within one study: between 30 and
+    /// 395, the same for every reading, so intervals, weekdays' spacing and times of day
+    /// survive while dates do not.
+    pub fn shift_days(study: Uuid, patient_id: Uuid) -> i64 {
+        let bytes = Uuid::new_v5(&study, format!("shift:{patient_id}").as_bytes()).into_bytes();
+        30 + i64::from(u16::from_le_bytes([bytes[0], bytes[1]]) % 366)
+    }
+}
+
 fn full(basis: Basis) -> Allowance {
     Allowance {
         basis,

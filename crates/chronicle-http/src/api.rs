@@ -80,6 +80,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(export_fhir))
         .routes(routes!(export_csv))
         .routes(routes!(erase))
+        .routes(routes!(research_glucose))
         .split_for_parts()
 }
 
@@ -888,4 +889,64 @@ async fn erase(
     let actor = actor(&state, &principal, patient_id, "erase").await?;
     state.store.erase(&actor).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct ResearchGlucosePoint {
+    /// Moved back by a whole number of days, the same for all of this patient's readings.
+    shifted_at: DateTime<Utc>,
+    value_mg_dl: f64,
+    source: String,
+    flag: Option<String>,
+    /// A pseudonym of the device within the study.
+    device: String,
+}
+
+/// De-identified glucose readings for research: `patient_id` is the study's pseudonym from
+/// `GET /v1/patients`; times are shifted, identifiers replaced, nothing names the patient.
+#[utoipa::path(get, path = "/v1/research/patients/{patient_id}/glucose", tag = "research",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path, description = "the study pseudonym")),
+    responses((status = 200, body = [ResearchGlucosePoint]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn research_glucose(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(pseudonym): Path<Uuid>,
+) -> Result<Json<Vec<ResearchGlucosePoint>>, ApiError> {
+    let patient_id = state
+        .store
+        .research_subject(&principal, pseudonym)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let request = AccessRequest {
+        patient_id,
+        category: DataCategory::Glucose,
+        access: Access::ViewReadings,
+        at: Utc::now(),
+        identified: false,
+    };
+    let permit = state
+        .store
+        .authorize(&principal, request, "read_research_glucose")
+        .await?
+        .map_err(refusal)?;
+    if !permit.allowance().deidentified {
+        // Only research grants are served here; care reads use the clinical endpoints.
+        return Err(ApiError::NotFound);
+    }
+    let rows = state
+        .store
+        .research_glucose_readings(&permit, 100_000)
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| ResearchGlucosePoint {
+                shifted_at: r.measured_at,
+                value_mg_dl: r.value_mg_dl,
+                source: r.source,
+                flag: r.flag,
+                device: r.device_id,
+            })
+            .collect(),
+    ))
 }

@@ -10,7 +10,7 @@ use crate::sharing::{AccessLogEntry, NewGrant};
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{
     Access, AccessRequest, Basis, DataCategory, DenyReason, EmergencyAccess, Grant, Grantee,
-    PatientActor, Permit, Principal, Purpose, Role, act_as, authorize,
+    PatientActor, Permit, Principal, Purpose, Role, act_as, authorize, deidentify,
 };
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
@@ -350,6 +350,67 @@ impl Store {
         Ok(Some(opened))
     }
 
+    /// The patient behind a research pseudonym, for a principal holding an active research
+    /// grant on them; `None` otherwise (an unknown pseudonym and a missing grant look alike).
+    pub async fn research_subject(
+        &self,
+        principal: &Principal,
+        pseudonym: Uuid,
+    ) -> Result<Option<Uuid>, StorageError> {
+        let grants: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "SELECT id, patient_id FROM grants
+             WHERE purpose = 'research' AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > now()) AND created_at <= now()
+               AND ((grantee_type = 'user' AND grantee_id = $1)
+                 OR (grantee_type = 'care_team' AND grantee_id = ANY($2))
+                 OR (grantee_type = 'organization' AND grantee_id = ANY($3)))",
+        )
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(grants
+            .into_iter()
+            .find(|(grant_id, patient_id)| {
+                deidentify::pseudonym(*grant_id, patient_id.as_bytes()) == pseudonym
+            })
+            .map(|(_, patient_id)| patient_id))
+    }
+
+    /// Glucose readings for research under a de-identified permit: pseudonymous device ids and
+    /// times moved back by the patient's shift, within the grant's window.
+    pub async fn research_glucose_readings(
+        &self,
+        permit: &Permit,
+        limit: i64,
+    ) -> Result<Vec<StoredGlucose>, StorageError> {
+        let Basis::Grant(study) = permit.allowance().basis else {
+            return Err(StorageError::NotPermitted(
+                "research reads without a research grant",
+            ));
+        };
+        if !permit.allowance().deidentified || !permit.allows_readings_of(DataCategory::Glucose) {
+            return Err(StorageError::NotPermitted("de-identified glucose readings"));
+        }
+        let page = PageRequest {
+            from: permit.clamp_from(None),
+            limit,
+            ..PageRequest::default()
+        };
+        let shift = chrono::Duration::days(deidentify::shift_days(study, permit.patient_id()));
+        Ok(self
+            .query_glucose(permit.patient_id(), page)
+            .await?
+            .into_iter()
+            .map(|r| StoredGlucose {
+                device_id: deidentify::pseudonym(study, r.device_id.as_bytes()).to_string(),
+                measured_at: r.measured_at - shift,
+                ..r
+            })
+            .collect())
+    }
+
     /// The patients a principal may see in a list: their own record, those they are guardian
     /// of, and those with an active grant naming them (directly, or through a current team or
     /// organization). Research grants show no name. Each listed patient gets an access-log
@@ -411,7 +472,7 @@ impl Store {
                     // Research sees a pseudonym, stable for the grant (the study) and
                     // unlinkable without the grant id, which researchers never see.
                     patient_id: if research {
-                        Uuid::new_v5(&grant_id, patient_id.as_bytes())
+                        deidentify::pseudonym(grant_id, patient_id.as_bytes())
                     } else {
                         patient_id
                     },

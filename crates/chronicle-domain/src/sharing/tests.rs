@@ -619,3 +619,21 @@ fn a_research_grant_never_serves_identified_reads() {
             .is_some()
     );
 }
+
+#[test]
+fn pseudonyms_and_shifts_are_stable_per_study() {
+    let (study, other_study) = (id(700), id(701));
+    let p = id(PATIENT);
+    assert_eq!(
+        deidentify::pseudonym(study, p.as_bytes()),
+        deidentify::pseudonym(study, p.as_bytes())
+    );
+    assert_ne!(
+        deidentify::pseudonym(study, p.as_bytes()),
+        deidentify::pseudonym(other_study, p.as_bytes())
+    );
+    assert_ne!(deidentify::pseudonym(study, p.as_bytes()), p);
+    let shift = deidentify::shift_days(study, p);
+    assert_eq!(shift, deidentify::shift_days(study, p));
+    assert!((30..=395).contains(&shift));
+}
