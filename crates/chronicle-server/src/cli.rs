@@ -61,6 +61,70 @@ pub enum Command {
     /// Manage care teams and their members.
     #[command(subcommand)]
     Team(TeamCommand),
+    /// Measure performance on this machine, with its own PostgreSQL, broker and server.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Ingest throughput and latency end to end, next to ceilings measured in the same run:
+    /// the broker passing the same messages to a subscriber that stores nothing, and a raw
+    /// COPY of the same rows into the same table.
+    ///
+    /// Starts a private PostgreSQL in a fresh directory under /tmp (from the server binaries
+    /// found as for `serve`; --postgres-bin-dir applies) and `chronicle serve` with its
+    /// defaults as a child process; --database-url is not used. See docs/benchmarks.md.
+    Ingest(BenchIngestArgs),
+}
+
+/// Sizes of `chronicle bench ingest`. The defaults finish in about a minute on two cores.
+#[derive(Debug, Clone, Args)]
+pub struct BenchIngestArgs {
+    /// Devices sending one reading per message, each on its own MQTT connection: many small
+    /// publishers are the load the one-reading-per-message path is built for.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub devices: u32,
+
+    /// One-reading messages each of those devices sends.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub messages_per_device: u32,
+
+    /// Messages a device may have sent without having their ack yet. A device sends as fast as
+    /// acks allow within this window, as a real device draining its backlog would.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub window: u32,
+
+    /// Devices sending batch messages.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch_devices: u32,
+
+    /// Batch messages in all, spread evenly over --batch-devices.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_messages: u32,
+
+    /// Readings per batch message; also the rows per COPY of the COPY ceiling. At most the
+    /// server's --max-readings-per-message (5000 by default).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub readings_per_batch: u32,
+
+    /// Give up on a phase that has not finished after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_seconds: u64,
+
+    /// A flag for the server under test, e.g. `--serve-arg=--batch-linger-ms=5`; repeat for
+    /// several. Without it the server runs with its defaults, whatever CHRONICLE_* variables
+    /// are set (only CHRONICLE_LOG is passed on).
+    #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
+
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,12 +442,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_MAX_FUTURE_SKEW_SECONDS")]
     pub max_future_skew_seconds: Option<u32>,
 
-    /// Messages per database batch at most. [default: 1000]
+    /// Messages per database batch at most. A batch can never hold more messages than the
+    /// broker lets the ingest have unacknowledged, so a larger value only makes batches wait
+    /// out the linger. [default: 100 with the embedded broker (rumqttd's fixed window), else
+    /// --mqtt-inflight up to 1000]
     #[arg(long, env = "CHRONICLE_BATCH_MAX_MESSAGES")]
     pub batch_max_messages: Option<usize>,
 
-    /// How long a batch waits for more messages before it is written, in milliseconds.
-    /// [default: 20]
+    /// How long a batch waits for more messages before it is written, in milliseconds. Under
+    /// load a batch fills before this; when the broker's window is what stops it filling, the
+    /// wait is idle time (docs/benchmarks.md measures the difference). [default: 2]
     #[arg(long, env = "CHRONICLE_BATCH_LINGER_MS")]
     pub batch_linger_ms: Option<u64>,
 
@@ -424,9 +492,15 @@ pub enum MqttEndpoint {
     },
 }
 
+/// QoS 1 messages rumqttd (the embedded broker) sends a subscriber before it waits for their
+/// PUBACKs: fixed inside rumqttd 0.20, whatever --mqtt-inflight says. The ingest acknowledges
+/// only after the commit, so this is also the most messages one batch can get.
+const EMBEDDED_BROKER_WINDOW: usize = 100;
+
 impl ServeArgs {
     pub fn merged_with(&self, file: &FileConfig) -> anyhow::Result<ServeSettings> {
         let f = &file.serve;
+        let mqtt_inflight = self.mqtt_inflight.or(f.mqtt_inflight).unwrap_or(1000);
         let mqtt = match self.mqtt_url.as_ref().or(f.mqtt_url.as_ref()) {
             Some(url) => parse_mqtt_url(url)?,
             None => MqttEndpoint::Embedded {
@@ -436,6 +510,14 @@ impl ServeArgs {
                     .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883))),
             },
         };
+        let batch_max_messages = self
+            .batch_max_messages
+            .or(f.batch_max_messages)
+            .unwrap_or(match mqtt {
+                MqttEndpoint::Embedded { .. } => EMBEDDED_BROKER_WINDOW,
+                MqttEndpoint::External { .. } => usize::from(mqtt_inflight).min(1000),
+            })
+            .max(1);
         Ok(ServeSettings {
             http_addr: self
                 .http_addr
@@ -460,7 +542,7 @@ impl ServeArgs {
                 .mqtt_max_packet_bytes
                 .or(f.mqtt_max_packet_bytes)
                 .unwrap_or(16 * 1024 * 1024),
-            mqtt_inflight: self.mqtt_inflight.or(f.mqtt_inflight).unwrap_or(1000),
+            mqtt_inflight,
             max_message_bytes: self
                 .max_message_bytes
                 .or(f.max_message_bytes)
@@ -474,13 +556,9 @@ impl ServeArgs {
                     .or(f.max_future_skew_seconds)
                     .unwrap_or(600),
             )),
-            batch_max_messages: self
-                .batch_max_messages
-                .or(f.batch_max_messages)
-                .unwrap_or(1000)
-                .max(1),
+            batch_max_messages,
             batch_linger: Duration::from_millis(
-                self.batch_linger_ms.or(f.batch_linger_ms).unwrap_or(20),
+                self.batch_linger_ms.or(f.batch_linger_ms).unwrap_or(2),
             ),
             shutdown_grace: Duration::from_secs(
                 self.shutdown_grace_seconds
@@ -576,7 +654,7 @@ mod tests {
         let serve = args.merged_with(&file).expect("valid settings");
         assert_eq!(serve.http_addr, "0.0.0.0:9000".parse().expect("address"));
         assert_eq!(serve.batch_linger, Duration::from_millis(50));
-        assert_eq!(serve.batch_max_messages, 1000);
+        assert_eq!(serve.batch_max_messages, EMBEDDED_BROKER_WINDOW);
         let database = DatabaseArgs::default().merged_with(&file);
         assert_eq!(database.data_dir, PathBuf::from("/srv/chronicle"));
         assert_eq!(database.timescale.compress_after_days, Some(30));

@@ -2,6 +2,7 @@
 //! and hands over; see `docs/ARCHITECTURE.md` for the map.
 
 mod admin;
+mod bench;
 mod cli;
 mod database;
 mod serve;
@@ -46,6 +47,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::User(command) => admin::user(&database, command).await,
         cli::Command::Org(command) => admin::org(&database, command).await,
         cli::Command::Team(command) => admin::team(&database, command).await,
+        cli::Command::Bench(command) => bench::run(&database, command).await,
     }
 }
 

@@ -9,6 +9,7 @@
 //! and on TimescaleDB.
 
 pub mod access;
+pub mod bulk;
 pub mod credentials;
 mod error;
 pub mod identity;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod sharing;
 pub mod timescale;
 
+pub use bulk::GlucoseCopy;
 pub use error::StorageError;
 pub use readings::{BatchWrite, InsertedKeys, ReadingRow, RejectionRow};
 pub use registry::{Device, DeviceCredentials, DeviceForIngest, NewPatient, Patient};
