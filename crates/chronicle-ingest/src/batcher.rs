@@ -5,7 +5,7 @@ use crate::pipeline::{IncomingMessage, MessageOutcome, Pipeline};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +21,10 @@ pub struct BatchSettings {
     /// Messages that may wait for the batcher; a full queue slows the front doors down
     /// (back-pressure towards the broker) instead of growing memory.
     pub queue_capacity: usize,
+    /// Batches committing at once. A broker lets the ingest hold only so many messages
+    /// unacknowledged (rumqttd: 100), so while one batch waits for its commit's WAL flush
+    /// the next one should already be on its way; more than a few only adds contention.
+    pub concurrent_commits: usize,
 }
 
 impl Default for BatchSettings {
@@ -30,6 +34,7 @@ impl Default for BatchSettings {
             max_bytes: 8 * 1024 * 1024,
             linger: Duration::from_millis(20),
             queue_capacity: 10_000,
+            concurrent_commits: 2,
         }
     }
 }
@@ -97,10 +102,12 @@ async fn run(
     mut rx: mpsc::Receiver<IngestRequest>,
     abandon: CancellationToken,
 ) {
-    let mut batch: Vec<IngestRequest> = Vec::with_capacity(settings.max_messages);
+    let mut committing = JoinSet::new();
+    let concurrent = settings.concurrent_commits.max(1);
     while let Some(first) = rx.recv().await {
         let deadline = Instant::now() + settings.linger;
         let mut bytes = first.message.payload.len();
+        let mut batch: Vec<IngestRequest> = Vec::with_capacity(settings.max_messages);
         batch.push(first);
         while batch.len() < settings.max_messages && bytes < settings.max_bytes {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -112,13 +119,20 @@ async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        commit(&pipeline, &mut batch, &abandon).await;
+        // Messages arriving while every commit slot is busy wait in the queue and form the
+        // next batch. Outcomes may come back out of order; front doors acknowledge in their
+        // own receive order (the MQTT acknowledger waits for each message in turn).
+        while committing.len() >= concurrent {
+            committing.join_next().await;
+        }
+        committing.spawn(commit(pipeline.clone(), batch, abandon.clone()));
     }
+    while committing.join_next().await.is_some() {}
     tracing::debug!("ingest batcher stopped: every front door closed and the queue is empty");
 }
 
 /// Writes one batch, retrying with backoff until it commits or shutdown abandons it.
-async fn commit(pipeline: &Pipeline, batch: &mut Vec<IngestRequest>, abandon: &CancellationToken) {
+async fn commit(pipeline: Pipeline, mut batch: Vec<IngestRequest>, abandon: CancellationToken) {
     let messages: Vec<IncomingMessage> = batch.iter().map(|r| r.message.clone()).collect();
     let mut backoff = Duration::from_millis(100);
     loop {

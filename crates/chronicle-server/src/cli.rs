@@ -108,6 +108,13 @@ pub struct BenchIngestArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub readings_per_batch: u32,
 
+    /// The broker the devices, the broker-only ceiling and the server use: `embedded` (the
+    /// server's own rumqttd, as `chronicle serve` runs by default) or `mosquitto` (an external
+    /// Mosquitto configured as docs/protocol.md recommends, started for the run; its CPU
+    /// time counts as "other").
+    #[arg(long, value_enum, default_value_t = BenchBroker::Embedded)]
+    pub broker: BenchBroker,
+
     /// Give up on a phase that has not finished after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_seconds: u64,
@@ -125,6 +132,22 @@ pub struct BenchIngestArgs {
     /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// The broker `chronicle bench ingest` measures with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBroker {
+    Embedded,
+    Mosquitto,
+}
+
+impl BenchBroker {
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchBroker::Embedded => "embedded (rumqttd)",
+            BenchBroker::Mosquitto => "mosquitto (external)",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,8 +243,8 @@ pub enum PatientCommand {
         /// The name the care team sees.
         #[arg(long)]
         name: String,
-        /// IANA time zone used for days and times of day in trends.
-        #[arg(long, default_value = "UTC")]
+        /// IANA time zone used for days and times of day in trends, e.g. Europe/Berlin.
+        #[arg(long, default_value = "UTC", value_parser = parse_zone_name)]
         time_zone: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -263,6 +286,12 @@ pub enum DeviceCommand {
         #[arg(value_parser = parse_device_id)]
         device: DeviceId,
     },
+}
+
+fn parse_zone_name(s: &str) -> Result<String, String> {
+    chronicle_domain::zone::parse_time_zone(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_kind(s: &str) -> Result<DeviceKind, String> {
@@ -455,6 +484,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_BATCH_LINGER_MS")]
     pub batch_linger_ms: Option<u64>,
 
+    /// Batches committing at once: while one waits for its commit, the next is already
+    /// written, so messages spend less time unacknowledged in the broker's window.
+    /// [default: 2]
+    #[arg(long, env = "CHRONICLE_BATCH_CONCURRENT_COMMITS")]
+    pub batch_concurrent_commits: Option<usize>,
+
     /// On SIGINT/SIGTERM, how long to keep trying to commit messages in hand before exiting
     /// without acknowledging them (the broker then delivers them again). [default: 30]
     #[arg(long, env = "CHRONICLE_SHUTDOWN_GRACE_SECONDS")]
@@ -476,6 +511,7 @@ pub struct ServeSettings {
     pub max_future_skew: Duration,
     pub batch_max_messages: usize,
     pub batch_linger: Duration,
+    pub batch_concurrent_commits: usize,
     pub shutdown_grace: Duration,
 }
 
@@ -560,6 +596,11 @@ impl ServeArgs {
             batch_linger: Duration::from_millis(
                 self.batch_linger_ms.or(f.batch_linger_ms).unwrap_or(2),
             ),
+            batch_concurrent_commits: self
+                .batch_concurrent_commits
+                .or(f.batch_concurrent_commits)
+                .unwrap_or(2)
+                .max(1),
             shutdown_grace: Duration::from_secs(
                 self.shutdown_grace_seconds
                     .or(f.shutdown_grace_seconds)

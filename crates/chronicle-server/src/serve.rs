@@ -64,6 +64,7 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
         BatchSettings {
             max_messages: settings.batch_max_messages,
             linger: settings.batch_linger,
+            concurrent_commits: settings.batch_concurrent_commits,
             ..BatchSettings::default()
         },
         abandon.clone(),
