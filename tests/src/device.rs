@@ -43,6 +43,11 @@ impl TestDevice {
             options.set_credentials(device_id, secret);
         }
         let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+        // Acks are small packets sent one after another: without this, Nagle's algorithm holds
+        // each behind the peer's delayed TCP ACK (up to 40 ms a hop).
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         // Wait for CONNACK and SUBACK before handing the device out.
         let acks_topic = format!("chronicle/v1/devices/{device_id}/acks");
         loop {

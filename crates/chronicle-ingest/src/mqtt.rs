@@ -133,6 +133,11 @@ pub async fn run(
         options.set_credentials(username, password);
     }
     let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    // Acks are small packets sent one after another: without this, Nagle's algorithm holds
+    // each behind the peer's delayed TCP ACK (up to 40 ms a hop).
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let epoch = ConnectionEpoch::default();
     let mut acknowledger = tokio::spawn(acknowledge(

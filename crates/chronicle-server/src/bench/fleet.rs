@@ -193,6 +193,11 @@ async fn connect(
         .set_clean_session(true)
         .set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024);
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    // Acks are small packets sent one after another: without this, Nagle's algorithm holds
+    // each behind the peer's delayed TCP ACK (up to 40 ms a hop).
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let acks = ack_topic(TOPIC_PREFIX, device_id);
     let handshake = async {
         loop {

@@ -24,8 +24,9 @@ const INFLIGHT: u16 = 1000;
 
 /// A running broker with the stand-in subscriber on it.
 pub struct StandIn {
-    /// rumqttd cannot be stopped; it idles on its threads until the process exits.
-    _broker: EmbeddedBroker,
+    /// The embedded broker, when the stand-in runs one (rumqttd cannot be stopped; it idles
+    /// on its threads until the process exits).
+    _broker: Option<EmbeddedBroker>,
     port: u16,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -43,7 +44,13 @@ impl StandIn {
             |_client_id: String, _username: String, _password: String| async { true },
         )
         .context("cannot start the broker for the broker-only ceiling")?;
+        let mut stand_in = StandIn::connect(port).await?;
+        stand_in._broker = Some(broker);
+        Ok(stand_in)
+    }
 
+    /// Connects the subscriber to a broker already listening on `port`.
+    pub async fn connect(port: u16) -> anyhow::Result<StandIn> {
         let mut options = MqttOptions::new("chronicle-bench-stand-in", "127.0.0.1", port);
         options
             .set_credentials("chronicle-bench", "stand-in")
@@ -53,6 +60,11 @@ impl StandIn {
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
             .set_inflight(INFLIGHT);
         let (client, mut eventloop) = AsyncClient::new(options, 4096);
+        // Acks are small packets sent one after another: without this, Nagle's algorithm holds
+        // each behind the peer's delayed TCP ACK (up to 40 ms a hop).
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let filter = format!("{TOPIC_PREFIX}/devices/+/readings");
         let subscribed = async {
             loop {
@@ -91,7 +103,7 @@ impl StandIn {
         });
         let acknowledger = tokio::spawn(acknowledge(client, rx));
         Ok(StandIn {
-            _broker: broker,
+            _broker: None,
             port,
             tasks: vec![poller, acknowledger],
         })
