@@ -10,6 +10,8 @@ use chronicle_storage::{
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Refused payloads are kept for diagnosis, but an oversized one is cut to this many bytes.
 const MAX_STORED_RAW_BYTES: usize = 64 * 1024;
@@ -37,6 +39,11 @@ pub struct Pipeline {
     store: Store,
     limits: DecodeLimits,
     metrics: IngestMetrics,
+    /// Who gets follow-up work for newly stored readings (`chronicle_storage::followups`).
+    followup_consumers: Arc<[&'static str]>,
+    /// Counts commits that enqueued follow-up work, so consumers in this process start at
+    /// once instead of at their next poll.
+    followups_enqueued: Arc<watch::Sender<u64>>,
 }
 
 /// A validated reading waiting for the write, with where it came from.
@@ -54,7 +61,20 @@ impl Pipeline {
             store,
             limits,
             metrics,
+            followup_consumers: Arc::from(Vec::new()),
+            followups_enqueued: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// Enqueues follow-up work for these consumers with every batch that stores readings.
+    pub fn with_followup_consumers(mut self, consumers: &[&'static str]) -> Pipeline {
+        self.followup_consumers = Arc::from(consumers);
+        self
+    }
+
+    /// Changes after every commit that enqueued follow-up work.
+    pub fn followups_enqueued(&self) -> watch::Receiver<u64> {
+        self.followups_enqueued.subscribe()
     }
 
     pub fn limits(&self) -> &DecodeLimits {
@@ -137,10 +157,14 @@ impl Pipeline {
                 })
                 .collect(),
             rejections: rejection_rows,
+            followup_consumers: &self.followup_consumers,
         };
         let started = std::time::Instant::now();
         let inserted = self.store.write_batch(&batch).await?;
         let committed_at = Utc::now();
+        if !inserted.is_empty() && !self.followup_consumers.is_empty() {
+            self.followups_enqueued.send_modify(|n| *n += 1);
+        }
         self.metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -224,6 +224,7 @@ impl Store {
             "DELETE FROM rejected_readings WHERE patient_id = $1
                  OR device_id IN (SELECT id FROM devices WHERE patient_id = $1)",
             "DELETE FROM devices WHERE patient_id = $1",
+            "DELETE FROM ingest_followups WHERE patient_id = $1",
             "UPDATE users SET disabled_at = coalesce(disabled_at, now()) WHERE patient_id = $1",
             "UPDATE auth_tokens SET revoked_at = coalesce(revoked_at, now())
                  WHERE user_id IN (SELECT id FROM users WHERE patient_id = $1)",

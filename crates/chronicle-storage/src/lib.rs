@@ -2,7 +2,8 @@
 //! layer, and every query the rest of the system runs.
 //!
 //! - [`Store`]: a connection pool plus the query methods, grouped by subject in
-//!   [`registry`] (patients and devices) and [`readings`] (batched ingest writes).
+//!   [`registry`] (patients and devices), [`readings`] (batched ingest writes) and
+//!   [`followups`] (the work queued by each ingest write for alerts and trends).
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
 //!
 //! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
@@ -12,14 +13,17 @@ pub mod access;
 pub mod bulk;
 pub mod credentials;
 mod error;
+pub mod followups;
 pub mod identity;
 pub mod readings;
 pub mod registry;
 pub mod sharing;
+pub mod targets;
 pub mod timescale;
 
 pub use bulk::GlucoseCopy;
 pub use error::StorageError;
+pub use followups::{Followup, FollowupClaim};
 pub use readings::{BatchWrite, InsertedKeys, ReadingRow, RejectionRow};
 pub use registry::{Device, DeviceCredentials, DeviceForIngest, NewPatient, Patient};
 pub use timescale::{TimescaleMode, TimescaleSettings, TimescaleStatus};

@@ -1,5 +1,5 @@
-//! Batched writes of readings and rejections. One transaction per ingest batch, one statement
-//! per table: never one round trip per reading.
+//! Batched writes of readings and rejections: one statement per ingest batch, never one round
+//! trip per reading.
 
 use crate::{StorageError, Store};
 use chronicle_domain::{Reading, ReadingKind};
@@ -36,6 +36,9 @@ pub struct RejectionRow {
 pub struct BatchWrite<'a> {
     pub readings: Vec<ReadingRow<'a>>,
     pub rejections: Vec<RejectionRow>,
+    /// The consumers that get an `ingest_followups` row per patient and kind of the newly
+    /// stored readings (see [`crate::followups`]).
+    pub followup_consumers: &'a [&'a str],
 }
 
 /// The idempotency keys that were new, i.e. actually stored; every other reading of the batch
@@ -60,171 +63,200 @@ impl InsertedKeys {
     }
 }
 
+/// The whole batch in one statement, so one round trip and one implicit transaction: new
+/// glucose and blood-pressure rows (duplicates skipped), the refusals, and the follow-up work
+/// for every consumer, per patient and kind of what was newly stored. PostgreSQL runs every
+/// data-modifying CTE to completion whether or not the final SELECT reads it.
+const WRITE_BATCH: &str = "
+WITH new_glucose AS (
+    INSERT INTO glucose_readings (device_id, measured_at, patient_id, value_mg_dl,
+        original_value, original_unit, source, flag, utc_offset_minutes, device_reading_id)
+    SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::float8[],
+        $5::float8[], $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, measured_at, patient_id
+), new_blood_pressure AS (
+    INSERT INTO blood_pressure_readings (device_id, measured_at, patient_id, systolic,
+        diastolic, pulse, utc_offset_minutes, device_reading_id)
+    SELECT * FROM UNNEST($11::text[], $12::timestamptz[], $13::uuid[], $14::int2[],
+        $15::int2[], $16::int2[], $17::int2[], $18::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, measured_at, patient_id
+), refused AS (
+    INSERT INTO rejected_readings (device_id, patient_id, message_id, reading_index,
+        device_reading_id, reason, detail, readings_covered, raw)
+    SELECT * FROM UNNEST($19::text[], $20::uuid[], $21::text[], $22::int4[], $23::text[],
+        $24::text[], $25::text[], $26::int4[], $27::text[])
+), stored AS (
+    SELECT 'glucose'::text AS kind, device_id, measured_at, patient_id FROM new_glucose
+    UNION ALL
+    SELECT 'blood_pressure'::text, device_id, measured_at, patient_id FROM new_blood_pressure
+), followups AS (
+    INSERT INTO ingest_followups (consumer, patient_id, kind, first_measured_at,
+        last_measured_at, readings)
+    SELECT c.consumer, s.patient_id, s.kind, min(s.measured_at), max(s.measured_at),
+        count(*)::int
+    FROM stored s CROSS JOIN UNNEST($28::text[]) AS c (consumer)
+    GROUP BY c.consumer, s.patient_id, s.kind
+)
+SELECT kind, device_id, measured_at FROM stored";
+
 impl Store {
-    /// Writes a batch in one transaction and reports which readings were new.
+    /// Writes a batch atomically and reports which readings were new.
     pub async fn write_batch(&self, batch: &BatchWrite<'_>) -> Result<InsertedKeys, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        // Batches commit concurrently, and a redelivered message can put the same key in two
+        // of them: inserting in key order makes such statements wait for each other instead
+        // of deadlocking.
+        let mut readings = batch.readings.clone();
+        readings.sort_by(|a, b| {
+            (a.device_id, a.reading.measured_at()).cmp(&(b.device_id, b.reading.measured_at()))
+        });
+        let glucose = GlucoseColumns::of(&readings);
+        let blood_pressure = BloodPressureColumns::of(&readings);
+        let refused = RejectionColumns::of(&batch.rejections);
+        let returned: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(WRITE_BATCH)
+            .bind(&glucose.device_ids)
+            .bind(&glucose.measured_at)
+            .bind(&glucose.patient_ids)
+            .bind(&glucose.values)
+            .bind(&glucose.original_values)
+            .bind(&glucose.original_units)
+            .bind(&glucose.sources)
+            .bind(&glucose.flags)
+            .bind(&glucose.offsets)
+            .bind(&glucose.reading_ids)
+            .bind(&blood_pressure.device_ids)
+            .bind(&blood_pressure.measured_at)
+            .bind(&blood_pressure.patient_ids)
+            .bind(&blood_pressure.systolic)
+            .bind(&blood_pressure.diastolic)
+            .bind(&blood_pressure.pulse)
+            .bind(&blood_pressure.offsets)
+            .bind(&blood_pressure.reading_ids)
+            .bind(&refused.device_ids)
+            .bind(&refused.patient_ids)
+            .bind(&refused.message_ids)
+            .bind(&refused.indexes)
+            .bind(&refused.reading_ids)
+            .bind(&refused.reasons)
+            .bind(&refused.details)
+            .bind(&refused.covered)
+            .bind(&refused.raws)
+            .bind(batch.followup_consumers)
+            .fetch_all(self.pool())
+            .await?;
         let mut inserted = InsertedKeys::default();
-        insert_glucose(&mut tx, &batch.readings, &mut inserted).await?;
-        insert_blood_pressure(&mut tx, &batch.readings, &mut inserted).await?;
-        insert_rejections(&mut tx, &batch.rejections).await?;
-        tx.commit().await?;
+        for (kind, device_id, measured_at) in returned {
+            let kind = match kind.as_str() {
+                "glucose" => ReadingKind::Glucose,
+                _ => ReadingKind::BloodPressure,
+            };
+            inserted.keys.insert((kind, device_id, measured_at));
+        }
         Ok(inserted)
     }
 }
 
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
-
-async fn insert_glucose(
-    tx: &mut Tx<'_>,
-    rows: &[ReadingRow<'_>],
-    inserted: &mut InsertedKeys,
-) -> Result<(), StorageError> {
-    let mut device_ids = Vec::new();
-    let mut measured_at = Vec::new();
-    let mut patient_ids = Vec::new();
-    let mut values = Vec::new();
-    let mut original_values = Vec::new();
-    let mut original_units = Vec::new();
-    let mut sources = Vec::new();
-    let mut flags = Vec::new();
-    let mut offsets = Vec::new();
-    let mut reading_ids = Vec::new();
-    for row in rows {
-        let Reading::Glucose(g) = row.reading else {
-            continue;
-        };
-        device_ids.push(row.device_id);
-        measured_at.push(g.measured_at);
-        patient_ids.push(row.patient_id);
-        values.push(g.value.get());
-        original_values.push(g.original_value);
-        original_units.push(g.original_unit.as_str());
-        sources.push(g.source.as_str());
-        flags.push(g.flag.map(|f| f.as_str()));
-        offsets.push(offset_i16(g.utc_offset_minutes));
-        reading_ids.push(g.device_reading_id.as_deref());
-    }
-    if device_ids.is_empty() {
-        return Ok(());
-    }
-    let returned: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-        "INSERT INTO glucose_readings (device_id, measured_at, patient_id, value_mg_dl,
-             original_value, original_unit, source, flag, utc_offset_minutes, device_reading_id)
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::float8[],
-             $5::float8[], $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[])
-         ON CONFLICT DO NOTHING
-         RETURNING device_id, measured_at",
-    )
-    .bind(&device_ids)
-    .bind(&measured_at)
-    .bind(&patient_ids)
-    .bind(&values)
-    .bind(&original_values)
-    .bind(&original_units)
-    .bind(&sources)
-    .bind(&flags)
-    .bind(&offsets)
-    .bind(&reading_ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    inserted.keys.extend(
-        returned
-            .into_iter()
-            .map(|(d, t)| (ReadingKind::Glucose, d, t)),
-    );
-    Ok(())
+/// The glucose readings of a batch, column by column, for `UNNEST`.
+#[derive(Default)]
+struct GlucoseColumns<'a> {
+    device_ids: Vec<&'a str>,
+    measured_at: Vec<DateTime<Utc>>,
+    patient_ids: Vec<Uuid>,
+    values: Vec<f64>,
+    original_values: Vec<Option<f64>>,
+    original_units: Vec<&'static str>,
+    sources: Vec<&'static str>,
+    flags: Vec<Option<&'static str>>,
+    offsets: Vec<i16>,
+    reading_ids: Vec<Option<&'a str>>,
 }
 
-async fn insert_blood_pressure(
-    tx: &mut Tx<'_>,
-    rows: &[ReadingRow<'_>],
-    inserted: &mut InsertedKeys,
-) -> Result<(), StorageError> {
-    let mut device_ids = Vec::new();
-    let mut measured_at = Vec::new();
-    let mut patient_ids = Vec::new();
-    let mut systolic = Vec::new();
-    let mut diastolic = Vec::new();
-    let mut pulse = Vec::new();
-    let mut offsets = Vec::new();
-    let mut reading_ids = Vec::new();
-    for row in rows {
-        let Reading::BloodPressure(bp) = row.reading else {
-            continue;
-        };
-        device_ids.push(row.device_id);
-        measured_at.push(bp.measured_at);
-        patient_ids.push(row.patient_id);
-        systolic.push(mm_hg_i16(bp.systolic.get()));
-        diastolic.push(mm_hg_i16(bp.diastolic.get()));
-        pulse.push(bp.pulse.map(|p| mm_hg_i16(p.get())));
-        offsets.push(offset_i16(bp.utc_offset_minutes));
-        reading_ids.push(bp.device_reading_id.as_deref());
+impl<'a> GlucoseColumns<'a> {
+    fn of(rows: &[ReadingRow<'a>]) -> Self {
+        let mut c = GlucoseColumns::default();
+        for row in rows {
+            let Reading::Glucose(g) = row.reading else {
+                continue;
+            };
+            c.device_ids.push(row.device_id);
+            c.measured_at.push(g.measured_at);
+            c.patient_ids.push(row.patient_id);
+            c.values.push(g.value.get());
+            c.original_values.push(g.original_value);
+            c.original_units.push(g.original_unit.as_str());
+            c.sources.push(g.source.as_str());
+            c.flags.push(g.flag.map(|f| f.as_str()));
+            c.offsets.push(offset_i16(g.utc_offset_minutes));
+            c.reading_ids.push(g.device_reading_id.as_deref());
+        }
+        c
     }
-    if device_ids.is_empty() {
-        return Ok(());
-    }
-    let returned: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-        "INSERT INTO blood_pressure_readings (device_id, measured_at, patient_id, systolic,
-             diastolic, pulse, utc_offset_minutes, device_reading_id)
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::int2[],
-             $5::int2[], $6::int2[], $7::int2[], $8::text[])
-         ON CONFLICT DO NOTHING
-         RETURNING device_id, measured_at",
-    )
-    .bind(&device_ids)
-    .bind(&measured_at)
-    .bind(&patient_ids)
-    .bind(&systolic)
-    .bind(&diastolic)
-    .bind(&pulse)
-    .bind(&offsets)
-    .bind(&reading_ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    inserted.keys.extend(
-        returned
-            .into_iter()
-            .map(|(d, t)| (ReadingKind::BloodPressure, d, t)),
-    );
-    Ok(())
 }
 
-async fn insert_rejections(tx: &mut Tx<'_>, rows: &[RejectionRow]) -> Result<(), StorageError> {
-    if rows.is_empty() {
-        return Ok(());
+/// The blood-pressure readings of a batch, column by column, for `UNNEST`.
+#[derive(Default)]
+struct BloodPressureColumns<'a> {
+    device_ids: Vec<&'a str>,
+    measured_at: Vec<DateTime<Utc>>,
+    patient_ids: Vec<Uuid>,
+    systolic: Vec<i16>,
+    diastolic: Vec<i16>,
+    pulse: Vec<Option<i16>>,
+    offsets: Vec<i16>,
+    reading_ids: Vec<Option<&'a str>>,
+}
+
+impl<'a> BloodPressureColumns<'a> {
+    fn of(rows: &[ReadingRow<'a>]) -> Self {
+        let mut c = BloodPressureColumns::default();
+        for row in rows {
+            let Reading::BloodPressure(bp) = row.reading else {
+                continue;
+            };
+            c.device_ids.push(row.device_id);
+            c.measured_at.push(bp.measured_at);
+            c.patient_ids.push(row.patient_id);
+            c.systolic.push(mm_hg_i16(bp.systolic.get()));
+            c.diastolic.push(mm_hg_i16(bp.diastolic.get()));
+            c.pulse.push(bp.pulse.map(|p| mm_hg_i16(p.get())));
+            c.offsets.push(offset_i16(bp.utc_offset_minutes));
+            c.reading_ids.push(bp.device_reading_id.as_deref());
+        }
+        c
     }
-    let device_ids: Vec<&str> = rows.iter().map(|r| r.device_id.as_str()).collect();
-    let patient_ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.patient_id).collect();
-    let message_ids: Vec<Option<&str>> = rows.iter().map(|r| r.message_id.as_deref()).collect();
-    let indexes: Vec<Option<i32>> = rows.iter().map(|r| r.reading_index).collect();
-    let reading_ids: Vec<Option<&str>> = rows
-        .iter()
-        .map(|r| r.device_reading_id.as_deref())
-        .collect();
-    let reasons: Vec<&str> = rows.iter().map(|r| r.reason).collect();
-    let details: Vec<&str> = rows.iter().map(|r| r.detail.as_str()).collect();
-    let covered: Vec<i32> = rows.iter().map(|r| r.readings_covered).collect();
-    let raws: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO rejected_readings (device_id, patient_id, message_id, reading_index,
-             device_reading_id, reason, detail, readings_covered, raw)
-         SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::int4[], $5::text[],
-             $6::text[], $7::text[], $8::int4[], $9::text[])",
-    )
-    .bind(&device_ids)
-    .bind(&patient_ids)
-    .bind(&message_ids)
-    .bind(&indexes)
-    .bind(&reading_ids)
-    .bind(&reasons)
-    .bind(&details)
-    .bind(&covered)
-    .bind(&raws)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+}
+
+/// The refusals of a batch, column by column, for `UNNEST`.
+struct RejectionColumns<'a> {
+    device_ids: Vec<&'a str>,
+    patient_ids: Vec<Option<Uuid>>,
+    message_ids: Vec<Option<&'a str>>,
+    indexes: Vec<Option<i32>>,
+    reading_ids: Vec<Option<&'a str>>,
+    reasons: Vec<&'static str>,
+    details: Vec<&'a str>,
+    covered: Vec<i32>,
+    raws: Vec<&'a str>,
+}
+
+impl<'a> RejectionColumns<'a> {
+    fn of(rows: &'a [RejectionRow]) -> Self {
+        RejectionColumns {
+            device_ids: rows.iter().map(|r| r.device_id.as_str()).collect(),
+            patient_ids: rows.iter().map(|r| r.patient_id).collect(),
+            message_ids: rows.iter().map(|r| r.message_id.as_deref()).collect(),
+            indexes: rows.iter().map(|r| r.reading_index).collect(),
+            reading_ids: rows
+                .iter()
+                .map(|r| r.device_reading_id.as_deref())
+                .collect(),
+            reasons: rows.iter().map(|r| r.reason).collect(),
+            details: rows.iter().map(|r| r.detail.as_str()).collect(),
+            covered: rows.iter().map(|r| r.readings_covered).collect(),
+            raws: rows.iter().map(|r| r.raw.as_str()).collect(),
+        }
+    }
 }
 
 /// UTC offsets lie within ±18 h (±1080 min), so they always fit a smallint.

@@ -1,0 +1,118 @@
+//! The ingest's follow-up queue (`ingest_followups`): a transactional outbox. The statement
+//! that stores a batch's readings also enqueues, for every registered consumer (alert
+//! evaluation, trend rollups), one item per patient and kind with the range of `measured_at`
+//! it newly stored. A consumer claims items, does its work, and completes the claim; until
+//! then the items stay queued, so a crash in between only means the work is done again.
+//! Consumers must therefore be idempotent, and must read what they need from the stored
+//! data rather than from the item (which says only where to look).
+
+use crate::{StorageError, Store};
+use chronicle_domain::ReadingKind;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// One piece of follow-up work: readings of `kind` newly stored for `patient_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Followup {
+    pub id: i64,
+    pub patient_id: Uuid,
+    pub kind: ReadingKind,
+    /// The earliest and latest `measured_at` of the newly stored readings.
+    pub first_measured_at: DateTime<Utc>,
+    pub last_measured_at: DateTime<Utc>,
+    pub readings: i32,
+    /// When the batch committed (the statement's transaction time).
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// Claimed items, held by an open transaction that has deleted them. [`complete`] commits
+/// the deletion; dropping the claim (or a crash) rolls it back and the items are queued again.
+/// Other servers skip claimed items, so no two take the same one.
+///
+/// [`complete`]: FollowupClaim::complete
+pub struct FollowupClaim {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    pub items: Vec<Followup>,
+}
+
+impl FollowupClaim {
+    /// The work is done: the items leave the queue for good.
+    pub async fn complete(self) -> Result<(), StorageError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct FollowupRow {
+    id: i64,
+    patient_id: Uuid,
+    kind: String,
+    first_measured_at: DateTime<Utc>,
+    last_measured_at: DateTime<Utc>,
+    readings: i32,
+    enqueued_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Claims up to `limit` of `consumer`'s oldest queued items that no other claim holds;
+    /// `None` when there are none.
+    pub async fn claim_followups(
+        &self,
+        consumer: &str,
+        limit: i64,
+    ) -> Result<Option<FollowupClaim>, StorageError> {
+        let mut tx = self.pool().begin().await?;
+        let rows: Vec<FollowupRow> = sqlx::query_as(
+            "DELETE FROM ingest_followups WHERE id IN (
+                 SELECT id FROM ingest_followups WHERE consumer = $1
+                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id, patient_id, kind, first_measured_at, last_measured_at, readings,
+                 enqueued_at",
+        )
+        .bind(consumer)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut items = rows
+            .into_iter()
+            .map(|r| {
+                let kind = match r.kind.as_str() {
+                    "glucose" => ReadingKind::Glucose,
+                    "blood_pressure" => ReadingKind::BloodPressure,
+                    other => {
+                        return Err(StorageError::Corrupt {
+                            what: "follow-up kind",
+                            value: other.to_owned(),
+                        });
+                    }
+                };
+                Ok(Followup {
+                    id: r.id,
+                    patient_id: r.patient_id,
+                    kind,
+                    first_measured_at: r.first_measured_at,
+                    last_measured_at: r.last_measured_at,
+                    readings: r.readings,
+                    enqueued_at: r.enqueued_at,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        items.sort_by_key(|f| f.id);
+        Ok(Some(FollowupClaim { tx, items }))
+    }
+
+    /// How many items wait for `consumer` (for metrics and tests).
+    pub async fn pending_followups(&self, consumer: &str) -> Result<i64, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM ingest_followups WHERE consumer = $1")
+                .bind(consumer)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+}

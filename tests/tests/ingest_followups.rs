@@ -1,0 +1,161 @@
+//! The ingest's follow-up queue against a real PostgreSQL, through the real pipeline: each
+//! batch that stores readings enqueues one item per consumer, patient and kind with the range
+//! it stored; duplicates and refusals enqueue nothing; a claim that is dropped puts its items
+//! back, and two claims never hold the same item.
+
+use bytes::Bytes;
+use chronicle_domain::sharing::{Principal, Role, act_as};
+use chronicle_domain::wire::DecodeLimits;
+use chronicle_domain::{DeviceKind, ReadingKind};
+use chronicle_ingest::{IncomingMessage, IngestMetrics, Pipeline};
+use chronicle_storage::{NewPatient, Store};
+use chronicle_tests::TestDatabase;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use uuid::Uuid;
+
+const CONSUMERS: &[&str] = &["first", "second"];
+
+fn message(device_id: &str, payload: serde_json::Value) -> IncomingMessage {
+    IncomingMessage {
+        device_id: device_id.to_owned(),
+        payload: Bytes::from(payload.to_string()),
+        received_at: Utc::now(),
+    }
+}
+
+fn glucose(at: DateTime<Utc>, value: f64) -> serde_json::Value {
+    json!({"type": "glucose", "value": value, "unit": "mg/dL",
+           "measured_at": at.to_rfc3339_opts(SecondsFormat::Secs, true)})
+}
+
+#[tokio::test]
+async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
+    let db = TestDatabase::create().await.expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    store.migrate().await.expect("migrations");
+    let patient = |name: &str| NewPatient {
+        display_name: name.into(),
+        time_zone: "UTC".into(),
+    };
+    let ada = store
+        .create_patient(&patient("Ada"))
+        .await
+        .expect("patient");
+    let bo = store.create_patient(&patient("Bo")).await.expect("patient");
+    let (ada_cgm, _) = store
+        .create_device(ada.id, DeviceKind::Cgm, None)
+        .await
+        .expect("device");
+    let (ada_cuff, _) = store
+        .create_device(ada.id, DeviceKind::Bp, None)
+        .await
+        .expect("device");
+    let (bo_meter, _) = store
+        .create_device(bo.id, DeviceKind::Meter, None)
+        .await
+        .expect("device");
+
+    let pipeline = Pipeline::new(
+        store.clone(),
+        DecodeLimits::default(),
+        IngestMetrics::register(&mut Registry::default()),
+    )
+    .with_followup_consumers(CONSUMERS);
+    let mut signal = pipeline.followups_enqueued();
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).expect("time");
+    let at = |minutes: i64| t0 + Duration::minutes(minutes);
+    let batch = vec![
+        message(
+            ada_cgm.id.as_str(),
+            json!({"readings": [glucose(at(10), 100.0), glucose(at(0), 110.0), glucose(at(5), 120.0)]}),
+        ),
+        message(
+            ada_cuff.id.as_str(),
+            json!({"type": "blood_pressure", "systolic": 130, "diastolic": 80,
+                   "measured_at": at(7).to_rfc3339()}),
+        ),
+        message(bo_meter.id.as_str(), glucose(at(20), 95.0)),
+        // Refused: enqueues nothing.
+        message(bo_meter.id.as_str(), glucose(at(21), -4.0)),
+    ];
+    let outcomes = pipeline.process(&batch).await.expect("commit");
+    assert_eq!(outcomes[0].ack.stored, 3);
+    assert_eq!(outcomes[3].ack.rejected, 1);
+    assert!(
+        signal.has_changed().expect("sender alive"),
+        "commit signalled"
+    );
+    signal.mark_unchanged();
+
+    for consumer in CONSUMERS {
+        assert_eq!(store.pending_followups(consumer).await.expect("count"), 3);
+    }
+    let claim = store
+        .claim_followups("first", 10)
+        .await
+        .expect("claim")
+        .expect("items");
+    let mut items: Vec<_> = claim
+        .items
+        .iter()
+        .map(|f| {
+            (
+                f.patient_id,
+                f.kind,
+                f.first_measured_at,
+                f.last_measured_at,
+                f.readings,
+            )
+        })
+        .collect();
+    items.sort_by_key(|i| (i.0, i.1 == ReadingKind::Glucose));
+    let mut expected = vec![
+        (ada.id, ReadingKind::Glucose, at(0), at(10), 3),
+        (ada.id, ReadingKind::BloodPressure, at(7), at(7), 1),
+        (bo.id, ReadingKind::Glucose, at(20), at(20), 1),
+    ];
+    expected.sort_by_key(|i| (i.0, i.1 == ReadingKind::Glucose));
+    assert_eq!(items, expected);
+
+    // While "first"'s items are claimed, another claim does not see them; "second" has its own.
+    assert!(
+        store
+            .claim_followups("first", 10)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    let second = store
+        .claim_followups("second", 2)
+        .await
+        .expect("claim")
+        .expect("items");
+    assert_eq!(second.items.len(), 2, "the limit holds");
+    // A dropped claim gives its items back; a completed one removes them.
+    drop(claim);
+    second.complete().await.expect("complete");
+    assert_eq!(store.pending_followups("first").await.expect("count"), 3);
+    assert_eq!(store.pending_followups("second").await.expect("count"), 1);
+
+    // A resent batch is all duplicates: nothing new, nothing enqueued, no signal.
+    let again = pipeline.process(&batch[..3]).await.expect("commit");
+    assert_eq!(again[0].ack.duplicates, 3);
+    assert_eq!(store.pending_followups("first").await.expect("count"), 3);
+    assert!(!signal.has_changed().expect("sender alive"));
+
+    // Erasing a patient drops their queued work.
+    let ada_herself = Principal {
+        user_id: Uuid::new_v4(),
+        role: Some(Role::Patient),
+        patient_id: Some(ada.id),
+        ..Principal::default()
+    };
+    let actor = act_as(&ada_herself, ada.id).expect("acts as herself");
+    store.erase(&actor).await.expect("erase");
+    assert_eq!(store.pending_followups("first").await.expect("count"), 1);
+    if let Some(left) = store.claim_followups("second", 10).await.expect("claim") {
+        assert!(left.items.iter().all(|f| f.patient_id == bo.id));
+    }
+}
