@@ -5,11 +5,10 @@
 //! The PostgreSQL server comes from `CHRONICLE_TEST_DATABASE_URL` (a superuser URL), which
 //! `scripts/test` sets after starting a throwaway cluster.
 
-pub mod broker;
 pub mod device;
 pub mod server;
 
-pub use broker::Mosquitto;
+pub use chronicle_embedded::Mosquitto;
 pub use device::TestDevice;
 pub use server::{ChronicleServer, ServerOptions};
 

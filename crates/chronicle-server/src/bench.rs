@@ -16,10 +16,10 @@ mod server;
 mod stand_in;
 mod workload;
 
-use crate::cli::{BenchCommand, BenchIngestArgs, DatabaseSettings};
+use crate::cli::{BenchBroker, BenchCommand, BenchIngestArgs, DatabaseSettings};
 use anyhow::Context;
 use chronicle_domain::DeviceKind;
-use chronicle_embedded::{PrivatePostgres, PrivatePostgresConfig};
+use chronicle_embedded::{Mosquitto, PrivatePostgres, PrivatePostgresConfig};
 use chronicle_storage::{
     DeviceCredentials, GlucoseCopy, NewPatient, ReadingRow, Store, StoreSettings, TimescaleSettings,
 };
@@ -141,8 +141,15 @@ async fn phases(
     };
 
     // 1. Broker-only ceiling.
-    println!("phase 1/5: broker-only ceiling ({devices} devices × {per_device} messages)");
-    let stand_in = StandIn::start(server::free_port()?).await?;
+    println!(
+        "phase 1/5: broker-only ceiling ({devices} devices × {per_device} messages, {} broker)",
+        args.broker.name()
+    );
+    let ceiling_broker = start_mosquitto(args.broker).await?;
+    let stand_in = match &ceiling_broker {
+        Some(mosquitto) => StandIn::connect(mosquitto.port()).await?,
+        None => StandIn::start(server::free_port()?).await?,
+    };
     options.port = stand_in.port();
     Fleet::connect(warm_up(), &options).await?.run().await?;
     let fleet = Fleet::connect(single_plans(), &options).await?;
@@ -164,10 +171,18 @@ async fn phases(
     let cpu = before.until(&CpuSample::take(None, postmaster), run.elapsed, cpus);
     let broker_light = Phase::from_fleet(&run, cpu, None);
     drop(stand_in);
+    drop(ceiling_broker);
 
     // 2 and 3. The server, end to end.
     println!("phase 2/5: one reading per message through chronicle serve");
-    let server = ServerUnderTest::start(&postgres.database_url(), work, &args.serve_args).await?;
+    let server_broker = start_mosquitto(args.broker).await?;
+    let server = ServerUnderTest::start(
+        &postgres.database_url(),
+        work,
+        server_broker.as_ref(),
+        &args.serve_args,
+    )
+    .await?;
     let measured = async {
         options.port = server.mqtt_port();
         options.expect_stored = true;
@@ -242,6 +257,18 @@ async fn phases(
         server_peak_rss_bytes: peak?,
         server_peak_rss_single_bytes: peak_single,
     })
+}
+
+/// Mosquitto for a phase, when the benchmark runs against it; `None` for the embedded broker.
+async fn start_mosquitto(broker: BenchBroker) -> anyhow::Result<Option<Mosquitto>> {
+    match broker {
+        BenchBroker::Embedded => Ok(None),
+        BenchBroker::Mosquitto => Ok(Some(
+            Mosquitto::start()
+                .await
+                .context("cannot start Mosquitto for the benchmark")?,
+        )),
+    }
 }
 
 /// Writes the readings of the batch phase with one COPY per batch message, one after another
@@ -502,6 +529,7 @@ struct Report {
 
 #[derive(Debug, Serialize)]
 struct Settings {
+    broker: &'static str,
     devices: u32,
     messages_per_device: u32,
     window: u32,
@@ -541,6 +569,7 @@ impl Report {
             date: date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             machine,
             settings: Settings {
+                broker: args.broker.name(),
                 devices: args.devices,
                 messages_per_device: args.messages_per_device,
                 window: args.window,
@@ -605,8 +634,9 @@ impl Report {
         let mut out = String::new();
         let m = &self.machine;
         out += &format!(
-            "\nChronicle ingest benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n\n",
-            self.date, m.cpu_model, m.cpus, m.memory_gib, m.kernel
+            "\nChronicle ingest benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n\
+             broker: {}\n\n",
+            self.date, m.cpu_model, m.cpus, m.memory_gib, m.kernel, s.broker
         );
         out += &format!(
             "{:<56} {:>8} {:>9} {:>7} {:>11} {:>8} {:>8}\n",

@@ -2,6 +2,7 @@
 //! memory and CPU are measured apart from the benchmark's own devices.
 
 use anyhow::{Context, bail};
+use chronicle_embedded::Mosquitto;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::net::SocketAddr;
@@ -24,13 +25,19 @@ pub struct ServerUnderTest {
 impl ServerUnderTest {
     /// Starts the server on free loopback ports against `database_url` and waits until
     /// `/readyz` answers 200 (database reachable, ingest connected to its broker).
+    /// With `external`, the server uses that broker; otherwise it runs its embedded one.
     pub async fn start(
         database_url: &str,
         work_dir: &Path,
+        external: Option<&Mosquitto>,
         extra_args: &[String],
     ) -> anyhow::Result<ServerUnderTest> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let mqtt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mqtt_port = match external {
+            Some(broker) => broker.port(),
+            None => free_port()?,
+        };
+        let mqtt = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
         let log_path = work_dir.join("server.log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -53,8 +60,10 @@ impl ServerUnderTest {
             .arg(database_url)
             .arg("--data-dir")
             .arg(work_dir.join("server-data"))
-            .arg("--mqtt-listen")
-            .arg(mqtt.to_string())
+            .args(match external {
+                Some(broker) => ["--mqtt-url".to_owned(), broker.url()],
+                None => ["--mqtt-listen".to_owned(), mqtt.to_string()],
+            })
             .arg("--http-addr")
             .arg(http.to_string())
             .args(extra_args)
