@@ -227,7 +227,9 @@ async fn a_crashed_server_loses_no_acknowledged_reading() {
     let totals = load.await.expect("load");
     // Messages committed but not yet acknowledged at the crash come back as duplicates;
     // none is lost and none is stored twice.
-    assert_eq!(totals.stored, 1200, "{totals:?}");
+    assert_eq!(totals.acks, 1200, "{totals:?}");
+    assert_eq!(totals.stored + totals.duplicates, 1200, "{totals:?}");
+    assert_eq!(totals.rejected, 0, "{totals:?}");
     assert_eq!(db.count("glucose_readings").await, 1200);
 }
 
