@@ -6,6 +6,8 @@
 //! - [`reading`]: validated readings. A value of these types has passed every plausibility check.
 //! - [`rejection`]: why a reading or message was refused, with stable codes.
 //! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
+//! - [`targets`]: a patient's glucose targets (consensus presets and safe custom bounds).
+//! - [`zone`]: patients' IANA time zones.
 //!
 //! Invariant: this crate does no I/O and knows nothing of SQL, HTTP or MQTT. Every front door
 //! (MQTT today, HTTP uploads later) hands raw bytes to [`wire::parse_message`] and
@@ -17,8 +19,10 @@ pub mod device;
 pub mod reading;
 pub mod rejection;
 pub mod sharing;
+pub mod targets;
 pub mod units;
 pub mod wire;
+pub mod zone;
 
 pub use device::{DeviceId, DeviceKind};
 pub use reading::{
