@@ -1,6 +1,8 @@
 //! The versioned JSON API under `/v1`, with its OpenAPI document generated from these
 //! handlers (served at `/openapi.json`).
 //!
+//! Each area of the API may live in a submodule with its own `routes()`, merged below.
+//!
 //! Every handler that touches patient data has `{patient_id}` in its path and asks the storage
 //! gate first: `Store::authorize` (a [`Permit`] for reading a category) or
 //! `Store::authorize_as_patient` (a [`PatientActor`] for the patient's own settings). Both log
@@ -37,7 +39,8 @@ use uuid::Uuid;
 const SESSION_HOURS: i64 = 12;
 /// How long an emergency access stays open.
 const EMERGENCY_HOURS: i64 = 4;
-const MAX_PAGE: i64 = 5000;
+/// The most items one page of any list may hold.
+pub(crate) const MAX_PAGE: i64 = 5000;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -207,7 +210,7 @@ async fn patients(
 }
 
 /// Asks the gate for a permit to read a category of the patient's data.
-async fn permit(
+pub(crate) async fn permit(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
@@ -232,7 +235,7 @@ async fn permit(
 }
 
 /// Asks the gate whether the caller acts as the patient.
-async fn actor(
+pub(crate) async fn actor(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
@@ -245,7 +248,9 @@ async fn actor(
         .map_err(refusal)
 }
 
-fn refusal(reason: DenyReason) -> ApiError {
+/// How a refusal is answered: 404 when the caller holds nothing for the patient (so no one
+/// learns whether the patient exists), 403 when they hold something else.
+pub(crate) fn refusal(reason: DenyReason) -> ApiError {
     match reason {
         DenyReason::NoGrant | DenyReason::NoPurpose => ApiError::NotFound,
         DenyReason::CategoryNotGranted
@@ -300,21 +305,22 @@ struct BloodPressurePoint {
     device_id: String,
 }
 
+/// One page of a list.
 #[derive(Debug, Serialize, ToSchema)]
-struct Page<T> {
-    items: Vec<T>,
+pub(crate) struct Page<T> {
+    pub(crate) items: Vec<T>,
     /// Pass as `cursor` to get the next page; absent on the last page.
-    next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// A readings page position: the last item's `measured_at` and device.
-type Cursor = (DateTime<Utc>, String);
+pub(crate) type Cursor = (DateTime<Utc>, String);
 
-fn cursor_of(at: DateTime<Utc>, device_id: &str) -> String {
+pub(crate) fn cursor_of(at: DateTime<Utc>, device_id: &str) -> String {
     format!("{}.{device_id}", at.timestamp_micros())
 }
 
-fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
+pub(crate) fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
     let bad = || ApiError::BadRequest("invalid cursor".into());
     let (micros, device) = text.split_once('.').ok_or_else(bad)?;
     let at = micros
