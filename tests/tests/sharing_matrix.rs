@@ -33,6 +33,9 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/export/csv"),
     ("DELETE", "/v1/patients/{patient_id}"),
     ("GET", "/v1/research/patients/{patient_id}/glucose"),
+    ("GET", "/v1/patients/{patient_id}/guardians"),
+    ("POST", "/v1/patients/{patient_id}/guardians"),
+    ("DELETE", "/v1/patients/{patient_id}/guardians/{user_id}"),
 ];
 
 struct World {
@@ -501,6 +504,14 @@ async fn the_authorization_matrix() {
         ),
         (Some(w.patient.to_string().as_str()), Some("Pat"))
     );
+    assert_eq!(
+        (
+            &seen[0]["shared"][0]["categories"],
+            &seen[0]["shared"][0]["access"]
+        ),
+        (&json!(["glucose"]), &json!(["view_trends"])),
+        "the list says what is shared with the caller: {seen:?}"
+    );
     assert!(listed("other_org_clinician").await.is_empty());
     w.grant_to(
         Grantee::User(user_id(&w, "res@uni.example").await),
@@ -513,6 +524,10 @@ async fn the_authorization_matrix() {
     .await;
     let research = listed("researcher").await;
     assert_eq!(research.len(), 1);
+    assert_eq!(
+        research[0]["shared"][0]["purpose"], "research",
+        "the list says what is shared: {research:?}"
+    );
     assert!(
         research[0]["display_name"].is_null(),
         "research access is pseudonymous: {research:?}"
@@ -541,6 +556,8 @@ async fn the_authorization_matrix() {
         StatusCode::FORBIDDEN,
         "a trends-only research grant gives no readings"
     );
+    // A second research grant is a second study: the patient appears under a second,
+    // unrelated pseudonym, and each study reads only under its own grant.
     w.grant_to(
         Grantee::User(user_id(&w, "res@uni.example").await),
         &[Glucose],
@@ -550,6 +567,27 @@ async fn the_authorization_matrix() {
         |_| {},
     )
     .await;
+    let studies = listed("researcher").await;
+    assert_eq!(studies.len(), 2, "one entry per study: {studies:?}");
+    let first_study = pseudonym;
+    let pseudonym = studies
+        .iter()
+        .filter_map(|s| s["patient_id"].as_str())
+        .find(|id| *id != first_study)
+        .expect("a second pseudonym")
+        .to_owned();
+    assert_eq!(
+        w.call(
+            "researcher",
+            Method::GET,
+            &research_path(&first_study),
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN,
+        "the trends-only study still reads no readings"
+    );
     let logged_before = w.log_len().await;
     let (status, body) = w
         .call("researcher", Method::GET, &research_path(&pseudonym), None)
@@ -852,6 +890,151 @@ async fn the_authorization_matrix() {
         [r, r, r, n, n],
     )
     .await; // emergency still open
+
+    // Export by a grantee holding `export`: only the granted categories, within the window,
+    // each category decided and logged; never the patient's sharing settings.
+    let fhir = format!("/v1/patients/{p}/export/fhir");
+    let csv = format!("/v1/patients/{p}/export/csv");
+    w.grant_to(
+        Grantee::User(user_id(&w, "carer@example.org").await),
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Caregiving,
+        p,
+        |_| {},
+    )
+    .await;
+    let (status, body) = w.call("caregiver", Method::GET, &fhir, None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "readings without export: {body}"
+    );
+    w.grant_to(
+        Grantee::User(user_id(&w, "carer@example.org").await),
+        &[Glucose],
+        &[Export],
+        Purpose::Caregiving,
+        p,
+        |g| g.data_since = Some(Utc::now() - Duration::days(1)),
+    )
+    .await;
+    let logged_before = w.log_len().await;
+    let (status, bundle) = w.call("caregiver", Method::GET, &fhir, None).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert_eq!(
+        w.log_len().await,
+        logged_before + 3,
+        "one decision per category, each logged"
+    );
+    let entries = bundle["entry"].as_array().expect("entries");
+    let observations: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .collect();
+    assert_eq!(
+        observations.len(),
+        1,
+        "glucose only, within the window (the 3-day-old reading and blood pressure stay out)"
+    );
+    assert!(
+        !bundle.to_string().contains("8480-6"),
+        "no blood pressure in a glucose export"
+    );
+    let csv_text = w
+        .http
+        .get(w.server.http_url(&csv))
+        .bearer_auth(&w.tokens["caregiver"])
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        csv_text.lines().filter(|l| l.contains("glucose")).count(),
+        1,
+        "{csv_text}"
+    );
+    assert!(!csv_text.contains("blood_pressure"), "{csv_text}");
+    for who in ["clinician", "other_org_clinician", "researcher", "admin"] {
+        assert_eq!(
+            w.call(who, Method::GET, &fhir, None).await.0,
+            StatusCode::NOT_FOUND,
+            "{who} exports without a grant"
+        );
+    }
+    w.revoke_all().await;
+    assert_eq!(
+        w.call("caregiver", Method::GET, &fhir, None).await.0,
+        StatusCode::NOT_FOUND,
+        "revoked export"
+    );
+
+    // Guardians: the patient names and removes them; a guardian sees who else is one but
+    // names no one; everyone else learns nothing.
+    let guardians = format!("/v1/patients/{p}/guardians");
+    let (status, list) = w.call("patient", Method::GET, &guardians, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        w.call("guardian", Method::GET, &guardians, None).await.0,
+        StatusCode::OK
+    );
+    let carer = json!({"email": "carer@example.org"});
+    assert_eq!(
+        w.call("guardian", Method::POST, &guardians, Some(carer.clone()))
+            .await
+            .0,
+        StatusCode::FORBIDDEN,
+        "a guardian names no other guardian"
+    );
+    for who in ["clinician", "caregiver", "researcher", "admin"] {
+        assert_eq!(
+            w.call(who, Method::GET, &guardians, None).await.0,
+            StatusCode::NOT_FOUND,
+            "{who} lists guardians"
+        );
+        assert_eq!(
+            w.call(who, Method::POST, &guardians, Some(carer.clone()))
+                .await
+                .0,
+            StatusCode::NOT_FOUND,
+            "{who} names a guardian"
+        );
+    }
+    assert_eq!(
+        w.call(
+            "patient",
+            Method::POST,
+            &guardians,
+            Some(json!({"email": "admin@example.org"}))
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST,
+        "an administrator is never a guardian"
+    );
+    let (status, named) = w
+        .call("patient", Method::POST, &guardians, Some(carer))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{named}");
+    check_reads(&w, "named guardian", "caregiver", everything).await;
+    let carer_id = named["user_id"].as_str().expect("user id").to_owned();
+    let remove = format!("/v1/patients/{p}/guardians/{carer_id}");
+    assert_eq!(
+        w.call("guardian", Method::DELETE, &remove, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        w.call("clinician", Method::DELETE, &remove, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        w.call("patient", Method::DELETE, &remove, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    check_reads(&w, "guardian removed", "caregiver", nobody).await;
 }
 
 async fn user_id(w: &World, email: &str) -> Uuid {
