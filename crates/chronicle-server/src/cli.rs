@@ -115,6 +115,11 @@ pub struct BenchIngestArgs {
     #[arg(long, value_enum, default_value_t = BenchBroker::Embedded)]
     pub broker: BenchBroker,
 
+    /// COPY streams at once in the COPY ceiling: match the server's
+    /// --batch-concurrent-commits (2 by default) when you change it with --serve-arg.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub copy_connections: u32,
+
     /// Give up on a phase that has not finished after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_seconds: u64,
