@@ -5,9 +5,11 @@
 //! The PostgreSQL server comes from `CHRONICLE_TEST_DATABASE_URL` (a superuser URL), which
 //! `scripts/test` sets after starting a throwaway cluster.
 
+pub mod api;
 pub mod device;
 pub mod server;
 
+pub use api::{ApiClient, create_user};
 pub use chronicle_embedded::Mosquitto;
 pub use device::TestDevice;
 pub use server::{ChronicleServer, ServerOptions};

@@ -4,54 +4,13 @@
 
 use chronicle_domain::sharing::Role;
 use chronicle_storage::Store;
-use chronicle_storage::credentials::hash_password;
-use chronicle_storage::identity::NewUser;
-use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase};
+use chronicle_tests::{ApiClient, ChronicleServer, ServerOptions, TestDatabase, create_user};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const ADMIN_PASSWORD: &str = "administrator password";
 
-struct Api {
-    server: ChronicleServer,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        token: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, self.server.http_url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn login(&self, email: &str, password: &str) -> String {
-        let (status, body) = self
-            .call(
-                None,
-                Method::POST,
-                "/v1/auth/login",
-                Some(json!({"email": email, "password": password})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "log-in of {email}: {body}");
-        body["token"].as_str().expect("token").to_owned()
-    }
-}
-
-async fn api_with_admin() -> (TestDatabase, Api) {
+async fn api_with_admin() -> (TestDatabase, ChronicleServer, ApiClient) {
     let db = TestDatabase::create().await.expect("database");
     let server = ChronicleServer::start(ServerOptions {
         database_url: Some(db.url.clone()),
@@ -59,28 +18,22 @@ async fn api_with_admin() -> (TestDatabase, Api) {
     })
     .await
     .expect("server");
-    Store::from_pool(db.pool.clone())
-        .create_user(&NewUser {
-            email: "admin@clinic.example".into(),
-            display_name: "Admin".into(),
-            role: Role::Admin,
-            password_hash: Some(hash_password(ADMIN_PASSWORD).expect("hash")),
-            patient_id: None,
-        })
-        .await
-        .expect("admin");
-    (
-        db,
-        Api {
-            server,
-            http: reqwest::Client::new(),
-        },
+    let store = Store::from_pool(db.pool.clone());
+    create_user(
+        &store,
+        "admin@clinic.example",
+        Role::Admin,
+        None,
+        ADMIN_PASSWORD,
     )
+    .await;
+    let api = ApiClient::new(&server);
+    (db, server, api)
 }
 
 #[tokio::test]
 async fn an_administrator_builds_a_clinic_and_sees_no_patient_data() {
-    let (_db, api) = api_with_admin().await;
+    let (_db, _server, api) = api_with_admin().await;
     let admin = api.login("admin@clinic.example", ADMIN_PASSWORD).await;
     let admin = Some(admin.as_str());
 
@@ -244,7 +197,7 @@ async fn an_administrator_builds_a_clinic_and_sees_no_patient_data() {
 
 #[tokio::test]
 async fn api_tokens_are_issued_used_and_revoked_and_log_out_ends_a_session() {
-    let (_db, api) = api_with_admin().await;
+    let (_db, _server, api) = api_with_admin().await;
     let session = api.login("admin@clinic.example", ADMIN_PASSWORD).await;
     let (status, created) = api
         .call(

@@ -4,11 +4,11 @@
 //! fails when the API gains a patient-data endpoint this table does not cover.
 
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
-use chronicle_storage::credentials::hash_password;
-use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
-use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice};
+use chronicle_tests::{
+    ApiClient, ChronicleServer, ServerOptions, TestDatabase, TestDevice, create_user,
+};
 use chrono::{DateTime, Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -40,9 +40,10 @@ const COVERED: &[(&str, &str)] = &[
 
 struct World {
     db: TestDatabase,
-    server: ChronicleServer,
+    /// Runs for as long as the test does.
+    _server: ChronicleServer,
     store: Store,
-    http: reqwest::Client,
+    api: ApiClient,
     patient: Uuid,
     other_patient: Uuid,
     team: Uuid,
@@ -52,17 +53,7 @@ struct World {
 }
 
 async fn user(store: &Store, email: &str, role: Role, patient: Option<Uuid>) -> Uuid {
-    store
-        .create_user(&NewUser {
-            email: email.into(),
-            display_name: email.into(),
-            role,
-            password_hash: Some(hash_password(PASSWORD).expect("hash")),
-            patient_id: patient,
-        })
-        .await
-        .expect("user")
-        .id
+    create_user(store, email, role, patient, PASSWORD).await
 }
 
 async fn world() -> World {
@@ -154,9 +145,9 @@ async fn world() -> World {
 
     let mut w = World {
         db,
-        server,
+        api: ApiClient::new(&server),
+        _server: server,
         store,
-        http: reqwest::Client::new(),
         patient,
         other_patient,
         team: team.id,
@@ -173,17 +164,7 @@ async fn world() -> World {
         ("researcher", "res@uni.example"),
         ("admin", "admin@example.org"),
     ] {
-        let response = w
-            .http
-            .post(w.server.http_url("/v1/auth/login"))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login");
-        let token = response.json::<Value>().await.expect("json")["token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
+        let token = w.api.login(email, PASSWORD).await;
         w.tokens.insert(name, token);
     }
     w
@@ -197,16 +178,8 @@ impl World {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, self.server.http_url(path));
-        if let Some(token) = self.tokens.get(who) {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let token = self.tokens.get(who).map(String::as_str);
+        self.api.call(token, method, path, body).await
     }
 
     async fn grant_to(
@@ -942,8 +915,9 @@ async fn the_authorization_matrix() {
         "no blood pressure in a glucose export"
     );
     let csv_text = w
+        .api
         .http
-        .get(w.server.http_url(&csv))
+        .get(w.api.url(&csv))
         .bearer_auth(&w.tokens["caregiver"])
         .send()
         .await
