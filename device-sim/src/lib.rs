@@ -25,10 +25,14 @@
 
 pub mod bp;
 pub mod devices;
+pub mod faults;
 pub mod glucose;
+pub mod ledger;
 pub mod metrics;
+pub mod mqtt;
 mod patient;
 mod plan;
+pub mod player;
 mod population;
 mod reading;
 pub mod rng;
