@@ -25,17 +25,20 @@
 
 pub mod bp;
 pub mod devices;
+pub mod devices_file;
 pub mod faults;
 pub mod glucose;
 pub mod ledger;
 pub mod metrics;
 pub mod mqtt;
+pub mod oracle;
 mod patient;
 mod plan;
 pub mod player;
 mod population;
 mod reading;
 pub mod rng;
+pub mod scenario;
 mod sim;
 mod zone;
 

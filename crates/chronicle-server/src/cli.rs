@@ -255,6 +255,14 @@ pub enum PatientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Register many patients and their devices at once (a fleet, a simulator's population).
+    ///
+    /// Reads one JSON object per line from standard input,
+    /// `{"name": "...", "time_zone": "Asia/Kolkata", "devices": [{"kind": "cgm", "label": "..."}]}`
+    /// (`time_zone` defaults to UTC, `label` is optional), and prints one JSON object per line
+    /// for each: `{"patient_id", "name", "time_zone", "devices": [{"device_id", "kind",
+    /// "mqtt_password"}]}`. Device secrets are shown this once.
+    Import,
 }
 
 #[derive(Debug, Subcommand)]
