@@ -66,6 +66,9 @@ pub struct Plan {
     pub batch_readings: usize,
     /// Messages per second over all devices; `None`: as fast as the windows allow.
     pub rate: Option<f64>,
+    /// Accelerated: where the fast clock starts; what lies before it is sent at once as a
+    /// backlog. `None`: at `start`.
+    pub clock_start: Option<DateTime<Utc>>,
     pub limits: ServerLimits,
     /// How long to wait for the last acks.
     pub ack_timeout: Duration,
@@ -83,12 +86,26 @@ pub enum Source {
     Sim(Box<PatientSim>),
     /// Simulated beforehand (scenarios validate their readings before sending them).
     Fixed(VecDeque<SimReading>),
+    /// Simulated beforehand and kept on the device until `release_at`, then synced at once
+    /// in batch messages (a meter's memory).
+    Held {
+        release_at: DateTime<Utc>,
+        readings: VecDeque<SimReading>,
+    },
 }
 
 impl Source {
     fn advance_to(&mut self, until: DateTime<Utc>, out: &mut Vec<SimReading>) {
         match self {
             Source::Sim(sim) => sim.advance_to(until, out),
+            Source::Held {
+                release_at,
+                readings,
+            } => {
+                if until >= *release_at {
+                    out.extend(readings.drain(..));
+                }
+            }
             Source::Fixed(readings) => {
                 while readings
                     .front()
@@ -225,7 +242,7 @@ impl Player {
         let backlog_until = match plan.pace {
             Pace::Backfill => Some(plan.end.unwrap_or(now)),
             Pace::Live => Some(plan.end.map_or(now, |e| e.min(now))),
-            Pace::Accelerated(_) => None,
+            Pace::Accelerated(_) => plan.clock_start.filter(|c| *c > plan.start),
         };
         if let Some(until) = backlog_until {
             // Slices bound memory for large populations: a day at a time.
@@ -264,7 +281,8 @@ impl Player {
                 let next = match plan.pace {
                     Pace::Accelerated(speed) => {
                         let ahead = clock_start.elapsed().as_secs_f64() * speed;
-                        plan.start + ChronoDuration::milliseconds((ahead * 1000.0) as i64)
+                        plan.clock_start.unwrap_or(plan.start)
+                            + ChronoDuration::milliseconds((ahead * 1000.0) as i64)
                     }
                     _ => real_now,
                 }
@@ -407,6 +425,7 @@ impl Stage {
             }
             let mut devices: Vec<_> = per_device.into_iter().collect();
             devices.sort_by_key(|(d, _)| *d);
+            let batched = batched || matches!(patient.source, Source::Held { .. });
             for (device, mut readings) in devices {
                 readings.sort_by_key(SimReading::measured_at_utc);
                 *self.readings.entry(device).or_insert(0) += readings.len();
@@ -458,7 +477,9 @@ impl Stage {
                     limits.max_message_bytes,
                 );
             }
+            // Decided once per message: when a new message would start.
             if outbox.offline_until.is_none()
+                && pending.is_empty()
                 && rng::chance(&mut self.rng, rates.rate(FaultKind::OfflineBacklog))
             {
                 let hours = 2.0 + 4.0 * self.rng.random::<f64>();
