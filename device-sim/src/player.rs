@@ -201,6 +201,7 @@ struct Stage {
 pub struct Player {
     plan: Plan,
     stage: Option<Stage>,
+    caught_up: Option<tokio::sync::oneshot::Sender<Progress>>,
 }
 
 impl Player {
@@ -225,7 +226,15 @@ impl Player {
                 readings: HashMap::new(),
             }),
             plan,
+            caught_up: None,
         }
+    }
+
+    /// Once the backlog (everything before the live phase) has been sent and answered,
+    /// `tx` receives the counts so far.
+    pub fn on_caught_up(mut self, tx: tokio::sync::oneshot::Sender<Progress>) -> Player {
+        self.caught_up = Some(tx);
+        self
     }
 
     /// Plays until the plan's end (or `stop`), then waits for the last acks.
@@ -264,6 +273,10 @@ impl Player {
                 }
                 from = to;
             }
+        }
+        if let Some(tx) = self.caught_up.take() {
+            fleet.drain(plan.ack_timeout).await;
+            let _ = tx.send(fleet.ledger().progress());
         }
         // Phase 2: live or accelerated, one reading per message as its time comes.
         if plan.pace != Pace::Backfill {
