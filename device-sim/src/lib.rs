@@ -7,6 +7,12 @@
 //! which converts to the protocol's JSON ([`SimReading::to_json`], `docs/protocol.md`).
 //! A [`Population`] is N patients with a [`PersonaMix`].
 //!
+//! On top of the models: [`mqtt`] (simulated devices on MQTT, acks matched to messages),
+//! [`ledger`] (what was expected and answered; the reconciliation), [`player`] (live,
+//! accelerated and backfill time modes), [`faults`], [`scenario`] with its [`oracle`]
+//! (alert-worthy events and their ground truth) and [`devices_file`]. The `chronicle-sim`
+//! binary and `chronicle demo` are built from these.
+//!
 //! Everything is seeded and reproducible: the same seed gives the same patients and the same
 //! readings on every platform. The models, their parameters and sources are documented in
 //! `docs/simulator.md`.
