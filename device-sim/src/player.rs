@@ -346,7 +346,21 @@ impl Player {
                 )
                 .await;
         }
-        report.drained = fleet.drain(plan.ack_timeout).await;
+        // Wait for the last answers, still showing progress.
+        let deadline = Instant::now() + plan.ack_timeout;
+        report.drained = loop {
+            let step = plan
+                .progress_every
+                .unwrap_or(plan.ack_timeout)
+                .min(deadline.saturating_duration_since(Instant::now()));
+            if fleet.drain(step).await {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            dispatcher.print_progress(fleet, false);
+        };
         dispatcher.print_progress(fleet, true);
         report.stopped = stop.is_cancelled();
         report.elapsed = started.elapsed();
