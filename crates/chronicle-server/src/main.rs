@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod cli;
 mod database;
+mod demo;
 mod serve;
 
 use clap::Parser;
@@ -40,6 +41,15 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Serve(args) => {
             let settings = args.merged_with(&file)?;
             serve::run(database, settings).await
+        }
+        cli::Command::Demo(args) => {
+            let settings = args.serve.merged_with(&file)?;
+            let options = demo::DemoOptions {
+                patients: args.patients as usize,
+                backfill_days: args.backfill_days,
+                seed: args.seed,
+            };
+            demo::run(database, settings, options).await
         }
         cli::Command::Migrate => admin::migrate(&database).await,
         cli::Command::Patient(command) => admin::patient(&database, command).await,

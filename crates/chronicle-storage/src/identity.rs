@@ -140,6 +140,29 @@ impl Store {
         .await?)
     }
 
+    /// The organization with this id, if it exists.
+    pub async fn organization(&self, id: Uuid) -> Result<Option<Organization>, StorageError> {
+        Ok(sqlx::query_as::<_, Organization>(
+            "SELECT id, name, created_at FROM organizations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The oldest organization with this exact name, if any.
+    pub async fn organization_named(
+        &self,
+        name: &str,
+    ) -> Result<Option<Organization>, StorageError> {
+        Ok(sqlx::query_as::<_, Organization>(
+            "SELECT id, name, created_at FROM organizations WHERE name = $1 ORDER BY created_at LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     pub async fn create_care_team(
         &self,
         organization_id: Uuid,
@@ -347,15 +370,6 @@ impl Store {
             "SELECT id, name, created_at FROM organizations ORDER BY name, id",
         )
         .fetch_all(self.pool())
-        .await?)
-    }
-
-    pub async fn organization(&self, id: Uuid) -> Result<Option<Organization>, StorageError> {
-        Ok(sqlx::query_as::<_, Organization>(
-            "SELECT id, name, created_at FROM organizations WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
         .await?)
     }
 
