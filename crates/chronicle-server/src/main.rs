@@ -65,7 +65,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = std::env::var("CHRONICLE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".to_owned());
+        // rumqttd logs every client that goes away before its CONNECT (our own start-up probe
+        // included) as an ERROR of rumqttd::server::broker: a client's affair, not the
+        // server's. Refused devices are logged by Chronicle's own authentication hook.
+        .unwrap_or_else(|_| "info,rumqttd=warn,rumqttd::server::broker=off,sqlx=warn".to_owned());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
