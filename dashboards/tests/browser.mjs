@@ -131,7 +131,9 @@ try {
   await run('a shorter period shows fewer readings', async () => {
     await maria.getByRole('button', { name: '24 hours' }).click();
     await maria.getByRole('button', { name: '24 hours', pressed: true }).waitFor();
-    const label = await maria.getByRole('img', { name: /^Glucose chart:/ }).getAttribute('aria-label');
+    const day = maria.getByRole('img', { name: /^Glucose chart: \d{3} readings/ });
+    await day.waitFor();
+    const label = await day.getAttribute('aria-label');
     const count = Number(label.match(/(\d+) readings/)[1]);
     assert.ok(count >= 280 && count <= 290, `about 288 CGM readings a day, got ${count}`);
   });
@@ -227,6 +229,9 @@ try {
   await run('the clinician logs in with the keyboard and sees only the patients who share', async () => {
     await lee.goto(url('/'));
     await lee.waitForURL(/\/login$/);
+    // After each navigation focus moves to the page's heading, so screen readers announce it.
+    await lee.getByRole('heading', { name: 'Log in to Chronicle' }).waitFor();
+    await lee.waitForFunction(() => document.activeElement?.tagName === 'H1');
     await lee.keyboard.press('Tab');
     assert.equal(await lee.evaluate(() => document.activeElement?.id), 'email', 'the first stop is the e-mail field');
     await lee.keyboard.type(clinician.email);

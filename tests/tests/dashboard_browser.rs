@@ -462,6 +462,10 @@ async fn the_dashboard_in_a_real_browser() {
     let find = |id: &str| grants.iter().find(|g| g["id"] == id).cloned();
     let revoked = find(&clinic.diabetes_grant.to_string()).expect("the team's grant");
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    assert_eq!(
+        revoked["grantee"]["name"], "Diabetes team",
+        "grants name their grantee, so the page shows no raw ids"
+    );
     assert!(
         grants
             .iter()
@@ -474,6 +478,35 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(
         clinic.glucose_status(&lee, clinic.maria).await,
         StatusCode::NOT_FOUND
+    );
+
+    // The access log names who read, for the sentences the page writes.
+    let log: Value = clinic
+        .http
+        .get(
+            clinic
+                .server
+                .http_url(&format!("/v1/patients/{}/access-log", clinic.maria)),
+        )
+        .bearer_auth(&maria)
+        .send()
+        .await
+        .expect("access log")
+        .json()
+        .await
+        .expect("json");
+    let items = log["items"].as_array().expect("items");
+    assert!(
+        items.iter().any(|e| e["actor_name"] == "Dr. Okafor"
+            && e["action"] == "open_emergency_access"
+            && e["reason"] == "Found unresponsive in the waiting room"),
+        "{log}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|e| e["actor_name"] == "Dr. Lee" && e["action"] == "list_patients"),
+        "the clinician's list in the browser is in the log: {log}"
     );
 
     // The screenshots the documentation shows were written.

@@ -5,7 +5,7 @@ import { useMemo } from 'preact/hooks';
 import type uPlot from 'uplot';
 import type { BloodPressurePoint, TimeRange } from '../api';
 import { formatDateTime } from '../format';
-import { Plot, axisStyle, zonedDates } from './Plot';
+import { Plot, axisStyle, timeAxis, zonedDates } from './Plot';
 
 const TABLE_ROWS = 30;
 const STAGE_1 = { systolic: 130, diastolic: 80 };
@@ -45,6 +45,7 @@ export function BloodPressureChart(props: { points: BloodPressurePoint[]; timeZo
       sorted.map((p) => p.diastolic),
     ];
   }, [points]);
+  const time = useMemo(() => timeAxis(timeZone), [timeZone]);
   const options = useMemo(
     (): Omit<uPlot.Options, 'width' | 'height'> => ({
       tzDate: zonedDates(timeZone),
@@ -52,9 +53,9 @@ export function BloodPressureChart(props: { points: BloodPressurePoint[]; timeZo
         x: { time: true, range: () => [range.from.getTime() / 1000, range.to.getTime() / 1000] },
         y: { range: (_u, min, max) => [Math.min(40, min ?? 40), Math.max(200, max ?? 200)] },
       },
-      axes: [axisStyle, { ...axisStyle, label: 'mm Hg', labelFont: '13px system-ui, sans-serif', size: 56 }],
+      axes: [time.axis, { ...axisStyle, label: 'mm Hg', labelFont: '13px system-ui, sans-serif', size: 56 }],
       series: [
-        {},
+        time.series,
         { label: 'Systolic', stroke: '#a4161a', width: 2, points: { show: true, size: 7, fill: '#a4161a' } },
         { label: 'Diastolic', stroke: '#0b5cad', width: 2, points: { show: true, size: 7, fill: '#0b5cad' } },
       ],
@@ -62,7 +63,7 @@ export function BloodPressureChart(props: { points: BloodPressurePoint[]; timeZo
       cursor: { drag: { x: false, y: false, setScale: false } },
       plugins: [thresholdLines()],
     }),
-    [timeZone, range],
+    [timeZone, range, time],
   );
   if (points.length === 0) return <p class="empty">No blood-pressure readings in this period.</p>;
   const newestFirst = [...points].sort((a, b) => b.measured_at.localeCompare(a.measured_at)).slice(0, TABLE_ROWS);

@@ -7,7 +7,7 @@ import type uPlot from 'uplot';
 import type { GlucosePoint, GlucoseUnit, TimeRange } from '../api';
 import { formatDateTime, formatGlucose, formatShortDateTime } from '../format';
 import { GLUCOSE_AXIS, TARGET_RANGE } from '../units';
-import { Plot, axisStyle, bandPlugin, zonedDates } from './Plot';
+import { Plot, axisStyle, bandPlugin, timeAxis, zonedDates } from './Plot';
 
 /** A CGM line is broken where readings are further apart than this (a sensor gap). */
 const CGM_GAP_SECONDS = 15 * 60;
@@ -57,15 +57,16 @@ export function GlucoseChart({ points, unit, timeZone, range }: Props) {
   const options = useMemo((): Omit<uPlot.Options, 'width' | 'height'> => {
     const target = TARGET_RANGE[unit];
     const axis = GLUCOSE_AXIS[unit];
+    const time = timeAxis(timeZone);
     return {
       tzDate: zonedDates(timeZone),
       scales: {
         x: { time: true },
         y: { range: (_u, min, max) => [Math.min(axis.min, min ?? axis.min), Math.max(axis.max, max ?? axis.max)] },
       },
-      axes: [axisStyle, { ...axisStyle, label: unit, labelFont: '13px system-ui, sans-serif', size: 56 }],
+      axes: [time.axis, { ...axisStyle, label: unit, labelFont: '13px system-ui, sans-serif', size: 56 }],
       series: [
-        {},
+        time.series,
         { label: 'CGM', stroke: '#0b5cad', width: 2, spanGaps: false, value: (_u, v) => (v == null ? '–' : `${formatGlucose(v, unit)} ${unit}`) },
         {
           label: 'Meter / lab',

@@ -47,6 +47,35 @@ export function zonedDates(timeZone: string): (seconds: number) => Date {
   return (seconds) => uPlot.tzDate(new Date(seconds * 1000), timeZone);
 }
 
+/**
+ * The time axis in the patient's zone and in words ("10 Nov", "14:00"), and the cursor's time
+ * in the legend.
+ */
+export function timeAxis(timeZone: string): { axis: uPlot.Axis; series: uPlot.Series } {
+  const day = new Intl.DateTimeFormat('en-GB', { timeZone, day: 'numeric', month: 'short' });
+  const time = new Intl.DateTimeFormat('en-GB', { timeZone, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const moment = new Intl.DateTimeFormat('en-GB', {
+    timeZone,
+    day: 'numeric',
+    month: 'short',
+    hour: '2-digit',
+    minute: '2-digit',
+    hourCycle: 'h23',
+  });
+  return {
+    axis: {
+      ...axisStyle,
+      values: (_plot, splits, _axis, _space, increment) =>
+        splits.map((s) => {
+          if (increment >= 86_400) return day.format(s * 1000);
+          const clock = time.format(s * 1000);
+          return clock === '00:00' ? day.format(s * 1000) : clock;
+        }),
+    },
+    series: { label: 'Time', value: (_plot, v) => (v == null ? '–' : moment.format(v * 1000)) },
+  };
+}
+
 /** Shades the band between two values of the y scale (e.g. the glucose target range). */
 export function bandPlugin(low: number, high: number, fill: string, edge: string): uPlot.Plugin {
   return {
