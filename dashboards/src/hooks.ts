@@ -19,7 +19,7 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): Async<T> {
       (data) => run === latest.current && setState({ data, loading: false }),
       (error) => run === latest.current && setState({ error, loading: false }),
     );
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `load` is a new closure on every render; `deps` say when it asks for something new.
   }, [...deps, generation]);
   const reload = useCallback(() => setGeneration((g) => g + 1), []);
   return { data: state.data, error: state.error, loading: state.loading, reload };

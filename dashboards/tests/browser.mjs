@@ -67,7 +67,6 @@ async function screenshot(page, name) {
 async function checkAccessibility(page, what) {
   await page.evaluate(axe.source);
   const results = await page.evaluate(() =>
-    // eslint-disable-next-line no-undef
     window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }),
   );
   const problems = results.violations.map(

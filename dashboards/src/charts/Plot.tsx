@@ -37,7 +37,7 @@ export function Plot(props: PlotProps) {
       props.onReady?.(null);
       plot.destroy();
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // Rebuilt only when what it draws changes, not on every render of the page around it.
   }, [props.options, props.data, props.height]);
   return <div class="plot" ref={container} role="img" aria-label={props.label} />;
 }

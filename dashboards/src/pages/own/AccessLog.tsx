@@ -33,7 +33,6 @@ export function AccessLog(props: OwnProps) {
   };
   useEffect(() => {
     void load(null);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [id]);
 
   const grantsById = new Map<string, Grant>((grants.data ?? []).map((g) => [g.id, g]));
