@@ -36,6 +36,61 @@ ensure_packages() {
     systemctl disable --now mosquitto >/dev/null 2>&1 || service mosquitto stop >/dev/null 2>&1 || true
 }
 
+# The oldest Node.js the dashboard's build (Vite) runs on.
+NODE_MIN_MAJOR=20
+NODE_MIN_MINOR=19
+
+node_is_recent() {
+    command -v node >/dev/null || return 1
+    local version major minor
+    version=$(node --version 2>/dev/null | sed 's/^v//')
+    major=${version%%.*}
+    minor=$(echo "$version" | cut -d. -f2)
+    [ "$major" -gt "$NODE_MIN_MAJOR" ] || { [ "$major" -eq "$NODE_MIN_MAJOR" ] && [ "$minor" -ge "$NODE_MIN_MINOR" ]; }
+}
+
+# What the dashboard's build check and browser tests need: Node.js and npm, and Chromium.
+ensure_dashboard_tools() {
+    local missing=()
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    [ -x "${CHRONICLE_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+    if [ ${#missing[@]} -gt 0 ]; then
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "missing packages: ${missing[*]}. Install them (e.g. sudo apt-get install ${missing[*]}) and run again." >&2
+            exit 1
+        fi
+        step "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ! node_is_recent; then
+        echo "Node.js $(node --version 2>/dev/null || echo '(none)') is too old for the dashboard's build:" \
+            "install Node.js ${NODE_MIN_MAJOR}.${NODE_MIN_MINOR} or newer (e.g. from NodeSource, or Debian 13's nodejs) and run again." >&2
+        exit 1
+    fi
+}
+
+# Installs the dashboard's npm packages exactly as locked, rebuilds the bundle from its
+# sources and fails unless it equals the committed dashboards/dist, which the server embeds.
+check_dashboard_bundle() {
+    local built
+    built=$(mktemp -d)
+    (
+        cd dashboards
+        npm ci --no-audit --no-fund --loglevel=error
+        npm run --silent build -- --outDir "$built" --emptyOutDir --logLevel warn
+    )
+    if ! diff -r dashboards/dist "$built" >/dev/null; then
+        diff -r dashboards/dist "$built" | head -n 20 >&2 || true
+        rm -rf "$built"
+        echo "dashboards/dist does not match its sources: run 'npm ci && npm run build' in dashboards/ and commit dashboards/dist." >&2
+        exit 1
+    fi
+    rm -rf "$built"
+}
+
 # A Python with the fhir.resources models, the independent FHIR validator the export test uses.
 ensure_fhir_validator() {
     local venv=target/test-venv

@@ -341,7 +341,10 @@ async fn health_readiness_and_metrics() {
             "missing {expected:?} in\n{metrics}"
         );
     }
-    let missing = reqwest::get(s.server.http_url("/nope")).await.expect("404");
+    // Unknown API paths are JSON errors (other paths belong to the dashboard's router).
+    let missing = reqwest::get(s.server.http_url("/v1/nope"))
+        .await
+        .expect("404");
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.expect("json error body");
     assert_eq!(body["error"]["code"], "not_found");

@@ -485,6 +485,10 @@ async fn the_authorization_matrix() {
         (&json!(["glucose"]), &json!(["view_trends"])),
         "the list says what is shared with the caller: {seen:?}"
     );
+    assert!(
+        seen[0]["time_zone"].is_string(),
+        "a care team sees the patient's time zone: {seen:?}"
+    );
     assert!(listed("other_org_clinician").await.is_empty());
     w.grant_to(
         Grantee::User(user_id(&w, "res@uni.example").await),
@@ -502,8 +506,8 @@ async fn the_authorization_matrix() {
         "the list says what is shared: {research:?}"
     );
     assert!(
-        research[0]["display_name"].is_null(),
-        "research access is pseudonymous: {research:?}"
+        research[0]["display_name"].is_null() && research[0]["time_zone"].is_null(),
+        "research access is pseudonymous, without even a time zone: {research:?}"
     );
     assert_ne!(
         research[0]["patient_id"].as_str(),

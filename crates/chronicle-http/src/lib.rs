@@ -1,7 +1,9 @@
 //! Chronicle's HTTP API.
 //!
 //! - operations: `/healthz` (the process is up), `/readyz` (database and broker reachable),
-//!   `/metrics` (Prometheus text format) and the dashboard's static files at `/`;
+//!   `/metrics` (Prometheus text format);
+//! - [`dashboard`]: the web dashboard at `/`, a single-page application compiled into the
+//!   binary, which uses only the public API;
 //! - [`api`]: the JSON API under `/v1` (log-in, me, a patient's readings), authenticated by
 //!   bearer tokens ([`auth`]) and authorized per request by the storage gate.
 //!
@@ -10,12 +12,13 @@
 
 pub mod api;
 pub mod auth;
+mod dashboard;
 pub mod error;
 pub mod export;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chronicle_ingest::mqtt::BrokerStatus;
@@ -27,9 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// The dashboard's entry page, compiled into the binary so the server needs no files on disk.
-const DASHBOARD_INDEX: &str = include_str!("../../../dashboards/index.html");
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -52,11 +52,10 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
         .merge(api)
-        .route("/", get(dashboard))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
+        .fallback(dashboard::serve)
         .with_state(state)
 }
 
@@ -69,14 +68,6 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-}
-
-async fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD_INDEX)
 }
 
 async fn healthz() -> Json<serde_json::Value> {

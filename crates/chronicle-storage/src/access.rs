@@ -545,6 +545,7 @@ impl Store {
         struct Row {
             patient_id: Uuid,
             display_name: String,
+            time_zone: String,
             grant_id: Uuid,
             purpose: String,
             categories: Vec<String>,
@@ -553,7 +554,7 @@ impl Store {
             expires_at: Option<DateTime<Utc>>,
         }
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT p.id AS patient_id, p.display_name, g.id AS grant_id, g.purpose,
+            "SELECT p.id AS patient_id, p.display_name, p.time_zone, g.id AS grant_id, g.purpose,
                  g.categories, g.access, g.data_since, g.expires_at
              FROM grants g JOIN patients p ON p.id = g.patient_id
              WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
@@ -580,6 +581,7 @@ impl Store {
                     patient_id: p.id,
                     record_id: p.id,
                     display_name: Some(p.display_name),
+                    time_zone: Some(p.time_zone),
                     purposes: Vec::new(),
                     basis: if principal.patient_id == Some(p.id) {
                         "own"
@@ -625,6 +627,7 @@ impl Store {
                     patient_id: shown_id,
                     record_id: row.patient_id,
                     display_name: (!research).then_some(row.display_name),
+                    time_zone: (!research).then_some(row.time_zone),
                     purposes: vec![grant_purpose],
                     basis: "grant",
                     shared: vec![shared],
@@ -716,6 +719,9 @@ pub struct VisiblePatient {
     pub record_id: Uuid,
     /// Absent for research access, which is pseudonymous.
     pub display_name: Option<String>,
+    /// The patient's IANA time zone, in which their days are counted; absent for research
+    /// access (a zone narrows down where someone lives).
+    pub time_zone: Option<String>,
     /// The purposes of the grants that make the patient visible.
     pub purposes: Vec<Purpose>,
     /// `own`, `guardian` or `grant`.

@@ -32,7 +32,7 @@ use chronicle_storage::identity::TokenKind;
 use chronicle_storage::sharing::AccessLogEntry;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -186,6 +186,8 @@ struct PatientListItem {
     patient_id: Uuid,
     /// Absent for research access, which is pseudonymous.
     display_name: Option<String>,
+    /// The patient's IANA time zone (their days and times of day); absent for research access.
+    time_zone: Option<String>,
     /// `own`, `guardian` or `grant`.
     basis: String,
     /// For `grant`: what the patient shares with the caller, one entry per grant.
@@ -220,12 +222,14 @@ async fn patients(
                 |VisiblePatient {
                      patient_id,
                      display_name,
+                     time_zone,
                      basis,
                      shared,
                      ..
                  }| PatientListItem {
                     patient_id,
                     display_name,
+                    time_zone,
                     basis: basis.to_owned(),
                     shared: shared
                         .into_iter()
@@ -597,10 +601,21 @@ struct GranteeBody {
     id: Uuid,
 }
 
+/// Who a grant names, with the name the patient knows them by.
+#[derive(Debug, Serialize, ToSchema)]
+struct GranteeItem {
+    /// `user`, `care_team` or `organization`.
+    #[serde(rename = "type")]
+    kind: String,
+    id: Uuid,
+    /// The person's, care team's or organization's name; absent if it no longer exists.
+    name: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 struct GrantItem {
     id: Uuid,
-    grantee: GranteeBody,
+    grantee: GranteeItem,
     categories: Vec<String>,
     access: Vec<String>,
     purpose: String,
@@ -612,8 +627,8 @@ struct GrantItem {
     active: bool,
 }
 
-impl From<Grant> for GrantItem {
-    fn from(g: Grant) -> Self {
+impl GrantItem {
+    fn new(g: Grant, grantee_name: Option<String>) -> Self {
         let (kind, id) = match g.grantee {
             Grantee::User(id) => ("user", id),
             Grantee::CareTeam(id) => ("care_team", id),
@@ -622,9 +637,10 @@ impl From<Grant> for GrantItem {
         GrantItem {
             active: g.is_active(Utc::now()),
             id: g.id,
-            grantee: GranteeBody {
+            grantee: GranteeItem {
                 kind: kind.to_owned(),
                 id,
+                name: grantee_name,
             },
             categories: g.categories.iter().map(|c| c.as_str().to_owned()).collect(),
             access: g.access.iter().map(|a| a.as_str().to_owned()).collect(),
@@ -637,6 +653,34 @@ impl From<Grant> for GrantItem {
     }
 }
 
+/// The name a patient knows a grantee by. Only the patient's own settings (behind
+/// [`actor`]) call this, for grantees the patient named.
+async fn grantee_name(state: &AppState, grantee: Grantee) -> Result<Option<String>, ApiError> {
+    Ok(match grantee {
+        Grantee::User(id) => state.store.user(id).await?.map(|u| u.display_name),
+        Grantee::CareTeam(id) => state.store.care_team(id).await?.map(|t| t.name),
+        Grantee::Organization(id) => state.store.organization(id).await?.map(|o| o.name),
+    })
+}
+
+/// Grants as the API shows them, each grantee's name looked up once.
+async fn grant_items(state: &AppState, grants: Vec<Grant>) -> Result<Vec<GrantItem>, ApiError> {
+    let mut names: HashMap<Grantee, Option<String>> = HashMap::new();
+    let mut items = Vec::with_capacity(grants.len());
+    for grant in grants {
+        let name = match names.get(&grant.grantee) {
+            Some(name) => name.clone(),
+            None => {
+                let name = grantee_name(state, grant.grantee).await?;
+                names.insert(grant.grantee, name.clone());
+                name
+            }
+        };
+        items.push(GrantItem::new(grant, name));
+    }
+    Ok(items)
+}
+
 /// The patient's grants, in any state (the patient or their guardian).
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
     security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
@@ -647,15 +691,8 @@ async fn grants(
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<GrantItem>>, ApiError> {
     let actor = actor(&state, &principal, patient_id, "read_grants").await?;
-    Ok(Json(
-        state
-            .store
-            .grants_of(&actor)
-            .await?
-            .into_iter()
-            .map(GrantItem::from)
-            .collect(),
-    ))
+    let grants = state.store.grants_of(&actor).await?;
+    Ok(Json(grant_items(&state, grants).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -724,7 +761,8 @@ async fn create_grant(
         expires_at: body.expires_at,
     };
     let grant = state.store.grant_as(&actor, spec).await?;
-    Ok((StatusCode::CREATED, Json(grant.into())))
+    let name = grantee_name(&state, grant.grantee).await?;
+    Ok((StatusCode::CREATED, Json(GrantItem::new(grant, name))))
 }
 
 /// Revoke a grant; it allows nothing from the next request on.
@@ -742,7 +780,8 @@ async fn revoke_grant(
         .revoke_grant_as(&actor, grant_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Json(grant.into()))
+    let name = grantee_name(&state, grant.grantee).await?;
+    Ok(Json(GrantItem::new(grant, name)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -757,6 +796,8 @@ struct LogQuery {
 struct AccessLogItem {
     at: DateTime<Utc>,
     actor_id: Option<Uuid>,
+    /// The actor's display name, so the patient reads who it was.
+    actor_name: Option<String>,
     actor_role: Option<String>,
     action: String,
     category: Option<String>,
@@ -769,11 +810,12 @@ struct AccessLogItem {
     reason: Option<String>,
 }
 
-impl From<AccessLogEntry> for AccessLogItem {
-    fn from(e: AccessLogEntry) -> Self {
+impl AccessLogItem {
+    fn new(e: AccessLogEntry, actor_name: Option<String>) -> Self {
         AccessLogItem {
             at: e.at,
             actor_id: e.actor_id,
+            actor_name,
             actor_role: e.actor_role,
             action: e.action,
             category: e.category,
@@ -816,10 +858,24 @@ async fn access_log(
     let next_cursor = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
-    Ok(Json(Page {
-        items: entries.into_iter().map(AccessLogItem::from).collect(),
-        next_cursor,
-    }))
+    // A page names few distinct people: look each up once.
+    let mut names: HashMap<Uuid, Option<String>> = HashMap::new();
+    let mut items = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let name = match entry.actor_id {
+            None => None,
+            Some(id) => match names.get(&id) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = state.store.user(id).await?.map(|u| u.display_name);
+                    names.insert(id, name.clone());
+                    name
+                }
+            },
+        };
+        items.push(AccessLogItem::new(entry, name));
+    }
+    Ok(Json(Page { items, next_cursor }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

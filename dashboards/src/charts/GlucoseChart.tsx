@@ -1,0 +1,177 @@
+// The glucose trace of a period: CGM as a line, meter and laboratory readings as dots, the
+// target range shaded. Drag across the chart (or use the buttons) to zoom in time;
+// double-click or "Whole period" to zoom out again.
+
+import { useMemo, useRef, useState } from 'preact/hooks';
+import type uPlot from 'uplot';
+import type { GlucosePoint, GlucoseUnit, TimeRange } from '../api';
+import { formatDateTime, formatGlucose, formatShortDateTime } from '../format';
+import { GLUCOSE_AXIS, TARGET_RANGE } from '../units';
+import { Plot, axisStyle, bandPlugin, timeAxis, zonedDates } from './Plot';
+
+/** A CGM line is broken where readings are further apart than this (a sensor gap). */
+const CGM_GAP_SECONDS = 15 * 60;
+const TABLE_ROWS = 50;
+
+interface Props {
+  points: GlucosePoint[];
+  unit: GlucoseUnit;
+  timeZone: string;
+  range: TimeRange;
+}
+
+/** Aligned columns for uPlot: time, CGM (null breaks the line), other sources (dots). */
+function align(points: GlucosePoint[]): uPlot.AlignedData {
+  const sorted = [...points].sort((a, b) => a.measured_at.localeCompare(b.measured_at));
+  const times: number[] = [];
+  const cgm: (number | null | undefined)[] = [];
+  const spot: (number | null | undefined)[] = [];
+  let lastCgm: number | null = null;
+  for (const point of sorted) {
+    const t = Date.parse(point.measured_at) / 1000;
+    if (point.source === 'cgm') {
+      if (lastCgm !== null && t - lastCgm > CGM_GAP_SECONDS) {
+        times.push((lastCgm + t) / 2);
+        cgm.push(null);
+        spot.push(undefined);
+      }
+      lastCgm = t;
+      times.push(t);
+      cgm.push(point.value);
+      spot.push(undefined);
+    } else {
+      times.push(t);
+      cgm.push(undefined);
+      spot.push(point.value);
+    }
+  }
+  return [times, cgm, spot];
+}
+
+export function GlucoseChart({ points, unit, timeZone, range }: Props) {
+  const plot = useRef<uPlot | null>(null);
+  const [visible, setVisible] = useState<{ min: number; max: number } | null>(null);
+  const whole = { min: range.from.getTime() / 1000, max: range.to.getTime() / 1000 };
+
+  const data = useMemo(() => align(points), [points]);
+  const options = useMemo((): Omit<uPlot.Options, 'width' | 'height'> => {
+    const target = TARGET_RANGE[unit];
+    const axis = GLUCOSE_AXIS[unit];
+    const time = timeAxis(timeZone);
+    return {
+      tzDate: zonedDates(timeZone),
+      scales: {
+        x: { time: true },
+        y: { range: (_u, min, max) => [Math.min(axis.min, min ?? axis.min), Math.max(axis.max, max ?? axis.max)] },
+      },
+      axes: [time.axis, { ...axisStyle, label: unit, labelFont: '13px system-ui, sans-serif', size: 56 }],
+      series: [
+        time.series,
+        { label: 'CGM', stroke: '#0b5cad', width: 2, spanGaps: false, value: (_u, v) => (v == null ? '–' : `${formatGlucose(v, unit)} ${unit}`) },
+        {
+          label: 'Meter / lab',
+          stroke: '#a4161a',
+          fill: '#a4161a',
+          width: 0,
+          paths: () => null,
+          points: { show: true, size: 8, fill: '#a4161a' },
+          value: (_u, v) => (v == null ? '–' : `${formatGlucose(v, unit)} ${unit}`),
+        },
+      ],
+      cursor: { drag: { x: true, y: false, setScale: true } },
+      plugins: [bandPlugin(target.low, target.high, 'rgba(21, 128, 61, 0.12)', '#15803d')],
+      hooks: {
+        setScale: [
+          (u, key) => {
+            if (key === 'x' && u.scales.x.min != null && u.scales.x.max != null) {
+              setVisible({ min: u.scales.x.min, max: u.scales.x.max });
+            }
+          },
+        ],
+      },
+    };
+  }, [unit, timeZone]);
+
+  const zoomTo = (min: number, max: number) => {
+    const p = plot.current;
+    if (!p) return;
+    p.setScale('x', { min: Math.max(min, whole.min), max: Math.min(max, whole.max) });
+  };
+  const zoom = (factor: number) => {
+    const current = visible ?? whole;
+    const middle = (current.min + current.max) / 2;
+    const half = ((current.max - current.min) * factor) / 2;
+    zoomTo(middle - half, middle + half);
+  };
+
+  if (points.length === 0) {
+    return <p class="empty">No glucose readings in this period.</p>;
+  }
+  const latest = points.reduce((a, b) => (a.measured_at > b.measured_at ? a : b));
+  const target = TARGET_RANGE[unit];
+  const label =
+    `Glucose chart: ${points.length} readings from ${formatDateTime(data[0][0] * 1000, timeZone)} ` +
+    `to ${formatDateTime(latest.measured_at, timeZone)}; the target range ${target.low}–${target.high} ${unit} is shaded. ` +
+    `Latest: ${formatGlucose(latest.value, unit)} ${unit}.`;
+  const shown = visible ?? whole;
+  const newestFirst = [...points].sort((a, b) => b.measured_at.localeCompare(a.measured_at)).slice(0, TABLE_ROWS);
+
+  return (
+    <div class="chart">
+      <div class="chart-tools" role="group" aria-label="Zoom the glucose chart">
+        <button type="button" class="button button-small" onClick={() => zoom(0.5)}>
+          Zoom in
+        </button>
+        <button type="button" class="button button-small" onClick={() => zoom(2)}>
+          Zoom out
+        </button>
+        <button type="button" class="button button-small" onClick={() => zoomTo(whole.min, whole.max)}>
+          Whole period
+        </button>
+        <span class="chart-visible" aria-live="polite" data-testid="glucose-visible-range">
+          Showing {formatShortDateTime(shown.min * 1000, timeZone)} – {formatShortDateTime(shown.max * 1000, timeZone)}
+        </span>
+      </div>
+      <Plot
+        options={options}
+        data={data}
+        height={320}
+        label={label}
+        onReady={(p) => {
+          plot.current = p;
+          if (p) p.setScale('x', whole);
+        }}
+      />
+      <p class="chart-key">
+        <span class="key key-band" aria-hidden="true" /> Target range {target.low}–{target.high} {unit}
+        <span class="key key-line" aria-hidden="true" /> CGM
+        <span class="key key-dot" aria-hidden="true" /> Meter or laboratory
+      </p>
+      <details>
+        <summary>Latest {newestFirst.length} readings as a table</summary>
+        <table class="data-table">
+          <caption class="visually-hidden">Glucose readings, newest first</caption>
+          <thead>
+            <tr>
+              <th scope="col">Time</th>
+              <th scope="col">Glucose ({unit})</th>
+              <th scope="col">Source</th>
+            </tr>
+          </thead>
+          <tbody>
+            {newestFirst.map((point) => (
+              <tr key={`${point.device_id}-${point.measured_at}`}>
+                <td>{formatDateTime(point.measured_at, timeZone)}</td>
+                <td class="number">
+                  {point.flag ? (point.flag === 'lo' ? '< ' : '> ') : ''}
+                  {formatGlucose(point.value, unit)}
+                </td>
+                <td>{point.source}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </details>
+    </div>
+  );
+}

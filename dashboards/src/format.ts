@@ -1,0 +1,217 @@
+// How things read: dates in the patient's time zone, and the API's codes in plain language.
+
+import type { AccessLogItem, Grant, GlucoseUnit, SharedItem } from './api';
+
+const LOCALE = 'en-GB';
+
+function formatter(timeZone: string, options: Intl.DateTimeFormatOptions): Intl.DateTimeFormat {
+  return new Intl.DateTimeFormat(LOCALE, { timeZone, ...options });
+}
+
+/** "3 March 2026" */
+export function formatDate(at: string | Date, timeZone: string): string {
+  return formatter(timeZone, { day: 'numeric', month: 'long', year: 'numeric' }).format(new Date(at));
+}
+
+/** "3 March 2026, 14:05" */
+export function formatDateTime(at: string | number | Date, timeZone: string): string {
+  return formatter(timeZone, {
+    day: 'numeric',
+    month: 'long',
+    year: 'numeric',
+    hour: '2-digit',
+    minute: '2-digit',
+  }).format(new Date(at));
+}
+
+/** "3 Mar, 14:05" for dense lists. */
+export function formatShortDateTime(at: string | number | Date, timeZone: string): string {
+  return formatter(timeZone, { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' }).format(
+    new Date(at),
+  );
+}
+
+/** "America/Chicago (GMT-6)" */
+export function describeTimeZone(timeZone: string, at: Date = new Date()): string {
+  const offset = formatter(timeZone, { timeZoneName: 'shortOffset' })
+    .formatToParts(at)
+    .find((part) => part.type === 'timeZoneName')?.value;
+  return offset ? `${timeZone} (${offset})` : timeZone;
+}
+
+/** The browser's own zone, for users without a patient record. */
+export function browserTimeZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+
+/** How long ago, in words: "5 minutes ago". */
+export function age(at: string | Date, now: Date = new Date()): string {
+  const minutes = Math.round((now.getTime() - new Date(at).getTime()) / 60_000);
+  if (minutes < 1) return 'just now';
+  if (minutes < 60) return `${minutes} minute${minutes === 1 ? '' : 's'} ago`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return `${hours} hour${hours === 1 ? '' : 's'} ago`;
+  return `${Math.round(hours / 24)} days ago`;
+}
+
+/** Milliseconds to add to UTC to get the wall-clock time in `timeZone` at `at`. */
+function zoneOffset(at: number, timeZone: string): number {
+  const parts = formatter(timeZone, {
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  }).formatToParts(new Date(at));
+  const get = (type: string) => Number(parts.find((p) => p.type === type)?.value);
+  const wall = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
+  return wall - Math.floor(at / 1000) * 1000;
+}
+
+/** The instant a calendar day (`YYYY-MM-DD`) starts in `timeZone`. */
+export function startOfDay(day: string, timeZone: string): Date {
+  const [year, month, date] = day.split('-').map(Number);
+  const wall = Date.UTC(year, month - 1, date);
+  // Twice, because the offset at the first guess may differ across a DST change.
+  let at = wall - zoneOffset(wall, timeZone);
+  at = wall - zoneOffset(at, timeZone);
+  return new Date(at);
+}
+
+/** The calendar day (`YYYY-MM-DD`) of an instant in `timeZone`, for date inputs. */
+export function dayOf(at: Date, timeZone: string): string {
+  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(at);
+}
+
+export function formatGlucose(value: number, unit: GlucoseUnit): string {
+  return unit === 'mmol/L' ? value.toFixed(1) : value.toFixed(0);
+}
+
+// The API's vocabulary (docs/sharing.md) in words.
+
+export const CATEGORY_LABELS: Record<string, string> = {
+  glucose: 'glucose',
+  blood_pressure: 'blood pressure',
+  alerts: 'alerts',
+  device_info: 'device information',
+};
+
+export const ACCESS_LABELS: Record<string, string> = {
+  view_readings: 'every reading',
+  view_trends: 'trends only',
+  receive_alerts: 'receive alerts',
+  export: 'export',
+};
+
+export const PURPOSE_LABELS: Record<string, string> = {
+  care: 'care',
+  caregiving: 'caregiving (family, friends)',
+  research: 'research (de-identified)',
+  peer_support: 'peer support',
+};
+
+export const GRANTEE_TYPE_LABELS: Record<string, string> = {
+  user: 'person',
+  care_team: 'care team',
+  organization: 'organization',
+};
+
+const label = (labels: Record<string, string>, code: string) => labels[code] ?? code.replaceAll('_', ' ');
+
+export function listInWords(items: string[]): string {
+  if (items.length <= 1) return items.join('');
+  return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
+
+export function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+export const categoriesInWords = (codes: string[]) => listInWords(codes.map((c) => label(CATEGORY_LABELS, c)));
+export const accessInWords = (codes: string[]) => listInWords(codes.map((c) => label(ACCESS_LABELS, c)));
+export const purposeInWords = (code: string) => label(PURPOSE_LABELS, code);
+
+/** "Glucose and blood pressure: every reading and export, for care, until 3 June 2026" */
+export function sharedInWords(shared: SharedItem, timeZone: string): string {
+  const parts = [`${capitalize(categoriesInWords(shared.categories))}: ${accessInWords(shared.access)}`];
+  parts.push(`for ${purposeInWords(shared.purpose)}`);
+  if (shared.data_since) parts.push(`data since ${formatDate(shared.data_since, timeZone)}`);
+  parts.push(shared.expires_at ? `until ${formatDate(shared.expires_at, timeZone)}` : 'no end date');
+  return parts.join(', ');
+}
+
+/** "Diabetes team (care team)"; a grantee that no longer exists keeps its id. */
+export function granteeInWords(grant: Grant): string {
+  const type = label(GRANTEE_TYPE_LABELS, grant.grantee.type);
+  return grant.grantee.name ? `${grant.grantee.name} (${type})` : `an unknown ${type} (${grant.grantee.id})`;
+}
+
+/** What an access-log action did, as a verb phrase about "your" data. */
+const ACTIONS: Record<string, { done: string; tried: string }> = {
+  read_glucose_readings: { done: 'viewed your glucose readings', tried: 'tried to view your glucose readings' },
+  read_blood_pressure_readings: {
+    done: 'viewed your blood-pressure readings',
+    tried: 'tried to view your blood-pressure readings',
+  },
+  read_devices: { done: 'viewed your devices', tried: 'tried to view your devices' },
+  list_patients: { done: 'saw your name in a list of patients', tried: 'was not shown your name in a list of patients' },
+  read_grants: { done: 'looked at your sharing settings', tried: 'tried to look at your sharing settings' },
+  create_grant: { done: 'shared your data (a new grant)', tried: 'tried to share your data' },
+  revoke_grant: { done: 'revoked a grant', tried: 'tried to revoke a grant' },
+  read_access_log: { done: 'read your access log', tried: 'tried to read your access log' },
+  open_emergency_access: {
+    done: 'opened your record in an emergency, without a grant',
+    tried: 'tried to open your record in an emergency',
+  },
+  export_fhir: { done: 'exported your record (FHIR)', tried: 'tried to export your record (FHIR)' },
+  export_csv: { done: 'exported your readings (CSV)', tried: 'tried to export your readings (CSV)' },
+  erase: { done: 'erased your record', tried: 'tried to erase your record' },
+  read_guardians: { done: 'viewed your guardians', tried: 'tried to view your guardians' },
+  name_guardian: { done: 'named a guardian', tried: 'tried to name a guardian' },
+  remove_guardian: { done: 'removed a guardian', tried: 'tried to remove a guardian' },
+  pair_device: { done: 'paired a device', tried: 'tried to pair a device' },
+  revoke_device: { done: 'revoked a device', tried: 'tried to revoke a device' },
+  read_research_glucose: {
+    done: 'read your glucose readings for research, de-identified',
+    tried: 'tried to read your glucose readings for research',
+  },
+};
+
+function actionInWords(entry: AccessLogItem): string {
+  const known = ACTIONS[entry.action];
+  const allowed = entry.outcome === 'allowed';
+  if (known) return allowed ? known.done : known.tried;
+  // An action this page does not know yet (a newer server): say what the log says.
+  const what = entry.category ? ` (${label(CATEGORY_LABELS, entry.category)})` : '';
+  const action = entry.action.replaceAll('_', ' ');
+  return allowed ? `did "${action}"${what}` : `tried "${action}"${what}`;
+}
+
+const REFUSALS: Record<string, string> = {
+  no_grant: 'you had not shared this with them',
+  category_not_granted: 'you had not shared this kind of data with them',
+  access_not_granted: 'you had not allowed this use',
+  no_purpose: 'their role has no purpose you share for',
+  deidentified_only: 'you share only de-identified data with them',
+};
+
+export interface LogSentence {
+  who: string;
+  /** The care team or organization whose grant allowed the access, if it was one. */
+  via: string | null;
+  what: string;
+  refusal: string | null;
+}
+
+/** One access-log entry in words: "Dr. Lee (Diabetes team) viewed your glucose readings". */
+export function logSentence(entry: AccessLogItem, meId: string, grants: Map<string, Grant>): LogSentence {
+  const who =
+    entry.actor_id === meId ? 'You' : (entry.actor_name ?? (entry.actor_id ? 'Someone' : 'Chronicle'));
+  const grant = entry.grant_id ? grants.get(entry.grant_id) : undefined;
+  const via = grant && grant.grantee.type !== 'user' ? grant.grantee.name : null;
+  const refusal =
+    entry.outcome === 'denied' ? (entry.reason ? (REFUSALS[entry.reason] ?? entry.reason) : 'refused') : null;
+  return { who, via, what: actionInWords(entry), refusal };
+}

@@ -1,0 +1,58 @@
+// The patient's own pages, for the patient and for a guardian acting for them.
+
+import type { Me, PatientListItem } from '../../api';
+import { Link, usePageTitle } from '../../components/common';
+import { browserTimeZone, describeTimeZone } from '../../format';
+import { type PatientSection, patientPath } from '../../router';
+import { Readings } from '../Readings';
+import { AccessLog } from './AccessLog';
+import { Sharing } from './Sharing';
+import { YourData } from './YourData';
+
+const TABS: { section: PatientSection; label: string }[] = [
+  { section: 'readings', label: 'Readings' },
+  { section: 'sharing', label: 'Sharing' },
+  { section: 'access-log', label: 'Access log' },
+  { section: 'data', label: 'Your data' },
+];
+
+export interface OwnProps {
+  me: Me;
+  patient: PatientListItem;
+  timeZone: string;
+  /** The patient themself (not a guardian): only they name or remove guardians. */
+  isPatient: boolean;
+}
+
+export function OwnPatient(props: { me: Me; patient: PatientListItem; section: PatientSection }) {
+  const { patient, section } = props;
+  const isPatient = patient.basis === 'own';
+  const name = patient.display_name ?? '';
+  const tab = TABS.find((t) => t.section === section) ?? TABS[0];
+  usePageTitle(`${isPatient ? 'Your' : `${name}'s`} ${tab.label.toLowerCase()}`);
+  const timeZone = patient.time_zone ?? browserTimeZone();
+  const own: OwnProps = { me: props.me, patient, timeZone, isPatient };
+  return (
+    <main id="main">
+      <div class="page-heading">
+        <h1 tabIndex={-1}>{isPatient ? name : `${name} (you are their guardian)`}</h1>
+        <p class="muted" data-testid="patient-time-zone">
+          Times are shown in {describeTimeZone(timeZone)}.
+        </p>
+      </div>
+      <nav class="tabs" aria-label="Your record">
+        {TABS.map((t) => (
+          <Link key={t.section} href={patientPath(patient.patient_id, t.section)} current={t.section === section}>
+            {t.label}
+          </Link>
+        ))}
+      </nav>
+      {section === 'readings' && (
+        <Readings patientId={patient.patient_id} timeZone={timeZone} glucose={null} bloodPressure={null} />
+      )}
+      {section === 'sharing' && <Sharing {...own} />}
+      {section === 'access-log' && <AccessLog {...own} />}
+      {section === 'data' && <YourData {...own} />}
+    </main>
+  );
+}

@@ -1,0 +1,122 @@
+// Everything held about the patient: download it (FHIR R4 or CSV), or erase it.
+
+import { useState } from 'preact/hooks';
+import { api } from '../../api';
+import { ConfirmDialog, ErrorNotice } from '../../components/common';
+import { dayOf } from '../../format';
+import { session } from '../../session';
+import type { OwnProps } from './OwnPatient';
+
+/** Saves a blob under `filename` through a temporary link. */
+function save(blob: Blob, filename: string): void {
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/** What the person must type to confirm erasure. */
+const CONFIRMATION = 'ERASE';
+
+export function YourData(props: OwnProps) {
+  const id = props.patient.patient_id;
+  const [busy, setBusy] = useState<string | null>(null);
+  const [problem, setProblem] = useState<unknown>(null);
+  const [confirming, setConfirming] = useState(false);
+  const [typed, setTyped] = useState('');
+
+  const download = async (format: 'fhir' | 'csv') => {
+    setBusy(format);
+    setProblem(null);
+    try {
+      const blob = await api.exportFile(id, format);
+      const day = dayOf(new Date(), props.timeZone);
+      save(blob, `chronicle-${day}.${format === 'fhir' ? 'fhir.json' : 'csv'}`);
+    } catch (error) {
+      setProblem(error);
+    } finally {
+      setBusy(null);
+    }
+  };
+
+  const erase = async () => {
+    setConfirming(false);
+    setBusy('erase');
+    try {
+      await api.erase(id);
+      // The patient's accounts are disabled with the record; a guardian stays logged in.
+      if (props.isPatient) session.end('Your record has been erased and your account closed.');
+      else window.location.assign('/');
+    } catch (error) {
+      setProblem(error);
+      setBusy(null);
+    }
+  };
+
+  return (
+    <>
+      {problem !== null && <ErrorNotice error={problem} />}
+      <section class="card" aria-labelledby="export-heading">
+        <h2 id="export-heading">Download your data</h2>
+        <p>
+          Everything Chronicle holds about you: your readings, your devices and your record. The FHIR file is the standard
+          format other health systems read; the CSV file opens in a spreadsheet.
+        </p>
+        <div class="button-row">
+          <button type="button" class="button button-primary" disabled={busy !== null} onClick={() => download('fhir')}>
+            {busy === 'fhir' ? 'Preparing…' : 'Download FHIR (JSON)'}
+          </button>
+          <button type="button" class="button button-primary" disabled={busy !== null} onClick={() => download('csv')}>
+            {busy === 'csv' ? 'Preparing…' : 'Download CSV'}
+          </button>
+        </div>
+      </section>
+      <section class="card danger-zone" aria-labelledby="erase-heading">
+        <h2 id="erase-heading">Erase your record</h2>
+        <p>
+          Erasing deletes all your readings, devices, grants, emergency accesses and guardians, and your record itself,
+          at once and for good. {props.isPatient ? 'Your account is closed.' : "The patient's accounts are closed."} The
+          access log is kept: it holds no health data and is the record of who saw what.
+        </p>
+        <button
+          type="button"
+          class="button button-danger"
+          disabled={busy !== null}
+          onClick={() => {
+            setTyped('');
+            setConfirming(true);
+          }}
+        >
+          Erase everything…
+        </button>
+      </section>
+      <ConfirmDialog
+        open={confirming}
+        title="Erase everything for good?"
+        confirmLabel="Erase for good"
+        danger
+        confirmDisabled={typed.trim() !== CONFIRMATION}
+        onConfirm={erase}
+        onCancel={() => setConfirming(false)}
+      >
+        <p>
+          This cannot be undone. Download your data first if you may want it later. Nobody, not even Chronicle's
+          administrators, can bring it back.
+        </p>
+        <label for="erase-confirmation">
+          Type <strong>{CONFIRMATION}</strong> to confirm
+        </label>
+        <input
+          id="erase-confirmation"
+          autocomplete="off"
+          value={typed}
+          onInput={(e) => setTyped(e.currentTarget.value)}
+        />
+      </ConfirmDialog>
+    </>
+  );
+}

@@ -1,0 +1,366 @@
+// The dashboard in headless Chromium, driven by Playwright. Run by
+// tests/tests/dashboard_browser.rs, which starts a real `chronicle serve`, seeds it through the
+// real ingest and passes what it seeded in CHRONICLE_SCENARIO (JSON).
+//
+// Elements are found the way people find them, by role and accessible name (getByRole,
+// getByLabel), so a control without a label fails the test. Each page is also checked with
+// axe-core against WCAG 2.1 A and AA (contrast, labels, landmarks), and screenshotted into the
+// scenario's folder.
+
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import axe from 'axe-core';
+import { chromium } from 'playwright-core';
+
+const scenario = JSON.parse(process.env.CHRONICLE_SCENARIO ?? 'null');
+if (!scenario) {
+  console.error('CHRONICLE_SCENARIO is not set: run this through `cargo test -p chronicle-tests --test dashboard_browser`.');
+  process.exit(2);
+}
+const { patient, clinician, guardian, emergency } = scenario;
+const url = (path) => new URL(path, scenario.url).toString();
+
+// Chromium as this machine runs it: no sandbox (root), no GPU, and no traffic of its own to
+// the outside (which is closed here). Playwright gives it a fresh profile directory.
+const browser = await chromium.launch({
+  executablePath: scenario.chromium,
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+
+let step = 'start';
+const pages = [];
+
+async function newPage(viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true, locale: 'en-GB' });
+  context.setDefaultTimeout(15_000);
+  const page = await context.newPage();
+  page.on('pageerror', (error) => console.error(`[page error during "${step}"] ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') console.error(`[console during "${step}"] ${message.text()}`);
+  });
+  pages.push(page);
+  return page;
+}
+
+async function run(name, action) {
+  step = name;
+  const started = Date.now();
+  await action();
+  console.log(`ok - ${name} (${Date.now() - started} ms)`);
+}
+
+async function screenshot(page, name) {
+  await page.screenshot({ path: join(scenario.screenshots, name), fullPage: true });
+}
+
+/** WCAG 2.1 A and AA: no violations at all. */
+async function checkAccessibility(page, what) {
+  await page.evaluate(axe.source);
+  const results = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }),
+  );
+  const problems = results.violations.map(
+    (v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => n.target.join(' ')).join('\n    ')}`,
+  );
+  assert.deepEqual(problems, [], `accessibility problems on ${what}:\n${problems.join('\n')}`);
+  assert.ok(results.passes.length > 10, `axe-core checked ${what} (${results.passes.length} rules passed)`);
+}
+
+async function logIn(page, email) {
+  await page.goto(url('/'));
+  await page.waitForURL(/\/login$/);
+  await page.getByLabel('E-mail').fill(email);
+  await page.getByLabel('Password').fill(scenario.password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('button', { name: 'Log out' }).waitFor();
+}
+
+async function bodyText(page) {
+  return page.locator('body').innerText();
+}
+
+try {
+  const anonymous = await newPage();
+  await run('an anonymous visitor lands on the log-in page', async () => {
+    await anonymous.goto(url('/patients/' + patient.id));
+    await anonymous.waitForURL(/\/login$/);
+    await anonymous.getByRole('heading', { name: 'Log in to Chronicle' }).waitFor();
+    await anonymous.getByText('Server: ready').waitFor();
+    await checkAccessibility(anonymous, 'the log-in page');
+    await screenshot(anonymous, '01-login.png');
+    await anonymous.getByLabel('E-mail').fill(patient.email);
+    await anonymous.getByLabel('Password').fill('not the password');
+    await anonymous.getByRole('button', { name: 'Log in' }).click();
+    await anonymous.getByRole('alert').filter({ hasText: 'do not match' }).waitFor();
+  });
+
+  const maria = await newPage();
+  await run('the patient logs in and sees her readings', async () => {
+    await logIn(maria, patient.email);
+    await maria.waitForURL(url(`/patients/${patient.id}`));
+    await maria.getByRole('heading', { level: 1, name: patient.name }).waitFor();
+    assert.match(await maria.getByTestId('user-name').innerText(), new RegExp(patient.name));
+    assert.match(await maria.getByTestId('patient-time-zone').innerText(), new RegExp(patient.time_zone));
+    const glucose = maria.getByRole('img', { name: /^Glucose chart:/ });
+    await glucose.waitFor();
+    assert.match(
+      await glucose.getAttribute('aria-label'),
+      new RegExp(`^Glucose chart: ${patient.glucose_readings} readings`),
+      'every reading seeded over the last 14 days is on the chart',
+    );
+    const pressure = maria.getByRole('img', { name: /^Blood-pressure chart:/ });
+    await pressure.waitFor();
+    assert.equal(await maria.locator('.plot canvas').count(), 2, 'a glucose and a blood-pressure chart');
+    assert.match(await pressure.getAttribute('aria-label'), new RegExp(`${patient.blood_pressure_readings} readings`));
+    await maria.getByRole('button', { name: '14 days', pressed: true }).waitFor();
+    await checkAccessibility(maria, "the patient's readings");
+    await screenshot(maria, '02-patient-readings.png');
+  });
+
+  await run('a shorter period shows fewer readings', async () => {
+    await maria.getByRole('button', { name: '24 hours' }).click();
+    await maria.getByRole('button', { name: '24 hours', pressed: true }).waitFor();
+    const day = maria.getByRole('img', { name: /^Glucose chart: \d{3} readings/ });
+    await day.waitFor();
+    const label = await day.getAttribute('aria-label');
+    const count = Number(label.match(/(\d+) readings/)[1]);
+    assert.ok(count >= 280 && count <= 290, `about 288 CGM readings a day, got ${count}`);
+  });
+
+  await run('the patient sees her grants and adds one', async () => {
+    await maria.getByRole('link', { name: 'Sharing' }).click();
+    await maria.waitForURL(/\/sharing$/);
+    const team = maria.getByTestId('grant').filter({ hasText: `${clinician.team} (care team)` });
+    await team.waitFor();
+    const text = await team.innerText();
+    assert.match(text, /Glucose, blood pressure and device information/);
+    assert.match(text, /Every reading and export/);
+    assert.match(text, /Active/);
+    const past = maria.getByRole('region', { name: 'Past grants' });
+    assert.match(await past.innerText(), /North Clinic \(organization\)[\s\S]*Revoked on/);
+    assert.match(await bodyText(maria), new RegExp(guardian.name), 'the guardians list names her guardian');
+
+    const form = maria.getByRole('region', { name: 'Share with someone' });
+    await form.getByLabel('Care team').check();
+    await form.getByLabel('Their Chronicle id').fill(scenario.other_team.id);
+    await form.getByLabel('Glucose').check();
+    await form.getByLabel('Every reading').uncheck();
+    await form.getByLabel('Trends only').check();
+    await form.getByRole('button', { name: 'Share' }).click();
+    await maria.getByRole('status').filter({ hasText: `Shared with ${scenario.other_team.name}` }).waitFor();
+    await maria.getByTestId('grant').filter({ hasText: `${scenario.other_team.name} (care team)` }).waitFor();
+    await checkAccessibility(maria, "the patient's sharing page");
+    await screenshot(maria, '03-patient-sharing.png');
+  });
+
+  await run('the access log says in words who looked, and highlights the emergency', async () => {
+    await maria.getByRole('link', { name: 'Access log' }).click();
+    await maria.waitForURL(/\/access-log$/);
+    const summary = maria.getByRole('region', { name: 'Emergency access to your record' });
+    await summary.waitFor();
+    assert.match(await summary.innerText(), new RegExp(`${emergency.name} opened your record without a grant`));
+    assert.match(await summary.innerText(), new RegExp(emergency.reason));
+    const entries = maria.getByTestId('log-entry');
+    await entries.first().waitFor();
+    const lines = await entries.allInnerTexts();
+    assert.ok(
+      lines.some((l) => l.includes(`${clinician.name} (${clinician.team}) viewed your glucose readings on`)),
+      `a plain sentence for the clinician's read:\n${lines.join('\n')}`,
+    );
+    assert.ok(
+      lines.some((l) => /Refused/.test(l) && l.includes(emergency.name)),
+      `the refused attempt before the emergency access:\n${lines.join('\n')}`,
+    );
+    const highlighted = maria.locator('.log-emergency');
+    assert.ok((await highlighted.count()) >= 2, 'the opening and the read under emergency access stand out');
+    assert.ok(!lines.some((l) => l.startsWith('You ')), 'her own activity is hidden until asked for');
+    await maria.getByLabel('Show my own activity too').check();
+    await entries.filter({ hasText: /^You / }).first().waitFor();
+    await maria.getByLabel('Show my own activity too').uncheck();
+    await checkAccessibility(maria, 'the access log');
+    await screenshot(maria, '04-patient-access-log.png');
+  });
+
+  await run('the patient downloads her data and is asked before erasing', async () => {
+    await maria.getByRole('link', { name: 'Your data' }).click();
+    await maria.waitForURL(/\/data$/);
+    const [csv] = await Promise.all([
+      maria.waitForEvent('download'),
+      maria.getByRole('button', { name: 'Download CSV' }).click(),
+    ]);
+    const rows = (await readFile(await csv.path(), 'utf8')).trim().split('\n');
+    assert.ok(
+      rows.length > patient.glucose_readings + patient.blood_pressure_readings,
+      `one row per reading, got ${rows.length}`,
+    );
+    const [fhir] = await Promise.all([
+      maria.waitForEvent('download'),
+      maria.getByRole('button', { name: 'Download FHIR (JSON)' }).click(),
+    ]);
+    const bundle = JSON.parse(await readFile(await fhir.path(), 'utf8'));
+    assert.equal(bundle.resourceType, 'Bundle');
+    assert.ok(fhir.suggestedFilename().endsWith('.fhir.json'));
+
+    await maria.getByRole('button', { name: 'Erase everything…' }).click();
+    const dialog = maria.getByRole('dialog', { name: 'Erase everything for good?' });
+    await dialog.waitFor();
+    const confirm = dialog.getByRole('button', { name: 'Erase for good' });
+    assert.equal(await confirm.isDisabled(), true, 'nothing is erased before the confirmation is typed');
+    await dialog.getByLabel('Type ERASE to confirm').fill('ERASE');
+    assert.equal(await confirm.isDisabled(), false);
+    await checkAccessibility(maria, 'the erase confirmation');
+    await screenshot(maria, '05-patient-erase-confirmation.png');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+  });
+
+  const lee = await newPage();
+  await run('the clinician logs in with the keyboard and sees only the patients who share', async () => {
+    await lee.goto(url('/'));
+    await lee.waitForURL(/\/login$/);
+    // After each navigation focus moves to the page's heading, so screen readers announce it.
+    await lee.getByRole('heading', { name: 'Log in to Chronicle' }).waitFor();
+    await lee.waitForFunction(() => document.activeElement?.tagName === 'H1');
+    await lee.keyboard.press('Tab');
+    assert.equal(await lee.evaluate(() => document.activeElement?.id), 'email', 'the first stop is the e-mail field');
+    await lee.keyboard.type(clinician.email);
+    await lee.keyboard.press('Tab');
+    await lee.keyboard.type(scenario.password);
+    await lee.keyboard.press('Enter');
+    await lee.getByRole('heading', { level: 1, name: 'Patients' }).waitFor();
+    const table = lee.getByRole('table', { name: 'Patients who share data with you' });
+    await table.getByRole('link', { name: patient.name }).waitFor();
+    const text = await table.innerText();
+    assert.match(text, new RegExp(scenario.trends_only_patient.name));
+    assert.match(text, /Blood pressure: every reading, for care/);
+    assert.match(text, /Glucose: trends only, for care/);
+    assert.doesNotMatch(await bodyText(lee), new RegExp(scenario.unshared_patient.name), 'no grant, not listed');
+    await lee.getByLabel('Search by name').fill('sam');
+    await table.getByRole('link', { name: patient.name }).waitFor({ state: 'detached' });
+    await lee.getByLabel('Search by name').fill('');
+    await checkAccessibility(lee, "the clinician's patient list");
+    await screenshot(lee, '06-clinician-patients.png');
+  });
+
+  await run('the clinician opens the patient, zooms, and switches units', async () => {
+    await lee.getByRole('link', { name: patient.name }).click();
+    await lee.waitForURL(url(`/patients/${patient.id}`));
+    await lee.getByRole('heading', { level: 1, name: patient.name }).waitFor();
+    assert.match(await lee.getByTestId('patient-time-zone').innerText(), new RegExp(`patient's time zone: ${patient.time_zone}`));
+    await lee.getByRole('img', { name: new RegExp(`^Glucose chart: ${patient.glucose_readings} readings`) }).waitFor();
+    await lee.getByRole('img', { name: /^Blood-pressure chart:/ }).waitFor();
+    assert.equal(await lee.getByRole('link', { name: 'Sharing' }).count(), 0, "a care team does not see the patient's settings");
+    const latest = lee.getByTestId('latest-glucose');
+    assert.match(await latest.innerText(), new RegExp(`^${patient.latest_mg_dl} mg/dL`));
+    await checkAccessibility(lee, "the clinician's patient page");
+    await screenshot(lee, '07-clinician-patient-mg-dl.png');
+
+    const visible = lee.getByTestId('glucose-visible-range');
+    const before = await visible.innerText();
+    await lee.getByRole('button', { name: 'Zoom in' }).click();
+    await lee.waitForFunction(
+      (previous) => document.querySelector('[data-testid="glucose-visible-range"]')?.textContent !== previous,
+      before,
+    );
+    await lee.getByRole('button', { name: 'Whole period' }).click();
+    await lee.waitForFunction(
+      (previous) => document.querySelector('[data-testid="glucose-visible-range"]')?.textContent === previous,
+      before,
+    );
+
+    await lee.getByRole('radio', { name: 'mmol/L' }).check();
+    const mmol = (patient.latest_mg_dl / 18.01559).toFixed(1);
+    await lee.waitForFunction(
+      (expected) => document.querySelector('[data-testid="latest-glucose"]')?.textContent?.startsWith(expected),
+      `${mmol} mmol/L`,
+    );
+    assert.match(
+      await lee.getByRole('img', { name: /^Glucose chart:/ }).getAttribute('aria-label'),
+      /target range 3\.9–10 mmol\/L/,
+    );
+    await screenshot(lee, '08-clinician-patient-mmol.png');
+  });
+
+  await run('on a tablet the patient page fits the screen', async () => {
+    await lee.setViewportSize({ width: 820, height: 1180 });
+    await lee.getByRole('img', { name: /^Glucose chart:/ }).waitFor();
+    await lee.waitForTimeout(300); // the chart follows its container's new width
+    const overflow = await lee.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no sideways scrolling on a tablet (${overflow} px too wide)`);
+    await screenshot(lee, '09-tablet-clinician-patient.png');
+    await lee.setViewportSize({ width: 1280, height: 900 });
+    await lee.getByRole('radio', { name: 'mg/dL' }).check();
+  });
+
+  await run('a trends-only grant shows no single readings', async () => {
+    await lee.goto(url(`/patients/${scenario.trends_only_patient.id}`));
+    await lee.getByText('The patient shares only trends of their glucose with you, not single readings.').waitFor();
+    await lee.getByRole('img', { name: /^Blood-pressure chart:/ }).waitFor();
+    assert.equal(await lee.getByRole('img', { name: /^Glucose chart:/ }).count(), 0);
+  });
+
+  await run('the patient revokes the care team’s grant', async () => {
+    await maria.getByRole('link', { name: 'Sharing' }).click();
+    await maria.getByRole('button', { name: `Revoke the grant to ${clinician.team} (care team)` }).click();
+    const dialog = maria.getByRole('dialog', { name: 'Revoke this grant?' });
+    await dialog.waitFor();
+    await dialog.getByRole('button', { name: 'Revoke' }).click();
+    await maria.getByRole('status').filter({ hasText: 'Revoked.' }).waitFor();
+    const past = maria.getByRole('region', { name: 'Past grants' });
+    await past.getByText(`${clinician.team} (care team)`).waitFor();
+    await screenshot(maria, '10-patient-revoked.png');
+  });
+
+  await run('the clinician’s next page load shows nothing of the patient', async () => {
+    await lee.goto(url(`/patients/${patient.id}`));
+    await lee.getByTestId('nothing-shared').waitFor();
+    const text = await bodyText(lee);
+    assert.doesNotMatch(text, /Maria|Garcia/, 'not even her name');
+    assert.equal(await lee.locator('canvas').count(), 0, 'no chart');
+    await screenshot(lee, '11-clinician-after-revoke.png');
+    await lee.getByRole('link', { name: 'Back to your patients' }).click();
+    await lee.getByRole('link', { name: scenario.trends_only_patient.name }).waitFor();
+    assert.doesNotMatch(await bodyText(lee), /Maria|Garcia/, 'gone from the list too');
+  });
+
+  await run('a guardian acts for the patient but cannot name guardians', async () => {
+    const elena = await newPage({ width: 820, height: 1180 });
+    await logIn(elena, guardian.email);
+    await elena.getByRole('heading', { level: 1, name: 'Patients' }).waitFor();
+    await elena.getByRole('link', { name: patient.name }).click();
+    await elena.getByRole('heading', { level: 1, name: `${patient.name} (you are their guardian)` }).waitFor();
+    await elena.getByRole('img', { name: /^Glucose chart:/ }).waitFor();
+    await elena.getByRole('link', { name: 'Sharing' }).click();
+    await elena.getByRole('heading', { name: 'Guardians' }).waitFor();
+    assert.equal(await elena.getByLabel('Name a guardian by e-mail').count(), 0);
+    await screenshot(elena, '12-guardian-sharing-tablet.png');
+  });
+
+  await run('logging out ends the session', async () => {
+    await maria.getByRole('button', { name: 'Log out' }).click();
+    await maria.waitForURL(/\/login$/);
+    await maria.getByText('You have logged out.').waitFor();
+    assert.equal(await maria.evaluate(() => sessionStorage.getItem('chronicle.token')), null);
+    await maria.goto(url(`/patients/${patient.id}`));
+    await maria.waitForURL(/\/login$/);
+  });
+} catch (error) {
+  console.error(`not ok - ${step}`);
+  console.error(error);
+  for (const [i, page] of pages.entries()) {
+    await page.screenshot({ path: join(scenario.screenshots, `failure-${i}.png`), fullPage: true }).catch(() => {});
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
