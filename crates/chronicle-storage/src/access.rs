@@ -4,6 +4,7 @@
 //! `Permit` and apply its limits (category, trends only, window), so they cannot run without a
 //! logged decision.
 
+use crate::alerts::AlertEvent;
 use crate::registry::{Device, DeviceCredentials};
 use crate::sharing::NewAccessLogEntry;
 use crate::sharing::{AccessLogEntry, NewGrant};
@@ -11,6 +12,7 @@ use crate::{StorageError, Store};
 use chronicle_domain::sharing::{
     Access, AccessRequest, Basis, DataCategory, DenyReason, EmergencyAccess, Grant, Grantee,
     PatientActor, Permit, Principal, Purpose, Role, act_as, authorize, deidentify,
+    organization_receives_alerts,
 };
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
@@ -75,6 +77,43 @@ impl Store {
         })
         .await?;
         Ok(decision)
+    }
+
+    /// Whether an organization's webhook may receive an alert event now: decided by
+    /// `organization_receives_alerts` on the patient's current grants, and appended to the
+    /// patient's access log whatever the outcome (the organization as the actor).
+    pub async fn authorize_webhook(
+        &self,
+        organization_id: Uuid,
+        event: &AlertEvent,
+    ) -> Result<bool, StorageError> {
+        let grants = self.grants_for_patient(event.patient_id).await?;
+        let teams = self.teams_of_organization(organization_id).await?;
+        let grant = organization_receives_alerts(
+            organization_id,
+            &teams,
+            event.patient_id,
+            event.category,
+            event.alert.triggered_at,
+            &grants,
+            Utc::now(),
+        );
+        self.append_access_log(&NewAccessLogEntry {
+            actor_id: Some(organization_id),
+            actor_role: Some("organization_webhook".to_owned()),
+            patient_id: event.patient_id,
+            action: "webhook_alert".to_owned(),
+            category: Some(event.category),
+            purpose: grant.map(|_| Purpose::Care),
+            grant_id: grant.map(|g| g.id),
+            emergency_id: None,
+            allowed: grant.is_some(),
+            reason: grant
+                .is_none()
+                .then(|| DenyReason::NoGrant.as_str().to_owned()),
+        })
+        .await?;
+        Ok(grant.is_some())
     }
 
     /// Glucose readings of the permit's patient, within its window.

@@ -1,7 +1,10 @@
-//! Each patient's glucose targets, with the record of every change. Absent a row, a patient
-//! has the standard preset.
+//! Each patient's glucose targets and alert thresholds, with the record of every change.
+//! Absent a row, a patient has the standard preset; absent custom alert thresholds, the
+//! thresholds of their targets' preset.
 
+use crate::alerts::decode_thresholds;
 use crate::{StorageError, Store};
+use chronicle_domain::alerts::thresholds::AlertThresholds;
 use chronicle_domain::targets::GlucoseTargets;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -11,6 +14,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetChange {
     pub targets: GlucoseTargets,
+    /// The custom alert thresholds set with the change; `None`: the preset's.
+    pub alert_thresholds: Option<AlertThresholds>,
     pub changed_by: Option<Uuid>,
     pub changed_at: DateTime<Utc>,
 }
@@ -87,21 +92,124 @@ impl Store {
         &self,
         patient_id: Uuid,
     ) -> Result<Vec<TargetChange>, StorageError> {
-        let rows: Vec<(serde_json::Value, Option<Uuid>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT glucose, changed_by, changed_at FROM patient_target_changes
+        let rows: Vec<(
+            serde_json::Value,
+            Option<serde_json::Value>,
+            Option<Uuid>,
+            DateTime<Utc>,
+        )> = sqlx::query_as(
+            "SELECT glucose, alert_thresholds, changed_by, changed_at FROM patient_target_changes
              WHERE patient_id = $1 ORDER BY changed_at DESC, id DESC",
         )
         .bind(patient_id)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
-            .map(|(json, changed_by, changed_at)| {
+            .map(|(json, thresholds, changed_by, changed_at)| {
                 Ok(TargetChange {
                     targets: decode(json)?,
+                    alert_thresholds: thresholds
+                        .map(|t| decode_thresholds(None, Some(t)))
+                        .transpose()?,
                     changed_by,
                     changed_at,
                 })
             })
             .collect()
+    }
+}
+
+/// A patient's targets and alert thresholds as they stand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientTargets {
+    pub glucose: GlucoseTargets,
+    /// The thresholds in force: the custom ones, else the preset's.
+    pub alert_thresholds: AlertThresholds,
+    /// Whether the care team set custom thresholds.
+    pub custom_thresholds: bool,
+    pub changed_by: Option<Uuid>,
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// A patient's targets and alert thresholds (the standard preset for a patient without).
+    pub async fn patient_targets(&self, patient_id: Uuid) -> Result<PatientTargets, StorageError> {
+        let row: Option<(
+            String,
+            serde_json::Value,
+            Option<serde_json::Value>,
+            Option<Uuid>,
+            DateTime<Utc>,
+        )> = sqlx::query_as(
+            "SELECT preset, glucose, alert_thresholds, changed_by, changed_at
+             FROM patient_targets WHERE patient_id = $1",
+        )
+        .bind(patient_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            None => PatientTargets {
+                glucose: GlucoseTargets::standard(),
+                alert_thresholds: decode_thresholds(None, None)?,
+                custom_thresholds: false,
+                changed_by: None,
+                changed_at: None,
+            },
+            Some((preset, glucose, thresholds, changed_by, changed_at)) => PatientTargets {
+                glucose: decode(glucose)?,
+                custom_thresholds: thresholds.is_some(),
+                alert_thresholds: decode_thresholds(Some(&preset), thresholds)?,
+                changed_by,
+                changed_at: Some(changed_at),
+            },
+        })
+    }
+
+    /// Sets a patient's targets and alert thresholds (already validated; `None`: those of the
+    /// targets' preset) in one change, recorded with who made it.
+    pub async fn set_patient_targets(
+        &self,
+        patient_id: Uuid,
+        targets: &GlucoseTargets,
+        thresholds: Option<&AlertThresholds>,
+        changed_by: Option<Uuid>,
+    ) -> Result<(), StorageError> {
+        let glucose = serde_json::to_value(targets).map_err(|e| StorageError::Corrupt {
+            what: "glucose targets",
+            value: e.to_string(),
+        })?;
+        let thresholds = thresholds
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| StorageError::Corrupt {
+                what: "alert thresholds",
+                value: e.to_string(),
+            })?;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO patient_targets (patient_id, preset, glucose, alert_thresholds, changed_by)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (patient_id) DO UPDATE SET preset = excluded.preset,
+                 glucose = excluded.glucose, alert_thresholds = excluded.alert_thresholds,
+                 changed_by = excluded.changed_by, changed_at = now()",
+        )
+        .bind(patient_id)
+        .bind(targets.preset.as_str())
+        .bind(&glucose)
+        .bind(&thresholds)
+        .bind(changed_by)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO patient_target_changes (patient_id, preset, glucose, alert_thresholds,
+                 changed_by)
+             SELECT patient_id, preset, glucose, alert_thresholds, changed_by
+             FROM patient_targets WHERE patient_id = $1",
+        )
+        .bind(patient_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
