@@ -232,6 +232,25 @@ impl Store {
 }
 
 #[derive(sqlx::FromRow)]
+struct GlucoseRow {
+    device_id: String,
+    measured_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    value_mg_dl: f64,
+    source: String,
+    flag: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PressureRow {
+    device_id: String,
+    measured_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    systolic: i16,
+    diastolic: i16,
+}
+
+#[derive(sqlx::FromRow)]
 struct KnownRow {
     id: Uuid,
     rule: String,
@@ -290,42 +309,32 @@ impl AlertEvaluation {
         &mut self,
         from: DateTime<Utc>,
     ) -> Result<Vec<GlucosePoint>, StorageError> {
-        let rows: Vec<(
-            String,
-            DateTime<Utc>,
-            DateTime<Utc>,
-            f64,
-            String,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<GlucoseRow> = sqlx::query_as(
             "SELECT device_id, measured_at, received_at, value_mg_dl, source, flag
-                 FROM glucose_readings WHERE patient_id = $1 AND measured_at >= $2
-                 ORDER BY measured_at",
+             FROM glucose_readings WHERE patient_id = $1 AND measured_at >= $2
+             ORDER BY measured_at",
         )
         .bind(self.patient_id)
         .bind(from)
         .fetch_all(&mut *self.tx)
         .await?;
         rows.into_iter()
-            .map(
-                |(device_id, measured_at, received_at, value, source, flag)| {
-                    Ok(GlucosePoint {
-                        source: GlucoseSource::parse(&source)
-                            .ok_or_else(|| corrupt("glucose source", &source))?,
-                        flag: match flag {
-                            Some(f) => Some(
-                                GlucoseFlag::parse(&f)
-                                    .ok_or_else(|| corrupt("glucose flag", &f))?,
-                            ),
-                            None => None,
-                        },
-                        device_id,
-                        measured_at,
-                        received_at,
-                        value_mg_dl: value,
-                    })
-                },
-            )
+            .map(|r| {
+                Ok(GlucosePoint {
+                    source: GlucoseSource::parse(&r.source)
+                        .ok_or_else(|| corrupt("glucose source", &r.source))?,
+                    flag: match r.flag {
+                        Some(f) => Some(
+                            GlucoseFlag::parse(&f).ok_or_else(|| corrupt("glucose flag", &f))?,
+                        ),
+                        None => None,
+                    },
+                    device_id: r.device_id,
+                    measured_at: r.measured_at,
+                    received_at: r.received_at,
+                    value_mg_dl: r.value_mg_dl,
+                })
+            })
             .collect()
     }
 
@@ -334,7 +343,7 @@ impl AlertEvaluation {
         &mut self,
         from: DateTime<Utc>,
     ) -> Result<Vec<PressurePoint>, StorageError> {
-        let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>, i16, i16)> = sqlx::query_as(
+        let rows: Vec<PressureRow> = sqlx::query_as(
             "SELECT device_id, measured_at, received_at, systolic, diastolic
              FROM blood_pressure_readings WHERE patient_id = $1 AND measured_at >= $2
              ORDER BY measured_at",
@@ -345,15 +354,13 @@ impl AlertEvaluation {
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(device_id, measured_at, received_at, s, d)| PressurePoint {
-                    device_id,
-                    measured_at,
-                    received_at,
-                    systolic: u16::try_from(s).unwrap_or_default(),
-                    diastolic: u16::try_from(d).unwrap_or_default(),
-                },
-            )
+            .map(|r| PressurePoint {
+                device_id: r.device_id,
+                measured_at: r.measured_at,
+                received_at: r.received_at,
+                systolic: u16::try_from(r.systolic).unwrap_or_default(),
+                diastolic: u16::try_from(r.diastolic).unwrap_or_default(),
+            })
             .collect())
     }
 

@@ -20,6 +20,23 @@ pub struct TargetChange {
     pub changed_at: DateTime<Utc>,
 }
 
+#[derive(sqlx::FromRow)]
+struct ChangeRow {
+    glucose: serde_json::Value,
+    alert_thresholds: Option<serde_json::Value>,
+    changed_by: Option<Uuid>,
+    changed_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TargetsRow {
+    preset: String,
+    glucose: serde_json::Value,
+    alert_thresholds: Option<serde_json::Value>,
+    changed_by: Option<Uuid>,
+    changed_at: DateTime<Utc>,
+}
+
 fn decode(json: serde_json::Value) -> Result<GlucoseTargets, StorageError> {
     serde_json::from_value(json.clone()).map_err(|_| StorageError::Corrupt {
         what: "glucose targets",
@@ -92,12 +109,7 @@ impl Store {
         &self,
         patient_id: Uuid,
     ) -> Result<Vec<TargetChange>, StorageError> {
-        let rows: Vec<(
-            serde_json::Value,
-            Option<serde_json::Value>,
-            Option<Uuid>,
-            DateTime<Utc>,
-        )> = sqlx::query_as(
+        let rows: Vec<ChangeRow> = sqlx::query_as(
             "SELECT glucose, alert_thresholds, changed_by, changed_at FROM patient_target_changes
              WHERE patient_id = $1 ORDER BY changed_at DESC, id DESC",
         )
@@ -105,14 +117,15 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
-            .map(|(json, thresholds, changed_by, changed_at)| {
+            .map(|r| {
                 Ok(TargetChange {
-                    targets: decode(json)?,
-                    alert_thresholds: thresholds
+                    targets: decode(r.glucose)?,
+                    alert_thresholds: r
+                        .alert_thresholds
                         .map(|t| decode_thresholds(None, Some(t)))
                         .transpose()?,
-                    changed_by,
-                    changed_at,
+                    changed_by: r.changed_by,
+                    changed_at: r.changed_at,
                 })
             })
             .collect()
@@ -134,13 +147,7 @@ pub struct PatientTargets {
 impl Store {
     /// A patient's targets and alert thresholds (the standard preset for a patient without).
     pub async fn patient_targets(&self, patient_id: Uuid) -> Result<PatientTargets, StorageError> {
-        let row: Option<(
-            String,
-            serde_json::Value,
-            Option<serde_json::Value>,
-            Option<Uuid>,
-            DateTime<Utc>,
-        )> = sqlx::query_as(
+        let row: Option<TargetsRow> = sqlx::query_as(
             "SELECT preset, glucose, alert_thresholds, changed_by, changed_at
              FROM patient_targets WHERE patient_id = $1",
         )
@@ -155,12 +162,12 @@ impl Store {
                 changed_by: None,
                 changed_at: None,
             },
-            Some((preset, glucose, thresholds, changed_by, changed_at)) => PatientTargets {
-                glucose: decode(glucose)?,
-                custom_thresholds: thresholds.is_some(),
-                alert_thresholds: decode_thresholds(Some(&preset), thresholds)?,
-                changed_by,
-                changed_at: Some(changed_at),
+            Some(r) => PatientTargets {
+                glucose: decode(r.glucose)?,
+                custom_thresholds: r.alert_thresholds.is_some(),
+                alert_thresholds: decode_thresholds(Some(&r.preset), r.alert_thresholds)?,
+                changed_by: r.changed_by,
+                changed_at: Some(r.changed_at),
             },
         })
     }

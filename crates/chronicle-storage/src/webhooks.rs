@@ -37,7 +37,7 @@ pub struct Delivery {
 }
 
 /// One attempt of a delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Attempt {
     pub attempt: i32,
     pub at: DateTime<Utc>,
@@ -75,6 +75,28 @@ pub enum AfterAttempt {
     RetryAt(DateTime<Utc>),
     /// No attempts left.
     Failed,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: i64,
+    event_id: i64,
+    event_kind: String,
+    alert_id: Uuid,
+    status: String,
+    next_attempt_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    delivery_id: i64,
+    attempt: i32,
+    at: DateTime<Utc>,
+    status_code: Option<i32>,
+    error: Option<String>,
+    duration_ms: i32,
 }
 
 #[derive(sqlx::FromRow)]
@@ -162,74 +184,51 @@ impl Store {
         webhook_id: Uuid,
         limit: i64,
     ) -> Result<Vec<Delivery>, StorageError> {
-        let rows: Vec<(
-            i64,
-            i64,
-            String,
-            Uuid,
-            String,
-            DateTime<Utc>,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-        )> = sqlx::query_as(
-            "SELECT d.id, d.event_id, e.kind, e.alert_id, d.status, d.next_attempt_at,
-                     d.created_at, d.finished_at
-                 FROM webhook_deliveries d
-                 JOIN webhooks w ON w.id = d.webhook_id
-                 JOIN alert_events e ON e.id = d.event_id
-                 WHERE d.webhook_id = $1 AND w.organization_id = $2
-                 ORDER BY d.id DESC LIMIT $3",
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT d.id, d.event_id, e.kind AS event_kind, e.alert_id, d.status,
+                 d.next_attempt_at, d.created_at, d.finished_at
+             FROM webhook_deliveries d
+             JOIN webhooks w ON w.id = d.webhook_id
+             JOIN alert_events e ON e.id = d.event_id
+             WHERE d.webhook_id = $1 AND w.organization_id = $2
+             ORDER BY d.id DESC LIMIT $3",
         )
         .bind(webhook_id)
         .bind(organization_id)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let attempts: Vec<(i64, i32, DateTime<Utc>, Option<i32>, Option<String>, i32)> =
-            sqlx::query_as(
-                "SELECT delivery_id, attempt, at, status_code, error, duration_ms
-                 FROM webhook_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
-            )
-            .bind(&ids)
-            .fetch_all(self.pool())
-            .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let attempts: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT delivery_id, attempt, at, status_code, error, duration_ms
+             FROM webhook_attempts WHERE delivery_id = ANY($1) ORDER BY delivery_id, attempt",
+        )
+        .bind(&ids)
+        .fetch_all(self.pool())
+        .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(
-                    id,
-                    event_id,
-                    event_kind,
-                    alert_id,
-                    status,
-                    next_attempt_at,
-                    created_at,
-                    finished_at,
-                )| {
-                    Delivery {
-                        attempts: attempts
-                            .iter()
-                            .filter(|a| a.0 == id)
-                            .map(|a| Attempt {
-                                attempt: a.1,
-                                at: a.2,
-                                status_code: a.3,
-                                error: a.4.clone(),
-                                duration_ms: a.5,
-                            })
-                            .collect(),
-                        id,
-                        event_id,
-                        event_kind,
-                        alert_id,
-                        status,
-                        next_attempt_at,
-                        created_at,
-                        finished_at,
-                    }
-                },
-            )
+            .map(|r| Delivery {
+                attempts: attempts
+                    .iter()
+                    .filter(|a| a.delivery_id == r.id)
+                    .map(|a| Attempt {
+                        attempt: a.attempt,
+                        at: a.at,
+                        status_code: a.status_code,
+                        error: a.error.clone(),
+                        duration_ms: a.duration_ms,
+                    })
+                    .collect(),
+                id: r.id,
+                event_id: r.event_id,
+                event_kind: r.event_kind,
+                alert_id: r.alert_id,
+                status: r.status,
+                next_attempt_at: r.next_attempt_at,
+                created_at: r.created_at,
+                finished_at: r.finished_at,
+            })
             .collect())
     }
 
