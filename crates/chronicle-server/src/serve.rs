@@ -1,9 +1,10 @@
-//! `chronicle serve`: the database, the broker (embedded or external), the ingest and the HTTP
-//! API in one process, with a graceful shutdown on SIGINT/SIGTERM.
+//! `chronicle serve`: the database, the broker (embedded or external), the ingest, the alert
+//! engine and the HTTP API in one process, with a graceful shutdown on SIGINT/SIGTERM.
 
 use crate::cli::{DatabaseSettings, MqttEndpoint, ServeSettings};
 use crate::database::Database;
 use anyhow::Context;
+use chronicle_alerts::{AlertServices, AlertSettings};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_embedded::{EmbeddedBroker, EmbeddedBrokerConfig};
 use chronicle_ingest::batcher::spawn_batcher;
@@ -58,6 +59,15 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
                 .unwrap_or(chrono::Duration::minutes(10)),
         },
         metrics,
+    )
+    .with_followup_consumers(&[chronicle_alerts::CONSUMER]);
+    // The alert engine evaluates what each commit stored; it starts at once on this
+    // process's commits and polls for those of other servers sharing the subscription.
+    let alerts = AlertServices::start(
+        store.clone(),
+        pipeline.followups_enqueued(),
+        AlertSettings::default(),
+        shutdown.clone(),
     );
     let (ingest, batcher) = spawn_batcher(
         pipeline,
@@ -82,6 +92,7 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
         broker: broker_status,
         metrics: Arc::new(registry),
         authenticator: Arc::new(chronicle_http::auth::StoreAuthenticator(store.clone())),
+        alerts: alerts.hub.clone(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(listener, router, shutdown.clone()));
 
@@ -119,6 +130,7 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
         Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
     }
+    alerts.join().await;
     drop(broker);
     tracing::info!("stopped");
     Ok(())

@@ -50,6 +50,29 @@ impl Store {
         request: AccessRequest,
         action: &str,
     ) -> Result<Result<Permit, DenyReason>, StorageError> {
+        self.decide_and_log(principal, request, action, true).await
+    }
+
+    /// [`authorize`](Self::authorize) for a fan-out that offers every event to every
+    /// listener (the alert stream): a refusal because the principal holds nothing at all for
+    /// the patient (no grant, no purpose) is not an attempt of theirs and is not written to
+    /// that patient's log. Every permit, and every other refusal, is logged.
+    pub async fn authorize_for_fanout(
+        &self,
+        principal: &Principal,
+        request: AccessRequest,
+        action: &str,
+    ) -> Result<Result<Permit, DenyReason>, StorageError> {
+        self.decide_and_log(principal, request, action, false).await
+    }
+
+    async fn decide_and_log(
+        &self,
+        principal: &Principal,
+        request: AccessRequest,
+        action: &str,
+        log_unrelated: bool,
+    ) -> Result<Result<Permit, DenyReason>, StorageError> {
         let grants = self.grants_for_patient(request.patient_id).await?;
         let emergencies = if principal.role == Some(Role::Clinician) {
             self.emergency_accesses(principal.user_id, request.patient_id)
@@ -58,6 +81,9 @@ impl Store {
             Vec::new()
         };
         let decision = authorize(principal, &request, &grants, &emergencies);
+        if !log_unrelated && matches!(decision, Err(DenyReason::NoGrant | DenyReason::NoPurpose)) {
+            return Ok(decision);
+        }
         let (grant_id, emergency_id) = match decision.as_ref().map(|p| p.allowance().basis) {
             Ok(Basis::Grant(id)) => (Some(id), None),
             Ok(Basis::Emergency(id)) => (None, Some(id)),
@@ -449,6 +475,48 @@ impl Store {
                 ..r
             })
             .collect())
+    }
+
+    /// The (patient, category) pairs whose alerts a principal may receive, to ask the gate
+    /// about: their own record and those they are guardian of (both categories), and every
+    /// active grant naming them (directly, or through a current team or organization) that
+    /// allows `receive_alerts`. The gate still decides each pair.
+    pub async fn alert_candidates(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<(Uuid, DataCategory)>, StorageError> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT DISTINCT g.patient_id, c.category
+             FROM grants g CROSS JOIN UNNEST(g.categories) AS c (category)
+             WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+               AND g.created_at <= now() AND 'receive_alerts' = ANY(g.access)
+               AND c.category IN ('glucose', 'blood_pressure')
+               AND ((g.grantee_type = 'user' AND g.grantee_id = $1)
+                 OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($2))
+                 OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($3)))
+             ORDER BY 1, 2",
+        )
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<(Uuid, DataCategory)> = principal
+            .patient_id
+            .into_iter()
+            .chain(principal.guardian_of.iter().copied())
+            .flat_map(|p| [(p, DataCategory::Glucose), (p, DataCategory::BloodPressure)])
+            .collect();
+        for (patient_id, category) in rows {
+            let category = DataCategory::parse(&category).ok_or_else(|| StorageError::Corrupt {
+                what: "grant category",
+                value: category.clone(),
+            })?;
+            if !out.contains(&(patient_id, category)) {
+                out.push((patient_id, category));
+            }
+        }
+        Ok(out)
     }
 
     /// The patients a principal may see in a list: their own record, those they are guardian

@@ -9,6 +9,9 @@
 //! the attempt. A refusal answers 404 when the caller holds nothing for the patient, so no one
 //! learns whether a patient exists, and 403 when they hold something else.
 
+mod alerts;
+mod webhooks;
+
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -84,6 +87,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(export_csv))
         .routes(routes!(erase))
         .routes(routes!(research_glucose))
+        .merge(alerts::routes())
+        .merge(webhooks::routes())
         .split_for_parts()
 }
 

@@ -1,0 +1,176 @@
+//! The `alerts` follow-up consumer and the evaluation of one patient.
+//!
+//! The ingest queues one follow-up item per patient and kind of newly stored readings in the
+//! same transaction as the readings. This consumer claims items (other servers skip claimed
+//! ones), evaluates each touched patient, and completes the claim; a crash in between only
+//! means the work is done again, which changes nothing (evaluation is idempotent).
+
+use chronicle_domain::ReadingKind;
+use chronicle_domain::alerts::RuleId;
+use chronicle_domain::alerts::lifecycle::{reconcile, reconcile_no_data};
+use chronicle_domain::alerts::rules::{glucose_timelines, pressure_timelines, silent_devices};
+use chronicle_domain::sharing::DataCategory;
+use chronicle_storage::alerts::AlertEvent;
+use chronicle_storage::{StorageError, Store};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeMap;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The follow-up consumer name reserved for alerts.
+pub const CONSUMER: &str = "alerts";
+
+/// Items claimed at once.
+const CLAIM_LIMIT: i64 = 200;
+
+/// How far before the newly stored glucose readings the rules look: the longest sustained
+/// condition a care team may set (120 minutes of "very high") plus the forecast's window,
+/// with room to spare.
+const GLUCOSE_LOOKBACK: Duration = Duration::hours(3);
+/// The blood-pressure trend judges the 7 days before each reading.
+const PRESSURE_LOOKBACK: Duration = Duration::days(8);
+
+/// What to evaluate for a patient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Glucose rules, for readings measured from here on (and the lookback before).
+    pub glucose_from: Option<DateTime<Utc>>,
+    /// Blood-pressure rules, likewise.
+    pub pressure_from: Option<DateTime<Utc>>,
+}
+
+impl Scope {
+    /// Only what depends on the clock: `no_data` and auto-resolution (always evaluated).
+    pub fn time_only() -> Scope {
+        Scope::default()
+    }
+
+    fn include(&mut self, kind: ReadingKind, from: DateTime<Utc>) {
+        let slot = match kind {
+            ReadingKind::Glucose => &mut self.glucose_from,
+            ReadingKind::BloodPressure => &mut self.pressure_from,
+        };
+        *slot = Some(slot.map_or(from, |f| f.min(from)));
+    }
+}
+
+/// Evaluates one patient from stored data and applies the changes: reading rules for the
+/// scope, `no_data`, and auto-resolution. Waits while another server evaluates the same
+/// patient. Returns the events written.
+pub async fn evaluate_patient(
+    store: &Store,
+    patient_id: Uuid,
+    scope: Scope,
+) -> Result<Vec<AlertEvent>, StorageError> {
+    let mut evaluation = store.begin_alert_evaluation(patient_id).await?;
+    let now = Utc::now();
+    let thresholds = evaluation.thresholds().await?;
+    let latest = evaluation.latest_alerts().await?;
+    let late_after = thresholds.late_after();
+
+    let mut timelines = Vec::new();
+    if let Some(from) = scope.glucose_from {
+        let points = evaluation.glucose_since(from - GLUCOSE_LOOKBACK).await?;
+        timelines.extend(glucose_timelines(&points, &thresholds));
+    }
+    if let Some(from) = scope.pressure_from {
+        let points = evaluation.pressure_since(from - PRESSURE_LOOKBACK).await?;
+        timelines.extend(pressure_timelines(&points, &thresholds));
+    }
+    for timeline in &timelines {
+        let known = latest.get(&(timeline.rule, timeline.category));
+        for change in reconcile(timeline, known, late_after) {
+            evaluation
+                .apply(timeline.rule, timeline.category, &change)
+                .await?;
+        }
+    }
+
+    let devices = evaluation.device_activity().await?;
+    let silent = silent_devices(&devices, &thresholds, now);
+    for category in [DataCategory::Glucose, DataCategory::BloodPressure] {
+        let finding = silent.get(&category).and_then(Option::as_ref);
+        let known = latest.get(&(RuleId::NoData, category));
+        if let Some(change) = reconcile_no_data(finding, known, now) {
+            evaluation.apply(RuleId::NoData, category, &change).await?;
+        }
+    }
+
+    evaluation
+        .resolve_cleared(thresholds.resolve_after(), now)
+        .await?;
+    let events = evaluation.commit().await?;
+    for event in &events {
+        tracing::info!(
+            patient_id = %event.patient_id,
+            rule = %event.alert.rule,
+            severity = %event.alert.severity,
+            kind = event.kind.as_str(),
+            event_id = event.id,
+            "alert event"
+        );
+    }
+    Ok(events)
+}
+
+/// Claims follow-up work and evaluates the touched patients until shutdown.
+pub async fn run(
+    store: Store,
+    mut followups: watch::Receiver<u64>,
+    poll_interval: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut signalled = true;
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match drain(&store).await {
+            Ok(items) => {
+                backoff = std::time::Duration::from_millis(200);
+                if items > 0 {
+                    // More may have been queued meanwhile.
+                    continue;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
+                    "alert evaluation failed; the work stays queued");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                continue;
+            }
+        }
+        tokio::select! {
+            changed = followups.changed(), if signalled => {
+                // The pipeline is gone (shutdown): keep polling only.
+                signalled = changed.is_ok();
+            }
+            () = tokio::time::sleep(poll_interval) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::debug!("alert engine stopped");
+}
+
+/// One claim: evaluates every touched patient, then completes it. Returns the items done.
+async fn drain(store: &Store) -> Result<usize, StorageError> {
+    let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
+        return Ok(0);
+    };
+    let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
+    for item in &claim.items {
+        patients
+            .entry(item.patient_id)
+            .or_default()
+            .include(item.kind, item.first_measured_at);
+    }
+    for (patient_id, scope) in patients {
+        evaluate_patient(store, patient_id, scope).await?;
+    }
+    let done = claim.items.len();
+    claim.complete().await?;
+    Ok(done)
+}

@@ -1,0 +1,31 @@
+//! The rules that depend on the clock rather than on a new reading: `no_data` (a device
+//! silent too long) and automatic resolution. Every server runs it; the per-patient lock
+//! and the idempotent evaluation make running it twice harmless.
+
+use crate::engine::{Scope, evaluate_patient};
+use chronicle_storage::{StorageError, Store};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the time checks every `interval` until shutdown.
+pub async fn run(store: Store, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        if let Err(error) = tick(&store).await {
+            tracing::warn!(%error, "alert time checks failed; trying again next tick");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::debug!("alert scheduler stopped");
+}
+
+/// One round: every patient whose alerts may have changed with the time.
+pub async fn tick(store: &Store) -> Result<usize, StorageError> {
+    let patients = store.patients_due_for_time_checks().await?;
+    for patient_id in &patients {
+        evaluate_patient(store, *patient_id, Scope::time_only()).await?;
+    }
+    Ok(patients.len())
+}
