@@ -5,6 +5,8 @@
 //! The PostgreSQL server comes from `CHRONICLE_TEST_DATABASE_URL` (a superuser URL), which
 //! `scripts/test` sets after starting a throwaway cluster.
 
+pub mod api;
+pub mod clinic;
 pub mod device;
 pub mod server;
 
