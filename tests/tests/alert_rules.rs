@@ -130,7 +130,8 @@ async fn every_rule_raises_exactly_its_alert_through_mqtt() {
         .map(|i| pressure(ago(60 * 12 * (11 - i)), 140, 90))
         .chain([pressure(ago(0), 140, 90)])
         .collect();
-    let cases: Vec<(&str, DeviceKind, Vec<Value>, &[(&str, &str)])> = vec![
+    type Case<'a> = (&'a str, DeviceKind, Vec<Value>, &'a [(&'a str, &'a str)]);
+    let cases: Vec<Case> = vec![
         (
             "very low",
             DeviceKind::Cgm,
