@@ -69,18 +69,29 @@ pub async fn evaluate_patient(
     let latest = evaluation.latest_alerts().await?;
     let late_after = thresholds.late_after();
 
+    // Each timeline with the earliest instant it covers.
     let mut timelines = Vec::new();
     if let Some(from) = scope.glucose_from {
-        let points = evaluation.glucose_since(from - GLUCOSE_LOOKBACK).await?;
-        timelines.extend(glucose_timelines(&points, &thresholds));
+        let window_start = from - GLUCOSE_LOOKBACK;
+        let points = evaluation.glucose_since(window_start).await?;
+        timelines.extend(
+            glucose_timelines(&points, &thresholds)
+                .into_iter()
+                .map(|t| (t, window_start)),
+        );
     }
     if let Some(from) = scope.pressure_from {
-        let points = evaluation.pressure_since(from - PRESSURE_LOOKBACK).await?;
-        timelines.extend(pressure_timelines(&points, &thresholds));
+        let window_start = from - PRESSURE_LOOKBACK;
+        let points = evaluation.pressure_since(window_start).await?;
+        timelines.extend(
+            pressure_timelines(&points, &thresholds)
+                .into_iter()
+                .map(|t| (t, window_start)),
+        );
     }
-    for timeline in &timelines {
+    for (timeline, window_start) in &timelines {
         let known = latest.get(&(timeline.rule, timeline.category));
-        for change in reconcile(timeline, known, late_after) {
+        for change in reconcile(timeline, known, late_after, *window_start) {
             evaluation
                 .apply(timeline.rule, timeline.category, &change)
                 .await?;

@@ -261,6 +261,9 @@ struct KnownRow {
     last_seen_at: DateTime<Utc>,
     cleared_since: Option<DateTime<Utc>>,
     trigger_count: i32,
+    /// The previous alert's `last_seen_at` (only read by `latest_alerts`).
+    #[sqlx(default)]
+    floor: Option<DateTime<Utc>>,
 }
 
 impl KnownRow {
@@ -280,6 +283,7 @@ impl KnownRow {
                 last_seen_at: self.last_seen_at,
                 cleared_since: self.cleared_since,
                 trigger_count: u32::try_from(self.trigger_count).unwrap_or(1),
+                floor: self.floor,
             },
         ))
     }
@@ -396,10 +400,16 @@ impl AlertEvaluation {
         &mut self,
     ) -> Result<HashMap<(RuleId, DataCategory), KnownAlert>, StorageError> {
         let rows: Vec<KnownRow> = sqlx::query_as(
-            "SELECT DISTINCT ON (rule, category) id, rule, category, status, severity,
-                 triggered_at, last_seen_at, cleared_since, trigger_count
-             FROM alerts WHERE patient_id = $1 AND kind = 'alert'
-             ORDER BY rule, category, (status <> 'resolved') DESC, last_seen_at DESC, seq DESC",
+            "SELECT id, rule, category, status, severity, triggered_at, last_seen_at,
+                 cleared_since, trigger_count, floor
+             FROM (SELECT *,
+                     row_number() OVER newest AS position,
+                     lead(last_seen_at) OVER newest AS floor
+                   FROM alerts WHERE patient_id = $1 AND kind = 'alert'
+                   WINDOW newest AS (PARTITION BY rule, category
+                       ORDER BY (status <> 'resolved') DESC, last_seen_at DESC, seq DESC)
+             ) ranked
+             WHERE position = 1",
         )
         .bind(self.patient_id)
         .fetch_all(&mut *self.tx)
@@ -446,6 +456,7 @@ impl AlertEvaluation {
                     "UPDATE alerts SET trigger_count = trigger_count + $2,
                          severity = coalesce($3, severity),
                          last_seen_at = coalesce($4, last_seen_at),
+                         triggered_at = coalesce($9, triggered_at),
                          cleared_since = CASE WHEN $5 THEN $6 ELSE cleared_since END,
                          status = CASE WHEN $7 THEN 'open' ELSE status END,
                          updated_at = now()
@@ -459,6 +470,7 @@ impl AlertEvaluation {
                 .bind(cleared)
                 .bind(u.reopen)
                 .bind(self.patient_id)
+                .bind(u.triggered_at)
                 .execute(&mut *self.tx)
                 .await?;
                 if u.retriggers > 0 {

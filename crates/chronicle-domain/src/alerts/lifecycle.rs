@@ -69,6 +69,9 @@ pub struct KnownAlert {
     /// Since when the condition has been clear, if it is.
     pub cleared_since: Option<DateTime<Utc>>,
     pub trigger_count: u32,
+    /// The `last_seen_at` of the rule's alert before this one: episodes up to it belong to
+    /// that one.
+    pub floor: Option<DateTime<Utc>>,
 }
 
 /// A new alert.
@@ -94,6 +97,8 @@ pub struct AlertUpdate {
     pub retrigger: Option<Finding>,
     /// A higher severity than the alert had.
     pub escalate_to: Option<Severity>,
+    /// An earlier trigger than the stored one (a reading that arrived after later ones).
+    pub triggered_at: Option<DateTime<Utc>>,
     pub last_seen_at: Option<DateTime<Utc>>,
     /// `Some(None)`: the condition holds again; `Some(Some(t))`: clear since `t`.
     pub cleared_since: Option<Option<DateTime<Utc>>>,
@@ -108,7 +113,10 @@ impl AlertUpdate {
     }
 
     fn is_empty(&self) -> bool {
-        !self.is_notable() && self.last_seen_at.is_none() && self.cleared_since.is_none()
+        !self.is_notable()
+            && self.triggered_at.is_none()
+            && self.last_seen_at.is_none()
+            && self.cleared_since.is_none()
     }
 }
 
@@ -130,11 +138,13 @@ pub enum Change {
 }
 
 /// The changes a rule's timeline asks for, given the latest stored alert of the rule (any
-/// status). `late_after` separates live readings from late ones.
+/// status). `late_after` separates live readings from late ones; `window_start` is the
+/// earliest instant the timeline covers (the readings before it were not loaded).
 pub fn reconcile(
     timeline: &Timeline,
     latest: Option<&KnownAlert>,
     late_after: Duration,
+    window_start: DateTime<Utc>,
 ) -> Vec<Change> {
     let episodes = timeline.episodes(late_after);
     let watermark = latest.map(|a| a.last_seen_at);
@@ -152,33 +162,53 @@ pub fn reconcile(
 
     match latest.filter(|a| a.status.is_active()) {
         Some(alert) => {
-            let continuing = episodes.iter().find(|e| {
-                e.started_at() <= alert.last_seen_at && e.last_hold_at > alert.last_seen_at
-            });
-            let last_seen = continuing
+            // The live episodes of this alert's era: after the previous alert of the rule.
+            let era: Vec<&Episode> = episodes
                 .iter()
-                .chain(new_live.iter())
+                .filter(|e| {
+                    e.first_live.is_some() && alert.floor.is_none_or(|f| e.started_at() > f)
+                })
+                .collect();
+            // When the timeline covers the alert's whole life, its episodes are counted from
+            // the data, so a reading that arrives late (another server, a redelivery) and
+            // splits an episode, or comes before the first, counts as if it had arrived in
+            // order. Otherwise only episodes after the watermark are new.
+            let whole_life = window_start <= alert.triggered_at;
+            let count = if whole_life {
+                (era.len() as u32).max(alert.trigger_count)
+            } else {
+                alert.trigger_count + new_live.len() as u32
+            };
+            let retriggers = count - alert.trigger_count;
+            let earliest = era
+                .first()
+                .and_then(|e| e.first_live.as_ref())
+                .map(|f| f.at)
+                .filter(|at| whole_life && *at < alert.triggered_at);
+            let last_seen = era
+                .iter()
                 .map(|e| e.last_hold_at)
                 .fold(alert.last_seen_at, DateTime::max);
-            let severity = continuing
+            let severity = era
                 .iter()
-                .chain(new_live.iter())
                 .filter_map(|e| e.live_severity)
                 .fold(alert.severity, Severity::max);
             let cleared = next_cleared_since(alert.cleared_since, newest_hold, last_seen, timeline);
-            let retriggers = new_live.len() as u32;
             let escalate_to = (severity > alert.severity).then_some(severity);
             let update = AlertUpdate {
                 alert_id: alert.id,
                 retriggers,
-                retrigger: new_live.last().and_then(|e| e.first_live.clone()),
+                retrigger: (retriggers > 0)
+                    .then(|| era.last().and_then(|e| e.first_live.clone()))
+                    .flatten(),
                 escalate_to,
+                triggered_at: earliest,
                 last_seen_at: (last_seen > alert.last_seen_at).then_some(last_seen),
                 cleared_since: (cleared != alert.cleared_since).then_some(cleared),
                 reopen: alert.status == AlertStatus::Acknowledged
                     && (retriggers > 0 || escalate_to.is_some()),
             };
-            covered = Some((alert.triggered_at, last_seen));
+            covered = Some((earliest.unwrap_or(alert.triggered_at), last_seen));
             if !update.is_empty() {
                 changes.push(Change::Update(update));
             }
@@ -261,6 +291,7 @@ pub fn reconcile_no_data(
                 retriggers: u32::from(retriggered),
                 retrigger: retriggered.then(|| finding.clone()),
                 escalate_to: None,
+                triggered_at: None,
                 last_seen_at: newer.then(|| last_reading(finding)),
                 cleared_since: alert.cleared_since.is_some().then_some(None),
                 reopen: retriggered && alert.status == AlertStatus::Acknowledged,

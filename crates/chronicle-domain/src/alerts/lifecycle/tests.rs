@@ -42,6 +42,11 @@ fn timeline(points: &[GlucosePoint], rule: RuleId) -> Timeline {
 
 const LATE: Duration = Duration::minutes(15);
 
+/// Every test's timeline covers everything from here on.
+fn window() -> DateTime<Utc> {
+    at(-180)
+}
+
 /// What storage would hold after applying `changes` to `known`.
 fn apply(known: Option<KnownAlert>, changes: &[Change]) -> Option<KnownAlert> {
     let mut known = known;
@@ -56,6 +61,7 @@ fn apply(known: Option<KnownAlert>, changes: &[Change]) -> Option<KnownAlert> {
                     last_seen_at: new.last_seen_at,
                     cleared_since: new.cleared_since,
                     trigger_count: new.trigger_count,
+                    floor: known.as_ref().map(|k| k.last_seen_at),
                 })
             }
             Change::Update(u) => {
@@ -64,6 +70,9 @@ fn apply(known: Option<KnownAlert>, changes: &[Change]) -> Option<KnownAlert> {
                 a.trigger_count += u.retriggers;
                 if let Some(s) = u.escalate_to {
                     a.severity = s;
+                }
+                if let Some(t) = u.triggered_at {
+                    a.triggered_at = t;
                 }
                 if let Some(t) = u.last_seen_at {
                     a.last_seen_at = t;
@@ -88,9 +97,9 @@ fn step(
     known: Option<KnownAlert>,
 ) -> (Vec<Change>, Option<KnownAlert>) {
     let tl = timeline(points, rule);
-    let changes = reconcile(&tl, known.as_ref(), LATE);
+    let changes = reconcile(&tl, known.as_ref(), LATE, window());
     let after = apply(known, &changes);
-    let again: Vec<Change> = reconcile(&tl, after.as_ref(), LATE)
+    let again: Vec<Change> = reconcile(&tl, after.as_ref(), LATE, window())
         .into_iter()
         .filter(|c| !matches!(c, Change::Historical(_)))
         .collect();
@@ -229,6 +238,7 @@ fn auto_resolution_waits_for_the_clear_to_last() {
         last_seen_at: at(0),
         cleared_since: Some(at(5)),
         trigger_count: 1,
+        floor: None,
     };
     let thirty = Duration::minutes(30);
     // (now, cleared since, status, due?)
@@ -329,4 +339,42 @@ fn manual_transitions() {
     for kind in EventKind::ALL {
         assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
     }
+}
+
+#[test]
+fn the_count_does_not_depend_on_the_order_readings_arrive_in() {
+    // Two episodes: [50, 52] cleared by 58, [48, 47] cleared by 56, readings 2 minutes apart.
+    let all = live(0, &[60.0, 50.0, 52.0, 58.0, 48.0, 47.0, 56.0]);
+    let by_minute = |minutes: &[i64]| -> Vec<GlucosePoint> {
+        all.iter()
+            .filter(|p| minutes.iter().any(|m| p.measured_at == at(*m)))
+            .cloned()
+            .collect()
+    };
+    // In order, in one piece.
+    let (_, in_order) = step(&all, RuleId::GlucoseVeryLow, None);
+    let in_order = in_order.expect("alert");
+    assert_eq!((in_order.trigger_count, in_order.triggered_at), (2, at(5)));
+    // The second episode first (another server had it), then the rest.
+    let (_, first) = step(&by_minute(&[20, 25, 30]), RuleId::GlucoseVeryLow, None);
+    assert_eq!(first.as_ref().map(|a| a.trigger_count), Some(1));
+    let (_, after) = step(&all, RuleId::GlucoseVeryLow, first);
+    let after = after.expect("alert");
+    assert_eq!(
+        (after.trigger_count, after.triggered_at, after.last_seen_at),
+        (2, at(5), at(25))
+    );
+    // The clear between the episodes arriving last.
+    let (_, merged) = step(
+        &by_minute(&[0, 5, 10, 20, 25, 30]),
+        RuleId::GlucoseVeryLow,
+        None,
+    );
+    assert_eq!(
+        merged.as_ref().map(|a| a.trigger_count),
+        Some(1),
+        "one episode so far"
+    );
+    let (_, split) = step(&all, RuleId::GlucoseVeryLow, merged);
+    assert_eq!(split.map(|a| a.trigger_count), Some(2));
 }
