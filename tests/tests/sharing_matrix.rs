@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
+#[path = "sharing_matrix/alerts.rs"]
+mod alerts;
+
 const PASSWORD: &str = "matrix test password";
 
 /// Every patient-data endpoint (path with `{patient_id}`) this test covers.
@@ -33,6 +36,20 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/export/csv"),
     ("DELETE", "/v1/patients/{patient_id}"),
     ("GET", "/v1/research/patients/{patient_id}/glucose"),
+    ("GET", "/v1/patients/{patient_id}/alerts"),
+    (
+        "POST",
+        "/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge",
+    ),
+    (
+        "POST",
+        "/v1/patients/{patient_id}/alerts/{alert_id}/resolve",
+    ),
+    ("POST", "/v1/patients/{patient_id}/alerts/snooze"),
+    ("DELETE", "/v1/patients/{patient_id}/alerts/snooze"),
+    ("GET", "/v1/patients/{patient_id}/targets"),
+    ("PUT", "/v1/patients/{patient_id}/targets"),
+    ("GET", "/v1/patients/{patient_id}/targets/changes"),
 ];
 
 struct World {
@@ -852,6 +869,9 @@ async fn the_authorization_matrix() {
         [r, r, r, n, n],
     )
     .await; // emergency still open
+
+    // Alerts: receiving them needs receive_alerts on their category (sharing_matrix/alerts.rs).
+    alerts::check(&w).await;
 }
 
 async fn user_id(w: &World, email: &str) -> Uuid {
