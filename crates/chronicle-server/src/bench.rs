@@ -1,3 +1,6 @@
+//! `chronicle bench alerts` lives in [`alerts`]; the rest of this file is `chronicle bench
+//! ingest`.
+//!
 //! `chronicle bench ingest`: ingest throughput and latency end to end, next to ceilings
 //! measured in the same run on the same machine, so the figures can be judged without knowing
 //! the hardware. `docs/benchmarks.md` records a run and explains each figure.
@@ -10,6 +13,7 @@
 //! 4. raw COPY ceiling: the readings of phase 3 written with `COPY` into the same table of a
 //!    fresh database, in chunks of one batch message each.
 
+mod alerts;
 mod fleet;
 mod probe;
 mod server;
@@ -44,6 +48,7 @@ const TARGET_RATIO: f64 = 0.5;
 pub async fn run(database: &DatabaseSettings, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(database, &args).await,
+        BenchCommand::Alerts(args) => alerts::run(database, &args).await,
     }
 }
 
