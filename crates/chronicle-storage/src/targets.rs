@@ -66,42 +66,16 @@ impl Store {
         Ok(targets)
     }
 
-    /// Sets a patient's targets (already validated) and records the change.
+    /// Sets a patient's targets (already validated) and records the change; custom alert
+    /// thresholds, if any, stay.
     pub async fn set_glucose_targets(
         &self,
         patient_id: Uuid,
         targets: &GlucoseTargets,
         changed_by: Option<Uuid>,
     ) -> Result<(), StorageError> {
-        let json = serde_json::to_value(targets).map_err(|e| StorageError::Corrupt {
-            what: "glucose targets",
-            value: e.to_string(),
-        })?;
-        let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO patient_targets (patient_id, preset, glucose, changed_by)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (patient_id) DO UPDATE SET preset = excluded.preset,
-                 glucose = excluded.glucose, changed_by = excluded.changed_by,
-                 changed_at = now()",
-        )
-        .bind(patient_id)
-        .bind(targets.preset.as_str())
-        .bind(&json)
-        .bind(changed_by)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO patient_target_changes (patient_id, preset, glucose, alert_thresholds,
-                 changed_by)
-             SELECT patient_id, preset, glucose, alert_thresholds, changed_by
-             FROM patient_targets WHERE patient_id = $1",
-        )
-        .bind(patient_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.write_targets(patient_id, targets, None, changed_by)
+            .await
     }
 
     /// Every change of a patient's targets, newest first.
@@ -181,30 +155,47 @@ impl Store {
         thresholds: Option<&AlertThresholds>,
         changed_by: Option<Uuid>,
     ) -> Result<(), StorageError> {
-        let glucose = serde_json::to_value(targets).map_err(|e| StorageError::Corrupt {
-            what: "glucose targets",
-            value: e.to_string(),
-        })?;
-        let thresholds = thresholds
+        self.write_targets(patient_id, targets, Some(thresholds), changed_by)
+            .await
+    }
+
+    /// Writes the targets, and the thresholds unless `thresholds` is `None` (keep them), then
+    /// appends the result to the history, in one transaction.
+    async fn write_targets(
+        &self,
+        patient_id: Uuid,
+        targets: &GlucoseTargets,
+        thresholds: Option<Option<&AlertThresholds>>,
+        changed_by: Option<Uuid>,
+    ) -> Result<(), StorageError> {
+        let corrupt = |what: &'static str| {
+            move |e: serde_json::Error| StorageError::Corrupt {
+                what,
+                value: e.to_string(),
+            }
+        };
+        let glucose = serde_json::to_value(targets).map_err(corrupt("glucose targets"))?;
+        let custom = thresholds
+            .flatten()
             .map(serde_json::to_value)
             .transpose()
-            .map_err(|e| StorageError::Corrupt {
-                what: "alert thresholds",
-                value: e.to_string(),
-            })?;
+            .map_err(corrupt("alert thresholds"))?;
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO patient_targets (patient_id, preset, glucose, alert_thresholds, changed_by)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (patient_id) DO UPDATE SET preset = excluded.preset,
-                 glucose = excluded.glucose, alert_thresholds = excluded.alert_thresholds,
+                 glucose = excluded.glucose,
+                 alert_thresholds = CASE WHEN $6 THEN excluded.alert_thresholds
+                                         ELSE patient_targets.alert_thresholds END,
                  changed_by = excluded.changed_by, changed_at = now()",
         )
         .bind(patient_id)
         .bind(targets.preset.as_str())
         .bind(&glucose)
-        .bind(&thresholds)
+        .bind(&custom)
         .bind(changed_by)
+        .bind(thresholds.is_some())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
