@@ -5,6 +5,7 @@
 //! ones), evaluates each touched patient, and completes the claim; a crash in between only
 //! means the work is done again, which changes nothing (evaluation is idempotent).
 
+use crate::metrics::{AlertMetrics, KindLabel};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::alerts::RuleId;
 use chronicle_domain::alerts::lifecycle::{reconcile, reconcile_no_data};
@@ -125,17 +126,49 @@ pub async fn evaluate_patient(
     Ok(events)
 }
 
+/// [`evaluate_patient`], counted in the metrics.
+pub(crate) async fn evaluate_measured(
+    store: &Store,
+    patient_id: Uuid,
+    scope: Scope,
+    metrics: &AlertMetrics,
+) -> Result<Vec<AlertEvent>, StorageError> {
+    let started = std::time::Instant::now();
+    let result = evaluate_patient(store, patient_id, scope).await;
+    metrics.evaluations.inc();
+    metrics
+        .evaluation_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(events) => {
+            for event in events {
+                metrics
+                    .events
+                    .get_or_create(&KindLabel {
+                        kind: event.kind.as_str(),
+                    })
+                    .inc();
+            }
+        }
+        Err(_) => {
+            metrics.evaluation_failures.inc();
+        }
+    }
+    result
+}
+
 /// Claims follow-up work and evaluates the touched patients until shutdown.
 pub async fn run(
     store: Store,
     mut followups: watch::Receiver<u64>,
     poll_interval: std::time::Duration,
+    metrics: AlertMetrics,
     shutdown: CancellationToken,
 ) {
     let mut signalled = true;
     let mut backoff = std::time::Duration::from_millis(200);
     loop {
-        match drain(&store).await {
+        match drain(&store, &metrics).await {
             Ok(items) => {
                 backoff = std::time::Duration::from_millis(200);
                 if items > 0 {
@@ -167,7 +200,7 @@ pub async fn run(
 }
 
 /// One claim: evaluates every touched patient, then completes it. Returns the items done.
-async fn drain(store: &Store) -> Result<usize, StorageError> {
+async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, StorageError> {
     let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
         return Ok(0);
     };
@@ -179,7 +212,7 @@ async fn drain(store: &Store) -> Result<usize, StorageError> {
             .include(item.kind, item.first_measured_at);
     }
     for (patient_id, scope) in patients {
-        evaluate_patient(store, patient_id, scope).await?;
+        evaluate_measured(store, patient_id, scope, metrics).await?;
     }
     let done = claim.items.len();
     claim.complete().await?;

@@ -17,11 +17,13 @@
 
 pub mod engine;
 pub mod hub;
+pub mod metrics;
 pub mod scheduler;
 pub mod webhooks;
 
 pub use engine::{CONSUMER, Scope, evaluate_patient};
 pub use hub::AlertHub;
+pub use metrics::AlertMetrics;
 pub use webhooks::WebhookSettings;
 
 use chronicle_storage::Store;
@@ -64,6 +66,7 @@ impl AlertServices {
         store: Store,
         followups: watch::Receiver<u64>,
         settings: AlertSettings,
+        metrics: AlertMetrics,
         shutdown: CancellationToken,
     ) -> AlertServices {
         let (hub, hub_task) = hub::spawn(store.clone(), shutdown.clone());
@@ -73,17 +76,20 @@ impl AlertServices {
                 store.clone(),
                 followups,
                 settings.poll_interval,
+                metrics.clone(),
                 shutdown.clone(),
             )),
             tokio::spawn(scheduler::run(
                 store.clone(),
                 settings.scheduler_interval,
+                metrics.clone(),
                 shutdown.clone(),
             )),
             tokio::spawn(webhooks::run(
                 store,
                 hub.clone(),
                 settings.webhooks,
+                metrics,
                 shutdown,
             )),
         ];

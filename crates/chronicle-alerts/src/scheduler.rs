@@ -2,15 +2,21 @@
 //! silent too long) and automatic resolution. Every server runs it; the per-patient lock
 //! and the idempotent evaluation make running it twice harmless.
 
-use crate::engine::{Scope, evaluate_patient};
+use crate::engine::{Scope, evaluate_measured};
+use crate::metrics::AlertMetrics;
 use chronicle_storage::{StorageError, Store};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the time checks every `interval` until shutdown.
-pub async fn run(store: Store, interval: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    interval: Duration,
+    metrics: AlertMetrics,
+    shutdown: CancellationToken,
+) {
     loop {
-        if let Err(error) = tick(&store).await {
+        if let Err(error) = tick(&store, &metrics).await {
             tracing::warn!(%error, "alert time checks failed; trying again next tick");
         }
         tokio::select! {
@@ -22,10 +28,10 @@ pub async fn run(store: Store, interval: Duration, shutdown: CancellationToken) 
 }
 
 /// One round: every patient whose alerts may have changed with the time.
-pub async fn tick(store: &Store) -> Result<usize, StorageError> {
+pub async fn tick(store: &Store, metrics: &AlertMetrics) -> Result<usize, StorageError> {
     let patients = store.patients_due_for_time_checks().await?;
     for patient_id in &patients {
-        evaluate_patient(store, *patient_id, Scope::time_only()).await?;
+        evaluate_measured(store, *patient_id, Scope::time_only(), metrics).await?;
     }
     Ok(patients.len())
 }

@@ -9,6 +9,7 @@
 //! grant stops delivery at once, and the delivery is marked `withheld`.
 
 use crate::hub::AlertHub;
+use crate::metrics::{AlertMetrics, OutcomeLabel};
 use chronicle_storage::alerts::{AlertEvent, AlertRecord};
 use chronicle_storage::webhooks::{AfterAttempt, AttemptOutcome, DueDelivery};
 use chronicle_storage::{StorageError, Store};
@@ -108,6 +109,7 @@ pub async fn run(
     store: Store,
     hub: AlertHub,
     settings: WebhookSettings,
+    metrics: AlertMetrics,
     shutdown: CancellationToken,
 ) {
     let client = match reqwest::Client::builder().timeout(settings.timeout).build() {
@@ -130,7 +132,7 @@ pub async fn run(
         };
         let full = leased.len() as i64 == LEASE_BATCH;
         for delivery in leased {
-            if let Err(error) = deliver(&store, &client, &settings, &delivery).await {
+            if let Err(error) = deliver(&store, &client, &settings, &metrics, &delivery).await {
                 tracing::warn!(%error, delivery = delivery.id, "webhook delivery not recorded; retried after its lease");
             }
         }
@@ -151,8 +153,15 @@ async fn deliver(
     store: &Store,
     client: &reqwest::Client,
     settings: &WebhookSettings,
+    metrics: &AlertMetrics,
     delivery: &DueDelivery,
 ) -> Result<(), StorageError> {
+    let count = |outcome: &'static str| {
+        metrics
+            .webhook_attempts
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    };
     if !store
         .authorize_webhook(delivery.organization_id, &delivery.event)
         .await?
@@ -215,6 +224,11 @@ async fn deliver(
             .unwrap_or(chrono::Duration::hours(1));
         AfterAttempt::RetryAt(Utc::now() + wait)
     };
+    count(if delivered {
+        "delivered"
+    } else {
+        "failed_attempt"
+    });
     if !delivered {
         tracing::info!(delivery = delivery.id, attempt, error = ?outcome.error, ?next, "webhook attempt failed");
     }

@@ -4,7 +4,7 @@
 use crate::cli::{DatabaseSettings, MqttEndpoint, ServeSettings};
 use crate::database::Database;
 use anyhow::Context;
-use chronicle_alerts::{AlertServices, AlertSettings};
+use chronicle_alerts::{AlertMetrics, AlertServices, AlertSettings};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_embedded::{EmbeddedBroker, EmbeddedBrokerConfig};
 use chronicle_ingest::batcher::spawn_batcher;
@@ -34,6 +34,7 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
     let store = database.store.clone();
     let mut registry = Registry::default();
     let metrics = IngestMetrics::register(&mut registry);
+    let alert_metrics = AlertMetrics::register(&mut registry);
 
     // Bind HTTP first: a port conflict should stop start-up before anything else runs.
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
@@ -67,6 +68,7 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
         store.clone(),
         pipeline.followups_enqueued(),
         AlertSettings::default(),
+        alert_metrics,
         shutdown.clone(),
     );
     let (ingest, batcher) = spawn_batcher(
