@@ -7,6 +7,12 @@
 //! which converts to the protocol's JSON ([`SimReading::to_json`], `docs/protocol.md`).
 //! A [`Population`] is N patients with a [`PersonaMix`].
 //!
+//! On top of the models: [`mqtt`] (simulated devices on MQTT, acks matched to messages),
+//! [`ledger`] (what was expected and answered; the reconciliation), [`player`] (live,
+//! accelerated and backfill time modes), [`faults`], [`scenario`] with its [`oracle`]
+//! (alert-worthy events and their ground truth) and [`devices_file`]. The `chronicle-sim`
+//! binary and `chronicle demo` are built from these.
+//!
 //! Everything is seeded and reproducible: the same seed gives the same patients and the same
 //! readings on every platform. The models, their parameters and sources are documented in
 //! `docs/simulator.md`.
@@ -25,13 +31,20 @@
 
 pub mod bp;
 pub mod devices;
+pub mod devices_file;
+pub mod faults;
 pub mod glucose;
+pub mod ledger;
 pub mod metrics;
+pub mod mqtt;
+pub mod oracle;
 mod patient;
 mod plan;
+pub mod player;
 mod population;
 mod reading;
 pub mod rng;
+pub mod scenario;
 mod sim;
 mod zone;
 

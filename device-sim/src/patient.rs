@@ -366,6 +366,7 @@ fn type1(rng: &mut SimRng) -> GlucoseProfile {
         metformin_adherence: 0.0,
         hypo_threshold_mg_dl: rng::uniform(rng, 65.0, 72.0),
         rescue_carbs_g: rng::uniform(rng, 15.0, 20.0),
+        meter_check_when_treating: false,
     };
     GlucoseProfile { params: p, habits }
 }
@@ -424,6 +425,7 @@ fn type2(rng: &mut SimRng, control: Control) -> GlucoseProfile {
         },
         hypo_threshold_mg_dl: 65.0,
         rescue_carbs_g: 15.0,
+        meter_check_when_treating: false,
     };
     GlucoseProfile { params: p, habits }
 }

@@ -95,6 +95,9 @@ pub struct Habits {
     pub hypo_threshold_mg_dl: f64,
     /// Rescue carbohydrate, g.
     pub rescue_carbs_g: f64,
+    /// A meter user checks with the meter when treating a low, and again 15 minutes later
+    /// (the "rule of 15").
+    pub meter_check_when_treating: bool,
 }
 
 /// Sleep and wake times.

@@ -25,6 +25,19 @@ pub enum Intervention {
     Exercise { intensity: f64, minutes: f64 },
     /// A CGM (device index) loses its signal for `minutes`.
     SignalLoss { device: usize, minutes: u32 },
+    /// An extra check with a meter (device index), outside the patient's routine.
+    MeterCheck { device: usize },
+    /// An extra pair of readings with a cuff (device index), a minute apart.
+    MeasureBloodPressure { device: usize },
+    /// The second reading of such a pair (scheduled by `MeasureBloodPressure`).
+    SecondOfPair { device: usize },
+    /// The underlying pressure rises by these amounts (mm Hg) for `minutes` (a hypertensive
+    /// crisis).
+    PressureRise {
+        systolic: f64,
+        diastolic: f64,
+        minutes: u32,
+    },
 }
 
 /// Per-device running state.
@@ -76,6 +89,8 @@ pub struct PatientSim {
     devices: Vec<DeviceState>,
     injected: Vec<(i64, Intervention)>,
     extra_loss: Vec<SignalLoss>,
+    /// An active pressure rise: (until minute, systolic, diastolic).
+    pressure_rise: Option<(i64, f64, f64)>,
     emitting: bool,
 }
 
@@ -162,6 +177,7 @@ impl PatientSim {
             devices,
             injected: Vec::new(),
             extra_loss: Vec::new(),
+            pressure_rise: None,
             emitting: false,
             patient: patient.clone(),
         };
@@ -232,9 +248,9 @@ impl PatientSim {
                 break;
             }
             self.injected.remove(0);
-            self.intervene(what);
+            self.intervene(what, out);
         }
-        self.behave();
+        self.behave(out);
         self.sample_cgms(out);
         if self.kernel.is_some() {
             let inputs = self.inputs(local);
@@ -329,7 +345,7 @@ impl PatientSim {
         }
     }
 
-    fn intervene(&mut self, what: Intervention) {
+    fn intervene(&mut self, what: Intervention, out: &mut Vec<SimReading>) {
         match what {
             Intervention::Meal { carbs_g } => self.add_carbs(carbs_g, Absorption::Mixed),
             Intervention::FastCarbs { carbs_g } => self.add_carbs(carbs_g, Absorption::Fast),
@@ -343,6 +359,23 @@ impl PatientSim {
                 start: self.minute,
                 end: self.minute + i64::from(minutes),
             }),
+            Intervention::MeterCheck { device } => self.meter_reading(device, out),
+            Intervention::MeasureBloodPressure { device } => {
+                // The pair's second reading follows a minute later, as in the routine.
+                self.cuff_reading(device, true, false, out);
+                let next = self.minute + 1;
+                let pos = self.injected.partition_point(|(t, _)| *t <= next);
+                self.injected
+                    .insert(pos, (next, Intervention::SecondOfPair { device }));
+            }
+            Intervention::SecondOfPair { device } => self.cuff_reading(device, false, false, out),
+            Intervention::PressureRise {
+                systolic,
+                diastolic,
+                minutes,
+            } => {
+                self.pressure_rise = Some((self.minute + i64::from(minutes), systolic, diastolic));
+            }
         }
     }
 
@@ -394,10 +427,13 @@ impl PatientSim {
             Event::Exercise {
                 intensity,
                 duration_min,
-            } => self.intervene(Intervention::Exercise {
-                intensity,
-                minutes: duration_min,
-            }),
+            } => self.intervene(
+                Intervention::Exercise {
+                    intensity,
+                    minutes: duration_min,
+                },
+                out,
+            ),
             Event::MeterCheck { device } => self.meter_reading(device, out),
             Event::CuffReading {
                 device,
@@ -409,7 +445,7 @@ impl PatientSim {
 
     /// State-dependent behaviour: treating lows (the "rule of 15": 15–20 g of fast
     /// carbohydrate, repeated after 20 minutes if still low).
-    fn behave(&mut self) {
+    fn behave(&mut self, out: &mut Vec<SimReading>) {
         let Some(g) = &self.patient.glucose else {
             return;
         };
@@ -417,8 +453,21 @@ impl PatientSim {
         let seen = self.perceived_glucose();
         if seen < g.habits.hypo_threshold_mg_dl && m - self.last_rescue >= 20 {
             let carbs = g.habits.rescue_carbs_g;
+            let check = g.habits.meter_check_when_treating;
             self.last_rescue = m;
             self.add_carbs(carbs, Absorption::Fast);
+            let meter = self
+                .patient
+                .devices
+                .iter()
+                .position(|d| matches!(d, DeviceSpec::Meter(_)));
+            if let (true, Some(device)) = (check, meter) {
+                self.meter_reading(device, out);
+                let recheck = m + 15;
+                let pos = self.injected.partition_point(|(t, _)| *t <= recheck);
+                self.injected
+                    .insert(pos, (recheck, Intervention::MeterCheck { device }));
+            }
         }
     }
 
@@ -571,8 +620,22 @@ impl PatientSim {
             return;
         };
         let local_minute = (self.minute + self.offset_min).rem_euclid(1440) as f64;
-        let (truth, (systolic, diastolic, pulse)) =
+        let (mut truth, (mut systolic, mut diastolic, pulse)) =
             bp.measure(day, local_minute, first, Setting::Home, rng);
+        if let Some((until, rise_s, rise_d)) = self.pressure_rise
+            && self.minute < until
+        {
+            truth.systolic += rise_s;
+            truth.diastolic += rise_d;
+            // Whole mm Hg within the protocol's ranges, diastolic below systolic.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            {
+                systolic = (f64::from(systolic) + rise_s).round().clamp(70.0, 280.0) as u16;
+                diastolic = (f64::from(diastolic) + rise_d)
+                    .round()
+                    .clamp(35.0, f64::from(systolic) - 10.0) as u16;
+            }
+        }
         // A pair is stamped a minute apart to the second.
         let second = 10 + (self.plan.day.rem_euclid(40)) as u32;
         if !self.emitting {

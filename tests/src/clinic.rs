@@ -11,6 +11,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+/// The password of every user the alert tests create.
+pub const PASSWORD: &str = "test password of some length";
+
 pub struct Clinic {
     pub store: Store,
     pub organization: Uuid,
@@ -32,7 +35,7 @@ impl Clinic {
             "clinician@{}.example",
             name.to_lowercase().replace(' ', "-")
         );
-        let clinician = create_user(store, &clinician_email, Role::Clinician, None).await;
+        let clinician = create_user(store, &clinician_email, Role::Clinician, None, PASSWORD).await;
         store
             .add_team_member(team, clinician)
             .await

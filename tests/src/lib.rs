@@ -9,7 +9,9 @@ pub mod api;
 pub mod clinic;
 pub mod device;
 pub mod server;
+pub mod sse;
 
+pub use api::{ApiClient, create_user};
 pub use chronicle_embedded::Mosquitto;
 pub use device::TestDevice;
 pub use server::{ChronicleServer, ServerOptions};

@@ -29,6 +29,21 @@ pub fn chronicle_binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Path of the built `chronicle-sim` binary, found as [`chronicle_binary`] finds `chronicle`
+/// (or `CHRONICLE_SIM_BIN`).
+pub fn sim_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("CHRONICLE_SIM_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let bin = chronicle_binary()?.with_file_name("chronicle-sim");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build -p chronicle-sim` (scripts/test does)",
+        bin.display()
+    );
+    Ok(bin)
+}
+
 /// How to start a server.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {

@@ -9,9 +9,10 @@ use axum::routing::post;
 use chronicle_domain::DeviceKind;
 use chronicle_domain::sharing::Role;
 use chronicle_storage::Store;
-use chronicle_tests::api::{AlertStream, Api, create_user};
-use chronicle_tests::clinic::{Clinic, batch, glucose};
+use chronicle_tests::api::{ApiClient, create_user};
+use chronicle_tests::clinic::{Clinic, PASSWORD, batch, glucose};
 use chronicle_tests::server::traversable_tempdir;
+use chronicle_tests::sse::AlertStream;
 use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice, eventually};
 use chrono::{Duration, Utc};
 use hmac::{Hmac, Mac};
@@ -82,8 +83,8 @@ async fn the_stream_delivers_resumes_and_stops_the_moment_a_grant_is_revoked() {
     let server = server(&db).await;
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
-    let api = Api::new(server.http_url(""));
-    let token = api.login(&clinic.clinician_email).await;
+    let api = ApiClient::new(&server);
+    let token = api.login(&clinic.clinician_email, PASSWORD).await;
     let (revoked, revoked_grant) = clinic.patient("Revoked").await;
     let (snoozed, _) = clinic.patient("Snoozed").await;
     let (control, _) = clinic.patient("Control").await;
@@ -92,7 +93,7 @@ async fn the_stream_delivers_resumes_and_stops_the_moment_a_grant_is_revoked() {
     let mut control_cgm = device(&server, &clinic, control).await;
 
     // A new alert arrives on the stream.
-    let mut stream = api.alert_stream(&token, None).await.expect("stream");
+    let mut stream = AlertStream::open(&api, &token, None).await.expect("stream");
     send(&mut revoked_cgm, 10, &[50.0]).await;
     let opened = next_alert(&mut stream).await;
     assert_eq!(opened["type"], "opened");
@@ -107,8 +108,7 @@ async fn the_stream_delivers_resumes_and_stops_the_moment_a_grant_is_revoked() {
         (events_of(&db, revoked).await == 2).then_some(())
     })
     .await;
-    let mut stream = api
-        .alert_stream(&token, Some(opened_id))
+    let mut stream = AlertStream::open(&api, &token, Some(opened_id))
         .await
         .expect("stream");
     let missed = next_alert(&mut stream).await;
@@ -184,9 +184,18 @@ async fn the_stream_delivers_resumes_and_stops_the_moment_a_grant_is_revoked() {
         "{listed}"
     );
     // The patient still receives their own alerts, resuming from the start.
-    create_user(&store, "revoked@example.org", Role::Patient, Some(revoked)).await;
-    let own = api.login("revoked@example.org").await;
-    let mut own_stream = api.alert_stream(&own, Some(0)).await.expect("stream");
+    create_user(
+        &store,
+        "revoked@example.org",
+        Role::Patient,
+        Some(revoked),
+        PASSWORD,
+    )
+    .await;
+    let own = api.login("revoked@example.org", PASSWORD).await;
+    let mut own_stream = AlertStream::open(&api, &own, Some(0))
+        .await
+        .expect("stream");
     let kinds: Vec<String> = own_stream
         .drain(StdDuration::from_secs(2))
         .await
@@ -263,16 +272,16 @@ async fn webhooks_are_signed_retried_and_logged_and_only_for_granted_organizatio
     let store = Store::from_pool(db.pool.clone());
     let north = Clinic::new(&store, "North").await;
     let south = Clinic::new(&store, "South").await;
-    let api = Api::new(server.http_url(""));
+    let api = ApiClient::new(&server);
     let mut hooks = Vec::new();
     for clinic in [&north, &south] {
         let email = format!("admin@{}.example", clinic.organization);
-        let admin = create_user(&store, &email, Role::Admin, None).await;
+        let admin = create_user(&store, &email, Role::Admin, None, PASSWORD).await;
         store
             .add_organization_member(clinic.organization, admin)
             .await
             .expect("member");
-        let token = api.login(&email).await;
+        let token = api.login(&email, PASSWORD).await;
         let path = format!("/v1/organizations/{}/webhooks", clinic.organization);
         let (status, created) = api
             .call(
@@ -408,8 +417,8 @@ async fn alerts_events_and_snoozes_survive_a_restart() {
     .expect("server");
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
-    let api = Api::new(server.http_url(""));
-    let token = api.login(&clinic.clinician_email).await;
+    let api = ApiClient::new(&server);
+    let token = api.login(&clinic.clinician_email, PASSWORD).await;
     let (patient, _) = clinic.patient("Restart").await;
     let mut cgm = device(&server, &clinic, patient).await;
     send(&mut cgm, 10, &[50.0]).await;
@@ -444,7 +453,9 @@ async fn alerts_events_and_snoozes_survive_a_restart() {
     assert_eq!(snoozes.as_array().map(Vec::len), Some(1), "{snoozes}");
     assert_eq!(snoozes[0]["rule"], "glucose_low");
     // The event stream resumes across the restart.
-    let mut stream = api.alert_stream(&token, Some(0)).await.expect("stream");
+    let mut stream = AlertStream::open(&api, &token, Some(0))
+        .await
+        .expect("stream");
     let first = next_alert(&mut stream).await;
     assert_eq!(first["type"], "opened");
     // The engine picks up where it was: the same alert re-triggers, no second one opens.

@@ -5,8 +5,8 @@
 
 use chronicle_domain::DeviceKind;
 use chronicle_storage::Store;
-use chronicle_tests::api::Api;
-use chronicle_tests::clinic::{Clinic, batch, glucose, glucose_hi, pressure};
+use chronicle_tests::api::ApiClient;
+use chronicle_tests::clinic::{Clinic, PASSWORD, batch, glucose, glucose_hi, pressure};
 use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice, eventually};
 use chrono::{DateTime, Duration, Utc};
 use reqwest::{Method, StatusCode};
@@ -19,7 +19,7 @@ struct World {
     server: ChronicleServer,
     store: Store,
     clinic: Clinic,
-    api: Api,
+    api: ApiClient,
     token: String,
 }
 
@@ -33,8 +33,8 @@ async fn world() -> World {
     .expect("server");
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
-    let api = Api::new(server.http_url(""));
-    let token = api.login(&clinic.clinician_email).await;
+    let api = ApiClient::new(&server);
+    let token = api.login(&clinic.clinician_email, PASSWORD).await;
     World {
         db,
         server,

@@ -7,9 +7,9 @@ use chronicle_storage::credentials::hash_password;
 use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
-use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice};
+use chronicle_tests::{ApiClient, ChronicleServer, ServerOptions, TestDatabase, TestDevice};
 use chrono::{Duration, Utc};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ struct Clinic {
     store: Store,
     patient: Uuid,
     team: Uuid,
-    http: reqwest::Client,
+    api: ApiClient,
 }
 
 const PASSWORD: &str = "a long test password";
@@ -95,43 +95,22 @@ async fn clinic() -> Clinic {
     );
     Clinic {
         _db: db,
+        api: ApiClient::new(&server),
         server,
         store,
         patient: patient.id,
         team: team.id,
-        http: reqwest::Client::new(),
     }
 }
 
 impl Clinic {
     async fn login(&self, email: &str) -> String {
-        let response = self
-            .http
-            .post(self.server.http_url("/v1/auth/login"))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login");
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json::<Value>().await.expect("json")["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
+        self.api.login(email, PASSWORD).await
     }
 
     async fn glucose(&self, token: &str, patient: Uuid, query: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(
-                self.server
-                    .http_url(&format!("/v1/patients/{patient}/glucose{query}")),
-            )
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let path = format!("/v1/patients/{patient}/glucose{query}");
+        self.api.call(Some(token), Method::GET, &path, None).await
     }
 
     async fn grant(&self, access: &[Access], data_since: Option<chrono::DateTime<Utc>>) -> Uuid {
@@ -165,8 +144,9 @@ async fn sharing_through_the_api() {
         (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
     );
     let wrong = c
+        .api
         .http
-        .post(c.server.http_url("/v1/auth/login"))
+        .post(c.api.url("/v1/auth/login"))
         .json(&json!({"email": "pat@example.org", "password": "nope"}))
         .send()
         .await
@@ -541,7 +521,7 @@ async fn export_validates_as_fhir_and_erasure_removes_everything() {
     let pat = c.login("pat@example.org").await;
     let lee = c.login("lee@clinic.example").await;
     let get = |path: String, token: String| {
-        let http = c.http.clone();
+        let http = c.api.http.clone();
         let url = c.server.http_url(&path);
         async move {
             http.get(url)
@@ -619,7 +599,7 @@ async fn export_validates_as_fhir_and_erasure_removes_everything() {
         StatusCode::NOT_FOUND
     );
     let erase = |token: String| {
-        let http = c.http.clone();
+        let http = c.api.http.clone();
         let url = c.server.http_url(&format!("/v1/patients/{}", c.patient));
         async move {
             http.delete(url)

@@ -4,11 +4,11 @@
 //! fails when the API gains a patient-data endpoint this table does not cover.
 
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
-use chronicle_storage::credentials::hash_password;
-use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
-use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice};
+use chronicle_tests::{
+    ApiClient, ChronicleServer, ServerOptions, TestDatabase, TestDevice, create_user,
+};
 use chrono::{DateTime, Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -36,6 +36,9 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/export/csv"),
     ("DELETE", "/v1/patients/{patient_id}"),
     ("GET", "/v1/research/patients/{patient_id}/glucose"),
+    ("GET", "/v1/patients/{patient_id}/guardians"),
+    ("POST", "/v1/patients/{patient_id}/guardians"),
+    ("DELETE", "/v1/patients/{patient_id}/guardians/{user_id}"),
     ("GET", "/v1/patients/{patient_id}/alerts"),
     (
         "POST",
@@ -54,9 +57,10 @@ const COVERED: &[(&str, &str)] = &[
 
 struct World {
     db: TestDatabase,
+    /// Runs for as long as the test does.
     server: ChronicleServer,
     store: Store,
-    http: reqwest::Client,
+    api: ApiClient,
     patient: Uuid,
     other_patient: Uuid,
     team: Uuid,
@@ -66,17 +70,7 @@ struct World {
 }
 
 async fn user(store: &Store, email: &str, role: Role, patient: Option<Uuid>) -> Uuid {
-    store
-        .create_user(&NewUser {
-            email: email.into(),
-            display_name: email.into(),
-            role,
-            password_hash: Some(hash_password(PASSWORD).expect("hash")),
-            patient_id: patient,
-        })
-        .await
-        .expect("user")
-        .id
+    create_user(store, email, role, patient, PASSWORD).await
 }
 
 async fn world() -> World {
@@ -168,9 +162,9 @@ async fn world() -> World {
 
     let mut w = World {
         db,
+        api: ApiClient::new(&server),
         server,
         store,
-        http: reqwest::Client::new(),
         patient,
         other_patient,
         team: team.id,
@@ -187,17 +181,7 @@ async fn world() -> World {
         ("researcher", "res@uni.example"),
         ("admin", "admin@example.org"),
     ] {
-        let response = w
-            .http
-            .post(w.server.http_url("/v1/auth/login"))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login");
-        let token = response.json::<Value>().await.expect("json")["token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
+        let token = w.api.login(email, PASSWORD).await;
         w.tokens.insert(name, token);
     }
     w
@@ -211,16 +195,8 @@ impl World {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, self.server.http_url(path));
-        if let Some(token) = self.tokens.get(who) {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let token = self.tokens.get(who).map(String::as_str);
+        self.api.call(token, method, path, body).await
     }
 
     async fn grant_to(
@@ -518,6 +494,14 @@ async fn the_authorization_matrix() {
         ),
         (Some(w.patient.to_string().as_str()), Some("Pat"))
     );
+    assert_eq!(
+        (
+            &seen[0]["shared"][0]["categories"],
+            &seen[0]["shared"][0]["access"]
+        ),
+        (&json!(["glucose"]), &json!(["view_trends"])),
+        "the list says what is shared with the caller: {seen:?}"
+    );
     assert!(listed("other_org_clinician").await.is_empty());
     w.grant_to(
         Grantee::User(user_id(&w, "res@uni.example").await),
@@ -530,6 +514,10 @@ async fn the_authorization_matrix() {
     .await;
     let research = listed("researcher").await;
     assert_eq!(research.len(), 1);
+    assert_eq!(
+        research[0]["shared"][0]["purpose"], "research",
+        "the list says what is shared: {research:?}"
+    );
     assert!(
         research[0]["display_name"].is_null(),
         "research access is pseudonymous: {research:?}"
@@ -558,6 +546,8 @@ async fn the_authorization_matrix() {
         StatusCode::FORBIDDEN,
         "a trends-only research grant gives no readings"
     );
+    // A second research grant is a second study: the patient appears under a second,
+    // unrelated pseudonym, and each study reads only under its own grant.
     w.grant_to(
         Grantee::User(user_id(&w, "res@uni.example").await),
         &[Glucose],
@@ -567,6 +557,27 @@ async fn the_authorization_matrix() {
         |_| {},
     )
     .await;
+    let studies = listed("researcher").await;
+    assert_eq!(studies.len(), 2, "one entry per study: {studies:?}");
+    let first_study = pseudonym;
+    let pseudonym = studies
+        .iter()
+        .filter_map(|s| s["patient_id"].as_str())
+        .find(|id| *id != first_study)
+        .expect("a second pseudonym")
+        .to_owned();
+    assert_eq!(
+        w.call(
+            "researcher",
+            Method::GET,
+            &research_path(&first_study),
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN,
+        "the trends-only study still reads no readings"
+    );
     let logged_before = w.log_len().await;
     let (status, body) = w
         .call("researcher", Method::GET, &research_path(&pseudonym), None)
@@ -869,6 +880,152 @@ async fn the_authorization_matrix() {
         [r, r, r, n, n],
     )
     .await; // emergency still open
+
+    // Export by a grantee holding `export`: only the granted categories, within the window,
+    // each category decided and logged; never the patient's sharing settings.
+    let fhir = format!("/v1/patients/{p}/export/fhir");
+    let csv = format!("/v1/patients/{p}/export/csv");
+    w.grant_to(
+        Grantee::User(user_id(&w, "carer@example.org").await),
+        &[Glucose],
+        &[ViewReadings],
+        Purpose::Caregiving,
+        p,
+        |_| {},
+    )
+    .await;
+    let (status, body) = w.call("caregiver", Method::GET, &fhir, None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "readings without export: {body}"
+    );
+    w.grant_to(
+        Grantee::User(user_id(&w, "carer@example.org").await),
+        &[Glucose],
+        &[Export],
+        Purpose::Caregiving,
+        p,
+        |g| g.data_since = Some(Utc::now() - Duration::days(1)),
+    )
+    .await;
+    let logged_before = w.log_len().await;
+    let (status, bundle) = w.call("caregiver", Method::GET, &fhir, None).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert_eq!(
+        w.log_len().await,
+        logged_before + 3,
+        "one decision per category, each logged"
+    );
+    let entries = bundle["entry"].as_array().expect("entries");
+    let observations: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .collect();
+    assert_eq!(
+        observations.len(),
+        1,
+        "glucose only, within the window (the 3-day-old reading and blood pressure stay out)"
+    );
+    assert!(
+        !bundle.to_string().contains("8480-6"),
+        "no blood pressure in a glucose export"
+    );
+    let csv_text = w
+        .api
+        .http
+        .get(w.api.url(&csv))
+        .bearer_auth(&w.tokens["caregiver"])
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        csv_text.lines().filter(|l| l.contains("glucose")).count(),
+        1,
+        "{csv_text}"
+    );
+    assert!(!csv_text.contains("blood_pressure"), "{csv_text}");
+    for who in ["clinician", "other_org_clinician", "researcher", "admin"] {
+        assert_eq!(
+            w.call(who, Method::GET, &fhir, None).await.0,
+            StatusCode::NOT_FOUND,
+            "{who} exports without a grant"
+        );
+    }
+    w.revoke_all().await;
+    assert_eq!(
+        w.call("caregiver", Method::GET, &fhir, None).await.0,
+        StatusCode::NOT_FOUND,
+        "revoked export"
+    );
+
+    // Guardians: the patient names and removes them; a guardian sees who else is one but
+    // names no one; everyone else learns nothing.
+    let guardians = format!("/v1/patients/{p}/guardians");
+    let (status, list) = w.call("patient", Method::GET, &guardians, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        w.call("guardian", Method::GET, &guardians, None).await.0,
+        StatusCode::OK
+    );
+    let carer = json!({"email": "carer@example.org"});
+    assert_eq!(
+        w.call("guardian", Method::POST, &guardians, Some(carer.clone()))
+            .await
+            .0,
+        StatusCode::FORBIDDEN,
+        "a guardian names no other guardian"
+    );
+    for who in ["clinician", "caregiver", "researcher", "admin"] {
+        assert_eq!(
+            w.call(who, Method::GET, &guardians, None).await.0,
+            StatusCode::NOT_FOUND,
+            "{who} lists guardians"
+        );
+        assert_eq!(
+            w.call(who, Method::POST, &guardians, Some(carer.clone()))
+                .await
+                .0,
+            StatusCode::NOT_FOUND,
+            "{who} names a guardian"
+        );
+    }
+    assert_eq!(
+        w.call(
+            "patient",
+            Method::POST,
+            &guardians,
+            Some(json!({"email": "admin@example.org"}))
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST,
+        "an administrator is never a guardian"
+    );
+    let (status, named) = w
+        .call("patient", Method::POST, &guardians, Some(carer))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{named}");
+    check_reads(&w, "named guardian", "caregiver", everything).await;
+    let carer_id = named["user_id"].as_str().expect("user id").to_owned();
+    let remove = format!("/v1/patients/{p}/guardians/{carer_id}");
+    assert_eq!(
+        w.call("guardian", Method::DELETE, &remove, None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        w.call("clinician", Method::DELETE, &remove, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        w.call("patient", Method::DELETE, &remove, None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    check_reads(&w, "guardian removed", "caregiver", nobody).await;
 
     // Alerts: receiving them needs receive_alerts on their category (sharing_matrix/alerts.rs).
     alerts::check(&w).await;

@@ -35,6 +35,16 @@ impl Authenticator for StoreAuthenticator {
 /// The authenticated caller; a handler taking it answers 401 to everyone else.
 pub struct Authenticated(pub Principal);
 
+/// The bearer token of a request, if it carries one.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
@@ -48,14 +58,4 @@ impl FromRequestParts<AppState> for Authenticated {
             None => Err(ApiError::Unauthenticated),
         }
     }
-}
-
-/// The bearer token of a request, if it carries one.
-pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }

@@ -44,6 +44,7 @@ async fn run_patient(database: &Database, command: PatientCommand) -> anyhow::Re
                 println!("patient {} ({})", patient.id, patient.display_name);
             }
         }
+        PatientCommand::Import => import_patients(database).await?,
         PatientCommand::List { json } => {
             let patients = database.store.list_patients().await?;
             if json {
@@ -54,6 +55,77 @@ async fn run_patient(database: &Database, command: PatientCommand) -> anyhow::Re
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// One line of `chronicle patient import`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportPatient {
+    name: String,
+    #[serde(default = "utc")]
+    time_zone: String,
+    #[serde(default)]
+    devices: Vec<ImportDevice>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportDevice {
+    kind: chronicle_domain::DeviceKind,
+    label: Option<String>,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+async fn import_patients(database: &Database) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for (number, line) in stdin.lock().lines().enumerate() {
+        let line = line.context("cannot read standard input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let wanted: ImportPatient = serde_json::from_str(&line)
+            .with_context(|| format!("line {}: not a patient to import", number + 1))?;
+        anyhow::ensure!(
+            !wanted.name.trim().is_empty(),
+            "line {}: the name must not be empty",
+            number + 1
+        );
+        chronicle_domain::zone::parse_time_zone(&wanted.time_zone)
+            .map_err(|e| anyhow::anyhow!("line {}: {e}", number + 1))?;
+        let patient = database
+            .store
+            .create_patient(&NewPatient {
+                display_name: wanted.name,
+                time_zone: wanted.time_zone,
+            })
+            .await?;
+        let mut devices = Vec::with_capacity(wanted.devices.len());
+        for d in wanted.devices {
+            let (device, credentials) = database
+                .store
+                .create_device(patient.id, d.kind, d.label.as_deref())
+                .await?;
+            devices.push(serde_json::json!({
+                "device_id": device.id,
+                "kind": device.kind,
+                "mqtt_password": credentials.secret,
+            }));
+        }
+        let line = serde_json::json!({
+            "patient_id": patient.id,
+            "name": patient.display_name,
+            "time_zone": patient.time_zone,
+            "devices": devices,
+        });
+        writeln!(out, "{line}")?;
+        out.flush()?;
     }
     Ok(())
 }

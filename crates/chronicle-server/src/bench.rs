@@ -11,7 +11,8 @@
 //! 2. the same devices and messages through `chronicle serve` (a child process);
 //! 3. batch messages through the same server;
 //! 4. raw COPY ceiling: the readings of phase 3 written with `COPY` into the same table of a
-//!    fresh database, in chunks of one batch message each.
+//!    fresh database, in chunks of one batch message each, on as many connections at once as
+//!    the server commits batches at once.
 
 mod alerts;
 mod fleet;
@@ -250,7 +251,15 @@ async fn phases(
 
     // 4. Raw COPY ceiling, into a fresh database of the same PostgreSQL.
     println!("phase 5/5: raw COPY ceiling");
-    let copy = copy_ceiling(database, work, &batch_payloads, postmaster, cpus).await?;
+    let copy = copy_ceiling(
+        database,
+        work,
+        &batch_payloads,
+        postmaster,
+        cpus,
+        args.copy_connections as usize,
+    )
+    .await?;
 
     Ok(Phases {
         broker_only,
@@ -276,14 +285,15 @@ async fn start_mosquitto(broker: BenchBroker) -> anyhow::Result<Option<Mosquitto
     }
 }
 
-/// Writes the readings of the batch phase with one COPY per batch message, one after another
-/// on one connection, as the ingest commits its batches one after another.
+/// Writes the readings of the batch phase with one COPY per batch message, on
+/// `copy_connections` connections at once, as the ingest commits that many batches at once.
 async fn copy_ceiling(
     database: &DatabaseSettings,
     work: &Path,
     batch_payloads: &[Vec<Vec<u8>>],
     postmaster: Option<u32>,
     cpus: usize,
+    copy_connections: usize,
 ) -> anyhow::Result<Phase> {
     // A second handle on the running cluster: it only creates the database, and leaves the
     // server to the first handle.
@@ -316,11 +326,30 @@ async fn copy_ceiling(
     }
     let expected: u64 = chunks.iter().map(GlucoseCopy::rows).sum();
 
+    // As many COPY streams at once as the server commits batches at once, each writing its
+    // share of the chunks one after another.
+    let connections = copy_connections.max(1);
+    let mut streams: Vec<Vec<GlucoseCopy>> = vec![Vec::new(); connections];
+    let messages = chunks.len();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        streams[i % connections].push(chunk);
+    }
     let before = CpuSample::take(None, postmaster);
     let started = Instant::now();
+    let mut running = tokio::task::JoinSet::new();
+    for stream in streams {
+        let store = store.clone();
+        running.spawn(async move {
+            let mut written = 0;
+            for chunk in &stream {
+                written += store.copy_glucose(chunk).await?;
+            }
+            anyhow::Ok(written)
+        });
+    }
     let mut written = 0;
-    for chunk in &chunks {
-        written += store.copy_glucose(chunk).await?;
+    while let Some(done) = running.join_next().await {
+        written += done.context("a COPY stream failed")??;
     }
     let elapsed = started.elapsed();
     let cpu = before.until(&CpuSample::take(None, postmaster), elapsed, cpus);
@@ -332,7 +361,7 @@ async fn copy_ceiling(
     store.close().await;
     let rows = usize::try_from(expected)?;
     Ok(Phase {
-        messages: chunks.len(),
+        messages,
         readings: rows,
         seconds: elapsed.as_secs_f64(),
         readings_per_second: rate(rows, elapsed),
@@ -541,6 +570,7 @@ struct Settings {
     batch_devices: u32,
     batch_messages: u32,
     readings_per_batch: u32,
+    copy_connections: u32,
     serve_args: Vec<String>,
 }
 
@@ -581,6 +611,7 @@ impl Report {
                 batch_devices: args.batch_devices,
                 batch_messages: args.batch_messages,
                 readings_per_batch: args.readings_per_batch,
+                copy_connections: args.copy_connections,
                 serve_args: args.serve_args.clone(),
             },
             single_end_to_end: phases.single,
@@ -630,8 +661,8 @@ impl Report {
             ),
             (
                 format!(
-                    "  ceiling: raw COPY, {} rows per COPY",
-                    s.readings_per_batch
+                    "  ceiling: raw COPY, {} rows per COPY, {} at once",
+                    s.readings_per_batch, s.copy_connections
                 ),
                 &self.copy_ceiling,
             ),

@@ -61,9 +61,32 @@ pub enum Command {
     /// Manage care teams and their members.
     #[command(subcommand)]
     Team(TeamCommand),
+    /// Run `chronicle serve` with a demo clinic in it: clinicians, ~20 simulated patients
+    /// with 14 days of history backfilled over MQTT, and their devices live until Ctrl-C.
+    ///
+    /// Takes every `serve` setting. Prints the dashboard URL and the demo log-ins. The clinic
+    /// and its device secrets are kept in DATA_DIR/demo.json, so running it again finds the
+    /// clinic and only fills the gap since the last run.
+    Demo(Box<DemoArgs>),
     /// Measure performance on this machine, with its own PostgreSQL, broker and server.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `chronicle demo`: serve's settings and the demo's size.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Demo patients (of mixed personas) on the first run; more on a later run adds patients.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub patients: u32,
+    /// Days of history to backfill (on later runs: at most this far back to fill the gap).
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(0..=365))]
+    pub backfill_days: u32,
+    /// Seed of the simulated patients (the same seed gives the same patients and readings).
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +180,11 @@ pub struct BenchIngestArgs {
     /// time counts as "other").
     #[arg(long, value_enum, default_value_t = BenchBroker::Embedded)]
     pub broker: BenchBroker,
+
+    /// COPY streams at once in the COPY ceiling: match the server's
+    /// --batch-concurrent-commits (2 by default) when you change it with --serve-arg.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub copy_connections: u32,
 
     /// Give up on a phase that has not finished after this many seconds.
     #[arg(long, default_value_t = 300)]
@@ -298,6 +326,14 @@ pub enum PatientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Register many patients and their devices at once (a fleet, a simulator's population).
+    ///
+    /// Reads one JSON object per line from standard input,
+    /// `{"name": "...", "time_zone": "Asia/Kolkata", "devices": [{"kind": "cgm", "label": "..."}]}`
+    /// (`time_zone` defaults to UTC, `label` is optional), and prints one JSON object per line
+    /// for each: `{"patient_id", "name", "time_zone", "devices": [{"device_id", "kind",
+    /// "mqtt_password"}]}`. Device secrets are shown this once.
+    Import,
 }
 
 #[derive(Debug, Subcommand)]

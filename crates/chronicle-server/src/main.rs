@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod cli;
 mod database;
+mod demo;
 mod serve;
 
 use clap::Parser;
@@ -41,6 +42,15 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             let settings = args.merged_with(&file)?;
             serve::run(database, settings).await
         }
+        cli::Command::Demo(args) => {
+            let settings = args.serve.merged_with(&file)?;
+            let options = demo::DemoOptions {
+                patients: args.patients as usize,
+                backfill_days: args.backfill_days,
+                seed: args.seed,
+            };
+            demo::run(database, settings, options).await
+        }
         cli::Command::Migrate => admin::migrate(&database).await,
         cli::Command::Patient(command) => admin::patient(&database, command).await,
         cli::Command::Device(command) => admin::device(&database, command).await,
@@ -55,7 +65,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = std::env::var("CHRONICLE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".to_owned());
+        // rumqttd logs every client that goes away before its CONNECT (our own start-up probe
+        // included) as an ERROR of rumqttd::server::broker: a client's affair, not the
+        // server's. Refused devices are logged by Chronicle's own authentication hook.
+        .unwrap_or_else(|_| "info,rumqttd=warn,rumqttd::server::broker=off,sqlx=warn".to_owned());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

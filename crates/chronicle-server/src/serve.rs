@@ -25,12 +25,36 @@ pub async fn run(
     settings: ServeSettings,
 ) -> anyhow::Result<()> {
     let mut database = Database::open(&database_settings).await?;
-    let result = serve(&database, &settings).await;
+    let result = serve(&database, &settings, |_| async {
+        wait_for_signal().await;
+        Ok(())
+    })
+    .await;
     database.close().await;
     result
 }
 
-async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<()> {
+/// The running server, for a command that works beside it (`chronicle demo`).
+pub struct Running {
+    pub http_addr: std::net::SocketAddr,
+    /// Where devices reach the broker.
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    pub topic_prefix: String,
+    pub store: Store,
+}
+
+/// Runs the server until `main` returns (for `serve`: a SIGINT or SIGTERM), then shuts down
+/// gracefully and returns `main`'s outcome.
+pub async fn serve<F, Fut>(
+    database: &Database,
+    settings: &ServeSettings,
+    main: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Running) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let store = database.store.clone();
     let mut registry = Registry::default();
     let metrics = IngestMetrics::register(&mut registry);
@@ -112,7 +136,26 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
     tracing::info!(http = %format!("http://{http_addr}"), "HTTP API");
     println!("Chronicle is running. Dashboard: http://{http_addr}/   (Ctrl-C to stop)");
 
-    wait_for_signal().await;
+    let (mqtt_host, mqtt_port) = match &broker {
+        Some(b) => {
+            let addr = b.listen_addr();
+            let host = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            (host, addr.port())
+        }
+        None => (mqtt_settings.host.clone(), mqtt_settings.port),
+    };
+    let outcome = main(Running {
+        http_addr,
+        mqtt_host,
+        mqtt_port,
+        topic_prefix: settings.mqtt_topic_prefix.clone(),
+        store: store.clone(),
+    })
+    .await;
     tracing::info!("shutting down: no new messages; committing and acknowledging those in hand");
     shutdown.cancel();
     let grace = settings.shutdown_grace;
@@ -135,7 +178,7 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
     alerts.join().await;
     drop(broker);
     tracing::info!("stopped");
-    Ok(())
+    outcome
 }
 
 /// Starts the embedded broker when no external one is configured, and returns how the ingest
@@ -228,7 +271,7 @@ async fn authenticate(
     }
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for SIGINT");

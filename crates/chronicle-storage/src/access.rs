@@ -5,6 +5,7 @@
 //! logged decision.
 
 use crate::alerts::AlertEvent;
+use crate::identity::User;
 use crate::registry::{Device, DeviceCredentials};
 use crate::sharing::NewAccessLogEntry;
 use crate::sharing::{AccessLogEntry, NewGrant};
@@ -84,6 +85,39 @@ impl Store {
         if !log_unrelated && matches!(decision, Err(DenyReason::NoGrant | DenyReason::NoPurpose)) {
             return Ok(decision);
         }
+        self.log_decision(principal, &request, &decision, action)
+            .await?;
+        Ok(decision)
+    }
+
+    /// As [`Store::authorize`], but deciding under one grant only: a research study reads
+    /// under its own grant, so its pseudonyms and time shift are always that study's.
+    pub async fn authorize_under_grant(
+        &self,
+        principal: &Principal,
+        request: AccessRequest,
+        grant_id: Uuid,
+        action: &str,
+    ) -> Result<Result<Permit, DenyReason>, StorageError> {
+        let grants: Vec<Grant> = self
+            .grants_for_patient(request.patient_id)
+            .await?
+            .into_iter()
+            .filter(|g| g.id == grant_id)
+            .collect();
+        let decision = authorize(principal, &request, &grants, &[]);
+        self.log_decision(principal, &request, &decision, action)
+            .await?;
+        Ok(decision)
+    }
+
+    async fn log_decision(
+        &self,
+        principal: &Principal,
+        request: &AccessRequest,
+        decision: &Result<Permit, DenyReason>,
+        action: &str,
+    ) -> Result<(), StorageError> {
         let (grant_id, emergency_id) = match decision.as_ref().map(|p| p.allowance().basis) {
             Ok(Basis::Grant(id)) => (Some(id), None),
             Ok(Basis::Emergency(id)) => (None, Some(id)),
@@ -101,8 +135,7 @@ impl Store {
             allowed: decision.is_ok(),
             reason: decision.as_ref().err().map(|r| r.as_str().to_owned()),
         })
-        .await?;
-        Ok(decision)
+        .await
     }
 
     /// Whether an organization's webhook may receive an alert event now: decided by
@@ -276,6 +309,58 @@ impl Store {
         })
     }
 
+    /// What a grantee holding `export` access may take away: the categories of `permits`
+    /// (each an export permit of the same patient), within their windows. The patient's
+    /// sharing settings are not part of it.
+    pub async fn exported_record(&self, permits: &[Permit]) -> Result<PatientRecord, StorageError> {
+        let Some(first) = permits.first() else {
+            return Err(StorageError::NotPermitted("an export without a permit"));
+        };
+        let patient_id = first.patient_id();
+        if permits
+            .iter()
+            .any(|p| p.patient_id() != patient_id || p.access() != Access::Export)
+        {
+            return Err(StorageError::NotPermitted(
+                "an export with other permits than export permits of one patient",
+            ));
+        }
+        let patient = self
+            .patient(patient_id)
+            .await?
+            .ok_or_else(|| StorageError::NotFound {
+                what: "patient",
+                id: patient_id.to_string(),
+            })?;
+        let window = |category| {
+            permits
+                .iter()
+                .find(|p| p.category() == category)
+                .map(|p| PageRequest {
+                    from: p.clamp_from(None),
+                    limit: i64::MAX,
+                    ..PageRequest::default()
+                })
+        };
+        let mut record = PatientRecord {
+            patient,
+            devices: Vec::new(),
+            glucose: Vec::new(),
+            blood_pressure: Vec::new(),
+            grants: Vec::new(),
+        };
+        if let Some(page) = window(DataCategory::Glucose) {
+            record.glucose = self.query_glucose(patient_id, page).await?;
+        }
+        if let Some(page) = window(DataCategory::BloodPressure) {
+            record.blood_pressure = self.query_blood_pressure(patient_id, page).await?;
+        }
+        if window(DataCategory::DeviceInfo).is_some() {
+            record.devices = self.list_devices(Some(patient_id)).await?;
+        }
+        Ok(record)
+    }
+
     /// Erases everything held about the patient: readings, refusals, devices, grants,
     /// emergency accesses, guardians and the record itself, in one transaction. The patient's
     /// user accounts are disabled. The access log is kept (it holds no health data, and it is
@@ -385,6 +470,40 @@ impl Store {
         self.revoke_device(device_id).await.map(Some)
     }
 
+    /// The guardians the patient named.
+    pub async fn guardians_as(&self, actor: &PatientActor) -> Result<Vec<User>, StorageError> {
+        self.guardians_of(actor.patient_id()).await
+    }
+
+    /// Names `user_id` the patient's guardian. Only the patient names guardians, never a
+    /// guardian on their behalf.
+    pub async fn name_guardian_as(
+        &self,
+        actor: &PatientActor,
+        user_id: Uuid,
+    ) -> Result<(), StorageError> {
+        if actor.basis() != Basis::Own {
+            return Err(StorageError::NotPermitted(
+                "naming a guardian for someone else",
+            ));
+        }
+        self.add_guardian(actor.patient_id(), user_id).await
+    }
+
+    /// Removes a guardian; `false` if the user was none. Only the patient does this.
+    pub async fn remove_guardian_as(
+        &self,
+        actor: &PatientActor,
+        user_id: Uuid,
+    ) -> Result<bool, StorageError> {
+        if actor.basis() != Basis::Own {
+            return Err(StorageError::NotPermitted(
+                "removing a guardian for someone else",
+            ));
+        }
+        self.remove_guardian(actor.patient_id(), user_id).await
+    }
+
     /// Opens an emergency access for a clinician and records it in the patient's access log;
     /// `None` if there is no such patient.
     pub async fn open_emergency_access_as(
@@ -416,13 +535,14 @@ impl Store {
         Ok(Some(opened))
     }
 
-    /// The patient behind a research pseudonym, for a principal holding an active research
-    /// grant on them; `None` otherwise (an unknown pseudonym and a missing grant look alike).
+    /// The patient behind a research pseudonym and the study (research grant) it belongs to,
+    /// for a principal holding that active grant; `None` otherwise (an unknown pseudonym and a
+    /// missing grant look alike).
     pub async fn research_subject(
         &self,
         principal: &Principal,
         pseudonym: Uuid,
-    ) -> Result<Option<Uuid>, StorageError> {
+    ) -> Result<Option<ResearchSubject>, StorageError> {
         let grants: Vec<(Uuid, Uuid)> = sqlx::query_as(
             "SELECT id, patient_id FROM grants
              WHERE purpose = 'research' AND revoked_at IS NULL
@@ -441,7 +561,7 @@ impl Store {
             .find(|(grant_id, patient_id)| {
                 deidentify::pseudonym(*grant_id, patient_id.as_bytes()) == pseudonym
             })
-            .map(|(_, patient_id)| patient_id))
+            .map(|(study, patient_id)| ResearchSubject { patient_id, study }))
     }
 
     /// Glucose readings for research under a de-identified permit: pseudonymous device ids and
@@ -521,14 +641,27 @@ impl Store {
 
     /// The patients a principal may see in a list: their own record, those they are guardian
     /// of, and those with an active grant naming them (directly, or through a current team or
-    /// organization). Research grants show no name. Each listed patient gets an access-log
-    /// entry, since a name is patient data too.
+    /// organization), each with what is shared with the principal. A research grant is a
+    /// study: each lists its patient under the study's own pseudonym, without a name. Each
+    /// listed patient gets an access-log entry, since a name is patient data too.
     pub async fn visible_patients(
         &self,
         principal: &Principal,
     ) -> Result<Vec<VisiblePatient>, StorageError> {
-        let rows: Vec<(Uuid, String, String, Uuid)> = sqlx::query_as(
-            "SELECT p.id, p.display_name, g.purpose, g.id
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            patient_id: Uuid,
+            display_name: String,
+            grant_id: Uuid,
+            purpose: String,
+            categories: Vec<String>,
+            access: Vec<String>,
+            data_since: Option<DateTime<Utc>>,
+            expires_at: Option<DateTime<Utc>>,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT p.id AS patient_id, p.display_name, g.id AS grant_id, g.purpose,
+                 g.categories, g.access, g.data_since, g.expires_at
              FROM grants g JOIN patients p ON p.id = g.patient_id
              WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
                AND g.created_at <= now()
@@ -560,34 +693,48 @@ impl Store {
                     } else {
                         "guardian"
                     },
+                    shared: Vec::new(),
                 });
             }
         }
         let purpose = principal.role.and_then(Purpose::for_role);
-        for (patient_id, name, grant_purpose, grant_id) in rows {
+        for row in rows {
             // Only grants for the purpose the principal reads for make the patient visible.
-            let Some(grant_purpose) = Purpose::parse(&grant_purpose) else {
+            let Some(grant_purpose) = Purpose::parse(&row.purpose) else {
                 continue;
             };
-            if Some(grant_purpose) != purpose || own.contains(&patient_id) {
+            if Some(grant_purpose) != purpose || own.contains(&row.patient_id) {
                 continue;
             }
             let research = grant_purpose == Purpose::Research;
-            match out.iter_mut().find(|v| v.record_id == patient_id) {
-                Some(v) if !v.purposes.contains(&grant_purpose) => v.purposes.push(grant_purpose),
-                Some(_) => {}
+            // Research sees a pseudonym, stable for the study and unlinkable without the grant
+            // id, which researchers never see.
+            let shown_id = if research {
+                deidentify::pseudonym(row.grant_id, row.patient_id.as_bytes())
+            } else {
+                row.patient_id
+            };
+            let shared = SharedWithMe {
+                categories: parse_names(&row.categories, DataCategory::parse),
+                access: parse_names(&row.access, Access::parse),
+                purpose: grant_purpose,
+                data_since: row.data_since,
+                expires_at: row.expires_at,
+            };
+            match out.iter_mut().find(|v| v.patient_id == shown_id) {
+                Some(v) => {
+                    if !v.purposes.contains(&grant_purpose) {
+                        v.purposes.push(grant_purpose);
+                    }
+                    v.shared.push(shared);
+                }
                 None => out.push(VisiblePatient {
-                    // Research sees a pseudonym, stable for the grant (the study) and
-                    // unlinkable without the grant id, which researchers never see.
-                    patient_id: if research {
-                        deidentify::pseudonym(grant_id, patient_id.as_bytes())
-                    } else {
-                        patient_id
-                    },
-                    record_id: patient_id,
-                    display_name: (!research).then_some(name),
+                    patient_id: shown_id,
+                    record_id: row.patient_id,
+                    display_name: (!research).then_some(row.display_name),
                     purposes: vec![grant_purpose],
                     basis: "grant",
+                    shared: vec![shared],
                 }),
             }
         }
@@ -608,6 +755,31 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Parses stored names (validated by the schema's CHECKs), skipping any unknown one.
+fn parse_names<T: Ord>(names: &[String], parse: fn(&str) -> Option<T>) -> Vec<T> {
+    let mut parsed: Vec<T> = names.iter().filter_map(|n| parse(n)).collect();
+    parsed.sort();
+    parsed
+}
+
+/// The patient behind a research pseudonym, and the study it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResearchSubject {
+    pub patient_id: Uuid,
+    /// The research grant, which is the study.
+    pub study: Uuid,
+}
+
+/// What one grant shares with the principal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SharedWithMe {
+    pub categories: Vec<DataCategory>,
+    pub access: Vec<Access>,
+    pub purpose: Purpose,
+    pub data_since: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// What a patient asks for when sharing; the patient is the actor's.
@@ -655,4 +827,6 @@ pub struct VisiblePatient {
     pub purposes: Vec<Purpose>,
     /// `own`, `guardian` or `grant`.
     pub basis: &'static str,
+    /// For `grant`: what each grant naming the principal shares.
+    pub shared: Vec<SharedWithMe>,
 }

@@ -61,6 +61,19 @@ impl TokenKind {
     }
 }
 
+/// A token as its owner sees it later: never the secret.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    /// `session` or `api`.
+    pub kind: String,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
 /// A token as issued: the secret is shown once, only its hash is kept.
 #[derive(Clone, Serialize)]
 pub struct IssuedToken {
@@ -107,6 +120,15 @@ impl TryFrom<UserRow> for User {
 
 const USER_COLUMNS: &str = "id, email, display_name, role, patient_id, created_at";
 
+/// [`USER_COLUMNS`] qualified by a table alias, for joins.
+fn user_columns_of(alias: &str) -> String {
+    USER_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Store {
     pub async fn create_organization(&self, name: &str) -> Result<Organization, StorageError> {
         Ok(sqlx::query_as::<_, Organization>(
@@ -115,6 +137,29 @@ impl Store {
         .bind(Uuid::new_v4())
         .bind(name)
         .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// The organization with this id, if it exists.
+    pub async fn organization(&self, id: Uuid) -> Result<Option<Organization>, StorageError> {
+        Ok(sqlx::query_as::<_, Organization>(
+            "SELECT id, name, created_at FROM organizations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The oldest organization with this exact name, if any.
+    pub async fn organization_named(
+        &self,
+        name: &str,
+    ) -> Result<Option<Organization>, StorageError> {
+        Ok(sqlx::query_as::<_, Organization>(
+            "SELECT id, name, created_at FROM organizations WHERE name = $1 ORDER BY created_at LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
         .await?)
     }
 
@@ -271,6 +316,127 @@ impl Store {
         .bind(user_id)
         .execute(self.pool())
         .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// A user's tokens, newest first (never their secrets).
+    pub async fn tokens_of(&self, user_id: Uuid) -> Result<Vec<TokenInfo>, StorageError> {
+        Ok(sqlx::query_as::<_, TokenInfo>(
+            "SELECT id, kind, label, created_at, expires_at, revoked_at, last_used_at
+             FROM auth_tokens WHERE user_id = $1 ORDER BY created_at DESC, id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Revokes the token with this value (a log-out); returns whether it was active.
+    pub async fn revoke_token_value(&self, token: &str) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE auth_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(secret_hash(token))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The active user with this e-mail (any case).
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StorageError> {
+        sqlx::query_as::<_, UserRow>(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) AND disabled_at IS NULL"
+        ))
+        .bind(email)
+        .fetch_optional(self.pool())
+        .await?
+        .map(User::try_from)
+        .transpose()
+    }
+
+    /// Every user, oldest first (for administrators).
+    pub async fn list_users(&self) -> Result<Vec<User>, StorageError> {
+        sqlx::query_as::<_, UserRow>(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(User::try_from)
+        .collect()
+    }
+
+    pub async fn list_organizations(&self) -> Result<Vec<Organization>, StorageError> {
+        Ok(sqlx::query_as::<_, Organization>(
+            "SELECT id, name, created_at FROM organizations ORDER BY name, id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The care teams of an organization.
+    pub async fn care_teams_of(
+        &self,
+        organization_id: Uuid,
+    ) -> Result<Vec<CareTeam>, StorageError> {
+        Ok(sqlx::query_as::<_, CareTeam>(
+            "SELECT id, organization_id, name, created_at FROM care_teams
+             WHERE organization_id = $1 ORDER BY name, id",
+        )
+        .bind(organization_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn care_team(&self, id: Uuid) -> Result<Option<CareTeam>, StorageError> {
+        Ok(sqlx::query_as::<_, CareTeam>(
+            "SELECT id, organization_id, name, created_at FROM care_teams WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The members of a care team.
+    pub async fn team_members(&self, team_id: Uuid) -> Result<Vec<User>, StorageError> {
+        sqlx::query_as::<_, UserRow>(&format!(
+            "SELECT {} FROM users u JOIN care_team_members m ON m.user_id = u.id
+             WHERE m.team_id = $1 ORDER BY u.display_name, u.id",
+            user_columns_of("u")
+        ))
+        .bind(team_id)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(User::try_from)
+        .collect()
+    }
+
+    /// The guardians a patient named.
+    pub async fn guardians_of(&self, patient_id: Uuid) -> Result<Vec<User>, StorageError> {
+        sqlx::query_as::<_, UserRow>(&format!(
+            "SELECT {} FROM users u JOIN guardians g ON g.user_id = u.id
+             WHERE g.patient_id = $1 ORDER BY g.created_at, u.id",
+            user_columns_of("u")
+        ))
+        .bind(patient_id)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(User::try_from)
+        .collect()
+    }
+
+    /// Removes a guardian; returns whether they were one.
+    pub async fn remove_guardian(
+        &self,
+        patient_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query("DELETE FROM guardians WHERE patient_id = $1 AND user_id = $2")
+            .bind(patient_id)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 

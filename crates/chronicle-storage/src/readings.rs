@@ -268,3 +268,25 @@ fn offset_i16(minutes: i32) -> i16 {
 fn mm_hg_i16(value: u16) -> i16 {
     i16::try_from(value).unwrap_or(i16::MAX)
 }
+
+impl Store {
+    /// The latest `measured_at` stored for each of these devices (glucose and blood pressure),
+    /// for operator tools that resume feeding a device (`chronicle demo` fills only the gap
+    /// since its last run). Not an API read: it reveals no values.
+    pub async fn latest_measured_at(
+        &self,
+        device_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, DateTime<Utc>>, StorageError> {
+        let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT device_id, max(measured_at) FROM (
+                 SELECT device_id, measured_at FROM glucose_readings WHERE device_id = ANY($1)
+                 UNION ALL
+                 SELECT device_id, measured_at FROM blood_pressure_readings WHERE device_id = ANY($1)
+             ) r GROUP BY device_id",
+        )
+        .bind(device_ids)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+}

@@ -9,7 +9,10 @@
 //! the attempt. A refusal answers 404 when the caller holds nothing for the patient, so no one
 //! learns whether a patient exists, and 403 when they hold something else.
 
+mod account;
+mod admin;
 mod alerts;
+mod guardians;
 mod webhooks;
 
 use crate::AppState;
@@ -87,6 +90,9 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(export_csv))
         .routes(routes!(erase))
         .routes(routes!(research_glucose))
+        .merge(account::routes())
+        .merge(guardians::routes())
+        .merge(admin::routes())
         .merge(alerts::routes())
         .merge(webhooks::routes())
         .split_for_parts()
@@ -180,14 +186,30 @@ async fn me(
 
 #[derive(Debug, Serialize, ToSchema)]
 struct PatientListItem {
+    /// The record's id; for research access, the study's pseudonym.
     patient_id: Uuid,
     /// Absent for research access, which is pseudonymous.
     display_name: Option<String>,
     /// `own`, `guardian` or `grant`.
     basis: String,
+    /// For `grant`: what the patient shares with the caller, one entry per grant.
+    shared: Vec<SharedItem>,
 }
 
-/// The patients the caller may see.
+/// What one of the patient's grants shares with the caller.
+#[derive(Debug, Serialize, ToSchema)]
+struct SharedItem {
+    categories: Vec<String>,
+    access: Vec<String>,
+    purpose: String,
+    /// Data measured before this is never shown.
+    data_since: Option<DateTime<Utc>>,
+    /// The grant allows nothing from this instant on.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// The patients the caller may see, with what each shares with the caller. Clinical
+/// summaries (latest readings, time in range) are in the panel.
 #[utoipa::path(get, path = "/v1/patients", tag = "patients", security(("bearer" = [])),
     responses((status = 200, body = [PatientListItem]), (status = 401, body = ErrorBody)))]
 async fn patients(
@@ -203,11 +225,26 @@ async fn patients(
                      patient_id,
                      display_name,
                      basis,
+                     shared,
                      ..
                  }| PatientListItem {
                     patient_id,
                     display_name,
                     basis: basis.to_owned(),
+                    shared: shared
+                        .into_iter()
+                        .map(|g| SharedItem {
+                            categories: g
+                                .categories
+                                .iter()
+                                .map(|c| c.as_str().to_owned())
+                                .collect(),
+                            access: g.access.iter().map(|a| a.as_str().to_owned()).collect(),
+                            purpose: g.purpose.as_str().to_owned(),
+                            data_since: g.data_since,
+                            expires_at: g.expires_at,
+                        })
+                        .collect(),
                 },
             )
             .collect(),
@@ -847,18 +884,61 @@ async fn open_emergency_access(
     ))
 }
 
-/// Everything held about the patient as a FHIR R4 Bundle (the patient or their guardian).
+/// The record to export: everything, for the patient or their guardian; for a grantee
+/// holding `export` access, the categories their grants cover, within their windows. Each
+/// category a grantee asks for is decided and logged by the gate.
+async fn record_to_export(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    action: &str,
+) -> Result<chronicle_storage::access::PatientRecord, ApiError> {
+    if principal.patient_id == Some(patient_id) || principal.guardian_of.contains(&patient_id) {
+        let actor = actor(state, principal, patient_id, action).await?;
+        return Ok(state.store.everything_of(&actor).await?);
+    }
+    let mut permits = Vec::new();
+    let mut refusals = Vec::new();
+    for category in [
+        DataCategory::Glucose,
+        DataCategory::BloodPressure,
+        DataCategory::DeviceInfo,
+    ] {
+        let request = AccessRequest {
+            patient_id,
+            category,
+            access: Access::Export,
+            at: Utc::now(),
+            identified: true,
+        };
+        match state.store.authorize(principal, request, action).await? {
+            Ok(permit) => permits.push(permit),
+            Err(reason) => refusals.push(reason),
+        }
+    }
+    if permits.is_empty() {
+        // 404 unless the caller holds something for this patient.
+        let reason = refusals
+            .into_iter()
+            .find(|r| !matches!(r, DenyReason::NoGrant | DenyReason::NoPurpose))
+            .unwrap_or(DenyReason::NoGrant);
+        return Err(refusal(reason));
+    }
+    Ok(state.store.exported_record(&permits).await?)
+}
+
+/// Everything held about the patient as a FHIR R4 Bundle: for the patient or their guardian
+/// all of it; for a grantee with `export` access, the categories and window granted.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/export/fhir", tag = "export",
     security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
     responses((status = 200, description = "A FHIR R4 collection Bundle", content_type = "application/fhir+json"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn export_fhir(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<axum::response::Response, ApiError> {
-    let actor = actor(&state, &principal, patient_id, "export_fhir").await?;
-    let record = state.store.everything_of(&actor).await?;
+    let record = record_to_export(&state, &principal, patient_id, "export_fhir").await?;
     let body = serde_json::to_vec(&crate::export::fhir_bundle(&record))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
@@ -868,18 +948,18 @@ async fn export_fhir(
         .into_response())
 }
 
-/// Every reading held about the patient as CSV (the patient or their guardian).
+/// Every reading held about the patient as CSV: for the patient or their guardian all of it;
+/// for a grantee with `export` access, the categories and window granted.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/export/csv", tag = "export",
     security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
     responses((status = 200, description = "One row per reading", content_type = "text/csv"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn export_csv(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<axum::response::Response, ApiError> {
-    let actor = actor(&state, &principal, patient_id, "export_csv").await?;
-    let record = state.store.everything_of(&actor).await?;
+    let record = record_to_export(&state, &principal, patient_id, "export_csv").await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
         crate::export::csv(&record),
@@ -924,21 +1004,22 @@ async fn research_glucose(
     Authenticated(principal): Authenticated,
     Path(pseudonym): Path<Uuid>,
 ) -> Result<Json<Vec<ResearchGlucosePoint>>, ApiError> {
-    let patient_id = state
+    let subject = state
         .store
         .research_subject(&principal, pseudonym)
         .await?
         .ok_or(ApiError::NotFound)?;
     let request = AccessRequest {
-        patient_id,
+        patient_id: subject.patient_id,
         category: DataCategory::Glucose,
         access: Access::ViewReadings,
         at: Utc::now(),
         identified: false,
     };
+    // Decided under the study's own grant, so pseudonyms and shifts are the study's.
     let permit = state
         .store
-        .authorize(&principal, request, "read_research_glucose")
+        .authorize_under_grant(&principal, request, subject.study, "read_research_glucose")
         .await?
         .map_err(refusal)?;
     if !permit.allowance().deidentified {

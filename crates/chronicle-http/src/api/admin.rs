@@ -1,0 +1,398 @@
+//! Administration: organizations (clinics), care teams, their members, and user accounts.
+//! Administrators manage accounts and see no patient data: creating a patient's account
+//! gives the administrator no grant on it.
+
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chronicle_domain::sharing::{Principal, Role};
+use chronicle_domain::zone::parse_time_zone;
+use chronicle_storage::NewPatient;
+use chronicle_storage::credentials::{hash_password, random_secret};
+use chronicle_storage::identity::{CareTeam, NewUser, Organization, User};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// Shortest password an administrator may set.
+const MIN_PASSWORD_CHARS: usize = 12;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(organizations, create_organization))
+        .routes(routes!(teams, create_team))
+        .routes(routes!(members, add_member))
+        .routes(routes!(remove_member))
+        .routes(routes!(users, create_user))
+}
+
+fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    if principal.role == Some(Role::Admin) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+fn non_empty(text: &str, what: &str) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        Err(ApiError::BadRequest(format!("{what} must not be empty")))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct OrganizationItem {
+    id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Organization> for OrganizationItem {
+    fn from(o: Organization) -> Self {
+        OrganizationItem {
+            id: o.id,
+            name: o.name,
+            created_at: o.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct NameRequest {
+    name: String,
+}
+
+/// Every organization (administrators).
+#[utoipa::path(get, path = "/v1/admin/organizations", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = [OrganizationItem]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn organizations(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<Vec<OrganizationItem>>, ApiError> {
+    require_admin(&principal)?;
+    Ok(Json(
+        state
+            .store
+            .list_organizations()
+            .await?
+            .into_iter()
+            .map(OrganizationItem::from)
+            .collect(),
+    ))
+}
+
+/// Create an organization (a clinic).
+#[utoipa::path(post, path = "/v1/admin/organizations", tag = "admin", security(("bearer" = [])),
+    request_body = NameRequest,
+    responses((status = 201, body = OrganizationItem), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_organization(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Json(body): Json<NameRequest>,
+) -> Result<(StatusCode, Json<OrganizationItem>), ApiError> {
+    require_admin(&principal)?;
+    let name = non_empty(&body.name, "name")?;
+    let organization = state.store.create_organization(&name).await?;
+    Ok((StatusCode::CREATED, Json(organization.into())))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TeamItem {
+    id: Uuid,
+    organization_id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<CareTeam> for TeamItem {
+    fn from(t: CareTeam) -> Self {
+        TeamItem {
+            id: t.id,
+            organization_id: t.organization_id,
+            name: t.name,
+            created_at: t.created_at,
+        }
+    }
+}
+
+/// The care teams of an organization.
+#[utoipa::path(get, path = "/v1/admin/organizations/{organization_id}/teams", tag = "admin",
+    security(("bearer" = [])), params(("organization_id" = Uuid, Path)),
+    responses((status = 200, body = [TeamItem]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn teams(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(organization_id): Path<Uuid>,
+) -> Result<Json<Vec<TeamItem>>, ApiError> {
+    require_admin(&principal)?;
+    state
+        .store
+        .organization(organization_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(
+        state
+            .store
+            .care_teams_of(organization_id)
+            .await?
+            .into_iter()
+            .map(TeamItem::from)
+            .collect(),
+    ))
+}
+
+/// Create a care team in an organization.
+#[utoipa::path(post, path = "/v1/admin/organizations/{organization_id}/teams", tag = "admin",
+    security(("bearer" = [])), params(("organization_id" = Uuid, Path)), request_body = NameRequest,
+    responses((status = 201, body = TeamItem), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn create_team(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(organization_id): Path<Uuid>,
+    Json(body): Json<NameRequest>,
+) -> Result<(StatusCode, Json<TeamItem>), ApiError> {
+    require_admin(&principal)?;
+    let name = non_empty(&body.name, "name")?;
+    state
+        .store
+        .organization(organization_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let team = state.store.create_care_team(organization_id, &name).await?;
+    Ok((StatusCode::CREATED, Json(team.into())))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct UserItem {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    role: String,
+    /// For a patient account: their patient record.
+    patient_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserItem {
+    fn from(u: User) -> Self {
+        UserItem {
+            id: u.id,
+            email: u.email,
+            display_name: u.display_name,
+            role: u.role.as_str().to_owned(),
+            patient_id: u.patient_id,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// The members of a care team.
+#[utoipa::path(get, path = "/v1/admin/teams/{team_id}/members", tag = "admin",
+    security(("bearer" = [])), params(("team_id" = Uuid, Path)),
+    responses((status = 200, body = [UserItem]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn members(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(team_id): Path<Uuid>,
+) -> Result<Json<Vec<UserItem>>, ApiError> {
+    require_admin(&principal)?;
+    state
+        .store
+        .care_team(team_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(
+        state
+            .store
+            .team_members(team_id)
+            .await?
+            .into_iter()
+            .map(UserItem::from)
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct MemberRequest {
+    user_id: Uuid,
+}
+
+/// Add a clinician to a care team: grants to the team apply to them from their next request.
+#[utoipa::path(post, path = "/v1/admin/teams/{team_id}/members", tag = "admin",
+    security(("bearer" = [])), params(("team_id" = Uuid, Path)), request_body = MemberRequest,
+    responses((status = 204, description = "Added"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn add_member(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(team_id): Path<Uuid>,
+    Json(body): Json<MemberRequest>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&principal)?;
+    state
+        .store
+        .care_team(team_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let user = state
+        .store
+        .user(body.user_id)
+        .await?
+        .ok_or_else(|| ApiError::BadRequest("no such user".into()))?;
+    if user.role != Role::Clinician {
+        return Err(ApiError::BadRequest(
+            "care teams are made of clinicians".into(),
+        ));
+    }
+    state.store.add_team_member(team_id, user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a member from a care team: grants to the team stop applying to them at once.
+#[utoipa::path(delete, path = "/v1/admin/teams/{team_id}/members/{user_id}", tag = "admin",
+    security(("bearer" = [])), params(("team_id" = Uuid, Path), ("user_id" = Uuid, Path)),
+    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_member(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((team_id, user_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&principal)?;
+    if state.store.remove_team_member(team_id, user_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// Every user account.
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = [UserItem]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn users(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<Vec<UserItem>>, ApiError> {
+    require_admin(&principal)?;
+    Ok(Json(
+        state
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .map(UserItem::from)
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct CreateUserRequest {
+    email: String,
+    display_name: String,
+    /// `patient`, `clinician`, `caregiver`, `researcher` or `admin`.
+    role: String,
+    /// At least 12 characters; without it a password is generated and returned once.
+    password: Option<String>,
+    /// For a patient: their record's IANA time zone (a new record is created). Default UTC.
+    time_zone: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct CreatedUser {
+    user: UserItem,
+    /// The generated password, shown once; absent when one was given.
+    generated_password: Option<String>,
+}
+
+/// Create a user account. A patient account comes with its own new patient record.
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    request_body = CreateUserRequest,
+    responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_user(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Json(body): Json<CreateUserRequest>,
+) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
+    require_admin(&principal)?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown role {:?}", body.role)))?;
+    let email = non_empty(&body.email, "email")?;
+    if !email.contains('@') {
+        return Err(ApiError::BadRequest(
+            "email must be an e-mail address".into(),
+        ));
+    }
+    if state.store.user_by_email(&email).await?.is_some() {
+        return Err(ApiError::BadRequest(
+            "an account with that e-mail exists".into(),
+        ));
+    }
+    let display_name = non_empty(&body.display_name, "display_name")?;
+    let (password, generated_password) = match body.password {
+        Some(p) if p.chars().count() >= MIN_PASSWORD_CHARS => (p, None),
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "password must have at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        None => {
+            let generated = random_secret(20);
+            (generated.clone(), Some(generated))
+        }
+    };
+    let time_zone = body.time_zone.as_deref().unwrap_or("UTC");
+    if role == Role::Patient {
+        parse_time_zone(time_zone).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    } else if body.time_zone.is_some() {
+        return Err(ApiError::BadRequest(
+            "time_zone is for patient accounts only".into(),
+        ));
+    }
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let patient_id = if role == Role::Patient {
+        let patient = state
+            .store
+            .create_patient(&NewPatient {
+                display_name: display_name.clone(),
+                time_zone: time_zone.to_owned(),
+            })
+            .await?;
+        Some(patient.id)
+    } else {
+        None
+    };
+    let user = state
+        .store
+        .create_user(&NewUser {
+            email,
+            display_name,
+            role,
+            password_hash: Some(hash),
+            patient_id,
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedUser {
+            user: user.into(),
+            generated_password,
+        }),
+    ))
+}

@@ -1,0 +1,276 @@
+//! Accounts over the HTTP API: an administrator builds a clinic (organization, team,
+//! clinician, patient) without seeing any patient data; users issue, use and revoke API
+//! tokens and log out; a research reader with two studies sees each under its own pseudonym.
+
+use chronicle_domain::sharing::Role;
+use chronicle_storage::Store;
+use chronicle_tests::{ApiClient, ChronicleServer, ServerOptions, TestDatabase, create_user};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+const ADMIN_PASSWORD: &str = "administrator password";
+
+async fn api_with_admin() -> (TestDatabase, ChronicleServer, ApiClient) {
+    let db = TestDatabase::create().await.expect("database");
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    create_user(
+        &store,
+        "admin@clinic.example",
+        Role::Admin,
+        None,
+        ADMIN_PASSWORD,
+    )
+    .await;
+    let api = ApiClient::new(&server);
+    (db, server, api)
+}
+
+#[tokio::test]
+async fn an_administrator_builds_a_clinic_and_sees_no_patient_data() {
+    let (_db, _server, api) = api_with_admin().await;
+    let admin = api.login("admin@clinic.example", ADMIN_PASSWORD).await;
+    let admin = Some(admin.as_str());
+
+    let (status, org) = api
+        .call(
+            admin,
+            Method::POST,
+            "/v1/admin/organizations",
+            Some(json!({"name": "North Clinic"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{org}");
+    let org_id = org["id"].as_str().expect("id").to_owned();
+    let (status, team) = api
+        .call(
+            admin,
+            Method::POST,
+            &format!("/v1/admin/organizations/{org_id}/teams"),
+            Some(json!({"name": "Diabetes team"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{team}");
+    let team_id = team["id"].as_str().expect("id").to_owned();
+
+    let (status, lee) = api
+        .call(
+            admin,
+            Method::POST,
+            "/v1/admin/users",
+            Some(
+                json!({"email": "lee@north.example", "display_name": "Dr. Lee",
+                        "role": "clinician", "password": "a good long password"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lee}");
+    assert!(lee["generated_password"].is_null());
+    let lee_id = lee["user"]["id"].as_str().expect("id").to_owned();
+    let (status, pat) = api
+        .call(
+            admin,
+            Method::POST,
+            "/v1/admin/users",
+            Some(json!({"email": "pat@example.org", "display_name": "Pat",
+                        "role": "patient", "time_zone": "Europe/Berlin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{pat}");
+    let pat_password = pat["generated_password"]
+        .as_str()
+        .expect("a generated password, shown once")
+        .to_owned();
+    let patient_id = pat["user"]["patient_id"]
+        .as_str()
+        .expect("a patient record")
+        .to_owned();
+    // Refusals: a bad zone, a duplicate e-mail, a short password, an unknown role.
+    for bad in [
+        json!({"email": "x@example.org", "display_name": "X", "role": "patient", "time_zone": "Mars/Base"}),
+        json!({"email": "PAT@example.org", "display_name": "Pat again", "role": "patient"}),
+        json!({"email": "y@example.org", "display_name": "Y", "role": "clinician", "password": "short"}),
+        json!({"email": "z@example.org", "display_name": "Z", "role": "wizard"}),
+    ] {
+        let (status, body) = api
+            .call(admin, Method::POST, "/v1/admin/users", Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
+        assert_eq!(body["error"]["code"], "bad_request");
+    }
+
+    let members = format!("/v1/admin/teams/{team_id}/members");
+    assert_eq!(
+        api.call(
+            admin,
+            Method::POST,
+            &members,
+            Some(json!({"user_id": patient_id}))
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST,
+        "a patient's record id is not a user"
+    );
+    assert_eq!(
+        api.call(
+            admin,
+            Method::POST,
+            &members,
+            Some(json!({"user_id": lee_id}))
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, listed) = api.call(admin, Method::GET, &members, None).await;
+    assert_eq!(listed[0]["email"], "lee@north.example", "{listed}");
+
+    // The administrator made the patient's account but sees none of their data.
+    for path in [
+        format!("/v1/patients/{patient_id}/glucose"),
+        format!("/v1/patients/{patient_id}/grants"),
+    ] {
+        assert_eq!(
+            api.call(admin, Method::GET, &path, None).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let (_, seen) = api.call(admin, Method::GET, "/v1/patients", None).await;
+    assert_eq!(seen, json!([]));
+
+    // Non-administrators cannot administer.
+    let pat = api.login("pat@example.org", &pat_password).await;
+    let lee = api.login("lee@north.example", "a good long password").await;
+    for token in [&pat, &lee] {
+        for (method, path) in [
+            (Method::GET, "/v1/admin/users".to_owned()),
+            (Method::GET, "/v1/admin/organizations".to_owned()),
+            (Method::DELETE, format!("{members}/{lee_id}")),
+        ] {
+            assert_eq!(
+                api.call(Some(token), method, &path, None).await.0,
+                StatusCode::FORBIDDEN,
+                "{path}"
+            );
+        }
+    }
+    assert_eq!(
+        api.call(None, Method::GET, "/v1/admin/users", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The patient shares with the team; the new member sees them; removal ends it at once.
+    let (status, grant) = api
+        .call(
+            Some(&pat),
+            Method::POST,
+            &format!("/v1/patients/{patient_id}/grants"),
+            Some(json!({"grantee": {"type": "care_team", "id": team_id},
+                        "categories": ["glucose"], "access": ["view_readings"], "purpose": "care"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    let glucose = format!("/v1/patients/{patient_id}/glucose");
+    assert_eq!(
+        api.call(Some(&lee), Method::GET, &glucose, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.call(admin, Method::DELETE, &format!("{members}/{lee_id}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(Some(&lee), Method::GET, &glucose, None).await.0,
+        StatusCode::NOT_FOUND,
+        "removed from the team, no access on the next request"
+    );
+}
+
+#[tokio::test]
+async fn api_tokens_are_issued_used_and_revoked_and_log_out_ends_a_session() {
+    let (_db, _server, api) = api_with_admin().await;
+    let session = api.login("admin@clinic.example", ADMIN_PASSWORD).await;
+    let (status, created) = api
+        .call(
+            Some(&session),
+            Method::POST,
+            "/v1/me/tokens",
+            Some(json!({"label": "nightly export", "expires_days": 30})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().expect("token").to_owned();
+    let token_id = created["id"].as_str().expect("id").to_owned();
+    let (status, me) = api.call(Some(&token), Method::GET, "/v1/me", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["email"], "admin@clinic.example");
+
+    let (_, tokens) = api
+        .call(Some(&session), Method::GET, "/v1/me/tokens", None)
+        .await;
+    let listed = tokens.as_array().expect("tokens");
+    assert_eq!(listed.len(), 2, "the session and the API token: {tokens}");
+    assert!(
+        !tokens.to_string().contains(&token),
+        "a token's secret is never shown again"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|t| t["kind"] == "api" && t["label"] == "nightly export")
+    );
+
+    for bad in [
+        json!({"label": "  "}),
+        json!({"label": "x", "expires_days": 0}),
+    ] {
+        assert_eq!(
+            api.call(Some(&session), Method::POST, "/v1/me/tokens", Some(bad))
+                .await
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    let revoke = format!("/v1/me/tokens/{token_id}");
+    assert_eq!(
+        api.call(Some(&session), Method::DELETE, &revoke, None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(Some(&token), Method::GET, "/v1/me", None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token stops working at once"
+    );
+    assert_eq!(
+        api.call(Some(&session), Method::DELETE, &revoke, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND,
+        "revoked already"
+    );
+
+    assert_eq!(
+        api.call(Some(&session), Method::POST, "/v1/auth/logout", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(Some(&session), Method::GET, "/v1/me", None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED,
+        "logged out"
+    );
+}

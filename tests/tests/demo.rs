@@ -1,0 +1,210 @@
+//! `chronicle demo` on its embedded defaults (a private PostgreSQL it starts itself, the
+//! embedded broker): it prints the URL and log-ins, a clinician logs in and sees the demo
+//! patients and their readings, and a second run finds the same clinic and only fills the gap.
+
+use chronicle_tests::free_port;
+use chronicle_tests::server::{chronicle_binary, traversable_tempdir};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Demo {
+    child: Child,
+    /// Everything printed until the devices went live.
+    out: String,
+    http: u16,
+}
+
+/// Starts `chronicle demo` and reads its output until the devices are live.
+async fn start(data_dir: &Path, http: u16, mqtt: u16) -> Demo {
+    let mut child = Command::new(chronicle_binary().expect("chronicle is built"))
+        .env_remove("CHRONICLE_DATABASE_URL")
+        .env("CHRONICLE_LOG", "warn")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["demo", "--patients", "3", "--backfill-days", "1"])
+        .arg("--http-addr")
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--mqtt-listen")
+        .arg(format!("127.0.0.1:{mqtt}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chronicle demo starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut out = String::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("reads stdout") {
+            out.push_str(&line);
+            out.push('\n');
+            if line.starts_with("Devices are live") {
+                return;
+            }
+        }
+        panic!("chronicle demo ended before its devices went live:\n{out}");
+    };
+    tokio::time::timeout(Duration::from_secs(180), read)
+        .await
+        .unwrap_or_else(|_| panic!("chronicle demo not live within 180 s"));
+    // Keep draining stdout so the demo never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Demo { child, out, http }
+}
+
+impl Demo {
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            kill(
+                Pid::from_raw(i32::try_from(pid).expect("pid")),
+                Signal::SIGTERM,
+            )
+            .expect("signal");
+        }
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("stops within 60 s of SIGTERM")
+            .expect("exit status");
+        assert!(status.success(), "chronicle demo exited with {status}");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// A clinician's e-mail and the demo password, as printed.
+    fn clinician_login(&self) -> (String, String) {
+        let line = self
+            .out
+            .lines()
+            .find(|l| l.trim_start().starts_with("clinician"))
+            .unwrap_or_else(|| panic!("no clinician log-in printed:\n{}", self.out));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let password = words
+            .iter()
+            .position(|w| *w == "password")
+            .and_then(|i| words.get(i + 1))
+            .expect("password printed");
+        (words[1].to_owned(), (*password).to_owned())
+    }
+
+    async fn login(&self, client: &reqwest::Client) -> String {
+        let (email, password) = self.clinician_login();
+        let response = client
+            .post(self.url("/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert!(response.status().is_success(), "log-in as {email} failed");
+        let body: Value = response.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+}
+
+#[tokio::test]
+async fn demo_prints_logins_serves_the_clinic_and_resumes_without_duplicates() {
+    let dir = traversable_tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let (http, mqtt) = (free_port(), free_port());
+    let demo = start(&data_dir, http, mqtt).await;
+    assert!(
+        demo.out
+            .contains(&format!("Dashboard: http://127.0.0.1:{http}/")),
+        "{}",
+        demo.out
+    );
+    assert!(
+        demo.out.contains("Provisioning the demo clinic"),
+        "{}",
+        demo.out
+    );
+    assert!(
+        demo.out.contains("patient01@"),
+        "a patient log-in: {}",
+        demo.out
+    );
+    let backfilled = demo
+        .out
+        .lines()
+        .find(|l| l.starts_with("Backfilled"))
+        .expect("backfill reported")
+        .to_owned();
+    assert!(
+        backfilled.contains(" 0 duplicates, 0 rejected"),
+        "{backfilled}"
+    );
+
+    let client = reqwest::Client::new();
+    let token = demo.login(&client).await;
+    let patients: Vec<Value> = client
+        .get(demo.url("/v1/patients"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("patients")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(patients.len(), 3, "{patients:?}");
+    // A day of history arrived through MQTT: the clinician reads it through the grant.
+    let mut readings = 0;
+    for p in &patients {
+        assert_eq!(p["basis"], "grant");
+        let id = p["patient_id"].as_str().expect("id");
+        for kind in ["glucose", "blood-pressure"] {
+            let response = client
+                .get(demo.url(&format!("/v1/patients/{id}/{kind}")))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("readings");
+            if response.status().is_success() {
+                let body: Value = response.json().await.expect("json");
+                readings += body["items"].as_array().map_or(0, Vec::len);
+            }
+        }
+    }
+    assert!(readings > 50, "only {readings} readings visible");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(data_dir.join("demo.json")).expect("state file"),
+    )
+    .expect("json");
+    let organization = state["demo"]["organization_id"].clone();
+    demo.stop().await;
+
+    // Again on the same data directory: the same clinic, only the gap filled.
+    let demo = start(&data_dir, http, mqtt).await;
+    assert!(demo.out.contains("Found the demo clinic"), "{}", demo.out);
+    assert!(!demo.out.contains("Provisioning"), "{}", demo.out);
+    let backfilled = demo
+        .out
+        .lines()
+        .find(|l| l.starts_with("Backfilled"))
+        .expect("backfill reported");
+    assert!(backfilled.contains(" 0 duplicates"), "{backfilled}");
+    let token = demo.login(&client).await;
+    let patients: Vec<Value> = client
+        .get(demo.url("/v1/patients"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("patients")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(patients.len(), 3, "no second clinic: {patients:?}");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(data_dir.join("demo.json")).expect("state file"),
+    )
+    .expect("json");
+    assert_eq!(state["demo"]["organization_id"], organization);
+    demo.stop().await;
+}
