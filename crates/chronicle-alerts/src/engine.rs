@@ -8,8 +8,10 @@
 use crate::metrics::{AlertMetrics, KindLabel};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::alerts::RuleId;
-use chronicle_domain::alerts::lifecycle::{reconcile, reconcile_no_data};
-use chronicle_domain::alerts::rules::{glucose_timelines, pressure_timelines, silent_devices};
+use chronicle_domain::alerts::lifecycle::{reconcile, reconcile_no_data, silence_history};
+use chronicle_domain::alerts::rules::{
+    glucose_timelines, pressure_timelines, revealed_silences, silent_devices,
+};
 use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::AlertEvent;
 use chronicle_storage::{StorageError, Store};
@@ -72,20 +74,22 @@ pub async fn evaluate_patient(
 
     // Each timeline with the earliest instant it covers.
     let mut timelines = Vec::new();
+    let mut glucose = Vec::new();
+    let mut pressure = Vec::new();
     if let Some(from) = scope.glucose_from {
         let window_start = from - GLUCOSE_LOOKBACK;
-        let points = evaluation.glucose_since(window_start).await?;
+        glucose = evaluation.glucose_since(window_start).await?;
         timelines.extend(
-            glucose_timelines(&points, &thresholds)
+            glucose_timelines(&glucose, &thresholds)
                 .into_iter()
                 .map(|t| (t, window_start)),
         );
     }
     if let Some(from) = scope.pressure_from {
         let window_start = from - PRESSURE_LOOKBACK;
-        let points = evaluation.pressure_since(window_start).await?;
+        pressure = evaluation.pressure_since(window_start).await?;
         timelines.extend(
-            pressure_timelines(&points, &thresholds)
+            pressure_timelines(&pressure, &thresholds)
                 .into_iter()
                 .map(|t| (t, window_start)),
         );
@@ -97,6 +101,11 @@ pub async fn evaluate_patient(
                 .apply(timeline.rule, timeline.category, &change)
                 .await?;
         }
+    }
+    for (category, silence) in revealed_silences(&glucose, &pressure, &thresholds) {
+        evaluation
+            .apply(RuleId::NoData, category, &silence_history(&silence))
+            .await?;
     }
 
     let devices = evaluation.device_activity().await?;

@@ -320,6 +320,17 @@ pub fn reconcile_no_data(
     }
 }
 
+/// A silence late data revealed (`rules::revealed_silences`), as a historical `no_data`
+/// event: it was never seen live, so it raises no alarm.
+pub fn silence_history(silence: &Finding) -> Change {
+    Change::Historical(HistoricalEvent {
+        first: silence.clone(),
+        severity: silence.severity,
+        started_at: silence.at,
+        last_hold_at: silence.at,
+    })
+}
+
 /// Whether an active alert resolves by itself now: its condition has been clear for
 /// `resolve_after`.
 pub fn due_for_auto_resolve(

@@ -380,27 +380,26 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
                 });
             }
 
-            // Predicted low: only at a live reading, never from stale data.
-            if p.received_at - p.measured_at <= t.late_after() {
-                let window: Vec<(DateTime<Utc>, f64)> = series[..=i]
-                    .iter()
-                    .map(|q| (q.measured_at, q.value_mg_dl))
-                    .collect();
-                let horizon = Duration::minutes(g.predicted_low_horizon_minutes.into());
-                if let Some(forecast) = linear_forecast(&window, horizon) {
-                    predicted_low.push(if forecast < g.predicted_low_mg_dl {
-                        Mark::Holds(glucose_finding(
-                            p,
-                            Severity::Warning,
-                            Evidence {
-                                forecast_mg_dl: Some(round(forecast, 1)),
-                                ..Evidence::default()
-                            },
-                        ))
-                    } else {
-                        Mark::Clear(p.measured_at)
-                    });
-                }
+            // Predicted low: from the whole window of readings before this one, never across
+            // a hole (a forecast at a late reading is history, like any other finding).
+            let window: Vec<(DateTime<Utc>, f64)> = series[..=i]
+                .iter()
+                .map(|q| (q.measured_at, q.value_mg_dl))
+                .collect();
+            let horizon = Duration::minutes(g.predicted_low_horizon_minutes.into());
+            if let Some(forecast) = linear_forecast(&window, horizon) {
+                predicted_low.push(if forecast < g.predicted_low_mg_dl {
+                    Mark::Holds(glucose_finding(
+                        p,
+                        Severity::Warning,
+                        Evidence {
+                            forecast_mg_dl: Some(round(forecast, 1)),
+                            ..Evidence::default()
+                        },
+                    ))
+                } else {
+                    Mark::Clear(p.measured_at)
+                });
             }
         }
     }
@@ -519,6 +518,61 @@ pub fn silent_devices(
                 },
             });
         }
+    }
+    out
+}
+
+/// Silences that late data reveals: two consecutive readings of a device further apart than
+/// its kind may stay silent, the second of which arrived late (a backlog: the device was not
+/// heard in real time, so no live `no_data` covered the silence as it happened). Each is a
+/// finding at the moment the silence passed the threshold; they become historical events.
+/// A silence ended by a live reading was seen live by the scheduler and is not repeated here.
+pub fn revealed_silences(
+    glucose: &[GlucosePoint],
+    pressure: &[PressurePoint],
+    t: &AlertThresholds,
+) -> Vec<(DataCategory, Finding)> {
+    let mut out = Vec::new();
+    let mut reveal = |kind: DeviceKind, device: &str, times: &[(DateTime<Utc>, DateTime<Utc>)]| {
+        for pair in times.windows(2) {
+            let ((last, _), (next, next_received)) = (pair[0], pair[1]);
+            let silent_at = last + t.silence_allowed(kind);
+            if next > silent_at && next_received - next > t.late_after() {
+                out.push((
+                    category_of_device(kind),
+                    Finding {
+                        at: silent_at,
+                        received_at: next_received,
+                        device_id: device.to_owned(),
+                        severity: Severity::Info,
+                        evidence: Evidence {
+                            device_kind: Some(kind),
+                            last_reading_at: Some(last),
+                            ..Evidence::default()
+                        },
+                    },
+                ));
+            }
+        }
+    };
+    for (device, series) in by_device(glucose, |p| p.device_id.as_str(), |p| p.measured_at) {
+        let kind = if series.iter().any(|p| p.source == GlucoseSource::Cgm) {
+            DeviceKind::Cgm
+        } else {
+            DeviceKind::Meter
+        };
+        let times: Vec<_> = series
+            .iter()
+            .map(|p| (p.measured_at, p.received_at))
+            .collect();
+        reveal(kind, device, &times);
+    }
+    for (device, series) in by_device(pressure, |p| p.device_id.as_str(), |p| p.measured_at) {
+        let times: Vec<_> = series
+            .iter()
+            .map(|p| (p.measured_at, p.received_at))
+            .collect();
+        reveal(DeviceKind::Bp, device, &times);
     }
     out
 }

@@ -276,21 +276,75 @@ fn holes_break_runs_and_trends() {
 }
 
 #[test]
-fn predicted_low_is_never_forecast_from_late_data() {
+fn predicted_low_is_forecast_at_late_readings_too_but_never_across_a_hole() {
     let s = standard();
     let mut points = cgm(&[100.0, 90.0, 80.0, 70.0, 60.0]);
-    for p in &mut points {
-        p.received_at = p.measured_at + Duration::minutes(15) + Duration::seconds(1);
+    for p in points.iter_mut() {
+        p.received_at = p.measured_at + Duration::hours(6);
     }
+    // A backlog: the forecast is made at the reading, from the readings before it (what
+    // becomes of it, a historical event, is the lifecycle's business).
+    let tl = timeline(&points, RuleId::GlucosePredictedLow, &s);
+    assert_eq!(marks(&tl), "W");
+    assert!(tl.episodes(s.late_after())[0].first_live.is_none());
+    // A 20-minute hole in the window: no forecast across it.
+    let mut holed = cgm(&[100.0, 95.0, 90.0, 85.0, 80.0, 75.0, 70.0, 65.0, 60.0]);
+    holed.drain(4..7);
     assert_eq!(
-        marks(&timeline(&points, RuleId::GlucosePredictedLow, &s)),
+        marks(&timeline(&holed, RuleId::GlucosePredictedLow, &s)),
         ""
     );
-    // Exactly 15 minutes late is still live.
-    points[4].received_at = points[4].measured_at + Duration::minutes(15);
+}
+
+#[test]
+fn late_data_reveals_silences_that_no_live_alert_saw() {
+    let s = standard();
+    let reading = |minute: i64, late: bool| GlucosePoint {
+        received_at: at(minute)
+            + if late {
+                Duration::days(1)
+            } else {
+                Duration::seconds(2)
+            },
+        ..g("cgm", GlucoseSource::Cgm, minute, 120.0)
+    };
+    // (what, readings, silences revealed at)
+    let cases: Vec<(&str, Vec<GlucosePoint>, Vec<DateTime<Utc>>)> = vec![
+        (
+            "a 40-minute hole in a backlog",
+            vec![reading(0, true), reading(40, true)],
+            vec![at(30)],
+        ),
+        (
+            "30 minutes is not silent",
+            vec![reading(0, true), reading(30, true)],
+            vec![],
+        ),
+        (
+            "a hole ended by a live reading was seen live",
+            vec![reading(0, true), reading(40, false)],
+            vec![],
+        ),
+    ];
+    for (what, points, expected) in cases {
+        let found: Vec<DateTime<Utc>> = revealed_silences(&points, &[], &s)
+            .into_iter()
+            .map(|(category, f)| {
+                assert_eq!(category, DataCategory::Glucose);
+                assert_eq!(f.evidence.last_reading_at, Some(at(0)));
+                f.at
+            })
+            .collect();
+        assert_eq!(found, expected, "{what}");
+    }
+    let cuff = |day: i64| PressurePoint {
+        received_at: at(day * 1440) + Duration::days(10),
+        ..bp(day * 1440, 120, 80)
+    };
     assert_eq!(
-        marks(&timeline(&points, RuleId::GlucosePredictedLow, &s)),
-        "W"
+        revealed_silences(&[], &[cuff(0), cuff(4)], &s).len(),
+        1,
+        "a cuff silent for 4 days"
     );
 }
 
