@@ -309,7 +309,8 @@ fn late_data_reveals_silences_that_no_live_alert_saw() {
         ..g("cgm", GlucoseSource::Cgm, minute, 120.0)
     };
     // (what, readings, silences revealed at)
-    let cases: Vec<(&str, Vec<GlucosePoint>, Vec<DateTime<Utc>>)> = vec![
+    type Case<'a> = (&'a str, Vec<GlucosePoint>, Vec<DateTime<Utc>>);
+    let cases: Vec<Case> = vec![
         (
             "a 40-minute hole in a backlog",
             vec![reading(0, true), reading(40, true)],
