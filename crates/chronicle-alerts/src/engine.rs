@@ -26,6 +26,9 @@ pub const CONSUMER: &str = "alerts";
 
 /// Items claimed at once.
 const CLAIM_LIMIT: i64 = 200;
+/// Patients evaluated at once. Each holds a database connection while it runs; the pool
+/// (10 by default) also serves the ingest, the HTTP API and the other alert tasks.
+const CONCURRENT_EVALUATIONS: usize = 3;
 
 /// How far before the newly stored glucose readings the rules look: the longest sustained
 /// condition a care team may set (120 minutes of "very high") plus the forecast's window,
@@ -209,7 +212,7 @@ pub async fn run(
 }
 
 /// One claim: evaluates every touched patient, then completes it. Returns the items done.
-async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, StorageError> {
+async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, EngineError> {
     let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
         return Ok(0);
     };
@@ -220,10 +223,42 @@ async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, StorageEr
             .or_default()
             .include(item.kind, item.first_measured_at);
     }
+    // Patients are independent (each evaluation holds its own patient's lock), so a few are
+    // evaluated at once: a reading that raises an alarm then waits behind fewer others.
+    let mut running = tokio::task::JoinSet::new();
     for (patient_id, scope) in patients {
-        evaluate_measured(store, patient_id, scope, metrics).await?;
+        if running.len() >= CONCURRENT_EVALUATIONS {
+            joined(running.join_next().await)?;
+        }
+        let (store, metrics) = (store.clone(), metrics.clone());
+        running.spawn(async move { evaluate_measured(&store, patient_id, scope, &metrics).await });
+    }
+    while let Some(result) = running.join_next().await {
+        joined(Some(result))?;
     }
     let done = claim.items.len();
     claim.complete().await?;
     Ok(done)
+}
+
+/// Why a round of evaluations failed (its claim is dropped and the work done again).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("an evaluation task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The outcome of one spawned evaluation.
+fn joined(
+    result: Option<Result<Result<Vec<AlertEvent>, StorageError>, tokio::task::JoinError>>,
+) -> Result<(), EngineError> {
+    match result {
+        None => Ok(()),
+        Some(outcome) => {
+            outcome??;
+            Ok(())
+        }
+    }
 }
