@@ -16,7 +16,7 @@ use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::AlertEvent;
 use chronicle_storage::{StorageError, Store};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -26,9 +26,11 @@ pub const CONSUMER: &str = "alerts";
 
 /// Items claimed at once.
 const CLAIM_LIMIT: i64 = 200;
-/// Patients evaluated at once. Each holds a database connection while it runs; the pool
-/// (10 by default) also serves the ingest, the HTTP API and the other alert tasks.
+/// Batches of patients evaluated at once. Each holds a database connection while it runs;
+/// the pool (10 by default) also serves the ingest, the HTTP API and the other alert tasks.
 const CONCURRENT_EVALUATIONS: usize = 3;
+/// Most patients in one batch (one transaction, holding their locks).
+const BATCH_LIMIT: usize = 100;
 
 /// How far before the newly stored glucose readings the rules look: the longest sustained
 /// condition a care team may set (120 minutes of "very high") plus the forecast's window,
@@ -61,69 +63,125 @@ impl Scope {
     }
 }
 
-/// Evaluates one patient from stored data and applies the changes: reading rules for the
-/// scope, `no_data`, and auto-resolution. Waits while another server evaluates the same
-/// patient. Returns the events written.
+/// Evaluates one patient from stored data and applies the changes (see
+/// [`evaluate_patients`]).
 pub async fn evaluate_patient(
     store: &Store,
     patient_id: Uuid,
     scope: Scope,
 ) -> Result<Vec<AlertEvent>, StorageError> {
-    let mut evaluation = store.begin_alert_evaluation(patient_id).await?;
+    evaluate_patients(store, &[(patient_id, scope)]).await
+}
+
+/// Evaluates patients from stored data and applies the changes, in one transaction that
+/// holds their locks (another server evaluating any of them waits): the reading rules of
+/// each patient's scope, the silences late data reveals, `no_data` for the patients whose
+/// devices the clock may have silenced or who have a `no_data` alert to clear, and
+/// auto-resolution. Every read covers all the patients at once. Returns the events written.
+pub async fn evaluate_patients(
+    store: &Store,
+    batch: &[(Uuid, Scope)],
+) -> Result<Vec<AlertEvent>, StorageError> {
+    let patients: Vec<Uuid> = batch.iter().map(|(p, _)| *p).collect();
+    let mut evaluation = store.begin_alert_evaluation(&patients).await?;
     let now = Utc::now();
     let thresholds = evaluation.thresholds().await?;
     let latest = evaluation.latest_alerts().await?;
-    let late_after = thresholds.late_after();
+    let glucose_from: Vec<(Uuid, DateTime<Utc>)> = batch
+        .iter()
+        .filter_map(|(p, s)| s.glucose_from.map(|from| (*p, from - GLUCOSE_LOOKBACK)))
+        .collect();
+    let pressure_from: Vec<(Uuid, DateTime<Utc>)> = batch
+        .iter()
+        .filter_map(|(p, s)| s.pressure_from.map(|from| (*p, from - PRESSURE_LOOKBACK)))
+        .collect();
+    let mut glucose = if glucose_from.is_empty() {
+        HashMap::new()
+    } else {
+        evaluation.glucose_since(&glucose_from).await?
+    };
+    let mut pressure = if pressure_from.is_empty() {
+        HashMap::new()
+    } else {
+        evaluation.pressure_since(&pressure_from).await?
+    };
+    // A reading just arrived proves its device is not silent; other devices' silences are
+    // the scheduler's. So `no_data` is evaluated for time checks, and to clear an alert.
+    let no_data_of: Vec<Uuid> = batch
+        .iter()
+        .filter(|(p, s)| {
+            *s == Scope::time_only()
+                || latest.get(p).is_some_and(|known| {
+                    known
+                        .iter()
+                        .any(|((rule, _), a)| *rule == RuleId::NoData && a.status.is_active())
+                })
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    let devices = if no_data_of.is_empty() {
+        HashMap::new()
+    } else {
+        evaluation.device_activity(&no_data_of).await?
+    };
 
-    // Each timeline with the earliest instant it covers.
-    let mut timelines = Vec::new();
-    let mut glucose = Vec::new();
-    let mut pressure = Vec::new();
-    if let Some(from) = scope.glucose_from {
-        let window_start = from - GLUCOSE_LOOKBACK;
-        glucose = evaluation.glucose_since(window_start).await?;
-        timelines.extend(
-            glucose_timelines(&glucose, &thresholds)
-                .into_iter()
-                .map(|t| (t, window_start)),
-        );
-    }
-    if let Some(from) = scope.pressure_from {
-        let window_start = from - PRESSURE_LOOKBACK;
-        pressure = evaluation.pressure_since(window_start).await?;
-        timelines.extend(
-            pressure_timelines(&pressure, &thresholds)
-                .into_iter()
-                .map(|t| (t, window_start)),
-        );
-    }
-    for (timeline, window_start) in &timelines {
-        let known = latest.get(&(timeline.rule, timeline.category));
-        for change in reconcile(timeline, known, late_after, *window_start) {
+    let none = HashMap::new();
+    let mut resolve_after = HashMap::new();
+    for (patient, _) in batch {
+        let t = thresholds.get(patient).copied().unwrap_or_default();
+        resolve_after.insert(*patient, t.resolve_after());
+        let known = latest.get(patient).unwrap_or(&none);
+        let glucose = glucose.remove(patient).unwrap_or_default();
+        let pressure = pressure.remove(patient).unwrap_or_default();
+        let mut timelines = Vec::new();
+        if let Some((_, window_start)) = glucose_from.iter().find(|(p, _)| p == patient) {
+            timelines.extend(
+                glucose_timelines(&glucose, &t)
+                    .into_iter()
+                    .map(|tl| (tl, *window_start)),
+            );
+        }
+        if let Some((_, window_start)) = pressure_from.iter().find(|(p, _)| p == patient) {
+            timelines.extend(
+                pressure_timelines(&pressure, &t)
+                    .into_iter()
+                    .map(|tl| (tl, *window_start)),
+            );
+        }
+        for (timeline, window_start) in &timelines {
+            let alert = known.get(&(timeline.rule, timeline.category));
+            for change in reconcile(timeline, alert, t.late_after(), *window_start) {
+                evaluation
+                    .apply(*patient, timeline.rule, timeline.category, &change)
+                    .await?;
+            }
+        }
+        for (category, silence) in revealed_silences(&glucose, &pressure, &t) {
             evaluation
-                .apply(timeline.rule, timeline.category, &change)
+                .apply(
+                    *patient,
+                    RuleId::NoData,
+                    category,
+                    &silence_history(&silence),
+                )
                 .await?;
         }
-    }
-    for (category, silence) in revealed_silences(&glucose, &pressure, &thresholds) {
-        evaluation
-            .apply(RuleId::NoData, category, &silence_history(&silence))
-            .await?;
-    }
-
-    let devices = evaluation.device_activity().await?;
-    let silent = silent_devices(&devices, &thresholds, now);
-    for category in [DataCategory::Glucose, DataCategory::BloodPressure] {
-        let finding = silent.get(&category).and_then(Option::as_ref);
-        let known = latest.get(&(RuleId::NoData, category));
-        if let Some(change) = reconcile_no_data(finding, known, now) {
-            evaluation.apply(RuleId::NoData, category, &change).await?;
+        if no_data_of.contains(patient) {
+            let activity = devices.get(patient).map(Vec::as_slice).unwrap_or(&[]);
+            let silent = silent_devices(activity, &t, now);
+            for category in [DataCategory::Glucose, DataCategory::BloodPressure] {
+                let finding = silent.get(&category).and_then(Option::as_ref);
+                let alert = known.get(&(RuleId::NoData, category));
+                if let Some(change) = reconcile_no_data(finding, alert, now) {
+                    evaluation
+                        .apply(*patient, RuleId::NoData, category, &change)
+                        .await?;
+                }
+            }
         }
     }
 
-    evaluation
-        .resolve_cleared(thresholds.resolve_after(), now)
-        .await?;
+    evaluation.resolve_cleared(&resolve_after, now).await?;
     let events = evaluation.commit().await?;
     for event in &events {
         tracing::info!(
@@ -138,16 +196,15 @@ pub async fn evaluate_patient(
     Ok(events)
 }
 
-/// [`evaluate_patient`], counted in the metrics.
+/// [`evaluate_patients`], counted in the metrics.
 pub(crate) async fn evaluate_measured(
     store: &Store,
-    patient_id: Uuid,
-    scope: Scope,
+    batch: &[(Uuid, Scope)],
     metrics: &AlertMetrics,
 ) -> Result<Vec<AlertEvent>, StorageError> {
     let started = std::time::Instant::now();
-    let result = evaluate_patient(store, patient_id, scope).await;
-    metrics.evaluations.inc();
+    let result = evaluate_patients(store, batch).await;
+    metrics.evaluations.inc_by(batch.len() as u64);
     metrics
         .evaluation_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -223,15 +280,17 @@ async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, EngineErr
             .or_default()
             .include(item.kind, item.first_measured_at);
     }
-    // Patients are independent (each evaluation holds its own patient's lock), so a few are
-    // evaluated at once: a reading that raises an alarm then waits behind fewer others.
+    // The claim's patients in a few batches evaluated at once: each batch reads its patients'
+    // data in one query per kind, and a reading that raises an alarm waits behind few others.
+    let patients: Vec<(Uuid, Scope)> = patients.into_iter().collect();
+    let size = patients
+        .len()
+        .div_ceil(CONCURRENT_EVALUATIONS)
+        .clamp(1, BATCH_LIMIT);
     let mut running = tokio::task::JoinSet::new();
-    for (patient_id, scope) in patients {
-        if running.len() >= CONCURRENT_EVALUATIONS {
-            joined(running.join_next().await)?;
-        }
-        let (store, metrics) = (store.clone(), metrics.clone());
-        running.spawn(async move { evaluate_measured(&store, patient_id, scope, &metrics).await });
+    for chunk in patients.chunks(size) {
+        let (store, metrics, chunk) = (store.clone(), metrics.clone(), chunk.to_vec());
+        running.spawn(async move { evaluate_measured(&store, &chunk, &metrics).await });
     }
     while let Some(result) = running.join_next().await {
         joined(Some(result))?;

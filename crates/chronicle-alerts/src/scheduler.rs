@@ -30,8 +30,10 @@ pub async fn run(
 /// One round: every patient whose alerts may have changed with the time.
 pub async fn tick(store: &Store, metrics: &AlertMetrics) -> Result<usize, StorageError> {
     let patients = store.patients_due_for_time_checks().await?;
-    for patient_id in &patients {
-        evaluate_measured(store, *patient_id, Scope::time_only(), metrics).await?;
+    let batch: Vec<(uuid::Uuid, Scope)> =
+        patients.iter().map(|p| (*p, Scope::time_only())).collect();
+    for chunk in batch.chunks(100) {
+        evaluate_measured(store, chunk, metrics).await?;
     }
     Ok(patients.len())
 }

@@ -169,34 +169,51 @@ pub(crate) fn decode_thresholds(
     Ok(AlertThresholds::preset(preset))
 }
 
-/// One patient's alert evaluation: a transaction holding the patient's advisory lock. Read
-/// what the rules need, apply the lifecycle's changes, then [`commit`](Self::commit), which
-/// writes the events, queues webhook deliveries and notifies every server. Dropping it rolls
-/// everything back.
+/// An alert evaluation of one or more patients: a transaction holding their advisory locks.
+/// Read what the rules need (for every patient at once), apply the lifecycle's changes, then
+/// [`commit`](Self::commit), which writes the events, queues webhook deliveries and notifies
+/// every server. Dropping it rolls everything back.
 pub struct AlertEvaluation {
     store: Store,
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    patient_id: Uuid,
+    /// The patients whose locks this evaluation holds, sorted.
+    patients: Vec<Uuid>,
     /// Events to write at commit: (alert, kind, actor).
     events: Vec<(Uuid, EventKind, Option<Uuid>)>,
 }
 
+/// A patient's advisory-lock key (collisions only make two patients take turns).
+fn lock_key(patient_id: Uuid) -> i32 {
+    let b = patient_id.as_bytes();
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
 impl Store {
-    /// Starts evaluating one patient; waits while another server evaluates them.
+    /// Starts evaluating `patients`; waits while another server evaluates any of them. The
+    /// locks are taken in ascending key order, so two evaluations never deadlock.
     pub async fn begin_alert_evaluation(
         &self,
-        patient_id: Uuid,
+        patients: &[Uuid],
     ) -> Result<AlertEvaluation, StorageError> {
+        let mut patients = patients.to_vec();
+        patients.sort_unstable();
+        patients.dedup();
+        let mut keys: Vec<i32> = patients.iter().copied().map(lock_key).collect();
+        keys.sort_unstable();
+        keys.dedup();
         let mut tx = self.pool().begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
-            .bind(PATIENT_LOCK_NAMESPACE)
-            .bind(patient_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "SELECT count(pg_advisory_xact_lock($1, key))
+             FROM (SELECT key FROM UNNEST($2::int4[]) AS key ORDER BY key) ordered",
+        )
+        .bind(PATIENT_LOCK_NAMESPACE)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?;
         Ok(AlertEvaluation {
             store: self.clone(),
             tx,
-            patient_id,
+            patients,
             events: Vec::new(),
         })
     }
@@ -233,6 +250,7 @@ impl Store {
 
 #[derive(sqlx::FromRow)]
 struct GlucoseRow {
+    patient_id: Uuid,
     device_id: String,
     measured_at: DateTime<Utc>,
     received_at: DateTime<Utc>,
@@ -243,6 +261,7 @@ struct GlucoseRow {
 
 #[derive(sqlx::FromRow)]
 struct PressureRow {
+    patient_id: Uuid,
     device_id: String,
     measured_at: DateTime<Utc>,
     received_at: DateTime<Utc>,
@@ -252,6 +271,7 @@ struct PressureRow {
 
 #[derive(sqlx::FromRow)]
 struct KnownRow {
+    patient_id: Uuid,
     id: Uuid,
     rule: String,
     category: String,
@@ -290,136 +310,157 @@ impl KnownRow {
 }
 
 impl AlertEvaluation {
-    pub fn patient_id(&self) -> Uuid {
-        self.patient_id
-    }
-
-    /// The patient's alert thresholds (their preset's when the care team set none).
-    pub async fn thresholds(&mut self) -> Result<AlertThresholds, StorageError> {
-        let row: Option<(String, Option<serde_json::Value>)> = sqlx::query_as(
-            "SELECT preset, alert_thresholds FROM patient_targets WHERE patient_id = $1",
+    /// Each patient's alert thresholds (their preset's when the care team set none).
+    pub async fn thresholds(&mut self) -> Result<HashMap<Uuid, AlertThresholds>, StorageError> {
+        let rows: Vec<(Uuid, String, Option<serde_json::Value>)> = sqlx::query_as(
+            "SELECT patient_id, preset, alert_thresholds FROM patient_targets
+             WHERE patient_id = ANY($1)",
         )
-        .bind(self.patient_id)
-        .fetch_optional(&mut *self.tx)
+        .bind(&self.patients)
+        .fetch_all(&mut *self.tx)
         .await?;
-        match row {
-            Some((preset, custom)) => decode_thresholds(Some(&preset), custom),
-            None => decode_thresholds(None, None),
+        let mut out = HashMap::new();
+        for patient in &self.patients {
+            out.insert(*patient, decode_thresholds(None, None)?);
         }
+        for (patient, preset, custom) in rows {
+            out.insert(patient, decode_thresholds(Some(&preset), custom)?);
+        }
+        Ok(out)
     }
 
-    /// The patient's glucose readings measured since `from`.
+    /// Glucose readings measured since each patient's `from`.
     pub async fn glucose_since(
         &mut self,
-        from: DateTime<Utc>,
-    ) -> Result<Vec<GlucosePoint>, StorageError> {
+        from: &[(Uuid, DateTime<Utc>)],
+    ) -> Result<HashMap<Uuid, Vec<GlucosePoint>>, StorageError> {
+        let (patients, since): (Vec<Uuid>, Vec<DateTime<Utc>>) = from.iter().copied().unzip();
         let rows: Vec<GlucoseRow> = sqlx::query_as(
-            "SELECT device_id, measured_at, received_at, value_mg_dl, source, flag
-             FROM glucose_readings WHERE patient_id = $1 AND measured_at >= $2
-             ORDER BY measured_at",
+            "SELECT r.patient_id, r.device_id, r.measured_at, r.received_at, r.value_mg_dl,
+                 r.source, r.flag
+             FROM UNNEST($1::uuid[], $2::timestamptz[]) AS w (patient_id, since)
+             JOIN glucose_readings r ON r.patient_id = w.patient_id AND r.measured_at >= w.since
+             ORDER BY r.measured_at",
         )
-        .bind(self.patient_id)
-        .bind(from)
+        .bind(&patients)
+        .bind(&since)
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(GlucosePoint {
-                    source: GlucoseSource::parse(&r.source)
-                        .ok_or_else(|| corrupt("glucose source", &r.source))?,
-                    flag: match r.flag {
-                        Some(f) => Some(
-                            GlucoseFlag::parse(&f).ok_or_else(|| corrupt("glucose flag", &f))?,
-                        ),
-                        None => None,
-                    },
-                    device_id: r.device_id,
-                    measured_at: r.measured_at,
-                    received_at: r.received_at,
-                    value_mg_dl: r.value_mg_dl,
-                })
-            })
-            .collect()
+        let mut out: HashMap<Uuid, Vec<GlucosePoint>> = HashMap::new();
+        for r in rows {
+            out.entry(r.patient_id).or_default().push(GlucosePoint {
+                source: GlucoseSource::parse(&r.source)
+                    .ok_or_else(|| corrupt("glucose source", &r.source))?,
+                flag: match r.flag {
+                    Some(f) => {
+                        Some(GlucoseFlag::parse(&f).ok_or_else(|| corrupt("glucose flag", &f))?)
+                    }
+                    None => None,
+                },
+                device_id: r.device_id,
+                measured_at: r.measured_at,
+                received_at: r.received_at,
+                value_mg_dl: r.value_mg_dl,
+            });
+        }
+        Ok(out)
     }
 
-    /// The patient's blood-pressure readings measured since `from`.
+    /// Blood-pressure readings measured since each patient's `from`.
     pub async fn pressure_since(
         &mut self,
-        from: DateTime<Utc>,
-    ) -> Result<Vec<PressurePoint>, StorageError> {
+        from: &[(Uuid, DateTime<Utc>)],
+    ) -> Result<HashMap<Uuid, Vec<PressurePoint>>, StorageError> {
+        let (patients, since): (Vec<Uuid>, Vec<DateTime<Utc>>) = from.iter().copied().unzip();
         let rows: Vec<PressureRow> = sqlx::query_as(
-            "SELECT device_id, measured_at, received_at, systolic, diastolic
-             FROM blood_pressure_readings WHERE patient_id = $1 AND measured_at >= $2
-             ORDER BY measured_at",
+            "SELECT r.patient_id, r.device_id, r.measured_at, r.received_at, r.systolic,
+                 r.diastolic
+             FROM UNNEST($1::uuid[], $2::timestamptz[]) AS w (patient_id, since)
+             JOIN blood_pressure_readings r
+               ON r.patient_id = w.patient_id AND r.measured_at >= w.since
+             ORDER BY r.measured_at",
         )
-        .bind(self.patient_id)
-        .bind(from)
+        .bind(&patients)
+        .bind(&since)
         .fetch_all(&mut *self.tx)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| PressurePoint {
+        let mut out: HashMap<Uuid, Vec<PressurePoint>> = HashMap::new();
+        for r in rows {
+            out.entry(r.patient_id).or_default().push(PressurePoint {
                 device_id: r.device_id,
                 measured_at: r.measured_at,
                 received_at: r.received_at,
                 systolic: u16::try_from(r.systolic).unwrap_or_default(),
                 diastolic: u16::try_from(r.diastolic).unwrap_or_default(),
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
-    /// The patient's devices that are not revoked and have sent at least one reading.
-    pub async fn device_activity(&mut self) -> Result<Vec<DeviceActivity>, StorageError> {
-        let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT d.id, d.kind,
+    /// The devices of `patients` that are not revoked and have sent at least one reading.
+    pub async fn device_activity(
+        &mut self,
+        patients: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<DeviceActivity>>, StorageError> {
+        let rows: Vec<(Uuid, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT d.patient_id, d.id, d.kind,
                  CASE WHEN d.kind = 'bp'
                       THEN (SELECT max(measured_at) FROM blood_pressure_readings r WHERE r.device_id = d.id)
                       ELSE (SELECT max(measured_at) FROM glucose_readings r WHERE r.device_id = d.id)
                  END
-             FROM devices d WHERE d.patient_id = $1 AND d.revoked_at IS NULL",
+             FROM devices d WHERE d.patient_id = ANY($1) AND d.revoked_at IS NULL",
         )
-        .bind(self.patient_id)
+        .bind(patients)
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.into_iter()
-            .filter_map(|(id, kind, last)| last.map(|last| (id, kind, last)))
-            .map(|(device_id, kind, last_measured_at)| {
-                Ok(DeviceActivity {
-                    kind: kind
-                        .parse::<DeviceKind>()
-                        .map_err(|_| corrupt("device kind", &kind))?,
-                    device_id,
-                    last_measured_at,
-                })
-            })
-            .collect()
+        let mut out: HashMap<Uuid, Vec<DeviceActivity>> = HashMap::new();
+        for (patient, device_id, kind, last) in rows {
+            let Some(last_measured_at) = last else {
+                continue;
+            };
+            out.entry(patient).or_default().push(DeviceActivity {
+                kind: kind
+                    .parse::<DeviceKind>()
+                    .map_err(|_| corrupt("device kind", &kind))?,
+                device_id,
+                last_measured_at,
+            });
+        }
+        Ok(out)
     }
 
-    /// The latest alert of each rule and category (the active one if there is one).
+    /// Each patient's latest alert of each rule and category (the active one if any).
     pub async fn latest_alerts(
         &mut self,
-    ) -> Result<HashMap<(RuleId, DataCategory), KnownAlert>, StorageError> {
+    ) -> Result<HashMap<Uuid, HashMap<(RuleId, DataCategory), KnownAlert>>, StorageError> {
         let rows: Vec<KnownRow> = sqlx::query_as(
-            "SELECT id, rule, category, status, severity, triggered_at, last_seen_at,
+            "SELECT patient_id, id, rule, category, status, severity, triggered_at, last_seen_at,
                  cleared_since, trigger_count, floor
              FROM (SELECT *,
                      row_number() OVER newest AS position,
                      lead(last_seen_at) OVER newest AS floor
-                   FROM alerts WHERE patient_id = $1 AND kind = 'alert'
-                   WINDOW newest AS (PARTITION BY rule, category
+                   FROM alerts WHERE patient_id = ANY($1) AND kind = 'alert'
+                   WINDOW newest AS (PARTITION BY patient_id, rule, category
                        ORDER BY (status <> 'resolved') DESC, last_seen_at DESC, seq DESC)
              ) ranked
              WHERE position = 1",
         )
-        .bind(self.patient_id)
+        .bind(&self.patients)
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.into_iter().map(KnownRow::into_known).collect()
+        let mut out: HashMap<Uuid, HashMap<(RuleId, DataCategory), KnownAlert>> = HashMap::new();
+        for row in rows {
+            let patient = row.patient_id;
+            let (key, known) = row.into_known()?;
+            out.entry(patient).or_default().insert(key, known);
+        }
+        Ok(out)
     }
 
     /// Applies one change of the lifecycle to the rule's alerts.
     pub async fn apply(
         &mut self,
+        patient_id: Uuid,
         rule: RuleId,
         category: DataCategory,
         change: &Change,
@@ -433,7 +474,7 @@ impl AlertEvaluation {
                      VALUES ($1, $2, $3, $4, $5, 'alert', 'open', $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(id)
-                .bind(self.patient_id)
+                .bind(patient_id)
                 .bind(rule.as_str())
                 .bind(category.as_str())
                 .bind(new.severity.as_str())
@@ -469,7 +510,7 @@ impl AlertEvaluation {
                 .bind(set_cleared)
                 .bind(cleared)
                 .bind(u.reopen)
-                .bind(self.patient_id)
+                .bind(patient_id)
                 .bind(u.triggered_at)
                 .execute(&mut *self.tx)
                 .await?;
@@ -480,7 +521,10 @@ impl AlertEvaluation {
                     self.events.push((u.alert_id, EventKind::Escalated, None));
                 }
             }
-            Change::Historical(h) => self.record_historical(rule, category, h).await?,
+            Change::Historical(h) => {
+                self.record_historical(patient_id, rule, category, h)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -489,6 +533,7 @@ impl AlertEvaluation {
     /// in pieces, in any order, makes one event per episode).
     async fn record_historical(
         &mut self,
+        patient_id: Uuid,
         rule: RuleId,
         category: DataCategory,
         h: &lifecycle::HistoricalEvent,
@@ -499,7 +544,7 @@ impl AlertEvaluation {
                AND triggered_at <= $5 AND last_seen_at >= $4
              ORDER BY triggered_at LIMIT 1 FOR UPDATE",
         )
-        .bind(self.patient_id)
+        .bind(patient_id)
         .bind(rule.as_str())
         .bind(category.as_str())
         .bind(h.started_at - MAX_GAP)
@@ -537,7 +582,7 @@ impl AlertEvaluation {
                      VALUES ($1, $2, $3, $4, $5, 'historical', NULL, $6, $7, $8, $9)",
                 )
                 .bind(id)
-                .bind(self.patient_id)
+                .bind(patient_id)
                 .bind(rule.as_str())
                 .bind(category.as_str())
                 .bind(h.severity.as_str())
@@ -553,39 +598,46 @@ impl AlertEvaluation {
         Ok(())
     }
 
-    /// Resolves every active alert whose condition has been clear for `resolve_after`.
+    /// Resolves every active alert of the patients whose condition has been clear for the
+    /// patient's `resolve_after`.
     pub async fn resolve_cleared(
         &mut self,
-        resolve_after: Duration,
+        resolve_after: &HashMap<Uuid, Duration>,
         now: DateTime<Utc>,
     ) -> Result<u32, StorageError> {
         let rows: Vec<KnownRow> = sqlx::query_as(
-            "SELECT id, rule, category, status, severity, triggered_at, last_seen_at,
+            "SELECT patient_id, id, rule, category, status, severity, triggered_at, last_seen_at,
                  cleared_since, trigger_count
-             FROM alerts WHERE patient_id = $1 AND status IN ('open', 'acknowledged')
+             FROM alerts WHERE patient_id = ANY($1) AND status IN ('open', 'acknowledged')
                AND cleared_since IS NOT NULL FOR UPDATE",
         )
-        .bind(self.patient_id)
+        .bind(&self.patients)
         .fetch_all(&mut *self.tx)
         .await?;
-        let mut resolved = 0;
+        let mut due = Vec::new();
         for row in rows {
-            let (_, alert) = row.into_known()?;
-            if !lifecycle::due_for_auto_resolve(&alert, resolve_after, now) {
+            let Some(after) = resolve_after.get(&row.patient_id).copied() else {
                 continue;
+            };
+            let (_, alert) = row.into_known()?;
+            if lifecycle::due_for_auto_resolve(&alert, after, now) {
+                due.push(alert.id);
             }
+        }
+        if !due.is_empty() {
             sqlx::query(
                 "UPDATE alerts SET status = 'resolved', resolved_at = now(), resolution = 'auto',
                      updated_at = now()
-                 WHERE id = $1",
+                 WHERE id = ANY($1)",
             )
-            .bind(alert.id)
+            .bind(&due)
             .execute(&mut *self.tx)
             .await?;
-            self.events.push((alert.id, EventKind::Resolved, None));
-            resolved += 1;
         }
-        Ok(resolved)
+        for id in &due {
+            self.events.push((*id, EventKind::Resolved, None));
+        }
+        Ok(due.len() as u32)
     }
 
     /// How many events the commit will write.
@@ -641,11 +693,19 @@ impl AlertEvaluation {
         if hooks.is_empty() {
             return Ok(());
         }
-        let grants = self.store.grants_for_patient(self.patient_id).await?;
         let now = Utc::now();
+        let mut grants: HashMap<Uuid, Vec<chronicle_domain::sharing::Grant>> = HashMap::new();
         let mut webhook_ids = Vec::new();
         let mut event_ids = Vec::new();
         for event in events {
+            if let std::collections::hash_map::Entry::Vacant(slot) = grants.entry(event.patient_id)
+            {
+                slot.insert(self.store.grants_for_patient(event.patient_id).await?);
+            }
+            let grants = grants
+                .get(&event.patient_id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             for hook in &hooks {
                 let allowed = chronicle_domain::sharing::organization_receives_alerts(
                     hook.organization_id,
@@ -653,7 +713,7 @@ impl AlertEvaluation {
                     event.patient_id,
                     event.category,
                     event.alert.triggered_at,
-                    &grants,
+                    grants,
                     now,
                 );
                 if allowed.is_some() {
@@ -838,7 +898,7 @@ impl Store {
         note: Option<&str>,
     ) -> Result<Result<AlertRecord, AlertActionError>, StorageError> {
         permits_for_alerts(std::slice::from_ref(permit))?;
-        let mut evaluation = self.begin_alert_evaluation(permit.patient_id()).await?;
+        let mut evaluation = self.begin_alert_evaluation(&[permit.patient_id()]).await?;
         let row: Option<(String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT kind, status, triggered_at FROM alerts
              WHERE id = $1 AND patient_id = $2 AND category = $3 FOR UPDATE",
