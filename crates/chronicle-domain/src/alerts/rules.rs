@@ -7,7 +7,7 @@
 //! Timelines are sorted by `measured_at`, so the result is the same whatever order the
 //! readings arrived in.
 
-use super::forecast::linear_forecast;
+use super::forecast::{WINDOW as FORECAST_WINDOW, linear_forecast};
 use super::thresholds::AlertThresholds;
 use super::{RuleId, Severity, category_of_device};
 use crate::device::DeviceKind;
@@ -315,6 +315,8 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
         |p: &GlucosePoint| p.flag == Some(GlucoseFlag::Hi) || p.value_mg_dl > g.urgent_high_mg_dl;
 
     for series in by_device(points, |p| p.device_id.as_str(), |p| p.measured_at).into_values() {
+        // The first reading of the forecast window of the current one (advances with it).
+        let mut window_start = 0;
         for (i, p) in series.iter().copied().enumerate() {
             // Any reading: very low, and the urgent high.
             very_low.push(if p.value_mg_dl < g.very_low_mg_dl {
@@ -382,7 +384,10 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
 
             // Predicted low: from the whole window of readings before this one, never across
             // a hole (a forecast at a late reading is history, like any other finding).
-            let window: Vec<(DateTime<Utc>, f64)> = series[..=i]
+            while series[window_start].measured_at < p.measured_at - FORECAST_WINDOW {
+                window_start += 1;
+            }
+            let window: Vec<(DateTime<Utc>, f64)> = series[window_start..=i]
                 .iter()
                 .map(|q| (q.measured_at, q.value_mg_dl))
                 .collect();
@@ -432,6 +437,7 @@ pub fn pressure_timelines(points: &[PressurePoint], t: &AlertThresholds) -> Vec<
     let mut crisis = Vec::new();
     let mut low = Vec::new();
     let mut stage2 = Vec::new();
+    let mut week_start = 0;
     for (i, p) in sorted.iter().copied().enumerate() {
         crisis.push(
             if p.systolic > b.crisis_systolic || p.diastolic > b.crisis_diastolic {
@@ -448,11 +454,10 @@ pub fn pressure_timelines(points: &[PressurePoint], t: &AlertThresholds) -> Vec<
             },
         );
         // The home mean of the 7 days ending at this reading.
-        let week: Vec<&PressurePoint> = sorted[..=i]
-            .iter()
-            .copied()
-            .filter(|q| q.measured_at > p.measured_at - HOME_MEAN_PERIOD)
-            .collect();
+        while sorted[week_start].measured_at <= p.measured_at - HOME_MEAN_PERIOD {
+            week_start += 1;
+        }
+        let week = &sorted[week_start..=i];
         if week.len() >= b.stage2_min_readings as usize {
             let n = week.len() as f64;
             let mean_systolic = week.iter().map(|q| f64::from(q.systolic)).sum::<f64>() / n;
