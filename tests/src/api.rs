@@ -49,6 +49,17 @@ impl ApiClient {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(Some(token), Method::GET, path, None).await
+    }
+
+    /// A GET that must answer 200; returns the body.
+    pub async fn get_ok(&self, token: &str, path: &str) -> Value {
+        let (status, body) = self.get(token, path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+        body
+    }
+
     /// Logs in and returns the session token; fails the test if log-in is refused.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let (status, body) = self

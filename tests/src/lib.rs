@@ -6,8 +6,10 @@
 //! `scripts/test` sets after starting a throwaway cluster.
 
 pub mod api;
+pub mod clinic;
 pub mod device;
 pub mod server;
+pub mod sse;
 
 pub use api::{ApiClient, create_user};
 pub use chronicle_embedded::Mosquitto;

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
+#[path = "sharing_matrix/alerts.rs"]
+mod alerts;
+
 const PASSWORD: &str = "matrix test password";
 
 /// Every patient-data endpoint (path with `{patient_id}`) this test covers.
@@ -36,12 +39,26 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/guardians"),
     ("POST", "/v1/patients/{patient_id}/guardians"),
     ("DELETE", "/v1/patients/{patient_id}/guardians/{user_id}"),
+    ("GET", "/v1/patients/{patient_id}/alerts"),
+    (
+        "POST",
+        "/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge",
+    ),
+    (
+        "POST",
+        "/v1/patients/{patient_id}/alerts/{alert_id}/resolve",
+    ),
+    ("POST", "/v1/patients/{patient_id}/alerts/snooze"),
+    ("DELETE", "/v1/patients/{patient_id}/alerts/snooze"),
+    ("GET", "/v1/patients/{patient_id}/targets"),
+    ("PUT", "/v1/patients/{patient_id}/targets"),
+    ("GET", "/v1/patients/{patient_id}/targets/changes"),
 ];
 
 struct World {
     db: TestDatabase,
     /// Runs for as long as the test does.
-    _server: ChronicleServer,
+    server: ChronicleServer,
     store: Store,
     api: ApiClient,
     patient: Uuid,
@@ -146,7 +163,7 @@ async fn world() -> World {
     let mut w = World {
         db,
         api: ApiClient::new(&server),
-        _server: server,
+        server,
         store,
         patient,
         other_patient,
@@ -1013,6 +1030,9 @@ async fn the_authorization_matrix() {
         StatusCode::NO_CONTENT
     );
     check_reads(&w, "guardian removed", "caregiver", nobody).await;
+
+    // Alerts: receiving them needs receive_alerts on their category (sharing_matrix/alerts.rs).
+    alerts::check(&w).await;
 }
 
 async fn user_id(w: &World, email: &str) -> Uuid {

@@ -8,12 +8,14 @@
 //! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
 //! - [`targets`]: a patient's glucose targets (consensus presets and safe custom bounds).
 //! - [`zone`]: patients' IANA time zones.
+//! - [`alerts`]: the alert rules, their thresholds and the alert lifecycle, as pure functions.
 //!
 //! Invariant: this crate does no I/O and knows nothing of SQL, HTTP or MQTT. Every front door
 //! (MQTT today, HTTP uploads later) hands raw bytes to [`wire::parse_message`] and
 //! [`wire::validate_readings`]. [`sharing`] decides who may read what; it is pure, so every
 //! read path can call it and tests can try every case.
 
+pub mod alerts;
 pub mod codes;
 pub mod device;
 pub mod reading;

@@ -502,6 +502,38 @@ pub mod deidentify {
     }
 }
 
+/// The grant through which an organization's webhook may receive the patient's alerts of
+/// `category` about data measured at `data_at`: an active grant naming the organization, or
+/// one of its care teams (`teams`), for care, covering the category, allowing
+/// `receive_alerts`, and whose window includes `data_at`. A webhook posts identified data to
+/// a system the organization runs, so only care grants count. `None`: nothing may be sent.
+pub fn organization_receives_alerts<'a>(
+    organization_id: Uuid,
+    teams: &[Uuid],
+    patient_id: Uuid,
+    category: DataCategory,
+    data_at: DateTime<Utc>,
+    grants: &'a [Grant],
+    at: DateTime<Utc>,
+) -> Option<&'a Grant> {
+    grants
+        .iter()
+        .filter(|g| {
+            g.patient_id == patient_id
+                && g.is_active(at)
+                && g.purpose == Purpose::Care
+                && match g.grantee {
+                    Grantee::Organization(id) => id == organization_id,
+                    Grantee::CareTeam(id) => teams.contains(&id),
+                    Grantee::User(_) => false,
+                }
+                && g.categories.contains(&category)
+                && g.allows(Access::ReceiveAlerts)
+                && g.data_since.is_none_or(|since| since <= data_at)
+        })
+        .min_by_key(|g| (g.created_at, g.id))
+}
+
 fn full(basis: Basis) -> Allowance {
     Allowance {
         basis,

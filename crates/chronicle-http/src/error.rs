@@ -17,6 +17,8 @@ pub enum ApiError {
     /// Does not exist, or the caller may not learn whether it exists.
     NotFound,
     BadRequest(String),
+    /// The request conflicts with the resource's state (e.g. resolving a resolved alert).
+    Conflict(String),
     Internal(String),
 }
 
@@ -77,6 +79,9 @@ impl IntoResponse for ApiError {
             ApiError::NotFound => error_response(StatusCode::NOT_FOUND, "not_found", "not found"),
             ApiError::BadRequest(message) => {
                 error_response(StatusCode::BAD_REQUEST, "bad_request", message)
+            }
+            ApiError::Conflict(message) => {
+                error_response(StatusCode::CONFLICT, "conflict", message)
             }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");

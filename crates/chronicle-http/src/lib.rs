@@ -4,7 +4,8 @@
 //!   `/metrics` (Prometheus text format);
 //! - [`dashboard`]: the web dashboard at `/`, a single-page application compiled into the
 //!   binary, which uses only the public API;
-//! - [`api`]: the JSON API under `/v1` (log-in, me, a patient's readings), authenticated by
+//! - [`api`]: the JSON API under `/v1` (log-in, me, a patient's readings, alerts and their
+//!   live stream, webhooks), authenticated by
 //!   bearer tokens ([`auth`]) and authorized per request by the storage gate.
 //!
 //! Invariant: only this crate knows HTTP. Handlers call the storage and ingest crates; they
@@ -40,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Registry>,
     /// Checks bearer tokens.
     pub authenticator: Arc<dyn auth::Authenticator>,
+    /// Live alert events, for the alert stream.
+    pub alerts: chronicle_alerts::AlertHub,
 }
 
 /// The whole HTTP API, apart from any listener so tests can drive it directly.

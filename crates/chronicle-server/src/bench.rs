@@ -1,3 +1,6 @@
+//! `chronicle bench alerts` lives in [`alerts`]; the rest of this file is `chronicle bench
+//! ingest`.
+//!
 //! `chronicle bench ingest`: ingest throughput and latency end to end, next to ceilings
 //! measured in the same run on the same machine, so the figures can be judged without knowing
 //! the hardware. `docs/benchmarks.md` records a run and explains each figure.
@@ -11,6 +14,7 @@
 //!    fresh database, in chunks of one batch message each, on as many connections at once as
 //!    the server commits batches at once.
 
+mod alerts;
 mod fleet;
 mod probe;
 mod server;
@@ -45,6 +49,7 @@ const TARGET_RATIO: f64 = 0.5;
 pub async fn run(database: &DatabaseSettings, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(database, &args).await,
+        BenchCommand::Alerts(args) => alerts::run(database, &args).await,
     }
 }
 

@@ -99,6 +99,49 @@ pub enum BenchCommand {
     /// found as for `serve`; --postgres-bin-dir applies) and `chronicle serve` with its
     /// defaults as a child process; --database-url is not used. See docs/benchmarks.md.
     Ingest(BenchIngestArgs),
+    /// Alert latency: publish of a reading that raises an alarm to the alert event on a care
+    /// team member's live stream (SSE), at 10 % of the ingest capacity measured in the same
+    /// run. Runs its own PostgreSQL and `chronicle serve`, like `bench ingest`. See
+    /// docs/benchmarks.md.
+    Alerts(BenchAlertsArgs),
+}
+
+/// Sizes of `chronicle bench alerts`. The defaults finish in about a minute on two cores.
+#[derive(Debug, Clone, Args)]
+pub struct BenchAlertsArgs {
+    /// Background devices, one patient each: they measure the capacity, then carry the
+    /// background load.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub devices: u32,
+
+    /// One-reading messages each background device sends to measure the capacity.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub capacity_messages: u32,
+
+    /// Alarms the probe device raises during the latency phase.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub probes: u32,
+
+    /// Time between two alarms of the probe device, in milliseconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(20..=60_000))]
+    pub probe_interval_ms: u64,
+
+    /// `embedded` (the server's own rumqttd) or `mosquitto` (an external Mosquitto started
+    /// for the run).
+    #[arg(long, value_enum, default_value_t = BenchBroker::Embedded)]
+    pub broker: BenchBroker,
+
+    /// Give up on a phase that has not finished after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_seconds: u64,
+
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Sizes of `chronicle bench ingest`. The defaults finish in about a minute on two cores.

@@ -1,9 +1,10 @@
-//! `chronicle serve`: the database, the broker (embedded or external), the ingest and the HTTP
-//! API in one process, with a graceful shutdown on SIGINT/SIGTERM.
+//! `chronicle serve`: the database, the broker (embedded or external), the ingest, the alert
+//! engine and the HTTP API in one process, with a graceful shutdown on SIGINT/SIGTERM.
 
 use crate::cli::{DatabaseSettings, MqttEndpoint, ServeSettings};
 use crate::database::Database;
 use anyhow::Context;
+use chronicle_alerts::{AlertMetrics, AlertServices, AlertSettings};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_embedded::{EmbeddedBroker, EmbeddedBrokerConfig};
 use chronicle_ingest::batcher::spawn_batcher;
@@ -57,6 +58,7 @@ where
     let store = database.store.clone();
     let mut registry = Registry::default();
     let metrics = IngestMetrics::register(&mut registry);
+    let alert_metrics = AlertMetrics::register(&mut registry);
 
     // Bind HTTP first: a port conflict should stop start-up before anything else runs.
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
@@ -82,6 +84,16 @@ where
                 .unwrap_or(chrono::Duration::minutes(10)),
         },
         metrics,
+    )
+    .with_followup_consumers(&[chronicle_alerts::CONSUMER]);
+    // The alert engine evaluates what each commit stored; it starts at once on this
+    // process's commits and polls for those of other servers sharing the subscription.
+    let alerts = AlertServices::start(
+        store.clone(),
+        pipeline.followups_enqueued(),
+        AlertSettings::default(),
+        alert_metrics,
+        shutdown.clone(),
     );
     let (ingest, batcher) = spawn_batcher(
         pipeline,
@@ -106,6 +118,7 @@ where
         broker: broker_status,
         metrics: Arc::new(registry),
         authenticator: Arc::new(chronicle_http::auth::StoreAuthenticator(store.clone())),
+        alerts: alerts.hub.clone(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(listener, router, shutdown.clone()));
 
@@ -162,6 +175,7 @@ where
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
         Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
     }
+    alerts.join().await;
     drop(broker);
     tracing::info!("stopped");
     outcome

@@ -4,6 +4,7 @@
 //! `Permit` and apply its limits (category, trends only, window), so they cannot run without a
 //! logged decision.
 
+use crate::alerts::AlertEvent;
 use crate::identity::User;
 use crate::registry::{Device, DeviceCredentials};
 use crate::sharing::NewAccessLogEntry;
@@ -12,6 +13,7 @@ use crate::{StorageError, Store};
 use chronicle_domain::sharing::{
     Access, AccessRequest, Basis, DataCategory, DenyReason, EmergencyAccess, Grant, Grantee,
     PatientActor, Permit, Principal, Purpose, Role, act_as, authorize, deidentify,
+    organization_receives_alerts,
 };
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
@@ -49,6 +51,29 @@ impl Store {
         request: AccessRequest,
         action: &str,
     ) -> Result<Result<Permit, DenyReason>, StorageError> {
+        self.decide_and_log(principal, request, action, true).await
+    }
+
+    /// [`authorize`](Self::authorize) for a fan-out that offers every event to every
+    /// listener (the alert stream): a refusal because the principal holds nothing at all for
+    /// the patient (no grant, no purpose) is not an attempt of theirs and is not written to
+    /// that patient's log. Every permit, and every other refusal, is logged.
+    pub async fn authorize_for_fanout(
+        &self,
+        principal: &Principal,
+        request: AccessRequest,
+        action: &str,
+    ) -> Result<Result<Permit, DenyReason>, StorageError> {
+        self.decide_and_log(principal, request, action, false).await
+    }
+
+    async fn decide_and_log(
+        &self,
+        principal: &Principal,
+        request: AccessRequest,
+        action: &str,
+        log_unrelated: bool,
+    ) -> Result<Result<Permit, DenyReason>, StorageError> {
         let grants = self.grants_for_patient(request.patient_id).await?;
         let emergencies = if principal.role == Some(Role::Clinician) {
             self.emergency_accesses(principal.user_id, request.patient_id)
@@ -57,6 +82,9 @@ impl Store {
             Vec::new()
         };
         let decision = authorize(principal, &request, &grants, &emergencies);
+        if !log_unrelated && matches!(decision, Err(DenyReason::NoGrant | DenyReason::NoPurpose)) {
+            return Ok(decision);
+        }
         self.log_decision(principal, &request, &decision, action)
             .await?;
         Ok(decision)
@@ -108,6 +136,43 @@ impl Store {
             reason: decision.as_ref().err().map(|r| r.as_str().to_owned()),
         })
         .await
+    }
+
+    /// Whether an organization's webhook may receive an alert event now: decided by
+    /// `organization_receives_alerts` on the patient's current grants, and appended to the
+    /// patient's access log whatever the outcome (the organization as the actor).
+    pub async fn authorize_webhook(
+        &self,
+        organization_id: Uuid,
+        event: &AlertEvent,
+    ) -> Result<bool, StorageError> {
+        let grants = self.grants_for_patient(event.patient_id).await?;
+        let teams = self.teams_of_organization(organization_id).await?;
+        let grant = organization_receives_alerts(
+            organization_id,
+            &teams,
+            event.patient_id,
+            event.category,
+            event.alert.triggered_at,
+            &grants,
+            Utc::now(),
+        );
+        self.append_access_log(&NewAccessLogEntry {
+            actor_id: Some(organization_id),
+            actor_role: Some("organization_webhook".to_owned()),
+            patient_id: event.patient_id,
+            action: "webhook_alert".to_owned(),
+            category: Some(event.category),
+            purpose: grant.map(|_| Purpose::Care),
+            grant_id: grant.map(|g| g.id),
+            emergency_id: None,
+            allowed: grant.is_some(),
+            reason: grant
+                .is_none()
+                .then(|| DenyReason::NoGrant.as_str().to_owned()),
+        })
+        .await?;
+        Ok(grant.is_some())
     }
 
     /// Glucose readings of the permit's patient, within its window.
@@ -530,6 +595,48 @@ impl Store {
                 ..r
             })
             .collect())
+    }
+
+    /// The (patient, category) pairs whose alerts a principal may receive, to ask the gate
+    /// about: their own record and those they are guardian of (both categories), and every
+    /// active grant naming them (directly, or through a current team or organization) that
+    /// allows `receive_alerts`. The gate still decides each pair.
+    pub async fn alert_candidates(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<(Uuid, DataCategory)>, StorageError> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT DISTINCT g.patient_id, c.category
+             FROM grants g CROSS JOIN UNNEST(g.categories) AS c (category)
+             WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+               AND g.created_at <= now() AND 'receive_alerts' = ANY(g.access)
+               AND c.category IN ('glucose', 'blood_pressure')
+               AND ((g.grantee_type = 'user' AND g.grantee_id = $1)
+                 OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($2))
+                 OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($3)))
+             ORDER BY 1, 2",
+        )
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<(Uuid, DataCategory)> = principal
+            .patient_id
+            .into_iter()
+            .chain(principal.guardian_of.iter().copied())
+            .flat_map(|p| [(p, DataCategory::Glucose), (p, DataCategory::BloodPressure)])
+            .collect();
+        for (patient_id, category) in rows {
+            let category = DataCategory::parse(&category).ok_or_else(|| StorageError::Corrupt {
+                what: "grant category",
+                value: category.clone(),
+            })?;
+            if !out.contains(&(patient_id, category)) {
+                out.push((patient_id, category));
+            }
+        }
+        Ok(out)
     }
 
     /// The patients a principal may see in a list: their own record, those they are guardian

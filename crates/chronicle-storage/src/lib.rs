@@ -3,13 +3,15 @@
 //!
 //! - [`Store`]: a connection pool plus the query methods, grouped by subject in
 //!   [`registry`] (patients and devices), [`readings`] (batched ingest writes) and
-//!   [`followups`] (the work queued by each ingest write for alerts and trends).
+//!   [`followups`] (the work queued by each ingest write for alerts and trends), and
+//!   [`alerts`] (alerts, their event stream, snoozes and webhook deliveries).
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
 //!
 //! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
 //! and on TimescaleDB.
 
 pub mod access;
+pub mod alerts;
 pub mod bulk;
 pub mod credentials;
 mod error;
@@ -20,6 +22,7 @@ pub mod registry;
 pub mod sharing;
 pub mod targets;
 pub mod timescale;
+pub mod webhooks;
 
 pub use bulk::GlucoseCopy;
 pub use error::StorageError;

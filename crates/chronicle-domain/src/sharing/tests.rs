@@ -637,3 +637,105 @@ fn pseudonyms_and_shifts_are_stable_per_study() {
     assert_eq!(shift, deidentify::shift_days(study, p));
     assert!((30..=395).contains(&shift));
 }
+
+#[test]
+fn organization_webhooks_receive_alerts_only_through_a_care_grant_allowing_it() {
+    use Access::*;
+    use DataCategory::*;
+    let receives = |g: Grant, category: DataCategory| {
+        organization_receives_alerts(
+            id(ORG),
+            &[id(TEAM)],
+            id(PATIENT),
+            category,
+            t(0),
+            std::slice::from_ref(&g),
+            t(0),
+        )
+        .is_some()
+    };
+    let org = Grantee::Organization(id(ORG));
+    let team = Grantee::CareTeam(id(TEAM));
+    // (what, grant, category, receives?)
+    let cases: Vec<(&str, Grant, DataCategory, bool)> = vec![
+        (
+            "to the organization",
+            grant(org, &[Glucose], &[ReceiveAlerts]),
+            Glucose,
+            true,
+        ),
+        (
+            "to one of its teams",
+            grant(team, &[Glucose], &[ReceiveAlerts]),
+            Glucose,
+            true,
+        ),
+        (
+            "another organization's team",
+            grant(
+                Grantee::CareTeam(id(OTHER_TEAM)),
+                &[Glucose],
+                &[ReceiveAlerts],
+            ),
+            Glucose,
+            false,
+        ),
+        (
+            "to a user",
+            grant(Grantee::User(id(CLINICIAN)), &[Glucose], &[ReceiveAlerts]),
+            Glucose,
+            false,
+        ),
+        (
+            "wrong category",
+            grant(org, &[Glucose], &[ReceiveAlerts]),
+            BloodPressure,
+            false,
+        ),
+        (
+            "readings, not alerts",
+            grant(org, &[Glucose], &[ViewReadings]),
+            Glucose,
+            false,
+        ),
+        (
+            "revoked",
+            Grant {
+                revoked_at: Some(t(-1)),
+                ..grant(org, &[Glucose], &[ReceiveAlerts])
+            },
+            Glucose,
+            false,
+        ),
+        (
+            "expired",
+            Grant {
+                expires_at: Some(t(0)),
+                ..grant(org, &[Glucose], &[ReceiveAlerts])
+            },
+            Glucose,
+            false,
+        ),
+        (
+            "research",
+            Grant {
+                purpose: Purpose::Research,
+                ..grant(org, &[Glucose], &[ReceiveAlerts])
+            },
+            Glucose,
+            false,
+        ),
+        (
+            "data before the window",
+            Grant {
+                data_since: Some(t(1)),
+                ..grant(org, &[Glucose], &[ReceiveAlerts])
+            },
+            Glucose,
+            false,
+        ),
+    ];
+    for (what, g, category, expected) in cases {
+        assert_eq!(receives(g, category), expected, "{what}");
+    }
+}

@@ -11,7 +11,9 @@
 
 mod account;
 mod admin;
+mod alerts;
 mod guardians;
+mod webhooks;
 
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -91,6 +93,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(account::routes())
         .merge(guardians::routes())
         .merge(admin::routes())
+        .merge(alerts::routes())
+        .merge(webhooks::routes())
         .split_for_parts()
 }
 

@@ -111,6 +111,10 @@ impl ServerUnderTest {
         self.pid
     }
 
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
     pub fn mqtt_port(&self) -> u16 {
         self.mqtt.port()
     }

@@ -1,0 +1,323 @@
+//! The `alerts` follow-up consumer and the evaluation of one patient.
+//!
+//! The ingest queues one follow-up item per patient and kind of newly stored readings in the
+//! same transaction as the readings. This consumer claims items (other servers skip claimed
+//! ones), evaluates each touched patient, and completes the claim; a crash in between only
+//! means the work is done again, which changes nothing (evaluation is idempotent).
+
+use crate::metrics::{AlertMetrics, KindLabel};
+use chronicle_domain::ReadingKind;
+use chronicle_domain::alerts::RuleId;
+use chronicle_domain::alerts::lifecycle::{reconcile, reconcile_no_data, silence_history};
+use chronicle_domain::alerts::rules::{
+    glucose_timelines, pressure_timelines, revealed_silences, silent_devices,
+};
+use chronicle_domain::sharing::DataCategory;
+use chronicle_storage::alerts::AlertEvent;
+use chronicle_storage::{StorageError, Store};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::{BTreeMap, HashMap};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The follow-up consumer name reserved for alerts.
+pub const CONSUMER: &str = "alerts";
+
+/// Items claimed at once.
+const CLAIM_LIMIT: i64 = 200;
+/// Batches of patients evaluated at once. Each holds a database connection while it runs;
+/// the pool (10 by default) also serves the ingest, the HTTP API and the other alert tasks.
+const CONCURRENT_EVALUATIONS: usize = 3;
+/// Most patients in one batch (one transaction, holding their locks).
+const BATCH_LIMIT: usize = 100;
+
+/// How far before the newly stored glucose readings the rules look: the longest sustained
+/// condition a care team may set (120 minutes of "very high") plus the forecast's window,
+/// with room to spare.
+const GLUCOSE_LOOKBACK: Duration = Duration::hours(3);
+/// The blood-pressure trend judges the 7 days before each reading.
+const PRESSURE_LOOKBACK: Duration = Duration::days(8);
+
+/// What to evaluate for a patient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Glucose rules, for readings measured from here on (and the lookback before).
+    pub glucose_from: Option<DateTime<Utc>>,
+    /// Blood-pressure rules, likewise.
+    pub pressure_from: Option<DateTime<Utc>>,
+}
+
+impl Scope {
+    /// Only what depends on the clock: `no_data` and auto-resolution (always evaluated).
+    pub fn time_only() -> Scope {
+        Scope::default()
+    }
+
+    fn include(&mut self, kind: ReadingKind, from: DateTime<Utc>) {
+        let slot = match kind {
+            ReadingKind::Glucose => &mut self.glucose_from,
+            ReadingKind::BloodPressure => &mut self.pressure_from,
+        };
+        *slot = Some(slot.map_or(from, |f| f.min(from)));
+    }
+}
+
+/// Evaluates one patient from stored data and applies the changes (see
+/// [`evaluate_patients`]).
+pub async fn evaluate_patient(
+    store: &Store,
+    patient_id: Uuid,
+    scope: Scope,
+) -> Result<Vec<AlertEvent>, StorageError> {
+    evaluate_patients(store, &[(patient_id, scope)]).await
+}
+
+/// Evaluates patients from stored data and applies the changes, in one transaction that
+/// holds their locks (another server evaluating any of them waits): the reading rules of
+/// each patient's scope, the silences late data reveals, `no_data` for the patients whose
+/// devices the clock may have silenced or who have a `no_data` alert to clear, and
+/// auto-resolution. Every read covers all the patients at once. Returns the events written.
+pub async fn evaluate_patients(
+    store: &Store,
+    batch: &[(Uuid, Scope)],
+) -> Result<Vec<AlertEvent>, StorageError> {
+    let patients: Vec<Uuid> = batch.iter().map(|(p, _)| *p).collect();
+    let mut evaluation = store.begin_alert_evaluation(&patients).await?;
+    let now = Utc::now();
+    let thresholds = evaluation.thresholds().await?;
+    let latest = evaluation.latest_alerts().await?;
+    let glucose_from: Vec<(Uuid, DateTime<Utc>)> = batch
+        .iter()
+        .filter_map(|(p, s)| s.glucose_from.map(|from| (*p, from - GLUCOSE_LOOKBACK)))
+        .collect();
+    let pressure_from: Vec<(Uuid, DateTime<Utc>)> = batch
+        .iter()
+        .filter_map(|(p, s)| s.pressure_from.map(|from| (*p, from - PRESSURE_LOOKBACK)))
+        .collect();
+    let mut glucose = if glucose_from.is_empty() {
+        HashMap::new()
+    } else {
+        evaluation.glucose_since(&glucose_from).await?
+    };
+    let mut pressure = if pressure_from.is_empty() {
+        HashMap::new()
+    } else {
+        evaluation.pressure_since(&pressure_from).await?
+    };
+    // A reading just arrived proves its device is not silent; other devices' silences are
+    // the scheduler's. So `no_data` is evaluated for time checks, and to clear an alert.
+    let no_data_of: Vec<Uuid> = batch
+        .iter()
+        .filter(|(p, s)| {
+            *s == Scope::time_only()
+                || latest.get(p).is_some_and(|known| {
+                    known
+                        .iter()
+                        .any(|((rule, _), a)| *rule == RuleId::NoData && a.status.is_active())
+                })
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    let devices = if no_data_of.is_empty() {
+        HashMap::new()
+    } else {
+        evaluation.device_activity(&no_data_of).await?
+    };
+
+    let none = HashMap::new();
+    let mut resolve_after = HashMap::new();
+    for (patient, _) in batch {
+        let t = thresholds.get(patient).copied().unwrap_or_default();
+        resolve_after.insert(*patient, t.resolve_after());
+        let known = latest.get(patient).unwrap_or(&none);
+        let glucose = glucose.remove(patient).unwrap_or_default();
+        let pressure = pressure.remove(patient).unwrap_or_default();
+        let mut timelines = Vec::new();
+        if let Some((_, window_start)) = glucose_from.iter().find(|(p, _)| p == patient) {
+            timelines.extend(
+                glucose_timelines(&glucose, &t)
+                    .into_iter()
+                    .map(|tl| (tl, *window_start)),
+            );
+        }
+        if let Some((_, window_start)) = pressure_from.iter().find(|(p, _)| p == patient) {
+            timelines.extend(
+                pressure_timelines(&pressure, &t)
+                    .into_iter()
+                    .map(|tl| (tl, *window_start)),
+            );
+        }
+        for (timeline, window_start) in &timelines {
+            let alert = known.get(&(timeline.rule, timeline.category));
+            for change in reconcile(timeline, alert, t.late_after(), *window_start) {
+                evaluation
+                    .apply(*patient, timeline.rule, timeline.category, &change)
+                    .await?;
+            }
+        }
+        for (category, silence) in revealed_silences(&glucose, &pressure, &t) {
+            evaluation
+                .apply(
+                    *patient,
+                    RuleId::NoData,
+                    category,
+                    &silence_history(&silence),
+                )
+                .await?;
+        }
+        if no_data_of.contains(patient) {
+            let activity = devices.get(patient).map(Vec::as_slice).unwrap_or(&[]);
+            let silent = silent_devices(activity, &t, now);
+            for category in [DataCategory::Glucose, DataCategory::BloodPressure] {
+                let finding = silent.get(&category).and_then(Option::as_ref);
+                let alert = known.get(&(RuleId::NoData, category));
+                if let Some(change) = reconcile_no_data(finding, alert, now) {
+                    evaluation
+                        .apply(*patient, RuleId::NoData, category, &change)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    evaluation.resolve_cleared(&resolve_after, now).await?;
+    let events = evaluation.commit().await?;
+    for event in &events {
+        tracing::info!(
+            patient_id = %event.patient_id,
+            rule = %event.alert.rule,
+            severity = %event.alert.severity,
+            kind = event.kind.as_str(),
+            event_id = event.id,
+            "alert event"
+        );
+    }
+    Ok(events)
+}
+
+/// [`evaluate_patients`], counted in the metrics.
+pub(crate) async fn evaluate_measured(
+    store: &Store,
+    batch: &[(Uuid, Scope)],
+    metrics: &AlertMetrics,
+) -> Result<Vec<AlertEvent>, StorageError> {
+    let started = std::time::Instant::now();
+    let result = evaluate_patients(store, batch).await;
+    metrics.evaluations.inc_by(batch.len() as u64);
+    metrics
+        .evaluation_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(events) => {
+            for event in events {
+                metrics
+                    .events
+                    .get_or_create(&KindLabel {
+                        kind: event.kind.as_str(),
+                    })
+                    .inc();
+            }
+        }
+        Err(_) => {
+            metrics.evaluation_failures.inc();
+        }
+    }
+    result
+}
+
+/// Claims follow-up work and evaluates the touched patients until shutdown.
+pub async fn run(
+    store: Store,
+    mut followups: watch::Receiver<u64>,
+    poll_interval: std::time::Duration,
+    metrics: AlertMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut signalled = true;
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        match drain(&store, &metrics).await {
+            Ok(items) => {
+                backoff = std::time::Duration::from_millis(200);
+                if items > 0 {
+                    // More may have been queued meanwhile.
+                    continue;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
+                    "alert evaluation failed; the work stays queued");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                continue;
+            }
+        }
+        tokio::select! {
+            changed = followups.changed(), if signalled => {
+                // The pipeline is gone (shutdown): keep polling only.
+                signalled = changed.is_ok();
+            }
+            () = tokio::time::sleep(poll_interval) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::debug!("alert engine stopped");
+}
+
+/// One claim: evaluates every touched patient, then completes it. Returns the items done.
+async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, EngineError> {
+    let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
+        return Ok(0);
+    };
+    let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
+    for item in &claim.items {
+        patients
+            .entry(item.patient_id)
+            .or_default()
+            .include(item.kind, item.first_measured_at);
+    }
+    // The claim's patients in a few batches evaluated at once: each batch reads its patients'
+    // data in one query per kind, and a reading that raises an alarm waits behind few others.
+    let patients: Vec<(Uuid, Scope)> = patients.into_iter().collect();
+    let size = patients
+        .len()
+        .div_ceil(CONCURRENT_EVALUATIONS)
+        .clamp(1, BATCH_LIMIT);
+    let mut running = tokio::task::JoinSet::new();
+    for chunk in patients.chunks(size) {
+        let (store, metrics, chunk) = (store.clone(), metrics.clone(), chunk.to_vec());
+        running.spawn(async move { evaluate_measured(&store, &chunk, &metrics).await });
+    }
+    while let Some(result) = running.join_next().await {
+        joined(Some(result))?;
+    }
+    let done = claim.items.len();
+    claim.complete().await?;
+    Ok(done)
+}
+
+/// Why a round of evaluations failed (its claim is dropped and the work done again).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("an evaluation task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The outcome of one spawned evaluation.
+fn joined(
+    result: Option<Result<Result<Vec<AlertEvent>, StorageError>, tokio::task::JoinError>>,
+) -> Result<(), EngineError> {
+    match result {
+        None => Ok(()),
+        Some(outcome) => {
+            outcome??;
+            Ok(())
+        }
+    }
+}

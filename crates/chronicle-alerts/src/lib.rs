@@ -1,0 +1,107 @@
+//! Chronicle's alert engine: what runs in every `chronicle serve` process to turn stored
+//! readings into alerts and deliver them.
+//!
+//! - [`engine`]: the `alerts` follow-up consumer. After each ingest commit it evaluates the
+//!   touched patients **from stored data** (`chronicle_domain::alerts`), one patient at a
+//!   time under a database lock shared by every server, so the result does not depend on
+//!   message order or on which server received which reading.
+//! - [`scheduler`]: the rules that depend on the clock: `no_data`, and automatic resolution
+//!   of alerts whose condition has been clear long enough.
+//! - [`hub`]: LISTENs for committed alert events and broadcasts them to the live streams of
+//!   this process (the HTTP crate's SSE endpoint checks the gate per event and user).
+//! - [`webhooks`]: delivers events to organizations' webhooks, signed with HMAC-SHA256,
+//!   retried with backoff, every attempt in the delivery log.
+//!
+//! Everything lives in the database (queue, alerts, events, deliveries), so a restart
+//! resumes where the last process stopped, and several processes share the work.
+
+pub mod engine;
+pub mod hub;
+pub mod metrics;
+pub mod scheduler;
+pub mod webhooks;
+
+pub use engine::{CONSUMER, Scope, evaluate_patient};
+pub use hub::AlertHub;
+pub use metrics::AlertMetrics;
+pub use webhooks::WebhookSettings;
+
+use chronicle_storage::Store;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// How often to look for follow-up work queued by other servers (work this process
+    /// queues wakes the engine at once).
+    pub poll_interval: Duration,
+    /// How often to run the time-based rules (`no_data`, auto-resolution).
+    pub scheduler_interval: Duration,
+    pub webhooks: WebhookSettings,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            poll_interval: Duration::from_secs(1),
+            scheduler_interval: Duration::from_secs(5),
+            webhooks: WebhookSettings::default(),
+        }
+    }
+}
+
+/// The engine's running tasks and the hub the HTTP API streams from.
+pub struct AlertServices {
+    pub hub: AlertHub,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl AlertServices {
+    /// Starts the consumer, the scheduler, the hub and the webhook dispatcher. `followups`
+    /// is the ingest pipeline's signal that it queued work (`Pipeline::followups_enqueued`).
+    pub fn start(
+        store: Store,
+        followups: watch::Receiver<u64>,
+        settings: AlertSettings,
+        metrics: AlertMetrics,
+        shutdown: CancellationToken,
+    ) -> AlertServices {
+        let (hub, hub_task) = hub::spawn(store.clone(), shutdown.clone());
+        let tasks = vec![
+            hub_task,
+            tokio::spawn(engine::run(
+                store.clone(),
+                followups,
+                settings.poll_interval,
+                metrics.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(scheduler::run(
+                store.clone(),
+                settings.scheduler_interval,
+                metrics.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(webhooks::run(
+                store,
+                hub.clone(),
+                settings.webhooks,
+                metrics,
+                shutdown,
+            )),
+        ];
+        AlertServices { hub, tasks }
+    }
+
+    /// Waits for every task to stop (after the shutdown token was cancelled).
+    pub async fn join(self) {
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "alert task failed");
+            }
+        }
+    }
+}

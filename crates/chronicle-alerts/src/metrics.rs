@@ -1,0 +1,71 @@
+//! Prometheus metrics of the alert engine, registered once into the server's registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// Handles to every alert metric; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AlertMetrics {
+    /// Patients evaluated (after a commit, or by the scheduler).
+    pub evaluations: Counter,
+    /// How long one patient's evaluation took, lock wait included.
+    pub evaluation_seconds: Histogram,
+    /// Evaluations that failed (the work stays queued).
+    pub evaluation_failures: Counter,
+    /// Alert events written, by kind (`opened`, `retriggered`, …).
+    pub events: Family<KindLabel, Counter>,
+    /// Webhook attempts by outcome (`delivered`, `failed_attempt`, `withheld`).
+    pub webhook_attempts: Family<OutcomeLabel, Counter>,
+}
+
+impl AlertMetrics {
+    pub fn register(registry: &mut Registry) -> AlertMetrics {
+        let metrics = AlertMetrics {
+            evaluations: Counter::default(),
+            evaluation_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            evaluation_failures: Counter::default(),
+            events: Family::default(),
+            webhook_attempts: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("chronicle_alerts");
+        r.register(
+            "evaluations",
+            "Patients evaluated",
+            metrics.evaluations.clone(),
+        );
+        r.register(
+            "evaluation_seconds",
+            "Time to evaluate one patient, waiting for its lock included",
+            metrics.evaluation_seconds.clone(),
+        );
+        r.register(
+            "evaluation_failures",
+            "Evaluations that failed; their work stays queued",
+            metrics.evaluation_failures.clone(),
+        );
+        r.register(
+            "events",
+            "Alert events written, by kind",
+            metrics.events.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Webhook delivery attempts, by outcome",
+            metrics.webhook_attempts.clone(),
+        );
+        metrics
+    }
+}

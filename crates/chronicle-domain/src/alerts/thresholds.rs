@@ -1,0 +1,443 @@
+//! Every alert rule's thresholds. Defaults are the field's published numbers (DESIGN,
+//! "Default alert rules": International Consensus on Time in Range, Battelino et al.,
+//! Diabetes Care 2019; ACC/AHA 2017 blood-pressure guideline and its home-equivalent
+//! thresholds). A care team may choose a preset or set custom values, always within
+//! [`SAFE_BOUNDS`], so no setting can hide a level-2 hypoglycaemia or a hypertensive crisis.
+
+use crate::device::DeviceKind;
+use crate::targets::TargetPreset;
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+/// All thresholds of one patient. Stored as JSON in `patient_targets.alert_thresholds`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertThresholds {
+    /// The preset these values come from; `custom` once a care team changed a value.
+    pub preset: TargetPreset,
+    pub glucose: GlucoseThresholds,
+    pub blood_pressure: PressureThresholds,
+    pub no_data: NoDataThresholds,
+    pub timing: Timing,
+}
+
+/// Glucose thresholds, all in mg/dL (durations in minutes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlucoseThresholds {
+    /// `glucose_very_low`: a reading below this (consensus level 2 hypoglycaemia: < 54).
+    pub very_low_mg_dl: f64,
+    /// `glucose_low`: below this for `low_minutes` of CGM readings, or one meter reading
+    /// (consensus level 1: < 70; pregnancy: < 63).
+    pub low_mg_dl: f64,
+    /// How long CGM readings stay below `low_mg_dl` (15 min: 3 readings 5 min apart).
+    pub low_minutes: u32,
+    /// `glucose_predicted_low`: the forecast crosses this…
+    pub predicted_low_mg_dl: f64,
+    /// …within this many minutes.
+    pub predicted_low_horizon_minutes: u32,
+    /// `glucose_very_high` (warning): above this for `very_high_minutes` of CGM readings.
+    pub very_high_mg_dl: f64,
+    pub very_high_minutes: u32,
+    /// `glucose_very_high` (urgent): any reading above this, or a CGM "HI".
+    pub urgent_high_mg_dl: f64,
+    /// `glucose_rapid_fall`: falling faster than this many mg/dL per minute.
+    pub rapid_fall_mg_dl_per_minute: f64,
+}
+
+/// Blood-pressure thresholds in mm[Hg] (ACC/AHA 2017).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PressureThresholds {
+    /// `bp_crisis`: systolic above this, or diastolic above `crisis_diastolic`.
+    pub crisis_systolic: u16,
+    pub crisis_diastolic: u16,
+    /// `bp_low`: systolic below this, or diastolic below `low_diastolic`.
+    pub low_systolic: u16,
+    pub low_diastolic: u16,
+    /// `bp_stage2_trend`: the 7-day home mean at or above this systolic, or diastolic
+    /// (home equivalent of office 140/90: 135/85)…
+    pub stage2_mean_systolic: u16,
+    pub stage2_mean_diastolic: u16,
+    /// …over at least this many readings (a week of the home protocol has 28).
+    pub stage2_min_readings: u32,
+}
+
+/// `no_data`: how long a device that has sent before may stay silent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoDataThresholds {
+    pub cgm_minutes: u32,
+    pub meter_days: u32,
+    pub cuff_days: u32,
+}
+
+/// Live versus late, and automatic resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// A reading measured more than this before it was received is late: it is recorded as
+    /// a historical event and raises no live alarm.
+    pub late_after_minutes: u32,
+    /// An alert resolves by itself once its condition has been clear this long.
+    pub resolve_after_minutes: u32,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        AlertThresholds::preset(TargetPreset::Standard)
+    }
+}
+
+impl AlertThresholds {
+    /// The thresholds of a preset. The consensus changes only the time-in-range goals for
+    /// older or high-risk patients, not the glucose bands, so their thresholds are the
+    /// standard ones; in pregnancy the low band starts at 63 mg/dL (the range 63–140), so
+    /// `glucose_low` does too. `Custom` starts from the standard values.
+    pub fn preset(preset: TargetPreset) -> AlertThresholds {
+        let standard = AlertThresholds {
+            preset,
+            glucose: GlucoseThresholds {
+                very_low_mg_dl: 54.0,
+                low_mg_dl: 70.0,
+                low_minutes: 15,
+                predicted_low_mg_dl: 55.0,
+                predicted_low_horizon_minutes: 20,
+                very_high_mg_dl: 250.0,
+                very_high_minutes: 60,
+                urgent_high_mg_dl: 400.0,
+                rapid_fall_mg_dl_per_minute: 3.0,
+            },
+            blood_pressure: PressureThresholds {
+                crisis_systolic: 180,
+                crisis_diastolic: 120,
+                low_systolic: 90,
+                low_diastolic: 60,
+                stage2_mean_systolic: 135,
+                stage2_mean_diastolic: 85,
+                stage2_min_readings: 12,
+            },
+            no_data: NoDataThresholds {
+                cgm_minutes: 30,
+                meter_days: 3,
+                cuff_days: 3,
+            },
+            timing: Timing {
+                late_after_minutes: 15,
+                resolve_after_minutes: 30,
+            },
+        };
+        match preset {
+            TargetPreset::Standard | TargetPreset::OlderHighRisk | TargetPreset::Custom => standard,
+            TargetPreset::Pregnancy => AlertThresholds {
+                glucose: GlucoseThresholds {
+                    low_mg_dl: 63.0,
+                    ..standard.glucose
+                },
+                ..standard
+            },
+        }
+    }
+
+    /// How long a device of `kind` may stay silent.
+    pub fn silence_allowed(&self, kind: DeviceKind) -> Duration {
+        match kind {
+            DeviceKind::Cgm => Duration::minutes(i64::from(self.no_data.cgm_minutes)),
+            DeviceKind::Meter => Duration::days(i64::from(self.no_data.meter_days)),
+            DeviceKind::Bp => Duration::days(i64::from(self.no_data.cuff_days)),
+        }
+    }
+
+    pub fn late_after(&self) -> Duration {
+        Duration::minutes(i64::from(self.timing.late_after_minutes))
+    }
+
+    pub fn resolve_after(&self) -> Duration {
+        Duration::minutes(i64::from(self.timing.resolve_after_minutes))
+    }
+
+    /// Checks every value against [`SAFE_BOUNDS`] and the order between related values.
+    pub fn validate(&self) -> Result<(), InvalidThresholds> {
+        let b = &SAFE_BOUNDS;
+        let g = &self.glucose;
+        let p = &self.blood_pressure;
+        let checks: [(&'static str, f64, (f64, f64)); 21] = [
+            ("glucose.very_low_mg_dl", g.very_low_mg_dl, b.very_low_mg_dl),
+            ("glucose.low_mg_dl", g.low_mg_dl, b.low_mg_dl),
+            ("glucose.low_minutes", g.low_minutes.into(), b.low_minutes),
+            (
+                "glucose.predicted_low_mg_dl",
+                g.predicted_low_mg_dl,
+                b.predicted_low_mg_dl,
+            ),
+            (
+                "glucose.predicted_low_horizon_minutes",
+                g.predicted_low_horizon_minutes.into(),
+                b.predicted_low_horizon_minutes,
+            ),
+            (
+                "glucose.very_high_mg_dl",
+                g.very_high_mg_dl,
+                b.very_high_mg_dl,
+            ),
+            (
+                "glucose.very_high_minutes",
+                g.very_high_minutes.into(),
+                b.very_high_minutes,
+            ),
+            (
+                "glucose.urgent_high_mg_dl",
+                g.urgent_high_mg_dl,
+                b.urgent_high_mg_dl,
+            ),
+            (
+                "glucose.rapid_fall_mg_dl_per_minute",
+                g.rapid_fall_mg_dl_per_minute,
+                b.rapid_fall_mg_dl_per_minute,
+            ),
+            (
+                "blood_pressure.crisis_systolic",
+                p.crisis_systolic.into(),
+                b.crisis_systolic,
+            ),
+            (
+                "blood_pressure.crisis_diastolic",
+                p.crisis_diastolic.into(),
+                b.crisis_diastolic,
+            ),
+            (
+                "blood_pressure.low_systolic",
+                p.low_systolic.into(),
+                b.low_systolic,
+            ),
+            (
+                "blood_pressure.low_diastolic",
+                p.low_diastolic.into(),
+                b.low_diastolic,
+            ),
+            (
+                "blood_pressure.stage2_mean_systolic",
+                p.stage2_mean_systolic.into(),
+                b.stage2_mean_systolic,
+            ),
+            (
+                "blood_pressure.stage2_mean_diastolic",
+                p.stage2_mean_diastolic.into(),
+                b.stage2_mean_diastolic,
+            ),
+            (
+                "blood_pressure.stage2_min_readings",
+                p.stage2_min_readings.into(),
+                b.stage2_min_readings,
+            ),
+            (
+                "no_data.cgm_minutes",
+                self.no_data.cgm_minutes.into(),
+                b.no_data_cgm_minutes,
+            ),
+            (
+                "no_data.meter_days",
+                self.no_data.meter_days.into(),
+                b.no_data_days,
+            ),
+            (
+                "no_data.cuff_days",
+                self.no_data.cuff_days.into(),
+                b.no_data_days,
+            ),
+            (
+                "timing.late_after_minutes",
+                self.timing.late_after_minutes.into(),
+                b.late_after_minutes,
+            ),
+            (
+                "timing.resolve_after_minutes",
+                self.timing.resolve_after_minutes.into(),
+                b.resolve_after_minutes,
+            ),
+        ];
+        for (field, value, (min, max)) in checks {
+            if !(value.is_finite() && (min..=max).contains(&value)) {
+                return Err(InvalidThresholds::OutOfBounds { field, min, max });
+            }
+        }
+        if g.low_mg_dl <= g.very_low_mg_dl {
+            return Err(InvalidThresholds::Order(
+                "glucose.low_mg_dl must lie above glucose.very_low_mg_dl",
+            ));
+        }
+        if g.urgent_high_mg_dl <= g.very_high_mg_dl {
+            return Err(InvalidThresholds::Order(
+                "glucose.urgent_high_mg_dl must lie above glucose.very_high_mg_dl",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Custom thresholds must lie within these intervals (inclusive).
+pub struct ThresholdBounds {
+    pub very_low_mg_dl: (f64, f64),
+    pub low_mg_dl: (f64, f64),
+    pub low_minutes: (f64, f64),
+    pub predicted_low_mg_dl: (f64, f64),
+    pub predicted_low_horizon_minutes: (f64, f64),
+    pub very_high_mg_dl: (f64, f64),
+    pub very_high_minutes: (f64, f64),
+    pub urgent_high_mg_dl: (f64, f64),
+    pub rapid_fall_mg_dl_per_minute: (f64, f64),
+    pub crisis_systolic: (f64, f64),
+    pub crisis_diastolic: (f64, f64),
+    pub low_systolic: (f64, f64),
+    pub low_diastolic: (f64, f64),
+    pub stage2_mean_systolic: (f64, f64),
+    pub stage2_mean_diastolic: (f64, f64),
+    pub stage2_min_readings: (f64, f64),
+    pub no_data_cgm_minutes: (f64, f64),
+    pub no_data_days: (f64, f64),
+    pub late_after_minutes: (f64, f64),
+    pub resolve_after_minutes: (f64, f64),
+}
+
+/// Never below 54 mg/dL for "very low", never above 400 mg/dL (a CGM's "HI") for the urgent
+/// high, never above 180/120 for a crisis: tuning may make alerts earlier, never blind.
+pub const SAFE_BOUNDS: ThresholdBounds = ThresholdBounds {
+    very_low_mg_dl: (54.0, 70.0),
+    low_mg_dl: (60.0, 100.0),
+    low_minutes: (5.0, 30.0),
+    predicted_low_mg_dl: (55.0, 90.0),
+    predicted_low_horizon_minutes: (10.0, 30.0),
+    very_high_mg_dl: (180.0, 300.0),
+    very_high_minutes: (15.0, 120.0),
+    urgent_high_mg_dl: (250.0, 400.0),
+    rapid_fall_mg_dl_per_minute: (1.0, 5.0),
+    crisis_systolic: (160.0, 180.0),
+    crisis_diastolic: (100.0, 120.0),
+    low_systolic: (80.0, 100.0),
+    low_diastolic: (50.0, 65.0),
+    stage2_mean_systolic: (125.0, 145.0),
+    stage2_mean_diastolic: (75.0, 95.0),
+    stage2_min_readings: (4.0, 28.0),
+    no_data_cgm_minutes: (15.0, 240.0),
+    no_data_days: (1.0, 30.0),
+    late_after_minutes: (5.0, 60.0),
+    resolve_after_minutes: (0.0, 1440.0),
+};
+
+/// Why thresholds were refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidThresholds {
+    #[error("{field} must lie between {min} and {max}")]
+    OutOfBounds {
+        field: &'static str,
+        min: f64,
+        max: f64,
+    },
+    #[error("{0}")]
+    Order(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_published_numbers() {
+        let t = AlertThresholds::default();
+        assert_eq!(t.glucose.very_low_mg_dl, 54.0);
+        assert_eq!((t.glucose.low_mg_dl, t.glucose.low_minutes), (70.0, 15));
+        assert_eq!(
+            (
+                t.glucose.predicted_low_mg_dl,
+                t.glucose.predicted_low_horizon_minutes
+            ),
+            (55.0, 20)
+        );
+        assert_eq!(
+            (
+                t.glucose.very_high_mg_dl,
+                t.glucose.very_high_minutes,
+                t.glucose.urgent_high_mg_dl
+            ),
+            (250.0, 60, 400.0)
+        );
+        assert_eq!(t.glucose.rapid_fall_mg_dl_per_minute, 3.0);
+        let p = t.blood_pressure;
+        assert_eq!((p.crisis_systolic, p.crisis_diastolic), (180, 120));
+        assert_eq!((p.low_systolic, p.low_diastolic), (90, 60));
+        assert_eq!((p.stage2_mean_systolic, p.stage2_mean_diastolic), (135, 85));
+        assert_eq!(t.silence_allowed(DeviceKind::Cgm), Duration::minutes(30));
+        assert_eq!(t.silence_allowed(DeviceKind::Meter), Duration::days(3));
+        assert_eq!(t.silence_allowed(DeviceKind::Bp), Duration::days(3));
+        assert_eq!(t.late_after(), Duration::minutes(15));
+    }
+
+    #[test]
+    fn presets_differ_only_where_the_consensus_does() {
+        let standard = AlertThresholds::preset(TargetPreset::Standard);
+        let older = AlertThresholds::preset(TargetPreset::OlderHighRisk);
+        let pregnancy = AlertThresholds::preset(TargetPreset::Pregnancy);
+        assert_eq!(older.glucose, standard.glucose);
+        assert_eq!(pregnancy.glucose.low_mg_dl, 63.0);
+        assert_eq!(
+            pregnancy.glucose.very_low_mg_dl,
+            standard.glucose.very_low_mg_dl
+        );
+        for preset in TargetPreset::ALL {
+            assert_eq!(AlertThresholds::preset(preset).validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn custom_values_stay_within_safe_bounds() {
+        let with = |f: fn(&mut AlertThresholds)| {
+            let mut t = AlertThresholds::preset(TargetPreset::Custom);
+            f(&mut t);
+            t.validate()
+        };
+        // (change, accepted?)
+        type Change = fn(&mut AlertThresholds);
+        let cases: [(Change, bool); 14] = [
+            (|t| t.glucose.very_low_mg_dl = 53.9, false),
+            (|t| t.glucose.very_low_mg_dl = 54.0, true),
+            (|t| t.glucose.very_low_mg_dl = 60.0, true),
+            (|t| t.glucose.low_mg_dl = 54.0, false),
+            (
+                |t| {
+                    t.glucose.very_low_mg_dl = 65.0;
+                    t.glucose.low_mg_dl = 65.0;
+                },
+                false,
+            ),
+            (|t| t.glucose.urgent_high_mg_dl = 400.1, false),
+            (|t| t.glucose.urgent_high_mg_dl = f64::NAN, false),
+            (
+                |t| {
+                    t.glucose.very_high_mg_dl = 300.0;
+                    t.glucose.urgent_high_mg_dl = 280.0;
+                },
+                false,
+            ),
+            (|t| t.blood_pressure.crisis_systolic = 181, false),
+            (|t| t.blood_pressure.crisis_systolic = 170, true),
+            (|t| t.blood_pressure.crisis_diastolic = 121, false),
+            (|t| t.no_data.cgm_minutes = 10, false),
+            (|t| t.timing.resolve_after_minutes = 0, true),
+            (|t| t.timing.late_after_minutes = 61, false),
+        ];
+        for (i, (change, accepted)) in cases.into_iter().enumerate() {
+            assert_eq!(with(change).is_ok(), accepted, "case {i}");
+        }
+    }
+
+    #[test]
+    fn json_refuses_unknown_fields() {
+        let mut json = serde_json::to_value(AlertThresholds::default()).expect("json");
+        assert_eq!(
+            serde_json::from_value::<AlertThresholds>(json.clone()).expect("round trip"),
+            AlertThresholds::default()
+        );
+        json["glucose"]["typo"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<AlertThresholds>(json).is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! Organizations' webhooks: where an organization's own systems receive the alerts of the
+//! patients who share them with it. Managed by the organization's administrators (users
+//! with the `admin` role who are members of it). What each webhook receives is decided per
+//! delivery by the patients' grants (see docs/alerts.md).
+
+use super::MAX_PAGE;
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chronicle_domain::sharing::{Principal, Role};
+use chronicle_storage::webhooks::{Delivery, Webhook};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(webhooks, create_webhook))
+        .routes(routes!(disable_webhook))
+        .routes(routes!(deliveries))
+}
+
+/// Only the organization's administrators manage its webhooks. Everyone else gets 404, so
+/// no one learns which organizations have webhooks.
+fn administrator_of(principal: &Principal, organization_id: Uuid) -> Result<(), ApiError> {
+    if principal.role == Some(Role::Admin) && principal.organizations.contains(&organization_id) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct WebhookItem {
+    id: Uuid,
+    organization_id: Uuid,
+    url: String,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    disabled_at: Option<DateTime<Utc>>,
+}
+
+impl From<Webhook> for WebhookItem {
+    fn from(w: Webhook) -> Self {
+        WebhookItem {
+            id: w.id,
+            organization_id: w.organization_id,
+            url: w.url,
+            created_by: w.created_by,
+            created_at: w.created_at,
+            disabled_at: w.disabled_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct CreateWebhookRequest {
+    /// Where deliveries are POSTed (`http://` or `https://`).
+    url: String,
+    /// The HMAC-SHA256 key deliveries are signed with, at least 16 characters. Absent: one
+    /// is generated. Shown once, in this response.
+    secret: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct CreatedWebhook {
+    webhook: WebhookItem,
+    /// The signing secret, shown once.
+    secret: String,
+}
+
+/// The organization's webhooks.
+#[utoipa::path(get, path = "/v1/organizations/{organization_id}/webhooks", tag = "webhooks",
+    security(("bearer" = [])), params(("organization_id" = Uuid, Path)),
+    responses((status = 200, body = [WebhookItem]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn webhooks(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(organization_id): Path<Uuid>,
+) -> Result<Json<Vec<WebhookItem>>, ApiError> {
+    administrator_of(&principal, organization_id)?;
+    Ok(Json(
+        state
+            .store
+            .webhooks_of(organization_id)
+            .await?
+            .into_iter()
+            .map(WebhookItem::from)
+            .collect(),
+    ))
+}
+
+/// Add a webhook: every alert event of the patients whose grants let the organization (or
+/// one of its care teams) receive alerts is POSTed there, signed.
+#[utoipa::path(post, path = "/v1/organizations/{organization_id}/webhooks", tag = "webhooks",
+    security(("bearer" = [])), params(("organization_id" = Uuid, Path)), request_body = CreateWebhookRequest,
+    responses((status = 201, body = CreatedWebhook), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn create_webhook(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(organization_id): Path<Uuid>,
+    Json(body): Json<CreateWebhookRequest>,
+) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
+    administrator_of(&principal, organization_id)?;
+    let url = body.url.trim();
+    let valid_url = is_http_url(url);
+    if !valid_url {
+        return Err(ApiError::BadRequest(
+            "url must be an absolute http:// or https:// URL".into(),
+        ));
+    }
+    let secret = match body.secret {
+        Some(s) if s.chars().count() >= 16 => s,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "the secret must be at least 16 characters".into(),
+            ));
+        }
+        None => chronicle_storage::credentials::random_secret(32),
+    };
+    let webhook = state
+        .store
+        .create_webhook(organization_id, url, &secret, Some(principal.user_id))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhook {
+            webhook: webhook.into(),
+            secret,
+        }),
+    ))
+}
+
+/// An absolute http(s) URL with a host.
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or_default();
+        !host.is_empty() && !r.chars().any(char::is_whitespace)
+    })
+}
+
+/// Disable a webhook: nothing more is sent to it; its log stays.
+#[utoipa::path(delete, path = "/v1/organizations/{organization_id}/webhooks/{webhook_id}", tag = "webhooks",
+    security(("bearer" = [])), params(("organization_id" = Uuid, Path), ("webhook_id" = Uuid, Path)),
+    responses((status = 200, body = WebhookItem), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn disable_webhook(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((organization_id, webhook_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<WebhookItem>, ApiError> {
+    administrator_of(&principal, organization_id)?;
+    let webhook = state
+        .store
+        .disable_webhook(organization_id, webhook_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(webhook.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct DeliveriesQuery {
+    /// Deliveries, newest first, 1–5000 (default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct AttemptItem {
+    attempt: i32,
+    at: DateTime<Utc>,
+    /// The receiver's HTTP status, if it answered.
+    status_code: Option<i32>,
+    error: Option<String>,
+    duration_ms: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct DeliveryItem {
+    id: i64,
+    event_id: i64,
+    /// The event's type (`opened`, `resolved`, …).
+    event_kind: String,
+    alert_id: Uuid,
+    /// `pending`, `delivered`, `failed` (every attempt failed) or `withheld` (the patient's
+    /// grant no longer allowed it).
+    status: String,
+    next_attempt_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    attempts: Vec<AttemptItem>,
+}
+
+impl From<Delivery> for DeliveryItem {
+    fn from(d: Delivery) -> Self {
+        DeliveryItem {
+            id: d.id,
+            event_id: d.event_id,
+            event_kind: d.event_kind,
+            alert_id: d.alert_id,
+            status: d.status,
+            next_attempt_at: d.next_attempt_at,
+            created_at: d.created_at,
+            finished_at: d.finished_at,
+            attempts: d
+                .attempts
+                .into_iter()
+                .map(|a| AttemptItem {
+                    attempt: a.attempt,
+                    at: a.at,
+                    status_code: a.status_code,
+                    error: a.error,
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The webhook's delivery log: each delivery with every attempt.
+#[utoipa::path(get, path = "/v1/organizations/{organization_id}/webhooks/{webhook_id}/deliveries", tag = "webhooks",
+    security(("bearer" = [])), params(("organization_id" = Uuid, Path), ("webhook_id" = Uuid, Path), DeliveriesQuery),
+    responses((status = 200, body = [DeliveryItem]), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn deliveries(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((organization_id, webhook_id)): Path<(Uuid, Uuid)>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Json<Vec<DeliveryItem>>, ApiError> {
+    administrator_of(&principal, organization_id)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok(Json(
+        state
+            .store
+            .webhook_deliveries(organization_id, webhook_id, limit)
+            .await?
+            .into_iter()
+            .map(DeliveryItem::from)
+            .collect(),
+    ))
+}

@@ -1,0 +1,505 @@
+//! `chronicle bench alerts`: how long a reading that raises an alarm takes from its publish
+//! to the alert event on a care team member's live stream, while the server ingests (and
+//! evaluates) background readings at a tenth of the ingest capacity measured in the same run.
+//!
+//! Phases, against one private PostgreSQL and one `chronicle serve` (a child process):
+//! 1. capacity: background devices (one patient each) send one-reading messages as fast as
+//!    their acks allow (the `bench ingest` fleet), with the alert engine evaluating every
+//!    patient they touch, as deployed;
+//! 2. latency: the same devices send live, in-range readings paced at 10 % of that capacity,
+//!    while a probe CGM sends, every `--probe-interval-ms`, a clear reading followed by a very
+//!    low one. Each very low re-triggers the probe patient's alert; the time from the publish
+//!    to that event arriving on an SSE stream (`GET /v1/alerts/stream`, as a clinician of the
+//!    patient's care team) is the latency.
+
+use super::fleet::{self, DevicePlan, Fleet, FleetOptions, TOPIC_PREFIX};
+use super::probe::Machine;
+use super::server::ServerUnderTest;
+use super::{open_store, provision, start_mosquitto, traversable_tempdir, workload};
+use crate::cli::{BenchAlertsArgs, DatabaseSettings};
+use anyhow::{Context, bail};
+use chronicle_domain::DeviceKind;
+use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
+use chronicle_embedded::{PrivatePostgres, PrivatePostgresConfig};
+use chronicle_storage::identity::{NewUser, TokenKind};
+use chronicle_storage::sharing::NewGrant;
+use chronicle_storage::{DeviceCredentials, NewPatient, Store};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// The issue's goal for the 99th percentile.
+const GOAL_P99_MS: f64 = 250.0;
+/// The share of the measured capacity the latency phase runs at.
+const LOAD_SHARE: f64 = 0.1;
+
+pub async fn run(database: &DatabaseSettings, args: &BenchAlertsArgs) -> anyhow::Result<()> {
+    let machine = Machine::probe();
+    let date = Utc::now();
+    let work = traversable_tempdir()?;
+    println!(
+        "chronicle bench alerts: private PostgreSQL and logs in {}",
+        work.path().display()
+    );
+    let mut postgres = PrivatePostgres::start(PrivatePostgresConfig {
+        data_dir: work.path().to_path_buf(),
+        port: None,
+        bin_dir: database.postgres_bin_dir.clone(),
+        database: "chronicle_bench_alerts".to_owned(),
+    })
+    .await
+    .context("cannot start the private PostgreSQL for the benchmark")?;
+    let result = measure(args, work.path(), &postgres).await;
+    if let Err(e) = postgres.stop().await {
+        tracing::error!(error = %e, "could not stop the benchmark's PostgreSQL cleanly");
+    }
+    if args.keep {
+        println!("kept {}", work.keep().display());
+    }
+    let measured = result?;
+    let report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        date: date.to_rfc3339_opts(SecondsFormat::Secs, true),
+        machine,
+        broker: args.broker.name(),
+        devices: args.devices,
+        goal_p99_ms: GOAL_P99_MS,
+        goal_met: measured.p99_ms <= GOAL_P99_MS,
+        measured,
+    };
+    print!("{}", report.text());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// What the run measured.
+#[derive(Debug, Serialize)]
+struct Measured {
+    /// Phase 1: one-reading messages per second, end to end, with alert evaluation running.
+    capacity_readings_per_second: f64,
+    /// Phase 2: the background rate asked for, and the rate sent.
+    background_target_per_second: f64,
+    background_sent_per_second: f64,
+    probes: usize,
+    /// Probes whose event never arrived.
+    missed: usize,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// From the server's metrics over the whole run: patients evaluated, evaluation rounds
+    /// (batches), and their mean duration.
+    evaluations: f64,
+    evaluation_batches: f64,
+    mean_batch_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    command: String,
+    date: String,
+    machine: Machine,
+    broker: &'static str,
+    devices: u32,
+    goal_p99_ms: f64,
+    goal_met: bool,
+    measured: Measured,
+}
+
+impl Report {
+    fn text(&self) -> String {
+        let m = &self.measured;
+        let c = &self.machine;
+        format!(
+            "\nChronicle alert latency benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n\
+             broker: {}\n\n\
+             ingest capacity (one reading/message, {} devices, alerts evaluated): {:.0} readings/s\n\
+             background load at {:.0} % of it: {:.1} readings/s asked, {:.1} sent\n\
+             publish → alert on the stream, {} probes ({} missed): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
+             alert engine over the run: {:.0} patients evaluated in {:.0} batches, {:.1} ms per batch on average\n\
+             goal p99 <= {:.0} ms: {}\n\n",
+            self.date,
+            c.cpu_model,
+            c.cpus,
+            c.memory_gib,
+            c.kernel,
+            self.broker,
+            self.devices,
+            m.capacity_readings_per_second,
+            LOAD_SHARE * 100.0,
+            m.background_target_per_second,
+            m.background_sent_per_second,
+            m.probes,
+            m.missed,
+            m.p50_ms,
+            m.p90_ms,
+            m.p99_ms,
+            m.max_ms,
+            m.evaluations,
+            m.evaluation_batches,
+            m.mean_batch_ms,
+            self.goal_p99_ms,
+            if self.goal_met { "met" } else { "MISSED" }
+        )
+    }
+}
+
+async fn measure(
+    args: &BenchAlertsArgs,
+    work: &std::path::Path,
+    postgres: &PrivatePostgres,
+) -> anyhow::Result<Measured> {
+    let store = open_store(&postgres.database_url()).await?;
+    let background = background_devices(&store, args.devices as usize).await?;
+    let (probe, token) = probe_patient(&store).await?;
+
+    let broker = start_mosquitto(args.broker).await?;
+    let server =
+        ServerUnderTest::start(&postgres.database_url(), work, broker.as_ref(), &[]).await?;
+    let measured = async {
+        let port = server.mqtt_port();
+        println!(
+            "phase 1/2: ingest capacity ({} devices × {} messages, alerts evaluated)",
+            args.devices, args.capacity_messages
+        );
+        let base = workload::base_time();
+        let messages = workload::single_messages(base, args.capacity_messages as usize);
+        let plans: Vec<DevicePlan> = background
+            .iter()
+            .map(|d| DevicePlan {
+                device_id: d.device_id.as_str().to_owned(),
+                secret: d.secret.clone(),
+                payloads: messages.clone(),
+                readings_per_message: 1,
+            })
+            .collect();
+        let options = FleetOptions {
+            port,
+            window: 20,
+            expect_stored: true,
+            timeout: Duration::from_secs(args.timeout_seconds),
+        };
+        let run = Fleet::connect(plans, &options).await?.run().await?;
+        anyhow::ensure!(run.bad_acks == 0, "bad acks: {:?}", run.first_bad_ack);
+        let capacity = run.readings as f64 / run.elapsed.as_secs_f64().max(1e-9);
+        wait_for_alert_queue(&store, Duration::from_secs(args.timeout_seconds)).await?;
+
+        let target = capacity * LOAD_SHARE;
+        println!(
+            "phase 2/2: {} probes, one every {} ms, over {target:.0} background readings/s",
+            args.probes, args.probe_interval_ms
+        );
+        latency(
+            &server,
+            &background,
+            &probe,
+            &token,
+            target,
+            args.probes as usize,
+            Duration::from_millis(args.probe_interval_ms),
+        )
+        .await
+        .map(|(sent, latencies, missed)| {
+            let ms = |q| fleet::quantile(&latencies, q).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+            Measured {
+                capacity_readings_per_second: capacity,
+                background_target_per_second: target,
+                background_sent_per_second: sent,
+                probes: latencies.len() + missed,
+                missed,
+                p50_ms: ms(0.5),
+                p90_ms: ms(0.9),
+                p99_ms: ms(0.99),
+                max_ms: ms(1.0),
+                evaluations: 0.0,
+                evaluation_batches: 0.0,
+                mean_batch_ms: 0.0,
+            }
+        })
+    }
+    .await;
+    let measured = match (measured, server.metrics().await) {
+        (Ok(mut m), Ok(text)) => {
+            let value = |name: &str| -> f64 {
+                text.lines()
+                    .filter(|l| l.starts_with(name))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            };
+            m.evaluations = value("chronicle_alerts_evaluations_total");
+            m.evaluation_batches = value("chronicle_alerts_evaluation_seconds_count");
+            let seconds = value("chronicle_alerts_evaluation_seconds_sum");
+            m.mean_batch_ms = if m.evaluation_batches > 0.0 {
+                1e3 * seconds / m.evaluation_batches
+            } else {
+                0.0
+            };
+            Ok(m)
+        }
+        (other, _) => other,
+    };
+    let log_tail = server.log_tail();
+    let status = server.terminate().await?;
+    if !status.success() {
+        tracing::warn!(%status, "chronicle serve did not exit cleanly");
+    }
+    store.close().await;
+    drop(broker);
+    measured.with_context(|| format!("server log:\n{log_tail}"))
+}
+
+/// `count` CGMs, each of its own patient (so the engine evaluates as many patients).
+async fn background_devices(store: &Store, count: usize) -> anyhow::Result<Vec<DeviceCredentials>> {
+    let mut devices = Vec::with_capacity(count);
+    for i in 0..count {
+        let patient = store
+            .create_patient(&NewPatient {
+                display_name: format!("Background {i}"),
+                time_zone: "UTC".to_owned(),
+            })
+            .await?;
+        devices.extend(provision(store, patient.id, 1).await?);
+    }
+    Ok(devices)
+}
+
+/// The probe patient, their CGM, and a bearer token of a clinician whose care team receives
+/// the patient's alerts.
+async fn probe_patient(store: &Store) -> anyhow::Result<(DeviceCredentials, String)> {
+    let patient = store
+        .create_patient(&NewPatient {
+            display_name: "Probe".to_owned(),
+            time_zone: "UTC".to_owned(),
+        })
+        .await?;
+    let org = store.create_organization("Benchmark clinic").await?;
+    let team = store.create_care_team(org.id, "Benchmark team").await?;
+    let clinician = store
+        .create_user(&NewUser {
+            email: "clinician@bench.example".to_owned(),
+            display_name: "Benchmark clinician".to_owned(),
+            role: Role::Clinician,
+            password_hash: None,
+            patient_id: None,
+        })
+        .await?;
+    store.add_team_member(team.id, clinician.id).await?;
+    store
+        .create_grant(&NewGrant {
+            patient_id: patient.id,
+            grantee: Grantee::CareTeam(team.id),
+            categories: [DataCategory::Glucose].into_iter().collect(),
+            access: [Access::ReceiveAlerts].into_iter().collect(),
+            purpose: Purpose::Care,
+            data_since: None,
+            expires_at: None,
+            created_by: None,
+        })
+        .await?;
+    let token = store
+        .issue_token(clinician.id, TokenKind::Api, Some("benchmark"), None)
+        .await?;
+    let (_, device) = store
+        .create_device(patient.id, DeviceKind::Cgm, Some("probe"))
+        .await?;
+    Ok((device, token.token))
+}
+
+async fn wait_for_alert_queue(store: &Store, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while store.pending_followups(chronicle_alerts::CONSUMER).await? > 0 {
+        if Instant::now() > deadline {
+            bail!(
+                "the alert engine did not catch up within {} s",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Phase 2. Returns the background rate sent, the sorted latencies, and the probes missed.
+async fn latency(
+    server: &ServerUnderTest,
+    background: &[DeviceCredentials],
+    probe: &DeviceCredentials,
+    token: &str,
+    rate: f64,
+    probes: usize,
+    interval: Duration,
+) -> anyhow::Result<(f64, Vec<Duration>, usize)> {
+    let port = server.mqtt_port();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let stream = tokio::spawn(read_stream(server.http_addr(), token.to_owned(), events_tx));
+    // The stream is open before the first probe.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let duration = interval * u32::try_from(probes).unwrap_or(u32::MAX) + Duration::from_secs(2);
+    let per_device = if rate > 0.0 {
+        Duration::from_secs_f64(background.len() as f64 / rate)
+    } else {
+        duration
+    };
+    let mut senders = Vec::new();
+    for device in background {
+        senders.push(tokio::spawn(paced(
+            port,
+            device.clone(),
+            per_device,
+            duration,
+        )));
+    }
+
+    let client = connect(port, probe).await?;
+    let topic = format!(
+        "{TOPIC_PREFIX}/devices/{}/readings",
+        probe.device_id.as_str()
+    );
+    let mut sent: BTreeMap<DateTime<Utc>, Instant> = BTreeMap::new();
+    let mut ticker = tokio::time::interval(interval);
+    for _ in 0..probes {
+        ticker.tick().await;
+        let now = Utc::now();
+        let clear = now - chrono::Duration::milliseconds(1);
+        let payload = format!(
+            r#"{{"readings":[{{"type":"glucose","value":100,"unit":"mg/dL","measured_at":"{}"}},{{"type":"glucose","value":50,"unit":"mg/dL","measured_at":"{}"}}]}}"#,
+            clear.to_rfc3339_opts(SecondsFormat::Micros, true),
+            now.to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+        let truncated = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+        sent.insert(truncated, Instant::now());
+        client
+            .publish(&topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .context("probe publish")?;
+    }
+
+    // Each event answers every probe measured at or before its last_seen_at not yet answered.
+    let mut latencies = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !sent.is_empty() {
+        let Ok(Some((last_seen, arrived))) = tokio::time::timeout_at(deadline, events.recv()).await
+        else {
+            break;
+        };
+        let answered: Vec<DateTime<Utc>> = sent.range(..=last_seen).map(|(k, _)| *k).collect();
+        for key in answered {
+            if let Some(published) = sent.remove(&key) {
+                latencies.push(arrived.saturating_duration_since(published));
+            }
+        }
+    }
+    stream.abort();
+    let mut background_sent = 0;
+    for sender in senders {
+        background_sent += sender.await.context("background device")??;
+    }
+    latencies.sort_unstable();
+    Ok((
+        background_sent as f64 / duration.as_secs_f64(),
+        latencies,
+        sent.len(),
+    ))
+}
+
+/// A background device sending a live, steady, in-range reading every `every` for `duration`;
+/// returns how many it sent.
+async fn paced(
+    port: u16,
+    device: DeviceCredentials,
+    every: Duration,
+    duration: Duration,
+) -> anyhow::Result<usize> {
+    let client = connect(port, &device).await?;
+    let topic = format!(
+        "{TOPIC_PREFIX}/devices/{}/readings",
+        device.device_id.as_str()
+    );
+    // Spread the devices' first readings over the interval.
+    tokio::time::sleep(every.mul_f64(rand::random::<f64>())).await;
+    let end = Instant::now() + duration;
+    let mut ticker = tokio::time::interval(every);
+    let mut count = 0;
+    while Instant::now() < end {
+        ticker.tick().await;
+        // A steady patient: readings a fraction of a second apart make any change a steep
+        // trend (mg/dL per minute), so the value stays put and no rule fires.
+        let payload = format!(
+            r#"{{"type":"glucose","value":120,"unit":"mg/dL","measured_at":"{}"}}"#,
+            Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+        );
+        client
+            .publish(&topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .context("publish")?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Connects a device whose acks are drained by a task of its own.
+async fn connect(port: u16, device: &DeviceCredentials) -> anyhow::Result<AsyncClient> {
+    let id = device.device_id.as_str();
+    let mut options = MqttOptions::new(format!("{id}-paced"), "127.0.0.1", port);
+    options
+        .set_credentials(id, &device.secret)
+        .set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    Ok(client)
+}
+
+/// Reads the alert stream (HTTP/1.0, so the body is the raw event stream until the server
+/// closes it) and sends the `last_seen_at` of every very-low alert event with its arrival.
+async fn read_stream(
+    addr: SocketAddr,
+    token: String,
+    events: mpsc::UnboundedSender<(DateTime<Utc>, Instant)>,
+) -> anyhow::Result<()> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!(
+                "GET /v1/alerts/stream HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut lines = BufReader::new(stream).lines();
+    while let Some(line) = lines.next_line().await? {
+        let Some(data) = line
+            .strip_prefix("data: ")
+            .or_else(|| line.strip_prefix("data:"))
+        else {
+            continue;
+        };
+        let arrived = Instant::now();
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
+            continue;
+        };
+        if event["alert"]["rule"] != "glucose_very_low" {
+            continue;
+        }
+        if let Some(last_seen) = event["alert"]["last_seen_at"]
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        {
+            let _ = events.send((last_seen.with_timezone(&Utc), arrived));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Two `chronicle serve` processes on one shared subscription (Mosquitto): the readings of
+//! one patient are split between them and committed in any order, yet every alert is
+//! raised once, with the same count as if one server had received everything in order.
+
+use chronicle_domain::DeviceKind;
+use chronicle_storage::Store;
+use chronicle_tests::clinic::{Clinic, glucose};
+use chronicle_tests::{
+    ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
+};
+use chrono::{Duration, Utc};
+use std::collections::BTreeMap;
+use std::time::Duration as StdDuration;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+const PATIENTS: usize = 6;
+
+#[tokio::test]
+async fn two_servers_on_a_shared_subscription_raise_each_alert_once() {
+    let broker = Mosquitto::start().await.expect("mosquitto");
+    let db = TestDatabase::create().await.expect("database");
+    let shared = |id: &str| ServerOptions {
+        database_url: Some(db.url.clone()),
+        mqtt_url: Some(broker.url()),
+        mqtt_client_id: Some(id.to_owned()),
+        mqtt_shared_group: Some("chronicle".into()),
+        ..Default::default()
+    };
+    let a = ChronicleServer::start(shared("alerts-a"))
+        .await
+        .expect("server a");
+    let b = ChronicleServer::start(shared("alerts-b"))
+        .await
+        .expect("server b");
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+
+    // Very low twice (two episodes), and low for 15 minutes once, in readings 2 minutes apart.
+    let values = [60.0, 50.0, 52.0, 58.0, 48.0, 47.0, 56.0];
+    let now = Utc::now();
+    let mut patients = Vec::new();
+    let mut publishers = JoinSet::new();
+    for i in 0..PATIENTS {
+        let (patient, _) = clinic.patient(&format!("Shared {i}")).await;
+        patients.push(patient);
+        let credentials = clinic.device(patient, DeviceKind::Cgm).await;
+        let mut device = TestDevice::connect(broker.port(), credentials.device_id.as_str(), None)
+            .await
+            .expect("device connects");
+        publishers.spawn(async move {
+            // One message per reading, all in flight at once: the broker hands them to
+            // either server.
+            for (j, value) in values.iter().enumerate() {
+                let at = now - Duration::minutes(12 - 2 * j as i64);
+                device
+                    .publish(glucose(at, *value).to_string())
+                    .await
+                    .expect("publish");
+            }
+            let mut stored = 0;
+            while stored < values.len() {
+                stored += device
+                    .next_ack(StdDuration::from_secs(30))
+                    .await
+                    .expect("ack")
+                    .stored;
+            }
+        });
+    }
+    while let Some(done) = publishers.join_next().await {
+        done.expect("publisher");
+    }
+    eventually(StdDuration::from_secs(30), "alert evaluation", || async {
+        (store.pending_followups("alerts").await.ok()? == 0).then_some(())
+    })
+    .await;
+
+    for patient in &patients {
+        let alerts: Vec<(String, String, i32)> = sqlx::query_as(
+            "SELECT rule, status, trigger_count FROM alerts
+             WHERE patient_id = $1 AND kind = 'alert' ORDER BY rule",
+        )
+        .bind(patient)
+        .fetch_all(&db.pool)
+        .await
+        .expect("alerts");
+        assert_eq!(
+            alerts,
+            [
+                ("glucose_low".to_owned(), "open".to_owned(), 1),
+                ("glucose_very_low".to_owned(), "open".to_owned(), 2),
+            ],
+            "patient {patient}"
+        );
+        // Each alert was raised once. (How many re-trigger notifications follow depends
+        // on how the readings were batched, as with one server; the count does not.)
+        let events = events(&db, *patient).await;
+        for rule in ["glucose_low", "glucose_very_low"] {
+            assert_eq!(
+                events.get(&(rule.to_owned(), "opened".to_owned())),
+                Some(&1),
+                "patient {patient}: {events:?}"
+            );
+        }
+        assert!(
+            events
+                .keys()
+                .all(|(_, kind)| kind == "opened" || kind == "retriggered"),
+            "patient {patient}: {events:?}"
+        );
+    }
+    // Both servers took part: each stored some of the readings.
+    for (name, server) in [("a", &a), ("b", &b)] {
+        let metrics = reqwest::get(server.http_url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let stored: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("chronicle_ingest_readings_stored_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(stored > 0.0, "server {name} stored nothing:\n{metrics}");
+    }
+}
+
+async fn events(db: &TestDatabase, patient: Uuid) -> BTreeMap<(String, String), i64> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT rule, kind, count(*) FROM alert_events WHERE patient_id = $1 GROUP BY 1, 2",
+    )
+    .bind(patient)
+    .fetch_all(&db.pool)
+    .await
+    .expect("events");
+    rows.into_iter().map(|(r, k, n)| ((r, k), n)).collect()
+}
