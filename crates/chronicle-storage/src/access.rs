@@ -56,25 +56,48 @@ impl Store {
             Vec::new()
         };
         let decision = authorize(principal, &request, &grants, &emergencies);
-        let (grant_id, emergency_id) = match decision.as_ref().map(|p| p.allowance().basis) {
-            Ok(Basis::Grant(id)) => (Some(id), None),
-            Ok(Basis::Emergency(id)) => (None, Some(id)),
-            _ => (None, None),
-        };
-        self.append_access_log(&NewAccessLogEntry {
-            actor_id: Some(principal.user_id),
-            actor_role: principal.role.map(|r| r.as_str().to_owned()),
-            patient_id: request.patient_id,
-            action: action.to_owned(),
-            category: Some(request.category),
-            purpose: decision.as_ref().ok().and_then(|p| p.allowance().purpose),
-            grant_id,
-            emergency_id,
-            allowed: decision.is_ok(),
-            reason: decision.as_ref().err().map(|r| r.as_str().to_owned()),
-        })
-        .await?;
+        self.append_access_log(&decision_entry(principal, &request, &decision, action))
+            .await?;
         Ok(decision)
+    }
+
+    /// Decides many requests of one principal at once (a panel of patients): one query for the
+    /// patients' grants, one for the caller's emergency accesses, and one statement appending
+    /// every attempt to the access log, one entry per request as [`Store::authorize`] writes.
+    /// The decisions come back in the order of `requests`.
+    pub async fn authorize_many(
+        &self,
+        principal: &Principal,
+        requests: &[AccessRequest],
+        action: &str,
+    ) -> Result<Vec<Result<Permit, DenyReason>>, StorageError> {
+        let mut patient_ids: Vec<Uuid> = requests.iter().map(|r| r.patient_id).collect();
+        patient_ids.sort();
+        patient_ids.dedup();
+        let grants = self.grants_for_patients(&patient_ids).await?;
+        let emergencies = if principal.role == Some(Role::Clinician) {
+            self.emergency_accesses_to(principal.user_id, &patient_ids)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let decisions: Vec<Result<Permit, DenyReason>> = requests
+            .iter()
+            .map(|request| {
+                let theirs = grants
+                    .get(&request.patient_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                authorize(principal, request, theirs, &emergencies)
+            })
+            .collect();
+        let entries: Vec<NewAccessLogEntry> = requests
+            .iter()
+            .zip(&decisions)
+            .map(|(request, decision)| decision_entry(principal, request, decision, action))
+            .collect();
+        self.append_access_log_many(&entries).await?;
+        Ok(decisions)
     }
 
     /// Glucose readings of the permit's patient, within its window.
@@ -500,6 +523,32 @@ impl Store {
             .await?;
         }
         Ok(out)
+    }
+}
+
+/// The access-log entry recording one decision of the gate.
+fn decision_entry(
+    principal: &Principal,
+    request: &AccessRequest,
+    decision: &Result<Permit, DenyReason>,
+    action: &str,
+) -> NewAccessLogEntry {
+    let (grant_id, emergency_id) = match decision.as_ref().map(|p| p.allowance().basis) {
+        Ok(Basis::Grant(id)) => (Some(id), None),
+        Ok(Basis::Emergency(id)) => (None, Some(id)),
+        _ => (None, None),
+    };
+    NewAccessLogEntry {
+        actor_id: Some(principal.user_id),
+        actor_role: principal.role.map(|r| r.as_str().to_owned()),
+        patient_id: request.patient_id,
+        action: action.to_owned(),
+        category: Some(request.category),
+        purpose: decision.as_ref().ok().and_then(|p| p.allowance().purpose),
+        grant_id,
+        emergency_id,
+        allowed: decision.is_ok(),
+        reason: decision.as_ref().err().map(|r| r.as_str().to_owned()),
     }
 }
 

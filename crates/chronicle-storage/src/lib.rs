@@ -5,6 +5,8 @@
 //!   [`registry`] (patients and devices), [`readings`] (batched ingest writes) and
 //!   [`followups`] (the work queued by each ingest write for alerts and trends).
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
+//! - [`trends`]: day rollups kept by the "trends" follow-up consumer, and the trend and
+//!   panel reads that combine them with the raw readings.
 //!
 //! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
 //! and on TimescaleDB.
@@ -20,6 +22,7 @@ pub mod registry;
 pub mod sharing;
 pub mod targets;
 pub mod timescale;
+pub mod trends;
 
 pub use bulk::GlucoseCopy;
 pub use error::StorageError;

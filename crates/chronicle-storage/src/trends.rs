@@ -1,0 +1,238 @@
+//! Trend rollups and trend reads.
+//!
+//! The unit is one patient-day in the patient's zone (`chronicle_domain::trends`). The
+//! "trends" follow-up consumer ([`Store::refresh_trends`]) recomputes, from the raw readings,
+//! every day a newly stored batch touches — with the neighbouring day when a reading's duration
+//! crosses midnight — into `glucose_days` (+ `glucose_day_samples`) and `blood_pressure_days`.
+//! A zone or targets change queues a full rebuild of the patient (`trend_rebuilds`, filled by
+//! triggers).
+//!
+//! Reads ([`Store::glucose_trend_days`], [`Store::blood_pressure_trend_days`],
+//! [`Store::panel`]) run in one repeatable-read snapshot: days the queue still lists, days of a
+//! patient awaiting a rebuild, and days a grant's `data_since` cuts into are computed from the
+//! raw readings with the same function the worker uses; every other day comes from its rollup.
+//! So an answer is exact whether or not the worker has caught up.
+
+mod read;
+mod rollup;
+
+pub use read::{PanelBloodPressure, PanelGlucose, PanelPatient, TrendDays};
+pub use rollup::RefreshReport;
+
+use crate::StorageError;
+use chronicle_domain::GlucoseSource;
+use chronicle_domain::sharing::{Access, DataCategory, Permit};
+use chronicle_domain::targets::GlucoseTargets;
+use chronicle_domain::trends::calendar::DayBounds;
+use chronicle_domain::trends::{BpPoint, GlucosePoint, MAX_DURATION_CAP_US};
+use chronicle_domain::zone::{Tz, parse_time_zone};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use sqlx::PgConnection;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// The follow-up consumer name trends register with the ingest pipeline.
+pub const TRENDS_CONSUMER: &str = "trends";
+
+/// Where a trend's day figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaySource {
+    /// Day rollups, with the raw readings for days not (yet) rolled up: the normal path.
+    Rollups,
+    /// The raw readings for every day: the baseline benchmarks and tests compare against.
+    Raw,
+}
+
+/// What a trend needs to know about its patient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendSubject {
+    pub patient_id: Uuid,
+    pub time_zone: Tz,
+    pub targets: GlucoseTargets,
+}
+
+fn max_cap() -> Duration {
+    Duration::microseconds(MAX_DURATION_CAP_US)
+}
+
+fn zone_of(name: &str) -> Result<Tz, StorageError> {
+    parse_time_zone(name).map_err(|_| StorageError::Corrupt {
+        what: "patient time zone",
+        value: name.to_owned(),
+    })
+}
+
+fn source_of(text: &str) -> Result<GlucoseSource, StorageError> {
+    GlucoseSource::parse(text).ok_or_else(|| StorageError::Corrupt {
+        what: "glucose source",
+        value: text.to_owned(),
+    })
+}
+
+/// Refuses a permit that does not cover trends of `category` (or serves de-identified reads,
+/// which trends with true dates are not).
+fn check_trend_permit(permit: &Permit, category: DataCategory) -> Result<(), StorageError> {
+    let covers = permit.category() == category
+        && matches!(permit.access(), Access::ViewTrends | Access::ViewReadings)
+        && !permit.allowance().deidentified;
+    if covers {
+        Ok(())
+    } else {
+        Err(StorageError::NotPermitted(match category {
+            DataCategory::BloodPressure => "blood-pressure trends",
+            _ => "glucose trends",
+        }))
+    }
+}
+
+/// The runs of consecutive dates in `dates`.
+fn runs(dates: &BTreeSet<NaiveDate>) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut out: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for &d in dates {
+        match out.last_mut() {
+            Some((_, last)) if last.succ_opt() == Some(d) => *last = d,
+            _ => out.push((d, d)),
+        }
+    }
+    out
+}
+
+/// The readings a glucose day depends on: those within a cap of its bounds.
+fn glucose_points_near<'a>(points: &'a [GlucosePoint], day: &DayBounds) -> &'a [GlucosePoint] {
+    let from = day.start - max_cap();
+    let to = day.end + max_cap();
+    let lo = points.partition_point(|p| p.at < from);
+    let hi = points.partition_point(|p| p.at <= to);
+    &points[lo..hi.max(lo)]
+}
+
+fn bp_points_in<'a>(points: &'a [BpPoint], day: &DayBounds) -> &'a [BpPoint] {
+    let lo = points.partition_point(|p| p.at < day.start);
+    let hi = points.partition_point(|p| p.at < day.end);
+    &points[lo..hi.max(lo)]
+}
+
+/// One time range of one patient's readings to load; `tag` says what it is for.
+#[derive(Debug, Clone, Copy)]
+struct RawRange {
+    tag: i32,
+    patient_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+/// Loads the glucose readings of every range (both ends included), each range's readings in
+/// time order (ties by device), in one query.
+async fn load_glucose_points(
+    conn: &mut PgConnection,
+    ranges: &[RawRange],
+) -> Result<Vec<Vec<GlucosePoint>>, StorageError> {
+    let mut out = vec![Vec::new(); ranges.len()];
+    if ranges.is_empty() {
+        return Ok(out);
+    }
+    let rows: Vec<(i32, DateTime<Utc>, f64, String)> = sqlx::query_as(
+        "SELECT r.tag, g.measured_at, g.value_mg_dl, g.source
+         FROM UNNEST($1::int4[], $2::uuid[], $3::timestamptz[], $4::timestamptz[])
+             AS r (tag, patient_id, lo, hi)
+         JOIN LATERAL (
+             SELECT measured_at, value_mg_dl, source, device_id FROM glucose_readings
+             WHERE patient_id = r.patient_id AND measured_at >= r.lo AND measured_at <= r.hi
+         ) g ON true
+         ORDER BY r.tag, g.measured_at, g.device_id",
+    )
+    .bind((0..ranges.len() as i32).collect::<Vec<i32>>())
+    .bind(ranges.iter().map(|r| r.patient_id).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.from).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.to).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    for (index, at, mg_dl, source) in rows {
+        out[index as usize].push(GlucosePoint {
+            at,
+            mg_dl,
+            source: source_of(&source)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Loads the blood-pressure readings of every range (both ends included), in time order.
+async fn load_bp_points(
+    conn: &mut PgConnection,
+    ranges: &[RawRange],
+) -> Result<Vec<Vec<BpPoint>>, StorageError> {
+    let mut out = vec![Vec::new(); ranges.len()];
+    if ranges.is_empty() {
+        return Ok(out);
+    }
+    type Row = (i32, DateTime<Utc>, i16, i16, Option<i16>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT r.tag, b.measured_at, b.systolic, b.diastolic, b.pulse
+         FROM UNNEST($1::int4[], $2::uuid[], $3::timestamptz[], $4::timestamptz[])
+             AS r (tag, patient_id, lo, hi)
+         JOIN LATERAL (
+             SELECT measured_at, systolic, diastolic, pulse, device_id
+             FROM blood_pressure_readings
+             WHERE patient_id = r.patient_id AND measured_at >= r.lo AND measured_at <= r.hi
+         ) b ON true
+         ORDER BY r.tag, b.measured_at, b.device_id",
+    )
+    .bind((0..ranges.len() as i32).collect::<Vec<i32>>())
+    .bind(ranges.iter().map(|r| r.patient_id).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.from).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.to).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    for (index, at, systolic, diastolic, pulse) in rows {
+        out[index as usize].push(BpPoint {
+            at,
+            systolic: i64::from(systolic),
+            diastolic: i64::from(diastolic),
+            pulse: pulse.map(i64::from),
+        });
+    }
+    Ok(out)
+}
+
+/// Ranges loading the readings the glucose days in `dates` depend on, one per run of
+/// consecutive dates (tagged with `tag`).
+fn glucose_ranges(
+    tag: i32,
+    patient_id: Uuid,
+    zone: Tz,
+    dates: &BTreeSet<NaiveDate>,
+) -> Vec<(RawRange, (NaiveDate, NaiveDate))> {
+    runs(dates)
+        .into_iter()
+        .map(|(first, last)| {
+            let range = RawRange {
+                tag,
+                patient_id,
+                from: DayBounds::of(zone, first).start - max_cap(),
+                to: DayBounds::of(zone, last).end + max_cap(),
+            };
+            (range, (first, last))
+        })
+        .collect()
+}
+
+fn bp_ranges(
+    tag: i32,
+    patient_id: Uuid,
+    zone: Tz,
+    dates: &BTreeSet<NaiveDate>,
+) -> Vec<(RawRange, (NaiveDate, NaiveDate))> {
+    runs(dates)
+        .into_iter()
+        .map(|(first, last)| {
+            let range = RawRange {
+                tag,
+                patient_id,
+                from: DayBounds::of(zone, first).start,
+                to: DayBounds::of(zone, last).end,
+            };
+            (range, (first, last))
+        })
+        .collect()
+}
