@@ -255,6 +255,15 @@ pub enum PatientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move a patient to another time zone; their trends are recomputed in the new zone.
+    SetTimeZone {
+        /// The patient's id.
+        #[arg(long)]
+        patient: Uuid,
+        /// IANA time zone, e.g. America/New_York.
+        #[arg(long, value_parser = parse_zone_name)]
+        time_zone: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

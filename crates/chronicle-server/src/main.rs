@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod database;
 mod serve;
+mod trends;
 
 use clap::Parser;
 use std::io::IsTerminal;

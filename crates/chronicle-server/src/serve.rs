@@ -58,7 +58,13 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
                 .unwrap_or(chrono::Duration::minutes(10)),
         },
         metrics,
-    );
+    )
+    .with_followup_consumers(&[chronicle_storage::trends::TRENDS_CONSUMER]);
+    let trends_task = tokio::spawn(crate::trends::run(
+        store.clone(),
+        pipeline.followups_enqueued(),
+        shutdown.clone(),
+    ));
     let (ingest, batcher) = spawn_batcher(
         pipeline,
         BatchSettings {
@@ -114,6 +120,9 @@ async fn serve(database: &Database, settings: &ServeSettings) -> anyhow::Result<
         tracing::error!(error = %e, "ingest batcher task failed");
     }
     abandon_later.abort();
+    if let Err(e) = trends_task.await {
+        tracing::error!(error = %e, "trends task failed");
+    }
     match http_task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
