@@ -17,8 +17,8 @@ use chronicle_domain::sharing::{Access, DataCategory, Permit};
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_domain::trends::agp::nearest_bin_width;
 use chronicle_domain::trends::{
-    BpSummary, GlucoseBand, GlucoseSummary, PanelFacts, PanelFlag, TrendWindow,
-    bp_summary, bp_trend, glucose_summary, glucose_trend, panel_flags, risk_score,
+    BpSummary, GlucoseBand, GlucoseSummary, PanelFacts, PanelFlag, TrendWindow, bp_summary,
+    bp_trend, glucose_summary, glucose_trend, panel_flags, risk_score,
 };
 use chronicle_storage::trends::{DaySource, PanelPatient, TrendDays, TrendSubject};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -736,12 +736,14 @@ fn panel_row(p: &PanelPatient, unit: GlucoseUnit, now: DateTime<Utc>) -> Row {
             mean_systolic: s.mean_systolic,
             mean_diastolic: s.mean_diastolic,
             category: s.category.map(|c| c.as_str()),
-            latest: b.latest.map(|(at, systolic, diastolic)| LatestBloodPressure {
-                age_minutes: age_minutes(now, at),
-                measured_at: individual.then_some(at),
-                systolic: individual.then_some(systolic),
-                diastolic: individual.then_some(diastolic),
-            }),
+            latest: b
+                .latest
+                .map(|(at, systolic, diastolic)| LatestBloodPressure {
+                    age_minutes: age_minutes(now, at),
+                    measured_at: individual.then_some(at),
+                    systolic: individual.then_some(systolic),
+                    diastolic: individual.then_some(diastolic),
+                }),
         }
     });
     let latest_age = [
@@ -868,7 +870,11 @@ async fn panel(
         let primary = match sort {
             PanelSort::Risk => {
                 let o = a.item.risk_score.cmp(&b.item.risk_score);
-                let o = if order == SortOrder::Desc { o.reverse() } else { o };
+                let o = if order == SortOrder::Desc {
+                    o.reverse()
+                } else {
+                    o
+                };
                 // Within a score: more time below 54, then below 70, then less in range.
                 o.then(by_value(a.below_54, b.below_54, SortOrder::Desc))
                     .then(by_value(a.below_70, b.below_70, SortOrder::Desc))
