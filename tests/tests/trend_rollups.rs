@@ -275,6 +275,7 @@ async fn agree(store: &Store, patient: &Patient, stage: &str) -> Result<(), Test
     prop_assert_eq!(g.window.last_date(), local_today);
     let current: GlucoseTotals = raw_totals(&g.window).await;
     prop_assert_eq!(g.totals, current, "{} panel glucose", stage);
+    prop_assert_eq!(raw_glucose.totals, current, "{} raw panel glucose", stage);
     let previous: GlucoseTotals = raw_totals(&g.previous_window).await;
     prop_assert_eq!(
         g.previous_totals,

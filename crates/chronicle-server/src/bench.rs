@@ -14,6 +14,7 @@ mod fleet;
 mod probe;
 mod server;
 mod stand_in;
+mod trends;
 mod workload;
 
 use crate::cli::{BenchBroker, BenchCommand, BenchIngestArgs, DatabaseSettings};
@@ -44,6 +45,7 @@ const TARGET_RATIO: f64 = 0.5;
 pub async fn run(database: &DatabaseSettings, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest(database, &args).await,
+        BenchCommand::Trends(args) => trends::run(database, &args).await,
     }
 }
 

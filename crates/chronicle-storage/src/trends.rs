@@ -236,3 +236,45 @@ fn bp_ranges(
         })
         .collect()
 }
+
+/// Rows and bytes of the reading tables and the trend rollups (for benchmarks and operators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct TrendStorage {
+    pub glucose_readings: i64,
+    pub blood_pressure_readings: i64,
+    pub glucose_days: i64,
+    /// `pg_total_relation_size`: heap, indexes and TOAST.
+    pub glucose_bytes: i64,
+    pub blood_pressure_bytes: i64,
+    pub rollup_bytes: i64,
+}
+
+impl crate::Store {
+    /// How much trend work waits: follow-up items of the trends consumer plus patients
+    /// awaiting a rebuild. Zero means the rollups have caught up.
+    pub async fn pending_trend_work(&self) -> Result<i64, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM ingest_followups WHERE consumer = $1)
+                  + (SELECT count(*) FROM trend_rebuilds)",
+        )
+        .bind(TRENDS_CONSUMER)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Counts and sizes of the reading tables and the rollups.
+    pub async fn trend_storage(&self) -> Result<TrendStorage, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT count(*) FROM glucose_readings) AS glucose_readings,
+                    (SELECT count(*) FROM blood_pressure_readings) AS blood_pressure_readings,
+                    (SELECT count(*) FROM glucose_days) AS glucose_days,
+                    pg_total_relation_size('glucose_readings') AS glucose_bytes,
+                    pg_total_relation_size('blood_pressure_readings') AS blood_pressure_bytes,
+                    pg_total_relation_size('glucose_days')
+                        + pg_total_relation_size('glucose_day_samples')
+                        + pg_total_relation_size('blood_pressure_days') AS rollup_bytes",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+}

@@ -847,7 +847,10 @@ async fn panel(
     let name_filter = query.q.as_deref().map(str::to_lowercase);
 
     let now = Utc::now();
-    let patients = state.store.panel(&principal, days, now).await?;
+    let patients = state
+        .store
+        .panel(&principal, days, now, DaySource::Rollups)
+        .await?;
     let mut rows: Vec<Row> = patients
         .iter()
         .map(|p| panel_row(p, unit, now))

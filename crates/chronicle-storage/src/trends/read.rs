@@ -537,12 +537,14 @@ impl Store {
     /// grants excepted, since the panel is identified), with the glucose and blood-pressure
     /// totals of the last `days` days (and glucose of the `days` before) they may see. One
     /// gate decision per patient and category is made and logged (action `read_panel`), with
-    /// a fixed number of queries whatever the number of patients.
+    /// a fixed number of queries whatever the number of patients. `source` chooses rollups
+    /// (the normal path) or raw readings only (a baseline for benchmarks).
     pub async fn panel(
         &self,
         principal: &Principal,
         days: u32,
         now: DateTime<Utc>,
+        source: DaySource,
     ) -> Result<Vec<PanelPatient>, StorageError> {
         let candidates = self.panel_candidates(principal).await?;
         if candidates.is_empty() {
@@ -604,8 +606,8 @@ impl Store {
                 subject,
             });
         }
-        panel_glucose(&mut tx, &mut out).await?;
-        panel_blood_pressure(&mut tx, &mut out).await?;
+        panel_glucose(&mut tx, &mut out, source).await?;
+        panel_blood_pressure(&mut tx, &mut out, source).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -659,6 +661,7 @@ fn allowed(decision: &Result<Permit, DenyReason>) -> Option<Permit> {
 async fn panel_glucose(
     conn: &mut PgConnection,
     patients: &mut [PanelPatient],
+    source: DaySource,
 ) -> Result<(), StorageError> {
     let seen: Vec<usize> = (0..patients.len())
         .filter(|i| patients[*i].glucose.is_some())
@@ -692,7 +695,7 @@ async fn panel_glucose(
                 let stale_day = stale
                     .get(&p.patient_id)
                     .is_some_and(|s| s.contains(day.date));
-                if window.clips(day) || stale_day {
+                if source == DaySource::Raw || window.clips(day) || stale_day {
                     raw.insert(day.date);
                     skip_ids.push(p.patient_id);
                     skip_days.push(day.date);
@@ -836,6 +839,7 @@ async fn panel_glucose(
 async fn panel_blood_pressure(
     conn: &mut PgConnection,
     patients: &mut [PanelPatient],
+    source: DaySource,
 ) -> Result<(), StorageError> {
     let seen: Vec<usize> = (0..patients.len())
         .filter(|i| patients[*i].blood_pressure.is_some())
@@ -861,7 +865,7 @@ async fn panel_blood_pressure(
             let stale_day = stale
                 .get(&p.patient_id)
                 .is_some_and(|s| s.contains(day.date));
-            if bp_clipped(&b.window, day) || stale_day {
+            if source == DaySource::Raw || bp_clipped(&b.window, day) || stale_day {
                 raw.insert(day.date);
                 skip_ids.push(p.patient_id);
                 skip_days.push(day.date);
