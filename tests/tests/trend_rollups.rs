@@ -249,9 +249,14 @@ async fn agree(store: &Store, patient: &Patient, stage: &str) -> Result<(), Test
     }
 
     let panel = store
-        .panel(&patient.principal, 14, now)
+        .panel(&patient.principal, 14, now, DaySource::Rollups)
         .await
         .expect("panel");
+    let raw_panel = store
+        .panel(&patient.principal, 14, now, DaySource::Raw)
+        .await
+        .expect("panel");
+    let raw_glucose = raw_panel[0].glucose.as_ref().expect("glucose permitted");
     prop_assert_eq!(panel.len(), 1);
     let row = &panel[0];
     let g = row.glucose.as_ref().expect("glucose permitted");

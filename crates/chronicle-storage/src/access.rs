@@ -71,6 +71,20 @@ impl Store {
         requests: &[AccessRequest],
         action: &str,
     ) -> Result<Vec<Result<Permit, DenyReason>>, StorageError> {
+        let (decisions, entries) = self.decide_many(principal, requests, action).await?;
+        self.append_access_log_many(&entries).await?;
+        Ok(decisions)
+    }
+
+    /// [`Store::authorize_many`] without the logging: the decisions and the access-log entries
+    /// the caller must append before revealing anything (the panel appends them while it
+    /// reads, and answers only once both are done).
+    pub(crate) async fn decide_many(
+        &self,
+        principal: &Principal,
+        requests: &[AccessRequest],
+        action: &str,
+    ) -> Result<(Vec<Result<Permit, DenyReason>>, Vec<NewAccessLogEntry>), StorageError> {
         let mut patient_ids: Vec<Uuid> = requests.iter().map(|r| r.patient_id).collect();
         patient_ids.sort();
         patient_ids.dedup();
@@ -96,8 +110,7 @@ impl Store {
             .zip(&decisions)
             .map(|(request, decision)| decision_entry(principal, request, decision, action))
             .collect();
-        self.append_access_log_many(&entries).await?;
-        Ok(decisions)
+        Ok((decisions, entries))
     }
 
     /// Glucose readings of the permit's patient, within its window.

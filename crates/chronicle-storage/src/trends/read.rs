@@ -546,15 +546,16 @@ impl Store {
         now: DateTime<Utc>,
         source: DaySource,
     ) -> Result<Vec<PanelPatient>, StorageError> {
-        let candidates = self.panel_candidates(principal).await?;
+        let mut tx = snapshot(self).await?;
+        let candidates = panel_candidates(&mut tx, principal).await?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
         let requests: Vec<AccessRequest> = candidates
             .iter()
-            .flat_map(|(id, _)| {
+            .flat_map(|(subject, _)| {
                 [DataCategory::Glucose, DataCategory::BloodPressure].map(|category| AccessRequest {
-                    patient_id: *id,
+                    patient_id: subject.patient_id,
                     category,
                     access: Access::ViewTrends,
                     at: now,
@@ -562,89 +563,109 @@ impl Store {
                 })
             })
             .collect();
-        let decisions = self
-            .authorize_many(principal, &requests, "read_panel")
-            .await?;
-        let permits: Vec<(Option<Permit>, Option<Permit>)> = decisions
-            .chunks(2)
-            .map(|pair| (allowed(&pair[0]), allowed(&pair[1])))
-            .collect();
-
-        let mut tx = snapshot(self).await?;
-        let ids: Vec<Uuid> = candidates.iter().map(|(id, _)| *id).collect();
-        let mut by_id = subjects(&mut tx, &ids).await?;
-        let mut out = Vec::with_capacity(candidates.len());
-        for ((id, name), (glucose, blood_pressure)) in candidates.into_iter().zip(permits) {
-            let Some(subject) = by_id.remove(&id) else {
-                continue;
-            };
-            let zone = subject.time_zone;
-            let today = local_date(zone, now);
-            out.push(PanelPatient {
-                patient_id: id,
-                display_name: name,
-                glucose: glucose.map(|permit| {
-                    let floor = permit.clamp_from(None);
-                    let before = today
-                        .checked_sub_days(Days::new(u64::from(days)))
-                        .unwrap_or(today);
-                    PanelGlucose {
+        let (decisions, log) = self.decide_many(principal, &requests, "read_panel").await?;
+        let mut out: Vec<PanelPatient> = candidates
+            .into_iter()
+            .zip(decisions.chunks(2))
+            .map(|((subject, name), pair)| {
+                let zone = subject.time_zone;
+                let today = local_date(zone, now);
+                let before = today
+                    .checked_sub_days(Days::new(u64::from(days)))
+                    .unwrap_or(today);
+                PanelPatient {
+                    patient_id: subject.patient_id,
+                    display_name: name,
+                    glucose: allowed(&pair[0]).map(|permit| {
+                        let floor = permit.clamp_from(None);
+                        PanelGlucose {
+                            permit,
+                            window: TrendWindow::ending_on(zone, today, days, floor, now),
+                            totals: GlucoseTotals::default(),
+                            previous_window: TrendWindow::ending_on(zone, before, days, floor, now),
+                            previous_totals: GlucoseTotals::default(),
+                            latest: None,
+                        }
+                    }),
+                    blood_pressure: allowed(&pair[1]).map(|permit| PanelBloodPressure {
+                        window: TrendWindow::ending_on(
+                            zone,
+                            today,
+                            days,
+                            permit.clamp_from(None),
+                            now,
+                        ),
                         permit,
-                        window: TrendWindow::ending_on(zone, today, days, floor, now),
-                        totals: GlucoseTotals::default(),
-                        previous_window: TrendWindow::ending_on(zone, before, days, floor, now),
-                        previous_totals: GlucoseTotals::default(),
+                        totals: BpTotals::default(),
                         latest: None,
-                    }
-                }),
-                blood_pressure: blood_pressure.map(|permit| PanelBloodPressure {
-                    window: TrendWindow::ending_on(zone, today, days, permit.clamp_from(None), now),
-                    permit,
-                    totals: BpTotals::default(),
-                    latest: None,
-                }),
-                subject,
-            });
-        }
-        panel_glucose(&mut tx, &mut out, source).await?;
-        panel_blood_pressure(&mut tx, &mut out, source).await?;
-        tx.commit().await?;
+                    }),
+                    subject,
+                }
+            })
+            .collect();
+        // Every decision is logged before anything is answered; the log is written while the
+        // figures are read, on another connection, to spare the panel the INSERT's time.
+        let read = async {
+            panel_glucose(&mut tx, &mut out, source).await?;
+            panel_blood_pressure(&mut tx, &mut out, source).await?;
+            tx.commit().await?;
+            Ok::<_, StorageError>(())
+        };
+        tokio::try_join!(self.append_access_log_many(&log), read)?;
         Ok(out)
     }
+}
 
-    /// The patients a panel lists for `principal`, with their names, in name order.
-    async fn panel_candidates(
-        &self,
-        principal: &Principal,
-    ) -> Result<Vec<(Uuid, String)>, StorageError> {
-        let own: Vec<Uuid> = principal
-            .patient_id
-            .into_iter()
-            .chain(principal.guardian_of.iter().copied())
-            .collect();
-        let purpose = principal
-            .role
-            .and_then(Purpose::for_role)
-            .filter(|p| *p != Purpose::Research);
-        Ok(sqlx::query_as(
-            "SELECT p.id, p.display_name FROM patients p
-             WHERE p.id = ANY($1) OR p.id IN (
-                 SELECT g.patient_id FROM grants g
-                 WHERE $2::text IS NOT NULL AND g.purpose = $2 AND g.revoked_at IS NULL
-                   AND (g.expires_at IS NULL OR g.expires_at > now()) AND g.created_at <= now()
-                   AND ((g.grantee_type = 'user' AND g.grantee_id = $3)
-                     OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($4))
-                     OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($5))))
-             ORDER BY p.display_name, p.id",
-        )
-        .bind(&own)
-        .bind(purpose.map(|p| p.as_str()))
-        .bind(principal.user_id)
-        .bind(&principal.care_teams)
-        .bind(&principal.organizations)
-        .fetch_all(self.pool())
-        .await?)
-    }
+/// The patients a panel lists for `principal` — their own record, those they are guardian
+/// of, and those whose active grant names them for their purpose (research excepted) — with
+/// their names, in name order.
+async fn panel_candidates(
+    conn: &mut PgConnection,
+    principal: &Principal,
+) -> Result<Vec<(TrendSubject, String)>, StorageError> {
+    let own: Vec<Uuid> = principal
+        .patient_id
+        .into_iter()
+        .chain(principal.guardian_of.iter().copied())
+        .collect();
+    let purpose = principal
+        .role
+        .and_then(Purpose::for_role)
+        .filter(|p| *p != Purpose::Research);
+    let rows: Vec<(Uuid, String, String, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT p.id, p.display_name, p.time_zone, t.glucose FROM patients p
+         LEFT JOIN patient_targets t ON t.patient_id = p.id
+         WHERE p.id = ANY($1) OR p.id IN (
+             SELECT g.patient_id FROM grants g
+             WHERE $2::text IS NOT NULL AND g.purpose = $2 AND g.revoked_at IS NULL
+               AND (g.expires_at IS NULL OR g.expires_at > now()) AND g.created_at <= now()
+               AND ((g.grantee_type = 'user' AND g.grantee_id = $3)
+                 OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($4))
+                 OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($5))))
+         ORDER BY p.display_name, p.id",
+    )
+    .bind(&own)
+    .bind(purpose.map(|p| p.as_str()))
+    .bind(principal.user_id)
+    .bind(&principal.care_teams)
+    .bind(&principal.organizations)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, name, zone, targets)| {
+            Ok((
+                TrendSubject {
+                    patient_id: id,
+                    time_zone: zone_of(&zone)?,
+                    targets: targets
+                        .map(crate::targets::decode)
+                        .transpose()?
+                        .unwrap_or_default(),
+                },
+                name,
+            ))
+        })
+        .collect()
 }
 
 /// Whether a grant's `data_since` cuts into a blood-pressure day (which depends on nothing
