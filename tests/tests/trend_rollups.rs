@@ -301,6 +301,32 @@ async fn agree(store: &Store, patient: &Patient, stage: &str) -> Result<(), Test
         bp_totals += &d.totals;
     }
     prop_assert_eq!(b.totals, bp_totals, "{} panel blood pressure", stage);
+
+    // The latest readings: the last of every reading up to the end of today, in the order the
+    // days keep them.
+    let everything = TrendDays::Between(local_today - Days::new(45), local_today);
+    let (_, _, days) = store
+        .glucose_trend_days(&glucose, everything, now, DaySource::Raw)
+        .await
+        .expect("raw");
+    let last_glucose = days.iter().rev().find_map(|d| d.latest());
+    prop_assert_eq!(g.latest, last_glucose, "{} latest glucose", stage);
+    prop_assert_eq!(
+        raw_glucose.latest,
+        last_glucose,
+        "{} raw latest glucose",
+        stage
+    );
+    let (_, _, days) = store
+        .blood_pressure_trend_days(&blood_pressure, everything, now, DaySource::Raw)
+        .await
+        .expect("raw");
+    let last_bp = days
+        .iter()
+        .rev()
+        .find_map(|d| d.latest)
+        .map(|(at, s, d)| (at, s as i16, d as i16));
+    prop_assert_eq!(b.latest, last_bp, "{} latest blood pressure", stage);
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! - [`blood_pressure`]: means, SD, ACC/AHA category with home thresholds, 7-day protocol.
 //! - [`panel`]: the panel's flags and risk ordering.
 //! - [`samples`]: the exact binary form of a day's readings that day rollups store.
+//! - [`running`]: running totals from a patient's first day, so a window is a difference.
 //!
 //! The unit of work is one patient-day. A window's figures are sums of its days' integer
 //! totals, so the storage layer may keep each day as a rollup, recompute only the days new
@@ -18,6 +19,7 @@ pub mod calendar;
 pub mod episodes;
 pub mod glucose;
 pub mod panel;
+pub mod running;
 pub mod samples;
 
 pub use agp::{AgpBin, agp};
@@ -32,6 +34,7 @@ pub use glucose::{
     MAX_DURATION_CAP_US, duration_cap_us, glucose_day, glucose_summary, sum_totals,
 };
 pub use panel::{PanelFacts, PanelFlag, panel_flags, risk_score};
+pub use running::{BpRunning, GlucoseRunning};
 pub use samples::Sample;
 
 /// A glucose trend: the window's metrics, one summary per day, the AGP and the episodes.

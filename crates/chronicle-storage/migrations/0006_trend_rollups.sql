@@ -1,7 +1,8 @@
 -- Trend rollups: one row per patient and local day (in the patient's zone) holding the day's
 -- additive totals (chronicle_domain::trends::GlucoseTotals / BpTotals: counts, microseconds
--- and integer sums, so adding days in any order is exact) and, for glucose, the day's readings
--- in compact binary form for the AGP and episodes. The "trends" follow-up consumer keeps them
+-- and integer sums, so adding days in any order is exact), the running totals of every day up
+-- to it (a window is then the difference of two rows), and, for glucose, the day's readings in
+-- compact binary form for the AGP and episodes. The "trends" follow-up consumer keeps them
 -- up to date from the raw readings; readers compute any day the queue still lists (or a
 -- pending rebuild covers) from the raw readings with the same function, so answers are exact
 -- even while the worker lags. Plain tables: the same on PostgreSQL and TimescaleDB.
@@ -30,6 +31,12 @@ CREATE TABLE glucose_days (
     below_target_us bigint      NOT NULL,
     in_target_us    bigint      NOT NULL,
     above_target_us bigint      NOT NULL,
+    -- The day's latest reading.
+    latest_at       timestamptz,
+    latest_mg_dl    double precision,
+    -- chronicle_domain::trends::GlucoseRunning: the totals of this day and every earlier one,
+    -- and the latest reading so far. Rewritten with the days, in the same transaction.
+    running         bytea       NOT NULL,
     computed_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (patient_id, day)
 );
@@ -64,6 +71,11 @@ CREATE TABLE blood_pressure_days (
     pulse_readings        integer     NOT NULL,
     sum_pulse             bigint      NOT NULL,
     sum_sq_pulse          bigint      NOT NULL,
+    latest_at             timestamptz,
+    latest_systolic       smallint,
+    latest_diastolic      smallint,
+    -- chronicle_domain::trends::BpRunning, as for glucose.
+    running               bytea       NOT NULL,
     computed_at           timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (patient_id, day)
 );

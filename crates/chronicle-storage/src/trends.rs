@@ -23,8 +23,11 @@ use crate::StorageError;
 use chronicle_domain::GlucoseSource;
 use chronicle_domain::sharing::{Access, DataCategory, Permit};
 use chronicle_domain::targets::GlucoseTargets;
+use chronicle_domain::trends::blood_pressure::SessionTotals;
 use chronicle_domain::trends::calendar::DayBounds;
-use chronicle_domain::trends::{BpPoint, GlucosePoint, MAX_DURATION_CAP_US};
+use chronicle_domain::trends::{
+    BpPoint, BpTotals, GlucosePoint, GlucoseTotals, MAX_DURATION_CAP_US,
+};
 use chronicle_domain::zone::{Tz, parse_time_zone};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use sqlx::PgConnection;
@@ -276,5 +279,140 @@ impl crate::Store {
         )
         .fetch_one(self.pool())
         .await?)
+    }
+}
+
+/// The totals columns of a stored glucose day (`glucose_days`).
+pub(crate) const GLUCOSE_TOTALS_COLUMNS: &str = "day, readings, cgm_readings, meter_readings, \
+     lab_readings, cgm_slots, sum_milli, sum_sq_milli, very_low_us, low_us, in_range_us, \
+     high_us, very_high_us, below_target_us, in_target_us, above_target_us, latest_at, \
+     latest_mg_dl";
+
+/// A stored glucose day's totals and latest reading.
+#[derive(sqlx::FromRow)]
+struct GlucoseTotalsRow {
+    day: NaiveDate,
+    readings: i32,
+    cgm_readings: i32,
+    meter_readings: i32,
+    lab_readings: i32,
+    cgm_slots: i32,
+    sum_milli: i64,
+    sum_sq_milli: i64,
+    very_low_us: i64,
+    low_us: i64,
+    in_range_us: i64,
+    high_us: i64,
+    very_high_us: i64,
+    below_target_us: i64,
+    in_target_us: i64,
+    above_target_us: i64,
+    latest_at: Option<DateTime<Utc>>,
+    latest_mg_dl: Option<f64>,
+}
+
+impl GlucoseTotalsRow {
+    fn totals(&self) -> GlucoseTotals {
+        GlucoseTotals {
+            readings: i64::from(self.readings),
+            cgm_readings: i64::from(self.cgm_readings),
+            meter_readings: i64::from(self.meter_readings),
+            lab_readings: i64::from(self.lab_readings),
+            cgm_slots: i64::from(self.cgm_slots),
+            days_with_data: i64::from(self.readings > 0),
+            days_with_cgm: i64::from(self.cgm_readings > 0),
+            sum_milli: self.sum_milli,
+            sum_sq_milli: i128::from(self.sum_sq_milli),
+            band_us: [
+                self.very_low_us,
+                self.low_us,
+                self.in_range_us,
+                self.high_us,
+                self.very_high_us,
+            ],
+            target_us: [
+                self.below_target_us,
+                self.in_target_us,
+                self.above_target_us,
+            ],
+        }
+    }
+
+    fn latest(&self) -> Option<(DateTime<Utc>, f64)> {
+        self.latest_at.zip(self.latest_mg_dl)
+    }
+}
+
+/// The totals columns of a stored blood-pressure day (`blood_pressure_days`).
+pub(crate) const BP_TOTALS_COLUMNS: &str = "day, readings, sum_systolic, sum_sq_systolic, \
+     sum_diastolic, sum_sq_diastolic, morning_readings, morning_sum_systolic, \
+     morning_sum_diastolic, evening_readings, evening_sum_systolic, evening_sum_diastolic, \
+     at_or_above_130_80, at_or_above_135_85, pulse_readings, sum_pulse, sum_sq_pulse, \
+     latest_at, latest_systolic, latest_diastolic";
+
+/// A stored blood-pressure day's totals and latest reading.
+#[derive(sqlx::FromRow)]
+struct BpTotalsRow {
+    day: NaiveDate,
+    readings: i32,
+    sum_systolic: i64,
+    sum_sq_systolic: i64,
+    sum_diastolic: i64,
+    sum_sq_diastolic: i64,
+    morning_readings: i32,
+    morning_sum_systolic: i64,
+    morning_sum_diastolic: i64,
+    evening_readings: i32,
+    evening_sum_systolic: i64,
+    evening_sum_diastolic: i64,
+    at_or_above_130_80: i32,
+    at_or_above_135_85: i32,
+    pulse_readings: i32,
+    sum_pulse: i64,
+    sum_sq_pulse: i64,
+    latest_at: Option<DateTime<Utc>>,
+    latest_systolic: Option<i16>,
+    latest_diastolic: Option<i16>,
+}
+
+impl BpTotalsRow {
+    fn totals(&self) -> BpTotals {
+        BpTotals {
+            readings: i64::from(self.readings),
+            days_with_data: i64::from(self.readings > 0),
+            sum_systolic: self.sum_systolic,
+            sum_sq_systolic: self.sum_sq_systolic,
+            sum_diastolic: self.sum_diastolic,
+            sum_sq_diastolic: self.sum_sq_diastolic,
+            morning: SessionTotals {
+                readings: i64::from(self.morning_readings),
+                sum_systolic: self.morning_sum_systolic,
+                sum_diastolic: self.morning_sum_diastolic,
+            },
+            evening: SessionTotals {
+                readings: i64::from(self.evening_readings),
+                sum_systolic: self.evening_sum_systolic,
+                sum_diastolic: self.evening_sum_diastolic,
+            },
+            at_or_above_130_80: i64::from(self.at_or_above_130_80),
+            at_or_above_135_85: i64::from(self.at_or_above_135_85),
+            pulse_readings: i64::from(self.pulse_readings),
+            sum_pulse: self.sum_pulse,
+            sum_sq_pulse: self.sum_sq_pulse,
+        }
+    }
+
+    fn latest(&self) -> Option<(DateTime<Utc>, i64, i64)> {
+        match (self.latest_at, self.latest_systolic, self.latest_diastolic) {
+            (Some(at), Some(s), Some(d)) => Some((at, i64::from(s), i64::from(d))),
+            _ => None,
+        }
+    }
+}
+
+fn corrupt_running(e: chronicle_domain::trends::running::CorruptRunning) -> StorageError {
+    StorageError::Corrupt {
+        what: "running totals",
+        value: e.to_string(),
     }
 }

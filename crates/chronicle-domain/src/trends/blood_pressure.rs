@@ -9,7 +9,7 @@ use super::calendar::{DayBounds, TrendWindow};
 use super::glucose::mean_sd;
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
-use std::ops::AddAssign;
+use std::ops::{AddAssign, SubAssign};
 
 /// A blood-pressure reading as trends use it (mm[Hg], pulse per minute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,14 @@ impl AddAssign<&SessionTotals> for SessionTotals {
     }
 }
 
+impl SubAssign<&SessionTotals> for SessionTotals {
+    fn sub_assign(&mut self, o: &SessionTotals) {
+        self.readings -= o.readings;
+        self.sum_systolic -= o.sum_systolic;
+        self.sum_diastolic -= o.sum_diastolic;
+    }
+}
+
 /// Additive sums over days; a day's are stored as its rollup.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BpTotals {
@@ -111,11 +119,41 @@ impl AddAssign<&BpTotals> for BpTotals {
     }
 }
 
+impl SubAssign<&BpTotals> for BpTotals {
+    fn sub_assign(&mut self, o: &BpTotals) {
+        self.readings -= o.readings;
+        self.days_with_data -= o.days_with_data;
+        self.sum_systolic -= o.sum_systolic;
+        self.sum_sq_systolic -= o.sum_sq_systolic;
+        self.sum_diastolic -= o.sum_diastolic;
+        self.sum_sq_diastolic -= o.sum_sq_diastolic;
+        self.morning -= &o.morning;
+        self.evening -= &o.evening;
+        self.at_or_above_130_80 -= o.at_or_above_130_80;
+        self.at_or_above_135_85 -= o.at_or_above_135_85;
+        self.pulse_readings -= o.pulse_readings;
+        self.sum_pulse -= o.sum_pulse;
+        self.sum_sq_pulse -= o.sum_sq_pulse;
+    }
+}
+
 /// One local day of a patient's blood pressure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BpDay {
     pub date: NaiveDate,
     pub totals: BpTotals,
+    /// The day's latest reading: when, systolic, diastolic.
+    pub latest: Option<(DateTime<Utc>, i64, i64)>,
+}
+
+impl BpDay {
+    pub fn empty(date: NaiveDate) -> BpDay {
+        BpDay {
+            date,
+            totals: BpTotals::default(),
+            latest: None,
+        }
+    }
 }
 
 /// Computes one day from readings (any superset of the day's, in any order); readings before
@@ -128,7 +166,11 @@ pub fn bp_day(
 ) -> BpDay {
     let from = floor.map_or(day.start, |f| f.max(day.start));
     let mut t = BpTotals::default();
+    let mut latest: Option<(DateTime<Utc>, i64, i64)> = None;
     for p in points.iter().filter(|p| p.at >= from && p.at < day.end) {
+        if latest.is_none_or(|(at, _, _)| p.at >= at) {
+            latest = Some((p.at, p.systolic, p.diastolic));
+        }
         t.readings += 1;
         t.sum_systolic += p.systolic;
         t.sum_sq_systolic += p.systolic * p.systolic;
@@ -151,6 +193,7 @@ pub fn bp_day(
     BpDay {
         date: day.date,
         totals: t,
+        latest,
     }
 }
 
@@ -336,10 +379,7 @@ pub fn bp_trend(window: &TrendWindow, days: &[BpDay]) -> BpTrend {
             days.iter()
                 .find(|x| x.date == d.date)
                 .copied()
-                .unwrap_or(BpDay {
-                    date: d.date,
-                    totals: BpTotals::default(),
-                })
+                .unwrap_or_else(|| BpDay::empty(d.date))
         })
         .collect();
     let mut totals = BpTotals::default();

@@ -12,7 +12,7 @@ use super::samples::Sample;
 use crate::reading::GlucoseSource;
 use crate::targets::GlucoseTargets;
 use chrono::{DateTime, NaiveDate, Utc};
-use std::ops::AddAssign;
+use std::ops::{AddAssign, SubAssign};
 
 /// How long a reading may stand for. Each reading stands for the time until the next one, at
 /// most this long; a longer silence is a gap, counted as no data. For a CGM, 15 minutes bridges
@@ -169,6 +169,26 @@ impl AddAssign<&GlucoseTotals> for GlucoseTotals {
     }
 }
 
+impl SubAssign<&GlucoseTotals> for GlucoseTotals {
+    fn sub_assign(&mut self, other: &GlucoseTotals) {
+        self.readings -= other.readings;
+        self.cgm_readings -= other.cgm_readings;
+        self.meter_readings -= other.meter_readings;
+        self.lab_readings -= other.lab_readings;
+        self.cgm_slots -= other.cgm_slots;
+        self.days_with_data -= other.days_with_data;
+        self.days_with_cgm -= other.days_with_cgm;
+        self.sum_milli -= other.sum_milli;
+        self.sum_sq_milli -= other.sum_sq_milli;
+        for i in 0..5 {
+            self.band_us[i] -= other.band_us[i];
+        }
+        for i in 0..3 {
+            self.target_us[i] -= other.target_us[i];
+        }
+    }
+}
+
 /// One local day of a patient's glucose: its totals and its readings (for the AGP and
 /// episodes). This is what a day rollup stores.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,6 +199,11 @@ pub struct GlucoseDay {
 }
 
 impl GlucoseDay {
+    /// The day's latest reading: when, and its value.
+    pub fn latest(&self) -> Option<(DateTime<Utc>, f64)> {
+        self.samples.last().map(|s| (s.at, s.mg_dl))
+    }
+
     pub fn empty(date: NaiveDate) -> GlucoseDay {
         GlucoseDay {
             date,

@@ -4,19 +4,19 @@
 
 use super::rollup::{bp_dates_touched, glucose_dates_touched};
 use super::{
-    DaySource, RawRange, TRENDS_CONSUMER, TrendSubject, bp_points_in, bp_ranges,
-    check_trend_permit, glucose_points_near, glucose_ranges, load_bp_points, load_glucose_points,
-    zone_of,
+    BP_TOTALS_COLUMNS, BpTotalsRow, DaySource, GLUCOSE_TOTALS_COLUMNS, GlucoseTotalsRow, RawRange,
+    TRENDS_CONSUMER, TrendSubject, bp_points_in, bp_ranges, check_trend_permit, corrupt_running,
+    glucose_points_near, glucose_ranges, load_bp_points, load_glucose_points, zone_of,
 };
 use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::sharing::{
     Access, AccessRequest, DataCategory, DenyReason, Permit, Principal, Purpose,
 };
-use chronicle_domain::trends::blood_pressure::SessionTotals;
 use chronicle_domain::trends::calendar::{DayBounds, local_date};
 use chronicle_domain::trends::{
-    BpDay, BpTotals, GlucoseDay, GlucoseTotals, TrendWindow, bp_day, glucose_day, samples,
+    BpDay, BpRunning, BpTotals, GlucoseDay, GlucoseRunning, GlucoseTotals, TrendWindow, bp_day,
+    glucose_day, samples,
 };
 use chronicle_domain::zone::Tz;
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -211,115 +211,20 @@ async fn raw_bp_days(
     Ok(out)
 }
 
-/// A stored glucose day.
+/// A stored glucose day with its readings.
 #[derive(sqlx::FromRow)]
 struct GlucoseDayRow {
-    day: NaiveDate,
+    #[sqlx(flatten)]
+    stored: GlucoseTotalsRow,
     time_zone: String,
-    readings: i32,
-    cgm_readings: i32,
-    meter_readings: i32,
-    lab_readings: i32,
-    cgm_slots: i32,
-    sum_milli: i64,
-    sum_sq_milli: i64,
-    very_low_us: i64,
-    low_us: i64,
-    in_range_us: i64,
-    high_us: i64,
-    very_high_us: i64,
-    below_target_us: i64,
-    in_target_us: i64,
-    above_target_us: i64,
     samples: Option<Vec<u8>>,
-}
-
-impl GlucoseDayRow {
-    fn totals(&self) -> GlucoseTotals {
-        GlucoseTotals {
-            readings: i64::from(self.readings),
-            cgm_readings: i64::from(self.cgm_readings),
-            meter_readings: i64::from(self.meter_readings),
-            lab_readings: i64::from(self.lab_readings),
-            cgm_slots: i64::from(self.cgm_slots),
-            days_with_data: i64::from(self.readings > 0),
-            days_with_cgm: i64::from(self.cgm_readings > 0),
-            sum_milli: self.sum_milli,
-            sum_sq_milli: i128::from(self.sum_sq_milli),
-            band_us: [
-                self.very_low_us,
-                self.low_us,
-                self.in_range_us,
-                self.high_us,
-                self.very_high_us,
-            ],
-            target_us: [
-                self.below_target_us,
-                self.in_target_us,
-                self.above_target_us,
-            ],
-        }
-    }
 }
 
 #[derive(sqlx::FromRow)]
 struct BpDayRow {
-    day: NaiveDate,
+    #[sqlx(flatten)]
+    stored: BpTotalsRow,
     time_zone: String,
-    readings: i32,
-    sum_systolic: i64,
-    sum_sq_systolic: i64,
-    sum_diastolic: i64,
-    sum_sq_diastolic: i64,
-    morning_readings: i32,
-    morning_sum_systolic: i64,
-    morning_sum_diastolic: i64,
-    evening_readings: i32,
-    evening_sum_systolic: i64,
-    evening_sum_diastolic: i64,
-    at_or_above_130_80: i32,
-    at_or_above_135_85: i32,
-    pulse_readings: i32,
-    sum_pulse: i64,
-    sum_sq_pulse: i64,
-}
-
-impl BpDayRow {
-    fn totals(&self) -> BpTotals {
-        BpTotals {
-            readings: i64::from(self.readings),
-            days_with_data: i64::from(self.readings > 0),
-            sum_systolic: self.sum_systolic,
-            sum_sq_systolic: self.sum_sq_systolic,
-            sum_diastolic: self.sum_diastolic,
-            sum_sq_diastolic: self.sum_sq_diastolic,
-            morning: SessionTotals {
-                readings: i64::from(self.morning_readings),
-                sum_systolic: self.morning_sum_systolic,
-                sum_diastolic: self.morning_sum_diastolic,
-            },
-            evening: SessionTotals {
-                readings: i64::from(self.evening_readings),
-                sum_systolic: self.evening_sum_systolic,
-                sum_diastolic: self.evening_sum_diastolic,
-            },
-            at_or_above_130_80: i64::from(self.at_or_above_130_80),
-            at_or_above_135_85: i64::from(self.at_or_above_135_85),
-            pulse_readings: i64::from(self.pulse_readings),
-            sum_pulse: self.sum_pulse,
-            sum_sq_pulse: self.sum_sq_pulse,
-        }
-    }
-}
-
-/// Parses a `numeric` sum sent as text (sums of bigints may exceed 64 bits in SQL).
-fn parse_sum(text: Option<String>) -> Result<i128, StorageError> {
-    text.map_or(Ok(0), |t| {
-        t.parse().map_err(|_| StorageError::Corrupt {
-            what: "rollup sum",
-            value: t,
-        })
-    })
 }
 
 /// One patient on a panel, with what the caller may see of them.
@@ -355,11 +260,6 @@ pub struct PanelBloodPressure {
     pub latest: Option<(DateTime<Utc>, i16, i16)>,
 }
 
-const GLUCOSE_DAY_COLUMNS: &str = "d.day, d.time_zone, d.readings, d.cgm_readings, \
-     d.meter_readings, d.lab_readings, d.cgm_slots, d.sum_milli, d.sum_sq_milli, d.very_low_us, \
-     d.low_us, d.in_range_us, d.high_us, d.very_high_us, d.below_target_us, d.in_target_us, \
-     d.above_target_us";
-
 impl Store {
     /// One patient's glucose days for a trend under `permit` (view trends or readings on
     /// glucose): the window in the patient's zone, clamped to the grant's `data_since`, and one
@@ -389,18 +289,19 @@ impl Store {
                 .await?
                 .remove(&patient_id)
                 .unwrap_or(Pending::Dates(BTreeSet::new()));
-            let rows: Vec<GlucoseDayRow> = sqlx::query_as(&format!(
-                "SELECT {GLUCOSE_DAY_COLUMNS}, s.samples FROM glucose_days d
+            let rows: Vec<GlucoseDayRow> = sqlx::query_as(
+                "SELECT d.*, s.samples FROM glucose_days d
                  LEFT JOIN glucose_day_samples s ON s.patient_id = d.patient_id AND s.day = d.day
-                 WHERE d.patient_id = $1 AND d.day >= $2 AND d.day <= $3 ORDER BY d.day"
-            ))
+                 WHERE d.patient_id = $1 AND d.day >= $2 AND d.day <= $3 ORDER BY d.day",
+            )
             .bind(patient_id)
             .bind(window.first_date())
             .bind(window.last_date())
             .fetch_all(&mut *tx)
             .await?;
             for row in rows {
-                let usable = row.time_zone == subject.time_zone.name() && !stale.contains(row.day);
+                let day = row.stored.day;
+                let usable = row.time_zone == subject.time_zone.name() && !stale.contains(day);
                 let Some(bytes) = row.samples.as_deref().filter(|_| usable) else {
                     continue;
                 };
@@ -409,10 +310,10 @@ impl Store {
                     value: e.to_string(),
                 })?;
                 stored.insert(
-                    row.day,
+                    day,
                     GlucoseDay {
-                        date: row.day,
-                        totals: row.totals(),
+                        date: day,
+                        totals: row.stored.totals(),
                         samples,
                     },
                 );
@@ -487,12 +388,14 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             for row in rows {
-                if row.time_zone == subject.time_zone.name() && !stale.contains(row.day) {
+                let day = row.stored.day;
+                if row.time_zone == subject.time_zone.name() && !stale.contains(day) {
                     stored.insert(
-                        row.day,
+                        day,
                         BpDay {
-                            date: row.day,
-                            totals: row.totals(),
+                            date: day,
+                            totals: row.stored.totals(),
+                            latest: row.stored.latest(),
                         },
                     );
                 }
@@ -523,10 +426,9 @@ impl Store {
             .days
             .iter()
             .map(|d| {
-                stored.remove(&d.date).unwrap_or(BpDay {
-                    date: d.date,
-                    totals: BpTotals::default(),
-                })
+                stored
+                    .remove(&d.date)
+                    .unwrap_or_else(|| BpDay::empty(d.date))
             })
             .collect();
         Ok((subject, window, days))
@@ -678,7 +580,134 @@ fn allowed(decision: &Result<Permit, DenyReason>) -> Option<Permit> {
     decision.as_ref().ok().copied()
 }
 
-/// Fills the panel's glucose totals (current and previous window) and latest readings.
+/// One window of one patient on the panel, and where its totals go.
+struct PanelWindow {
+    /// Index of the patient in the panel, and among the patients the category is read for.
+    patient: usize,
+    position: usize,
+    patient_id: Uuid,
+    /// The first and last day.
+    first: NaiveDate,
+    last: NaiveDate,
+    /// Index of the window's running totals before its first day and on its last day in
+    /// the probe list.
+    before: usize,
+    end: usize,
+}
+
+/// Probes for running totals: the latest stored day on or before a date, per patient.
+#[derive(Default)]
+struct Probes {
+    patient_ids: Vec<Uuid>,
+    days: Vec<NaiveDate>,
+}
+
+impl Probes {
+    fn add(&mut self, patient_id: Uuid, day: NaiveDate) -> usize {
+        self.patient_ids.push(patient_id);
+        self.days.push(day);
+        self.patient_ids.len() - 1
+    }
+
+    /// The stored running totals of every probe (`None` where the patient has no day that
+    /// early), in one query: an index probe each, whatever the window's length.
+    async fn load(
+        &self,
+        conn: &mut PgConnection,
+        table: &str,
+    ) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(&format!(
+            "SELECT r.probe, d.running
+             FROM UNNEST($1::uuid[], $2::date[]) WITH ORDINALITY AS r (patient_id, day, probe)
+             JOIN LATERAL (
+                 SELECT running FROM {table}
+                 WHERE patient_id = r.patient_id AND day <= r.day
+                 ORDER BY day DESC LIMIT 1
+             ) d ON true"
+        ))
+        .bind(&self.patient_ids)
+        .bind(&self.days)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = vec![None; self.patient_ids.len()];
+        for (probe, running) in rows {
+            if let Some(slot) = usize::try_from(probe - 1).ok().and_then(|i| out.get_mut(i)) {
+                *slot = Some(running);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn window_probes(
+    probes: &mut Probes,
+    (patient, position): (usize, usize),
+    patient_id: Uuid,
+    window: &TrendWindow,
+) -> PanelWindow {
+    let first = window.first_date();
+    let last = window.last_date();
+    PanelWindow {
+        patient,
+        position,
+        patient_id,
+        first,
+        last,
+        before: probes.add(patient_id, first.pred_opt().unwrap_or(first)),
+        end: probes.add(patient_id, last),
+    }
+}
+
+/// Days whose stored totals a window cannot use: stale (queued or awaiting a rebuild) or cut
+/// by the grant's `data_since` (`clipped`).
+fn unusable_days(
+    window: &TrendWindow,
+    stale: Option<&Pending>,
+    clipped: impl Fn(&TrendWindow, &DayBounds) -> bool,
+) -> BTreeSet<NaiveDate> {
+    window
+        .days
+        .iter()
+        .filter(|d| clipped(window, d) || stale.is_some_and(|s| s.contains(d.date)))
+        .map(|d| d.date)
+        .collect()
+}
+
+/// A stored row with its patient.
+#[derive(sqlx::FromRow)]
+struct Keyed<T> {
+    patient_id: Uuid,
+    #[sqlx(flatten)]
+    row: T,
+}
+
+/// Loads the stored rows of the given (patient, day) keys from `table`.
+async fn stored_rows<R>(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &str,
+    keys: &[(Uuid, NaiveDate)],
+) -> Result<Vec<(Uuid, R)>, StorageError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Keyed<R>> = sqlx::query_as(&format!(
+        "SELECT patient_id, {columns} FROM {table}
+         WHERE (patient_id, day) IN (SELECT * FROM UNNEST($1::uuid[], $2::date[]))"
+    ))
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|k| (k.patient_id, k.row)).collect())
+}
+
+/// Fills the panel's glucose totals (current and previous window) and latest readings: each
+/// window is its last day's running totals minus those of the day before it, corrected for
+/// the days its stored rows cannot give (their stored totals out, their raw totals in).
 async fn panel_glucose(
     conn: &mut PgConnection,
     patients: &mut [PanelPatient],
@@ -690,38 +719,30 @@ async fn panel_glucose(
     if seen.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = seen.iter().map(|i| patients[*i].patient_id).collect();
     let subjects: Vec<&TrendSubject> = seen.iter().map(|i| &patients[*i].subject).collect();
     let stale = pending(conn, &subjects, ReadingKind::Glucose).await?;
-
-    // Windows to sum from rollups (tag: 2 × position + 0 current / 1 previous), and the days
-    // to compute from raw readings instead.
-    let mut tags = Vec::new();
-    let mut window_ids = Vec::new();
-    let mut firsts = Vec::new();
-    let mut lasts = Vec::new();
-    let mut skip_ids = Vec::new();
-    let mut skip_days = Vec::new();
+    let mut probes = Probes::default();
+    let mut windows = Vec::new();
+    let mut keys = Vec::new();
     let mut wanted = Vec::new();
     for (position, &i) in seen.iter().enumerate() {
         let p = &patients[i];
         let Some(g) = &p.glucose else { continue };
         let mut raw = BTreeSet::new();
-        for (which, window) in [&g.window, &g.previous_window].into_iter().enumerate() {
-            tags.push((2 * position + which) as i32);
-            window_ids.push(p.patient_id);
-            firsts.push(window.first_date());
-            lasts.push(window.last_date());
-            for day in &window.days {
-                let stale_day = stale
-                    .get(&p.patient_id)
-                    .is_some_and(|s| s.contains(day.date));
-                if source == DaySource::Raw || window.clips(day) || stale_day {
-                    raw.insert(day.date);
-                    skip_ids.push(p.patient_id);
-                    skip_days.push(day.date);
-                }
-            }
+        for window in [&g.window, &g.previous_window] {
+            windows.push(window_probes(
+                &mut probes,
+                (i, position),
+                p.patient_id,
+                window,
+            ));
+            let days = if source == DaySource::Raw {
+                window.days.iter().map(|d| d.date).collect()
+            } else {
+                unusable_days(window, stale.get(&p.patient_id), |w, d| w.clips(d))
+            };
+            keys.extend(days.iter().map(|d| (p.patient_id, *d)));
+            raw.extend(days);
         }
         wanted.push(RawDays {
             subject: &p.subject,
@@ -729,134 +750,97 @@ async fn panel_glucose(
             dates: raw,
         });
     }
-    #[derive(sqlx::FromRow)]
-    struct Sums {
-        tag: i32,
-        readings: Option<i64>,
-        cgm_readings: Option<i64>,
-        meter_readings: Option<i64>,
-        lab_readings: Option<i64>,
-        cgm_slots: Option<i64>,
-        days_with_data: Option<i64>,
-        days_with_cgm: Option<i64>,
-        sum_milli: Option<String>,
-        sum_sq_milli: Option<String>,
-        very_low_us: Option<i64>,
-        low_us: Option<i64>,
-        in_range_us: Option<i64>,
-        high_us: Option<i64>,
-        very_high_us: Option<i64>,
-        below_target_us: Option<i64>,
-        in_target_us: Option<i64>,
-        above_target_us: Option<i64>,
-    }
-    let sums: Vec<Sums> = sqlx::query_as(
-        "SELECT w.tag, sum(d.readings)::int8 AS readings, sum(d.cgm_readings)::int8 AS cgm_readings,
-             sum(d.meter_readings)::int8 AS meter_readings,
-             sum(d.lab_readings)::int8 AS lab_readings, sum(d.cgm_slots)::int8 AS cgm_slots,
-             count(*) FILTER (WHERE d.readings > 0) AS days_with_data,
-             count(*) FILTER (WHERE d.cgm_readings > 0) AS days_with_cgm,
-             sum(d.sum_milli)::text AS sum_milli, sum(d.sum_sq_milli)::text AS sum_sq_milli,
-             sum(d.very_low_us)::int8 AS very_low_us, sum(d.low_us)::int8 AS low_us,
-             sum(d.in_range_us)::int8 AS in_range_us, sum(d.high_us)::int8 AS high_us,
-             sum(d.very_high_us)::int8 AS very_high_us,
-             sum(d.below_target_us)::int8 AS below_target_us,
-             sum(d.in_target_us)::int8 AS in_target_us,
-             sum(d.above_target_us)::int8 AS above_target_us
-         FROM UNNEST($1::int4[], $2::uuid[], $3::date[], $4::date[])
-             AS w (tag, patient_id, first_day, last_day)
-         JOIN glucose_days d ON d.patient_id = w.patient_id
-             AND d.day >= w.first_day AND d.day <= w.last_day
-         WHERE NOT EXISTS (SELECT 1 FROM UNNEST($5::uuid[], $6::date[]) AS x (patient_id, day)
-                           WHERE x.patient_id = d.patient_id AND x.day = d.day)
-         GROUP BY w.tag",
-    )
-    .bind(&tags)
-    .bind(&window_ids)
-    .bind(&firsts)
-    .bind(&lasts)
-    .bind(&skip_ids)
-    .bind(&skip_days)
-    .fetch_all(&mut *conn)
-    .await?;
+    let running = probes.load(conn, "glucose_days").await?;
+    let stored: HashMap<(Uuid, NaiveDate), GlucoseTotals> =
+        stored_rows::<GlucoseTotalsRow>(conn, "glucose_days", GLUCOSE_TOTALS_COLUMNS, &keys)
+            .await?
+            .into_iter()
+            .map(|(id, row)| ((id, row.day), row.totals()))
+            .collect();
     let computed = raw_glucose_days(conn, &wanted).await?;
-    for s in sums {
-        let position = s.tag as usize / 2;
-        let Some(g) = patients[seen[position]].glucose.as_mut() else {
-            continue;
-        };
-        let totals = GlucoseTotals {
-            readings: s.readings.unwrap_or(0),
-            cgm_readings: s.cgm_readings.unwrap_or(0),
-            meter_readings: s.meter_readings.unwrap_or(0),
-            lab_readings: s.lab_readings.unwrap_or(0),
-            cgm_slots: s.cgm_slots.unwrap_or(0),
-            days_with_data: s.days_with_data.unwrap_or(0),
-            days_with_cgm: s.days_with_cgm.unwrap_or(0),
-            sum_milli: i64::try_from(parse_sum(s.sum_milli)?).map_err(|_| {
-                StorageError::Corrupt {
-                    what: "rollup sum",
-                    value: "sum of glucose values out of range".into(),
+
+    let decode = |i: usize| -> Result<GlucoseRunning, StorageError> {
+        running[i]
+            .as_deref()
+            .map(GlucoseRunning::decode)
+            .transpose()
+            .map_err(corrupt_running)
+            .map(Option::unwrap_or_default)
+    };
+    for w in &windows {
+        let end = decode(w.end)?;
+        let mut totals = end.totals;
+        totals -= &decode(w.before)?.totals;
+        for day in computed.get(w.position).into_iter().flatten() {
+            if (w.first..=w.last).contains(&day.date) {
+                if let Some(old) = stored.get(&(w.patient_id, day.date)) {
+                    totals -= old;
                 }
-            })?,
-            sum_sq_milli: parse_sum(s.sum_sq_milli)?,
-            band_us: [
-                s.very_low_us,
-                s.low_us,
-                s.in_range_us,
-                s.high_us,
-                s.very_high_us,
-            ]
-            .map(|v| v.unwrap_or(0)),
-            target_us: [s.below_target_us, s.in_target_us, s.above_target_us]
-                .map(|v| v.unwrap_or(0)),
-        };
-        if s.tag % 2 == 0 {
-            g.totals += &totals;
-        } else {
-            g.previous_totals += &totals;
+                totals += &day.totals;
+            }
         }
-    }
-    for (position, days) in computed.into_iter().enumerate() {
-        let Some(g) = patients[seen[position]].glucose.as_mut() else {
+        let Some(g) = patients[w.patient].glucose.as_mut() else {
             continue;
         };
-        for day in days {
-            if g.window.days.iter().any(|d| d.date == day.date) {
-                g.totals += &day.totals;
-            } else {
-                g.previous_totals += &day.totals;
-            }
+        if w.last == g.window.last_date() {
+            g.totals = totals;
+            g.latest = end
+                .latest
+                .filter(|(at, _)| g.window.floor.is_none_or(|f| *at >= f));
+        } else {
+            g.previous_totals = totals;
         }
     }
 
-    let floors: Vec<Option<DateTime<Utc>>> = seen
+    // A patient with work queued may have readings newer than their stored days: their latest
+    // reading comes from the readings themselves.
+    let unsettled: Vec<usize> = seen
         .iter()
-        .map(|i| patients[*i].glucose.as_ref().and_then(|g| g.window.floor))
+        .copied()
+        .filter(|i| source == DaySource::Raw || stale.contains_key(&patients[*i].patient_id))
         .collect();
-    let latest: Vec<(i32, DateTime<Utc>, f64)> = sqlx::query_as(
-        "SELECT r.position, g.measured_at, g.value_mg_dl
-         FROM UNNEST($1::int4[], $2::uuid[], $3::timestamptz[]) AS r (position, patient_id, floor)
+    let bounds: Vec<(Uuid, Option<DateTime<Utc>>, DateTime<Utc>)> = unsettled
+        .iter()
+        .filter_map(|i| {
+            let p = &patients[*i];
+            p.glucose
+                .as_ref()
+                .map(|g| (p.patient_id, g.window.floor, g.window.end()))
+        })
+        .collect();
+    let latest: Vec<(i64, DateTime<Utc>, f64)> = sqlx::query_as(
+        "SELECT r.n, g.measured_at, g.value_mg_dl
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[])
+             WITH ORDINALITY AS r (patient_id, floor, until, n)
          JOIN LATERAL (
              SELECT measured_at, value_mg_dl FROM glucose_readings
-             WHERE patient_id = r.patient_id AND (r.floor IS NULL OR measured_at >= r.floor)
-             ORDER BY measured_at DESC LIMIT 1
+             WHERE patient_id = r.patient_id AND measured_at < r.until
+               AND (r.floor IS NULL OR measured_at >= r.floor)
+             ORDER BY measured_at DESC, device_id DESC LIMIT 1
          ) g ON true",
     )
-    .bind((0..seen.len() as i32).collect::<Vec<_>>())
-    .bind(&ids)
-    .bind(&floors)
+    .bind(bounds.iter().map(|b| b.0).collect::<Vec<_>>())
+    .bind(bounds.iter().map(|b| b.1).collect::<Vec<_>>())
+    .bind(bounds.iter().map(|b| b.2).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
-    for (position, at, value) in latest {
-        if let Some(g) = patients[seen[position as usize]].glucose.as_mut() {
+    for &i in &unsettled {
+        if let Some(g) = patients[i].glucose.as_mut() {
+            g.latest = None;
+        }
+    }
+    for (n, at, value) in latest {
+        let i = usize::try_from(n - 1)
+            .ok()
+            .and_then(|k| unsettled.get(k).copied());
+        if let Some(g) = i.and_then(|i| patients[i].glucose.as_mut()) {
             g.latest = Some((at, value));
         }
     }
     Ok(())
 }
 
-/// Fills the panel's blood-pressure totals and latest readings.
+/// Fills the panel's blood-pressure totals and latest readings, as for glucose.
 async fn panel_blood_pressure(
     conn: &mut PgConnection,
     patients: &mut [PanelPatient],
@@ -868,154 +852,116 @@ async fn panel_blood_pressure(
     if seen.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = seen.iter().map(|i| patients[*i].patient_id).collect();
     let subjects: Vec<&TrendSubject> = seen.iter().map(|i| &patients[*i].subject).collect();
     let stale = pending(conn, &subjects, ReadingKind::BloodPressure).await?;
-    let mut firsts = Vec::new();
-    let mut lasts = Vec::new();
-    let mut skip_ids = Vec::new();
-    let mut skip_days = Vec::new();
+    let mut probes = Probes::default();
+    let mut windows = Vec::new();
+    let mut keys = Vec::new();
     let mut wanted = Vec::new();
-    for &i in &seen {
+    for (position, &i) in seen.iter().enumerate() {
         let p = &patients[i];
         let Some(b) = &p.blood_pressure else { continue };
-        firsts.push(b.window.first_date());
-        lasts.push(b.window.last_date());
-        let mut raw = BTreeSet::new();
-        for day in &b.window.days {
-            let stale_day = stale
-                .get(&p.patient_id)
-                .is_some_and(|s| s.contains(day.date));
-            if source == DaySource::Raw || bp_clipped(&b.window, day) || stale_day {
-                raw.insert(day.date);
-                skip_ids.push(p.patient_id);
-                skip_days.push(day.date);
-            }
-        }
+        windows.push(window_probes(
+            &mut probes,
+            (i, position),
+            p.patient_id,
+            &b.window,
+        ));
+        let days = if source == DaySource::Raw {
+            b.window.days.iter().map(|d| d.date).collect()
+        } else {
+            unusable_days(&b.window, stale.get(&p.patient_id), bp_clipped)
+        };
+        keys.extend(days.iter().map(|d| (p.patient_id, *d)));
         wanted.push(RawDays {
             subject: &p.subject,
             floor: b.window.floor,
-            dates: raw,
+            dates: days,
         });
     }
-    #[derive(sqlx::FromRow)]
-    struct Sums {
-        position: i32,
-        readings: Option<i64>,
-        days_with_data: Option<i64>,
-        sum_systolic: Option<i64>,
-        sum_sq_systolic: Option<i64>,
-        sum_diastolic: Option<i64>,
-        sum_sq_diastolic: Option<i64>,
-        morning_readings: Option<i64>,
-        morning_sum_systolic: Option<i64>,
-        morning_sum_diastolic: Option<i64>,
-        evening_readings: Option<i64>,
-        evening_sum_systolic: Option<i64>,
-        evening_sum_diastolic: Option<i64>,
-        at_or_above_130_80: Option<i64>,
-        at_or_above_135_85: Option<i64>,
-        pulse_readings: Option<i64>,
-        sum_pulse: Option<i64>,
-        sum_sq_pulse: Option<i64>,
-    }
-    let sums: Vec<Sums> = sqlx::query_as(
-        "SELECT w.position, sum(d.readings)::int8 AS readings,
-             count(*) FILTER (WHERE d.readings > 0) AS days_with_data,
-             sum(d.sum_systolic)::int8 AS sum_systolic,
-             sum(d.sum_sq_systolic)::int8 AS sum_sq_systolic,
-             sum(d.sum_diastolic)::int8 AS sum_diastolic,
-             sum(d.sum_sq_diastolic)::int8 AS sum_sq_diastolic,
-             sum(d.morning_readings)::int8 AS morning_readings,
-             sum(d.morning_sum_systolic)::int8 AS morning_sum_systolic,
-             sum(d.morning_sum_diastolic)::int8 AS morning_sum_diastolic,
-             sum(d.evening_readings)::int8 AS evening_readings,
-             sum(d.evening_sum_systolic)::int8 AS evening_sum_systolic,
-             sum(d.evening_sum_diastolic)::int8 AS evening_sum_diastolic,
-             sum(d.at_or_above_130_80)::int8 AS at_or_above_130_80,
-             sum(d.at_or_above_135_85)::int8 AS at_or_above_135_85,
-             sum(d.pulse_readings)::int8 AS pulse_readings, sum(d.sum_pulse)::int8 AS sum_pulse,
-             sum(d.sum_sq_pulse)::int8 AS sum_sq_pulse
-         FROM UNNEST($1::int4[], $2::uuid[], $3::date[], $4::date[])
-             AS w (position, patient_id, first_day, last_day)
-         JOIN blood_pressure_days d ON d.patient_id = w.patient_id
-             AND d.day >= w.first_day AND d.day <= w.last_day
-         WHERE NOT EXISTS (SELECT 1 FROM UNNEST($5::uuid[], $6::date[]) AS x (patient_id, day)
-                           WHERE x.patient_id = d.patient_id AND x.day = d.day)
-         GROUP BY w.position",
-    )
-    .bind((0..seen.len() as i32).collect::<Vec<_>>())
-    .bind(&ids)
-    .bind(&firsts)
-    .bind(&lasts)
-    .bind(&skip_ids)
-    .bind(&skip_days)
-    .fetch_all(&mut *conn)
-    .await?;
+    let running = probes.load(conn, "blood_pressure_days").await?;
+    let stored: HashMap<(Uuid, NaiveDate), BpTotals> =
+        stored_rows::<BpTotalsRow>(conn, "blood_pressure_days", BP_TOTALS_COLUMNS, &keys)
+            .await?
+            .into_iter()
+            .map(|(id, row)| ((id, row.day), row.totals()))
+            .collect();
     let computed = raw_bp_days(conn, &wanted).await?;
-    for s in sums {
-        let Some(b) = patients[seen[s.position as usize]].blood_pressure.as_mut() else {
-            continue;
-        };
-        let v = |x: Option<i64>| x.unwrap_or(0);
-        b.totals += &BpTotals {
-            readings: v(s.readings),
-            days_with_data: v(s.days_with_data),
-            sum_systolic: v(s.sum_systolic),
-            sum_sq_systolic: v(s.sum_sq_systolic),
-            sum_diastolic: v(s.sum_diastolic),
-            sum_sq_diastolic: v(s.sum_sq_diastolic),
-            morning: SessionTotals {
-                readings: v(s.morning_readings),
-                sum_systolic: v(s.morning_sum_systolic),
-                sum_diastolic: v(s.morning_sum_diastolic),
-            },
-            evening: SessionTotals {
-                readings: v(s.evening_readings),
-                sum_systolic: v(s.evening_sum_systolic),
-                sum_diastolic: v(s.evening_sum_diastolic),
-            },
-            at_or_above_130_80: v(s.at_or_above_130_80),
-            at_or_above_135_85: v(s.at_or_above_135_85),
-            pulse_readings: v(s.pulse_readings),
-            sum_pulse: v(s.sum_pulse),
-            sum_sq_pulse: v(s.sum_sq_pulse),
-        };
-    }
-    for (position, days) in computed.into_iter().enumerate() {
-        if let Some(b) = patients[seen[position]].blood_pressure.as_mut() {
-            for day in days {
-                b.totals += &day.totals;
+    let decode = |i: usize| -> Result<BpRunning, StorageError> {
+        running[i]
+            .as_deref()
+            .map(BpRunning::decode)
+            .transpose()
+            .map_err(corrupt_running)
+            .map(Option::unwrap_or_default)
+    };
+    for w in &windows {
+        let end = decode(w.end)?;
+        let mut totals = end.totals;
+        totals -= &decode(w.before)?.totals;
+        for day in computed.get(w.position).into_iter().flatten() {
+            if let Some(old) = stored.get(&(w.patient_id, day.date)) {
+                totals -= old;
             }
+            totals += &day.totals;
+        }
+        if let Some(b) = patients[w.patient].blood_pressure.as_mut() {
+            b.totals = totals;
+            b.latest = end
+                .latest
+                .filter(|(at, _, _)| b.window.floor.is_none_or(|f| *at >= f))
+                .map(|(at, s, d)| (at, pressure(s), pressure(d)));
         }
     }
-    let floors: Vec<Option<DateTime<Utc>>> = seen
+
+    // As for glucose: the latest reading of a patient with work queued, from the readings.
+    let unsettled: Vec<usize> = seen
         .iter()
-        .map(|i| {
-            patients[*i]
-                .blood_pressure
+        .copied()
+        .filter(|i| source == DaySource::Raw || stale.contains_key(&patients[*i].patient_id))
+        .collect();
+    let bounds: Vec<(Uuid, Option<DateTime<Utc>>, DateTime<Utc>)> = unsettled
+        .iter()
+        .filter_map(|i| {
+            let p = &patients[*i];
+            p.blood_pressure
                 .as_ref()
-                .and_then(|b| b.window.floor)
+                .map(|b| (p.patient_id, b.window.floor, b.window.end()))
         })
         .collect();
-    let latest: Vec<(i32, DateTime<Utc>, i16, i16)> = sqlx::query_as(
-        "SELECT r.position, b.measured_at, b.systolic, b.diastolic
-         FROM UNNEST($1::int4[], $2::uuid[], $3::timestamptz[]) AS r (position, patient_id, floor)
+    let latest: Vec<(i64, DateTime<Utc>, i16, i16)> = sqlx::query_as(
+        "SELECT r.n, b.measured_at, b.systolic, b.diastolic
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[])
+             WITH ORDINALITY AS r (patient_id, floor, until, n)
          JOIN LATERAL (
              SELECT measured_at, systolic, diastolic FROM blood_pressure_readings
-             WHERE patient_id = r.patient_id AND (r.floor IS NULL OR measured_at >= r.floor)
-             ORDER BY measured_at DESC LIMIT 1
+             WHERE patient_id = r.patient_id AND measured_at < r.until
+               AND (r.floor IS NULL OR measured_at >= r.floor)
+             ORDER BY measured_at DESC, device_id DESC LIMIT 1
          ) b ON true",
     )
-    .bind((0..seen.len() as i32).collect::<Vec<_>>())
-    .bind(&ids)
-    .bind(&floors)
+    .bind(bounds.iter().map(|b| b.0).collect::<Vec<_>>())
+    .bind(bounds.iter().map(|b| b.1).collect::<Vec<_>>())
+    .bind(bounds.iter().map(|b| b.2).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
-    for (position, at, systolic, diastolic) in latest {
-        if let Some(b) = patients[seen[position as usize]].blood_pressure.as_mut() {
+    for &i in &unsettled {
+        if let Some(b) = patients[i].blood_pressure.as_mut() {
+            b.latest = None;
+        }
+    }
+    for (n, at, systolic, diastolic) in latest {
+        let i = usize::try_from(n - 1)
+            .ok()
+            .and_then(|k| unsettled.get(k).copied());
+        if let Some(b) = i.and_then(|i| patients[i].blood_pressure.as_mut()) {
             b.latest = Some((at, systolic, diastolic));
         }
     }
     Ok(())
+}
+
+/// Validated pressures lie within 20–300 mm[Hg].
+fn pressure(value: i64) -> i16 {
+    i16::try_from(value).unwrap_or(i16::MAX)
 }

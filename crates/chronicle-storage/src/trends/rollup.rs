@@ -2,14 +2,17 @@
 //! and targets changes made stale.
 
 use super::{
-    RawRange, TRENDS_CONSUMER, bp_points_in, bp_ranges, glucose_points_near, glucose_ranges,
+    BP_TOTALS_COLUMNS, BpTotalsRow, GLUCOSE_TOTALS_COLUMNS, GlucoseTotalsRow, RawRange,
+    TRENDS_CONSUMER, bp_points_in, bp_ranges, corrupt_running, glucose_points_near, glucose_ranges,
     load_bp_points, load_glucose_points, max_cap, zone_of,
 };
 use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_domain::trends::calendar::{DayBounds, local_date};
-use chronicle_domain::trends::{BpDay, GlucoseDay, bp_day, glucose_day, samples};
+use chronicle_domain::trends::{
+    BpDay, BpRunning, GlucoseDay, GlucoseRunning, bp_day, glucose_day, samples,
+};
 use chronicle_domain::zone::Tz;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
@@ -260,6 +263,9 @@ async fn write_glucose_days(
     if !kept.is_empty() {
         upsert_glucose_days(conn, patient_id, zone, &kept).await?;
     }
+    if let Some(first) = dates.first() {
+        refresh_glucose_running(conn, patient_id, *first).await?;
+    }
     Ok(days.len())
 }
 
@@ -293,10 +299,11 @@ async fn upsert_glucose_days(
         "INSERT INTO glucose_days (patient_id, time_zone, day, readings, cgm_readings,
              meter_readings, lab_readings, cgm_slots, sum_milli, sum_sq_milli, very_low_us,
              low_us, in_range_us, high_us, very_high_us, below_target_us, in_target_us,
-             above_target_us)
-         SELECT $1, $2, u.* FROM UNNEST($3::date[], $4::int4[], $5::int4[], $6::int4[],
+             above_target_us, latest_at, latest_mg_dl, running)
+         SELECT $1, $2, u.*, ''::bytea FROM UNNEST($3::date[], $4::int4[], $5::int4[], $6::int4[],
              $7::int4[], $8::int4[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
-             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]) AS u
+             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[],
+             $19::timestamptz[], $20::float8[]) AS u
          ON CONFLICT (patient_id, day) DO UPDATE SET time_zone = excluded.time_zone,
              readings = excluded.readings, cgm_readings = excluded.cgm_readings,
              meter_readings = excluded.meter_readings, lab_readings = excluded.lab_readings,
@@ -305,7 +312,8 @@ async fn upsert_glucose_days(
              low_us = excluded.low_us, in_range_us = excluded.in_range_us,
              high_us = excluded.high_us, very_high_us = excluded.very_high_us,
              below_target_us = excluded.below_target_us, in_target_us = excluded.in_target_us,
-             above_target_us = excluded.above_target_us, computed_at = now()",
+             above_target_us = excluded.above_target_us, latest_at = excluded.latest_at,
+             latest_mg_dl = excluded.latest_mg_dl, computed_at = now()",
     )
     .bind(patient_id)
     .bind(zone.name())
@@ -325,6 +333,16 @@ async fn upsert_glucose_days(
     .bind(big(|d| d.totals.target_us[0]))
     .bind(big(|d| d.totals.target_us[1]))
     .bind(big(|d| d.totals.target_us[2]))
+    .bind(
+        days.iter()
+            .map(|d| d.latest().map(|l| l.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        days.iter()
+            .map(|d| d.latest().map(|l| l.1))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -372,6 +390,9 @@ async fn write_bp_days(
         .execute(&mut *conn)
         .await?;
     if kept.is_empty() {
+        if let Some(first) = dates.first() {
+            refresh_bp_running(conn, patient_id, *first).await?;
+        }
         return Ok(days.len());
     }
     let int = |f: fn(&BpDay) -> i64| -> Result<Vec<i32>, StorageError> {
@@ -390,11 +411,12 @@ async fn write_bp_days(
              sum_sq_systolic, sum_diastolic, sum_sq_diastolic, morning_readings,
              morning_sum_systolic, morning_sum_diastolic, evening_readings,
              evening_sum_systolic, evening_sum_diastolic, at_or_above_130_80,
-             at_or_above_135_85, pulse_readings, sum_pulse, sum_sq_pulse)
-         SELECT $1, $2, u.* FROM UNNEST($3::date[], $4::int4[], $5::int8[], $6::int8[],
-             $7::int8[], $8::int8[], $9::int4[], $10::int8[], $11::int8[], $12::int4[],
-             $13::int8[], $14::int8[], $15::int4[], $16::int4[], $17::int4[], $18::int8[],
-             $19::int8[]) AS u
+             at_or_above_135_85, pulse_readings, sum_pulse, sum_sq_pulse, latest_at,
+             latest_systolic, latest_diastolic, running)
+         SELECT $1, $2, u.*, ''::bytea FROM UNNEST($3::date[], $4::int4[], $5::int8[],
+             $6::int8[], $7::int8[], $8::int8[], $9::int4[], $10::int8[], $11::int8[],
+             $12::int4[], $13::int8[], $14::int8[], $15::int4[], $16::int4[], $17::int4[],
+             $18::int8[], $19::int8[], $20::timestamptz[], $21::int2[], $22::int2[]) AS u
          ON CONFLICT (patient_id, day) DO UPDATE SET time_zone = excluded.time_zone,
              readings = excluded.readings, sum_systolic = excluded.sum_systolic,
              sum_sq_systolic = excluded.sum_sq_systolic, sum_diastolic = excluded.sum_diastolic,
@@ -408,7 +430,9 @@ async fn write_bp_days(
              at_or_above_130_80 = excluded.at_or_above_130_80,
              at_or_above_135_85 = excluded.at_or_above_135_85,
              pulse_readings = excluded.pulse_readings, sum_pulse = excluded.sum_pulse,
-             sum_sq_pulse = excluded.sum_sq_pulse, computed_at = now()",
+             sum_sq_pulse = excluded.sum_sq_pulse, latest_at = excluded.latest_at,
+             latest_systolic = excluded.latest_systolic,
+             latest_diastolic = excluded.latest_diastolic, computed_at = now()",
     )
     .bind(patient_id)
     .bind(zone.name())
@@ -429,7 +453,121 @@ async fn write_bp_days(
     .bind(int(|d| d.totals.pulse_readings)?)
     .bind(big(|d| d.totals.sum_pulse))
     .bind(big(|d| d.totals.sum_sq_pulse))
+    .bind(
+        kept.iter()
+            .map(|d| d.latest.map(|l| l.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        kept.iter()
+            .map(|d| d.latest.map(|l| pressure(l.1)))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        kept.iter()
+            .map(|d| d.latest.map(|l| pressure(l.2)))
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *conn)
     .await?;
+    if let Some(first) = dates.first() {
+        refresh_bp_running(conn, patient_id, *first).await?;
+    }
     Ok(days.len())
+}
+
+/// Validated pressures lie within 20–300 mm[Hg].
+fn pressure(value: i64) -> i16 {
+    i16::try_from(value).unwrap_or(i16::MAX)
+}
+
+/// Rewrites the running totals of the patient's glucose days from `from` on: the totals of
+/// the last day before it, plus each day in date order.
+async fn refresh_glucose_running(
+    conn: &mut PgConnection,
+    patient_id: Uuid,
+    from: NaiveDate,
+) -> Result<(), StorageError> {
+    let base: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT running FROM glucose_days WHERE patient_id = $1 AND day < $2
+         ORDER BY day DESC LIMIT 1",
+    )
+    .bind(patient_id)
+    .bind(from)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut running = base
+        .map(|b| GlucoseRunning::decode(&b))
+        .transpose()
+        .map_err(corrupt_running)?
+        .unwrap_or_default();
+    let rows: Vec<GlucoseTotalsRow> = sqlx::query_as(&format!(
+        "SELECT {GLUCOSE_TOTALS_COLUMNS} FROM glucose_days
+         WHERE patient_id = $1 AND day >= $2 ORDER BY day"
+    ))
+    .bind(patient_id)
+    .bind(from)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut encoded = Vec::with_capacity(rows.len());
+    for row in &rows {
+        running.add_day(&row.totals(), row.latest());
+        encoded.push(running.encode());
+    }
+    sqlx::query(
+        "UPDATE glucose_days g SET running = u.running
+         FROM UNNEST($2::date[], $3::bytea[]) AS u (day, running)
+         WHERE g.patient_id = $1 AND g.day = u.day",
+    )
+    .bind(patient_id)
+    .bind(rows.iter().map(|r| r.day).collect::<Vec<_>>())
+    .bind(encoded)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The same for blood-pressure days.
+async fn refresh_bp_running(
+    conn: &mut PgConnection,
+    patient_id: Uuid,
+    from: NaiveDate,
+) -> Result<(), StorageError> {
+    let base: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT running FROM blood_pressure_days WHERE patient_id = $1 AND day < $2
+         ORDER BY day DESC LIMIT 1",
+    )
+    .bind(patient_id)
+    .bind(from)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let mut running = base
+        .map(|b| BpRunning::decode(&b))
+        .transpose()
+        .map_err(corrupt_running)?
+        .unwrap_or_default();
+    let rows: Vec<BpTotalsRow> = sqlx::query_as(&format!(
+        "SELECT {BP_TOTALS_COLUMNS} FROM blood_pressure_days
+         WHERE patient_id = $1 AND day >= $2 ORDER BY day"
+    ))
+    .bind(patient_id)
+    .bind(from)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut encoded = Vec::with_capacity(rows.len());
+    for row in &rows {
+        running.add_day(&row.totals(), row.latest());
+        encoded.push(running.encode());
+    }
+    sqlx::query(
+        "UPDATE blood_pressure_days b SET running = u.running
+         FROM UNNEST($2::date[], $3::bytea[]) AS u (day, running)
+         WHERE b.patient_id = $1 AND b.day = u.day",
+    )
+    .bind(patient_id)
+    .bind(rows.iter().map(|r| r.day).collect::<Vec<_>>())
+    .bind(encoded)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
