@@ -88,7 +88,9 @@ impl Store {
         let mut patient_ids: Vec<Uuid> = requests.iter().map(|r| r.patient_id).collect();
         patient_ids.sort();
         patient_ids.dedup();
-        let grants = self.grants_for_patients(&patient_ids).await?;
+        // Only grants naming the principal (or their teams or organizations) can decide for
+        // them, so only those are loaded.
+        let grants = self.grants_naming(principal, &patient_ids).await?;
         let emergencies = if principal.role == Some(Role::Clinician) {
             self.emergency_accesses_to(principal.user_id, &patient_ids)
                 .await?

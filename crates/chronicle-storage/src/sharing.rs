@@ -276,15 +276,25 @@ impl Store {
 }
 
 impl Store {
-    /// Every grant of each of `patient_ids`, in any state, oldest first, in one query.
-    pub async fn grants_for_patients(
+    /// The grants of each of `patient_ids` (in any state, oldest first) that name the
+    /// principal, one of their current care teams or one of their organizations: the only
+    /// grants that can decide a request of theirs. One query.
+    pub async fn grants_naming(
         &self,
+        principal: &chronicle_domain::sharing::Principal,
         patient_ids: &[Uuid],
     ) -> Result<std::collections::HashMap<Uuid, Vec<Grant>>, StorageError> {
         let rows = sqlx::query_as::<_, GrantRow>(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE patient_id = ANY($1)
+            "SELECT {GRANT_COLUMNS} FROM grants
+             WHERE ((grantee_type = 'user' AND grantee_id = $1)
+                 OR (grantee_type = 'care_team' AND grantee_id = ANY($2))
+                 OR (grantee_type = 'organization' AND grantee_id = ANY($3)))
+               AND patient_id = ANY($4)
              ORDER BY created_at, id"
         ))
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
         .bind(patient_ids)
         .fetch_all(self.pool())
         .await?;

@@ -668,6 +668,8 @@ struct PanelBody {
 /// A row with what sorting and filtering need.
 struct Row {
     item: PanelItem,
+    /// The name as sorted and searched (lower case).
+    name_key: String,
     flags: Vec<PanelFlag>,
     below_54: Option<f64>,
     below_70: Option<f64>,
@@ -768,6 +770,7 @@ fn panel_row(p: &PanelPatient, unit: GlucoseUnit, now: DateTime<Utc>) -> Row {
             .and_then(|s| s.cgm_active_percent),
         latest_age,
         systolic: blood_pressure.as_ref().and_then(|(_, s)| s.mean_systolic),
+        name_key: p.display_name.to_lowercase(),
         item: PanelItem {
             patient_id: p.patient_id,
             display_name: p.display_name.clone(),
@@ -859,7 +862,7 @@ async fn panel(
         .filter(|r| {
             name_filter
                 .as_deref()
-                .is_none_or(|q| r.item.display_name.to_lowercase().contains(q))
+                .is_none_or(|q| r.name_key.contains(q))
         })
         .collect();
 
@@ -896,11 +899,7 @@ async fn panel(
             ),
             PanelSort::BloodPressure => by_value(a.systolic, b.systolic, order),
         };
-        let names = a
-            .item
-            .display_name
-            .to_lowercase()
-            .cmp(&b.item.display_name.to_lowercase());
+        let names = a.name_key.cmp(&b.name_key);
         let names = if sort == PanelSort::Name && order == SortOrder::Desc {
             names.reverse()
         } else {

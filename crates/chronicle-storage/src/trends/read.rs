@@ -58,6 +58,9 @@ impl Pending {
     }
 }
 
+/// A patient's queued range of measurement times; none for a pending rebuild.
+type QueuedRange = (Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The days of each patient the follow-up queue or a pending rebuild makes stale, for `kind`.
 async fn pending(
     conn: &mut PgConnection,
@@ -70,16 +73,12 @@ async fn pending(
         .map(|s| (s.patient_id, s.time_zone))
         .collect();
     let mut out: HashMap<Uuid, Pending> = HashMap::new();
-    let rebuilding: Vec<Uuid> =
-        sqlx::query_scalar("SELECT patient_id FROM trend_rebuilds WHERE patient_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
-    for id in rebuilding {
-        out.insert(id, Pending::All);
-    }
-    let queued: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT patient_id, first_measured_at, last_measured_at FROM ingest_followups
+    // A rebuild has no range (NULLs): every day.
+    let queued: Vec<QueuedRange> = sqlx::query_as(
+        "SELECT patient_id, NULL::timestamptz, NULL::timestamptz FROM trend_rebuilds
+         WHERE patient_id = ANY($3)
+         UNION ALL
+         SELECT patient_id, first_measured_at, last_measured_at FROM ingest_followups
          WHERE consumer = $1 AND kind = $2 AND patient_id = ANY($3)",
     )
     .bind(TRENDS_CONSUMER)
@@ -88,6 +87,10 @@ async fn pending(
     .fetch_all(&mut *conn)
     .await?;
     for (id, first, last) in queued {
+        let (Some(first), Some(last)) = (first, last) else {
+            out.insert(id, Pending::All);
+            continue;
+        };
         let Some(zone) = zones.get(&id) else { continue };
         let dates = match kind {
             ReadingKind::Glucose => glucose_dates_touched(*zone, first, last),
@@ -600,13 +603,18 @@ struct PanelWindow {
 struct Probes {
     patient_ids: Vec<Uuid>,
     days: Vec<NaiveDate>,
+    /// Windows that meet (the previous period ends where the current one begins) share a
+    /// probe.
+    known: HashMap<(Uuid, NaiveDate), usize>,
 }
 
 impl Probes {
     fn add(&mut self, patient_id: Uuid, day: NaiveDate) -> usize {
-        self.patient_ids.push(patient_id);
-        self.days.push(day);
-        self.patient_ids.len() - 1
+        *self.known.entry((patient_id, day)).or_insert_with(|| {
+            self.patient_ids.push(patient_id);
+            self.days.push(day);
+            self.patient_ids.len() - 1
+        })
     }
 
     /// The stored running totals of every probe (`None` where the patient has no day that
@@ -808,6 +816,9 @@ async fn panel_glucose(
                 .map(|g| (p.patient_id, g.window.floor, g.window.end()))
         })
         .collect();
+    if bounds.is_empty() {
+        return Ok(());
+    }
     let latest: Vec<(i64, DateTime<Utc>, f64)> = sqlx::query_as(
         "SELECT r.n, g.measured_at, g.value_mg_dl
          FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[])
@@ -929,6 +940,9 @@ async fn panel_blood_pressure(
                 .map(|b| (p.patient_id, b.window.floor, b.window.end()))
         })
         .collect();
+    if bounds.is_empty() {
+        return Ok(());
+    }
     let latest: Vec<(i64, DateTime<Utc>, i16, i16)> = sqlx::query_as(
         "SELECT r.n, b.measured_at, b.systolic, b.diastolic
          FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[])
