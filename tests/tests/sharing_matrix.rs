@@ -53,6 +53,8 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/targets"),
     ("PUT", "/v1/patients/{patient_id}/targets"),
     ("GET", "/v1/patients/{patient_id}/targets/changes"),
+    ("GET", "/v1/patients/{patient_id}/trends/glucose"),
+    ("GET", "/v1/patients/{patient_id}/trends/blood-pressure"),
 ];
 
 struct World {
@@ -296,6 +298,63 @@ async fn check_reads(w: &World, state: &str, who: &str, expected: Reads) {
     }
 }
 
+/// The trend endpoints' expected statuses: (glucose trend, blood-pressure trend).
+type Trends = [u16; 2];
+
+/// Checks the trend endpoints for one caller in one grant state: the status, that a refusal
+/// holds no figures, that an allowed trend holds the figures of every reading the grant
+/// shows (`glucose_readings` of them), that trends never carry an individual reading unless
+/// the caller may see readings, and that every attempt is logged with its outcome.
+async fn check_trends(w: &World, state: &str, who: &str, expected: Trends, glucose_readings: i64) {
+    let p = w.patient;
+    let paths = [
+        format!("/v1/patients/{p}/trends/glucose?days=7"),
+        format!("/v1/patients/{p}/trends/blood-pressure?days=7"),
+    ];
+    for (i, (path, want)) in paths.iter().zip(expected).enumerate() {
+        let logged_before = w.log_len().await;
+        let (status, body) = w.call(who, Method::GET, path, None).await;
+        assert_eq!(status.as_u16(), want, "{state}: {who} GET {path}: {body}");
+        if want >= 400 {
+            assert!(
+                body.get("metrics").is_none() && body.get("error").is_some(),
+                "{state}: {who} GET {path} leaked {body}"
+            );
+        } else {
+            let readings = if i == 0 { glucose_readings } else { 1 };
+            assert_eq!(
+                body["metrics"]["readings"], readings,
+                "{state}: {who} GET {path}: {body}"
+            );
+        }
+        if who != "anonymous" {
+            assert_eq!(
+                w.log_len().await,
+                logged_before + 1,
+                "{state}: {who} GET {path} was not logged"
+            );
+            let outcome = w.last_outcome().await;
+            assert_eq!(
+                outcome == "allowed",
+                want == 200,
+                "{state}: {who} GET {path} logged as {outcome}"
+            );
+        }
+    }
+}
+
+/// The panel as `who` sees it: the row of the matrix's patient, if listed.
+async fn panel_row(w: &World, who: &str) -> Option<Value> {
+    let (status, body) = w.call(who, Method::GET, "/v1/panel", None).await;
+    assert_eq!(status, StatusCode::OK, "{who}: {body}");
+    body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["patient_id"] == w.patient.to_string())
+        .cloned()
+}
+
 #[tokio::test]
 async fn the_authorization_matrix() {
     let w = world().await;
@@ -331,6 +390,8 @@ async fn the_authorization_matrix() {
     // No grant at all: the patient and their guardian see everything; nobody else sees anything.
     check_reads(&w, "no grant", "patient", everything).await;
     check_reads(&w, "no grant", "guardian", everything).await;
+    check_trends(&w, "no grant", "patient", [r, r], 2).await;
+    check_trends(&w, "no grant", "guardian", [r, r], 2).await;
     for who in [
         "caregiver",
         "clinician",
@@ -339,6 +400,11 @@ async fn the_authorization_matrix() {
         "admin",
     ] {
         check_reads(&w, "no grant", who, nobody).await;
+        check_trends(&w, "no grant", who, [n, n], 0).await;
+        assert!(
+            panel_row(&w, who).await.is_none(),
+            "{who} lists the patient"
+        );
     }
     assert_eq!(
         w.call(
@@ -366,8 +432,22 @@ async fn the_authorization_matrix() {
     check_reads(&w, "glucose grant", "other_org_clinician", nobody).await;
     check_reads(&w, "glucose grant", "caregiver", nobody).await;
     check_reads(&w, "glucose grant", "admin", nobody).await;
+    check_trends(&w, "glucose grant", "clinician", [r, f], 2).await;
+    for who in ["other_org_clinician", "caregiver", "admin"] {
+        check_trends(&w, "glucose grant", who, [n, n], 0).await;
+    }
+    let row = panel_row(&w, "clinician").await.expect("listed");
+    assert_eq!(row["access"]["glucose"], "readings", "{row}");
+    assert_eq!(row["glucose"]["latest"]["value"], 120.0, "{row}");
+    assert!(
+        row["blood_pressure"].is_null(),
+        "no blood-pressure grant: {row}"
+    );
+    assert!(panel_row(&w, "other_org_clinician").await.is_none());
     w.revoke_all().await;
     check_reads(&w, "revoked", "clinician", nobody).await;
+    check_trends(&w, "revoked", "clinician", [n, n], 0).await;
+    assert!(panel_row(&w, "clinician").await.is_none(), "revoked");
 
     // Wrong category, expired, trends only, wrong patient, another organization's team.
     w.grant_to(
@@ -380,6 +460,7 @@ async fn the_authorization_matrix() {
     )
     .await;
     check_reads(&w, "blood-pressure grant", "clinician", [f, r, r, n, n]).await;
+    check_trends(&w, "blood-pressure grant", "clinician", [f, r], 0).await;
     w.revoke_all().await;
     w.grant_to(
         team,
@@ -393,6 +474,7 @@ async fn the_authorization_matrix() {
     )
     .await;
     check_reads(&w, "expired", "clinician", nobody).await;
+    check_trends(&w, "expired", "clinician", [n, n], 0).await;
     w.grant_to(
         team,
         &[Glucose, BloodPressure],
@@ -403,6 +485,29 @@ async fn the_authorization_matrix() {
     )
     .await;
     check_reads(&w, "trends only", "clinician", [f, f, f, n, n]).await;
+    check_trends(&w, "trends only", "clinician", [r, r], 2).await;
+    let (_, trend) = w
+        .call(
+            "clinician",
+            Method::GET,
+            &format!("/v1/patients/{}/trends/glucose", w.patient),
+            None,
+        )
+        .await;
+    assert_eq!(trend["individual_readings"], false, "{trend}");
+    let row = panel_row(&w, "clinician").await.expect("listed");
+    assert_eq!(row["access"]["glucose"], "trends", "{row}");
+    let latest = &row["glucose"]["latest"];
+    assert!(
+        latest["age_minutes"].as_i64().is_some()
+            && latest["value"].is_null()
+            && latest["measured_at"].is_null(),
+        "trends only: the latest reading's age, never its value or time: {row}"
+    );
+    assert!(
+        row["blood_pressure"]["latest"]["systolic"].is_null(),
+        "trends only: {row}"
+    );
     w.revoke_all().await;
     w.grant_to(
         team,
@@ -414,6 +519,7 @@ async fn the_authorization_matrix() {
     )
     .await;
     check_reads(&w, "grant on another patient", "clinician", nobody).await;
+    check_trends(&w, "grant on another patient", "clinician", [n, n], 0).await;
     w.grant_to(
         Grantee::CareTeam(w.other_team),
         &[Glucose],
@@ -424,6 +530,15 @@ async fn the_authorization_matrix() {
     )
     .await;
     check_reads(&w, "another organization's team", "clinician", nobody).await;
+    check_trends(&w, "another organization's team", "clinician", [n, n], 0).await;
+    check_trends(
+        &w,
+        "another organization's team",
+        "other_org_clinician",
+        [r, f],
+        2,
+    )
+    .await;
     check_reads(
         &w,
         "another organization's team",
@@ -460,6 +575,10 @@ async fn the_authorization_matrix() {
         Some(1),
         "data_since: {body}"
     );
+    // Trends too are computed only from what the window shows.
+    check_trends(&w, "data_since", "clinician", [r, f], 1).await;
+    let row = panel_row(&w, "clinician").await.expect("listed");
+    assert_eq!(row["glucose"]["readings"], 1, "data_since: {row}");
     w.revoke_all().await;
 
     // The patient list shows exactly the patients a caller holds a grant for (research grants
@@ -651,6 +770,8 @@ async fn the_authorization_matrix() {
     .await;
     check_reads(&w, "caregiving grant", "caregiver", [r, f, f, n, n]).await;
     check_reads(&w, "caregiving grant", "clinician", nobody).await;
+    check_trends(&w, "caregiving grant", "caregiver", [r, f], 2).await;
+    check_trends(&w, "caregiving grant", "clinician", [n, n], 0).await;
     w.grant_to(
         Grantee::User(user_id(&w, "res@uni.example").await),
         &[Glucose],
@@ -661,6 +782,12 @@ async fn the_authorization_matrix() {
     )
     .await;
     check_reads(&w, "research grant", "researcher", [f, f, f, n, n]).await;
+    // Trends carry true dates: identified, so research grants do not open them.
+    check_trends(&w, "research grant", "researcher", [f, f], 0).await;
+    assert!(
+        panel_row(&w, "researcher").await.is_none(),
+        "the panel is identified: no research rows"
+    );
     w.revoke_all().await;
 
     // Emergency access: clinicians only, with a reason; then readings, not the patient's settings.
@@ -710,6 +837,8 @@ async fn the_authorization_matrix() {
     assert_eq!(status, StatusCode::CREATED);
     check_reads(&w, "emergency", "clinician", [r, r, r, n, n]).await;
     check_reads(&w, "emergency", "other_org_clinician", nobody).await;
+    check_trends(&w, "emergency", "clinician", [r, r], 2).await;
+    check_trends(&w, "emergency", "other_org_clinician", [n, n], 0).await;
     let (_, log) = w
         .call(
             "patient",

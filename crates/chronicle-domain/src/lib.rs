@@ -9,6 +9,8 @@
 //! - [`targets`]: a patient's glucose targets (consensus presets and safe custom bounds).
 //! - [`zone`]: patients' IANA time zones.
 //! - [`alerts`]: the alert rules, their thresholds and the alert lifecycle, as pure functions.
+//! - [`trends`]: glucose and blood-pressure metrics per day and window, the AGP, episodes and
+//!   the panel's flags.
 //!
 //! Invariant: this crate does no I/O and knows nothing of SQL, HTTP or MQTT. Every front door
 //! (MQTT today, HTTP uploads later) hands raw bytes to [`wire::parse_message`] and
@@ -22,6 +24,7 @@ pub mod reading;
 pub mod rejection;
 pub mod sharing;
 pub mod targets;
+pub mod trends;
 pub mod units;
 pub mod wire;
 pub mod zone;

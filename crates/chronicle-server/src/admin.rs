@@ -55,6 +55,17 @@ async fn run_patient(database: &Database, command: PatientCommand) -> anyhow::Re
                 }
             }
         }
+        PatientCommand::SetTimeZone { patient, time_zone } => {
+            let moved = database
+                .store
+                .set_patient_time_zone(patient, &time_zone)
+                .await?
+                .with_context(|| format!("no patient {patient}"))?;
+            println!(
+                "patient {} now in {} (trends are being recomputed)",
+                moved.id, moved.time_zone
+            );
+        }
     }
     Ok(())
 }

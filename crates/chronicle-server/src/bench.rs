@@ -19,6 +19,7 @@ mod fleet;
 mod probe;
 mod server;
 mod stand_in;
+mod trends;
 mod workload;
 
 use crate::cli::{BenchBroker, BenchCommand, BenchIngestArgs, DatabaseSettings};
@@ -50,6 +51,7 @@ pub async fn run(database: &DatabaseSettings, command: BenchCommand) -> anyhow::
     match command {
         BenchCommand::Ingest(args) => ingest(database, &args).await,
         BenchCommand::Alerts(args) => alerts::run(database, &args).await,
+        BenchCommand::Trends(args) => trends::run(database, &args).await,
     }
 }
 

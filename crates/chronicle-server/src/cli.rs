@@ -104,6 +104,13 @@ pub enum BenchCommand {
     /// run. Runs its own PostgreSQL and `chronicle serve`, like `bench ingest`. See
     /// docs/benchmarks.md.
     Alerts(BenchAlertsArgs),
+    /// Trends at clinic scale: loads simulated patients (5-minute CGM and home blood pressure)
+    /// through `chronicle serve`'s ingest, waits for the trend rollups, then measures the warm
+    /// latency of the patient panel and of one patient's trend over HTTP, next to the same
+    /// reads computed from raw readings, and the storage per reading.
+    ///
+    /// Runs its own PostgreSQL and server like `bench ingest`. See docs/benchmarks.md.
+    Trends(BenchTrendsArgs),
 }
 
 /// Sizes of `chronicle bench alerts`. The defaults finish in about a minute on two cores.
@@ -134,6 +141,51 @@ pub struct BenchAlertsArgs {
     /// Give up on a phase that has not finished after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_seconds: u64,
+
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Sizes of `chronicle bench trends`. The defaults are the clinic-scale target (about an hour
+/// of loading on two cores); use fewer --patients or --days while developing.
+#[derive(Debug, Clone, Args)]
+pub struct BenchTrendsArgs {
+    /// Simulated patients, each with a CGM and a blood-pressure cuff.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub patients: u32,
+
+    /// Days of history per patient, ending now.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub days: u32,
+
+    /// The simulator's seed: the same seed loads the same readings.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Patients loaded at a time (their devices send their backlog together).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub wave: u32,
+
+    /// Readings per backlog message.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub readings_per_message: u32,
+
+    /// Measured requests per figure (after as many warm-up requests).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub samples: u32,
+
+    /// Give up if loading and rolling up take longer than this many seconds.
+    #[arg(long, default_value_t = 14_400)]
+    pub timeout_seconds: u64,
+
+    /// A flag for the server under test (repeat for several), as for `bench ingest`.
+    #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
 
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
@@ -334,6 +386,15 @@ pub enum PatientCommand {
     /// for each: `{"patient_id", "name", "time_zone", "devices": [{"device_id", "kind",
     /// "mqtt_password"}]}`. Device secrets are shown this once.
     Import,
+    /// Move a patient to another time zone; their trends are recomputed in the new zone.
+    SetTimeZone {
+        /// The patient's id.
+        #[arg(long)]
+        patient: Uuid,
+        /// IANA time zone, e.g. America/New_York.
+        #[arg(long, value_parser = parse_zone_name)]
+        time_zone: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

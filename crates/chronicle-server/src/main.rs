@@ -7,6 +7,7 @@ mod cli;
 mod database;
 mod demo;
 mod serve;
+mod trends;
 
 use clap::Parser;
 use std::io::IsTerminal;

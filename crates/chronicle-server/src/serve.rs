@@ -85,9 +85,13 @@ where
         },
         metrics,
     )
-    .with_followup_consumers(&[chronicle_alerts::CONSUMER]);
-    // The alert engine evaluates what each commit stored; it starts at once on this
-    // process's commits and polls for those of other servers sharing the subscription.
+    .with_followup_consumers(&[
+        chronicle_alerts::CONSUMER,
+        chronicle_storage::trends::TRENDS_CONSUMER,
+    ]);
+    // The alert engine and the trend rollups work from what each commit stored; each starts
+    // at once on this process's commits and polls for those of other servers sharing the
+    // subscription.
     let alerts = AlertServices::start(
         store.clone(),
         pipeline.followups_enqueued(),
@@ -95,6 +99,11 @@ where
         alert_metrics,
         shutdown.clone(),
     );
+    let trends_task = tokio::spawn(crate::trends::run(
+        store.clone(),
+        pipeline.followups_enqueued(),
+        shutdown.clone(),
+    ));
     let (ingest, batcher) = spawn_batcher(
         pipeline,
         BatchSettings {
@@ -170,6 +179,9 @@ where
         tracing::error!(error = %e, "ingest batcher task failed");
     }
     abandon_later.abort();
+    if let Err(e) = trends_task.await {
+        tracing::error!(error = %e, "trends task failed");
+    }
     match http_task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),

@@ -118,24 +118,8 @@ impl Store {
         decision: &Result<Permit, DenyReason>,
         action: &str,
     ) -> Result<(), StorageError> {
-        let (grant_id, emergency_id) = match decision.as_ref().map(|p| p.allowance().basis) {
-            Ok(Basis::Grant(id)) => (Some(id), None),
-            Ok(Basis::Emergency(id)) => (None, Some(id)),
-            _ => (None, None),
-        };
-        self.append_access_log(&NewAccessLogEntry {
-            actor_id: Some(principal.user_id),
-            actor_role: principal.role.map(|r| r.as_str().to_owned()),
-            patient_id: request.patient_id,
-            action: action.to_owned(),
-            category: Some(request.category),
-            purpose: decision.as_ref().ok().and_then(|p| p.allowance().purpose),
-            grant_id,
-            emergency_id,
-            allowed: decision.is_ok(),
-            reason: decision.as_ref().err().map(|r| r.as_str().to_owned()),
-        })
-        .await
+        self.append_access_log(&decision_entry(principal, request, decision, action))
+            .await
     }
 
     /// Whether an organization's webhook may receive an alert event now: decided by
@@ -173,6 +157,60 @@ impl Store {
         })
         .await?;
         Ok(grant.is_some())
+    }
+
+    /// Decides many requests of one principal at once (a panel of patients): one query for the
+    /// patients' grants, one for the caller's emergency accesses, and one statement appending
+    /// every attempt to the access log, one entry per request as [`Store::authorize`] writes.
+    /// The decisions come back in the order of `requests`.
+    pub async fn authorize_many(
+        &self,
+        principal: &Principal,
+        requests: &[AccessRequest],
+        action: &str,
+    ) -> Result<Vec<Result<Permit, DenyReason>>, StorageError> {
+        let (decisions, entries) = self.decide_many(principal, requests, action).await?;
+        self.append_access_log_many(&entries).await?;
+        Ok(decisions)
+    }
+
+    /// [`Store::authorize_many`] without the logging: the decisions and the access-log entries
+    /// the caller must append before revealing anything (the panel appends them while it
+    /// reads, and answers only once both are done).
+    pub(crate) async fn decide_many(
+        &self,
+        principal: &Principal,
+        requests: &[AccessRequest],
+        action: &str,
+    ) -> Result<(Vec<Result<Permit, DenyReason>>, Vec<NewAccessLogEntry>), StorageError> {
+        let mut patient_ids: Vec<Uuid> = requests.iter().map(|r| r.patient_id).collect();
+        patient_ids.sort();
+        patient_ids.dedup();
+        // Only grants naming the principal (or their teams or organizations) can decide for
+        // them, so only those are loaded.
+        let grants = self.grants_naming(principal, &patient_ids).await?;
+        let emergencies = if principal.role == Some(Role::Clinician) {
+            self.emergency_accesses_to(principal.user_id, &patient_ids)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let decisions: Vec<Result<Permit, DenyReason>> = requests
+            .iter()
+            .map(|request| {
+                let theirs = grants
+                    .get(&request.patient_id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                authorize(principal, request, theirs, &emergencies)
+            })
+            .collect();
+        let entries: Vec<NewAccessLogEntry> = requests
+            .iter()
+            .zip(&decisions)
+            .map(|(request, decision)| decision_entry(principal, request, decision, action))
+            .collect();
+        Ok((decisions, entries))
     }
 
     /// Glucose readings of the permit's patient, within its window.
@@ -783,6 +821,32 @@ pub struct SharedWithMe {
     pub purpose: Purpose,
     pub data_since: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The access-log entry recording one decision of the gate.
+fn decision_entry(
+    principal: &Principal,
+    request: &AccessRequest,
+    decision: &Result<Permit, DenyReason>,
+    action: &str,
+) -> NewAccessLogEntry {
+    let (grant_id, emergency_id) = match decision.as_ref().map(|p| p.allowance().basis) {
+        Ok(Basis::Grant(id)) => (Some(id), None),
+        Ok(Basis::Emergency(id)) => (None, Some(id)),
+        _ => (None, None),
+    };
+    NewAccessLogEntry {
+        actor_id: Some(principal.user_id),
+        actor_role: principal.role.map(|r| r.as_str().to_owned()),
+        patient_id: request.patient_id,
+        action: action.to_owned(),
+        category: Some(request.category),
+        purpose: decision.as_ref().ok().and_then(|p| p.allowance().purpose),
+        grant_id,
+        emergency_id,
+        allowed: decision.is_ok(),
+        reason: decision.as_ref().err().map(|r| r.as_str().to_owned()),
+    }
 }
 
 /// What a patient asks for when sharing; the patient is the actor's.

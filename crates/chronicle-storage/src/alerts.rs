@@ -819,6 +819,66 @@ fn permits_for_alerts(permits: &[Permit]) -> Result<(), StorageError> {
     }
 }
 
+/// A patient's unresolved alerts in the categories the caller receives alerts for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenAlertCounts {
+    /// Open (not yet acknowledged) alerts.
+    pub open: u32,
+    /// Of those, the urgent ones.
+    pub open_urgent: u32,
+    /// Acknowledged, not yet resolved.
+    pub acknowledged: u32,
+}
+
+impl Store {
+    /// Unresolved alert counts of each permit's patient, within what the permits allow (their
+    /// categories and `data_since`). Patients without any are absent.
+    pub async fn open_alert_counts(
+        &self,
+        permits: &[Permit],
+    ) -> Result<HashMap<Uuid, OpenAlertCounts>, StorageError> {
+        permits_for_alerts(permits)?;
+        if permits.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let patients: Vec<Uuid> = permits.iter().map(Permit::patient_id).collect();
+        let categories: Vec<&str> = permits.iter().map(|p| p.category().as_str()).collect();
+        let since: Vec<Option<DateTime<Utc>>> =
+            permits.iter().map(|p| p.clamp_from(None)).collect();
+        let rows: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(
+            "SELECT a.patient_id,
+                    count(*) FILTER (WHERE a.status = 'open'),
+                    count(*) FILTER (WHERE a.status = 'open' AND a.severity = 'urgent'),
+                    count(*) FILTER (WHERE a.status = 'acknowledged')
+             FROM alerts a
+             JOIN UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS p (patient_id, category, since)
+               ON a.patient_id = p.patient_id AND a.category = p.category
+              AND (p.since IS NULL OR a.triggered_at >= p.since)
+             WHERE a.kind = 'alert' AND a.status IN ('open', 'acknowledged')
+             GROUP BY a.patient_id",
+        )
+        .bind(&patients)
+        .bind(&categories)
+        .bind(&since)
+        .fetch_all(self.pool())
+        .await?;
+        let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(rows
+            .into_iter()
+            .map(|(patient, open, urgent, acknowledged)| {
+                (
+                    patient,
+                    OpenAlertCounts {
+                        open: count(open),
+                        open_urgent: count(urgent),
+                        acknowledged: count(acknowledged),
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
 impl Store {
     /// Alerts (and historical events) of the permits' patients and categories, newest first,
     /// within each grant's window.

@@ -6,6 +6,8 @@
 //!   [`followups`] (the work queued by each ingest write for alerts and trends), and
 //!   [`alerts`] (alerts, their event stream, snoozes and webhook deliveries).
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
+//! - [`trends`]: day rollups kept by the "trends" follow-up consumer, and the trend and
+//!   panel reads that combine them with the raw readings.
 //!
 //! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
 //! and on TimescaleDB.
@@ -22,6 +24,7 @@ pub mod registry;
 pub mod sharing;
 pub mod targets;
 pub mod timescale;
+pub mod trends;
 pub mod webhooks;
 
 pub use bulk::GlucoseCopy;

@@ -128,6 +128,24 @@ impl Store {
         .await?)
     }
 
+    /// Moves a patient to another IANA zone (already validated). Their trend rollups, cut into
+    /// days of the old zone, are rebuilt (a trigger queues the rebuild in the same transaction).
+    /// `None` if there is no such patient.
+    pub async fn set_patient_time_zone(
+        &self,
+        id: Uuid,
+        time_zone: &str,
+    ) -> Result<Option<Patient>, StorageError> {
+        Ok(sqlx::query_as::<_, Patient>(
+            "UPDATE patients SET time_zone = $2 WHERE id = $1
+             RETURNING id, display_name, time_zone, created_at",
+        )
+        .bind(id)
+        .bind(time_zone)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     pub async fn list_patients(&self) -> Result<Vec<Patient>, StorageError> {
         Ok(sqlx::query_as::<_, Patient>(
             "SELECT id, display_name, time_zone, created_at FROM patients ORDER BY created_at, id",

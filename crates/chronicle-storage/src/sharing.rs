@@ -274,3 +274,105 @@ impl Store {
         .await?)
     }
 }
+
+impl Store {
+    /// The grants of each of `patient_ids` (in any state, oldest first) that name the
+    /// principal, one of their current care teams or one of their organizations: the only
+    /// grants that can decide a request of theirs. One query.
+    pub async fn grants_naming(
+        &self,
+        principal: &chronicle_domain::sharing::Principal,
+        patient_ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<Grant>>, StorageError> {
+        let rows = sqlx::query_as::<_, GrantRow>(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants
+             WHERE ((grantee_type = 'user' AND grantee_id = $1)
+                 OR (grantee_type = 'care_team' AND grantee_id = ANY($2))
+                 OR (grantee_type = 'organization' AND grantee_id = ANY($3)))
+               AND patient_id = ANY($4)
+             ORDER BY created_at, id"
+        ))
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
+        .bind(patient_ids)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: std::collections::HashMap<Uuid, Vec<Grant>> = std::collections::HashMap::new();
+        for row in rows {
+            let grant = Grant::try_from(row)?;
+            out.entry(grant.patient_id).or_default().push(grant);
+        }
+        Ok(out)
+    }
+
+    /// A clinician's emergency accesses to any of `patient_ids` (any state), in one query.
+    pub async fn emergency_accesses_to(
+        &self,
+        clinician_id: Uuid,
+        patient_ids: &[Uuid],
+    ) -> Result<Vec<EmergencyAccess>, StorageError> {
+        type Row = (Uuid, Uuid, String, DateTime<Utc>, DateTime<Utc>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, patient_id, reason, opened_at, expires_at FROM emergency_accesses
+             WHERE clinician_id = $1 AND patient_id = ANY($2) ORDER BY opened_at",
+        )
+        .bind(clinician_id)
+        .bind(patient_ids)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, patient_id, reason, opened_at, expires_at)| EmergencyAccess {
+                    id,
+                    patient_id,
+                    clinician_id,
+                    reason,
+                    opened_at,
+                    expires_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Appends many entries in one statement (in the given order).
+    pub async fn append_access_log_many(
+        &self,
+        entries: &[NewAccessLogEntry],
+    ) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let column = |f: fn(&NewAccessLogEntry) -> Option<String>| -> Vec<Option<String>> {
+            entries.iter().map(f).collect()
+        };
+        sqlx::query(
+            "INSERT INTO access_log (actor_id, actor_role, patient_id, action, category, purpose,
+                 grant_id, emergency_id, outcome, reason)
+             SELECT a, b, c, d, e, f, g, h, i, j
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
+                 $6::text[], $7::uuid[], $8::uuid[], $9::text[], $10::text[])
+                 WITH ORDINALITY AS u (a, b, c, d, e, f, g, h, i, j, n)
+             ORDER BY n",
+        )
+        .bind(entries.iter().map(|e| e.actor_id).collect::<Vec<_>>())
+        .bind(column(|e| e.actor_role.clone()))
+        .bind(entries.iter().map(|e| e.patient_id).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.action.clone()).collect::<Vec<_>>())
+        .bind(column(|e| e.category.map(|c| c.as_str().to_owned())))
+        .bind(column(|e| e.purpose.map(|p| p.as_str().to_owned())))
+        .bind(entries.iter().map(|e| e.grant_id).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.emergency_id).collect::<Vec<_>>())
+        .bind(
+            entries
+                .iter()
+                .map(|e| if e.allowed { "allowed" } else { "denied" })
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|e| e.reason.clone()))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -37,7 +37,7 @@ struct TargetsRow {
     changed_at: DateTime<Utc>,
 }
 
-fn decode(json: serde_json::Value) -> Result<GlucoseTargets, StorageError> {
+pub(crate) fn decode(json: serde_json::Value) -> Result<GlucoseTargets, StorageError> {
     serde_json::from_value(json.clone()).map_err(|_| StorageError::Corrupt {
         what: "glucose targets",
         value: json.to_string(),

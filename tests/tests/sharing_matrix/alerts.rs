@@ -180,6 +180,9 @@ pub(super) async fn check(w: &World) {
         "admin",
     ] {
         check_reads(w, "no grant", who, nobody).await;
+        if who != "admin" && who != "researcher" {
+            assert!(super::panel_row(w, who).await.is_none(), "{who}'s panel");
+        }
         assert_eq!(act(w, who, alerts.glucose, "acknowledge").await, n, "{who}");
         assert_eq!(snooze(w, who, Method::POST).await, n, "{who}");
         assert_eq!(snooze(w, who, Method::DELETE).await, n, "{who}");
@@ -212,6 +215,17 @@ pub(super) async fn check(w: &World) {
     );
     check_reads(w, "glucose alerts", "other_org_clinician", nobody).await;
     check_reads(w, "glucose alerts", "caregiver", nobody).await;
+    // The panel counts only the alerts the caller receives (the glucose one; the clinician's
+    // emergency access from earlier shows readings, never alerts), and lists the patient to
+    // nobody else.
+    let row = super::panel_row(w, "clinician")
+        .await
+        .expect("the clinician's panel lists the patient");
+    let counted = row["open_alerts"]["open"].as_u64().unwrap_or(0)
+        + row["open_alerts"]["acknowledged"].as_u64().unwrap_or(0);
+    assert_eq!(counted, 1, "only the glucose alert: {row}");
+    assert!(super::panel_row(w, "other_org_clinician").await.is_none());
+    assert!(super::panel_row(w, "caregiver").await.is_none());
     assert_eq!(
         act(w, "clinician", alerts.pressure, "acknowledge").await,
         f,

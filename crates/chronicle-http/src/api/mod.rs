@@ -41,6 +41,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+mod trends;
+
 /// How long a password log-in's session lasts.
 const SESSION_HOURS: i64 = 12;
 /// How long an emergency access stays open.
@@ -95,6 +97,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(admin::routes())
         .merge(alerts::routes())
         .merge(webhooks::routes())
+        .merge(trends::routes())
         .split_for_parts()
 }
 
@@ -255,6 +258,14 @@ async fn patients(
     ))
 }
 
+/// The glucose unit a caller asks for (`mg/dL` when none).
+pub(crate) fn parse_unit(text: Option<&str>) -> Result<GlucoseUnit, ApiError> {
+    text.map_or(Ok(GlucoseUnit::MgDl), |t| {
+        t.parse()
+            .map_err(|e: chronicle_domain::units::UnknownUnit| ApiError::BadRequest(e.to_string()))
+    })
+}
+
 /// Asks the gate for a permit to read a category of the patient's data.
 pub(crate) async fn permit(
     state: &AppState,
@@ -388,14 +399,7 @@ async fn glucose(
     Path(patient_id): Path<Uuid>,
     Query(query): Query<ReadingsQuery>,
 ) -> Result<Json<Page<GlucosePoint>>, ApiError> {
-    let unit = match query.unit.as_deref() {
-        None => GlucoseUnit::MgDl,
-        Some(text) => text
-            .parse()
-            .map_err(|e: chronicle_domain::units::UnknownUnit| {
-                ApiError::BadRequest(e.to_string())
-            })?,
-    };
+    let unit = parse_unit(query.unit.as_deref())?;
     let (limit, after) = query.page()?;
     let permit = permit(
         &state,

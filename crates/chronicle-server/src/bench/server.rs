@@ -158,10 +158,24 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// A minimal HTTP/1.0 GET: the status code and the body. Enough for `/readyz` and `/metrics`,
 /// and no HTTP client dependency for the binary.
 async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    http_get_as(addr, path, None).await
+}
+
+/// [`http_get`] with a bearer token, for the API.
+pub async fn http_get_as(
+    addr: SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let authorization = bearer
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{authorization}\r\n").as_bytes(),
+            )
             .await?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await?;

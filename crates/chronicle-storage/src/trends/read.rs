@@ -1,0 +1,1029 @@
+//! Trend reads: one patient's days for a trend, and the panel's per-patient totals. Each read
+//! runs in one repeatable-read snapshot, takes rollups where they are current and computes the
+//! other days from the raw readings.
+
+use super::rollup::{bp_dates_touched, glucose_dates_touched};
+use super::{
+    BP_TOTALS_COLUMNS, BpTotalsRow, DaySource, GLUCOSE_TOTALS_COLUMNS, GlucoseTotalsRow, RawRange,
+    TRENDS_CONSUMER, TrendSubject, bp_points_in, bp_ranges, check_trend_permit, corrupt_running,
+    glucose_points_near, glucose_ranges, load_bp_points, load_glucose_points, zone_of,
+};
+use crate::alerts::OpenAlertCounts;
+use crate::{StorageError, Store};
+use chronicle_domain::ReadingKind;
+use chronicle_domain::sharing::{
+    Access, AccessRequest, DataCategory, DenyReason, Permit, Principal, Purpose,
+};
+use chronicle_domain::trends::calendar::{DayBounds, local_date};
+use chronicle_domain::trends::{
+    BpDay, BpRunning, BpTotals, GlucoseDay, GlucoseRunning, GlucoseTotals, TrendWindow, bp_day,
+    glucose_day, samples,
+};
+use chronicle_domain::zone::Tz;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use sqlx::{PgConnection, Postgres, Transaction};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use uuid::Uuid;
+
+/// Which local days a trend covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrendDays {
+    /// The last `n` days, today included.
+    Last(u32),
+    /// From one date to another, both included.
+    Between(NaiveDate, NaiveDate),
+}
+
+impl TrendDays {
+    fn window(self, zone: Tz, floor: Option<DateTime<Utc>>, now: DateTime<Utc>) -> TrendWindow {
+        match self {
+            TrendDays::Last(n) => TrendWindow::ending_today(zone, n, floor, now),
+            TrendDays::Between(first, last) => TrendWindow::new(zone, first, last, floor, now),
+        }
+    }
+}
+
+/// Days of a patient whose rollups cannot be used.
+enum Pending {
+    /// A rebuild is queued: every day.
+    All,
+    Dates(BTreeSet<NaiveDate>),
+}
+
+impl Pending {
+    fn contains(&self, date: NaiveDate) -> bool {
+        match self {
+            Pending::All => true,
+            Pending::Dates(dates) => dates.contains(&date),
+        }
+    }
+}
+
+/// A patient's queued range of measurement times; none for a pending rebuild.
+type QueuedRange = (Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The days of each patient the follow-up queue or a pending rebuild makes stale, for `kind`.
+async fn pending(
+    conn: &mut PgConnection,
+    subjects: &[&TrendSubject],
+    kind: ReadingKind,
+) -> Result<HashMap<Uuid, Pending>, StorageError> {
+    let ids: Vec<Uuid> = subjects.iter().map(|s| s.patient_id).collect();
+    let zones: HashMap<Uuid, Tz> = subjects
+        .iter()
+        .map(|s| (s.patient_id, s.time_zone))
+        .collect();
+    let mut out: HashMap<Uuid, Pending> = HashMap::new();
+    // A rebuild has no range (NULLs): every day.
+    let queued: Vec<QueuedRange> = sqlx::query_as(
+        "SELECT patient_id, NULL::timestamptz, NULL::timestamptz FROM trend_rebuilds
+         WHERE patient_id = ANY($3)
+         UNION ALL
+         SELECT patient_id, first_measured_at, last_measured_at FROM ingest_followups
+         WHERE consumer = $1 AND kind = $2 AND patient_id = ANY($3)",
+    )
+    .bind(TRENDS_CONSUMER)
+    .bind(kind.as_str())
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, first, last) in queued {
+        let (Some(first), Some(last)) = (first, last) else {
+            out.insert(id, Pending::All);
+            continue;
+        };
+        let Some(zone) = zones.get(&id) else { continue };
+        let dates = match kind {
+            ReadingKind::Glucose => glucose_dates_touched(*zone, first, last),
+            ReadingKind::BloodPressure => bp_dates_touched(*zone, first, last),
+        };
+        match out
+            .entry(id)
+            .or_insert_with(|| Pending::Dates(BTreeSet::new()))
+        {
+            Pending::All => {}
+            Pending::Dates(set) => set.extend(dates),
+        }
+    }
+    Ok(out)
+}
+
+/// A consistent, read-only view of the database for one read.
+async fn snapshot(store: &Store) -> Result<Transaction<'static, Postgres>, StorageError> {
+    let mut tx = store.pool().begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+async fn subjects(
+    conn: &mut PgConnection,
+    patient_ids: &[Uuid],
+) -> Result<HashMap<Uuid, TrendSubject>, StorageError> {
+    let rows: Vec<(Uuid, String, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT p.id, p.time_zone, t.glucose FROM patients p
+         LEFT JOIN patient_targets t ON t.patient_id = p.id WHERE p.id = ANY($1)",
+    )
+    .bind(patient_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, zone, targets)| {
+            Ok((
+                id,
+                TrendSubject {
+                    patient_id: id,
+                    time_zone: zone_of(&zone)?,
+                    targets: targets
+                        .map(crate::targets::decode)
+                        .transpose()?
+                        .unwrap_or_default(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Days of one patient to compute from the raw readings, ignoring readings before `floor`.
+struct RawDays<'a> {
+    subject: &'a TrendSubject,
+    floor: Option<DateTime<Utc>>,
+    dates: BTreeSet<NaiveDate>,
+}
+
+/// Computes from the raw readings the glucose days each request asks for.
+async fn raw_glucose_days(
+    conn: &mut PgConnection,
+    wanted: &[RawDays<'_>],
+) -> Result<Vec<Vec<GlucoseDay>>, StorageError> {
+    let mut ranges = Vec::new();
+    for (i, RawDays { subject, dates, .. }) in wanted.iter().enumerate() {
+        ranges.extend(glucose_ranges(
+            i as i32,
+            subject.patient_id,
+            subject.time_zone,
+            dates,
+        ));
+    }
+    let raw: Vec<RawRange> = ranges.iter().map(|(r, _)| *r).collect();
+    let loaded = load_glucose_points(conn, &raw).await?;
+    let mut out = vec![Vec::new(); wanted.len()];
+    for ((range, (first, last)), points) in ranges.iter().zip(&loaded) {
+        let RawDays { subject, floor, .. } = &wanted[range.tag as usize];
+        for date in first.iter_days().take_while(|d| d <= last) {
+            let bounds = DayBounds::of(subject.time_zone, date);
+            out[range.tag as usize].push(glucose_day(
+                &bounds,
+                glucose_points_near(points, &bounds),
+                *floor,
+                &subject.targets,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+async fn raw_bp_days(
+    conn: &mut PgConnection,
+    wanted: &[RawDays<'_>],
+) -> Result<Vec<Vec<BpDay>>, StorageError> {
+    let mut ranges = Vec::new();
+    for (i, RawDays { subject, dates, .. }) in wanted.iter().enumerate() {
+        ranges.extend(bp_ranges(
+            i as i32,
+            subject.patient_id,
+            subject.time_zone,
+            dates,
+        ));
+    }
+    let raw: Vec<RawRange> = ranges.iter().map(|(r, _)| *r).collect();
+    let loaded = load_bp_points(conn, &raw).await?;
+    let mut out = vec![Vec::new(); wanted.len()];
+    for ((range, (first, last)), points) in ranges.iter().zip(&loaded) {
+        let RawDays { subject, floor, .. } = &wanted[range.tag as usize];
+        for date in first.iter_days().take_while(|d| d <= last) {
+            let bounds = DayBounds::of(subject.time_zone, date);
+            out[range.tag as usize].push(bp_day(
+                &bounds,
+                bp_points_in(points, &bounds),
+                *floor,
+                subject.time_zone,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A stored glucose day with its readings.
+#[derive(sqlx::FromRow)]
+struct GlucoseDayRow {
+    #[sqlx(flatten)]
+    stored: GlucoseTotalsRow,
+    time_zone: String,
+    samples: Option<Vec<u8>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct BpDayRow {
+    #[sqlx(flatten)]
+    stored: BpTotalsRow,
+    time_zone: String,
+}
+
+/// One patient on a panel, with what the caller may see of them.
+#[derive(Debug, Clone)]
+pub struct PanelPatient {
+    pub patient_id: Uuid,
+    pub display_name: String,
+    pub subject: TrendSubject,
+    /// `None` when the caller may not see the patient's glucose trends.
+    pub glucose: Option<PanelGlucose>,
+    /// `None` when the caller may not see the patient's blood-pressure trends.
+    pub blood_pressure: Option<PanelBloodPressure>,
+    /// Unresolved alerts in the categories whose alerts the caller receives; `None` when
+    /// they receive none of the patient's alerts.
+    pub open_alerts: Option<OpenAlertCounts>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PanelGlucose {
+    pub permit: Permit,
+    pub window: TrendWindow,
+    pub totals: GlucoseTotals,
+    /// The period of the same length just before `window`.
+    pub previous_window: TrendWindow,
+    pub previous_totals: GlucoseTotals,
+    /// The latest reading the permit allows: when, and its value in mg/dL.
+    pub latest: Option<(DateTime<Utc>, f64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PanelBloodPressure {
+    pub permit: Permit,
+    pub window: TrendWindow,
+    pub totals: BpTotals,
+    /// The latest reading the permit allows: when, systolic, diastolic.
+    pub latest: Option<(DateTime<Utc>, i16, i16)>,
+}
+
+impl Store {
+    /// One patient's glucose days for a trend under `permit` (view trends or readings on
+    /// glucose): the window in the patient's zone, clamped to the grant's `data_since`, and one
+    /// day per calendar day of it.
+    pub async fn glucose_trend_days(
+        &self,
+        permit: &Permit,
+        days: TrendDays,
+        now: DateTime<Utc>,
+        source: DaySource,
+    ) -> Result<(TrendSubject, TrendWindow, Vec<GlucoseDay>), StorageError> {
+        check_trend_permit(permit, DataCategory::Glucose)?;
+        let patient_id = permit.patient_id();
+        let mut tx = snapshot(self).await?;
+        let subject = subjects(&mut tx, &[patient_id])
+            .await?
+            .remove(&patient_id)
+            .ok_or_else(|| StorageError::NotFound {
+                what: "patient",
+                id: patient_id.to_string(),
+            })?;
+        let window = days.window(subject.time_zone, permit.clamp_from(None), now);
+        let mut stored: HashMap<NaiveDate, GlucoseDay> = HashMap::new();
+        let mut from_raw: BTreeSet<NaiveDate> = window.days.iter().map(|d| d.date).collect();
+        if source == DaySource::Rollups {
+            let stale = pending(&mut tx, &[&subject], ReadingKind::Glucose)
+                .await?
+                .remove(&patient_id)
+                .unwrap_or(Pending::Dates(BTreeSet::new()));
+            let rows: Vec<GlucoseDayRow> = sqlx::query_as(
+                "SELECT d.*, s.samples FROM glucose_days d
+                 LEFT JOIN glucose_day_samples s ON s.patient_id = d.patient_id AND s.day = d.day
+                 WHERE d.patient_id = $1 AND d.day >= $2 AND d.day <= $3 ORDER BY d.day",
+            )
+            .bind(patient_id)
+            .bind(window.first_date())
+            .bind(window.last_date())
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                let day = row.stored.day;
+                let usable = row.time_zone == subject.time_zone.name() && !stale.contains(day);
+                let Some(bytes) = row.samples.as_deref().filter(|_| usable) else {
+                    continue;
+                };
+                let samples = samples::decode(bytes).map_err(|e| StorageError::Corrupt {
+                    what: "glucose day samples",
+                    value: e.to_string(),
+                })?;
+                stored.insert(
+                    day,
+                    GlucoseDay {
+                        date: day,
+                        totals: row.stored.totals(),
+                        samples,
+                    },
+                );
+            }
+            from_raw = window
+                .days
+                .iter()
+                .filter(|d| window.clips(d) || stale.contains(d.date))
+                .map(|d| d.date)
+                .collect();
+        }
+        let computed = raw_glucose_days(
+            &mut tx,
+            &[RawDays {
+                subject: &subject,
+                floor: window.floor,
+                dates: from_raw,
+            }],
+        )
+        .await?
+        .pop()
+        .unwrap_or_default();
+        tx.commit().await?;
+        for day in computed {
+            stored.insert(day.date, day);
+        }
+        let days = window
+            .days
+            .iter()
+            .map(|d| {
+                stored
+                    .remove(&d.date)
+                    .unwrap_or_else(|| GlucoseDay::empty(d.date))
+            })
+            .collect();
+        Ok((subject, window, days))
+    }
+
+    /// One patient's blood-pressure days for a trend under `permit`.
+    pub async fn blood_pressure_trend_days(
+        &self,
+        permit: &Permit,
+        days: TrendDays,
+        now: DateTime<Utc>,
+        source: DaySource,
+    ) -> Result<(TrendSubject, TrendWindow, Vec<BpDay>), StorageError> {
+        check_trend_permit(permit, DataCategory::BloodPressure)?;
+        let patient_id = permit.patient_id();
+        let mut tx = snapshot(self).await?;
+        let subject = subjects(&mut tx, &[patient_id])
+            .await?
+            .remove(&patient_id)
+            .ok_or_else(|| StorageError::NotFound {
+                what: "patient",
+                id: patient_id.to_string(),
+            })?;
+        let window = days.window(subject.time_zone, permit.clamp_from(None), now);
+        let mut stored: HashMap<NaiveDate, BpDay> = HashMap::new();
+        let mut from_raw: BTreeSet<NaiveDate> = window.days.iter().map(|d| d.date).collect();
+        if source == DaySource::Rollups {
+            let stale = pending(&mut tx, &[&subject], ReadingKind::BloodPressure)
+                .await?
+                .remove(&patient_id)
+                .unwrap_or(Pending::Dates(BTreeSet::new()));
+            let rows: Vec<BpDayRow> = sqlx::query_as(
+                "SELECT * FROM blood_pressure_days
+                 WHERE patient_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
+            )
+            .bind(patient_id)
+            .bind(window.first_date())
+            .bind(window.last_date())
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                let day = row.stored.day;
+                if row.time_zone == subject.time_zone.name() && !stale.contains(day) {
+                    stored.insert(
+                        day,
+                        BpDay {
+                            date: day,
+                            totals: row.stored.totals(),
+                            latest: row.stored.latest(),
+                        },
+                    );
+                }
+            }
+            from_raw = window
+                .days
+                .iter()
+                .filter(|d| bp_clipped(&window, d) || stale.contains(d.date))
+                .map(|d| d.date)
+                .collect();
+        }
+        let computed = raw_bp_days(
+            &mut tx,
+            &[RawDays {
+                subject: &subject,
+                floor: window.floor,
+                dates: from_raw,
+            }],
+        )
+        .await?
+        .pop()
+        .unwrap_or_default();
+        tx.commit().await?;
+        for day in computed {
+            stored.insert(day.date, day);
+        }
+        let days = window
+            .days
+            .iter()
+            .map(|d| {
+                stored
+                    .remove(&d.date)
+                    .unwrap_or_else(|| BpDay::empty(d.date))
+            })
+            .collect();
+        Ok((subject, window, days))
+    }
+
+    /// The patient panel of `principal`: every patient they may see (their own record, those
+    /// they are guardian of, those whose active grant names them for their purpose — research
+    /// grants excepted, since the panel is identified), with the glucose and blood-pressure
+    /// totals of the last `days` days (and glucose of the `days` before) they may see. One
+    /// gate decision per patient and category is made and logged (action `read_panel`), with
+    /// a fixed number of queries whatever the number of patients. `source` chooses rollups
+    /// (the normal path) or raw readings only (a baseline for benchmarks).
+    pub async fn panel(
+        &self,
+        principal: &Principal,
+        days: u32,
+        now: DateTime<Utc>,
+        source: DaySource,
+    ) -> Result<Vec<PanelPatient>, StorageError> {
+        let mut tx = snapshot(self).await?;
+        let candidates = panel_candidates(&mut tx, principal).await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let requests: Vec<AccessRequest> = candidates
+            .iter()
+            .flat_map(|(subject, _)| {
+                PANEL_REQUESTS.map(|(category, access, _)| AccessRequest {
+                    patient_id: subject.patient_id,
+                    category,
+                    access,
+                    at: now,
+                    identified: true,
+                })
+            })
+            .collect();
+        let (decisions, mut log) = self.decide_many(principal, &requests, "read_panel").await?;
+        for (entry, (_, _, action)) in log.iter_mut().zip(PANEL_REQUESTS.iter().cycle()) {
+            entry.action = (*action).to_owned();
+        }
+        let alert_permits: Vec<Permit> = decisions
+            .chunks(PANEL_REQUESTS.len())
+            .flat_map(|d| d[2..].iter().filter_map(allowed))
+            .collect();
+        let receives_alerts: HashSet<Uuid> = alert_permits.iter().map(Permit::patient_id).collect();
+        let mut out: Vec<PanelPatient> = candidates
+            .into_iter()
+            .zip(decisions.chunks(PANEL_REQUESTS.len()))
+            .map(|((subject, name), pair)| {
+                let zone = subject.time_zone;
+                let today = local_date(zone, now);
+                let before = today
+                    .checked_sub_days(Days::new(u64::from(days)))
+                    .unwrap_or(today);
+                PanelPatient {
+                    patient_id: subject.patient_id,
+                    display_name: name,
+                    glucose: allowed(&pair[0]).map(|permit| {
+                        let floor = permit.clamp_from(None);
+                        PanelGlucose {
+                            permit,
+                            window: TrendWindow::ending_on(zone, today, days, floor, now),
+                            totals: GlucoseTotals::default(),
+                            previous_window: TrendWindow::ending_on(zone, before, days, floor, now),
+                            previous_totals: GlucoseTotals::default(),
+                            latest: None,
+                        }
+                    }),
+                    blood_pressure: allowed(&pair[1]).map(|permit| PanelBloodPressure {
+                        window: TrendWindow::ending_on(
+                            zone,
+                            today,
+                            days,
+                            permit.clamp_from(None),
+                            now,
+                        ),
+                        permit,
+                        totals: BpTotals::default(),
+                        latest: None,
+                    }),
+                    open_alerts: receives_alerts
+                        .contains(&subject.patient_id)
+                        .then(OpenAlertCounts::default),
+                    subject,
+                }
+            })
+            .collect();
+        // Every decision is logged before anything is answered; the log is written while the
+        // figures are read, on another connection, to spare the panel the INSERT's time.
+        let read = async {
+            panel_glucose(&mut tx, &mut out, source).await?;
+            panel_blood_pressure(&mut tx, &mut out, source).await?;
+            tx.commit().await?;
+            Ok::<_, StorageError>(())
+        };
+        let (_, (), counts) = tokio::try_join!(
+            self.append_access_log_many(&log),
+            read,
+            self.open_alert_counts(&alert_permits)
+        )?;
+        for patient in &mut out {
+            if let (Some(slot), Some(counts)) = (
+                patient.open_alerts.as_mut(),
+                counts.get(&patient.patient_id),
+            ) {
+                *slot = *counts;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The patients a panel lists for `principal` — their own record, those they are guardian
+/// of, and those whose active grant names them for their purpose (research excepted) — with
+/// their names, in name order.
+async fn panel_candidates(
+    conn: &mut PgConnection,
+    principal: &Principal,
+) -> Result<Vec<(TrendSubject, String)>, StorageError> {
+    let own: Vec<Uuid> = principal
+        .patient_id
+        .into_iter()
+        .chain(principal.guardian_of.iter().copied())
+        .collect();
+    let purpose = principal
+        .role
+        .and_then(Purpose::for_role)
+        .filter(|p| *p != Purpose::Research);
+    let rows: Vec<(Uuid, String, String, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT p.id, p.display_name, p.time_zone, t.glucose FROM patients p
+         LEFT JOIN patient_targets t ON t.patient_id = p.id
+         WHERE p.id = ANY($1) OR p.id IN (
+             SELECT g.patient_id FROM grants g
+             WHERE $2::text IS NOT NULL AND g.purpose = $2 AND g.revoked_at IS NULL
+               AND (g.expires_at IS NULL OR g.expires_at > now()) AND g.created_at <= now()
+               AND ((g.grantee_type = 'user' AND g.grantee_id = $3)
+                 OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($4))
+                 OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($5))))
+         ORDER BY p.display_name, p.id",
+    )
+    .bind(&own)
+    .bind(purpose.map(|p| p.as_str()))
+    .bind(principal.user_id)
+    .bind(&principal.care_teams)
+    .bind(&principal.organizations)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, name, zone, targets)| {
+            Ok((
+                TrendSubject {
+                    patient_id: id,
+                    time_zone: zone_of(&zone)?,
+                    targets: targets
+                        .map(crate::targets::decode)
+                        .transpose()?
+                        .unwrap_or_default(),
+                },
+                name,
+            ))
+        })
+        .collect()
+}
+
+/// Whether a grant's `data_since` cuts into a blood-pressure day (which depends on nothing
+/// outside itself).
+fn bp_clipped(window: &TrendWindow, day: &DayBounds) -> bool {
+    window.floor.is_some_and(|f| f > day.start)
+}
+
+/// What the panel asks the gate for each patient, in this order, and the action each is
+/// logged as: the trends of each category, then whether the caller receives its alerts.
+const PANEL_REQUESTS: [(DataCategory, Access, &str); 4] = [
+    (DataCategory::Glucose, Access::ViewTrends, "read_panel"),
+    (
+        DataCategory::BloodPressure,
+        Access::ViewTrends,
+        "read_panel",
+    ),
+    (
+        DataCategory::Glucose,
+        Access::ReceiveAlerts,
+        "read_panel_alerts",
+    ),
+    (
+        DataCategory::BloodPressure,
+        Access::ReceiveAlerts,
+        "read_panel_alerts",
+    ),
+];
+
+fn allowed(decision: &Result<Permit, DenyReason>) -> Option<Permit> {
+    decision.as_ref().ok().copied()
+}
+
+/// One window of one patient on the panel, and where its totals go.
+struct PanelWindow {
+    /// Index of the patient in the panel, and among the patients the category is read for.
+    patient: usize,
+    position: usize,
+    patient_id: Uuid,
+    /// The first and last day.
+    first: NaiveDate,
+    last: NaiveDate,
+    /// Index of the window's running totals before its first day and on its last day in
+    /// the probe list.
+    before: usize,
+    end: usize,
+}
+
+/// Probes for running totals: the latest stored day on or before a date, per patient.
+#[derive(Default)]
+struct Probes {
+    patient_ids: Vec<Uuid>,
+    days: Vec<NaiveDate>,
+    /// Windows that meet (the previous period ends where the current one begins) share a
+    /// probe.
+    known: HashMap<(Uuid, NaiveDate), usize>,
+}
+
+impl Probes {
+    fn add(&mut self, patient_id: Uuid, day: NaiveDate) -> usize {
+        *self.known.entry((patient_id, day)).or_insert_with(|| {
+            self.patient_ids.push(patient_id);
+            self.days.push(day);
+            self.patient_ids.len() - 1
+        })
+    }
+
+    /// The stored running totals of every probe (`None` where the patient has no day that
+    /// early), in one query: an index probe each, whatever the window's length.
+    async fn load(
+        &self,
+        conn: &mut PgConnection,
+        table: &str,
+    ) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(&format!(
+            "SELECT r.probe, d.running
+             FROM UNNEST($1::uuid[], $2::date[]) WITH ORDINALITY AS r (patient_id, day, probe)
+             JOIN LATERAL (
+                 SELECT running FROM {table}
+                 WHERE patient_id = r.patient_id AND day <= r.day
+                 ORDER BY day DESC LIMIT 1
+             ) d ON true"
+        ))
+        .bind(&self.patient_ids)
+        .bind(&self.days)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = vec![None; self.patient_ids.len()];
+        for (probe, running) in rows {
+            if let Some(slot) = usize::try_from(probe - 1).ok().and_then(|i| out.get_mut(i)) {
+                *slot = Some(running);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn window_probes(
+    probes: &mut Probes,
+    (patient, position): (usize, usize),
+    patient_id: Uuid,
+    window: &TrendWindow,
+) -> PanelWindow {
+    let first = window.first_date();
+    let last = window.last_date();
+    PanelWindow {
+        patient,
+        position,
+        patient_id,
+        first,
+        last,
+        before: probes.add(patient_id, first.pred_opt().unwrap_or(first)),
+        end: probes.add(patient_id, last),
+    }
+}
+
+/// Days whose stored totals a window cannot use: stale (queued or awaiting a rebuild) or cut
+/// by the grant's `data_since` (`clipped`).
+fn unusable_days(
+    window: &TrendWindow,
+    stale: Option<&Pending>,
+    clipped: impl Fn(&TrendWindow, &DayBounds) -> bool,
+) -> BTreeSet<NaiveDate> {
+    window
+        .days
+        .iter()
+        .filter(|d| clipped(window, d) || stale.is_some_and(|s| s.contains(d.date)))
+        .map(|d| d.date)
+        .collect()
+}
+
+/// A stored row with its patient.
+#[derive(sqlx::FromRow)]
+struct Keyed<T> {
+    patient_id: Uuid,
+    #[sqlx(flatten)]
+    row: T,
+}
+
+/// Loads the stored rows of the given (patient, day) keys from `table`.
+async fn stored_rows<R>(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &str,
+    keys: &[(Uuid, NaiveDate)],
+) -> Result<Vec<(Uuid, R)>, StorageError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Keyed<R>> = sqlx::query_as(&format!(
+        "SELECT patient_id, {columns} FROM {table}
+         WHERE (patient_id, day) IN (SELECT * FROM UNNEST($1::uuid[], $2::date[]))"
+    ))
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|k| (k.patient_id, k.row)).collect())
+}
+
+/// Fills the panel's glucose totals (current and previous window) and latest readings: each
+/// window is its last day's running totals minus those of the day before it, corrected for
+/// the days its stored rows cannot give (their stored totals out, their raw totals in).
+async fn panel_glucose(
+    conn: &mut PgConnection,
+    patients: &mut [PanelPatient],
+    source: DaySource,
+) -> Result<(), StorageError> {
+    let seen: Vec<usize> = (0..patients.len())
+        .filter(|i| patients[*i].glucose.is_some())
+        .collect();
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let subjects: Vec<&TrendSubject> = seen.iter().map(|i| &patients[*i].subject).collect();
+    let stale = pending(conn, &subjects, ReadingKind::Glucose).await?;
+    let mut probes = Probes::default();
+    let mut windows = Vec::new();
+    let mut keys = Vec::new();
+    let mut wanted = Vec::new();
+    for (position, &i) in seen.iter().enumerate() {
+        let p = &patients[i];
+        let Some(g) = &p.glucose else { continue };
+        let mut raw = BTreeSet::new();
+        for window in [&g.window, &g.previous_window] {
+            windows.push(window_probes(
+                &mut probes,
+                (i, position),
+                p.patient_id,
+                window,
+            ));
+            let days = if source == DaySource::Raw {
+                window.days.iter().map(|d| d.date).collect()
+            } else {
+                unusable_days(window, stale.get(&p.patient_id), |w, d| w.clips(d))
+            };
+            keys.extend(days.iter().map(|d| (p.patient_id, *d)));
+            raw.extend(days);
+        }
+        wanted.push(RawDays {
+            subject: &p.subject,
+            floor: g.window.floor,
+            dates: raw,
+        });
+    }
+    let running = probes.load(conn, "glucose_days").await?;
+    let stored: HashMap<(Uuid, NaiveDate), GlucoseTotals> =
+        stored_rows::<GlucoseTotalsRow>(conn, "glucose_days", GLUCOSE_TOTALS_COLUMNS, &keys)
+            .await?
+            .into_iter()
+            .map(|(id, row)| ((id, row.day), row.totals()))
+            .collect();
+    let computed = raw_glucose_days(conn, &wanted).await?;
+
+    let decode = |i: usize| -> Result<GlucoseRunning, StorageError> {
+        running[i]
+            .as_deref()
+            .map(GlucoseRunning::decode)
+            .transpose()
+            .map_err(corrupt_running)
+            .map(Option::unwrap_or_default)
+    };
+    for w in &windows {
+        let end = decode(w.end)?;
+        let mut totals = end.totals;
+        totals -= &decode(w.before)?.totals;
+        for day in computed.get(w.position).into_iter().flatten() {
+            if (w.first..=w.last).contains(&day.date) {
+                if let Some(old) = stored.get(&(w.patient_id, day.date)) {
+                    totals -= old;
+                }
+                totals += &day.totals;
+            }
+        }
+        let Some(g) = patients[w.patient].glucose.as_mut() else {
+            continue;
+        };
+        if w.last == g.window.last_date() {
+            g.totals = totals;
+            g.latest = end
+                .latest
+                .filter(|(at, _)| g.window.floor.is_none_or(|f| *at >= f));
+        } else {
+            g.previous_totals = totals;
+        }
+    }
+
+    // A patient with work queued may have readings newer than their stored days: their latest
+    // reading comes from the readings themselves.
+    let unsettled: Vec<usize> = seen
+        .iter()
+        .copied()
+        .filter(|i| source == DaySource::Raw || stale.contains_key(&patients[*i].patient_id))
+        .collect();
+    let bounds: Vec<(Uuid, Option<DateTime<Utc>>, DateTime<Utc>)> = unsettled
+        .iter()
+        .filter_map(|i| {
+            let p = &patients[*i];
+            p.glucose
+                .as_ref()
+                .map(|g| (p.patient_id, g.window.floor, g.window.end()))
+        })
+        .collect();
+    if bounds.is_empty() {
+        return Ok(());
+    }
+    let latest: Vec<(i64, DateTime<Utc>, f64)> = sqlx::query_as(
+        "SELECT r.n, g.measured_at, g.value_mg_dl
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[])
+             WITH ORDINALITY AS r (patient_id, floor, until, n)
+         JOIN LATERAL (
+             SELECT measured_at, value_mg_dl FROM glucose_readings
+             WHERE patient_id = r.patient_id AND measured_at < r.until
+               AND (r.floor IS NULL OR measured_at >= r.floor)
+             ORDER BY measured_at DESC, device_id DESC LIMIT 1
+         ) g ON true",
+    )
+    .bind(bounds.iter().map(|b| b.0).collect::<Vec<_>>())
+    .bind(bounds.iter().map(|b| b.1).collect::<Vec<_>>())
+    .bind(bounds.iter().map(|b| b.2).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    for &i in &unsettled {
+        if let Some(g) = patients[i].glucose.as_mut() {
+            g.latest = None;
+        }
+    }
+    for (n, at, value) in latest {
+        let i = usize::try_from(n - 1)
+            .ok()
+            .and_then(|k| unsettled.get(k).copied());
+        if let Some(g) = i.and_then(|i| patients[i].glucose.as_mut()) {
+            g.latest = Some((at, value));
+        }
+    }
+    Ok(())
+}
+
+/// Fills the panel's blood-pressure totals and latest readings, as for glucose.
+async fn panel_blood_pressure(
+    conn: &mut PgConnection,
+    patients: &mut [PanelPatient],
+    source: DaySource,
+) -> Result<(), StorageError> {
+    let seen: Vec<usize> = (0..patients.len())
+        .filter(|i| patients[*i].blood_pressure.is_some())
+        .collect();
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let subjects: Vec<&TrendSubject> = seen.iter().map(|i| &patients[*i].subject).collect();
+    let stale = pending(conn, &subjects, ReadingKind::BloodPressure).await?;
+    let mut probes = Probes::default();
+    let mut windows = Vec::new();
+    let mut keys = Vec::new();
+    let mut wanted = Vec::new();
+    for (position, &i) in seen.iter().enumerate() {
+        let p = &patients[i];
+        let Some(b) = &p.blood_pressure else { continue };
+        windows.push(window_probes(
+            &mut probes,
+            (i, position),
+            p.patient_id,
+            &b.window,
+        ));
+        let days = if source == DaySource::Raw {
+            b.window.days.iter().map(|d| d.date).collect()
+        } else {
+            unusable_days(&b.window, stale.get(&p.patient_id), bp_clipped)
+        };
+        keys.extend(days.iter().map(|d| (p.patient_id, *d)));
+        wanted.push(RawDays {
+            subject: &p.subject,
+            floor: b.window.floor,
+            dates: days,
+        });
+    }
+    let running = probes.load(conn, "blood_pressure_days").await?;
+    let stored: HashMap<(Uuid, NaiveDate), BpTotals> =
+        stored_rows::<BpTotalsRow>(conn, "blood_pressure_days", BP_TOTALS_COLUMNS, &keys)
+            .await?
+            .into_iter()
+            .map(|(id, row)| ((id, row.day), row.totals()))
+            .collect();
+    let computed = raw_bp_days(conn, &wanted).await?;
+    let decode = |i: usize| -> Result<BpRunning, StorageError> {
+        running[i]
+            .as_deref()
+            .map(BpRunning::decode)
+            .transpose()
+            .map_err(corrupt_running)
+            .map(Option::unwrap_or_default)
+    };
+    for w in &windows {
+        let end = decode(w.end)?;
+        let mut totals = end.totals;
+        totals -= &decode(w.before)?.totals;
+        for day in computed.get(w.position).into_iter().flatten() {
+            if let Some(old) = stored.get(&(w.patient_id, day.date)) {
+                totals -= old;
+            }
+            totals += &day.totals;
+        }
+        if let Some(b) = patients[w.patient].blood_pressure.as_mut() {
+            b.totals = totals;
+            b.latest = end
+                .latest
+                .filter(|(at, _, _)| b.window.floor.is_none_or(|f| *at >= f))
+                .map(|(at, s, d)| (at, pressure(s), pressure(d)));
+        }
+    }
+
+    // As for glucose: the latest reading of a patient with work queued, from the readings.
+    let unsettled: Vec<usize> = seen
+        .iter()
+        .copied()
+        .filter(|i| source == DaySource::Raw || stale.contains_key(&patients[*i].patient_id))
+        .collect();
+    let bounds: Vec<(Uuid, Option<DateTime<Utc>>, DateTime<Utc>)> = unsettled
+        .iter()
+        .filter_map(|i| {
+            let p = &patients[*i];
+            p.blood_pressure
+                .as_ref()
+                .map(|b| (p.patient_id, b.window.floor, b.window.end()))
+        })
+        .collect();
+    if bounds.is_empty() {
+        return Ok(());
+    }
+    let latest: Vec<(i64, DateTime<Utc>, i16, i16)> = sqlx::query_as(
+        "SELECT r.n, b.measured_at, b.systolic, b.diastolic
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[])
+             WITH ORDINALITY AS r (patient_id, floor, until, n)
+         JOIN LATERAL (
+             SELECT measured_at, systolic, diastolic FROM blood_pressure_readings
+             WHERE patient_id = r.patient_id AND measured_at < r.until
+               AND (r.floor IS NULL OR measured_at >= r.floor)
+             ORDER BY measured_at DESC, device_id DESC LIMIT 1
+         ) b ON true",
+    )
+    .bind(bounds.iter().map(|b| b.0).collect::<Vec<_>>())
+    .bind(bounds.iter().map(|b| b.1).collect::<Vec<_>>())
+    .bind(bounds.iter().map(|b| b.2).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    for &i in &unsettled {
+        if let Some(b) = patients[i].blood_pressure.as_mut() {
+            b.latest = None;
+        }
+    }
+    for (n, at, systolic, diastolic) in latest {
+        let i = usize::try_from(n - 1)
+            .ok()
+            .and_then(|k| unsettled.get(k).copied());
+        if let Some(b) = i.and_then(|i| patients[i].blood_pressure.as_mut()) {
+            b.latest = Some((at, systolic, diastolic));
+        }
+    }
+    Ok(())
+}
+
+/// Validated pressures lie within 20–300 mm[Hg].
+fn pressure(value: i64) -> i16 {
+    i16::try_from(value).unwrap_or(i16::MAX)
+}

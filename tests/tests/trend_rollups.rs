@@ -1,0 +1,467 @@
+//! Trend rollups against a real PostgreSQL: on random data, the days read through the rollups
+//! (with the queue's stale days computed from raw readings) equal the days computed from the
+//! raw readings alone, exactly — before the trends consumer ran, after it caught up, after a
+//! late backfill, after a zone change and a targets change, and through a grant's window.
+//! The panel's totals (summed in SQL) equal the raw days' totals too.
+
+use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
+use chronicle_domain::sharing::{
+    Access, AccessRequest, DataCategory, Grantee, Permit, Principal, Purpose, Role,
+};
+use chronicle_domain::targets::{GlucoseTargets, TargetPreset};
+use chronicle_domain::trends::{BpTotals, GlucoseTotals, TrendWindow, local_date, sum_totals};
+use chronicle_domain::units::GlucoseUnit;
+use chronicle_domain::{BloodPressureReading, DeviceKind, Diastolic, Pulse, Reading, Systolic};
+use chronicle_storage::readings::{BatchWrite, ReadingRow};
+use chronicle_storage::sharing::NewGrant;
+use chronicle_storage::trends::{DaySource, TRENDS_CONSUMER, TrendDays};
+use chronicle_storage::{NewPatient, Store};
+use chronicle_tests::TestDatabase;
+use chrono::{DateTime, Days, Duration, Utc};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use uuid::Uuid;
+
+const ZONES: [&str; 4] = ["Europe/Berlin", "America/New_York", "Asia/Kathmandu", "UTC"];
+
+#[derive(Debug, Clone)]
+struct Burst {
+    /// Minutes before "now" the burst starts.
+    start_minutes_ago: i64,
+    /// (step in seconds, value in mg/dL, from the meter rather than the CGM)
+    glucose: Vec<(i64, f64, bool)>,
+    /// (step in minutes, systolic, diastolic, pulse)
+    blood_pressure: Vec<(i64, u16, u16, Option<u16>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    zone: &'static str,
+    first: Burst,
+    /// A late backfill: older readings arriving after the rollups caught up, often between
+    /// the first burst's readings (starting this many minutes after its start).
+    backfill: Burst,
+    new_zone: &'static str,
+    pregnancy_targets: bool,
+    /// The grant's `data_since`, in minutes before now.
+    since_minutes_ago: Option<i64>,
+}
+
+fn burst() -> impl Strategy<Value = Burst> {
+    let value = prop_oneof![
+        prop::sample::select(vec![53.9, 54.0, 69.9, 70.0, 180.0, 180.1, 250.0, 250.1]),
+        (2.5f64..22.0).prop_map(|m| GlucoseUnit::MmolL.to_mg_dl((m * 10.0).round() / 10.0)),
+        (40u32..400).prop_map(f64::from),
+    ];
+    (
+        // Bursts start anywhere in the last 40 days (which hold daylight-saving changes of
+        // Europe and North America in late October and early November).
+        0i64..40 * 24 * 60,
+        prop::collection::vec((0i64..1500, value, prop::bool::weighted(0.1)), 0..250),
+        prop::collection::vec(
+            (
+                1i64..900,
+                90u16..200,
+                40u16..89,
+                prop::option::of(40u16..120),
+            ),
+            0..20,
+        ),
+    )
+        .prop_map(|(start_minutes_ago, glucose, blood_pressure)| Burst {
+            start_minutes_ago,
+            glucose,
+            blood_pressure,
+        })
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop::sample::select(ZONES.to_vec()),
+        burst(),
+        burst(),
+        prop::option::weighted(0.7, 0i64..600),
+        prop::sample::select(ZONES.to_vec()),
+        any::<bool>(),
+        prop::option::of(0i64..30 * 24 * 60),
+    )
+        .prop_map(
+            |(zone, first, mut backfill, within, new_zone, pregnancy_targets, since)| {
+                if let Some(offset) = within {
+                    backfill.start_minutes_ago = (first.start_minutes_ago - offset).max(0);
+                }
+                Case {
+                    zone,
+                    first,
+                    backfill,
+                    new_zone,
+                    pregnancy_targets,
+                    since_minutes_ago: since,
+                }
+            },
+        )
+}
+
+struct Patient {
+    id: Uuid,
+    cgm: String,
+    meter: String,
+    cuff: String,
+    principal: Principal,
+}
+
+fn readings(burst: &Burst, now: DateTime<Utc>) -> Vec<(bool, Reading)> {
+    let mut out = Vec::new();
+    let mut at = now - Duration::minutes(burst.start_minutes_ago);
+    for (step, value, meter) in &burst.glucose {
+        at += Duration::seconds(*step);
+        if at > now {
+            break;
+        }
+        out.push((
+            *meter,
+            Reading::Glucose(GlucoseReading {
+                measured_at: at,
+                utc_offset_minutes: 0,
+                value: GlucoseMgDl::new(*value).expect("plausible"),
+                original_value: Some(*value),
+                original_unit: GlucoseUnit::MgDl,
+                source: if *meter {
+                    GlucoseSource::Meter
+                } else {
+                    GlucoseSource::Cgm
+                },
+                flag: None,
+                device_reading_id: None,
+            }),
+        ));
+    }
+    let mut at = now - Duration::minutes(burst.start_minutes_ago);
+    for (step, systolic, diastolic, pulse) in &burst.blood_pressure {
+        at += Duration::minutes(*step);
+        if at > now {
+            break;
+        }
+        out.push((
+            false,
+            Reading::BloodPressure(BloodPressureReading {
+                measured_at: at,
+                utc_offset_minutes: 0,
+                systolic: Systolic::new(*systolic).expect("plausible"),
+                diastolic: Diastolic::new(*diastolic).expect("plausible"),
+                pulse: pulse.and_then(Pulse::new),
+                device_reading_id: None,
+            }),
+        ));
+    }
+    out
+}
+
+async fn store_burst(store: &Store, patient: &Patient, burst: &Burst, now: DateTime<Utc>) {
+    let readings = readings(burst, now);
+    let rows: Vec<ReadingRow<'_>> = readings
+        .iter()
+        .map(|(meter, reading)| ReadingRow {
+            device_id: match reading {
+                Reading::BloodPressure(_) => &patient.cuff,
+                Reading::Glucose(_) if *meter => &patient.meter,
+                Reading::Glucose(_) => &patient.cgm,
+            },
+            patient_id: patient.id,
+            reading,
+        })
+        .collect();
+    store
+        .write_batch(&BatchWrite {
+            readings: rows,
+            rejections: Vec::new(),
+            followup_consumers: &[TRENDS_CONSUMER],
+        })
+        .await
+        .expect("write");
+}
+
+async fn catch_up(store: &Store) {
+    loop {
+        let report = store.refresh_trends(50).await.expect("refresh");
+        if report.is_idle() {
+            break;
+        }
+    }
+    assert_eq!(
+        store
+            .pending_followups(TRENDS_CONSUMER)
+            .await
+            .expect("count"),
+        0
+    );
+}
+
+async fn permit(store: &Store, patient: &Patient, category: DataCategory) -> Permit {
+    store
+        .authorize(
+            &patient.principal,
+            AccessRequest {
+                patient_id: patient.id,
+                category,
+                access: Access::ViewTrends,
+                at: Utc::now(),
+                identified: true,
+            },
+            "test",
+        )
+        .await
+        .expect("authorize")
+        .expect("allowed")
+}
+
+/// Rollups and raw readings agree on every day of two windows, and the panel's totals equal
+/// the raw days' totals.
+async fn agree(store: &Store, patient: &Patient, stage: &str) -> Result<(), TestCaseError> {
+    let now = Utc::now();
+    let glucose = permit(store, patient, DataCategory::Glucose).await;
+    let blood_pressure = permit(store, patient, DataCategory::BloodPressure).await;
+    let today = now.date_naive();
+    let windows = [
+        TrendDays::Last(14),
+        TrendDays::Between(today - Days::new(42), today + Days::new(1)),
+    ];
+    for days in windows {
+        let (_, window, from_rollups) = store
+            .glucose_trend_days(&glucose, days, now, DaySource::Rollups)
+            .await
+            .expect("rollups");
+        let (_, raw_window, from_raw) = store
+            .glucose_trend_days(&glucose, days, now, DaySource::Raw)
+            .await
+            .expect("raw");
+        prop_assert_eq!(&window, &raw_window);
+        prop_assert_eq!(&from_rollups, &from_raw, "{} glucose {:?}", stage, days);
+        let (_, _, bp_rollups) = store
+            .blood_pressure_trend_days(&blood_pressure, days, now, DaySource::Rollups)
+            .await
+            .expect("rollups");
+        let (_, _, bp_raw) = store
+            .blood_pressure_trend_days(&blood_pressure, days, now, DaySource::Raw)
+            .await
+            .expect("raw");
+        prop_assert_eq!(&bp_rollups, &bp_raw, "{} blood pressure {:?}", stage, days);
+    }
+
+    let panel = store
+        .panel(&patient.principal, 14, now, DaySource::Rollups)
+        .await
+        .expect("panel");
+    let raw_panel = store
+        .panel(&patient.principal, 14, now, DaySource::Raw)
+        .await
+        .expect("panel");
+    let raw_glucose = raw_panel[0].glucose.as_ref().expect("glucose permitted");
+    prop_assert_eq!(panel.len(), 1);
+    let row = &panel[0];
+    let g = row.glucose.as_ref().expect("glucose permitted");
+    let zone = row.subject.time_zone;
+    let local_today = local_date(zone, now);
+    let raw_totals = |window: &TrendWindow| {
+        let window = window.clone();
+        async move {
+            let (_, _, days) = store
+                .glucose_trend_days(
+                    &glucose,
+                    TrendDays::Between(window.first_date(), window.last_date()),
+                    now,
+                    DaySource::Raw,
+                )
+                .await
+                .expect("raw");
+            sum_totals(&days)
+        }
+    };
+    prop_assert_eq!(g.window.last_date(), local_today);
+    let current: GlucoseTotals = raw_totals(&g.window).await;
+    prop_assert_eq!(g.totals, current, "{} panel glucose", stage);
+    prop_assert_eq!(raw_glucose.totals, current, "{} raw panel glucose", stage);
+    let previous: GlucoseTotals = raw_totals(&g.previous_window).await;
+    prop_assert_eq!(
+        g.previous_totals,
+        previous,
+        "{} panel previous glucose",
+        stage
+    );
+    let b = row
+        .blood_pressure
+        .as_ref()
+        .expect("blood pressure permitted");
+    let (_, _, bp_days) = store
+        .blood_pressure_trend_days(&blood_pressure, TrendDays::Last(14), now, DaySource::Raw)
+        .await
+        .expect("raw");
+    let mut bp_totals = BpTotals::default();
+    for d in &bp_days {
+        bp_totals += &d.totals;
+    }
+    prop_assert_eq!(b.totals, bp_totals, "{} panel blood pressure", stage);
+
+    // The latest readings: the last of every reading up to the end of today, in the order the
+    // days keep them.
+    let everything = TrendDays::Between(local_today - Days::new(45), local_today);
+    let (_, _, days) = store
+        .glucose_trend_days(&glucose, everything, now, DaySource::Raw)
+        .await
+        .expect("raw");
+    let last_glucose = days.iter().rev().find_map(|d| d.latest());
+    prop_assert_eq!(g.latest, last_glucose, "{} latest glucose", stage);
+    prop_assert_eq!(
+        raw_glucose.latest,
+        last_glucose,
+        "{} raw latest glucose",
+        stage
+    );
+    let (_, _, days) = store
+        .blood_pressure_trend_days(&blood_pressure, everything, now, DaySource::Raw)
+        .await
+        .expect("raw");
+    let last_bp = days
+        .iter()
+        .rev()
+        .find_map(|d| d.latest)
+        .map(|(at, s, d)| (at, s as i16, d as i16));
+    prop_assert_eq!(b.latest, last_bp, "{} latest blood pressure", stage);
+    Ok(())
+}
+
+async fn run_case(store: &Store, case: Case) -> Result<(), TestCaseError> {
+    let now = Utc::now();
+    let id = store
+        .create_patient(&NewPatient {
+            display_name: "Proptest".into(),
+            time_zone: case.zone.into(),
+        })
+        .await
+        .expect("patient")
+        .id;
+    let device = |kind| async move {
+        store
+            .create_device(id, kind, None)
+            .await
+            .expect("device")
+            .0
+            .id
+            .as_str()
+            .to_owned()
+    };
+    let clinician = Uuid::new_v4();
+    let patient = Patient {
+        id,
+        cgm: device(DeviceKind::Cgm).await,
+        meter: device(DeviceKind::Meter).await,
+        cuff: device(DeviceKind::Bp).await,
+        principal: Principal {
+            user_id: clinician,
+            role: Some(Role::Clinician),
+            ..Principal::default()
+        },
+    };
+    store
+        .create_grant(&NewGrant {
+            patient_id: id,
+            grantee: Grantee::User(clinician),
+            categories: [DataCategory::Glucose, DataCategory::BloodPressure].into(),
+            access: [Access::ViewTrends].into(),
+            purpose: Purpose::Care,
+            data_since: case.since_minutes_ago.map(|m| now - Duration::minutes(m)),
+            expires_at: None,
+            created_by: None,
+        })
+        .await
+        .expect("grant");
+
+    store_burst(store, &patient, &case.first, now).await;
+    agree(store, &patient, "before the consumer ran").await?;
+    catch_up(store).await;
+    agree(store, &patient, "caught up").await?;
+
+    store_burst(store, &patient, &case.backfill, now).await;
+    agree(store, &patient, "late backfill queued").await?;
+    catch_up(store).await;
+    agree(store, &patient, "late backfill rolled up").await?;
+
+    if case.pregnancy_targets {
+        store
+            .set_glucose_targets(id, &GlucoseTargets::preset(TargetPreset::Pregnancy), None)
+            .await
+            .expect("targets");
+        agree(store, &patient, "targets changed").await?;
+    }
+    sqlx::query("UPDATE patients SET time_zone = $1 WHERE id = $2")
+        .bind(case.new_zone)
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .expect("zone change");
+    agree(store, &patient, "zone changed").await?;
+    catch_up(store).await;
+    let stored_zones: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT time_zone FROM glucose_days WHERE patient_id = $1")
+            .bind(id)
+            .fetch_all(store.pool())
+            .await
+            .expect("zones");
+    prop_assert!(
+        stored_zones.iter().all(|z| z == case.new_zone),
+        "{stored_zones:?}"
+    );
+    agree(store, &patient, "rebuilt").await
+}
+
+#[test]
+fn rollups_and_raw_readings_agree_exactly_on_random_data() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDatabase::create()).expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    runtime.block_on(store.migrate()).expect("migrations");
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case(), |case| runtime.block_on(run_case(&store, case)))
+        .expect("rollups equal raw readings");
+}
+
+/// The case random data rarely hits: a late reading just after midnight ends the previous
+/// day's last reading early, which changes that day too.
+#[test]
+fn a_late_reading_after_midnight_updates_the_day_before() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDatabase::create()).expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    runtime.block_on(store.migrate()).expect("migrations");
+    let now = Utc::now();
+    let midnight = (now - Duration::days(2))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    let minutes_ago = |at: DateTime<Utc>| (now - at).num_minutes();
+    let case = Case {
+        zone: "UTC",
+        first: Burst {
+            start_minutes_ago: minutes_ago(midnight - Duration::minutes(10)),
+            glucose: vec![(0, 100.0, false), (300, 60.0, false)],
+            blood_pressure: vec![],
+        },
+        backfill: Burst {
+            start_minutes_ago: minutes_ago(midnight + Duration::minutes(5)),
+            glucose: vec![(0, 200.0, false)],
+            blood_pressure: vec![],
+        },
+        new_zone: "UTC",
+        pregnancy_targets: false,
+        since_minutes_ago: None,
+    };
+    runtime
+        .block_on(run_case(&store, case))
+        .expect("rollups equal raw readings");
+}
