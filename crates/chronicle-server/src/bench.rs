@@ -61,34 +61,56 @@ async fn ingest(database: &DatabaseSettings, args: &BenchIngestArgs) -> anyhow::
     }
     let machine = Machine::probe();
     let date = chrono::Utc::now();
+    let phases = on_private_postgres("ingest", database, args.keep, async |work, postgres| {
+        phases(args, database, &machine, work, postgres).await
+    })
+    .await?;
+    let report = Report::new(args, date, machine, phases);
+    publish(&report, &report.text(), args.json.as_deref())
+}
+
+/// Runs `measure` against a private PostgreSQL cluster in a fresh directory under /tmp
+/// (database `chronicle_bench_<bench>`), then stops the cluster. With `keep` the directory
+/// (cluster and logs) stays and its path is printed.
+async fn on_private_postgres<T>(
+    bench: &str,
+    database: &DatabaseSettings,
+    keep: bool,
+    measure: impl AsyncFnOnce(&Path, &PrivatePostgres) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if database.url.is_some() {
+        tracing::info!("--database-url is not used: the benchmark runs its own PostgreSQL");
+    }
     let work = traversable_tempdir()?;
     println!(
-        "chronicle bench ingest: private PostgreSQL and logs in {}",
+        "chronicle bench {bench}: private PostgreSQL and logs in {}",
         work.path().display()
     );
     let mut postgres = PrivatePostgres::start(PrivatePostgresConfig {
         data_dir: work.path().to_path_buf(),
         port: None,
         bin_dir: database.postgres_bin_dir.clone(),
-        database: "chronicle_bench".to_owned(),
+        database: format!("chronicle_bench_{bench}"),
     })
     .await
     .context("cannot start the private PostgreSQL for the benchmark")?;
-    let result = phases(args, database, &machine, work.path(), &postgres).await;
+    let result = measure(work.path(), &postgres).await;
     if let Err(e) = postgres.stop().await {
         tracing::error!(error = %e, "could not stop the benchmark's PostgreSQL cleanly");
     }
-    if args.keep {
+    if keep {
         println!("kept {}", work.keep().display());
     } else if result.is_err() {
         println!("(the logs are gone with the temporary directory; run with --keep to keep them)");
     }
-    let phases = result?;
-    let report = Report::new(args, date, machine, phases);
-    print!("{}", report.text());
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json + "\n")
+    result
+}
+
+/// Prints a benchmark's report and, when asked, writes it as JSON.
+fn publish(report: &impl Serialize, text: &str, json: Option<&Path>) -> anyhow::Result<()> {
+    print!("{text}");
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("JSON written to {}", path.display());
     }

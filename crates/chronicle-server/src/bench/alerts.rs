@@ -15,12 +15,12 @@
 use super::fleet::{self, DevicePlan, Fleet, FleetOptions, TOPIC_PREFIX};
 use super::probe::Machine;
 use super::server::ServerUnderTest;
-use super::{open_store, provision, start_mosquitto, traversable_tempdir, workload};
+use super::{on_private_postgres, open_store, provision, publish, start_mosquitto, workload};
 use crate::cli::{BenchAlertsArgs, DatabaseSettings};
 use anyhow::{Context, bail};
 use chronicle_domain::DeviceKind;
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
-use chronicle_embedded::{PrivatePostgres, PrivatePostgresConfig};
+use chronicle_embedded::PrivatePostgres;
 use chronicle_storage::identity::{NewUser, TokenKind};
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{DeviceCredentials, NewPatient, Store};
@@ -42,27 +42,10 @@ const LOAD_SHARE: f64 = 0.1;
 pub async fn run(database: &DatabaseSettings, args: &BenchAlertsArgs) -> anyhow::Result<()> {
     let machine = Machine::probe();
     let date = Utc::now();
-    let work = traversable_tempdir()?;
-    println!(
-        "chronicle bench alerts: private PostgreSQL and logs in {}",
-        work.path().display()
-    );
-    let mut postgres = PrivatePostgres::start(PrivatePostgresConfig {
-        data_dir: work.path().to_path_buf(),
-        port: None,
-        bin_dir: database.postgres_bin_dir.clone(),
-        database: "chronicle_bench_alerts".to_owned(),
+    let measured = on_private_postgres("alerts", database, args.keep, async |work, postgres| {
+        measure(args, work, postgres).await
     })
-    .await
-    .context("cannot start the private PostgreSQL for the benchmark")?;
-    let result = measure(args, work.path(), &postgres).await;
-    if let Err(e) = postgres.stop().await {
-        tracing::error!(error = %e, "could not stop the benchmark's PostgreSQL cleanly");
-    }
-    if args.keep {
-        println!("kept {}", work.keep().display());
-    }
-    let measured = result?;
+    .await?;
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         date: date.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -73,13 +56,7 @@ pub async fn run(database: &DatabaseSettings, args: &BenchAlertsArgs) -> anyhow:
         goal_met: measured.p99_ms <= GOAL_P99_MS,
         measured,
     };
-    print!("{}", report.text());
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("JSON written to {}", path.display());
-    }
-    Ok(())
+    publish(&report, &report.text(), args.json.as_deref())
 }
 
 /// What the run measured.

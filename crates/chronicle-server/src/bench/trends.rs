@@ -13,13 +13,13 @@
 use super::fleet::{self, DevicePlan, Fleet, FleetOptions};
 use super::probe::Machine;
 use super::server::{ServerUnderTest, http_get_as};
-use super::{open_store, traversable_tempdir};
+use super::{on_private_postgres, open_store, publish};
 use crate::cli::{BenchTrendsArgs, DatabaseSettings};
 use anyhow::{Context, bail};
 use chronicle_domain::DeviceKind;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, Grantee, Purpose, Role};
 use chronicle_domain::trends::{bp_trend, glucose_trend};
-use chronicle_embedded::{PrivatePostgres, PrivatePostgresConfig};
+use chronicle_embedded::PrivatePostgres;
 use chronicle_sim::{CgmSpec, DeviceSpec, Persona, PersonaMix, Population, SimReading, batch_json};
 use chronicle_storage::identity::{NewUser, TokenKind};
 use chronicle_storage::sharing::NewGrant;
@@ -43,27 +43,10 @@ const PANEL_DAYS: u32 = 14;
 pub async fn run(database: &DatabaseSettings, args: &BenchTrendsArgs) -> anyhow::Result<()> {
     let machine = Machine::probe();
     let date = Utc::now();
-    let work = traversable_tempdir()?;
-    println!(
-        "chronicle bench trends: private PostgreSQL and logs in {}",
-        work.path().display()
-    );
-    let mut postgres = PrivatePostgres::start(PrivatePostgresConfig {
-        data_dir: work.path().to_path_buf(),
-        port: None,
-        bin_dir: database.postgres_bin_dir.clone(),
-        database: "chronicle_bench_trends".to_owned(),
+    let measured = on_private_postgres("trends", database, args.keep, async |work, postgres| {
+        measure(args, work, postgres).await
     })
-    .await
-    .context("cannot start the private PostgreSQL for the benchmark")?;
-    let result = measure(args, work.path(), &postgres).await;
-    if let Err(e) = postgres.stop().await {
-        tracing::error!(error = %e, "could not stop the benchmark's PostgreSQL cleanly");
-    }
-    if args.keep {
-        println!("kept {}", work.keep().display());
-    }
-    let measured = result?;
+    .await?;
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         date: date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -72,13 +55,7 @@ pub async fn run(database: &DatabaseSettings, args: &BenchTrendsArgs) -> anyhow:
         days: args.days,
         measured,
     };
-    print!("{}", report.text());
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("JSON written to {}", path.display());
-    }
-    Ok(())
+    publish(&report, &report.text(), args.json.as_deref())
 }
 
 /// A simulated patient as registered.
