@@ -99,6 +99,7 @@ async fn help_documents_every_setting() {
         "CHRONICLE_MAX_FUTURE_SKEW_SECONDS",
         "CHRONICLE_BATCH_MAX_MESSAGES",
         "CHRONICLE_BATCH_LINGER_MS",
+        "CHRONICLE_FOLLOWUP_WORK",
         "CHRONICLE_SHUTDOWN_GRACE_SECONDS",
     ] {
         assert!(

@@ -41,6 +41,9 @@ pub struct AlertSettings {
     /// How often to run the time-based rules (`no_data`, auto-resolution).
     pub scheduler_interval: Duration,
     pub webhooks: WebhookSettings,
+    /// Run the engine and the scheduler here (`false`: another server on the same database
+    /// does; this one still streams the events and delivers webhooks).
+    pub evaluate: bool,
 }
 
 impl Default for AlertSettings {
@@ -49,6 +52,7 @@ impl Default for AlertSettings {
             poll_interval: Duration::from_secs(1),
             scheduler_interval: Duration::from_secs(5),
             webhooks: WebhookSettings::default(),
+            evaluate: true,
         }
     }
 }
@@ -60,7 +64,8 @@ pub struct AlertServices {
 }
 
 impl AlertServices {
-    /// Starts the consumer, the scheduler, the hub and the webhook dispatcher. `followups`
+    /// Starts the hub and the webhook dispatcher, and (with `settings.evaluate`) the
+    /// consumer and the scheduler. `followups`
     /// is the ingest pipeline's signal that it queued work (`Pipeline::followups_enqueued`).
     pub fn start(
         store: Store,
@@ -70,29 +75,29 @@ impl AlertServices {
         shutdown: CancellationToken,
     ) -> AlertServices {
         let (hub, hub_task) = hub::spawn(store.clone(), shutdown.clone());
-        let tasks = vec![
-            hub_task,
-            tokio::spawn(engine::run(
+        let mut tasks = vec![hub_task];
+        if settings.evaluate {
+            tasks.push(tokio::spawn(engine::run(
                 store.clone(),
                 followups,
                 settings.poll_interval,
                 metrics.clone(),
                 shutdown.clone(),
-            )),
-            tokio::spawn(scheduler::run(
+            )));
+            tasks.push(tokio::spawn(scheduler::run(
                 store.clone(),
                 settings.scheduler_interval,
                 metrics.clone(),
                 shutdown.clone(),
-            )),
-            tokio::spawn(webhooks::run(
-                store,
-                hub.clone(),
-                settings.webhooks,
-                metrics,
-                shutdown,
-            )),
-        ];
+            )));
+        }
+        tasks.push(tokio::spawn(webhooks::run(
+            store,
+            hub.clone(),
+            settings.webhooks,
+            metrics,
+            shutdown,
+        )));
         AlertServices { hub, tasks }
     }
 

@@ -630,6 +630,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_BATCH_CONCURRENT_COMMITS")]
     pub batch_concurrent_commits: Option<usize>,
 
+    /// Whether this process does the work each commit queues: the alert engine (rules,
+    /// `no_data`, auto-resolution) and the trend rollups. `false` makes an ingest-and-HTTP-only
+    /// process; the work stays queued in the database for another `chronicle serve` on the
+    /// same database with `true`, and nothing is evaluated until one runs. [default: true]
+    #[arg(long, env = "CHRONICLE_FOLLOWUP_WORK", value_name = "BOOL")]
+    pub followup_work: Option<bool>,
+
     /// On SIGINT/SIGTERM, how long to keep trying to commit messages in hand before exiting
     /// without acknowledging them (the broker then delivers them again). [default: 30]
     #[arg(long, env = "CHRONICLE_SHUTDOWN_GRACE_SECONDS")]
@@ -652,6 +659,7 @@ pub struct ServeSettings {
     pub batch_max_messages: usize,
     pub batch_linger: Duration,
     pub batch_concurrent_commits: usize,
+    pub followup_work: bool,
     pub shutdown_grace: Duration,
 }
 
@@ -741,6 +749,7 @@ impl ServeArgs {
                 .or(f.batch_concurrent_commits)
                 .unwrap_or(2)
                 .max(1),
+            followup_work: self.followup_work.or(f.followup_work).unwrap_or(true),
             shutdown_grace: Duration::from_secs(
                 self.shutdown_grace_seconds
                     .or(f.shutdown_grace_seconds)

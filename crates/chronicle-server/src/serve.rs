@@ -91,19 +91,30 @@ where
     ]);
     // The alert engine and the trend rollups work from what each commit stored; each starts
     // at once on this process's commits and polls for those of other servers sharing the
-    // subscription.
+    // database. Every commit queues the work whether or not this process does it.
     let alerts = AlertServices::start(
         store.clone(),
         pipeline.followups_enqueued(),
-        AlertSettings::default(),
+        AlertSettings {
+            evaluate: settings.followup_work,
+            ..AlertSettings::default()
+        },
         alert_metrics,
         shutdown.clone(),
     );
-    let trends_task = tokio::spawn(crate::trends::run(
-        store.clone(),
-        pipeline.followups_enqueued(),
-        shutdown.clone(),
-    ));
+    let trends_task = settings.followup_work.then(|| {
+        tokio::spawn(crate::trends::run(
+            store.clone(),
+            pipeline.followups_enqueued(),
+            shutdown.clone(),
+        ))
+    });
+    if !settings.followup_work {
+        tracing::warn!(
+            "--followup-work false: alerts and trend rollups are left to another chronicle \
+             serve on this database"
+        );
+    }
     let (ingest, batcher) = spawn_batcher(
         pipeline,
         BatchSettings {
@@ -179,7 +190,9 @@ where
         tracing::error!(error = %e, "ingest batcher task failed");
     }
     abandon_later.abort();
-    if let Err(e) = trends_task.await {
+    if let Some(task) = trends_task
+        && let Err(e) = task.await
+    {
         tracing::error!(error = %e, "trends task failed");
     }
     match http_task.await {
