@@ -1,6 +1,7 @@
 //! Two `chronicle serve` processes on one shared subscription (Mosquitto): the readings of
 //! one patient are split between them and committed in any order, yet every alert is
-//! raised once, with the same count as if one server had received everything in order.
+//! raised once, with the same count as if one server had received everything in order. And a
+//! server started with `--followup-work false` leaves the evaluation to another one.
 
 use chronicle_domain::DeviceKind;
 use chronicle_storage::Store;
@@ -136,4 +137,71 @@ async fn events(db: &TestDatabase, patient: Uuid) -> BTreeMap<(String, String), 
     .await
     .expect("events");
     rows.into_iter().map(|(r, k, n)| ((r, k), n)).collect()
+}
+
+/// An ingest-only server (`--followup-work false`) stores and acknowledges readings and
+/// leaves their evaluation queued; a second server on the same database does it, once.
+#[tokio::test]
+async fn an_ingest_only_server_leaves_the_evaluation_to_another() {
+    let db = TestDatabase::create().await.expect("database");
+    let ingest_only = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        extra_args: vec!["--followup-work".into(), "false".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("ingest-only server");
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "Ingest").await;
+    let (patient, _) = clinic.patient("Queued").await;
+    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
+    let mut device = TestDevice::connect(
+        ingest_only.mqtt_port(),
+        credentials.device_id.as_str(),
+        Some(&credentials.secret),
+    )
+    .await
+    .expect("device connects");
+    let ack = device
+        .send(glucose(Utc::now(), 45.0).to_string())
+        .await
+        .expect("ack");
+    assert_eq!(ack.stored, 1);
+
+    // Nothing evaluates it here: the work stays queued and no alert appears.
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    assert_eq!(store.pending_followups("alerts").await.expect("queue"), 1);
+    assert!(store.pending_trend_work().await.expect("queue") > 0);
+    let alerts: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts WHERE patient_id = $1")
+        .bind(patient)
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(alerts, 0, "an ingest-only server evaluated");
+
+    // A worker on the same database picks the work up.
+    let _worker = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("worker server");
+    eventually(StdDuration::from_secs(30), "the worker's evaluation", || async {
+        let queued = store.pending_followups("alerts").await.ok()?
+            + store.pending_trend_work().await.ok()?;
+        (queued == 0).then_some(())
+    })
+    .await;
+    let rules: Vec<(String, String)> = sqlx::query_as(
+        "SELECT rule, status FROM alerts WHERE patient_id = $1 AND kind = 'alert' ORDER BY rule",
+    )
+    .bind(patient)
+    .fetch_all(&db.pool)
+    .await
+    .expect("alerts");
+    assert_eq!(
+        rules,
+        [("glucose_very_low".to_owned(), "open".to_owned())],
+        "the very low reading raised its alert once"
+    );
 }
