@@ -1,6 +1,11 @@
 //! The trends follow-up consumer's loop: recompute the day rollups new readings made stale
-//! (`Store::refresh_trends`), at once after each commit of this server's ingest and on a poll
+//! (`Store::refresh_trends`), soon after each commit of this server's ingest and on a poll
 //! for work queued by other servers or by zone and targets changes.
+//!
+//! Rounds start at most once per [`SETTLE`]: the commits of that time join one round, so a
+//! busy patient-day is recomputed once rather than once per commit, and the ingest and the
+//! alert engine keep the CPU. Reads stay exact meanwhile: they compute the days still queued
+//! from the raw readings.
 
 use chronicle_storage::Store;
 use std::time::Duration;
@@ -11,12 +16,22 @@ use tokio_util::sync::CancellationToken;
 const POLL: Duration = Duration::from_secs(1);
 /// Follow-up items (and rebuilds) taken per round.
 const BATCH: i64 = 200;
+/// The least time between the starts of two rounds.
+const SETTLE: Duration = Duration::from_secs(1);
 
 pub async fn run(store: Store, mut enqueued: watch::Receiver<u64>, shutdown: CancellationToken) {
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signalled = true;
+    let mut last_round: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(last) = last_round {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(last + SETTLE) => {}
+            }
+        }
+        last_round = Some(tokio::time::Instant::now());
         while !shutdown.is_cancelled() {
             match store.refresh_trends(BATCH).await {
                 Ok(report) if report.is_idle() => break,
