@@ -186,11 +186,15 @@ async fn an_ingest_only_server_leaves_the_evaluation_to_another() {
     })
     .await
     .expect("worker server");
-    eventually(StdDuration::from_secs(30), "the worker's evaluation", || async {
-        let queued = store.pending_followups("alerts").await.ok()?
-            + store.pending_trend_work().await.ok()?;
-        (queued == 0).then_some(())
-    })
+    eventually(
+        StdDuration::from_secs(30),
+        "the worker's evaluation",
+        || async {
+            let queued = store.pending_followups("alerts").await.ok()?
+                + store.pending_trend_work().await.ok()?;
+            (queued == 0).then_some(())
+        },
+    )
     .await;
     let rules: Vec<(String, String)> = sqlx::query_as(
         "SELECT rule, status FROM alerts WHERE patient_id = $1 AND kind = 'alert' ORDER BY rule",

@@ -10,6 +10,7 @@ use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_domain::trends::calendar::{DayBounds, local_date};
+use chronicle_domain::trends::running::CorruptRunning;
 use chronicle_domain::trends::{
     BpDay, BpRunning, GlucoseDay, GlucoseRunning, bp_day, glucose_day, samples,
 };
@@ -264,7 +265,7 @@ async fn write_glucose_days(
         upsert_glucose_days(conn, patient_id, zone, &kept).await?;
     }
     if let Some(first) = dates.first() {
-        refresh_glucose_running(conn, patient_id, *first).await?;
+        refresh_running::<GlucoseDays>(conn, patient_id, *first).await?;
     }
     Ok(days.len())
 }
@@ -391,7 +392,7 @@ async fn write_bp_days(
         .await?;
     if kept.is_empty() {
         if let Some(first) = dates.first() {
-            refresh_bp_running(conn, patient_id, *first).await?;
+            refresh_running::<BloodPressureDays>(conn, patient_id, *first).await?;
         }
         return Ok(days.len());
     }
@@ -471,7 +472,7 @@ async fn write_bp_days(
     .execute(&mut *conn)
     .await?;
     if let Some(first) = dates.first() {
-        refresh_bp_running(conn, patient_id, *first).await?;
+        refresh_running::<BloodPressureDays>(conn, patient_id, *first).await?;
     }
     Ok(days.len())
 }
@@ -481,74 +482,87 @@ fn pressure(value: i64) -> i16 {
     i16::try_from(value).unwrap_or(i16::MAX)
 }
 
-/// Rewrites the running totals of the patient's glucose days from `from` on: the totals of
-/// the last day before it, plus each day in date order.
-async fn refresh_glucose_running(
-    conn: &mut PgConnection,
-    patient_id: Uuid,
-    from: NaiveDate,
-) -> Result<(), StorageError> {
-    let base: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT running FROM glucose_days WHERE patient_id = $1 AND day < $2
-         ORDER BY day DESC LIMIT 1",
-    )
-    .bind(patient_id)
-    .bind(from)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let mut running = base
-        .map(|b| GlucoseRunning::decode(&b))
-        .transpose()
-        .map_err(corrupt_running)?
-        .unwrap_or_default();
-    let rows: Vec<GlucoseTotalsRow> = sqlx::query_as(&format!(
-        "SELECT {GLUCOSE_TOTALS_COLUMNS} FROM glucose_days
-         WHERE patient_id = $1 AND day >= $2 ORDER BY day"
-    ))
-    .bind(patient_id)
-    .bind(from)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut encoded = Vec::with_capacity(rows.len());
-    for row in &rows {
-        running.add_day(&row.totals(), row.latest());
-        encoded.push(running.encode());
-    }
-    sqlx::query(
-        "UPDATE glucose_days g SET running = u.running
-         FROM UNNEST($2::date[], $3::bytea[]) AS u (day, running)
-         WHERE g.patient_id = $1 AND g.day = u.day",
-    )
-    .bind(patient_id)
-    .bind(rows.iter().map(|r| r.day).collect::<Vec<_>>())
-    .bind(encoded)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// A day rollup table whose rows also carry the running totals up to and including the day
+/// (`glucose_days`, `blood_pressure_days`): what differs between the two for
+/// [`refresh_running`].
+trait RunningDays {
+    const TABLE: &'static str;
+    const TOTALS_COLUMNS: &'static str;
+    type Row: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin;
+    type Running: Default;
+    fn day(row: &Self::Row) -> NaiveDate;
+    fn add_day(running: &mut Self::Running, row: &Self::Row);
+    fn encode(running: &Self::Running) -> Vec<u8>;
+    fn decode(bytes: &[u8]) -> Result<Self::Running, CorruptRunning>;
 }
 
-/// The same for blood-pressure days.
-async fn refresh_bp_running(
+struct GlucoseDays;
+
+impl RunningDays for GlucoseDays {
+    const TABLE: &'static str = "glucose_days";
+    const TOTALS_COLUMNS: &'static str = GLUCOSE_TOTALS_COLUMNS;
+    type Row = GlucoseTotalsRow;
+    type Running = GlucoseRunning;
+    fn day(row: &GlucoseTotalsRow) -> NaiveDate {
+        row.day
+    }
+    fn add_day(running: &mut GlucoseRunning, row: &GlucoseTotalsRow) {
+        running.add_day(&row.totals(), row.latest());
+    }
+    fn encode(running: &GlucoseRunning) -> Vec<u8> {
+        running.encode()
+    }
+    fn decode(bytes: &[u8]) -> Result<GlucoseRunning, CorruptRunning> {
+        GlucoseRunning::decode(bytes)
+    }
+}
+
+struct BloodPressureDays;
+
+impl RunningDays for BloodPressureDays {
+    const TABLE: &'static str = "blood_pressure_days";
+    const TOTALS_COLUMNS: &'static str = BP_TOTALS_COLUMNS;
+    type Row = BpTotalsRow;
+    type Running = BpRunning;
+    fn day(row: &BpTotalsRow) -> NaiveDate {
+        row.day
+    }
+    fn add_day(running: &mut BpRunning, row: &BpTotalsRow) {
+        running.add_day(&row.totals(), row.latest());
+    }
+    fn encode(running: &BpRunning) -> Vec<u8> {
+        running.encode()
+    }
+    fn decode(bytes: &[u8]) -> Result<BpRunning, CorruptRunning> {
+        BpRunning::decode(bytes)
+    }
+}
+
+/// Rewrites the running totals of the patient's days from `from` on: the totals of the last
+/// day before it, plus each day in date order.
+async fn refresh_running<D: RunningDays>(
     conn: &mut PgConnection,
     patient_id: Uuid,
     from: NaiveDate,
 ) -> Result<(), StorageError> {
-    let base: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT running FROM blood_pressure_days WHERE patient_id = $1 AND day < $2
-         ORDER BY day DESC LIMIT 1",
-    )
+    let table = D::TABLE;
+    let base: Option<Vec<u8>> = sqlx::query_scalar(&format!(
+        "SELECT running FROM {table} WHERE patient_id = $1 AND day < $2
+         ORDER BY day DESC LIMIT 1"
+    ))
     .bind(patient_id)
     .bind(from)
     .fetch_optional(&mut *conn)
     .await?;
     let mut running = base
-        .map(|b| BpRunning::decode(&b))
+        .map(|b| D::decode(&b))
         .transpose()
         .map_err(corrupt_running)?
         .unwrap_or_default();
-    let rows: Vec<BpTotalsRow> = sqlx::query_as(&format!(
-        "SELECT {BP_TOTALS_COLUMNS} FROM blood_pressure_days
-         WHERE patient_id = $1 AND day >= $2 ORDER BY day"
+    let rows: Vec<D::Row> = sqlx::query_as(&format!(
+        "SELECT {columns} FROM {table}
+         WHERE patient_id = $1 AND day >= $2 ORDER BY day",
+        columns = D::TOTALS_COLUMNS
     ))
     .bind(patient_id)
     .bind(from)
@@ -556,16 +570,16 @@ async fn refresh_bp_running(
     .await?;
     let mut encoded = Vec::with_capacity(rows.len());
     for row in &rows {
-        running.add_day(&row.totals(), row.latest());
-        encoded.push(running.encode());
+        D::add_day(&mut running, row);
+        encoded.push(D::encode(&running));
     }
-    sqlx::query(
-        "UPDATE blood_pressure_days b SET running = u.running
+    sqlx::query(&format!(
+        "UPDATE {table} d SET running = u.running
          FROM UNNEST($2::date[], $3::bytea[]) AS u (day, running)
-         WHERE b.patient_id = $1 AND b.day = u.day",
-    )
+         WHERE d.patient_id = $1 AND d.day = u.day"
+    ))
     .bind(patient_id)
-    .bind(rows.iter().map(|r| r.day).collect::<Vec<_>>())
+    .bind(rows.iter().map(D::day).collect::<Vec<_>>())
     .bind(encoded)
     .execute(&mut *conn)
     .await?;
