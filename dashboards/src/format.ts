@@ -331,7 +331,7 @@ export const bpCategoryInWords = (category: string) => label(BP_CATEGORY_LABELS,
 /** "12 %" with one decimal under 10. */
 export function formatPercent(value: number | null | undefined): string {
   if (value === null || value === undefined) return '–';
-  return `${value < 10 && value > 0 ? value.toFixed(1) : value.toFixed(0)} %`;
+  return `${value < 9.95 && value > 0 ? value.toFixed(1) : value.toFixed(0)} %`;
 }
 
 /** How long ago, from minutes: "5 minutes ago". */

@@ -38,11 +38,11 @@ export function AgpChart(props: { agp: GlucoseTrend['agp']; unit: GlucoseUnit; t
       ],
       series: [
         { label: 'Time of day', value: (_u, v) => (v == null ? '–' : clock(v)) },
-        { label: '5th percentile', stroke: 'rgba(11, 92, 173, 0.5)', width: 1, value, spanGaps: true },
-        { label: '25th percentile', stroke: 'rgba(11, 92, 173, 0.8)', width: 1, value, spanGaps: true },
-        { label: 'Median', stroke: '#0b3d75', width: 3, value, spanGaps: true },
-        { label: '75th percentile', stroke: 'rgba(11, 92, 173, 0.8)', width: 1, value, spanGaps: true },
-        { label: '95th percentile', stroke: 'rgba(11, 92, 173, 0.5)', width: 1, value, spanGaps: true },
+        { label: '5th percentile', stroke: 'rgba(11, 92, 173, 0.5)', width: 1, value, spanGaps: true, points: { show: false } },
+        { label: '25th percentile', stroke: 'rgba(11, 92, 173, 0.8)', width: 1, value, spanGaps: true, points: { show: false } },
+        { label: 'Median', stroke: '#0b3d75', width: 3, value, spanGaps: true, points: { show: false } },
+        { label: '75th percentile', stroke: 'rgba(11, 92, 173, 0.8)', width: 1, value, spanGaps: true, points: { show: false } },
+        { label: '95th percentile', stroke: 'rgba(11, 92, 173, 0.5)', width: 1, value, spanGaps: true, points: { show: false } },
       ],
       bands: [
         { series: [5, 1], fill: 'rgba(11, 92, 173, 0.15)' },
