@@ -279,7 +279,7 @@ export function evidenceInWords(alert: AlertItem, unit: GlucoseUnit, timeZone: s
   const parts: string[] = [];
   if (e.flag === 'lo') parts.push('sensor reads LO');
   else if (e.flag === 'hi') parts.push('sensor reads HI');
-  else if (e.value_mg_dl !== undefined) parts.push(glucose(e.value_mg_dl));
+  else if (e.value_mg_dl !== undefined) parts.push(glucose(e.value_mg_dl) + (e.source ? ` (${e.source})` : ''));
   if (e.forecast_mg_dl !== undefined) parts.push(`forecast ${glucose(e.forecast_mg_dl)} in 20 minutes`);
   if (e.fall_mg_dl_per_minute !== undefined) {
     const perMinute = unit === 'mmol/L' ? e.fall_mg_dl_per_minute / MG_DL_PER_MMOL_L : e.fall_mg_dl_per_minute;
@@ -290,7 +290,6 @@ export function evidenceInWords(alert: AlertItem, unit: GlucoseUnit, timeZone: s
     parts.push(`7-day mean ${Math.round(e.mean_systolic)}/${Math.round(e.mean_diastolic)} mm Hg over ${e.readings ?? '?'} readings`);
   }
   if (e.last_reading_at) parts.push(`last reading ${formatShortDateTime(e.last_reading_at, timeZone)}`);
-  if (e.source && e.value_mg_dl !== undefined) parts.push(`(${e.source})`);
   return parts.join(', ');
 }
 

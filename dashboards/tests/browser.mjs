@@ -497,6 +497,25 @@ try {
     await screenshot(elena, '12-guardian-sharing-tablet.png');
   });
 
+  await run("the patient's access log words what the care team did with her alerts and trends", async () => {
+    await maria.getByRole('link', { name: 'Access log' }).click();
+    const entries = maria.getByTestId('log-entry');
+    await entries.first().waitFor();
+    const lines = await entries.allInnerTexts();
+    for (const sentence of [
+      'acknowledged one of your alerts',
+      'viewed your glucose trends',
+      'viewed your blood-pressure trends',
+      'viewed your alerts',
+      'saw your summary in their patient panel',
+    ]) {
+      assert.ok(
+        lines.some((l) => l.includes(`${clinician.name} (${clinician.team}) ${sentence}`)),
+        `"${sentence}" in the access log:\n${lines.slice(0, 40).join('\n')}`,
+      );
+    }
+  });
+
   await run('logging out ends the session', async () => {
     await maria.getByRole('button', { name: 'Log out' }).click();
     await maria.waitForURL(/\/login$/);

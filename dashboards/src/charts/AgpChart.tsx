@@ -18,7 +18,7 @@ const clock = (minutes: number) =>
 export function AgpChart(props: { agp: GlucoseTrend['agp']; unit: GlucoseUnit; target: { low: number; high: number } }) {
   const { agp, unit, target } = props;
   const data = useMemo((): uPlot.AlignedData => {
-    // Each bin is drawn at its middle; the day closes on itself at 24:00.
+    // Each bin is drawn at its middle; bins without readings leave a gap.
     const bins = agp.bins;
     const x = bins.map((b) => minutesOf(b.start) + agp.bin_minutes / 2);
     const column = (key: 'p5' | 'p25' | 'p50' | 'p75' | 'p95') => bins.map((b) => b[key]);
@@ -38,11 +38,11 @@ export function AgpChart(props: { agp: GlucoseTrend['agp']; unit: GlucoseUnit; t
       ],
       series: [
         { label: 'Time of day', value: (_u, v) => (v == null ? '–' : clock(v)) },
-        { label: '5th percentile', stroke: 'rgba(11, 92, 173, 0.5)', width: 1, value, spanGaps: true, points: { show: false } },
-        { label: '25th percentile', stroke: 'rgba(11, 92, 173, 0.8)', width: 1, value, spanGaps: true, points: { show: false } },
-        { label: 'Median', stroke: '#0b3d75', width: 3, value, spanGaps: true, points: { show: false } },
-        { label: '75th percentile', stroke: 'rgba(11, 92, 173, 0.8)', width: 1, value, spanGaps: true, points: { show: false } },
-        { label: '95th percentile', stroke: 'rgba(11, 92, 173, 0.5)', width: 1, value, spanGaps: true, points: { show: false } },
+        { label: '5th percentile', stroke: 'rgba(11, 92, 173, 0.5)', width: 1, value, spanGaps: false, points: { show: false } },
+        { label: '25th percentile', stroke: 'rgba(11, 92, 173, 0.8)', width: 1, value, spanGaps: false, points: { show: false } },
+        { label: 'Median', stroke: '#0b3d75', width: 3, value, spanGaps: false, points: { show: false } },
+        { label: '75th percentile', stroke: 'rgba(11, 92, 173, 0.8)', width: 1, value, spanGaps: false, points: { show: false } },
+        { label: '95th percentile', stroke: 'rgba(11, 92, 173, 0.5)', width: 1, value, spanGaps: false, points: { show: false } },
       ],
       bands: [
         { series: [5, 1], fill: 'rgba(11, 92, 173, 0.15)' },
