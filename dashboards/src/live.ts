@@ -1,7 +1,8 @@
 // The live alert stream, GET /v1/alerts/stream (Server-Sent Events). EventSource cannot send
 // the Authorization header, so the stream is read with fetch() and a ReadableStream; the token
-// stays a bearer header. After a drop it reconnects with Last-Event-ID, so the server first
-// replays every event missed meanwhile.
+// stays a bearer header. After a drop it reconnects with Last-Event-ID (the last event's id,
+// or the position the server opened the stream with), so the server first replays every
+// event missed meanwhile.
 
 import type { AlertEvent } from './api';
 import { session } from './session';
@@ -43,7 +44,8 @@ export function parseSse(buffer: string): { events: SseEvent[]; rest: string } {
       else if (field === 'event') event = value;
       else if (field === 'data') data.push(value);
     }
-    if (data.length > 0) events.push({ id, event, data: data.join('\n') });
+    // A block with an id and no data (the stream's opening position) is kept for its id.
+    if (data.length > 0 || id !== null) events.push({ id, event, data: data.join('\n') });
   }
   return { events, rest };
 }
@@ -77,7 +79,7 @@ export function openAlertStream(handlers: AlertStreamHandlers): () => void {
       buffer = rest;
       for (const event of events) {
         if (event.id) lastEventId = event.id;
-        if (event.event !== 'alert') continue;
+        if (event.event !== 'alert' || event.data === '') continue;
         try {
           handlers.onEvent(JSON.parse(event.data) as AlertEvent);
         } catch (error) {

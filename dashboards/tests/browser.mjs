@@ -434,6 +434,18 @@ try {
     await lee.getByRole('button', { name: 'Mute alert sound' }).click();
   });
 
+  await run('after a dropped connection the stream resumes where it left off', async () => {
+    // The test stops the server (the stream breaks), starts it again and raises an alert at
+    // once, before the page's next attempt to reconnect: the page must get it when it does
+    // reconnect, with Last-Event-ID, from the server's replay.
+    await askTheTest('missed-alert');
+    await lee
+      .getByTestId('alert-toast')
+      .filter({ hasText: `${patient.name}: Low blood pressure (84/52 mm Hg)` })
+      .waitFor({ timeout: 60_000 });
+    await lee.getByTestId('live-state').filter({ hasText: 'Live alerts on' }).waitFor();
+  });
+
   await run('on a tablet the panel becomes cards', async () => {
     await lee.setViewportSize({ width: 820, height: 1180 });
     await lee.getByTestId('panel-row').first().waitFor();

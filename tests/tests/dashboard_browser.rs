@@ -437,19 +437,33 @@ impl Clinic {
         panic!("no {rule} alert for {patient} within 10 s");
     }
 
-    /// Publishes a reading that raises a new alert while the browser watches (a hypertensive
-    /// crisis through MQTT, as a cuff sends it).
-    async fn raise_live_alert(&self) {
+    /// Publishes a cuff reading through MQTT while the browser watches: 196/104 raises a
+    /// hypertensive crisis, 84/52 low blood pressure.
+    async fn raise_live_alert(&self, systolic: i64, diastolic: i64) {
         send_readings(
             &self.server,
             self.maria,
             "bp",
             &[
-                json!({"type": "blood_pressure", "systolic": 196, "diastolic": 104, "pulse": 88,
-                "measured_at": Utc::now().to_rfc3339()}),
+                json!({"type": "blood_pressure", "systolic": systolic, "diastolic": diastolic,
+                "pulse": 88, "measured_at": Utc::now().to_rfc3339()}),
             ],
         )
         .await;
+    }
+
+    /// Breaks every open alert stream (the server stops and starts again on the same ports),
+    /// then raises low blood pressure at once, before a page's next attempt to reconnect.
+    /// Returns once the alert exists, so a page can only get it from the replay.
+    async fn raise_missed_alert(&mut self) {
+        self.server.terminate().await.expect("the server stops");
+        self.server
+            .restart()
+            .await
+            .expect("the server starts again");
+        self.raise_live_alert(84, 52).await;
+        let token = self.login("lee@clinic.example").await;
+        self.wait_for_alert(&token, self.maria, "bp_low").await;
     }
 
     async fn glucose_status(&self, token: &str, patient: Uuid) -> StatusCode {
@@ -469,8 +483,9 @@ impl Clinic {
 /// Runs `dashboards/tests/browser.mjs` on the scenario and fails with its output. The script
 /// asks the test for things only the test can do by printing a line `@request <what>` and
 /// waiting for `<what>` on its standard input: `live-alert` publishes an alarming reading
-/// through MQTT while the page is open.
-async fn run_browser_script(clinic: &Clinic) {
+/// through MQTT while the page is open; `missed-alert` restarts the server (breaking the
+/// page's alert stream) and raises an alert before the page reconnects.
+async fn run_browser_script(clinic: &mut Clinic) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let root = workspace_root();
     let dashboards = root.join("dashboards");
@@ -504,7 +519,8 @@ async fn run_browser_script(clinic: &Clinic) {
             println!("{line}");
             if let Some(what) = line.strip_prefix("@request ") {
                 match what {
-                    "live-alert" => clinic.raise_live_alert().await,
+                    "live-alert" => clinic.raise_live_alert(196, 104).await,
+                    "missed-alert" => clinic.raise_missed_alert().await,
                     other => panic!("the browser script asked for {other:?}"),
                 }
                 stdin
@@ -529,8 +545,8 @@ async fn run_browser_script(clinic: &Clinic) {
 
 #[tokio::test]
 async fn the_dashboard_in_a_real_browser() {
-    let clinic = Clinic::open().await;
-    run_browser_script(&clinic).await;
+    let mut clinic = Clinic::open().await;
+    run_browser_script(&mut clinic).await;
 
     // What the browser did, seen through the API: the patient revoked the team's grant and
     // added one for the cardiology team; the clinician now gets nothing.
