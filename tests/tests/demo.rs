@@ -218,9 +218,12 @@ async fn demo_prints_logins_serves_the_clinic_and_resumes_without_duplicates() {
         names.contains(&"Walter Okoye"),
         "the hypertensive crisis is an open urgent alert: {panel}"
     );
-    assert_eq!(
-        panel["items"][0]["display_name"], "Walter Okoye",
-        "the urgent alert comes first in the risk order: {panel}"
+    assert!(
+        panel["items"][0]["open_alerts"]["open_urgent"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "a patient with an urgent alert comes first in the risk order: {panel}"
     );
     let state: Value = serde_json::from_str(
         &std::fs::read_to_string(data_dir.join("demo.json")).expect("state file"),
