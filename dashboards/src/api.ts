@@ -101,6 +101,221 @@ export interface Guardian {
   email: string;
 }
 
+/** What the caller may see of a category on the panel. */
+export type AccessLevel = 'readings' | 'trends' | 'none';
+
+export interface PanelItem {
+  patient_id: string;
+  display_name: string;
+  time_zone: string;
+  access: { glucose: AccessLevel; blood_pressure: AccessLevel };
+  glucose: {
+    readings: number;
+    time_in_range_percent: number | null;
+    time_below_70_percent: number | null;
+    time_below_54_percent: number | null;
+    time_above_180_percent: number | null;
+    time_above_250_percent: number | null;
+    time_in_target_percent: number | null;
+    previous_time_in_target_percent: number | null;
+    target_preset: string;
+    mean: number | null;
+    cv_percent: number | null;
+    gmi_percent: number | null;
+    cgm_active_percent: number | null;
+    sufficient: boolean;
+    /** Value and time only when the caller may read single readings; the age always. */
+    latest: { age_minutes: number; measured_at: string | null; value: number | null } | null;
+  } | null;
+  blood_pressure: {
+    readings: number;
+    mean_systolic: number | null;
+    mean_diastolic: number | null;
+    category: string | null;
+    latest: {
+      age_minutes: number;
+      measured_at: string | null;
+      systolic: number | null;
+      diastolic: number | null;
+    } | null;
+  } | null;
+  /** `null`: the caller does not receive this patient's alerts. */
+  open_alerts: { open: number; open_urgent: number; acknowledged: number } | null;
+  flags: string[];
+  risk_score: number;
+}
+
+export interface PanelPage {
+  items: PanelItem[];
+  next_cursor: string | null;
+  total: number;
+  period_days: number;
+  unit: GlucoseUnit;
+}
+
+export interface PanelQuery {
+  sort?: string;
+  order?: 'asc' | 'desc' | null;
+  flag?: string | null;
+  flagged?: boolean | null;
+  q?: string | null;
+  unit: GlucoseUnit;
+  limit: number;
+  cursor?: string | null;
+}
+
+export interface AlertItem {
+  id: string;
+  patient_id: string;
+  rule: string;
+  category: string;
+  severity: 'info' | 'warning' | 'urgent';
+  kind: 'alert' | 'historical';
+  status: 'open' | 'acknowledged' | 'resolved' | null;
+  device_id: string | null;
+  triggered_at: string;
+  last_seen_at: string;
+  cleared_since: string | null;
+  trigger_count: number;
+  evidence: {
+    value_mg_dl?: number;
+    flag?: string;
+    source?: string;
+    forecast_mg_dl?: number;
+    fall_mg_dl_per_minute?: number;
+    systolic?: number;
+    diastolic?: number;
+    mean_systolic?: number;
+    mean_diastolic?: number;
+    readings?: number;
+    device_kind?: string;
+    last_reading_at?: string;
+  };
+  opened_at: string;
+  updated_at: string;
+  acknowledged_by: string | null;
+  acknowledged_at: string | null;
+  acknowledgement_note: string | null;
+  resolved_by: string | null;
+  resolved_at: string | null;
+  resolution: string | null;
+  resolution_note: string | null;
+}
+
+/** One event of the live stream. */
+export interface AlertEvent {
+  event_id: number;
+  type: 'opened' | 'retriggered' | 'escalated' | 'acknowledged' | 'resolved' | 'historical';
+  at: string;
+  actor_id: string | null;
+  alert: AlertItem;
+}
+
+export interface PatientTargets {
+  glucose_targets: { preset: string; range_low_mg_dl: number; range_high_mg_dl: number };
+  custom_thresholds: boolean;
+}
+
+export interface GlucoseMetrics {
+  readings: number;
+  cgm_readings: number;
+  days_with_data: number;
+  days_with_cgm: number;
+  calendar_days: number;
+  mean: number | null;
+  sd: number | null;
+  cv_percent: number | null;
+  gmi_percent: number | null;
+  time_very_low_percent: number | null;
+  time_low_percent: number | null;
+  time_in_range_percent: number | null;
+  time_high_percent: number | null;
+  time_very_high_percent: number | null;
+  time_below_70_percent: number | null;
+  time_above_180_percent: number | null;
+  time_below_target_percent: number | null;
+  time_in_target_percent: number | null;
+  time_above_target_percent: number | null;
+  cgm_active_percent: number | null;
+  sufficient: boolean;
+  insufficient_reasons: string[];
+}
+
+export interface TrendWindow {
+  first_day: string;
+  last_day: string;
+  start: string;
+  end: string;
+  calendar_days: number;
+  data_since: string | null;
+}
+
+export interface GlucoseTrend {
+  patient_id: string;
+  time_zone: string;
+  unit: GlucoseUnit;
+  individual_readings: boolean;
+  window: TrendWindow;
+  targets: {
+    preset: string;
+    range_low: number;
+    range_high: number;
+    time_in_range_min_percent: number;
+    time_below_range_max_percent: number;
+    time_below_54_max_percent: number;
+    time_above_range_max_percent: number;
+    time_above_250_max_percent: number;
+    cv_max_percent: number;
+  };
+  metrics: GlucoseMetrics;
+  daily: (GlucoseMetrics & { date: string; hours: number })[];
+  agp: {
+    bin_minutes: number;
+    bins: { start: string; readings: number; p5: number | null; p25: number | null; p50: number | null; p75: number | null; p95: number | null }[];
+  };
+}
+
+export interface PressurePair {
+  readings: number;
+  systolic: number;
+  diastolic: number;
+}
+
+export interface BloodPressureMetrics {
+  readings: number;
+  days_with_data: number;
+  calendar_days: number;
+  mean_systolic: number | null;
+  mean_diastolic: number | null;
+  sd_systolic: number | null;
+  sd_diastolic: number | null;
+  morning: PressurePair | null;
+  evening: PressurePair | null;
+  category: string | null;
+  low: boolean;
+  at_or_above_130_80_percent: number | null;
+  at_or_above_135_85_percent: number | null;
+  pulse: { readings: number; mean: number | null; sd: number | null };
+}
+
+export interface BloodPressureTrend {
+  patient_id: string;
+  time_zone: string;
+  window: TrendWindow;
+  metrics: BloodPressureMetrics;
+  daily: (BloodPressureMetrics & { date: string })[];
+  home_protocol: {
+    discarded_day: string;
+    first_day: string;
+    last_day: string;
+    morning: PressurePair | null;
+    evening: PressurePair | null;
+    mean_systolic: number;
+    mean_diastolic: number;
+    category: string;
+  } | null;
+}
+
 export interface Readiness {
   ready: boolean;
   database: string;
@@ -156,7 +371,7 @@ async function json<T>(method: string, path: string, body?: unknown): Promise<T>
   return response.status === 204 ? (undefined as T) : ((await response.json()) as T);
 }
 
-function query(params: Record<string, string | number | null | undefined>): string {
+function query(params: Record<string, string | number | boolean | null | undefined>): string {
   const search = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
     if (value !== null && value !== undefined) search.set(key, String(value));
@@ -203,6 +418,29 @@ export const api = {
       from: range.from.toISOString(),
       to: range.to.toISOString(),
     }),
+
+  /** One page of readings (the panel's 24-hour sparkline). */
+  glucosePage: (id: string, range: TimeRange, unit: GlucoseUnit, limit: number) =>
+    json<Page<GlucosePoint>>(
+      'GET',
+      `${patient(id)}/glucose${query({ from: range.from.toISOString(), to: range.to.toISOString(), unit, limit })}`,
+    ),
+
+  panel: (q: PanelQuery) => json<PanelPage>('GET', `/v1/panel${query({ ...q })}`),
+  patientAlerts: (
+    id: string,
+    q: { status?: string; kind?: string; category?: string; limit?: number; cursor?: string | null },
+  ) =>
+    json<Page<AlertItem>>('GET', `${patient(id)}/alerts${query({ ...q })}`),
+  acknowledgeAlert: (id: string, alertId: string, note: string | null) =>
+    json<AlertItem>('POST', `${patient(id)}/alerts/${encodeURIComponent(alertId)}/acknowledge`, { note }),
+  resolveAlert: (id: string, alertId: string, note: string | null) =>
+    json<AlertItem>('POST', `${patient(id)}/alerts/${encodeURIComponent(alertId)}/resolve`, { note }),
+  targets: (id: string) => json<PatientTargets>('GET', `${patient(id)}/targets`),
+  glucoseTrend: (id: string, days: number, unit: GlucoseUnit) =>
+    json<GlucoseTrend>('GET', `${patient(id)}/trends/glucose${query({ days, unit })}`),
+  bloodPressureTrend: (id: string, days: number) =>
+    json<BloodPressureTrend>('GET', `${patient(id)}/trends/blood-pressure${query({ days })}`),
 
   grants: (id: string) => json<Grant[]>('GET', `${patient(id)}/grants`),
   createGrant: (id: string, grant: NewGrant) => json<Grant>('POST', `${patient(id)}/grants`, grant),

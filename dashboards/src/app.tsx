@@ -1,11 +1,13 @@
 // The application shell: the session, the top bar and the page for the current path.
 //
-// Pages: /login; / (the patients the user may see: phase 2 puts the care team's risk-ordered
-// panel here); /patients/{id}[/sharing|/access-log|/data] (the patient's own pages for the
-// patient and their guardians, the clinical page for a care team).
+// Pages: /login; / (the care team's risk-ordered panel, and the records a patient or guardian
+// holds); /patients/{id}[/sharing|/access-log|/data] (the patient's own pages for the patient
+// and their guardians), /patients/{id}[/trends|/daily|/blood-pressure|/alerts] (the clinical
+// page for a care team). Clinicians and caregivers get live alerts on every page.
 
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Me } from './api';
+import { AlertFeedProvider, LiveStatus } from './components/AlertFeed';
 import { ErrorNotice, Link, Loading } from './components/common';
 import { useAsync } from './hooks';
 import { Home } from './pages/Home';
@@ -47,7 +49,7 @@ function SignedIn(props: { path: string }) {
   const me = useAsync(() => api.me(), []);
   const route = parseRoute(props.path);
   return (
-    <>
+    <AlertFeedProvider me={me.data}>
       <a class="skip-link" href="#main">
         Skip to main content
       </a>
@@ -67,7 +69,7 @@ function SignedIn(props: { path: string }) {
       ) : (
         <NotFound />
       )}
-    </>
+    </AlertFeedProvider>
   );
 }
 
@@ -94,6 +96,7 @@ function TopBar(props: { me: Me | undefined }) {
             <strong>{props.me.display_name}</strong>{' '}
             <span class="muted">{ROLE_LABELS[props.me.role] ?? props.me.role}</span>
           </span>
+          <LiveStatus />
           <button type="button" class="button" onClick={logOut} disabled={busy}>
             Log out
           </button>

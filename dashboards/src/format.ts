@@ -1,6 +1,6 @@
 // How things read: dates in the patient's time zone, and the API's codes in plain language.
 
-import type { AccessLogItem, Grant, GlucoseUnit, SharedItem } from './api';
+import type { AccessLogItem, AlertItem, Grant, GlucoseUnit, SharedItem } from './api';
 
 const LOCALE = 'en-GB';
 
@@ -173,6 +173,38 @@ const ACTIONS: Record<string, { done: string; tried: string }> = {
   remove_guardian: { done: 'removed a guardian', tried: 'tried to remove a guardian' },
   pair_device: { done: 'paired a device', tried: 'tried to pair a device' },
   revoke_device: { done: 'revoked a device', tried: 'tried to revoke a device' },
+  read_glucose_trend: { done: 'viewed your glucose trends', tried: 'tried to view your glucose trends' },
+  read_blood_pressure_trend: {
+    done: 'viewed your blood-pressure trends',
+    tried: 'tried to view your blood-pressure trends',
+  },
+  read_panel: {
+    done: 'saw your summary in their patient panel',
+    tried: 'was not shown your summary in their patient panel',
+  },
+  read_panel_alerts: {
+    done: 'saw how many alerts you have open, in their patient panel',
+    tried: 'was not shown your open alerts in their patient panel',
+  },
+  read_alerts: { done: 'viewed your alerts', tried: 'tried to view your alerts' },
+  list_alerts: { done: 'saw your alerts in their list of alerts', tried: 'was not shown your alerts in a list' },
+  receive_alert: { done: 'received an alert about you', tried: 'was not sent an alert about you' },
+  acknowledge_alert: { done: 'acknowledged one of your alerts', tried: 'tried to acknowledge one of your alerts' },
+  resolve_alert: { done: 'resolved one of your alerts', tried: 'tried to resolve one of your alerts' },
+  snooze_alerts: { done: 'snoozed your alerts for themselves', tried: 'tried to snooze your alerts' },
+  webhook_alert: {
+    done: "sent one of your alerts to their organization's systems",
+    tried: "was not sent one of your alerts for their organization's systems",
+  },
+  read_targets: { done: 'viewed your targets and alert thresholds', tried: 'tried to view your targets' },
+  read_target_changes: {
+    done: 'viewed the history of your targets',
+    tried: 'tried to view the history of your targets',
+  },
+  update_targets: {
+    done: 'changed your targets or alert thresholds',
+    tried: 'tried to change your targets or alert thresholds',
+  },
   read_research_glucose: {
     done: 'read your glucose readings for research, de-identified',
     tried: 'tried to read your glucose readings for research',
@@ -214,4 +246,94 @@ export function logSentence(entry: AccessLogItem, meId: string, grants: Map<stri
   const refusal =
     entry.outcome === 'denied' ? (entry.reason ? (REFUSALS[entry.reason] ?? entry.reason) : 'refused') : null;
   return { who, via, what: actionInWords(entry), refusal };
+}
+
+// Alerts, the panel's flags and blood-pressure categories in words.
+
+export const RULE_LABELS: Record<string, string> = {
+  glucose_very_low: 'Very low glucose',
+  glucose_low: 'Low glucose',
+  glucose_predicted_low: 'Low glucose expected soon',
+  glucose_very_high: 'Very high glucose',
+  glucose_rapid_fall: 'Glucose falling fast',
+  bp_crisis: 'Blood-pressure crisis',
+  bp_low: 'Low blood pressure',
+  bp_stage2_trend: 'Blood pressure high for a week',
+  no_data: 'No data from a device',
+};
+
+export const ruleInWords = (rule: string) => label(RULE_LABELS, rule);
+
+export const SEVERITY_LABELS: Record<string, string> = { info: 'Info', warning: 'Warning', urgent: 'Urgent' };
+
+export const STATUS_LABELS: Record<string, string> = {
+  open: 'Open',
+  acknowledged: 'Acknowledged',
+  resolved: 'Resolved',
+};
+
+/** What the reading behind an alert showed, in the chosen unit. */
+export function evidenceInWords(alert: AlertItem, unit: GlucoseUnit, timeZone: string): string {
+  const e = alert.evidence;
+  const glucose = (mgDl: number) => `${formatGlucose(unit === 'mmol/L' ? mgDl / MG_DL_PER_MMOL_L : mgDl, unit)} ${unit}`;
+  const parts: string[] = [];
+  if (e.flag === 'lo') parts.push('sensor reads LO');
+  else if (e.flag === 'hi') parts.push('sensor reads HI');
+  else if (e.value_mg_dl !== undefined) parts.push(glucose(e.value_mg_dl) + (e.source ? ` (${e.source})` : ''));
+  if (e.forecast_mg_dl !== undefined) parts.push(`forecast ${glucose(e.forecast_mg_dl)} in 20 minutes`);
+  if (e.fall_mg_dl_per_minute !== undefined) {
+    const perMinute = unit === 'mmol/L' ? e.fall_mg_dl_per_minute / MG_DL_PER_MMOL_L : e.fall_mg_dl_per_minute;
+    parts.push(`falling ${perMinute.toFixed(unit === 'mmol/L' ? 2 : 1)} ${unit} a minute`);
+  }
+  if (e.systolic !== undefined && e.diastolic !== undefined) parts.push(`${e.systolic}/${e.diastolic} mm Hg`);
+  if (e.mean_systolic !== undefined && e.mean_diastolic !== undefined) {
+    parts.push(`7-day mean ${Math.round(e.mean_systolic)}/${Math.round(e.mean_diastolic)} mm Hg over ${e.readings ?? '?'} readings`);
+  }
+  if (e.last_reading_at) parts.push(`last reading ${formatShortDateTime(e.last_reading_at, timeZone)}`);
+  return parts.join(', ');
+}
+
+/** 1 mmol/L of glucose = 18.01559 mg/dL (as the API converts). */
+export const MG_DL_PER_MMOL_L = 18.01559;
+
+export const FLAG_LABELS: Record<string, string> = {
+  urgent_alert: 'Urgent alert',
+  below_54: 'Time below 54',
+  below_range: 'Time below range',
+  bp_crisis: 'BP crisis',
+  open_alert: 'Open alert',
+  above_250: 'Time above 250',
+  tir_dropped: 'Time in range dropped',
+  tir_below_target: 'Time in range below target',
+  bp_stage_2: 'BP stage 2',
+  above_range: 'Time above range',
+  no_data: 'No data',
+  no_recent_data: 'No recent data',
+  low_wear: 'Low sensor wear',
+};
+
+/** The flags in the panel's order of severity, for the filter. */
+export const PANEL_FLAGS = Object.keys(FLAG_LABELS);
+
+export const flagInWords = (flag: string) => label(FLAG_LABELS, flag);
+
+export const BP_CATEGORY_LABELS: Record<string, string> = {
+  normal: 'Normal',
+  elevated: 'Elevated',
+  stage_1: 'Stage 1 hypertension',
+  stage_2: 'Stage 2 hypertension',
+  crisis: 'Hypertensive crisis',
+};
+
+export const bpCategoryInWords = (category: string) => label(BP_CATEGORY_LABELS, category);
+
+/** "12 %" with one decimal under 10. */
+export function formatPercent(value: number | null | undefined): string {
+  if (value === null || value === undefined) return '–';
+  return `${value < 9.95 && value > 0 ? value.toFixed(1) : value.toFixed(0)} %`;
+}
+
+/** How long ago, from minutes: "5 minutes ago". */
+export function ageOfMinutes(minutes: number, now: Date = new Date()): string {
+  return age(new Date(now.getTime() - minutes * 60_000), now);
 }

@@ -25,16 +25,34 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): Async<T> {
   return { data: state.data, error: state.error, loading: state.loading, reload };
 }
 
-/** A value kept in localStorage (a preference such as the glucose unit). */
+const PREFERENCE_CHANGED = 'chronicle:preference';
+
+/**
+ * A value kept in localStorage (a preference such as the glucose unit). Every component using
+ * the same key follows a change made by any of them (and by another tab).
+ */
 export function useStoredPreference<T extends string>(key: string, allowed: readonly T[], fallback: T) {
-  const [value, setValue] = useState<T>(() => {
+  const read = useCallback((): T => {
     const stored = localStorage.getItem(key) as T | null;
     return stored && allowed.includes(stored) ? stored : fallback;
-  });
+    // `allowed` and `fallback` are constants of the caller.
+  }, [key]);
+  const [value, setValue] = useState<T>(read);
+  useEffect(() => {
+    const update = () => setValue(read());
+    const onStorage = (event: StorageEvent) => event.key === key && update();
+    window.addEventListener(PREFERENCE_CHANGED, update);
+    window.addEventListener('storage', onStorage);
+    return () => {
+      window.removeEventListener(PREFERENCE_CHANGED, update);
+      window.removeEventListener('storage', onStorage);
+    };
+  }, [key, read]);
   const set = useCallback(
     (next: T) => {
       localStorage.setItem(key, next);
       setValue(next);
+      window.dispatchEvent(new Event(PREFERENCE_CHANGED));
     },
     [key],
   );

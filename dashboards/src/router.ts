@@ -32,9 +32,14 @@ export type Route =
   | { page: 'patient'; patientId: string; section: PatientSection }
   | { page: 'not-found' };
 
-/** The sections of a patient's page; phase 2 adds the clinical ones (trends, alerts). */
-export type PatientSection = 'readings' | 'sharing' | 'access-log' | 'data';
-const SECTIONS: PatientSection[] = ['readings', 'sharing', 'access-log', 'data'];
+/** The sections of a patient's page: the patient's own (sharing, access log, data) and the
+ * care team's clinical ones (trends, daily overlays, blood pressure, alerts). */
+export type OwnSection = 'readings' | 'sharing' | 'access-log' | 'data';
+export type ClinicalSection = 'readings' | 'trends' | 'daily' | 'blood-pressure' | 'alerts';
+export type PatientSection = OwnSection | ClinicalSection;
+export const OWN_SECTIONS: OwnSection[] = ['readings', 'sharing', 'access-log', 'data'];
+export const CLINICAL_SECTIONS: ClinicalSection[] = ['readings', 'trends', 'daily', 'blood-pressure', 'alerts'];
+const SECTIONS: PatientSection[] = [...OWN_SECTIONS, ...CLINICAL_SECTIONS];
 
 export function parseRoute(path: string): Route {
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);

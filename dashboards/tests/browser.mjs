@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import axe from 'axe-core';
 import { chromium } from 'playwright-core';
 
@@ -38,6 +39,16 @@ const browser = await chromium.launch({
 });
 
 let step = 'start';
+
+// What only the test can do (publish through MQTT) is asked for on stdout; the test answers on
+// stdin when it is done.
+const questions = createInterface({ input: process.stdin });
+const answers = questions[Symbol.asyncIterator]();
+async function askTheTest(what) {
+  console.log(`@request ${what}`);
+  const { value, done } = await answers.next();
+  assert.ok(!done && value === what, `the test answered ${JSON.stringify(value)} to ${what}`);
+}
 const pages = [];
 
 async function newPage(viewport = { width: 1280, height: 900 }) {
@@ -144,7 +155,7 @@ try {
     await team.waitFor();
     const text = await team.innerText();
     assert.match(text, /Glucose, blood pressure and device information/);
-    assert.match(text, /Every reading and export/);
+    assert.match(text, /Every reading, receive alerts and export/);
     assert.match(text, /Active/);
     const past = maria.getByRole('region', { name: 'Past grants' });
     assert.match(await past.innerText(), /North Clinic \(organization\)[\s\S]*Revoked on/);
@@ -238,17 +249,37 @@ try {
     await lee.keyboard.type(scenario.password);
     await lee.keyboard.press('Enter');
     await lee.getByRole('heading', { level: 1, name: 'Patients' }).waitFor();
-    const table = lee.getByRole('table', { name: 'Patients who share data with you' });
+    const table = lee.getByRole('table', { name: /^Patients who share data with you/ });
     await table.getByRole('link', { name: patient.name }).waitFor();
-    const text = await table.innerText();
-    assert.match(text, new RegExp(scenario.trends_only_patient.name));
-    assert.match(text, /Blood pressure: every reading, for care/);
-    assert.match(text, /Glucose: trends only, for care/);
+    const rows = table.getByTestId('panel-row');
+    const names = await rows.locator('.patient-name').allInnerTexts();
+    assert.deepEqual(
+      [...names].sort(),
+      [patient.name, scenario.trends_only_patient.name].sort(),
+      'exactly the patients who share with the team',
+    );
     assert.doesNotMatch(await bodyText(lee), new RegExp(scenario.unshared_patient.name), 'no grant, not listed');
+    // Maria has an urgent open alert: the riskiest first.
+    assert.equal(names[0], patient.name, `risk order puts the patient with an urgent alert first: ${names}`);
+    const mariaRow = rows.filter({ hasText: patient.name });
+    assert.match(await mariaRow.getByTestId('tir-bar').getAttribute('aria-label'), /^Time in ranges: very low [\d.]+ %, low [\d.]+ %, in range \d+ %/);
+    await mariaRow.getByRole('img', { name: /^Glucose over the last 24 hours: \d+ readings/ }).waitFor();
+    assert.match(await mariaRow.innerText(), /Urgent alert/, 'flags as readable chips');
+    assert.match(await mariaRow.getByTestId('panel-alerts').innerText(), /2 open \(1 urgent\)/);
+    const samRow = rows.filter({ hasText: scenario.trends_only_patient.name });
+    assert.match(await samRow.innerText(), /Trends only: no single readings shared/, 'no sparkline without readings');
+    assert.match(await samRow.innerText(), /Value not shared/, 'a trends-only grant gives the age, not the value');
     await lee.getByLabel('Search by name').fill('sam');
     await table.getByRole('link', { name: patient.name }).waitFor({ state: 'detached' });
+    await table.getByRole('link', { name: scenario.trends_only_patient.name }).waitFor();
     await lee.getByLabel('Search by name').fill('');
-    await checkAccessibility(lee, "the clinician's patient list");
+    await table.getByRole('link', { name: patient.name }).waitFor();
+    await lee.getByLabel('Show').selectOption('urgent_alert');
+    await table.getByRole('link', { name: scenario.trends_only_patient.name }).waitFor({ state: 'detached' });
+    await table.getByRole('link', { name: patient.name }).waitFor();
+    await lee.getByLabel('Show').selectOption('');
+    await table.getByRole('link', { name: scenario.trends_only_patient.name }).waitFor();
+    await checkAccessibility(lee, "the clinician's panel");
     await screenshot(lee, '06-clinician-patients.png');
   });
 
@@ -286,7 +317,7 @@ try {
     );
     assert.match(
       await lee.getByRole('img', { name: /^Glucose chart:/ }).getAttribute('aria-label'),
-      /target range 3\.9–10 mmol\/L/,
+      /target range 3\.9–10\.0 mmol\/L/,
     );
     await screenshot(lee, '08-clinician-patient-mmol.png');
   });
@@ -302,11 +333,143 @@ try {
     await lee.getByRole('radio', { name: 'mg/dL' }).check();
   });
 
+  await run("the trace shows the patient's target band and alert markers", async () => {
+    await lee.getByRole('link', { name: 'Readings', exact: true }).click();
+    await lee.getByText(/The shaded band is Maria Garcia's target range \(standard\)/).waitFor();
+    await lee
+      .getByRole('img', { name: /^Glucose chart: .*target range 70–180 mg\/dL is shaded.*alerts? marked: .*Very low glucose/ })
+      .waitFor();
+  });
+
+  await run('the clinician reads the AGP and the consensus metrics, in both units', async () => {
+    await lee.getByRole('link', { name: 'Trends (AGP)' }).click();
+    await lee.waitForURL(/\/trends$/);
+    await lee.getByRole('img', { name: /^Ambulatory glucose profile in 15-minute bins/ }).waitFor();
+    const table = lee.getByRole('table', { name: /^Consensus metrics against the patient's targets/ });
+    await table.waitFor();
+    const text = await table.innerText();
+    for (const metric of ['Time in range 70–180 mg/dL (TIR)', 'Time below 54 mg/dL', 'Coefficient of variation (CV)', 'Glucose management indicator (GMI)', 'Mean glucose', 'Sensor wear (CGM active)']) {
+      assert.ok(text.includes(metric), `the metrics table has ${metric}:\n${text}`);
+    }
+    assert.match(text, /Mean glucose\s+\d+ mg\/dL/);
+    await lee.getByTestId('sufficiency').waitFor();
+    await lee.getByRole('img', { name: /^Time in ranges: very low/ }).waitFor();
+    await checkAccessibility(lee, 'the AGP and metrics');
+    await screenshot(lee, '13-clinician-trends.png');
+    await lee.getByRole('radio', { name: 'mmol/L' }).check();
+    await table.getByText('Time in range 3.9–10.0 mmol/L (TIR)').waitFor();
+    assert.match(await table.innerText(), /Mean glucose\s+\d+\.\d mmol\/L/, 'the mean converted by the API');
+    await lee.getByRole('radio', { name: 'mg/dL' }).check();
+    await table.getByText('Time in range 70–180 mg/dL (TIR)').waitFor();
+  });
+
+  await run('daily overlays draw each day over 24 hours', async () => {
+    await lee.getByRole('link', { name: 'Daily overlays' }).click();
+    await lee.getByRole('img', { name: /^Daily glucose overlays: [78] days/ }).waitFor();
+    await checkAccessibility(lee, 'the daily overlays');
+    await screenshot(lee, '14-clinician-daily-overlays.png');
+  });
+
+  await run('blood pressure with category bands and morning and evening means', async () => {
+    await lee.getByRole('link', { name: 'Blood pressure', exact: true }).click();
+    await lee.waitForURL(/\/blood-pressure$/);
+    const chart = lee.getByRole('img', { name: /^Blood-pressure chart:/ });
+    await chart.waitFor();
+    assert.match(await chart.getAttribute('aria-label'), /ACC\/AHA categories/);
+    assert.match(await lee.getByTestId('bp-morning').innerText(), /^\d+\/\d+ mm Hg \(\d+ readings\)/);
+    assert.match(await lee.getByTestId('bp-evening').innerText(), /^\d+\/\d+ mm Hg \(\d+ readings\)/);
+    await checkAccessibility(lee, 'the blood-pressure section');
+    await screenshot(lee, '15-clinician-blood-pressure.png');
+  });
+
+  await run('the clinician acknowledges the alert with a note', async () => {
+    await lee.getByRole('link', { name: 'Alerts', exact: true }).click();
+    await lee.waitForURL(/\/alerts$/);
+    const alert = lee.getByTestId('alert').filter({ hasText: 'Very low glucose' });
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /48 mg\/dL/, 'the reading behind the alert');
+    await alert.getByRole('button', { name: 'Acknowledge: Very low glucose' }).click();
+    const dialog = lee.getByRole('dialog', { name: 'Acknowledge this alert?' });
+    await dialog.getByLabel('Note (optional)').fill('Called her: she had juice and feels fine.');
+    await checkAccessibility(lee, 'the acknowledge dialog');
+    await dialog.getByRole('button', { name: 'Acknowledge' }).click();
+    await lee.getByRole('status').filter({ hasText: 'Acknowledged: Very low glucose.' }).waitFor();
+    await alert.filter({ hasText: 'she had juice' }).waitFor();
+    assert.match(await alert.innerText(), /Acknowledged/);
+    assert.equal(await alert.getByRole('button', { name: 'Acknowledge: Very low glucose' }).count(), 0);
+    await alert.getByRole('button', { name: 'Resolve: Very low glucose' }).waitFor();
+    await checkAccessibility(lee, 'the alerts');
+    await screenshot(lee, '16-clinician-alerts.png');
+  });
+
+  await run('a new alert arrives live, with a cue, without a reload', async () => {
+    await lee.getByTestId('live-state').filter({ hasText: 'Live alerts on' }).waitFor();
+    const mute = lee.getByRole('button', { name: 'Mute alert sound' });
+    assert.equal(await mute.getAttribute('aria-pressed'), 'false');
+    const chimesBefore = Number(await mute.getAttribute('data-chimes'));
+    await lee.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    await askTheTest('live-alert');
+    const toast = lee.getByTestId('alert-toast').filter({ hasText: 'Blood-pressure crisis' });
+    await toast.waitFor({ timeout: 30_000 });
+    assert.match(await toast.innerText(), new RegExp(`New alert: Urgent — ${patient.name}: Blood-pressure crisis \\(196/104 mm Hg\\)`));
+    await lee.getByTestId('alert').filter({ hasText: 'Blood-pressure crisis' }).waitFor();
+    assert.equal(await lee.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
+    assert.ok(Number(await mute.getAttribute('data-chimes')) > chimesBefore, 'the chime played');
+    await screenshot(lee, '17-clinician-live-alert.png');
+
+    // The panel's counts are current, and it refreshes by itself too.
+    await lee.getByRole('link', { name: 'Chronicle' }).click();
+    const row = lee.getByTestId('panel-row').filter({ hasText: patient.name });
+    await row.getByTestId('panel-alerts').filter({ hasText: /^\d open \(1 urgent\), 1 acknowledged$/ }).waitFor();
+    await checkAccessibility(lee, 'the panel with a live alert');
+    await screenshot(lee, '18-clinician-panel-after-alert.png');
+
+    // The sound can be muted, and stays muted.
+    await mute.click();
+    assert.equal(await mute.getAttribute('aria-pressed'), 'true');
+    await lee.reload();
+    await lee.getByRole('button', { name: 'Mute alert sound', pressed: true }).waitFor();
+    await lee.getByRole('button', { name: 'Mute alert sound' }).click();
+  });
+
+  await run('after a dropped connection the stream resumes where it left off', async () => {
+    // The test stops the server (the stream breaks), starts it again and raises an alert at
+    // once, before the page's next attempt to reconnect: the page must get it when it does
+    // reconnect, with Last-Event-ID, from the server's replay.
+    await askTheTest('missed-alert');
+    await lee
+      .getByTestId('alert-toast')
+      .filter({ hasText: `${patient.name}: Low blood pressure (84/52 mm Hg)` })
+      .waitFor({ timeout: 60_000 });
+    await lee.getByTestId('live-state').filter({ hasText: 'Live alerts on' }).waitFor();
+  });
+
+  await run('on a tablet the panel becomes cards', async () => {
+    await lee.setViewportSize({ width: 820, height: 1180 });
+    await lee.getByTestId('panel-row').first().waitFor();
+    await lee.waitForTimeout(200);
+    const overflow = await lee.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no sideways scrolling on a tablet (${overflow} px too wide)`);
+    await screenshot(lee, '19-tablet-clinician-panel.png');
+    await lee.setViewportSize({ width: 1280, height: 900 });
+  });
+
   await run('a trends-only grant shows no single readings', async () => {
     await lee.goto(url(`/patients/${scenario.trends_only_patient.id}`));
     await lee.getByText('The patient shares only trends of their glucose with you, not single readings.').waitFor();
     await lee.getByRole('img', { name: /^Blood-pressure chart:/ }).waitFor();
     assert.equal(await lee.getByRole('img', { name: /^Glucose chart:/ }).count(), 0);
+    // Trends are shared: the AGP. Daily overlays need readings, alerts a grant to receive them.
+    await lee.getByRole('link', { name: 'Trends (AGP)' }).click();
+    await lee.getByRole('img', { name: /^Ambulatory glucose profile/ }).waitFor();
+    await lee.getByRole('link', { name: 'Daily overlays' }).click();
+    await lee.getByTestId('section-not-shared').filter({ hasText: 'not shared with you' }).waitFor();
+    assert.equal(await lee.locator('canvas').count(), 0, 'no overlay chart');
+    await lee.getByRole('link', { name: 'Alerts', exact: true }).click();
+    await lee.getByTestId('section-not-shared').filter({ hasText: "The patient's alerts are not shared with you" }).waitFor();
+    await screenshot(lee, '20-clinician-trends-only-alerts.png');
   });
 
   await run('the patient revokes the care team’s grant', async () => {
@@ -337,13 +500,32 @@ try {
     const elena = await newPage({ width: 820, height: 1180 });
     await logIn(elena, guardian.email);
     await elena.getByRole('heading', { level: 1, name: 'Patients' }).waitFor();
-    await elena.getByRole('link', { name: patient.name }).click();
+    await elena.getByRole('region', { name: 'Your records' }).getByRole('link', { name: patient.name }).click();
     await elena.getByRole('heading', { level: 1, name: `${patient.name} (you are their guardian)` }).waitFor();
     await elena.getByRole('img', { name: /^Glucose chart:/ }).waitFor();
     await elena.getByRole('link', { name: 'Sharing' }).click();
     await elena.getByRole('heading', { name: 'Guardians' }).waitFor();
     assert.equal(await elena.getByLabel('Name a guardian by e-mail').count(), 0);
     await screenshot(elena, '12-guardian-sharing-tablet.png');
+  });
+
+  await run("the patient's access log words what the care team did with her alerts and trends", async () => {
+    await maria.getByRole('link', { name: 'Access log' }).click();
+    const entries = maria.getByTestId('log-entry');
+    await entries.first().waitFor();
+    const lines = await entries.allInnerTexts();
+    for (const sentence of [
+      'acknowledged one of your alerts',
+      'viewed your glucose trends',
+      'viewed your blood-pressure trends',
+      'viewed your alerts',
+      'saw your summary in their patient panel',
+    ]) {
+      assert.ok(
+        lines.some((l) => l.includes(`${clinician.name} (${clinician.team}) ${sentence}`)),
+        `"${sentence}" in the access log:\n${lines.slice(0, 40).join('\n')}`,
+      );
+    }
   });
 
   await run('logging out ends the session', async () => {
@@ -363,4 +545,7 @@ try {
   process.exitCode = 1;
 } finally {
   await browser.close();
+  // Stop listening to the test, or node would wait on stdin for ever.
+  questions.close();
+  process.stdin.destroy();
 }

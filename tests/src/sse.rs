@@ -117,7 +117,8 @@ fn parse_block(block: &str) -> anyhow::Result<Option<SseEvent>> {
             _ => {}
         }
     }
-    if !any {
+    // A block without data dispatches no event (the stream's opening position, keep-alives).
+    if !any || data.is_empty() {
         return Ok(None);
     }
     Ok(Some(SseEvent {

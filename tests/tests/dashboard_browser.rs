@@ -30,6 +30,8 @@ const CGM_STEP_MINUTES: i64 = 5;
 /// default period (the last 14 days, from the moment the browser asks) holds all of them.
 const NEWEST_READING_AGE_MINUTES: i64 = 2;
 const SEEDED_SPAN_MINUTES: i64 = 14 * 24 * 60 - 60;
+/** A meter reading sent live after the history: below 54 mg/dL, it raises an urgent alert. */
+const LIVE_LOW_MG_DL: i64 = 48;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -235,7 +237,7 @@ impl Clinic {
                     DataCategory::BloodPressure,
                     DataCategory::DeviceInfo,
                 ],
-                &[Access::ViewReadings, Access::Export],
+                &[Access::ViewReadings, Access::Export, Access::ReceiveAlerts],
             ),
         )
         .await;
@@ -286,13 +288,10 @@ impl Clinic {
         let mut seed = 7;
         let mut cgm = Vec::new();
         let mut at = oldest;
-        let mut latest_mg_dl = 0;
         while at <= newest {
-            latest_mg_dl = glucose_at(at, &mut seed);
-            cgm.push(
-                json!({"type": "glucose", "value": latest_mg_dl, "unit": "mg/dL",
-                "source": "cgm", "measured_at": at.to_rfc3339()}),
-            );
+            let mg_dl = glucose_at(at, &mut seed);
+            cgm.push(json!({"type": "glucose", "value": mg_dl, "unit": "mg/dL",
+                "source": "cgm", "measured_at": at.to_rfc3339()}));
             at += Duration::minutes(CGM_STEP_MINUTES);
         }
         let days = SEEDED_SPAN_MINUTES / (24 * 60);
@@ -318,6 +317,25 @@ impl Clinic {
         let maria_bp = cuff(0);
         send_readings(&server, maria, "bp", &maria_bp).await;
         send_readings(&server, sam, "bp", &cuff(12)).await;
+        // Sam's CGM of the last three days, which Dr. Lee sees as trends only.
+        let sam_cgm: Vec<Value> = cgm[cgm.len() - 3 * 288..]
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r["value"] = json!(r["value"].as_i64().expect("value") + 30);
+                r
+            })
+            .collect();
+        send_readings(&server, sam, "cgm", &sam_cgm).await;
+        // A live meter reading below 54 mg/dL: the alert engine opens an urgent alert.
+        send_readings(
+            &server,
+            maria,
+            "meter",
+            &[json!({"type": "glucose", "value": LIVE_LOW_MG_DL, "unit": "mg/dL", "source": "meter",
+                "measured_at": Utc::now().to_rfc3339()})],
+        )
+        .await;
 
         let mut clinic = Clinic {
             _db: db,
@@ -336,6 +354,9 @@ impl Clinic {
             clinic.glucose_status(&lee_token, maria).await,
             StatusCode::OK
         );
+        clinic
+            .wait_for_alert(&lee_token, maria, "glucose_very_low")
+            .await;
         let okafor = clinic.login("okafor@clinic.example").await;
         assert_eq!(
             clinic.glucose_status(&okafor, maria).await,
@@ -364,9 +385,9 @@ impl Clinic {
             "patient": {
                 "id": maria, "name": "Maria Garcia", "email": "maria@example.org",
                 "time_zone": "America/Chicago",
-                "glucose_readings": cgm.len() + meter.len(),
+                "glucose_readings": cgm.len() + meter.len() + 1,
                 "blood_pressure_readings": maria_bp.len(),
-                "latest_mg_dl": latest_mg_dl,
+                "latest_mg_dl": LIVE_LOW_MG_DL,
             },
             "guardian": {"name": "Elena Garcia", "email": "elena@example.org"},
             "clinician": {"name": "Dr. Lee", "email": "lee@clinic.example", "team": "Diabetes team"},
@@ -393,6 +414,58 @@ impl Clinic {
             .to_owned()
     }
 
+    /// Waits until the engine has opened an alert of `rule` for the patient; returns it.
+    async fn wait_for_alert(&self, token: &str, patient: Uuid, rule: &str) -> Value {
+        for _ in 0..100 {
+            let page: Value = self
+                .http
+                .get(self.server.http_url(&format!(
+                    "/v1/patients/{patient}/alerts?rule={rule}&kind=alert"
+                )))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("alerts")
+                .json()
+                .await
+                .expect("json");
+            if let Some(alert) = page["items"].as_array().and_then(|items| items.first()) {
+                return alert.clone();
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+        panic!("no {rule} alert for {patient} within 10 s");
+    }
+
+    /// Publishes a cuff reading through MQTT while the browser watches: 196/104 raises a
+    /// hypertensive crisis, 84/52 low blood pressure.
+    async fn raise_live_alert(&self, systolic: i64, diastolic: i64) {
+        send_readings(
+            &self.server,
+            self.maria,
+            "bp",
+            &[
+                json!({"type": "blood_pressure", "systolic": systolic, "diastolic": diastolic,
+                "pulse": 88, "measured_at": Utc::now().to_rfc3339()}),
+            ],
+        )
+        .await;
+    }
+
+    /// Breaks every open alert stream (the server stops and starts again on the same ports),
+    /// then raises low blood pressure at once, before a page's next attempt to reconnect.
+    /// Returns once the alert exists, so a page can only get it from the replay.
+    async fn raise_missed_alert(&mut self) {
+        self.server.terminate().await.expect("the server stops");
+        self.server
+            .restart()
+            .await
+            .expect("the server starts again");
+        self.raise_live_alert(84, 52).await;
+        let token = self.login("lee@clinic.example").await;
+        self.wait_for_alert(&token, self.maria, "bp_low").await;
+    }
+
     async fn glucose_status(&self, token: &str, patient: Uuid) -> StatusCode {
         self.http
             .get(
@@ -407,8 +480,13 @@ impl Clinic {
     }
 }
 
-/// Runs `dashboards/tests/browser.mjs` on the scenario and fails with its output.
-async fn run_browser_script(scenario: &Value) {
+/// Runs `dashboards/tests/browser.mjs` on the scenario and fails with its output. The script
+/// asks the test for things only the test can do by printing a line `@request <what>` and
+/// waiting for `<what>` on its standard input: `live-alert` publishes an alarming reading
+/// through MQTT while the page is open; `missed-alert` restarts the server (breaking the
+/// page's alert stream) and raises an alert before the page reconnects.
+async fn run_browser_script(clinic: &mut Clinic) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let root = workspace_root();
     let dashboards = root.join("dashboards");
     assert!(
@@ -417,30 +495,58 @@ async fn run_browser_script(scenario: &Value) {
          (scripts/test does; it needs Node.js 20.19 or newer)"
     );
     std::fs::create_dir_all(screenshot_dir()).expect("screenshot folder");
-    let run = tokio::process::Command::new("node")
+    let mut child = tokio::process::Command::new("node")
         .arg("tests/browser.mjs")
         .current_dir(&dashboards)
-        .env("CHRONICLE_SCENARIO", scenario.to_string())
+        .env("CHRONICLE_SCENARIO", clinic.scenario.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(StdDuration::from_secs(240), run)
-        .await
-        .expect("the browser script finishes within 4 minutes")
+        .spawn()
         .expect("node runs: install Node.js 20.19 or newer (scripts/test does)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let mut stdout = String::new();
+    let conversation = async {
+        while let Some(line) = lines.next_line().await.expect("reads the script's output") {
+            println!("{line}");
+            if let Some(what) = line.strip_prefix("@request ") {
+                match what {
+                    "live-alert" => clinic.raise_live_alert(196, 104).await,
+                    "missed-alert" => clinic.raise_missed_alert().await,
+                    other => panic!("the browser script asked for {other:?}"),
+                }
+                stdin
+                    .write_all(format!("{what}\n").as_bytes())
+                    .await
+                    .expect("answers the script");
+            }
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        child.wait().await.expect("exit status")
+    };
+    let status = tokio::time::timeout(StdDuration::from_secs(300), conversation)
+        .await
+        .expect("the browser script finishes within 5 minutes");
+    let stderr = errors.await.unwrap_or_default();
     assert!(
-        output.status.success(),
-        "the browser script failed ({}):\n{stdout}\n{stderr}",
-        output.status
+        status.success(),
+        "the browser script failed ({status}):\n{stdout}\n{stderr}"
     );
 }
 
 #[tokio::test]
 async fn the_dashboard_in_a_real_browser() {
-    let clinic = Clinic::open().await;
-    run_browser_script(&clinic.scenario).await;
+    let mut clinic = Clinic::open().await;
+    run_browser_script(&mut clinic).await;
 
     // What the browser did, seen through the API: the patient revoked the team's grant and
     // added one for the cardiology team; the clinician now gets nothing.
@@ -483,11 +589,10 @@ async fn the_dashboard_in_a_real_browser() {
     // The access log names who read, for the sentences the page writes.
     let log: Value = clinic
         .http
-        .get(
-            clinic
-                .server
-                .http_url(&format!("/v1/patients/{}/access-log", clinic.maria)),
-        )
+        .get(clinic.server.http_url(&format!(
+            "/v1/patients/{}/access-log?limit=5000",
+            clinic.maria
+        )))
         .bearer_auth(&maria)
         .send()
         .await
@@ -509,12 +614,38 @@ async fn the_dashboard_in_a_real_browser() {
         "the clinician's list in the browser is in the log: {log}"
     );
 
+    for action in [
+        "read_panel",
+        "read_glucose_trend",
+        "read_alerts",
+        "acknowledge_alert",
+    ] {
+        assert!(
+            items
+                .iter()
+                .any(|e| e["actor_name"] == "Dr. Lee" && e["action"] == action),
+            "the clinician's {action} in the browser is in the log: {log}"
+        );
+    }
+    // The acknowledgement the browser made, with its note.
+    let alert = clinic
+        .wait_for_alert(&maria, clinic.maria, "glucose_very_low")
+        .await;
+    assert_eq!(alert["status"], "acknowledged", "{alert}");
+    assert_eq!(
+        alert["acknowledgement_note"],
+        "Called her: she had juice and feels fine."
+    );
+
     // The screenshots the documentation shows were written.
     for name in [
         "01-login.png",
         "02-patient-readings.png",
         "06-clinician-patients.png",
         "11-clinician-after-revoke.png",
+        "13-clinician-trends.png",
+        "16-clinician-alerts.png",
+        "17-clinician-live-alert.png",
     ] {
         let path = screenshot_dir().join(name);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -59,6 +59,36 @@ async fn start(data_dir: &Path, http: u16, mqtt: u16) -> Demo {
     Demo { child, out, http }
 }
 
+/// The panel once the alert engine has raised the scenarios' alerts.
+async fn wait_for_open_alerts(client: &reqwest::Client, demo: &Demo, token: &str) -> Value {
+    let mut panel = Value::Null;
+    for _ in 0..100 {
+        panel = client
+            .get(demo.url("/v1/panel"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("panel")
+            .json()
+            .await
+            .expect("json");
+        let open: u64 = panel["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|p| p["open_alerts"]["open"].as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0);
+        if open >= 2 {
+            return panel;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no open alerts in the demo's panel within 20 s: {panel}");
+}
+
 impl Demo {
     async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
@@ -153,7 +183,8 @@ async fn demo_prints_logins_serves_the_clinic_and_resumes_without_duplicates() {
         .json()
         .await
         .expect("json");
-    assert_eq!(patients.len(), 3, "{patients:?}");
+    // The three simulated patients, and the two whose devices play a scenario.
+    assert_eq!(patients.len(), 5, "{patients:?}");
     // A day of history arrived through MQTT: the clinician reads it through the grant.
     let mut readings = 0;
     for p in &patients {
@@ -173,6 +204,27 @@ async fn demo_prints_logins_serves_the_clinic_and_resumes_without_duplicates() {
         }
     }
     assert!(readings > 50, "only {readings} readings visible");
+
+    // The dashboard opens onto open alerts: the scenarios' alarming readings arrived live.
+    let panel = wait_for_open_alerts(&client, &demo, &token).await;
+    let names: Vec<&str> = panel["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|p| p["open_alerts"]["open_urgent"].as_u64().unwrap_or(0) > 0)
+        .filter_map(|p| p["display_name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Walter Okoye"),
+        "the hypertensive crisis is an open urgent alert: {panel}"
+    );
+    assert!(
+        panel["items"][0]["open_alerts"]["open_urgent"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "a patient with an urgent alert comes first in the risk order: {panel}"
+    );
     let state: Value = serde_json::from_str(
         &std::fs::read_to_string(data_dir.join("demo.json")).expect("state file"),
     )
@@ -200,7 +252,7 @@ async fn demo_prints_logins_serves_the_clinic_and_resumes_without_duplicates() {
         .json()
         .await
         .expect("json");
-    assert_eq!(patients.len(), 3, "no second clinic: {patients:?}");
+    assert_eq!(patients.len(), 5, "no second clinic: {patients:?}");
     let state: Value = serde_json::from_str(
         &std::fs::read_to_string(data_dir.join("demo.json")).expect("state file"),
     )

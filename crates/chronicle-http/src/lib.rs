@@ -43,6 +43,9 @@ pub struct AppState {
     pub authenticator: Arc<dyn auth::Authenticator>,
     /// Live alert events, for the alert stream.
     pub alerts: chronicle_alerts::AlertHub,
+    /// Cancelled when the server stops: endless responses (the alert stream) end then, so
+    /// the graceful shutdown, which waits for responses in flight, does not wait for ever.
+    pub shutdown: CancellationToken,
 }
 
 /// The whole HTTP API, apart from any listener so tests can drive it directly.

@@ -8,6 +8,11 @@
 //! devices' secrets are kept in `DATA_DIR/demo.json` (readable by its owner only; also a
 //! `chronicle-sim` devices file), so a second run finds the clinic and only fills the gap
 //! since the last stored reading of each device.
+//!
+//! So that the dashboard opens onto open alerts, two more patients play one of the
+//! simulator's scenarios on every run (a hypertensive crisis, a nocturnal hypoglycaemia),
+//! timed so that the alarming reading is measured a few minutes before the devices go live:
+//! it arrives as a live reading, and the alert engine raises a real alert from it.
 
 use crate::cli::{DatabaseSettings, ServeSettings};
 use crate::database::Database;
@@ -17,12 +22,13 @@ use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
 use chronicle_sim::devices_file::{DevicesFile, FileDevice, FilePatient};
 use chronicle_sim::mqtt::{Broker, Fleet, FleetOptions};
 use chronicle_sim::player::{Pace, Plan, PlayPatient, Player, ServerLimits, Source};
-use chronicle_sim::{PatientSim, PersonaMix, Population};
+use chronicle_sim::scenario::{self, Scenario, ScenarioKind};
+use chronicle_sim::{PatientSim, PersonaMix, Population, Zone};
 use chronicle_storage::credentials::{hash_password, random_secret};
 use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -57,7 +63,43 @@ struct Clinic {
     clinicians: Vec<DemoUser>,
     /// The patients' own accounts, in the order of the patients.
     patient_users: Vec<DemoUser>,
+    /// The patients who play a scenario on every run (added to older state files too).
+    #[serde(default)]
+    scenarios: Vec<ScenarioPatient>,
 }
+
+/// A patient whose one device plays a simulator scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ScenarioPatient {
+    /// The scenario's name (`hypertensive_crisis`, …).
+    scenario: String,
+    patient_id: Uuid,
+    name: String,
+    /// A zone without daylight saving time (the simulator's zones have fixed offsets).
+    time_zone: String,
+    device: FileDevice,
+}
+
+/// The scenarios every run plays, the rule whose first reading is timed to just before the
+/// devices go live, and the patient's name and zone.
+const LIVE_SCENARIOS: [(ScenarioKind, &str, &str, &str); 2] = [
+    (
+        ScenarioKind::HypertensiveCrisis,
+        chronicle_sim::oracle::rules::BP_CRISIS,
+        "Walter Okoye",
+        "Africa/Lagos",
+    ),
+    (
+        ScenarioKind::NocturnalHypoglycemia,
+        chronicle_sim::oracle::rules::GLUCOSE_VERY_LOW,
+        "Zoe Lindqvist",
+        "Asia/Dubai",
+    ),
+];
+
+/// How long before the devices go live the alarming reading is measured: recent enough to be
+/// a live reading (late readings only make history), old enough to be sent in the backfill.
+const ALARM_LEAD_MINUTES: i64 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DemoUser {
@@ -122,8 +164,15 @@ async fn demo(
     let clinic = &state.demo;
     println!();
     println!(
-        "Demo clinic \"{ORGANIZATION}\", care team \"{CARE_TEAM}\": {} patients",
-        state.devices.patients.len()
+        "Demo clinic \"{ORGANIZATION}\", care team \"{CARE_TEAM}\": {} patients, and {} whose devices raise alerts as the demo opens ({})",
+        state.devices.patients.len(),
+        clinic.scenarios.len(),
+        clinic
+            .scenarios
+            .iter()
+            .map(|s| format!("{}: {}", s.name, s.scenario.replace('_', " ")))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("Open {url} and log in (every demo account has the same password):");
     for c in &clinic.clinicians {
@@ -150,6 +199,7 @@ async fn demo(
         .patients
         .iter()
         .flat_map(|p| p.devices.iter().map(|d| d.device_id.clone()))
+        .chain(clinic.scenarios.iter().map(|s| s.device.device_id.clone()))
         .collect();
     let latest = running.store.latest_measured_at(&devices).await?;
     let now = Utc::now();
@@ -203,6 +253,29 @@ async fn demo(
             source: Source::Sim(Box::new(sim)),
             devices: indexes,
             after,
+            fresh: false,
+            track: false,
+        });
+    }
+    let scenarios = {
+        let patients = clinic.scenarios.clone();
+        let seed = state.devices.seed;
+        tokio::task::spawn_blocking(move || {
+            patients
+                .iter()
+                .enumerate()
+                .map(|(i, p)| timed_scenario(p, seed, i as u64, now))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .await??
+    };
+    for (patient, built) in clinic.scenarios.iter().zip(scenarios) {
+        credentials.push(patient.device.credentials());
+        start_all = start_all.min(built.window_start.max(earliest));
+        play.push(PlayPatient {
+            source: Source::Fixed(built.readings.into_iter().collect()),
+            devices: vec![Some(credentials.len() - 1)],
+            after: vec![latest.get(&patient.device.device_id).copied()],
             fresh: false,
             track: false,
         });
@@ -322,6 +395,9 @@ async fn clinic(store: &Store, path: &Path, options: &DemoOptions) -> anyhow::Re
     if options.patients > have {
         add_patients(store, &mut state, have, options.patients).await?;
     }
+    if state.demo.scenarios.is_empty() {
+        add_scenario_patients(store, &mut state).await?;
+    }
     write_state(path, &state)?;
     Ok(state)
 }
@@ -360,6 +436,7 @@ async fn new_clinic(store: &Store, options: &DemoOptions) -> anyhow::Result<Demo
             password,
             clinicians: Vec::new(),
             patient_users: Vec::new(),
+            scenarios: Vec::new(),
         },
     };
     let hash = password_hash(&state.demo.password).await?;
@@ -435,29 +512,11 @@ async fn add_patients(
             })
             .await?;
         store
-            .create_grant(&NewGrant {
-                patient_id: record.id,
-                grantee: Grantee::CareTeam(state.demo.care_team_id),
-                categories: [
-                    DataCategory::Glucose,
-                    DataCategory::BloodPressure,
-                    DataCategory::Alerts,
-                    DataCategory::DeviceInfo,
-                ]
-                .into_iter()
-                .collect(),
-                access: [
-                    Access::ViewReadings,
-                    Access::ViewTrends,
-                    Access::ReceiveAlerts,
-                ]
-                .into_iter()
-                .collect(),
-                purpose: Purpose::Care,
-                data_since: None,
-                expires_at: None,
-                created_by: Some(user.id),
-            })
+            .create_grant(&care_grant(
+                record.id,
+                state.demo.care_team_id,
+                Some(user.id),
+            ))
             .await?;
         state.devices.patients.push(FilePatient {
             index: patient.index,
@@ -474,4 +533,105 @@ async fn add_patients(
         });
     }
     Ok(())
+}
+
+/// The grant every demo patient gives the care team.
+fn care_grant(patient_id: Uuid, care_team_id: Uuid, created_by: Option<Uuid>) -> NewGrant {
+    NewGrant {
+        patient_id,
+        grantee: Grantee::CareTeam(care_team_id),
+        categories: [
+            DataCategory::Glucose,
+            DataCategory::BloodPressure,
+            DataCategory::Alerts,
+            DataCategory::DeviceInfo,
+        ]
+        .into_iter()
+        .collect(),
+        access: [
+            Access::ViewReadings,
+            Access::ViewTrends,
+            Access::ReceiveAlerts,
+        ]
+        .into_iter()
+        .collect(),
+        purpose: Purpose::Care,
+        data_since: None,
+        expires_at: None,
+        created_by,
+    }
+}
+
+/// The scenario patients: a record, the scenario's one device, and the grant to the team.
+async fn add_scenario_patients(store: &Store, state: &mut DemoState) -> anyhow::Result<()> {
+    for (kind, _, name, zone) in LIVE_SCENARIOS {
+        let record = store
+            .create_patient(&NewPatient {
+                display_name: name.to_owned(),
+                time_zone: zone.to_owned(),
+            })
+            .await?;
+        let (device, credentials) = store
+            .create_device(record.id, kind.device_kind(), Some("demo device"))
+            .await?;
+        store
+            .create_grant(&care_grant(record.id, state.demo.care_team_id, None))
+            .await?;
+        state.demo.scenarios.push(ScenarioPatient {
+            scenario: kind.as_str().to_owned(),
+            patient_id: record.id,
+            name: name.to_owned(),
+            time_zone: zone.to_owned(),
+            device: FileDevice {
+                device_id: device.id.to_string(),
+                kind: device.kind,
+                secret: credentials.secret,
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The patient's scenario, timed so that the first reading of its alarm is measured
+/// `ALARM_LEAD_MINUTES` before `now`: built once at a trial time to learn how long after its
+/// start the alarm comes, then again shifted by the difference.
+fn timed_scenario(
+    patient: &ScenarioPatient,
+    seed: u64,
+    index: u64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Scenario> {
+    let (kind, rule, _, _) = LIVE_SCENARIOS
+        .iter()
+        .find(|(kind, ..)| kind.as_str() == patient.scenario)
+        .with_context(|| format!("unknown demo scenario {:?}", patient.scenario))?;
+    let offset = Zone::builtin()
+        .iter()
+        .find(|(name, _)| *name == patient.time_zone)
+        .map_or(0, |(_, offset)| *offset);
+    let zone = Zone::new(patient.time_zone.clone(), offset)?;
+    let alarm = |s: &Scenario| {
+        s.assessment
+            .firings
+            .iter()
+            .filter(|f| f.rule == *rule)
+            .map(|f| f.first_trigger)
+            .min()
+    };
+    let wanted = now - Duration::minutes(ALARM_LEAD_MINUTES);
+    let mut at = wanted;
+    let mut built = scenario::build(*kind, seed, index, at, &zone)?;
+    // The variant the oracle picks may move the alarm a little: shift until it is close.
+    for _ in 0..3 {
+        let Some(first) = alarm(&built) else {
+            anyhow::bail!("the {} scenario raised no {rule}", patient.scenario);
+        };
+        let error = wanted - first;
+        if error.num_minutes().abs() < 2 {
+            break;
+        }
+        at += error;
+        built = scenario::build(*kind, seed, index, at, &zone)?;
+    }
+    Ok(built)
 }

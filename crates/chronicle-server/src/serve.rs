@@ -139,6 +139,7 @@ where
         metrics: Arc::new(registry),
         authenticator: Arc::new(chronicle_http::auth::StoreAuthenticator(store.clone())),
         alerts: alerts.hub.clone(),
+        shutdown: shutdown.clone(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(listener, router, shutdown.clone()));
 

@@ -13,11 +13,54 @@ import { Plot, axisStyle, bandPlugin, timeAxis, zonedDates } from './Plot';
 const CGM_GAP_SECONDS = 15 * 60;
 const TABLE_ROWS = 50;
 
+/** An alert drawn as a vertical line where its reading was measured. */
+export interface ChartMarker {
+  /** Unix seconds. */
+  at: number;
+  severity: string;
+  label: string;
+}
+
 interface Props {
   points: GlucosePoint[];
   unit: GlucoseUnit;
   timeZone: string;
   range: TimeRange;
+  /** The patient's target range in `unit`; the standard 70–180 mg/dL when absent. */
+  target?: { low: number; high: number };
+  markers?: ChartMarker[];
+}
+
+const MARKER_COLOURS: Record<string, string> = { urgent: '#8a1114', warning: '#b45309', info: '#0b5cad' };
+
+/** Vertical lines at the alerts, with a small flag at the top. */
+function markerPlugin(markers: ChartMarker[]): uPlot.Plugin {
+  return {
+    hooks: {
+      draw: (plot) => {
+        const { ctx, bbox } = plot;
+        ctx.save();
+        ctx.lineWidth = 2;
+        for (const marker of markers) {
+          const x = plot.valToPos(marker.at, 'x', true);
+          if (x < bbox.left || x > bbox.left + bbox.width) continue;
+          const colour = MARKER_COLOURS[marker.severity] ?? '#4d4d4d';
+          ctx.strokeStyle = colour;
+          ctx.fillStyle = colour;
+          ctx.beginPath();
+          ctx.moveTo(x, bbox.top);
+          ctx.lineTo(x, bbox.top + bbox.height);
+          ctx.stroke();
+          ctx.beginPath();
+          ctx.moveTo(x, bbox.top);
+          ctx.lineTo(x + 10, bbox.top + 6);
+          ctx.lineTo(x, bbox.top + 12);
+          ctx.fill();
+        }
+        ctx.restore();
+      },
+    },
+  };
 }
 
 /** Aligned columns for uPlot: time, CGM (null breaks the line), other sources (dots). */
@@ -48,14 +91,17 @@ function align(points: GlucosePoint[]): uPlot.AlignedData {
   return [times, cgm, spot];
 }
 
-export function GlucoseChart({ points, unit, timeZone, range }: Props) {
+/** One empty list, so a chart without markers keeps the same options between renders. */
+const NO_MARKERS: ChartMarker[] = [];
+
+export function GlucoseChart({ points, unit, timeZone, range, target: chosenTarget, markers = NO_MARKERS }: Props) {
   const plot = useRef<uPlot | null>(null);
   const [visible, setVisible] = useState<{ min: number; max: number } | null>(null);
   const whole = { min: range.from.getTime() / 1000, max: range.to.getTime() / 1000 };
 
   const data = useMemo(() => align(points), [points]);
+  const target = chosenTarget ?? TARGET_RANGE[unit];
   const options = useMemo((): Omit<uPlot.Options, 'width' | 'height'> => {
-    const target = TARGET_RANGE[unit];
     const axis = GLUCOSE_AXIS[unit];
     const time = timeAxis(timeZone);
     return {
@@ -79,7 +125,7 @@ export function GlucoseChart({ points, unit, timeZone, range }: Props) {
         },
       ],
       cursor: { drag: { x: true, y: false, setScale: true } },
-      plugins: [bandPlugin(target.low, target.high, 'rgba(21, 128, 61, 0.12)', '#15803d')],
+      plugins: [bandPlugin(target.low, target.high, 'rgba(21, 128, 61, 0.12)', '#15803d'), markerPlugin(markers)],
       hooks: {
         setScale: [
           (u, key) => {
@@ -90,7 +136,7 @@ export function GlucoseChart({ points, unit, timeZone, range }: Props) {
         ],
       },
     };
-  }, [unit, timeZone]);
+  }, [unit, timeZone, target.low, target.high, markers]);
 
   const zoomTo = (min: number, max: number) => {
     const p = plot.current;
@@ -108,11 +154,12 @@ export function GlucoseChart({ points, unit, timeZone, range }: Props) {
     return <p class="empty">No glucose readings in this period.</p>;
   }
   const latest = points.reduce((a, b) => (a.measured_at > b.measured_at ? a : b));
-  const target = TARGET_RANGE[unit];
+  const targetText = `${formatGlucose(target.low, unit)}–${formatGlucose(target.high, unit)} ${unit}`;
   const label =
     `Glucose chart: ${points.length} readings from ${formatDateTime(data[0][0] * 1000, timeZone)} ` +
-    `to ${formatDateTime(latest.measured_at, timeZone)}; the target range ${target.low}–${target.high} ${unit} is shaded. ` +
-    `Latest: ${formatGlucose(latest.value, unit)} ${unit}.`;
+    `to ${formatDateTime(latest.measured_at, timeZone)}; the target range ${targetText} is shaded. ` +
+    `Latest: ${formatGlucose(latest.value, unit)} ${unit}.` +
+    (markers.length > 0 ? ` ${markers.length} alert${markers.length === 1 ? '' : 's'} marked: ${markers.map((m) => m.label).join('; ')}.` : '');
   const shown = visible ?? whole;
   const newestFirst = [...points].sort((a, b) => b.measured_at.localeCompare(a.measured_at)).slice(0, TABLE_ROWS);
 
@@ -143,9 +190,14 @@ export function GlucoseChart({ points, unit, timeZone, range }: Props) {
         }}
       />
       <p class="chart-key">
-        <span class="key key-band" aria-hidden="true" /> Target range {target.low}–{target.high} {unit}
+        <span class="key key-band" aria-hidden="true" /> Target range {targetText}
         <span class="key key-line" aria-hidden="true" /> CGM
         <span class="key key-dot" aria-hidden="true" /> Meter or laboratory
+        {markers.length > 0 && (
+          <>
+            <span class="key key-marker" aria-hidden="true" /> Alert
+          </>
+        )}
       </p>
       <details>
         <summary>Latest {newestFirst.length} readings as a table</summary>

@@ -1,7 +1,6 @@
-// The start page: the patients the user may see, from GET /v1/patients, with what each
-// patient's grants share with the user. A patient with only their own record goes straight to
-// it. Phase 2 replaces the care team's list with the risk-ordered panel (latest glucose,
-// time in range, blood-pressure category, open alerts, live updates).
+// The start page. Clinicians and caregivers get the risk-ordered panel (pages/Panel.tsx);
+// the records a patient or guardian holds are listed from GET /v1/patients (a patient with only
+// their own record goes straight to it); other roles (research) see what is shared with them.
 
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Me, type PatientListItem } from '../api';
@@ -9,10 +8,19 @@ import { ErrorNotice, Link, Loading, usePageTitle } from '../components/common';
 import { browserTimeZone, describeTimeZone, sharedInWords } from '../format';
 import { useAsync } from '../hooks';
 import { navigate, patientPath } from '../router';
+import { Panel } from './Panel';
+
+/** Roles whose start page is the panel. */
+const PANEL_ROLES = new Set(['clinician', 'caregiver']);
 
 export function Home(props: { me: Me }) {
   usePageTitle('Patients');
-  const patients = useAsync(() => api.patients(), []);
+  const withPanel = PANEL_ROLES.has(props.me.role);
+  // A clinician holds no record of their own: the panel is all they need.
+  const patients = useAsync(
+    () => (props.me.role === 'clinician' ? Promise.resolve([]) : api.patients()),
+    [props.me.role],
+  );
   const [search, setSearch] = useState('');
 
   const onlyOwn =
@@ -31,16 +39,19 @@ export function Home(props: { me: Me }) {
   return (
     <main id="main">
       <h1 tabIndex={-1}>Patients</h1>
+      {withPanel && <Panel />}
       {patients.error ? (
         <ErrorNotice error={patients.error} what="your patients" />
       ) : !patients.data ? (
         <Loading what="your patients" />
       ) : list.length === 0 ? (
+        withPanel ? null : (
         <p class="empty">
           {props.me.role === 'admin'
             ? 'Administrators manage accounts and organizations and see no patient data.'
             : 'No patient shares data with you at the moment. A patient shares by adding a grant for you, your care team or your organization.'}
         </p>
+        )
       ) : (
         <>
           {own.length + guarded.length > 0 && (
@@ -56,7 +67,7 @@ export function Home(props: { me: Me }) {
               </ul>
             </section>
           )}
-          {list.some((p) => p.basis === 'grant') && (
+          {!withPanel && list.some((p) => p.basis === 'grant') && (
             <section aria-labelledby="shared-heading" class="card">
               <h2 id="shared-heading">Shared with you</h2>
               <div class="search">

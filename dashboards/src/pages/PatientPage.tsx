@@ -6,7 +6,7 @@
 import { api, type Me, type PatientListItem } from '../api';
 import { ErrorNotice, Link, Loading, usePageTitle } from '../components/common';
 import { useAsync } from '../hooks';
-import type { PatientSection } from '../router';
+import { CLINICAL_SECTIONS, OWN_SECTIONS, type PatientSection } from '../router';
 import { ClinicalPatient } from './ClinicalPatient';
 import { OwnPatient } from './own/OwnPatient';
 
@@ -33,9 +33,11 @@ export function PatientPage(props: { me: Me; patientId: string; section: Patient
   );
   if (!patient) return <NothingShared />;
   if (patient.basis === 'grant') {
-    return props.section === 'readings' ? <ClinicalPatient me={props.me} patient={patient} /> : <NothingShared />;
+    const section = CLINICAL_SECTIONS.find((s) => s === props.section);
+    return section ? <ClinicalPatient me={props.me} patient={patient} section={section} /> : <NothingShared />;
   }
-  return <OwnPatient me={props.me} patient={patient} section={props.section} />;
+  const own = OWN_SECTIONS.find((s) => s === props.section);
+  return own ? <OwnPatient me={props.me} patient={patient} section={own} /> : <NothingShared />;
 }
 
 export function NothingShared() {

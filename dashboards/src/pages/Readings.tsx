@@ -2,16 +2,23 @@
 // Shared by the patient's own page and the care team's patient page; it asks the API only for
 // the categories the caller may read, so the patient's access log holds no needless refusals.
 
-import { useState } from 'preact/hooks';
+import { useMemo, useState } from 'preact/hooks';
 import { api, type GlucoseUnit } from '../api';
 import { BloodPressureChart } from '../charts/BloodPressureChart';
-import { GlucoseChart } from '../charts/GlucoseChart';
+import { type ChartMarker, GlucoseChart } from '../charts/GlucoseChart';
 import { ErrorNotice, Loading } from '../components/common';
 import { type ChosenRange, RangePicker, presetRange } from '../components/RangePicker';
 import { UnitSwitch } from '../components/UnitSwitch';
-import { age, formatDateTime, formatGlucose } from '../format';
+import { age, formatDateTime, formatGlucose, MG_DL_PER_MMOL_L } from '../format';
 import { useAsync, useStoredPreference } from '../hooks';
 import { GLUCOSE_UNITS } from '../units';
+
+/** The target range in the unit the readings came in (they may still be the previous unit's). */
+function targetIn(unit: GlucoseUnit, mgDl: { low: number; high: number } | undefined) {
+  if (!mgDl) return undefined;
+  const convert = (v: number) => (unit === 'mmol/L' ? v / MG_DL_PER_MMOL_L : v);
+  return { low: convert(mgDl.low), high: convert(mgDl.high) };
+}
 
 /** Why a category is not shown, or null when the caller may read its readings. */
 export type Readable = null | string;
@@ -21,10 +28,20 @@ export function Readings(props: {
   timeZone: string;
   glucose: Readable;
   bloodPressure: Readable;
+  /** The unit chosen by the page around (else this view's own, remembered, choice). */
+  unit?: GlucoseUnit;
+  onUnitChange?: (unit: GlucoseUnit) => void;
+  /** The patient's target range in mg/dL, when the caller may read it. */
+  targetMgDl?: { low: number; high: number };
+  markers?: ChartMarker[];
+  /** Said under the glucose heading (e.g. where the target range comes from). */
+  glucoseNote?: string;
 }) {
   const { patientId, timeZone } = props;
   const [range, setRange] = useState<ChosenRange>(() => presetRange('14d'));
-  const [unit, setUnit] = useStoredPreference<GlucoseUnit>('chronicle.glucose-unit', GLUCOSE_UNITS, 'mg/dL');
+  const [ownUnit, setOwnUnit] = useStoredPreference<GlucoseUnit>('chronicle.glucose-unit', GLUCOSE_UNITS, 'mg/dL');
+  const unit = props.unit ?? ownUnit;
+  const setUnit = props.onUnitChange ?? setOwnUnit;
 
   const glucose = useAsync(
     () => (props.glucose === null ? api.glucose(patientId, range, unit) : Promise.resolve(null)),
@@ -33,6 +50,11 @@ export function Readings(props: {
   const pressure = useAsync(
     () => (props.bloodPressure === null ? api.bloodPressure(patientId, range) : Promise.resolve(null)),
     [patientId, range, props.bloodPressure],
+  );
+
+  const markers = useMemo(
+    () => props.markers?.filter((m) => m.at >= range.from.getTime() / 1000 && m.at <= range.to.getTime() / 1000),
+    [props.markers, range],
   );
 
   const latestGlucose = glucose.data?.reduce<(typeof glucose.data)[number] | null>(
@@ -48,7 +70,7 @@ export function Readings(props: {
     <div class="readings">
       <div class="toolbar">
         <RangePicker value={range} timeZone={timeZone} onChange={setRange} />
-        {props.glucose === null && <UnitSwitch value={unit} onChange={setUnit} />}
+        {props.glucose === null && !props.onUnitChange && <UnitSwitch value={unit} onChange={setUnit} />}
       </div>
 
       <dl class="latest" aria-label="Latest readings in this period">
@@ -92,6 +114,7 @@ export function Readings(props: {
 
       <section aria-labelledby="glucose-heading" class="card">
         <h2 id="glucose-heading">Glucose</h2>
+        {props.glucoseNote && props.glucose === null && <p class="help section-note">{props.glucoseNote}</p>}
         {props.glucose !== null ? (
           <p class="empty">{props.glucose}</p>
         ) : glucose.error ? (
@@ -104,6 +127,8 @@ export function Readings(props: {
             unit={glucose.data[0]?.unit ?? unit}
             timeZone={timeZone}
             range={range}
+            target={targetIn(glucose.data[0]?.unit ?? unit, props.targetMgDl)}
+            markers={markers}
           />
         )}
       </section>

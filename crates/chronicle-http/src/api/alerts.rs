@@ -566,8 +566,9 @@ async fn my_snoozes(
 }
 
 /// The live stream of alert events for every patient whose alerts you may receive, as
-/// Server-Sent Events (`event: alert`, `id:` the event id, `data:` an `AlertEventItem`).
-/// Send `Last-Event-ID` to resume after that event. The gate is asked for every event, so a
+/// Server-Sent Events (`event: alert`, `id:` the event id, `data:` an `AlertEventItem`),
+/// opened by an id without data: the position the stream starts from. Send `Last-Event-ID`
+/// to resume after that event. The gate is asked for every event, so a
 /// revoked grant stops delivery at once; snoozed alarms are held back.
 #[utoipa::path(get, path = "/v1/alerts/stream", tag = "alerts", security(("bearer" = [])),
     params(("Last-Event-ID" = Option<i64>, Header, description = "resume after this event id")),
@@ -600,7 +601,8 @@ async fn stream(
 }
 
 /// Feeds one stream: first the events after `last` from the database, then live ones, each
-/// only after the gate allowed it. Ends when the client goes away or its token stops working.
+/// only after the gate allowed it. Ends when the client goes away, its token stops working or
+/// the server stops (the client resumes with `Last-Event-ID`).
 async fn feed(
     state: AppState,
     mut principal: Principal,
@@ -609,6 +611,15 @@ async fn feed(
     mut last: i64,
     tx: mpsc::Sender<Result<Event, Infallible>>,
 ) {
+    // First the position the stream starts from, as an event id without data (a client
+    // dispatches nothing but remembers the id): a client that loses the connection before
+    // any alert resumes from here and misses nothing.
+    let position = Event::default()
+        .id(last.to_string())
+        .comment("stream start");
+    if tx.send(Ok(position)).await.is_err() {
+        return;
+    }
     let mut catch_up = true;
     loop {
         if catch_up {
@@ -643,6 +654,7 @@ async fn feed(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             () = tx.closed() => return,
+            () = state.shutdown.cancelled() => return,
         }
     }
 }
