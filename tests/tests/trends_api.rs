@@ -401,6 +401,10 @@ async fn trends_and_the_panel_end_to_end() {
     assert_eq!(item("Di")["flags"], json!(["no_data"]));
     assert_eq!(item("Cy")["flags"], json!([]));
     assert_eq!(item("Cy")["glucose"]["readings"], 12);
+    assert!(
+        item("Cy")["glucose"]["cgm_active_percent"].is_null(),
+        "a meter user has no sensor wear"
+    );
     // Every patient's reads are in their access log.
     for id in [ada, bo, cy, di] {
         let logged: Vec<(String, i64)> = sqlx::query_as(

@@ -271,7 +271,9 @@ function PanelRow(props: { item: PanelItem; unit: GlucoseUnit; highlighted: bool
           <>
             CV {formatPercent(g.cv_percent)}
             <br />
-            <span class="muted">wear {formatPercent(g.cgm_active_percent)}</span>
+            <span class="muted">
+              {g.cgm_active_percent === null ? 'no CGM' : `wear ${formatPercent(g.cgm_active_percent)}`}
+            </span>
           </>
         ) : (
           <span class="muted">–</span>

@@ -621,6 +621,7 @@ struct PanelGlucoseBody {
     mean: Option<f64>,
     cv_percent: Option<f64>,
     gmi_percent: Option<f64>,
+    /// `null` when the patient wore no CGM in the period (meter only): wear does not apply.
     cgm_active_percent: Option<f64>,
     /// 14 days with the CGM active 70 % of the time.
     sufficient: bool,
@@ -737,7 +738,7 @@ fn panel_row(p: &PanelPatient, unit: GlucoseUnit, now: DateTime<Utc>) -> Row {
             mean: s.mean_mg_dl.map(|v| unit.from_mg_dl(v)),
             cv_percent: s.cv_percent,
             gmi_percent: s.gmi_percent,
-            cgm_active_percent: s.cgm_active_percent,
+            cgm_active_percent: s.cgm_active_percent.filter(|_| s.totals.cgm_readings > 0),
             sufficient: s.sufficient(),
             latest: g.latest.map(|(at, value)| LatestGlucose {
                 age_minutes: age_minutes(now, at),
