@@ -513,18 +513,27 @@ try {
     await maria.getByRole('link', { name: 'Access log' }).click();
     const entries = maria.getByTestId('log-entry');
     await entries.first().waitFor();
-    const lines = await entries.allInnerTexts();
-    for (const sentence of [
+    const sentences = [
       'acknowledged one of your alerts',
       'viewed your glucose trends',
       'viewed your blood-pressure trends',
       'viewed your alerts',
       'saw your summary in their patient panel',
-    ]) {
-      assert.ok(
-        lines.some((l) => l.includes(`${clinician.name} (${clinician.team}) ${sentence}`)),
-        `"${sentence}" in the access log:\n${lines.slice(0, 40).join('\n')}`,
-      );
+    ].map((sentence) => `${clinician.name} (${clinician.team}) ${sentence}`);
+    // The care team's name arrives with the grants, after the entries; older entries are a
+    // click away. Wait for both rather than reading the first rendering.
+    const deadline = Date.now() + 15000;
+    let lines = [];
+    for (;;) {
+      lines = await entries.allInnerTexts();
+      const missing = sentences.filter((s) => !lines.some((l) => l.includes(s)));
+      if (missing.length === 0) break;
+      if (Date.now() > deadline) {
+        assert.fail(`${missing.map((m) => `"${m}"`).join(', ')} not in the access log:\n${lines.slice(0, 40).join('\n')}`);
+      }
+      const older = maria.getByRole('button', { name: 'Show older entries' });
+      if (await older.isVisible()) await older.click();
+      await maria.waitForTimeout(200);
     }
   });
 
