@@ -281,13 +281,7 @@ impl Store {
         check_trend_permit(permit, DataCategory::Glucose)?;
         let patient_id = permit.patient_id();
         let mut tx = snapshot(self).await?;
-        let subject = subjects(&mut tx, &[patient_id])
-            .await?
-            .remove(&patient_id)
-            .ok_or_else(|| StorageError::NotFound {
-                what: "patient",
-                id: patient_id.to_string(),
-            })?;
+        let subject = subject_of(&mut tx, patient_id).await?;
         let window = days.window(subject.time_zone, permit.clamp_from(None), now);
         let mut stored: HashMap<NaiveDate, GlucoseDay> = HashMap::new();
         let mut from_raw: BTreeSet<NaiveDate> = window.days.iter().map(|d| d.date).collect();
@@ -344,18 +338,7 @@ impl Store {
         .pop()
         .unwrap_or_default();
         tx.commit().await?;
-        for day in computed {
-            stored.insert(day.date, day);
-        }
-        let days = window
-            .days
-            .iter()
-            .map(|d| {
-                stored
-                    .remove(&d.date)
-                    .unwrap_or_else(|| GlucoseDay::empty(d.date))
-            })
-            .collect();
+        let days = window_days(&window, stored, computed, |d| d.date, GlucoseDay::empty);
         Ok((subject, window, days))
     }
 
@@ -370,13 +353,7 @@ impl Store {
         check_trend_permit(permit, DataCategory::BloodPressure)?;
         let patient_id = permit.patient_id();
         let mut tx = snapshot(self).await?;
-        let subject = subjects(&mut tx, &[patient_id])
-            .await?
-            .remove(&patient_id)
-            .ok_or_else(|| StorageError::NotFound {
-                what: "patient",
-                id: patient_id.to_string(),
-            })?;
+        let subject = subject_of(&mut tx, patient_id).await?;
         let window = days.window(subject.time_zone, permit.clamp_from(None), now);
         let mut stored: HashMap<NaiveDate, BpDay> = HashMap::new();
         let mut from_raw: BTreeSet<NaiveDate> = window.days.iter().map(|d| d.date).collect();
@@ -426,18 +403,7 @@ impl Store {
         .pop()
         .unwrap_or_default();
         tx.commit().await?;
-        for day in computed {
-            stored.insert(day.date, day);
-        }
-        let days = window
-            .days
-            .iter()
-            .map(|d| {
-                stored
-                    .remove(&d.date)
-                    .unwrap_or_else(|| BpDay::empty(d.date))
-            })
-            .collect();
+        let days = window_days(&window, stored, computed, |d| d.date, BpDay::empty);
         Ok((subject, window, days))
     }
 
@@ -604,6 +570,39 @@ async fn panel_candidates(
 /// outside itself).
 fn bp_clipped(window: &TrendWindow, day: &DayBounds) -> bool {
     window.floor.is_some_and(|f| f > day.start)
+}
+
+/// One patient's trend subject (zone and targets).
+async fn subject_of(
+    conn: &mut PgConnection,
+    patient_id: Uuid,
+) -> Result<TrendSubject, StorageError> {
+    subjects(conn, &[patient_id])
+        .await?
+        .remove(&patient_id)
+        .ok_or_else(|| StorageError::NotFound {
+            what: "patient",
+            id: patient_id.to_string(),
+        })
+}
+
+/// The window's days in date order: a day computed from raw readings wins over the stored
+/// one; a day with neither is empty.
+fn window_days<D>(
+    window: &TrendWindow,
+    mut stored: HashMap<NaiveDate, D>,
+    computed: Vec<D>,
+    date: impl Fn(&D) -> NaiveDate,
+    empty: impl Fn(NaiveDate) -> D,
+) -> Vec<D> {
+    for day in computed {
+        stored.insert(date(&day), day);
+    }
+    window
+        .days
+        .iter()
+        .map(|d| stored.remove(&d.date).unwrap_or_else(|| empty(d.date)))
+        .collect()
 }
 
 /// What the panel asks the gate for each patient, in this order, and the action each is
