@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use chronicle_domain::wire::Ack;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub struct TestDevice {
@@ -12,6 +12,17 @@ pub struct TestDevice {
     acks: mpsc::UnboundedReceiver<Ack>,
     device_id: String,
     poller: JoinHandle<()>,
+    link: watch::Receiver<Link>,
+}
+
+/// The state of a test device's connection, as its poller last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Connected,
+    /// The connection ended (the broker dropped it, or it failed).
+    Lost,
+    /// A reconnection was answered with this refusal.
+    Refused(ConnectReturnCode),
 }
 
 impl TestDevice {
@@ -22,7 +33,7 @@ impl TestDevice {
         device_id: &str,
         secret: Option<&str>,
     ) -> anyhow::Result<TestDevice> {
-        let client_id = format!("{device_id}-{}", uuid::Uuid::new_v4().simple());
+        let client_id = format!("{device_id}.{}", uuid::Uuid::new_v4().simple());
         Self::connect_as(port, device_id, &client_id, secret, true).await
     }
 
@@ -65,6 +76,7 @@ impl TestDevice {
             }
         }
         let (tx, acks) = mpsc::unbounded_channel();
+        let (link_tx, link) = watch::channel(Link::Connected);
         let poller = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
@@ -73,8 +85,20 @@ impl TestDevice {
                             let _ = tx.send(ack);
                         }
                     }
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = link_tx.send(Link::Connected);
+                    }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(error) => {
+                        let state = match error {
+                            rumqttc::ConnectionError::ConnectionRefused(code) => {
+                                Link::Refused(code)
+                            }
+                            _ => Link::Lost,
+                        };
+                        let _ = link_tx.send(state);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         });
@@ -83,7 +107,34 @@ impl TestDevice {
             acks,
             device_id: device_id.to_owned(),
             poller,
+            link,
         })
+    }
+
+    /// Waits until the broker has dropped this connection and refused a reconnection (the
+    /// device keeps trying, as real devices do); fails after `timeout`.
+    pub async fn refused_within(&mut self, timeout: Duration) -> anyhow::Result<ConnectReturnCode> {
+        let refused = async {
+            self.link
+                .wait_for(|state| matches!(state, Link::Refused(_)))
+                .await
+                .map(|state| *state)
+        };
+        let outcome = tokio::time::timeout(timeout, refused).await;
+        match outcome {
+            Ok(Ok(Link::Refused(code))) => Ok(code),
+            Ok(Ok(_)) => bail!("unreachable: the wait ended without a refusal"),
+            Ok(Err(_)) => bail!("the device's poller stopped"),
+            Err(_) => bail!(
+                "still {:?} after {timeout:?}: the broker did not drop and refuse the device",
+                self.link()
+            ),
+        }
+    }
+
+    /// The connection's state now.
+    pub fn link(&self) -> Link {
+        *self.link.borrow()
     }
 
     pub fn device_id(&self) -> &str {

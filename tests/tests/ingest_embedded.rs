@@ -188,7 +188,6 @@ async fn every_rejection_reason_is_acknowledged_and_recorded() {
 async fn unknown_and_revoked_devices_are_refused_and_nothing_is_stored() {
     let s = setup().await;
     let mut cgm = s.device("cgm").await;
-    // A registered device publishing under an id the registry does not know.
     let reading =
         json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": minutes_ago(3)})
             .to_string();
@@ -197,28 +196,34 @@ async fn unknown_and_revoked_devices_are_refused_and_nothing_is_stored() {
         stranger.is_err(),
         "the embedded broker refuses a device it does not know"
     );
+    // A registered device publishing under an id that is not its own is refused by the
+    // broker, and the attempt is recorded against the publisher.
     cgm.publish_to(
         "chronicle/v1/devices/dev_doesnotexist/readings",
         reading.clone(),
     )
     .await
     .expect("publish");
-    let rejected = chronicle_tests::eventually(Duration::from_secs(20), "unknown-device rejection", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM rejected_readings WHERE reason = 'unknown_device' AND device_id = 'dev_doesnotexist'")
+    let rejected = chronicle_tests::eventually(Duration::from_secs(20), "not-authorized refusal", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM rejected_readings WHERE reason = 'not_authorized' AND device_id = 'dev_doesnotexist' AND publisher = $1")
+            .bind(cgm.device_id())
             .fetch_one(&s.db.pool).await.ok()?;
         (n == 1).then_some(n)
     })
     .await;
     assert_eq!(rejected, 1);
 
-    // Revoke the device: its next message is refused and its credentials stop working.
+    // Revoke the device: its connection is dropped, its credentials stop working, and
+    // nothing it sent is stored.
     s.server
         .admin(&["device", "revoke", cgm.device_id()])
         .await
         .expect("revoke");
-    let ack = cgm.send(reading).await.expect("ack");
-    assert_eq!((ack.stored, ack.rejected), (0, 1));
-    assert_eq!(ack.rejections[0].reason, "revoked_device");
+    let code = cgm
+        .refused_within(Duration::from_secs(5))
+        .await
+        .expect("revoked device dropped and refused");
+    assert_eq!(code, rumqttc::ConnectReturnCode::BadUserNamePassword);
     assert_eq!(s.db.count("glucose_readings").await, 0);
     let (id, _) = s
         .server
@@ -252,7 +257,7 @@ async fn mosquitto_pub_with_the_documented_example_gets_an_ack() {
             "-P",
             &secret,
             "-i",
-            &format!("{id}-sub"),
+            &format!("{id}.sub"),
             "-q",
             "1",
             "-C",

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use chronicle_domain::sharing::{Principal, Role, act_as};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_domain::{DeviceKind, ReadingKind};
-use chronicle_ingest::{IncomingMessage, IngestMetrics, Pipeline};
+use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
 use chronicle_storage::{NewPatient, Store};
 use chronicle_tests::TestDatabase;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -22,6 +22,7 @@ fn message(device_id: &str, payload: serde_json::Value) -> IncomingMessage {
         device_id: device_id.to_owned(),
         payload: Bytes::from(payload.to_string()),
         received_at: Utc::now(),
+        authorization: BrokerAuthorization::NotReported,
     }
 }
 

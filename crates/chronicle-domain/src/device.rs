@@ -53,6 +53,86 @@ impl<'de> Deserialize<'de> for DeviceId {
     }
 }
 
+/// A gateway identifier: `gw_` and 12 characters of a-z and 0-9. A gateway is one MQTT
+/// identity (a patient's phone app, a home hub, a clinic's bedside gateway, the simulator's
+/// load mode) that relays readings for the devices registered with it. The prefix keeps the
+/// gateways' and the devices' names apart in the broker's one username space.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct GatewayId(String);
+
+/// The text is not a valid gateway id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid gateway id {0:?}: expected gw_ and 12 characters of a-z and 0-9")]
+pub struct InvalidGatewayId(pub String);
+
+impl GatewayId {
+    pub const PREFIX: &'static str = "gw_";
+
+    pub fn parse(s: &str) -> Result<Self, InvalidGatewayId> {
+        let valid = s.strip_prefix(Self::PREFIX).is_some_and(|rest| {
+            rest.len() == 12
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+        if valid {
+            Ok(GatewayId(s.to_owned()))
+        } else {
+            Err(InvalidGatewayId(s.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GatewayId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for GatewayId {
+    type Err = InvalidGatewayId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        GatewayId::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        GatewayId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Who put a message on the wire, as the broker authenticated it: the device itself, or a
+/// gateway relaying for it. Where the broker says (the embedded one does), the ingest checks
+/// it against the registry as a second line behind the broker's own authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Publisher {
+    Device(DeviceId),
+    Gateway(GatewayId),
+}
+
+impl Publisher {
+    /// The identity's name: its MQTT username.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Publisher::Device(id) => id.as_str(),
+            Publisher::Gateway(id) => id.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a device measures. A device only publishes readings of its own kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,6 +187,21 @@ mod tests {
         assert!(DeviceId::parse("dev_abc-123").is_ok());
         for bad in ["", "UPPER", "a/b", "a+b", "#", &"x".repeat(65)] {
             assert!(DeviceId::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn gateway_ids() {
+        assert!(GatewayId::parse("gw_k3v9q2m8x1ab").is_ok());
+        for bad in [
+            "",
+            "gw_",
+            "gw_short",
+            "gw_K3V9Q2M8X1AB",
+            "dev_k3v9q2m8x1ab",
+            "gw_k3v9q2m8x1ab0",
+        ] {
+            assert!(GatewayId::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
 

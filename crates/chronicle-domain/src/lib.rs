@@ -2,7 +2,7 @@
 //! ingest wire format turns into validated readings.
 //!
 //! - [`units`]: glucose units and the exact mg/dL ↔ mmol/L conversion.
-//! - [`device`]: device identifiers and kinds.
+//! - [`device`]: device and gateway identifiers, device kinds, and who published a message.
 //! - [`reading`]: validated readings. A value of these types has passed every plausibility check.
 //! - [`rejection`]: why a reading or message was refused, with stable codes.
 //! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
@@ -29,7 +29,7 @@ pub mod units;
 pub mod wire;
 pub mod zone;
 
-pub use device::{DeviceId, DeviceKind};
+pub use device::{DeviceId, DeviceKind, GatewayId, Publisher};
 pub use reading::{
     BloodPressureReading, Diastolic, GlucoseFlag, GlucoseMgDl, GlucoseReading, GlucoseSource,
     Pulse, Reading, ReadingKind, Systolic,

@@ -35,10 +35,13 @@ pub enum RejectionReason {
     RevokedDevice,
     /// The reading's type or source does not match the kind of device that sent it.
     WrongDeviceKind,
+    /// The identity that published the message may not publish for the device it names: the
+    /// broker refused it, or the ingest's own check of the broker's word did.
+    NotAuthorized,
 }
 
 impl RejectionReason {
-    pub const ALL: [RejectionReason; 14] = [
+    pub const ALL: [RejectionReason; 15] = [
         RejectionReason::MalformedJson,
         RejectionReason::MessageTooLarge,
         RejectionReason::TooManyReadings,
@@ -53,6 +56,7 @@ impl RejectionReason {
         RejectionReason::UnknownDevice,
         RejectionReason::RevokedDevice,
         RejectionReason::WrongDeviceKind,
+        RejectionReason::NotAuthorized,
     ];
 
     /// The stable code used on the wire, in the database and in metrics labels.
@@ -72,6 +76,7 @@ impl RejectionReason {
             RejectionReason::UnknownDevice => "unknown_device",
             RejectionReason::RevokedDevice => "revoked_device",
             RejectionReason::WrongDeviceKind => "wrong_device_kind",
+            RejectionReason::NotAuthorized => "not_authorized",
         }
     }
 
@@ -85,6 +90,7 @@ impl RejectionReason {
                 | RejectionReason::EmptyBatch
                 | RejectionReason::UnknownDevice
                 | RejectionReason::RevokedDevice
+                | RejectionReason::NotAuthorized
         )
     }
 }

@@ -16,6 +16,7 @@ pub mod auth;
 mod dashboard;
 pub mod error;
 pub mod export;
+pub mod tls;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -66,14 +67,26 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.
+/// Serves `router` on `listener`, over TLS with `tls`, until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let stopped = async move { shutdown.cancelled().await };
+    match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config)?, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {

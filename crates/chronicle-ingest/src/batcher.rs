@@ -72,6 +72,7 @@ impl IngestHandle {
             .send(IngestRequest { message, reply })
             .await
             .map_err(|_| IngestClosed)?;
+        self.pipeline.metrics().messages_received.inc();
         Ok(outcome)
     }
 

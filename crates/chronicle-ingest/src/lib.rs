@@ -19,4 +19,4 @@ pub mod pipeline;
 
 pub use batcher::{BatchSettings, IngestHandle, IngestRequest};
 pub use metrics::IngestMetrics;
-pub use pipeline::{IncomingMessage, MessageOutcome, Pipeline};
+pub use pipeline::{BrokerAuthorization, IncomingMessage, MessageOutcome, Pipeline};

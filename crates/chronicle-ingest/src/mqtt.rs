@@ -12,7 +12,7 @@
 
 use crate::batcher::IngestHandle;
 use crate::metrics::IngestMetrics;
-use crate::pipeline::{IncomingMessage, MessageOutcome};
+use crate::pipeline::{BrokerAuthorization, IncomingMessage, MessageOutcome};
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
 use std::sync::Arc;
@@ -41,6 +41,8 @@ pub struct MqttSettings {
     pub max_packet_bytes: usize,
     /// Unacknowledged QoS 1 acks this client may have outstanding towards the broker.
     pub outgoing_inflight: u16,
+    /// TLS towards the broker (an mqtts:// URL).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl MqttSettings {
@@ -63,7 +65,8 @@ impl BrokerStatus {
         self.0.load(Ordering::Relaxed)
     }
 
-    fn set(&self, connected: bool, metrics: &IngestMetrics) {
+    /// Records whether the front door (or the embedded broker) is up.
+    pub fn set(&self, connected: bool, metrics: &IngestMetrics) {
         self.0.store(connected, Ordering::Relaxed);
         metrics.broker_connected.set(i64::from(connected));
     }
@@ -132,6 +135,11 @@ pub async fn run(
     if let Some((username, password)) = &settings.credentials {
         options.set_credentials(username, password);
     }
+    if let Some(tls) = &settings.tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls.clone()),
+        ));
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 4096);
     // Acks are small packets sent one after another: without this, Nagle's algorithm holds
     // each behind the peer's delayed TCP ACK (up to 40 ms a hop).
@@ -173,11 +181,13 @@ pub async fn run(
                     let Some((ingest, ack_tx)) = &taking else { continue };
                     let pending = match device_id_from_topic(&settings.topic_prefix, &publish.topic) {
                         Some(device_id) => {
-                            metrics.messages_received.inc();
                             let message = IncomingMessage {
                                 device_id: device_id.to_owned(),
                                 payload: publish.payload.clone(),
                                 received_at: Utc::now(),
+                                // An external broker does not tell subscribers who published;
+                                // its ACL (docs/security.md) checked the topic.
+                                authorization: BrokerAuthorization::NotReported,
                             };
                             match ingest.submit(message).await {
                                 Ok(outcome) => PendingAck::AfterCommit { publish, outcome, connection: epoch.current() },
@@ -343,6 +353,7 @@ mod tests {
             keep_alive: Duration::from_secs(30),
             max_packet_bytes: 1 << 20,
             outgoing_inflight: 100,
+            tls: None,
         };
         assert_eq!(s.subscription(), "chronicle/v1/devices/+/readings");
         s.shared_group = Some("ingest".into());

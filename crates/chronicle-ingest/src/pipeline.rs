@@ -4,7 +4,7 @@
 use crate::metrics::{IngestMetrics, KindLabel, ReasonLabel};
 use bytes::Bytes;
 use chronicle_domain::wire::{self, Ack, AckRejection, DecodeLimits};
-use chronicle_domain::{DeviceId, Reading, ReadingKind, Rejection, RejectionReason};
+use chronicle_domain::{DeviceId, Publisher, Reading, ReadingKind, Rejection, RejectionReason};
 use chronicle_storage::{
     BatchWrite, DeviceForIngest, ReadingRow, RejectionRow, StorageError, Store,
 };
@@ -24,6 +24,23 @@ pub struct IncomingMessage {
     pub device_id: String,
     pub payload: Bytes,
     pub received_at: DateTime<Utc>,
+    /// What the broker said about who published it.
+    pub authorization: BrokerAuthorization,
+}
+
+/// The broker's word on a message's publisher. The ingest checks it again against the
+/// registry: a second line behind the broker's own authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerAuthorization {
+    /// The broker does not say who published (an external broker): the broker's ACL is the
+    /// only check of the topic.
+    NotReported,
+    /// The broker authenticated this publisher and let the message through; it is refused
+    /// unless the publisher is the device itself or a gateway relaying it.
+    Allowed(Publisher),
+    /// The broker refused the message (the publisher may not publish for that device); it is
+    /// only recorded, with this detail.
+    Refused(Publisher, String),
 }
 
 /// What happened to one message, once its batch committed.
@@ -99,6 +116,7 @@ impl Pipeline {
             .into_iter()
             .collect();
         let devices = self.store.devices_for_ingest(&known_ids).await?;
+        let relayed = self.relayed(messages).await?;
 
         let mut outcomes: Vec<MessageOutcome> = Vec::with_capacity(messages.len());
         let mut pending: Vec<Pending> = Vec::new();
@@ -108,7 +126,7 @@ impl Pipeline {
 
         for (index, message) in messages.iter().enumerate() {
             let device = devices.get(&message.device_id);
-            let (message_id, accepted, rejections) = self.decode(message, device);
+            let (message_id, accepted, rejections) = self.decode(message, device, &relayed);
             for rejection in &rejections {
                 rejection_rows.push(rejection_row(
                     message,
@@ -212,11 +230,37 @@ impl Pipeline {
         Ok(outcomes)
     }
 
+    /// The (gateway, device) pairs of the batch where the gateway, as the registry has it now,
+    /// relays the device: one query for the whole batch, none without gateways.
+    async fn relayed(
+        &self,
+        messages: &[IncomingMessage],
+    ) -> Result<HashSet<(String, String)>, StorageError> {
+        let pairs: Vec<(&str, &str)> = messages
+            .iter()
+            .filter_map(|m| match &m.authorization {
+                BrokerAuthorization::Allowed(Publisher::Gateway(g)) => {
+                    Some((g.as_str(), m.device_id.as_str()))
+                }
+                _ => None,
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(self
+            .store
+            .relayed_pairs(&pairs)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     /// Decodes and validates one message for the device the registry knows (if any).
     fn decode(
         &self,
         message: &IncomingMessage,
         device: Option<&DeviceForIngest>,
+        relayed: &HashSet<(String, String)>,
     ) -> (Option<String>, Vec<Reading>, Vec<Rejection>) {
         let parsed = wire::parse_message(&message.payload, &self.limits);
         let (message_id, count) = match &parsed {
@@ -226,6 +270,10 @@ impl Pipeline {
                 refused.rejection.readings_covered,
             ),
         };
+        if let Some(detail) = unauthorized(message, relayed) {
+            let refusal = Rejection::message(RejectionReason::NotAuthorized, detail, count);
+            return (message_id, Vec::new(), vec![refusal]);
+        }
         let device = match device {
             None => {
                 let detail = format!("device {:?} is not registered", message.device_id);
@@ -258,6 +306,29 @@ impl Pipeline {
     }
 }
 
+/// Why the message's publisher may not publish for the device it names, if it may not.
+fn unauthorized(message: &IncomingMessage, relayed: &HashSet<(String, String)>) -> Option<String> {
+    match &message.authorization {
+        BrokerAuthorization::NotReported => None,
+        BrokerAuthorization::Refused(_, detail) => Some(detail.clone()),
+        BrokerAuthorization::Allowed(Publisher::Device(d)) if d.as_str() == message.device_id => {
+            None
+        }
+        BrokerAuthorization::Allowed(Publisher::Device(d)) => Some(format!(
+            "device {d} may publish only its own readings, not device {:?}'s",
+            message.device_id
+        )),
+        BrokerAuthorization::Allowed(Publisher::Gateway(g)) => {
+            (!relayed.contains(&(g.as_str().to_owned(), message.device_id.clone()))).then(|| {
+                format!(
+                    "gateway {g} does not relay device {:?} (not attached, or revoked)",
+                    message.device_id
+                )
+            })
+        }
+    }
+}
+
 fn rejection_row(
     message: &IncomingMessage,
     device: Option<&DeviceForIngest>,
@@ -269,9 +340,20 @@ fn rejection_row(
         Some(raw) => truncate_utf8(raw.as_bytes()),
         None => truncate_utf8(&message.payload),
     };
+    let publisher = match &message.authorization {
+        BrokerAuthorization::NotReported => None,
+        BrokerAuthorization::Allowed(p) | BrokerAuthorization::Refused(p, _) => Some(p.to_string()),
+    };
+    // An attempt to write into a record the publisher may not write to is kept as evidence,
+    // but not as the named patient's own data.
+    let patient_id = match rejection.reason {
+        RejectionReason::NotAuthorized => None,
+        _ => device.map(|d| d.patient_id),
+    };
     RejectionRow {
         device_id: message.device_id.clone(),
-        patient_id: device.map(|d| d.patient_id),
+        patient_id,
+        publisher,
         message_id: message_id.map(str::to_owned),
         reading_index: rejection.index.and_then(|i| i32::try_from(i).ok()),
         device_reading_id: rejection.device_reading_id.clone(),

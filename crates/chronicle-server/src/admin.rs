@@ -1,7 +1,9 @@
-//! Operator commands that work before any UI exists: migrations, patients and devices.
+//! Operator commands that work before any UI exists: migrations, patients, devices, gateways,
+//! ingest accounts, users, organizations and teams.
 
 use crate::cli::{
-    DatabaseSettings, DeviceCommand, OrgCommand, PatientCommand, TeamCommand, UserCommand,
+    DatabaseSettings, DeviceCommand, GatewayCommand, IngestAccountCommand, OrgCommand,
+    PatientCommand, TeamCommand, UserCommand,
 };
 use crate::database::Database;
 use anyhow::Context;
@@ -219,8 +221,158 @@ async fn run_device(database: &Database, command: DeviceCommand) -> anyhow::Resu
                     .unwrap_or_default()
             );
         }
+        DeviceCommand::RotateSecret { device, json } => {
+            let credentials = database.store.rotate_device_secret(&device).await?;
+            print_credentials(
+                json,
+                "device",
+                credentials.device_id.as_str(),
+                &credentials.secret,
+            )?;
+        }
     }
     Ok(())
+}
+
+/// Prints an identity's MQTT credentials, the secret shown this once.
+fn print_credentials(json: bool, what: &str, username: &str, secret: &str) -> anyhow::Result<()> {
+    if json {
+        let out = serde_json::json!({ "mqtt_username": username, "mqtt_password": secret });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{what}:{}{username}",
+            " ".repeat(15usize.saturating_sub(what.len() + 1))
+        );
+        println!("MQTT username:  {username}");
+        println!("MQTT password:  {secret}   (shown once; only its hash is stored)");
+    }
+    Ok(())
+}
+
+pub async fn gateway(settings: &DatabaseSettings, command: GatewayCommand) -> anyhow::Result<()> {
+    with_database(settings, async |database| {
+        let store = &database.store;
+        match command {
+            GatewayCommand::Add {
+                patient,
+                label,
+                devices,
+                json,
+            } => {
+                let (gateway, credentials) = store
+                    .create_gateway(patient, label.as_deref(), &devices)
+                    .await?;
+                if json {
+                    let out = serde_json::json!({
+                        "gateway_id": gateway.id,
+                        "patient_id": gateway.patient_id,
+                        "devices": gateway.devices,
+                        "mqtt_username": credentials.gateway_id,
+                        "mqtt_password": credentials.secret,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                } else {
+                    print_credentials(
+                        false,
+                        "gateway id",
+                        gateway.id.as_str(),
+                        &credentials.secret,
+                    )?;
+                    print_gateway_devices(&gateway);
+                }
+            }
+            GatewayCommand::List { patient, json } => {
+                let gateways = store.list_gateways(patient).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&gateways)?);
+                } else {
+                    for g in gateways {
+                        let state = match g.revoked_at {
+                            Some(at) => format!("revoked {}", at.to_rfc3339()),
+                            None => "active".to_owned(),
+                        };
+                        let owner = g.patient_id.map(|p| p.to_string()).unwrap_or_default();
+                        let devices: Vec<&str> = g.devices.iter().map(|d| d.as_str()).collect();
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            g.id,
+                            owner,
+                            state,
+                            g.label.unwrap_or_default(),
+                            devices.join(",")
+                        );
+                    }
+                }
+            }
+            GatewayCommand::Attach { gateway, devices } => {
+                print_gateway_devices(&store.attach_devices(&gateway, &devices).await?);
+            }
+            GatewayCommand::Detach { gateway, devices } => {
+                print_gateway_devices(&store.detach_devices(&gateway, &devices).await?);
+            }
+            GatewayCommand::Revoke { gateway } => {
+                let revoked = store.revoke_gateway(&gateway).await?;
+                println!(
+                    "gateway {} revoked at {}",
+                    revoked.id,
+                    revoked
+                        .revoked_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn print_gateway_devices(gateway: &chronicle_storage::Gateway) {
+    let devices: Vec<&str> = gateway.devices.iter().map(|d| d.as_str()).collect();
+    println!("gateway {} relays: {}", gateway.id, devices.join(" "));
+}
+
+pub async fn ingest_account(
+    settings: &DatabaseSettings,
+    command: IngestAccountCommand,
+) -> anyhow::Result<()> {
+    with_database(settings, async |database| {
+        let store = &database.store;
+        match command {
+            IngestAccountCommand::Add { name, json } => {
+                let (account, secret) = store.create_ingest_account(&name).await?;
+                print_credentials(json, "ingest account", &account.name, &secret)?;
+            }
+            IngestAccountCommand::List { json } => {
+                let accounts = store.list_ingest_accounts().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&accounts)?);
+                } else {
+                    for a in accounts {
+                        let state = match a.revoked_at {
+                            Some(at) => format!("revoked {}", at.to_rfc3339()),
+                            None => "active".to_owned(),
+                        };
+                        println!("{}\t{}", a.name, state);
+                    }
+                }
+            }
+            IngestAccountCommand::Revoke { name } => {
+                let revoked = store.revoke_ingest_account(&name).await?;
+                println!(
+                    "ingest account {} revoked at {}",
+                    revoked.name,
+                    revoked
+                        .revoked_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Opens the database, runs one command, and closes it whatever the outcome.

@@ -178,7 +178,7 @@ async fn phases(
     let ceiling_broker = start_mosquitto(args.broker).await?;
     let stand_in = match &ceiling_broker {
         Some(mosquitto) => StandIn::connect(mosquitto.port()).await?,
-        None => StandIn::start(server::free_port()?).await?,
+        None => StandIn::start().await?,
     };
     options.port = stand_in.port();
     Fleet::connect(warm_up(), &options).await?.run().await?;

@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use chronicle_domain::sharing::Role;
-use chronicle_domain::{DeviceId, DeviceKind};
+use chronicle_domain::{DeviceId, DeviceKind, GatewayId};
 use chronicle_storage::{TimescaleMode, TimescaleSettings};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -52,6 +52,16 @@ pub enum Command {
     /// Manage devices and their MQTT credentials.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Manage gateways: one MQTT identity relaying for several devices (a phone app, a home
+    /// hub, a clinic's bedside gateway, the simulator's load mode).
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Manage the identities Chronicle's own ingest uses on an external broker.
+    #[command(subcommand, name = "ingest-account")]
+    IngestAccount(IngestAccountCommand),
+    /// TLS certificates for a clinic or lab.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Manage user accounts, guardians and API tokens.
     #[command(subcommand)]
     User(UserCommand),
@@ -420,11 +430,107 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a device: its credentials stop working and its messages are refused.
+    /// Revoke a device: its credentials stop working, its connections are dropped, it leaves
+    /// every gateway, and its messages are refused.
     Revoke {
         /// The device id.
         #[arg(value_parser = parse_device_id)]
         device: DeviceId,
+    },
+    /// Give a device a new secret (shown once); the old one stops working and its
+    /// connections are dropped.
+    RotateSecret {
+        /// The device id.
+        #[arg(value_parser = parse_device_id)]
+        device: DeviceId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Register a gateway and print its id and MQTT credentials (shown once).
+    Add {
+        /// The patient whose own gateway it is (their phone app, a home hub): it can relay
+        /// only their devices. Without it, a clinic's or an operator's gateway.
+        #[arg(long)]
+        patient: Option<Uuid>,
+        /// A free-text label, e.g. "Ada's phone".
+        #[arg(long)]
+        label: Option<String>,
+        /// A device it relays; repeat for several.
+        #[arg(long = "device", value_parser = parse_device_id)]
+        devices: Vec<DeviceId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List gateways and the devices they relay, optionally of one patient.
+    List {
+        #[arg(long)]
+        patient: Option<Uuid>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a gateway relay more devices.
+    Attach {
+        #[arg(value_parser = parse_gateway_id)]
+        gateway: GatewayId,
+        #[arg(value_parser = parse_device_id, required = true)]
+        devices: Vec<DeviceId>,
+    },
+    /// Stop a gateway relaying devices; its next message for them is refused.
+    Detach {
+        #[arg(value_parser = parse_gateway_id)]
+        gateway: GatewayId,
+        #[arg(value_parser = parse_device_id, required = true)]
+        devices: Vec<DeviceId>,
+    },
+    /// Revoke a gateway: its credentials stop working and its connections are dropped.
+    Revoke {
+        #[arg(value_parser = parse_gateway_id)]
+        gateway: GatewayId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestAccountCommand {
+    /// Register an account for one `chronicle serve` process on an external broker and print
+    /// its password (shown once). Each process of a shared subscription needs its own.
+    Add {
+        /// The account's name, also its MQTT username and client id, e.g. ingest-1.
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List ingest accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an ingest account; an external Mosquitto drops its connection.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Make a private certificate authority and a server certificate signed by it, for HTTPS
+    /// and MQTT over TLS: ca.pem (give it to devices and browsers), ca-key.pem (keep it
+    /// offline), server.pem and server-key.pem (for --tls-cert and --tls-key).
+    Init {
+        /// Where to write the files; existing files are never overwritten.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A host name or IP address devices and browsers use to reach the server; repeat for
+        /// several. [default: localhost and 127.0.0.1]
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// How long the server certificate is valid. [default: 825]
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// The organization named in the certificates.
+        #[arg(long, default_value = "Chronicle")]
+        organization: String,
     },
 }
 
@@ -441,6 +547,10 @@ fn parse_kind(s: &str) -> Result<DeviceKind, String> {
 
 fn parse_device_id(s: &str) -> Result<DeviceId, String> {
     DeviceId::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_gateway_id(s: &str) -> Result<GatewayId, String> {
+    GatewayId::parse(s).map_err(|e| e.to_string())
 }
 
 /// Where the database is. Shared by every subcommand.
@@ -565,14 +675,56 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
 
-    /// External MQTT broker, mqtt://[user:password@]host[:port]. Without it, Chronicle runs
-    /// an embedded broker (in memory only) on --mqtt-listen.
+    /// Certificate chain (PEM, the server's certificate first) for HTTPS and for the
+    /// embedded broker's TLS listener. `chronicle tls init` makes one for a clinic or lab.
+    #[arg(long, env = "CHRONICLE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "CHRONICLE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTP or MQTT without TLS on an address other than loopback, or reach an external
+    /// broker over the network without TLS. Refused unless set: readings, secrets and tokens
+    /// would cross the network in clear (set it when a TLS proxy in front does TLS).
+    /// [default: false]
+    #[arg(long, env = "CHRONICLE_ALLOW_PLAINTEXT", value_name = "BOOL")]
+    pub allow_plaintext: Option<bool>,
+
+    /// External MQTT broker, mqtt://[user:password@]host[:port] or mqtts://… for TLS. Without
+    /// it, Chronicle runs its embedded broker on --mqtt-listen (and --mqtt-tls-listen).
     #[arg(long, env = "CHRONICLE_MQTT_URL", hide_env_values = true)]
     pub mqtt_url: Option<String>,
 
-    /// Listen address of the embedded MQTT broker. [default: 127.0.0.1:1883]
+    /// CA certificate (PEM) that signed the external broker's certificate, for an mqtts://
+    /// URL. [default: the system's trusted roots]
+    #[arg(long, env = "CHRONICLE_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
+
+    /// Listen address of the embedded MQTT broker without TLS. [default: 127.0.0.1:1883]
     #[arg(long, env = "CHRONICLE_MQTT_LISTEN")]
     pub mqtt_listen: Option<SocketAddr>,
+
+    /// Listen address of the embedded MQTT broker's TLS listener (MQTT over TLS, usually port
+    /// 8883), with --tls-cert and --tls-key.
+    #[arg(long, env = "CHRONICLE_MQTT_TLS_LISTEN")]
+    pub mqtt_tls_listen: Option<SocketAddr>,
+
+    /// With an external Mosquitto: the directory where Chronicle keeps Mosquitto's
+    /// `password_file` (chronicle.passwd) and `acl_file` (chronicle.acl) written from the
+    /// registry, so Mosquitto enforces who may connect and which topics each may use
+    /// (docs/security.md has the configuration).
+    #[arg(long, env = "CHRONICLE_MOSQUITTO_AUTH_DIR")]
+    pub mosquitto_auth_dir: Option<PathBuf>,
+
+    /// With --mosquitto-auth-dir: Mosquitto's pid_file. Chronicle sends that process SIGHUP
+    /// after each change, so Mosquitto reloads the files and drops revoked clients.
+    #[arg(
+        long,
+        env = "CHRONICLE_MOSQUITTO_PID_FILE",
+        requires = "mosquitto_auth_dir"
+    )]
+    pub mosquitto_pid_file: Option<PathBuf>,
 
     /// MQTT client id of the ingest. Fixed so the broker keeps its persistent session across
     /// restarts; every server process needs its own. [default: chronicle-ingest]
@@ -593,9 +745,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_MQTT_MAX_PACKET_BYTES")]
     pub mqtt_max_packet_bytes: Option<usize>,
 
-    /// Unacknowledged QoS 1 messages per client: the embedded broker's in-flight window and
-    /// the ingest's own outgoing window. An external broker needs the same (Mosquitto:
-    /// max_inflight_messages). [default: 1000]
+    /// Unacknowledged QoS 1 messages per client: the embedded broker's window in both
+    /// directions (messages a client may have waiting for their commit, acks sent and not
+    /// acknowledged) and the ingest's own outgoing window towards an external broker, which
+    /// needs the same (Mosquitto: max_inflight_messages). [default: 1000]
     #[arg(long, env = "CHRONICLE_MQTT_INFLIGHT")]
     pub mqtt_inflight: Option<u16>,
 
@@ -611,16 +764,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_MAX_FUTURE_SKEW_SECONDS")]
     pub max_future_skew_seconds: Option<u32>,
 
-    /// Messages per database batch at most. A batch can never hold more messages than the
-    /// broker lets the ingest have unacknowledged, so a larger value only makes batches wait
-    /// out the linger. [default: 100 with the embedded broker (rumqttd's fixed window), else
-    /// --mqtt-inflight up to 1000]
+    /// Messages per database batch at most. With an external broker a batch can never hold
+    /// more messages than the broker lets the ingest have unacknowledged.
+    /// [default: --mqtt-inflight up to 1000]
     #[arg(long, env = "CHRONICLE_BATCH_MAX_MESSAGES")]
     pub batch_max_messages: Option<usize>,
 
-    /// How long a batch waits for more messages before it is written, in milliseconds. Under
-    /// load a batch fills before this; when the broker's window is what stops it filling, the
-    /// wait is idle time (docs/benchmarks.md measures the difference). [default: 2]
+    /// How long a batch may wait for more messages, in milliseconds, when every commit slot is
+    /// busy. A batch is written at once when a slot is free, so at light load a reading waits
+    /// for no linger. [default: 2]
     #[arg(long, env = "CHRONICLE_BATCH_LINGER_MS")]
     pub batch_linger_ms: Option<u64>,
 
@@ -647,6 +799,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub http_addr: SocketAddr,
+    /// HTTPS and the embedded broker's TLS listener.
+    pub tls: Option<TlsFiles>,
     pub mqtt: MqttEndpoint,
     pub mqtt_client_id: String,
     pub mqtt_shared_group: Option<String>,
@@ -663,50 +817,107 @@ pub struct ServeSettings {
     pub shutdown_grace: Duration,
 }
 
+/// A certificate chain and its key, PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub certificate_chain: PathBuf,
+    pub private_key: PathBuf,
+}
+
 /// The broker the ingest uses.
 #[derive(Debug, Clone)]
 pub enum MqttEndpoint {
-    /// Run rumqttd inside the process on this address.
-    Embedded { listen: SocketAddr },
+    /// Run Chronicle's own broker inside the process.
+    Embedded {
+        listen: SocketAddr,
+        tls_listen: Option<SocketAddr>,
+    },
     /// Connect to a broker someone else runs.
     External {
         host: String,
         port: u16,
         credentials: Option<(String, String)>,
+        /// `Some` for mqtts://: the CA to trust (`None`: the system's roots).
+        tls: Option<Option<PathBuf>>,
+        /// Keep an external Mosquitto's password and ACL files from the registry.
+        mosquitto: Option<MosquittoFiles>,
     },
 }
 
-/// QoS 1 messages rumqttd (the embedded broker) sends a subscriber before it waits for their
-/// PUBACKs: fixed inside rumqttd 0.20, whatever --mqtt-inflight says. The ingest acknowledges
-/// only after the commit, so this is also the most messages one batch can get.
-const EMBEDDED_BROKER_WINDOW: usize = 100;
+/// Where Chronicle writes an external Mosquitto's password and ACL files.
+#[derive(Debug, Clone)]
+pub struct MosquittoFiles {
+    pub dir: PathBuf,
+    /// Mosquitto's pid file: SIGHUP after each change makes it reload them.
+    pub pid_file: Option<PathBuf>,
+}
 
 impl ServeArgs {
     pub fn merged_with(&self, file: &FileConfig) -> anyhow::Result<ServeSettings> {
         let f = &file.serve;
         let mqtt_inflight = self.mqtt_inflight.or(f.mqtt_inflight).unwrap_or(1000);
-        let mqtt = match self.mqtt_url.as_ref().or(f.mqtt_url.as_ref()) {
-            Some(url) => parse_mqtt_url(url)?,
-            None => MqttEndpoint::Embedded {
-                listen: self
-                    .mqtt_listen
-                    .or(f.mqtt_listen)
-                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883))),
-            },
+        let tls = match (
+            self.tls_cert.clone().or_else(|| f.tls_cert.clone()),
+            self.tls_key.clone().or_else(|| f.tls_key.clone()),
+        ) {
+            (Some(certificate_chain), Some(private_key)) => Some(TlsFiles {
+                certificate_chain,
+                private_key,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
         };
+        let allow_plaintext = self.allow_plaintext.or(f.allow_plaintext).unwrap_or(false);
+        let mosquitto = self
+            .mosquitto_auth_dir
+            .clone()
+            .or_else(|| f.mosquitto_auth_dir.clone())
+            .map(|dir| MosquittoFiles {
+                dir,
+                pid_file: self
+                    .mosquitto_pid_file
+                    .clone()
+                    .or_else(|| f.mosquitto_pid_file.clone()),
+            });
+        let mqtt = match self.mqtt_url.as_ref().or(f.mqtt_url.as_ref()) {
+            Some(url) => {
+                let ca_file = self.mqtt_ca_file.clone().or_else(|| f.mqtt_ca_file.clone());
+                parse_mqtt_url(url, ca_file, mosquitto)?
+            }
+            None => {
+                anyhow::ensure!(
+                    mosquitto.is_none(),
+                    "--mosquitto-auth-dir is for an external Mosquitto (--mqtt-url); the embedded broker asks the registry itself"
+                );
+                let tls_listen = self.mqtt_tls_listen.or(f.mqtt_tls_listen);
+                anyhow::ensure!(
+                    tls_listen.is_none() || tls.is_some(),
+                    "--mqtt-tls-listen needs --tls-cert and --tls-key (`chronicle tls init` makes them)"
+                );
+                MqttEndpoint::Embedded {
+                    listen: self
+                        .mqtt_listen
+                        .or(f.mqtt_listen)
+                        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883))),
+                    tls_listen,
+                }
+            }
+        };
+        let http_addr = self
+            .http_addr
+            .or(f.http_addr)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        if !allow_plaintext {
+            refuse_plaintext(http_addr, tls.is_some(), &mqtt)?;
+        }
         let batch_max_messages = self
             .batch_max_messages
             .or(f.batch_max_messages)
-            .unwrap_or(match mqtt {
-                MqttEndpoint::Embedded { .. } => EMBEDDED_BROKER_WINDOW,
-                MqttEndpoint::External { .. } => usize::from(mqtt_inflight).min(1000),
-            })
+            .unwrap_or(usize::from(mqtt_inflight).min(1000))
             .max(1);
         Ok(ServeSettings {
-            http_addr: self
-                .http_addr
-                .or(f.http_addr)
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            http_addr,
+            tls,
             mqtt,
             mqtt_client_id: self
                 .mqtt_client_id
@@ -759,12 +970,49 @@ impl ServeArgs {
     }
 }
 
-fn parse_mqtt_url(text: &str) -> anyhow::Result<MqttEndpoint> {
-    let url = url::Url::parse(text).with_context(|| format!("invalid MQTT URL {text:?}"))?;
+/// Refuses listeners and broker connections that would carry health data, secrets or tokens
+/// over the network in clear.
+fn refuse_plaintext(http_addr: SocketAddr, tls: bool, mqtt: &MqttEndpoint) -> anyhow::Result<()> {
     anyhow::ensure!(
-        matches!(url.scheme(), "mqtt" | "tcp"),
-        "MQTT URL must start with mqtt:// (TLS brokers are not supported yet), got {text:?}"
+        tls || http_addr.ip().is_loopback(),
+        "refusing to serve HTTP without TLS on {http_addr}, beyond this machine: give --tls-cert and \
+         --tls-key (`chronicle tls init` makes them), listen on 127.0.0.1, or set \
+         --allow-plaintext true if a TLS proxy in front does TLS"
     );
+    match mqtt {
+        MqttEndpoint::Embedded { listen, .. } => anyhow::ensure!(
+            listen.ip().is_loopback(),
+            "refusing to serve MQTT without TLS on {listen}, beyond this machine: keep --mqtt-listen \
+             on 127.0.0.1 and give devices --mqtt-tls-listen (with --tls-cert and --tls-key), or set \
+             --allow-plaintext true"
+        ),
+        MqttEndpoint::External { host, tls, .. } => {
+            let local = host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            anyhow::ensure!(
+                tls.is_some() || local,
+                "refusing to reach the MQTT broker {host} without TLS: use an mqtts:// URL (with \
+                 --mqtt-ca-file for a private CA), or set --allow-plaintext true"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_mqtt_url(
+    text: &str,
+    ca_file: Option<PathBuf>,
+    mosquitto: Option<MosquittoFiles>,
+) -> anyhow::Result<MqttEndpoint> {
+    let url = url::Url::parse(text).with_context(|| format!("invalid MQTT URL {text:?}"))?;
+    let (tls, default_port) = match url.scheme() {
+        "mqtt" | "tcp" => (None, 1883),
+        "mqtts" | "ssl" => (Some(ca_file), 8883),
+        _ => anyhow::bail!("MQTT URL must start with mqtt:// or mqtts://, got {text:?}"),
+    };
     let host = url.host_str().context("MQTT URL has no host")?.to_owned();
     let credentials = (!url.username().is_empty()).then(|| {
         (
@@ -774,8 +1022,10 @@ fn parse_mqtt_url(text: &str) -> anyhow::Result<MqttEndpoint> {
     });
     Ok(MqttEndpoint::External {
         host,
-        port: url.port().unwrap_or(1883),
+        port: url.port().unwrap_or(default_port),
         credentials,
+        tls,
+        mosquitto,
     })
 }
 
@@ -844,7 +1094,7 @@ mod tests {
         let serve = args.merged_with(&file).expect("valid settings");
         assert_eq!(serve.http_addr, "0.0.0.0:9000".parse().expect("address"));
         assert_eq!(serve.batch_linger, Duration::from_millis(50));
-        assert_eq!(serve.batch_max_messages, EMBEDDED_BROKER_WINDOW);
+        assert_eq!(serve.batch_max_messages, 1000);
         let database = DatabaseArgs::default().merged_with(&file);
         assert_eq!(database.data_dir, PathBuf::from("/srv/chronicle"));
         assert_eq!(database.timescale.compress_after_days, Some(30));
@@ -857,7 +1107,10 @@ mod tests {
             host,
             port,
             credentials,
-        } = parse_mqtt_url("mqtt://ingest:s3cret@broker.example:1884").expect("valid url")
+            tls,
+            ..
+        } = parse_mqtt_url("mqtt://ingest:s3cret@broker.example:1884", None, None)
+            .expect("valid url")
         else {
             panic!("expected an external broker");
         };
@@ -866,7 +1119,40 @@ mod tests {
             credentials,
             Some(("ingest".to_owned(), "s3cret".to_owned()))
         );
-        assert!(parse_mqtt_url("http://x").is_err());
+        assert!(tls.is_none());
+        let Ok(MqttEndpoint::External { port, tls, .. }) =
+            parse_mqtt_url("mqtts://broker.example", None, None)
+        else {
+            panic!("expected an external broker");
+        };
+        assert_eq!((port, tls), (8883, Some(None)));
+        assert!(parse_mqtt_url("http://x", None, None).is_err());
+    }
+
+    #[test]
+    fn plaintext_beyond_loopback_is_refused_unless_allowed() {
+        let public: SocketAddr = "0.0.0.0:8080".parse().expect("address");
+        let loopback: SocketAddr = "127.0.0.1:8080".parse().expect("address");
+        let embedded = |listen: &str| MqttEndpoint::Embedded {
+            listen: listen.parse().expect("address"),
+            tls_listen: None,
+        };
+        assert!(refuse_plaintext(loopback, false, &embedded("127.0.0.1:1883")).is_ok());
+        assert!(refuse_plaintext(public, false, &embedded("127.0.0.1:1883")).is_err());
+        assert!(refuse_plaintext(public, true, &embedded("127.0.0.1:1883")).is_ok());
+        assert!(refuse_plaintext(public, true, &embedded("0.0.0.0:1883")).is_err());
+        let remote = parse_mqtt_url("mqtt://broker.example", None, None).expect("url");
+        assert!(refuse_plaintext(loopback, false, &remote).is_err());
+        let local = parse_mqtt_url("mqtt://127.0.0.1:1884", None, None).expect("url");
+        assert!(refuse_plaintext(loopback, false, &local).is_ok());
+        let secure = parse_mqtt_url("mqtts://broker.example", None, None).expect("url");
+        assert!(refuse_plaintext(loopback, false, &secure).is_ok());
+        let args = ServeArgs {
+            http_addr: Some(public),
+            allow_plaintext: Some(true),
+            ..ServeArgs::default()
+        };
+        assert!(args.merged_with(&FileConfig::default()).is_ok());
     }
 
     #[test]

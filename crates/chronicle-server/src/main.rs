@@ -6,7 +6,9 @@ mod bench;
 mod cli;
 mod database;
 mod demo;
+mod device_channel;
 mod serve;
+mod tls;
 mod trends;
 
 use clap::Parser;
@@ -55,6 +57,9 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Migrate => admin::migrate(&database).await,
         cli::Command::Patient(command) => admin::patient(&database, command).await,
         cli::Command::Device(command) => admin::device(&database, command).await,
+        cli::Command::Gateway(command) => admin::gateway(&database, command).await,
+        cli::Command::IngestAccount(command) => admin::ingest_account(&database, command).await,
+        cli::Command::Tls(command) => tls::run(command),
         cli::Command::User(command) => admin::user(&database, command).await,
         cli::Command::Org(command) => admin::org(&database, command).await,
         cli::Command::Team(command) => admin::team(&database, command).await,
@@ -66,10 +71,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = std::env::var("CHRONICLE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        // rumqttd logs every client that goes away before its CONNECT (our own start-up probe
-        // included) as an ERROR of rumqttd::server::broker: a client's affair, not the
-        // server's. Refused devices are logged by Chronicle's own authentication hook.
-        .unwrap_or_else(|_| "info,rumqttd=warn,rumqttd::server::broker=off,sqlx=warn".to_owned());
+        .unwrap_or_else(|_| "info,sqlx=warn".to_owned());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

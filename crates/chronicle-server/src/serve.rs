@@ -3,22 +3,21 @@
 
 use crate::cli::{DatabaseSettings, MqttEndpoint, ServeSettings};
 use crate::database::Database;
+use crate::device_channel::{MosquittoSync, RegistryAuthority, follow_registry};
 use anyhow::Context;
 use chronicle_alerts::{AlertMetrics, AlertServices, AlertSettings};
+use chronicle_broker::{Broker, BrokerMetrics, BrokerSettings, Listener};
 use chronicle_domain::wire::DecodeLimits;
-use chronicle_embedded::{EmbeddedBroker, EmbeddedBrokerConfig};
 use chronicle_ingest::batcher::spawn_batcher;
 use chronicle_ingest::mqtt::{self, BrokerStatus, MqttSettings};
-use chronicle_ingest::{BatchSettings, IngestMetrics, Pipeline};
+use chronicle_ingest::{BatchSettings, IngestHandle, IngestMetrics, Pipeline};
 use chronicle_storage::Store;
 use prometheus_client::registry::Registry;
-use rand::distr::{Alphanumeric, SampleString};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// The username the ingest itself uses on the embedded broker.
-const INGEST_USERNAME: &str = "chronicle-ingest";
 
 pub async fn run(
     database_settings: DatabaseSettings,
@@ -37,7 +36,7 @@ pub async fn run(
 /// The running server, for a command that works beside it (`chronicle demo`).
 pub struct Running {
     pub http_addr: std::net::SocketAddr,
-    /// Where devices reach the broker.
+    /// Where devices reach the broker (without TLS when the embedded broker has both).
     pub mqtt_host: String,
     pub mqtt_port: u16,
     pub topic_prefix: String,
@@ -59,19 +58,44 @@ where
     let mut registry = Registry::default();
     let metrics = IngestMetrics::register(&mut registry);
     let alert_metrics = AlertMetrics::register(&mut registry);
+    let broker_metrics = BrokerMetrics::register(&mut registry);
 
-    // Bind HTTP first: a port conflict should stop start-up before anything else runs.
-    let listener = tokio::net::TcpListener::bind(settings.http_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for HTTP on {} (use --http-addr)",
-                settings.http_addr
-            )
-        })?;
+    // Bind every listener first: a port conflict should stop start-up before anything runs.
+    let listener = bind(settings.http_addr, "HTTP", "--http-addr").await?;
     let http_addr = listener.local_addr()?;
-
-    let (mqtt_settings, broker) = connect_broker(settings, &store)?;
+    let http_tls = match &settings.tls {
+        Some(files) => Some(
+            chronicle_broker::tls::server_config(
+                &files.certificate_chain,
+                &files.private_key,
+                &[b"h2", b"http/1.1"],
+            )
+            .context("cannot use the TLS certificate for HTTPS")?,
+        ),
+        None => None,
+    };
+    let mqtt_listeners = match &settings.mqtt {
+        MqttEndpoint::Embedded { listen, tls_listen } => {
+            let mut listeners = vec![Listener {
+                tcp: bind(*listen, "MQTT", "--mqtt-listen").await?,
+                tls: None,
+            }];
+            if let (Some(addr), Some(files)) = (tls_listen, &settings.tls) {
+                listeners.push(Listener {
+                    tcp: bind(*addr, "MQTT over TLS", "--mqtt-tls-listen").await?,
+                    tls: Some(
+                        chronicle_broker::tls::acceptor(
+                            &files.certificate_chain,
+                            &files.private_key,
+                        )
+                        .context("cannot use the TLS certificate for MQTT")?,
+                    ),
+                });
+            }
+            listeners
+        }
+        MqttEndpoint::External { .. } => Vec::new(),
+    };
 
     let shutdown = CancellationToken::new();
     let abandon = CancellationToken::new();
@@ -83,7 +107,7 @@ where
             max_future_skew: chrono::Duration::from_std(settings.max_future_skew)
                 .unwrap_or(chrono::Duration::minutes(10)),
         },
-        metrics,
+        metrics.clone(),
     )
     .with_followup_consumers(&[
         chronicle_alerts::CONSUMER,
@@ -126,12 +150,17 @@ where
         abandon.clone(),
     );
     let broker_status = BrokerStatus::default();
-    let mqtt_task = tokio::spawn(mqtt::run(
-        mqtt_settings.clone(),
+    let front_door = start_front_door(
+        settings,
+        &store,
+        mqtt_listeners,
         ingest,
-        broker_status.clone(),
+        &broker_status,
+        &metrics,
+        broker_metrics,
         shutdown.clone(),
-    ));
+    )
+    .await?;
 
     let router = chronicle_http::router(chronicle_http::AppState {
         store: store.clone(),
@@ -141,33 +170,50 @@ where
         alerts: alerts.hub.clone(),
         shutdown: shutdown.clone(),
     });
-    let http_task = tokio::spawn(chronicle_http::serve(listener, router, shutdown.clone()));
+    let http_task = tokio::spawn(chronicle_http::serve(
+        listener,
+        http_tls,
+        router,
+        shutdown.clone(),
+    ));
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
 
     tracing::info!(database = %database.endpoint, "database");
-    match &broker {
-        Some(b) => tracing::info!(
-            mqtt = %format!("mqtt://{}", b.listen_addr()),
-            "embedded MQTT broker (in memory only: messages queued for offline clients are lost when the server stops)"
-        ),
-        None => {
-            tracing::info!(mqtt = %format!("mqtt://{}:{}", mqtt_settings.host, mqtt_settings.port), "external MQTT broker")
+    match &front_door {
+        FrontDoor::Embedded { broker, .. } => {
+            for addr in broker.addrs() {
+                let scheme = if addr.tls { "mqtts" } else { "mqtt" };
+                tracing::info!(
+                    mqtt = %format!("{scheme}://{}", addr.addr),
+                    "embedded MQTT broker (sessions in memory only: a device's subscriptions and \
+                     undelivered acks are gone when the server stops; a reading is acknowledged \
+                     only once stored)"
+                );
+            }
+        }
+        FrontDoor::External { settings: mqtt, .. } => {
+            tracing::info!(mqtt = %format!("{}:{}", mqtt.host, mqtt.port), subscription = %mqtt.subscription(), client_id = %mqtt.client_id, "external MQTT broker");
         }
     }
-    tracing::info!(subscription = %mqtt_settings.subscription(), client_id = %mqtt_settings.client_id, "MQTT ingest");
-    tracing::info!(http = %format!("http://{http_addr}"), "HTTP API");
-    println!("Chronicle is running. Dashboard: http://{http_addr}/   (Ctrl-C to stop)");
+    tracing::info!(http = %format!("{scheme}://{http_addr}"), "HTTP API");
+    println!("Chronicle is running. Dashboard: {scheme}://{http_addr}/   (Ctrl-C to stop)");
 
-    let (mqtt_host, mqtt_port) = match &broker {
-        Some(b) => {
-            let addr = b.listen_addr();
-            let host = if addr.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                addr.ip().to_string()
-            };
-            (host, addr.port())
+    let (mqtt_host, mqtt_port) = match &front_door {
+        FrontDoor::Embedded { broker, .. } => {
+            let addr = broker
+                .addrs()
+                .iter()
+                .find(|a| !a.tls)
+                .or(broker.addrs().first())
+                .map(|a| a.addr)
+                .context("the embedded broker has no listener")?;
+            (reachable_host(addr), addr.port())
         }
-        None => (mqtt_settings.host.clone(), mqtt_settings.port),
+        FrontDoor::External { settings: mqtt, .. } => (mqtt.host.clone(), mqtt.port),
     };
     let outcome = main(Running {
         http_addr,
@@ -184,8 +230,20 @@ where
         tokio::time::sleep(grace).await;
         abandon.cancel();
     });
-    if let Err(e) = mqtt_task.await {
-        tracing::error!(error = %e, "MQTT ingest task failed");
+    match front_door {
+        FrontDoor::Embedded { broker, registry } => {
+            // A little longer than the batcher's grace, so an abandoned batch ends first.
+            broker.join(grace + Duration::from_secs(5)).await;
+            let _ = registry.await;
+        }
+        FrontDoor::External { task, registry, .. } => {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "MQTT ingest task failed");
+            }
+            if let Some(registry) = registry {
+                let _ = registry.await;
+            }
+        }
     }
     if let Err(e) = batcher.await {
         tracing::error!(error = %e, "ingest batcher task failed");
@@ -202,98 +260,130 @@ where
         Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
     }
     alerts.join().await;
-    drop(broker);
     tracing::info!("stopped");
     outcome
 }
 
-/// Starts the embedded broker when no external one is configured, and returns how the ingest
-/// reaches its broker.
-fn connect_broker(
+/// How devices reach the ingest in this process.
+enum FrontDoor {
+    /// Chronicle's own broker, and the task telling it about registry changes.
+    Embedded {
+        broker: Broker,
+        registry: JoinHandle<()>,
+    },
+    /// The ingest as a client of an external broker, and the task keeping an external
+    /// Mosquitto's files (when configured).
+    External {
+        settings: MqttSettings,
+        task: JoinHandle<()>,
+        registry: Option<JoinHandle<()>>,
+    },
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_front_door(
     settings: &ServeSettings,
     store: &Store,
-) -> anyhow::Result<(MqttSettings, Option<EmbeddedBroker>)> {
-    let base = |host: String, port: u16, credentials| MqttSettings {
-        host,
-        port,
-        client_id: settings.mqtt_client_id.clone(),
-        credentials,
-        shared_group: settings.mqtt_shared_group.clone(),
-        topic_prefix: settings.mqtt_topic_prefix.clone(),
-        keep_alive: Duration::from_secs(30),
-        max_packet_bytes: settings.mqtt_max_packet_bytes,
-        outgoing_inflight: settings.mqtt_inflight,
-    };
+    listeners: Vec<Listener>,
+    ingest: IngestHandle,
+    status: &BrokerStatus,
+    metrics: &IngestMetrics,
+    broker_metrics: BrokerMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<FrontDoor> {
     match &settings.mqtt {
+        MqttEndpoint::Embedded { .. } => {
+            let broker = Broker::start(
+                BrokerSettings {
+                    topic_prefix: settings.mqtt_topic_prefix.clone(),
+                    max_packet_bytes: settings.mqtt_max_packet_bytes,
+                    inflight_in: usize::from(settings.mqtt_inflight),
+                    inflight_out: usize::from(settings.mqtt_inflight),
+                    ..BrokerSettings::default()
+                },
+                listeners,
+                RegistryAuthority(store.clone()),
+                ingest,
+                broker_metrics,
+                shutdown.clone(),
+            )
+            .context("cannot start the embedded MQTT broker")?;
+            status.set(true, metrics);
+            let registry = tokio::spawn(follow_registry(
+                store.clone(),
+                Some(broker.registry_changes()),
+                None,
+                shutdown,
+            ));
+            Ok(FrontDoor::Embedded { broker, registry })
+        }
         MqttEndpoint::External {
             host,
             port,
             credentials,
-        } => Ok((base(host.clone(), *port, credentials.clone()), None)),
-        MqttEndpoint::Embedded { listen } => {
-            // The ingest's own password lives only in this process's memory.
-            let ingest_password = Alphanumeric.sample_string(&mut rand::rng(), 32);
-            let expected = ingest_password.clone();
-            let store = store.clone();
-            let broker = EmbeddedBroker::start(
-                EmbeddedBrokerConfig {
-                    listen: *listen,
-                    max_payload_bytes: settings.mqtt_max_packet_bytes,
-                    max_inflight: usize::from(settings.mqtt_inflight),
-                    max_connections: 10_000,
-                },
-                move |client_id: String, username: String, password: String| {
-                    let store = store.clone();
-                    let expected = expected.clone();
-                    async move {
-                        authenticate(&store, &expected, &client_id, &username, &password).await
-                    }
-                },
-            )
-            .context("cannot start the embedded MQTT broker")?;
-            let addr = broker.listen_addr();
-            let host = if addr.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                addr.ip().to_string()
+            tls,
+            mosquitto,
+        } => {
+            let tls = match tls {
+                Some(ca_file) => Some(
+                    chronicle_broker::tls::client_config(ca_file.as_deref())
+                        .context("cannot set up TLS towards the MQTT broker")?,
+                ),
+                None => None,
             };
-            let mqtt = base(
-                host,
-                addr.port(),
-                Some((INGEST_USERNAME.to_owned(), ingest_password)),
-            );
-            Ok((mqtt, Some(broker)))
+            let mqtt = MqttSettings {
+                host: host.clone(),
+                port: *port,
+                client_id: settings.mqtt_client_id.clone(),
+                credentials: credentials.clone(),
+                shared_group: settings.mqtt_shared_group.clone(),
+                topic_prefix: settings.mqtt_topic_prefix.clone(),
+                keep_alive: Duration::from_secs(30),
+                max_packet_bytes: settings.mqtt_max_packet_bytes,
+                outgoing_inflight: settings.mqtt_inflight,
+                tls,
+            };
+            let registry = match mosquitto {
+                Some(files) => {
+                    let sync = MosquittoSync::start(files, &settings.mqtt_topic_prefix, store)
+                        .await
+                        .context("cannot write Mosquitto's password and ACL files")?;
+                    Some(tokio::spawn(follow_registry(
+                        store.clone(),
+                        None,
+                        Some(sync),
+                        shutdown.clone(),
+                    )))
+                }
+                None => None,
+            };
+            let task = tokio::spawn(mqtt::run(mqtt.clone(), ingest, status.clone(), shutdown));
+            Ok(FrontDoor::External {
+                settings: mqtt,
+                task,
+                registry,
+            })
         }
     }
 }
 
-/// The embedded broker's check of every CONNECT: the ingest itself, or a registered device
-/// that is not revoked, with its secret. Per-topic authorization comes with later security
-/// work and will hang off this same function.
-async fn authenticate(
-    store: &Store,
-    ingest_password: &str,
-    client_id: &str,
-    username: &str,
-    password: &str,
-) -> bool {
-    if username == INGEST_USERNAME {
-        return password == ingest_password;
-    }
-    match store.verify_device_secret(username, password).await {
-        Ok(true) => true,
-        Ok(false) => {
-            tracing::info!(
-                client_id,
-                username,
-                "MQTT connection refused: unknown device, revoked device or wrong secret"
-            );
-            false
-        }
-        Err(e) => {
-            tracing::warn!(client_id, username, error = %e, "MQTT connection refused: cannot check credentials");
-            false
-        }
+/// Binds a listener, or says which setting to change.
+async fn bind(
+    addr: SocketAddr,
+    what: &str,
+    setting: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for {what} on {addr} (is another program using it? use {setting})")
+    })
+}
+
+/// The address a client on this machine dials to reach a listener on `addr`.
+fn reachable_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
     }
 }
 

@@ -5,8 +5,10 @@
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use rand::distr::{Alphanumeric, SampleString};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
 /// A random secret of `len` alphanumeric characters (about 5.95 bits each).
 pub fn random_secret(len: usize) -> String {
@@ -16,6 +18,26 @@ pub fn random_secret(len: usize) -> String {
 /// SHA-256 of a high-entropy secret (device secret, bearer token).
 pub fn secret_hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// PBKDF2 rounds of a broker password hash: Mosquitto's own default, so hashes Chronicle writes
+/// look like the ones `mosquitto_passwd` writes.
+const BROKER_HASH_ITERATIONS: u32 = 101;
+
+/// A secret in the form Mosquitto's `password_file` checks itself:
+/// `$7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>` with a 12-byte salt, as
+/// `mosquitto_passwd` writes it. Kept beside the SHA-256 so Chronicle can write an external
+/// Mosquitto's password file from the registry alone, never holding a secret.
+pub fn broker_password_hash(secret: &str) -> String {
+    let mut salt = [0u8; 12];
+    rand::Rng::fill(&mut rand::rng(), &mut salt);
+    let mut hash = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<Sha512>(secret.as_bytes(), &salt, BROKER_HASH_ITERATIONS, &mut hash);
+    format!(
+        "$7${BROKER_HASH_ITERATIONS}${}${}",
+        BASE64.encode(salt),
+        BASE64.encode(hash)
+    )
 }
 
 /// An argon2id PHC string for a password.
@@ -50,6 +72,24 @@ mod tests {
         assert!(verify_password("correct horse battery staple", &a));
         assert!(!verify_password("Correct horse battery staple", &a));
         assert!(!verify_password("anything", "not a hash"));
+    }
+
+    #[test]
+    fn broker_password_hashes_are_pbkdf2_sha512_in_mosquitto_form() {
+        let stored = broker_password_hash("s3cret");
+        let parts: Vec<&str> = stored.split('$').collect();
+        assert_eq!(parts[..3], ["", "7", "101"]);
+        let salt = BASE64.decode(parts[3]).expect("salt");
+        let hash = BASE64.decode(parts[4]).expect("hash");
+        assert_eq!((salt.len(), hash.len()), (12, 64));
+        let mut expected = [0u8; 64];
+        pbkdf2::pbkdf2_hmac::<Sha512>(b"s3cret", &salt, 101, &mut expected);
+        assert_eq!(hash, expected);
+        assert_ne!(
+            broker_password_hash("s3cret"),
+            stored,
+            "each hash has its own salt"
+        );
     }
 
     #[test]

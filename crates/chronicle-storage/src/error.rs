@@ -15,6 +15,10 @@ pub enum StorageError {
     /// caller, refused rather than leaking data.
     #[error("the permit does not allow {0}")]
     NotPermitted(&'static str),
+    /// A change the stored data refuses, in words for the person who asked for it (e.g. a
+    /// device of another patient attached to a patient's own gateway).
+    #[error("{0}")]
+    Refused(String),
     #[error("invalid value in the database for {what}: {value:?}")]
     Corrupt { what: &'static str, value: String },
 }

@@ -2,7 +2,9 @@
 //! layer, and every query the rest of the system runs.
 //!
 //! - [`Store`]: a connection pool plus the query methods, grouped by subject in
-//!   [`registry`] (patients and devices), [`readings`] (batched ingest writes) and
+//!   [`registry`] (patients and devices), [`gateways`] (identities that relay for devices),
+//!   [`broker_identities`] (what brokers need: authentication, relays, Mosquitto's credentials,
+//!   the ingest's accounts, announcements of changes), [`readings`] (batched ingest writes) and
 //!   [`followups`] (the work queued by each ingest write for alerts and trends), and
 //!   [`alerts`] (alerts, their event stream, snoozes and webhook deliveries).
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
@@ -14,10 +16,12 @@
 
 pub mod access;
 pub mod alerts;
+pub mod broker_identities;
 pub mod bulk;
 pub mod credentials;
 mod error;
 pub mod followups;
+pub mod gateways;
 pub mod identity;
 pub mod readings;
 pub mod registry;
@@ -27,9 +31,13 @@ pub mod timescale;
 pub mod trends;
 pub mod webhooks;
 
+pub use broker_identities::{
+    BrokerCredentials, BrokerPrincipal, IngestAccount, RegistryChange, RegistryListener,
+};
 pub use bulk::GlucoseCopy;
 pub use error::StorageError;
 pub use followups::{Followup, FollowupClaim};
+pub use gateways::{Gateway, GatewayCredentials};
 pub use readings::{BatchWrite, InsertedKeys, ReadingRow, RejectionRow};
 pub use registry::{Device, DeviceCredentials, DeviceForIngest, NewPatient, Patient};
 pub use timescale::{TimescaleMode, TimescaleSettings, TimescaleStatus};

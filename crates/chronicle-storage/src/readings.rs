@@ -21,6 +21,8 @@ pub struct RejectionRow {
     /// The device named by the sender; may be absent from the registry.
     pub device_id: String,
     pub patient_id: Option<Uuid>,
+    /// The identity that published it, when the broker said (a device, or a gateway).
+    pub publisher: Option<String>,
     pub message_id: Option<String>,
     pub reading_index: Option<i32>,
     pub device_reading_id: Option<String>,
@@ -84,9 +86,9 @@ WITH new_glucose AS (
     RETURNING device_id, measured_at, patient_id
 ), refused AS (
     INSERT INTO rejected_readings (device_id, patient_id, message_id, reading_index,
-        device_reading_id, reason, detail, readings_covered, raw)
+        device_reading_id, reason, detail, readings_covered, raw, publisher)
     SELECT * FROM UNNEST($19::text[], $20::uuid[], $21::text[], $22::int4[], $23::text[],
-        $24::text[], $25::text[], $26::int4[], $27::text[])
+        $24::text[], $25::text[], $26::int4[], $27::text[], $29::text[])
 ), stored AS (
     SELECT 'glucose'::text AS kind, device_id, measured_at, patient_id FROM new_glucose
     UNION ALL
@@ -143,6 +145,7 @@ impl Store {
             .bind(&refused.covered)
             .bind(&refused.raws)
             .bind(batch.followup_consumers)
+            .bind(&refused.publishers)
             .fetch_all(self.pool())
             .await?;
         let mut inserted = InsertedKeys::default();
@@ -238,6 +241,7 @@ struct RejectionColumns<'a> {
     details: Vec<&'a str>,
     covered: Vec<i32>,
     raws: Vec<&'a str>,
+    publishers: Vec<Option<&'a str>>,
 }
 
 impl<'a> RejectionColumns<'a> {
@@ -255,6 +259,7 @@ impl<'a> RejectionColumns<'a> {
             details: rows.iter().map(|r| r.detail.as_str()).collect(),
             covered: rows.iter().map(|r| r.readings_covered).collect(),
             raws: rows.iter().map(|r| r.raw.as_str()).collect(),
+            publishers: rows.iter().map(|r| r.publisher.as_deref()).collect(),
         }
     }
 }

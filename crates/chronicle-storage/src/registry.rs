@@ -1,6 +1,6 @@
 //! The registry: patients and their devices, with device credentials.
 
-use crate::credentials::{random_secret, secret_hash};
+use crate::credentials::{broker_password_hash, random_secret, secret_hash};
 use crate::{StorageError, Store};
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
@@ -176,7 +176,8 @@ impl Store {
             secret: random_secret(32),
         };
         let row = sqlx::query_as::<_, DeviceRow>(
-            "INSERT INTO devices (id, patient_id, kind, label, secret_hash) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO devices (id, patient_id, kind, label, secret_hash, broker_password_hash)
+             VALUES ($1, $2, $3, $4, $5, $6)
              RETURNING id, patient_id, kind, label, created_at, revoked_at",
         )
         .bind(credentials.device_id.as_str())
@@ -184,9 +185,38 @@ impl Store {
         .bind(kind.as_str())
         .bind(label)
         .bind(secret_hash(&credentials.secret))
+        .bind(broker_password_hash(&credentials.secret))
         .fetch_one(self.pool())
         .await?;
         Ok((Device::try_from(row)?, credentials))
+    }
+
+    /// Gives a device that is not revoked a new secret, shown once; the old one stops working
+    /// at once (brokers re-check the device and drop its connections).
+    pub async fn rotate_device_secret(
+        &self,
+        device_id: &DeviceId,
+    ) -> Result<DeviceCredentials, StorageError> {
+        let secret = random_secret(32);
+        let updated = sqlx::query(
+            "UPDATE devices SET secret_hash = $2, broker_password_hash = $3
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(device_id.as_str())
+        .bind(secret_hash(&secret))
+        .bind(broker_password_hash(&secret))
+        .execute(self.pool())
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StorageError::NotFound {
+                what: "active device",
+                id: device_id.to_string(),
+            });
+        }
+        Ok(DeviceCredentials {
+            device_id: device_id.clone(),
+            secret,
+        })
     }
 
     /// Devices, newest last; only one patient's when `patient_id` is given.
@@ -221,20 +251,6 @@ impl Store {
             id: device_id.to_string(),
         })?;
         Device::try_from(row)
-    }
-
-    /// Whether `secret` is the current secret of a device that is not revoked.
-    pub async fn verify_device_secret(
-        &self,
-        device_id: &str,
-        secret: &str,
-    ) -> Result<bool, StorageError> {
-        let stored: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT secret_hash FROM devices WHERE id = $1 AND revoked_at IS NULL")
-                .bind(device_id)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(stored.is_some_and(|(hash,)| hash == secret_hash(secret)))
     }
 
     /// Looks up every device of a batch in one query.

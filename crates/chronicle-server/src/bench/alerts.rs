@@ -428,7 +428,7 @@ async fn paced(
 /// Connects a device whose acks are drained by a task of its own.
 async fn connect(port: u16, device: &DeviceCredentials) -> anyhow::Result<AsyncClient> {
     let id = device.device_id.as_str();
-    let mut options = MqttOptions::new(format!("{id}-paced"), "127.0.0.1", port);
+    let mut options = MqttOptions::new(format!("{id}.paced"), "127.0.0.1", port);
     options
         .set_credentials(id, &device.secret)
         .set_keep_alive(Duration::from_secs(30));

@@ -1,52 +1,113 @@
-//! The broker-only ceiling: the embedded broker with the server's settings, and in place of
-//! the ingest a subscriber that stores nothing. It subscribes and acknowledges exactly as the
-//! ingest does (persistent session, manual PUBACKs, then an ack published to the device) but
-//! at once, without a database, so the devices see the same exchange and their code is the
-//! same in both phases. What the end-to-end phase loses against this is what batching,
-//! validation and storage cost.
+//! The broker-only ceiling: the broker as `chronicle serve` runs it, with the ingest replaced by
+//! something that stores nothing and answers at once. On the embedded broker that is a message
+//! sink answering each message as soon as it arrives; on Mosquitto, a subscriber that
+//! subscribes and acknowledges exactly as the ingest does (persistent session, manual PUBACKs,
+//! then an ack published to the device). Either way the devices see the same exchange and
+//! their code is the same in both phases; what the end-to-end phase loses against this is
+//! what batching, validation and storage cost.
 
 use crate::bench::fleet::TOPIC_PREFIX;
 use anyhow::{Context, bail};
+use chronicle_broker::{
+    Authority, AuthorityError, Broker, BrokerMetrics, BrokerSettings, Listener, MessageSink,
+    Principal,
+};
 use chronicle_domain::wire::Ack;
-use chronicle_embedded::{EmbeddedBroker, EmbeddedBrokerConfig};
+use chronicle_domain::{DeviceId, Publisher};
+use chronicle_ingest::batcher::IngestClosed;
 use chronicle_ingest::mqtt::{ack_topic, device_id_from_topic};
+use chronicle_ingest::{IncomingMessage, MessageOutcome};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::collections::HashSet;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The defaults of `chronicle serve` that shape the broker and the ingest's connection
 /// (`--mqtt-max-packet-bytes`, `--mqtt-inflight`).
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
 const INFLIGHT: u16 = 1000;
 
-/// A running broker with the stand-in subscriber on it.
+/// A running broker with the stand-in ingest on it.
 pub struct StandIn {
-    /// The embedded broker, when the stand-in runs one (rumqttd cannot be stopped; it idles
-    /// on its threads until the process exits).
-    _broker: Option<EmbeddedBroker>,
+    /// Stops the embedded broker, when the stand-in runs one.
+    broker: Option<CancellationToken>,
     port: u16,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Every device id is a device, whatever its password: the ceiling measures the broker, not
+/// the registry.
+struct Trusting;
+
+impl Authority for Trusting {
+    async fn authenticate(
+        &self,
+        username: &str,
+        _password: &str,
+    ) -> Result<Option<Principal>, AuthorityError> {
+        Ok(DeviceId::parse(username).ok().map(|id| Principal {
+            identity: Publisher::Device(id),
+            relays: HashSet::new(),
+        }))
+    }
+
+    async fn principal(&self, identity: &Publisher) -> Result<Option<Principal>, AuthorityError> {
+        Ok(Some(Principal {
+            identity: identity.clone(),
+            relays: HashSet::new(),
+        }))
+    }
+}
+
+/// Answers every message at once, saying nothing was stored.
+struct Answering;
+
+impl MessageSink for Answering {
+    async fn submit(
+        &self,
+        message: IncomingMessage,
+    ) -> Result<oneshot::Receiver<MessageOutcome>, IngestClosed> {
+        let (reply, outcome) = oneshot::channel();
+        let _ = reply.send(MessageOutcome {
+            device_id: message.device_id,
+            ack: empty_ack(&message.payload),
+        });
+        Ok(outcome)
+    }
+}
+
 impl StandIn {
-    /// Starts the broker on `port`, accepting every client, and connects the subscriber.
-    pub async fn start(port: u16) -> anyhow::Result<StandIn> {
-        let broker = EmbeddedBroker::start(
-            EmbeddedBrokerConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], port)),
-                max_payload_bytes: MAX_PACKET_BYTES,
-                max_inflight: usize::from(INFLIGHT),
-                max_connections: 10_000,
+    /// Starts the embedded broker, as `chronicle serve` configures it, on a free port.
+    pub async fn start() -> anyhow::Result<StandIn> {
+        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("cannot listen for the broker-only ceiling")?;
+        let port = tcp.local_addr()?.port();
+        let shutdown = CancellationToken::new();
+        let broker = Broker::start(
+            BrokerSettings {
+                topic_prefix: TOPIC_PREFIX.to_owned(),
+                max_packet_bytes: MAX_PACKET_BYTES,
+                inflight_in: usize::from(INFLIGHT),
+                inflight_out: usize::from(INFLIGHT),
+                ..BrokerSettings::default()
             },
-            |_client_id: String, _username: String, _password: String| async { true },
+            vec![Listener { tcp, tls: None }],
+            Trusting,
+            Answering,
+            BrokerMetrics::default(),
+            shutdown.clone(),
         )
         .context("cannot start the broker for the broker-only ceiling")?;
-        let mut stand_in = StandIn::connect(port).await?;
-        stand_in._broker = Some(broker);
-        Ok(stand_in)
+        let task = tokio::spawn(broker.join(Duration::from_secs(5)));
+        Ok(StandIn {
+            broker: Some(shutdown),
+            port,
+            tasks: vec![task],
+        })
     }
 
     /// Connects the subscriber to a broker already listening on `port`.
@@ -103,7 +164,7 @@ impl StandIn {
         });
         let acknowledger = tokio::spawn(acknowledge(client, rx));
         Ok(StandIn {
-            _broker: None,
+            broker: None,
             port,
             tasks: vec![poller, acknowledger],
         })
@@ -116,6 +177,9 @@ impl StandIn {
 
 impl Drop for StandIn {
     fn drop(&mut self) {
+        if let Some(broker) = &self.broker {
+            broker.cancel();
+        }
         for task in &self.tasks {
             task.abort();
         }
@@ -137,17 +201,7 @@ async fn acknowledge(client: AsyncClient, mut queue: mpsc::UnboundedReceiver<Pub
         let Some(device_id) = device_id_from_topic(TOPIC_PREFIX, &publish.topic) else {
             continue;
         };
-        let message_id = serde_json::from_slice::<MessageId>(&publish.payload)
-            .ok()
-            .and_then(|m| m.message_id);
-        let ack = Ack {
-            message_id,
-            stored: 0,
-            duplicates: 0,
-            rejected: 0,
-            rejections: Vec::new(),
-        };
-        let body = match serde_json::to_vec(&ack) {
+        let body = match serde_json::to_vec(&empty_ack(&publish.payload)) {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(error = %e, "stand-in could not encode an ack");
@@ -158,5 +212,18 @@ async fn acknowledge(client: AsyncClient, mut queue: mpsc::UnboundedReceiver<Pub
         if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, body).await {
             tracing::warn!(error = %e, "stand-in could not publish an ack");
         }
+    }
+}
+
+/// The ack of a message that stored nothing, echoing its `message_id`.
+fn empty_ack(payload: &[u8]) -> Ack {
+    Ack {
+        message_id: serde_json::from_slice::<MessageId>(payload)
+            .ok()
+            .and_then(|m| m.message_id),
+        stored: 0,
+        duplicates: 0,
+        rejected: 0,
+        rejections: Vec::new(),
     }
 }
