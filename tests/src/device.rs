@@ -37,6 +37,25 @@ impl TestDevice {
         Self::connect_as(port, device_id, &client_id, secret, true).await
     }
 
+    /// Connects as soon as the broker lets the device in: an external broker learns a new
+    /// device's credentials when Chronicle has rewritten its files and it reloaded them.
+    pub async fn connect_when_allowed(
+        port: u16,
+        device_id: &str,
+        secret: &str,
+    ) -> anyhow::Result<TestDevice> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match Self::connect(port, device_id, Some(secret)).await {
+                Ok(device) => return Ok(device),
+                Err(error) if tokio::time::Instant::now() > deadline => {
+                    return Err(error.context("the broker never let the device in"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     pub async fn connect_as(
         port: u16,
         device_id: &str,

@@ -8,11 +8,12 @@
 pub mod api;
 pub mod clinic;
 pub mod device;
+pub mod mqtt;
 pub mod server;
 pub mod sse;
 
 pub use api::{ApiClient, create_user};
-pub use chronicle_embedded::Mosquitto;
+pub use chronicle_embedded::{Mosquitto, MosquittoTls};
 pub use device::TestDevice;
 pub use server::{ChronicleServer, ServerOptions};
 
@@ -61,6 +62,37 @@ impl TestDatabase {
             .await
             .unwrap_or(-1)
     }
+}
+
+/// How `chronicle serve` runs against a Mosquitto started with `Mosquitto::start_secured`, as
+/// docs/security.md configures them: the ingest logs in with an account of its own (registered
+/// here, as an operator does with `chronicle ingest-account add`), and the server keeps
+/// Mosquitto's password and ACL files and has it reload them.
+pub async fn secured_mosquitto_options(
+    database_url: &str,
+    broker: &Mosquitto,
+    ingest_account: &str,
+) -> anyhow::Result<server::ServerOptions> {
+    let pool = PgPool::connect(database_url).await?;
+    let store = chronicle_storage::Store::from_pool(pool.clone());
+    store.migrate().await?;
+    let (_, secret) = store.create_ingest_account(ingest_account).await?;
+    pool.close().await;
+    Ok(server::ServerOptions {
+        database_url: Some(database_url.to_owned()),
+        mqtt_url: Some(format!(
+            "mqtt://{ingest_account}:{secret}@127.0.0.1:{}",
+            broker.port()
+        )),
+        mqtt_client_id: Some(ingest_account.to_owned()),
+        extra_args: vec![
+            "--mosquitto-auth-dir".into(),
+            broker.auth_dir().display().to_string(),
+            "--mosquitto-pid-file".into(),
+            broker.pid_file().display().to_string(),
+        ],
+        ..Default::default()
+    })
 }
 
 /// The same server URL naming another database.

@@ -8,6 +8,7 @@ use chronicle_storage::Store;
 use chronicle_tests::clinic::{Clinic, glucose};
 use chronicle_tests::{
     ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
+    secured_mosquitto_options,
 };
 use chrono::{Duration, Utc};
 use std::collections::BTreeMap;
@@ -19,19 +20,18 @@ const PATIENTS: usize = 6;
 
 #[tokio::test]
 async fn two_servers_on_a_shared_subscription_raise_each_alert_once() {
-    let broker = Mosquitto::start().await.expect("mosquitto");
+    let broker = Mosquitto::start_secured(None).await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let shared = |id: &str| ServerOptions {
-        database_url: Some(db.url.clone()),
-        mqtt_url: Some(broker.url()),
-        mqtt_client_id: Some(id.to_owned()),
+    let shared = async |account: &str| ServerOptions {
         mqtt_shared_group: Some("chronicle".into()),
-        ..Default::default()
+        ..secured_mosquitto_options(&db.url, &broker, account)
+            .await
+            .expect("ingest account")
     };
-    let a = ChronicleServer::start(shared("alerts-a"))
+    let a = ChronicleServer::start(shared("alerts-a").await)
         .await
         .expect("server a");
-    let b = ChronicleServer::start(shared("alerts-b"))
+    let b = ChronicleServer::start(shared("alerts-b").await)
         .await
         .expect("server b");
     let store = Store::from_pool(db.pool.clone());
@@ -46,9 +46,13 @@ async fn two_servers_on_a_shared_subscription_raise_each_alert_once() {
         let (patient, _) = clinic.patient(&format!("Shared {i}")).await;
         patients.push(patient);
         let credentials = clinic.device(patient, DeviceKind::Cgm).await;
-        let mut device = TestDevice::connect(broker.port(), credentials.device_id.as_str(), None)
-            .await
-            .expect("device connects");
+        let mut device = TestDevice::connect_when_allowed(
+            broker.port(),
+            credentials.device_id.as_str(),
+            &credentials.secret,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("device connects: {e:#}\nlog a:\n{}", a.log()));
         publishers.spawn(async move {
             // One message per reading, all in flight at once: the broker hands them to
             // either server.

@@ -7,19 +7,20 @@ use chronicle_embedded::{PrivatePostgres, PrivatePostgresConfig};
 use chronicle_tests::server::traversable_tempdir;
 use chronicle_tests::{
     ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
+    secured_mosquitto_options,
 };
 use serde_json::json;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
-/// A registered device connected to Mosquitto (anonymous there; the registry still decides).
+/// Registered devices connected to Mosquitto with their own credentials.
 async fn devices(server: &ChronicleServer, broker: &Mosquitto, count: usize) -> Vec<TestDevice> {
     let patient = server.add_patient("Load Test").await.expect("patient");
     let mut out = Vec::new();
     for _ in 0..count {
-        let (id, _) = server.add_device(&patient, "cgm").await.expect("device");
+        let (id, secret) = server.add_device(&patient, "cgm").await.expect("device");
         out.push(
-            TestDevice::connect(broker.port(), &id, None)
+            TestDevice::connect_when_allowed(broker.port(), &id, &secret)
                 .await
                 .expect("device connects"),
         );
@@ -82,22 +83,22 @@ async fn publish_all(
     sum
 }
 
-fn mosquitto_options(db: &TestDatabase, broker: &Mosquitto, client_id: &str) -> ServerOptions {
-    ServerOptions {
-        database_url: Some(db.url.clone()),
-        mqtt_url: Some(broker.url()),
-        mqtt_client_id: Some(client_id.to_owned()),
-        ..Default::default()
-    }
+/// Chronicle against Mosquitto as docs/security.md configures it, the ingest logging in as
+/// `account`.
+async fn mosquitto_options(db: &TestDatabase, broker: &Mosquitto, account: &str) -> ServerOptions {
+    secured_mosquitto_options(&db.url, broker, account)
+        .await
+        .expect("ingest account")
 }
 
 #[tokio::test]
 async fn a_reading_published_while_the_ingest_is_down_is_stored_once_after_restart() {
-    let broker = Mosquitto::start().await.expect("mosquitto");
+    let broker = Mosquitto::start_secured(None).await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-restart"))
-        .await
-        .expect("server");
+    let mut server =
+        ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-restart").await)
+            .await
+            .expect("server");
     let mut device = devices(&server, &broker, 1).await.remove(0);
     assert_eq!(device.send(reading(1)).await.expect("ack").stored, 1);
 
@@ -127,16 +128,16 @@ async fn a_reading_published_while_the_ingest_is_down_is_stored_once_after_resta
 
 #[tokio::test]
 async fn two_servers_on_a_shared_subscription_store_every_reading_exactly_once() {
-    let broker = Mosquitto::start().await.expect("mosquitto");
+    let broker = Mosquitto::start_secured(None).await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let shared = |id: &str| ServerOptions {
+    let shared = async |id: &str| ServerOptions {
         mqtt_shared_group: Some("chronicle".into()),
-        ..mosquitto_options(&db, &broker, id)
+        ..mosquitto_options(&db, &broker, id).await
     };
-    let a = ChronicleServer::start(shared("ingest-a"))
+    let a = ChronicleServer::start(shared("ingest-a").await)
         .await
         .expect("server a");
-    let b = ChronicleServer::start(shared("ingest-b"))
+    let b = ChronicleServer::start(shared("ingest-b").await)
         .await
         .expect("server b");
     let devices = devices(&a, &broker, 8).await;
@@ -175,11 +176,12 @@ async fn two_servers_on_a_shared_subscription_store_every_reading_exactly_once()
 
 #[tokio::test]
 async fn graceful_shutdown_under_load_loses_nothing_and_stores_nothing_twice() {
-    let broker = Mosquitto::start().await.expect("mosquitto");
+    let broker = Mosquitto::start_secured(None).await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-graceful"))
-        .await
-        .expect("server");
+    let mut server =
+        ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-graceful").await)
+            .await
+            .expect("server");
     let devices = devices(&server, &broker, 6).await;
     let load = tokio::spawn(publish_all(
         devices,
@@ -208,9 +210,9 @@ async fn graceful_shutdown_under_load_loses_nothing_and_stores_nothing_twice() {
 
 #[tokio::test]
 async fn a_crashed_server_loses_no_acknowledged_reading() {
-    let broker = Mosquitto::start().await.expect("mosquitto");
+    let broker = Mosquitto::start_secured(None).await.expect("mosquitto");
     let db = TestDatabase::create().await.expect("database");
-    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-crash"))
+    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-crash").await)
         .await
         .expect("server");
     let devices = devices(&server, &broker, 4).await;
@@ -244,13 +246,10 @@ async fn postgres_restarted_under_load_loses_nothing() {
     })
     .await
     .expect("private PostgreSQL for this test");
-    let broker = Mosquitto::start().await.expect("mosquitto");
-    let options = ServerOptions {
-        database_url: Some(postgres.database_url()),
-        mqtt_url: Some(broker.url()),
-        mqtt_client_id: Some("ingest-pg-restart".into()),
-        ..Default::default()
-    };
+    let broker = Mosquitto::start_secured(None).await.expect("mosquitto");
+    let options = secured_mosquitto_options(&postgres.database_url(), &broker, "ingest-pg-restart")
+        .await
+        .expect("ingest account");
     let server = ChronicleServer::start(options).await.expect("server");
     let devices = devices(&server, &broker, 4).await;
     let load = tokio::spawn(publish_all(

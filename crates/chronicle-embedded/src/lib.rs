@@ -9,7 +9,7 @@
 pub mod mosquitto;
 pub mod postgres;
 
-pub use mosquitto::{Mosquitto, MosquittoError};
+pub use mosquitto::{Mosquitto, MosquittoError, MosquittoTls};
 pub use postgres::{
     PrivatePostgres, PrivatePostgresConfig, PrivatePostgresError, data_dir_is_usable,
     find_server_binaries,

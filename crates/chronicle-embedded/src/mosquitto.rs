@@ -1,7 +1,11 @@
-//! Mosquitto run beside Chronicle as a child process, configured as `docs/protocol.md`
-//! recommends for a deployment (large in-flight window and queue). `chronicle serve` never
-//! starts it: the benchmark and the tests do, to measure and test Chronicle against an
-//! external broker as it is deployed.
+//! Mosquitto run beside Chronicle as a child process. `chronicle serve` never starts it: the
+//! benchmark and the tests do, to measure and test Chronicle against an external broker.
+//!
+//! [`Mosquitto::start_secured`] runs it in the configuration `docs/security.md` documents for
+//! a deployment: no anonymous clients, the password and ACL files Chronicle writes from its
+//! registry (`--mosquitto-auth-dir`), client ids bound to usernames, a large in-flight window
+//! and queue, no Nagle delay, and optionally a TLS listener. [`Mosquitto::start`] allows
+//! anonymous clients, for measuring the broker alone.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,12 +35,24 @@ pub enum MosquittoError {
     NotListening(u16),
 }
 
-/// A Mosquitto broker on a loopback port, allowing anonymous clients. Killed when dropped.
+/// A Mosquitto broker on a loopback port. Killed when dropped.
 pub struct Mosquitto {
     child: Child,
     port: u16,
-    _dir: TempDir,
+    tls_port: Option<u16>,
+    dir: TempDir,
 }
+
+/// A TLS listener for [`Mosquitto::start_secured`]: certificate files in PEM.
+#[derive(Debug, Clone)]
+pub struct MosquittoTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The files Chronicle keeps for Mosquitto, inside the broker's directory.
+const AUTH_DIR: &str = "chronicle-auth";
 
 /// A private directory for the configuration, removed with the broker.
 struct TempDir(PathBuf);
@@ -63,8 +79,20 @@ fn free_port() -> io::Result<u16> {
 }
 
 impl Mosquitto {
-    /// Starts Mosquitto on a free port and returns once it accepts connections.
+    /// Starts Mosquitto on a free port, allowing anonymous clients, and returns once it
+    /// accepts connections.
     pub async fn start() -> Result<Mosquitto, MosquittoError> {
+        Mosquitto::launch(None).await
+    }
+
+    /// Starts Mosquitto in the documented secured configuration, with empty password and ACL
+    /// files in [`Mosquitto::auth_dir`] (nobody may connect until Chronicle writes them) and,
+    /// with `tls`, a TLS listener as well.
+    pub async fn start_secured(tls: Option<MosquittoTls>) -> Result<Mosquitto, MosquittoError> {
+        Mosquitto::launch(Some(tls)).await
+    }
+
+    async fn launch(secured: Option<Option<MosquittoTls>>) -> Result<Mosquitto, MosquittoError> {
         let binary = mosquitto_binary().ok_or(MosquittoError::NotInstalled)?;
         let dir = std::env::temp_dir().join(format!(
             "chronicle-mosquitto-{}-{}",
@@ -79,7 +107,22 @@ impl Mosquitto {
         let dir = TempDir(dir);
         let port = free_port().map_err(config_error(&dir.0))?;
         let config = dir.0.join("mosquitto.conf");
-        write_config(&config, port).map_err(config_error(&dir.0))?;
+        let mut tls_port = None;
+        match &secured {
+            None => write_config(&config, port).map_err(config_error(&dir.0))?,
+            Some(tls) => {
+                let listener_tls = match tls {
+                    Some(files) => {
+                        let tls = free_port().map_err(config_error(&dir.0))?;
+                        tls_port = Some(tls);
+                        Some((tls, files))
+                    }
+                    None => None,
+                };
+                write_secured_config(&config, &dir.0, port, listener_tls)
+                    .map_err(config_error(&dir.0))?;
+            }
+        }
         let child = Command::new(binary)
             .arg("-c")
             .arg(&config)
@@ -92,7 +135,8 @@ impl Mosquitto {
         let mut broker = Mosquitto {
             child,
             port,
-            _dir: dir,
+            tls_port,
+            dir,
         };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -113,6 +157,21 @@ impl Mosquitto {
         self.port
     }
 
+    /// The TLS listener's port, when started with one.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
+    }
+
+    /// Where Chronicle keeps the password and ACL files (`--mosquitto-auth-dir`).
+    pub fn auth_dir(&self) -> PathBuf {
+        self.dir.0.join(AUTH_DIR)
+    }
+
+    /// Mosquitto's pid file (`--mosquitto-pid-file`).
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.0.join("run/mosquitto.pid")
+    }
+
     /// The URL `chronicle serve --mqtt-url` takes.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
@@ -124,7 +183,76 @@ impl Mosquitto {
     }
 }
 
-/// The settings `docs/protocol.md` recommends, minus persistence (a throwaway broker).
+/// The configuration `docs/security.md` documents, minus persistence (a throwaway broker),
+/// with empty password and ACL files for Chronicle to fill. The files are readable by
+/// Mosquitto's group, as Mosquitto reads them after dropping root's privileges.
+fn write_secured_config(
+    path: &Path,
+    dir: &Path,
+    port: u16,
+    tls: Option<(u16, &MosquittoTls)>,
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let auth = dir.join(AUTH_DIR);
+    std::fs::create_dir_all(&auth)?;
+    let passwords = auth.join("chronicle.passwd");
+    let acl = auth.join("chronicle.acl");
+    std::fs::write(&passwords, "")?;
+    std::fs::write(&acl, "")?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o2750))?;
+    for file in [&passwords, &acl] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o640))?;
+    }
+    // Mosquitto writes its pid file after dropping root's privileges, so into a directory of
+    // its own.
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run)?;
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("mosquitto") {
+        for path in [&auth, &passwords, &acl] {
+            nix::unistd::chown(path.as_path(), None, Some(group.gid)).map_err(io::Error::from)?;
+        }
+    }
+    if let Ok(Some(user)) = nix::unistd::User::from_name("mosquitto") {
+        nix::unistd::chown(run.as_path(), Some(user.uid), Some(user.gid))
+            .map_err(io::Error::from)?;
+    }
+    let mut config = format!(
+        "per_listener_settings false\n\
+         allow_anonymous false\n\
+         password_file {passwords}\n\
+         acl_file {acl}\n\
+         max_inflight_messages 1000\n\
+         max_queued_messages 1000000\n\
+         set_tcp_nodelay true\n\
+         persistence false\n\
+         pid_file {pid}\n\
+         log_dest stderr\n\
+         log_type error\n\
+         log_type warning\n\
+         listener {port} 127.0.0.1\n\
+         use_username_as_clientid true\n",
+        passwords = passwords.display(),
+        acl = acl.display(),
+        pid = dir.join("run/mosquitto.pid").display(),
+    );
+    if let Some((tls_port, files)) = tls {
+        config.push_str(&format!(
+            "listener {tls_port} 127.0.0.1\n\
+             use_username_as_clientid true\n\
+             cafile {}\n\
+             certfile {}\n\
+             keyfile {}\n\
+             tls_version tlsv1.2\n",
+            files.ca_file.display(),
+            files.cert_file.display(),
+            files.key_file.display(),
+        ));
+    }
+    std::fs::write(path, config)
+}
+
+/// A broker for measuring alone: anonymous clients, the throughput settings of a deployment.
 fn write_config(path: &Path, port: u16) -> io::Result<()> {
     std::fs::write(
         path,

@@ -213,7 +213,12 @@ fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
-    let temporary = path.with_extension("tmp");
+    // Unique per writer: several servers may keep the same files.
+    let temporary = path.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
