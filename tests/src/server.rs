@@ -57,6 +57,9 @@ pub struct ServerOptions {
     pub mqtt_shared_group: Option<String>,
     /// More `chronicle serve` flags.
     pub extra_args: Vec<String>,
+    /// A directory made by `chronicle tls init`: the server serves HTTPS and an MQTT TLS
+    /// listener with its certificate, and the harness trusts its `ca.pem`.
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// A running `chronicle serve`.
@@ -67,6 +70,10 @@ pub struct ChronicleServer {
     _temp: Option<tempfile::TempDir>,
     http_port: u16,
     mqtt_port: u16,
+    /// The embedded broker's TLS listener, with `tls_dir`.
+    mqtt_tls_port: Option<u16>,
+    /// Trusts the server's private CA when it serves HTTPS.
+    http: reqwest::Client,
     log_path: PathBuf,
     starts: u32,
 }
@@ -89,14 +96,25 @@ impl ChronicleServer {
             None => free_port(),
         };
         std::fs::create_dir_all(&data_dir)?;
+        let http = match &options.tls_dir {
+            Some(dir) => {
+                let ca = std::fs::read(dir.join("ca.pem"))?;
+                reqwest::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
+                    .build()?
+            }
+            None => reqwest::Client::new(),
+        };
         let mut server = ChronicleServer {
             child: None,
             log_path: data_dir.join("chronicle-test.log"),
+            mqtt_tls_port: options.tls_dir.as_ref().map(|_| free_port()),
             options,
             data_dir,
             _temp: temp,
             http_port: free_port(),
             mqtt_port,
+            http,
             starts: 0,
         };
         server.launch().await?;
@@ -146,12 +164,24 @@ impl ChronicleServer {
         if let Some(group) = &self.options.mqtt_shared_group {
             command.arg("--mqtt-shared-group").arg(group);
         }
+        if let Some(dir) = &self.options.tls_dir {
+            command
+                .arg("--tls-cert")
+                .arg(dir.join("server.pem"))
+                .arg("--tls-key")
+                .arg(dir.join("server-key.pem"));
+            if let Some(port) = self.mqtt_tls_port {
+                command
+                    .arg("--mqtt-tls-listen")
+                    .arg(format!("127.0.0.1:{port}"));
+            }
+        }
         self.child = Some(command.spawn().context("cannot start chronicle serve")?);
         self.wait_ready(Duration::from_secs(90)).await
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
+        let client = self.http.clone();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(child) = self.child.as_mut()
@@ -178,7 +208,22 @@ impl ChronicleServer {
     }
 
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http_port)
+        let scheme = if self.options.tls_dir.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// An HTTP client that trusts the server (its private CA, when it serves HTTPS).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
+    /// The embedded broker's TLS listener, when the server has one.
+    pub fn mqtt_tls_port(&self) -> Option<u16> {
+        self.mqtt_tls_port
     }
 
     pub fn mqtt_port(&self) -> u16 {

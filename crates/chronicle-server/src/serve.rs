@@ -68,7 +68,9 @@ where
             chronicle_broker::tls::server_config(
                 &files.certificate_chain,
                 &files.private_key,
-                &[b"h2", b"http/1.1"],
+                // axum serves HTTP/1.1 here: offering h2 would make clients pick a protocol
+                // the server does not speak.
+                &[b"http/1.1"],
             )
             .context("cannot use the TLS certificate for HTTPS")?,
         ),
