@@ -502,3 +502,189 @@ async fn gateways_relay_only_their_devices_on_the_embedded_broker() {
 async fn gateways_relay_only_their_devices_on_mosquitto() {
     gateways_relay_only_their_devices(BrokerKind::Mosquitto).await;
 }
+
+/// The hooks an external broker such as EMQX calls, answered as EMQX's HTTP authenticator and
+/// authorizer expect, with the same rules as the embedded broker.
+#[tokio::test]
+async fn broker_hooks_answer_as_emqx_expects() {
+    let db = TestDatabase::create().await.expect("test database");
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        extra_args: vec!["--broker-hooks-secret".into(), "hook-s3cret".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("server starts");
+    let patient = server.add_patient("Hooked").await.expect("patient");
+    let (a, a_secret) = server.add_device(&patient, "cgm").await.expect("device");
+    let (b, _) = server.add_device(&patient, "meter").await.expect("device");
+    let out = server
+        .admin(&["gateway", "add", "--device", &b, "--json"])
+        .await
+        .expect("gateway");
+    let gateway: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let gw = gateway["gateway_id"].as_str().expect("id").to_owned();
+    let gw_secret = gateway["mqtt_password"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let out = server
+        .admin(&["ingest-account", "add", "emqx-ingest", "--json"])
+        .await
+        .expect("ingest account");
+    let account: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let ingest_secret = account["mqtt_password"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+
+    let http = reqwest::Client::new();
+    let call = |path: &str, body: serde_json::Value, secret: Option<&str>| {
+        let request = http.post(server.http_url(path)).json(&body);
+        let request = match secret {
+            Some(secret) => request.bearer_auth(secret),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, body["result"].as_str().unwrap_or("").to_owned())
+        }
+    };
+    let authn = |clientid: &str, username: &str, password: &str| {
+        call(
+            "/v1/broker/authenticate",
+            json!({"clientid": clientid, "username": username, "password": password}),
+            Some("hook-s3cret"),
+        )
+    };
+    assert_eq!(
+        call(
+            "/v1/broker/authenticate",
+            json!({"clientid": a, "username": a, "password": a_secret}),
+            None
+        )
+        .await
+        .0,
+        401,
+        "only the broker holding the secret may ask"
+    );
+    assert_eq!(
+        call(
+            "/v1/broker/authenticate",
+            json!({"clientid": a, "username": a, "password": a_secret}),
+            Some("wrong")
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(authn(&a, &a, &a_secret).await, (200, "allow".into()));
+    assert_eq!(authn(&format!("{a}.acks"), &a, &a_secret).await.1, "allow");
+    assert_eq!(authn(&a, &a, "wrong").await.1, "deny");
+    assert_eq!(authn(&b, &a, &a_secret).await.1, "deny", "B's client id");
+    assert_eq!(authn("emqx-ingest", &a, &a_secret).await.1, "deny");
+    assert_eq!(authn(&gw, &gw, &gw_secret).await.1, "allow");
+    assert_eq!(
+        authn("emqx-ingest", "emqx-ingest", &ingest_secret).await.1,
+        "allow"
+    );
+    assert_eq!(
+        authn("other", "emqx-ingest", &ingest_secret).await.1,
+        "deny"
+    );
+
+    let authz = |username: &str, clientid: &str, action: &str, topic: String| {
+        call(
+            "/v1/broker/authorize",
+            json!({"clientid": clientid, "username": username, "topic": topic, "action": action}),
+            Some("hook-s3cret"),
+        )
+    };
+    let cases: Vec<(&str, &str, &str, String, &str)> = vec![
+        (&a, &a, "publish", readings_topic(&a), "allow"),
+        (&a, &a, "subscribe", acks_topic(&a), "allow"),
+        (&a, &a, "publish", readings_topic(&b), "deny"),
+        (&a, &a, "publish", acks_topic(&b), "deny"),
+        (&a, &a, "subscribe", acks_topic(&b), "deny"),
+        (&a, &a, "subscribe", "#".into(), "deny"),
+        (
+            &a,
+            &a,
+            "subscribe",
+            "chronicle/v1/devices/+/acks".into(),
+            "deny",
+        ),
+        (&a, &a, "subscribe", "$SYS/#".into(), "deny"),
+        (&a, &b, "publish", readings_topic(&b), "deny"),
+        (&gw, &gw, "publish", readings_topic(&b), "allow"),
+        (&gw, &gw, "subscribe", acks_topic(&b), "allow"),
+        (&gw, &gw, "publish", readings_topic(&a), "deny"),
+        (
+            "emqx-ingest",
+            "emqx-ingest",
+            "subscribe",
+            "$share/chronicle/chronicle/v1/devices/+/readings".into(),
+            "allow",
+        ),
+        (
+            "emqx-ingest",
+            "emqx-ingest",
+            "subscribe",
+            "chronicle/v1/devices/+/readings".into(),
+            "allow",
+        ),
+        (
+            "emqx-ingest",
+            "emqx-ingest",
+            "publish",
+            acks_topic(&a),
+            "allow",
+        ),
+        (
+            "emqx-ingest",
+            "emqx-ingest",
+            "publish",
+            readings_topic(&a),
+            "deny",
+        ),
+        (
+            "emqx-ingest",
+            "emqx-ingest",
+            "subscribe",
+            "#".into(),
+            "deny",
+        ),
+    ];
+    for (username, clientid, action, topic, expected) in cases {
+        assert_eq!(
+            authz(username, clientid, action, topic.clone()).await.1,
+            expected,
+            "{username} {action} {topic}"
+        );
+    }
+    // Revoked: denied at the next question.
+    server
+        .admin(&["device", "revoke", &b])
+        .await
+        .expect("revoke");
+    assert_eq!(
+        authz(&gw, &gw, "publish", readings_topic(&b)).await.1,
+        "deny"
+    );
+    server
+        .admin(&["device", "revoke", &a])
+        .await
+        .expect("revoke");
+    assert_eq!(authn(&a, &a, &a_secret).await.1, "deny");
+    assert_eq!(authz(&a, &a, "publish", readings_topic(&a)).await.1, "deny");
+    server
+        .admin(&["ingest-account", "revoke", "emqx-ingest"])
+        .await
+        .expect("revoke");
+    assert_eq!(
+        authn("emqx-ingest", "emqx-ingest", &ingest_secret).await.1,
+        "deny"
+    );
+}

@@ -4,7 +4,8 @@
 
 use chronicle_tests::server::{chronicle_binary, traversable_tempdir};
 use chronicle_tests::{
-    ChronicleServer, Mosquitto, MosquittoTls, ServerOptions, TestDatabase, secured_mosquitto_options,
+    ChronicleServer, Mosquitto, MosquittoTls, ServerOptions, TestDatabase,
+    secured_mosquitto_options,
 };
 use serde_json::json;
 use std::path::Path;
@@ -32,7 +33,10 @@ fn tls_init(dir: &Path) {
         .arg(dir)
         .output()
         .expect("runs");
-    assert!(!again.status.success(), "a second init must not overwrite the CA");
+    assert!(
+        !again.status.success(),
+        "a second init must not overwrite the CA"
+    );
 }
 
 fn reading() -> String {
@@ -53,11 +57,22 @@ async fn publish_over_tls(
 ) -> Result<serde_json::Value, String> {
     let port = port.to_string();
     let mut rr = tokio::process::Command::new("mosquitto_rr");
-    rr.args(["-V", "311", "-h", "localhost", "-p", &port, "-q", "1", "-W", "10"])
-        .args(["-i", device, "-u", device, "-P", secret])
-        .args(["-t", &format!("chronicle/v1/devices/{device}/readings")])
-        .args(["-e", &format!("chronicle/v1/devices/{device}/acks")])
-        .args(["-m", &reading()]);
+    rr.args([
+        "-V",
+        "311",
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "-q",
+        "1",
+        "-W",
+        "10",
+    ])
+    .args(["-i", device, "-u", device, "-P", secret])
+    .args(["-t", &format!("chronicle/v1/devices/{device}/readings")])
+    .args(["-e", &format!("chronicle/v1/devices/{device}/acks")])
+    .args(["-m", &reading()]);
     if let Some(ca) = ca {
         rr.arg("--cafile").arg(ca);
     }

@@ -47,6 +47,10 @@ pub struct AppState {
     /// Cancelled when the server stops: endless responses (the alert stream) end then, so
     /// the graceful shutdown, which waits for responses in flight, does not wait for ever.
     pub shutdown: CancellationToken,
+    /// The MQTT topic prefix, for the broker hooks' topic rules.
+    pub mqtt_topic_prefix: String,
+    /// The secret an external broker presents to the broker hooks; `None` turns them off.
+    pub broker_hooks_secret: Option<String>,
 }
 
 /// The whole HTTP API, apart from any listener so tests can drive it directly.

@@ -717,6 +717,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_MOSQUITTO_AUTH_DIR")]
     pub mosquitto_auth_dir: Option<PathBuf>,
 
+    /// Turns on the broker hooks (POST /v1/broker/authenticate and /v1/broker/authorize), with
+    /// which an external broker such as EMQX asks Chronicle who may connect and which topics
+    /// each may use; the broker sends this secret as `Authorization: Bearer <secret>`.
+    #[arg(long, env = "CHRONICLE_BROKER_HOOKS_SECRET", hide_env_values = true)]
+    pub broker_hooks_secret: Option<String>,
+
     /// With --mosquitto-auth-dir: Mosquitto's pid_file. Chronicle sends that process SIGHUP
     /// after each change, so Mosquitto reloads the files and drops revoked clients.
     #[arg(
@@ -815,6 +821,7 @@ pub struct ServeSettings {
     pub batch_concurrent_commits: usize,
     pub followup_work: bool,
     pub shutdown_grace: Duration,
+    pub broker_hooks_secret: Option<String>,
 }
 
 /// A certificate chain and its key, PEM.
@@ -961,6 +968,11 @@ impl ServeArgs {
                 .unwrap_or(2)
                 .max(1),
             followup_work: self.followup_work.or(f.followup_work).unwrap_or(true),
+            broker_hooks_secret: self
+                .broker_hooks_secret
+                .clone()
+                .or_else(|| f.broker_hooks_secret.clone())
+                .filter(|s| !s.is_empty()),
             shutdown_grace: Duration::from_secs(
                 self.shutdown_grace_seconds
                     .or(f.shutdown_grace_seconds)

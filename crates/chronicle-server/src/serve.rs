@@ -171,6 +171,8 @@ where
         authenticator: Arc::new(chronicle_http::auth::StoreAuthenticator(store.clone())),
         alerts: alerts.hub.clone(),
         shutdown: shutdown.clone(),
+        mqtt_topic_prefix: settings.mqtt_topic_prefix.clone(),
+        broker_hooks_secret: settings.broker_hooks_secret.clone(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(
         listener,

@@ -287,6 +287,16 @@ impl Store {
         Ok(stored.is_some_and(|(hash,)| hash == secret_hash(secret)))
     }
 
+    /// Whether the ingest account exists and is not revoked.
+    pub async fn ingest_account_active(&self, name: &str) -> Result<bool, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM ingest_accounts WHERE name = $1 AND revoked_at IS NULL)",
+        )
+        .bind(name)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// Every credential an external Mosquitto checks itself, read in one snapshot.
     pub async fn broker_credentials(&self) -> Result<BrokerCredentials, StorageError> {
         let mut tx = self.pool().begin().await?;

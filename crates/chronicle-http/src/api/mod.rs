@@ -12,6 +12,7 @@
 mod account;
 mod admin;
 mod alerts;
+mod broker_hooks;
 mod guardians;
 mod webhooks;
 
@@ -98,6 +99,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(alerts::routes())
         .merge(webhooks::routes())
         .merge(trends::routes())
+        .merge(broker_hooks::routes())
         .split_for_parts()
 }
 
