@@ -16,7 +16,8 @@ pub struct BatchSettings {
     pub max_messages: usize,
     /// …or this many payload bytes…
     pub max_bytes: usize,
-    /// …or when its first message has waited this long.
+    /// …or, while every commit slot is busy, when it has gathered this long (with a slot free
+    /// a batch is written at once).
     pub linger: Duration,
     /// Messages that may wait for the batcher; a full queue slows the front doors down
     /// (back-pressure towards the broker) instead of growing memory.
@@ -106,25 +107,43 @@ async fn run(
     let mut committing = JoinSet::new();
     let concurrent = settings.concurrent_commits.max(1);
     while let Some(first) = rx.recv().await {
-        let deadline = Instant::now() + settings.linger;
         let mut bytes = first.message.payload.len();
         let mut batch: Vec<IngestRequest> = Vec::with_capacity(settings.max_messages);
         batch.push(first);
-        while batch.len() < settings.max_messages && bytes < settings.max_bytes {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(request)) => {
-                    bytes += request.message.payload.len();
-                    batch.push(request);
-                }
-                // The linger elapsed, or every front door is gone: write what we have.
-                Ok(None) | Err(_) => break,
-            }
+        let full = |batch: &Vec<IngestRequest>, bytes: usize| {
+            batch.len() >= settings.max_messages || bytes >= settings.max_bytes
+        };
+        // Everything already waiting joins the batch.
+        while !full(&batch, bytes) {
+            let Ok(request) = rx.try_recv() else { break };
+            bytes += request.message.payload.len();
+            batch.push(request);
         }
-        // Messages arriving while every commit slot is busy wait in the queue and form the
-        // next batch. Outcomes may come back out of order; front doors acknowledge in their
-        // own receive order (the MQTT acknowledger waits for each message in turn).
-        while committing.len() >= concurrent {
-            committing.join_next().await;
+        // Group commit: with a commit slot free the batch is written at once, so a reading at
+        // light load waits for no linger. With every slot busy it keeps gathering until a slot
+        // frees, it is full, or the linger passed (then it waits for the slot).
+        if committing.len() >= concurrent {
+            let deadline = Instant::now() + settings.linger;
+            let mut lingering = true;
+            while !full(&batch, bytes) {
+                tokio::select! {
+                    _ = committing.join_next() => break,
+                    request = rx.recv(), if lingering => match request {
+                        Some(request) => {
+                            bytes += request.message.payload.len();
+                            batch.push(request);
+                        }
+                        None => lingering = false,
+                    },
+                    () = tokio::time::sleep_until(deadline), if lingering => lingering = false,
+                }
+            }
+            // Messages arriving while every commit slot is busy wait in the queue and form
+            // the next batch. Outcomes may come back out of order; front doors acknowledge in
+            // their own receive order.
+            while committing.len() >= concurrent {
+                committing.join_next().await;
+            }
         }
         committing.spawn(commit(pipeline.clone(), batch, abandon.clone()));
     }
