@@ -27,6 +27,9 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/devices"),
     ("POST", "/v1/patients/{patient_id}/devices"),
     ("DELETE", "/v1/patients/{patient_id}/devices/{device_id}"),
+    ("GET", "/v1/patients/{patient_id}/gateways"),
+    ("POST", "/v1/patients/{patient_id}/gateways"),
+    ("DELETE", "/v1/patients/{patient_id}/gateways/{gateway_id}"),
     ("GET", "/v1/patients/{patient_id}/grants"),
     ("POST", "/v1/patients/{patient_id}/grants"),
     ("DELETE", "/v1/patients/{patient_id}/grants/{grant_id}"),
@@ -907,6 +910,24 @@ async fn the_authorization_matrix() {
             StatusCode::NOT_FOUND,
             "{who} revokes a device"
         );
+        let gateways = format!("/v1/patients/{p}/gateways");
+        assert_eq!(
+            w.call(who, Method::GET, &gateways, None).await.0,
+            StatusCode::NOT_FOUND,
+            "{who} lists gateways"
+        );
+        assert_eq!(
+            w.call(
+                who,
+                Method::POST,
+                &gateways,
+                Some(json!({"devices": [w.device]}))
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND,
+            "{who} registers a gateway"
+        );
     }
     for who in [
         "clinician",
@@ -988,6 +1009,72 @@ async fn the_authorization_matrix() {
             .as_str()
             .is_some_and(|s| s.len() >= 32)
     );
+    // A gateway of the patient's own (their phone app) relays their devices.
+    let gateways = format!("/v1/patients/{p}/gateways");
+    let meter = paired["device"]["device_id"].as_str().expect("device id");
+    let (status, gateway) = w
+        .call(
+            "guardian",
+            Method::POST,
+            &gateways,
+            Some(json!({"label": "phone", "devices": [meter, w.device]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{gateway}");
+    assert!(
+        gateway["mqtt_password"]
+            .as_str()
+            .is_some_and(|s| s.len() >= 32)
+    );
+    let gateway_id = gateway["gateway"]["gateway_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, listed) = w.call("patient", Method::GET, &gateways, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed[0]["devices"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    assert_eq!(
+        w.call(
+            "patient",
+            Method::POST,
+            &format!("/v1/patients/{}/gateways", w.other_patient),
+            Some(json!({"devices": [meter]}))
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND,
+        "a patient registers no gateway for another"
+    );
+    for who in ["clinician", "other_org_clinician", "caregiver", "admin"] {
+        assert_eq!(
+            w.call(
+                who,
+                Method::DELETE,
+                &format!("{gateways}/{gateway_id}"),
+                None
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND,
+            "{who} revokes the gateway"
+        );
+    }
+    assert_eq!(
+        w.call(
+            "patient",
+            Method::DELETE,
+            &format!("/v1/patients/{}/gateways/{gateway_id}", w.other_patient),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND,
+        "a gateway is revoked only under its own patient"
+    );
     let (status, _) = w
         .call(
             "patient",
@@ -997,6 +1084,34 @@ async fn the_authorization_matrix() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    let (_, listed) = w.call("patient", Method::GET, &gateways, None).await;
+    assert_eq!(
+        listed[0]["devices"].as_array().map(Vec::len),
+        Some(1),
+        "a revoked device leaves the gateway: {listed}"
+    );
+    assert_eq!(
+        w.call(
+            "patient",
+            Method::POST,
+            &gateways,
+            Some(json!({"devices": [w.device]}))
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST,
+        "a revoked device joins no gateway"
+    );
+    let (status, revoked) = w
+        .call(
+            "patient",
+            Method::DELETE,
+            &format!("{gateways}/{gateway_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
     let (status, _) = w
         .call(
             "patient",

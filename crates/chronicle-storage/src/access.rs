@@ -508,6 +508,40 @@ impl Store {
         self.revoke_device(device_id).await.map(Some)
     }
 
+    /// The patient's own gateways (their phone app, a home hub).
+    pub async fn gateways_as(
+        &self,
+        actor: &PatientActor,
+    ) -> Result<Vec<crate::Gateway>, StorageError> {
+        self.list_gateways(Some(actor.patient_id())).await
+    }
+
+    /// Registers a gateway of the patient's own relaying `devices` (which must be theirs) and
+    /// returns its one-time credentials.
+    pub async fn create_gateway_as(
+        &self,
+        actor: &PatientActor,
+        label: Option<&str>,
+        devices: &[DeviceId],
+    ) -> Result<(crate::Gateway, crate::GatewayCredentials), StorageError> {
+        self.create_gateway(Some(actor.patient_id()), label, devices)
+            .await
+    }
+
+    /// Revokes one of the patient's gateways; `None` if the patient has no such gateway.
+    pub async fn revoke_gateway_as(
+        &self,
+        actor: &PatientActor,
+        gateway_id: &chronicle_domain::GatewayId,
+    ) -> Result<Option<crate::Gateway>, StorageError> {
+        match self.gateway(gateway_id).await? {
+            Some(g) if g.patient_id == Some(actor.patient_id()) => {
+                self.revoke_gateway(gateway_id).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The guardians the patient named.
     pub async fn guardians_as(&self, actor: &PatientActor) -> Result<Vec<User>, StorageError> {
         self.guardians_of(actor.patient_id()).await

@@ -13,6 +13,7 @@ mod account;
 mod admin;
 mod alerts;
 mod broker_hooks;
+mod gateways;
 mod guardians;
 mod webhooks;
 
@@ -100,6 +101,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(webhooks::routes())
         .merge(trends::routes())
         .merge(broker_hooks::routes())
+        .merge(gateways::routes())
         .split_for_parts()
 }
 
