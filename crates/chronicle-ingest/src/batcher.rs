@@ -22,9 +22,9 @@ pub struct BatchSettings {
     /// Messages that may wait for the batcher; a full queue slows the front doors down
     /// (back-pressure towards the broker) instead of growing memory.
     pub queue_capacity: usize,
-    /// Batches committing at once. A broker lets the ingest hold only so many messages
-    /// unacknowledged (rumqttd: 100), so while one batch waits for its commit's WAL flush
-    /// the next one should already be on its way; more than a few only adds contention.
+    /// Batches committing at once: while one batch waits for its commit's WAL flush the next
+    /// one is already on its way (messages wait in a window until acknowledged); more than a
+    /// few only adds contention.
     pub concurrent_commits: usize,
 }
 
@@ -32,7 +32,7 @@ impl Default for BatchSettings {
     fn default() -> Self {
         BatchSettings {
             max_messages: 1000,
-            max_bytes: 8 * 1024 * 1024,
+            max_bytes: 1024 * 1024,
             linger: Duration::from_millis(20),
             queue_capacity: 10_000,
             concurrent_commits: 2,

@@ -143,7 +143,7 @@ pub struct BenchAlertsArgs {
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(20..=60_000))]
     pub probe_interval_ms: u64,
 
-    /// `embedded` (the server's own rumqttd) or `mosquitto` (an external Mosquitto started
+    /// `embedded` (the server's own broker) or `mosquitto` (an external Mosquitto started
     /// for the run).
     #[arg(long, value_enum, default_value_t = BenchBroker::Embedded)]
     pub broker: BenchBroker,
@@ -237,9 +237,9 @@ pub struct BenchIngestArgs {
     pub readings_per_batch: u32,
 
     /// The broker the devices, the broker-only ceiling and the server use: `embedded` (the
-    /// server's own rumqttd, as `chronicle serve` runs by default) or `mosquitto` (an external
-    /// Mosquitto configured as docs/protocol.md recommends, started for the run; its CPU
-    /// time counts as "other").
+    /// server's own broker, as `chronicle serve` runs by default) or `mosquitto` (an external
+    /// Mosquitto with docs/protocol.md's throughput settings, anonymous, started for the run;
+    /// its CPU time counts as "other").
     #[arg(long, value_enum, default_value_t = BenchBroker::Embedded)]
     pub broker: BenchBroker,
 
@@ -277,7 +277,7 @@ pub enum BenchBroker {
 impl BenchBroker {
     pub fn name(self) -> &'static str {
         match self {
-            BenchBroker::Embedded => "embedded (rumqttd)",
+            BenchBroker::Embedded => "embedded",
             BenchBroker::Mosquitto => "mosquitto (external)",
         }
     }

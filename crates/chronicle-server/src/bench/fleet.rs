@@ -302,8 +302,8 @@ async fn collect_acks(
         acked.fetch_add(1, Ordering::Relaxed);
         tracker.window.add_permits(1);
     }
-    // The connection closes when the event loop is dropped here. No DISCONNECT first:
-    // rumqttd then handles the close twice and logs errors for it; a plain close is routine.
+    // The connection closes when the event loop is dropped here; a plain close is routine
+    // for the broker.
     Ok(outcome)
 }
 
