@@ -111,27 +111,57 @@ as_pg_user() {
 # Starts a throwaway cluster and exports CHRONICLE_TEST_DATABASE_URL (a superuser URL).
 start_test_postgres() {
     step "starting a throwaway PostgreSQL for the tests"
-    local bin
+    TEST_PG_DIR=$(throwaway_cluster "")
+    export CHRONICLE_TEST_DATABASE_URL
+    CHRONICLE_TEST_DATABASE_URL=$(cat "$TEST_PG_DIR/url")
+    CHRONICLE_TEST_POSTGRES_BIN_DIR=$(postgres_bin_dir)
+    export CHRONICLE_TEST_POSTGRES_BIN_DIR
+}
+
+# Starts a throwaway cluster in a new directory (printed) whose superuser URL is in its `url`
+# file; extra `postgres -c` settings in $1 (e.g. "-c shared_preload_libraries=timescaledb").
+throwaway_cluster() {
+    local extra=$1 bin dir password port
     bin=$(postgres_bin_dir)
-    TEST_PG_DIR=$(mktemp -d /tmp/chronicle-test-pg.XXXXXX)
-    chmod 755 "$TEST_PG_DIR"
-    local password port
+    dir=$(mktemp -d /tmp/chronicle-test-pg.XXXXXX)
+    chmod 755 "$dir"
     password=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    printf '%s\n' "$password" > "$TEST_PG_DIR/pwfile"
-    if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$TEST_PG_DIR"; fi
-    as_pg_user "$bin/initdb" -D "$TEST_PG_DIR/data" -U chronicle --auth=scram-sha-256 \
-        --pwfile="$TEST_PG_DIR/pwfile" -E UTF8 --locale=C.UTF-8 >/dev/null
-    as_pg_user "$bin/pg_ctl" -D "$TEST_PG_DIR/data" -l "$TEST_PG_DIR/postgres.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=400 -c fsync=off" \
+    printf '%s\n' "$password" > "$dir/pwfile"
+    if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$dir"; fi
+    as_pg_user "$bin/initdb" -D "$dir/data" -U chronicle --auth=scram-sha-256 \
+        --pwfile="$dir/pwfile" -E UTF8 --locale=C.UTF-8 >/dev/null
+    as_pg_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=400 -c fsync=off $extra" \
         start >/dev/null
-    export CHRONICLE_TEST_DATABASE_URL="postgres://chronicle:${password}@127.0.0.1:${port}/postgres"
-    export CHRONICLE_TEST_POSTGRES_BIN_DIR="$bin"
+    echo "postgres://chronicle:${password}@127.0.0.1:${port}/postgres" > "$dir/url"
+    echo "$dir"
+}
+
+# TimescaleDB is not in Debian's packages. Where the steering checkout's build script sits
+# beside this clone (../shared/tools/timescaledb, on the development machines and in CI) it
+# is built into the PostgreSQL the tests use; a user's clone has no such script, and the
+# tests then run on plain PostgreSQL only, which the summary says.
+ensure_timescaledb() {
+    local script
+    script="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/shared/tools/timescaledb/install.sh"
+    if [ -f "$script" ] && [ "$(id -u)" -eq 0 ]; then
+        step "building TimescaleDB into PostgreSQL (for the TimescaleDB leg of the tests)"
+        bash "$script" | tail -n 1
+    fi
+}
+
+# Whether the PostgreSQL the tests use has TimescaleDB installed.
+timescaledb_installed() {
+    [ -f "$(postgres_bin_dir)/../lib/timescaledb.so" ]
 }
 
 stop_test_postgres() {
-    if [ -n "${TEST_PG_DIR:-}" ] && [ -d "$TEST_PG_DIR/data" ]; then
-        as_pg_user "$(postgres_bin_dir)/pg_ctl" -D "$TEST_PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
-        rm -rf "$TEST_PG_DIR"
-    fi
+    local dir
+    for dir in "${TEST_PG_DIR:-}" "${TIMESCALE_PG_DIR:-}"; do
+        if [ -n "$dir" ] && [ -d "$dir/data" ]; then
+            as_pg_user "$(postgres_bin_dir)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+            rm -rf "$dir"
+        fi
+    done
 }

@@ -127,6 +127,10 @@ impl ChronicleServer {
             .env_remove("CHRONICLE_DATABASE_URL")
             .env("CHRONICLE_LOG", "info,chronicle_ingest=debug");
         command.arg("--data-dir").arg(&self.data_dir);
+        // The TimescaleDB leg of scripts/test: the server must use it, or fail.
+        if let Ok(mode) = std::env::var("CHRONICLE_TEST_TIMESCALE") {
+            command.arg("--timescale").arg(mode);
+        }
         if let Some(url) = &self.options.database_url {
             command.arg("--database-url").arg(url);
         }

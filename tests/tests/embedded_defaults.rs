@@ -177,3 +177,31 @@ async fn a_configuration_file_is_read_and_flags_override_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting(s)"));
 }
+
+/// The private PostgreSQL preloads TimescaleDB when it is installed beside it, so
+/// `--timescale required` works on the embedded defaults; without it the tables stay plain
+/// and the command says so.
+#[tokio::test]
+async fn the_private_postgresql_preloads_timescaledb_when_it_is_installed() {
+    let installed = std::env::var_os("CHRONICLE_TEST_POSTGRES_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .and_then(|bin| bin.parent().map(|root| root.join("lib/timescaledb.so")))
+        .is_some_and(|lib| lib.is_file());
+    let dir = traversable_tempdir().expect("data dir");
+    let mode = if installed { "required" } else { "auto" };
+    let out = tokio::process::Command::new(chronicle_binary().expect("binary"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--timescale", mode, "migrate"])
+        .env_remove("CHRONICLE_DATABASE_URL")
+        .output()
+        .await
+        .expect("chronicle migrate runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    if installed {
+        assert!(log.contains("TimescaleDB hypertables in use"), "{log}");
+    } else {
+        assert!(log.contains("TimescaleDB not used"), "{log}");
+    }
+}

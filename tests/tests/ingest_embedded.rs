@@ -354,3 +354,41 @@ async fn health_readiness_and_metrics() {
     let body: serde_json::Value = missing.json().await.expect("json error body");
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+/// The reading tables are TimescaleDB hypertables exactly when the leg asks for TimescaleDB
+/// (scripts/test's second leg), plain tables otherwise: the same tests pass on both.
+#[tokio::test]
+async fn reading_tables_are_hypertables_on_the_timescaledb_leg_only() {
+    let s = setup().await;
+    let mut cgm = s.device("cgm").await;
+    let ack = cgm
+        .send(
+            json!({"type": "glucose", "value": 140, "unit": "mg/dL", "measured_at": minutes_ago(1)})
+                .to_string(),
+        )
+        .await
+        .expect("ack");
+    assert_eq!(ack.stored, 1);
+    let loaded: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .expect("query");
+    if std::env::var("CHRONICLE_TEST_TIMESCALE").as_deref() == Ok("required") {
+        assert!(loaded, "the TimescaleDB leg runs on TimescaleDB");
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT hypertable_name::text FROM timescaledb_information.hypertables
+             WHERE compression_enabled ORDER BY 1",
+        )
+        .fetch_all(&s.db.pool)
+        .await
+        .expect("query");
+        assert_eq!(tables, ["blood_pressure_readings", "glucose_readings"]);
+    } else {
+        assert!(
+            !loaded,
+            "plain PostgreSQL unless the leg asks for TimescaleDB"
+        );
+    }
+}

@@ -521,8 +521,13 @@ impl PrivatePostgres {
             // No Unix socket: its default directory (/var/run/postgresql) may not exist or
             // be shared with a system PostgreSQL; TCP on loopback is all we use.
             .args(["-c", "unix_socket_directories="])
-            .args(["-c", "max_connections=200"])
-            .stdout(log)
+            .args(["-c", "max_connections=200"]);
+        // TimescaleDB loads only when preloaded: with the extension installed beside this
+        // PostgreSQL, the private cluster preloads it, so `--timescale auto|required` works.
+        if timescaledb_installed(&self.bin_dir) {
+            cmd.args(["-c", "shared_preload_libraries=timescaledb"]);
+        }
+        cmd.stdout(log)
             .stderr(log_err)
             // Own process group: a Ctrl-C in the terminal reaches only the Chronicle
             // server, which then stops PostgreSQL after its own graceful shutdown.
@@ -1270,6 +1275,14 @@ fn output_text(output: &Output) -> String {
         text.push_str(stdout.trim());
     }
     text
+}
+
+/// Whether TimescaleDB's loader library sits in the library folder of the PostgreSQL whose
+/// binaries are in `bin_dir` (Debian: `/usr/lib/postgresql/15/{bin,lib}`).
+fn timescaledb_installed(bin_dir: &Path) -> bool {
+    bin_dir
+        .parent()
+        .is_some_and(|root| root.join("lib").join("timescaledb.so").is_file())
 }
 
 #[cfg(test)]
