@@ -1096,7 +1096,8 @@ mod tests {
     #[test]
     fn flags_override_file_and_defaults_fill_the_rest() {
         let file: FileConfig = toml::from_str(
-            "http_addr = \"0.0.0.0:9000\"\nbatch_linger_ms = 5\ndata_dir = \"/srv/chronicle\"",
+            "http_addr = \"0.0.0.0:9000\"\nallow_plaintext = true\nbatch_linger_ms = 5\n\
+             data_dir = \"/srv/chronicle\"",
         )
         .expect("valid file");
         let args = ServeArgs {
