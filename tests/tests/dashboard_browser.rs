@@ -16,7 +16,7 @@ use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
 use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -302,21 +302,30 @@ impl Clinic {
                     "source": "meter", "measured_at": at.to_rfc3339()})
             })
             .collect();
-        let cuff = |shift: i64| -> Vec<Value> {
+        // At 07:30 and 19:30 on the patient's own clock, the home protocol's morning and
+        // evening sessions, whatever the time of day the test runs.
+        let cuff = |shift: i64, zone: &str| -> Vec<Value> {
+            let zone = chronicle_domain::zone::parse_time_zone(zone).expect("zone");
+            let first_day = oldest.with_timezone(&zone).date_naive() + chrono::Days::new(1);
             (0..=days * 2)
-                .map(|half_day| {
-                    let at = oldest + Duration::hours(1 + 12 * half_day);
-                    json!({"type": "blood_pressure", "systolic": 124 + shift + (half_day * 7) % 19,
-                        "diastolic": 78 + (half_day * 5) % 11, "pulse": 64 + half_day % 9,
-                        "measured_at": at.to_rfc3339()})
+                .filter_map(|half_day| {
+                    let date = first_day + chrono::Days::new(u64::try_from(half_day / 2).ok()?);
+                    let hour = if half_day % 2 == 0 { 7 } else { 19 };
+                    let local = date.and_hms_opt(hour, 30, 0)?;
+                    let at = zone.from_local_datetime(&local).single()?.with_timezone(&Utc);
+                    (at <= newest).then(|| {
+                        json!({"type": "blood_pressure", "systolic": 124 + shift + (half_day * 7) % 19,
+                            "diastolic": 78 + (half_day * 5) % 11, "pulse": 64 + half_day % 9,
+                            "measured_at": at.to_rfc3339()})
+                    })
                 })
                 .collect()
         };
         send_readings(&server, maria, "cgm", &cgm).await;
         send_readings(&server, maria, "meter", &meter).await;
-        let maria_bp = cuff(0);
+        let maria_bp = cuff(0, "America/Chicago");
         send_readings(&server, maria, "bp", &maria_bp).await;
-        send_readings(&server, sam, "bp", &cuff(12)).await;
+        send_readings(&server, sam, "bp", &cuff(12, "Europe/Berlin")).await;
         // Sam's CGM of the last three days, which Dr. Lee sees as trends only.
         let sam_cgm: Vec<Value> = cgm[cgm.len() - 3 * 288..]
             .iter()
