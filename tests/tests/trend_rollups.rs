@@ -159,16 +159,24 @@ fn readings(burst: &Burst, now: DateTime<Utc>) -> Vec<(bool, Reading)> {
 
 async fn store_burst(store: &Store, patient: &Patient, burst: &Burst, now: DateTime<Utc>) {
     let readings = readings(burst, now);
+    let keys = store
+        .devices_for_ingest(&[&patient.cgm, &patient.meter, &patient.cuff])
+        .await
+        .expect("devices");
     let rows: Vec<ReadingRow<'_>> = readings
         .iter()
-        .map(|(meter, reading)| ReadingRow {
-            device_id: match reading {
+        .map(|(meter, reading)| {
+            let device_id = match reading {
                 Reading::BloodPressure(_) => &patient.cuff,
                 Reading::Glucose(_) if *meter => &patient.meter,
                 Reading::Glucose(_) => &patient.cgm,
-            },
-            patient_id: patient.id,
-            reading,
+            };
+            ReadingRow {
+                device_id,
+                device_key: keys[device_id.as_str()].key,
+                patient_id: patient.id,
+                reading,
+            }
         })
         .collect();
     store

@@ -169,6 +169,7 @@ impl Pipeline {
                     let message = &messages[p.message];
                     devices.get(&message.device_id).map(|device| ReadingRow {
                         device_id: &message.device_id,
+                        device_key: device.key,
                         patient_id: device.patient_id,
                         reading: &p.reading,
                     })

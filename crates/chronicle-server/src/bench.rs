@@ -333,14 +333,21 @@ async fn copy_ceiling(
     let patient = bench_patient(&store).await?;
     let devices = provision(&store, patient, batch_payloads.len()).await?;
 
+    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+    let registered = store.devices_for_ingest(&ids).await?;
     let mut chunks = Vec::new();
     for (device, payloads) in devices.iter().zip(batch_payloads) {
+        let device_key = registered
+            .get(device.device_id.as_str())
+            .map(|d| d.key)
+            .context("a provisioned device is missing from the registry")?;
         for payload in payloads {
             let readings = workload::decode_readings(payload)?;
             let rows: Vec<ReadingRow<'_>> = readings
                 .iter()
                 .map(|reading| ReadingRow {
                     device_id: device.device_id.as_str(),
+                    device_key,
                     patient_id: patient,
                     reading,
                 })

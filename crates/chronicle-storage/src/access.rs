@@ -407,8 +407,10 @@ impl Store {
         let patient_id = actor.patient_id();
         let mut tx = self.pool().begin().await?;
         for statement in [
-            "DELETE FROM glucose_readings WHERE patient_id = $1",
-            "DELETE FROM blood_pressure_readings WHERE patient_id = $1",
+            "DELETE FROM glucose_samples
+                 WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
+            "DELETE FROM blood_pressure_samples
+                 WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
             "DELETE FROM rejected_readings WHERE patient_id = $1
                  OR device_id IN (SELECT id FROM devices WHERE patient_id = $1)",
             "DELETE FROM devices WHERE patient_id = $1",

@@ -5,7 +5,7 @@
 //! can measure, on the same machine and the same table, the ceiling the ingest's
 //! `INSERT … SELECT FROM UNNEST … ON CONFLICT DO NOTHING RETURNING` is compared with.
 
-use crate::readings::ReadingRow;
+use crate::readings::{ReadingRow, codes};
 use crate::{StorageError, Store};
 use chronicle_domain::Reading;
 use chrono::SecondsFormat;
@@ -14,9 +14,9 @@ use std::fmt::Write as _;
 
 /// The columns written, in the order of [`GlucoseCopy`]'s lines: every column the ingest
 /// writes, so both do the same work per row (`received_at` takes its default in both).
-const GLUCOSE_COPY: &str = "COPY glucose_readings (device_id, measured_at, patient_id, \
-     value_mg_dl, original_value, original_unit, source, flag, utc_offset_minutes, \
-     device_reading_id) FROM STDIN";
+const GLUCOSE_COPY: &str = "COPY glucose_samples (device_key, utc_offset_minutes, codes, \
+     measured_at, value_milli_mg_dl, received_after_s, original_value, device_reading_id) \
+     FROM STDIN";
 
 /// Glucose rows encoded in COPY's text format, ready to send. Encoding is separate from
 /// [`Store::copy_glucose`] so a benchmark can time the database alone.
@@ -39,13 +39,14 @@ impl GlucoseCopy {
             // `write!` into a String cannot fail.
             let _ = write!(
                 text,
-                "{}\t{}\t{}\t{}\t",
-                escape(row.device_id),
+                "{}\t{}\t{}\t{}\t{}\t0\t",
+                row.device_key,
+                g.utc_offset_minutes.clamp(-1080, 1080),
+                codes::of(g),
                 g.measured_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-                row.patient_id,
-                g.value.get(),
+                codes::milli(g.value.get()),
             );
-            match g.original_value {
+            match codes::original_value(g) {
                 Some(v) => {
                     let _ = write!(text, "{v}\t");
                 }
@@ -53,11 +54,7 @@ impl GlucoseCopy {
             }
             let _ = writeln!(
                 text,
-                "{}\t{}\t{}\t{}\t{}",
-                g.original_unit.as_str(),
-                g.source.as_str(),
-                g.flag.map_or("\\N", |f| f.as_str()),
-                g.utc_offset_minutes.clamp(-1080, 1080),
+                "{}",
                 g.device_reading_id.as_deref().map_or("\\N".into(), escape),
             );
         }
@@ -149,6 +146,7 @@ mod tests {
         let patient_id = Uuid::nil();
         let rows = [ReadingRow {
             device_id: "dev_1",
+            device_key: 7,
             patient_id,
             reading: &reading,
         }];
@@ -157,9 +155,7 @@ mod tests {
         let text = String::from_utf8(copy.data).expect("utf-8");
         assert_eq!(
             text,
-            format!(
-                "dev_1\t2026-03-01T08:30:00.000000Z\t{patient_id}\t100\t\\N\tmg/dL\tcgm\tlo\t60\ta\\tb\\\\c\n"
-            )
+            "7\t60\t8\t2026-03-01T08:30:00.000000Z\t100000\t0\t\\N\ta\\tb\\\\c\n"
         );
     }
 }

@@ -11,6 +11,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy)]
 pub struct ReadingRow<'a> {
     pub device_id: &'a str,
+    /// The device's integer key, which the reading tables store instead of its id.
+    pub device_key: i32,
     pub patient_id: Uuid,
     pub reading: &'a Reading,
 }
@@ -71,37 +73,48 @@ impl InsertedKeys {
 /// data-modifying CTE to completion whether or not the final SELECT reads it.
 const WRITE_BATCH: &str = "
 WITH new_glucose AS (
-    INSERT INTO glucose_readings (device_id, measured_at, patient_id, value_mg_dl,
-        original_value, original_unit, source, flag, utc_offset_minutes, device_reading_id)
-    SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::float8[],
-        $5::float8[], $6::text[], $7::text[], $8::text[], $9::int2[], $10::text[])
+    INSERT INTO glucose_samples (device_key, utc_offset_minutes, codes, measured_at,
+        value_milli_mg_dl, received_after_s, original_value, device_reading_id)
+    SELECT g.device_key, g.utc_offset_minutes, g.codes, g.measured_at, g.value_milli_mg_dl,
+        received_after_seconds(g.measured_at, now()), g.original_value, g.device_reading_id
+    FROM UNNEST($1::int4[], $2::int2[], $3::int2[], $4::timestamptz[], $5::int4[],
+        $6::float8[], $7::text[])
+        AS g (device_key, utc_offset_minutes, codes, measured_at, value_milli_mg_dl,
+              original_value, device_reading_id)
     ON CONFLICT DO NOTHING
-    RETURNING device_id, measured_at, patient_id
+    RETURNING device_key, measured_at
 ), new_blood_pressure AS (
-    INSERT INTO blood_pressure_readings (device_id, measured_at, patient_id, systolic,
-        diastolic, pulse, utc_offset_minutes, device_reading_id)
-    SELECT * FROM UNNEST($11::text[], $12::timestamptz[], $13::uuid[], $14::int2[],
-        $15::int2[], $16::int2[], $17::int2[], $18::text[])
+    INSERT INTO blood_pressure_samples (device_key, systolic, diastolic, pulse,
+        utc_offset_minutes, received_after_s, measured_at, device_reading_id)
+    SELECT b.device_key, b.systolic, b.diastolic, b.pulse, b.utc_offset_minutes,
+        received_after_seconds(b.measured_at, now()), b.measured_at, b.device_reading_id
+    FROM UNNEST($8::int4[], $9::int2[], $10::int2[], $11::int2[], $12::int2[],
+        $13::timestamptz[], $14::text[])
+        AS b (device_key, systolic, diastolic, pulse, utc_offset_minutes, measured_at,
+              device_reading_id)
     ON CONFLICT DO NOTHING
-    RETURNING device_id, measured_at, patient_id
+    RETURNING device_key, measured_at
 ), refused AS (
     INSERT INTO rejected_readings (device_id, patient_id, message_id, reading_index,
         device_reading_id, reason, detail, readings_covered, raw, publisher)
-    SELECT * FROM UNNEST($19::text[], $20::uuid[], $21::text[], $22::int4[], $23::text[],
-        $24::text[], $25::text[], $26::int4[], $27::text[], $29::text[])
+    SELECT * FROM UNNEST($15::text[], $16::uuid[], $17::text[], $18::int4[], $19::text[],
+        $20::text[], $21::text[], $22::int4[], $23::text[], $24::text[])
+), devices_of_batch AS (
+    SELECT * FROM UNNEST($25::int4[], $26::uuid[]) AS d (device_key, patient_id)
 ), stored AS (
-    SELECT 'glucose'::text AS kind, device_id, measured_at, patient_id FROM new_glucose
+    SELECT 'glucose'::text AS kind, device_key, measured_at FROM new_glucose
     UNION ALL
-    SELECT 'blood_pressure'::text, device_id, measured_at, patient_id FROM new_blood_pressure
+    SELECT 'blood_pressure'::text, device_key, measured_at FROM new_blood_pressure
 ), followups AS (
     INSERT INTO ingest_followups (consumer, patient_id, kind, first_measured_at,
         last_measured_at, readings)
-    SELECT c.consumer, s.patient_id, s.kind, min(s.measured_at), max(s.measured_at),
+    SELECT c.consumer, d.patient_id, s.kind, min(s.measured_at), max(s.measured_at),
         count(*)::int
-    FROM stored s CROSS JOIN UNNEST($28::text[]) AS c (consumer)
-    GROUP BY c.consumer, s.patient_id, s.kind
+    FROM stored s JOIN devices_of_batch d USING (device_key)
+        CROSS JOIN UNNEST($27::text[]) AS c (consumer)
+    GROUP BY c.consumer, d.patient_id, s.kind
 )
-SELECT kind, device_id, measured_at FROM stored";
+SELECT kind, device_key, measured_at FROM stored";
 
 impl Store {
     /// Writes a batch atomically and reports which readings were new.
@@ -111,29 +124,32 @@ impl Store {
         // of deadlocking.
         let mut readings = batch.readings.clone();
         readings.sort_by(|a, b| {
-            (a.device_id, a.reading.measured_at()).cmp(&(b.device_id, b.reading.measured_at()))
+            (a.device_key, a.reading.measured_at()).cmp(&(b.device_key, b.reading.measured_at()))
         });
         let glucose = GlucoseColumns::of(&readings);
         let blood_pressure = BloodPressureColumns::of(&readings);
         let refused = RejectionColumns::of(&batch.rejections);
-        let returned: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(WRITE_BATCH)
-            .bind(&glucose.device_ids)
-            .bind(&glucose.measured_at)
-            .bind(&glucose.patient_ids)
-            .bind(&glucose.values)
-            .bind(&glucose.original_values)
-            .bind(&glucose.original_units)
-            .bind(&glucose.sources)
-            .bind(&glucose.flags)
+        let mut devices: Vec<(i32, Uuid)> = readings
+            .iter()
+            .map(|r| (r.device_key, r.patient_id))
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let (device_keys, patient_ids): (Vec<i32>, Vec<Uuid>) = devices.into_iter().unzip();
+        let returned: Vec<(String, i32, DateTime<Utc>)> = sqlx::query_as(WRITE_BATCH)
+            .bind(&glucose.device_keys)
             .bind(&glucose.offsets)
+            .bind(&glucose.codes)
+            .bind(&glucose.measured_at)
+            .bind(&glucose.values_milli)
+            .bind(&glucose.original_values)
             .bind(&glucose.reading_ids)
-            .bind(&blood_pressure.device_ids)
-            .bind(&blood_pressure.measured_at)
-            .bind(&blood_pressure.patient_ids)
+            .bind(&blood_pressure.device_keys)
             .bind(&blood_pressure.systolic)
             .bind(&blood_pressure.diastolic)
             .bind(&blood_pressure.pulse)
             .bind(&blood_pressure.offsets)
+            .bind(&blood_pressure.measured_at)
             .bind(&blood_pressure.reading_ids)
             .bind(&refused.device_ids)
             .bind(&refused.patient_ids)
@@ -144,17 +160,28 @@ impl Store {
             .bind(&refused.details)
             .bind(&refused.covered)
             .bind(&refused.raws)
-            .bind(batch.followup_consumers)
             .bind(&refused.publishers)
+            .bind(&device_keys)
+            .bind(&patient_ids)
+            .bind(batch.followup_consumers)
             .fetch_all(self.pool())
             .await?;
+        let device_ids: std::collections::HashMap<i32, &str> = readings
+            .iter()
+            .map(|r| (r.device_key, r.device_id))
+            .collect();
         let mut inserted = InsertedKeys::default();
-        for (kind, device_id, measured_at) in returned {
+        for (kind, device_key, measured_at) in returned {
             let kind = match kind.as_str() {
                 "glucose" => ReadingKind::Glucose,
                 _ => ReadingKind::BloodPressure,
             };
-            inserted.keys.insert((kind, device_id, measured_at));
+            let Some(device_id) = device_ids.get(&device_key) else {
+                continue;
+            };
+            inserted
+                .keys
+                .insert((kind, (*device_id).to_owned(), measured_at));
         }
         Ok(inserted)
     }
@@ -163,15 +190,12 @@ impl Store {
 /// The glucose readings of a batch, column by column, for `UNNEST`.
 #[derive(Default)]
 struct GlucoseColumns<'a> {
-    device_ids: Vec<&'a str>,
-    measured_at: Vec<DateTime<Utc>>,
-    patient_ids: Vec<Uuid>,
-    values: Vec<f64>,
-    original_values: Vec<Option<f64>>,
-    original_units: Vec<&'static str>,
-    sources: Vec<&'static str>,
-    flags: Vec<Option<&'static str>>,
+    device_keys: Vec<i32>,
     offsets: Vec<i16>,
+    codes: Vec<i16>,
+    measured_at: Vec<DateTime<Utc>>,
+    values_milli: Vec<i32>,
+    original_values: Vec<Option<f64>>,
     reading_ids: Vec<Option<&'a str>>,
 }
 
@@ -182,15 +206,12 @@ impl<'a> GlucoseColumns<'a> {
             let Reading::Glucose(g) = row.reading else {
                 continue;
             };
-            c.device_ids.push(row.device_id);
-            c.measured_at.push(g.measured_at);
-            c.patient_ids.push(row.patient_id);
-            c.values.push(g.value.get());
-            c.original_values.push(g.original_value);
-            c.original_units.push(g.original_unit.as_str());
-            c.sources.push(g.source.as_str());
-            c.flags.push(g.flag.map(|f| f.as_str()));
+            c.device_keys.push(row.device_key);
             c.offsets.push(offset_i16(g.utc_offset_minutes));
+            c.codes.push(codes::of(g));
+            c.measured_at.push(g.measured_at);
+            c.values_milli.push(codes::milli(g.value.get()));
+            c.original_values.push(codes::original_value(g));
             c.reading_ids.push(g.device_reading_id.as_deref());
         }
         c
@@ -200,13 +221,12 @@ impl<'a> GlucoseColumns<'a> {
 /// The blood-pressure readings of a batch, column by column, for `UNNEST`.
 #[derive(Default)]
 struct BloodPressureColumns<'a> {
-    device_ids: Vec<&'a str>,
-    measured_at: Vec<DateTime<Utc>>,
-    patient_ids: Vec<Uuid>,
+    device_keys: Vec<i32>,
     systolic: Vec<i16>,
     diastolic: Vec<i16>,
     pulse: Vec<Option<i16>>,
     offsets: Vec<i16>,
+    measured_at: Vec<DateTime<Utc>>,
     reading_ids: Vec<Option<&'a str>>,
 }
 
@@ -217,16 +237,52 @@ impl<'a> BloodPressureColumns<'a> {
             let Reading::BloodPressure(bp) = row.reading else {
                 continue;
             };
-            c.device_ids.push(row.device_id);
-            c.measured_at.push(bp.measured_at);
-            c.patient_ids.push(row.patient_id);
+            c.device_keys.push(row.device_key);
             c.systolic.push(mm_hg_i16(bp.systolic.get()));
             c.diastolic.push(mm_hg_i16(bp.diastolic.get()));
             c.pulse.push(bp.pulse.map(|p| mm_hg_i16(p.get())));
             c.offsets.push(offset_i16(bp.utc_offset_minutes));
+            c.measured_at.push(bp.measured_at);
             c.reading_ids.push(bp.device_reading_id.as_deref());
         }
         c
+    }
+}
+
+/// How a glucose reading is coded in `glucose_samples` (migration 0008); the
+/// `glucose_readings` view spells it out again.
+pub(crate) mod codes {
+    use chronicle_domain::{GlucoseFlag, GlucoseReading, GlucoseSource, GlucoseUnit};
+
+    /// Bit 0 the unit sent, bits 1-2 the source, bits 3-4 the flag.
+    pub fn of(g: &GlucoseReading) -> i16 {
+        let unit = match g.original_unit {
+            GlucoseUnit::MgDl => 0,
+            GlucoseUnit::MmolL => 1,
+        };
+        let source = match g.source {
+            GlucoseSource::Cgm => 0,
+            GlucoseSource::Meter => 1,
+            GlucoseSource::Lab => 2,
+        };
+        let flag = match g.flag {
+            None => 0,
+            Some(GlucoseFlag::Lo) => 1,
+            Some(GlucoseFlag::Hi) => 2,
+        };
+        unit | source << 1 | flag << 3
+    }
+
+    /// mg/dL in thousandths, the unit the trend totals count in (a valid value is at most
+    /// 1000 mg/dL, so it fits).
+    pub fn milli(mg_dl: f64) -> i32 {
+        (mg_dl * 1000.0).round() as i32
+    }
+
+    /// The value as sent, kept only when it is not the mg/dL value itself (a mmol/L value).
+    pub fn original_value(g: &GlucoseReading) -> Option<f64> {
+        g.original_value
+            .filter(|_| g.original_unit == GlucoseUnit::MmolL)
     }
 }
 

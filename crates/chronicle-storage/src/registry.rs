@@ -55,6 +55,8 @@ impl std::fmt::Debug for DeviceCredentials {
 /// What the ingest needs to know about a device that sent a message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceForIngest {
+    /// The integer key the reading tables store.
+    pub key: i32,
     pub patient_id: Uuid,
     pub kind: DeviceKind,
     pub revoked: bool,
@@ -258,17 +260,19 @@ impl Store {
         &self,
         device_ids: &[&str],
     ) -> Result<HashMap<String, DeviceForIngest>, StorageError> {
-        let rows: Vec<(String, Uuid, String, bool)> = sqlx::query_as(
-            "SELECT id, patient_id, kind, revoked_at IS NOT NULL FROM devices WHERE id = ANY($1)",
+        let rows: Vec<(String, i32, Uuid, String, bool)> = sqlx::query_as(
+            "SELECT id, key, patient_id, kind, revoked_at IS NOT NULL FROM devices
+             WHERE id = ANY($1)",
         )
         .bind(device_ids)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
-            .map(|(id, patient_id, kind, revoked)| {
+            .map(|(id, key, patient_id, kind, revoked)| {
                 Ok((
                     id,
                     DeviceForIngest {
+                        key,
                         patient_id,
                         kind: parse_kind(&kind)?,
                         revoked,

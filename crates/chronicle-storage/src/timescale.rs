@@ -2,7 +2,7 @@
 //!
 //! The schema migrations never mention TimescaleDB, so they run unchanged on plain PostgreSQL.
 //! After migrating, [`Store::apply_timescale`] converts the reading tables when the extension
-//! is available. Both reading tables' primary keys contain `measured_at`, as hypertables
+//! is available. Both sample tables' primary keys contain `measured_at`, as hypertables
 //! require, and every query the project runs is plain SQL that works either way.
 
 use crate::{StorageError, Store};
@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The time-series tables that become hypertables.
-const READING_TABLES: [&str; 2] = ["glucose_readings", "blood_pressure_readings"];
+const READING_TABLES: [&str; 2] = ["glucose_samples", "blood_pressure_samples"];
 
 /// Whether to use TimescaleDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,7 +142,7 @@ impl Store {
                     // it is read back; table names come from the constant above.
                     sqlx::query(&format!(
                         "ALTER TABLE {table} SET (timescaledb.compress,
-                             timescaledb.compress_segmentby = 'device_id',
+                             timescaledb.compress_segmentby = 'device_key',
                              timescaledb.compress_orderby = 'measured_at DESC')"
                     ))
                     .execute(self.pool())

@@ -267,16 +267,28 @@ impl crate::Store {
 
     /// Counts and sizes of the reading tables and the rollups.
     pub async fn trend_storage(&self) -> Result<TrendStorage, StorageError> {
-        Ok(sqlx::query_as(
-            "SELECT (SELECT count(*) FROM glucose_readings) AS glucose_readings,
-                    (SELECT count(*) FROM blood_pressure_readings) AS blood_pressure_readings,
+        let (hypertables,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        // A hypertable's rows live in its chunks (compressed ones apart): TimescaleDB's own
+        // size function counts them all; plain tables are measured directly.
+        let size = if hypertables {
+            "hypertable_size"
+        } else {
+            "pg_total_relation_size"
+        };
+        Ok(sqlx::query_as(&format!(
+            "SELECT (SELECT count(*) FROM glucose_samples) AS glucose_readings,
+                    (SELECT count(*) FROM blood_pressure_samples) AS blood_pressure_readings,
                     (SELECT count(*) FROM glucose_days) AS glucose_days,
-                    pg_total_relation_size('glucose_readings') AS glucose_bytes,
-                    pg_total_relation_size('blood_pressure_readings') AS blood_pressure_bytes,
+                    {size}('glucose_samples') AS glucose_bytes,
+                    {size}('blood_pressure_samples') AS blood_pressure_bytes,
                     pg_total_relation_size('glucose_days')
                         + pg_total_relation_size('glucose_day_samples')
-                        + pg_total_relation_size('blood_pressure_days') AS rollup_bytes",
-        )
+                        + pg_total_relation_size('blood_pressure_days') AS rollup_bytes"
+        ))
         .fetch_one(self.pool())
         .await?)
     }
