@@ -9,13 +9,18 @@
 //!     "devices": [{"device_id": "dev_k3v9q2m8x1ab", "kind": "cgm", "secret": "…"}]}]}
 //! ```
 //!
+//!
+//! With `--connections` below the number of devices, the simulator also registers gateways
+//! and keeps them in the file (`"gateways": [{"gateway_id", "secret", "devices": [ids]}]`),
+//! so the next run over the same devices reuses them.
+//!
 //! Patient `index` of population `seed` is the simulated patient (the same seed and index give
 //! the same readings); `persona` is optional (inferred from the device kinds when absent).
 //! Unknown fields are ignored, so other tools may keep more in the file. It holds secrets:
 //! the simulator writes it readable by its owner only.
 
 use crate::devices::{CgmSpec, CuffSpec, DeviceSpec, MeterSchedule, MeterSpec};
-use crate::mqtt::DeviceCredentials;
+use crate::mqtt::{DeviceCredentials, GatewayCredentials};
 use crate::patient::{Patient, Persona};
 use chronicle_domain::{DeviceKind, GlucoseUnit};
 use chrono::{DateTime, Utc};
@@ -30,6 +35,9 @@ pub struct DevicesFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
     pub patients: Vec<FilePatient>,
+    /// Gateways relaying these devices over fewer connections than devices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<GatewayCredentials>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -234,6 +242,11 @@ mod tests {
                         secret: "t".into(),
                     },
                 ],
+            }],
+            gateways: vec![GatewayCredentials {
+                gateway_id: "gw_cccccccccccc".into(),
+                secret: "u".into(),
+                devices: vec!["dev_aaaaaaaaaaaa".into()],
             }],
         };
         let dir = tempfile::tempdir().expect("temp dir");

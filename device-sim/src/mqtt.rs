@@ -4,10 +4,10 @@
 //! Each connection ("link") has two tasks, as rumqttc asks: a **poller** that only polls the
 //! event loop (connects and reconnects, subscribes to the acks topics, hands each ack to the
 //! [`Ledger`]) and a **publisher** that only publishes. A link serves one device (client id,
-//! username = device id, password = its secret) or, with fewer connections than devices,
-//! several devices like a phone app relaying for its meters (a gateway: it logs in as its
-//! first device and publishes on every device's topic, which needs a broker without
-//! per-topic ACLs).
+//! username = device id, password = its secret) or, for a registered gateway, every device
+//! the gateway relays (client id and username = the gateway id): like a phone app relaying
+//! for its meters, it publishes on each of its devices' readings topics and reads their acks,
+//! which is all the broker lets it do.
 //!
 //! A device keeps every message until its ack arrives. Sessions are clean, so after a
 //! reconnection (or a takeover by another connection with the same client id) the acks of
@@ -71,11 +71,29 @@ impl std::fmt::Debug for DeviceCredentials {
     }
 }
 
+/// A registered gateway's MQTT identity and the devices it relays (`chronicle gateway add`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayCredentials {
+    pub gateway_id: String,
+    /// The MQTT password (shown once when the gateway is registered).
+    pub secret: String,
+    /// Ids of the devices it relays.
+    pub devices: Vec<String>,
+}
+
+impl std::fmt::Debug for GatewayCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayCredentials")
+            .field("gateway_id", &self.gateway_id)
+            .field("secret", &"***")
+            .field("devices", &self.devices.len())
+            .finish()
+    }
+}
+
 /// How the fleet connects.
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
-    /// Connections to open; `None` (or at least as many as devices): one per device.
-    pub connections: Option<usize>,
     /// Messages a device may have sent without their ack.
     pub window: usize,
     /// How long connecting may take before the fleet gives up.
@@ -87,7 +105,6 @@ pub struct FleetOptions {
 impl Default for FleetOptions {
     fn default() -> Self {
         FleetOptions {
-            connections: None,
             window: 20,
             connect_timeout: Duration::from_secs(60),
             connect_concurrency: 64,
@@ -171,26 +188,53 @@ pub struct Fleet {
 
 impl Fleet {
     /// Connects every device (each link subscribed to its devices' acks) and returns once all
-    /// are ready, or fails if any connection is refused.
+    /// are ready, or fails if any connection is refused. A device that one of `gateways`
+    /// relays is served by that gateway's connection; every other device connects as itself.
     pub async fn connect(
         broker: Broker,
         devices: &[DeviceCredentials],
+        gateways: &[GatewayCredentials],
         options: &FleetOptions,
     ) -> Result<Fleet, NetError> {
         if devices.is_empty() {
             return Err(NetError::NoDevices);
         }
-        let links_wanted = options
-            .connections
-            .filter(|c| *c > 0 && *c < devices.len())
-            .unwrap_or(devices.len());
+        // Each link's identity (id, secret) and the fleet indexes of its devices.
+        let position: HashMap<&str, usize> = devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.device_id.as_str(), i))
+            .collect();
+        let mut link_of: Vec<Option<usize>> = vec![None; devices.len()];
+        let mut identities: Vec<(&str, &str, Vec<usize>)> = Vec::new();
+        for gateway in gateways {
+            let members: Vec<usize> = gateway
+                .devices
+                .iter()
+                .filter_map(|d| position.get(d.as_str()).copied())
+                .filter(|i| link_of[*i].is_none())
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            for i in &members {
+                link_of[*i] = Some(identities.len());
+            }
+            identities.push((&gateway.gateway_id, &gateway.secret, members));
+        }
+        for (i, d) in devices.iter().enumerate() {
+            if link_of[i].is_none() {
+                link_of[i] = Some(identities.len());
+                identities.push((&d.device_id, &d.secret, vec![i]));
+            }
+        }
         let window = options.window.max(1);
         let fleet_devices: Vec<FleetDevice> = devices
             .iter()
-            .enumerate()
-            .map(|(i, d)| FleetDevice {
+            .zip(&link_of)
+            .map(|(d, link)| FleetDevice {
                 id: d.device_id.clone(),
-                link: i % links_wanted,
+                link: link.unwrap_or_default(),
                 window: Arc::new(Semaphore::new(window)),
             })
             .collect();
@@ -206,17 +250,12 @@ impl Fleet {
             counters: Counters::default(),
         });
         let gate = Arc::new(Semaphore::new(options.connect_concurrency.max(1)));
-        let mut links = Vec::with_capacity(links_wanted);
-        for link in 0..links_wanted {
-            let members: Vec<usize> = (link..devices.len()).step_by(links_wanted).collect();
-            let first = &devices[members[0]];
-            let client_id = if links_wanted == devices.len() {
-                first.device_id.clone()
-            } else {
-                format!("{}-gateway", first.device_id)
-            };
+        let mut links = Vec::with_capacity(identities.len());
+        for (link, (identity, secret, members)) in identities.into_iter().enumerate() {
+            // The broker binds client ids to identities: the client id is the identity.
+            let client_id = identity.to_owned();
             let mut mqtt = MqttOptions::new(&client_id, &shared.broker.host, shared.broker.port);
-            mqtt.set_credentials(&first.device_id, &first.secret)
+            mqtt.set_credentials(identity, secret)
                 .set_keep_alive(Duration::from_secs(30))
                 .set_clean_session(true)
                 .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)

@@ -405,6 +405,18 @@ async fn accelerated_mode_catches_up_with_the_clock_and_gateways_relay() {
     assert_eq!(summary["stored"], summary["readings"]);
     assert!(summary["messages_per_second"].as_f64().expect("rate") > 0.0);
     assert!(summary["latency_ms"]["p50_ms"].as_f64().expect("latency") > 0.0);
+    // The load mode registered three gateways, each relaying a third of its devices (the run
+    // above registered two of its own).
+    let relayed: Vec<(i64,)> = sqlx::query_as(
+        "SELECT count(*) FROM gateway_devices gd JOIN gateways g ON g.id = gd.gateway_id
+         WHERE g.label LIKE 'chronicle-sim gateway % of 3' GROUP BY g.id ORDER BY 1",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .expect("gateways");
+    let relayed: Vec<i64> = relayed.into_iter().map(|(n,)| n).collect();
+    assert_eq!(relayed.iter().sum::<i64>(), 12, "{relayed:?}");
+    assert_eq!(relayed.len(), 3, "{relayed:?}");
 }
 
 #[tokio::test]

@@ -288,6 +288,7 @@ async fn demo(
     let fleet = Fleet::connect(
         broker,
         &credentials,
+        &[],
         &FleetOptions {
             window: 4,
             ..FleetOptions::default()
@@ -429,6 +430,7 @@ async fn new_clinic(store: &Store, options: &DemoOptions) -> anyhow::Result<Demo
             seed: options.seed,
             created_at: Some(Utc::now()),
             patients: Vec::new(),
+            gateways: Vec::new(),
         },
         demo: Clinic {
             organization_id: organization.id,

@@ -40,9 +40,11 @@ PROVISIONING
 CONNECTIONS
   Each device connects with username = its device id, password = its secret, client id = its
   device id, QoS 1, and keeps every message until its ack. With --connections below the
-  number of devices, a connection relays for several devices like a phone app gateway: it
-  logs in as its first device and publishes on every device's topic, which needs a broker
-  that permits it (Chronicle's embedded broker does; per-topic ACLs are future work).
+  number of devices, each connection is a gateway, like a phone app or a clinic's gateway
+  relaying for several devices: the simulator registers that many gateways (`chronicle
+  gateway add`, operator gateways relaying device i on gateway i mod N), keeps their
+  credentials in the devices file (\"gateways\": [{\"gateway_id\", \"secret\", \"devices\"}]), and
+  each logs in as itself and publishes only on the topics of the devices it relays.
 
 Exit status: 0 when everything reconciles, 1 on any difference, 2 on an error.";
 
@@ -95,8 +97,8 @@ pub struct BrokerArgs {
     /// The protocol's topic prefix (the server's --mqtt-topic-prefix).
     #[arg(long, default_value = "chronicle/v1")]
     pub topic_prefix: String,
-    /// MQTT connections for all devices. [default: one per device] With fewer, each relays
-    /// for several devices like a phone app gateway (needs a broker without per-topic ACLs).
+    /// MQTT connections for all devices. [default: one per device] With fewer, each is a
+    /// registered gateway relaying for several devices, like a phone app or a clinic gateway.
     #[arg(long)]
     pub connections: Option<usize>,
     /// Messages a device may have sent without their ack.
@@ -135,6 +137,16 @@ pub struct ServerArgs {
     /// Passed to `chronicle` as --database-url.
     #[arg(long, env = "CHRONICLE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+}
+
+impl ServerArgs {
+    /// Where what the simulator registers later (gateways) is kept: the file being written,
+    /// else the one read.
+    pub fn devices_file_to_keep(&self) -> Option<&std::path::Path> {
+        self.write_devices_file
+            .as_deref()
+            .or(self.devices_file.as_deref())
+    }
 }
 
 /// Which patients.

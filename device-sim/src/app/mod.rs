@@ -45,10 +45,56 @@ fn limits(b: &BrokerArgs) -> ServerLimits {
 
 fn fleet_options(b: &BrokerArgs) -> FleetOptions {
     FleetOptions {
-        connections: b.connections,
         window: b.window,
         ..FleetOptions::default()
     }
+}
+
+/// Connects `credentials` (devices of `file`): one connection per device, or with
+/// `--connections` below the number of devices, that many gateways relaying for them. The
+/// file's gateways are reused when they are that many and relay exactly these devices;
+/// otherwise new ones are registered and written with the file to `keep_in`.
+async fn connect_fleet(
+    broker_args: &BrokerArgs,
+    server: &ServerArgs,
+    file: &mut DevicesFile,
+    credentials: &[DeviceCredentials],
+    keep_in: Option<&std::path::Path>,
+) -> anyhow::Result<Fleet> {
+    let wanted = broker_args
+        .connections
+        .filter(|c| *c > 0 && *c < credentials.len());
+    let gateways = match wanted {
+        None => Vec::new(),
+        Some(count) => {
+            let ids: Vec<String> = credentials.iter().map(|c| c.device_id.clone()).collect();
+            let relayed: std::collections::BTreeSet<&String> =
+                file.gateways.iter().flat_map(|g| &g.devices).collect();
+            let reusable = file.gateways.len() == count
+                && relayed.len() == ids.len()
+                && ids.iter().all(|id| relayed.contains(id));
+            if !reusable {
+                file.gateways = provision::register_gateways(server, &ids, count)
+                    .await
+                    .context("registering the gateways that relay for the devices")?;
+                if let Some(path) = keep_in {
+                    file.write(path)?;
+                    eprintln!(
+                        "chronicle-sim: {count} gateways registered; kept in {}",
+                        path.display()
+                    );
+                }
+            }
+            file.gateways.clone()
+        }
+    };
+    Ok(Fleet::connect(
+        broker(broker_args),
+        credentials,
+        &gateways,
+        &fleet_options(broker_args),
+    )
+    .await?)
 }
 
 fn faults(specs: &[String]) -> anyhow::Result<FaultRates> {
@@ -197,7 +243,7 @@ fn progress(seconds: u64) -> Option<std::time::Duration> {
 
 async fn run_population(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
     let rates = faults(&args.faults)?;
-    let (file, fresh) = devices_for(&args.population, &args.server).await?;
+    let (mut file, fresh) = devices_for(&args.population, &args.server).await?;
     let FleetPlan {
         patients,
         credentials,
@@ -227,10 +273,12 @@ async fn run_population(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         end.map(|e| format!(" to {}", e.to_rfc3339()))
             .unwrap_or_default()
     );
-    let fleet = Fleet::connect(
-        broker(&args.broker),
+    let fleet = connect_fleet(
+        &args.broker,
+        &args.server,
+        &mut file,
         &credentials,
-        &fleet_options(&args.broker),
+        args.server.devices_file_to_keep(),
     )
     .await?;
     let sims = simulators(patients, start).await?;
@@ -283,7 +331,7 @@ async fn run_load(args: cli::LoadArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     };
     let provision_started = std::time::Instant::now();
-    let (file, fresh) = devices_for(&population, &args.server).await?;
+    let (mut file, fresh) = devices_for(&population, &args.server).await?;
     let FleetPlan {
         patients,
         credentials,
@@ -298,10 +346,12 @@ async fn run_load(args: cli::LoadArgs) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     let start = now - Duration::milliseconds((args.days * 86_400_000.0) as i64);
     let connect_started = std::time::Instant::now();
-    let fleet = Fleet::connect(
-        broker(&args.broker),
+    let fleet = connect_fleet(
+        &args.broker,
+        &args.server,
+        &mut file,
         &credentials,
-        &fleet_options(&args.broker),
+        args.server.devices_file_to_keep(),
     )
     .await?;
     let connect_seconds = connect_started.elapsed().as_secs_f64();
@@ -452,7 +502,7 @@ async fn run_scenarios(args: cli::ScenarioArgs) -> anyhow::Result<ExitCode> {
         scenarios.push(built);
     }
     // Each scenario's patient and its device.
-    let file = match &args.server.devices_file {
+    let mut file = match &args.server.devices_file {
         Some(path) => {
             let file = DevicesFile::read(path)?;
             let mut used = vec![false; file.patients.len()];
@@ -480,6 +530,7 @@ async fn run_scenarios(args: cli::ScenarioArgs) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
                 created_at: file.created_at,
                 patients: chosen,
+                gateways: file.gateways,
             }
         }
         None => {
@@ -506,10 +557,13 @@ async fn run_scenarios(args: cli::ScenarioArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| p.devices[0].credentials())
         .collect();
-    let fleet = Fleet::connect(
-        broker(&args.broker),
+    let fleet = connect_fleet(
+        &args.broker,
+        &args.server,
+        &mut file,
         &credentials,
-        &fleet_options(&args.broker),
+        // A subset of a given devices file is not written over it.
+        args.server.write_devices_file.as_deref(),
     )
     .await?;
     let play: Vec<PlayPatient> = scenarios

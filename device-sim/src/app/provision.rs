@@ -4,6 +4,7 @@ use super::cli::ServerArgs;
 use anyhow::{Context, bail};
 use chronicle_domain::DeviceKind;
 use chronicle_sim::devices_file::{DevicesFile, FileDevice, FilePatient};
+use chronicle_sim::mqtt::GatewayCredentials;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -45,13 +46,8 @@ pub fn chronicle_binary(flag: Option<&PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("chronicle"))
 }
 
-/// Registers the patients with `chronicle patient import` (one process for all of them) and
-/// returns them as a devices file.
-pub async fn register(
-    server: &ServerArgs,
-    seed: u64,
-    wanted: Vec<Wanted>,
-) -> anyhow::Result<DevicesFile> {
+/// A `chronicle` admin command on the server's database.
+fn chronicle_command(server: &ServerArgs) -> (PathBuf, tokio::process::Command) {
     let binary = chronicle_binary(server.chronicle_bin.as_ref());
     let mut command = tokio::process::Command::new(&binary);
     if let Some(dir) = &server.data_dir {
@@ -60,6 +56,98 @@ pub async fn register(
     if let Some(url) = &server.database_url {
         command.arg("--database-url").arg(url);
     }
+    (binary, command)
+}
+
+/// Runs a `chronicle` admin command to completion and returns its standard output.
+async fn run_chronicle(server: &ServerArgs, args: &[String]) -> anyhow::Result<String> {
+    let (binary, mut command) = chronicle_command(server);
+    let output = command
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot run {} (set --chronicle-bin, or use --devices-file)",
+                binary.display()
+            )
+        })?;
+    if !output.status.success() {
+        bail!(
+            "{} {} failed ({}): {}",
+            binary.display(),
+            args.first().map(String::as_str).unwrap_or_default(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Devices named on one command line, well below the kernel's argument limit.
+const DEVICES_PER_COMMAND: usize = 1000;
+
+#[derive(Deserialize)]
+struct AddedGateway {
+    gateway_id: String,
+    mqtt_password: String,
+}
+
+/// Registers `count` gateways (operator gateways, not any one patient's) that between them
+/// relay `devices`, device *i* on gateway *i mod count*, as a phone app or a clinic's
+/// gateway relays for many devices over one connection.
+pub async fn register_gateways(
+    server: &ServerArgs,
+    devices: &[String],
+    count: usize,
+) -> anyhow::Result<Vec<GatewayCredentials>> {
+    let count = count.clamp(1, devices.len().max(1));
+    let mut gateways = Vec::with_capacity(count);
+    for k in 0..count {
+        let members: Vec<String> = devices.iter().skip(k).step_by(count).cloned().collect();
+        let mut chunks = members.chunks(DEVICES_PER_COMMAND);
+        let mut args: Vec<String> = [
+            "gateway",
+            "add",
+            "--json",
+            "--label",
+            &format!("chronicle-sim gateway {} of {count}", k + 1),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for device in chunks.next().unwrap_or_default() {
+            args.extend(["--device".to_owned(), device.clone()]);
+        }
+        let out = run_chronicle(server, &args).await?;
+        let added: AddedGateway = serde_json::from_str(&out)
+            .with_context(|| format!("unexpected output of chronicle gateway add: {out}"))?;
+        for chunk in chunks {
+            let mut args = vec![
+                "gateway".to_owned(),
+                "attach".to_owned(),
+                added.gateway_id.clone(),
+            ];
+            args.extend(chunk.iter().cloned());
+            run_chronicle(server, &args).await?;
+        }
+        gateways.push(GatewayCredentials {
+            gateway_id: added.gateway_id,
+            secret: added.mqtt_password,
+            devices: members,
+        });
+    }
+    Ok(gateways)
+}
+
+/// Registers the patients with `chronicle patient import` (one process for all of them) and
+/// returns them as a devices file.
+pub async fn register(
+    server: &ServerArgs,
+    seed: u64,
+    wanted: Vec<Wanted>,
+) -> anyhow::Result<DevicesFile> {
+    let (binary, mut command) = chronicle_command(server);
     command
         .args(["patient", "import"])
         .stdin(Stdio::piped())
@@ -130,5 +218,6 @@ pub async fn register(
         seed,
         created_at: Some(chrono::Utc::now()),
         patients,
+        gateways: Vec::new(),
     })
 }
