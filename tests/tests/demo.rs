@@ -230,6 +230,27 @@ async fn demo_prints_logins_serves_the_clinic_and_resumes_without_duplicates() {
     )
     .expect("json");
     let organization = state["demo"]["organization_id"].clone();
+    // Each patient's devices are relayed by their phone app, a gateway of their own.
+    let gateways = state["gateways"]
+        .as_array()
+        .expect("gateways in the state")
+        .clone();
+    let state_patients = state["patients"].as_array().expect("patients");
+    assert_eq!(gateways.len(), state_patients.len());
+    for (gateway, patient) in gateways.iter().zip(state_patients) {
+        let devices: Vec<&Value> = patient["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .map(|d| &d["device_id"])
+            .collect();
+        let relayed: Vec<&Value> = gateway["devices"]
+            .as_array()
+            .expect("relayed")
+            .iter()
+            .collect();
+        assert_eq!(relayed, devices, "{gateway}");
+    }
     demo.stop().await;
 
     // Again on the same data directory: the same clinic, only the gap filled.
@@ -258,5 +279,10 @@ async fn demo_prints_logins_serves_the_clinic_and_resumes_without_duplicates() {
     )
     .expect("json");
     assert_eq!(state["demo"]["organization_id"], organization);
+    assert_eq!(
+        state["gateways"].as_array(),
+        Some(&gateways),
+        "the same gateways"
+    );
     demo.stop().await;
 }

@@ -18,9 +18,10 @@ use crate::cli::{DatabaseSettings, ServeSettings};
 use crate::database::Database;
 use crate::serve::{self, Running};
 use anyhow::Context;
+use chronicle_domain::DeviceId;
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
 use chronicle_sim::devices_file::{DevicesFile, FileDevice, FilePatient};
-use chronicle_sim::mqtt::{Broker, Fleet, FleetOptions};
+use chronicle_sim::mqtt::{Broker, Fleet, FleetOptions, GatewayCredentials as SimGateway};
 use chronicle_sim::player::{Pace, Plan, PlayPatient, Player, ServerLimits, Source};
 use chronicle_sim::scenario::{self, Scenario, ScenarioKind};
 use chronicle_sim::{PatientSim, PersonaMix, Population, Zone};
@@ -288,7 +289,7 @@ async fn demo(
     let fleet = Fleet::connect(
         broker,
         &credentials,
-        &[],
+        &state.devices.gateways,
         &FleetOptions {
             window: 4,
             ..FleetOptions::default()
@@ -399,6 +400,7 @@ async fn clinic(store: &Store, path: &Path, options: &DemoOptions) -> anyhow::Re
     if state.demo.scenarios.is_empty() {
         add_scenario_patients(store, &mut state).await?;
     }
+    add_phone_gateways(store, &mut state).await?;
     write_state(path, &state)?;
     Ok(state)
 }
@@ -461,6 +463,47 @@ async fn new_clinic(store: &Store, options: &DemoOptions) -> anyhow::Result<Demo
     }
     add_patients(store, &mut state, 0, options.patients).await?;
     Ok(state)
+}
+
+/// Each demo patient's phone app relays their devices, as a patient's own gateway (it can
+/// relay only their devices); patients of older state files get theirs too. The scenario
+/// patients' devices connect as themselves.
+async fn add_phone_gateways(store: &Store, state: &mut DemoState) -> anyhow::Result<()> {
+    let relayed: std::collections::HashSet<String> = state
+        .devices
+        .gateways
+        .iter()
+        .flat_map(|g| g.devices.iter().cloned())
+        .collect();
+    for patient in &state.devices.patients {
+        if patient
+            .devices
+            .iter()
+            .any(|d| relayed.contains(&d.device_id))
+        {
+            continue;
+        }
+        let devices = patient
+            .devices
+            .iter()
+            .map(|d| d.device_id.parse::<DeviceId>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("a device id of the demo state file: {e}"))?;
+        let label = format!("{}'s phone", patient.name.as_deref().unwrap_or("patient"));
+        let (gateway, credentials) = store
+            .create_gateway(patient.patient_id, Some(&label), &devices)
+            .await?;
+        state.devices.gateways.push(SimGateway {
+            gateway_id: gateway.id.to_string(),
+            secret: credentials.secret,
+            devices: patient
+                .devices
+                .iter()
+                .map(|d| d.device_id.clone())
+                .collect(),
+        });
+    }
+    Ok(())
 }
 
 async fn password_hash(password: &str) -> anyhow::Result<String> {
