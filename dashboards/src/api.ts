@@ -356,9 +356,10 @@ async function send(method: string, path: string, body?: unknown): Promise<Respo
   let code = 'http_error';
   let message = `${response.status} ${response.statusText}`;
   try {
-    const error = (await response.json()).error;
-    if (error?.code) code = error.code;
-    if (error?.message) message = error.message;
+    // Every error is an RFC 9457 problem: {type, title, status, detail, code}.
+    const problem = await response.json();
+    if (typeof problem?.code === 'string') code = problem.code;
+    if (typeof problem?.detail === 'string') message = problem.detail;
   } catch {
     // Not a JSON error body; keep the status line.
   }

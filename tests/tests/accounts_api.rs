@@ -101,7 +101,7 @@ async fn an_administrator_builds_a_clinic_and_sees_no_patient_data() {
             .call(admin, Method::POST, "/v1/admin/users", Some(bad.clone()))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
-        assert_eq!(body["error"]["code"], "bad_request");
+        assert_eq!(body["code"], "bad_request");
     }
 
     let members = format!("/v1/admin/teams/{team_id}/members");
@@ -273,4 +273,150 @@ async fn api_tokens_are_issued_used_and_revoked_and_log_out_ends_a_session() {
         StatusCode::UNAUTHORIZED,
         "logged out"
     );
+}
+
+/// The HTTP edge: every error is an RFC 9457 problem, axum's own rejections included; API
+/// responses are never cached; each request carries an id, echoed back.
+#[tokio::test]
+async fn every_error_is_a_problem_and_no_response_is_cached() {
+    let (_db, server, api) = api_with_admin().await;
+    let admin = api.login("admin@clinic.example", ADMIN_PASSWORD).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| server.http_url(path);
+    let problem = |response: reqwest::Response| async move {
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let cache = response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body: serde_json::Value = response.json().await.expect("a JSON body");
+        assert_eq!(content_type, "application/problem+json", "{status}: {body}");
+        assert_eq!(cache, "no-store", "{status}: {body}");
+        assert_eq!(body["status"], status.as_u16(), "{body}");
+        let code = body["code"].as_str().expect("code").to_owned();
+        assert_eq!(body["type"], format!("urn:chronicle:problem:{code}"));
+        assert!(
+            body["title"].is_string() && body["detail"].is_string(),
+            "{body}"
+        );
+        (
+            status,
+            code,
+            body["detail"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+
+    // A malformed JSON body (axum's rejection).
+    let response = http
+        .post(url("/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .expect("login");
+    let (status, code, detail) = problem(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    assert!(detail.to_lowercase().contains("json"), "{detail}");
+    // A body of the wrong shape.
+    let response = http
+        .post(url("/v1/auth/login"))
+        .json(&json!({"email": 7}))
+        .send()
+        .await
+        .expect("login");
+    let (status, code, _) = problem(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "bad_request")
+    );
+    // A path parameter that is not an id, and a query that does not parse.
+    let response = http
+        .get(url("/v1/patients/not-a-uuid/glucose"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("glucose");
+    let (status, code, _) = problem(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let response = http
+        .get(url(&format!(
+            "/v1/patients/{}/glucose?from=yesterday",
+            uuid::Uuid::new_v4()
+        )))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("glucose");
+    let (status, code, _) = problem(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    // A method the route does not have keeps its Allow header.
+    let response = http
+        .delete(url("/v1/auth/login"))
+        .send()
+        .await
+        .expect("delete");
+    assert!(response.headers().contains_key("allow"));
+    let (status, code, _) = problem(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    // The API's own errors, and an unknown API path.
+    let response = http.get(url("/v1/me")).send().await.expect("me");
+    let (status, code, _) = problem(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    let response = http
+        .get(url("/v1/no-such-thing"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("unknown");
+    let (status, code, _) = problem(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    // A success is not cached either, and carries the request's id: the client's, or a new one.
+    let response = http
+        .get(url("/v1/me"))
+        .bearer_auth(&admin)
+        .header("x-request-id", "probe-42")
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["x-request-id"], "probe-42");
+    let response = http
+        .get(url("/v1/me"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("me");
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(uuid::Uuid::parse_str(&id).map(|_| ()), Ok(()), "{id}");
 }

@@ -735,7 +735,7 @@ async fn the_server_serves_the_single_page_application() {
         let response = get(path).await.expect("missing");
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         let body: Value = response.json().await.expect("a JSON error");
-        assert_eq!(body["error"]["code"], "not_found", "{path}");
+        assert_eq!(body["code"], "not_found", "{path}");
     }
     let posted = http
         .post(server.http_url("/patients"))

@@ -352,7 +352,7 @@ async fn health_readiness_and_metrics() {
         .expect("404");
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.expect("json error body");
-    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["code"], "not_found");
 }
 
 /// The reading tables are TimescaleDB hypertables exactly when the leg asks for TimescaleDB

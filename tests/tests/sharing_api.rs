@@ -140,7 +140,7 @@ async fn sharing_through_the_api() {
     // Authentication.
     let (status, body) = c.glucose("chr_bogus", c.patient, "").await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        (status, body["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
     );
     let wrong = c

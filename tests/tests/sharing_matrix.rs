@@ -281,7 +281,7 @@ async fn check_reads(w: &World, state: &str, who: &str, expected: Reads) {
         assert_eq!(status.as_u16(), want, "{state}: {who} GET {path}: {body}");
         if want >= 400 {
             assert!(
-                body.get("items").is_none() && body.get("error").is_some(),
+                body.get("items").is_none() && body.get("code").is_some(),
                 "{state}: {who} GET {path} leaked {body}"
             );
         }
@@ -320,7 +320,7 @@ async fn check_trends(w: &World, state: &str, who: &str, expected: Trends, gluco
         assert_eq!(status.as_u16(), want, "{state}: {who} GET {path}: {body}");
         if want >= 400 {
             assert!(
-                body.get("metrics").is_none() && body.get("error").is_some(),
+                body.get("metrics").is_none() && body.get("code").is_some(),
                 "{state}: {who} GET {path} leaked {body}"
             );
         } else {

@@ -1,11 +1,26 @@
-//! The API's errors: JSON bodies `{"error": {"code", "message"}}` with stable codes. Internal
-//! errors are logged in full and shown to the client as a bare "internal error".
+//! The API's errors: every error response, axum's own extractor rejections included, is an
+//! RFC 9457 problem (`application/problem+json`):
+//!
+//! ```json
+//! {"type": "urn:chronicle:problem:not_found", "title": "Not Found", "status": 404,
+//!  "detail": "not found", "code": "not_found"}
+//! ```
+//!
+//! `code` (an extension member) is stable and machine-readable; `type` is the same code as a
+//! URN. Internal errors are logged in full and shown to the client as a bare "internal error".
 
-use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chronicle_storage::StorageError;
+use http_api_problem::HttpApiProblem;
 use serde::Serialize;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+/// Problem types are this prefix followed by the code.
+const PROBLEM_TYPE_PREFIX: &str = "urn:chronicle:problem:";
+/// The most of a non-problem error body that is kept as the problem's detail.
+const MAX_DETAIL_BYTES: usize = 4096;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -22,39 +37,93 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The error body every endpoint uses.
+/// The error body every endpoint uses (RFC 9457 problem details), for the API description.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    pub error: ErrorDetail,
+    /// `urn:chronicle:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// The HTTP status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// Stable, machine-readable (`not_found`, `bad_request`, `unauthenticated`, …).
+    pub code: String,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable.
-    pub code: &'static str,
-    pub message: String,
-}
-
-pub fn error_response(
-    status: StatusCode,
-    code: &'static str,
-    message: impl Into<String>,
-) -> Response {
-    (
-        status,
-        Json(ErrorBody {
-            error: ErrorDetail {
-                code,
-                message: message.into(),
-            },
-        }),
-    )
+/// The problem response for `status` with the stable `code` and a human `detail`.
+pub fn error_response(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    HttpApiProblem::new(status)
+        .type_url(format!("{PROBLEM_TYPE_PREFIX}{code}"))
+        .title(status.canonical_reason().unwrap_or("Error"))
+        .detail(detail.into())
+        .value("code", &code)
         .into_response()
+}
+
+/// The code of a response that carries no problem body: axum's extractor rejections (a
+/// missing or malformed body, query or path), an unknown method, a body over its limit, a
+/// request that took too long.
+fn code_for_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        s if s.is_server_error() => "internal",
+        _ => "http_error",
+    }
+}
+
+/// Middleware: turns every error response that is not yet a problem into one, so clients
+/// parse one error format whatever produced the error. The original plain-text message
+/// becomes the detail (axum's rejection texts say what was wrong with the request); a server
+/// error's text is not shown.
+pub async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_DETAIL_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let detail = if status.is_server_error() || text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut problem = error_response(status, code_for_status(status), detail);
+    // Keep what the original response said besides its body (Allow, Retry-After, …).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
 }
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            StorageError::NotFound { .. } => ApiError::NotFound,
+            StorageError::Refused(reason) => ApiError::Conflict(reason),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

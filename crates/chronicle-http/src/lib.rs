@@ -32,6 +32,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -53,10 +57,19 @@ pub struct AppState {
     pub broker_hooks_secret: Option<String>,
 }
 
+/// How long a request may take to produce its response (the head: a stream's body, such as
+/// the alert stream, runs on afterwards). Beyond it the answer is 503 and the work is dropped.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The header carrying a request's id: taken from the client when it sends one, made
+/// otherwise, echoed in the response and recorded on every log line of the request.
+const REQUEST_ID: &str = "x-request-id";
+
 /// The whole HTTP API, apart from any listener so tests can drive it directly.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api::routes();
     let openapi = Arc::new(openapi);
+    let request_id = header::HeaderName::from_static(REQUEST_ID);
     Router::new()
         .route(
             "/openapi.json",
@@ -68,6 +81,35 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(dashboard::serve)
         .with_state(state)
+        // Innermost first: the timeout's 503, like every other error, becomes a problem;
+        // every response gets no-store unless it chose its own caching (the dashboard's
+        // hashed assets); the request id frames the trace.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::map_response(error::as_problem))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    // The path only: a query may carry a credential.
+                    tracing::info_span!("http_request", request_id = id,
+                        method = %request.method(), path = request.uri().path())
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.

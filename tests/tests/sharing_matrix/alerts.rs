@@ -78,7 +78,7 @@ async fn check_reads(w: &World, state: &str, who: &str, expected: AlertReads) ->
         assert_eq!(status.as_u16(), want, "{state}: {who} GET {path}: {body}");
         if want >= 400 {
             assert!(
-                body.get("items").is_none() && body.get("error").is_some(),
+                body.get("items").is_none() && body.get("code").is_some(),
                 "{state}: {who} GET {path} leaked {body}"
             );
         }
@@ -132,7 +132,7 @@ async fn act(w: &World, who: &str, alert: Uuid, action: &str) -> u16 {
     let (status, body) = w.call(who, Method::POST, &path, Some(json!({}))).await;
     if status.is_client_error() {
         assert!(
-            body.get("error").is_some() && body.get("id").is_none(),
+            body.get("code").is_some() && body.get("id").is_none(),
             "{body}"
         );
     }
