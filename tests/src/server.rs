@@ -117,8 +117,25 @@ impl ChronicleServer {
             http,
             starts: 0,
         };
-        server.launch().await?;
-        Ok(server)
+        // The ports were free when chosen but are released until the server binds them, so
+        // another test may take one meanwhile: choose again, a few times.
+        let mut attempts = 0;
+        loop {
+            match server.launch().await {
+                Ok(()) => return Ok(server),
+                Err(e) if attempts < 3 && e.to_string().contains("Address already in use") => {
+                    attempts += 1;
+                    server.http_port = free_port();
+                    if server.options.mqtt_url.is_none() {
+                        server.mqtt_port = free_port();
+                    }
+                    if server.mqtt_tls_port.is_some() {
+                        server.mqtt_tls_port = Some(free_port());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The environment and flags shared by `serve` and the admin commands.
