@@ -275,6 +275,38 @@ async fn api_tokens_are_issued_used_and_revoked_and_log_out_ends_a_session() {
     );
 }
 
+/// Sends `request` and checks its answer is an RFC 9457 problem with `status` and `code`,
+/// never cached; returns the answer's headers and its detail.
+async fn expect_problem(
+    request: reqwest::RequestBuilder,
+    status: StatusCode,
+    code: &str,
+) -> (reqwest::header::HeaderMap, String) {
+    let response = request.send().await.expect("an answer");
+    let headers = response.headers().clone();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let answered = response.status();
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert_eq!(
+        (answered, body["code"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
+    assert_eq!(header("content-type"), "application/problem+json", "{body}");
+    assert_eq!(header("cache-control"), "no-store", "{body}");
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert_eq!(body["type"], format!("urn:chronicle:problem:{code}"));
+    assert!(body["title"].is_string(), "{body}");
+    let detail = body["detail"].as_str().expect("a detail").to_owned();
+    (headers, detail)
+}
+
 /// The HTTP edge: every error is an RFC 9457 problem, axum's own rejections included; API
 /// responses are never cached; each request carries an id, echoed back.
 #[tokio::test]
@@ -283,119 +315,42 @@ async fn every_error_is_a_problem_and_no_response_is_cached() {
     let admin = api.login("admin@clinic.example", ADMIN_PASSWORD).await;
     let http = reqwest::Client::new();
     let url = |path: &str| server.http_url(path);
-    let problem = |response: reqwest::Response| async move {
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let cache = response
-            .headers()
-            .get("cache-control")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body: serde_json::Value = response.json().await.expect("a JSON body");
-        assert_eq!(content_type, "application/problem+json", "{status}: {body}");
-        assert_eq!(cache, "no-store", "{status}: {body}");
-        assert_eq!(body["status"], status.as_u16(), "{body}");
-        let code = body["code"].as_str().expect("code").to_owned();
-        assert_eq!(body["type"], format!("urn:chronicle:problem:{code}"));
-        assert!(
-            body["title"].is_string() && body["detail"].is_string(),
-            "{body}"
-        );
-        (
-            status,
-            code,
-            body["detail"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
+    let bad_request = StatusCode::BAD_REQUEST;
 
-    // A malformed JSON body (axum's rejection).
-    let response = http
+    // A malformed JSON body (axum's rejection), and a body of the wrong shape.
+    let malformed = http
         .post(url("/v1/auth/login"))
         .header("content-type", "application/json")
-        .body("{\"email\": ")
-        .send()
-        .await
-        .expect("login");
-    let (status, code, detail) = problem(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request")
-    );
+        .body("{\"email\": ");
+    let (_, detail) = expect_problem(malformed, bad_request, "bad_request").await;
     assert!(detail.to_lowercase().contains("json"), "{detail}");
-    // A body of the wrong shape.
-    let response = http
-        .post(url("/v1/auth/login"))
-        .json(&json!({"email": 7}))
-        .send()
-        .await
-        .expect("login");
-    let (status, code, _) = problem(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "bad_request")
-    );
+    let wrong_shape = http.post(url("/v1/auth/login")).json(&json!({"email": 7}));
+    expect_problem(wrong_shape, StatusCode::UNPROCESSABLE_ENTITY, "bad_request").await;
     // A path parameter that is not an id, and a query that does not parse.
-    let response = http
+    let not_an_id = http
         .get(url("/v1/patients/not-a-uuid/glucose"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("glucose");
-    let (status, code, _) = problem(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request")
-    );
-    let response = http
+        .bearer_auth(&admin);
+    expect_problem(not_an_id, bad_request, "bad_request").await;
+    let patient = uuid::Uuid::new_v4();
+    let bad_query = http
         .get(url(&format!(
-            "/v1/patients/{}/glucose?from=yesterday",
-            uuid::Uuid::new_v4()
+            "/v1/patients/{patient}/glucose?from=yesterday"
         )))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("glucose");
-    let (status, code, _) = problem(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request")
-    );
+        .bearer_auth(&admin);
+    expect_problem(bad_query, bad_request, "bad_request").await;
     // A method the route does not have keeps its Allow header.
-    let response = http
-        .delete(url("/v1/auth/login"))
-        .send()
-        .await
-        .expect("delete");
-    assert!(response.headers().contains_key("allow"));
-    let (status, code, _) = problem(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
+    let (headers, _) = expect_problem(
+        http.delete(url("/v1/auth/login")),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    assert!(headers.contains_key("allow"));
     // The API's own errors, and an unknown API path.
-    let response = http.get(url("/v1/me")).send().await.expect("me");
-    let (status, code, _) = problem(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::UNAUTHORIZED, "unauthenticated")
-    );
-    let response = http
-        .get(url("/v1/no-such-thing"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("unknown");
-    let (status, code, _) = problem(response).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "not_found")
-    );
+    let anonymous = http.get(url("/v1/me"));
+    expect_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let unknown = http.get(url("/v1/no-such-thing")).bearer_auth(&admin);
+    expect_problem(unknown, StatusCode::NOT_FOUND, "not_found").await;
 
     // A success is not cached either, and carries the request's id: the client's, or a new one.
     let response = http

@@ -172,7 +172,6 @@ async fn store_burst(store: &Store, patient: &Patient, burst: &Burst, now: DateT
                 Reading::Glucose(_) => &patient.cgm,
             };
             ReadingRow {
-                device_id,
                 device_key: keys[device_id.as_str()].key,
                 patient_id: patient.id,
                 reading,

@@ -168,7 +168,6 @@ impl Pipeline {
                 .filter_map(|p| {
                     let message = &messages[p.message];
                     devices.get(&message.device_id).map(|device| ReadingRow {
-                        device_id: &message.device_id,
                         device_key: device.key,
                         patient_id: device.patient_id,
                         reading: &p.reading,
@@ -192,9 +191,10 @@ impl Pipeline {
             let message = &messages[p.message];
             let ack = &mut outcomes[p.message].ack;
             let kind = p.reading.kind();
-            if p.first_in_batch
-                && inserted.contains(kind, &message.device_id, p.reading.measured_at())
-            {
+            let stored = devices
+                .get(&message.device_id)
+                .is_some_and(|device| inserted.contains(kind, device.key, p.reading.measured_at()));
+            if p.first_in_batch && stored {
                 ack.stored += 1;
                 self.metrics
                     .readings_stored

@@ -346,7 +346,6 @@ async fn copy_ceiling(
             let rows: Vec<ReadingRow<'_>> = readings
                 .iter()
                 .map(|reading| ReadingRow {
-                    device_id: device.device_id.as_str(),
                     device_key,
                     patient_id: patient,
                     reading,

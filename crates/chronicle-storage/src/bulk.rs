@@ -145,7 +145,6 @@ mod tests {
         });
         let patient_id = Uuid::nil();
         let rows = [ReadingRow {
-            device_id: "dev_1",
             device_key: 7,
             patient_id,
             reading: &reading,

@@ -10,7 +10,6 @@ use uuid::Uuid;
 /// A validated reading with the registry facts the ingest resolved for it.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadingRow<'a> {
-    pub device_id: &'a str,
     /// The device's integer key, which the reading tables store instead of its id.
     pub device_key: i32,
     pub patient_id: Uuid,
@@ -49,13 +48,13 @@ pub struct BatchWrite<'a> {
 /// was a duplicate of a row already there (or of an earlier reading in the same batch).
 #[derive(Debug, Default)]
 pub struct InsertedKeys {
-    keys: HashSet<(ReadingKind, String, DateTime<Utc>)>,
+    /// (kind, device key, measured at).
+    keys: HashSet<(ReadingKind, i32, DateTime<Utc>)>,
 }
 
 impl InsertedKeys {
-    pub fn contains(&self, kind: ReadingKind, device_id: &str, measured_at: DateTime<Utc>) -> bool {
-        self.keys
-            .contains(&(kind, device_id.to_owned(), measured_at))
+    pub fn contains(&self, kind: ReadingKind, device_key: i32, measured_at: DateTime<Utc>) -> bool {
+        self.keys.contains(&(kind, device_key, measured_at))
     }
 
     pub fn len(&self) -> usize {
@@ -166,22 +165,13 @@ impl Store {
             .bind(batch.followup_consumers)
             .fetch_all(self.pool())
             .await?;
-        let device_ids: std::collections::HashMap<i32, &str> = readings
-            .iter()
-            .map(|r| (r.device_key, r.device_id))
-            .collect();
         let mut inserted = InsertedKeys::default();
         for (kind, device_key, measured_at) in returned {
             let kind = match kind.as_str() {
                 "glucose" => ReadingKind::Glucose,
                 _ => ReadingKind::BloodPressure,
             };
-            let Some(device_id) = device_ids.get(&device_key) else {
-                continue;
-            };
-            inserted
-                .keys
-                .insert((kind, (*device_id).to_owned(), measured_at));
+            inserted.keys.insert((kind, device_key, measured_at));
         }
         Ok(inserted)
     }
