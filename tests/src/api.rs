@@ -1,6 +1,6 @@
 //! The HTTP API as a client sees it: JSON calls with an optional bearer token, and log-in.
 
-use crate::ChronicleServer;
+use crate::ServerUnderTest;
 use chronicle_domain::sharing::Role;
 use chronicle_storage::Store;
 use chronicle_storage::credentials::hash_password;
@@ -17,7 +17,7 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(server: &ChronicleServer) -> ApiClient {
+    pub fn new(server: &impl ServerUnderTest) -> ApiClient {
         ApiClient {
             http: reqwest::Client::new(),
             base: server.http_url(""),

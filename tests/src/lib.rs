@@ -1,11 +1,14 @@
-//! Test harness: starts the real `chronicle` binary as a user would, against a real
-//! PostgreSQL (a fresh database per test) and a real broker (the embedded one or Mosquitto),
-//! and drives it with real MQTT clients.
+//! Test harness: launches the server against a real PostgreSQL (a fresh database per test)
+//! and a real broker (the embedded one or Mosquitto), and drives it with real MQTT and HTTP
+//! clients. [`TestApp`] launches it inside the test process on listeners bound before launch;
+//! [`ChronicleServer`] starts the real `chronicle` binary, for what needs a process of its own
+//! (signals, crashes, the command line, the demo).
 //!
 //! The PostgreSQL server comes from `CHRONICLE_TEST_DATABASE_URL` (a superuser URL), which
 //! `scripts/test` sets after starting a throwaway cluster.
 
 pub mod api;
+pub mod app;
 pub mod clinic;
 pub mod device;
 pub mod mqtt;
@@ -13,6 +16,7 @@ pub mod server;
 pub mod sse;
 
 pub use api::{ApiClient, create_user};
+pub use app::TestApp;
 pub use chronicle_embedded::{Mosquitto, MosquittoTls};
 pub use device::TestDevice;
 pub use server::{ChronicleServer, ServerOptions};
@@ -20,6 +24,15 @@ pub use server::{ChronicleServer, ServerOptions};
 use anyhow::Context;
 use sqlx::PgPool;
 use std::time::Duration;
+
+/// A server a test talks to: launched in the test's process ([`TestApp`]) or the real binary
+/// ([`ChronicleServer`]).
+pub trait ServerUnderTest {
+    /// The URL of `path` on the server's HTTP API.
+    fn http_url(&self, path: &str) -> String;
+    /// The port of the broker devices publish to.
+    fn mqtt_port(&self) -> u16;
+}
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the caller to use).
 pub fn free_port() -> u16 {

@@ -349,6 +349,16 @@ impl ChronicleServer {
     }
 }
 
+impl crate::ServerUnderTest for ChronicleServer {
+    fn http_url(&self, path: &str) -> String {
+        ChronicleServer::http_url(self, path)
+    }
+
+    fn mqtt_port(&self) -> u16 {
+        ChronicleServer::mqtt_port(self)
+    }
+}
+
 impl Drop for ChronicleServer {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {

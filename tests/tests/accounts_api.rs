@@ -4,20 +4,15 @@
 
 use chronicle_domain::sharing::Role;
 use chronicle_storage::Store;
-use chronicle_tests::{ApiClient, ChronicleServer, ServerOptions, TestDatabase, create_user};
+use chronicle_tests::{ApiClient, TestApp, TestDatabase, create_user};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 const ADMIN_PASSWORD: &str = "administrator password";
 
-async fn api_with_admin() -> (TestDatabase, ChronicleServer, ApiClient) {
+async fn api_with_admin() -> (TestDatabase, TestApp, ApiClient) {
     let db = TestDatabase::create().await.expect("database");
-    let server = ChronicleServer::start(ServerOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await
-    .expect("server");
+    let server = TestApp::launch(&db, &[]).await.expect("server");
     let store = Store::from_pool(db.pool.clone());
     create_user(
         &store,

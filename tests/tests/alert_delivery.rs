@@ -13,7 +13,9 @@ use chronicle_tests::api::{ApiClient, create_user};
 use chronicle_tests::clinic::{Clinic, PASSWORD, batch, glucose};
 use chronicle_tests::server::traversable_tempdir;
 use chronicle_tests::sse::AlertStream;
-use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice, eventually};
+use chronicle_tests::{
+    ChronicleServer, ServerOptions, ServerUnderTest, TestApp, TestDatabase, TestDevice, eventually,
+};
 use chrono::{Duration, Utc};
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
@@ -23,16 +25,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 use uuid::Uuid;
 
-async fn server(db: &TestDatabase) -> ChronicleServer {
-    ChronicleServer::start(ServerOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await
-    .expect("server")
+async fn server(db: &TestDatabase) -> TestApp {
+    TestApp::launch(db, &[]).await.expect("server")
 }
 
-async fn device(server: &ChronicleServer, clinic: &Clinic, patient: Uuid) -> TestDevice {
+async fn device(server: &impl ServerUnderTest, clinic: &Clinic, patient: Uuid) -> TestDevice {
     let credentials = clinic.device(patient, DeviceKind::Cgm).await;
     TestDevice::connect(
         server.mqtt_port(),

@@ -7,7 +7,7 @@ use chronicle_domain::DeviceKind;
 use chronicle_storage::Store;
 use chronicle_tests::api::ApiClient;
 use chronicle_tests::clinic::{Clinic, PASSWORD, batch, glucose, glucose_hi, pressure};
-use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice, eventually};
+use chronicle_tests::{TestApp, TestDatabase, TestDevice, eventually};
 use chrono::{DateTime, Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 struct World {
     db: TestDatabase,
-    server: ChronicleServer,
+    server: TestApp,
     store: Store,
     clinic: Clinic,
     api: ApiClient,
@@ -25,12 +25,7 @@ struct World {
 
 async fn world() -> World {
     let db = TestDatabase::create().await.expect("database");
-    let server = ChronicleServer::start(ServerOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await
-    .expect("server");
+    let server = TestApp::launch(&db, &[]).await.expect("server");
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
     let api = ApiClient::new(&server);

@@ -8,7 +8,7 @@
 
 use chronicle_storage::Store;
 use chronicle_tests::server::{sim_binary, traversable_tempdir};
-use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, eventually};
+use chronicle_tests::{TestApp, TestDatabase, eventually};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -32,12 +32,7 @@ struct Recorded {
 #[tokio::test]
 async fn every_simulator_scenario_raises_exactly_its_expected_alerts() {
     let db = TestDatabase::create().await.expect("database");
-    let server = ChronicleServer::start(ServerOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await
-    .expect("server starts");
+    let server = TestApp::launch(&db, &[]).await.expect("server starts");
     let dir = traversable_tempdir().expect("temp dir");
     let truth_path = dir.path().join("truth.json");
     let out = tokio::process::Command::new(sim_binary().expect("chronicle-sim is built"))

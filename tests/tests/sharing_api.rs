@@ -7,7 +7,7 @@ use chronicle_storage::credentials::hash_password;
 use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
-use chronicle_tests::{ApiClient, ChronicleServer, ServerOptions, TestDatabase, TestDevice};
+use chronicle_tests::{ApiClient, TestApp, TestDatabase, TestDevice};
 use chrono::{Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 struct Clinic {
     _db: TestDatabase,
-    server: ChronicleServer,
+    server: TestApp,
     store: Store,
     patient: Uuid,
     team: Uuid,
@@ -26,12 +26,7 @@ const PASSWORD: &str = "a long test password";
 
 async fn clinic() -> Clinic {
     let db = TestDatabase::create().await.expect("database");
-    let server = ChronicleServer::start(ServerOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await
-    .expect("server");
+    let server = TestApp::launch(&db, &[]).await.expect("server");
     let store = Store::from_pool(db.pool.clone());
     let patient = store
         .create_patient(&NewPatient {
@@ -267,12 +262,7 @@ async fn sharing_through_the_api() {
 #[tokio::test]
 async fn a_patient_shares_through_the_api_alone_and_revokes() {
     let db = TestDatabase::create().await.expect("database");
-    let server = ChronicleServer::start(ServerOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await
-    .expect("server");
+    let server = TestApp::launch(&db, &[]).await.expect("server");
     let json = |out: String| serde_json::from_str::<Value>(&out).expect("json output");
     let patient = json(
         server

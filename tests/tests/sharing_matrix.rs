@@ -6,9 +6,7 @@
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
-use chronicle_tests::{
-    ApiClient, ChronicleServer, ServerOptions, TestDatabase, TestDevice, create_user,
-};
+use chronicle_tests::{ApiClient, TestApp, TestDatabase, TestDevice, create_user};
 use chrono::{DateTime, Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -63,7 +61,7 @@ const COVERED: &[(&str, &str)] = &[
 struct World {
     db: TestDatabase,
     /// Runs for as long as the test does.
-    server: ChronicleServer,
+    server: TestApp,
     store: Store,
     api: ApiClient,
     patient: Uuid,
@@ -80,12 +78,7 @@ async fn user(store: &Store, email: &str, role: Role, patient: Option<Uuid>) -> 
 
 async fn world() -> World {
     let db = TestDatabase::create().await.expect("database");
-    let server = ChronicleServer::start(ServerOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await
-    .expect("server");
+    let server = TestApp::launch(&db, &[]).await.expect("server");
     let store = Store::from_pool(db.pool.clone());
     let new_patient = |name: &str| NewPatient {
         display_name: name.into(),

@@ -9,7 +9,7 @@ use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::trends::TRENDS_CONSUMER;
 use chronicle_storage::{NewPatient, Store};
-use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice, eventually};
+use chronicle_tests::{TestApp, TestDatabase, TestDevice, eventually};
 use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ const PASSWORD: &str = "a long test password";
 
 struct World {
     db: TestDatabase,
-    server: ChronicleServer,
+    server: TestApp,
     store: Store,
     http: reqwest::Client,
     token: String,
@@ -128,12 +128,7 @@ fn close(actual: &Value, expected: f64, what: &str) {
 #[tokio::test]
 async fn trends_and_the_panel_end_to_end() {
     let db = TestDatabase::create().await.expect("database");
-    let server = ChronicleServer::start(ServerOptions {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    })
-    .await
-    .expect("server");
+    let server = TestApp::launch(&db, &[]).await.expect("server");
     let store = Store::from_pool(db.pool.clone());
     let ada = patient(&store, "Ada", "Europe/Berlin").await;
     let bo = patient(&store, "Bo", "UTC").await;

@@ -16,7 +16,7 @@
 
 use crate::cli::{DatabaseSettings, ServeSettings};
 use crate::database::Database;
-use crate::serve::{self, Running};
+use crate::serve::{self, Endpoints};
 use anyhow::Context;
 use chronicle_domain::DeviceId;
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
@@ -146,7 +146,7 @@ pub async fn run(
 }
 
 async fn demo(
-    running: Running,
+    running: Endpoints,
     state_path: PathBuf,
     options: DemoOptions,
     limits: ServerLimits,

@@ -33,16 +33,6 @@ pub async fn run(
     result
 }
 
-/// The running server, for a command that works beside it (`chronicle demo`).
-pub struct Running {
-    pub http_addr: std::net::SocketAddr,
-    /// Where devices reach the broker (without TLS when the embedded broker has both).
-    pub mqtt_host: String,
-    pub mqtt_port: u16,
-    pub topic_prefix: String,
-    pub store: Store,
-}
-
 /// Runs the server until `main` returns (for `serve`: a SIGINT or SIGTERM), then shuts down
 /// gracefully and returns `main`'s outcome.
 pub async fn serve<F, Fut>(
@@ -51,18 +41,131 @@ pub async fn serve<F, Fut>(
     main: F,
 ) -> anyhow::Result<()>
 where
-    F: FnOnce(Running) -> Fut,
+    F: FnOnce(Endpoints) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    let listeners = Listeners::bind(settings).await?;
+    let shutdown = CancellationToken::new();
+    let running = launch(database, settings, listeners, shutdown.clone()).await?;
+    tracing::info!(database = %database.endpoint, "database");
+    running.log_endpoints();
+    println!(
+        "Chronicle is running. Dashboard: {}   (Ctrl-C to stop)",
+        running.endpoints.http_url("/")
+    );
+    let outcome = main(running.endpoints.clone()).await;
+    shutdown.cancel();
+    running.stopped().await;
+    outcome
+}
+
+/// The sockets a server answers on, bound before anything starts: a port conflict stops
+/// start-up early, and a caller (a test) can bind port 0 and learn the port before launch.
+pub struct Listeners {
+    pub http: tokio::net::TcpListener,
+    /// The embedded broker's plain listener (none with an external broker).
+    pub mqtt: Option<tokio::net::TcpListener>,
+    /// The embedded broker's TLS listener (with a certificate).
+    pub mqtt_tls: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses the settings name.
+    pub async fn bind(settings: &ServeSettings) -> anyhow::Result<Listeners> {
+        let http = bind(settings.http_addr, "HTTP", "--http-addr").await?;
+        let (mqtt, mqtt_tls) = match &settings.mqtt {
+            MqttEndpoint::Embedded { listen, tls_listen } => {
+                let mqtt = bind(*listen, "MQTT", "--mqtt-listen").await?;
+                let tls = match (tls_listen, &settings.tls) {
+                    (Some(addr), Some(_)) => {
+                        Some(bind(*addr, "MQTT over TLS", "--mqtt-tls-listen").await?)
+                    }
+                    _ => None,
+                };
+                (Some(mqtt), tls)
+            }
+            MqttEndpoint::External { .. } => (None, None),
+        };
+        Ok(Listeners {
+            http,
+            mqtt,
+            mqtt_tls,
+        })
+    }
+}
+
+/// Where a running server answers, for a command or test working beside it.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub http_addr: SocketAddr,
+    /// `https` with a certificate, else `http`.
+    pub http_scheme: &'static str,
+    /// Where devices reach the broker (without TLS when the embedded broker has both).
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    /// The embedded broker's TLS listener, when it has one.
+    pub mqtt_tls_addr: Option<SocketAddr>,
+    pub topic_prefix: String,
+    pub store: Store,
+}
+
+impl Endpoints {
+    pub fn http_url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.http_scheme, self.http_addr)
+    }
+}
+
+/// A launched server: its endpoints, and the task that shuts it down gracefully once the
+/// shutdown token given to [`launch`] is cancelled.
+pub struct Running {
+    pub endpoints: Endpoints,
+    external_mqtt: Option<String>,
+    broker_addrs: Vec<chronicle_broker::ListenAddr>,
+    teardown: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the server has stopped (after its shutdown token is cancelled).
+    pub async fn stopped(self) {
+        if let Err(e) = self.teardown.await {
+            tracing::error!(error = %e, "shutdown task failed");
+        }
+    }
+
+    fn log_endpoints(&self) {
+        for addr in &self.broker_addrs {
+            let scheme = if addr.tls { "mqtts" } else { "mqtt" };
+            tracing::info!(
+                mqtt = %format!("{scheme}://{}", addr.addr),
+                "embedded MQTT broker (sessions in memory only: a device's subscriptions and \
+                 undelivered acks are gone when the server stops; a reading is acknowledged \
+                 only once stored)"
+            );
+        }
+        if let Some(external) = &self.external_mqtt {
+            tracing::info!(mqtt = %external, "external MQTT broker");
+        }
+        tracing::info!(http = %self.endpoints.http_url(""), "HTTP API");
+    }
+}
+
+/// Starts the ingest (and the embedded broker), the alert engine, the trend rollups and the
+/// HTTP API on `listeners`, against a migrated database. Everything runs until `shutdown` is
+/// cancelled; then it stops gracefully (no new messages, those in hand committed and
+/// acknowledged within the grace period) and [`Running::stopped`] returns.
+pub async fn launch(
+    database: &Database,
+    settings: &ServeSettings,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
     let store = database.store.clone();
     let mut registry = Registry::default();
     let metrics = IngestMetrics::register(&mut registry);
     let alert_metrics = AlertMetrics::register(&mut registry);
     let broker_metrics = BrokerMetrics::register(&mut registry);
 
-    // Bind every listener first: a port conflict should stop start-up before anything runs.
-    let listener = bind(settings.http_addr, "HTTP", "--http-addr").await?;
-    let http_addr = listener.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
     let http_tls = match &settings.tls {
         Some(files) => Some(
             chronicle_broker::tls::server_config(
@@ -76,30 +179,20 @@ where
         ),
         None => None,
     };
-    let mqtt_listeners = match &settings.mqtt {
-        MqttEndpoint::Embedded { listen, tls_listen } => {
-            let mut listeners = vec![Listener {
-                tcp: bind(*listen, "MQTT", "--mqtt-listen").await?,
-                tls: None,
-            }];
-            if let (Some(addr), Some(files)) = (tls_listen, &settings.tls) {
-                listeners.push(Listener {
-                    tcp: bind(*addr, "MQTT over TLS", "--mqtt-tls-listen").await?,
-                    tls: Some(
-                        chronicle_broker::tls::acceptor(
-                            &files.certificate_chain,
-                            &files.private_key,
-                        )
-                        .context("cannot use the TLS certificate for MQTT")?,
-                    ),
-                });
-            }
-            listeners
-        }
-        MqttEndpoint::External { .. } => Vec::new(),
-    };
+    let mut mqtt_listeners = Vec::new();
+    if let Some(tcp) = listeners.mqtt {
+        mqtt_listeners.push(Listener { tcp, tls: None });
+    }
+    if let (Some(tcp), Some(files)) = (listeners.mqtt_tls, &settings.tls) {
+        mqtt_listeners.push(Listener {
+            tcp,
+            tls: Some(
+                chronicle_broker::tls::acceptor(&files.certificate_chain, &files.private_key)
+                    .context("cannot use the TLS certificate for MQTT")?,
+            ),
+        });
+    }
 
-    let shutdown = CancellationToken::new();
     let abandon = CancellationToken::new();
     let pipeline = Pipeline::new(
         store.clone(),
@@ -175,38 +268,13 @@ where
         broker_hooks_secret: settings.broker_hooks_secret.clone(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(
-        listener,
+        listeners.http,
         http_tls,
         router,
         shutdown.clone(),
     ));
-    let scheme = if settings.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
 
-    tracing::info!(database = %database.endpoint, "database");
-    match &front_door {
-        FrontDoor::Embedded { broker, .. } => {
-            for addr in broker.addrs() {
-                let scheme = if addr.tls { "mqtts" } else { "mqtt" };
-                tracing::info!(
-                    mqtt = %format!("{scheme}://{}", addr.addr),
-                    "embedded MQTT broker (sessions in memory only: a device's subscriptions and \
-                     undelivered acks are gone when the server stops; a reading is acknowledged \
-                     only once stored)"
-                );
-            }
-        }
-        FrontDoor::External { settings: mqtt, .. } => {
-            tracing::info!(mqtt = %format!("{}:{}", mqtt.host, mqtt.port), subscription = %mqtt.subscription(), client_id = %mqtt.client_id, "external MQTT broker");
-        }
-    }
-    tracing::info!(http = %format!("{scheme}://{http_addr}"), "HTTP API");
-    println!("Chronicle is running. Dashboard: {scheme}://{http_addr}/   (Ctrl-C to stop)");
-
-    let (mqtt_host, mqtt_port) = match &front_door {
+    let (mqtt_host, mqtt_port, mqtt_tls_addr, broker_addrs, external_mqtt) = match &front_door {
         FrontDoor::Embedded { broker, .. } => {
             let addr = broker
                 .addrs()
@@ -215,57 +283,90 @@ where
                 .or(broker.addrs().first())
                 .map(|a| a.addr)
                 .context("the embedded broker has no listener")?;
-            (reachable_host(addr), addr.port())
+            let tls_addr = broker.addrs().iter().find(|a| a.tls).map(|a| a.addr);
+            (
+                reachable_host(addr),
+                addr.port(),
+                tls_addr,
+                broker.addrs().to_vec(),
+                None,
+            )
         }
-        FrontDoor::External { settings: mqtt, .. } => (mqtt.host.clone(), mqtt.port),
+        FrontDoor::External { settings: mqtt, .. } => (
+            mqtt.host.clone(),
+            mqtt.port,
+            None,
+            Vec::new(),
+            Some(format!(
+                "{}:{} (subscription {}, client id {})",
+                mqtt.host,
+                mqtt.port,
+                mqtt.subscription(),
+                mqtt.client_id
+            )),
+        ),
     };
-    let outcome = main(Running {
+    let endpoints = Endpoints {
         http_addr,
+        http_scheme: if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         mqtt_host,
         mqtt_port,
+        mqtt_tls_addr,
         topic_prefix: settings.mqtt_topic_prefix.clone(),
         store: store.clone(),
-    })
-    .await;
-    tracing::info!("shutting down: no new messages; committing and acknowledging those in hand");
-    shutdown.cancel();
+    };
     let grace = settings.shutdown_grace;
-    let abandon_later = tokio::spawn(async move {
-        tokio::time::sleep(grace).await;
-        abandon.cancel();
-    });
-    match front_door {
-        FrontDoor::Embedded { broker, registry } => {
-            // A little longer than the batcher's grace, so an abandoned batch ends first.
-            broker.join(grace + Duration::from_secs(5)).await;
-            let _ = registry.await;
-        }
-        FrontDoor::External { task, registry, .. } => {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e, "MQTT ingest task failed");
-            }
-            if let Some(registry) = registry {
+    let teardown = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        tracing::info!(
+            "shutting down: no new messages; committing and acknowledging those in hand"
+        );
+        let abandon_later = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            abandon.cancel();
+        });
+        match front_door {
+            FrontDoor::Embedded { broker, registry } => {
+                // A little longer than the batcher's grace, so an abandoned batch ends first.
+                broker.join(grace + Duration::from_secs(5)).await;
                 let _ = registry.await;
             }
+            FrontDoor::External { task, registry, .. } => {
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "MQTT ingest task failed");
+                }
+                if let Some(registry) = registry {
+                    let _ = registry.await;
+                }
+            }
         }
-    }
-    if let Err(e) = batcher.await {
-        tracing::error!(error = %e, "ingest batcher task failed");
-    }
-    abandon_later.abort();
-    if let Some(task) = trends_task
-        && let Err(e) = task.await
-    {
-        tracing::error!(error = %e, "trends task failed");
-    }
-    match http_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
-        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
-    }
-    alerts.join().await;
-    tracing::info!("stopped");
-    outcome
+        if let Err(e) = batcher.await {
+            tracing::error!(error = %e, "ingest batcher task failed");
+        }
+        abandon_later.abort();
+        if let Some(task) = trends_task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "trends task failed");
+        }
+        match http_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+        alerts.join().await;
+        tracing::info!("stopped");
+    });
+    Ok(Running {
+        endpoints,
+        external_mqtt,
+        broker_addrs,
+        teardown,
+    })
 }
 
 /// How devices reach the ingest in this process.
