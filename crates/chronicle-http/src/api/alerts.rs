@@ -5,7 +5,7 @@
 //! alert's category (glucose or blood pressure) for that patient, asked per request and, on
 //! the stream, per event, so a revoked grant stops delivery at once. Every permit is logged.
 
-use super::{MAX_PAGE, Page, refusal};
+use super::{Page, page_limit, refusal};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -16,11 +16,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use chronicle_domain::alerts::RuleId;
 use chronicle_domain::alerts::Severity;
 use chronicle_domain::alerts::lifecycle::AlertStatus;
-use chronicle_domain::alerts::thresholds::AlertThresholds;
 use chronicle_domain::sharing::{
-    Access, AccessRequest, DataCategory, DenyReason, Permit, Principal, Role,
+    Access, AccessRequest, DataCategory, DenyReason, Permit, Principal,
 };
-use chronicle_domain::targets::GlucoseTargets;
 use chronicle_storage::alerts::{
     AlertAction, AlertActionError, AlertEvent, AlertFilter, AlertRecord,
 };
@@ -48,8 +46,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(acknowledge))
         .routes(routes!(resolve))
         .routes(routes!(snooze, unsnooze))
-        .routes(routes!(targets, update_targets))
-        .routes(routes!(target_changes))
 }
 
 /// An alert, or a historical event (late data: `kind` = `historical`, no `status`).
@@ -183,12 +179,7 @@ impl AlertsQuery {
             "historical" => Some(true),
             other => return Err(bad("kind", other)),
         };
-        let limit = self.limit.unwrap_or(100);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ApiError::BadRequest(format!(
-                "limit must be between 1 and {MAX_PAGE}"
-            )));
-        }
+        let limit = page_limit(self.limit, 100)?;
         Ok(AlertFilter {
             statuses,
             historical,
@@ -246,7 +237,7 @@ fn alerts_request(patient_id: Uuid, category: DataCategory) -> AccessRequest {
 
 /// The caller's permits to receive the patient's alerts, one per category the gate allows
 /// (each attempt logged); a refusal when it allows none.
-async fn alert_permits(
+pub(super) async fn alert_permits(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
@@ -744,218 +735,4 @@ async fn deliverable(
         return Ok(Some(false));
     }
     Ok(Some(true))
-}
-
-/// A patient's targets and alert thresholds.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-struct TargetsBody {
-    /// The glucose targets (`chronicle_domain::targets::GlucoseTargets`): `preset`
-    /// (`standard`, `older_high_risk`, `pregnancy`, `custom`), range and time-in-range goals.
-    #[schema(value_type = Object)]
-    glucose_targets: GlucoseTargets,
-    /// The alert thresholds in force (see docs/alerts.md for every field and its bounds).
-    #[schema(value_type = Object)]
-    alert_thresholds: AlertThresholds,
-    /// Whether the care team set custom thresholds (otherwise those of the preset apply).
-    #[serde(default)]
-    custom_thresholds: bool,
-    #[serde(default, skip_deserializing)]
-    changed_by: Option<Uuid>,
-    #[serde(default, skip_deserializing)]
-    changed_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-struct UpdateTargetsRequest {
-    /// New glucose targets: a preset's (`{"preset": "pregnancy"}` takes the preset's values)
-    /// or custom values within the safe bounds. Absent: unchanged.
-    #[schema(value_type = Object)]
-    glucose_targets: Option<serde_json::Value>,
-    /// Custom alert thresholds within the safe bounds; `null` returns to the preset's.
-    /// Absent: unchanged.
-    #[schema(value_type = Object)]
-    #[serde(default, deserialize_with = "present")]
-    alert_thresholds: Option<Option<AlertThresholds>>,
-}
-
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// Reads need a permit to receive the patient's alerts (glucose or blood pressure).
-async fn targets_permits(
-    state: &AppState,
-    principal: &Principal,
-    patient_id: Uuid,
-    action: &str,
-) -> Result<Vec<Permit>, ApiError> {
-    alert_permits(
-        state,
-        principal,
-        patient_id,
-        &[DataCategory::Glucose, DataCategory::BloodPressure],
-        action,
-    )
-    .await
-}
-
-/// The patient's glucose targets and alert thresholds.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/targets", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = TargetsBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn targets(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
-) -> Result<Json<TargetsBody>, ApiError> {
-    targets_permits(&state, &principal, patient_id, "read_targets").await?;
-    let t = state.store.patient_targets(patient_id).await?;
-    Ok(Json(TargetsBody {
-        glucose_targets: t.glucose,
-        alert_thresholds: t.alert_thresholds,
-        custom_thresholds: t.custom_thresholds,
-        changed_by: t.changed_by,
-        changed_at: t.changed_at,
-    }))
-}
-
-/// Change the patient's glucose targets and/or alert thresholds. Only a clinician whose care
-/// grant lets them receive the patient's alerts of every category the change touches
-/// (glucose targets and thresholds: glucose; blood-pressure thresholds: blood pressure; the
-/// shared ones: either). Every change is recorded with who made it and when.
-#[utoipa::path(put, path = "/v1/patients/{patient_id}/targets", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = UpdateTargetsRequest,
-    responses((status = 200, body = TargetsBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn update_targets(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
-    Json(body): Json<UpdateTargetsRequest>,
-) -> Result<Json<TargetsBody>, ApiError> {
-    let permits = targets_permits(&state, &principal, patient_id, "update_targets").await?;
-    if principal.role != Some(Role::Clinician)
-        || permits.iter().any(|p| {
-            !matches!(
-                p.allowance().basis,
-                chronicle_domain::sharing::Basis::Grant(_)
-            )
-        })
-    {
-        // The patient reads their targets; the care team sets them.
-        return Err(ApiError::Forbidden);
-    }
-    let current = state.store.patient_targets(patient_id).await?;
-    let glucose = match body.glucose_targets {
-        None => current.glucose,
-        Some(json) => parse_targets(json)?,
-    };
-    let thresholds = match body.alert_thresholds {
-        None => current
-            .custom_thresholds
-            .then_some(current.alert_thresholds),
-        Some(new) => new,
-    };
-    if let Some(t) = &thresholds {
-        t.validate()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    }
-    // Which categories the change touches, and whether the caller may change them.
-    let next_thresholds = thresholds.unwrap_or_else(|| AlertThresholds::preset(glucose.preset));
-    let mut touched = Vec::new();
-    if glucose != current.glucose || next_thresholds.glucose != current.alert_thresholds.glucose {
-        touched.push(DataCategory::Glucose);
-    }
-    if next_thresholds.blood_pressure != current.alert_thresholds.blood_pressure {
-        touched.push(DataCategory::BloodPressure);
-    }
-    let allowed: Vec<DataCategory> = permits.iter().map(Permit::category).collect();
-    if touched.iter().any(|c| !allowed.contains(c)) {
-        return Err(ApiError::Forbidden);
-    }
-    state
-        .store
-        .set_patient_targets(
-            patient_id,
-            &glucose,
-            thresholds.as_ref(),
-            Some(principal.user_id),
-        )
-        .await?;
-    let t = state.store.patient_targets(patient_id).await?;
-    Ok(Json(TargetsBody {
-        glucose_targets: t.glucose,
-        alert_thresholds: t.alert_thresholds,
-        custom_thresholds: t.custom_thresholds,
-        changed_by: t.changed_by,
-        changed_at: t.changed_at,
-    }))
-}
-
-/// Glucose targets from a request: `{"preset": "<name>"}` alone takes the preset's values;
-/// anything else must be complete custom values within the safe bounds.
-fn parse_targets(json: serde_json::Value) -> Result<GlucoseTargets, ApiError> {
-    let preset_only = json
-        .as_object()
-        .filter(|o| o.len() == 1)
-        .and_then(|o| o.get("preset"))
-        .and_then(|p| p.as_str())
-        .map(|p| {
-            chronicle_domain::targets::TargetPreset::parse(p)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown preset {p:?}")))
-        })
-        .transpose()?;
-    let targets = match preset_only {
-        Some(preset) => GlucoseTargets::preset(preset),
-        None => serde_json::from_value::<GlucoseTargets>(json)
-            .map_err(|e| ApiError::BadRequest(format!("invalid glucose targets: {e}")))?,
-    };
-    targets
-        .validate()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    Ok(targets)
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-struct TargetChangeItem {
-    #[schema(value_type = Object)]
-    glucose_targets: GlucoseTargets,
-    /// The custom thresholds set; absent: the preset's.
-    #[schema(value_type = Object)]
-    alert_thresholds: Option<AlertThresholds>,
-    changed_by: Option<Uuid>,
-    changed_at: DateTime<Utc>,
-}
-
-/// Every change of the patient's targets and thresholds, newest first, with who and when.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/targets/changes", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = [TargetChangeItem]), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn target_changes(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
-) -> Result<Json<Vec<TargetChangeItem>>, ApiError> {
-    targets_permits(&state, &principal, patient_id, "read_target_changes").await?;
-    Ok(Json(
-        state
-            .store
-            .glucose_target_changes(patient_id)
-            .await?
-            .into_iter()
-            .map(|c| TargetChangeItem {
-                glucose_targets: c.targets,
-                alert_thresholds: c.alert_thresholds,
-                changed_by: c.changed_by,
-                changed_at: c.changed_at,
-            })
-            .collect(),
-    ))
 }

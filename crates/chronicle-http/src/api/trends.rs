@@ -6,7 +6,7 @@
 //! readings) but not its time, and the panel's latest reading shows its age, not its value or
 //! time. Metric definitions: `docs/trends.md`.
 
-use super::{MAX_PAGE, parse_unit, permit};
+use super::{page_limit, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -845,12 +845,7 @@ async fn panel(
     if !(7..=90).contains(&days) {
         return Err(ApiError::BadRequest("days must be between 7 and 90".into()));
     }
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(query.limit, 50)?;
     let offset: usize = match query.cursor.as_deref() {
         None => 0,
         Some(c) => c

@@ -3,7 +3,7 @@
 //! with the `admin` role who are members of it). What each webhook receives is decided per
 //! delivery by the patients' grants (see docs/alerts.md).
 
-use super::MAX_PAGE;
+use super::page_limit;
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -237,12 +237,7 @@ async fn deliveries(
     Query(query): Query<DeliveriesQuery>,
 ) -> Result<Json<Vec<DeliveryItem>>, ApiError> {
     administrator_of(&principal, organization_id)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
+    let limit = page_limit(query.limit, 100)?;
     Ok(Json(
         state
             .store

@@ -1,12 +1,17 @@
-//! The caller's own account: log-out, and the long-lived API tokens an integration uses.
+//! The caller's session: log-in, who am I, log-out, and the long-lived API tokens an
+//! integration uses.
 
 use crate::AppState;
-use crate::auth::{Authenticated, bearer_token};
+use crate::auth::Authenticated;
+use crate::auth::bearer_token;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use chronicle_storage::identity::{TokenInfo, TokenKind};
+use axum::http::HeaderMap;
+use axum::http::StatusCode;
+use chronicle_storage::credentials::verify_password;
+use chronicle_storage::identity::TokenInfo;
+use chronicle_storage::identity::TokenKind;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,11 +19,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+/// How long a password log-in's session lasts.
+const SESSION_HOURS: i64 = 12;
+
 /// The longest an API token may be made to last when it expires at all.
 const MAX_TOKEN_DAYS: u32 = 3650;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(me))
         .routes(routes!(logout))
         .routes(routes!(tokens, create_token))
         .routes(routes!(revoke_token))
@@ -153,4 +163,90 @@ async fn revoke_token(
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    token_type: &'static str,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Log in with e-mail and password; returns a session token.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
+async fn login(
+    State(state): State<AppState>,
+    Json(body): Json<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let found = state.store.user_for_login(&body.email).await?;
+    // The same answer for an unknown e-mail and a wrong password.
+    let Some((user, Some(hash))) = found else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    let password = body.password;
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !matches {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let issued = state
+        .store
+        .issue_token(
+            user.id,
+            TokenKind::Session,
+            None,
+            Some(Utc::now() + Duration::hours(SESSION_HOURS)),
+        )
+        .await?;
+    Ok(Json(LoginResponse {
+        token: issued.token,
+        token_type: "Bearer",
+        expires_at: issued.expires_at,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct Me {
+    id: Uuid,
+    email: String,
+    display_name: String,
+    role: String,
+    /// The patient record this user is, for a patient.
+    patient_id: Option<Uuid>,
+    guardian_of: Vec<Uuid>,
+    care_teams: Vec<Uuid>,
+    organizations: Vec<Uuid>,
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+async fn me(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<Me>, ApiError> {
+    let user = state
+        .store
+        .user(principal.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    Ok(Json(Me {
+        id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        role: user.role.as_str().to_owned(),
+        patient_id: user.patient_id,
+        guardian_of: principal.guardian_of,
+        care_teams: principal.care_teams,
+        organizations: principal.organizations,
+    }))
 }

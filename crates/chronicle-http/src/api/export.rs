@@ -1,0 +1,102 @@
+//! Everything held about a patient, as FHIR or CSV, through the gate.
+
+use super::{actor, refusal};
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ErrorBody};
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
+use chrono::Utc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(export_fhir))
+        .routes(routes!(export_csv))
+}
+
+/// The record to export: everything, for the patient or their guardian; for a grantee
+/// holding `export` access, the categories their grants cover, within their windows. Each
+/// category a grantee asks for is decided and logged by the gate.
+async fn record_to_export(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    action: &str,
+) -> Result<chronicle_storage::access::PatientRecord, ApiError> {
+    if principal.patient_id == Some(patient_id) || principal.guardian_of.contains(&patient_id) {
+        let actor = actor(state, principal, patient_id, action).await?;
+        return Ok(state.store.everything_of(&actor).await?);
+    }
+    let mut permits = Vec::new();
+    let mut refusals = Vec::new();
+    for category in [
+        DataCategory::Glucose,
+        DataCategory::BloodPressure,
+        DataCategory::DeviceInfo,
+    ] {
+        let request = AccessRequest {
+            patient_id,
+            category,
+            access: Access::Export,
+            at: Utc::now(),
+            identified: true,
+        };
+        match state.store.authorize(principal, request, action).await? {
+            Ok(permit) => permits.push(permit),
+            Err(reason) => refusals.push(reason),
+        }
+    }
+    if permits.is_empty() {
+        // 404 unless the caller holds something for this patient.
+        let reason = refusals
+            .into_iter()
+            .find(|r| !matches!(r, DenyReason::NoGrant | DenyReason::NoPurpose))
+            .unwrap_or(DenyReason::NoGrant);
+        return Err(refusal(reason));
+    }
+    Ok(state.store.exported_record(&permits).await?)
+}
+
+/// Everything held about the patient as a FHIR R4 Bundle: for the patient or their guardian
+/// all of it; for a grantee with `export` access, the categories and window granted.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/fhir", tag = "export",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, description = "A FHIR R4 collection Bundle", content_type = "application/fhir+json"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn export_fhir(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    let record = record_to_export(&state, &principal, patient_id, "export_fhir").await?;
+    let body = serde_json::to_vec(&crate::export::fhir_bundle(&record))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
+        body,
+    )
+        .into_response())
+}
+
+/// Every reading held about the patient as CSV: for the patient or their guardian all of it;
+/// for a grantee with `export` access, the categories and window granted.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/csv", tag = "export",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, description = "One row per reading", content_type = "text/csv"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn export_csv(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    let record = record_to_export(&state, &principal, patient_id, "export_csv").await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        crate::export::csv(&record),
+    )
+        .into_response())
+}

@@ -1,0 +1,171 @@
+//! A patient's readings, page by page, through the gate.
+
+use super::{Page, page_limit, parse_unit, permit};
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chronicle_domain::sharing::{Access, DataCategory};
+use chronicle_storage::access::PageRequest;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(glucose))
+        .routes(routes!(blood_pressure))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct ReadingsQuery {
+    /// Earliest `measured_at` (inclusive); never earlier than the grant's window.
+    from: Option<DateTime<Utc>>,
+    /// Latest `measured_at` (exclusive).
+    to: Option<DateTime<Utc>>,
+    /// `mg/dL` (default) or `mmol/L` (glucose only).
+    unit: Option<String>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Items per page, 1–5000 (default 1000).
+    limit: Option<i64>,
+}
+
+impl ReadingsQuery {
+    fn page(&self) -> Result<(i64, Option<Cursor>), ApiError> {
+        let limit = page_limit(self.limit, 1000)?;
+        Ok((limit, self.cursor.as_deref().map(parse_cursor).transpose()?))
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct GlucosePoint {
+    measured_at: DateTime<Utc>,
+    value: f64,
+    unit: &'static str,
+    source: String,
+    /// `lo` or `hi` when the sensor was out of its range.
+    flag: Option<String>,
+    device_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct BloodPressurePoint {
+    measured_at: DateTime<Utc>,
+    systolic: i16,
+    diastolic: i16,
+    pulse: Option<i16>,
+    device_id: String,
+}
+
+/// A readings page position: the last item's `measured_at` and device.
+pub(crate) type Cursor = (DateTime<Utc>, String);
+
+pub(crate) fn cursor_of(at: DateTime<Utc>, device_id: &str) -> String {
+    format!("{}.{device_id}", at.timestamp_micros())
+}
+
+pub(crate) fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
+    let bad = || ApiError::BadRequest("invalid cursor".into());
+    let (micros, device) = text.split_once('.').ok_or_else(bad)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    Ok((at, device.to_owned()))
+}
+
+/// One patient's glucose readings, oldest first.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/glucose", tag = "readings",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ReadingsQuery),
+    responses((status = 200, body = Page<GlucosePoint>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn glucose(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Query(query): Query<ReadingsQuery>,
+) -> Result<Json<Page<GlucosePoint>>, ApiError> {
+    let unit = parse_unit(query.unit.as_deref())?;
+    let (limit, after) = query.page()?;
+    let permit = permit(
+        &state,
+        &principal,
+        patient_id,
+        DataCategory::Glucose,
+        Access::ViewReadings,
+        "read_glucose_readings",
+    )
+    .await?;
+    let page = PageRequest {
+        from: query.from,
+        to: query.to,
+        after: after.as_ref().map(|(t, d)| (*t, d.as_str())),
+        limit,
+    };
+    let rows = state.store.glucose_readings(&permit, page).await?;
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| cursor_of(r.measured_at, &r.device_id)))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(|r| GlucosePoint {
+            measured_at: r.measured_at,
+            value: unit.from_mg_dl(r.value_mg_dl),
+            unit: unit.as_str(),
+            source: r.source,
+            flag: r.flag,
+            device_id: r.device_id,
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// One patient's blood-pressure readings (mm[Hg], pulse per minute), oldest first.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/blood-pressure", tag = "readings",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ReadingsQuery),
+    responses((status = 200, body = Page<BloodPressurePoint>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn blood_pressure(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Query(query): Query<ReadingsQuery>,
+) -> Result<Json<Page<BloodPressurePoint>>, ApiError> {
+    let (limit, after) = query.page()?;
+    let permit = permit(
+        &state,
+        &principal,
+        patient_id,
+        DataCategory::BloodPressure,
+        Access::ViewReadings,
+        "read_blood_pressure_readings",
+    )
+    .await?;
+    let page = PageRequest {
+        from: query.from,
+        to: query.to,
+        after: after.as_ref().map(|(t, d)| (*t, d.as_str())),
+        limit,
+    };
+    let rows = state.store.blood_pressure_readings(&permit, page).await?;
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| cursor_of(r.measured_at, &r.device_id)))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(|r| BloodPressurePoint {
+            measured_at: r.measured_at,
+            systolic: r.systolic,
+            diastolic: r.diastolic,
+            pulse: r.pulse,
+            device_id: r.device_id,
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
+}

@@ -1,0 +1,370 @@
+//! The patient's sharing: grants, the access log, and emergency access.
+
+use super::{Page, actor, page_limit};
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chronicle_domain::sharing::{
+    Access, DataCategory, Grant, Grantee, Purpose, Role, validate_new_grant,
+};
+use chronicle_storage::access::GrantSpec;
+use chronicle_storage::sharing::AccessLogEntry;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// How long an emergency access stays open.
+const EMERGENCY_HOURS: i64 = 4;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(grants, create_grant))
+        .routes(routes!(revoke_grant))
+        .routes(routes!(access_log))
+        .routes(routes!(open_emergency_access))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+struct GranteeBody {
+    /// `user`, `care_team` or `organization`.
+    #[serde(rename = "type")]
+    kind: String,
+    id: Uuid,
+}
+
+/// Who a grant names, with the name the patient knows them by.
+#[derive(Debug, Serialize, ToSchema)]
+struct GranteeItem {
+    /// `user`, `care_team` or `organization`.
+    #[serde(rename = "type")]
+    kind: String,
+    id: Uuid,
+    /// The person's, care team's or organization's name; absent if it no longer exists.
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct GrantItem {
+    id: Uuid,
+    grantee: GranteeItem,
+    categories: Vec<String>,
+    access: Vec<String>,
+    purpose: String,
+    data_since: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    /// Whether the grant allows anything now.
+    active: bool,
+}
+
+impl GrantItem {
+    fn new(g: Grant, grantee_name: Option<String>) -> Self {
+        let (kind, id) = match g.grantee {
+            Grantee::User(id) => ("user", id),
+            Grantee::CareTeam(id) => ("care_team", id),
+            Grantee::Organization(id) => ("organization", id),
+        };
+        GrantItem {
+            active: g.is_active(Utc::now()),
+            id: g.id,
+            grantee: GranteeItem {
+                kind: kind.to_owned(),
+                id,
+                name: grantee_name,
+            },
+            categories: g.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+            access: g.access.iter().map(|a| a.as_str().to_owned()).collect(),
+            purpose: g.purpose.as_str().to_owned(),
+            data_since: g.data_since,
+            expires_at: g.expires_at,
+            revoked_at: g.revoked_at,
+            created_at: g.created_at,
+        }
+    }
+}
+
+/// The name a patient knows a grantee by. Only the patient's own settings (behind
+/// [`actor`]) call this, for grantees the patient named.
+async fn grantee_name(state: &AppState, grantee: Grantee) -> Result<Option<String>, ApiError> {
+    Ok(match grantee {
+        Grantee::User(id) => state.store.user(id).await?.map(|u| u.display_name),
+        Grantee::CareTeam(id) => state.store.care_team(id).await?.map(|t| t.name),
+        Grantee::Organization(id) => state.store.organization(id).await?.map(|o| o.name),
+    })
+}
+
+/// Grants as the API shows them, each grantee's name looked up once.
+async fn grant_items(state: &AppState, grants: Vec<Grant>) -> Result<Vec<GrantItem>, ApiError> {
+    let mut names: HashMap<Grantee, Option<String>> = HashMap::new();
+    let mut items = Vec::with_capacity(grants.len());
+    for grant in grants {
+        let name = match names.get(&grant.grantee) {
+            Some(name) => name.clone(),
+            None => {
+                let name = grantee_name(state, grant.grantee).await?;
+                names.insert(grant.grantee, name.clone());
+                name
+            }
+        };
+        items.push(GrantItem::new(grant, name));
+    }
+    Ok(items)
+}
+
+/// The patient's grants, in any state (the patient or their guardian).
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, body = [GrantItem]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn grants(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<Json<Vec<GrantItem>>, ApiError> {
+    let actor = actor(&state, &principal, patient_id, "read_grants").await?;
+    let grants = state.store.grants_of(&actor).await?;
+    Ok(Json(grant_items(&state, grants).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct CreateGrantRequest {
+    grantee: GranteeBody,
+    /// Any of `glucose`, `blood_pressure`, `alerts`, `device_info`.
+    categories: Vec<String>,
+    /// Any of `view_readings`, `view_trends`, `receive_alerts`, `export`.
+    access: Vec<String>,
+    /// `care`, `caregiving`, `research` or `peer_support`.
+    purpose: String,
+    /// Never reveal data measured before this instant.
+    data_since: Option<DateTime<Utc>>,
+    /// The grant allows nothing from this instant on.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+fn parse_all<T>(
+    values: &[String],
+    what: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<BTreeSet<T>, ApiError>
+where
+    T: Ord,
+{
+    values
+        .iter()
+        .map(|v| parse(v).ok_or_else(|| ApiError::BadRequest(format!("unknown {what} {v:?}"))))
+        .collect()
+}
+
+/// Share: the patient (or their guardian) grants access.
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = CreateGrantRequest,
+    responses((status = 201, body = GrantItem), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn create_grant(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Json(body): Json<CreateGrantRequest>,
+) -> Result<(StatusCode, Json<GrantItem>), ApiError> {
+    let grantee = match body.grantee.kind.as_str() {
+        "user" => Grantee::User(body.grantee.id),
+        "care_team" => Grantee::CareTeam(body.grantee.id),
+        "organization" => Grantee::Organization(body.grantee.id),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown grantee type {other:?}"
+            )));
+        }
+    };
+    let categories = parse_all(&body.categories, "data category", DataCategory::parse)?;
+    let access = parse_all(&body.access, "access", Access::parse)?;
+    let purpose = Purpose::parse(&body.purpose)
+        .ok_or_else(|| ApiError::BadRequest(format!("unknown purpose {:?}", body.purpose)))?;
+    validate_new_grant(&categories, &access, body.expires_at, Utc::now())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let actor = actor(&state, &principal, patient_id, "create_grant").await?;
+    let spec = GrantSpec {
+        grantee,
+        categories,
+        access,
+        purpose,
+        data_since: body.data_since,
+        expires_at: body.expires_at,
+    };
+    let grant = state.store.grant_as(&actor, spec).await?;
+    let name = grantee_name(&state, grant.grantee).await?;
+    Ok((StatusCode::CREATED, Json(GrantItem::new(grant, name))))
+}
+
+/// Revoke a grant; it allows nothing from the next request on.
+#[utoipa::path(delete, path = "/v1/patients/{patient_id}/grants/{grant_id}", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("grant_id" = Uuid, Path)),
+    responses((status = 200, body = GrantItem), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_grant(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((patient_id, grant_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<GrantItem>, ApiError> {
+    let actor = actor(&state, &principal, patient_id, "revoke_grant").await?;
+    let grant = state
+        .store
+        .revoke_grant_as(&actor, grant_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let name = grantee_name(&state, grant.grantee).await?;
+    Ok(Json(GrantItem::new(grant, name)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct LogQuery {
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Entries per page, 1–5000 (default 100).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct AccessLogItem {
+    at: DateTime<Utc>,
+    actor_id: Option<Uuid>,
+    /// The actor's display name, so the patient reads who it was.
+    actor_name: Option<String>,
+    actor_role: Option<String>,
+    action: String,
+    category: Option<String>,
+    purpose: Option<String>,
+    grant_id: Option<Uuid>,
+    /// Set when the access was an emergency access.
+    emergency_id: Option<Uuid>,
+    /// `allowed` or `denied`.
+    outcome: String,
+    reason: Option<String>,
+}
+
+impl AccessLogItem {
+    fn new(e: AccessLogEntry, actor_name: Option<String>) -> Self {
+        AccessLogItem {
+            at: e.at,
+            actor_id: e.actor_id,
+            actor_name,
+            actor_role: e.actor_role,
+            action: e.action,
+            category: e.category,
+            purpose: e.purpose,
+            grant_id: e.grant_id,
+            emergency_id: e.emergency_id,
+            outcome: e.outcome,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Who read (or tried to read) the patient's data, newest first.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/access-log", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path), LogQuery),
+    responses((status = 200, body = Page<AccessLogItem>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn access_log(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<Page<AccessLogItem>>, ApiError> {
+    let limit = page_limit(query.limit, 100)?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest("invalid cursor".into()))
+        })
+        .transpose()?;
+    let actor = actor(&state, &principal, patient_id, "read_access_log").await?;
+    let entries = state.store.access_log_of(&actor, before, limit).await?;
+    let next_cursor = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
+    // A page names few distinct people: look each up once.
+    let mut names: HashMap<Uuid, Option<String>> = HashMap::new();
+    let mut items = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let name = match entry.actor_id {
+            None => None,
+            Some(id) => match names.get(&id) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = state.store.user(id).await?.map(|u| u.display_name);
+                    names.insert(id, name.clone());
+                    name
+                }
+            },
+        };
+        items.push(AccessLogItem::new(entry, name));
+    }
+    Ok(Json(Page { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct EmergencyRequest {
+    /// Why the record must be opened without a grant (at least 10 characters); shown to the patient.
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct EmergencyItem {
+    id: Uuid,
+    patient_id: Uuid,
+    reason: String,
+    opened_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+/// Open a patient's record without a grant, stating why (clinicians only; time-limited, logged
+/// and shown to the patient).
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = EmergencyRequest,
+    responses((status = 201, body = EmergencyItem), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn open_emergency_access(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Json(body): Json<EmergencyRequest>,
+) -> Result<(StatusCode, Json<EmergencyItem>), ApiError> {
+    if principal.role != Some(Role::Clinician) {
+        return Err(ApiError::Forbidden);
+    }
+    let reason = body.reason.trim();
+    if reason.chars().count() < 10 {
+        return Err(ApiError::BadRequest(
+            "state the reason in at least 10 characters".into(),
+        ));
+    }
+    let opened = state
+        .store
+        .open_emergency_access_as(
+            &principal,
+            patient_id,
+            reason,
+            Utc::now() + Duration::hours(EMERGENCY_HOURS),
+        )
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EmergencyItem {
+            id: opened.id,
+            patient_id: opened.patient_id,
+            reason: opened.reason,
+            opened_at: opened.opened_at,
+            expires_at: opened.expires_at,
+        }),
+    ))
+}
