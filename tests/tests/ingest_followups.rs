@@ -4,7 +4,7 @@
 //! back, and two claims never hold the same item.
 
 use bytes::Bytes;
-use chronicle_domain::sharing::{Principal, Role, act_as};
+use chronicle_domain::sharing::{Principal, Role};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_domain::{DeviceKind, ReadingKind};
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
@@ -153,7 +153,11 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
         patient_id: Some(ada.id),
         ..Principal::default()
     };
-    let actor = act_as(&ada_herself, ada.id).expect("acts as herself");
+    let actor = store
+        .authorize_as_patient(&ada_herself, ada.id, "erase")
+        .await
+        .expect("gate")
+        .expect("acts as herself");
     store.erase(&actor).await.expect("erase");
     assert_eq!(store.pending_followups("first").await.expect("count"), 1);
     if let Some(left) = store.claim_followups("second", 10).await.expect("claim") {

@@ -1,7 +1,7 @@
 //! Patient targets in storage: the standard preset by default, changes kept with who and
 //! when, and erasure taking them along.
 
-use chronicle_domain::sharing::{Principal, Role, act_as};
+use chronicle_domain::sharing::{Principal, Role};
 use chronicle_domain::targets::{GlucoseTargets, TargetPreset};
 use chronicle_storage::identity::NewUser;
 use chronicle_storage::{NewPatient, Store};
@@ -77,10 +77,12 @@ async fn targets_default_to_standard_and_every_change_is_kept() {
         patient_id: Some(patient.id),
         ..Principal::default()
     };
-    store
-        .erase(&act_as(&herself, patient.id).expect("own record"))
+    let actor = store
+        .authorize_as_patient(&herself, patient.id, "erase")
         .await
-        .expect("erase");
+        .expect("gate")
+        .expect("own record");
+    store.erase(&actor).await.expect("erase");
     assert_eq!(db.count("patient_targets").await, 0);
     assert_eq!(db.count("patient_target_changes").await, 0);
 }

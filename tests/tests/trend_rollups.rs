@@ -6,12 +6,13 @@
 
 use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
 use chronicle_domain::sharing::{
-    Access, AccessRequest, DataCategory, Grantee, Permit, Principal, Purpose, Role,
+    Access, AccessRequest, DataCategory, Grantee, Principal, Purpose, Role,
 };
 use chronicle_domain::targets::{GlucoseTargets, TargetPreset};
 use chronicle_domain::trends::{BpTotals, GlucoseTotals, TrendWindow, local_date, sum_totals};
 use chronicle_domain::units::GlucoseUnit;
 use chronicle_domain::{BloodPressureReading, DeviceKind, Diastolic, Pulse, Reading, Systolic};
+use chronicle_storage::gate::Permit;
 use chronicle_storage::readings::{BatchWrite, ReadingRow};
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::trends::{DaySource, TRENDS_CONSUMER, TrendDays};

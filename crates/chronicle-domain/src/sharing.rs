@@ -255,6 +255,16 @@ pub struct Allowance {
     pub deidentified: bool,
 }
 
+impl Allowance {
+    /// The earliest instant data may come from: the later of `from` and the grant's window.
+    pub fn clamp_from(&self, from: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        match (from, self.data_since) {
+            (Some(f), Some(s)) => Some(f.max(s)),
+            (f, s) => f.or(s),
+        }
+    }
+}
+
 /// Why access was refused (for the access log; clients are told less).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -386,100 +396,17 @@ pub fn decide(
     })
 }
 
-/// Proof that [`decide`] allowed a request. Its fields are private and it has no public
-/// constructor, so a storage read that requires a `Permit` cannot run without a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Permit {
-    request: AccessRequest,
-    allowance: Allowance,
-}
-
-impl Permit {
-    pub fn patient_id(&self) -> Uuid {
-        self.request.patient_id
-    }
-
-    pub fn category(&self) -> DataCategory {
-        self.request.category
-    }
-
-    pub fn access(&self) -> Access {
-        self.request.access
-    }
-
-    pub fn allowance(&self) -> &Allowance {
-        &self.allowance
-    }
-
-    /// Whether individual readings of `category` may be read under this permit.
-    pub fn allows_readings_of(&self, category: DataCategory) -> bool {
-        self.request.category == category
-            && self.request.access == Access::ViewReadings
-            && self.allowance.individual_readings
-    }
-
-    /// The earliest instant data may come from: the later of `from` and the grant's window.
-    pub fn clamp_from(&self, from: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-        match (from, self.allowance.data_since) {
-            (Some(f), Some(s)) => Some(f.max(s)),
-            (f, s) => f.or(s),
-        }
-    }
-}
-
-/// [`decide`], with the allowance wrapped in a [`Permit`] for the read it allows.
-pub fn authorize(
-    principal: &Principal,
-    request: &AccessRequest,
-    grants: &[Grant],
-    emergencies: &[EmergencyAccess],
-) -> Result<Permit, DenyReason> {
-    match decide(principal, request, grants, emergencies) {
-        Decision::Allow(allowance) => Ok(Permit {
-            request: *request,
-            allowance,
-        }),
-        Decision::Deny(reason) => Err(reason),
-    }
-}
-
-/// Proof that a principal acts as a patient: their own record, or as the guardian the patient
-/// named. Needed to see and change grants, read the access log and manage devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PatientActor {
-    patient_id: Uuid,
-    user_id: Uuid,
-    basis: Basis,
-}
-
-impl PatientActor {
-    pub fn patient_id(&self) -> Uuid {
-        self.patient_id
-    }
-
-    pub fn user_id(&self) -> Uuid {
-        self.user_id
-    }
-
-    pub fn basis(&self) -> Basis {
-        self.basis
-    }
-}
-
-/// Whether `principal` may act as the patient.
-pub fn act_as(principal: &Principal, patient_id: Uuid) -> Result<PatientActor, DenyReason> {
-    let basis = if principal.patient_id == Some(patient_id) {
-        Basis::Own
+/// Whether `principal` may act as the patient: their own record, or as the guardian the patient
+/// named. Acting as the patient is needed to see and change grants, read the access log and
+/// manage devices; the storage gate turns a yes into its proof, a `PatientActor`.
+pub fn acting_basis(principal: &Principal, patient_id: Uuid) -> Result<Basis, DenyReason> {
+    if principal.patient_id == Some(patient_id) {
+        Ok(Basis::Own)
     } else if principal.guardian_of.contains(&patient_id) {
-        Basis::Guardian
+        Ok(Basis::Guardian)
     } else {
-        return Err(DenyReason::NoGrant);
-    };
-    Ok(PatientActor {
-        patient_id,
-        user_id: principal.user_id,
-        basis,
-    })
+        Err(DenyReason::NoGrant)
+    }
 }
 
 /// De-identification for research: stable pseudonyms per study (a research grant is a study)

@@ -4,7 +4,7 @@ use chronicle_domain::codes::{
     self, BLOOD_PRESSURE_PANEL, DIASTOLIC, HEART_RATE, LOINC_SYSTEM, Loinc, SYSTOLIC, UCUM_SYSTEM,
 };
 use chronicle_domain::{GlucoseFlag, GlucoseSource};
-use chronicle_storage::access::PatientRecord;
+use chronicle_storage::records::PatientRecord;
 use serde_json::{Value, json};
 
 /// FHIR ids allow `[A-Za-z0-9.-]`; device ids use `_`, which never appears with `.`, so

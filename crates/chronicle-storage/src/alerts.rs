@@ -11,6 +11,7 @@
 //! - Reads for users take [`Permit`]s for `receive_alerts` on the alert's category, so no
 //!   alert is listed without a logged decision.
 
+use crate::gate::Permit;
 use crate::{StorageError, Store};
 use chronicle_domain::alerts::lifecycle::{
     self, AlertStatus, Change, EventKind, InvalidTransition, KnownAlert,
@@ -18,7 +19,8 @@ use chronicle_domain::alerts::lifecycle::{
 use chronicle_domain::alerts::rules::{DeviceActivity, GlucosePoint, MAX_GAP, PressurePoint};
 use chronicle_domain::alerts::thresholds::AlertThresholds;
 use chronicle_domain::alerts::{RuleId, Severity};
-use chronicle_domain::sharing::{Access, DataCategory, Permit};
+use chronicle_domain::sharing::Principal;
+use chronicle_domain::sharing::{Access, DataCategory};
 use chronicle_domain::targets::TargetPreset;
 use chronicle_domain::{DeviceKind, GlucoseFlag, GlucoseSource};
 use chrono::{DateTime, Duration, Utc};
@@ -1147,5 +1149,49 @@ impl AlertEventListener {
     pub async fn next(&mut self) -> Result<(), StorageError> {
         self.0.recv().await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// The (patient, category) pairs whose alerts a principal may receive, to ask the gate
+    /// about: their own record and those they are guardian of (both categories), and every
+    /// active grant naming them (directly, or through a current team or organization) that
+    /// allows `receive_alerts`. The gate still decides each pair.
+    pub async fn alert_candidates(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<(Uuid, DataCategory)>, StorageError> {
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT DISTINCT g.patient_id, c.category
+             FROM grants g CROSS JOIN UNNEST(g.categories) AS c (category)
+             WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+               AND g.created_at <= now() AND 'receive_alerts' = ANY(g.access)
+               AND c.category IN ('glucose', 'blood_pressure')
+               AND ((g.grantee_type = 'user' AND g.grantee_id = $1)
+                 OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($2))
+                 OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($3)))
+             ORDER BY 1, 2",
+        )
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<(Uuid, DataCategory)> = principal
+            .patient_id
+            .into_iter()
+            .chain(principal.guardian_of.iter().copied())
+            .flat_map(|p| [(p, DataCategory::Glucose), (p, DataCategory::BloodPressure)])
+            .collect();
+        for (patient_id, category) in rows {
+            let category = DataCategory::parse(&category).ok_or_else(|| StorageError::Corrupt {
+                what: "grant category",
+                value: category.clone(),
+            })?;
+            if !out.contains(&(patient_id, category)) {
+                out.push((patient_id, category));
+            }
+        }
+        Ok(out)
     }
 }

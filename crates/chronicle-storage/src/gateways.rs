@@ -6,6 +6,7 @@
 //! same transaction), and every change is announced to the brokers (`broker_identities`).
 
 use crate::credentials::{broker_password_hash, random_secret, secret_hash};
+use crate::gate::PatientActor;
 use crate::{StorageError, Store};
 use chronicle_domain::{DeviceId, GatewayId};
 use chrono::{DateTime, Utc};
@@ -284,4 +285,40 @@ async fn attach(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+impl Store {
+    /// The patient's own gateways (their phone app, a home hub).
+    pub async fn gateways_as(
+        &self,
+        actor: &PatientActor,
+    ) -> Result<Vec<crate::Gateway>, StorageError> {
+        self.list_gateways(Some(actor.patient_id())).await
+    }
+
+    /// Registers a gateway of the patient's own relaying `devices` (which must be theirs) and
+    /// returns its one-time credentials.
+    pub async fn create_gateway_as(
+        &self,
+        actor: &PatientActor,
+        label: Option<&str>,
+        devices: &[DeviceId],
+    ) -> Result<(crate::Gateway, crate::GatewayCredentials), StorageError> {
+        self.create_gateway(Some(actor.patient_id()), label, devices)
+            .await
+    }
+
+    /// Revokes one of the patient's gateways; `None` if the patient has no such gateway.
+    pub async fn revoke_gateway_as(
+        &self,
+        actor: &PatientActor,
+        gateway_id: &chronicle_domain::GatewayId,
+    ) -> Result<Option<crate::Gateway>, StorageError> {
+        match self.gateway(gateway_id).await? {
+            Some(g) if g.patient_id == Some(actor.patient_id()) => {
+                self.revoke_gateway(gateway_id).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! Users, organizations, care teams, guardians and bearer tokens.
 
 use crate::credentials::{random_secret, secret_hash};
+use crate::gate::PatientActor;
 use crate::{StorageError, Store};
+use chronicle_domain::sharing::Basis;
 use chronicle_domain::sharing::{Principal, Role};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -482,5 +484,41 @@ impl Store {
             care_teams,
             organizations,
         }))
+    }
+}
+
+impl Store {
+    /// The guardians the patient named.
+    pub async fn guardians_as(&self, actor: &PatientActor) -> Result<Vec<User>, StorageError> {
+        self.guardians_of(actor.patient_id()).await
+    }
+
+    /// Names `user_id` the patient's guardian. Only the patient names guardians, never a
+    /// guardian on their behalf.
+    pub async fn name_guardian_as(
+        &self,
+        actor: &PatientActor,
+        user_id: Uuid,
+    ) -> Result<(), StorageError> {
+        if actor.basis() != Basis::Own {
+            return Err(StorageError::NotPermitted(
+                "naming a guardian for someone else",
+            ));
+        }
+        self.add_guardian(actor.patient_id(), user_id).await
+    }
+
+    /// Removes a guardian; `false` if the user was none. Only the patient does this.
+    pub async fn remove_guardian_as(
+        &self,
+        actor: &PatientActor,
+        user_id: Uuid,
+    ) -> Result<bool, StorageError> {
+        if actor.basis() != Basis::Own {
+            return Err(StorageError::NotPermitted(
+                "removing a guardian for someone else",
+            ));
+        }
+        self.remove_guardian(actor.patient_id(), user_id).await
     }
 }

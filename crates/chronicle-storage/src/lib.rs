@@ -1,12 +1,18 @@
 //! Chronicle's storage: the PostgreSQL schema (sqlx migrations), the optional TimescaleDB
 //! layer, and every query the rest of the system runs.
 //!
-//! - [`Store`]: a connection pool plus the query methods, grouped by subject in
-//!   [`registry`] (patients and devices), [`gateways`] (identities that relay for devices),
-//!   [`broker_identities`] (what brokers need: authentication, relays, Mosquitto's credentials,
-//!   the ingest's accounts, announcements of changes), [`readings`] (batched ingest writes) and
-//!   [`followups`] (the work queued by each ingest write for alerts and trends), and
-//!   [`alerts`] (alerts, their event stream, snoozes and webhook deliveries).
+//! - [`gate`]: the only way to patient data. It decides each request with the domain's
+//!   rules, writes the attempt to the patient's access log, and hands out a [`gate::Permit`]
+//!   (or a [`gate::PatientActor`] for the patient's own settings); only it can make one.
+//! - [`Store`]: a connection pool plus the query methods, each beside its subject:
+//!   [`registry`] (patients, devices, the patients a caller may see), [`gateways`] (identities
+//!   that relay for devices), [`broker_identities`] (what brokers need: authentication,
+//!   relays, Mosquitto's credentials, the ingest's accounts, announcements of changes),
+//!   [`readings`] (batched ingest writes, and permitted reads), [`followups`] (the work queued
+//!   by each ingest write for alerts and trends), [`identity`] (users, sessions, tokens,
+//!   guardians), [`sharing`] (grants, the access log, emergency access), [`records`] (export
+//!   and erasure), [`research`] (de-identified reads), [`targets`], [`alerts`] (alerts, their
+//!   event stream, snoozes and webhook deliveries) and [`webhooks`].
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
 //! - [`trends`]: day rollups kept by the "trends" follow-up consumer, and the trend and
 //!   panel reads that combine them with the raw readings.
@@ -14,17 +20,19 @@
 //! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
 //! and on TimescaleDB.
 
-pub mod access;
 pub mod alerts;
 pub mod broker_identities;
 pub mod bulk;
 pub mod credentials;
 mod error;
 pub mod followups;
+pub mod gate;
 pub mod gateways;
 pub mod identity;
 pub mod readings;
+pub mod records;
 pub mod registry;
+pub mod research;
 pub mod sharing;
 pub mod targets;
 pub mod timescale;

@@ -1,9 +1,12 @@
 //! Batched writes of readings and rejections: one statement per ingest batch, never one round
 //! trip per reading.
 
+use crate::gate::Permit;
 use crate::{StorageError, Store};
+use chronicle_domain::sharing::DataCategory;
 use chronicle_domain::{Reading, ReadingKind};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -340,4 +343,124 @@ impl Store {
         .await?;
         Ok(rows.into_iter().collect())
     }
+}
+
+impl Store {
+    /// Glucose readings of the permit's patient, within its window.
+    pub async fn glucose_readings(
+        &self,
+        permit: &Permit,
+        page: PageRequest<'_>,
+    ) -> Result<Vec<StoredGlucose>, StorageError> {
+        if !permit.allows_readings_of(DataCategory::Glucose) {
+            return Err(StorageError::NotPermitted("individual glucose readings"));
+        }
+        let page = PageRequest {
+            from: permit.clamp_from(page.from),
+            ..page
+        };
+        self.query_glucose(permit.patient_id(), page).await
+    }
+
+    pub(crate) async fn query_glucose(
+        &self,
+        patient_id: Uuid,
+        page: PageRequest<'_>,
+    ) -> Result<Vec<StoredGlucose>, StorageError> {
+        let (after_at, after_device) = page.after.unzip();
+        Ok(sqlx::query_as::<_, StoredGlucose>(
+            "SELECT device_id, measured_at, value_mg_dl, original_value, original_unit, source, flag
+             FROM glucose_readings
+             WHERE patient_id = $1
+               AND ($2::timestamptz IS NULL OR measured_at >= $2)
+               AND ($3::timestamptz IS NULL OR measured_at < $3)
+               AND ($4::timestamptz IS NULL OR (measured_at, device_id) > ($4, $5))
+             ORDER BY measured_at, device_id
+             LIMIT $6",
+        )
+        .bind(patient_id)
+        .bind(page.from)
+        .bind(page.to)
+        .bind(after_at)
+        .bind(after_device)
+        .bind(page.limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Blood-pressure readings of the permit's patient, within its window.
+    pub async fn blood_pressure_readings(
+        &self,
+        permit: &Permit,
+        page: PageRequest<'_>,
+    ) -> Result<Vec<StoredBloodPressure>, StorageError> {
+        if !permit.allows_readings_of(DataCategory::BloodPressure) {
+            return Err(StorageError::NotPermitted(
+                "individual blood-pressure readings",
+            ));
+        }
+        let page = PageRequest {
+            from: permit.clamp_from(page.from),
+            ..page
+        };
+        self.query_blood_pressure(permit.patient_id(), page).await
+    }
+
+    pub(crate) async fn query_blood_pressure(
+        &self,
+        patient_id: Uuid,
+        page: PageRequest<'_>,
+    ) -> Result<Vec<StoredBloodPressure>, StorageError> {
+        let (after_at, after_device) = page.after.unzip();
+        Ok(sqlx::query_as::<_, StoredBloodPressure>(
+            "SELECT device_id, measured_at, systolic, diastolic, pulse
+             FROM blood_pressure_readings
+             WHERE patient_id = $1
+               AND ($2::timestamptz IS NULL OR measured_at >= $2)
+               AND ($3::timestamptz IS NULL OR measured_at < $3)
+               AND ($4::timestamptz IS NULL OR (measured_at, device_id) > ($4, $5))
+             ORDER BY measured_at, device_id
+             LIMIT $6",
+        )
+        .bind(patient_id)
+        .bind(page.from)
+        .bind(page.to)
+        .bind(after_at)
+        .bind(after_device)
+        .bind(page.limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+/// A stored glucose reading as a permitted reader sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StoredGlucose {
+    pub device_id: String,
+    pub measured_at: DateTime<Utc>,
+    pub value_mg_dl: f64,
+    pub original_value: Option<f64>,
+    pub original_unit: String,
+    pub source: String,
+    pub flag: Option<String>,
+}
+
+/// A page request over a time range, ordered by (`measured_at`, `device_id`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageRequest<'a> {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this key (the last item of the previous page).
+    pub after: Option<(DateTime<Utc>, &'a str)>,
+    pub limit: i64,
+}
+
+/// A stored blood-pressure reading as a permitted reader sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StoredBloodPressure {
+    pub device_id: String,
+    pub measured_at: DateTime<Utc>,
+    pub systolic: i16,
+    pub diastolic: i16,
+    pub pulse: Option<i16>,
 }

@@ -1,7 +1,10 @@
 //! The registry: patients and their devices, with device credentials.
 
 use crate::credentials::{broker_password_hash, random_secret, secret_hash};
+use crate::gate::{PatientActor, Permit};
+use crate::sharing::NewAccessLogEntry;
 use crate::{StorageError, Store};
+use chronicle_domain::sharing::{Access, DataCategory, Principal, Purpose, deidentify};
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -281,4 +284,201 @@ impl Store {
             })
             .collect()
     }
+}
+
+impl Store {
+    /// The patient's devices, for a permit on device information.
+    pub async fn devices_of(&self, permit: &Permit) -> Result<Vec<Device>, StorageError> {
+        if permit.category() != DataCategory::DeviceInfo
+            || !matches!(permit.access(), Access::ViewReadings | Access::ViewTrends)
+        {
+            return Err(StorageError::NotPermitted("device information"));
+        }
+        self.list_devices(Some(permit.patient_id())).await
+    }
+
+    /// Pairs a new device for the patient and returns its one-time credentials.
+    pub async fn pair_device_as(
+        &self,
+        actor: &PatientActor,
+        kind: DeviceKind,
+        label: Option<&str>,
+    ) -> Result<(Device, DeviceCredentials), StorageError> {
+        self.create_device(actor.patient_id(), kind, label).await
+    }
+
+    /// Revokes one of the patient's devices; `None` if the patient has no such device.
+    pub async fn revoke_device_as(
+        &self,
+        actor: &PatientActor,
+        device_id: &DeviceId,
+    ) -> Result<Option<Device>, StorageError> {
+        let owned = self
+            .list_devices(Some(actor.patient_id()))
+            .await?
+            .into_iter()
+            .any(|d| &d.id == device_id);
+        if !owned {
+            return Ok(None);
+        }
+        self.revoke_device(device_id).await.map(Some)
+    }
+
+    /// The patients a principal may see in a list: their own record, those they are guardian
+    /// of, and those with an active grant naming them (directly, or through a current team or
+    /// organization), each with what is shared with the principal. A research grant is a
+    /// study: each lists its patient under the study's own pseudonym, without a name. Each
+    /// listed patient gets an access-log entry, since a name is patient data too.
+    pub async fn visible_patients(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<VisiblePatient>, StorageError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            patient_id: Uuid,
+            display_name: String,
+            time_zone: String,
+            grant_id: Uuid,
+            purpose: String,
+            categories: Vec<String>,
+            access: Vec<String>,
+            data_since: Option<DateTime<Utc>>,
+            expires_at: Option<DateTime<Utc>>,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT p.id AS patient_id, p.display_name, p.time_zone, g.id AS grant_id, g.purpose,
+                 g.categories, g.access, g.data_since, g.expires_at
+             FROM grants g JOIN patients p ON p.id = g.patient_id
+             WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+               AND g.created_at <= now()
+               AND ((g.grantee_type = 'user' AND g.grantee_id = $1)
+                 OR (g.grantee_type = 'care_team' AND g.grantee_id = ANY($2))
+                 OR (g.grantee_type = 'organization' AND g.grantee_id = ANY($3)))
+             ORDER BY p.display_name, p.id, g.created_at, g.id",
+        )
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
+        .fetch_all(self.pool())
+        .await?;
+        let own: Vec<Uuid> = principal
+            .patient_id
+            .into_iter()
+            .chain(principal.guardian_of.iter().copied())
+            .collect();
+        let mut out: Vec<VisiblePatient> = Vec::new();
+        for patient_id in &own {
+            if let Some(p) = self.patient(*patient_id).await? {
+                out.push(VisiblePatient {
+                    patient_id: p.id,
+                    record_id: p.id,
+                    display_name: Some(p.display_name),
+                    time_zone: Some(p.time_zone),
+                    purposes: Vec::new(),
+                    basis: if principal.patient_id == Some(p.id) {
+                        "own"
+                    } else {
+                        "guardian"
+                    },
+                    shared: Vec::new(),
+                });
+            }
+        }
+        let purpose = principal.role.and_then(Purpose::for_role);
+        for row in rows {
+            // Only grants for the purpose the principal reads for make the patient visible.
+            let Some(grant_purpose) = Purpose::parse(&row.purpose) else {
+                continue;
+            };
+            if Some(grant_purpose) != purpose || own.contains(&row.patient_id) {
+                continue;
+            }
+            let research = grant_purpose == Purpose::Research;
+            // Research sees a pseudonym, stable for the study and unlinkable without the grant
+            // id, which researchers never see.
+            let shown_id = if research {
+                deidentify::pseudonym(row.grant_id, row.patient_id.as_bytes())
+            } else {
+                row.patient_id
+            };
+            let shared = SharedWithMe {
+                categories: parse_names(&row.categories, DataCategory::parse),
+                access: parse_names(&row.access, Access::parse),
+                purpose: grant_purpose,
+                data_since: row.data_since,
+                expires_at: row.expires_at,
+            };
+            match out.iter_mut().find(|v| v.patient_id == shown_id) {
+                Some(v) => {
+                    if !v.purposes.contains(&grant_purpose) {
+                        v.purposes.push(grant_purpose);
+                    }
+                    v.shared.push(shared);
+                }
+                None => out.push(VisiblePatient {
+                    patient_id: shown_id,
+                    record_id: row.patient_id,
+                    display_name: (!research).then_some(row.display_name),
+                    time_zone: (!research).then_some(row.time_zone),
+                    purposes: vec![grant_purpose],
+                    basis: "grant",
+                    shared: vec![shared],
+                }),
+            }
+        }
+        for v in &out {
+            self.append_access_log(&NewAccessLogEntry {
+                actor_id: Some(principal.user_id),
+                actor_role: principal.role.map(|r| r.as_str().to_owned()),
+                patient_id: v.record_id,
+                action: "list_patients".to_owned(),
+                category: None,
+                purpose,
+                grant_id: None,
+                emergency_id: None,
+                allowed: true,
+                reason: None,
+            })
+            .await?;
+        }
+        Ok(out)
+    }
+}
+
+/// Parses stored names (validated by the schema's CHECKs), skipping any unknown one.
+fn parse_names<T: Ord>(names: &[String], parse: fn(&str) -> Option<T>) -> Vec<T> {
+    let mut parsed: Vec<T> = names.iter().filter_map(|n| parse(n)).collect();
+    parsed.sort();
+    parsed
+}
+
+/// What one grant shares with the principal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SharedWithMe {
+    pub categories: Vec<DataCategory>,
+    pub access: Vec<Access>,
+    pub purpose: Purpose,
+    pub data_since: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A patient in a principal's list.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisiblePatient {
+    /// The id to show: the record's id, or for research access a pseudonym.
+    pub patient_id: Uuid,
+    /// The record's real id, for the access log; never shown to a research reader.
+    #[serde(skip)]
+    pub record_id: Uuid,
+    /// Absent for research access, which is pseudonymous.
+    pub display_name: Option<String>,
+    /// The patient's IANA time zone, in which their days are counted; absent for research
+    /// access (a zone narrows down where someone lives).
+    pub time_zone: Option<String>,
+    /// The purposes of the grants that make the patient visible.
+    pub purposes: Vec<Purpose>,
+    /// `own`, `guardian` or `grant`.
+    pub basis: &'static str,
+    /// For `grant`: what each grant naming the principal shares.
+    pub shared: Vec<SharedWithMe>,
 }

@@ -1,8 +1,10 @@
 //! Grants, emergency accesses and the access log. The decisions themselves are made by
 //! `chronicle_domain::sharing::decide`; this module only stores and loads what it needs.
 
+use crate::gate::PatientActor;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{Access, DataCategory, EmergencyAccess, Grant, Grantee, Purpose};
+use chronicle_domain::sharing::{Principal, Role};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -375,4 +377,91 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+impl Store {
+    /// The patient's grants, in any state.
+    pub async fn grants_of(&self, actor: &PatientActor) -> Result<Vec<Grant>, StorageError> {
+        self.grants_for_patient(actor.patient_id()).await
+    }
+
+    /// A grant the patient (or their guardian) makes.
+    pub async fn grant_as(
+        &self,
+        actor: &PatientActor,
+        grant: GrantSpec,
+    ) -> Result<Grant, StorageError> {
+        self.create_grant(&NewGrant {
+            patient_id: actor.patient_id(),
+            grantee: grant.grantee,
+            categories: grant.categories,
+            access: grant.access,
+            purpose: grant.purpose,
+            data_since: grant.data_since,
+            expires_at: grant.expires_at,
+            created_by: Some(actor.user_id()),
+        })
+        .await
+    }
+
+    /// Revokes one of the patient's grants; `None` if the patient has no such grant.
+    pub async fn revoke_grant_as(
+        &self,
+        actor: &PatientActor,
+        grant_id: Uuid,
+    ) -> Result<Option<Grant>, StorageError> {
+        self.revoke_grant(actor.patient_id(), grant_id).await
+    }
+
+    /// The patient's access log, newest first.
+    pub async fn access_log_of(
+        &self,
+        actor: &PatientActor,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AccessLogEntry>, StorageError> {
+        self.access_log(actor.patient_id(), before_id, limit).await
+    }
+
+    /// Opens an emergency access for a clinician and records it in the patient's access log;
+    /// `None` if there is no such patient.
+    pub async fn open_emergency_access_as(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+        reason: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Option<EmergencyAccess>, StorageError> {
+        if principal.role != Some(Role::Clinician) || self.patient(patient_id).await?.is_none() {
+            return Ok(None);
+        }
+        let opened = self
+            .open_emergency_access(patient_id, principal.user_id, reason, expires_at)
+            .await?;
+        self.append_access_log(&NewAccessLogEntry {
+            actor_id: Some(principal.user_id),
+            actor_role: Some(Role::Clinician.as_str().to_owned()),
+            patient_id,
+            action: "open_emergency_access".to_owned(),
+            category: None,
+            purpose: Some(Purpose::Care),
+            grant_id: None,
+            emergency_id: Some(opened.id),
+            allowed: true,
+            reason: Some(reason.to_owned()),
+        })
+        .await?;
+        Ok(Some(opened))
+    }
+}
+
+/// What a patient asks for when sharing; the patient is the actor's.
+#[derive(Debug, Clone)]
+pub struct GrantSpec {
+    pub grantee: Grantee,
+    pub categories: std::collections::BTreeSet<DataCategory>,
+    pub access: std::collections::BTreeSet<Access>,
+    pub purpose: Purpose,
+    pub data_since: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
 }

@@ -20,8 +20,9 @@ pub use read::{PanelBloodPressure, PanelGlucose, PanelPatient, TrendDays};
 pub use rollup::RefreshReport;
 
 use crate::StorageError;
+use crate::gate::Permit;
 use chronicle_domain::GlucoseSource;
-use chronicle_domain::sharing::{Access, DataCategory, Permit};
+use chronicle_domain::sharing::{Access, DataCategory};
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_domain::trends::blood_pressure::SessionTotals;
 use chronicle_domain::trends::calendar::DayBounds;

@@ -501,7 +501,7 @@ proptest! {
 }
 
 #[test]
-fn permits_carry_the_limits_of_their_grant() {
+fn allowances_carry_the_limits_of_their_grant() {
     let windowed = Grant {
         data_since: Some(t(-24)),
         ..grant(
@@ -510,35 +510,34 @@ fn permits_carry_the_limits_of_their_grant() {
             &[Access::ViewReadings],
         )
     };
-    let permit = authorize(&clinician(), &glucose_readings(), &[windowed], &[]).expect("allowed");
-    assert!(permit.allows_readings_of(DataCategory::Glucose));
-    assert!(!permit.allows_readings_of(DataCategory::BloodPressure));
-    assert_eq!(permit.clamp_from(None), Some(t(-24)));
+    let decision = decide(&clinician(), &glucose_readings(), &[windowed], &[]);
+    let allowance = decision.allowance().expect("allowed");
+    assert!(allowance.individual_readings);
+    assert_eq!(allowance.clamp_from(None), Some(t(-24)));
     assert_eq!(
-        permit.clamp_from(Some(t(-48))),
+        allowance.clamp_from(Some(t(-48))),
         Some(t(-24)),
         "a grant window is never widened by the caller"
     );
-    assert_eq!(permit.clamp_from(Some(t(-2))), Some(t(-2)));
+    assert_eq!(allowance.clamp_from(Some(t(-2))), Some(t(-2)));
     let trends = grant(
         Grantee::CareTeam(id(TEAM)),
         &[DataCategory::Glucose],
         &[Access::ViewTrends],
     );
-    let permit = authorize(
+    let decision = decide(
         &clinician(),
         &ask(DataCategory::Glucose, Access::ViewTrends),
         &[trends],
         &[],
-    )
-    .expect("trends");
+    );
     assert!(
-        !permit.allows_readings_of(DataCategory::Glucose),
+        !decision.allowance().expect("trends").individual_readings,
         "trends-only never opens individual readings"
     );
     assert_eq!(
-        authorize(&clinician(), &glucose_readings(), &[], &[]),
-        Err(DenyReason::NoGrant)
+        decide(&clinician(), &glucose_readings(), &[], &[]),
+        Decision::Deny(DenyReason::NoGrant)
     );
 }
 
@@ -550,12 +549,9 @@ fn only_the_patient_and_their_guardian_act_as_the_patient() {
         patient_id: Some(id(PATIENT)),
         ..Principal::default()
     };
+    assert_eq!(acting_basis(&patient, id(PATIENT)), Ok(Basis::Own));
     assert_eq!(
-        act_as(&patient, id(PATIENT)).map(|a| a.basis()),
-        Ok(Basis::Own)
-    );
-    assert_eq!(
-        act_as(&patient, id(OTHER_PATIENT)),
+        acting_basis(&patient, id(OTHER_PATIENT)),
         Err(DenyReason::NoGrant)
     );
     let guardian = Principal {
@@ -564,10 +560,7 @@ fn only_the_patient_and_their_guardian_act_as_the_patient() {
         guardian_of: vec![id(PATIENT)],
         ..Principal::default()
     };
-    assert_eq!(
-        act_as(&guardian, id(PATIENT)).map(|a| a.basis()),
-        Ok(Basis::Guardian)
-    );
+    assert_eq!(acting_basis(&guardian, id(PATIENT)), Ok(Basis::Guardian));
     let full_grant = grant(Grantee::User(id(CLINICIAN)), DataCategory::ALL, Access::ALL);
     assert!(
         decide(&clinician(), &glucose_readings(), &[full_grant], &[])
@@ -575,7 +568,7 @@ fn only_the_patient_and_their_guardian_act_as_the_patient() {
             .is_some()
     );
     assert_eq!(
-        act_as(&clinician(), id(PATIENT)),
+        acting_basis(&clinician(), id(PATIENT)),
         Err(DenyReason::NoGrant),
         "no grant makes anyone the patient"
     );

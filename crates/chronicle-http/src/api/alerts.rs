@@ -16,12 +16,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use chronicle_domain::alerts::RuleId;
 use chronicle_domain::alerts::Severity;
 use chronicle_domain::alerts::lifecycle::AlertStatus;
-use chronicle_domain::sharing::{
-    Access, AccessRequest, DataCategory, DenyReason, Permit, Principal,
-};
+use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
 use chronicle_storage::alerts::{
     AlertAction, AlertActionError, AlertEvent, AlertFilter, AlertRecord,
 };
+use chronicle_storage::gate::Permit;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;

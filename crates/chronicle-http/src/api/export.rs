@@ -26,7 +26,7 @@ async fn record_to_export(
     principal: &Principal,
     patient_id: Uuid,
     action: &str,
-) -> Result<chronicle_storage::access::PatientRecord, ApiError> {
+) -> Result<chronicle_storage::records::PatientRecord, ApiError> {
     if principal.patient_id == Some(patient_id) || principal.guardian_of.contains(&patient_id) {
         let actor = actor(state, principal, patient_id, action).await?;
         return Ok(state.store.everything_of(&actor).await?);

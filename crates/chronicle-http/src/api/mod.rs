@@ -34,9 +34,8 @@ mod webhooks;
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use chronicle_domain::GlucoseUnit;
-use chronicle_domain::sharing::{
-    Access, AccessRequest, DataCategory, DenyReason, PatientActor, Permit, Principal,
-};
+use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
+use chronicle_storage::gate::{PatientActor, Permit};
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};

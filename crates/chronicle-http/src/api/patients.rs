@@ -7,7 +7,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chronicle_storage::access::VisiblePatient;
+use chronicle_storage::registry::VisiblePatient;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;

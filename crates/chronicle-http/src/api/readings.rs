@@ -7,7 +7,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chronicle_domain::sharing::{Access, DataCategory};
-use chronicle_storage::access::PageRequest;
+use chronicle_storage::readings::PageRequest;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

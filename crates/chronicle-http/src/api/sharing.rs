@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use chronicle_domain::sharing::{
     Access, DataCategory, Grant, Grantee, Purpose, Role, validate_new_grant,
 };
-use chronicle_storage::access::GrantSpec;
 use chronicle_storage::sharing::AccessLogEntry;
+use chronicle_storage::sharing::GrantSpec;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};

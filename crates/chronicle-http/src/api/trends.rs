@@ -13,13 +13,14 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chronicle_domain::GlucoseUnit;
-use chronicle_domain::sharing::{Access, DataCategory, Permit};
+use chronicle_domain::sharing::{Access, DataCategory};
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_domain::trends::agp::nearest_bin_width;
 use chronicle_domain::trends::{
     BpSummary, GlucoseBand, GlucoseSummary, PanelFacts, PanelFlag, TrendWindow, bp_summary,
     bp_trend, glucose_summary, glucose_trend, panel_flags, risk_score,
 };
+use chronicle_storage::gate::Permit;
 use chronicle_storage::trends::{DaySource, PanelPatient, TrendDays, TrendSubject};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};

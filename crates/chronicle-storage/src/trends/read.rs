@@ -9,10 +9,11 @@ use super::{
     glucose_points_near, glucose_ranges, load_bp_points, load_glucose_points, zone_of,
 };
 use crate::alerts::OpenAlertCounts;
+use crate::gate::Permit;
 use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::sharing::{
-    Access, AccessRequest, DataCategory, DenyReason, Permit, Principal, Purpose,
+    Access, AccessRequest, DataCategory, DenyReason, Principal, Purpose,
 };
 use chronicle_domain::trends::calendar::{DayBounds, local_date};
 use chronicle_domain::trends::{

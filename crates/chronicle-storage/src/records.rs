@@ -1,0 +1,126 @@
+//! Everything held about one patient: the export (for the patient, or a grantee with `export`
+//! access) and erasure.
+
+use crate::gate::{PatientActor, Permit};
+use crate::readings::{PageRequest, StoredBloodPressure, StoredGlucose};
+use crate::registry::Device;
+use crate::{StorageError, Store};
+use chronicle_domain::sharing::{Access, DataCategory, Grant};
+
+impl Store {
+    /// Everything held about the patient, for their export.
+    pub async fn everything_of(&self, actor: &PatientActor) -> Result<PatientRecord, StorageError> {
+        let patient_id = actor.patient_id();
+        let patient = self
+            .patient(patient_id)
+            .await?
+            .ok_or_else(|| StorageError::NotFound {
+                what: "patient",
+                id: patient_id.to_string(),
+            })?;
+        let all = PageRequest {
+            limit: i64::MAX,
+            ..PageRequest::default()
+        };
+        Ok(PatientRecord {
+            devices: self.list_devices(Some(patient_id)).await?,
+            glucose: self.query_glucose(patient_id, all).await?,
+            blood_pressure: self.query_blood_pressure(patient_id, all).await?,
+            grants: self.grants_for_patient(patient_id).await?,
+            patient,
+        })
+    }
+
+    /// What a grantee holding `export` access may take away: the categories of `permits`
+    /// (each an export permit of the same patient), within their windows. The patient's
+    /// sharing settings are not part of it.
+    pub async fn exported_record(&self, permits: &[Permit]) -> Result<PatientRecord, StorageError> {
+        let Some(first) = permits.first() else {
+            return Err(StorageError::NotPermitted("an export without a permit"));
+        };
+        let patient_id = first.patient_id();
+        if permits
+            .iter()
+            .any(|p| p.patient_id() != patient_id || p.access() != Access::Export)
+        {
+            return Err(StorageError::NotPermitted(
+                "an export with other permits than export permits of one patient",
+            ));
+        }
+        let patient = self
+            .patient(patient_id)
+            .await?
+            .ok_or_else(|| StorageError::NotFound {
+                what: "patient",
+                id: patient_id.to_string(),
+            })?;
+        let window = |category| {
+            permits
+                .iter()
+                .find(|p| p.category() == category)
+                .map(|p| PageRequest {
+                    from: p.clamp_from(None),
+                    limit: i64::MAX,
+                    ..PageRequest::default()
+                })
+        };
+        let mut record = PatientRecord {
+            patient,
+            devices: Vec::new(),
+            glucose: Vec::new(),
+            blood_pressure: Vec::new(),
+            grants: Vec::new(),
+        };
+        if let Some(page) = window(DataCategory::Glucose) {
+            record.glucose = self.query_glucose(patient_id, page).await?;
+        }
+        if let Some(page) = window(DataCategory::BloodPressure) {
+            record.blood_pressure = self.query_blood_pressure(patient_id, page).await?;
+        }
+        if window(DataCategory::DeviceInfo).is_some() {
+            record.devices = self.list_devices(Some(patient_id)).await?;
+        }
+        Ok(record)
+    }
+
+    /// Erases everything held about the patient: readings, refusals, devices, grants,
+    /// emergency accesses, guardians and the record itself, in one transaction. The patient's
+    /// user accounts are disabled. The access log is kept (it holds no health data, and it is
+    /// the record of who saw what).
+    pub async fn erase(&self, actor: &PatientActor) -> Result<(), StorageError> {
+        let patient_id = actor.patient_id();
+        let mut tx = self.pool().begin().await?;
+        for statement in [
+            "DELETE FROM glucose_samples
+                 WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
+            "DELETE FROM blood_pressure_samples
+                 WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
+            "DELETE FROM rejected_readings WHERE patient_id = $1
+                 OR device_id IN (SELECT id FROM devices WHERE patient_id = $1)",
+            "DELETE FROM devices WHERE patient_id = $1",
+            "DELETE FROM ingest_followups WHERE patient_id = $1",
+            "UPDATE users SET disabled_at = coalesce(disabled_at, now()) WHERE patient_id = $1",
+            "UPDATE auth_tokens SET revoked_at = coalesce(revoked_at, now())
+                 WHERE user_id IN (SELECT id FROM users WHERE patient_id = $1)",
+            // Grants, emergency accesses and guardians go with the record (ON DELETE CASCADE).
+            "DELETE FROM patients WHERE id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(patient_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Everything held about one patient.
+#[derive(Debug, Clone)]
+pub struct PatientRecord {
+    pub patient: crate::Patient,
+    pub devices: Vec<Device>,
+    pub glucose: Vec<StoredGlucose>,
+    pub blood_pressure: Vec<StoredBloodPressure>,
+    pub grants: Vec<Grant>,
+}
