@@ -1,0 +1,208 @@
+//! Alerts and their event stream. Three jobs, one module each: [`evaluation`] (the alert
+//! engine's transaction), [`inbox`] (lists, counts, acknowledgement and resolution for the care
+//! side, through the gate) and [`snoozes`]; this file holds the stored shapes and the event
+//! stream every server follows.
+//!
+//! - The alert engine evaluates one patient at a time in an [`AlertEvaluation`]: a
+//!   transaction holding the patient's advisory lock, so two servers evaluating the same
+//!   patient take turns, and the second sees what the first wrote. The partial unique index
+//!   `alerts_one_active_idx` backs this up: a second active alert of a rule cannot exist.
+//! - Every notable change appends an [`AlertEvent`]. Event writers take one more advisory
+//!   lock just before inserting and keep it until commit, so event ids become visible in
+//!   increasing order: a reader resuming after id N (an SSE client's `Last-Event-ID`) never
+//!   misses one. The commit NOTIFYs `chronicle_alert_events`, which every server LISTENs to.
+//! - Reads for users take [`Permit`]s for `receive_alerts` on the alert's category, so no
+//!   alert is listed without a logged decision.
+
+mod evaluation;
+mod inbox;
+mod snoozes;
+
+pub use evaluation::AlertEvaluation;
+pub(crate) use evaluation::decode_thresholds;
+pub use inbox::{AlertAction, AlertActionError, AlertFilter, OpenAlertCounts};
+pub use snoozes::Snooze;
+
+use crate::{StorageError, Store};
+use chronicle_domain::alerts::lifecycle::EventKind;
+use chronicle_domain::sharing::DataCategory;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use uuid::Uuid;
+
+/// The channel every commit that wrote alert events NOTIFYs (payload: the newest event id).
+pub const EVENTS_CHANNEL: &str = "chronicle_alert_events";
+
+/// Advisory-lock namespace of per-patient alert evaluation (`pg_advisory_xact_lock(ns, key)`).
+const PATIENT_LOCK_NAMESPACE: i32 = 0x616c_7274; // "alrt"
+/// The advisory lock serializing event inserts until commit.
+const EVENTS_LOCK: i64 = 0x616c_7274_6576_7473; // "alrtevts"
+
+/// An alert (or a historical event) as stored. Its JSON is also each event's payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct AlertRecord {
+    pub id: Uuid,
+    /// Position for cursors; not part of the payload.
+    #[serde(skip)]
+    pub seq: i64,
+    pub patient_id: Uuid,
+    pub rule: String,
+    pub category: String,
+    pub severity: String,
+    /// `alert` (raised live, with a lifecycle) or `historical` (late data; no status).
+    pub kind: String,
+    pub status: Option<String>,
+    pub device_id: Option<String>,
+    pub triggered_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub cleared_since: Option<DateTime<Utc>>,
+    pub trigger_count: i32,
+    pub evidence: serde_json::Value,
+    pub opened_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub acknowledged_by: Option<Uuid>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledgement_note: Option<String>,
+    pub resolved_by: Option<Uuid>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// `manual` or `auto`.
+    pub resolution: Option<String>,
+    pub resolution_note: Option<String>,
+}
+
+const ALERT_COLUMNS: &str = "id, seq, patient_id, rule, category, severity, kind, status, \
+     device_id, triggered_at, last_seen_at, cleared_since, trigger_count, evidence, opened_at, \
+     updated_at, acknowledged_by, acknowledged_at, acknowledgement_note, resolved_by, \
+     resolved_at, resolution, resolution_note";
+
+impl AlertRecord {
+    pub fn data_category(&self) -> Result<DataCategory, StorageError> {
+        DataCategory::parse(&self.category).ok_or_else(|| corrupt("alert category", &self.category))
+    }
+}
+
+/// One entry of the alert event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent {
+    /// Increasing in commit order: the SSE event id.
+    pub id: i64,
+    pub kind: EventKind,
+    pub patient_id: Uuid,
+    pub category: DataCategory,
+    /// The user who acknowledged or resolved; `None` for the engine.
+    pub actor_id: Option<Uuid>,
+    pub at: DateTime<Utc>,
+    /// The alert as it was after the event.
+    pub alert: AlertRecord,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    kind: String,
+    patient_id: Uuid,
+    category: String,
+    actor_id: Option<Uuid>,
+    at: DateTime<Utc>,
+    payload: serde_json::Value,
+}
+
+impl TryFrom<EventRow> for AlertEvent {
+    type Error = StorageError;
+    fn try_from(row: EventRow) -> Result<Self, Self::Error> {
+        event_from_parts(
+            row.id,
+            &row.kind,
+            row.patient_id,
+            &row.category,
+            row.actor_id,
+            row.at,
+            row.payload,
+        )
+    }
+}
+
+/// An event from its stored columns.
+pub(crate) fn event_from_parts(
+    id: i64,
+    kind: &str,
+    patient_id: Uuid,
+    category: &str,
+    actor_id: Option<Uuid>,
+    at: DateTime<Utc>,
+    payload: serde_json::Value,
+) -> Result<AlertEvent, StorageError> {
+    Ok(AlertEvent {
+        id,
+        kind: EventKind::parse(kind).ok_or_else(|| corrupt("alert event kind", kind))?,
+        patient_id,
+        category: DataCategory::parse(category)
+            .ok_or_else(|| corrupt("alert event category", category))?,
+        actor_id,
+        at,
+        alert: serde_json::from_value(payload.clone())
+            .map_err(|_| corrupt("alert event payload", &payload.to_string()))?,
+    })
+}
+
+fn corrupt(what: &'static str, value: &str) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        value: value.to_owned(),
+    }
+}
+
+fn to_json<T: Serialize>(what: &'static str, value: &T) -> Result<serde_json::Value, StorageError> {
+    serde_json::to_value(value).map_err(|e| corrupt(what, &e.to_string()))
+}
+
+impl Store {
+    /// Events after `after_id`, oldest first (at most `limit`), for the stream's fan-out.
+    /// Not a read for a user: whoever hands an event to a user asks the gate first.
+    pub async fn alert_events_after(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AlertEvent>, StorageError> {
+        sqlx::query_as::<_, EventRow>(
+            "SELECT id, kind, patient_id, category, actor_id, at, payload FROM alert_events
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(AlertEvent::try_from)
+        .collect()
+    }
+
+    /// The newest event id (0 before the first).
+    pub async fn last_alert_event_id(&self) -> Result<i64, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT coalesce(max(id), 0)::bigint FROM alert_events")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// Listens for committed alert events (on a connection of its own).
+    pub async fn listen_alert_events(&self) -> Result<AlertEventListener, StorageError> {
+        let mut listener = PgListener::connect_with(self.pool()).await?;
+        listener.listen(EVENTS_CHANNEL).await?;
+        Ok(AlertEventListener(listener))
+    }
+}
+
+/// Notifications of committed alert events.
+pub struct AlertEventListener(PgListener);
+
+impl AlertEventListener {
+    /// Waits for the next notification. After an error the connection is re-established on
+    /// the next call; notifications sent meanwhile are lost, so readers also poll.
+    pub async fn next(&mut self) -> Result<(), StorageError> {
+        self.0.recv().await?;
+        Ok(())
+    }
+}
