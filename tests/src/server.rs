@@ -57,6 +57,9 @@ pub struct ServerOptions {
     pub mqtt_shared_group: Option<String>,
     /// More `chronicle serve` flags.
     pub extra_args: Vec<String>,
+    /// More environment for `serve` (after the harness's own, so it can override
+    /// `CHRONICLE_LOG`).
+    pub env: Vec<(String, String)>,
     /// A directory made by `chronicle tls init`: the server serves HTTPS and an MQTT TLS
     /// listener with its certificate, and the harness trusts its `ca.pem`.
     pub tls_dir: Option<PathBuf>,
@@ -166,6 +169,7 @@ impl ChronicleServer {
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{}", self.http_port))
             .args(&self.options.extra_args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

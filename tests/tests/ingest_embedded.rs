@@ -392,3 +392,87 @@ async fn reading_tables_are_hypertables_on_the_timescaledb_leg_only() {
         );
     }
 }
+
+/// docs/ARCHITECTURE.md, "Following a message": with the ingest and broker at debug level and
+/// JSON logs, every step of one message carries its device id and (once read) its message id.
+#[tokio::test]
+async fn a_message_can_be_followed_through_the_logs_by_its_id() {
+    let db = TestDatabase::create().await.expect("test database");
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        env: vec![
+            (
+                "CHRONICLE_LOG".into(),
+                "info,chronicle_ingest=debug,chronicle_broker=debug".into(),
+            ),
+            ("CHRONICLE_LOG_FORMAT".into(), "json".into()),
+        ],
+        ..Default::default()
+    })
+    .await
+    .expect("server starts");
+    let patient = server.add_patient("Ada Trace").await.expect("patient");
+    let (id, secret) = server.add_device(&patient, "cgm").await.expect("device");
+    let mut cgm = TestDevice::connect(server.mqtt_port(), &id, Some(&secret))
+        .await
+        .expect("device connects");
+    let ack = cgm
+        .send(json!({"type": "glucose", "value": 98, "unit": "mg/dL", "measured_at": minutes_ago(3), "message_id": "trace-me-7"}).to_string())
+        .await
+        .expect("ack");
+    assert_eq!(ack.stored, 1);
+
+    let steps = chronicle_tests::eventually(Duration::from_secs(10), "the ack's log line", || {
+        let log = server.log();
+        let id = id.clone();
+        async move {
+            let lines: Vec<serde_json::Value> = log
+                .lines()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .filter(|line: &serde_json::Value| line["fields"]["device_id"] == id.as_str())
+                .collect();
+            let steps: Vec<String> = lines
+                .iter()
+                .map(|l| l["fields"]["message"].as_str().unwrap_or("").to_owned())
+                .collect();
+            steps.iter().any(|s| s == "ack published").then_some(lines)
+        }
+    })
+    .await;
+    let names: Vec<&str> = steps
+        .iter()
+        .map(|l| l["fields"]["message"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message received",
+            "message validated",
+            "message committed",
+            "ack published"
+        ],
+        "{steps:#?}"
+    );
+    for step in &steps[1..] {
+        assert_eq!(step["fields"]["message_id"], "trace-me-7", "{step}");
+    }
+    let committed = &steps[2];
+    assert_eq!(committed["fields"]["stored"], 1);
+    assert_eq!(
+        committed["fields"]["patient_id"],
+        format!("Some({patient})")
+    );
+    assert!(
+        committed["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|s| s["name"] == "ingest_batch")),
+        "the commit runs in its batch's span: {committed}"
+    );
+    assert!(
+        steps[0]["spans"].as_array().is_some_and(|spans| spans
+            .iter()
+            .any(|s| s["name"] == "mqtt_connection" && s["identity"] == id.as_str())),
+        "the receipt is in the device's connection span: {}",
+        steps[0]
+    );
+}

@@ -19,6 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// The follow-up consumer name reserved for alerts.
@@ -290,7 +291,21 @@ async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, EngineErr
     let mut running = tokio::task::JoinSet::new();
     for chunk in patients.chunks(size) {
         let (store, metrics, chunk) = (store.clone(), metrics.clone(), chunk.to_vec());
-        running.spawn(async move { evaluate_measured(&store, &chunk, &metrics).await });
+        let span = tracing::debug_span!("alert_evaluation", patients = chunk.len());
+        running.spawn(
+            async move {
+                for (patient_id, scope) in &chunk {
+                    tracing::debug!(
+                        %patient_id,
+                        glucose_from = ?scope.glucose_from,
+                        pressure_from = ?scope.pressure_from,
+                        "evaluating patient"
+                    );
+                }
+                evaluate_measured(&store, &chunk, &metrics).await
+            }
+            .instrument(span),
+        );
     }
     while let Some(result) = running.join_next().await {
         joined(Some(result))?;

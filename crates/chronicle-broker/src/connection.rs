@@ -393,6 +393,12 @@ where
                 let verdict = authorize_publish(prefix, &publish.topic, principal, &publisher);
                 let (device_id, authorization) = match verdict {
                     PublishVerdict::Allowed(device) => {
+                        tracing::debug!(
+                            device_id = %device,
+                            packet_id = publish.pkid,
+                            bytes = publish.payload.len(),
+                            "message received"
+                        );
                         (device, BrokerAuthorization::Allowed(publisher.clone()))
                     }
                     PublishVerdict::OtherDevice(device, detail) => {
@@ -596,7 +602,14 @@ async fn acknowledge<A: Authority, S: MessageSink>(
                 let dropped = ctx
                     .sessions
                     .deliver(&message.device_id, &topic, &Bytes::from(body));
+                let delivered = dropped.full == 0;
                 ctx.metrics.acks_dropped(dropped);
+                tracing::debug!(
+                    device_id = %message.device_id,
+                    message_id = outcome.ack.message_id.as_deref().unwrap_or(""),
+                    delivered,
+                    "ack published"
+                );
             }
             Err(error) => tracing::error!(%error, "could not encode an ack"),
         }

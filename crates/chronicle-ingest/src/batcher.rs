@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// How batches are formed.
 #[derive(Debug, Clone)]
@@ -106,6 +107,8 @@ async fn run(
 ) {
     let mut committing = JoinSet::new();
     let concurrent = settings.concurrent_commits.max(1);
+    // Numbers batches for the logs: a message's lines carry its batch's number.
+    let mut batches: u64 = 0;
     while let Some(first) = rx.recv().await {
         let mut bytes = first.message.payload.len();
         let mut batch: Vec<IngestRequest> = Vec::with_capacity(settings.max_messages);
@@ -145,7 +148,9 @@ async fn run(
                 committing.join_next().await;
             }
         }
-        committing.spawn(commit(pipeline.clone(), batch, abandon.clone()));
+        batches += 1;
+        let span = tracing::debug_span!("ingest_batch", batch = batches, messages = batch.len());
+        committing.spawn(commit(pipeline.clone(), batch, abandon.clone()).instrument(span));
     }
     while committing.join_next().await.is_some() {}
     tracing::debug!("ingest batcher stopped: every front door closed and the queue is empty");

@@ -181,6 +181,12 @@ pub async fn run(
                     let Some((ingest, ack_tx)) = &taking else { continue };
                     let pending = match device_id_from_topic(&settings.topic_prefix, &publish.topic) {
                         Some(device_id) => {
+                            tracing::debug!(
+                                device_id,
+                                packet_id = publish.pkid,
+                                bytes = publish.payload.len(),
+                                "message received"
+                            );
                             let message = IncomingMessage {
                                 device_id: device_id.to_owned(),
                                 payload: publish.payload.clone(),
@@ -298,10 +304,15 @@ async fn acknowledge(
                 match serde_json::to_vec(&outcome.ack) {
                     Ok(body) => {
                         let topic = ack_topic(&topic_prefix, &outcome.device_id);
-                        if let Err(error) =
-                            client.publish(topic, QoS::AtLeastOnce, false, body).await
-                        {
-                            tracing::warn!(%error, device_id = %outcome.device_id, "could not publish the ack to the device");
+                        match client.publish(topic, QoS::AtLeastOnce, false, body).await {
+                            Ok(()) => tracing::debug!(
+                                device_id = %outcome.device_id,
+                                message_id = outcome.ack.message_id.as_deref().unwrap_or(""),
+                                "ack published"
+                            ),
+                            Err(error) => {
+                                tracing::warn!(%error, device_id = %outcome.device_id, "could not publish the ack to the device")
+                            }
                         }
                     }
                     Err(error) => tracing::error!(%error, "could not encode an ack"),

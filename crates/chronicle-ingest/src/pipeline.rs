@@ -127,6 +127,13 @@ impl Pipeline {
         for (index, message) in messages.iter().enumerate() {
             let device = devices.get(&message.device_id);
             let (message_id, accepted, rejections) = self.decode(message, device, &relayed);
+            tracing::debug!(
+                device_id = %message.device_id,
+                message_id = message_id.as_deref().unwrap_or(""),
+                accepted = accepted.len(),
+                rejected = rejections.len(),
+                "message validated"
+            );
             for rejection in &rejections {
                 rejection_rows.push(rejection_row(
                     message,
@@ -217,6 +224,20 @@ impl Pipeline {
                     reason: rejection.reason.code(),
                 })
                 .inc_by(rejection.readings_covered as u64);
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            for (message, outcome) in messages.iter().zip(&outcomes) {
+                let patient_id = devices.get(&message.device_id).map(|d| d.patient_id);
+                tracing::debug!(
+                    device_id = %outcome.device_id,
+                    patient_id = ?patient_id,
+                    message_id = outcome.ack.message_id.as_deref().unwrap_or(""),
+                    stored = outcome.ack.stored,
+                    duplicates = outcome.ack.duplicates,
+                    rejected = outcome.ack.rejected,
+                    "message committed"
+                );
+            }
         }
         self.metrics.batch_messages.observe(messages.len() as f64);
         self.metrics.batch_readings.observe(pending.len() as f64);

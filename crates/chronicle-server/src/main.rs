@@ -27,14 +27,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; `CHRONICLE_LOG` (or `RUST_LOG`) selects what is shown.
+/// Logs go to stderr; `CHRONICLE_LOG` (or `RUST_LOG`) selects what is shown, and
+/// `CHRONICLE_LOG_FORMAT=json` writes one JSON object per line (with the spans a line is in) for
+/// a log collector. `CHRONICLE_LOG=info,chronicle_ingest=debug,chronicle_broker=debug` shows each
+/// message's path (docs/ARCHITECTURE.md, "Following a message").
 fn init_logging() {
     let filter = std::env::var("CHRONICLE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,sqlx=warn".to_owned());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("CHRONICLE_LOG_FORMAT").as_deref() {
+        Ok("json") => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+        Ok("text") | Err(_) => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        Ok(other) => {
+            builder.with_ansi(false).init();
+            tracing::warn!(
+                format = other,
+                "unknown CHRONICLE_LOG_FORMAT (text or json); writing text"
+            );
+        }
+    }
 }

@@ -680,6 +680,12 @@ async fn offer(
             if tx.send(Ok(sse)).await.is_err() {
                 Offered::Stop
             } else {
+                tracing::debug!(
+                    event_id = event.id,
+                    patient_id = %event.patient_id,
+                    user_id = %principal.user_id,
+                    "alert event streamed"
+                );
                 Offered::Continue
             }
         }
