@@ -202,8 +202,20 @@ async fn every_attack_is_refused(kind: BrokerKind) {
     );
     assert!(ch.glucose_of_patient(&ch.patient_a).await.is_empty());
 
-    // A heard nothing of B: no reading, no ack.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A heard nothing of B: no reading, no ack. A's connection delivers in order, so once A
+    // hears the answer to a message of its own sent now, anything of B's routed to A before
+    // would have arrived.
+    let own_acks = acks_topic(a_id);
+    attacker.subscribe(&own_acks).await.expect("SUBACK");
+    let later = instant + chrono::Duration::seconds(5);
+    attacker
+        .publish(&readings_topic(a_id), glucose(later, 120.0, "sentinel"))
+        .await
+        .expect("A publishes its own reading");
+    attacker
+        .next_on(&own_acks, Duration::from_secs(10))
+        .await
+        .expect("A hears its own ack");
     let heard: Vec<String> = attacker
         .received()
         .into_iter()
@@ -270,7 +282,11 @@ async fn every_attack_is_refused(kind: BrokerKind) {
         .await
         .expect("A's ack");
     assert_eq!(ack.stored, 1);
-    assert_eq!(ch.glucose_of_patient(&ch.patient_a).await.len(), 1);
+    assert_eq!(
+        ch.glucose_of_patient(&ch.patient_a).await.len(),
+        2,
+        "A's sentinel and this one"
+    );
 }
 
 #[tokio::test]
@@ -443,9 +459,18 @@ async fn gateways_relay_only_their_devices(kind: BrokerKind) {
         .admin(&["gateway", "detach", &gw, &meter])
         .await
         .expect("detach");
-    // Give an external broker time to reload its files.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let later = now + chrono::Duration::seconds(30);
+    // A sentinel attached after those changes: once the gateway's reading for it is
+    // acknowledged, the broker has applied the changes before it (an external broker reloads
+    // its files whole, in order).
+    let (sentinel, _) = ch
+        .server
+        .add_device(&ch.patient_b, "meter")
+        .await
+        .expect("sentinel meter");
+    ch.server
+        .admin(&["gateway", "attach", &gw, &sentinel])
+        .await
+        .expect("attach");
     let mut phone = if phone.is_connected() {
         phone
     } else {
@@ -453,6 +478,33 @@ async fn gateways_relay_only_their_devices(kind: BrokerKind) {
             .await
             .expect("the gateway reconnects")
     };
+    let sentinel_acks = acks_topic(&sentinel);
+    let later = now + chrono::Duration::seconds(30);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        assert!(attempt <= 40, "the sentinel was never relayed");
+        if !phone.is_connected() {
+            phone = RawClient::connect(ch.port, &gw, &gw, &secret)
+                .await
+                .expect("the gateway reconnects");
+        }
+        if phone.subscribe(&sentinel_acks).await.ok() != Some(SubscribeReasonCode::Failure)
+            && phone
+                .publish(
+                    &readings_topic(&sentinel),
+                    glucose(later, 101.0, &format!("sentinel-{attempt}")),
+                )
+                .await
+                .is_ok()
+            && phone
+                .next_on(&sentinel_acks, Duration::from_millis(500))
+                .await
+                .is_ok()
+        {
+            break;
+        }
+    }
     phone
         .publish(&readings_topic(&meter), glucose(later, 140.0, "detached"))
         .await
@@ -464,7 +516,19 @@ async fn gateways_relay_only_their_devices(kind: BrokerKind) {
         .publish(&readings_topic(&cuff), bp_later)
         .await
         .expect("publish");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The connection keeps order: once the next sentinel reading is answered, the two above
+    // were refused or would have been stored.
+    phone
+        .publish(
+            &readings_topic(&sentinel),
+            glucose(later + chrono::Duration::seconds(1), 102.0, "sentinel-last"),
+        )
+        .await
+        .expect("publish");
+    phone
+        .next_on(&sentinel_acks, Duration::from_secs(10))
+        .await
+        .expect("the last sentinel's ack");
     let stored: Vec<(String,)> = sqlx::query_as(
         "SELECT device_id FROM glucose_readings
          UNION ALL SELECT device_id FROM blood_pressure_readings ORDER BY 1",
@@ -472,7 +536,12 @@ async fn gateways_relay_only_their_devices(kind: BrokerKind) {
     .fetch_all(&ch.db.pool)
     .await
     .expect("query");
-    let mut expected = vec![(meter.clone(),), (cuff.clone(),)];
+    let mut expected = vec![
+        (meter.clone(),),
+        (cuff.clone(),),
+        (sentinel.clone(),),
+        (sentinel.clone(),),
+    ];
     expected.sort();
     assert_eq!(
         stored, expected,
@@ -480,10 +549,12 @@ async fn gateways_relay_only_their_devices(kind: BrokerKind) {
     );
     if kind == BrokerKind::Embedded {
         let refused: Vec<(String,)> = sqlx::query_as(
-            "SELECT device_id FROM rejected_readings WHERE publisher = $1
-             AND reason = 'not_authorized' ORDER BY device_id",
+            "SELECT DISTINCT device_id FROM rejected_readings WHERE publisher = $1
+             AND reason = 'not_authorized' AND device_id <> $2 ORDER BY device_id",
         )
         .bind(&gw)
+        // The sentinel may be refused until the broker hears of its attachment.
+        .bind(&sentinel)
         .fetch_all(&ch.db.pool)
         .await
         .expect("query");

@@ -3,6 +3,7 @@
 use chronicle_tests::{ChronicleServer, ServerOptions, TestDatabase, TestDevice};
 use serde_json::json;
 use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 
 struct Setup {
     db: TestDatabase,
@@ -246,8 +247,11 @@ async fn mosquitto_pub_with_the_documented_example_gets_an_ack() {
         .await
         .expect("device");
     let port = s.server.mqtt_port().to_string();
-    let acks = tokio::process::Command::new("mosquitto_sub")
+    // Line-buffered (coreutils' stdbuf), so its lines arrive as it prints them.
+    let mut acks = tokio::process::Command::new("stdbuf")
         .args([
+            "-oL",
+            "mosquitto_sub",
             "-h",
             "127.0.0.1",
             "-p",
@@ -264,12 +268,24 @@ async fn mosquitto_pub_with_the_documented_example_gets_an_ack() {
             "1",
             "-W",
             "30",
+            // Debug lines tell when the subscription is in place.
+            "-d",
         ])
         .args(["-t", &format!("chronicle/v1/devices/{id}/acks")])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("mosquitto_sub is installed (apt-get install mosquitto-clients)");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut lines = tokio::io::BufReader::new(acks.stdout.take().expect("stdout")).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("mosquitto_sub output") {
+            if line.contains("SUBACK") {
+                return;
+            }
+        }
+        panic!("mosquitto_sub ended before its SUBACK");
+    })
+    .await
+    .expect("mosquitto_sub subscribed within 30 s");
     // The example from docs/protocol.md, with a current timestamp.
     let example = json!({"type": "glucose", "value": 5.8, "unit": "mmol/L", "source": "cgm", "measured_at": minutes_ago(2), "id": "seq-1842"});
     let status = tokio::process::Command::new("mosquitto_pub")
@@ -295,8 +311,14 @@ async fn mosquitto_pub_with_the_documented_example_gets_an_ack() {
         .await
         .expect("mosquitto_pub runs");
     assert!(status.success());
-    let output = acks.wait_with_output().await.expect("mosquitto_sub output");
-    let ack: serde_json::Value = serde_json::from_slice(&output.stdout).expect("ack is JSON");
+    let mut ack = None;
+    while let Some(line) = lines.next_line().await.expect("mosquitto_sub output") {
+        if line.starts_with('{') {
+            ack = Some(serde_json::from_str::<serde_json::Value>(&line).expect("ack is JSON"));
+        }
+    }
+    assert!(acks.wait().await.expect("mosquitto_sub exits").success());
+    let ack = ack.expect("mosquitto_sub printed the ack");
     assert_eq!(ack["stored"], 1, "ack: {ack}");
     assert_eq!(s.db.count("glucose_readings").await, 1);
 }

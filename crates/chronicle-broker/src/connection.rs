@@ -582,6 +582,31 @@ async fn acknowledge<A: Authority, S: MessageSink>(
         let Ok(outcome) = message.outcome.await else {
             continue;
         };
+        // The device's ack is routed before the PUBACK: should the process die between the
+        // two, the client still holds the message and sends it again (answered as a
+        // duplicate), so a device always hears the outcome of a message it was told arrived.
+        if !message.refused {
+            match serde_json::to_vec(&outcome.ack) {
+                Ok(body) => {
+                    let topic: Arc<str> = Arc::from(rules::acks_topic(
+                        &ctx.settings.topic_prefix,
+                        &message.device_id,
+                    ));
+                    let dropped =
+                        ctx.sessions
+                            .deliver(&message.device_id, &topic, &Bytes::from(body));
+                    let delivered = dropped.full == 0;
+                    ctx.metrics.acks_dropped(dropped);
+                    tracing::debug!(
+                        device_id = %message.device_id,
+                        message_id = outcome.ack.message_id.as_deref().unwrap_or(""),
+                        delivered,
+                        "ack published"
+                    );
+                }
+                Err(error) => tracing::error!(%error, "could not encode an ack"),
+            }
+        }
         if message.qos != QoS::AtMostOnce {
             let ack = match message.qos {
                 QoS::ExactlyOnce => Packet::PubRec(PubRec::new(message.pkid)),
@@ -589,29 +614,6 @@ async fn acknowledge<A: Authority, S: MessageSink>(
             };
             // The client may be gone; its messages are committed either way.
             let _ = outbox.send(Outbound::Packet(ack)).await;
-        }
-        if message.refused {
-            continue;
-        }
-        match serde_json::to_vec(&outcome.ack) {
-            Ok(body) => {
-                let topic: Arc<str> = Arc::from(rules::acks_topic(
-                    &ctx.settings.topic_prefix,
-                    &message.device_id,
-                ));
-                let dropped = ctx
-                    .sessions
-                    .deliver(&message.device_id, &topic, &Bytes::from(body));
-                let delivered = dropped.full == 0;
-                ctx.metrics.acks_dropped(dropped);
-                tracing::debug!(
-                    device_id = %message.device_id,
-                    message_id = outcome.ack.message_id.as_deref().unwrap_or(""),
-                    delivered,
-                    "ack published"
-                );
-            }
-            Err(error) => tracing::error!(%error, "could not encode an ack"),
         }
     }
 }

@@ -294,13 +294,10 @@ async fn acknowledge(
                 // An outcome that never comes means the batch was abandoned at shutdown: the
                 // message must stay unacknowledged so the broker delivers it again.
                 let Ok(outcome) = outcome.await else { continue };
-                if connection != epoch.current() {
-                    // Delivered on a connection that is gone: the broker redelivers it on the
-                    // current one, where that copy (a duplicate now) is acknowledged.
-                    tracing::debug!("not acknowledging a message from a previous connection");
-                } else if let Err(error) = client.ack(&publish).await {
-                    tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it and it will count as a duplicate");
-                }
+                // The device's ack goes out before the broker's PUBACK (the client sends them
+                // in this order): a crash between the two leaves the message unacknowledged, so
+                // the broker delivers it again and the device hears once more (a duplicate),
+                // never not at all.
                 match serde_json::to_vec(&outcome.ack) {
                     Ok(body) => {
                         let topic = ack_topic(&topic_prefix, &outcome.device_id);
@@ -316,6 +313,13 @@ async fn acknowledge(
                         }
                     }
                     Err(error) => tracing::error!(%error, "could not encode an ack"),
+                }
+                if connection != epoch.current() {
+                    // Delivered on a connection that is gone: the broker redelivers it on the
+                    // current one, where that copy (a duplicate now) is acknowledged.
+                    tracing::debug!("not acknowledging a message from a previous connection");
+                } else if let Err(error) = client.ack(&publish).await {
+                    tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it and it will count as a duplicate");
                 }
             }
         }
