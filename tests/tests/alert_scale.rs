@@ -172,8 +172,8 @@ async fn an_ingest_only_server_leaves_the_evaluation_to_another() {
         .expect("ack");
     assert_eq!(ack.stored, 1);
 
-    // Nothing evaluates it here: the work stays queued and no alert appears.
-    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    // Nothing evaluates it here: the work stays queued and no alert appears (checked once
+    // more below, after a worker has done everything).
     assert_eq!(store.pending_followups("alerts").await.expect("queue"), 1);
     assert!(store.pending_trend_work().await.expect("queue") > 0);
     let alerts: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts WHERE patient_id = $1")
@@ -211,5 +211,18 @@ async fn an_ingest_only_server_leaves_the_evaluation_to_another() {
         rules,
         [("glucose_very_low".to_owned(), "open".to_owned())],
         "the very low reading raised its alert once"
+    );
+    // By now the ingest-only server has had every chance to evaluate: it never did.
+    let metrics = reqwest::get(ingest_only.http_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "chronicle_alerts_evaluations_total 0"),
+        "the ingest-only server evaluated: {metrics}"
     );
 }
