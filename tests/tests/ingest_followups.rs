@@ -4,7 +4,7 @@
 //! back, and two claims never hold the same item.
 
 use bytes::Bytes;
-use chronicle_domain::sharing::{Principal, Role};
+use chronicle_domain::sharing::{AccessAction, Principal, Role};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_domain::{DeviceKind, ReadingKind};
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
@@ -154,7 +154,7 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
         ..Principal::default()
     };
     let actor = store
-        .authorize_as_patient(&ada_herself, ada.id, "erase")
+        .authorize_as_patient(&ada_herself, ada.id, AccessAction::Erase)
         .await
         .expect("gate")
         .expect("acts as herself");

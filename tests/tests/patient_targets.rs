@@ -1,7 +1,7 @@
 //! Patient targets in storage: the standard preset by default, changes kept with who and
 //! when, and erasure taking them along.
 
-use chronicle_domain::sharing::{Principal, Role};
+use chronicle_domain::sharing::{AccessAction, Principal, Role};
 use chronicle_domain::targets::{GlucoseTargets, TargetPreset};
 use chronicle_storage::identity::NewUser;
 use chronicle_storage::{NewPatient, Store};
@@ -78,7 +78,7 @@ async fn targets_default_to_standard_and_every_change_is_kept() {
         ..Principal::default()
     };
     let actor = store
-        .authorize_as_patient(&herself, patient.id, "erase")
+        .authorize_as_patient(&herself, patient.id, AccessAction::Erase)
         .await
         .expect("gate")
         .expect("own record");

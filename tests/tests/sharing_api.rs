@@ -243,17 +243,17 @@ async fn sharing_through_the_api() {
     assert!(
         lee_entries
             .iter()
-            .any(|e| e.outcome == "allowed" && e.grant_id == Some(grant))
+            .any(|e| e.allowed && e.grant_id == Some(grant))
     );
     assert!(
         lee_entries
             .iter()
-            .any(|e| e.outcome == "denied" && e.reason.as_deref() == Some("no_grant"))
+            .any(|e| !e.allowed && e.reason.as_deref() == Some("no_grant"))
     );
     assert!(
         lee_entries
             .iter()
-            .any(|e| e.outcome == "denied" && e.reason.as_deref() == Some("access_not_granted"))
+            .any(|e| !e.allowed && e.reason.as_deref() == Some("access_not_granted"))
     );
 }
 

@@ -2,7 +2,8 @@
 //! current memberships, grants round-trip and revoke, and the access log is append-only.
 
 use chronicle_domain::sharing::{
-    Access, AccessRequest, Basis, DataCategory, Decision, Grantee, Purpose, Role, decide,
+    Access, AccessAction, AccessRequest, Basis, DataCategory, Decision, Grantee, Purpose, Role,
+    decide,
 };
 use chronicle_storage::credentials::{hash_password, verify_password};
 use chronicle_storage::identity::{NewUser, TokenKind};
@@ -255,7 +256,7 @@ async fn the_access_log_is_append_only() {
                 actor_id: None,
                 actor_role: Some("clinician".into()),
                 patient_id: patient.id,
-                action: "read_readings".into(),
+                action: AccessAction::ReadGlucoseReadings,
                 category: Some(DataCategory::Glucose),
                 purpose: Some(Purpose::Care),
                 grant_id: None,
@@ -268,8 +269,21 @@ async fn the_access_log_is_append_only() {
     }
     let log = store.access_log(patient.id, None, 10).await.expect("log");
     assert_eq!(
-        log.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>(),
-        vec!["denied", "allowed"]
+        log.iter()
+            .map(|e| (e.allowed, e.action, e.category))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                false,
+                AccessAction::ReadGlucoseReadings,
+                Some(DataCategory::Glucose)
+            ),
+            (
+                true,
+                AccessAction::ReadGlucoseReadings,
+                Some(DataCategory::Glucose)
+            ),
+        ]
     );
     let older = store
         .access_log(patient.id, Some(log[0].id), 10)

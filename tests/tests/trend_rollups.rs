@@ -6,7 +6,7 @@
 
 use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
 use chronicle_domain::sharing::{
-    Access, AccessRequest, DataCategory, Grantee, Principal, Purpose, Role,
+    Access, AccessAction, AccessRequest, DataCategory, Grantee, Principal, Purpose, Role,
 };
 use chronicle_domain::targets::{GlucoseTargets, TargetPreset};
 use chronicle_domain::trends::{BpTotals, GlucoseTotals, TrendWindow, local_date, sum_totals};
@@ -216,7 +216,7 @@ async fn permit(store: &Store, patient: &Patient, category: DataCategory) -> Per
                 at: Utc::now(),
                 identified: true,
             },
-            "test",
+            AccessAction::ReadGlucoseTrend,
         )
         .await
         .expect("authorize")

@@ -92,6 +92,54 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// What an access-log entry records as attempted: every way a patient's data, or their
+    /// settings, can be reached. The patient reads these in their access log.
+    AccessAction {
+        ReadGlucoseReadings => "read_glucose_readings",
+        ReadBloodPressureReadings => "read_blood_pressure_readings",
+        ReadGlucoseTrend => "read_glucose_trend",
+        ReadBloodPressureTrend => "read_blood_pressure_trend",
+        /// Seen in a list of patients.
+        ListPatients => "list_patients",
+        /// A summary in a care team's panel.
+        ReadPanel => "read_panel",
+        /// Open alert counts in a care team's panel.
+        ReadPanelAlerts => "read_panel_alerts",
+        ReadDevices => "read_devices",
+        PairDevice => "pair_device",
+        RevokeDevice => "revoke_device",
+        ReadGateways => "read_gateways",
+        RegisterGateway => "register_gateway",
+        RevokeGateway => "revoke_gateway",
+        ReadGrants => "read_grants",
+        CreateGrant => "create_grant",
+        RevokeGrant => "revoke_grant",
+        ReadAccessLog => "read_access_log",
+        OpenEmergencyAccess => "open_emergency_access",
+        ReadGuardians => "read_guardians",
+        NameGuardian => "name_guardian",
+        RemoveGuardian => "remove_guardian",
+        ExportFhir => "export_fhir",
+        ExportCsv => "export_csv",
+        Erase => "erase",
+        ReadAlerts => "read_alerts",
+        /// Alerts in a list across patients.
+        ListAlerts => "list_alerts",
+        /// An alert offered on the live stream.
+        ReceiveAlert => "receive_alert",
+        AcknowledgeAlert => "acknowledge_alert",
+        ResolveAlert => "resolve_alert",
+        SnoozeAlerts => "snooze_alerts",
+        /// An alert sent to an organization's webhook.
+        WebhookAlert => "webhook_alert",
+        ReadTargets => "read_targets",
+        ReadTargetChanges => "read_target_changes",
+        UpdateTargets => "update_targets",
+        ReadResearchGlucose => "read_research_glucose",
+    }
+);
+
 impl Purpose {
     /// The purpose a user of `role` reads other people's data for. Admins have none: they
     /// manage accounts, not care.

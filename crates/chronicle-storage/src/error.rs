@@ -24,6 +24,15 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// A stored value that does not parse as what it must be (the schema's CHECKs keep
+    /// these out; finding one means the data was changed behind Chronicle's back).
+    pub(crate) fn corrupt(what: &'static str, value: &str) -> StorageError {
+        StorageError::Corrupt {
+            what,
+            value: value.to_owned(),
+        }
+    }
+
     /// Whether retrying later may succeed: the database is down, restarting or overloaded, as
     /// opposed to a query the database will refuse every time.
     pub fn is_transient(&self) -> bool {

@@ -9,8 +9,9 @@ use crate::alerts::AlertEvent;
 use crate::sharing::NewAccessLogEntry;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{
-    Access, AccessRequest, Allowance, Basis, DataCategory, Decision, DenyReason, EmergencyAccess,
-    Grant, Principal, Purpose, Role, acting_basis, decide, organization_receives_alerts,
+    Access, AccessAction, AccessRequest, Allowance, Basis, DataCategory, Decision, DenyReason,
+    EmergencyAccess, Grant, Principal, Purpose, Role, acting_basis, decide,
+    organization_receives_alerts,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -100,7 +101,7 @@ impl Store {
         &self,
         principal: &Principal,
         request: AccessRequest,
-        action: &str,
+        action: AccessAction,
     ) -> Result<Result<Permit, DenyReason>, StorageError> {
         self.decide_and_log(principal, request, action, true).await
     }
@@ -113,7 +114,7 @@ impl Store {
         &self,
         principal: &Principal,
         request: AccessRequest,
-        action: &str,
+        action: AccessAction,
     ) -> Result<Result<Permit, DenyReason>, StorageError> {
         self.decide_and_log(principal, request, action, false).await
     }
@@ -122,7 +123,7 @@ impl Store {
         &self,
         principal: &Principal,
         request: AccessRequest,
-        action: &str,
+        action: AccessAction,
         log_unrelated: bool,
     ) -> Result<Result<Permit, DenyReason>, StorageError> {
         let grants = self.grants_for_patient(request.patient_id).await?;
@@ -148,7 +149,7 @@ impl Store {
         principal: &Principal,
         request: AccessRequest,
         grant_id: Uuid,
-        action: &str,
+        action: AccessAction,
     ) -> Result<Result<Permit, DenyReason>, StorageError> {
         let grants: Vec<Grant> = self
             .grants_for_patient(request.patient_id)
@@ -167,7 +168,7 @@ impl Store {
         principal: &Principal,
         request: &AccessRequest,
         decision: &Result<Permit, DenyReason>,
-        action: &str,
+        action: AccessAction,
     ) -> Result<(), StorageError> {
         self.append_access_log(&decision_entry(principal, request, decision, action))
             .await
@@ -196,7 +197,7 @@ impl Store {
             actor_id: Some(organization_id),
             actor_role: Some("organization_webhook".to_owned()),
             patient_id: event.patient_id,
-            action: "webhook_alert".to_owned(),
+            action: AccessAction::WebhookAlert,
             category: Some(event.category),
             purpose: grant.map(|_| Purpose::Care),
             grant_id: grant.map(|g| g.id),
@@ -218,7 +219,7 @@ impl Store {
         &self,
         principal: &Principal,
         requests: &[AccessRequest],
-        action: &str,
+        action: AccessAction,
     ) -> Result<Vec<Result<Permit, DenyReason>>, StorageError> {
         let (decisions, entries) = self.decide_many(principal, requests, action).await?;
         self.append_access_log_many(&entries).await?;
@@ -232,7 +233,7 @@ impl Store {
         &self,
         principal: &Principal,
         requests: &[AccessRequest],
-        action: &str,
+        action: AccessAction,
     ) -> Result<(Vec<Result<Permit, DenyReason>>, Vec<NewAccessLogEntry>), StorageError> {
         let mut patient_ids: Vec<Uuid> = requests.iter().map(|r| r.patient_id).collect();
         patient_ids.sort();
@@ -270,7 +271,7 @@ impl Store {
         &self,
         principal: &Principal,
         patient_id: Uuid,
-        action: &str,
+        action: AccessAction,
     ) -> Result<Result<PatientActor, DenyReason>, StorageError> {
         let decision = acting_basis(principal, patient_id).map(|basis| PatientActor {
             patient_id,
@@ -281,7 +282,7 @@ impl Store {
             actor_id: Some(principal.user_id),
             actor_role: principal.role.map(|r| r.as_str().to_owned()),
             patient_id,
-            action: action.to_owned(),
+            action,
             category: None,
             purpose: None,
             grant_id: None,
@@ -299,7 +300,7 @@ fn decision_entry(
     principal: &Principal,
     request: &AccessRequest,
     decision: &Result<Permit, DenyReason>,
-    action: &str,
+    action: AccessAction,
 ) -> NewAccessLogEntry {
     let (grant_id, emergency_id) = match decision.as_ref().map(|p| p.allowance().basis) {
         Ok(Basis::Grant(id)) => (Some(id), None),
@@ -310,7 +311,7 @@ fn decision_entry(
         actor_id: Some(principal.user_id),
         actor_role: principal.role.map(|r| r.as_str().to_owned()),
         patient_id: request.patient_id,
-        action: action.to_owned(),
+        action,
         category: Some(request.category),
         purpose: decision.as_ref().ok().and_then(|p| p.allowance().purpose),
         grant_id,

@@ -68,18 +68,15 @@ struct GatewayRow {
 impl TryFrom<GatewayRow> for Gateway {
     type Error = StorageError;
     fn try_from(row: GatewayRow) -> Result<Self, Self::Error> {
-        let corrupt = |what: &'static str, value: &str| StorageError::Corrupt {
-            what,
-            value: value.to_owned(),
-        };
         Ok(Gateway {
-            id: GatewayId::parse(&row.id).map_err(|_| corrupt("gateway id", &row.id))?,
+            id: GatewayId::parse(&row.id)
+                .map_err(|_| StorageError::corrupt("gateway id", &row.id))?,
             label: row.label,
             patient_id: row.patient_id,
             devices: row
                 .devices
                 .iter()
-                .map(|d| DeviceId::parse(d).map_err(|_| corrupt("device id", d)))
+                .map(|d| DeviceId::parse(d).map_err(|_| StorageError::corrupt("device id", d)))
                 .collect::<Result<_, _>>()?,
             created_at: row.created_at,
             revoked_at: row.revoked_at,

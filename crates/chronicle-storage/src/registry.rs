@@ -4,6 +4,7 @@ use crate::credentials::{broker_password_hash, random_secret, secret_hash};
 use crate::gate::{PatientActor, Permit};
 use crate::sharing::NewAccessLogEntry;
 use crate::{StorageError, Store};
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory, Principal, Purpose, deidentify};
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
@@ -431,7 +432,7 @@ impl Store {
                 actor_id: Some(principal.user_id),
                 actor_role: principal.role.map(|r| r.as_str().to_owned()),
                 patient_id: v.record_id,
-                action: "list_patients".to_owned(),
+                action: AccessAction::ListPatients,
                 category: None,
                 purpose,
                 grant_id: None,

@@ -3,6 +3,7 @@
 
 use crate::gate::PatientActor;
 use crate::{StorageError, Store};
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory, EmergencyAccess, Grant, Grantee, Purpose};
 use chronicle_domain::sharing::{Principal, Role};
 use chrono::{DateTime, Utc};
@@ -24,22 +25,74 @@ pub struct NewGrant {
 }
 
 /// One access-log entry, allowed or denied.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AccessLogEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
     pub actor_id: Option<Uuid>,
+    /// The actor's role (`clinician`, …), or what acted without a user (`organization_webhook`).
     pub actor_role: Option<String>,
     pub patient_id: Uuid,
-    /// What was attempted, e.g. `read_readings`, `export_fhir`.
-    pub action: String,
-    pub category: Option<String>,
-    pub purpose: Option<String>,
+    pub action: AccessAction,
+    pub category: Option<DataCategory>,
+    pub purpose: Option<Purpose>,
     pub grant_id: Option<Uuid>,
     pub emergency_id: Option<Uuid>,
-    /// `allowed` or `denied`.
-    pub outcome: String,
+    pub allowed: bool,
+    /// Why it was refused (a `DenyReason`'s spelling).
     pub reason: Option<String>,
+}
+
+/// An access-log row as stored.
+#[derive(sqlx::FromRow)]
+struct AccessLogRow {
+    id: i64,
+    at: DateTime<Utc>,
+    actor_id: Option<Uuid>,
+    actor_role: Option<String>,
+    patient_id: Uuid,
+    action: String,
+    category: Option<String>,
+    purpose: Option<String>,
+    grant_id: Option<Uuid>,
+    emergency_id: Option<Uuid>,
+    outcome: String,
+    reason: Option<String>,
+}
+
+impl TryFrom<AccessLogRow> for AccessLogEntry {
+    type Error = StorageError;
+    fn try_from(row: AccessLogRow) -> Result<Self, StorageError> {
+        Ok(AccessLogEntry {
+            id: row.id,
+            at: row.at,
+            actor_id: row.actor_id,
+            actor_role: row.actor_role,
+            patient_id: row.patient_id,
+            action: AccessAction::parse(&row.action)
+                .ok_or_else(|| StorageError::corrupt("access-log action", &row.action))?,
+            category: parse_stored("access-log category", row.category, DataCategory::parse)?,
+            purpose: parse_stored("access-log purpose", row.purpose, Purpose::parse)?,
+            grant_id: row.grant_id,
+            emergency_id: row.emergency_id,
+            allowed: match row.outcome.as_str() {
+                "allowed" => true,
+                "denied" => false,
+                other => return Err(StorageError::corrupt("access-log outcome", other)),
+            },
+            reason: row.reason,
+        })
+    }
+}
+
+/// An optional stored name parsed into its type.
+fn parse_stored<T>(
+    what: &'static str,
+    text: Option<String>,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, StorageError> {
+    text.map(|t| parse(&t).ok_or_else(|| StorageError::corrupt(what, &t)))
+        .transpose()
 }
 
 /// An entry to append; `id` and `at` are assigned by the database.
@@ -48,7 +101,7 @@ pub struct NewAccessLogEntry {
     pub actor_id: Option<Uuid>,
     pub actor_role: Option<String>,
     pub patient_id: Uuid,
-    pub action: String,
+    pub action: AccessAction,
     pub category: Option<DataCategory>,
     pub purpose: Option<Purpose>,
     pub grant_id: Option<Uuid>,
@@ -75,13 +128,6 @@ struct GrantRow {
 const GRANT_COLUMNS: &str = "id, patient_id, grantee_type, grantee_id, categories, access, purpose, \
      data_since, expires_at, revoked_at, created_at";
 
-fn corrupt(what: &'static str, value: &str) -> StorageError {
-    StorageError::Corrupt {
-        what,
-        value: value.to_owned(),
-    }
-}
-
 impl TryFrom<GrantRow> for Grant {
     type Error = StorageError;
     fn try_from(row: GrantRow) -> Result<Self, Self::Error> {
@@ -89,7 +135,7 @@ impl TryFrom<GrantRow> for Grant {
             "user" => Grantee::User(row.grantee_id),
             "care_team" => Grantee::CareTeam(row.grantee_id),
             "organization" => Grantee::Organization(row.grantee_id),
-            other => return Err(corrupt("grantee type", other)),
+            other => return Err(StorageError::corrupt("grantee type", other)),
         };
         Ok(Grant {
             id: row.id,
@@ -98,15 +144,17 @@ impl TryFrom<GrantRow> for Grant {
             categories: row
                 .categories
                 .iter()
-                .map(|c| DataCategory::parse(c).ok_or_else(|| corrupt("data category", c)))
+                .map(|c| {
+                    DataCategory::parse(c).ok_or_else(|| StorageError::corrupt("data category", c))
+                })
                 .collect::<Result<_, _>>()?,
             access: row
                 .access
                 .iter()
-                .map(|a| Access::parse(a).ok_or_else(|| corrupt("access", a)))
+                .map(|a| Access::parse(a).ok_or_else(|| StorageError::corrupt("access", a)))
                 .collect::<Result<_, _>>()?,
             purpose: Purpose::parse(&row.purpose)
-                .ok_or_else(|| corrupt("purpose", &row.purpose))?,
+                .ok_or_else(|| StorageError::corrupt("purpose", &row.purpose))?,
             data_since: row.data_since,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
@@ -244,7 +292,7 @@ impl Store {
         .bind(entry.actor_id)
         .bind(&entry.actor_role)
         .bind(entry.patient_id)
-        .bind(&entry.action)
+        .bind(entry.action.as_str())
         .bind(entry.category.map(|c| c.as_str()))
         .bind(entry.purpose.map(|p| p.as_str()))
         .bind(entry.grant_id)
@@ -263,7 +311,7 @@ impl Store {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AccessLogEntry>, StorageError> {
-        Ok(sqlx::query_as::<_, AccessLogEntry>(
+        sqlx::query_as::<_, AccessLogRow>(
             "SELECT id, at, actor_id, actor_role, patient_id, action, category, purpose, grant_id,
                     emergency_id, outcome, reason
              FROM access_log WHERE patient_id = $1 AND ($2::bigint IS NULL OR id < $2)
@@ -273,7 +321,10 @@ impl Store {
         .bind(before_id)
         .bind(limit)
         .fetch_all(self.pool())
-        .await?)
+        .await?
+        .into_iter()
+        .map(AccessLogEntry::try_from)
+        .collect()
     }
 }
 
@@ -361,7 +412,12 @@ impl Store {
         .bind(entries.iter().map(|e| e.actor_id).collect::<Vec<_>>())
         .bind(column(|e| e.actor_role.clone()))
         .bind(entries.iter().map(|e| e.patient_id).collect::<Vec<_>>())
-        .bind(entries.iter().map(|e| e.action.clone()).collect::<Vec<_>>())
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.action.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(column(|e| e.category.map(|c| c.as_str().to_owned())))
         .bind(column(|e| e.purpose.map(|p| p.as_str().to_owned())))
         .bind(entries.iter().map(|e| e.grant_id).collect::<Vec<_>>())
@@ -442,7 +498,7 @@ impl Store {
             actor_id: Some(principal.user_id),
             actor_role: Some(Role::Clinician.as_str().to_owned()),
             patient_id,
-            action: "open_emergency_access".to_owned(),
+            action: AccessAction::OpenEmergencyAccess,
             category: None,
             purpose: Some(Purpose::Care),
             grant_id: None,

@@ -16,6 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use chronicle_domain::alerts::RuleId;
 use chronicle_domain::alerts::Severity;
 use chronicle_domain::alerts::lifecycle::AlertStatus;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
 use chronicle_storage::alerts::{
     AlertAction, AlertActionError, AlertEvent, AlertFilter, AlertRecord,
@@ -241,7 +242,7 @@ pub(super) async fn alert_permits(
     principal: &Principal,
     patient_id: Uuid,
     categories: &[DataCategory],
-    action: &str,
+    action: AccessAction,
 ) -> Result<Vec<Permit>, ApiError> {
     let mut permits = Vec::new();
     let mut refused: Option<DenyReason> = None;
@@ -290,7 +291,7 @@ async fn list_alerts(
             .authorize(
                 &principal,
                 alerts_request(patient_id, category),
-                "list_alerts",
+                AccessAction::ListAlerts,
             )
             .await?
         {
@@ -318,7 +319,14 @@ async fn patient_alerts(
 ) -> Result<Json<Page<AlertItem>>, ApiError> {
     let filter = query.filter("all")?;
     let categories = query.categories()?;
-    let permits = alert_permits(&state, &principal, patient_id, &categories, "read_alerts").await?;
+    let permits = alert_permits(
+        &state,
+        &principal,
+        patient_id,
+        &categories,
+        AccessAction::ReadAlerts,
+    )
+    .await?;
     let records = state.store.alerts_for(&permits, &filter).await?;
     Ok(Json(page(records, filter.limit)))
 }
@@ -351,8 +359,8 @@ async fn act(
         .await?
         .unwrap_or(DataCategory::Glucose);
     let name = match action {
-        AlertAction::Acknowledge => "acknowledge_alert",
-        AlertAction::Resolve => "resolve_alert",
+        AlertAction::Acknowledge => AccessAction::AcknowledgeAlert,
+        AlertAction::Resolve => AccessAction::ResolveAlert,
     };
     let permit = state
         .store
@@ -476,8 +484,14 @@ async fn snooze(
         )));
     }
     let categories = rule_categories(rule);
-    let permits =
-        alert_permits(&state, &principal, patient_id, &categories, "snooze_alerts").await?;
+    let permits = alert_permits(
+        &state,
+        &principal,
+        patient_id,
+        &categories,
+        AccessAction::SnoozeAlerts,
+    )
+    .await?;
     let snooze = state
         .store
         .snooze_alerts(
@@ -519,7 +533,7 @@ async fn unsnooze(
         &principal,
         patient_id,
         &rule_categories(rule),
-        "snooze_alerts",
+        AccessAction::SnoozeAlerts,
     )
     .await?;
     let ended = state
@@ -714,7 +728,7 @@ async fn deliverable(
         .authorize_for_fanout(
             principal,
             alerts_request(event.patient_id, event.category),
-            "receive_alert",
+            AccessAction::ReceiveAlert,
         )
         .await?;
     let Ok(permit) = decision else {

@@ -7,6 +7,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory};
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
@@ -59,7 +60,7 @@ async fn devices(
         patient_id,
         DataCategory::DeviceInfo,
         Access::ViewReadings,
-        "read_devices",
+        AccessAction::ReadDevices,
     )
     .await?;
     Ok(Json(
@@ -108,7 +109,7 @@ async fn pair_device(
             .map_err(|e: chronicle_domain::device::UnknownDeviceKind| {
                 ApiError::BadRequest(e.to_string())
             })?;
-    let actor = actor(&state, &principal, patient_id, "pair_device").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::PairDevice).await?;
     let (device, credentials) = state
         .store
         .pair_device_as(&actor, kind, body.label.as_deref())
@@ -136,7 +137,7 @@ async fn revoke_device(
     Path((patient_id, device_id)): Path<(Uuid, String)>,
 ) -> Result<Json<DeviceItem>, ApiError> {
     let device_id = DeviceId::parse(&device_id).map_err(|_| ApiError::NotFound)?;
-    let actor = actor(&state, &principal, patient_id, "revoke_device").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::RevokeDevice).await?;
     let device = state
         .store
         .revoke_device_as(&actor, &device_id)

@@ -6,6 +6,7 @@ use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
 use chrono::Utc;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,7 +26,7 @@ async fn record_to_export(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
-    action: &str,
+    action: AccessAction,
 ) -> Result<chronicle_storage::records::PatientRecord, ApiError> {
     if principal.patient_id == Some(patient_id) || principal.guardian_of.contains(&patient_id) {
         let actor = actor(state, principal, patient_id, action).await?;
@@ -72,7 +73,7 @@ async fn export_fhir(
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<axum::response::Response, ApiError> {
-    let record = record_to_export(&state, &principal, patient_id, "export_fhir").await?;
+    let record = record_to_export(&state, &principal, patient_id, AccessAction::ExportFhir).await?;
     let body = serde_json::to_vec(&crate::export::fhir_bundle(&record))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
@@ -93,7 +94,7 @@ async fn export_csv(
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<axum::response::Response, ApiError> {
-    let record = record_to_export(&state, &principal, patient_id, "export_csv").await?;
+    let record = record_to_export(&state, &principal, patient_id, AccessAction::ExportCsv).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
         crate::export::csv(&record),

@@ -9,6 +9,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::{DeviceId, GatewayId};
 use chronicle_storage::{Gateway, StorageError};
 use chrono::{DateTime, Utc};
@@ -72,7 +73,7 @@ async fn gateways(
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<GatewayItem>>, ApiError> {
-    let actor = actor(&state, &principal, patient_id, "read_gateways").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::ReadGateways).await?;
     Ok(Json(
         state
             .store
@@ -102,7 +103,13 @@ async fn register_gateway(
         .iter()
         .map(|d| DeviceId::parse(d).map_err(|e| ApiError::BadRequest(e.to_string())))
         .collect::<Result<_, _>>()?;
-    let actor = actor(&state, &principal, patient_id, "register_gateway").await?;
+    let actor = actor(
+        &state,
+        &principal,
+        patient_id,
+        AccessAction::RegisterGateway,
+    )
+    .await?;
     let (gateway, credentials) = state
         .store
         .create_gateway_as(&actor, body.label.as_deref(), &devices)
@@ -137,7 +144,7 @@ async fn revoke_gateway(
     Path((patient_id, gateway_id)): Path<(Uuid, String)>,
 ) -> Result<Json<GatewayItem>, ApiError> {
     let gateway_id = GatewayId::parse(&gateway_id).map_err(|_| ApiError::NotFound)?;
-    let actor = actor(&state, &principal, patient_id, "revoke_gateway").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::RevokeGateway).await?;
     let gateway = state
         .store
         .revoke_gateway_as(&actor, &gateway_id)

@@ -8,6 +8,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Basis, Role};
 use chronicle_storage::identity::User;
 use serde::{Deserialize, Serialize};
@@ -48,7 +49,7 @@ async fn guardians(
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<GuardianItem>>, ApiError> {
-    let actor = actor(&state, &principal, patient_id, "read_guardians").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::ReadGuardians).await?;
     Ok(Json(
         state
             .store
@@ -77,7 +78,7 @@ async fn name_guardian(
     Path(patient_id): Path<Uuid>,
     Json(body): Json<NameGuardianRequest>,
 ) -> Result<(StatusCode, Json<GuardianItem>), ApiError> {
-    let actor = actor(&state, &principal, patient_id, "name_guardian").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::NameGuardian).await?;
     if actor.basis() != Basis::Own {
         return Err(ApiError::Forbidden);
     }
@@ -103,7 +104,7 @@ async fn remove_guardian(
     Authenticated(principal): Authenticated,
     Path((patient_id, user_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let actor = actor(&state, &principal, patient_id, "remove_guardian").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::RemoveGuardian).await?;
     if actor.basis() != Basis::Own {
         return Err(ApiError::Forbidden);
     }

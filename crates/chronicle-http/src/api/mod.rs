@@ -29,11 +29,13 @@ mod session;
 mod sharing;
 mod targets;
 mod trends;
+mod vocabulary;
 mod webhooks;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use chronicle_domain::GlucoseUnit;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
 use chronicle_storage::gate::{PatientActor, Permit};
 use chrono::Utc;
@@ -118,7 +120,7 @@ pub(crate) async fn permit(
     patient_id: Uuid,
     category: DataCategory,
     access: Access,
-    action: &str,
+    action: AccessAction,
 ) -> Result<Permit, ApiError> {
     // These endpoints serve identified data, so a research grant (de-identified data only)
     // does not open them; research reads need their own de-identifying endpoint.
@@ -141,7 +143,7 @@ pub(crate) async fn actor(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
-    action: &str,
+    action: AccessAction,
 ) -> Result<PatientActor, ApiError> {
     state
         .store

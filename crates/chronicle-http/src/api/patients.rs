@@ -7,6 +7,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_storage::registry::VisiblePatient;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -102,7 +103,7 @@ async fn erase(
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let actor = actor(&state, &principal, patient_id, "erase").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::Erase).await?;
     state.store.erase(&actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }

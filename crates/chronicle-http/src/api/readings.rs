@@ -6,6 +6,7 @@ use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory};
 use chronicle_storage::readings::PageRequest;
 use chrono::{DateTime, Utc};
@@ -99,7 +100,7 @@ async fn glucose(
         patient_id,
         DataCategory::Glucose,
         Access::ViewReadings,
-        "read_glucose_readings",
+        AccessAction::ReadGlucoseReadings,
     )
     .await?;
     let page = PageRequest {
@@ -144,7 +145,7 @@ async fn blood_pressure(
         patient_id,
         DataCategory::BloodPressure,
         Access::ViewReadings,
-        "read_blood_pressure_readings",
+        AccessAction::ReadBloodPressureReadings,
     )
     .await?;
     let page = PageRequest {

@@ -6,6 +6,7 @@ use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -55,7 +56,12 @@ async fn research_glucose(
     // Decided under the study's own grant, so pseudonyms and shifts are the study's.
     let permit = state
         .store
-        .authorize_under_grant(&principal, request, subject.study, "read_research_glucose")
+        .authorize_under_grant(
+            &principal,
+            request,
+            subject.study,
+            AccessAction::ReadResearchGlucose,
+        )
         .await?
         .map_err(refusal)?;
     if !permit.allowance().deidentified {

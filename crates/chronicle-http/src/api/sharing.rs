@@ -1,5 +1,6 @@
 //! The patient's sharing: grants, the access log, and emergency access.
 
+use super::vocabulary::{AccessActionName, DataCategoryName, PurposeName};
 use super::{Page, actor, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -7,6 +8,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{
     Access, DataCategory, Grant, Grantee, Purpose, Role, validate_new_grant,
 };
@@ -128,7 +130,7 @@ async fn grants(
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<GrantItem>>, ApiError> {
-    let actor = actor(&state, &principal, patient_id, "read_grants").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::ReadGrants).await?;
     let grants = state.store.grants_of(&actor).await?;
     Ok(Json(grant_items(&state, grants).await?))
 }
@@ -189,7 +191,7 @@ async fn create_grant(
         .ok_or_else(|| ApiError::BadRequest(format!("unknown purpose {:?}", body.purpose)))?;
     validate_new_grant(&categories, &access, body.expires_at, Utc::now())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let actor = actor(&state, &principal, patient_id, "create_grant").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::CreateGrant).await?;
     let spec = GrantSpec {
         grantee,
         categories,
@@ -212,7 +214,7 @@ async fn revoke_grant(
     Authenticated(principal): Authenticated,
     Path((patient_id, grant_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<GrantItem>, ApiError> {
-    let actor = actor(&state, &principal, patient_id, "revoke_grant").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::RevokeGrant).await?;
     let grant = state
         .store
         .revoke_grant_as(&actor, grant_id)
@@ -237,9 +239,12 @@ struct AccessLogItem {
     /// The actor's display name, so the patient reads who it was.
     actor_name: Option<String>,
     actor_role: Option<String>,
-    action: String,
-    category: Option<String>,
-    purpose: Option<String>,
+    #[schema(value_type = AccessActionName)]
+    action: AccessAction,
+    #[schema(value_type = Option<DataCategoryName>)]
+    category: Option<DataCategory>,
+    #[schema(value_type = Option<PurposeName>)]
+    purpose: Option<Purpose>,
     grant_id: Option<Uuid>,
     /// Set when the access was an emergency access.
     emergency_id: Option<Uuid>,
@@ -260,7 +265,7 @@ impl AccessLogItem {
             purpose: e.purpose,
             grant_id: e.grant_id,
             emergency_id: e.emergency_id,
-            outcome: e.outcome,
+            outcome: if e.allowed { "allowed" } else { "denied" }.to_owned(),
             reason: e.reason,
         }
     }
@@ -286,7 +291,7 @@ async fn access_log(
                 .map_err(|_| ApiError::BadRequest("invalid cursor".into()))
         })
         .transpose()?;
-    let actor = actor(&state, &principal, patient_id, "read_access_log").await?;
+    let actor = actor(&state, &principal, patient_id, AccessAction::ReadAccessLog).await?;
     let entries = state.store.access_log_of(&actor, before, limit).await?;
     let next_cursor = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id.to_string()))

@@ -7,6 +7,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, State};
 use chronicle_domain::alerts::thresholds::AlertThresholds;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{DataCategory, Principal, Role};
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_storage::gate::Permit;
@@ -69,7 +70,7 @@ async fn targets_permits(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
-    action: &str,
+    action: AccessAction,
 ) -> Result<Vec<Permit>, ApiError> {
     alert_permits(
         state,
@@ -91,7 +92,7 @@ async fn targets(
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<TargetsBody>, ApiError> {
-    targets_permits(&state, &principal, patient_id, "read_targets").await?;
+    targets_permits(&state, &principal, patient_id, AccessAction::ReadTargets).await?;
     let t = state.store.patient_targets(patient_id).await?;
     Ok(Json(TargetsBody {
         glucose_targets: t.glucose,
@@ -116,7 +117,8 @@ async fn update_targets(
     Path(patient_id): Path<Uuid>,
     Json(body): Json<UpdateTargetsRequest>,
 ) -> Result<Json<TargetsBody>, ApiError> {
-    let permits = targets_permits(&state, &principal, patient_id, "update_targets").await?;
+    let permits =
+        targets_permits(&state, &principal, patient_id, AccessAction::UpdateTargets).await?;
     if principal.role != Some(Role::Clinician)
         || permits.iter().any(|p| {
             !matches!(
@@ -220,7 +222,13 @@ async fn target_changes(
     Authenticated(principal): Authenticated,
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<TargetChangeItem>>, ApiError> {
-    targets_permits(&state, &principal, patient_id, "read_target_changes").await?;
+    targets_permits(
+        &state,
+        &principal,
+        patient_id,
+        AccessAction::ReadTargetChanges,
+    )
+    .await?;
     Ok(Json(
         state
             .store

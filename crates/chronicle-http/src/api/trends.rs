@@ -13,6 +13,7 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chronicle_domain::GlucoseUnit;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory};
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_domain::trends::agp::nearest_bin_width;
@@ -300,7 +301,7 @@ async fn glucose_trend_endpoint(
         patient_id,
         DataCategory::Glucose,
         Access::ViewTrends,
-        "read_glucose_trend",
+        AccessAction::ReadGlucoseTrend,
     )
     .await?;
     let (subject, window, days) = state
@@ -485,7 +486,7 @@ async fn blood_pressure_trend_endpoint(
         patient_id,
         DataCategory::BloodPressure,
         Access::ViewTrends,
-        "read_blood_pressure_trend",
+        AccessAction::ReadBloodPressureTrend,
     )
     .await?;
     let (subject, window, days) = state

@@ -17,6 +17,7 @@ use super::{on_private_postgres, open_store, publish};
 use crate::cli::{BenchTrendsArgs, DatabaseSettings};
 use anyhow::{Context, bail};
 use chronicle_domain::DeviceKind;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, Grantee, Purpose, Role};
 use chronicle_domain::trends::{bp_trend, glucose_trend};
 use chronicle_embedded::PrivatePostgres;
@@ -462,7 +463,7 @@ async fn latencies(
                     at: Utc::now(),
                     identified: true,
                 },
-                "bench_trend",
+                AccessAction::ReadGlucoseTrend,
             )
             .await?
             .map_err(|reason| anyhow::anyhow!("no permit: {}", reason.as_str()))?;
@@ -506,7 +507,7 @@ async fn latencies(
                 at: Utc::now(),
                 identified: true,
             },
-            "bench_trend",
+            AccessAction::ReadGlucoseTrend,
         )
         .await?
     {

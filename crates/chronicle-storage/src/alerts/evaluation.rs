@@ -2,9 +2,7 @@
 //! readings and alerts the rules need, the lifecycle's changes, and the commit that writes the
 //! events, queues webhook deliveries and notifies every server.
 
-use super::{
-    AlertEvent, EVENTS_CHANNEL, EVENTS_LOCK, EventRow, PATIENT_LOCK_NAMESPACE, corrupt, to_json,
-};
+use super::{AlertEvent, EVENTS_CHANNEL, EVENTS_LOCK, EventRow, PATIENT_LOCK_NAMESPACE, to_json};
 use crate::{StorageError, Store};
 use chronicle_domain::alerts::lifecycle::{self, AlertStatus, Change, EventKind, KnownAlert};
 use chronicle_domain::alerts::rules::{DeviceActivity, GlucosePoint, MAX_GAP, PressurePoint};
@@ -23,10 +21,12 @@ pub(crate) fn decode_thresholds(
 ) -> Result<AlertThresholds, StorageError> {
     if let Some(json) = custom {
         return serde_json::from_value(json.clone())
-            .map_err(|_| corrupt("alert thresholds", &json.to_string()));
+            .map_err(|_| StorageError::corrupt("alert thresholds", &json.to_string()));
     }
     let preset = match preset {
-        Some(text) => TargetPreset::parse(text).ok_or_else(|| corrupt("target preset", text))?,
+        Some(text) => {
+            TargetPreset::parse(text).ok_or_else(|| StorageError::corrupt("target preset", text))?
+        }
         None => TargetPreset::Standard,
     };
     Ok(AlertThresholds::preset(preset))
@@ -151,17 +151,18 @@ struct KnownRow {
 
 impl KnownRow {
     fn into_known(self) -> Result<((RuleId, DataCategory), KnownAlert), StorageError> {
-        let rule = RuleId::parse(&self.rule).ok_or_else(|| corrupt("alert rule", &self.rule))?;
+        let rule = RuleId::parse(&self.rule)
+            .ok_or_else(|| StorageError::corrupt("alert rule", &self.rule))?;
         let category = DataCategory::parse(&self.category)
-            .ok_or_else(|| corrupt("alert category", &self.category))?;
+            .ok_or_else(|| StorageError::corrupt("alert category", &self.category))?;
         Ok((
             (rule, category),
             KnownAlert {
                 id: self.id,
                 status: AlertStatus::parse(&self.status)
-                    .ok_or_else(|| corrupt("alert status", &self.status))?,
+                    .ok_or_else(|| StorageError::corrupt("alert status", &self.status))?,
                 severity: Severity::parse(&self.severity)
-                    .ok_or_else(|| corrupt("alert severity", &self.severity))?,
+                    .ok_or_else(|| StorageError::corrupt("alert severity", &self.severity))?,
                 triggered_at: self.triggered_at,
                 last_seen_at: self.last_seen_at,
                 cleared_since: self.cleared_since,
@@ -213,11 +214,12 @@ impl AlertEvaluation {
         for r in rows {
             out.entry(r.patient_id).or_default().push(GlucosePoint {
                 source: GlucoseSource::parse(&r.source)
-                    .ok_or_else(|| corrupt("glucose source", &r.source))?,
+                    .ok_or_else(|| StorageError::corrupt("glucose source", &r.source))?,
                 flag: match r.flag {
-                    Some(f) => {
-                        Some(GlucoseFlag::parse(&f).ok_or_else(|| corrupt("glucose flag", &f))?)
-                    }
+                    Some(f) => Some(
+                        GlucoseFlag::parse(&f)
+                            .ok_or_else(|| StorageError::corrupt("glucose flag", &f))?,
+                    ),
                     None => None,
                 },
                 device_id: r.device_id,
@@ -284,7 +286,7 @@ impl AlertEvaluation {
             out.entry(patient).or_default().push(DeviceActivity {
                 kind: kind
                     .parse::<DeviceKind>()
-                    .map_err(|_| corrupt("device kind", &kind))?,
+                    .map_err(|_| StorageError::corrupt("device kind", &kind))?,
                 device_id,
                 last_measured_at,
             });
@@ -417,7 +419,7 @@ impl AlertEvaluation {
         match existing {
             Some((id, severity, triggered_at)) => {
                 let severity = Severity::parse(&severity)
-                    .ok_or_else(|| corrupt("alert severity", &severity))?
+                    .ok_or_else(|| StorageError::corrupt("alert severity", &severity))?
                     .max(h.severity);
                 let earlier = h.started_at < triggered_at;
                 sqlx::query(

@@ -1,7 +1,7 @@
 //! The care side: alert lists and counts through the gate's permits, acknowledgement and
 //! resolution, and who receives a patient's alerts.
 
-use super::{ALERT_COLUMNS, AlertRecord, corrupt};
+use super::{ALERT_COLUMNS, AlertRecord};
 use crate::gate::Permit;
 use crate::{StorageError, Store};
 use chronicle_domain::alerts::lifecycle::{self, AlertStatus, EventKind, InvalidTransition};
@@ -123,7 +123,9 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?;
         category
-            .map(|c| DataCategory::parse(&c).ok_or_else(|| corrupt("alert category", &c)))
+            .map(|c| {
+                DataCategory::parse(&c).ok_or_else(|| StorageError::corrupt("alert category", &c))
+            })
             .transpose()
     }
 
@@ -159,7 +161,8 @@ impl Store {
         {
             return Ok(Err(AlertActionError::NotFound));
         }
-        let status = AlertStatus::parse(&status).ok_or_else(|| corrupt("alert status", &status))?;
+        let status = AlertStatus::parse(&status)
+            .ok_or_else(|| StorageError::corrupt("alert status", &status))?;
         let next = match action {
             AlertAction::Acknowledge => lifecycle::acknowledge(status),
             AlertAction::Resolve => lifecycle::resolve(status),
@@ -191,7 +194,7 @@ impl Store {
         let events = evaluation.commit().await?;
         match events.into_iter().next() {
             Some(event) => Ok(Ok(event.alert)),
-            None => Err(corrupt("alert event", "none written")),
+            None => Err(StorageError::corrupt("alert event", "none written")),
         }
     }
 

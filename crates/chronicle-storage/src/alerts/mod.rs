@@ -78,7 +78,8 @@ const ALERT_COLUMNS: &str = "id, seq, patient_id, rule, category, severity, kind
 
 impl AlertRecord {
     pub fn data_category(&self) -> Result<DataCategory, StorageError> {
-        DataCategory::parse(&self.category).ok_or_else(|| corrupt("alert category", &self.category))
+        DataCategory::parse(&self.category)
+            .ok_or_else(|| StorageError::corrupt("alert category", &self.category))
     }
 }
 
@@ -135,26 +136,20 @@ pub(crate) fn event_from_parts(
 ) -> Result<AlertEvent, StorageError> {
     Ok(AlertEvent {
         id,
-        kind: EventKind::parse(kind).ok_or_else(|| corrupt("alert event kind", kind))?,
+        kind: EventKind::parse(kind)
+            .ok_or_else(|| StorageError::corrupt("alert event kind", kind))?,
         patient_id,
         category: DataCategory::parse(category)
-            .ok_or_else(|| corrupt("alert event category", category))?,
+            .ok_or_else(|| StorageError::corrupt("alert event category", category))?,
         actor_id,
         at,
         alert: serde_json::from_value(payload.clone())
-            .map_err(|_| corrupt("alert event payload", &payload.to_string()))?,
+            .map_err(|_| StorageError::corrupt("alert event payload", &payload.to_string()))?,
     })
 }
 
-fn corrupt(what: &'static str, value: &str) -> StorageError {
-    StorageError::Corrupt {
-        what,
-        value: value.to_owned(),
-    }
-}
-
 fn to_json<T: Serialize>(what: &'static str, value: &T) -> Result<serde_json::Value, StorageError> {
-    serde_json::to_value(value).map_err(|e| corrupt(what, &e.to_string()))
+    serde_json::to_value(value).map_err(|e| StorageError::corrupt(what, &e.to_string()))
 }
 
 impl Store {

@@ -12,6 +12,7 @@ use crate::alerts::OpenAlertCounts;
 use crate::gate::Permit;
 use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{
     Access, AccessRequest, DataCategory, DenyReason, Principal, Purpose,
 };
@@ -439,9 +440,11 @@ impl Store {
                 })
             })
             .collect();
-        let (decisions, mut log) = self.decide_many(principal, &requests, "read_panel").await?;
+        let (decisions, mut log) = self
+            .decide_many(principal, &requests, AccessAction::ReadPanel)
+            .await?;
         for (entry, (_, _, action)) in log.iter_mut().zip(PANEL_REQUESTS.iter().cycle()) {
-            entry.action = (*action).to_owned();
+            entry.action = *action;
         }
         let alert_permits: Vec<Permit> = decisions
             .chunks(PANEL_REQUESTS.len())
@@ -608,22 +611,26 @@ fn window_days<D>(
 
 /// What the panel asks the gate for each patient, in this order, and the action each is
 /// logged as: the trends of each category, then whether the caller receives its alerts.
-const PANEL_REQUESTS: [(DataCategory, Access, &str); 4] = [
-    (DataCategory::Glucose, Access::ViewTrends, "read_panel"),
+const PANEL_REQUESTS: [(DataCategory, Access, AccessAction); 4] = [
+    (
+        DataCategory::Glucose,
+        Access::ViewTrends,
+        AccessAction::ReadPanel,
+    ),
     (
         DataCategory::BloodPressure,
         Access::ViewTrends,
-        "read_panel",
+        AccessAction::ReadPanel,
     ),
     (
         DataCategory::Glucose,
         Access::ReceiveAlerts,
-        "read_panel_alerts",
+        AccessAction::ReadPanelAlerts,
     ),
     (
         DataCategory::BloodPressure,
         Access::ReceiveAlerts,
-        "read_panel_alerts",
+        AccessAction::ReadPanelAlerts,
     ),
 ];
 

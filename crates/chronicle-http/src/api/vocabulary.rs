@@ -1,0 +1,49 @@
+//! The domain's closed vocabularies as OpenAPI string enums, so a client (the dashboard's
+//! generated types) knows every spelling the server may send.
+
+use chronicle_domain::sharing::{AccessAction, DataCategory, Purpose};
+use std::borrow::Cow;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+/// Declares `$schema` as the OpenAPI schema named `$name`: a string, one of `$domain::ALL`.
+macro_rules! vocabulary_schema {
+    ($(#[$doc:meta])* $schema:ident, $domain:ty, $name:literal) => {
+        $(#[$doc])*
+        pub(crate) struct $schema;
+
+        impl utoipa::PartialSchema for $schema {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(<$domain>::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $schema {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+vocabulary_schema!(
+    /// What an access-log entry records as attempted.
+    AccessActionName,
+    AccessAction,
+    "AccessAction"
+);
+vocabulary_schema!(
+    /// A kind of patient data a grant can cover.
+    DataCategoryName,
+    DataCategory,
+    "DataCategory"
+);
+vocabulary_schema!(
+    /// Why data is shared.
+    PurposeName,
+    Purpose,
+    "Purpose"
+);
