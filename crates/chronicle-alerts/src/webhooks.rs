@@ -10,6 +10,9 @@
 
 use crate::hub::AlertHub;
 use crate::metrics::{AlertMetrics, OutcomeLabel};
+use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
+use chronicle_domain::alerts::{RuleId, Severity};
+use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::{AlertEvent, AlertRecord};
 use chronicle_storage::webhooks::{AfterAttempt, AttemptOutcome, DueDelivery};
 use chronicle_storage::{StorageError, Store};
@@ -19,6 +22,7 @@ use serde::Serialize;
 use sha2::Sha256;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "Chronicle-Signature";
@@ -59,7 +63,8 @@ impl WebhookSettings {
     }
 }
 
-/// The JSON body of a delivery.
+/// The JSON body of a delivery: a public contract of its own (docs/alerts.md), not the stored
+/// record, so storage can change without changing what receivers parse.
 #[derive(Debug, Serialize)]
 pub struct WebhookPayload<'a> {
     /// The event id (also in `Chronicle-Event-Id`): the same on every retry.
@@ -69,7 +74,64 @@ pub struct WebhookPayload<'a> {
     #[serde(rename = "type")]
     pub kind: String,
     pub created_at: DateTime<Utc>,
-    pub alert: &'a AlertRecord,
+    pub alert: WebhookAlert<'a>,
+}
+
+/// The alert as a webhook receiver sees it after the event.
+#[derive(Debug, Serialize)]
+pub struct WebhookAlert<'a> {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub rule: RuleId,
+    pub category: DataCategory,
+    pub severity: Severity,
+    /// `alert` (live) or `historical` (late data, never an alarm).
+    pub kind: AlertKind,
+    pub status: Option<AlertStatus>,
+    pub device_id: Option<&'a str>,
+    pub triggered_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub cleared_since: Option<DateTime<Utc>>,
+    pub trigger_count: i32,
+    pub evidence: &'a serde_json::Value,
+    pub opened_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub acknowledged_by: Option<Uuid>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledgement_note: Option<&'a str>,
+    pub resolved_by: Option<Uuid>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolution: Option<Resolution>,
+    pub resolution_note: Option<&'a str>,
+}
+
+impl<'a> From<&'a AlertRecord> for WebhookAlert<'a> {
+    fn from(a: &'a AlertRecord) -> Self {
+        WebhookAlert {
+            id: a.id,
+            patient_id: a.patient_id,
+            rule: a.rule,
+            category: a.category,
+            severity: a.severity,
+            kind: a.kind,
+            status: a.status,
+            device_id: a.device_id.as_deref(),
+            triggered_at: a.triggered_at,
+            last_seen_at: a.last_seen_at,
+            cleared_since: a.cleared_since,
+            trigger_count: a.trigger_count,
+            evidence: &a.evidence,
+            opened_at: a.opened_at,
+            updated_at: a.updated_at,
+            acknowledged_by: a.acknowledged_by,
+            acknowledged_at: a.acknowledged_at,
+            acknowledgement_note: a.acknowledgement_note.as_deref(),
+            resolved_by: a.resolved_by,
+            resolved_at: a.resolved_at,
+            resolution: a.resolution,
+            resolution_note: a.resolution_note.as_deref(),
+        }
+    }
 }
 
 impl<'a> WebhookPayload<'a> {
@@ -78,7 +140,7 @@ impl<'a> WebhookPayload<'a> {
             id: event.id,
             kind: format!("alert.{}", event.kind.as_str()),
             created_at: event.at,
-            alert: &event.alert,
+            alert: WebhookAlert::from(&event.alert),
         }
     }
 }

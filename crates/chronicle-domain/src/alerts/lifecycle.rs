@@ -17,6 +17,55 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use uuid::Uuid;
 
+/// What a stored alert row is: a live `alert` with a lifecycle, or a `historical` record of a
+/// condition that late data revealed (no status, never an alarm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    Alert,
+    Historical,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 2] = [AlertKind::Alert, AlertKind::Historical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Alert => "alert",
+            AlertKind::Historical => "historical",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AlertKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// How a resolved alert was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// By a user.
+    Manual,
+    /// The condition stayed clear for the set time.
+    Auto,
+}
+
+impl Resolution {
+    pub const ALL: [Resolution; 2] = [Resolution::Manual, Resolution::Auto];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Manual => "manual",
+            Resolution::Auto => "auto",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Resolution> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
 /// Where an alert is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

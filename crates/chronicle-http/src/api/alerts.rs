@@ -5,6 +5,9 @@
 //! alert's category (glucose or blood pressure) for that patient, asked per request and, on
 //! the stream, per event, so a revoked grant stops delivery at once. Every permit is logged.
 
+use super::vocabulary::{
+    AlertKindName, AlertStatusName, DataCategoryName, ResolutionName, RuleIdName, SeverityName,
+};
 use super::{Page, page_limit, refusal};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -16,6 +19,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use chronicle_domain::alerts::RuleId;
 use chronicle_domain::alerts::Severity;
 use chronicle_domain::alerts::lifecycle::AlertStatus;
+use chronicle_domain::alerts::lifecycle::{AlertKind, Resolution};
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
 use chronicle_storage::alerts::{
@@ -53,17 +57,18 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 pub(crate) struct AlertItem {
     id: Uuid,
     patient_id: Uuid,
-    /// `glucose_very_low`, `glucose_low`, `glucose_predicted_low`, `glucose_very_high`,
-    /// `glucose_rapid_fall`, `bp_crisis`, `bp_low`, `bp_stage2_trend` or `no_data`.
-    rule: String,
-    /// `glucose` or `blood_pressure`.
-    category: String,
-    /// `info`, `warning` or `urgent`.
-    severity: String,
+    #[schema(value_type = RuleIdName)]
+    rule: RuleId,
+    #[schema(value_type = DataCategoryName)]
+    category: DataCategory,
+    #[schema(value_type = SeverityName)]
+    severity: Severity,
     /// `alert` (raised live) or `historical` (shown by late data, never a live alarm).
-    kind: String,
-    /// `open`, `acknowledged` or `resolved`; absent for historical events.
-    status: Option<String>,
+    #[schema(value_type = AlertKindName)]
+    kind: AlertKind,
+    /// Absent for historical events.
+    #[schema(value_type = Option<AlertStatusName>)]
+    status: Option<AlertStatus>,
     device_id: Option<String>,
     /// When the triggering reading was measured (for `no_data`: when the silence passed the
     /// threshold).
@@ -85,8 +90,9 @@ pub(crate) struct AlertItem {
     acknowledgement_note: Option<String>,
     resolved_by: Option<Uuid>,
     resolved_at: Option<DateTime<Utc>>,
-    /// `manual` or `auto` (the condition stayed clear for the set time).
-    resolution: Option<String>,
+    /// `auto`: the condition stayed clear for the set time.
+    #[schema(value_type = Option<ResolutionName>)]
+    resolution: Option<Resolution>,
     resolution_note: Option<String>,
 }
 
@@ -746,7 +752,7 @@ async fn deliverable(
             .is_snoozed(
                 principal.user_id,
                 event.patient_id,
-                &event.alert.rule,
+                event.alert.rule,
                 Utc::now(),
             )
             .await?

@@ -1,6 +1,8 @@
 //! The domain's closed vocabularies as OpenAPI string enums, so a client (the dashboard's
 //! generated types) knows every spelling the server may send.
 
+use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
+use chronicle_domain::alerts::{RuleId, Severity};
 use chronicle_domain::sharing::{AccessAction, DataCategory, Purpose};
 use std::borrow::Cow;
 use utoipa::openapi::RefOr;
@@ -46,4 +48,34 @@ vocabulary_schema!(
     PurposeName,
     Purpose,
     "Purpose"
+);
+vocabulary_schema!(
+    /// An alert rule.
+    RuleIdName,
+    RuleId,
+    "RuleId"
+);
+vocabulary_schema!(
+    /// How urgently the care team should look.
+    SeverityName,
+    Severity,
+    "Severity"
+);
+vocabulary_schema!(
+    /// A live alert or a historical record of late data.
+    AlertKindName,
+    AlertKind,
+    "AlertKind"
+);
+vocabulary_schema!(
+    /// Where an alert is in its life.
+    AlertStatusName,
+    AlertStatus,
+    "AlertStatus"
+);
+vocabulary_schema!(
+    /// How a resolved alert was resolved.
+    ResolutionName,
+    Resolution,
+    "Resolution"
 );

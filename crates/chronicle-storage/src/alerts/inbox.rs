@@ -1,9 +1,10 @@
 //! The care side: alert lists and counts through the gate's permits, acknowledgement and
 //! resolution, and who receives a patient's alerts.
 
-use super::{ALERT_COLUMNS, AlertRecord};
+use super::{ALERT_COLUMNS, AlertRecord, AlertRow};
 use crate::gate::Permit;
 use crate::{StorageError, Store};
+use chronicle_domain::alerts::lifecycle::AlertKind;
 use chronicle_domain::alerts::lifecycle::{self, AlertStatus, EventKind, InvalidTransition};
 use chronicle_domain::alerts::{RuleId, Severity};
 use chronicle_domain::sharing::Principal;
@@ -76,10 +77,15 @@ impl Store {
             .statuses
             .as_ref()
             .map(|s| s.iter().map(|s| s.as_str()).collect());
-        let kind = filter
-            .historical
-            .map(|h| if h { "historical" } else { "alert" });
-        Ok(sqlx::query_as::<_, AlertRecord>(&format!(
+        let kind = filter.historical.map(|h| {
+            if h {
+                AlertKind::Historical
+            } else {
+                AlertKind::Alert
+            }
+            .as_str()
+        });
+        sqlx::query_as::<_, AlertRow>(&format!(
             "SELECT {columns} FROM alerts a
              JOIN UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS p (patient_id, category, since)
                ON a.patient_id = p.patient_id AND a.category = p.category
@@ -106,7 +112,10 @@ impl Store {
         .bind(filter.before_seq)
         .bind(filter.limit)
         .fetch_all(self.pool())
-        .await?)
+        .await?
+        .into_iter()
+        .map(AlertRecord::try_from)
+        .collect()
     }
 
     /// The category of a patient's alert, so the caller can ask the gate for the right one;

@@ -25,6 +25,8 @@ pub use snoozes::Snooze;
 
 use crate::{StorageError, Store};
 use chronicle_domain::alerts::lifecycle::EventKind;
+use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
+use chronicle_domain::alerts::{RuleId, Severity};
 use chronicle_domain::sharing::DataCategory;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,20 +41,21 @@ const PATIENT_LOCK_NAMESPACE: i32 = 0x616c_7274; // "alrt"
 /// The advisory lock serializing event inserts until commit.
 const EVENTS_LOCK: i64 = 0x616c_7274_6576_7473; // "alrtevts"
 
-/// An alert (or a historical event) as stored. Its JSON is also each event's payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+/// An alert (or a historical event) as stored. Its JSON is also each event's stored payload
+/// (what the API and webhooks send are their own types).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
     pub id: Uuid,
     /// Position for cursors; not part of the payload.
     #[serde(skip)]
     pub seq: i64,
     pub patient_id: Uuid,
-    pub rule: String,
-    pub category: String,
-    pub severity: String,
-    /// `alert` (raised live, with a lifecycle) or `historical` (late data; no status).
-    pub kind: String,
-    pub status: Option<String>,
+    pub rule: RuleId,
+    pub category: DataCategory,
+    pub severity: Severity,
+    pub kind: AlertKind,
+    /// `None` for a historical record.
+    pub status: Option<AlertStatus>,
     pub device_id: Option<String>,
     pub triggered_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
@@ -66,22 +69,86 @@ pub struct AlertRecord {
     pub acknowledgement_note: Option<String>,
     pub resolved_by: Option<Uuid>,
     pub resolved_at: Option<DateTime<Utc>>,
-    /// `manual` or `auto`.
-    pub resolution: Option<String>,
+    pub resolution: Option<Resolution>,
     pub resolution_note: Option<String>,
+}
+
+/// An alert row as the database returns it.
+#[derive(sqlx::FromRow)]
+struct AlertRow {
+    id: Uuid,
+    seq: i64,
+    patient_id: Uuid,
+    rule: String,
+    category: String,
+    severity: String,
+    kind: String,
+    status: Option<String>,
+    device_id: Option<String>,
+    triggered_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    cleared_since: Option<DateTime<Utc>>,
+    trigger_count: i32,
+    evidence: serde_json::Value,
+    opened_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    acknowledged_by: Option<Uuid>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    acknowledgement_note: Option<String>,
+    resolved_by: Option<Uuid>,
+    resolved_at: Option<DateTime<Utc>>,
+    resolution: Option<String>,
+    resolution_note: Option<String>,
+}
+
+impl TryFrom<AlertRow> for AlertRecord {
+    type Error = StorageError;
+    fn try_from(row: AlertRow) -> Result<Self, StorageError> {
+        fn named<T>(
+            what: &'static str,
+            text: &str,
+            parse: fn(&str) -> Option<T>,
+        ) -> Result<T, StorageError> {
+            parse(text).ok_or_else(|| StorageError::corrupt(what, text))
+        }
+        Ok(AlertRecord {
+            id: row.id,
+            seq: row.seq,
+            patient_id: row.patient_id,
+            rule: named("alert rule", &row.rule, RuleId::parse)?,
+            category: named("alert category", &row.category, DataCategory::parse)?,
+            severity: named("alert severity", &row.severity, Severity::parse)?,
+            kind: named("alert kind", &row.kind, AlertKind::parse)?,
+            status: row
+                .status
+                .map(|s| named("alert status", &s, AlertStatus::parse))
+                .transpose()?,
+            device_id: row.device_id,
+            triggered_at: row.triggered_at,
+            last_seen_at: row.last_seen_at,
+            cleared_since: row.cleared_since,
+            trigger_count: row.trigger_count,
+            evidence: row.evidence,
+            opened_at: row.opened_at,
+            updated_at: row.updated_at,
+            acknowledged_by: row.acknowledged_by,
+            acknowledged_at: row.acknowledged_at,
+            acknowledgement_note: row.acknowledgement_note,
+            resolved_by: row.resolved_by,
+            resolved_at: row.resolved_at,
+            resolution: row
+                .resolution
+                .map(|r| named("alert resolution", &r, Resolution::parse))
+                .transpose()?,
+            resolution_note: row.resolution_note,
+        })
+    }
 }
 
 const ALERT_COLUMNS: &str = "id, seq, patient_id, rule, category, severity, kind, status, \
      device_id, triggered_at, last_seen_at, cleared_since, trigger_count, evidence, opened_at, \
      updated_at, acknowledged_by, acknowledged_at, acknowledgement_note, resolved_by, \
      resolved_at, resolution, resolution_note";
-
-impl AlertRecord {
-    pub fn data_category(&self) -> Result<DataCategory, StorageError> {
-        DataCategory::parse(&self.category)
-            .ok_or_else(|| StorageError::corrupt("alert category", &self.category))
-    }
-}
 
 /// One entry of the alert event stream.
 #[derive(Debug, Clone, PartialEq)]

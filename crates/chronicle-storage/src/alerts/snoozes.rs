@@ -80,7 +80,7 @@ impl Store {
         &self,
         user_id: Uuid,
         patient_id: Uuid,
-        rule: &str,
+        rule: RuleId,
         at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
         Ok(sqlx::query_scalar(
@@ -89,7 +89,7 @@ impl Store {
         )
         .bind(user_id)
         .bind(patient_id)
-        .bind(rule)
+        .bind(rule.as_str())
         .bind(at)
         .fetch_one(self.pool())
         .await?)
