@@ -206,6 +206,14 @@ impl Reading {
             Reading::BloodPressure(b) => b.device_reading_id.as_deref(),
         }
     }
+
+    /// The UTC offset the device stamped, in minutes.
+    pub fn utc_offset_minutes(&self) -> i32 {
+        match self {
+            Reading::Glucose(g) => g.utc_offset_minutes,
+            Reading::BloodPressure(b) => b.utc_offset_minutes,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,10 @@ pub enum StorageError {
 impl StorageError {
     /// A stored value that does not parse as what it must be (the schema's CHECKs keep
     /// these out; finding one means the data was changed behind Chronicle's back).
-    pub(crate) fn corrupt(what: &'static str, value: &str) -> StorageError {
+    pub(crate) fn corrupt(what: &'static str, value: impl std::fmt::Display) -> StorageError {
         StorageError::Corrupt {
             what,
-            value: value.to_owned(),
+            value: value.to_string(),
         }
     }
 

@@ -139,20 +139,20 @@ impl Store {
         devices.dedup();
         let (device_keys, patient_ids): (Vec<i32>, Vec<Uuid>) = devices.into_iter().unzip();
         let returned: Vec<(String, i32, DateTime<Utc>)> = sqlx::query_as(WRITE_BATCH)
-            .bind(&glucose.device_keys)
-            .bind(&glucose.offsets)
+            .bind(&glucose.sample.device_keys)
+            .bind(&glucose.sample.offsets)
             .bind(&glucose.codes)
-            .bind(&glucose.measured_at)
+            .bind(&glucose.sample.measured_at)
             .bind(&glucose.values_milli)
             .bind(&glucose.original_values)
-            .bind(&glucose.reading_ids)
-            .bind(&blood_pressure.device_keys)
+            .bind(&glucose.sample.reading_ids)
+            .bind(&blood_pressure.sample.device_keys)
             .bind(&blood_pressure.systolic)
             .bind(&blood_pressure.diastolic)
             .bind(&blood_pressure.pulse)
-            .bind(&blood_pressure.offsets)
-            .bind(&blood_pressure.measured_at)
-            .bind(&blood_pressure.reading_ids)
+            .bind(&blood_pressure.sample.offsets)
+            .bind(&blood_pressure.sample.measured_at)
+            .bind(&blood_pressure.sample.reading_ids)
             .bind(&refused.device_ids)
             .bind(&refused.patient_ids)
             .bind(&refused.message_ids)
@@ -180,65 +180,77 @@ impl Store {
     }
 }
 
-/// The glucose readings of a batch, column by column, for `UNNEST`.
+/// What every reading table stores of a reading beside its values, column by column.
 #[derive(Default)]
-struct GlucoseColumns<'a> {
+struct SampleColumns<'a> {
     device_keys: Vec<i32>,
     offsets: Vec<i16>,
-    codes: Vec<i16>,
     measured_at: Vec<DateTime<Utc>>,
-    values_milli: Vec<i32>,
-    original_values: Vec<Option<f64>>,
     reading_ids: Vec<Option<&'a str>>,
 }
 
-impl<'a> GlucoseColumns<'a> {
-    fn of(rows: &[ReadingRow<'a>]) -> Self {
-        let mut c = GlucoseColumns::default();
-        for row in rows {
-            let Reading::Glucose(g) = row.reading else {
-                continue;
-            };
-            c.device_keys.push(row.device_key);
-            c.offsets.push(offset_i16(g.utc_offset_minutes));
-            c.codes.push(codes::of(g));
-            c.measured_at.push(g.measured_at);
-            c.values_milli.push(codes::milli(g.value.get()));
-            c.original_values.push(codes::original_value(g));
-            c.reading_ids.push(g.device_reading_id.as_deref());
-        }
-        c
+impl<'a> SampleColumns<'a> {
+    fn push(&mut self, device_key: i32, reading: &'a Reading) {
+        self.device_keys.push(device_key);
+        self.offsets.push(offset_i16(reading.utc_offset_minutes()));
+        self.measured_at.push(reading.measured_at());
+        self.reading_ids.push(reading.device_reading_id());
+    }
+}
+
+/// The glucose readings of a batch, column by column, for `UNNEST`.
+#[derive(Default)]
+struct GlucoseColumns<'a> {
+    sample: SampleColumns<'a>,
+    codes: Vec<i16>,
+    values_milli: Vec<i32>,
+    original_values: Vec<Option<f64>>,
+}
+
+impl<'a> KindColumns<'a> for GlucoseColumns<'a> {
+    fn push(&mut self, device_key: i32, reading: &'a Reading) {
+        let Reading::Glucose(g) = reading else {
+            return;
+        };
+        self.sample.push(device_key, reading);
+        self.codes.push(codes::of(g));
+        self.values_milli.push(codes::milli(g.value.get()));
+        self.original_values.push(codes::original_value(g));
     }
 }
 
 /// The blood-pressure readings of a batch, column by column, for `UNNEST`.
 #[derive(Default)]
 struct BloodPressureColumns<'a> {
-    device_keys: Vec<i32>,
+    sample: SampleColumns<'a>,
     systolic: Vec<i16>,
     diastolic: Vec<i16>,
     pulse: Vec<Option<i16>>,
-    offsets: Vec<i16>,
-    measured_at: Vec<DateTime<Utc>>,
-    reading_ids: Vec<Option<&'a str>>,
 }
 
-impl<'a> BloodPressureColumns<'a> {
+impl<'a> KindColumns<'a> for BloodPressureColumns<'a> {
+    fn push(&mut self, device_key: i32, reading: &'a Reading) {
+        let Reading::BloodPressure(bp) = reading else {
+            return;
+        };
+        self.sample.push(device_key, reading);
+        self.systolic.push(mm_hg_i16(bp.systolic.get()));
+        self.diastolic.push(mm_hg_i16(bp.diastolic.get()));
+        self.pulse.push(bp.pulse.map(|p| mm_hg_i16(p.get())));
+    }
+}
+
+/// The columns one kind's readings of a batch fill, for `UNNEST`: each takes the readings
+/// of its kind and passes over the others.
+trait KindColumns<'a>: Default {
+    fn push(&mut self, device_key: i32, reading: &'a Reading);
+
     fn of(rows: &[ReadingRow<'a>]) -> Self {
-        let mut c = BloodPressureColumns::default();
+        let mut columns = Self::default();
         for row in rows {
-            let Reading::BloodPressure(bp) = row.reading else {
-                continue;
-            };
-            c.device_keys.push(row.device_key);
-            c.systolic.push(mm_hg_i16(bp.systolic.get()));
-            c.diastolic.push(mm_hg_i16(bp.diastolic.get()));
-            c.pulse.push(bp.pulse.map(|p| mm_hg_i16(p.get())));
-            c.offsets.push(offset_i16(bp.utc_offset_minutes));
-            c.measured_at.push(bp.measured_at);
-            c.reading_ids.push(bp.device_reading_id.as_deref());
+            columns.push(row.device_key, row.reading);
         }
-        c
+        columns
     }
 }
 
@@ -345,83 +357,94 @@ impl Store {
     }
 }
 
+/// One kind of reading as storage keeps it: where its readings are, and what a permitted
+/// reader gets of each. The trend side of a kind is [`crate::trends`]' `TrendKind`; a new kind
+/// of reading is one implementation of each, beside its tables.
+pub trait ReadingSeries: Send + Sync + 'static {
+    const KIND: ReadingKind;
+    /// The sharing category the kind's readings belong to.
+    const CATEGORY: DataCategory;
+    /// The view of the kind's readings with their patient and device ids.
+    const READINGS_VIEW: &'static str;
+    /// The columns of [`Self::Stored`], as selected from the view.
+    const STORED_COLUMNS: &'static str;
+    /// How a refusal names the kind's individual readings.
+    const READINGS_NAME: &'static str;
+    /// A stored reading as a permitted reader sees it.
+    type Stored: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin;
+    /// The reading's place in page order.
+    fn page_key(stored: &Self::Stored) -> (DateTime<Utc>, &str);
+}
+
+/// Glucose readings (`glucose_readings`).
+#[derive(Debug, Clone, Copy)]
+pub struct Glucose;
+
+impl ReadingSeries for Glucose {
+    const KIND: ReadingKind = ReadingKind::Glucose;
+    const CATEGORY: DataCategory = DataCategory::Glucose;
+    const READINGS_VIEW: &'static str = "glucose_readings";
+    const STORED_COLUMNS: &'static str =
+        "device_id, measured_at, value_mg_dl, original_value, original_unit, source, flag";
+    const READINGS_NAME: &'static str = "individual glucose readings";
+    type Stored = StoredGlucose;
+    fn page_key(stored: &StoredGlucose) -> (DateTime<Utc>, &str) {
+        (stored.measured_at, &stored.device_id)
+    }
+}
+
+/// Blood-pressure readings (`blood_pressure_readings`).
+#[derive(Debug, Clone, Copy)]
+pub struct BloodPressure;
+
+impl ReadingSeries for BloodPressure {
+    const KIND: ReadingKind = ReadingKind::BloodPressure;
+    const CATEGORY: DataCategory = DataCategory::BloodPressure;
+    const READINGS_VIEW: &'static str = "blood_pressure_readings";
+    const STORED_COLUMNS: &'static str = "device_id, measured_at, systolic, diastolic, pulse";
+    const READINGS_NAME: &'static str = "individual blood-pressure readings";
+    type Stored = StoredBloodPressure;
+    fn page_key(stored: &StoredBloodPressure) -> (DateTime<Utc>, &str) {
+        (stored.measured_at, &stored.device_id)
+    }
+}
+
 impl Store {
-    /// Glucose readings of the permit's patient, within its window.
-    pub async fn glucose_readings(
+    /// Readings of kind `K` of the permit's patient, within its window.
+    pub async fn readings<K: ReadingSeries>(
         &self,
         permit: &Permit,
         page: PageRequest<'_>,
-    ) -> Result<Vec<StoredGlucose>, StorageError> {
-        if !permit.allows_readings_of(DataCategory::Glucose) {
-            return Err(StorageError::NotPermitted("individual glucose readings"));
+    ) -> Result<Vec<K::Stored>, StorageError> {
+        if !permit.allows_readings_of(K::CATEGORY) {
+            return Err(StorageError::NotPermitted(K::READINGS_NAME));
         }
         let page = PageRequest {
             from: permit.clamp_from(page.from),
             ..page
         };
-        self.query_glucose(permit.patient_id(), page).await
+        self.query_readings::<K>(permit.patient_id(), page).await
     }
 
-    pub(crate) async fn query_glucose(
+    /// Readings of kind `K` of a patient, without a permit: for callers in this crate that
+    /// took one already (export, research).
+    pub(crate) async fn query_readings<K: ReadingSeries>(
         &self,
         patient_id: Uuid,
         page: PageRequest<'_>,
-    ) -> Result<Vec<StoredGlucose>, StorageError> {
+    ) -> Result<Vec<K::Stored>, StorageError> {
         let (after_at, after_device) = page.after.unzip();
-        Ok(sqlx::query_as::<_, StoredGlucose>(
-            "SELECT device_id, measured_at, value_mg_dl, original_value, original_unit, source, flag
-             FROM glucose_readings
+        Ok(sqlx::query_as::<_, K::Stored>(&format!(
+            "SELECT {columns} FROM {view}
              WHERE patient_id = $1
                AND ($2::timestamptz IS NULL OR measured_at >= $2)
                AND ($3::timestamptz IS NULL OR measured_at < $3)
                AND ($4::timestamptz IS NULL OR (measured_at, device_id) > ($4, $5))
              ORDER BY measured_at, device_id
              LIMIT $6",
-        )
-        .bind(patient_id)
-        .bind(page.from)
-        .bind(page.to)
-        .bind(after_at)
-        .bind(after_device)
-        .bind(page.limit)
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// Blood-pressure readings of the permit's patient, within its window.
-    pub async fn blood_pressure_readings(
-        &self,
-        permit: &Permit,
-        page: PageRequest<'_>,
-    ) -> Result<Vec<StoredBloodPressure>, StorageError> {
-        if !permit.allows_readings_of(DataCategory::BloodPressure) {
-            return Err(StorageError::NotPermitted(
-                "individual blood-pressure readings",
-            ));
-        }
-        let page = PageRequest {
-            from: permit.clamp_from(page.from),
-            ..page
-        };
-        self.query_blood_pressure(permit.patient_id(), page).await
-    }
-
-    pub(crate) async fn query_blood_pressure(
-        &self,
-        patient_id: Uuid,
-        page: PageRequest<'_>,
-    ) -> Result<Vec<StoredBloodPressure>, StorageError> {
-        let (after_at, after_device) = page.after.unzip();
-        Ok(sqlx::query_as::<_, StoredBloodPressure>(
-            "SELECT device_id, measured_at, systolic, diastolic, pulse
-             FROM blood_pressure_readings
-             WHERE patient_id = $1
-               AND ($2::timestamptz IS NULL OR measured_at >= $2)
-               AND ($3::timestamptz IS NULL OR measured_at < $3)
-               AND ($4::timestamptz IS NULL OR (measured_at, device_id) > ($4, $5))
-             ORDER BY measured_at, device_id
-             LIMIT $6",
-        )
+            columns = K::STORED_COLUMNS,
+            view = K::READINGS_VIEW,
+        ))
         .bind(patient_id)
         .bind(page.from)
         .bind(page.to)

@@ -2,7 +2,7 @@
 //! access) and erasure.
 
 use crate::gate::{PatientActor, Permit};
-use crate::readings::{PageRequest, StoredBloodPressure, StoredGlucose};
+use crate::readings::{BloodPressure, Glucose, PageRequest, StoredBloodPressure, StoredGlucose};
 use crate::registry::Device;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{Access, DataCategory, Grant};
@@ -24,8 +24,10 @@ impl Store {
         };
         Ok(PatientRecord {
             devices: self.list_devices(Some(patient_id)).await?,
-            glucose: self.query_glucose(patient_id, all).await?,
-            blood_pressure: self.query_blood_pressure(patient_id, all).await?,
+            glucose: self.query_readings::<Glucose>(patient_id, all).await?,
+            blood_pressure: self
+                .query_readings::<BloodPressure>(patient_id, all)
+                .await?,
             grants: self.grants_for_patient(patient_id).await?,
             patient,
         })
@@ -72,10 +74,12 @@ impl Store {
             grants: Vec::new(),
         };
         if let Some(page) = window(DataCategory::Glucose) {
-            record.glucose = self.query_glucose(patient_id, page).await?;
+            record.glucose = self.query_readings::<Glucose>(patient_id, page).await?;
         }
         if let Some(page) = window(DataCategory::BloodPressure) {
-            record.blood_pressure = self.query_blood_pressure(patient_id, page).await?;
+            record.blood_pressure = self
+                .query_readings::<BloodPressure>(patient_id, page)
+                .await?;
         }
         if window(DataCategory::DeviceInfo).is_some() {
             record.devices = self.list_devices(Some(patient_id)).await?;

@@ -2,7 +2,7 @@
 //! and the study's own grant decides.
 
 use crate::gate::Permit;
-use crate::readings::{PageRequest, StoredGlucose};
+use crate::readings::{Glucose, PageRequest, StoredGlucose};
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{Basis, DataCategory, Principal, deidentify};
 use uuid::Uuid;
@@ -59,7 +59,7 @@ impl Store {
         };
         let shift = chrono::Duration::days(deidentify::shift_days(study, permit.patient_id()));
         Ok(self
-            .query_glucose(permit.patient_id(), page)
+            .query_readings::<Glucose>(permit.patient_id(), page)
             .await?
             .into_iter()
             .map(|r| StoredGlucose {

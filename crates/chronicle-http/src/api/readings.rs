@@ -6,9 +6,8 @@ use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use chronicle_domain::sharing::AccessAction;
-use chronicle_domain::sharing::{Access, DataCategory};
-use chronicle_storage::readings::PageRequest;
+use chronicle_domain::sharing::{Access, AccessAction, Principal};
+use chronicle_storage::readings::{BloodPressure, Glucose, PageRequest, ReadingSeries};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -34,13 +33,6 @@ struct ReadingsQuery {
     cursor: Option<String>,
     /// Items per page, 1–5000 (default 1000).
     limit: Option<i64>,
-}
-
-impl ReadingsQuery {
-    fn page(&self) -> Result<(i64, Option<Cursor>), ApiError> {
-        let limit = page_limit(self.limit, 1000)?;
-        Ok((limit, self.cursor.as_deref().map(parse_cursor).transpose()?))
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,6 +73,40 @@ pub(crate) fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
     Ok((at, device.to_owned()))
 }
 
+/// One page of a patient's readings of kind `K`, through the gate, each shown by `show`.
+async fn readings_page<K: ReadingSeries, T>(
+    state: &AppState,
+    principal: &Principal,
+    (patient_id, query): (Uuid, &ReadingsQuery),
+    action: AccessAction,
+    show: impl Fn(K::Stored) -> T,
+) -> Result<Json<Page<T>>, ApiError> {
+    let limit = page_limit(query.limit, 1000)?;
+    let after = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let permit = permit(
+        state,
+        principal,
+        patient_id,
+        K::CATEGORY,
+        Access::ViewReadings,
+        action,
+    )
+    .await?;
+    let page = PageRequest {
+        from: query.from,
+        to: query.to,
+        after: after.as_ref().map(|(t, d)| (*t, d.as_str())),
+        limit,
+    };
+    let rows = state.store.readings::<K>(&permit, page).await?;
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(K::page_key))
+        .flatten()
+        .map(|(at, device_id)| cursor_of(at, device_id));
+    let items = rows.into_iter().map(show).collect();
+    Ok(Json(Page { items, next_cursor }))
+}
+
 /// One patient's glucose readings, oldest first.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/glucose", tag = "readings",
     security(("bearer" = [])), params(("patient_id" = Uuid, Path), ReadingsQuery),
@@ -93,38 +119,21 @@ async fn glucose(
     Query(query): Query<ReadingsQuery>,
 ) -> Result<Json<Page<GlucosePoint>>, ApiError> {
     let unit = parse_unit(query.unit.as_deref())?;
-    let (limit, after) = query.page()?;
-    let permit = permit(
+    readings_page::<Glucose, _>(
         &state,
         &principal,
-        patient_id,
-        DataCategory::Glucose,
-        Access::ViewReadings,
+        (patient_id, &query),
         AccessAction::ReadGlucoseReadings,
-    )
-    .await?;
-    let page = PageRequest {
-        from: query.from,
-        to: query.to,
-        after: after.as_ref().map(|(t, d)| (*t, d.as_str())),
-        limit,
-    };
-    let rows = state.store.glucose_readings(&permit, page).await?;
-    let next_cursor = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| cursor_of(r.measured_at, &r.device_id)))
-        .flatten();
-    let items = rows
-        .into_iter()
-        .map(|r| GlucosePoint {
+        |r| GlucosePoint {
             measured_at: r.measured_at,
             value: unit.from_mg_dl(r.value_mg_dl),
             unit: unit.as_str(),
             source: r.source,
             flag: r.flag,
             device_id: r.device_id,
-        })
-        .collect();
-    Ok(Json(Page { items, next_cursor }))
+        },
+    )
+    .await
 }
 
 /// One patient's blood-pressure readings (mm[Hg], pulse per minute), oldest first.
@@ -138,35 +147,18 @@ async fn blood_pressure(
     Path(patient_id): Path<Uuid>,
     Query(query): Query<ReadingsQuery>,
 ) -> Result<Json<Page<BloodPressurePoint>>, ApiError> {
-    let (limit, after) = query.page()?;
-    let permit = permit(
+    readings_page::<BloodPressure, _>(
         &state,
         &principal,
-        patient_id,
-        DataCategory::BloodPressure,
-        Access::ViewReadings,
+        (patient_id, &query),
         AccessAction::ReadBloodPressureReadings,
-    )
-    .await?;
-    let page = PageRequest {
-        from: query.from,
-        to: query.to,
-        after: after.as_ref().map(|(t, d)| (*t, d.as_str())),
-        limit,
-    };
-    let rows = state.store.blood_pressure_readings(&permit, page).await?;
-    let next_cursor = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| cursor_of(r.measured_at, &r.device_id)))
-        .flatten();
-    let items = rows
-        .into_iter()
-        .map(|r| BloodPressurePoint {
+        |r| BloodPressurePoint {
             measured_at: r.measured_at,
             systolic: r.systolic,
             diastolic: r.diastolic,
             pulse: r.pulse,
             device_id: r.device_id,
-        })
-        .collect();
-    Ok(Json(Page { items, next_cursor }))
+        },
+    )
+    .await
 }

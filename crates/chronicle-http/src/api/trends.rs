@@ -708,7 +708,9 @@ fn panel_row(p: &PanelPatient, unit: GlucoseUnit, now: DateTime<Utc>) -> Row {
         (
             g,
             glucose_summary(&g.totals, &g.window),
-            glucose_summary(&g.previous_totals, &g.previous_window),
+            g.previous
+                .as_ref()
+                .map(|before| glucose_summary(&before.totals, &before.window)),
         )
     });
     let blood_pressure = p
@@ -718,7 +720,7 @@ fn panel_row(p: &PanelPatient, unit: GlucoseUnit, now: DateTime<Utc>) -> Row {
     let flags = panel_flags(&PanelFacts {
         targets,
         glucose: glucose.as_ref().map(|(_, s, _)| s),
-        previous_glucose: glucose.as_ref().map(|(_, _, s)| s),
+        previous_glucose: glucose.as_ref().and_then(|(_, _, s)| s.as_ref()),
         blood_pressure: blood_pressure.as_ref().map(|(_, s)| s),
         latest_glucose_at: glucose.as_ref().and_then(|(g, _, _)| g.latest.map(|l| l.0)),
         open_alerts: p.open_alerts.map_or(0, |a| a.open),
@@ -735,7 +737,9 @@ fn panel_row(p: &PanelPatient, unit: GlucoseUnit, now: DateTime<Utc>) -> Row {
             time_above_180_percent: s.above_180_percent(),
             time_above_250_percent: s.percent_of(GlucoseBand::VeryHigh),
             time_in_target_percent: s.in_target_percent(),
-            previous_time_in_target_percent: previous.in_target_percent(),
+            previous_time_in_target_percent: previous
+                .as_ref()
+                .and_then(|before| before.in_target_percent()),
             target_preset: targets.preset.as_str(),
             mean: s.mean_mg_dl.map(|v| unit.from_mg_dl(v)),
             cv_percent: s.cv_percent,

@@ -21,7 +21,7 @@ pub(crate) fn decode_thresholds(
 ) -> Result<AlertThresholds, StorageError> {
     if let Some(json) = custom {
         return serde_json::from_value(json.clone())
-            .map_err(|_| StorageError::corrupt("alert thresholds", &json.to_string()));
+            .map_err(|_| StorageError::corrupt("alert thresholds", json));
     }
     let preset = match preset {
         Some(text) => {

@@ -211,12 +211,12 @@ pub(crate) fn event_from_parts(
         actor_id,
         at,
         alert: serde_json::from_value(payload.clone())
-            .map_err(|_| StorageError::corrupt("alert event payload", &payload.to_string()))?,
+            .map_err(|_| StorageError::corrupt("alert event payload", payload))?,
     })
 }
 
 fn to_json<T: Serialize>(what: &'static str, value: &T) -> Result<serde_json::Value, StorageError> {
-    serde_json::to_value(value).map_err(|e| StorageError::corrupt(what, &e.to_string()))
+    serde_json::to_value(value).map_err(|e| StorageError::corrupt(what, e))
 }
 
 impl Store {

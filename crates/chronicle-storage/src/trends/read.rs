@@ -2,30 +2,30 @@
 //! runs in one repeatable-read snapshot, takes rollups where they are current and computes the
 //! other days from the raw readings.
 
-use super::rollup::{bp_dates_touched, glucose_dates_touched};
+use super::kind::TrendKind;
 use super::{
-    BP_TOTALS_COLUMNS, BpTotalsRow, DaySource, GLUCOSE_TOTALS_COLUMNS, GlucoseTotalsRow, RawRange,
-    TRENDS_CONSUMER, TrendSubject, bp_points_in, bp_ranges, check_trend_permit, corrupt_running,
-    glucose_points_near, glucose_ranges, load_bp_points, load_glucose_points, zone_of,
+    DaySource, RawRange, TRENDS_CONSUMER, TrendSubject, check_trend_permit, corrupt_running,
+    load_points, ranges_of, zone_of,
 };
 use crate::alerts::OpenAlertCounts;
 use crate::gate::Permit;
+use crate::readings::{BloodPressure, Glucose};
 use crate::{StorageError, Store};
-use chronicle_domain::ReadingKind;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{
     Access, AccessRequest, DataCategory, DenyReason, Principal, Purpose,
 };
 use chronicle_domain::trends::calendar::{DayBounds, local_date};
-use chronicle_domain::trends::{
-    BpDay, BpRunning, BpTotals, GlucoseDay, GlucoseRunning, GlucoseTotals, TrendWindow, bp_day,
-    glucose_day, samples,
-};
+use chronicle_domain::trends::running::LatestGlucose;
+use chronicle_domain::trends::{BpDay, BpTotals, GlucoseDay, GlucoseTotals, TrendWindow};
 use chronicle_domain::zone::Tz;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::{PgConnection, Postgres, Transaction};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
+
+use super::kind::LatestPressure;
+use super::rollup::dates_touched;
 
 /// Which local days a trend covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +64,10 @@ impl Pending {
 /// A patient's queued range of measurement times; none for a pending rebuild.
 type QueuedRange = (Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
-/// The days of each patient the follow-up queue or a pending rebuild makes stale, for `kind`.
-async fn pending(
+/// The days of each patient the follow-up queue or a pending rebuild makes stale, for kind `K`.
+async fn pending<K: TrendKind>(
     conn: &mut PgConnection,
     subjects: &[&TrendSubject],
-    kind: ReadingKind,
 ) -> Result<HashMap<Uuid, Pending>, StorageError> {
     let ids: Vec<Uuid> = subjects.iter().map(|s| s.patient_id).collect();
     let zones: HashMap<Uuid, Tz> = subjects
@@ -85,7 +84,7 @@ async fn pending(
          WHERE consumer = $1 AND kind = $2 AND patient_id = ANY($3)",
     )
     .bind(TRENDS_CONSUMER)
-    .bind(kind.as_str())
+    .bind(K::KIND.as_str())
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
@@ -95,10 +94,7 @@ async fn pending(
             continue;
         };
         let Some(zone) = zones.get(&id) else { continue };
-        let dates = match kind {
-            ReadingKind::Glucose => glucose_dates_touched(*zone, first, last),
-            ReadingKind::BloodPressure => bp_dates_touched(*zone, first, last),
-        };
+        let dates = dates_touched::<K>(*zone, first, last);
         match out
             .entry(id)
             .or_insert_with(|| Pending::Dates(BTreeSet::new()))
@@ -131,37 +127,43 @@ async fn subjects(
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
-        .map(|(id, zone, targets)| {
-            Ok((
-                id,
-                TrendSubject {
-                    patient_id: id,
-                    time_zone: zone_of(&zone)?,
-                    targets: targets
-                        .map(crate::targets::decode)
-                        .transpose()?
-                        .unwrap_or_default(),
-                },
-            ))
-        })
+        .map(|(id, zone, targets)| Ok((id, TrendSubject::stored(id, &zone, targets)?)))
         .collect()
 }
 
+impl TrendSubject {
+    /// A subject as stored: the patient's zone name and their glucose targets (JSON), if set.
+    fn stored(
+        patient_id: Uuid,
+        zone: &str,
+        targets: Option<serde_json::Value>,
+    ) -> Result<TrendSubject, StorageError> {
+        Ok(TrendSubject {
+            patient_id,
+            time_zone: zone_of(zone)?,
+            targets: targets
+                .map(crate::targets::decode)
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+}
+
 /// Days of one patient to compute from the raw readings, ignoring readings before `floor`.
-struct RawDays<'a> {
-    subject: &'a TrendSubject,
-    floor: Option<DateTime<Utc>>,
-    dates: BTreeSet<NaiveDate>,
+pub(super) struct RawDays<'a> {
+    pub subject: &'a TrendSubject,
+    pub floor: Option<DateTime<Utc>>,
+    pub dates: BTreeSet<NaiveDate>,
 }
 
-/// Computes from the raw readings the glucose days each request asks for.
-async fn raw_glucose_days(
+/// Computes from the raw readings the days of kind `K` each request asks for, in one query.
+pub(super) async fn raw_days<K: TrendKind>(
     conn: &mut PgConnection,
     wanted: &[RawDays<'_>],
-) -> Result<Vec<Vec<GlucoseDay>>, StorageError> {
+) -> Result<Vec<Vec<K::Day>>, StorageError> {
     let mut ranges = Vec::new();
     for (i, RawDays { subject, dates, .. }) in wanted.iter().enumerate() {
-        ranges.extend(glucose_ranges(
+        ranges.extend(ranges_of::<K>(
             i as i32,
             subject.patient_id,
             subject.time_zone,
@@ -169,68 +171,31 @@ async fn raw_glucose_days(
         ));
     }
     let raw: Vec<RawRange> = ranges.iter().map(|(r, _)| *r).collect();
-    let loaded = load_glucose_points(conn, &raw).await?;
-    let mut out = vec![Vec::new(); wanted.len()];
+    let loaded = load_points::<K>(conn, &raw).await?;
+    let mut out: Vec<Vec<K::Day>> = wanted.iter().map(|_| Vec::new()).collect();
     for ((range, (first, last)), points) in ranges.iter().zip(&loaded) {
         let RawDays { subject, floor, .. } = &wanted[range.tag as usize];
         for date in first.iter_days().take_while(|d| d <= last) {
             let bounds = DayBounds::of(subject.time_zone, date);
-            out[range.tag as usize].push(glucose_day(
+            out[range.tag as usize].push(K::compute_day(
                 &bounds,
-                glucose_points_near(points, &bounds),
+                K::points_of_day(points, &bounds),
                 *floor,
-                &subject.targets,
+                subject,
             ));
         }
     }
     Ok(out)
 }
 
-async fn raw_bp_days(
-    conn: &mut PgConnection,
-    wanted: &[RawDays<'_>],
-) -> Result<Vec<Vec<BpDay>>, StorageError> {
-    let mut ranges = Vec::new();
-    for (i, RawDays { subject, dates, .. }) in wanted.iter().enumerate() {
-        ranges.extend(bp_ranges(
-            i as i32,
-            subject.patient_id,
-            subject.time_zone,
-            dates,
-        ));
-    }
-    let raw: Vec<RawRange> = ranges.iter().map(|(r, _)| *r).collect();
-    let loaded = load_bp_points(conn, &raw).await?;
-    let mut out = vec![Vec::new(); wanted.len()];
-    for ((range, (first, last)), points) in ranges.iter().zip(&loaded) {
-        let RawDays { subject, floor, .. } = &wanted[range.tag as usize];
-        for date in first.iter_days().take_while(|d| d <= last) {
-            let bounds = DayBounds::of(subject.time_zone, date);
-            out[range.tag as usize].push(bp_day(
-                &bounds,
-                bp_points_in(points, &bounds),
-                *floor,
-                subject.time_zone,
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// A stored glucose day with its readings.
+/// A stored day as a trend reads it: its totals, the zone it was computed in, and its
+/// samples where the kind keeps them.
 #[derive(sqlx::FromRow)]
-struct GlucoseDayRow {
+struct StoredDayRow<T> {
     #[sqlx(flatten)]
-    stored: GlucoseTotalsRow,
+    stored: T,
     time_zone: String,
     samples: Option<Vec<u8>>,
-}
-
-#[derive(sqlx::FromRow)]
-struct BpDayRow {
-    #[sqlx(flatten)]
-    stored: BpTotalsRow,
-    time_zone: String,
 }
 
 /// One patient on a panel, with what the caller may see of them.
@@ -248,25 +213,58 @@ pub struct PanelPatient {
     pub open_alerts: Option<OpenAlertCounts>,
 }
 
+/// One kind of reading of a patient on the panel: the totals of the window, and the latest
+/// reading the permit allows.
 #[derive(Debug, Clone)]
-pub struct PanelGlucose {
+pub struct PanelSeries<T, L> {
     pub permit: Permit,
     pub window: TrendWindow,
-    pub totals: GlucoseTotals,
-    /// The period of the same length just before `window`.
-    pub previous_window: TrendWindow,
-    pub previous_totals: GlucoseTotals,
-    /// The latest reading the permit allows: when, and its value in mg/dL.
-    pub latest: Option<(DateTime<Utc>, f64)>,
+    pub totals: T,
+    /// The period of the same length just before `window`, for kinds the panel compares
+    /// with the period before (glucose).
+    pub previous: Option<PanelPeriod<T>>,
+    pub latest: Option<L>,
 }
 
+/// A window and its totals.
 #[derive(Debug, Clone)]
-pub struct PanelBloodPressure {
-    pub permit: Permit,
+pub struct PanelPeriod<T> {
     pub window: TrendWindow,
-    pub totals: BpTotals,
-    /// The latest reading the permit allows: when, systolic, diastolic.
-    pub latest: Option<(DateTime<Utc>, i16, i16)>,
+    pub totals: T,
+}
+
+/// Glucose on the panel; the latest reading is its time and value in mg/dL.
+pub type PanelGlucose = PanelSeries<GlucoseTotals, LatestGlucose>;
+/// Blood pressure on the panel; the latest reading is its time, systolic and diastolic.
+pub type PanelBloodPressure = PanelSeries<BpTotals, LatestPressure>;
+
+impl<T: Default, L> PanelSeries<T, L> {
+    /// The `days` ending `today` (and the `days` before, when `compare`), empty until read.
+    fn new(
+        permit: Permit,
+        zone: Tz,
+        (today, days): (NaiveDate, u32),
+        now: DateTime<Utc>,
+        compare: bool,
+    ) -> Self {
+        let floor = permit.clamp_from(None);
+        let previous = compare.then(|| {
+            let before = today
+                .checked_sub_days(Days::new(u64::from(days)))
+                .unwrap_or(today);
+            PanelPeriod {
+                window: TrendWindow::ending_on(zone, before, days, floor, now),
+                totals: T::default(),
+            }
+        });
+        PanelSeries {
+            permit,
+            window: TrendWindow::ending_on(zone, today, days, floor, now),
+            totals: T::default(),
+            previous,
+            latest: None,
+        }
+    }
 }
 
 impl Store {
@@ -280,68 +278,7 @@ impl Store {
         now: DateTime<Utc>,
         source: DaySource,
     ) -> Result<(TrendSubject, TrendWindow, Vec<GlucoseDay>), StorageError> {
-        check_trend_permit(permit, DataCategory::Glucose)?;
-        let patient_id = permit.patient_id();
-        let mut tx = snapshot(self).await?;
-        let subject = subject_of(&mut tx, patient_id).await?;
-        let window = days.window(subject.time_zone, permit.clamp_from(None), now);
-        let mut stored: HashMap<NaiveDate, GlucoseDay> = HashMap::new();
-        let mut from_raw: BTreeSet<NaiveDate> = window.days.iter().map(|d| d.date).collect();
-        if source == DaySource::Rollups {
-            let stale = pending(&mut tx, &[&subject], ReadingKind::Glucose)
-                .await?
-                .remove(&patient_id)
-                .unwrap_or(Pending::Dates(BTreeSet::new()));
-            let rows: Vec<GlucoseDayRow> = sqlx::query_as(
-                "SELECT d.*, s.samples FROM glucose_days d
-                 LEFT JOIN glucose_day_samples s ON s.patient_id = d.patient_id AND s.day = d.day
-                 WHERE d.patient_id = $1 AND d.day >= $2 AND d.day <= $3 ORDER BY d.day",
-            )
-            .bind(patient_id)
-            .bind(window.first_date())
-            .bind(window.last_date())
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in rows {
-                let day = row.stored.day;
-                let usable = row.time_zone == subject.time_zone.name() && !stale.contains(day);
-                let Some(bytes) = row.samples.as_deref().filter(|_| usable) else {
-                    continue;
-                };
-                let samples = samples::decode(bytes).map_err(|e| StorageError::Corrupt {
-                    what: "glucose day samples",
-                    value: e.to_string(),
-                })?;
-                stored.insert(
-                    day,
-                    GlucoseDay {
-                        date: day,
-                        totals: row.stored.totals(),
-                        samples,
-                    },
-                );
-            }
-            from_raw = window
-                .days
-                .iter()
-                .filter(|d| window.clips(d) || stale.contains(d.date))
-                .map(|d| d.date)
-                .collect();
-        }
-        let computed = raw_glucose_days(
-            &mut tx,
-            &[RawDays {
-                subject: &subject,
-                floor: window.floor,
-                dates: from_raw,
-            }],
-        )
-        .await?
-        .pop()
-        .unwrap_or_default();
-        tx.commit().await?;
-        let days = window_days(&window, stored, computed, |d| d.date, GlucoseDay::empty);
-        Ok((subject, window, days))
+        self.trend_days::<Glucose>(permit, days, now, source).await
     }
 
     /// One patient's blood-pressure days for a trend under `permit`.
@@ -352,48 +289,48 @@ impl Store {
         now: DateTime<Utc>,
         source: DaySource,
     ) -> Result<(TrendSubject, TrendWindow, Vec<BpDay>), StorageError> {
-        check_trend_permit(permit, DataCategory::BloodPressure)?;
+        self.trend_days::<BloodPressure>(permit, days, now, source)
+            .await
+    }
+
+    async fn trend_days<K: TrendKind>(
+        &self,
+        permit: &Permit,
+        days: TrendDays,
+        now: DateTime<Utc>,
+        source: DaySource,
+    ) -> Result<(TrendSubject, TrendWindow, Vec<K::Day>), StorageError> {
+        check_trend_permit::<K>(permit)?;
         let patient_id = permit.patient_id();
         let mut tx = snapshot(self).await?;
         let subject = subject_of(&mut tx, patient_id).await?;
         let window = days.window(subject.time_zone, permit.clamp_from(None), now);
-        let mut stored: HashMap<NaiveDate, BpDay> = HashMap::new();
+        let mut stored: HashMap<NaiveDate, K::Day> = HashMap::new();
         let mut from_raw: BTreeSet<NaiveDate> = window.days.iter().map(|d| d.date).collect();
         if source == DaySource::Rollups {
-            let stale = pending(&mut tx, &[&subject], ReadingKind::BloodPressure)
+            let stale = pending::<K>(&mut tx, &[&subject])
                 .await?
-                .remove(&patient_id)
-                .unwrap_or(Pending::Dates(BTreeSet::new()));
-            let rows: Vec<BpDayRow> = sqlx::query_as(
-                "SELECT * FROM blood_pressure_days
-                 WHERE patient_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
-            )
-            .bind(patient_id)
-            .bind(window.first_date())
-            .bind(window.last_date())
-            .fetch_all(&mut *tx)
-            .await?;
+                .remove(&patient_id);
+            let rows: Vec<StoredDayRow<K::TotalsRow>> = sqlx::query_as(K::STORED_DAYS)
+                .bind(patient_id)
+                .bind(window.first_date())
+                .bind(window.last_date())
+                .fetch_all(&mut *tx)
+                .await?;
             for row in rows {
-                let day = row.stored.day;
-                if row.time_zone == subject.time_zone.name() && !stale.contains(day) {
-                    stored.insert(
-                        day,
-                        BpDay {
-                            date: day,
-                            totals: row.stored.totals(),
-                            latest: row.stored.latest(),
-                        },
-                    );
+                let date = K::row_day(&row.stored);
+                let usable = row.time_zone == subject.time_zone.name()
+                    && !stale.as_ref().is_some_and(|s| s.contains(date));
+                if !usable {
+                    continue;
+                }
+                if let Some(day) = K::stored_day(&row.stored, row.samples.as_deref())? {
+                    stored.insert(date, day);
                 }
             }
-            from_raw = window
-                .days
-                .iter()
-                .filter(|d| bp_clipped(&window, d) || stale.contains(d.date))
-                .map(|d| d.date)
-                .collect();
+            from_raw = unusable_days::<K>(&window, stale.as_ref());
         }
-        let computed = raw_bp_days(
+        let computed = raw_days::<K>(
             &mut tx,
             &[RawDays {
                 subject: &subject,
@@ -405,7 +342,18 @@ impl Store {
         .pop()
         .unwrap_or_default();
         tx.commit().await?;
-        let days = window_days(&window, stored, computed, |d| d.date, BpDay::empty);
+        for day in computed {
+            stored.insert(K::day_date(&day), day);
+        }
+        let days = window
+            .days
+            .iter()
+            .map(|d| {
+                stored
+                    .remove(&d.date)
+                    .unwrap_or_else(|| K::empty_day(d.date))
+            })
+            .collect();
         Ok((subject, window, days))
     }
 
@@ -457,35 +405,13 @@ impl Store {
             .map(|((subject, name), pair)| {
                 let zone = subject.time_zone;
                 let today = local_date(zone, now);
-                let before = today
-                    .checked_sub_days(Days::new(u64::from(days)))
-                    .unwrap_or(today);
                 PanelPatient {
                     patient_id: subject.patient_id,
                     display_name: name,
-                    glucose: allowed(&pair[0]).map(|permit| {
-                        let floor = permit.clamp_from(None);
-                        PanelGlucose {
-                            permit,
-                            window: TrendWindow::ending_on(zone, today, days, floor, now),
-                            totals: GlucoseTotals::default(),
-                            previous_window: TrendWindow::ending_on(zone, before, days, floor, now),
-                            previous_totals: GlucoseTotals::default(),
-                            latest: None,
-                        }
-                    }),
-                    blood_pressure: allowed(&pair[1]).map(|permit| PanelBloodPressure {
-                        window: TrendWindow::ending_on(
-                            zone,
-                            today,
-                            days,
-                            permit.clamp_from(None),
-                            now,
-                        ),
-                        permit,
-                        totals: BpTotals::default(),
-                        latest: None,
-                    }),
+                    glucose: allowed(&pair[0])
+                        .map(|permit| PanelSeries::new(permit, zone, (today, days), now, true)),
+                    blood_pressure: allowed(&pair[1])
+                        .map(|permit| PanelSeries::new(permit, zone, (today, days), now, false)),
                     open_alerts: receives_alerts
                         .contains(&subject.patient_id)
                         .then(OpenAlertCounts::default),
@@ -496,8 +422,8 @@ impl Store {
         // Every decision is logged before anything is answered; the log is written while the
         // figures are read, on another connection, to spare the panel the INSERT's time.
         let read = async {
-            panel_glucose(&mut tx, &mut out, source).await?;
-            panel_blood_pressure(&mut tx, &mut out, source).await?;
+            panel_series::<Glucose>(&mut tx, &mut out, source).await?;
+            panel_series::<BloodPressure>(&mut tx, &mut out, source).await?;
             tx.commit().await?;
             Ok::<_, StorageError>(())
         };
@@ -554,26 +480,8 @@ async fn panel_candidates(
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
-        .map(|(id, name, zone, targets)| {
-            Ok((
-                TrendSubject {
-                    patient_id: id,
-                    time_zone: zone_of(&zone)?,
-                    targets: targets
-                        .map(crate::targets::decode)
-                        .transpose()?
-                        .unwrap_or_default(),
-                },
-                name,
-            ))
-        })
+        .map(|(id, name, zone, targets)| Ok((TrendSubject::stored(id, &zone, targets)?, name)))
         .collect()
-}
-
-/// Whether a grant's `data_since` cuts into a blood-pressure day (which depends on nothing
-/// outside itself).
-fn bp_clipped(window: &TrendWindow, day: &DayBounds) -> bool {
-    window.floor.is_some_and(|f| f > day.start)
 }
 
 /// One patient's trend subject (zone and targets).
@@ -588,25 +496,6 @@ async fn subject_of(
             what: "patient",
             id: patient_id.to_string(),
         })
-}
-
-/// The window's days in date order: a day computed from raw readings wins over the stored
-/// one; a day with neither is empty.
-fn window_days<D>(
-    window: &TrendWindow,
-    mut stored: HashMap<NaiveDate, D>,
-    computed: Vec<D>,
-    date: impl Fn(&D) -> NaiveDate,
-    empty: impl Fn(NaiveDate) -> D,
-) -> Vec<D> {
-    for day in computed {
-        stored.insert(date(&day), day);
-    }
-    window
-        .days
-        .iter()
-        .map(|d| stored.remove(&d.date).unwrap_or_else(|| empty(d.date)))
-        .collect()
 }
 
 /// What the panel asks the gate for each patient, in this order, and the action each is
@@ -651,6 +540,8 @@ struct PanelWindow {
     /// the probe list.
     before: usize,
     end: usize,
+    /// The period before the series' window, rather than the window itself.
+    previous: bool,
 }
 
 /// Probes for running totals: the latest stored day on or before a date, per patient.
@@ -706,7 +597,7 @@ fn window_probes(
     probes: &mut Probes,
     (patient, position): (usize, usize),
     patient_id: Uuid,
-    window: &TrendWindow,
+    (window, previous): (&TrendWindow, bool),
 ) -> PanelWindow {
     let first = window.first_date();
     let last = window.last_date();
@@ -718,20 +609,20 @@ fn window_probes(
         last,
         before: probes.add(patient_id, first.pred_opt().unwrap_or(first)),
         end: probes.add(patient_id, last),
+        previous,
     }
 }
 
 /// Days whose stored totals a window cannot use: stale (queued or awaiting a rebuild) or cut
-/// by the grant's `data_since` (`clipped`).
-fn unusable_days(
+/// by the grant's `data_since`.
+fn unusable_days<K: TrendKind>(
     window: &TrendWindow,
     stale: Option<&Pending>,
-    clipped: impl Fn(&TrendWindow, &DayBounds) -> bool,
 ) -> BTreeSet<NaiveDate> {
     window
         .days
         .iter()
-        .filter(|d| clipped(window, d) || stale.is_some_and(|s| s.contains(d.date)))
+        .filter(|d| K::clipped(window, d) || stale.is_some_and(|s| s.contains(d.date)))
         .map(|d| d.date)
         .collect()
 }
@@ -768,90 +659,100 @@ where
     Ok(rows.into_iter().map(|k| (k.patient_id, k.row)).collect())
 }
 
-/// Fills the panel's glucose totals (current and previous window) and latest readings: each
-/// window is its last day's running totals minus those of the day before it, corrected for
-/// the days its stored rows cannot give (their stored totals out, their raw totals in).
-async fn panel_glucose(
+/// Fills the panel's totals (each window, and the period before where the kind has one) and
+/// latest readings of kind `K`: each window is its last day's running totals minus those of
+/// the day before it, corrected for the days its stored rows cannot give (their stored totals
+/// out, their raw totals in).
+async fn panel_series<K: TrendKind>(
     conn: &mut PgConnection,
     patients: &mut [PanelPatient],
     source: DaySource,
 ) -> Result<(), StorageError> {
     let seen: Vec<usize> = (0..patients.len())
-        .filter(|i| patients[*i].glucose.is_some())
+        .filter(|i| K::panel(&patients[*i]).is_some())
         .collect();
     if seen.is_empty() {
         return Ok(());
     }
     let subjects: Vec<&TrendSubject> = seen.iter().map(|i| &patients[*i].subject).collect();
-    let stale = pending(conn, &subjects, ReadingKind::Glucose).await?;
+    let stale = pending::<K>(conn, &subjects).await?;
     let mut probes = Probes::default();
     let mut windows = Vec::new();
     let mut keys = Vec::new();
     let mut wanted = Vec::new();
     for (position, &i) in seen.iter().enumerate() {
         let p = &patients[i];
-        let Some(g) = &p.glucose else { continue };
+        let Some(series) = K::panel(p) else { continue };
         let mut raw = BTreeSet::new();
-        for window in [&g.window, &g.previous_window] {
+        let periods = std::iter::once((&series.window, false)).chain(
+            series
+                .previous
+                .as_ref()
+                .map(|before| (&before.window, true)),
+        );
+        for (window, previous) in periods {
             windows.push(window_probes(
                 &mut probes,
                 (i, position),
                 p.patient_id,
-                window,
+                (window, previous),
             ));
             let days = if source == DaySource::Raw {
                 window.days.iter().map(|d| d.date).collect()
             } else {
-                unusable_days(window, stale.get(&p.patient_id), |w, d| w.clips(d))
+                unusable_days::<K>(window, stale.get(&p.patient_id))
             };
             keys.extend(days.iter().map(|d| (p.patient_id, *d)));
             raw.extend(days);
         }
         wanted.push(RawDays {
             subject: &p.subject,
-            floor: g.window.floor,
+            floor: series.window.floor,
             dates: raw,
         });
     }
-    let running = probes.load(conn, "glucose_days").await?;
-    let stored: HashMap<(Uuid, NaiveDate), GlucoseTotals> =
-        stored_rows::<GlucoseTotalsRow>(conn, "glucose_days", GLUCOSE_TOTALS_COLUMNS, &keys)
+    let running = probes.load(conn, K::DAYS_TABLE).await?;
+    let stored: HashMap<(Uuid, NaiveDate), K::Totals> =
+        stored_rows::<K::TotalsRow>(conn, K::DAYS_TABLE, K::TOTALS_COLUMNS, &keys)
             .await?
             .into_iter()
-            .map(|(id, row)| ((id, row.day), row.totals()))
+            .map(|(id, row)| ((id, K::row_day(&row)), K::row_totals(&row)))
             .collect();
-    let computed = raw_glucose_days(conn, &wanted).await?;
+    let computed = raw_days::<K>(conn, &wanted).await?;
 
-    let decode = |i: usize| -> Result<GlucoseRunning, StorageError> {
+    let decode = |i: usize| -> Result<K::Running, StorageError> {
         running[i]
             .as_deref()
-            .map(GlucoseRunning::decode)
+            .map(K::decode)
             .transpose()
             .map_err(corrupt_running)
             .map(Option::unwrap_or_default)
     };
     for w in &windows {
         let end = decode(w.end)?;
-        let mut totals = end.totals;
-        totals -= &decode(w.before)?.totals;
+        let mut totals = K::running_totals(&end).clone();
+        totals -= K::running_totals(&decode(w.before)?);
         for day in computed.get(w.position).into_iter().flatten() {
-            if (w.first..=w.last).contains(&day.date) {
-                if let Some(old) = stored.get(&(w.patient_id, day.date)) {
+            let date = K::day_date(day);
+            if (w.first..=w.last).contains(&date) {
+                if let Some(old) = stored.get(&(w.patient_id, date)) {
                     totals -= old;
                 }
-                totals += &day.totals;
+                totals += K::day_totals(day);
             }
         }
-        let Some(g) = patients[w.patient].glucose.as_mut() else {
+        let Some(series) = K::panel_mut(&mut patients[w.patient]) else {
             continue;
         };
-        if w.last == g.window.last_date() {
-            g.totals = totals;
-            g.latest = end
-                .latest
-                .filter(|(at, _)| g.window.floor.is_none_or(|f| *at >= f));
+        if w.previous {
+            if let Some(before) = series.previous.as_mut() {
+                before.totals = totals;
+            }
         } else {
-            g.previous_totals = totals;
+            let floor = series.window.floor;
+            series.totals = totals;
+            series.latest =
+                K::running_latest(&end).filter(|l| floor.is_none_or(|f| K::latest_at(l) >= f));
         }
     }
 
@@ -866,171 +767,50 @@ async fn panel_glucose(
         .iter()
         .filter_map(|i| {
             let p = &patients[*i];
-            p.glucose
-                .as_ref()
-                .map(|g| (p.patient_id, g.window.floor, g.window.end()))
+            K::panel(p).map(|s| (p.patient_id, s.window.floor, s.window.end()))
         })
         .collect();
     if bounds.is_empty() {
         return Ok(());
     }
-    let latest: Vec<(i64, DateTime<Utc>, f64)> = sqlx::query_as(
-        "SELECT r.n, g.measured_at, g.value_mg_dl
+    let latest: Vec<Numbered<K::PointRow>> = sqlx::query_as(&format!(
+        "SELECT r.n, l.*
          FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[])
              WITH ORDINALITY AS r (patient_id, floor, until, n)
          JOIN LATERAL (
-             SELECT measured_at, value_mg_dl FROM glucose_readings
+             SELECT {columns} FROM {view}
              WHERE patient_id = r.patient_id AND measured_at < r.until
                AND (r.floor IS NULL OR measured_at >= r.floor)
              ORDER BY measured_at DESC, device_id DESC LIMIT 1
-         ) g ON true",
-    )
+         ) l ON true",
+        columns = K::POINT_COLUMNS,
+        view = K::READINGS_VIEW,
+    ))
     .bind(bounds.iter().map(|b| b.0).collect::<Vec<_>>())
     .bind(bounds.iter().map(|b| b.1).collect::<Vec<_>>())
     .bind(bounds.iter().map(|b| b.2).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     for &i in &unsettled {
-        if let Some(g) = patients[i].glucose.as_mut() {
-            g.latest = None;
+        if let Some(series) = K::panel_mut(&mut patients[i]) {
+            series.latest = None;
         }
     }
-    for (n, at, value) in latest {
+    for Numbered { n, row } in latest {
         let i = usize::try_from(n - 1)
             .ok()
             .and_then(|k| unsettled.get(k).copied());
-        if let Some(g) = i.and_then(|i| patients[i].glucose.as_mut()) {
-            g.latest = Some((at, value));
+        if let Some(series) = i.and_then(|i| K::panel_mut(&mut patients[i])) {
+            series.latest = Some(K::latest_of(&K::point(row)?));
         }
     }
     Ok(())
 }
 
-/// Fills the panel's blood-pressure totals and latest readings, as for glucose.
-async fn panel_blood_pressure(
-    conn: &mut PgConnection,
-    patients: &mut [PanelPatient],
-    source: DaySource,
-) -> Result<(), StorageError> {
-    let seen: Vec<usize> = (0..patients.len())
-        .filter(|i| patients[*i].blood_pressure.is_some())
-        .collect();
-    if seen.is_empty() {
-        return Ok(());
-    }
-    let subjects: Vec<&TrendSubject> = seen.iter().map(|i| &patients[*i].subject).collect();
-    let stale = pending(conn, &subjects, ReadingKind::BloodPressure).await?;
-    let mut probes = Probes::default();
-    let mut windows = Vec::new();
-    let mut keys = Vec::new();
-    let mut wanted = Vec::new();
-    for (position, &i) in seen.iter().enumerate() {
-        let p = &patients[i];
-        let Some(b) = &p.blood_pressure else { continue };
-        windows.push(window_probes(
-            &mut probes,
-            (i, position),
-            p.patient_id,
-            &b.window,
-        ));
-        let days = if source == DaySource::Raw {
-            b.window.days.iter().map(|d| d.date).collect()
-        } else {
-            unusable_days(&b.window, stale.get(&p.patient_id), bp_clipped)
-        };
-        keys.extend(days.iter().map(|d| (p.patient_id, *d)));
-        wanted.push(RawDays {
-            subject: &p.subject,
-            floor: b.window.floor,
-            dates: days,
-        });
-    }
-    let running = probes.load(conn, "blood_pressure_days").await?;
-    let stored: HashMap<(Uuid, NaiveDate), BpTotals> =
-        stored_rows::<BpTotalsRow>(conn, "blood_pressure_days", BP_TOTALS_COLUMNS, &keys)
-            .await?
-            .into_iter()
-            .map(|(id, row)| ((id, row.day), row.totals()))
-            .collect();
-    let computed = raw_bp_days(conn, &wanted).await?;
-    let decode = |i: usize| -> Result<BpRunning, StorageError> {
-        running[i]
-            .as_deref()
-            .map(BpRunning::decode)
-            .transpose()
-            .map_err(corrupt_running)
-            .map(Option::unwrap_or_default)
-    };
-    for w in &windows {
-        let end = decode(w.end)?;
-        let mut totals = end.totals;
-        totals -= &decode(w.before)?.totals;
-        for day in computed.get(w.position).into_iter().flatten() {
-            if let Some(old) = stored.get(&(w.patient_id, day.date)) {
-                totals -= old;
-            }
-            totals += &day.totals;
-        }
-        if let Some(b) = patients[w.patient].blood_pressure.as_mut() {
-            b.totals = totals;
-            b.latest = end
-                .latest
-                .filter(|(at, _, _)| b.window.floor.is_none_or(|f| *at >= f))
-                .map(|(at, s, d)| (at, pressure(s), pressure(d)));
-        }
-    }
-
-    // As for glucose: the latest reading of a patient with work queued, from the readings.
-    let unsettled: Vec<usize> = seen
-        .iter()
-        .copied()
-        .filter(|i| source == DaySource::Raw || stale.contains_key(&patients[*i].patient_id))
-        .collect();
-    let bounds: Vec<(Uuid, Option<DateTime<Utc>>, DateTime<Utc>)> = unsettled
-        .iter()
-        .filter_map(|i| {
-            let p = &patients[*i];
-            p.blood_pressure
-                .as_ref()
-                .map(|b| (p.patient_id, b.window.floor, b.window.end()))
-        })
-        .collect();
-    if bounds.is_empty() {
-        return Ok(());
-    }
-    let latest: Vec<(i64, DateTime<Utc>, i16, i16)> = sqlx::query_as(
-        "SELECT r.n, b.measured_at, b.systolic, b.diastolic
-         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[])
-             WITH ORDINALITY AS r (patient_id, floor, until, n)
-         JOIN LATERAL (
-             SELECT measured_at, systolic, diastolic FROM blood_pressure_readings
-             WHERE patient_id = r.patient_id AND measured_at < r.until
-               AND (r.floor IS NULL OR measured_at >= r.floor)
-             ORDER BY measured_at DESC, device_id DESC LIMIT 1
-         ) b ON true",
-    )
-    .bind(bounds.iter().map(|b| b.0).collect::<Vec<_>>())
-    .bind(bounds.iter().map(|b| b.1).collect::<Vec<_>>())
-    .bind(bounds.iter().map(|b| b.2).collect::<Vec<_>>())
-    .fetch_all(&mut *conn)
-    .await?;
-    for &i in &unsettled {
-        if let Some(b) = patients[i].blood_pressure.as_mut() {
-            b.latest = None;
-        }
-    }
-    for (n, at, systolic, diastolic) in latest {
-        let i = usize::try_from(n - 1)
-            .ok()
-            .and_then(|k| unsettled.get(k).copied());
-        if let Some(b) = i.and_then(|i| patients[i].blood_pressure.as_mut()) {
-            b.latest = Some((at, systolic, diastolic));
-        }
-    }
-    Ok(())
-}
-
-/// Validated pressures lie within 20–300 mm[Hg].
-fn pressure(value: i64) -> i16 {
-    i16::try_from(value).unwrap_or(i16::MAX)
+/// A row with its position (1-based) among the requests of a query.
+#[derive(sqlx::FromRow)]
+struct Numbered<T> {
+    n: i64,
+    #[sqlx(flatten)]
+    row: T,
 }
