@@ -480,10 +480,7 @@ async fn a_message_can_be_followed_through_the_logs_by_its_id() {
     }
     let committed = &steps[2];
     assert_eq!(committed["fields"]["stored"], 1);
-    assert_eq!(
-        committed["fields"]["patient_id"],
-        format!("Some({patient})")
-    );
+    assert_eq!(committed["fields"]["patient_id"], patient.as_str());
     assert!(
         committed["spans"]
             .as_array()

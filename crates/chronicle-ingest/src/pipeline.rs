@@ -230,7 +230,7 @@ impl Pipeline {
                 let patient_id = devices.get(&message.device_id).map(|d| d.patient_id);
                 tracing::debug!(
                     device_id = %outcome.device_id,
-                    patient_id = ?patient_id,
+                    patient_id = patient_id.map(tracing::field::display),
                     message_id = outcome.ack.message_id.as_deref().unwrap_or(""),
                     stored = outcome.ack.stored,
                     duplicates = outcome.ack.duplicates,

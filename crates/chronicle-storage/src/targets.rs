@@ -168,9 +168,8 @@ impl Store {
         thresholds: Option<Option<&AlertThresholds>>,
         changed_by: Option<Uuid>,
     ) -> Result<(), StorageError> {
-        let corrupt = |what: &'static str| {
-            move |e: serde_json::Error| StorageError::corrupt(what, e)
-        };
+        let corrupt =
+            |what: &'static str| move |e: serde_json::Error| StorageError::corrupt(what, e);
         let glucose = serde_json::to_value(targets).map_err(corrupt("glucose targets"))?;
         let custom = thresholds
             .flatten()
