@@ -152,6 +152,7 @@ async fn every_rejection_reason_is_acknowledged_and_recorded() {
         (json!({"type": "glucose", "value": 1200, "unit": "mg/dL", "measured_at": t}).to_string(), "out_of_range"),
         (json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": "2026-03-01 08:00"}).to_string(), "invalid_timestamp"),
         (json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": future}).to_string(), "future_timestamp"),
+        (json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": "1900-01-01T00:00:00Z"}).to_string(), "stale_timestamp"),
         (json!({"type": "blood_pressure", "systolic": 120, "diastolic": 80, "measured_at": t}).to_string(), "wrong_device_kind"),
         ("x".repeat(1024 * 1024 + 1), "message_too_large"),
         (json!({"readings": vec![json!({}); 5001]}).to_string(), "too_many_readings"),

@@ -29,6 +29,9 @@ pub enum RejectionReason {
     InvalidTimestamp,
     /// `measured_at` lies further in the future than the allowed clock skew.
     FutureTimestamp,
+    /// `measured_at` lies further in the past than the ingest accepts: a clock reset to its
+    /// epoch, or history that belongs in an import rather than a device's upload.
+    StaleTimestamp,
     /// The device is not in the registry.
     UnknownDevice,
     /// The device was revoked.
@@ -41,7 +44,7 @@ pub enum RejectionReason {
 }
 
 impl RejectionReason {
-    pub const ALL: [RejectionReason; 15] = [
+    pub const ALL: [RejectionReason; 16] = [
         RejectionReason::MalformedJson,
         RejectionReason::MessageTooLarge,
         RejectionReason::TooManyReadings,
@@ -53,6 +56,7 @@ impl RejectionReason {
         RejectionReason::OutOfRange,
         RejectionReason::InvalidTimestamp,
         RejectionReason::FutureTimestamp,
+        RejectionReason::StaleTimestamp,
         RejectionReason::UnknownDevice,
         RejectionReason::RevokedDevice,
         RejectionReason::WrongDeviceKind,
@@ -73,6 +77,7 @@ impl RejectionReason {
             RejectionReason::OutOfRange => "out_of_range",
             RejectionReason::InvalidTimestamp => "invalid_timestamp",
             RejectionReason::FutureTimestamp => "future_timestamp",
+            RejectionReason::StaleTimestamp => "stale_timestamp",
             RejectionReason::UnknownDevice => "unknown_device",
             RejectionReason::RevokedDevice => "revoked_device",
             RejectionReason::WrongDeviceKind => "wrong_device_kind",

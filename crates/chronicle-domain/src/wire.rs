@@ -26,6 +26,9 @@ pub struct DecodeLimits {
     pub max_readings_per_message: usize,
     /// How far in the future a `measured_at` may lie (device clocks drift).
     pub max_future_skew: Duration,
+    /// How far in the past a `measured_at` may lie when it arrives: meters keep months of
+    /// readings, but a reading from before that is a reset clock or belongs in an import.
+    pub max_age: Duration,
 }
 
 impl Default for DecodeLimits {
@@ -34,9 +37,13 @@ impl Default for DecodeLimits {
             max_message_bytes: 1024 * 1024,
             max_readings_per_message: 5000,
             max_future_skew: Duration::minutes(10),
+            max_age: Duration::days(DEFAULT_MAX_AGE_DAYS),
         }
     }
 }
+
+/// The default of [`DecodeLimits::max_age`], in days.
+pub const DEFAULT_MAX_AGE_DAYS: i64 = 366;
 
 /// The longest `message_id` or reading `id` echoed back, so acks stay small.
 const MAX_ID_CHARS: usize = 128;
@@ -309,6 +316,16 @@ fn measured_at(
                 "\"measured_at\" {text} is {} s in the future; at most {} s is allowed",
                 (utc - now).num_seconds(),
                 limits.max_future_skew.num_seconds()
+            ),
+        ));
+    }
+    if utc < now - limits.max_age {
+        return Err(invalid(
+            RejectionReason::StaleTimestamp,
+            format!(
+                "\"measured_at\" {text} is {} days old; readings older than {} days are not accepted",
+                (now - utc).num_days(),
+                limits.max_age.num_days()
             ),
         ));
     }

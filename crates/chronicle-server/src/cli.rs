@@ -7,6 +7,7 @@
 use anyhow::Context;
 use chronicle_domain::sharing::Role;
 use chronicle_domain::{DeviceId, DeviceKind, GatewayId};
+use chronicle_domain::wire::DEFAULT_MAX_AGE_DAYS;
 use chronicle_storage::{TimescaleMode, TimescaleSettings};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -770,6 +771,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_MAX_FUTURE_SKEW_SECONDS")]
     pub max_future_skew_seconds: Option<u32>,
 
+    /// How old a reading's timestamp may be when it arrives, in days; older readings are
+    /// refused (`stale_timestamp`). [default: 366]
+    #[arg(long, env = "CHRONICLE_MAX_READING_AGE_DAYS")]
+    pub max_reading_age_days: Option<u32>,
+
     /// Messages per database batch at most. With an external broker a batch can never hold
     /// more messages than the broker lets the ingest have unacknowledged.
     /// [default: --mqtt-inflight up to 1000]
@@ -816,6 +822,7 @@ pub struct ServeSettings {
     pub max_message_bytes: usize,
     pub max_readings_per_message: usize,
     pub max_future_skew: Duration,
+    pub max_reading_age_days: u32,
     pub batch_max_messages: usize,
     pub batch_linger: Duration,
     pub batch_concurrent_commits: usize,
@@ -958,6 +965,10 @@ impl ServeArgs {
                     .or(f.max_future_skew_seconds)
                     .unwrap_or(600),
             )),
+            max_reading_age_days: self
+                .max_reading_age_days
+                .or(f.max_reading_age_days)
+                .unwrap_or(DEFAULT_MAX_AGE_DAYS as u32),
             batch_max_messages,
             batch_linger: Duration::from_millis(
                 self.batch_linger_ms.or(f.batch_linger_ms).unwrap_or(2),

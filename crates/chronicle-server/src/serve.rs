@@ -201,6 +201,7 @@ pub async fn launch(
             max_readings_per_message: settings.max_readings_per_message,
             max_future_skew: chrono::Duration::from_std(settings.max_future_skew)
                 .unwrap_or(chrono::Duration::minutes(10)),
+            max_age: chrono::Duration::days(i64::from(settings.max_reading_age_days)),
         },
         metrics.clone(),
     )

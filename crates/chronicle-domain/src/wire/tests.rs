@@ -174,6 +174,16 @@ fn every_reading_rejection_reason() {
             RejectionReason::FutureTimestamp,
         ),
         (
+            json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": "1900-01-01T00:00:00Z"}),
+            DeviceKind::Cgm,
+            RejectionReason::StaleTimestamp,
+        ),
+        (
+            json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": "2025-02-28T11:59:59Z"}),
+            DeviceKind::Cgm,
+            RejectionReason::StaleTimestamp,
+        ),
+        (
             json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": t}),
             DeviceKind::Bp,
             RejectionReason::WrongDeviceKind,
