@@ -341,6 +341,16 @@ async fn every_error_is_a_problem_and_no_response_is_cached() {
     )
     .await;
     assert!(headers.contains_key("allow"));
+    // A body beyond the API's limit is refused before it is read.
+    let oversized = http
+        .post(url("/v1/auth/login"))
+        .json(&json!({"email": "a@b.example", "password": "x".repeat(70 * 1024)}));
+    expect_problem(
+        oversized,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
     // The API's own errors, and an unknown API path.
     let anonymous = http.get(url("/v1/me"));
     expect_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthenticated").await;

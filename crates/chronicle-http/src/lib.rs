@@ -18,7 +18,7 @@ pub mod error;
 pub mod export;
 pub mod tls;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -61,6 +61,11 @@ pub struct AppState {
 /// the alert stream, runs on afterwards). Beyond it the answer is 503 and the work is dropped.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest request body the JSON API reads. Every request of the API is a small JSON
+/// document (a grant, a reason, a note, a webhook): bodies beyond this are refused (413)
+/// before they are buffered, so nobody can make the server hold megabytes per request.
+pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
+
 /// The header carrying a request's id: taken from the client when it sends one, made
 /// otherwise, echoed in the response and recorded on every log line of the request.
 const REQUEST_ID: &str = "x-request-id";
@@ -75,7 +80,7 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
-        .merge(api)
+        .merge(api.layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES)))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

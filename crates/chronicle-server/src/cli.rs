@@ -6,8 +6,8 @@
 
 use anyhow::Context;
 use chronicle_domain::sharing::Role;
-use chronicle_domain::{DeviceId, DeviceKind, GatewayId};
 use chronicle_domain::wire::DEFAULT_MAX_AGE_DAYS;
+use chronicle_domain::{DeviceId, DeviceKind, GatewayId};
 use chronicle_storage::{TimescaleMode, TimescaleSettings};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
