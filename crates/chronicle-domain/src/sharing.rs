@@ -384,6 +384,16 @@ pub fn decide(
                 && principal.is(g.grantee)
         })
         .collect();
+    // A study reads de-identified data only. An identified request is refused whatever its
+    // category or access, so the reason never tells a researcher which of their study's
+    // records a record id is.
+    if purpose == Purpose::Research && request.identified {
+        return Decision::Deny(if mine.is_empty() {
+            DenyReason::NoGrant
+        } else {
+            DenyReason::DeidentifiedOnly
+        });
+    }
     let in_category: Vec<&Grant> = mine
         .iter()
         .copied()
@@ -404,9 +414,6 @@ pub fn decide(
             )
         });
     if let Some(grant) = best {
-        if purpose == Purpose::Research && request.identified {
-            return Decision::Deny(DenyReason::DeidentifiedOnly);
-        }
         return Decision::Allow(Allowance {
             basis: Basis::Grant(grant.id),
             purpose: Some(purpose),
@@ -457,23 +464,47 @@ pub fn acting_basis(principal: &Principal, patient_id: Uuid) -> Result<Basis, De
     }
 }
 
-/// De-identification for research: stable pseudonyms per study (a research grant is a study)
-/// and a consistent time shift per patient.
+/// De-identification for research: stable pseudonyms per study (a research grant is a study),
+/// and times moved by a secret shift of the study's own, rounded to the minute, with the most
+/// recent days withheld (see docs/sharing.md for what stays linkable).
 pub mod deidentify {
+    use chrono::{DateTime, Duration, DurationRound, Utc};
     use uuid::Uuid;
+
+    /// The shortest and longest shift, in seconds (30 to 395 days).
+    pub const SHIFT_RANGE_SECONDS: std::ops::Range<i64> = 30 * DAY..395 * DAY;
+
+    const DAY: i64 = 86_400;
+
+    /// A study's shift drawn from `draw` (uniform in `0..1`): within [`SHIFT_RANGE_SECONDS`]
+    /// and at least half an hour away from a whole number of days, so neither dates nor
+    /// clock times carry over.
+    pub fn shift_seconds(draw: f64) -> i64 {
+        let span = (SHIFT_RANGE_SECONDS.end - SHIFT_RANGE_SECONDS.start) as f64;
+        let seconds = SHIFT_RANGE_SECONDS.start + (draw.clamp(0.0, 1.0) * span) as i64;
+        let into_day = seconds.rem_euclid(DAY).clamp(DAY / 48, DAY - DAY / 48);
+        (seconds - seconds.rem_euclid(DAY) + into_day).min(SHIFT_RANGE_SECONDS.end - DAY / 48)
+    }
+
+    /// A true time as a study sees it: moved back by the study's shift, rounded down to the
+    /// minute (seconds would let readings be matched across studies and sources).
+    pub fn shifted(at: DateTime<Utc>, shift_seconds: i64) -> DateTime<Utc> {
+        let moved = at - Duration::seconds(shift_seconds);
+        moved.duration_trunc(Duration::minutes(1)).unwrap_or(moved)
+    }
+
+    /// How recent data a study does not get: `base`, plus up to half again drawn per study
+    /// (`fraction` in `0..1`), so the newest reading served does not give the shift away.
+    pub fn holdback(base: Duration, fraction: f64) -> Duration {
+        base + Duration::seconds(
+            (base.num_seconds() as f64 * fraction.clamp(0.0, 1.0) / 2.0) as i64,
+        )
+    }
 
     /// The pseudonym of an identifier (a patient or a device) within one study. Stable, and
     /// unlinkable to the identifier without the grant id, which research readers never see.
     pub fn pseudonym(study: Uuid, id: &[u8]) -> Uuid {
         Uuid::new_v5(&study, id)
-    }
-
-    /// How many whole days a patient's times are moved back within one study: between 30 and
-    /// 395, the same for every reading, so intervals, weekdays' spacing and times of day
-    /// survive while dates do not.
-    pub fn shift_days(study: Uuid, patient_id: Uuid) -> i64 {
-        let bytes = Uuid::new_v5(&study, format!("shift:{patient_id}").as_bytes()).into_bytes();
-        30 + i64::from(u16::from_le_bytes([bytes[0], bytes[1]]) % 366)
     }
 }
 

@@ -55,6 +55,9 @@ pub struct AppState {
     pub mqtt_topic_prefix: String,
     /// The secret an external broker presents to the broker hooks; `None` turns them off.
     pub broker_hooks_secret: Option<String>,
+    /// How much of the most recent data research reads withhold (before each study's own
+    /// stretch of it).
+    pub research_holdback: chrono::Duration,
 }
 
 /// How long a request may take to produce its response (the head: a stream's body, such as

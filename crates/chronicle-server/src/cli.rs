@@ -771,6 +771,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_MAX_FUTURE_SKEW_SECONDS")]
     pub max_future_skew_seconds: Option<u32>,
 
+    /// How many of the most recent days research reads withhold, before each study's own
+    /// stretch of up to half again, so the newest reading a study gets does not reveal its
+    /// time shift. [default: 14]
+    #[arg(long, env = "CHRONICLE_RESEARCH_HOLDBACK_DAYS")]
+    pub research_holdback_days: Option<u32>,
+
     /// How old a reading's timestamp may be when it arrives, in days; older readings are
     /// refused (`stale_timestamp`). [default: 366]
     #[arg(long, env = "CHRONICLE_MAX_READING_AGE_DAYS")]
@@ -823,6 +829,7 @@ pub struct ServeSettings {
     pub max_readings_per_message: usize,
     pub max_future_skew: Duration,
     pub max_reading_age_days: u32,
+    pub research_holdback_days: u32,
     pub batch_max_messages: usize,
     pub batch_linger: Duration,
     pub batch_concurrent_commits: usize,
@@ -969,6 +976,10 @@ impl ServeArgs {
                 .max_reading_age_days
                 .or(f.max_reading_age_days)
                 .unwrap_or(DEFAULT_MAX_AGE_DAYS as u32),
+            research_holdback_days: self
+                .research_holdback_days
+                .or(f.research_holdback_days)
+                .unwrap_or(14),
             batch_max_messages,
             batch_linger: Duration::from_millis(
                 self.batch_linger_ms.or(f.batch_linger_ms).unwrap_or(2),

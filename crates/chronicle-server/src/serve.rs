@@ -267,6 +267,7 @@ pub async fn launch(
         shutdown: shutdown.clone(),
         mqtt_topic_prefix: settings.mqtt_topic_prefix.clone(),
         broker_hooks_secret: settings.broker_hooks_secret.clone(),
+        research_holdback: chrono::Duration::days(i64::from(settings.research_holdback_days)),
     });
     let http_task = tokio::spawn(chronicle_http::serve(
         listeners.http,

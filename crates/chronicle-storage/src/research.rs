@@ -5,6 +5,7 @@ use crate::gate::Permit;
 use crate::readings::{Glucose, PageRequest, StoredGlucose};
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{Basis, DataCategory, Principal, deidentify};
+use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 impl Store {
@@ -37,11 +38,13 @@ impl Store {
             .map(|(study, patient_id)| ResearchSubject { patient_id, study }))
     }
 
-    /// Glucose readings for research under a de-identified permit: pseudonymous device ids and
-    /// times moved back by the patient's shift, within the grant's window.
+    /// Glucose readings for research under a de-identified permit: pseudonymous device ids,
+    /// times moved back by the study's secret shift and rounded to the minute, within the
+    /// grant's window and without the most recent days (`holdback`, stretched per study).
     pub async fn research_glucose_readings(
         &self,
         permit: &Permit,
+        (holdback, now): (Duration, DateTime<Utc>),
         limit: i64,
     ) -> Result<Vec<StoredGlucose>, StorageError> {
         let Basis::Grant(study) = permit.allowance().basis else {
@@ -52,19 +55,31 @@ impl Store {
         if !permit.allowance().deidentified || !permit.allows_readings_of(DataCategory::Glucose) {
             return Err(StorageError::NotPermitted("de-identified glucose readings"));
         }
+        let secrets: Option<(Option<i64>, Option<f64>)> = sqlx::query_as(
+            "SELECT research_shift_seconds, research_holdback_fraction FROM grants WHERE id = $1",
+        )
+        .bind(study)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((Some(shift), Some(fraction))) = secrets else {
+            return Err(StorageError::corrupt(
+                "research grant without its de-identification secrets",
+                study,
+            ));
+        };
         let page = PageRequest {
             from: permit.clamp_from(None),
+            to: Some(now - deidentify::holdback(holdback, fraction)),
             limit,
             ..PageRequest::default()
         };
-        let shift = chrono::Duration::days(deidentify::shift_days(study, permit.patient_id()));
         Ok(self
             .query_readings::<Glucose>(permit.patient_id(), page)
             .await?
             .into_iter()
             .map(|r| StoredGlucose {
                 device_id: deidentify::pseudonym(study, r.device_id.as_bytes()).to_string(),
-                measured_at: r.measured_at - shift,
+                measured_at: deidentify::shifted(r.measured_at, shift),
                 ..r
             })
             .collect())

@@ -5,7 +5,7 @@ use crate::gate::PatientActor;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory, EmergencyAccess, Grant, Grantee, Purpose};
-use chronicle_domain::sharing::{Principal, Role};
+use chronicle_domain::sharing::{Principal, Role, deidentify};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -176,10 +176,19 @@ impl Store {
         let (grantee_type, grantee_id) = grantee_parts(grant.grantee);
         let categories: Vec<&str> = grant.categories.iter().map(|c| c.as_str()).collect();
         let access: Vec<&str> = grant.access.iter().map(|a| a.as_str()).collect();
+        // A study's de-identification secrets, drawn once (see `deidentify`).
+        let research = (grant.purpose == Purpose::Research).then(|| {
+            (
+                deidentify::shift_seconds(rand::random::<f64>()),
+                rand::random::<f64>(),
+            )
+        });
         let row = sqlx::query_as::<_, GrantRow>(&format!(
             "INSERT INTO grants (id, patient_id, grantee_type, grantee_id, categories, access, purpose,
-                 data_since, expires_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {GRANT_COLUMNS}"
+                 data_since, expires_at, created_by, research_shift_seconds,
+                 research_holdback_fraction)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             RETURNING {GRANT_COLUMNS}"
         ))
         .bind(Uuid::new_v4())
         .bind(grant.patient_id)
@@ -191,6 +200,8 @@ impl Store {
         .bind(grant.data_since)
         .bind(grant.expires_at)
         .bind(grant.created_by)
+        .bind(research.map(|(shift, _)| shift))
+        .bind(research.map(|(_, fraction)| fraction))
         .fetch_one(self.pool())
         .await?;
         Grant::try_from(row)

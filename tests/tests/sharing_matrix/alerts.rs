@@ -449,7 +449,9 @@ pub(super) async fn check(w: &World) {
         |_| {},
     )
     .await;
-    check_reads(w, "research", "researcher", [f, f, f]).await;
+    // Alerts are identified: a study is refused as a stranger is, so it does not learn that
+    // the record id belongs to it.
+    check_reads(w, "research", "researcher", nobody).await;
     w.revoke_all().await;
 
     // Emergency access opens readings, never alerts (the clinician's is still open).

@@ -614,7 +614,35 @@ fn a_research_grant_never_serves_identified_reads() {
 }
 
 #[test]
-fn pseudonyms_and_shifts_are_stable_per_study() {
+fn research_shifts_are_never_whole_days_and_times_are_rounded_to_the_minute() {
+    for draw in [0.0, 1e-9, 0.25, 0.5, 0.999_999, 1.0] {
+        let shift = deidentify::shift_seconds(draw);
+        assert!(
+            deidentify::SHIFT_RANGE_SECONDS.contains(&shift),
+            "{draw}: {shift}"
+        );
+        let into_day = shift % 86_400;
+        assert!(
+            (1800..=84_600).contains(&into_day),
+            "{draw}: {shift} is {into_day} s into a day"
+        );
+    }
+    let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T08:30:17.250Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let shifted = deidentify::shifted(at, 40 * 86_400 + 3_700);
+    assert_eq!(shifted.to_rfc3339(), "2026-01-20T07:28:00+00:00");
+    let base = chrono::Duration::days(14);
+    assert_eq!(deidentify::holdback(base, 0.0), base);
+    assert_eq!(deidentify::holdback(base, 1.0), chrono::Duration::days(21));
+    assert_eq!(
+        deidentify::holdback(chrono::Duration::zero(), 0.7),
+        chrono::Duration::zero()
+    );
+}
+
+#[test]
+fn pseudonyms_are_stable_per_study() {
     let (study, other_study) = (id(700), id(701));
     let p = id(PATIENT);
     assert_eq!(
@@ -626,9 +654,6 @@ fn pseudonyms_and_shifts_are_stable_per_study() {
         deidentify::pseudonym(other_study, p.as_bytes())
     );
     assert_ne!(deidentify::pseudonym(study, p.as_bytes()), p);
-    let shift = deidentify::shift_days(study, p);
-    assert_eq!(shift, deidentify::shift_days(study, p));
-    assert!((30..=395).contains(&shift));
 }
 
 #[test]

@@ -153,13 +153,14 @@ pub(crate) async fn actor(
 }
 
 /// How a refusal is answered: 404 when the caller holds nothing for the patient (so no one
-/// learns whether the patient exists), 403 when they hold something else.
+/// learns whether the patient exists), and when they hold only de-identified access (a study
+/// must not learn that a record id belongs to it); 403 when they hold something else.
 pub(crate) fn refusal(reason: DenyReason) -> ApiError {
     match reason {
-        DenyReason::NoGrant | DenyReason::NoPurpose => ApiError::NotFound,
-        DenyReason::CategoryNotGranted
-        | DenyReason::AccessNotGranted
-        | DenyReason::DeidentifiedOnly => ApiError::Forbidden,
+        DenyReason::NoGrant | DenyReason::NoPurpose | DenyReason::DeidentifiedOnly => {
+            ApiError::NotFound
+        }
+        DenyReason::CategoryNotGranted | DenyReason::AccessNotGranted => ApiError::Forbidden,
     }
 }
 

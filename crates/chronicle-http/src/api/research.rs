@@ -21,7 +21,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Serialize, ToSchema)]
 struct ResearchGlucosePoint {
-    /// Moved back by a whole number of days, the same for all of this patient's readings.
+    /// Moved back by the study's secret shift (never a whole number of days), the same for
+    /// all of this patient's readings, and rounded down to the minute.
     shifted_at: DateTime<Utc>,
     value_mg_dl: f64,
     source: String,
@@ -31,7 +32,9 @@ struct ResearchGlucosePoint {
 }
 
 /// De-identified glucose readings for research: `patient_id` is the study's pseudonym from
-/// `GET /v1/patients`; times are shifted, identifiers replaced, nothing names the patient.
+/// `GET /v1/patients`; times are shifted and rounded to the minute, the most recent days are
+/// withheld, identifiers replaced, nothing names the patient. Anything but one of the study's
+/// pseudonyms is 404.
 #[utoipa::path(get, path = "/v1/research/patients/{patient_id}/glucose", tag = "research",
     security(("bearer" = [])), params(("patient_id" = Uuid, Path, description = "the study pseudonym")),
     responses((status = 200, body = [ResearchGlucosePoint]), (status = 401, body = ErrorBody),
@@ -70,7 +73,7 @@ async fn research_glucose(
     }
     let rows = state
         .store
-        .research_glucose_readings(&permit, 100_000)
+        .research_glucose_readings(&permit, (state.research_holdback, Utc::now()), 100_000)
         .await?;
     Ok(Json(
         rows.into_iter()
