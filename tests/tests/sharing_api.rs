@@ -617,3 +617,135 @@ async fn export_validates_as_fhir_and_erasure_removes_everything() {
         "the erased patient's sessions end"
     );
 }
+
+/// Erasure takes the patient's identity with the record: the account keeps only a tombstone,
+/// its e-mail is free for a new account, and only the patient erases — a guardian only a
+/// record whose patient has no account of their own (a child's).
+#[tokio::test]
+async fn erasure_removes_identity_and_is_the_patients_decision() {
+    let c = clinic().await;
+    let hash = hash_password(PASSWORD).expect("hash");
+    let guardian = c
+        .store
+        .create_user(&NewUser {
+            email: "parent@example.org".into(),
+            display_name: "Parent".into(),
+            role: Role::Caregiver,
+            password_hash: Some(hash.clone()),
+            patient_id: None,
+        })
+        .await
+        .expect("guardian");
+    c.store
+        .add_guardian(c.patient, guardian.id)
+        .await
+        .expect("named guardian");
+    let child = c
+        .store
+        .create_patient(&NewPatient {
+            display_name: "Kid Example".into(),
+            time_zone: "Europe/Berlin".into(),
+        })
+        .await
+        .expect("child");
+    c.store
+        .add_guardian(child.id, guardian.id)
+        .await
+        .expect("guardian of the child");
+    let parent = c.login("parent@example.org").await;
+    let erase = |patient: Uuid, token: String| {
+        let api = &c.api;
+        async move {
+            api.call(
+                Some(&token),
+                Method::DELETE,
+                &format!("/v1/patients/{patient}"),
+                None,
+            )
+            .await
+        }
+    };
+
+    // A guardian cannot erase the record of a patient who has an account of their own.
+    let (status, body) = erase(c.patient, parent.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("only they can")),
+        "{body}"
+    );
+    assert_eq!(c._db.count("patients").await, 2, "nothing was erased");
+    // A child's record, with no account of its own, the guardian may erase.
+    let (status, body) = erase(child.id, parent).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // The patient erases: their name, e-mail and password go with the record.
+    let pat = c.login("pat@example.org").await;
+    let (status, body) = erase(c.patient, pat).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (emails, names): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE email ILIKE '%pat@example.org%'),
+                count(*) FILTER (WHERE display_name ILIKE '%pat%')
+         FROM users",
+    )
+    .fetch_one(&c._db.pool)
+    .await
+    .expect("users");
+    assert_eq!(
+        (emails, names),
+        (0, 0),
+        "no trace of the person in the accounts"
+    );
+    let hashes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users WHERE password_hash IS NOT NULL AND patient_id IS NULL
+             AND role = 'patient'",
+    )
+    .fetch_one(&c._db.pool)
+    .await
+    .expect("hashes");
+    assert_eq!(hashes, 0, "the tombstone holds no password");
+    // The e-mail is free: a new account may take it (it was a 500 before).
+    let again = c
+        .store
+        .create_user(&NewUser {
+            email: "pat@example.org".into(),
+            display_name: "Pat Again".into(),
+            role: Role::Caregiver,
+            password_hash: Some(hash.clone()),
+            patient_id: None,
+        })
+        .await;
+    assert!(again.is_ok(), "{again:?}");
+    // A taken e-mail is refused with a clear word, not a server error.
+    c.store
+        .create_user(&NewUser {
+            email: "admin@clinic.example".into(),
+            display_name: "Admin".into(),
+            role: Role::Admin,
+            password_hash: Some(hash),
+            patient_id: None,
+        })
+        .await
+        .expect("admin");
+    let admin_token = c.login("admin@clinic.example").await;
+    let (status, body) = c
+        .api
+        .call(
+            Some(&admin_token),
+            Method::POST,
+            "/v1/admin/users",
+            Some(
+                json!({"email": "PAT@example.org", "display_name": "Dup", "role": "caregiver",
+                "password": "another long password for the duplicate"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("exists")),
+        "{body}"
+    );
+}

@@ -193,7 +193,13 @@ impl Store {
         .bind(&user.password_hash)
         .bind(user.patient_id)
         .fetch_one(self.pool())
-        .await?;
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Refused(
+                "an account with this e-mail (or for this patient) exists already".into(),
+            ),
+            other => other.into(),
+        })?;
         User::try_from(row)
     }
 

@@ -5,7 +5,7 @@ use crate::gate::{PatientActor, Permit};
 use crate::readings::{BloodPressure, Glucose, PageRequest, StoredBloodPressure, StoredGlucose};
 use crate::registry::Device;
 use crate::{StorageError, Store};
-use chronicle_domain::sharing::{Access, DataCategory, Grant};
+use chronicle_domain::sharing::{Access, Basis, DataCategory, Grant};
 
 impl Store {
     /// Everything held about the patient, for their export.
@@ -88,12 +88,28 @@ impl Store {
     }
 
     /// Erases everything held about the patient: readings, refusals, devices, grants,
-    /// emergency accesses, guardians and the record itself, in one transaction. The patient's
-    /// user accounts are disabled. The access log is kept (it holds no health data, and it is
-    /// the record of who saw what).
+    /// emergency accesses, guardians, alerts, targets, rollups and the record itself, in one
+    /// transaction. The patient's account loses its identity too: name, e-mail (freed for a
+    /// new account) and password are replaced by a tombstone, and its sessions and tokens
+    /// end. The access log is kept (it holds no health data, and it is the record of who saw
+    /// what). Only the patient erases their record; a guardian only a record whose patient has
+    /// no account of their own (a child's, kept by a parent).
     pub async fn erase(&self, actor: &PatientActor) -> Result<(), StorageError> {
         let patient_id = actor.patient_id();
         let mut tx = self.pool().begin().await?;
+        if actor.basis() != Basis::Own {
+            let has_account: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE patient_id = $1)")
+                    .bind(patient_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if has_account {
+                return Err(StorageError::Refused(
+                    "the patient has an account of their own: only they can erase their record"
+                        .into(),
+                ));
+            }
+        }
         for statement in [
             "DELETE FROM glucose_samples
                  WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
@@ -103,9 +119,14 @@ impl Store {
                  OR device_id IN (SELECT id FROM devices WHERE patient_id = $1)",
             "DELETE FROM devices WHERE patient_id = $1",
             "DELETE FROM ingest_followups WHERE patient_id = $1",
-            "UPDATE users SET disabled_at = coalesce(disabled_at, now()) WHERE patient_id = $1",
             "UPDATE auth_tokens SET revoked_at = coalesce(revoked_at, now())
                  WHERE user_id IN (SELECT id FROM users WHERE patient_id = $1)",
+            // The tombstone keeps the account's id (the access log names actors by id) and
+            // nothing that identifies the person.
+            "UPDATE users SET email = 'erased-' || id || '@erased.invalid',
+                 display_name = 'erased', password_hash = NULL,
+                 disabled_at = coalesce(disabled_at, now())
+             WHERE patient_id = $1",
             // Grants, emergency accesses and guardians go with the record (ON DELETE CASCADE).
             "DELETE FROM patients WHERE id = $1",
         ] {
