@@ -490,3 +490,98 @@ async fn the_lifecycle_open_acknowledge_retrigger_resolve() {
         0
     );
 }
+
+/// The patient's own export holds everything held about them: the alerts with the care
+/// team's notes, the targets and every change of them, and the access log, beside the
+/// readings. A grantee without `export` access gets none of it.
+#[tokio::test]
+async fn the_patients_own_export_holds_alerts_notes_targets_and_the_access_log() {
+    let w = world().await;
+    let (patient, _) = w.clinic.patient("Exporter").await;
+    chronicle_tests::create_user(
+        &w.store,
+        "exporter@example.org",
+        chronicle_domain::sharing::Role::Patient,
+        Some(patient),
+        PASSWORD,
+    )
+    .await;
+    let mut cgm = w.device(patient, DeviceKind::Cgm).await;
+    send(
+        &mut cgm,
+        vec![glucose(Utc::now() - Duration::minutes(2), 50.0)],
+    )
+    .await;
+    w.settled().await;
+    let alert = eventually(std::time::Duration::from_secs(10), "the alert", || async {
+        w.alerts_of(patient, "kind=alert").await.into_iter().next()
+    })
+    .await;
+    let id = alert["id"].as_str().expect("id").to_owned();
+    let (status, body) = w
+        .api
+        .call(
+            Some(&w.token),
+            Method::POST,
+            &format!("/v1/patients/{patient}/alerts/{id}/acknowledge"),
+            Some(json!({"note": "called, eating now"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let targets = w
+        .api
+        .get_ok(&w.token, &format!("/v1/patients/{patient}/targets"))
+        .await;
+    let mut thresholds = targets["alert_thresholds"].clone();
+    thresholds["preset"] = json!("custom");
+    thresholds["timing"]["resolve_after_minutes"] = json!(0);
+    let (status, body) = w
+        .api
+        .call(
+            Some(&w.token),
+            Method::PUT,
+            &format!("/v1/patients/{patient}/targets"),
+            Some(json!({"alert_thresholds": thresholds})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let export_path = format!("/v1/patients/{patient}/export/json");
+    // The clinician's care grant holds no export access.
+    let (status, _) = w.api.get(&w.token, &export_path).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let own = w.api.login("exporter@example.org", PASSWORD).await;
+    let record = w.api.get_ok(&own, &export_path).await;
+    assert_eq!(record["format"], "chronicle-export/1");
+    assert_eq!(record["patient"]["id"], patient.to_string());
+    assert_eq!(record["glucose"].as_array().map(Vec::len), Some(1));
+    let alerts = record["alerts"].as_array().expect("alerts");
+    assert!(
+        alerts.iter().any(|a| a["id"] == id.as_str()
+            && a["acknowledgement_note"] == "called, eating now"
+            && a["acknowledged_by"] == w.clinic.clinician.to_string()),
+        "{alerts:?}"
+    );
+    assert_eq!(record["targets"]["custom_thresholds"], true, "{record}");
+    assert!(
+        record["target_changes"]
+            .as_array()
+            .is_some_and(|changes| changes
+                .iter()
+                .any(|c| c["changed_by"] == w.clinic.clinician.to_string())),
+        "{record}"
+    );
+    let actions: BTreeSet<&str> = record["access_log"]
+        .as_array()
+        .expect("access log")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["acknowledge_alert", "update_targets", "export_json"] {
+        assert!(
+            actions.contains(action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    assert_eq!(record["grants"].as_array().map(Vec::len), Some(1));
+}

@@ -122,6 +122,8 @@ string_enum!(
         RemoveGuardian => "remove_guardian",
         ExportFhir => "export_fhir",
         ExportCsv => "export_csv",
+        /// The complete record in Chronicle's own JSON: alerts, targets and this log included.
+        ExportJson => "export_json",
         Erase => "erase",
         ReadAlerts => "read_alerts",
         /// Alerts in a list across patients.

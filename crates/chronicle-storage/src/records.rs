@@ -1,11 +1,15 @@
 //! Everything held about one patient: the export (for the patient, or a grantee with `export`
 //! access) and erasure.
 
+use crate::alerts::AlertRecord;
 use crate::gate::{PatientActor, Permit};
 use crate::readings::{BloodPressure, Glucose, PageRequest, StoredBloodPressure, StoredGlucose};
 use crate::registry::Device;
+use crate::sharing::AccessLogEntry;
+use crate::targets::{PatientTargets, TargetChange};
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{Access, Basis, DataCategory, Grant};
+use serde::Serialize;
 
 impl Store {
     /// Everything held about the patient, for their export.
@@ -29,6 +33,10 @@ impl Store {
                 .query_readings::<BloodPressure>(patient_id, all)
                 .await?,
             grants: self.grants_for_patient(patient_id).await?,
+            alerts: self.alerts_of_patient(patient_id).await?,
+            targets: Some(self.patient_targets(patient_id).await?),
+            target_changes: self.glucose_target_changes(patient_id).await?,
+            access_log: self.access_log(patient_id, None, i64::MAX).await?,
             patient,
         })
     }
@@ -72,6 +80,10 @@ impl Store {
             glucose: Vec::new(),
             blood_pressure: Vec::new(),
             grants: Vec::new(),
+            alerts: Vec::new(),
+            targets: None,
+            target_changes: Vec::new(),
+            access_log: Vec::new(),
         };
         if let Some(page) = window(DataCategory::Glucose) {
             record.glucose = self.query_readings::<Glucose>(patient_id, page).await?;
@@ -140,12 +152,21 @@ impl Store {
     }
 }
 
-/// Everything held about one patient.
-#[derive(Debug, Clone)]
+/// Everything held about one patient. A grantee's export holds only the categories granted:
+/// no grants, alerts, targets or access log.
+#[derive(Debug, Clone, Serialize)]
 pub struct PatientRecord {
     pub patient: crate::Patient,
     pub devices: Vec<Device>,
     pub glucose: Vec<StoredGlucose>,
     pub blood_pressure: Vec<StoredBloodPressure>,
     pub grants: Vec<Grant>,
+    /// Every alert, with its acknowledgement and resolution and their notes, oldest first.
+    pub alerts: Vec<AlertRecord>,
+    /// The targets and alert thresholds in force.
+    pub targets: Option<PatientTargets>,
+    /// Every change of them, newest first, with who made it.
+    pub target_changes: Vec<TargetChange>,
+    /// Every attempt to reach the record, allowed or not, newest first.
+    pub access_log: Vec<AccessLogEntry>,
 }

@@ -7,11 +7,12 @@ use crate::{StorageError, Store};
 use chronicle_domain::alerts::thresholds::AlertThresholds;
 use chronicle_domain::targets::GlucoseTargets;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use std::collections::HashMap;
 use uuid::Uuid;
 
 /// One change of a patient's targets.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TargetChange {
     pub targets: GlucoseTargets,
     /// The custom alert thresholds set with the change; `None`: the preset's.
@@ -107,7 +108,7 @@ impl Store {
 }
 
 /// A patient's targets and alert thresholds as they stand.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PatientTargets {
     pub glucose: GlucoseTargets,
     /// The thresholds in force: the custom ones, else the preset's.

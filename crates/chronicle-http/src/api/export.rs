@@ -1,4 +1,5 @@
-//! Everything held about a patient, as FHIR or CSV, through the gate.
+//! Everything held about a patient, through the gate: complete in Chronicle's own JSON, the
+//! readings and devices as FHIR or CSV.
 
 use super::{actor, refusal};
 use crate::AppState;
@@ -17,7 +18,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(export_fhir))
         .routes(routes!(export_csv))
+        .routes(routes!(export_json))
 }
+
+/// The version of the JSON export's shape, so a program reading exports can tell.
+const JSON_EXPORT_FORMAT: &str = "chronicle-export/1";
 
 /// The record to export: everything, for the patient or their guardian; for a grantee
 /// holding `export` access, the categories their grants cover, within their windows. Each
@@ -81,6 +86,28 @@ async fn export_fhir(
         body,
     )
         .into_response())
+}
+
+/// Everything held about the patient in Chronicle's own JSON: for the patient or their
+/// guardian the complete record — devices, readings, grants, alerts with their notes, targets
+/// and their changes, and the access log; for a grantee with `export` access, the categories
+/// and window granted (no grants, alerts, targets or log).
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/json", tag = "export",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, description = "The record: `format`, `exported_at` and every part held", content_type = "application/json"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn export_json(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    let record = record_to_export(&state, &principal, patient_id, AccessAction::ExportJson).await?;
+    let mut body = serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("format".into(), JSON_EXPORT_FORMAT.into());
+        fields.insert("exported_at".into(), Utc::now().to_rfc3339().into());
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// Every reading held about the patient as CSV: for the patient or their guardian all of it;

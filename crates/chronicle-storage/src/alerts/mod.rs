@@ -145,6 +145,24 @@ impl TryFrom<AlertRow> for AlertRecord {
     }
 }
 
+impl Store {
+    /// Every alert of a patient, oldest first: for the patient's own export.
+    pub(crate) async fn alerts_of_patient(
+        &self,
+        patient_id: Uuid,
+    ) -> Result<Vec<AlertRecord>, StorageError> {
+        sqlx::query_as::<_, AlertRow>(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE patient_id = $1 ORDER BY seq"
+        ))
+        .bind(patient_id)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(AlertRecord::try_from)
+        .collect()
+    }
+}
+
 const ALERT_COLUMNS: &str = "id, seq, patient_id, rule, category, severity, kind, status, \
      device_id, triggered_at, last_seen_at, cleared_since, trigger_count, evidence, opened_at, \
      updated_at, acknowledged_by, acknowledged_at, acknowledgement_note, resolved_by, \
