@@ -33,8 +33,10 @@ const COVERED: &[(&str, &str)] = &[
     ("DELETE", "/v1/patients/{patient_id}/grants/{grant_id}"),
     ("GET", "/v1/patients/{patient_id}/access-log"),
     ("POST", "/v1/patients/{patient_id}/emergency-access"),
+    ("GET", "/v1/patients/{patient_id}/emergency-access"),
     ("GET", "/v1/patients/{patient_id}/export/fhir"),
     ("GET", "/v1/patients/{patient_id}/export/csv"),
+    ("GET", "/v1/patients/{patient_id}/export/json"),
     ("DELETE", "/v1/patients/{patient_id}"),
     ("GET", "/v1/research/patients/{patient_id}/glucose"),
     ("GET", "/v1/patients/{patient_id}/guardians"),
@@ -827,6 +829,40 @@ async fn the_authorization_matrix() {
         .0,
         StatusCode::NOT_FOUND
     );
+    // A bounded reason: 1.75 MB of it is refused.
+    let (status, _) = w
+        .call(
+            "clinician",
+            Method::POST,
+            &emergency,
+            Some(json!({"reason": "y".repeat(501)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Without a care relationship (no care grant of the patient, past or present, names the
+    // clinician, their team or organization) the patient looks like an unknown one.
+    let stranger = w
+        .store
+        .create_patient(&NewPatient {
+            display_name: "Stranger".into(),
+            time_zone: "Europe/Berlin".into(),
+        })
+        .await
+        .expect("patient")
+        .id;
+    let (status, _) = w
+        .call(
+            "clinician",
+            Method::POST,
+            &format!("/v1/patients/{stranger}/emergency-access"),
+            Some(json!({"reason": "found unconscious at home"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a patient the clinician never cared for"
+    );
     let (status, _) = w
         .call(
             "clinician",
@@ -836,6 +872,38 @@ async fn the_authorization_matrix() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    // One at a time.
+    let (status, body) = w
+        .call(
+            "clinician",
+            Method::POST,
+            &emergency,
+            Some(json!({"reason": "still unconscious at home"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The patient and their guardian are told who opened it and why; nobody else sees it.
+    for who in ["patient", "guardian"] {
+        let (status, seen) = w.call(who, Method::GET, &emergency, None).await;
+        assert_eq!(status, StatusCode::OK, "{who}: {seen}");
+        assert_eq!(seen[0]["reason"], "found unconscious at home", "{seen}");
+        assert_eq!(seen[0]["open"], true, "{seen}");
+        assert!(seen[0]["clinician_name"].is_string(), "{seen}");
+    }
+    for who in [
+        "clinician",
+        "other_org_clinician",
+        "caregiver",
+        "researcher",
+        "admin",
+    ] {
+        let (status, _) = w.call(who, Method::GET, &emergency, None).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{who} lists emergency accesses"
+        );
+    }
     check_reads(&w, "emergency", "clinician", [r, r, r, n, n]).await;
     check_reads(&w, "emergency", "other_org_clinician", nobody).await;
     check_trends(&w, "emergency", "clinician", [r, r], 2).await;
@@ -937,6 +1005,7 @@ async fn the_authorization_matrix() {
         for path in [
             format!("/v1/patients/{p}/export/fhir"),
             format!("/v1/patients/{p}/export/csv"),
+            format!("/v1/patients/{p}/export/json"),
         ] {
             let (status, body) = w.call(who, Method::GET, &path, None).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{who} GET {path}: {body}");
@@ -947,15 +1016,17 @@ async fn the_authorization_matrix() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{who} erases the patient");
     }
     for who in ["patient", "guardian"] {
-        let (status, _) = w
-            .call(
-                who,
-                Method::GET,
-                &format!("/v1/patients/{p}/export/fhir"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{who} exports");
+        for format in ["fhir", "json"] {
+            let (status, _) = w
+                .call(
+                    who,
+                    Method::GET,
+                    &format!("/v1/patients/{p}/export/{format}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{who} exports {format}");
+        }
     }
     let (status, grant) = w
         .call(
@@ -1194,6 +1265,36 @@ async fn the_authorization_matrix() {
         "{csv_text}"
     );
     assert!(!csv_text.contains("blood_pressure"), "{csv_text}");
+    // The JSON export of a grantee: the granted category within the window, and nothing of
+    // the patient's own (grants, alerts, targets, access log).
+    let (status, record) = w
+        .call(
+            "caregiver",
+            Method::GET,
+            &format!("/v1/patients/{p}/export/json"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(
+        record["glucose"].as_array().map(Vec::len),
+        Some(1),
+        "{record}"
+    );
+    for own in [
+        "blood_pressure",
+        "grants",
+        "alerts",
+        "target_changes",
+        "access_log",
+    ] {
+        assert_eq!(
+            record[own].as_array().map(Vec::len),
+            Some(0),
+            "{own}: {record}"
+        );
+    }
+    assert!(record["targets"].is_null(), "{record}");
     for who in ["clinician", "other_org_clinician", "researcher", "admin"] {
         assert_eq!(
             w.call(who, Method::GET, &fhir, None).await.0,

@@ -307,3 +307,104 @@ async fn the_access_log_is_append_only() {
     }
     assert_eq!(db.count("access_log").await, 2);
 }
+
+/// Emergency access needs a care relationship — a care grant of the patient, even a revoked
+/// one, naming the clinician's team — is one at a time, and is limited to three openings by
+/// one clinician for one patient in seven days.
+#[tokio::test]
+async fn emergency_access_needs_a_care_relationship_and_is_rationed() {
+    let (_db, store) = store().await;
+    let org = store.create_organization("North").await.expect("org");
+    let team = store
+        .create_care_team(org.id, "Diabetes")
+        .await
+        .expect("team");
+    let lee = store
+        .create_user(&user("lee@north.example", Role::Clinician))
+        .await
+        .expect("clinician");
+    store
+        .add_team_member(team.id, lee.id)
+        .await
+        .expect("member");
+    let patient = store
+        .create_patient(&NewPatient {
+            display_name: "Pat".into(),
+            time_zone: "UTC".into(),
+        })
+        .await
+        .expect("patient")
+        .id;
+    let lee_principal = chronicle_domain::sharing::Principal {
+        user_id: lee.id,
+        role: Some(Role::Clinician),
+        patient_id: None,
+        guardian_of: Vec::new(),
+        care_teams: vec![team.id],
+        organizations: Vec::new(),
+    };
+    let open = |expires_in: Duration| {
+        let store = store.clone();
+        let principal = lee_principal.clone();
+        async move {
+            store
+                .open_emergency_access_as(
+                    &principal,
+                    patient,
+                    "found unconscious at home",
+                    Utc::now() + expires_in,
+                )
+                .await
+        }
+    };
+    assert!(
+        open(Duration::hours(4)).await.expect("query").is_none(),
+        "no care relationship: refused as an unknown patient"
+    );
+    let grant = store
+        .create_grant(&NewGrant {
+            patient_id: patient,
+            grantee: Grantee::CareTeam(team.id),
+            categories: [DataCategory::Glucose].into_iter().collect(),
+            access: [Access::ViewTrends].into_iter().collect(),
+            purpose: Purpose::Care,
+            data_since: None,
+            expires_at: None,
+            created_by: None,
+        })
+        .await
+        .expect("grant");
+    store
+        .revoke_grant(patient, grant.id)
+        .await
+        .expect("revoked");
+    assert!(
+        open(Duration::hours(4)).await.expect("opens").is_some(),
+        "a past care grant is a care relationship"
+    );
+    let second = open(Duration::hours(4)).await;
+    assert!(
+        matches!(&second, Err(chronicle_storage::StorageError::Refused(why)) if why.contains("already open")),
+        "one at a time: {second:?}"
+    );
+    // Two more after each ran out (moved into the past), then the weekly limit refuses.
+    let run_out = || async {
+        sqlx::query(
+            "UPDATE emergency_accesses
+             SET opened_at = now() - interval '2 hours', expires_at = now() - interval '1 hour'",
+        )
+        .execute(&_db.pool)
+        .await
+        .expect("run out");
+    };
+    for _ in 0..2 {
+        run_out().await;
+        assert!(open(Duration::hours(4)).await.expect("opens").is_some());
+    }
+    run_out().await;
+    let fourth = open(Duration::hours(4)).await;
+    assert!(
+        matches!(&fourth, Err(chronicle_storage::StorageError::Refused(why)) if why.contains("at most 3")),
+        "{fourth:?}"
+    );
+}

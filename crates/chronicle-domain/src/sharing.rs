@@ -117,6 +117,8 @@ string_enum!(
         RevokeGrant => "revoke_grant",
         ReadAccessLog => "read_access_log",
         OpenEmergencyAccess => "open_emergency_access",
+        /// The list of emergency accesses to the record.
+        ReadEmergencyAccesses => "read_emergency_accesses",
         ReadGuardians => "read_guardians",
         NameGuardian => "name_guardian",
         RemoveGuardian => "remove_guardian",

@@ -370,6 +370,39 @@ impl Store {
         Ok(out)
     }
 
+    /// Every emergency access to the actor's patient, newest first, with the name of the
+    /// clinician who opened it: what the patient (or their guardian) is shown.
+    pub async fn emergency_accesses_of(
+        &self,
+        actor: &PatientActor,
+    ) -> Result<Vec<(EmergencyAccess, String)>, StorageError> {
+        type Row = (Uuid, Uuid, String, DateTime<Utc>, DateTime<Utc>, String);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT e.id, e.clinician_id, e.reason, e.opened_at, e.expires_at, u.display_name
+             FROM emergency_accesses e JOIN users u ON u.id = e.clinician_id
+             WHERE e.patient_id = $1 ORDER BY e.opened_at DESC",
+        )
+        .bind(actor.patient_id())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, clinician_id, reason, opened_at, expires_at, name)| {
+                (
+                    EmergencyAccess {
+                        id,
+                        patient_id: actor.patient_id(),
+                        clinician_id,
+                        reason,
+                        opened_at,
+                        expires_at,
+                    },
+                    name,
+                )
+            })
+            .collect())
+    }
+
     /// A clinician's emergency accesses to any of `patient_ids` (any state), in one query.
     pub async fn emergency_accesses_to(
         &self,
@@ -490,8 +523,12 @@ impl Store {
         self.access_log(actor.patient_id(), before_id, limit).await
     }
 
-    /// Opens an emergency access for a clinician and records it in the patient's access log;
-    /// `None` if there is no such patient.
+    /// Opens an emergency access for a clinician and records it in the patient's access log.
+    /// `None` unless the clinician has a care relationship with the patient: a care grant of
+    /// the patient, active or not, names them, one of their teams, their organization or a team
+    /// of it (so an unknown patient and a stranger's patient look alike). Refused while one is
+    /// open, and beyond [`EMERGENCY_OPENINGS_PER_WEEK`] openings by one clinician for one
+    /// patient in seven days.
     pub async fn open_emergency_access_as(
         &self,
         principal: &Principal,
@@ -499,8 +536,31 @@ impl Store {
         reason: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<Option<EmergencyAccess>, StorageError> {
-        if principal.role != Some(Role::Clinician) || self.patient(patient_id).await?.is_none() {
+        if principal.role != Some(Role::Clinician)
+            || !self.has_care_relationship(principal, patient_id).await?
+        {
             return Ok(None);
+        }
+        let recent: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT opened_at, expires_at FROM emergency_accesses
+             WHERE clinician_id = $1 AND patient_id = $2 AND opened_at > now() - interval '7 days'",
+        )
+        .bind(principal.user_id)
+        .bind(patient_id)
+        .fetch_all(self.pool())
+        .await?;
+        let now = Utc::now();
+        if let Some((_, until)) = recent.iter().find(|(_, until)| *until > now) {
+            return Err(StorageError::Refused(format!(
+                "an emergency access to this patient is already open until {}",
+                until.to_rfc3339()
+            )));
+        }
+        if recent.len() >= EMERGENCY_OPENINGS_PER_WEEK {
+            return Err(StorageError::Refused(format!(
+                "at most {EMERGENCY_OPENINGS_PER_WEEK} emergency accesses to one patient in 7 days: \
+                 ask the patient or their care team for a grant"
+            )));
         }
         let opened = self
             .open_emergency_access(patient_id, principal.user_id, reason, expires_at)
@@ -519,6 +579,39 @@ impl Store {
         })
         .await?;
         Ok(Some(opened))
+    }
+}
+
+/// How often one clinician may open an emergency access to one patient in seven days: an
+/// emergency is rare, and repeated openings are care that needs a grant.
+pub const EMERGENCY_OPENINGS_PER_WEEK: usize = 3;
+
+impl Store {
+    /// Whether a care grant of the patient — active, expired or revoked — names the clinician,
+    /// one of their care teams, one of their organizations, or a team of one of them.
+    async fn has_care_relationship(
+        &self,
+        principal: &Principal,
+        patient_id: Uuid,
+    ) -> Result<bool, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (
+                 SELECT 1 FROM grants g
+                 WHERE g.patient_id = $1 AND g.purpose = 'care'
+                   AND ((g.grantee_type = 'user' AND g.grantee_id = $2)
+                     OR (g.grantee_type = 'care_team' AND (g.grantee_id = ANY($3)
+                         OR g.grantee_id IN (SELECT id FROM care_teams
+                                             WHERE organization_id = ANY($4))))
+                     OR (g.grantee_type = 'organization' AND (g.grantee_id = ANY($4)
+                         OR g.grantee_id IN (SELECT organization_id FROM care_teams
+                                             WHERE id = ANY($3))))))",
+        )
+        .bind(patient_id)
+        .bind(principal.user_id)
+        .bind(&principal.care_teams)
+        .bind(&principal.organizations)
+        .fetch_one(self.pool())
+        .await?)
     }
 }
 

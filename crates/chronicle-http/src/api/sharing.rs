@@ -30,7 +30,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(grants, create_grant))
         .routes(routes!(revoke_grant))
         .routes(routes!(access_log))
-        .routes(routes!(open_emergency_access))
+        .routes(routes!(emergency_accesses, open_emergency_access))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -318,9 +318,13 @@ async fn access_log(
 
 #[derive(Debug, Deserialize, ToSchema)]
 struct EmergencyRequest {
-    /// Why the record must be opened without a grant (at least 10 characters); shown to the patient.
+    /// Why the record must be opened without a grant (10 to 500 characters); shown to the
+    /// patient.
     reason: String,
 }
+
+/// The bounds of an emergency reason, in characters: enough to say why, short enough to read.
+const EMERGENCY_REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;
 
 #[derive(Debug, Serialize, ToSchema)]
 struct EmergencyItem {
@@ -331,8 +335,60 @@ struct EmergencyItem {
     expires_at: DateTime<Utc>,
 }
 
-/// Open a patient's record without a grant, stating why (clinicians only; time-limited, logged
-/// and shown to the patient).
+#[derive(Debug, Serialize, ToSchema)]
+struct EmergencyAccessSeen {
+    id: Uuid,
+    clinician_id: Uuid,
+    clinician_name: String,
+    reason: String,
+    opened_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    /// Whether it still opens the record now.
+    open: bool,
+}
+
+/// Every emergency access to the record, newest first, with who opened it and why: for the
+/// patient and their guardians (the dashboard shows an open one on the patient's page).
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing",
+    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
+    responses((status = 200, body = [EmergencyAccessSeen]), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn emergency_accesses(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+) -> Result<Json<Vec<EmergencyAccessSeen>>, ApiError> {
+    let actor = actor(
+        &state,
+        &principal,
+        patient_id,
+        AccessAction::ReadEmergencyAccesses,
+    )
+    .await?;
+    let now = Utc::now();
+    Ok(Json(
+        state
+            .store
+            .emergency_accesses_of(&actor)
+            .await?
+            .into_iter()
+            .map(|(e, clinician_name)| EmergencyAccessSeen {
+                id: e.id,
+                clinician_id: e.clinician_id,
+                clinician_name,
+                reason: e.reason,
+                opened_at: e.opened_at,
+                open: e.opened_at <= now && now < e.expires_at,
+                expires_at: e.expires_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Open a patient's record without a grant, stating why: clinicians only, and only with a care
+/// relationship (a care grant of the patient, past or present, names them, their team or their
+/// organization; otherwise 404, as for an unknown patient). Time-limited, one at a time, at most
+/// three in seven days per patient, logged and shown to the patient.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing",
     security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = EmergencyRequest,
     responses((status = 201, body = EmergencyItem), (status = 400, body = ErrorBody),
@@ -347,10 +403,12 @@ async fn open_emergency_access(
         return Err(ApiError::Forbidden);
     }
     let reason = body.reason.trim();
-    if reason.chars().count() < 10 {
-        return Err(ApiError::BadRequest(
-            "state the reason in at least 10 characters".into(),
-        ));
+    if !EMERGENCY_REASON_CHARS.contains(&reason.chars().count()) {
+        return Err(ApiError::BadRequest(format!(
+            "state the reason in {} to {} characters",
+            EMERGENCY_REASON_CHARS.start(),
+            EMERGENCY_REASON_CHARS.end()
+        )));
     }
     let opened = state
         .store
