@@ -188,6 +188,53 @@ async fn an_administrator_builds_a_clinic_and_sees_no_patient_data() {
         StatusCode::NOT_FOUND,
         "removed from the team, no access on the next request"
     );
+    // Who can read the patient's data changes only in view of the patient: every member who
+    // joins or leaves a team their grant names is in their access log, with who did it.
+    assert_eq!(
+        api.call(
+            admin,
+            Method::POST,
+            &members,
+            Some(json!({"user_id": lee_id}))
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, log) = api
+        .call(
+            Some(&pat),
+            Method::GET,
+            &format!("/v1/patients/{patient_id}/access-log?limit=1000"),
+            None,
+        )
+        .await;
+    let changes: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("grantee_member"))
+        })
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default(),
+                e["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(changes.len(), 2, "{log}");
+    assert_eq!(
+        changes[0].0, "grantee_member_added",
+        "newest first: {changes:?}"
+    );
+    assert_eq!(changes[1].0, "grantee_member_removed", "{changes:?}");
+    assert!(
+        changes.iter().all(|(_, why)| why.contains("Dr. Lee")),
+        "the member is named: {changes:?}"
+    );
 }
 
 #[tokio::test]

@@ -119,6 +119,11 @@ string_enum!(
         OpenEmergencyAccess => "open_emergency_access",
         /// The list of emergency accesses to the record.
         ReadEmergencyAccesses => "read_emergency_accesses",
+        /// Someone joined a care team (or organization) the patient's active grant names:
+        /// who can read the record widened.
+        GranteeMemberAdded => "grantee_member_added",
+        /// Someone left a care team the patient's active grant names.
+        GranteeMemberRemoved => "grantee_member_removed",
         ReadGuardians => "read_guardians",
         NameGuardian => "name_guardian",
         RemoveGuardian => "remove_guardian",

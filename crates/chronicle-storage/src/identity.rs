@@ -3,7 +3,7 @@
 use crate::credentials::{random_secret, secret_hash};
 use crate::gate::PatientActor;
 use crate::{StorageError, Store};
-use chronicle_domain::sharing::Basis;
+use chronicle_domain::sharing::{AccessAction, Basis};
 use chronicle_domain::sharing::{Principal, Role};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -242,14 +242,42 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a user to a care team (and to the team's organization).
+    /// Adds a user to a care team (and to the team's organization), by an operator at the
+    /// server's console or in setup; see [`Store::add_team_member_by`].
     pub async fn add_team_member(&self, team_id: Uuid, user_id: Uuid) -> Result<(), StorageError> {
+        self.add_team_member_by(team_id, user_id, None).await
+    }
+
+    /// Adds a user to a care team (and to the team's organization) on behalf of `by` (an
+    /// administrator; `None` for the operator's console). Every patient whose active grant
+    /// names the team or its organization finds the change in their access log, in the same
+    /// transaction: nobody can be slipped into a team that reads a patient's data unseen.
+    pub async fn add_team_member_by(
+        &self,
+        team_id: Uuid,
+        user_id: Uuid,
+        by: Option<Uuid>,
+    ) -> Result<(), StorageError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("INSERT INTO care_team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(team_id)
-            .bind(user_id)
-            .execute(&mut *tx)
+        let joined = sqlx::query(
+            "INSERT INTO care_team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if joined {
+            log_membership_change(
+                &mut tx,
+                team_id,
+                user_id,
+                by,
+                AccessAction::GranteeMemberAdded,
+            )
             .await?;
+        }
         sqlx::query(
             "INSERT INTO organization_members (organization_id, user_id)
              SELECT organization_id, $2 FROM care_teams WHERE id = $1 ON CONFLICT DO NOTHING",
@@ -267,12 +295,37 @@ impl Store {
         team_id: Uuid,
         user_id: Uuid,
     ) -> Result<bool, StorageError> {
-        let done = sqlx::query("DELETE FROM care_team_members WHERE team_id = $1 AND user_id = $2")
+        self.remove_team_member_by(team_id, user_id, None).await
+    }
+
+    /// Removes a member from a care team on behalf of `by`, recorded like
+    /// [`Store::add_team_member_by`].
+    pub async fn remove_team_member_by(
+        &self,
+        team_id: Uuid,
+        user_id: Uuid,
+        by: Option<Uuid>,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.pool().begin().await?;
+        let left = sqlx::query("DELETE FROM care_team_members WHERE team_id = $1 AND user_id = $2")
             .bind(team_id)
             .bind(user_id)
-            .execute(self.pool())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if left {
+            log_membership_change(
+                &mut tx,
+                team_id,
+                user_id,
+                by,
+                AccessAction::GranteeMemberRemoved,
+            )
             .await?;
-        Ok(done.rows_affected() > 0)
+        }
+        tx.commit().await?;
+        Ok(left)
     }
 
     pub async fn add_guardian(&self, patient_id: Uuid, user_id: Uuid) -> Result<(), StorageError> {
@@ -527,4 +580,40 @@ impl Store {
         }
         self.remove_guardian(actor.patient_id(), user_id).await
     }
+}
+
+/// Writes a membership change of a care team into the access log of every patient whose
+/// active grant names the team or its organization, naming the member and the team.
+async fn log_membership_change(
+    conn: &mut sqlx::PgConnection,
+    team_id: Uuid,
+    user_id: Uuid,
+    by: Option<Uuid>,
+    action: AccessAction,
+) -> Result<(), StorageError> {
+    let verb = match action {
+        AccessAction::GranteeMemberRemoved => "left",
+        _ => "joined",
+    };
+    sqlx::query(
+        "INSERT INTO access_log (actor_id, actor_role, patient_id, action, purpose, grant_id,
+             outcome, reason)
+         SELECT $3, CASE WHEN $3::uuid IS NULL THEN 'operator' ELSE 'admin' END, g.patient_id,
+             $4, g.purpose, g.id, 'allowed',
+             u.display_name || ' (' || u.role || ') ' || $5 || ' ' || t.name
+         FROM care_teams t
+         JOIN users u ON u.id = $2
+         JOIN grants g ON g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+             AND ((g.grantee_type = 'care_team' AND g.grantee_id = t.id)
+               OR (g.grantee_type = 'organization' AND g.grantee_id = t.organization_id))
+         WHERE t.id = $1",
+    )
+    .bind(team_id)
+    .bind(user_id)
+    .bind(by)
+    .bind(action.as_str())
+    .bind(verb)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -230,7 +230,9 @@ struct MemberRequest {
     user_id: Uuid,
 }
 
-/// Add a clinician to a care team: grants to the team apply to them from their next request.
+/// Add a clinician to a care team: grants to the team apply to them from their next request,
+/// and every patient whose active grant names the team (or its organization) finds the change
+/// in their access log, with who made it.
 #[utoipa::path(post, path = "/v1/admin/teams/{team_id}/members", tag = "admin",
     security(("bearer" = [])), params(("team_id" = Uuid, Path)), request_body = MemberRequest,
     responses((status = 204, description = "Added"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -257,11 +259,15 @@ async fn add_member(
             "care teams are made of clinicians".into(),
         ));
     }
-    state.store.add_team_member(team_id, user.id).await?;
+    state
+        .store
+        .add_team_member_by(team_id, user.id, Some(principal.user_id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Remove a member from a care team: grants to the team stop applying to them at once.
+/// Remove a member from a care team: grants to the team stop applying to them at once (the
+/// change is in the affected patients' access logs).
 #[utoipa::path(delete, path = "/v1/admin/teams/{team_id}/members/{user_id}", tag = "admin",
     security(("bearer" = [])), params(("team_id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody),
@@ -272,7 +278,11 @@ async fn remove_member(
     Path((team_id, user_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&principal)?;
-    if state.store.remove_team_member(team_id, user_id).await? {
+    if state
+        .store
+        .remove_team_member_by(team_id, user_id, Some(principal.user_id))
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
