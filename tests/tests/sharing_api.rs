@@ -414,6 +414,18 @@ async fn a_patient_shares_through_the_api_alone_and_revokes() {
     let reading = json!({"type": "glucose", "value": 6.1, "unit": "mmol/L", "measured_at": (Utc::now() - Duration::minutes(5)).to_rfc3339()});
     assert_eq!(cgm.send(reading.to_string()).await.expect("ack").stored, 1);
 
+    // `alerts` is not a category: alerts go with the category of their readings.
+    let (status, refused) = call(
+        reqwest::Method::POST,
+        format!("/v1/patients/{patient}/grants"),
+        ada_token.clone(),
+        Some(
+            json!({"grantee": {"type": "care_team", "id": team}, "categories": ["alerts"],
+            "access": ["receive_alerts"], "purpose": "care"}),
+        ),
+    )
+    .await;
+    assert!(status.is_client_error(), "{status}: {refused}");
     // Grant the care team glucose-only access for 30 days.
     let grant = json!({"grantee": {"type": "care_team", "id": team}, "categories": ["glucose"], "access": ["view_readings"],
         "purpose": "care", "expires_at": (Utc::now() + Duration::days(30)).to_rfc3339()});

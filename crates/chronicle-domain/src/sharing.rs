@@ -65,7 +65,6 @@ string_enum!(
     DataCategory {
         Glucose => "glucose",
         BloodPressure => "blood_pressure",
-        Alerts => "alerts",
         DeviceInfo => "device_info",
     }
 );

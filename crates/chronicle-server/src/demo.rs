@@ -588,7 +588,6 @@ fn care_grant(patient_id: Uuid, care_team_id: Uuid, created_by: Option<Uuid>) ->
         categories: [
             DataCategory::Glucose,
             DataCategory::BloodPressure,
-            DataCategory::Alerts,
             DataCategory::DeviceInfo,
         ]
         .into_iter()

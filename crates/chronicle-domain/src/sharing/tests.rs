@@ -435,7 +435,7 @@ fn any_grant() -> impl Strategy<Value = Grant> {
     ];
     (
         grantee,
-        proptest::sample::subsequence(DataCategory::ALL.to_vec(), 0..=4),
+        proptest::sample::subsequence(DataCategory::ALL.to_vec(), 0..=DataCategory::ALL.len()),
         proptest::sample::subsequence(Access::ALL.to_vec(), 0..=4),
         proptest::sample::select(Purpose::ALL.to_vec()),
         proptest::option::of(-100i64..100),
