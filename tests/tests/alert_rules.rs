@@ -585,3 +585,119 @@ async fn the_patients_own_export_holds_alerts_notes_targets_and_the_access_log()
     }
     assert_eq!(record["grants"].as_array().map(Vec::len), Some(1));
 }
+
+/// Acknowledging is per audience: a caregiver who receives the patient's alerts acknowledges
+/// for the caregivers only — the care team's alert stays open for the care team — and only
+/// the care team resolves.
+#[tokio::test]
+async fn a_caregivers_acknowledgement_does_not_change_the_care_teams_alert() {
+    use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
+    let w = world().await;
+    let (patient, _) = w.clinic.patient("Audiences").await;
+    let carer = chronicle_tests::create_user(
+        &w.store,
+        "carer@example.org",
+        Role::Caregiver,
+        None,
+        PASSWORD,
+    )
+    .await;
+    w.store
+        .create_grant(&chronicle_storage::sharing::NewGrant {
+            patient_id: patient,
+            grantee: Grantee::User(carer),
+            categories: [DataCategory::Glucose].into_iter().collect(),
+            access: [Access::ReceiveAlerts].into_iter().collect(),
+            purpose: Purpose::Caregiving,
+            data_since: None,
+            expires_at: None,
+            created_by: None,
+        })
+        .await
+        .expect("caregiving grant");
+    let carer_token = w.api.login("carer@example.org", PASSWORD).await;
+    let mut cgm = w.device(patient, DeviceKind::Cgm).await;
+    send(
+        &mut cgm,
+        vec![glucose(Utc::now() - Duration::minutes(2), 48.0)],
+    )
+    .await;
+    w.settled().await;
+    let alert = eventually(std::time::Duration::from_secs(10), "the alert", || async {
+        w.alerts_of(patient, "kind=alert").await.into_iter().next()
+    })
+    .await;
+    let base = format!(
+        "/v1/patients/{patient}/alerts/{}",
+        alert["id"].as_str().expect("id")
+    );
+
+    let (status, seen) = w
+        .api
+        .call(
+            Some(&carer_token),
+            Method::POST,
+            &format!("{base}/acknowledge"),
+            Some(json!({"note": "texted her"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(
+        seen["status"], "open",
+        "the care team's state is untouched: {seen}"
+    );
+    assert!(seen["acknowledged_by"].is_null(), "{seen}");
+    assert_eq!(seen["audience_acknowledgement"]["audience"], "caregiving");
+    assert_eq!(seen["audience_acknowledgement"]["note"], "texted her");
+    assert_eq!(
+        seen["audience_acknowledgement"]["acknowledged_by"],
+        carer.to_string()
+    );
+    let (status, _) = w
+        .api
+        .call(
+            Some(&carer_token),
+            Method::POST,
+            &format!("{base}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "once per audience");
+    let (status, _) = w
+        .api
+        .call(
+            Some(&carer_token),
+            Method::POST,
+            &format!("{base}/resolve"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only the care team resolves");
+
+    // The care team still sees an open alert and takes it on; the caregiver then sees both.
+    let care_view = w.alerts_of(patient, "kind=alert").await;
+    assert_eq!(care_view[0]["status"], "open");
+    assert!(care_view[0]["audience_acknowledgement"].is_null());
+    let (status, acked) = w
+        .api
+        .call(
+            Some(&w.token),
+            Method::POST,
+            &format!("{base}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{acked}");
+    assert_eq!(acked["status"], "acknowledged");
+    let carer_view = w
+        .api
+        .get_ok(
+            &carer_token,
+            &format!("/v1/patients/{patient}/alerts?kind=alert"),
+        )
+        .await;
+    let item = &carer_view["items"][0];
+    assert_eq!(item["status"], "acknowledged", "{item}");
+    assert_eq!(item["acknowledged_by"], w.clinic.clinician.to_string());
+    assert_eq!(item["audience_acknowledgement"]["note"], "texted her");
+}

@@ -311,7 +311,30 @@ pub struct Allowance {
     pub deidentified: bool,
 }
 
+string_enum!(
+    /// Who an alert reaches, as one group: an acknowledgement speaks for its own audience
+    /// only. The alert's lifecycle (acknowledged, resolved) is the care team's.
+    AlertAudience {
+        /// Clinicians reading for care: the alert's own state is theirs.
+        CareTeam => "care",
+        /// The patient and their guardians.
+        Patient => "patient",
+        Caregivers => "caregiving",
+        PeerSupport => "peer_support",
+    }
+);
+
 impl Allowance {
+    /// The audience a reader with this allowance belongs to, for alerts.
+    pub fn alert_audience(&self) -> AlertAudience {
+        match (self.basis, self.purpose) {
+            (Basis::Own | Basis::Guardian, _) => AlertAudience::Patient,
+            (_, Some(Purpose::Caregiving)) => AlertAudience::Caregivers,
+            (_, Some(Purpose::PeerSupport)) => AlertAudience::PeerSupport,
+            _ => AlertAudience::CareTeam,
+        }
+    }
+
     /// The earliest instant data may come from: the later of `from` and the grant's window.
     pub fn clamp_from(&self, from: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         match (from, self.data_since) {

@@ -94,6 +94,19 @@ pub(crate) struct AlertItem {
     #[schema(value_type = Option<ResolutionName>)]
     resolution: Option<Resolution>,
     resolution_note: Option<String>,
+    /// For readers outside the care team (the patient's side, caregivers): their own
+    /// audience's acknowledgement. The `acknowledged_*` fields above are the care team's.
+    audience_acknowledgement: Option<AudienceAcknowledgementItem>,
+}
+
+/// An acknowledgement made by and for one audience.
+#[derive(Debug, Serialize, ToSchema)]
+struct AudienceAcknowledgementItem {
+    /// `patient` (the patient and their guardians), `caregiving` or `peer_support`.
+    audience: String,
+    acknowledged_by: Option<Uuid>,
+    acknowledged_at: DateTime<Utc>,
+    note: Option<String>,
 }
 
 impl From<AlertRecord> for AlertItem {
@@ -121,6 +134,14 @@ impl From<AlertRecord> for AlertItem {
             resolved_at: a.resolved_at,
             resolution: a.resolution,
             resolution_note: a.resolution_note,
+            audience_acknowledgement: a.audience_acknowledgement.map(|k| {
+                AudienceAcknowledgementItem {
+                    audience: k.audience.as_str().to_owned(),
+                    acknowledged_by: k.by,
+                    acknowledged_at: k.at,
+                    note: k.note,
+                }
+            }),
         }
     }
 }
@@ -208,6 +229,7 @@ impl AlertsQuery {
                 })
                 .transpose()?,
             limit,
+            id: None,
         })
     }
 
@@ -387,6 +409,10 @@ async fn act(
         Ok(alert) => Ok(Json(alert.into())),
         Err(AlertActionError::NotFound) => Err(ApiError::NotFound),
         Err(AlertActionError::Transition(invalid)) => Err(ApiError::Conflict(invalid.to_string())),
+        Err(AlertActionError::AlreadyAcknowledged) => Err(ApiError::Conflict(
+            AlertActionError::AlreadyAcknowledged.to_string(),
+        )),
+        Err(AlertActionError::CareTeamOnly) => Err(ApiError::Forbidden),
     }
 }
 

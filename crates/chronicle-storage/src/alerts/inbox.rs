@@ -7,8 +7,8 @@ use crate::{StorageError, Store};
 use chronicle_domain::alerts::lifecycle::AlertKind;
 use chronicle_domain::alerts::lifecycle::{self, AlertStatus, EventKind, InvalidTransition};
 use chronicle_domain::alerts::{RuleId, Severity};
-use chronicle_domain::sharing::Principal;
 use chronicle_domain::sharing::{Access, DataCategory};
+use chronicle_domain::sharing::{AlertAudience, Principal};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -73,6 +73,10 @@ impl Store {
         let categories: Vec<&str> = permits.iter().map(|p| p.category().as_str()).collect();
         let since: Vec<Option<DateTime<Utc>>> =
             permits.iter().map(|p| p.clamp_from(None)).collect();
+        let audiences: Vec<&str> = permits
+            .iter()
+            .map(|p| p.allowance().alert_audience().as_str())
+            .collect();
         let statuses: Option<Vec<&str>> = filter
             .statuses
             .as_ref()
@@ -86,15 +90,20 @@ impl Store {
             .as_str()
         });
         sqlx::query_as::<_, AlertRow>(&format!(
-            "SELECT {columns} FROM alerts a
-             JOIN UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS p (patient_id, category, since)
+            "SELECT {columns}, k.audience, k.acknowledged_by AS audience_acknowledged_by,
+                    k.acknowledged_at AS audience_acknowledged_at, k.note AS audience_note
+             FROM alerts a
+             JOIN UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $10::text[])
+                 AS p (patient_id, category, since, audience)
                ON a.patient_id = p.patient_id AND a.category = p.category
               AND (p.since IS NULL OR a.triggered_at >= p.since)
+             LEFT JOIN alert_acknowledgements k ON k.alert_id = a.id AND k.audience = p.audience
              WHERE ($4::text IS NULL OR a.kind = $4)
                AND ($5::text[] IS NULL OR a.status = ANY($5))
                AND ($6::text IS NULL OR a.rule = $6)
                AND ($7::text IS NULL OR a.severity = $7)
                AND ($8::bigint IS NULL OR a.seq < $8)
+               AND ($11::uuid IS NULL OR a.id = $11)
              ORDER BY a.seq DESC LIMIT $9",
             columns = ALERT_COLUMNS
                 .split(", ")
@@ -111,6 +120,8 @@ impl Store {
         .bind(filter.severity.map(Severity::as_str))
         .bind(filter.before_seq)
         .bind(filter.limit)
+        .bind(&audiences)
+        .bind(filter.id)
         .fetch_all(self.pool())
         .await?
         .into_iter()
@@ -139,7 +150,9 @@ impl Store {
     }
 
     /// Acknowledges or resolves an alert as `user_id`, with an optional note. Serialized with
-    /// the engine's evaluation of the patient.
+    /// the engine's evaluation of the patient. The alert's own state is the care team's:
+    /// another audience (the patient's side, caregivers) acknowledges for itself only, and
+    /// only the care team resolves.
     pub async fn act_on_alert(
         &self,
         permit: &Permit,
@@ -149,6 +162,16 @@ impl Store {
         note: Option<&str>,
     ) -> Result<Result<AlertRecord, AlertActionError>, StorageError> {
         permits_for_alerts(std::slice::from_ref(permit))?;
+        let audience = permit.allowance().alert_audience();
+        if audience != AlertAudience::CareTeam {
+            return match action {
+                AlertAction::Resolve => Ok(Err(AlertActionError::CareTeamOnly)),
+                AlertAction::Acknowledge => {
+                    self.acknowledge_for_audience(permit, alert_id, user_id, note)
+                        .await
+                }
+            };
+        }
         let mut evaluation = self.begin_alert_evaluation(&[permit.patient_id()]).await?;
         let row: Option<(String, Option<String>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT kind, status, triggered_at FROM alerts
@@ -207,6 +230,53 @@ impl Store {
         }
     }
 
+    /// Records `audience`'s own acknowledgement of a live alert, leaving the alert's (the care
+    /// team's) state as it is.
+    async fn acknowledge_for_audience(
+        &self,
+        permit: &Permit,
+        alert_id: Uuid,
+        user_id: Uuid,
+        note: Option<&str>,
+    ) -> Result<Result<AlertRecord, AlertActionError>, StorageError> {
+        let audience = permit.allowance().alert_audience();
+        let inserted = sqlx::query(
+            "INSERT INTO alert_acknowledgements (alert_id, audience, acknowledged_by, note)
+             SELECT a.id, $4, $5, $6 FROM alerts a
+             WHERE a.id = $1 AND a.patient_id = $2 AND a.category = $3 AND a.kind = 'alert'
+               AND ($7::timestamptz IS NULL OR a.triggered_at >= $7)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(alert_id)
+        .bind(permit.patient_id())
+        .bind(permit.category().as_str())
+        .bind(audience.as_str())
+        .bind(user_id)
+        .bind(note)
+        .bind(permit.clamp_from(None))
+        .execute(self.pool())
+        .await?
+        .rows_affected()
+            > 0;
+        let found = self
+            .alerts_for(
+                std::slice::from_ref(permit),
+                &AlertFilter {
+                    id: Some(alert_id),
+                    historical: Some(false),
+                    limit: 1,
+                    ..AlertFilter::default()
+                },
+            )
+            .await?
+            .pop();
+        Ok(match found {
+            None => Err(AlertActionError::NotFound),
+            Some(_) if !inserted => Err(AlertActionError::AlreadyAcknowledged),
+            Some(alert) => Ok(alert),
+        })
+    }
+
     /// The (patient, category) pairs whose alerts a principal may receive, to ask the gate
     /// about: their own record and those they are guardian of (both categories), and every
     /// active grant naming them (directly, or through a current team or organization) that
@@ -258,6 +328,12 @@ pub enum AlertActionError {
     NotFound,
     #[error(transparent)]
     Transition(#[from] InvalidTransition),
+    /// Only the care team resolves an alert; other audiences acknowledge for themselves.
+    #[error("only the care team resolves an alert; acknowledge it for yourself instead")]
+    CareTeamOnly,
+    /// The caller's audience acknowledged this alert already.
+    #[error("already acknowledged on your side")]
+    AlreadyAcknowledged,
 }
 
 /// A user's action on an alert.
@@ -279,6 +355,8 @@ pub struct AlertFilter {
     /// Continue after this position (the previous page's last `seq`).
     pub before_seq: Option<i64>,
     pub limit: i64,
+    /// One alert only.
+    pub id: Option<Uuid>,
 }
 
 pub(super) fn permits_for_alerts(permits: &[Permit]) -> Result<(), StorageError> {

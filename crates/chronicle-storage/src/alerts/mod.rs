@@ -27,7 +27,7 @@ use crate::{StorageError, Store};
 use chronicle_domain::alerts::lifecycle::EventKind;
 use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
 use chronicle_domain::alerts::{RuleId, Severity};
-use chronicle_domain::sharing::DataCategory;
+use chronicle_domain::sharing::{AlertAudience, DataCategory};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
@@ -71,6 +71,20 @@ pub struct AlertRecord {
     pub resolved_at: Option<DateTime<Utc>>,
     pub resolution: Option<Resolution>,
     pub resolution_note: Option<String>,
+    /// The reader's own audience's acknowledgement, for audiences other than the care team
+    /// (whose acknowledgement is the alert's own). Filled by reads for a reader, not stored
+    /// in event payloads.
+    #[serde(skip)]
+    pub audience_acknowledgement: Option<AudienceAcknowledgement>,
+}
+
+/// An acknowledgement made by and for one audience (the patient's side, caregivers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudienceAcknowledgement {
+    pub audience: AlertAudience,
+    pub by: Option<Uuid>,
+    pub at: DateTime<Utc>,
+    pub note: Option<String>,
 }
 
 /// An alert row as the database returns it.
@@ -99,6 +113,15 @@ struct AlertRow {
     resolved_at: Option<DateTime<Utc>>,
     resolution: Option<String>,
     resolution_note: Option<String>,
+    /// Only reads for a reader select these (the reader's audience's acknowledgement).
+    #[sqlx(default)]
+    audience: Option<String>,
+    #[sqlx(default)]
+    audience_acknowledged_by: Option<Uuid>,
+    #[sqlx(default)]
+    audience_acknowledged_at: Option<DateTime<Utc>>,
+    #[sqlx(default)]
+    audience_note: Option<String>,
 }
 
 impl TryFrom<AlertRow> for AlertRecord {
@@ -141,6 +164,15 @@ impl TryFrom<AlertRow> for AlertRecord {
                 .map(|r| named("alert resolution", &r, Resolution::parse))
                 .transpose()?,
             resolution_note: row.resolution_note,
+            audience_acknowledgement: match (row.audience, row.audience_acknowledged_at) {
+                (Some(audience), Some(at)) => Some(AudienceAcknowledgement {
+                    audience: named("alert audience", &audience, AlertAudience::parse)?,
+                    by: row.audience_acknowledged_by,
+                    at,
+                    note: row.audience_note,
+                }),
+                _ => None,
+            },
         })
     }
 }
