@@ -41,31 +41,13 @@ impl AlertMetrics {
             webhook_attempts: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("chronicle_alerts");
-        r.register(
-            "evaluations",
-            "Patients evaluated",
-            metrics.evaluations.clone(),
-        );
-        r.register(
-            "evaluation_seconds",
-            "Time to evaluate one patient, waiting for its lock included",
-            metrics.evaluation_seconds.clone(),
-        );
-        r.register(
-            "evaluation_failures",
-            "Evaluations that failed; their work stays queued",
-            metrics.evaluation_failures.clone(),
-        );
-        r.register(
-            "events",
-            "Alert events written, by kind",
-            metrics.events.clone(),
-        );
-        r.register(
-            "webhook_attempts",
-            "Webhook delivery attempts, by outcome",
-            metrics.webhook_attempts.clone(),
-        );
+        chronicle_domain::register_metrics!(r, metrics, {
+            evaluations: "Patients evaluated",
+            evaluation_seconds: "Time to evaluate one patient, waiting for its lock included",
+            evaluation_failures: "Evaluations that failed; their work stays queued",
+            events: "Alert events written, by kind",
+            webhook_attempts: "Webhook delivery attempts, by outcome",
+        });
         metrics
     }
 }

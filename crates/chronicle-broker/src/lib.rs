@@ -155,38 +155,20 @@ pub struct BrokerMetrics {
     connections_refused: Family<ReasonLabel, Counter>,
     requests_refused: Family<ReasonLabel, Counter>,
     acks_dropped: Counter,
-    kicked: Counter,
+    identities_dropped: Counter,
 }
 
 impl BrokerMetrics {
     pub fn register(registry: &mut Registry) -> BrokerMetrics {
         let metrics = BrokerMetrics::default();
         let r = registry.sub_registry_with_prefix("chronicle_broker");
-        r.register(
-            "connections",
-            "Client connections open",
-            metrics.connections.clone(),
-        );
-        r.register(
-            "connections_refused",
-            "CONNECTs refused, by reason",
-            metrics.connections_refused.clone(),
-        );
-        r.register(
-            "requests_refused",
-            "Publishes and subscriptions refused by authorization, by kind",
-            metrics.requests_refused.clone(),
-        );
-        r.register(
-            "acks_dropped",
-            "Acks not delivered because a client's queue was full",
-            metrics.acks_dropped.clone(),
-        );
-        r.register(
-            "identities_dropped",
-            "Identities whose connections were dropped after a registry change",
-            metrics.kicked.clone(),
-        );
+        chronicle_domain::register_metrics!(r, metrics, {
+            connections: "Client connections open",
+            connections_refused: "CONNECTs refused, by reason",
+            requests_refused: "Publishes and subscriptions refused by authorization, by kind",
+            acks_dropped: "Acks not delivered because a client's queue was full",
+            identities_dropped: "Identities whose connections were dropped after a registry change",
+        });
         metrics
     }
 
@@ -449,7 +431,7 @@ async fn apply_registry_changes<A: Authority, S: MessageSink>(
                     Ok(principal) => {
                         if principal.is_none() {
                             tracing::info!(%identity, "identity revoked or erased: dropping its MQTT connections");
-                            ctx.metrics.kicked.inc();
+                            ctx.metrics.identities_dropped.inc();
                         }
                         ctx.sessions.apply(&identity, principal);
                         break;

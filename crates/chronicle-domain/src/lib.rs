@@ -36,3 +36,13 @@ pub use reading::{
 };
 pub use rejection::{Rejection, RejectionReason};
 pub use units::GlucoseUnit;
+
+/// Registers each named field of `$metrics` into `$registry` under the field's own name, with
+/// its help text: one line per metric wherever metrics are declared (ingest, broker, alerts).
+/// It expands in the caller's crate, so the domain itself depends on no metrics library.
+#[macro_export]
+macro_rules! register_metrics {
+    ($registry:expr, $metrics:expr, { $($field:ident: $help:literal,)* }) => {
+        $($registry.register(stringify!($field), $help, $metrics.$field.clone());)*
+    };
+}

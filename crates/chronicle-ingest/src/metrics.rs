@@ -28,7 +28,7 @@ pub struct IngestMetrics {
     pub batch_readings: Histogram,
     pub commit_seconds: Histogram,
     /// Time from a message's arrival to the commit of its batch.
-    pub ingest_lag_seconds: Histogram,
+    pub lag_seconds: Histogram,
     pub storage_errors: Counter,
     pub broker_connected: Gauge,
 }
@@ -43,61 +43,23 @@ impl IngestMetrics {
             batch_messages: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             batch_readings: Histogram::new(exponential_buckets(1.0, 2.0, 18)),
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
-            ingest_lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
+            lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
             storage_errors: Counter::default(),
             broker_connected: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("chronicle_ingest");
-        r.register(
-            "messages_received",
-            "Messages received from every front door",
-            metrics.messages_received.clone(),
-        );
-        r.register(
-            "readings_stored",
-            "Readings written to the database",
-            metrics.readings_stored.clone(),
-        );
-        r.register(
-            "readings_duplicate",
-            "Readings already held, not written again",
-            metrics.readings_duplicate.clone(),
-        );
-        r.register(
-            "readings_rejected",
-            "Readings refused, by reason",
-            metrics.readings_rejected.clone(),
-        );
-        r.register(
-            "batch_messages",
-            "Messages per committed batch",
-            metrics.batch_messages.clone(),
-        );
-        r.register(
-            "batch_readings",
-            "Readings per committed batch",
-            metrics.batch_readings.clone(),
-        );
-        r.register(
-            "commit_seconds",
-            "Time to write and commit one batch",
-            metrics.commit_seconds.clone(),
-        );
-        r.register(
-            "lag_seconds",
-            "Time from a message's arrival to its batch's commit",
-            metrics.ingest_lag_seconds.clone(),
-        );
-        r.register(
-            "storage_errors",
-            "Failed batch writes (each is retried)",
-            metrics.storage_errors.clone(),
-        );
-        r.register(
-            "broker_connected",
-            "1 while the MQTT front door is connected to its broker",
-            metrics.broker_connected.clone(),
-        );
+        chronicle_domain::register_metrics!(r, metrics, {
+            messages_received: "Messages received from every front door",
+            readings_stored: "Readings written to the database",
+            readings_duplicate: "Readings already held, not written again",
+            readings_rejected: "Readings refused, by reason",
+            batch_messages: "Messages per committed batch",
+            batch_readings: "Readings per committed batch",
+            commit_seconds: "Time to write and commit one batch",
+            lag_seconds: "Time from a message's arrival to its batch's commit",
+            storage_errors: "Failed batch writes (each is retried)",
+            broker_connected: "1 while the MQTT front door is connected to its broker",
+        });
         metrics
     }
 }

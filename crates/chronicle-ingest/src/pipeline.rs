@@ -245,9 +245,7 @@ impl Pipeline {
             let lag = (committed_at - message.received_at)
                 .num_microseconds()
                 .unwrap_or(0);
-            self.metrics
-                .ingest_lag_seconds
-                .observe(lag.max(0) as f64 / 1e6);
+            self.metrics.lag_seconds.observe(lag.max(0) as f64 / 1e6);
         }
         Ok(outcomes)
     }
