@@ -195,6 +195,28 @@ fn fleet_of(file: &DevicesFile) -> anyhow::Result<FleetPlan> {
     })
 }
 
+/// Every patient simulated from `start`, ready to play through their fleet devices
+/// (`indexes`, per patient); `fresh`: registered for this run, so every reading must be stored.
+async fn simulated_players(
+    patients: Vec<Patient>,
+    start: DateTime<Utc>,
+    indexes: Vec<Vec<Option<usize>>>,
+    fresh: bool,
+) -> anyhow::Result<Vec<PlayPatient>> {
+    Ok(simulators(patients, start)
+        .await?
+        .into_iter()
+        .zip(indexes)
+        .map(|(sim, devices)| PlayPatient {
+            after: vec![None; devices.len()],
+            source: Source::Sim(Box::new(sim)),
+            devices,
+            fresh,
+            track: false,
+        })
+        .collect())
+}
+
 /// Simulators for every patient from `start` (each runs a day of burn-in), on all cores.
 async fn simulators(
     patients: Vec<Patient>,
@@ -281,18 +303,7 @@ async fn run_population(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
         args.server.devices_file_to_keep(),
     )
     .await?;
-    let sims = simulators(patients, start).await?;
-    let play: Vec<PlayPatient> = sims
-        .into_iter()
-        .zip(indexes)
-        .map(|(sim, devices)| PlayPatient {
-            after: vec![None; devices.len()],
-            source: Source::Sim(Box::new(sim)),
-            devices,
-            fresh,
-            track: false,
-        })
-        .collect();
+    let play = simulated_players(patients, start, indexes, fresh).await?;
     let plan = Plan {
         start,
         end,
@@ -355,18 +366,7 @@ async fn run_load(args: cli::LoadArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let connect_seconds = connect_started.elapsed().as_secs_f64();
-    let sims = simulators(patients, start).await?;
-    let play: Vec<PlayPatient> = sims
-        .into_iter()
-        .zip(indexes)
-        .map(|(sim, devices)| PlayPatient {
-            after: vec![None; devices.len()],
-            source: Source::Sim(Box::new(sim)),
-            devices,
-            fresh,
-            track: false,
-        })
-        .collect();
+    let play = simulated_players(patients, start, indexes, fresh).await?;
     let plan = Plan {
         start,
         end: Some(now),

@@ -365,14 +365,15 @@ struct NoteRequest {
     note: Option<String>,
 }
 
+/// One user's action on an alert of the path's patient, with the body's optional note.
 async fn act(
     state: &AppState,
     principal: &Principal,
-    patient_id: Uuid,
-    alert_id: Uuid,
+    (patient_id, alert_id): (Uuid, Uuid),
     action: AlertAction,
-    note: Option<String>,
+    body: Option<Json<NoteRequest>>,
 ) -> Result<Json<AlertItem>, ApiError> {
+    let note = body.and_then(|Json(b)| b.note);
     let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     if note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
         return Err(ApiError::BadRequest(
@@ -425,19 +426,10 @@ async fn act(
 async fn acknowledge(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    Path((patient_id, alert_id)): Path<(Uuid, Uuid)>,
+    Path(alert): Path<(Uuid, Uuid)>,
     body: Option<Json<NoteRequest>>,
 ) -> Result<Json<AlertItem>, ApiError> {
-    let note = body.and_then(|Json(b)| b.note);
-    act(
-        &state,
-        &principal,
-        patient_id,
-        alert_id,
-        AlertAction::Acknowledge,
-        note,
-    )
-    .await
+    act(&state, &principal, alert, AlertAction::Acknowledge, body).await
 }
 
 /// Resolve an open or acknowledged alert by hand, with an optional note.
@@ -449,19 +441,10 @@ async fn acknowledge(
 async fn resolve(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    Path((patient_id, alert_id)): Path<(Uuid, Uuid)>,
+    Path(alert): Path<(Uuid, Uuid)>,
     body: Option<Json<NoteRequest>>,
 ) -> Result<Json<AlertItem>, ApiError> {
-    let note = body.and_then(|Json(b)| b.note);
-    act(
-        &state,
-        &principal,
-        patient_id,
-        alert_id,
-        AlertAction::Resolve,
-        note,
-    )
-    .await
+    act(&state, &principal, alert, AlertAction::Resolve, body).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
