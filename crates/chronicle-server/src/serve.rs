@@ -257,6 +257,7 @@ pub async fn launch(
     )
     .await?;
 
+    let login_guard = Arc::new(chronicle_http::login_guard::LoginGuard::new(&mut registry));
     let router = chronicle_http::router(chronicle_http::AppState {
         store: store.clone(),
         broker: broker_status,
@@ -266,6 +267,8 @@ pub async fn launch(
         shutdown: shutdown.clone(),
         mqtt_topic_prefix: settings.mqtt_topic_prefix.clone(),
         broker_hooks_secret: settings.broker_hooks_secret.clone(),
+        login_guard,
+        trusted_proxies: settings.http_trusted_proxies.clone().into(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(
         listeners.http,
