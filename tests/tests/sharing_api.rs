@@ -709,6 +709,14 @@ async fn erasure_removes_identity_and_is_the_patients_decision() {
         (0, 0),
         "no trace of the person in the accounts"
     );
+    let logins: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM authentication_events e JOIN users u ON u.id = e.user_id
+         WHERE u.display_name = 'erased'",
+    )
+    .fetch_one(&c._db.pool)
+    .await
+    .expect("authentication events");
+    assert_eq!(logins, 0, "nor of where and when they logged in");
     let hashes: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM users WHERE password_hash IS NOT NULL AND patient_id IS NULL
              AND role = 'patient'",

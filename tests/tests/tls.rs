@@ -138,6 +138,27 @@ async fn https_and_mqtt_over_tls_with_a_private_ca() {
     );
     let plain = curl(&[&url.replace("https://", "http://")]).await;
     assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+
+    // Over HTTPS too the server knows each client's address (for log-in throttling and the
+    // authentication events).
+    let login = curl(&[
+        "--cacert",
+        ca.to_str().expect("path"),
+        "-H",
+        "content-type: application/json",
+        "--data",
+        r#"{"email": "nobody@example.org", "password": "a guess"}"#,
+        &server.http_url("/v1/auth/login"),
+    ])
+    .await;
+    assert_eq!(String::from_utf8_lossy(&login.stdout), "401");
+    let (address,): (Option<String>,) = sqlx::query_as(
+        "SELECT host(client_address) FROM authentication_events WHERE kind = 'login_failed'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("the failed log-in is recorded");
+    assert_eq!(address.as_deref(), Some("127.0.0.1"));
 }
 
 #[tokio::test]

@@ -11,12 +11,48 @@
 //! - [`alerts`]: the alert rules, their thresholds and the alert lifecycle, as pure functions.
 //! - [`trends`]: glucose and blood-pressure metrics per day and window, the AGP, episodes and
 //!   the panel's flags.
+//! - [`accounts`]: authentication events, API token lifetimes, the password policy and the
+//!   back-off of failed log-ins.
 //!
 //! Invariant: this crate does no I/O and knows nothing of SQL, HTTP or MQTT. Every front door
 //! (MQTT today, HTTP uploads later) hands raw bytes to [`wire::parse_message`] and
 //! [`wire::validate_readings`]. [`sharing`] decides who may read what; it is pure, so every
 //! read path can call it and tests can try every case.
 
+/// Declares a closed vocabulary: an enum with its stable spellings (`as_str`, `parse`, `ALL`).
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable spelling used in the API and the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+pub mod accounts;
 pub mod alerts;
 pub mod codes;
 pub mod device;

@@ -34,6 +34,10 @@ pub enum ApiError {
     BadRequest(String),
     /// The request conflicts with the resource's state (e.g. resolving a resolved alert).
     Conflict(String),
+    /// The caller is who they say but may not do this, for the reason given.
+    NotPermitted(String),
+    /// Too many attempts (log-in, password change, tokens): try again after this long.
+    TooManyRequests(std::time::Duration),
     Internal(String),
 }
 
@@ -117,6 +121,12 @@ pub async fn as_problem(response: Response) -> Response {
     problem
 }
 
+impl From<crate::login_guard::Throttled> for ApiError {
+    fn from(throttled: crate::login_guard::Throttled) -> Self {
+        ApiError::TooManyRequests(throttled.retry_after)
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
@@ -151,6 +161,23 @@ impl IntoResponse for ApiError {
             }
             ApiError::Conflict(message) => {
                 error_response(StatusCode::CONFLICT, "conflict", message)
+            }
+            ApiError::NotPermitted(message) => {
+                error_response(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            ApiError::TooManyRequests(retry_after) => {
+                // Whole seconds, rounded up, so a client that waits that long is let in.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!("too many attempts; try again in {} s", seconds.max(1)),
+                );
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(seconds.max(1)),
+                );
+                response
             }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");

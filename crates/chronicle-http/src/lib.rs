@@ -13,21 +13,25 @@
 
 pub mod api;
 pub mod auth;
+pub mod client_address;
 mod dashboard;
 pub mod error;
 pub mod export;
+pub mod login_guard;
 pub mod tls;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use chronicle_ingest::mqtt::BrokerStatus;
 use chronicle_storage::Store;
 use error::error_response;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -58,6 +62,10 @@ pub struct AppState {
     /// How much of the most recent data research reads withhold (before each study's own
     /// stretch of it).
     pub research_holdback: chrono::Duration,
+    /// Rate limits and back-off on log-in, password change and token issuance.
+    pub login_guard: Arc<login_guard::LoginGuard>,
+    /// Proxies whose `X-Forwarded-For` names the client ([`client_address`]); none by default.
+    pub trusted_proxies: Arc<[std::net::IpAddr]>,
 }
 
 /// How long a request may take to produce its response (the head: a stream's body, such as
@@ -120,8 +128,9 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.
-/// Serves `router` on `listener`, over TLS with `tls`, until `shutdown`.
+/// Serves `router` on `listener`, over TLS with `tls`, until `shutdown`, then lets requests in
+/// flight finish. Either way each request knows its TCP peer (`ConnectInfo<SocketAddr>`), the
+/// client address the rate limits and authentication events use.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -131,14 +140,22 @@ pub async fn serve(
     let stopped = async move { shutdown.cancelled().await };
     match tls {
         None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopped)
-                .await
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped)
+            .await
         }
         Some(config) => {
-            axum::serve(tls::TlsListener::new(listener, config)?, router)
-                .with_graceful_shutdown(stopped)
-                .await
+            // axum gives `ConnectInfo<SocketAddr>` for a `TcpListener` and for any listener
+            // wrapped by `tap_io`; the tap itself does nothing.
+            axum::serve(
+                tls::TlsListener::new(listener, config)?.tap_io(|_| {}),
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped)
+            .await
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::cli::{
 };
 use crate::database::Database;
 use anyhow::Context;
+use chronicle_domain::accounts::{api_token_days, check_password};
 use chronicle_storage::NewPatient;
 use chronicle_storage::credentials::{hash_password, random_secret};
 use chronicle_storage::identity::{NewUser, TokenKind};
@@ -393,7 +394,7 @@ pub async fn user(settings: &DatabaseSettings, command: UserCommand) -> anyhow::
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
                 let password = line.trim_end_matches(['\r', '\n']).to_owned();
-                anyhow::ensure!(password.chars().count() >= 12, "the password must have at least 12 characters");
+                check_password(&password, &[&email, &name]).map_err(|weak| anyhow::anyhow!("{weak}"))?;
                 (password, false)
             } else {
                 (random_secret(20), true)
@@ -425,9 +426,20 @@ pub async fn user(settings: &DatabaseSettings, command: UserCommand) -> anyhow::
             Ok(())
         }
         UserCommand::Token { user, label, expires_days } => {
-            let expires_at = expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d)));
-            let issued = database.store.issue_token(user, TokenKind::Api, label.as_deref(), expires_at).await?;
+            let days = api_token_days(expires_days)?;
+            let expires_at = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
+            let issued = database.store.issue_token(user, TokenKind::Api, label.as_deref(), Some(expires_at)).await?;
             println!("{}", issued.token);
+            Ok(())
+        }
+        UserCommand::Disable { user } => {
+            anyhow::ensure!(database.store.disable_user(user, None, None).await?, "no user {user}");
+            println!("user {user} is disabled; every session and API token of it is revoked");
+            Ok(())
+        }
+        UserCommand::Enable { user } => {
+            anyhow::ensure!(database.store.enable_user(user, None, None).await?, "no user {user}");
+            println!("user {user} is enabled (its revoked tokens stay revoked)");
             Ok(())
         }
     })

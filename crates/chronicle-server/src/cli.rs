@@ -11,7 +11,7 @@ use chronicle_domain::{DeviceId, DeviceKind, GatewayId};
 use chronicle_storage::{TimescaleMode, TimescaleSettings};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use uuid::Uuid;
@@ -300,7 +300,8 @@ pub enum UserCommand {
         /// For a patient user: the patient record they are (from `chronicle patient add`).
         #[arg(long)]
         patient: Option<Uuid>,
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (at least 12 characters and
+        /// not easy to guess).
         #[arg(long)]
         password_stdin: bool,
         #[arg(long)]
@@ -313,16 +314,27 @@ pub enum UserCommand {
         #[arg(long)]
         user: Uuid,
     },
-    /// Issue a long-lived API token for an integration (shown once; only its hash is stored).
+    /// Issue an API token for an integration (shown once; only its hash is stored).
     Token {
         #[arg(long)]
         user: Uuid,
         /// What the token is for.
         #[arg(long)]
         label: Option<String>,
-        /// Expire after this many days. [default: never]
+        /// Expire after this many days, at most 365. [default: 90]
         #[arg(long)]
         expires_days: Option<u32>,
+    },
+    /// Disable a user (off-boarding): they cannot log in, and every session and API token of
+    /// theirs is revoked at once.
+    Disable {
+        #[arg(long)]
+        user: Uuid,
+    },
+    /// Enable a disabled user again (the tokens revoked when it was disabled stay revoked).
+    Enable {
+        #[arg(long)]
+        user: Uuid,
     },
 }
 
@@ -724,6 +736,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_BROKER_HOOKS_SECRET", hide_env_values = true)]
     pub broker_hooks_secret: Option<String>,
 
+    /// Addresses of reverse proxies in front of the HTTP API (comma-separated IPs). When a
+    /// request's TCP peer is one of them, the client address used for log-in rate limits and
+    /// authentication events is taken from X-Forwarded-For (the rightmost entry that is not
+    /// one of them); from any other peer the header is ignored, so clients cannot forge it.
+    /// [default: none]
+    #[arg(long, env = "CHRONICLE_HTTP_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[serde(default)]
+    pub http_trusted_proxies: Vec<IpAddr>,
+
     /// With --mosquitto-auth-dir: Mosquitto's pid_file. Chronicle sends that process SIGHUP
     /// after each change, so Mosquitto reloads the files and drops revoked clients.
     #[arg(
@@ -836,6 +857,8 @@ pub struct ServeSettings {
     pub followup_work: bool,
     pub shutdown_grace: Duration,
     pub broker_hooks_secret: Option<String>,
+    /// Proxies whose X-Forwarded-For names the client.
+    pub http_trusted_proxies: Vec<IpAddr>,
 }
 
 /// A certificate chain and its key, PEM.
@@ -1000,6 +1023,11 @@ impl ServeArgs {
                     .or(f.shutdown_grace_seconds)
                     .unwrap_or(30),
             ),
+            http_trusted_proxies: if self.http_trusted_proxies.is_empty() {
+                f.http_trusted_proxies.clone()
+            } else {
+                self.http_trusted_proxies.clone()
+            },
         })
     }
 }

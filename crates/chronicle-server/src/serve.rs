@@ -258,6 +258,7 @@ pub async fn launch(
     )
     .await?;
 
+    let login_guard = Arc::new(chronicle_http::login_guard::LoginGuard::new(&mut registry));
     let router = chronicle_http::router(chronicle_http::AppState {
         store: store.clone(),
         broker: broker_status,
@@ -268,6 +269,8 @@ pub async fn launch(
         mqtt_topic_prefix: settings.mqtt_topic_prefix.clone(),
         broker_hooks_secret: settings.broker_hooks_secret.clone(),
         research_holdback: chrono::Duration::days(i64::from(settings.research_holdback_days)),
+        login_guard,
+        trusted_proxies: settings.http_trusted_proxies.clone().into(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(
         listeners.http,

@@ -32,6 +32,8 @@ pub struct User {
     pub role: Role,
     pub patient_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// When an administrator disabled the account (or its patient record was erased).
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,16 +52,22 @@ pub struct NewUser {
 pub enum TokenKind {
     /// From a password log-in; expires.
     Session,
-    /// For an integration; long-lived until revoked.
+    /// For an integration; expires (90 days by default, at most a year) unless revoked first.
     Api,
 }
 
 impl TokenKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             TokenKind::Session => "session",
             TokenKind::Api => "api",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenKind> {
+        [TokenKind::Session, TokenKind::Api]
+            .into_iter()
+            .find(|k| k.as_str() == text)
     }
 }
 
@@ -101,6 +109,7 @@ struct UserRow {
     role: String,
     patient_id: Option<Uuid>,
     created_at: DateTime<Utc>,
+    disabled_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -116,11 +125,12 @@ impl TryFrom<UserRow> for User {
             display_name: row.display_name,
             patient_id: row.patient_id,
             created_at: row.created_at,
+            disabled_at: row.disabled_at,
         })
     }
 }
 
-const USER_COLUMNS: &str = "id, email, display_name, role, patient_id, created_at";
+const USER_COLUMNS: &str = "id, email, display_name, role, patient_id, created_at, disabled_at";
 
 /// [`USER_COLUMNS`] qualified by a table alias, for joins.
 fn user_columns_of(alias: &str) -> String {
@@ -391,15 +401,16 @@ impl Store {
         .await?)
     }
 
-    /// Revokes the token with this value (a log-out); returns whether it was active.
-    pub async fn revoke_token_value(&self, token: &str) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE auth_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+    /// Revokes the token with this value (a log-out); returns its id if it was active.
+    pub async fn revoke_token_value(&self, token: &str) -> Result<Option<Uuid>, StorageError> {
+        let revoked: Option<(Uuid,)> = sqlx::query_as(
+            "UPDATE auth_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL
+             RETURNING id",
         )
         .bind(secret_hash(token))
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(revoked.map(|(id,)| id))
     }
 
     /// The active user with this e-mail (any case).

@@ -10,7 +10,8 @@
 //!   relays, Mosquitto's credentials, the ingest's accounts, announcements of changes),
 //!   [`readings`] (batched ingest writes, and permitted reads), [`followups`] (the work queued
 //!   by each ingest write for alerts and trends), [`identity`] (users, sessions, tokens,
-//!   guardians), [`sharing`] (grants, the access log, emergency access), [`records`] (export
+//!   guardians), [`accounts`] (authentication events, password changes, disabled accounts,
+//!   revoking an account's tokens), [`sharing`] (grants, the access log, emergency access), [`records`] (export
 //!   and erasure), [`research`] (de-identified reads), [`targets`], [`alerts`] (alerts, their
 //!   event stream, snoozes and webhook deliveries) and [`webhooks`].
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
@@ -20,6 +21,7 @@
 //! Invariant: this is the only crate that writes SQL. The same queries run on plain PostgreSQL
 //! and on TimescaleDB.
 
+pub mod accounts;
 pub mod alerts;
 pub mod broker_identities;
 pub mod bulk;

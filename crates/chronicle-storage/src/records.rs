@@ -133,6 +133,10 @@ impl Store {
             "DELETE FROM ingest_followups WHERE patient_id = $1",
             "UPDATE auth_tokens SET revoked_at = coalesce(revoked_at, now())
                  WHERE user_id IN (SELECT id FROM users WHERE patient_id = $1)",
+            // Where and when the person logged in is about the person too.
+            "DELETE FROM authentication_events
+                 WHERE user_id IN (SELECT id FROM users WHERE patient_id = $1)
+                    OR lower(email_tried) IN (SELECT lower(email) FROM users WHERE patient_id = $1)",
             // The tombstone keeps the account's id (the access log names actors by id) and
             // nothing that identifies the person.
             "UPDATE users SET email = 'erased-' || id || '@erased.invalid',

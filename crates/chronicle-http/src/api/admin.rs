@@ -1,13 +1,18 @@
-//! Administration: organizations (clinics), care teams, their members, and user accounts.
-//! Administrators manage accounts and see no patient data: creating a patient's account
-//! gives the administrator no grant on it.
+//! Administration: organizations (clinics), care teams, their members, and user accounts
+//! (creating, disabling and enabling them, revoking their tokens, reading authentication
+//! events). Administrators manage accounts and see no patient data: creating a patient's
+//! account gives the administrator no grant on it.
 
+use super::Page;
+use super::session::{AuthenticationEventItem, EventQuery, event_page};
 use crate::AppState;
 use crate::auth::Authenticated;
+use crate::client_address::ClientAddress;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use chronicle_domain::accounts::check_password;
 use chronicle_domain::sharing::{Principal, Role};
 use chronicle_domain::zone::parse_time_zone;
 use chronicle_storage::NewPatient;
@@ -20,9 +25,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-/// Shortest password an administrator may set.
-const MIN_PASSWORD_CHARS: usize = 12;
-
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(organizations, create_organization))
@@ -30,6 +32,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(members, add_member))
         .routes(routes!(remove_member))
         .routes(routes!(users, create_user))
+        .routes(routes!(disable_user))
+        .routes(routes!(enable_user))
+        .routes(routes!(revoke_user_tokens))
+        .routes(routes!(authentication_events))
 }
 
 fn require_admin(principal: &Principal) -> Result<(), ApiError> {
@@ -183,6 +189,8 @@ struct UserItem {
     /// For a patient account: their patient record.
     patient_id: Option<Uuid>,
     created_at: DateTime<Utc>,
+    /// Set while the account is disabled: it cannot log in and has no working token.
+    disabled_at: Option<DateTime<Utc>>,
 }
 
 impl From<User> for UserItem {
@@ -194,6 +202,7 @@ impl From<User> for UserItem {
             role: u.role.as_str().to_owned(),
             patient_id: u.patient_id,
             created_at: u.created_at,
+            disabled_at: u.disabled_at,
         }
     }
 }
@@ -314,7 +323,8 @@ struct CreateUserRequest {
     display_name: String,
     /// `patient`, `clinician`, `caregiver`, `researcher` or `admin`.
     role: String,
-    /// At least 12 characters; without it a password is generated and returned once.
+    /// At least 12 characters and not easy to guess; without it a password is generated and
+    /// returned once.
     password: Option<String>,
     /// For a patient: their record's IANA time zone (a new record is created). Default UTC.
     time_zone: Option<String>,
@@ -353,11 +363,10 @@ async fn create_user(
     }
     let display_name = non_empty(&body.display_name, "display_name")?;
     let (password, generated_password) = match body.password {
-        Some(p) if p.chars().count() >= MIN_PASSWORD_CHARS => (p, None),
-        Some(_) => {
-            return Err(ApiError::BadRequest(format!(
-                "password must have at least {MIN_PASSWORD_CHARS} characters"
-            )));
+        Some(p) => {
+            check_password(&p, &[&email, &display_name])
+                .map_err(|weak| ApiError::BadRequest(weak.to_string()))?;
+            (p, None)
         }
         None => {
             let generated = random_secret(20);
@@ -405,4 +414,100 @@ async fn create_user(
             generated_password,
         }),
     ))
+}
+
+/// Disable an account (off-boarding): it cannot log in, and every session and API token of it
+/// is revoked at once. An administrator cannot disable their own account.
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/disable", tag = "admin",
+    security(("bearer" = [])), params(("user_id" = Uuid, Path)),
+    responses((status = 200, body = UserItem), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn disable_user(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ClientAddress(address): ClientAddress,
+    Path(user_id): Path<Uuid>,
+) -> Result<Json<UserItem>, ApiError> {
+    require_admin(&principal)?;
+    if user_id == principal.user_id {
+        return Err(ApiError::Conflict(
+            "an administrator cannot disable their own account".into(),
+        ));
+    }
+    if !state
+        .store
+        .disable_user(user_id, Some(principal.user_id), address)
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    let user = state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(user.into()))
+}
+
+/// Enable a disabled account again: it can log in; the tokens revoked when it was disabled
+/// stay revoked.
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/enable", tag = "admin",
+    security(("bearer" = [])), params(("user_id" = Uuid, Path)),
+    responses((status = 200, body = UserItem), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn enable_user(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ClientAddress(address): ClientAddress,
+    Path(user_id): Path<Uuid>,
+) -> Result<Json<UserItem>, ApiError> {
+    require_admin(&principal)?;
+    if !state
+        .store
+        .enable_user(user_id, Some(principal.user_id), address)
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    let user = state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(user.into()))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TokensRevoked {
+    /// Sessions and API tokens that were active and now are not.
+    revoked: u64,
+}
+
+/// Revoke every session and API token of an account at once (a lost laptop, a leaked token,
+/// off-boarding); the account can still log in unless it is also disabled.
+#[utoipa::path(delete, path = "/v1/admin/users/{user_id}/tokens", tag = "admin",
+    security(("bearer" = [])), params(("user_id" = Uuid, Path)),
+    responses((status = 200, body = TokensRevoked), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_user_tokens(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    ClientAddress(address): ClientAddress,
+    Path(user_id): Path<Uuid>,
+) -> Result<Json<TokensRevoked>, ApiError> {
+    require_admin(&principal)?;
+    state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
+    let revoked = state
+        .store
+        .revoke_all_tokens(user_id, Some(principal.user_id), address)
+        .await?;
+    Ok(Json(TokensRevoked { revoked }))
+}
+
+/// Authentication events of every account (or of `user_id`), newest first: log-ins failed
+/// and successful (with the e-mail given when it named no account), log-outs, tokens issued
+/// and revoked, password changes, accounts disabled and enabled.
+#[utoipa::path(get, path = "/v1/admin/authentication-events", tag = "admin",
+    security(("bearer" = [])), params(EventQuery),
+    responses((status = 200, body = Page<AuthenticationEventItem>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn authentication_events(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Query(query): Query<EventQuery>,
+) -> Result<Json<Page<AuthenticationEventItem>>, ApiError> {
+    require_admin(&principal)?;
+    Ok(Json(event_page(&state, query.user_id, &query).await?))
 }

@@ -1,6 +1,7 @@
 //! The domain's closed vocabularies as OpenAPI string enums, so a client (the dashboard's
 //! generated types) knows every spelling the server may send.
 
+use chronicle_domain::accounts::{AuthenticationEventKind, LoginFailure};
 use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
 use chronicle_domain::alerts::{RuleId, Severity};
 use chronicle_domain::sharing::{AccessAction, DataCategory, Purpose};
@@ -78,4 +79,16 @@ vocabulary_schema!(
     ResolutionName,
     Resolution,
     "Resolution"
+);
+vocabulary_schema!(
+    /// What an authentication event records.
+    AuthenticationEventKindName,
+    AuthenticationEventKind,
+    "AuthenticationEventKind"
+);
+vocabulary_schema!(
+    /// Why a log-in or password change was refused.
+    LoginFailureName,
+    LoginFailure,
+    "LoginFailure"
 );
