@@ -126,6 +126,14 @@ async fn an_administrator_builds_a_clinic_and_sees_no_patient_data() {
     let (_, listed) = api.call(admin, Method::GET, &members, None).await;
     assert_eq!(listed[0]["email"], "lee@north.example", "{listed}");
 
+    // The account list names staff, not patients: once made, a patient's account shows no
+    // name, e-mail or record to the operator.
+    let (_, users) = api.call(admin, Method::GET, "/v1/admin/users", None).await;
+    let text = users.to_string();
+    assert!(text.contains("lee@north.example"), "{users}");
+    for private in ["pat@example.org", "\"Pat\"", patient_id.as_str()] {
+        assert!(!text.contains(private), "{private} in {users}");
+    }
     // The administrator made the patient's account but sees none of their data.
     for path in [
         format!("/v1/patients/{patient_id}/glucose"),

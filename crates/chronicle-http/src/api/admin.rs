@@ -183,24 +183,43 @@ async fn create_team(
 #[derive(Debug, Serialize, ToSchema)]
 struct UserItem {
     id: Uuid,
-    email: String,
-    display_name: String,
+    /// Absent for patient and caregiver accounts: operating accounts needs no knowledge of
+    /// who the patients and their families are.
+    email: Option<String>,
+    /// Absent for patient and caregiver accounts.
+    display_name: Option<String>,
     role: String,
-    /// For a patient account: their patient record.
+    /// Never shown: which record an account is, is the patient's to tell.
     patient_id: Option<Uuid>,
     created_at: DateTime<Utc>,
     /// Set while the account is disabled: it cannot log in and has no working token.
     disabled_at: Option<DateTime<Utc>>,
 }
 
-impl From<User> for UserItem {
-    fn from(u: User) -> Self {
+impl UserItem {
+    /// An account as the administrator who just made it sees it: all of it, once.
+    fn created(u: User) -> Self {
         UserItem {
             id: u.id,
-            email: u.email,
-            display_name: u.display_name,
+            email: Some(u.email),
+            display_name: Some(u.display_name),
             role: u.role.as_str().to_owned(),
             patient_id: u.patient_id,
+            created_at: u.created_at,
+            disabled_at: u.disabled_at,
+        }
+    }
+
+    /// An account in a list: staff are known to the operator; private people (patients,
+    /// caregivers) are not.
+    fn listed(u: User) -> Self {
+        let staff = !matches!(u.role, Role::Patient | Role::Caregiver);
+        UserItem {
+            id: u.id,
+            email: staff.then_some(u.email),
+            display_name: staff.then_some(u.display_name),
+            role: u.role.as_str().to_owned(),
+            patient_id: None,
             created_at: u.created_at,
             disabled_at: u.disabled_at,
         }
@@ -229,7 +248,7 @@ async fn members(
             .team_members(team_id)
             .await?
             .into_iter()
-            .map(UserItem::from)
+            .map(UserItem::listed)
             .collect(),
     ))
 }
@@ -312,7 +331,7 @@ async fn users(
             .list_users()
             .await?
             .into_iter()
-            .map(UserItem::from)
+            .map(UserItem::listed)
             .collect(),
     ))
 }
@@ -410,7 +429,7 @@ async fn create_user(
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
-            user: user.into(),
+            user: UserItem::created(user),
             generated_password,
         }),
     ))
@@ -442,7 +461,7 @@ async fn disable_user(
         return Err(ApiError::NotFound);
     }
     let user = state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(user.into()))
+    Ok(Json(UserItem::listed(user)))
 }
 
 /// Enable a disabled account again: it can log in; the tokens revoked when it was disabled
@@ -466,7 +485,7 @@ async fn enable_user(
         return Err(ApiError::NotFound);
     }
     let user = state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(user.into()))
+    Ok(Json(UserItem::listed(user)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
