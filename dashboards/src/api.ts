@@ -4,154 +4,50 @@
 
 import { session } from './session';
 
+import type { components } from './api-schema';
+
+// The API's JSON as the server sends it. `src/api-schema.ts` is generated from the server's
+// OpenAPI document (`openapi.json`, kept equal to `/openapi.json` by a Rust test; regenerate
+// with `npm run generate:api`), so these types cannot drift from the server. The server
+// always sends every field (an absent value is `null`), which `Wire` states: the document
+// marks optional fields as possibly missing.
+type Schemas = components['schemas'];
+type Wire<T> = T extends (infer U)[]
+  ? Wire<U>[]
+  : T extends object
+    ? { [K in keyof T]-?: Wire<Exclude<T[K], undefined>> }
+    : T;
+
+export type AccessAction = Schemas['AccessAction'];
+export type DataCategory = Schemas['DataCategory'];
+export type Purpose = Schemas['Purpose'];
+export type RuleId = Schemas['RuleId'];
+export type Severity = Schemas['Severity'];
 export type GlucoseUnit = 'mg/dL' | 'mmol/L';
 export type Basis = 'own' | 'guardian' | 'grant';
 
-export interface Me {
-  id: string;
-  email: string;
-  display_name: string;
-  role: string;
-  patient_id: string | null;
-  guardian_of: string[];
-  care_teams: string[];
-  organizations: string[];
-}
-
+export type Me = Wire<Schemas['Me']>;
 /** What one of the patient's grants shares with the caller. */
-export interface SharedItem {
-  categories: string[];
-  access: string[];
-  purpose: string;
-  data_since: string | null;
-  expires_at: string | null;
-}
-
-export interface PatientListItem {
-  patient_id: string;
-  display_name: string | null;
-  time_zone: string | null;
-  basis: Basis;
-  shared: SharedItem[];
-}
+export type SharedItem = Wire<Schemas['SharedItem']>;
+export type PatientListItem = Wire<Schemas['PatientListItem']>;
 
 export interface Page<T> {
   items: T[];
   next_cursor: string | null;
 }
 
-export interface GlucosePoint {
-  measured_at: string;
-  value: number;
-  unit: GlucoseUnit;
-  source: string;
-  flag: string | null;
-  device_id: string;
-}
-
-export interface BloodPressurePoint {
-  measured_at: string;
-  systolic: number;
-  diastolic: number;
-  pulse: number | null;
-  device_id: string;
-}
-
+export type GlucosePoint = Wire<Schemas['GlucosePoint']>;
+export type BloodPressurePoint = Wire<Schemas['BloodPressurePoint']>;
 export type GranteeType = 'user' | 'care_team' | 'organization';
-
-export interface Grant {
-  id: string;
-  grantee: { type: GranteeType; id: string; name: string | null };
-  categories: string[];
-  access: string[];
-  purpose: string;
-  data_since: string | null;
-  expires_at: string | null;
-  revoked_at: string | null;
-  created_at: string;
-  active: boolean;
-}
-
-export interface NewGrant {
-  grantee: { type: GranteeType; id: string };
-  categories: string[];
-  access: string[];
-  purpose: string;
-  data_since: string | null;
-  expires_at: string | null;
-}
-
-export interface AccessLogItem {
-  at: string;
-  actor_id: string | null;
-  actor_name: string | null;
-  actor_role: string | null;
-  action: string;
-  category: string | null;
-  purpose: string | null;
-  grant_id: string | null;
-  emergency_id: string | null;
-  outcome: 'allowed' | 'denied';
-  reason: string | null;
-}
-
-export interface Guardian {
-  user_id: string;
-  display_name: string;
-  email: string;
-}
+export type Grant = Wire<Schemas['GrantItem']>;
+export type NewGrant = Wire<Schemas['CreateGrantRequest']>;
+export type AccessLogItem = Wire<Schemas['AccessLogItem']>;
+export type Guardian = Wire<Schemas['GuardianItem']>;
 
 /** What the caller may see of a category on the panel. */
 export type AccessLevel = 'readings' | 'trends' | 'none';
-
-export interface PanelItem {
-  patient_id: string;
-  display_name: string;
-  time_zone: string;
-  access: { glucose: AccessLevel; blood_pressure: AccessLevel };
-  glucose: {
-    readings: number;
-    time_in_range_percent: number | null;
-    time_below_70_percent: number | null;
-    time_below_54_percent: number | null;
-    time_above_180_percent: number | null;
-    time_above_250_percent: number | null;
-    time_in_target_percent: number | null;
-    previous_time_in_target_percent: number | null;
-    target_preset: string;
-    mean: number | null;
-    cv_percent: number | null;
-    gmi_percent: number | null;
-    cgm_active_percent: number | null;
-    sufficient: boolean;
-    /** Value and time only when the caller may read single readings; the age always. */
-    latest: { age_minutes: number; measured_at: string | null; value: number | null } | null;
-  } | null;
-  blood_pressure: {
-    readings: number;
-    mean_systolic: number | null;
-    mean_diastolic: number | null;
-    category: string | null;
-    latest: {
-      age_minutes: number;
-      measured_at: string | null;
-      systolic: number | null;
-      diastolic: number | null;
-    } | null;
-  } | null;
-  /** `null`: the caller does not receive this patient's alerts. */
-  open_alerts: { open: number; open_urgent: number; acknowledged: number } | null;
-  flags: string[];
-  risk_score: number;
-}
-
-export interface PanelPage {
-  items: PanelItem[];
-  next_cursor: string | null;
-  total: number;
-  period_days: number;
-  unit: GlucoseUnit;
-}
+export type PanelItem = Wire<Schemas['PanelItem']>;
+export type PanelPage = Wire<Schemas['PanelBody']>;
 
 export interface PanelQuery {
   sort?: string;
@@ -164,158 +60,47 @@ export interface PanelQuery {
   cursor?: string | null;
 }
 
-export interface AlertItem {
-  id: string;
-  patient_id: string;
-  rule: string;
-  category: string;
-  severity: 'info' | 'warning' | 'urgent';
-  kind: 'alert' | 'historical';
-  status: 'open' | 'acknowledged' | 'resolved' | null;
-  device_id: string | null;
-  triggered_at: string;
-  last_seen_at: string;
-  cleared_since: string | null;
-  trigger_count: number;
-  evidence: {
-    value_mg_dl?: number;
-    flag?: string;
-    source?: string;
-    forecast_mg_dl?: number;
-    fall_mg_dl_per_minute?: number;
-    systolic?: number;
-    diastolic?: number;
-    mean_systolic?: number;
-    mean_diastolic?: number;
-    readings?: number;
-    device_kind?: string;
-    last_reading_at?: string;
-  };
-  opened_at: string;
-  updated_at: string;
-  acknowledged_by: string | null;
-  acknowledged_at: string | null;
-  acknowledgement_note: string | null;
-  resolved_by: string | null;
-  resolved_at: string | null;
-  resolution: string | null;
-  resolution_note: string | null;
+/** What the reading that raised an alert showed; the fields depend on the rule (the document
+ * says only "object"). */
+export interface AlertEvidence {
+  value_mg_dl?: number;
+  flag?: string;
+  source?: string;
+  forecast_mg_dl?: number;
+  fall_mg_dl_per_minute?: number;
+  systolic?: number;
+  diastolic?: number;
+  mean_systolic?: number;
+  mean_diastolic?: number;
+  readings?: number;
+  device_kind?: string;
+  last_reading_at?: string;
 }
-
+export type AlertItem = Omit<Wire<Schemas['AlertItem']>, 'evidence'> & { evidence: AlertEvidence };
 /** One event of the live stream. */
-export interface AlertEvent {
-  event_id: number;
-  type: 'opened' | 'retriggered' | 'escalated' | 'acknowledged' | 'resolved' | 'historical';
-  at: string;
-  actor_id: string | null;
-  alert: AlertItem;
-}
+export type AlertEvent = Omit<Wire<Schemas['AlertEventItem']>, 'alert'> & { alert: AlertItem };
 
-export interface PatientTargets {
-  glucose_targets: { preset: string; range_low_mg_dl: number; range_high_mg_dl: number };
-  custom_thresholds: boolean;
+/** The glucose targets of `GET …/targets` (the document says only "object"). */
+export interface GlucoseTargets {
+  preset: string;
+  range_low_mg_dl: number;
+  range_high_mg_dl: number;
 }
+export type PatientTargets = Omit<Wire<Schemas['TargetsBody']>, 'glucose_targets'> & {
+  glucose_targets: GlucoseTargets;
+};
 
-export interface GlucoseMetrics {
-  readings: number;
-  cgm_readings: number;
-  days_with_data: number;
-  days_with_cgm: number;
-  calendar_days: number;
-  mean: number | null;
-  sd: number | null;
-  cv_percent: number | null;
-  gmi_percent: number | null;
-  time_very_low_percent: number | null;
-  time_low_percent: number | null;
-  time_in_range_percent: number | null;
-  time_high_percent: number | null;
-  time_very_high_percent: number | null;
-  time_below_70_percent: number | null;
-  time_above_180_percent: number | null;
-  time_below_target_percent: number | null;
-  time_in_target_percent: number | null;
-  time_above_target_percent: number | null;
-  cgm_active_percent: number | null;
-  sufficient: boolean;
-  insufficient_reasons: string[];
-}
+export type GlucoseMetrics = Wire<Schemas['GlucoseMetrics']>;
+export type TrendWindow = Wire<Schemas['WindowBody']>;
+export type GlucoseTrend = Wire<Schemas['GlucoseTrendBody']>;
+export type PressurePair = Wire<Schemas['PressurePair']>;
+export type BloodPressureMetrics = Wire<Schemas['BloodPressureMetrics']>;
+export type BloodPressureTrend = Wire<Schemas['BloodPressureTrendBody']>;
+export type EmergencyAccess = Wire<Schemas['EmergencyAccessSeen']>;
+/** `json`: everything held; `fhir`: the clinical record; `csv`: the readings. */
+export type ExportFormat = 'json' | 'fhir' | 'csv';
 
-export interface TrendWindow {
-  first_day: string;
-  last_day: string;
-  start: string;
-  end: string;
-  calendar_days: number;
-  data_since: string | null;
-}
-
-export interface GlucoseTrend {
-  patient_id: string;
-  time_zone: string;
-  unit: GlucoseUnit;
-  individual_readings: boolean;
-  window: TrendWindow;
-  targets: {
-    preset: string;
-    range_low: number;
-    range_high: number;
-    time_in_range_min_percent: number;
-    time_below_range_max_percent: number;
-    time_below_54_max_percent: number;
-    time_above_range_max_percent: number;
-    time_above_250_max_percent: number;
-    cv_max_percent: number;
-  };
-  metrics: GlucoseMetrics;
-  daily: (GlucoseMetrics & { date: string; hours: number })[];
-  agp: {
-    bin_minutes: number;
-    bins: { start: string; readings: number; p5: number | null; p25: number | null; p50: number | null; p75: number | null; p95: number | null }[];
-  };
-}
-
-export interface PressurePair {
-  readings: number;
-  systolic: number;
-  diastolic: number;
-}
-
-export interface BloodPressureMetrics {
-  readings: number;
-  days_with_data: number;
-  calendar_days: number;
-  mean_systolic: number | null;
-  mean_diastolic: number | null;
-  sd_systolic: number | null;
-  sd_diastolic: number | null;
-  morning: PressurePair | null;
-  evening: PressurePair | null;
-  category: string | null;
-  low: boolean;
-  at_or_above_130_80_percent: number | null;
-  at_or_above_135_85_percent: number | null;
-  pulse: { readings: number; mean: number | null; sd: number | null };
-}
-
-export interface BloodPressureTrend {
-  patient_id: string;
-  time_zone: string;
-  window: TrendWindow;
-  metrics: BloodPressureMetrics;
-  daily: (BloodPressureMetrics & { date: string })[];
-  home_protocol: {
-    discarded_day: string;
-    first_day: string;
-    last_day: string;
-    morning: PressurePair | null;
-    evening: PressurePair | null;
-    mean_systolic: number;
-    mean_diastolic: number;
-    category: string;
-  } | null;
-}
-
+/** `GET /readyz` (outside the versioned API). */
 export interface Readiness {
   ready: boolean;
   database: string;
@@ -448,6 +233,7 @@ export const api = {
   revokeGrant: (id: string, grantId: string) =>
     json<Grant>('DELETE', `${patient(id)}/grants/${encodeURIComponent(grantId)}`),
 
+  emergencyAccesses: (id: string) => json<EmergencyAccess[]>('GET', `${patient(id)}/emergency-access`),
   accessLog: (id: string, cursor: string | null) =>
     json<Page<AccessLogItem>>('GET', `${patient(id)}/access-log${query({ cursor, limit: 100 })}`),
 
@@ -458,7 +244,7 @@ export const api = {
     json<void>('DELETE', `${patient(id)}/guardians/${encodeURIComponent(userId)}`),
 
   /** The export as a file the browser saves. */
-  exportFile: async (id: string, format: 'fhir' | 'csv'): Promise<Blob> =>
+  exportFile: async (id: string, format: ExportFormat): Promise<Blob> =>
     (await send('GET', `${patient(id)}/export/${format}`)).blob(),
   erase: (id: string) => json<void>('DELETE', patient(id)),
 };

@@ -1,6 +1,6 @@
 // How things read: dates in the patient's time zone, and the API's codes in plain language.
 
-import type { AccessLogItem, AlertItem, Grant, GlucoseUnit, SharedItem } from './api';
+import type { AccessAction, AccessLogItem, AlertItem, DataCategory, Grant, GlucoseUnit, SharedItem } from './api';
 
 const LOCALE = 'en-GB';
 
@@ -91,10 +91,9 @@ export function formatGlucose(value: number, unit: GlucoseUnit): string {
 
 // The API's vocabulary (docs/sharing.md) in words.
 
-export const CATEGORY_LABELS: Record<string, string> = {
+export const CATEGORY_LABELS: Record<DataCategory, string> = {
   glucose: 'glucose',
   blood_pressure: 'blood pressure',
-  alerts: 'alerts',
   device_info: 'device information',
 };
 
@@ -148,71 +147,63 @@ export function granteeInWords(grant: Grant): string {
   return grant.grantee.name ? `${grant.grantee.name} (${type})` : `an unknown ${type} (${grant.grantee.id})`;
 }
 
-/** What an access-log action did, as a verb phrase about "your" data. */
-const ACTIONS: Record<string, { done: string; tried: string }> = {
-  read_glucose_readings: { done: 'viewed your glucose readings', tried: 'tried to view your glucose readings' },
-  read_blood_pressure_readings: {
-    done: 'viewed your blood-pressure readings',
-    tried: 'tried to view your blood-pressure readings',
-  },
-  read_devices: { done: 'viewed your devices', tried: 'tried to view your devices' },
-  list_patients: { done: 'saw your name in a list of patients', tried: 'was not shown your name in a list of patients' },
-  read_grants: { done: 'looked at your sharing settings', tried: 'tried to look at your sharing settings' },
-  create_grant: { done: 'shared your data (a new grant)', tried: 'tried to share your data' },
-  revoke_grant: { done: 'revoked a grant', tried: 'tried to revoke a grant' },
-  read_access_log: { done: 'read your access log', tried: 'tried to read your access log' },
-  open_emergency_access: {
-    done: 'opened your record in an emergency, without a grant',
-    tried: 'tried to open your record in an emergency',
-  },
-  export_fhir: { done: 'exported your record (FHIR)', tried: 'tried to export your record (FHIR)' },
-  export_csv: { done: 'exported your readings (CSV)', tried: 'tried to export your readings (CSV)' },
-  erase: { done: 'erased your record', tried: 'tried to erase your record' },
-  read_guardians: { done: 'viewed your guardians', tried: 'tried to view your guardians' },
-  name_guardian: { done: 'named a guardian', tried: 'tried to name a guardian' },
-  remove_guardian: { done: 'removed a guardian', tried: 'tried to remove a guardian' },
-  pair_device: { done: 'paired a device', tried: 'tried to pair a device' },
-  revoke_device: { done: 'revoked a device', tried: 'tried to revoke a device' },
-  read_glucose_trend: { done: 'viewed your glucose trends', tried: 'tried to view your glucose trends' },
-  read_blood_pressure_trend: {
-    done: 'viewed your blood-pressure trends',
-    tried: 'tried to view your blood-pressure trends',
-  },
-  read_panel: {
-    done: 'saw your summary in their patient panel',
-    tried: 'was not shown your summary in their patient panel',
-  },
-  read_panel_alerts: {
-    done: 'saw how many alerts you have open, in their patient panel',
-    tried: 'was not shown your open alerts in their patient panel',
-  },
-  read_alerts: { done: 'viewed your alerts', tried: 'tried to view your alerts' },
-  list_alerts: { done: 'saw your alerts in their list of alerts', tried: 'was not shown your alerts in a list' },
-  receive_alert: { done: 'received an alert about you', tried: 'was not sent an alert about you' },
-  acknowledge_alert: { done: 'acknowledged one of your alerts', tried: 'tried to acknowledge one of your alerts' },
-  resolve_alert: { done: 'resolved one of your alerts', tried: 'tried to resolve one of your alerts' },
-  snooze_alerts: { done: 'snoozed your alerts for themselves', tried: 'tried to snooze your alerts' },
-  webhook_alert: {
-    done: "sent one of your alerts to their organization's systems",
-    tried: "was not sent one of your alerts for their organization's systems",
-  },
-  read_targets: { done: 'viewed your targets and alert thresholds', tried: 'tried to view your targets' },
-  read_target_changes: {
-    done: 'viewed the history of your targets',
-    tried: 'tried to view the history of your targets',
-  },
-  update_targets: {
-    done: 'changed your targets or alert thresholds',
-    tried: 'tried to change your targets or alert thresholds',
-  },
-  read_research_glucose: {
-    done: 'read your glucose readings for research, de-identified',
-    tried: 'tried to read your glucose readings for research',
-  },
+/** An action as done and as attempted ("tried to …"). */
+const phrase = (done: string, attempted: string) => ({ done, tried: `tried to ${attempted}` });
+/** An action that shows something, as done and as refused ("was not shown …"). */
+const shown = (done: string, refused: string) => ({ done, tried: `was not ${refused}` });
+
+/** What an access-log action did, as a verb phrase about "your" data: one for every action
+ * the server logs (the type makes a new one a compile error until it has its words). */
+const ACTIONS: Record<AccessAction, { done: string; tried: string }> = {
+  read_glucose_readings: phrase('viewed your glucose readings', 'view your glucose readings'),
+  read_blood_pressure_readings: phrase('viewed your blood-pressure readings', 'view your blood-pressure readings'),
+  read_glucose_trend: phrase('viewed your glucose trends', 'view your glucose trends'),
+  read_blood_pressure_trend: phrase('viewed your blood-pressure trends', 'view your blood-pressure trends'),
+  list_patients: shown('saw your name in a list of patients', 'shown your name in a list of patients'),
+  read_panel: shown('saw your summary in their patient panel', 'shown your summary in their patient panel'),
+  read_panel_alerts: shown(
+    'saw how many alerts you have open, in their patient panel',
+    'shown your open alerts in their patient panel',
+  ),
+  read_devices: phrase('viewed your devices', 'view your devices'),
+  pair_device: phrase('paired a device', 'pair a device'),
+  revoke_device: phrase('revoked a device', 'revoke a device'),
+  read_gateways: phrase('viewed your gateways (apps and hubs)', 'view your gateways'),
+  register_gateway: phrase('registered a gateway (an app or hub)', 'register a gateway'),
+  revoke_gateway: phrase('revoked a gateway', 'revoke a gateway'),
+  read_grants: phrase('looked at your sharing settings', 'look at your sharing settings'),
+  create_grant: phrase('shared your data (a new grant)', 'share your data'),
+  revoke_grant: phrase('revoked a grant', 'revoke a grant'),
+  read_access_log: phrase('read your access log', 'read your access log'),
+  open_emergency_access: phrase('opened your record in an emergency, without a grant', 'open your record in an emergency'),
+  read_emergency_accesses: phrase('viewed the emergency accesses to your record', 'view the emergency accesses to your record'),
+  grantee_member_added: phrase('added someone to a team you share with', 'add someone to a team you share with'),
+  grantee_member_removed: phrase('removed someone from a team you share with', 'remove someone from a team you share with'),
+  read_guardians: phrase('viewed your guardians', 'view your guardians'),
+  name_guardian: phrase('named a guardian', 'name a guardian'),
+  remove_guardian: phrase('removed a guardian', 'remove a guardian'),
+  export_fhir: phrase('exported your record (FHIR)', 'export your record (FHIR)'),
+  export_csv: phrase('exported your readings (CSV)', 'export your readings (CSV)'),
+  export_json: phrase('exported everything held about you (JSON)', 'export everything held about you'),
+  erase: phrase('erased your record', 'erase your record'),
+  read_alerts: phrase('viewed your alerts', 'view your alerts'),
+  list_alerts: shown('saw your alerts in their list of alerts', 'shown your alerts in a list'),
+  receive_alert: shown('received an alert about you', 'sent an alert about you'),
+  acknowledge_alert: phrase('acknowledged one of your alerts', 'acknowledge one of your alerts'),
+  resolve_alert: phrase('resolved one of your alerts', 'resolve one of your alerts'),
+  snooze_alerts: phrase('snoozed your alerts for themselves', 'snooze your alerts'),
+  webhook_alert: shown(
+    "sent one of your alerts to their organization's systems",
+    "sent one of your alerts for their organization's systems",
+  ),
+  read_targets: phrase('viewed your targets and alert thresholds', 'view your targets'),
+  read_target_changes: phrase('viewed the history of your targets', 'view the history of your targets'),
+  update_targets: phrase('changed your targets or alert thresholds', 'change your targets or alert thresholds'),
+  read_research_glucose: phrase('read your glucose readings for research, de-identified', 'read your glucose readings for research'),
 };
 
 function actionInWords(entry: AccessLogItem): string {
-  const known = ACTIONS[entry.action];
+  const known: { done: string; tried: string } | undefined = ACTIONS[entry.action];
   const allowed = entry.outcome === 'allowed';
   if (known) return allowed ? known.done : known.tried;
   // An action this page does not know yet (a newer server): say what the log says.

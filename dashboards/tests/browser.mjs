@@ -205,6 +205,10 @@ try {
   await run('the patient downloads her data and is asked before erasing', async () => {
     await maria.getByRole('link', { name: 'Your data' }).click();
     await maria.waitForURL(/\/data$/);
+    // The emergency access Dr. Okafor opened is on every page of her record, with its reason.
+    const notice = maria.getByTestId('emergency-notice');
+    await notice.waitFor();
+    assert.match(await notice.innerText(), /Dr\. Okafor opened this record in an emergency.*Found unresponsive/s);
     const [csv] = await Promise.all([
       maria.waitForEvent('download'),
       maria.getByRole('button', { name: 'Download CSV' }).click(),
@@ -221,6 +225,14 @@ try {
     const bundle = JSON.parse(await readFile(await fhir.path(), 'utf8'));
     assert.equal(bundle.resourceType, 'Bundle');
     assert.ok(fhir.suggestedFilename().endsWith('.fhir.json'));
+    const [everything] = await Promise.all([
+      maria.waitForEvent('download'),
+      maria.getByRole('button', { name: 'Download everything (JSON)' }).click(),
+    ]);
+    const record = JSON.parse(await readFile(await everything.path(), 'utf8'));
+    assert.equal(record.format, 'chronicle-export/1');
+    assert.ok(Array.isArray(record.alerts) && Array.isArray(record.access_log), 'alerts and the access log are in it');
+    assert.ok(record.access_log.length > 0, 'the access log is not empty');
 
     await maria.getByRole('button', { name: 'Erase everything…' }).click();
     const dialog = maria.getByRole('dialog', { name: 'Erase everything for good?' });

@@ -207,7 +207,9 @@ impl Clinic {
             .add_team_member(diabetes.id, lee)
             .await
             .expect("member");
-        user(
+        // An emergency physician of the same clinic, in none of its care teams: the clinic's
+        // care grant is the care relationship an emergency access needs.
+        let okafor = user(
             &store,
             "okafor@clinic.example",
             "Dr. Okafor",
@@ -215,6 +217,10 @@ impl Clinic {
             None,
         )
         .await;
+        store
+            .add_organization_member(org.id, okafor)
+            .await
+            .expect("member of the clinic");
 
         let now = Utc::now();
         let care = |patient_id, team, categories: &[DataCategory], access: &[Access]| NewGrant {

@@ -19,6 +19,8 @@ pub enum GlucoseUnit {
 }
 
 impl GlucoseUnit {
+    pub const ALL: [GlucoseUnit; 2] = [GlucoseUnit::MgDl, GlucoseUnit::MmolL];
+
     /// The UCUM spelling, also used on the wire and in the database.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -81,6 +81,12 @@ pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
 /// otherwise, echoed in the response and recorded on every log line of the request.
 const REQUEST_ID: &str = "x-request-id";
 
+/// The OpenAPI document of the API, as `/openapi.json` serves it. The dashboard's API types
+/// are generated from it (`dashboards/openapi.json`, kept equal by a test).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api::routes().1
+}
+
 /// The whole HTTP API, apart from any listener so tests can drive it directly.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api::routes();

@@ -1,5 +1,6 @@
 //! A patient's readings, page by page, through the gate.
 
+use super::vocabulary::GlucoseUnitName;
 use super::{Page, page_limit, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -39,6 +40,7 @@ struct ReadingsQuery {
 struct GlucosePoint {
     measured_at: DateTime<Utc>,
     value: f64,
+    #[schema(value_type = GlucoseUnitName)]
     unit: &'static str,
     source: String,
     /// `lo` or `hi` when the sensor was out of its range.

@@ -6,6 +6,7 @@
 //! readings) but not its time, and the panel's latest reading shows its age, not its value or
 //! time. Metric definitions: `docs/trends.md`.
 
+use super::vocabulary::GlucoseUnitName;
 use super::{page_limit, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -117,7 +118,7 @@ impl WindowBody {
 
 /// The patient's glucose targets, values in the response's unit.
 #[derive(Debug, Serialize, ToSchema)]
-struct TargetsBody {
+struct TrendTargetsBody {
     preset: &'static str,
     range_low: f64,
     range_high: f64,
@@ -129,9 +130,9 @@ struct TargetsBody {
     cv_max_percent: f64,
 }
 
-impl TargetsBody {
-    fn of(t: &GlucoseTargets, unit: GlucoseUnit) -> TargetsBody {
-        TargetsBody {
+impl TrendTargetsBody {
+    fn of(t: &GlucoseTargets, unit: GlucoseUnit) -> TrendTargetsBody {
+        TrendTargetsBody {
             preset: t.preset.as_str(),
             range_low: unit.from_mg_dl(t.range_low_mg_dl),
             range_high: unit.from_mg_dl(t.range_high_mg_dl),
@@ -269,11 +270,12 @@ struct EpisodeBody {
 struct GlucoseTrendBody {
     patient_id: Uuid,
     time_zone: String,
+    #[schema(value_type = GlucoseUnitName)]
     unit: &'static str,
     /// Whether the caller may also read individual readings (else trends only).
     individual_readings: bool,
     window: WindowBody,
-    targets: TargetsBody,
+    targets: TrendTargetsBody,
     metrics: GlucoseMetrics,
     daily: Vec<DailyGlucose>,
     agp: AgpBody,
@@ -316,7 +318,7 @@ async fn glucose_trend_endpoint(
         unit: unit.as_str(),
         individual_readings: individual,
         window: WindowBody::of(&window),
-        targets: TargetsBody::of(&subject.targets, unit),
+        targets: TrendTargetsBody::of(&subject.targets, unit),
         metrics: GlucoseMetrics::of(&trend.summary, unit),
         daily: trend
             .daily
@@ -555,8 +557,10 @@ struct PanelQuery {
     /// `risk` (default: riskiest first), `name`, `time_in_range` (lowest first),
     /// `time_below_70`, `time_below_54`, `cv` (highest first), `cgm_active` (lowest first),
     /// `latest` (longest silent first), `blood_pressure` (highest mean systolic first).
+    #[param(inline)]
     sort: Option<PanelSort>,
     /// Reverses the sort's natural order when given against it. Rows without the value go last.
+    #[param(inline)]
     order: Option<SortOrder>,
     /// Only patients with any of these flags (comma-separated), e.g. `below_54,low_wear`.
     flag: Option<String>,
@@ -678,6 +682,7 @@ struct PanelBody {
     /// Rows matching the filters, over all pages.
     total: usize,
     period_days: u32,
+    #[schema(value_type = GlucoseUnitName)]
     unit: &'static str,
 }
 

@@ -33,6 +33,12 @@ macro_rules! vocabulary_schema {
 }
 
 vocabulary_schema!(
+    /// A glucose unit, in UCUM spelling.
+    GlucoseUnitName,
+    chronicle_domain::GlucoseUnit,
+    "GlucoseUnit"
+);
+vocabulary_schema!(
     /// What an access-log entry records as attempted.
     AccessActionName,
     AccessAction,

@@ -1,8 +1,9 @@
 // The patient's own pages, for the patient and for a guardian acting for them.
 
-import type { Me, PatientListItem } from '../../api';
+import { api, type Me, type PatientListItem } from '../../api';
 import { Link, usePageTitle } from '../../components/common';
-import { browserTimeZone, describeTimeZone } from '../../format';
+import { browserTimeZone, describeTimeZone, formatDateTime } from '../../format';
+import { useAsync } from '../../hooks';
 import { type PatientSection, patientPath } from '../../router';
 import { Readings } from '../Readings';
 import { AccessLog } from './AccessLog';
@@ -40,6 +41,7 @@ export function OwnPatient(props: { me: Me; patient: PatientListItem; section: P
           Times are shown in {describeTimeZone(timeZone)}.
         </p>
       </div>
+      <EmergencyNotice patientId={patient.patient_id} timeZone={timeZone} />
       <nav class="tabs" aria-label="Your record">
         {TABS.map((t) => (
           <Link key={t.section} href={patientPath(patient.patient_id, t.section)} current={t.section === section}>
@@ -54,5 +56,24 @@ export function OwnPatient(props: { me: Me; patient: PatientListItem; section: P
       {section === 'access-log' && <AccessLog {...own} />}
       {section === 'data' && <YourData {...own} />}
     </main>
+  );
+}
+
+/** An emergency access open on the record now, with who opened it and why: the patient (and a
+ * guardian) see it on every page of their record, not only in the access log. */
+function EmergencyNotice(props: { patientId: string; timeZone: string }) {
+  const accesses = useAsync(() => api.emergencyAccesses(props.patientId), [props.patientId]);
+  const open = (accesses.data ?? []).filter((a) => a.open);
+  if (open.length === 0) return null;
+  return (
+    <div class="notice notice-warning" role="status" data-testid="emergency-notice">
+      {open.map((a) => (
+        <p key={a.id}>
+          <strong>{a.clinician_name}</strong> opened this record in an emergency on{' '}
+          {formatDateTime(a.opened_at, props.timeZone)}, until {formatDateTime(a.expires_at, props.timeZone)}: “
+          {a.reason}”. It appears in the access log.
+        </p>
+      ))}
+    </div>
   );
 }

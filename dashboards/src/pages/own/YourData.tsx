@@ -1,7 +1,7 @@
-// Everything held about the patient: download it (FHIR R4 or CSV), or erase it.
+// Everything held about the patient: download it (JSON, FHIR R4 or CSV), or erase it.
 
 import { useState } from 'preact/hooks';
-import { api } from '../../api';
+import { api, type ExportFormat } from '../../api';
 import { ConfirmDialog, ErrorNotice } from '../../components/common';
 import { dayOf } from '../../format';
 import { session } from '../../session';
@@ -19,6 +19,8 @@ function save(blob: Blob, filename: string): void {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
+const FILE_ENDINGS: Record<ExportFormat, string> = { json: 'json', fhir: 'fhir.json', csv: 'csv' };
+
 /** What the person must type to confirm erasure. */
 const CONFIRMATION = 'ERASE';
 
@@ -29,13 +31,13 @@ export function YourData(props: OwnProps) {
   const [confirming, setConfirming] = useState(false);
   const [typed, setTyped] = useState('');
 
-  const download = async (format: 'fhir' | 'csv') => {
+  const download = async (format: ExportFormat) => {
     setBusy(format);
     setProblem(null);
     try {
       const blob = await api.exportFile(id, format);
       const day = dayOf(new Date(), props.timeZone);
-      save(blob, `chronicle-${day}.${format === 'fhir' ? 'fhir.json' : 'csv'}`);
+      save(blob, `chronicle-${day}.${FILE_ENDINGS[format]}`);
     } catch (error) {
       setProblem(error);
     } finally {
@@ -63,10 +65,15 @@ export function YourData(props: OwnProps) {
       <section class="card" aria-labelledby="export-heading">
         <h2 id="export-heading">Download your data</h2>
         <p>
-          Everything Chronicle holds about you: your readings, your devices and your record. The FHIR file is the standard
-          format other health systems read; the CSV file opens in a spreadsheet.
+          Everything Chronicle holds about you — your record, devices, readings, sharing, alerts with your care team's
+          notes, your targets and their history, and your access log — is in the JSON file. The FHIR file is your
+          clinical record in the standard format other health systems read; the CSV file holds your readings and
+          opens in a spreadsheet.
         </p>
         <div class="button-row">
+          <button type="button" class="button button-primary" disabled={busy !== null} onClick={() => download('json')}>
+            {busy === 'json' ? 'Preparing…' : 'Download everything (JSON)'}
+          </button>
           <button type="button" class="button button-primary" disabled={busy !== null} onClick={() => download('fhir')}>
             {busy === 'fhir' ? 'Preparing…' : 'Download FHIR (JSON)'}
           </button>
@@ -78,9 +85,12 @@ export function YourData(props: OwnProps) {
       <section class="card danger-zone" aria-labelledby="erase-heading">
         <h2 id="erase-heading">Erase your record</h2>
         <p>
-          Erasing deletes all your readings, devices, grants, emergency accesses and guardians, and your record itself,
-          at once and for good. {props.isPatient ? 'Your account is closed.' : "The patient's accounts are closed."} The
-          access log is kept: it holds no health data and is the record of who saw what.
+          Erasing deletes all your readings, devices, grants, alerts, targets, emergency accesses and guardians, and your
+          record itself, at once and for good.{' '}
+          {props.isPatient
+            ? 'Your account is closed and your name and e-mail are removed.'
+            : 'A guardian can erase only a record whose patient has no account of their own.'}{' '}
+          The access log is kept: it holds no health data and is the record of who saw what.
         </p>
         <button
           type="button"
