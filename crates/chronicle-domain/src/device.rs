@@ -4,6 +4,38 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// The text forms of an identifier newtype whose `parse` checks it: `as_str`, `Display`,
+/// `FromStr`, and a `Deserialize` that refuses what `parse` refuses.
+macro_rules! text_id {
+    ($id:ident, $invalid:ident) => {
+        impl $id {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $id {
+            type Err = $invalid;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $id::parse(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $id {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $id::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// A device identifier as it appears in MQTT topics and the registry: 1–64 characters of
 /// lowercase ASCII letters, digits, `-` and `_`, so it is safe inside a topic level and a URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -27,31 +59,9 @@ impl DeviceId {
             Err(InvalidDeviceId(s.to_owned()))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for DeviceId {
-    type Err = InvalidDeviceId;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DeviceId::parse(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for DeviceId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        DeviceId::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+text_id!(DeviceId, InvalidDeviceId);
 
 /// A gateway identifier: `gw_` and 12 characters of a-z and 0-9. A gateway is one MQTT
 /// identity (a patient's phone app, a home hub, a clinic's bedside gateway, the simulator's
@@ -82,31 +92,9 @@ impl GatewayId {
             Err(InvalidGatewayId(s.to_owned()))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for GatewayId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for GatewayId {
-    type Err = InvalidGatewayId;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        GatewayId::parse(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for GatewayId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        GatewayId::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+text_id!(GatewayId, InvalidGatewayId);
 
 /// Who put a message on the wire, as the broker authenticated it: the device itself, or a
 /// gateway relaying for it. Where the broker says (the embedded one does), the ingest checks

@@ -14,95 +14,40 @@ use super::Severity;
 use super::rules::{Episode, Finding, Timeline};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use uuid::Uuid;
 
-/// What a stored alert row is: a live `alert` with a lifecycle, or a `historical` record of a
-/// condition that late data revealed (no status, never an alarm).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertKind {
-    Alert,
-    Historical,
-}
-
-impl AlertKind {
-    pub const ALL: [AlertKind; 2] = [AlertKind::Alert, AlertKind::Historical];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::Alert => "alert",
-            AlertKind::Historical => "historical",
-        }
+string_enum!(
+    /// What a stored alert row is: a live `alert` with a lifecycle, or a `historical` record
+    /// of a condition that late data revealed (no status, never an alarm).
+    AlertKind {
+        Alert => "alert",
+        Historical => "historical",
     }
+);
 
-    pub fn parse(text: &str) -> Option<AlertKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == text)
+string_enum!(
+    /// How a resolved alert was resolved.
+    Resolution {
+        /// By a user.
+        Manual => "manual",
+        /// The condition stayed clear for the set time.
+        Auto => "auto",
     }
-}
+);
 
-/// How a resolved alert was resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resolution {
-    /// By a user.
-    Manual,
-    /// The condition stayed clear for the set time.
-    Auto,
-}
-
-impl Resolution {
-    pub const ALL: [Resolution; 2] = [Resolution::Manual, Resolution::Auto];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Manual => "manual",
-            Resolution::Auto => "auto",
-        }
+string_enum!(
+    /// Where an alert is in its life.
+    AlertStatus {
+        Open => "open",
+        Acknowledged => "acknowledged",
+        Resolved => "resolved",
     }
-
-    pub fn parse(text: &str) -> Option<Resolution> {
-        Self::ALL.into_iter().find(|r| r.as_str() == text)
-    }
-}
-
-/// Where an alert is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertStatus {
-    Open,
-    Acknowledged,
-    Resolved,
-}
+);
 
 impl AlertStatus {
-    pub const ALL: [AlertStatus; 3] = [
-        AlertStatus::Open,
-        AlertStatus::Acknowledged,
-        AlertStatus::Resolved,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertStatus::Open => "open",
-            AlertStatus::Acknowledged => "acknowledged",
-            AlertStatus::Resolved => "resolved",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<AlertStatus> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     /// Open or acknowledged: the alert still needs someone.
     pub fn is_active(self) -> bool {
         self != AlertStatus::Resolved
-    }
-}
-
-impl fmt::Display for AlertStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

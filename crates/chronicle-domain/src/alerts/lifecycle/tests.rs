@@ -334,7 +334,7 @@ fn manual_transitions() {
         assert_eq!(resolve(from).map_err(|_| ()), res, "resolve {from}");
     }
     for status in AlertStatus::ALL {
-        assert_eq!(AlertStatus::parse(status.as_str()), Some(status));
+        assert_eq!(AlertStatus::parse(status.as_str()), Some(*status));
     }
     for kind in EventKind::ALL {
         assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
