@@ -343,3 +343,149 @@ proptest! {
         prop_assert_eq!(accepted.len() == 1, plausible);
     }
 }
+
+/// Any JSON value, nested a few levels: what a broken or hostile device could send.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,40}".prop_map(Value::String),
+        nasty_text().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            proptest::collection::btree_map(field_name(), inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Field names of the protocol mixed with arbitrary ones, so generated objects reach the
+/// validation of each field rather than stopping at "unknown shape".
+fn field_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "type",
+            "value",
+            "unit",
+            "measured_at",
+            "readings",
+            "message_id",
+            "id",
+            "source",
+            "flag",
+            "systolic",
+            "diastolic",
+            "pulse",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z_]{0,12}",
+    ]
+}
+
+/// Text that has broken parsers elsewhere: odd numbers, times, units and unicode.
+fn nasty_text() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "",
+        "NaN",
+        "inf",
+        "-0",
+        "1e309",
+        "0x10",
+        "９０",
+        "glucose",
+        "blood_pressure",
+        "mg/dL",
+        "mmol/L",
+        "mm[Hg]",
+        "LO",
+        "HI",
+        "2026-03-01T08:00:00Z",
+        "2026-02-30T08:00:00Z",
+        "1900-01-01T00:00:00Z",
+        "9999-12-31T23:59:59+14:00",
+        "2026-03-01T08:00:00-25:00",
+        "2026-03-01T08:00:00.123456789123Z",
+        "\u{0}",
+        "\u{202e}evil",
+        "😀",
+        "cgm",
+        "meter",
+    ])
+    .prop_map(str::to_owned)
+}
+
+/// Decodes and validates like the ingest does, checking that every refusal is reasoned: a
+/// stable code and a sentence a person can act on.
+fn decode_checked(bytes: &[u8], kind: DeviceKind) -> Result<(), TestCaseError> {
+    let limits = DecodeLimits::default();
+    match parse_message(bytes, &limits) {
+        Err(refused) => {
+            prop_assert!(!refused.rejection.detail.trim().is_empty(), "{refused:?}");
+            prop_assert!(!refused.rejection.reason.code().is_empty());
+        }
+        Ok(message) => {
+            let (accepted, rejected) = validate_readings(&message, kind, now(), &limits);
+            prop_assert_eq!(accepted.len() + rejected.len(), message.readings.len());
+            for rejection in &rejected {
+                prop_assert!(!rejection.detail.trim().is_empty(), "{rejection:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    // Bounded here (proptest's default case count); for a long run:
+    // `PROPTEST_CASES=200000 cargo test -p chronicle-domain --release fuzz_`.
+
+    /// Any JSON value, for any kind of device: decoded or refused with a reason, never a panic.
+    #[test]
+    fn fuzz_arbitrary_json_is_decoded_or_refused_with_a_reason(
+        payload in any_json(),
+        kind in prop::sample::select(vec![DeviceKind::Cgm, DeviceKind::Meter, DeviceKind::Bp]),
+    ) {
+        decode_checked(payload.to_string().as_bytes(), kind)?;
+        decode_checked(json!({ "readings": [payload] }).to_string().as_bytes(), kind)?;
+    }
+
+    /// A valid reading with one field replaced by anything: refused with a reason or still
+    /// valid, never a panic.
+    #[test]
+    fn fuzz_a_valid_reading_with_one_field_mutated(
+        field in field_name(),
+        value in any_json(),
+        pressure in any::<bool>(),
+    ) {
+        let mut reading = if pressure {
+            json!({"type": "blood_pressure", "systolic": 128, "diastolic": 84, "pulse": 70,
+                   "measured_at": "2026-03-01T08:00:00Z"})
+        } else {
+            json!({"type": "glucose", "value": 104, "unit": "mg/dL", "source": "meter",
+                   "measured_at": "2026-03-01T08:00:00+01:00", "id": "r-1"})
+        };
+        reading[field.as_str()] = value;
+        let kind = if pressure { DeviceKind::Bp } else { DeviceKind::Meter };
+        decode_checked(reading.to_string().as_bytes(), kind)?;
+        decode_checked(json!({ "message_id": "m", "readings": [reading.clone(), reading] }).to_string().as_bytes(), kind)?;
+    }
+
+    /// Arbitrary bytes in a batch's place, truncated JSON, and deep nesting.
+    #[test]
+    fn fuzz_broken_and_deep_payloads(
+        bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        cut in 0usize..200,
+        depth in 0usize..2000,
+    ) {
+        decode_checked(&bytes, DeviceKind::Cgm)?;
+        let valid = json!({"type": "glucose", "value": 104, "unit": "mg/dL",
+                           "measured_at": "2026-03-01T08:00:00Z"}).to_string();
+        decode_checked(&valid.as_bytes()[..cut.min(valid.len())], DeviceKind::Cgm)?;
+        let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        decode_checked(deep.as_bytes(), DeviceKind::Cgm)?;
+    }
+}
