@@ -26,7 +26,11 @@ use std::time::Duration as StdDuration;
 use uuid::Uuid;
 
 async fn server(db: &TestDatabase) -> TestApp {
-    TestApp::launch(db, &[]).await.expect("server")
+    // The tests' webhook receivers listen on loopback, which only the operator's allow-list
+    // opens (webhook_safety.rs tests the refusals).
+    TestApp::launch(db, &["--webhook-allow", "127.0.0.1"])
+        .await
+        .expect("server")
 }
 
 async fn device(server: &impl ServerUnderTest, clinic: &Clinic, patient: Uuid) -> TestDevice {

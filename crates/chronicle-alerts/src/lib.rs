@@ -15,6 +15,7 @@
 //! Everything lives in the database (queue, alerts, events, deliveries), so a restart
 //! resumes where the last process stopped, and several processes share the work.
 
+pub mod destinations;
 pub mod engine;
 pub mod hub;
 pub mod metrics;

@@ -8,6 +8,7 @@
 //! grant still lets the organization receive the alert (and logs the answer): revoking the
 //! grant stops delivery at once, and the delivery is marked `withheld`.
 
+use crate::destinations::Destinations;
 use crate::hub::AlertHub;
 use crate::metrics::{AlertMetrics, OutcomeLabel};
 use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
@@ -20,7 +21,10 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -40,6 +44,8 @@ pub struct WebhookSettings {
     pub max_retry: Duration,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// Where deliveries may go beyond public HTTPS (`--webhook-allow`).
+    pub destinations: Arc<Destinations>,
 }
 
 impl Default for WebhookSettings {
@@ -49,6 +55,7 @@ impl Default for WebhookSettings {
             first_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
+            destinations: Arc::new(Destinations::default()),
         }
     }
 }
@@ -161,12 +168,14 @@ pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", signature(secret, timestamp, body))
 }
 
-/// Deliveries leased at once.
-const LEASE_BATCH: i64 = 20;
+/// Deliveries in flight at most, across webhooks.
+const MAX_IN_FLIGHT: usize = 32;
 /// How often to look for due deliveries without a new event (retries come due by time).
 const POLL: Duration = Duration::from_millis(500);
 
-/// Delivers due webhook deliveries until shutdown.
+/// Delivers due webhook deliveries until shutdown. Webhooks are served side by side, each
+/// attempt with its own timeout, so a slow receiver holds up only its own deliveries, which go
+/// one at a time and in order.
 pub async fn run(
     store: Store,
     hub: AlertHub,
@@ -174,7 +183,13 @@ pub async fn run(
     metrics: AlertMetrics,
     shutdown: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder().timeout(settings.timeout).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(settings.timeout)
+        // A redirect would send the patient's data somewhere nobody vetted.
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(settings.destinations.resolver())
+        .build()
+    {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot build the webhook HTTP client; webhooks are not delivered");
@@ -184,31 +199,63 @@ pub async fn run(
     // A lease outlasts the longest attempt, so no delivery is sent twice at once.
     let lease = chrono::Duration::from_std(settings.timeout * 2 + Duration::from_secs(5))
         .unwrap_or(chrono::Duration::seconds(60));
+    let mut running: JoinSet<Uuid> = JoinSet::new();
+    let mut busy: HashSet<Uuid> = HashSet::new();
     loop {
-        let leased = match store.lease_webhook_deliveries(LEASE_BATCH, lease).await {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "cannot lease webhook deliveries; retrying");
-                Vec::new()
-            }
-        };
-        let full = leased.len() as i64 == LEASE_BATCH;
-        for delivery in leased {
-            if let Err(error) = deliver(&store, &client, &settings, &metrics, &delivery).await {
-                tracing::warn!(%error, delivery = delivery.id, "webhook delivery not recorded; retried after its lease");
+        while let Some(done) = running.try_join_next() {
+            if let Ok(webhook) = done {
+                busy.remove(&webhook);
             }
         }
-        if full {
-            continue;
+        let room = MAX_IN_FLIGHT.saturating_sub(running.len());
+        let leased = if room == 0 {
+            Vec::new()
+        } else {
+            let busy_now: Vec<Uuid> = busy.iter().copied().collect();
+            match store
+                .lease_webhook_deliveries(room as i64, lease, &busy_now)
+                .await
+            {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot lease webhook deliveries; retrying");
+                    Vec::new()
+                }
+            }
+        };
+        // At most one delivery per webhook is leased: each goes in a task of its own.
+        for delivery in leased {
+            busy.insert(delivery.webhook_id);
+            let (store, client, settings, metrics) = (
+                store.clone(),
+                client.clone(),
+                settings.clone(),
+                metrics.clone(),
+            );
+            running.spawn(async move {
+                if let Err(error) = deliver(&store, &client, &settings, &metrics, &delivery).await {
+                    tracing::warn!(%error, delivery = delivery.id, "webhook delivery not recorded; retried after its lease");
+                }
+                delivery.webhook_id
+            });
         }
         tokio::select! {
             () = hub.arrived() => {}
             () = tokio::time::sleep(POLL) => {}
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Ok(webhook) = done {
+                    busy.remove(&webhook);
+                }
+            }
             () = shutdown.cancelled() => break,
         }
     }
+    running.abort_all();
     tracing::debug!("webhook dispatcher stopped");
 }
+
+/// What the delivery log says of an attempt the allow-list refused.
+const ATTEMPT_REFUSED: &str = "destination not allowed";
 
 /// One attempt of one delivery, recorded.
 async fn deliver(
@@ -243,6 +290,24 @@ async fn deliver(
             });
         }
     };
+    if let Err(refused) = settings.destinations.check(&delivery.url) {
+        // Registered before the allow-list changed, or never vetted: nothing is sent.
+        tracing::info!(delivery = delivery.id, %refused, "webhook destination not allowed");
+        let outcome = AttemptOutcome {
+            status_code: None,
+            error: Some(ATTEMPT_REFUSED.to_owned()),
+            duration_ms: 0,
+        };
+        count("failed_attempt");
+        return store
+            .record_webhook_attempt(
+                delivery.id,
+                delivery.attempts.saturating_add(1),
+                &outcome,
+                AfterAttempt::Failed,
+            )
+            .await;
+    }
     let timestamp = Utc::now().timestamp();
     let started = Instant::now();
     let response = client
@@ -257,23 +322,35 @@ async fn deliver(
         .send()
         .await;
     let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    // The log says what kind of failure it was, never an address or a library's error text.
     let (outcome, delivered) = match response {
         Ok(r) => (
             AttemptOutcome {
                 status_code: Some(i32::from(r.status().as_u16())),
-                error: (!r.status().is_success()).then(|| format!("HTTP {}", r.status())),
+                error: (!r.status().is_success())
+                    .then(|| format!("the receiver answered {}", r.status().as_u16())),
                 duration_ms,
             },
             r.status().is_success(),
         ),
-        Err(e) => (
-            AttemptOutcome {
-                status_code: None,
-                error: Some(e.to_string()),
-                duration_ms,
-            },
-            false,
-        ),
+        Err(e) => {
+            tracing::debug!(delivery = delivery.id, error = %e, "webhook attempt failed to connect");
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect (or the destination is not allowed)"
+            } else {
+                "the request failed"
+            };
+            (
+                AttemptOutcome {
+                    status_code: None,
+                    error: Some(what.to_owned()),
+                    duration_ms,
+                },
+                false,
+            )
+        }
     };
     let attempt = delivery.attempts.saturating_add(1);
     let number = u32::try_from(attempt).unwrap_or(u32::MAX);

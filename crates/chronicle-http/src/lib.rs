@@ -62,6 +62,8 @@ pub struct AppState {
     /// How much of the most recent data research reads withhold (before each study's own
     /// stretch of it).
     pub research_holdback: chrono::Duration,
+    /// Where webhooks may be registered beyond public HTTPS (the operator's allow-list).
+    pub webhook_destinations: Arc<chronicle_alerts::destinations::Destinations>,
     /// Rate limits and back-off on log-in, password change and token issuance.
     pub login_guard: Arc<login_guard::LoginGuard>,
     /// Proxies whose `X-Forwarded-For` names the client ([`client_address`]); none by default.

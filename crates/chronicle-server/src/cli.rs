@@ -736,6 +736,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_BROKER_HOOKS_SECRET", hide_env_values = true)]
     pub broker_hooks_secret: Option<String>,
 
+    /// Webhook destinations allowed beyond public HTTPS (comma-separated host, host:port, IP
+    /// addresses and networks such as 10.20.0.0/16): they may be plain http and internal.
+    /// Without it, webhooks go only to https URLs whose addresses are public.
+    #[arg(long, env = "CHRONICLE_WEBHOOK_ALLOW")]
+    pub webhook_allow: Option<String>,
+
     /// Addresses of reverse proxies in front of the HTTP API (comma-separated IPs). When a
     /// request's TCP peer is one of them, the client address used for log-in rate limits and
     /// authentication events is taken from X-Forwarded-For (the rightmost entry that is not
@@ -857,6 +863,8 @@ pub struct ServeSettings {
     pub followup_work: bool,
     pub shutdown_grace: Duration,
     pub broker_hooks_secret: Option<String>,
+    /// Webhook destinations beyond public HTTPS.
+    pub webhook_destinations: std::sync::Arc<chronicle_alerts::destinations::Destinations>,
     /// Proxies whose X-Forwarded-For names the client.
     pub http_trusted_proxies: Vec<IpAddr>,
 }
@@ -1022,6 +1030,15 @@ impl ServeArgs {
                 self.shutdown_grace_seconds
                     .or(f.shutdown_grace_seconds)
                     .unwrap_or(30),
+            ),
+            webhook_destinations: std::sync::Arc::new(
+                chronicle_alerts::destinations::Destinations::parse(
+                    self.webhook_allow
+                        .as_deref()
+                        .or(f.webhook_allow.as_deref())
+                        .unwrap_or_default(),
+                )
+                .map_err(|e| anyhow::anyhow!("--webhook-allow: {e}"))?,
             ),
             http_trusted_proxies: if self.http_trusted_proxies.is_empty() {
                 f.http_trusted_proxies.clone()

@@ -217,6 +217,10 @@ pub async fn launch(
         pipeline.followups_enqueued(),
         AlertSettings {
             evaluate: settings.followup_work,
+            webhooks: chronicle_alerts::WebhookSettings {
+                destinations: settings.webhook_destinations.clone(),
+                ..chronicle_alerts::WebhookSettings::default()
+            },
             ..AlertSettings::default()
         },
         alert_metrics,
@@ -269,6 +273,7 @@ pub async fn launch(
         mqtt_topic_prefix: settings.mqtt_topic_prefix.clone(),
         broker_hooks_secret: settings.broker_hooks_secret.clone(),
         research_holdback: chrono::Duration::days(i64::from(settings.research_holdback_days)),
+        webhook_destinations: settings.webhook_destinations.clone(),
         login_guard,
         trusted_proxies: settings.http_trusted_proxies.clone().into(),
     });

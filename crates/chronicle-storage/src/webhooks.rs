@@ -233,17 +233,24 @@ impl Store {
     }
 
     /// Leases up to `limit` due deliveries for `lease` (another server skips them meanwhile;
-    /// a crash only delays them until the lease runs out).
+    /// a crash only delays them until the lease runs out): the oldest pending delivery of
+    /// each webhook, when it is due, and none of `busy_webhooks` (being sent to now), so one
+    /// webhook's deliveries go one at a time and in event order.
     pub async fn lease_webhook_deliveries(
         &self,
         limit: i64,
         lease: chrono::Duration,
+        busy_webhooks: &[Uuid],
     ) -> Result<Vec<DueDelivery>, StorageError> {
         let rows: Vec<DueRow> = sqlx::query_as(
-            "WITH due AS (
-                 SELECT id FROM webhook_deliveries
-                 WHERE status = 'pending' AND next_attempt_at <= now()
-                 ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
+            "WITH firsts AS (
+                 SELECT DISTINCT ON (webhook_id) id FROM webhook_deliveries
+                 WHERE status = 'pending' AND webhook_id <> ALL($3)
+                 ORDER BY webhook_id, id
+             ), due AS (
+                 SELECT d.id FROM webhook_deliveries d JOIN firsts f ON f.id = d.id
+                 WHERE d.next_attempt_at <= now()
+                 ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
              ), leased AS (
                  UPDATE webhook_deliveries d SET next_attempt_at = now() + $2
                  FROM due WHERE d.id = due.id
@@ -258,6 +265,7 @@ impl Store {
         )
         .bind(limit)
         .bind(lease)
+        .bind(busy_webhooks)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()

@@ -110,12 +110,10 @@ async fn create_webhook(
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     administrator_of(&principal, organization_id)?;
     let url = body.url.trim();
-    let valid_url = is_http_url(url);
-    if !valid_url {
-        return Err(ApiError::BadRequest(
-            "url must be an absolute http:// or https:// URL".into(),
-        ));
-    }
+    state
+        .webhook_destinations
+        .check(url)
+        .map_err(|refused| ApiError::BadRequest(refused.to_string()))?;
     let secret = match body.secret {
         Some(s) if s.chars().count() >= 16 => s,
         Some(_) => {
@@ -136,17 +134,6 @@ async fn create_webhook(
             secret,
         }),
     ))
-}
-
-/// An absolute http(s) URL with a host.
-fn is_http_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|r| {
-        let host = r.split(['/', '?', '#']).next().unwrap_or_default();
-        !host.is_empty() && !r.chars().any(char::is_whitespace)
-    })
 }
 
 /// Disable a webhook: nothing more is sent to it; its log stays.
