@@ -435,3 +435,41 @@ async fn every_error_is_a_problem_and_no_response_is_cached() {
         .to_owned();
     assert_eq!(uuid::Uuid::parse_str(&id).map(|_| ()), Ok(()), "{id}");
 }
+
+/// A request that takes too long — here a body that never finishes arriving — is answered
+/// 503 as a problem when the time is up, so no client can hold the server's work open.
+#[tokio::test]
+async fn a_request_that_takes_too_long_is_answered_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDatabase::create().await.expect("database");
+    let server = TestApp::launch(&db, &["--http-request-timeout-seconds", "1"])
+        .await
+        .expect("server");
+    let address = server
+        .http_url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    socket
+        .write_all(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: chronicle\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\nConnection: close\r\n\r\n{\"email\": ",
+        )
+        .await
+        .expect("a partial request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        socket.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered well within the test's patience")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("\"code\":\"timeout\""), "{answer}");
+}

@@ -64,6 +64,8 @@ pub struct AppState {
     pub research_holdback: chrono::Duration,
     /// Where webhooks may be registered beyond public HTTPS (the operator's allow-list).
     pub webhook_destinations: Arc<chronicle_alerts::destinations::Destinations>,
+    /// How long a request may take to produce its response ([`REQUEST_TIMEOUT`] by default).
+    pub request_timeout: Duration,
     /// Rate limits and back-off on log-in, password change and token issuance.
     pub login_guard: Arc<login_guard::LoginGuard>,
     /// Proxies whose `X-Forwarded-For` names the client ([`client_address`]); none by default.
@@ -72,6 +74,7 @@ pub struct AppState {
 
 /// How long a request may take to produce its response (the head: a stream's body, such as
 /// the alert stream, runs on afterwards). Beyond it the answer is 503 and the work is dropped.
+/// (The default of `AppState::request_timeout`.)
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest request body the JSON API reads. Every request of the API is a small JSON
@@ -91,6 +94,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 /// The whole HTTP API, apart from any listener so tests can drive it directly.
 pub fn router(state: AppState) -> Router {
+    let request_timeout = state.request_timeout;
     let (api, openapi) = api::routes();
     let openapi = Arc::new(openapi);
     let request_id = header::HeaderName::from_static(REQUEST_ID);
@@ -110,7 +114,7 @@ pub fn router(state: AppState) -> Router {
         // hashed assets); the request id frames the trace.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
+            request_timeout,
         ))
         .layer(axum::middleware::map_response(error::as_problem))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -838,6 +838,11 @@ pub struct ServeArgs {
     /// without acknowledging them (the broker then delivers them again). [default: 30]
     #[arg(long, env = "CHRONICLE_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
+
+    /// How long an HTTP request may take to produce its response (a body sent slowly
+    /// included); beyond it the answer is 503 and the work is dropped. [default: 30]
+    #[arg(long, env = "CHRONICLE_HTTP_REQUEST_TIMEOUT_SECONDS")]
+    pub http_request_timeout_seconds: Option<u64>,
 }
 
 /// Settings of `chronicle serve` after merging.
@@ -862,6 +867,7 @@ pub struct ServeSettings {
     pub batch_concurrent_commits: usize,
     pub followup_work: bool,
     pub shutdown_grace: Duration,
+    pub http_request_timeout: Duration,
     pub broker_hooks_secret: Option<String>,
     /// Webhook destinations beyond public HTTPS.
     pub webhook_destinations: std::sync::Arc<chronicle_alerts::destinations::Destinations>,
@@ -1031,6 +1037,10 @@ impl ServeArgs {
                     .or(f.shutdown_grace_seconds)
                     .unwrap_or(30),
             ),
+            http_request_timeout: self
+                .http_request_timeout_seconds
+                .or(f.http_request_timeout_seconds)
+                .map_or(chronicle_http::REQUEST_TIMEOUT, Duration::from_secs),
             webhook_destinations: std::sync::Arc::new(
                 chronicle_alerts::destinations::Destinations::parse(
                     self.webhook_allow

@@ -274,6 +274,7 @@ pub async fn launch(
         broker_hooks_secret: settings.broker_hooks_secret.clone(),
         research_holdback: chrono::Duration::days(i64::from(settings.research_holdback_days)),
         webhook_destinations: settings.webhook_destinations.clone(),
+        request_timeout: settings.http_request_timeout,
         login_guard,
         trusted_proxies: settings.http_trusted_proxies.clone().into(),
     });
