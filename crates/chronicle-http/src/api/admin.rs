@@ -3,8 +3,8 @@
 //! events). Administrators manage accounts and see no patient data: creating a patient's
 //! account gives the administrator no grant on it.
 
-use super::Page;
 use super::session::{AuthenticationEventItem, EventQuery, event_page};
+use super::{Page, json_list};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::client_address::ClientAddress;
@@ -43,6 +43,22 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Forbidden)
+    }
+}
+
+/// 404 unless the organization exists.
+async fn require_organization(state: &AppState, organization_id: Uuid) -> Result<(), ApiError> {
+    match state.store.organization(organization_id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound),
+    }
+}
+
+/// 404 unless the care team exists.
+async fn require_team(state: &AppState, team_id: Uuid) -> Result<(), ApiError> {
+    match state.store.care_team(team_id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound),
     }
 }
 
@@ -85,14 +101,9 @@ async fn organizations(
     Authenticated(principal): Authenticated,
 ) -> Result<Json<Vec<OrganizationItem>>, ApiError> {
     require_admin(&principal)?;
-    Ok(Json(
-        state
-            .store
-            .list_organizations()
-            .await?
-            .into_iter()
-            .map(OrganizationItem::from)
-            .collect(),
+    Ok(json_list(
+        state.store.list_organizations().await?,
+        OrganizationItem::from,
     ))
 }
 
@@ -142,19 +153,10 @@ async fn teams(
     Path(organization_id): Path<Uuid>,
 ) -> Result<Json<Vec<TeamItem>>, ApiError> {
     require_admin(&principal)?;
-    state
-        .store
-        .organization(organization_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(
-        state
-            .store
-            .care_teams_of(organization_id)
-            .await?
-            .into_iter()
-            .map(TeamItem::from)
-            .collect(),
+    require_organization(&state, organization_id).await?;
+    Ok(json_list(
+        state.store.care_teams_of(organization_id).await?,
+        TeamItem::from,
     ))
 }
 
@@ -171,11 +173,7 @@ async fn create_team(
 ) -> Result<(StatusCode, Json<TeamItem>), ApiError> {
     require_admin(&principal)?;
     let name = non_empty(&body.name, "name")?;
-    state
-        .store
-        .organization(organization_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    require_organization(&state, organization_id).await?;
     let team = state.store.create_care_team(organization_id, &name).await?;
     Ok((StatusCode::CREATED, Json(team.into())))
 }
@@ -237,19 +235,10 @@ async fn members(
     Path(team_id): Path<Uuid>,
 ) -> Result<Json<Vec<UserItem>>, ApiError> {
     require_admin(&principal)?;
-    state
-        .store
-        .care_team(team_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(
-        state
-            .store
-            .team_members(team_id)
-            .await?
-            .into_iter()
-            .map(UserItem::listed)
-            .collect(),
+    require_team(&state, team_id).await?;
+    Ok(json_list(
+        state.store.team_members(team_id).await?,
+        UserItem::listed,
     ))
 }
 
@@ -272,11 +261,7 @@ async fn add_member(
     Json(body): Json<MemberRequest>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&principal)?;
-    state
-        .store
-        .care_team(team_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    require_team(&state, team_id).await?;
     let user = state
         .store
         .user(body.user_id)
@@ -325,15 +310,7 @@ async fn users(
     Authenticated(principal): Authenticated,
 ) -> Result<Json<Vec<UserItem>>, ApiError> {
     require_admin(&principal)?;
-    Ok(Json(
-        state
-            .store
-            .list_users()
-            .await?
-            .into_iter()
-            .map(UserItem::listed)
-            .collect(),
-    ))
+    Ok(json_list(state.store.list_users().await?, UserItem::listed))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -8,7 +8,7 @@
 use super::vocabulary::{
     AlertKindName, AlertStatusName, DataCategoryName, ResolutionName, RuleIdName, SeverityName,
 };
-use super::{Page, page_limit, refusal};
+use super::{Page, json_list, page_limit, refusal};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -573,14 +573,9 @@ async fn my_snoozes(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
 ) -> Result<Json<Vec<SnoozeItem>>, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .snoozes_of(principal.user_id)
-            .await?
-            .into_iter()
-            .map(SnoozeItem::from)
-            .collect(),
+    Ok(json_list(
+        state.store.snoozes_of(principal.user_id).await?,
+        SnoozeItem::from,
     ))
 }
 

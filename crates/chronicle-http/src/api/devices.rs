@@ -1,6 +1,6 @@
 //! A patient's devices: list, pair (credentials shown once), revoke.
 
-use super::{actor, permit};
+use super::{actor, json_list, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -63,14 +63,9 @@ async fn devices(
         AccessAction::ReadDevices,
     )
     .await?;
-    Ok(Json(
-        state
-            .store
-            .devices_of(&permit)
-            .await?
-            .into_iter()
-            .map(DeviceItem::from)
-            .collect(),
+    Ok(json_list(
+        state.store.devices_of(&permit).await?,
+        DeviceItem::from,
     ))
 }
 
@@ -118,7 +113,7 @@ async fn pair_device(
     Ok((
         StatusCode::CREATED,
         Json(PairedDevice {
-            mqtt_username: credentials.device_id.to_string(),
+            mqtt_username: credentials.id.to_string(),
             mqtt_password: credentials.secret,
             readings_topic: format!("chronicle/v1/devices/{id}/readings"),
             acks_topic: format!("chronicle/v1/devices/{id}/acks"),

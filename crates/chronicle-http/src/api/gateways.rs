@@ -2,7 +2,7 @@
 //! MQTT. The patient (or their guardian) registers one with the devices it relays, sees them,
 //! and revokes them; the broker drops a revoked gateway's connections at once.
 
-use super::actor;
+use super::{actor, json_list};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -74,14 +74,9 @@ async fn gateways(
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<GatewayItem>>, ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::ReadGateways).await?;
-    Ok(Json(
-        state
-            .store
-            .gateways_as(&actor)
-            .await?
-            .into_iter()
-            .map(GatewayItem::from)
-            .collect(),
+    Ok(json_list(
+        state.store.gateways_as(&actor).await?,
+        GatewayItem::from,
     ))
 }
 
@@ -125,7 +120,7 @@ async fn register_gateway(
     Ok((
         StatusCode::CREATED,
         Json(RegisteredGateway {
-            mqtt_username: credentials.gateway_id.to_string(),
+            mqtt_username: credentials.id.to_string(),
             mqtt_password: credentials.secret,
             gateway: gateway.into(),
         }),

@@ -1,7 +1,7 @@
 //! Guardians: people a patient names to act for them (manage grants and devices, read the
 //! access log), e.g. a parent. Only the patient names or removes a guardian.
 
-use super::actor;
+use super::{actor, json_list};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -50,14 +50,9 @@ async fn guardians(
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<GuardianItem>>, ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::ReadGuardians).await?;
-    Ok(Json(
-        state
-            .store
-            .guardians_as(&actor)
-            .await?
-            .into_iter()
-            .map(GuardianItem::from)
-            .collect(),
+    Ok(json_list(
+        state.store.guardians_as(&actor).await?,
+        GuardianItem::from,
     ))
 }
 

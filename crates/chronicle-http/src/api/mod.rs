@@ -34,6 +34,7 @@ mod webhooks;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use axum::Json;
 use chronicle_domain::GlucoseUnit;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
@@ -162,6 +163,11 @@ pub(crate) fn refusal(reason: DenyReason) -> ApiError {
         }
         DenyReason::CategoryNotGranted | DenyReason::AccessNotGranted => ApiError::Forbidden,
     }
+}
+
+/// The answer of a list endpoint: each stored record as its API item, in the store's order.
+pub(crate) fn json_list<R, I>(records: Vec<R>, item: impl FnMut(R) -> I) -> Json<Vec<I>> {
+    Json(records.into_iter().map(item).collect())
 }
 
 /// One page of a list.

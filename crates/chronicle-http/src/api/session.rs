@@ -9,7 +9,7 @@
 
 use crate::AppState;
 use crate::api::vocabulary::{AuthenticationEventKindName, LoginFailureName};
-use crate::api::{Page, page_limit};
+use crate::api::{Page, json_list, page_limit};
 use crate::auth::Authenticated;
 use crate::auth::bearer_token;
 use crate::client_address::ClientAddress;
@@ -119,14 +119,9 @@ async fn tokens(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
 ) -> Result<Json<Vec<TokenItem>>, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .tokens_of(principal.user_id)
-            .await?
-            .into_iter()
-            .map(TokenItem::from)
-            .collect(),
+    Ok(json_list(
+        state.store.tokens_of(principal.user_id).await?,
+        TokenItem::from,
     ))
 }
 

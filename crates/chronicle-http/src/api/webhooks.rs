@@ -3,7 +3,7 @@
 //! with the `admin` role who are members of it). What each webhook receives is decided per
 //! delivery by the patients' grants (see docs/alerts.md).
 
-use super::page_limit;
+use super::{json_list, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -85,14 +85,9 @@ async fn webhooks(
     Path(organization_id): Path<Uuid>,
 ) -> Result<Json<Vec<WebhookItem>>, ApiError> {
     administrator_of(&principal, organization_id)?;
-    Ok(Json(
-        state
-            .store
-            .webhooks_of(organization_id)
-            .await?
-            .into_iter()
-            .map(WebhookItem::from)
-            .collect(),
+    Ok(json_list(
+        state.store.webhooks_of(organization_id).await?,
+        WebhookItem::from,
     ))
 }
 
@@ -225,13 +220,11 @@ async fn deliveries(
 ) -> Result<Json<Vec<DeliveryItem>>, ApiError> {
     administrator_of(&principal, organization_id)?;
     let limit = page_limit(query.limit, 100)?;
-    Ok(Json(
+    Ok(json_list(
         state
             .store
             .webhook_deliveries(organization_id, webhook_id, limit)
-            .await?
-            .into_iter()
-            .map(DeliveryItem::from)
-            .collect(),
+            .await?,
+        DeliveryItem::from,
     ))
 }
