@@ -294,31 +294,8 @@ impl Store {
         actor_id: Option<Uuid>,
         client_address: Option<IpAddr>,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.pool().begin().await?;
-        let found = sqlx::query(
-            "UPDATE users SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1",
-        )
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !found {
-            return Ok(false);
-        }
-        revoke_tokens_except(&mut *tx, user_id, None).await?;
-        insert_event(
-            &mut *tx,
-            &NewAuthenticationEvent::of(
-                AuthenticationEventKind::AccountDisabled,
-                user_id,
-                client_address,
-            )
-            .by(actor_id),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        self.set_disabled(user_id, true, actor_id, client_address)
+            .await
     }
 
     /// Enables a disabled account (its revoked tokens stay revoked); `false` if there is no
@@ -329,8 +306,32 @@ impl Store {
         actor_id: Option<Uuid>,
         client_address: Option<IpAddr>,
     ) -> Result<bool, StorageError> {
+        self.set_disabled(user_id, false, actor_id, client_address)
+            .await
+    }
+
+    /// Disables or enables an account and records it, in one transaction.
+    async fn set_disabled(
+        &self,
+        user_id: Uuid,
+        disabled: bool,
+        actor_id: Option<Uuid>,
+        client_address: Option<IpAddr>,
+    ) -> Result<bool, StorageError> {
+        let (update, kind) = if disabled {
+            (
+                // The first disabling time stays.
+                "UPDATE users SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1",
+                AuthenticationEventKind::AccountDisabled,
+            )
+        } else {
+            (
+                "UPDATE users SET disabled_at = NULL WHERE id = $1",
+                AuthenticationEventKind::AccountEnabled,
+            )
+        };
         let mut tx = self.pool().begin().await?;
-        let found = sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1")
+        let found = sqlx::query(update)
             .bind(user_id)
             .execute(&mut *tx)
             .await?
@@ -339,14 +340,12 @@ impl Store {
         if !found {
             return Ok(false);
         }
+        if disabled {
+            revoke_tokens_except(&mut *tx, user_id, None).await?;
+        }
         insert_event(
             &mut *tx,
-            &NewAuthenticationEvent::of(
-                AuthenticationEventKind::AccountEnabled,
-                user_id,
-                client_address,
-            )
-            .by(actor_id),
+            &NewAuthenticationEvent::of(kind, user_id, client_address).by(actor_id),
         )
         .await?;
         tx.commit().await?;
