@@ -162,7 +162,7 @@ impl TestApp {
             .create_device(patient_id.parse()?, kind, None)
             .await?
             .1;
-        Ok((credentials.device_id.to_string(), credentials.secret))
+        Ok((credentials.id.to_string(), credentials.secret))
     }
 
     pub fn http_url(&self, path: &str) -> String {

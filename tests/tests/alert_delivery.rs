@@ -37,7 +37,7 @@ async fn device(server: &impl ServerUnderTest, clinic: &Clinic, patient: Uuid) -
     let credentials = clinic.device(patient, DeviceKind::Cgm).await;
     TestDevice::connect(
         server.mqtt_port(),
-        credentials.device_id.as_str(),
+        credentials.id.as_str(),
         Some(&credentials.secret),
     )
     .await

@@ -45,7 +45,7 @@ impl World {
         let credentials = self.clinic.device(patient, kind).await;
         TestDevice::connect(
             self.server.mqtt_port(),
-            credentials.device_id.as_str(),
+            credentials.id.as_str(),
             Some(&credentials.secret),
         )
         .await

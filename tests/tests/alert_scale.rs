@@ -48,7 +48,7 @@ async fn two_servers_on_a_shared_subscription_raise_each_alert_once() {
         let credentials = clinic.device(patient, DeviceKind::Cgm).await;
         let mut device = TestDevice::connect_when_allowed(
             broker.port(),
-            credentials.device_id.as_str(),
+            credentials.id.as_str(),
             &credentials.secret,
         )
         .await
@@ -161,7 +161,7 @@ async fn an_ingest_only_server_leaves_the_evaluation_to_another() {
     let credentials = clinic.device(patient, DeviceKind::Cgm).await;
     let mut device = TestDevice::connect(
         ingest_only.mqtt_port(),
-        credentials.device_id.as_str(),
+        credentials.id.as_str(),
         Some(&credentials.secret),
     )
     .await

@@ -174,7 +174,7 @@ async fn redirects_are_not_followed_the_log_is_plain_and_a_slow_receiver_delays_
     let credentials = clinics[0].device(patient, DeviceKind::Cgm).await;
     let mut cgm = TestDevice::connect(
         server.mqtt_port(),
-        credentials.device_id.as_str(),
+        credentials.id.as_str(),
         Some(&credentials.secret),
     )
     .await

@@ -168,7 +168,7 @@ async fn run_device(database: &Database, command: DeviceCommand) -> anyhow::Resu
                     "device_id": device.id,
                     "patient_id": device.patient_id,
                     "kind": device.kind,
-                    "mqtt_username": credentials.device_id,
+                    "mqtt_username": credentials.id,
                     "mqtt_password": credentials.secret,
                     "readings_topic": format!("chronicle/v1/devices/{}/readings", device.id),
                     "acks_topic": format!("chronicle/v1/devices/{}/acks", device.id),
@@ -178,7 +178,7 @@ async fn run_device(database: &Database, command: DeviceCommand) -> anyhow::Resu
                 println!("device id:      {}", device.id);
                 println!("kind:           {}", device.kind);
                 println!("patient:        {}", device.patient_id);
-                println!("MQTT username:  {}", credentials.device_id);
+                println!("MQTT username:  {}", credentials.id);
                 println!(
                     "MQTT password:  {}   (shown once; only its hash is stored)",
                     credentials.secret
@@ -224,12 +224,7 @@ async fn run_device(database: &Database, command: DeviceCommand) -> anyhow::Resu
         }
         DeviceCommand::RotateSecret { device, json } => {
             let credentials = database.store.rotate_device_secret(&device).await?;
-            print_credentials(
-                json,
-                "device",
-                credentials.device_id.as_str(),
-                &credentials.secret,
-            )?;
+            print_credentials(json, "device", credentials.id.as_str(), &credentials.secret)?;
         }
     }
     Ok(())
@@ -269,7 +264,7 @@ pub async fn gateway(settings: &DatabaseSettings, command: GatewayCommand) -> an
                         "gateway_id": gateway.id,
                         "patient_id": gateway.patient_id,
                         "devices": gateway.devices,
-                        "mqtt_username": credentials.gateway_id,
+                        "mqtt_username": credentials.id,
                         "mqtt_password": credentials.secret,
                     });
                     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -333,12 +333,12 @@ async fn copy_ceiling(
     let patient = bench_patient(&store).await?;
     let devices = provision(&store, patient, batch_payloads.len()).await?;
 
-    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
     let registered = store.devices_for_ingest(&ids).await?;
     let mut chunks = Vec::new();
     for (device, payloads) in devices.iter().zip(batch_payloads) {
         let device_key = registered
-            .get(device.device_id.as_str())
+            .get(device.id.as_str())
             .map(|d| d.key)
             .context("a provisioned device is missing from the registry")?;
         for payload in payloads {
@@ -439,7 +439,7 @@ async fn check_stored(
     devices: &[DeviceCredentials],
     expected: usize,
 ) -> anyhow::Result<()> {
-    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
     let count = store.count_glucose_readings(&ids).await?;
     anyhow::ensure!(
         usize::try_from(count).ok() == Some(expected),
@@ -500,7 +500,7 @@ fn plans(
         .iter()
         .enumerate()
         .map(|(i, d)| DevicePlan {
-            device_id: d.device_id.as_str().to_owned(),
+            device_id: d.id.as_str().to_owned(),
             secret: d.secret.clone(),
             payloads: payloads(i),
             readings_per_message,

@@ -15,6 +15,36 @@ pub fn random_secret(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
+/// A new MQTT identity's credentials (a device's or a gateway's), shown once: only hashes of
+/// the secret are stored.
+#[derive(Clone)]
+pub struct NewCredentials<Id> {
+    /// Also the MQTT username, and the client id (a gateway's, or its prefix before a `.`).
+    pub id: Id,
+    /// The MQTT password.
+    pub secret: String,
+}
+
+impl<Id> NewCredentials<Id> {
+    /// `id` with a fresh random secret.
+    pub fn generate(id: Id) -> Self {
+        NewCredentials {
+            id,
+            secret: random_secret(32),
+        }
+    }
+}
+
+/// Never prints the secret.
+impl<Id: std::fmt::Debug> std::fmt::Debug for NewCredentials<Id> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCredentials")
+            .field("id", &self.id)
+            .field("secret", &"***")
+            .finish()
+    }
+}
+
 /// SHA-256 of a high-entropy secret (device secret, bearer token).
 pub fn secret_hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()

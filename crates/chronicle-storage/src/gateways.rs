@@ -5,7 +5,7 @@
 //! device an operator attaches. Revoking a device takes it off every gateway (a trigger, in the
 //! same transaction), and every change is announced to the brokers (`broker_identities`).
 
-use crate::credentials::{broker_password_hash, random_secret, secret_hash};
+use crate::credentials::{NewCredentials, broker_password_hash, secret_hash};
 use crate::gate::PatientActor;
 use crate::{StorageError, Store};
 use chronicle_domain::{DeviceId, GatewayId};
@@ -26,23 +26,8 @@ pub struct Gateway {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// A new gateway's credentials, shown once. Only hashes of the secret are stored.
-#[derive(Clone, Serialize)]
-pub struct GatewayCredentials {
-    /// Also the MQTT username, and the client id (or its prefix before a `.`).
-    pub gateway_id: GatewayId,
-    /// The MQTT password.
-    pub secret: String,
-}
-
-impl std::fmt::Debug for GatewayCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayCredentials")
-            .field("gateway_id", &self.gateway_id)
-            .field("secret", &"***")
-            .finish()
-    }
-}
+/// A new gateway's credentials, shown once.
+pub type GatewayCredentials = NewCredentials<GatewayId>;
 
 fn new_gateway_id() -> GatewayId {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -97,17 +82,14 @@ impl Store {
         label: Option<&str>,
         devices: &[DeviceId],
     ) -> Result<(Gateway, GatewayCredentials), StorageError> {
-        let credentials = GatewayCredentials {
-            gateway_id: new_gateway_id(),
-            secret: random_secret(32),
-        };
+        let credentials = GatewayCredentials::generate(new_gateway_id());
         let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO gateways (id, label, patient_id, secret_hash, broker_password_hash)
              SELECT $1, $2, $3, $4, $5
              WHERE $3::uuid IS NULL OR EXISTS (SELECT 1 FROM patients WHERE id = $3)",
         )
-        .bind(credentials.gateway_id.as_str())
+        .bind(credentials.id.as_str())
         .bind(label)
         .bind(patient_id)
         .bind(secret_hash(&credentials.secret))
@@ -120,15 +102,15 @@ impl Store {
                 id: patient_id.map(|p| p.to_string()).unwrap_or_default(),
             });
         }
-        attach(&mut tx, &credentials.gateway_id, devices).await?;
+        attach(&mut tx, &credentials.id, devices).await?;
         tx.commit().await?;
-        let gateway = self
-            .gateway(&credentials.gateway_id)
-            .await?
-            .ok_or_else(|| StorageError::NotFound {
-                what: "gateway",
-                id: credentials.gateway_id.to_string(),
-            })?;
+        let gateway =
+            self.gateway(&credentials.id)
+                .await?
+                .ok_or_else(|| StorageError::NotFound {
+                    what: "gateway",
+                    id: credentials.id.to_string(),
+                })?;
         Ok((gateway, credentials))
     }
 

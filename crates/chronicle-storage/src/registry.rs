@@ -1,6 +1,6 @@
 //! The registry: patients and their devices, with device credentials.
 
-use crate::credentials::{broker_password_hash, random_secret, secret_hash};
+use crate::credentials::{NewCredentials, broker_password_hash, secret_hash};
 use crate::gate::{PatientActor, Permit};
 use crate::sharing::NewAccessLogEntry;
 use crate::{StorageError, Store};
@@ -38,23 +38,8 @@ pub struct Device {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// A new device's credentials, shown once. Only the secret's hash is stored.
-#[derive(Clone, Serialize)]
-pub struct DeviceCredentials {
-    /// Also the MQTT username and client id.
-    pub device_id: DeviceId,
-    /// The MQTT password.
-    pub secret: String,
-}
-
-impl std::fmt::Debug for DeviceCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceCredentials")
-            .field("device_id", &self.device_id)
-            .field("secret", &"***")
-            .finish()
-    }
-}
+/// A new device's credentials, shown once.
+pub type DeviceCredentials = NewCredentials<DeviceId>;
 
 /// What the ingest needs to know about a device that sent a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,16 +162,13 @@ impl Store {
                 id: patient_id.to_string(),
             });
         }
-        let credentials = DeviceCredentials {
-            device_id: new_device_id(),
-            secret: random_secret(32),
-        };
+        let credentials = DeviceCredentials::generate(new_device_id());
         let row = sqlx::query_as::<_, DeviceRow>(
             "INSERT INTO devices (id, patient_id, kind, label, secret_hash, broker_password_hash)
              VALUES ($1, $2, $3, $4, $5, $6)
              RETURNING id, patient_id, kind, label, created_at, revoked_at",
         )
-        .bind(credentials.device_id.as_str())
+        .bind(credentials.id.as_str())
         .bind(patient_id)
         .bind(kind.as_str())
         .bind(label)
@@ -203,14 +185,14 @@ impl Store {
         &self,
         device_id: &DeviceId,
     ) -> Result<DeviceCredentials, StorageError> {
-        let secret = random_secret(32);
+        let credentials = DeviceCredentials::generate(device_id.clone());
         let updated = sqlx::query(
             "UPDATE devices SET secret_hash = $2, broker_password_hash = $3
              WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(device_id.as_str())
-        .bind(secret_hash(&secret))
-        .bind(broker_password_hash(&secret))
+        .bind(secret_hash(&credentials.secret))
+        .bind(broker_password_hash(&credentials.secret))
         .execute(self.pool())
         .await?;
         if updated.rows_affected() == 0 {
@@ -219,10 +201,7 @@ impl Store {
                 id: device_id.to_string(),
             });
         }
-        Ok(DeviceCredentials {
-            device_id: device_id.clone(),
-            secret,
-        })
+        Ok(credentials)
     }
 
     /// Devices, newest last; only one patient's when `patient_id` is given.

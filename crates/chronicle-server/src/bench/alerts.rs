@@ -154,7 +154,7 @@ async fn measure(
         let plans: Vec<DevicePlan> = background
             .iter()
             .map(|d| DevicePlan {
-                device_id: d.device_id.as_str().to_owned(),
+                device_id: d.id.as_str().to_owned(),
                 secret: d.secret.clone(),
                 payloads: messages.clone(),
                 readings_per_message: 1,
@@ -339,10 +339,7 @@ async fn latency(
     }
 
     let client = connect(port, probe).await?;
-    let topic = format!(
-        "{TOPIC_PREFIX}/devices/{}/readings",
-        probe.device_id.as_str()
-    );
+    let topic = format!("{TOPIC_PREFIX}/devices/{}/readings", probe.id.as_str());
     let mut sent: BTreeMap<DateTime<Utc>, Instant> = BTreeMap::new();
     let mut ticker = tokio::time::interval(interval);
     for _ in 0..probes {
@@ -399,10 +396,7 @@ async fn paced(
     duration: Duration,
 ) -> anyhow::Result<usize> {
     let client = connect(port, &device).await?;
-    let topic = format!(
-        "{TOPIC_PREFIX}/devices/{}/readings",
-        device.device_id.as_str()
-    );
+    let topic = format!("{TOPIC_PREFIX}/devices/{}/readings", device.id.as_str());
     // Spread the devices' first readings over the interval.
     tokio::time::sleep(every.mul_f64(rand::random::<f64>())).await;
     let end = Instant::now() + duration;
@@ -427,7 +421,7 @@ async fn paced(
 
 /// Connects a device whose acks are drained by a task of its own.
 async fn connect(port: u16, device: &DeviceCredentials) -> anyhow::Result<AsyncClient> {
-    let id = device.device_id.as_str();
+    let id = device.id.as_str();
     let mut options = MqttOptions::new(format!("{id}.paced"), "127.0.0.1", port);
     options
         .set_credentials(id, &device.secret)

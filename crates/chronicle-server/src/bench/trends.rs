@@ -319,7 +319,7 @@ async fn load(
                     })
                     .collect();
                 plans.push(DevicePlan {
-                    device_id: credentials.device_id.as_str().to_owned(),
+                    device_id: credentials.id.as_str().to_owned(),
                     secret: credentials.secret.clone(),
                     payloads,
                     readings_per_message: per_message,
