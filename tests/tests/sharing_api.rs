@@ -238,6 +238,7 @@ async fn sharing_through_the_api() {
     let log = c.store.access_log(c.patient, None, 100).await.expect("log");
     let lee_entries: Vec<_> = log
         .iter()
+        .map(|e| &e.attempt)
         .filter(|e| e.actor_role.as_deref() == Some("clinician"))
         .collect();
     assert!(

@@ -7,7 +7,7 @@ use chronicle_domain::sharing::{
 };
 use chronicle_storage::credentials::{hash_password, verify_password};
 use chronicle_storage::identity::{NewUser, TokenKind};
-use chronicle_storage::sharing::{NewAccessLogEntry, NewGrant};
+use chronicle_storage::sharing::{AccessAttempt, NewGrant};
 use chronicle_storage::{NewPatient, Store};
 use chronicle_tests::TestDatabase;
 use chrono::{Duration, Utc};
@@ -252,7 +252,7 @@ async fn the_access_log_is_append_only() {
         .expect("patient");
     for allowed in [true, false] {
         store
-            .append_access_log(&NewAccessLogEntry {
+            .append_access_log(&AccessAttempt {
                 actor_id: None,
                 actor_role: Some("clinician".into()),
                 patient_id: patient.id,
@@ -270,7 +270,7 @@ async fn the_access_log_is_append_only() {
     let log = store.access_log(patient.id, None, 10).await.expect("log");
     assert_eq!(
         log.iter()
-            .map(|e| (e.allowed, e.action, e.category))
+            .map(|e| (e.attempt.allowed, e.attempt.action, e.attempt.category))
             .collect::<Vec<_>>(),
         vec![
             (

@@ -6,7 +6,7 @@
 //! window), so they cannot run without a logged decision.
 
 use crate::alerts::AlertEvent;
-use crate::sharing::NewAccessLogEntry;
+use crate::sharing::AccessAttempt;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{
     Access, AccessAction, AccessRequest, Allowance, Basis, DataCategory, Decision, DenyReason,
@@ -193,7 +193,7 @@ impl Store {
             &grants,
             Utc::now(),
         );
-        self.append_access_log(&NewAccessLogEntry {
+        self.append_access_log(&AccessAttempt {
             actor_id: Some(organization_id),
             actor_role: Some("organization_webhook".to_owned()),
             patient_id: event.patient_id,
@@ -234,7 +234,7 @@ impl Store {
         principal: &Principal,
         requests: &[AccessRequest],
         action: AccessAction,
-    ) -> Result<(Vec<Result<Permit, DenyReason>>, Vec<NewAccessLogEntry>), StorageError> {
+    ) -> Result<(Vec<Result<Permit, DenyReason>>, Vec<AccessAttempt>), StorageError> {
         let mut patient_ids: Vec<Uuid> = requests.iter().map(|r| r.patient_id).collect();
         patient_ids.sort();
         patient_ids.dedup();
@@ -257,7 +257,7 @@ impl Store {
                 authorize(principal, request, theirs, &emergencies)
             })
             .collect();
-        let entries: Vec<NewAccessLogEntry> = requests
+        let entries: Vec<AccessAttempt> = requests
             .iter()
             .zip(&decisions)
             .map(|(request, decision)| decision_entry(principal, request, decision, action))
@@ -278,7 +278,7 @@ impl Store {
             user_id: principal.user_id,
             basis,
         });
-        self.append_access_log(&NewAccessLogEntry {
+        self.append_access_log(&AccessAttempt {
             actor_id: Some(principal.user_id),
             actor_role: principal.role.map(|r| r.as_str().to_owned()),
             patient_id,
@@ -301,13 +301,13 @@ fn decision_entry(
     request: &AccessRequest,
     decision: &Result<Permit, DenyReason>,
     action: AccessAction,
-) -> NewAccessLogEntry {
+) -> AccessAttempt {
     let (grant_id, emergency_id) = match decision.as_ref().map(|p| p.allowance().basis) {
         Ok(Basis::Grant(id)) => (Some(id), None),
         Ok(Basis::Emergency(id)) => (None, Some(id)),
         _ => (None, None),
     };
-    NewAccessLogEntry {
+    AccessAttempt {
         actor_id: Some(principal.user_id),
         actor_role: principal.role.map(|r| r.as_str().to_owned()),
         patient_id: request.patient_id,

@@ -2,7 +2,7 @@
 
 use crate::credentials::{NewCredentials, broker_password_hash, secret_hash};
 use crate::gate::{PatientActor, Permit};
-use crate::sharing::NewAccessLogEntry;
+use crate::sharing::AccessAttempt;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory, Principal, Purpose, deidentify};
@@ -407,7 +407,7 @@ impl Store {
             }
         }
         for v in &out {
-            self.append_access_log(&NewAccessLogEntry {
+            self.append_access_log(&AccessAttempt {
                 actor_id: Some(principal.user_id),
                 actor_role: principal.role.map(|r| r.as_str().to_owned()),
                 patient_id: v.record_id,

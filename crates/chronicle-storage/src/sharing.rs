@@ -24,23 +24,13 @@ pub struct NewGrant {
     pub created_by: Option<Uuid>,
 }
 
-/// One access-log entry, allowed or denied.
+/// One access-log entry as stored: an attempt, numbered and timed by the database.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessLogEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
-    pub actor_id: Option<Uuid>,
-    /// The actor's role (`clinician`, …), or what acted without a user (`organization_webhook`).
-    pub actor_role: Option<String>,
-    pub patient_id: Uuid,
-    pub action: AccessAction,
-    pub category: Option<DataCategory>,
-    pub purpose: Option<Purpose>,
-    pub grant_id: Option<Uuid>,
-    pub emergency_id: Option<Uuid>,
-    pub allowed: bool,
-    /// Why it was refused (a `DenyReason`'s spelling).
-    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub attempt: AccessAttempt,
 }
 
 /// An access-log row as stored.
@@ -66,21 +56,23 @@ impl TryFrom<AccessLogRow> for AccessLogEntry {
         Ok(AccessLogEntry {
             id: row.id,
             at: row.at,
-            actor_id: row.actor_id,
-            actor_role: row.actor_role,
-            patient_id: row.patient_id,
-            action: AccessAction::parse(&row.action)
-                .ok_or_else(|| StorageError::corrupt("access-log action", &row.action))?,
-            category: parse_stored("access-log category", row.category, DataCategory::parse)?,
-            purpose: parse_stored("access-log purpose", row.purpose, Purpose::parse)?,
-            grant_id: row.grant_id,
-            emergency_id: row.emergency_id,
-            allowed: match row.outcome.as_str() {
-                "allowed" => true,
-                "denied" => false,
-                other => return Err(StorageError::corrupt("access-log outcome", other)),
+            attempt: AccessAttempt {
+                actor_id: row.actor_id,
+                actor_role: row.actor_role,
+                patient_id: row.patient_id,
+                action: AccessAction::parse(&row.action)
+                    .ok_or_else(|| StorageError::corrupt("access-log action", &row.action))?,
+                category: parse_stored("access-log category", row.category, DataCategory::parse)?,
+                purpose: parse_stored("access-log purpose", row.purpose, Purpose::parse)?,
+                grant_id: row.grant_id,
+                emergency_id: row.emergency_id,
+                allowed: match row.outcome.as_str() {
+                    "allowed" => true,
+                    "denied" => false,
+                    other => return Err(StorageError::corrupt("access-log outcome", other)),
+                },
+                reason: row.reason,
             },
-            reason: row.reason,
         })
     }
 }
@@ -95,10 +87,12 @@ fn parse_stored<T>(
         .transpose()
 }
 
-/// An entry to append; `id` and `at` are assigned by the database.
-#[derive(Debug, Clone)]
-pub struct NewAccessLogEntry {
+/// One attempt to reach a patient's data, allowed or denied: what the access log records
+/// (the database numbers and times it).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessAttempt {
     pub actor_id: Option<Uuid>,
+    /// The actor's role (`clinician`, …), or what acted without a user (`organization_webhook`).
     pub actor_role: Option<String>,
     pub patient_id: Uuid,
     pub action: AccessAction,
@@ -107,6 +101,7 @@ pub struct NewAccessLogEntry {
     pub grant_id: Option<Uuid>,
     pub emergency_id: Option<Uuid>,
     pub allowed: bool,
+    /// Why it was refused (a `DenyReason`'s spelling).
     pub reason: Option<String>,
 }
 
@@ -294,22 +289,22 @@ impl Store {
             .collect())
     }
 
-    pub async fn append_access_log(&self, entry: &NewAccessLogEntry) -> Result<(), StorageError> {
+    pub async fn append_access_log(&self, attempt: &AccessAttempt) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO access_log (actor_id, actor_role, patient_id, action, category, purpose,
                  grant_id, emergency_id, outcome, reason)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(entry.actor_id)
-        .bind(&entry.actor_role)
-        .bind(entry.patient_id)
-        .bind(entry.action.as_str())
-        .bind(entry.category.map(|c| c.as_str()))
-        .bind(entry.purpose.map(|p| p.as_str()))
-        .bind(entry.grant_id)
-        .bind(entry.emergency_id)
-        .bind(if entry.allowed { "allowed" } else { "denied" })
-        .bind(&entry.reason)
+        .bind(attempt.actor_id)
+        .bind(&attempt.actor_role)
+        .bind(attempt.patient_id)
+        .bind(attempt.action.as_str())
+        .bind(attempt.category.map(|c| c.as_str()))
+        .bind(attempt.purpose.map(|p| p.as_str()))
+        .bind(attempt.grant_id)
+        .bind(attempt.emergency_id)
+        .bind(if attempt.allowed { "allowed" } else { "denied" })
+        .bind(&attempt.reason)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -436,12 +431,12 @@ impl Store {
     /// Appends many entries in one statement (in the given order).
     pub async fn append_access_log_many(
         &self,
-        entries: &[NewAccessLogEntry],
+        entries: &[AccessAttempt],
     ) -> Result<(), StorageError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let column = |f: fn(&NewAccessLogEntry) -> Option<String>| -> Vec<Option<String>> {
+        let column = |f: fn(&AccessAttempt) -> Option<String>| -> Vec<Option<String>> {
             entries.iter().map(f).collect()
         };
         sqlx::query(
@@ -565,7 +560,7 @@ impl Store {
         let opened = self
             .open_emergency_access(patient_id, principal.user_id, reason, expires_at)
             .await?;
-        self.append_access_log(&NewAccessLogEntry {
+        self.append_access_log(&AccessAttempt {
             actor_id: Some(principal.user_id),
             actor_role: Some(Role::Clinician.as_str().to_owned()),
             patient_id,

@@ -255,18 +255,19 @@ struct AccessLogItem {
 
 impl AccessLogItem {
     fn new(e: AccessLogEntry, actor_name: Option<String>) -> Self {
+        let attempt = e.attempt;
         AccessLogItem {
             at: e.at,
-            actor_id: e.actor_id,
+            actor_id: attempt.actor_id,
             actor_name,
-            actor_role: e.actor_role,
-            action: e.action,
-            category: e.category,
-            purpose: e.purpose,
-            grant_id: e.grant_id,
-            emergency_id: e.emergency_id,
-            outcome: if e.allowed { "allowed" } else { "denied" }.to_owned(),
-            reason: e.reason,
+            actor_role: attempt.actor_role,
+            action: attempt.action,
+            category: attempt.category,
+            purpose: attempt.purpose,
+            grant_id: attempt.grant_id,
+            emergency_id: attempt.emergency_id,
+            outcome: if attempt.allowed { "allowed" } else { "denied" }.to_owned(),
+            reason: attempt.reason,
         }
     }
 }
@@ -300,7 +301,7 @@ async fn access_log(
     let mut names: HashMap<Uuid, Option<String>> = HashMap::new();
     let mut items = Vec::with_capacity(entries.len());
     for entry in entries {
-        let name = match entry.actor_id {
+        let name = match entry.attempt.actor_id {
             None => None,
             Some(id) => match names.get(&id) {
                 Some(name) => name.clone(),
