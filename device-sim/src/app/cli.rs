@@ -1,6 +1,7 @@
 //! The command line.
 
-use chronicle_sim::faults::FaultKind;
+use anyhow::Context;
+use chronicle_sim::faults::{FaultKind, FaultRates};
 use chronicle_sim::scenario::ScenarioKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -190,6 +191,19 @@ pub struct RunArgs {
     /// Readings per batch message in backfill and backlogs (at most the protocol's 5000).
     #[arg(long, default_value_t = 5000)]
     pub batch_readings: usize,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+    /// Write the reconciliation as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
+    /// Print progress to stderr every this many seconds (0: never).
+    #[arg(long, default_value_t = 10)]
+    pub progress_seconds: u64,
+}
+
+/// Faults to inject, shared by `run` and `load`.
+#[derive(Debug, Args)]
+pub struct FaultArgs {
     /// Inject a fault with a rate, NAME=RATE (probability per message); repeat, or all=RATE.
     /// Faults and the answer each must get: malformed_json (rejected malformed_json),
     /// out_of_range (out_of_range), wrong_unit (unknown_unit), missing_field
@@ -198,13 +212,20 @@ pub struct RunArgs {
     /// offline_backlog (2–6 h offline, then a batch sync: stored), reconnect (another
     /// connection with the same client id takes over; nothing lost).
     #[arg(long = "fault", value_name = "NAME=RATE")]
-    pub faults: Vec<String>,
-    /// Write the reconciliation as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub report_json: Option<PathBuf>,
-    /// Print progress to stderr every this many seconds (0: never).
-    #[arg(long, default_value_t = 10)]
-    pub progress_seconds: u64,
+    pub specs: Vec<String>,
+}
+
+impl FaultArgs {
+    /// The rates the `--fault` arguments ask for.
+    pub fn rates(&self) -> anyhow::Result<FaultRates> {
+        let mut rates = FaultRates::none();
+        for spec in &self.specs {
+            rates
+                .add_spec(spec)
+                .with_context(|| format!("--fault {spec} (faults: {})", fault_names()))?;
+        }
+        Ok(rates)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -270,9 +291,8 @@ pub struct LoadArgs {
     /// Stop sending after this many seconds (then wait for the acks).
     #[arg(long)]
     pub duration_seconds: Option<u64>,
-    /// Inject faults, NAME=RATE (see `run --help`).
-    #[arg(long = "fault", value_name = "NAME=RATE")]
-    pub faults: Vec<String>,
+    #[command(flatten)]
+    pub faults: FaultArgs,
     /// Write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -359,7 +379,7 @@ pub fn parse_scenarios(
 }
 
 /// Every fault's name, for messages.
-pub fn fault_names() -> String {
+fn fault_names() -> String {
     FaultKind::ALL.map(FaultKind::as_str).join(", ")
 }
 

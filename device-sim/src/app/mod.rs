@@ -97,16 +97,6 @@ async fn connect_fleet(
     .await?)
 }
 
-fn faults(specs: &[String]) -> anyhow::Result<FaultRates> {
-    let mut rates = FaultRates::none();
-    for spec in specs {
-        rates
-            .add_spec(spec)
-            .with_context(|| format!("--fault {spec} (faults: {})", cli::fault_names()))?;
-    }
-    Ok(rates)
-}
-
 /// Cancelled on Ctrl-C or SIGTERM.
 fn stop_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -264,7 +254,7 @@ fn progress(seconds: u64) -> Option<std::time::Duration> {
 }
 
 async fn run_population(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
-    let rates = faults(&args.faults)?;
+    let rates = args.faults.rates()?;
     let (mut file, fresh) = devices_for(&args.population, &args.server).await?;
     let FleetPlan {
         patients,
@@ -335,7 +325,7 @@ async fn run_population(args: cli::RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_load(args: cli::LoadArgs) -> anyhow::Result<ExitCode> {
-    let rates = faults(&args.faults)?;
+    let rates = args.faults.rates()?;
     let population = PopulationArgs {
         patients: args.patients,
         mix: Some(args.mix.clone()),
