@@ -159,108 +159,49 @@ impl AlertThresholds {
     /// Checks every value against [`SAFE_BOUNDS`] and the order between related values.
     pub fn validate(&self) -> Result<(), InvalidThresholds> {
         let b = &SAFE_BOUNDS;
-        let g = &self.glucose;
-        let p = &self.blood_pressure;
+        // A threshold's name in errors is spelled from its path, so the two cannot drift apart;
+        // the bounds share the field's name unless another is given.
+        macro_rules! bounded {
+            ($section:ident . $field:ident) => {
+                bounded!($section.$field => $field)
+            };
+            ($section:ident . $field:ident => $bounds:ident) => {
+                (
+                    concat!(stringify!($section), ".", stringify!($field)),
+                    f64::from(self.$section.$field),
+                    b.$bounds,
+                )
+            };
+        }
         let checks: [(&'static str, f64, (f64, f64)); 21] = [
-            ("glucose.very_low_mg_dl", g.very_low_mg_dl, b.very_low_mg_dl),
-            ("glucose.low_mg_dl", g.low_mg_dl, b.low_mg_dl),
-            ("glucose.low_minutes", g.low_minutes.into(), b.low_minutes),
-            (
-                "glucose.predicted_low_mg_dl",
-                g.predicted_low_mg_dl,
-                b.predicted_low_mg_dl,
-            ),
-            (
-                "glucose.predicted_low_horizon_minutes",
-                g.predicted_low_horizon_minutes.into(),
-                b.predicted_low_horizon_minutes,
-            ),
-            (
-                "glucose.very_high_mg_dl",
-                g.very_high_mg_dl,
-                b.very_high_mg_dl,
-            ),
-            (
-                "glucose.very_high_minutes",
-                g.very_high_minutes.into(),
-                b.very_high_minutes,
-            ),
-            (
-                "glucose.urgent_high_mg_dl",
-                g.urgent_high_mg_dl,
-                b.urgent_high_mg_dl,
-            ),
-            (
-                "glucose.rapid_fall_mg_dl_per_minute",
-                g.rapid_fall_mg_dl_per_minute,
-                b.rapid_fall_mg_dl_per_minute,
-            ),
-            (
-                "blood_pressure.crisis_systolic",
-                p.crisis_systolic.into(),
-                b.crisis_systolic,
-            ),
-            (
-                "blood_pressure.crisis_diastolic",
-                p.crisis_diastolic.into(),
-                b.crisis_diastolic,
-            ),
-            (
-                "blood_pressure.low_systolic",
-                p.low_systolic.into(),
-                b.low_systolic,
-            ),
-            (
-                "blood_pressure.low_diastolic",
-                p.low_diastolic.into(),
-                b.low_diastolic,
-            ),
-            (
-                "blood_pressure.stage2_mean_systolic",
-                p.stage2_mean_systolic.into(),
-                b.stage2_mean_systolic,
-            ),
-            (
-                "blood_pressure.stage2_mean_diastolic",
-                p.stage2_mean_diastolic.into(),
-                b.stage2_mean_diastolic,
-            ),
-            (
-                "blood_pressure.stage2_min_readings",
-                p.stage2_min_readings.into(),
-                b.stage2_min_readings,
-            ),
-            (
-                "no_data.cgm_minutes",
-                self.no_data.cgm_minutes.into(),
-                b.no_data_cgm_minutes,
-            ),
-            (
-                "no_data.meter_days",
-                self.no_data.meter_days.into(),
-                b.no_data_days,
-            ),
-            (
-                "no_data.cuff_days",
-                self.no_data.cuff_days.into(),
-                b.no_data_days,
-            ),
-            (
-                "timing.late_after_minutes",
-                self.timing.late_after_minutes.into(),
-                b.late_after_minutes,
-            ),
-            (
-                "timing.resolve_after_minutes",
-                self.timing.resolve_after_minutes.into(),
-                b.resolve_after_minutes,
-            ),
+            bounded!(glucose.very_low_mg_dl),
+            bounded!(glucose.low_mg_dl),
+            bounded!(glucose.low_minutes),
+            bounded!(glucose.predicted_low_mg_dl),
+            bounded!(glucose.predicted_low_horizon_minutes),
+            bounded!(glucose.very_high_mg_dl),
+            bounded!(glucose.very_high_minutes),
+            bounded!(glucose.urgent_high_mg_dl),
+            bounded!(glucose.rapid_fall_mg_dl_per_minute),
+            bounded!(blood_pressure.crisis_systolic),
+            bounded!(blood_pressure.crisis_diastolic),
+            bounded!(blood_pressure.low_systolic),
+            bounded!(blood_pressure.low_diastolic),
+            bounded!(blood_pressure.stage2_mean_systolic),
+            bounded!(blood_pressure.stage2_mean_diastolic),
+            bounded!(blood_pressure.stage2_min_readings),
+            bounded!(no_data.cgm_minutes => no_data_cgm_minutes),
+            bounded!(no_data.meter_days => no_data_days),
+            bounded!(no_data.cuff_days => no_data_days),
+            bounded!(timing.late_after_minutes),
+            bounded!(timing.resolve_after_minutes),
         ];
         for (field, value, (min, max)) in checks {
             if !(value.is_finite() && (min..=max).contains(&value)) {
                 return Err(InvalidThresholds::OutOfBounds { field, min, max });
             }
         }
+        let g = &self.glucose;
         if g.low_mg_dl <= g.very_low_mg_dl {
             return Err(InvalidThresholds::Order(
                 "glucose.low_mg_dl must lie above glucose.very_low_mg_dl",
@@ -428,6 +369,26 @@ mod tests {
         for (i, (change, accepted)) in cases.into_iter().enumerate() {
             assert_eq!(with(change).is_ok(), accepted, "case {i}");
         }
+    }
+
+    #[test]
+    fn a_refusal_names_the_threshold_by_its_json_path() {
+        let mut t = AlertThresholds::preset(TargetPreset::Custom);
+        t.no_data.cuff_days = 31;
+        assert_eq!(
+            t.validate(),
+            Err(InvalidThresholds::OutOfBounds {
+                field: "no_data.cuff_days",
+                min: 1.0,
+                max: 30.0
+            })
+        );
+        let mut t = AlertThresholds::preset(TargetPreset::Custom);
+        t.blood_pressure.stage2_min_readings = 3;
+        assert_eq!(
+            t.validate().map_err(|e| e.to_string()),
+            Err("blood_pressure.stage2_min_readings must lie between 4 and 28".to_owned())
+        );
     }
 
     #[test]
