@@ -422,21 +422,163 @@ fn nasty_text() -> impl Strategy<Value = String> {
 /// Decodes and validates like the ingest does, checking that every refusal is reasoned: a
 /// stable code and a sentence a person can act on.
 fn decode_checked(bytes: &[u8], kind: DeviceKind) -> Result<(), TestCaseError> {
-    let limits = DecodeLimits::default();
-    match parse_message(bytes, &limits) {
-        Err(refused) => {
-            prop_assert!(!refused.rejection.detail.trim().is_empty(), "{refused:?}");
-            prop_assert!(!refused.rejection.reason.code().is_empty());
-        }
+    decode_checked_within(bytes, kind, &DecodeLimits::default())
+}
+
+fn decode_checked_within(
+    bytes: &[u8],
+    kind: DeviceKind,
+    limits: &DecodeLimits,
+) -> Result<(), TestCaseError> {
+    match parse_message(bytes, limits) {
+        Err(refused) => reasoned(&refused.rejection)?,
         Ok(message) => {
-            let (accepted, rejected) = validate_readings(&message, kind, now(), &limits);
+            let (accepted, rejected) = validate_readings(&message, kind, now(), limits);
             prop_assert_eq!(accepted.len() + rejected.len(), message.readings.len());
             for rejection in &rejected {
-                prop_assert!(!rejection.detail.trim().is_empty(), "{rejection:?}");
+                reasoned(rejection)?;
             }
         }
     }
     Ok(())
+}
+
+/// A refusal a device maker can act on: one of the documented codes and a sentence.
+fn reasoned(rejection: &Rejection) -> Result<(), TestCaseError> {
+    let code = rejection.reason.code();
+    prop_assert!(
+        RejectionReason::ALL.iter().any(|r| r.code() == code)
+            && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        "{rejection:?}"
+    );
+    prop_assert!(!rejection.detail.trim().is_empty(), "{rejection:?}");
+    Ok(())
+}
+
+/// Numbers at and past the edges of what JSON, `f64` and the plausible ranges hold, written
+/// as JSON text so that values `serde_json::Value` cannot build (1e400, -0) are sent too.
+fn edge_number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1e308",
+            "1e309",
+            "-1e400",
+            "1e-400",
+            "5e-324",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "999999999999999999999999999999",
+            "0.000000000000000000001",
+            "104.0000000000001",
+            "1000",
+            "1000.0000001",
+            "55.5",
+            "300",
+            "301",
+            "19",
+            "20",
+        ])
+        .prop_map(str::to_owned),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| f.to_string()),
+        (-1000i32..2000, 0u32..1000).prop_map(|(i, f)| format!("{i}.{f:03}")),
+    ]
+}
+
+/// Timestamps near RFC 3339: out-of-range fields, odd offsets, leap seconds, long fractions,
+/// other separators, and the edges of the accepted age and skew.
+fn odd_timestamp() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![
+            Just(2026i64),
+            Just(2025),
+            -1i64..10_000,
+            Just(262_144),
+            Just(1_000_000)
+        ],
+        0u32..14,
+        0u32..33,
+        0u32..26,
+        0u32..62,
+        0u32..62,
+        prop::sample::select(vec!["", ".5", ".123456789", ".1234567890123456789", ","]),
+        prop::sample::select(vec![
+            "Z", "z", "+00:00", "-00:00", "+14:00", "-12:00", "+25:00", "+01", "+0100", "", " UTC",
+            "+01:60",
+        ]),
+        prop::sample::select(vec!["T", "t", " ", "_"]),
+    )
+        .prop_map(|(y, mo, d, h, mi, s, frac, offset, sep)| {
+            format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{frac}{offset}")
+        })
+}
+
+/// A glucose or blood-pressure reading written as JSON text, each field either valid, an edge
+/// number, an odd timestamp, text of any kind, or absent.
+fn near_valid_reading() -> impl Strategy<Value = String> {
+    let number = || {
+        prop_oneof![
+            3 => edge_number(),
+            1 => nasty_text().prop_map(|t| Value::String(t).to_string()),
+            1 => any_json().prop_map(|v| v.to_string()),
+        ]
+    };
+    let time = prop_oneof![
+        1 => Just("\"2026-03-01T08:00:00Z\"".to_owned()),
+        3 => odd_timestamp().prop_map(|t| Value::String(t).to_string()),
+        1 => any_json().prop_map(|v| v.to_string()),
+    ];
+    let text = |valid: &'static [&'static str]| {
+        prop_oneof![
+            3 => prop::sample::select(valid).prop_map(|t| format!("\"{t}\"")),
+            1 => nasty_text().prop_map(|t| Value::String(t).to_string()),
+            1 => any_json().prop_map(|v| v.to_string()),
+        ]
+    };
+    let fields = (
+        any::<bool>(),
+        text(&["glucose", "blood_pressure"]),
+        number(),
+        text(&["mg/dL", "mmol/L"]),
+        number(),
+        number(),
+        time,
+        text(&["cgm", "meter"]),
+        // One chance in four that a field goes missing: most readings stay whole and
+        // reach the checks of their values.
+        proptest::collection::vec(0u8..4, 6),
+    );
+    fields.prop_map(
+        |(pressure, kind, value, unit, diastolic, pulse, measured_at, source, keep)| {
+            let mut parts = vec![
+                format!("\"type\":{kind}"),
+                format!("\"measured_at\":{measured_at}"),
+            ];
+            if pressure {
+                parts.push(format!("\"systolic\":{value}"));
+                parts.push(format!("\"diastolic\":{diastolic}"));
+                parts.push(format!("\"pulse\":{pulse}"));
+            } else {
+                parts.push(format!("\"value\":{value}"));
+                parts.push(format!("\"unit\":{unit}"));
+                parts.push(format!("\"source\":{source}"));
+            }
+            let kept: Vec<_> = parts
+                .into_iter()
+                .zip(keep)
+                .filter(|(_, keep)| *keep != 0)
+                .map(|(part, _)| part)
+                .collect();
+            format!("{{{}}}", kept.join(","))
+        },
+    )
 }
 
 proptest! {
@@ -487,5 +629,61 @@ proptest! {
         decode_checked(&valid.as_bytes()[..cut.min(valid.len())], DeviceKind::Cgm)?;
         let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         decode_checked(deep.as_bytes(), DeviceKind::Cgm)?;
+    }
+
+    /// Readings of the documented shape with fields at and past their edges (numbers JSON
+    /// cannot carry, odd timestamps, wrong types, unicode, missing fields), alone and in
+    /// batches with any kind of message id, for every kind of device.
+    #[test]
+    fn fuzz_near_valid_readings_and_batches(
+        readings in proptest::collection::vec(near_valid_reading(), 1..12),
+        message_id in prop_oneof![
+            Just("null".to_owned()),
+            ".{0,80}".prop_map(|t| Value::String(t).to_string()),
+            any_json().prop_map(|v| v.to_string()),
+        ],
+        kind in prop::sample::select(vec![DeviceKind::Cgm, DeviceKind::Meter, DeviceKind::Bp]),
+    ) {
+        decode_checked(readings[0].as_bytes(), kind)?;
+        let batch = format!("{{\"message_id\":{message_id},\"readings\":[{}]}}", readings.join(","));
+        decode_checked(batch.as_bytes(), kind)?;
+    }
+
+    /// Batches around the reading-count and byte limits, with long text in a field: the limit
+    /// that is crossed is the one named, and nothing under the limits is refused for its size.
+    #[test]
+    fn fuzz_batches_at_the_limits(
+        reading in near_valid_reading(),
+        count in 0usize..48,
+        max_readings in 1usize..40,
+        max_bytes in prop_oneof![0usize..64, 64usize..8192, Just(usize::MAX)],
+        long in prop_oneof![Just(0usize), 0usize..300_000],
+    ) {
+        let limits = DecodeLimits {
+            max_message_bytes: max_bytes,
+            max_readings_per_message: max_readings,
+            ..DecodeLimits::default()
+        };
+        let id = Value::String("é".repeat(long)).to_string();
+        let batch = format!(
+            "{{\"message_id\":{id},\"readings\":[{}]}}",
+            vec![reading; count].join(",")
+        );
+        decode_checked_within(batch.as_bytes(), DeviceKind::Meter, &limits)?;
+        let refusal = parse_message(batch.as_bytes(), &limits).err().map(|r| r.rejection.reason);
+        if batch.len() > max_bytes {
+            prop_assert_eq!(refusal, Some(RejectionReason::MessageTooLarge));
+        } else if serde_json::from_str::<Value>(&batch).is_err() {
+            // A number past `f64` (1e309) is refused with the message, as JSON it cannot read.
+            prop_assert_eq!(refusal, Some(RejectionReason::MalformedJson));
+        } else if long > MAX_ID_CHARS {
+            prop_assert_eq!(refusal, Some(RejectionReason::MalformedJson));
+        } else if count == 0 {
+            prop_assert_eq!(refusal, Some(RejectionReason::EmptyBatch));
+        } else if count > max_readings {
+            prop_assert_eq!(refusal, Some(RejectionReason::TooManyReadings));
+        } else {
+            prop_assert_eq!(refusal, None);
+        }
     }
 }
