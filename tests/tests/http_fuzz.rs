@@ -117,34 +117,207 @@ fn path_value(real: String) -> impl Strategy<Value = String> {
     ]
 }
 
-/// One generated request: which route, the text of each part, and who sends it.
+/// Values for query parameters: the kinds of text their parsers meet at the edges.
+fn query_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        nasty_text(),
+        prop::sample::select(vec![
+            "0",
+            "1",
+            "-1",
+            "1.5",
+            "1e3",
+            "4294967296",
+            "18446744073709551616",
+            "0x10",
+            "+7",
+            "2026-03-01",
+            "2026-03-01T08:00:00",
+            "2026-03-01T08:00:00+25:00",
+            "2026-03-01T08:00:00.123456789123Z",
+            "-262144-01-01T00:00:00Z",
+            "+262143-12-31T23:59:59Z",
+            "asc",
+            "desc",
+            "glucose",
+            "blood_pressure",
+            "open",
+        ])
+        .prop_map(str::to_owned),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string()),
+        ".{0,16}",
+    ]
+}
+
+/// The body of one generated request.
+#[derive(Debug, Clone)]
+enum Body {
+    None,
+    /// Any JSON value at all.
+    Arbitrary(Value),
+    /// The operation's documented body with some of its fields replaced (a value) or
+    /// removed (`None`), so the parsers of each field are reached.
+    Mutated(Vec<(prop::sample::Index, Option<Value>)>),
+    /// Bytes that are probably not JSON, declared as JSON.
+    Raw(Vec<u8>),
+}
+
+/// One generated request: which route, the text of each part, and who sends it. Query keys
+/// are mostly the operation's own parameters (`Index` into them), so their parsers see the
+/// values; now and then any name.
 #[derive(Debug, Clone)]
 struct Case {
     route: usize,
     path_values: Vec<String>,
-    query: Vec<(String, String)>,
-    body: Option<Value>,
-    raw_body: Option<Vec<u8>>,
+    query: Vec<(prop::sample::Index, Option<String>, String)>,
+    body: Body,
     caller: usize,
 }
 
 fn case(routes: usize, patient: String) -> impl Strategy<Value = Case> {
+    let name = prop_oneof![4 => Just(None), 1 => field_name().prop_map(Some)];
+    let body = prop_oneof![
+        1 => Just(Body::None),
+        2 => any_json().prop_map(Body::Arbitrary),
+        4 => proptest::collection::vec(
+            (any::<prop::sample::Index>(), proptest::option::weighted(0.8, any_json())),
+            0..4,
+        )
+        .prop_map(Body::Mutated),
+        1 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Body::Raw),
+    ];
     (
         0..routes,
         proptest::collection::vec(path_value(patient), 3),
-        proptest::collection::vec((field_name(), prop_oneof![nasty_text(), ".{0,16}"]), 0..4),
-        proptest::option::of(any_json()),
-        proptest::option::weighted(0.1, proptest::collection::vec(any::<u8>(), 0..64)),
+        proptest::collection::vec((any::<prop::sample::Index>(), name, query_value()), 0..4),
+        body,
         0usize..4,
     )
-        .prop_map(|(route, path_values, query, body, raw_body, caller)| Case {
+        .prop_map(|(route, path_values, query, body, caller)| Case {
             route,
             path_values,
             query,
             body,
-            raw_body,
             caller,
         })
+}
+
+/// One operation of the OpenAPI document, with what a fuzzer needs to reach its parsers.
+struct Operation {
+    method: Method,
+    path: String,
+    /// The names of its query parameters.
+    query: Vec<String>,
+    /// A body of the documented shape, every property filled in, if it takes one.
+    body: Option<Value>,
+}
+
+/// A value of the shape `schema` describes: the first of its alternatives, every property of
+/// an object, a plausible text for each string (a word the description names in backticks,
+/// else one of the format).
+fn example(schema: &Value, document: &Value, patient: &str, depth: usize) -> Value {
+    if depth > 6 {
+        return Value::Null;
+    }
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return example(
+            &document["components"]["schemas"][name],
+            document,
+            patient,
+            depth + 1,
+        );
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    for alternatives in ["oneOf", "anyOf", "allOf"] {
+        if let Some(first) = schema[alternatives].as_array().and_then(|a| a.first()) {
+            return example(first, document, patient, depth + 1);
+        }
+    }
+    let kind = match &schema["type"] {
+        Value::String(kind) => kind.as_str(),
+        Value::Array(kinds) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|k| *k != "null")
+            .unwrap_or("null"),
+        _ if schema["properties"].is_object() => "object",
+        _ => "null",
+    };
+    let named = schema["description"]
+        .as_str()
+        .and_then(|d| d.split('`').nth(1))
+        .filter(|word| !word.contains(' ') && !word.is_empty());
+    match kind {
+        "object" => Value::Object(
+            schema["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, property)| {
+                    (
+                        name.clone(),
+                        example(property, document, patient, depth + 1),
+                    )
+                })
+                .collect(),
+        ),
+        "array" => {
+            let item = example(&schema["items"], document, patient, depth + 1);
+            match (named, item) {
+                (Some(word), Value::String(_)) => json!([word]),
+                (_, item) => json!([item]),
+            }
+        }
+        "string" => json!(match (schema["format"].as_str(), named) {
+            (Some("date-time"), _) => "2026-03-01T08:00:00Z",
+            (Some("date"), _) => "2026-03-01",
+            (Some("uuid"), _) => patient,
+            (_, Some(word)) => word,
+            (Some("email"), _) => "someone@example.org",
+            (Some("uri"), _) => "https://example.org/hook",
+            _ => "text",
+        }),
+        "integer" => schema["minimum"].as_i64().map_or(json!(1), |m| json!(m)),
+        "number" => json!(1.5),
+        "boolean" => json!(true),
+        _ => Value::Null,
+    }
+}
+
+/// Every operation of the document, but the endless alert stream.
+fn operations(document: &Value, patient: &str) -> Vec<Operation> {
+    let mut operations = Vec::new();
+    for (path, methods) in document["paths"].as_object().expect("paths") {
+        if path.ends_with("/stream") {
+            continue;
+        }
+        for (method, operation) in methods.as_object().expect("operations") {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let query = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect();
+            let body = operation["requestBody"]["content"]["application/json"]
+                .get("schema")
+                .map(|schema| example(schema, document, patient, 0));
+            operations.push(Operation {
+                method,
+                path: path.clone(),
+                query,
+                body,
+            });
+        }
+    }
+    operations
 }
 
 /// A path segment carrying any text: unreserved characters as they are, the rest escaped.
@@ -184,35 +357,36 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
     .await;
     create_user(store, "fuzz-admin@example.org", Role::Admin, None, PASSWORD).await;
     let api = ApiClient::new(&server);
-    let tokens = [
+    let callers = [
         None,
-        Some(api.login("fuzz-patient@example.org", PASSWORD).await),
-        Some(api.login("fuzz-clinician@example.org", PASSWORD).await),
-        Some(api.login("fuzz-admin@example.org", PASSWORD).await),
+        Some("fuzz-patient@example.org"),
+        Some("fuzz-clinician@example.org"),
+        Some("fuzz-admin@example.org"),
     ];
+    let mut tokens = Vec::new();
+    for caller in callers {
+        tokens.push(match caller {
+            Some(email) => Some(api.login(email, PASSWORD).await),
+            None => None,
+        });
+    }
 
-    // Every operation of the document, but the endless alert stream.
     let document: Value = reqwest::get(server.http_url("/openapi.json"))
         .await
         .expect("the document")
         .json()
         .await
         .expect("JSON");
-    let mut routes: Vec<(Method, String)> = Vec::new();
-    for (path, operations) in document["paths"].as_object().expect("paths") {
-        if path.ends_with("/stream") {
-            continue;
-        }
-        for method in operations.as_object().expect("operations").keys() {
-            if let Ok(method) = method.to_uppercase().parse::<Method>() {
-                routes.push((method, path.clone()));
-            }
-        }
-    }
+    let routes = operations(&document, &patient);
     assert!(
         routes.len() > 50,
         "the document lists the API: {}",
         routes.len()
+    );
+    assert!(
+        routes.iter().filter(|r| !r.query.is_empty()).count() > 10
+            && routes.iter().filter(|r| r.body.is_some()).count() > 10,
+        "the document describes query parameters and bodies"
     );
 
     let requests: usize = std::env::var("CHRONICLE_FUZZ_REQUESTS")
@@ -229,6 +403,9 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
     );
     let strategy = case(routes.len(), patient.clone());
     let http = reqwest::Client::new();
+    // What came back, by status and problem code: shown with `--nocapture`, to see how far
+    // the generated requests get past the parsers.
+    let mut answers: std::collections::BTreeMap<String, usize> = Default::default();
     for n in 0..requests {
         let mut case = strategy
             .new_tree(&mut runner)
@@ -238,24 +415,54 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
         if n < routes.len() {
             case.route = n;
         }
-        let (method, template) = &routes[case.route];
-        let mut path = template.clone();
+        let operation = &routes[case.route];
+        let method = &operation.method;
+        let mut path = operation.path.clone();
         for value in &case.path_values {
             if let (Some(open), Some(close)) = (path.find('{'), path.find('}')) {
                 path.replace_range(open..=close, &percent_encoded(value));
             }
         }
+        let query: Vec<(String, String)> = case
+            .query
+            .iter()
+            .map(|(index, name, value)| {
+                let name = match name {
+                    Some(name) => name.clone(),
+                    // The operation reads no query: any name, to be ignored.
+                    None if operation.query.is_empty() => "page".to_owned(),
+                    None => index.get(&operation.query).clone(),
+                };
+                (name, value.clone())
+            })
+            .collect();
         let mut request = http
             .request(method.clone(), server.http_url(&path))
-            .query(&case.query);
+            .query(&query);
         if let Some(token) = &tokens[case.caller] {
             request = request.bearer_auth(token);
         }
-        request = match (&case.raw_body, &case.body) {
-            (Some(raw), _) => request
+        request = match (&case.body, &operation.body) {
+            (Body::Raw(raw), _) => request
                 .header("content-type", "application/json")
                 .body(raw.clone()),
-            (None, Some(body)) if *method != Method::GET => request.json(body),
+            (Body::Mutated(changes), Some(Value::Object(documented))) => {
+                let mut body = documented.clone();
+                let keys: Vec<String> = documented.keys().cloned().collect();
+                for (index, value) in changes {
+                    if keys.is_empty() {
+                        break;
+                    }
+                    let key = index.get(&keys);
+                    match value {
+                        Some(value) => body.insert(key.clone(), value.clone()),
+                        None => body.remove(key),
+                    };
+                }
+                request.json(&body)
+            }
+            (Body::Mutated(_), Some(documented)) => request.json(documented),
+            (Body::Arbitrary(body), _) if *method != Method::GET => request.json(body),
             _ => request,
         };
         let response = request.send().await.expect("an answer");
@@ -271,8 +478,23 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
             !status.is_server_error(),
             "{method} {path} {case:?} answered {status}: {text}"
         );
+        // A generated log-out ends the caller's session: a new one, or every later request
+        // of that caller would stop at authentication and reach no parser.
+        if status.is_success()
+            && operation.path == "/v1/auth/logout"
+            && let Some(email) = callers[case.caller]
+        {
+            tokens[case.caller] = Some(api.login(email, PASSWORD).await);
+        }
+        let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        *answers
+            .entry(format!(
+                "{} {}",
+                status.as_u16(),
+                problem["code"].as_str().unwrap_or("")
+            ))
+            .or_default() += 1;
         if status.is_client_error() {
-            let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             assert_eq!(
                 content_type, "application/problem+json",
                 "{method} {path} {case:?}: {status} {text}"
@@ -286,4 +508,5 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
             );
         }
     }
+    eprintln!("{requests} requests answered: {answers:#?}");
 }
