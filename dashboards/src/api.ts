@@ -4,7 +4,7 @@
 
 import { session } from './session';
 
-import type { components } from './api-schema';
+import type { components, operations } from './api-schema';
 
 // The API's JSON as the server sends it. `src/api-schema.ts` is generated from the server's
 // OpenAPI document (`openapi.json`, kept equal to `/openapi.json` by a Rust test; regenerate
@@ -20,11 +20,17 @@ type Wire<T> = T extends (infer U)[]
 
 export type AccessAction = Schemas['AccessAction'];
 export type DataCategory = Schemas['DataCategory'];
+/** What a grant lets the grantee do with the data. */
+export type Access = Schemas['Access'];
 export type Purpose = Schemas['Purpose'];
+export type Role = Schemas['Role'];
 export type RuleId = Schemas['RuleId'];
 export type Severity = Schemas['Severity'];
-export type GlucoseUnit = 'mg/dL' | 'mmol/L';
-export type Basis = 'own' | 'guardian' | 'grant';
+export type AlertKind = Schemas['AlertKind'];
+export type AlertStatus = Schemas['AlertStatus'];
+export type Resolution = Schemas['Resolution'];
+export type PanelFlag = Schemas['PanelFlag'];
+export type GlucoseUnit = Schemas['GlucoseUnit'];
 
 export type Me = Wire<Schemas['Me']>;
 /** What one of the patient's grants shares with the caller. */
@@ -38,27 +44,21 @@ export interface Page<T> {
 
 export type GlucosePoint = Wire<Schemas['GlucosePoint']>;
 export type BloodPressurePoint = Wire<Schemas['BloodPressurePoint']>;
-export type GranteeType = 'user' | 'care_team' | 'organization';
+export type GranteeType = Schemas['GranteeType'];
 export type Grant = Wire<Schemas['GrantItem']>;
 export type NewGrant = Wire<Schemas['CreateGrantRequest']>;
 export type AccessLogItem = Wire<Schemas['AccessLogItem']>;
 export type Guardian = Wire<Schemas['GuardianItem']>;
 
 /** What the caller may see of a category on the panel. */
-export type AccessLevel = 'readings' | 'trends' | 'none';
+export type AccessLevel = Schemas['AccessLevel'];
 export type PanelItem = Wire<Schemas['PanelItem']>;
 export type PanelPage = Wire<Schemas['PanelBody']>;
 
-export interface PanelQuery {
-  sort?: string;
-  order?: 'asc' | 'desc' | null;
-  flag?: string | null;
-  flagged?: boolean | null;
-  q?: string | null;
-  unit: GlucoseUnit;
-  limit: number;
-  cursor?: string | null;
-}
+type PanelParameters = NonNullable<operations['panel']['parameters']['query']>;
+export type PanelSort = NonNullable<PanelParameters['sort']>;
+/** The panel's query as the dashboard sends it: always in the unit the user chose. */
+export type PanelQuery = Omit<PanelParameters, 'unit'> & { unit: GlucoseUnit };
 
 /** What the reading that raised an alert showed; the fields depend on the rule (the document
  * says only "object"). */
@@ -97,6 +97,7 @@ export type PressurePair = Wire<Schemas['PressurePair']>;
 export type BloodPressureMetrics = Wire<Schemas['BloodPressureMetrics']>;
 export type BloodPressureTrend = Wire<Schemas['BloodPressureTrendBody']>;
 export type EmergencyAccess = Wire<Schemas['EmergencyAccessSeen']>;
+export type LoginResponse = Wire<Schemas['LoginResponse']>;
 /** `json`: everything held; `fhir`: the clinical record; `csv`: the readings. */
 export type ExportFormat = 'json' | 'fhir' | 'csv';
 
@@ -188,7 +189,7 @@ const patient = (id: string) => `/v1/patients/${encodeURIComponent(id)}`;
 export const api = {
   readiness: async (): Promise<Readiness> => (await fetch('/readyz', { cache: 'no-store' })).json(),
   login: (email: string, password: string) =>
-    json<{ token: string; expires_at: string | null }>('POST', '/v1/auth/login', { email, password }),
+    json<LoginResponse>('POST', '/v1/auth/login', { email, password }),
   logout: () => json<void>('POST', '/v1/auth/logout'),
   me: () => json<Me>('GET', '/v1/me'),
   patients: () => json<PatientListItem[]>('GET', '/v1/patients'),

@@ -1,6 +1,21 @@
 // How things read: dates in the patient's time zone, and the API's codes in plain language.
 
-import type { AccessAction, AccessLogItem, AlertItem, DataCategory, Grant, GlucoseUnit, SharedItem } from './api';
+import type {
+  Access,
+  AccessAction,
+  AccessLogItem,
+  AlertItem,
+  AlertStatus,
+  DataCategory,
+  GlucoseUnit,
+  Grant,
+  GranteeType,
+  PanelFlag,
+  Purpose,
+  RuleId,
+  Severity,
+  SharedItem,
+} from './api';
 
 const LOCALE = 'en-GB';
 
@@ -89,7 +104,8 @@ export function formatGlucose(value: number, unit: GlucoseUnit): string {
   return unit === 'mmol/L' ? value.toFixed(1) : value.toFixed(0);
 }
 
-// The API's vocabulary (docs/sharing.md) in words.
+// The API's vocabulary (docs/sharing.md) in words. Each table is typed by the vocabulary's
+// schema, so a word the server adds is a compile error here until it has its words.
 
 export const CATEGORY_LABELS: Record<DataCategory, string> = {
   glucose: 'glucose',
@@ -97,27 +113,31 @@ export const CATEGORY_LABELS: Record<DataCategory, string> = {
   device_info: 'device information',
 };
 
-export const ACCESS_LABELS: Record<string, string> = {
+export const ACCESS_LABELS: Record<Access, string> = {
   view_readings: 'every reading',
   view_trends: 'trends only',
   receive_alerts: 'receive alerts',
   export: 'export',
 };
 
-export const PURPOSE_LABELS: Record<string, string> = {
+export const PURPOSE_LABELS: Record<Purpose, string> = {
   care: 'care',
   caregiving: 'caregiving (family, friends)',
   research: 'research (de-identified)',
   peer_support: 'peer support',
 };
 
-export const GRANTEE_TYPE_LABELS: Record<string, string> = {
+export const GRANTEE_TYPE_LABELS: Record<GranteeType, string> = {
   user: 'person',
   care_team: 'care team',
   organization: 'organization',
 };
 
 const label = (labels: Record<string, string>, code: string) => labels[code] ?? code.replaceAll('_', ' ');
+
+/** A vocabulary table's codes with their words, the codes keeping their type. */
+export const labelEntries = <K extends string>(labels: Record<K, string>) =>
+  Object.entries(labels) as [K, string][];
 
 export function listInWords(items: string[]): string {
   if (items.length <= 1) return items.join('');
@@ -241,7 +261,7 @@ export function logSentence(entry: AccessLogItem, meId: string, grants: Map<stri
 
 // Alerts, the panel's flags and blood-pressure categories in words.
 
-export const RULE_LABELS: Record<string, string> = {
+export const RULE_LABELS: Record<RuleId, string> = {
   glucose_very_low: 'Very low glucose',
   glucose_low: 'Low glucose',
   glucose_predicted_low: 'Low glucose expected soon',
@@ -255,9 +275,9 @@ export const RULE_LABELS: Record<string, string> = {
 
 export const ruleInWords = (rule: string) => label(RULE_LABELS, rule);
 
-export const SEVERITY_LABELS: Record<string, string> = { info: 'Info', warning: 'Warning', urgent: 'Urgent' };
+export const SEVERITY_LABELS: Record<Severity, string> = { info: 'Info', warning: 'Warning', urgent: 'Urgent' };
 
-export const STATUS_LABELS: Record<string, string> = {
+export const STATUS_LABELS: Record<AlertStatus, string> = {
   open: 'Open',
   acknowledged: 'Acknowledged',
   resolved: 'Resolved',
@@ -287,7 +307,7 @@ export function evidenceInWords(alert: AlertItem, unit: GlucoseUnit, timeZone: s
 /** 1 mmol/L of glucose = 18.01559 mg/dL (as the API converts). */
 export const MG_DL_PER_MMOL_L = 18.01559;
 
-export const FLAG_LABELS: Record<string, string> = {
+export const FLAG_LABELS: Record<PanelFlag, string> = {
   urgent_alert: 'Urgent alert',
   below_54: 'Time below 54',
   below_range: 'Time below range',

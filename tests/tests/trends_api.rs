@@ -441,6 +441,8 @@ async fn trends_and_the_panel_end_to_end() {
         by_tir["items"][3]["display_name"], "Di",
         "rows without the value go last"
     );
+    let by_lows = w.ok("/v1/panel?sort=time_below_54").await;
+    assert_eq!(by_lows["items"][0]["display_name"], "Bo");
     assert_eq!(
         w.get("/v1/panel?flag=nonsense").await.0,
         StatusCode::BAD_REQUEST

@@ -6,7 +6,7 @@
 // it is not shared.
 
 import { useMemo } from 'preact/hooks';
-import { ApiError, api, type GlucoseUnit, type Me, type PatientListItem } from '../api';
+import { ApiError, api, type DataCategory, type GlucoseUnit, type Me, type PatientListItem } from '../api';
 import type { ChartMarker } from '../charts/GlucoseChart';
 import { Link, usePageTitle } from '../components/common';
 import { UnitSwitch } from '../components/UnitSwitch';
@@ -21,7 +21,7 @@ import { TrendsSection } from './clinical/TrendsSection';
 import { Readings } from './Readings';
 
 /** Why a category's readings are not shown, or null when a grant allows reading them. */
-export function readable(patient: PatientListItem, category: string, what: string): string | null {
+export function readable(patient: PatientListItem, category: DataCategory, what: string): string | null {
   const grants = patient.shared.filter((s) => s.categories.includes(category));
   if (grants.some((s) => s.access.includes('view_readings'))) return null;
   if (grants.some((s) => s.access.includes('view_trends'))) {
@@ -31,7 +31,7 @@ export function readable(patient: PatientListItem, category: string, what: strin
 }
 
 /** Whether a grant lets the user see trends of the category (readings include trends). */
-export function trendsShared(patient: PatientListItem, category: string): boolean {
+export function trendsShared(patient: PatientListItem, category: DataCategory): boolean {
   return patient.shared.some(
     (s) => s.categories.includes(category) && (s.access.includes('view_trends') || s.access.includes('view_readings')),
   );

@@ -4,7 +4,7 @@
 // flag, search by name, sort, page. A new alert refreshes the rows without a reload.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, type GlucoseUnit, type PanelItem, type PanelQuery } from '../api';
+import { api, type GlucoseUnit, type PanelItem, type PanelQuery, type PanelSort } from '../api';
 import { useAlertEvents, useAlertFeed } from '../components/AlertFeed';
 import { ErrorNotice, Link, Loading } from '../components/common';
 import { Sparkline } from '../components/Sparkline';
@@ -25,7 +25,7 @@ import { GLUCOSE_UNITS } from '../units';
 const PAGE_SIZE = 20;
 const HIGHLIGHT_MS = 15_000;
 
-const SORTS: { key: string; label: string }[] = [
+const SORTS: { key: PanelSort; label: string }[] = [
   { key: 'risk', label: 'Risk (highest first)' },
   { key: 'name', label: 'Name' },
   { key: 'time_in_range', label: 'Time in range (lowest first)' },
@@ -54,7 +54,7 @@ export function Panel() {
   const [search, setSearch] = useState('');
   const q = useDebounced(search.trim(), 250);
   const [filter, setFilter] = useState('');
-  const [sort, setSort] = useState('risk');
+  const [sort, setSort] = useState<PanelSort>('risk');
   const [reversed, setReversed] = useState(false);
   // The cursors of the pages before the current one, to go back.
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
@@ -126,7 +126,7 @@ export function Panel() {
         </div>
         <div class="search">
           <label for="panel-sort">Sort by</label>
-          <select id="panel-sort" value={sort} onChange={(e) => setSort(e.currentTarget.value)}>
+          <select id="panel-sort" value={sort} onChange={(e) => setSort(e.currentTarget.value as PanelSort)}>
             {SORTS.map((s) => (
               <option key={s.key} value={s.key}>
                 {s.label}

@@ -4,6 +4,7 @@
 //! account gives the administrator no grant on it.
 
 use super::session::{AuthenticationEventItem, EventQuery, event_page};
+use super::vocabulary::RoleName;
 use super::{Page, json_list};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -186,6 +187,7 @@ struct UserItem {
     email: Option<String>,
     /// Absent for patient and caregiver accounts.
     display_name: Option<String>,
+    #[schema(value_type = RoleName)]
     role: String,
     /// Never shown: which record an account is, is the patient's to tell.
     patient_id: Option<Uuid>,
@@ -317,7 +319,7 @@ async fn users(
 struct CreateUserRequest {
     email: String,
     display_name: String,
-    /// `patient`, `clinician`, `caregiver`, `researcher` or `admin`.
+    #[schema(value_type = RoleName)]
     role: String,
     /// At least 12 characters and not easy to guess; without it a password is generated and
     /// returned once.

@@ -450,6 +450,7 @@ async fn resolve(
 #[derive(Debug, Deserialize, ToSchema)]
 struct SnoozeRequest {
     /// One rule id; absent: every rule.
+    #[schema(value_type = Option<RuleIdName>)]
     rule: Option<String>,
     /// How long, 1–10080 minutes (a week).
     minutes: i64,
@@ -459,6 +460,7 @@ struct SnoozeRequest {
 struct SnoozeItem {
     patient_id: Uuid,
     /// Absent: every rule.
+    #[schema(value_type = Option<RuleIdName>)]
     rule: Option<String>,
     until: DateTime<Utc>,
 }
@@ -522,6 +524,7 @@ async fn snooze(
 #[derive(Debug, Deserialize, IntoParams)]
 struct UnsnoozeQuery {
     /// End the snooze of this rule only; absent: every snooze of the patient.
+    #[param(value_type = Option<RuleIdName>)]
     rule: Option<String>,
 }
 

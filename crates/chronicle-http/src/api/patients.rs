@@ -1,6 +1,7 @@
 //! The patients a caller may see, and erasure of a patient's record.
 
 use super::actor;
+use super::vocabulary::{AccessName, DataCategoryName, PurposeName};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -39,8 +40,11 @@ struct PatientListItem {
 /// What one of the patient's grants shares with the caller.
 #[derive(Debug, Serialize, ToSchema)]
 struct SharedItem {
+    #[schema(value_type = Vec<DataCategoryName>)]
     categories: Vec<String>,
+    #[schema(value_type = Vec<AccessName>)]
     access: Vec<String>,
+    #[schema(value_type = PurposeName)]
     purpose: String,
     /// Data measured before this is never shown.
     data_since: Option<DateTime<Utc>>,

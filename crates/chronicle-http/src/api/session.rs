@@ -8,7 +8,7 @@
 //! account or an administrator's off-boarding.
 
 use crate::AppState;
-use crate::api::vocabulary::{AuthenticationEventKindName, LoginFailureName};
+use crate::api::vocabulary::{AuthenticationEventKindName, LoginFailureName, RoleName};
 use crate::api::{Page, json_list, page_limit};
 use crate::auth::Authenticated;
 use crate::auth::bearer_token;
@@ -321,6 +321,7 @@ struct Me {
     id: Uuid,
     email: String,
     display_name: String,
+    #[schema(value_type = RoleName)]
     role: String,
     /// The patient record this user is, for a patient.
     patient_id: Option<Uuid>,

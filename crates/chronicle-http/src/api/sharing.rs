@@ -1,6 +1,6 @@
 //! The patient's sharing: grants, the access log, and emergency access.
 
-use super::vocabulary::{AccessActionName, DataCategoryName, PurposeName};
+use super::vocabulary::{AccessActionName, AccessName, DataCategoryName, PurposeName};
 use super::{Page, actor, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -33,10 +33,20 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(emergency_accesses, open_emergency_access))
 }
 
+/// What kind of grantee a grant names: a person, a care team or an organization.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum GranteeType {
+    User,
+    CareTeam,
+    Organization,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct GranteeBody {
-    /// `user`, `care_team` or `organization`.
+    // Read as text so an unknown type is refused in the API's own words (see `create_grant`).
     #[serde(rename = "type")]
+    #[schema(value_type = GranteeType)]
     kind: String,
     id: Uuid,
 }
@@ -44,9 +54,8 @@ struct GranteeBody {
 /// Who a grant names, with the name the patient knows them by.
 #[derive(Debug, Serialize, ToSchema)]
 struct GranteeItem {
-    /// `user`, `care_team` or `organization`.
     #[serde(rename = "type")]
-    kind: String,
+    kind: GranteeType,
     id: Uuid,
     /// The person's, care team's or organization's name; absent if it no longer exists.
     name: Option<String>,
@@ -56,8 +65,11 @@ struct GranteeItem {
 struct GrantItem {
     id: Uuid,
     grantee: GranteeItem,
+    #[schema(value_type = Vec<DataCategoryName>)]
     categories: Vec<String>,
+    #[schema(value_type = Vec<AccessName>)]
     access: Vec<String>,
+    #[schema(value_type = PurposeName)]
     purpose: String,
     data_since: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
@@ -70,15 +82,15 @@ struct GrantItem {
 impl GrantItem {
     fn new(g: Grant, grantee_name: Option<String>) -> Self {
         let (kind, id) = match g.grantee {
-            Grantee::User(id) => ("user", id),
-            Grantee::CareTeam(id) => ("care_team", id),
-            Grantee::Organization(id) => ("organization", id),
+            Grantee::User(id) => (GranteeType::User, id),
+            Grantee::CareTeam(id) => (GranteeType::CareTeam, id),
+            Grantee::Organization(id) => (GranteeType::Organization, id),
         };
         GrantItem {
             active: g.is_active(Utc::now()),
             id: g.id,
             grantee: GranteeItem {
-                kind: kind.to_owned(),
+                kind,
                 id,
                 name: grantee_name,
             },
@@ -138,11 +150,12 @@ async fn grants(
 #[derive(Debug, Deserialize, ToSchema)]
 struct CreateGrantRequest {
     grantee: GranteeBody,
-    /// Any of `glucose`, `blood_pressure`, `alerts`, `device_info`.
+    // Read as text, like the grantee's type, and parsed in `create_grant`.
+    #[schema(value_type = Vec<DataCategoryName>)]
     categories: Vec<String>,
-    /// Any of `view_readings`, `view_trends`, `receive_alerts`, `export`.
+    #[schema(value_type = Vec<AccessName>)]
     access: Vec<String>,
-    /// `care`, `caregiving`, `research` or `peer_support`.
+    #[schema(value_type = PurposeName)]
     purpose: String,
     /// Never reveal data measured before this instant.
     data_since: Option<DateTime<Utc>>,

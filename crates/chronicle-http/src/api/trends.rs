@@ -6,7 +6,7 @@
 //! readings) but not its time, and the panel's latest reading shows its age, not its value or
 //! time. Metric definitions: `docs/trends.md`.
 
-use super::vocabulary::GlucoseUnitName;
+use super::vocabulary::{GlucoseUnitName, PanelFlagName};
 use super::{page_limit, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -537,7 +537,10 @@ enum PanelSort {
     Risk,
     Name,
     TimeInRange,
+    // snake_case alone would spell these `time_below70` and `time_below54`.
+    #[serde(rename = "time_below_70")]
     TimeBelow70,
+    #[serde(rename = "time_below_54")]
     TimeBelow54,
     Cv,
     CgmActive,
@@ -578,20 +581,29 @@ struct PanelQuery {
     cursor: Option<String>,
 }
 
-/// What the caller may see of a category: `readings` (individual readings too), `trends`
-/// (aggregates only) or `none`.
-fn access_level(permit: Option<&Permit>) -> &'static str {
+/// What the caller may see of a category on the panel.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum AccessLevel {
+    /// Individual readings too.
+    Readings,
+    /// Aggregates only.
+    Trends,
+    None,
+}
+
+fn access_level(permit: Option<&Permit>) -> AccessLevel {
     match permit {
-        Some(p) if p.allowance().individual_readings => "readings",
-        Some(_) => "trends",
-        None => "none",
+        Some(p) if p.allowance().individual_readings => AccessLevel::Readings,
+        Some(_) => AccessLevel::Trends,
+        None => AccessLevel::None,
     }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 struct PanelAccess {
-    glucose: &'static str,
-    blood_pressure: &'static str,
+    glucose: AccessLevel,
+    blood_pressure: AccessLevel,
 }
 
 /// The latest reading: its value and time only for callers who may see individual readings;
@@ -657,8 +669,8 @@ struct PanelItem {
     /// Unresolved alerts in the categories whose alerts the caller receives; `null` when they
     /// receive none of this patient's alerts.
     open_alerts: Option<PanelAlertsBody>,
-    /// Most severe first: `urgent_alert`, `below_54`, `below_range`, `bp_crisis`, `open_alert`, `above_250`, `tir_dropped`,
-    /// `tir_below_target`, `bp_stage_2`, `above_range`, `no_data`, `no_recent_data`, `low_wear`.
+    /// Most severe first.
+    #[schema(value_type = Vec<PanelFlagName>)]
     flags: Vec<&'static str>,
     /// Each flag outweighs all less severe flags together; higher is riskier.
     risk_score: u32,

@@ -4,7 +4,8 @@
 use chronicle_domain::accounts::{AuthenticationEventKind, LoginFailure};
 use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
 use chronicle_domain::alerts::{RuleId, Severity};
-use chronicle_domain::sharing::{AccessAction, DataCategory, Purpose};
+use chronicle_domain::sharing::{Access, AccessAction, DataCategory, Purpose, Role};
+use chronicle_domain::trends::PanelFlag;
 use std::borrow::Cow;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -51,10 +52,28 @@ vocabulary_schema!(
     "DataCategory"
 );
 vocabulary_schema!(
+    /// What a grant lets the grantee do with the data.
+    AccessName,
+    Access,
+    "Access"
+);
+vocabulary_schema!(
     /// Why data is shared.
     PurposeName,
     Purpose,
     "Purpose"
+);
+vocabulary_schema!(
+    /// What a user is in Chronicle (a role alone never grants access to a patient's data).
+    RoleName,
+    Role,
+    "Role"
+);
+vocabulary_schema!(
+    /// Why the panel flags a patient.
+    PanelFlagName,
+    PanelFlag,
+    "PanelFlag"
 );
 vocabulary_schema!(
     /// An alert rule.

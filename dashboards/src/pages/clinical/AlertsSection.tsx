@@ -129,7 +129,7 @@ function AlertEntry(props: {
   const { alert: a, timeZone } = props;
   const rule = ruleInWords(a.rule);
   const evidence = evidenceInWords(a, props.unit, timeZone);
-  const state = a.kind === 'historical' ? 'Found in late data' : (STATUS_LABELS[a.status ?? ''] ?? a.status);
+  const state = a.kind === 'historical' ? 'Found in late data' : (a.status ? STATUS_LABELS[a.status] : '');
   return (
     <li class={`alert alert-${a.status === 'resolved' || a.kind === 'historical' ? 'resolved' : a.severity}`} data-testid="alert">
       <h3>

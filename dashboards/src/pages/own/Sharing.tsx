@@ -2,7 +2,7 @@
 // guardians. Revoking takes effect on the grantee's very next request.
 
 import { useState } from 'preact/hooks';
-import { api, type Grant, type GranteeType, type Guardian } from '../../api';
+import { type Access, api, type DataCategory, type Grant, type GranteeType, type Guardian, type Purpose } from '../../api';
 import { ConfirmDialog, ErrorNotice, Loading, StatusNotice, errorMessage } from '../../components/common';
 import {
   ACCESS_LABELS,
@@ -14,6 +14,7 @@ import {
   categoriesInWords,
   formatDate,
   granteeInWords,
+  labelEntries,
   purposeInWords,
   startOfDay,
 } from '../../format';
@@ -151,15 +152,15 @@ const UUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-
 function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant: Grant) => void }) {
   const [granteeType, setGranteeType] = useState<GranteeType>('care_team');
   const [granteeId, setGranteeId] = useState('');
-  const [categories, setCategories] = useState<string[]>(['glucose']);
-  const [access, setAccess] = useState<string[]>(['view_readings']);
-  const [purpose, setPurpose] = useState('care');
+  const [categories, setCategories] = useState<DataCategory[]>(['glucose']);
+  const [access, setAccess] = useState<Access[]>(['view_readings']);
+  const [purpose, setPurpose] = useState<Purpose>('care');
   const [dataSince, setDataSince] = useState('');
   const [until, setUntil] = useState('');
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
-  const toggle = (list: string[], value: string, on: boolean) =>
+  const toggle = <T extends string>(list: T[], value: T, on: boolean) =>
     on ? [...list.filter((v) => v !== value), value] : list.filter((v) => v !== value);
 
   const submit = async (event: Event) => {
@@ -227,7 +228,7 @@ function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant:
         <fieldset>
           <legend>What</legend>
           <div class="choices">
-            {Object.entries(CATEGORY_LABELS).map(([code, text]) => (
+            {labelEntries(CATEGORY_LABELS).map(([code, text]) => (
               <label key={code}>
                 <input
                   type="checkbox"
@@ -242,7 +243,7 @@ function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant:
         <fieldset>
           <legend>How much</legend>
           <div class="choices">
-            {Object.entries(ACCESS_LABELS).map(([code, text]) => (
+            {labelEntries(ACCESS_LABELS).map(([code, text]) => (
               <label key={code}>
                 <input
                   type="checkbox"
@@ -255,8 +256,8 @@ function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant:
           </div>
         </fieldset>
         <label for="purpose">Why</label>
-        <select id="purpose" value={purpose} onChange={(e) => setPurpose(e.currentTarget.value)}>
-          {Object.entries(PURPOSE_LABELS).map(([code, text]) => (
+        <select id="purpose" value={purpose} onChange={(e) => setPurpose(e.currentTarget.value as Purpose)}>
+          {labelEntries(PURPOSE_LABELS).map(([code, text]) => (
             <option key={code} value={code}>
               {capitalize(text)}
             </option>
