@@ -760,6 +760,45 @@ pub struct ServeArgs {
     )]
     pub mosquitto_pid_file: Option<PathBuf>,
 
+    /// How many of the most recent days research reads withhold, before each study's own
+    /// stretch of up to half again, so the newest reading a study gets does not reveal its
+    /// time shift. [default: 14]
+    #[arg(long, env = "CHRONICLE_RESEARCH_HOLDBACK_DAYS")]
+    pub research_holdback_days: Option<u32>,
+
+    /// Whether this process does the work each commit queues: the alert engine (rules,
+    /// `no_data`, auto-resolution) and the trend rollups. `false` makes an ingest-and-HTTP-only
+    /// process; the work stays queued in the database for another `chronicle serve` on the
+    /// same database with `true`, and nothing is evaluated until one runs. [default: true]
+    #[arg(long, env = "CHRONICLE_FOLLOWUP_WORK", value_name = "BOOL")]
+    pub followup_work: Option<bool>,
+
+    /// On SIGINT/SIGTERM, how long to keep trying to commit messages in hand before exiting
+    /// without acknowledging them (the broker then delivers them again). [default: 30]
+    #[arg(long, env = "CHRONICLE_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+
+    /// How long an HTTP request may take to produce its response (a body sent slowly
+    /// included); beyond it the answer is 503 and the work is dropped. [default: 30]
+    #[arg(long, env = "CHRONICLE_HTTP_REQUEST_TIMEOUT_SECONDS")]
+    pub http_request_timeout_seconds: Option<u64>,
+
+    #[command(flatten, next_help_heading = "MQTT")]
+    #[serde(flatten)]
+    pub mqtt: MqttArgs,
+
+    #[command(flatten, next_help_heading = "What the ingest accepts")]
+    #[serde(flatten)]
+    pub limits: IngestLimitArgs,
+
+    #[command(flatten, next_help_heading = "How the ingest commits")]
+    #[serde(flatten)]
+    pub batching: BatchArgs,
+}
+
+/// How the ingest talks to the broker.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+pub struct MqttArgs {
     /// MQTT client id of the ingest. Fixed so the broker keeps its persistent session across
     /// restarts; every server process needs its own. [default: chronicle-ingest]
     #[arg(long, env = "CHRONICLE_MQTT_CLIENT_ID")]
@@ -785,7 +824,11 @@ pub struct ServeArgs {
     /// needs the same (Mosquitto: max_inflight_messages). [default: 1000]
     #[arg(long, env = "CHRONICLE_MQTT_INFLIGHT")]
     pub mqtt_inflight: Option<u16>,
+}
 
+/// What the ingest accepts in one message and reading.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+pub struct IngestLimitArgs {
     /// Largest message payload the ingest accepts, in bytes. [default: 1048576]
     #[arg(long, env = "CHRONICLE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
@@ -798,17 +841,15 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_MAX_FUTURE_SKEW_SECONDS")]
     pub max_future_skew_seconds: Option<u32>,
 
-    /// How many of the most recent days research reads withhold, before each study's own
-    /// stretch of up to half again, so the newest reading a study gets does not reveal its
-    /// time shift. [default: 14]
-    #[arg(long, env = "CHRONICLE_RESEARCH_HOLDBACK_DAYS")]
-    pub research_holdback_days: Option<u32>,
-
     /// How old a reading's timestamp may be when it arrives, in days; older readings are
     /// refused (`stale_timestamp`). [default: 366]
     #[arg(long, env = "CHRONICLE_MAX_READING_AGE_DAYS")]
     pub max_reading_age_days: Option<u32>,
+}
 
+/// How the ingest groups messages into database commits.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+pub struct BatchArgs {
     /// Messages per database batch at most. With an external broker a batch can never hold
     /// more messages than the broker lets the ingest have unacknowledged.
     /// [default: --mqtt-inflight up to 1000]
@@ -826,23 +867,6 @@ pub struct ServeArgs {
     /// [default: 2]
     #[arg(long, env = "CHRONICLE_BATCH_CONCURRENT_COMMITS")]
     pub batch_concurrent_commits: Option<usize>,
-
-    /// Whether this process does the work each commit queues: the alert engine (rules,
-    /// `no_data`, auto-resolution) and the trend rollups. `false` makes an ingest-and-HTTP-only
-    /// process; the work stays queued in the database for another `chronicle serve` on the
-    /// same database with `true`, and nothing is evaluated until one runs. [default: true]
-    #[arg(long, env = "CHRONICLE_FOLLOWUP_WORK", value_name = "BOOL")]
-    pub followup_work: Option<bool>,
-
-    /// On SIGINT/SIGTERM, how long to keep trying to commit messages in hand before exiting
-    /// without acknowledging them (the broker then delivers them again). [default: 30]
-    #[arg(long, env = "CHRONICLE_SHUTDOWN_GRACE_SECONDS")]
-    pub shutdown_grace_seconds: Option<u64>,
-
-    /// How long an HTTP request may take to produce its response (a body sent slowly
-    /// included); beyond it the answer is 503 and the work is dropped. [default: 30]
-    #[arg(long, env = "CHRONICLE_HTTP_REQUEST_TIMEOUT_SECONDS")]
-    pub http_request_timeout_seconds: Option<u64>,
 }
 
 /// Settings of `chronicle serve` after merging.
@@ -913,7 +937,11 @@ pub struct MosquittoFiles {
 impl ServeArgs {
     pub fn merged_with(&self, file: &FileConfig) -> anyhow::Result<ServeSettings> {
         let f = &file.serve;
-        let mqtt_inflight = self.mqtt_inflight.or(f.mqtt_inflight).unwrap_or(1000);
+        let mqtt_inflight = self
+            .mqtt
+            .mqtt_inflight
+            .or(f.mqtt.mqtt_inflight)
+            .unwrap_or(1000);
         let tls = match (
             self.tls_cert.clone().or_else(|| f.tls_cert.clone()),
             self.tls_key.clone().or_else(|| f.tls_key.clone()),
@@ -969,8 +997,9 @@ impl ServeArgs {
             refuse_plaintext(http_addr, tls.is_some(), &mqtt)?;
         }
         let batch_max_messages = self
+            .batching
             .batch_max_messages
-            .or(f.batch_max_messages)
+            .or(f.batching.batch_max_messages)
             .unwrap_or(usize::from(mqtt_inflight).min(1000))
             .max(1);
         Ok(ServeSettings {
@@ -978,40 +1007,48 @@ impl ServeArgs {
             tls,
             mqtt,
             mqtt_client_id: self
+                .mqtt
                 .mqtt_client_id
                 .clone()
-                .or_else(|| f.mqtt_client_id.clone())
+                .or_else(|| f.mqtt.mqtt_client_id.clone())
                 .unwrap_or_else(|| "chronicle-ingest".to_owned()),
             mqtt_shared_group: self
+                .mqtt
                 .mqtt_shared_group
                 .clone()
-                .or_else(|| f.mqtt_shared_group.clone()),
+                .or_else(|| f.mqtt.mqtt_shared_group.clone()),
             mqtt_topic_prefix: self
+                .mqtt
                 .mqtt_topic_prefix
                 .clone()
-                .or_else(|| f.mqtt_topic_prefix.clone())
+                .or_else(|| f.mqtt.mqtt_topic_prefix.clone())
                 .unwrap_or_else(|| "chronicle/v1".to_owned()),
             mqtt_max_packet_bytes: self
+                .mqtt
                 .mqtt_max_packet_bytes
-                .or(f.mqtt_max_packet_bytes)
+                .or(f.mqtt.mqtt_max_packet_bytes)
                 .unwrap_or(16 * 1024 * 1024),
             mqtt_inflight,
             max_message_bytes: self
+                .limits
                 .max_message_bytes
-                .or(f.max_message_bytes)
+                .or(f.limits.max_message_bytes)
                 .unwrap_or(1024 * 1024),
             max_readings_per_message: self
+                .limits
                 .max_readings_per_message
-                .or(f.max_readings_per_message)
+                .or(f.limits.max_readings_per_message)
                 .unwrap_or(5000),
             max_future_skew: Duration::from_secs(u64::from(
-                self.max_future_skew_seconds
-                    .or(f.max_future_skew_seconds)
+                self.limits
+                    .max_future_skew_seconds
+                    .or(f.limits.max_future_skew_seconds)
                     .unwrap_or(600),
             )),
             max_reading_age_days: self
+                .limits
                 .max_reading_age_days
-                .or(f.max_reading_age_days)
+                .or(f.limits.max_reading_age_days)
                 .unwrap_or(DEFAULT_MAX_AGE_DAYS as u32),
             research_holdback_days: self
                 .research_holdback_days
@@ -1019,11 +1056,15 @@ impl ServeArgs {
                 .unwrap_or(14),
             batch_max_messages,
             batch_linger: Duration::from_millis(
-                self.batch_linger_ms.or(f.batch_linger_ms).unwrap_or(2),
+                self.batching
+                    .batch_linger_ms
+                    .or(f.batching.batch_linger_ms)
+                    .unwrap_or(2),
             ),
             batch_concurrent_commits: self
+                .batching
                 .batch_concurrent_commits
-                .or(f.batch_concurrent_commits)
+                .or(f.batching.batch_concurrent_commits)
                 .unwrap_or(2)
                 .max(1),
             followup_work: self.followup_work.or(f.followup_work).unwrap_or(true),
@@ -1178,13 +1219,21 @@ mod tests {
         )
         .expect("valid file");
         let args = ServeArgs {
-            batch_linger_ms: Some(50),
+            batching: BatchArgs {
+                batch_linger_ms: Some(50),
+                ..BatchArgs::default()
+            },
             ..ServeArgs::default()
         };
         let serve = args.merged_with(&file).expect("valid settings");
         assert_eq!(serve.http_addr, "0.0.0.0:9000".parse().expect("address"));
         assert_eq!(serve.batch_linger, Duration::from_millis(50));
         assert_eq!(serve.batch_max_messages, 1000);
+        // A grouped setting (batching) is read from the file like any other.
+        let from_file = ServeArgs::default()
+            .merged_with(&file)
+            .expect("valid settings");
+        assert_eq!(from_file.batch_linger, Duration::from_millis(5));
         let database = DatabaseArgs::default().merged_with(&file);
         assert_eq!(database.data_dir, PathBuf::from("/srv/chronicle"));
         assert_eq!(database.timescale.compress_after_days, Some(30));

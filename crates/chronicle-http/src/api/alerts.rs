@@ -422,7 +422,8 @@ async fn act(
     security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("alert_id" = Uuid, Path)),
     request_body(content = NoteRequest, description = "optional"),
     responses((status = 200, body = AlertItem), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "acknowledged on the caller's side already, or resolved")))]
 async fn acknowledge(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -436,8 +437,9 @@ async fn acknowledge(
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/alerts/{alert_id}/resolve", tag = "alerts",
     security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("alert_id" = Uuid, Path)),
     request_body(content = NoteRequest, description = "optional"),
-    responses((status = 200, body = AlertItem), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = AlertItem), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the caller is not of the care team (caregivers acknowledge for themselves)"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "resolved already")))]
 async fn resolve(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -13,15 +13,15 @@ use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use chronicle_domain::GlucoseUnit;
 use chronicle_domain::sharing::AccessAction;
-use chronicle_domain::sharing::{Access, DataCategory};
+use chronicle_domain::sharing::{Access, DataCategory, Principal};
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_domain::trends::agp::nearest_bin_width;
 use chronicle_domain::trends::{
     BpSummary, GlucoseBand, GlucoseSummary, PanelFacts, PanelFlag, TrendWindow, bp_summary,
     bp_trend, glucose_summary, glucose_trend, panel_flags, risk_score,
 };
+use chronicle_domain::{GlucoseUnit, ReadingKind};
 use chronicle_storage::gate::Permit;
 use chronicle_storage::trends::{DaySource, PanelPatient, TrendDays, TrendSubject};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -282,6 +282,32 @@ struct GlucoseTrendBody {
     episodes: Vec<EpisodeBody>,
 }
 
+/// The gate's answer to "may the caller see trends of this kind of reading?" (each kind is
+/// its own category, logged as its own action).
+async fn trends_permit(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    kind: ReadingKind,
+) -> Result<Permit, ApiError> {
+    let (category, action) = match kind {
+        ReadingKind::Glucose => (DataCategory::Glucose, AccessAction::ReadGlucoseTrend),
+        ReadingKind::BloodPressure => (
+            DataCategory::BloodPressure,
+            AccessAction::ReadBloodPressureTrend,
+        ),
+    };
+    permit(
+        state,
+        principal,
+        patient_id,
+        category,
+        Access::ViewTrends,
+        action,
+    )
+    .await
+}
+
 /// One patient's glucose trend: consensus metrics, a daily series, the Ambulatory Glucose
 /// Profile and hypo-/hyperglycaemic episodes, over local days in the patient's zone.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/trends/glucose", tag = "trends",
@@ -297,15 +323,7 @@ async fn glucose_trend_endpoint(
     let unit = parse_unit(query.unit.as_deref())?;
     let days = query.days()?;
     let bin_minutes = nearest_bin_width(query.agp_bin_minutes.unwrap_or(15));
-    let permit = permit(
-        &state,
-        &principal,
-        patient_id,
-        DataCategory::Glucose,
-        Access::ViewTrends,
-        AccessAction::ReadGlucoseTrend,
-    )
-    .await?;
+    let permit = trends_permit(&state, &principal, patient_id, ReadingKind::Glucose).await?;
     let (subject, window, days) = state
         .store
         .glucose_trend_days(&permit, days, Utc::now(), DaySource::Rollups)
@@ -482,15 +500,7 @@ async fn blood_pressure_trend_endpoint(
     Query(query): Query<TrendQuery>,
 ) -> Result<Json<BloodPressureTrendBody>, ApiError> {
     let days = query.days()?;
-    let permit = permit(
-        &state,
-        &principal,
-        patient_id,
-        DataCategory::BloodPressure,
-        Access::ViewTrends,
-        AccessAction::ReadBloodPressureTrend,
-    )
-    .await?;
+    let permit = trends_permit(&state, &principal, patient_id, ReadingKind::BloodPressure).await?;
     let (subject, window, days) = state
         .store
         .blood_pressure_trend_days(&permit, days, Utc::now(), DaySource::Rollups)
