@@ -1,8 +1,12 @@
 //! Two `chronicle serve` processes on one shared subscription (Mosquitto): the readings of
 //! one patient are split between them and committed in any order, yet every alert is
 //! raised once, with the same count as if one server had received everything in order. And a
-//! server started with `--followup-work false` leaves the evaluation to another one.
+//! server started with `--followup-work false` leaves the evaluation to another one. And two
+//! alert engines that take turns on a patient, each holding its readings between
+//! evaluations, raise exactly what one engine reading all stored data raises.
 
+use chronicle_alerts::engine::evaluate_patients;
+use chronicle_alerts::{ReadingWindows, Scope};
 use chronicle_domain::DeviceKind;
 use chronicle_storage::Store;
 use chronicle_tests::clinic::{Clinic, glucose};
@@ -10,7 +14,7 @@ use chronicle_tests::{
     ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
     secured_mosquitto_options,
 };
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use std::collections::BTreeMap;
 use std::time::Duration as StdDuration;
 use tokio::task::JoinSet;
@@ -225,4 +229,77 @@ async fn an_ingest_only_server_leaves_the_evaluation_to_another() {
             .any(|l| l == "chronicle_alerts_evaluations_total 0"),
         "the ingest-only server evaluated: {metrics}"
     );
+}
+
+/// Two alert engines ("processes") evaluate one patient by turns, each from the readings it
+/// holds between evaluations plus what was newly stored. An engine whose held readings miss
+/// what the other one evaluated must read the lookback again: every evaluation raises
+/// exactly the events one engine reading all stored data raises.
+#[tokio::test]
+async fn engines_that_take_turns_on_a_patient_evaluate_like_one() {
+    let db = TestDatabase::create().await.expect("database");
+    // Only the ingest here: the test drives the two engines itself.
+    let server = chronicle_tests::TestApp::launch(&db, &["--followup-work", "false"])
+        .await
+        .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let (patient, _) = clinic.patient("Turns").await;
+    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
+    let mut device = TestDevice::connect(
+        server.mqtt_port(),
+        credentials.id.as_str(),
+        Some(&credentials.secret),
+    )
+    .await
+    .expect("device connects");
+
+    let a = ReadingWindows::new(10);
+    let b = ReadingWindows::new(10);
+    // Very low, clear (58), very low again: the second episode re-triggers the alert only
+    // for an engine that sees the clear reading in between.
+    let values = [60.0, 50.0, 52.0, 58.0, 48.0, 47.0, 56.0];
+    let engines = [&a, &a, &b, &b, &a, &b, &a];
+    let now = Utc::now();
+    let mut seen = Vec::new();
+    for (j, (value, engine)) in values.iter().zip(engines).enumerate() {
+        let at = now - Duration::minutes(14 - 2 * j as i64);
+        device
+            .publish(glucose(at, *value).to_string())
+            .await
+            .expect("publish");
+        assert_eq!(
+            device
+                .next_ack(StdDuration::from_secs(30))
+                .await
+                .expect("ack")
+                .stored,
+            1
+        );
+        let scope = Scope {
+            glucose_from: Some(at.trunc_subsecs(3)),
+            pressure_from: None,
+        };
+        let events = evaluate_patients(&store, engine, &[(patient, scope)])
+            .await
+            .expect("evaluation");
+        seen.extend(events.into_iter().map(|e| {
+            (
+                j,
+                e.alert.rule.as_str().to_owned(),
+                e.kind.as_str().to_owned(),
+            )
+        }));
+    }
+    let step = |j: usize, rule: &str, kind: &str| (j, rule.to_owned(), kind.to_owned());
+    assert_eq!(
+        seen,
+        [
+            step(2, "glucose_very_low", "opened"),
+            step(4, "glucose_very_low", "retriggered"),
+            step(5, "glucose_low", "opened"),
+        ],
+        "engine a at step 4 missed the clear reading engine b evaluated"
+    );
+    assert_eq!(a.len(), 1, "engine a holds the patient's readings");
 }

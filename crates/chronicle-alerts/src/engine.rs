@@ -4,19 +4,26 @@
 //! same transaction as the readings. This consumer claims items (other servers skip claimed
 //! ones), evaluates each touched patient, and completes the claim; a crash in between only
 //! means the work is done again, which changes nothing (evaluation is idempotent).
+//!
+//! The readings the rules look at come from the patient's windows held since this process's
+//! last evaluation ([`crate::windows`]) plus what was newly stored, so an evaluation reads
+//! only the new readings; a window that may be incomplete is rebuilt from stored data first.
 
 use crate::metrics::{AlertMetrics, KindLabel};
+use crate::windows::{PatientWindows, ReadingWindows};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::alerts::RuleId;
 use chronicle_domain::alerts::lifecycle::{reconcile, reconcile_no_data, silence_history};
 use chronicle_domain::alerts::rules::{
     glucose_timelines, pressure_timelines, revealed_silences, silent_devices,
 };
+use chronicle_domain::alerts::window::{GLUCOSE_LOOKBACK, PRESSURE_LOOKBACK};
 use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::AlertEvent;
 use chronicle_storage::{StorageError, Store};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -32,13 +39,6 @@ const CLAIM_LIMIT: i64 = 200;
 const CONCURRENT_EVALUATIONS: usize = 3;
 /// Most patients in one batch (one transaction, holding their locks).
 const BATCH_LIMIT: usize = 100;
-
-/// How far before the newly stored glucose readings the rules look: the longest sustained
-/// condition a care team may set (120 minutes of "very high") plus the forecast's window,
-/// with room to spare.
-const GLUCOSE_LOOKBACK: Duration = Duration::hours(3);
-/// The blood-pressure trend judges the 7 days before each reading.
-const PRESSURE_LOOKBACK: Duration = Duration::days(8);
 
 /// What to evaluate for a patient.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,23 +64,25 @@ impl Scope {
     }
 }
 
-/// Evaluates one patient from stored data and applies the changes (see
+/// Evaluates one patient from stored data alone and applies the changes (see
 /// [`evaluate_patients`]).
 pub async fn evaluate_patient(
     store: &Store,
     patient_id: Uuid,
     scope: Scope,
 ) -> Result<Vec<AlertEvent>, StorageError> {
-    evaluate_patients(store, &[(patient_id, scope)]).await
+    evaluate_patients(store, &ReadingWindows::new(0), &[(patient_id, scope)]).await
 }
 
 /// Evaluates patients from stored data and applies the changes, in one transaction that
 /// holds their locks (another server evaluating any of them waits): the reading rules of
 /// each patient's scope, the silences late data reveals, `no_data` for the patients whose
 /// devices the clock may have silenced or who have a `no_data` alert to clear, and
-/// auto-resolution. Every read covers all the patients at once. Returns the events written.
+/// auto-resolution. Every read covers all the patients at once; the readings come from the
+/// patients' held `windows` and what was stored since. Returns the events written.
 pub async fn evaluate_patients(
     store: &Store,
+    windows: &ReadingWindows,
     batch: &[(Uuid, Scope)],
 ) -> Result<Vec<AlertEvent>, StorageError> {
     let patients: Vec<Uuid> = batch.iter().map(|(p, _)| *p).collect();
@@ -88,6 +90,18 @@ pub async fn evaluate_patients(
     let now = Utc::now();
     let thresholds = evaluation.thresholds().await?;
     let latest = evaluation.latest_alerts().await?;
+    let with_readings: Vec<Uuid> = batch
+        .iter()
+        .filter(|(_, s)| *s != Scope::time_only())
+        .map(|(p, _)| *p)
+        .collect();
+    let generations = evaluation.next_generations(&with_readings).await?;
+    let mut held: HashMap<Uuid, PatientWindows> = with_readings
+        .iter()
+        .map(|p| (*p, windows.take(*p, generations.get(p).copied())))
+        .collect();
+    // The rules' windows start a lookback before the newly stored readings; from the
+    // database only what the held windows lack is read.
     let glucose_from: Vec<(Uuid, DateTime<Utc>)> = batch
         .iter()
         .filter_map(|(p, s)| s.glucose_from.map(|from| (*p, from - GLUCOSE_LOOKBACK)))
@@ -96,16 +110,42 @@ pub async fn evaluate_patients(
         .iter()
         .filter_map(|(p, s)| s.pressure_from.map(|from| (*p, from - PRESSURE_LOOKBACK)))
         .collect();
-    let mut glucose = if glucose_from.is_empty() {
-        HashMap::new()
-    } else {
-        evaluation.glucose_since(&glucose_from).await?
-    };
-    let mut pressure = if pressure_from.is_empty() {
-        HashMap::new()
-    } else {
-        evaluation.pressure_since(&pressure_from).await?
-    };
+    let glucose_reads: Vec<(Uuid, DateTime<Utc>)> = batch
+        .iter()
+        .filter_map(|(p, s)| {
+            let window = &held.get(p)?.glucose;
+            s.glucose_from
+                .map(|from| (*p, window.read_from(from, GLUCOSE_LOOKBACK)))
+        })
+        .collect();
+    let pressure_reads: Vec<(Uuid, DateTime<Utc>)> = batch
+        .iter()
+        .filter_map(|(p, s)| {
+            let window = &held.get(p)?.pressure;
+            s.pressure_from
+                .map(|from| (*p, window.read_from(from, PRESSURE_LOOKBACK)))
+        })
+        .collect();
+    if !glucose_reads.is_empty() {
+        let mut read = evaluation.glucose_since(&glucose_reads).await?;
+        for (patient, from) in &glucose_reads {
+            if let Some(windows) = held.get_mut(patient) {
+                windows
+                    .glucose
+                    .merge(*from, read.remove(patient).unwrap_or_default());
+            }
+        }
+    }
+    if !pressure_reads.is_empty() {
+        let mut read = evaluation.pressure_since(&pressure_reads).await?;
+        for (patient, from) in &pressure_reads {
+            if let Some(windows) = held.get_mut(patient) {
+                windows
+                    .pressure
+                    .merge(*from, read.remove(patient).unwrap_or_default());
+            }
+        }
+    }
     // A reading just arrived proves its device is not silent; other devices' silences are
     // the scheduler's. So `no_data` is evaluated for time checks, and to clear an alert.
     let no_data_of: Vec<Uuid> = batch
@@ -132,19 +172,31 @@ pub async fn evaluate_patients(
         let t = thresholds.get(patient).copied().unwrap_or_default();
         resolve_after.insert(*patient, t.resolve_after());
         let known = latest.get(patient).unwrap_or(&none);
-        let glucose = glucose.remove(patient).unwrap_or_default();
-        let pressure = pressure.remove(patient).unwrap_or_default();
+        let glucose_start = glucose_from.iter().find(|(p, _)| p == patient).map(|w| w.1);
+        let pressure_start = pressure_from
+            .iter()
+            .find(|(p, _)| p == patient)
+            .map(|w| w.1);
+        let patient_windows = held.get(patient);
+        let glucose = match (glucose_start, patient_windows) {
+            (Some(start), Some(w)) => w.glucose.since(start),
+            _ => &[],
+        };
+        let pressure = match (pressure_start, patient_windows) {
+            (Some(start), Some(w)) => w.pressure.since(start),
+            _ => &[],
+        };
         let mut timelines = Vec::new();
-        if let Some((_, window_start)) = glucose_from.iter().find(|(p, _)| p == patient) {
+        if let Some(window_start) = &glucose_start {
             timelines.extend(
-                glucose_timelines(&glucose, &t)
+                glucose_timelines(glucose, &t)
                     .into_iter()
                     .map(|tl| (tl, *window_start)),
             );
         }
-        if let Some((_, window_start)) = pressure_from.iter().find(|(p, _)| p == patient) {
+        if let Some(window_start) = &pressure_start {
             timelines.extend(
-                pressure_timelines(&pressure, &t)
+                pressure_timelines(pressure, &t)
                     .into_iter()
                     .map(|tl| (tl, *window_start)),
             );
@@ -157,7 +209,7 @@ pub async fn evaluate_patients(
                     .await?;
             }
         }
-        for (category, silence) in revealed_silences(&glucose, &pressure, &t) {
+        for (category, silence) in revealed_silences(glucose, pressure, &t) {
             evaluation
                 .apply(
                     *patient,
@@ -184,6 +236,12 @@ pub async fn evaluate_patients(
 
     evaluation.resolve_cleared(&resolve_after, now).await?;
     let events = evaluation.commit().await?;
+    // Only a committed evaluation's windows are exact for its generation.
+    for (patient, patient_windows) in held {
+        if let Some(generation) = generations.get(&patient) {
+            windows.put(patient, *generation, patient_windows);
+        }
+    }
     for event in &events {
         tracing::info!(
             patient_id = %event.patient_id,
@@ -200,11 +258,12 @@ pub async fn evaluate_patients(
 /// [`evaluate_patients`], counted in the metrics.
 pub(crate) async fn evaluate_measured(
     store: &Store,
+    windows: &ReadingWindows,
     batch: &[(Uuid, Scope)],
     metrics: &AlertMetrics,
 ) -> Result<Vec<AlertEvent>, StorageError> {
     let started = std::time::Instant::now();
-    let result = evaluate_patients(store, batch).await;
+    let result = evaluate_patients(store, windows, batch).await;
     metrics.evaluations.inc_by(batch.len() as u64);
     metrics
         .evaluation_seconds
@@ -230,6 +289,7 @@ pub(crate) async fn evaluate_measured(
 /// Claims follow-up work and evaluates the touched patients until shutdown.
 pub async fn run(
     store: Store,
+    windows: Arc<ReadingWindows>,
     mut followups: watch::Receiver<u64>,
     poll_interval: std::time::Duration,
     metrics: AlertMetrics,
@@ -238,7 +298,7 @@ pub async fn run(
     let mut signalled = true;
     let mut backoff = std::time::Duration::from_millis(200);
     loop {
-        match drain(&store, &metrics).await {
+        match drain(&store, &windows, &metrics).await {
             Ok(items) => {
                 backoff = std::time::Duration::from_millis(200);
                 if items > 0 {
@@ -270,7 +330,11 @@ pub async fn run(
 }
 
 /// One claim: evaluates every touched patient, then completes it. Returns the items done.
-async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, EngineError> {
+async fn drain(
+    store: &Store,
+    windows: &Arc<ReadingWindows>,
+    metrics: &AlertMetrics,
+) -> Result<usize, EngineError> {
     let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
         return Ok(0);
     };
@@ -290,7 +354,12 @@ async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, EngineErr
         .clamp(1, BATCH_LIMIT);
     let mut running = tokio::task::JoinSet::new();
     for chunk in patients.chunks(size) {
-        let (store, metrics, chunk) = (store.clone(), metrics.clone(), chunk.to_vec());
+        let (store, windows, metrics, chunk) = (
+            store.clone(),
+            windows.clone(),
+            metrics.clone(),
+            chunk.to_vec(),
+        );
         let span = tracing::debug_span!("alert_evaluation", patients = chunk.len());
         running.spawn(
             async move {
@@ -302,7 +371,7 @@ async fn drain(store: &Store, metrics: &AlertMetrics) -> Result<usize, EngineErr
                         "evaluating patient"
                     );
                 }
-                evaluate_measured(&store, &chunk, &metrics).await
+                evaluate_measured(&store, &windows, &chunk, &metrics).await
             }
             .instrument(span),
         );

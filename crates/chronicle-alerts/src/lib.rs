@@ -5,6 +5,8 @@
 //!   touched patients **from stored data** (`chronicle_domain::alerts`), one patient at a
 //!   time under a database lock shared by every server, so the result does not depend on
 //!   message order or on which server received which reading.
+//! - [`windows`]: the patients' recent readings kept between evaluations, so each reads only
+//!   what was newly stored (and gives what reading everything stored would give).
 //! - [`scheduler`]: the rules that depend on the clock: `no_data`, and automatic resolution
 //!   of alerts whose condition has been clear long enough.
 //! - [`hub`]: LISTENs for committed alert events and broadcasts them to the live streams of
@@ -21,17 +23,23 @@ pub mod hub;
 pub mod metrics;
 pub mod scheduler;
 pub mod webhooks;
+pub mod windows;
 
 pub use engine::{CONSUMER, Scope, evaluate_patient};
 pub use hub::AlertHub;
 pub use metrics::AlertMetrics;
 pub use webhooks::WebhookSettings;
+pub use windows::ReadingWindows;
 
 use chronicle_storage::Store;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Patients whose readings the engine keeps by default: about 5 KB each with a CGM (four
+/// hours of readings), so about 100 MB.
+pub const DEFAULT_WINDOW_PATIENTS: usize = 20_000;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -45,6 +53,9 @@ pub struct AlertSettings {
     /// Run the engine and the scheduler here (`false`: another server on the same database
     /// does; this one still streams the events and delivers webhooks).
     pub evaluate: bool,
+    /// Patients whose recent readings the engine keeps between evaluations (0: none, every
+    /// evaluation reads the rules' whole lookback from the database).
+    pub window_patients: usize,
 }
 
 impl Default for AlertSettings {
@@ -54,6 +65,7 @@ impl Default for AlertSettings {
             scheduler_interval: Duration::from_secs(5),
             webhooks: WebhookSettings::default(),
             evaluate: true,
+            window_patients: DEFAULT_WINDOW_PATIENTS,
         }
     }
 }
@@ -80,6 +92,7 @@ impl AlertServices {
         if settings.evaluate {
             tasks.push(tokio::spawn(engine::run(
                 store.clone(),
+                std::sync::Arc::new(ReadingWindows::new(settings.window_patients)),
                 followups,
                 settings.poll_interval,
                 metrics.clone(),

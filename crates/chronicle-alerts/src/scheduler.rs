@@ -4,6 +4,7 @@
 
 use crate::engine::{Scope, evaluate_measured};
 use crate::metrics::AlertMetrics;
+use crate::windows::ReadingWindows;
 use chronicle_storage::{StorageError, Store};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,8 @@ pub async fn tick(store: &Store, metrics: &AlertMetrics) -> Result<usize, Storag
     let batch: Vec<(uuid::Uuid, Scope)> =
         patients.iter().map(|p| (*p, Scope::time_only())).collect();
     for chunk in batch.chunks(100) {
-        evaluate_measured(store, chunk, metrics).await?;
+        // Time checks read no readings, so they hold no windows.
+        evaluate_measured(store, &ReadingWindows::new(0), chunk, metrics).await?;
     }
     Ok(patients.len())
 }

@@ -8,6 +8,8 @@
 //! - [`lifecycle`]: episodes + the patient's latest alert of the rule → the changes to make
 //!   (open, re-trigger, escalate, clear, historical event), auto-resolution and the manual
 //!   transitions (acknowledge, resolve).
+//! - [`window`]: a patient's recent readings held between evaluations, so that each reads
+//!   only what is new and gives what evaluation from all stored data gives.
 //!
 //! Everything is computed from what is stored (readings with their `measured_at` and
 //! `received_at`), never from the order in which messages arrived: evaluating the same data
@@ -17,6 +19,7 @@ pub mod forecast;
 pub mod lifecycle;
 pub mod rules;
 pub mod thresholds;
+pub mod window;
 
 use crate::device::DeviceKind;
 use crate::sharing::DataCategory;

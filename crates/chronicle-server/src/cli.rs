@@ -773,6 +773,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_FOLLOWUP_WORK", value_name = "BOOL")]
     pub followup_work: Option<bool>,
 
+    /// Patients whose recent readings the alert engine keeps in memory between evaluations,
+    /// so an evaluation reads only the newly stored readings (about 5 KB a patient with a
+    /// CGM); the least recently evaluated are dropped and read again when next needed. 0
+    /// keeps none. [default: 20000]
+    #[arg(long, env = "CHRONICLE_ALERT_WINDOW_PATIENTS")]
+    pub alert_window_patients: Option<usize>,
+
     /// On SIGINT/SIGTERM, how long to keep trying to commit messages in hand before exiting
     /// without acknowledging them (the broker then delivers them again). [default: 30]
     #[arg(long, env = "CHRONICLE_SHUTDOWN_GRACE_SECONDS")]
@@ -890,6 +897,7 @@ pub struct ServeSettings {
     pub batch_linger: Duration,
     pub batch_concurrent_commits: usize,
     pub followup_work: bool,
+    pub alert_window_patients: usize,
     pub shutdown_grace: Duration,
     pub http_request_timeout: Duration,
     pub broker_hooks_secret: Option<String>,
@@ -1068,6 +1076,10 @@ impl ServeArgs {
                 .unwrap_or(2)
                 .max(1),
             followup_work: self.followup_work.or(f.followup_work).unwrap_or(true),
+            alert_window_patients: self
+                .alert_window_patients
+                .or(f.alert_window_patients)
+                .unwrap_or(chronicle_alerts::DEFAULT_WINDOW_PATIENTS),
             broker_hooks_secret: self
                 .broker_hooks_secret
                 .clone()

@@ -217,6 +217,7 @@ pub async fn launch(
         pipeline.followups_enqueued(),
         AlertSettings {
             evaluate: settings.followup_work,
+            window_patients: settings.alert_window_patients,
             webhooks: chronicle_alerts::WebhookSettings {
                 destinations: settings.webhook_destinations.clone(),
                 ..chronicle_alerts::WebhookSettings::default()

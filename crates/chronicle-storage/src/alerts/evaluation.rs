@@ -193,6 +193,30 @@ impl AlertEvaluation {
         Ok(out)
     }
 
+    /// Raises the evaluation generation of `patients` (those evaluated for newly stored
+    /// readings) and returns the new ones. An engine that holds a patient's recent readings
+    /// from its own last evaluation may trust them only if the generation it saw then is one
+    /// below the new one: nobody else evaluated the patient in between. Erased patients have
+    /// none.
+    pub async fn next_generations(
+        &mut self,
+        patients: &[Uuid],
+    ) -> Result<HashMap<Uuid, i64>, StorageError> {
+        if patients.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "INSERT INTO alert_evaluation_generations AS g (patient_id, generation)
+             SELECT p.id, 1 FROM patients p WHERE p.id = ANY($1)
+             ON CONFLICT (patient_id) DO UPDATE SET generation = g.generation + 1
+             RETURNING patient_id, generation",
+        )
+        .bind(patients)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Glucose readings measured since each patient's `from`.
     pub async fn glucose_since(
         &mut self,
