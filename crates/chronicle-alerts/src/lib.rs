@@ -37,9 +37,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Patients whose readings the engine keeps by default: about 5 KB each with a CGM (four
-/// hours of readings), so about 100 MB.
-pub const DEFAULT_WINDOW_PATIENTS: usize = 20_000;
+/// Patients whose readings the engine keeps by default: none yet. Held windows save the
+/// database reads, but the rules still judge the whole lookback at every evaluation, and on
+/// the ingest benchmark (one patient, hundreds of readings a second) evaluations became more
+/// frequent rather than cheaper (docs/benchmarks.md). A patient costs about 5 KB with a CGM.
+pub const DEFAULT_WINDOW_PATIENTS: usize = 0;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
