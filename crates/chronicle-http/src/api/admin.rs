@@ -414,6 +414,19 @@ async fn create_user(
     ))
 }
 
+/// The account as a list shows it after disabling or enabling it; 404 if there was none.
+async fn account_after_change(
+    state: &AppState,
+    user_id: Uuid,
+    changed: bool,
+) -> Result<Json<UserItem>, ApiError> {
+    if !changed {
+        return Err(ApiError::NotFound);
+    }
+    let user = state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(UserItem::listed(user)))
+}
+
 /// Disable an account (off-boarding): it cannot log in, and every session and API token of it
 /// is revoked at once. An administrator cannot disable their own account.
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/disable", tag = "admin",
@@ -432,15 +445,11 @@ async fn disable_user(
             "an administrator cannot disable their own account".into(),
         ));
     }
-    if !state
+    let changed = state
         .store
         .disable_user(user_id, Some(principal.user_id), address)
-        .await?
-    {
-        return Err(ApiError::NotFound);
-    }
-    let user = state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(UserItem::listed(user)))
+        .await?;
+    account_after_change(&state, user_id, changed).await
 }
 
 /// Enable a disabled account again: it can log in; the tokens revoked when it was disabled
@@ -456,15 +465,11 @@ async fn enable_user(
     Path(user_id): Path<Uuid>,
 ) -> Result<Json<UserItem>, ApiError> {
     require_admin(&principal)?;
-    if !state
+    let changed = state
         .store
         .enable_user(user_id, Some(principal.user_id), address)
-        .await?
-    {
-        return Err(ApiError::NotFound);
-    }
-    let user = state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(UserItem::listed(user)))
+        .await?;
+    account_after_change(&state, user_id, changed).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
