@@ -5,8 +5,7 @@
 //! alert engines that take turns on a patient, each holding its readings between
 //! evaluations, raise exactly what one engine reading all stored data raises.
 
-use chronicle_alerts::engine::evaluate_patients;
-use chronicle_alerts::{ReadingWindows, Scope};
+use chronicle_alerts::{ReadingWindows, Scope, evaluate_patients};
 use chronicle_domain::DeviceKind;
 use chronicle_storage::Store;
 use chronicle_tests::clinic::{Clinic, glucose};

@@ -17,11 +17,13 @@ use chronicle_domain::alerts::lifecycle::{reconcile, reconcile_no_data, silence_
 use chronicle_domain::alerts::rules::{
     glucose_timelines, pressure_timelines, revealed_silences, silent_devices,
 };
-use chronicle_domain::alerts::window::{GLUCOSE_LOOKBACK, PRESSURE_LOOKBACK};
+use chronicle_domain::alerts::window::{
+    GLUCOSE_LOOKBACK, PRESSURE_LOOKBACK, ReadingWindow, WindowPoint,
+};
 use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::AlertEvent;
 use chronicle_storage::{StorageError, Store};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -64,16 +66,6 @@ impl Scope {
     }
 }
 
-/// Evaluates one patient from stored data alone and applies the changes (see
-/// [`evaluate_patients`]).
-pub async fn evaluate_patient(
-    store: &Store,
-    patient_id: Uuid,
-    scope: Scope,
-) -> Result<Vec<AlertEvent>, StorageError> {
-    evaluate_patients(store, &ReadingWindows::new(0), &[(patient_id, scope)]).await
-}
-
 /// Evaluates patients from stored data and applies the changes, in one transaction that
 /// holds their locks (another server evaluating any of them waits): the reading rules of
 /// each patient's scope, the silences late data reveals, `no_data` for the patients whose
@@ -100,51 +92,28 @@ pub async fn evaluate_patients(
         .iter()
         .map(|p| (*p, windows.take(*p, generations.get(p).copied())))
         .collect();
-    // The rules' windows start a lookback before the newly stored readings; from the
-    // database only what the held windows lack is read.
-    let glucose_from: Vec<(Uuid, DateTime<Utc>)> = batch
-        .iter()
-        .filter_map(|(p, s)| s.glucose_from.map(|from| (*p, from - GLUCOSE_LOOKBACK)))
-        .collect();
-    let pressure_from: Vec<(Uuid, DateTime<Utc>)> = batch
-        .iter()
-        .filter_map(|(p, s)| s.pressure_from.map(|from| (*p, from - PRESSURE_LOOKBACK)))
-        .collect();
-    let glucose_reads: Vec<(Uuid, DateTime<Utc>)> = batch
-        .iter()
-        .filter_map(|(p, s)| {
-            let window = &held.get(p)?.glucose;
-            s.glucose_from
-                .map(|from| (*p, window.read_from(from, GLUCOSE_LOOKBACK)))
-        })
-        .collect();
-    let pressure_reads: Vec<(Uuid, DateTime<Utc>)> = batch
-        .iter()
-        .filter_map(|(p, s)| {
-            let window = &held.get(p)?.pressure;
-            s.pressure_from
-                .map(|from| (*p, window.read_from(from, PRESSURE_LOOKBACK)))
-        })
-        .collect();
+    // From the database only what the held windows lack is read.
+    let glucose_reads = reads(
+        batch,
+        &held,
+        |s| s.glucose_from,
+        |w| &w.glucose,
+        GLUCOSE_LOOKBACK,
+    );
     if !glucose_reads.is_empty() {
-        let mut read = evaluation.glucose_since(&glucose_reads).await?;
-        for (patient, from) in &glucose_reads {
-            if let Some(windows) = held.get_mut(patient) {
-                windows
-                    .glucose
-                    .merge(*from, read.remove(patient).unwrap_or_default());
-            }
-        }
+        let read = evaluation.glucose_since(&glucose_reads).await?;
+        merge_reads(&mut held, &glucose_reads, read, |w| &mut w.glucose);
     }
+    let pressure_reads = reads(
+        batch,
+        &held,
+        |s| s.pressure_from,
+        |w| &w.pressure,
+        PRESSURE_LOOKBACK,
+    );
     if !pressure_reads.is_empty() {
-        let mut read = evaluation.pressure_since(&pressure_reads).await?;
-        for (patient, from) in &pressure_reads {
-            if let Some(windows) = held.get_mut(patient) {
-                windows
-                    .pressure
-                    .merge(*from, read.remove(patient).unwrap_or_default());
-            }
-        }
+        let read = evaluation.pressure_since(&pressure_reads).await?;
+        merge_reads(&mut held, &pressure_reads, read, |w| &mut w.pressure);
     }
     // A reading just arrived proves its device is not silent; other devices' silences are
     // the scheduler's. So `no_data` is evaluated for time checks, and to clear an alert.
@@ -168,15 +137,13 @@ pub async fn evaluate_patients(
 
     let none = HashMap::new();
     let mut resolve_after = HashMap::new();
-    for (patient, _) in batch {
+    for (patient, scope) in batch {
         let t = thresholds.get(patient).copied().unwrap_or_default();
         resolve_after.insert(*patient, t.resolve_after());
         let known = latest.get(patient).unwrap_or(&none);
-        let glucose_start = glucose_from.iter().find(|(p, _)| p == patient).map(|w| w.1);
-        let pressure_start = pressure_from
-            .iter()
-            .find(|(p, _)| p == patient)
-            .map(|w| w.1);
+        // The rules look a lookback before the newly stored readings.
+        let glucose_start = scope.glucose_from.map(|from| from - GLUCOSE_LOOKBACK);
+        let pressure_start = scope.pressure_from.map(|from| from - PRESSURE_LOOKBACK);
         let patient_windows = held.get(patient);
         let glucose = match (glucose_start, patient_windows) {
             (Some(start), Some(w)) => w.glucose.since(start),
@@ -253,6 +220,41 @@ pub async fn evaluate_patients(
         );
     }
     Ok(events)
+}
+
+/// Where to read one kind of reading from for each patient of the batch with newly stored
+/// readings of it: what the patient's held window lacks.
+fn reads<P: WindowPoint>(
+    batch: &[(Uuid, Scope)],
+    held: &HashMap<Uuid, PatientWindows>,
+    new_from: impl Fn(&Scope) -> Option<DateTime<Utc>>,
+    window: impl Fn(&PatientWindows) -> &ReadingWindow<P>,
+    lookback: Duration,
+) -> Vec<(Uuid, DateTime<Utc>)> {
+    batch
+        .iter()
+        .filter_map(|(patient, scope)| {
+            let from = new_from(scope)?;
+            Some((
+                *patient,
+                window(held.get(patient)?).read_from(from, lookback),
+            ))
+        })
+        .collect()
+}
+
+/// Merges what was read of one kind into the patients' held windows.
+fn merge_reads<P: WindowPoint>(
+    held: &mut HashMap<Uuid, PatientWindows>,
+    reads: &[(Uuid, DateTime<Utc>)],
+    mut read: HashMap<Uuid, Vec<P>>,
+    window: impl Fn(&mut PatientWindows) -> &mut ReadingWindow<P>,
+) {
+    for (patient, from) in reads {
+        if let Some(windows) = held.get_mut(patient) {
+            window(windows).merge(*from, read.remove(patient).unwrap_or_default());
+        }
+    }
 }
 
 /// [`evaluate_patients`], counted in the metrics.

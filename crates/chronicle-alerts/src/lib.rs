@@ -25,7 +25,7 @@ pub mod scheduler;
 pub mod webhooks;
 pub mod windows;
 
-pub use engine::{CONSUMER, Scope, evaluate_patient};
+pub use engine::{CONSUMER, Scope, evaluate_patients};
 pub use hub::AlertHub;
 pub use metrics::AlertMetrics;
 pub use webhooks::WebhookSettings;
