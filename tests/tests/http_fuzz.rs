@@ -5,6 +5,7 @@
 //! Bounded in the test command; for a longer run:
 //! `CHRONICLE_FUZZ_REQUESTS=20000 CHRONICLE_FUZZ_SEED=7 cargo test -p chronicle-tests --test http_fuzz`.
 
+use chronicle_domain::fuzzing::{self, nasty_text};
 use chronicle_domain::sharing::Role;
 use chronicle_tests::{ApiClient, TestApp, TestDatabase, create_user};
 use proptest::prelude::*;
@@ -15,96 +16,43 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "a long password for the fuzzed accounts";
 
-/// Any JSON value, nested a few levels, with the API's own field names among the keys.
+/// The field names the code under test reads.
+const API_FIELDS: &[&str] = &[
+    "email",
+    "password",
+    "grantee",
+    "type",
+    "id",
+    "categories",
+    "access",
+    "purpose",
+    "data_since",
+    "expires_at",
+    "reason",
+    "note",
+    "kind",
+    "label",
+    "expires_days",
+    "display_name",
+    "role",
+    "time_zone",
+    "url",
+    "rule",
+    "minutes",
+    "glucose_targets",
+    "alert_thresholds",
+    "user_id",
+    "device_ids",
+    "current_password",
+    "new_password",
+];
+
 fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>()
-            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        nasty_text().prop_map(Value::String),
-        ".{0,24}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 48, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::btree_map(field_name(), inner, 0..8)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    fuzzing::any_json(API_FIELDS)
 }
 
 fn field_name() -> impl Strategy<Value = String> {
-    prop_oneof![
-        prop::sample::select(vec![
-            "email",
-            "password",
-            "grantee",
-            "type",
-            "id",
-            "categories",
-            "access",
-            "purpose",
-            "data_since",
-            "expires_at",
-            "reason",
-            "note",
-            "kind",
-            "label",
-            "expires_days",
-            "display_name",
-            "role",
-            "time_zone",
-            "url",
-            "rule",
-            "minutes",
-            "glucose_targets",
-            "alert_thresholds",
-            "user_id",
-            "device_ids",
-            "current_password",
-            "new_password",
-        ])
-        .prop_map(str::to_owned),
-        "[a-z_]{0,10}",
-    ]
-}
-
-fn nasty_text() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "",
-        " ",
-        "0",
-        "-1",
-        "9999999999999999999999",
-        "1e309",
-        "NaN",
-        "true",
-        "null",
-        "[]",
-        "{}",
-        "glucose",
-        "care",
-        "view_readings",
-        "care_team",
-        "mg/dL",
-        "mmol/L",
-        "2026-03-01T08:00:00Z",
-        "2026-02-30",
-        "1900-01-01T00:00:00Z",
-        "Europe/Berlin",
-        "Mars/Base",
-        "00000000-0000-0000-0000-000000000000",
-        "../../etc/passwd",
-        "%00",
-        "\u{0}",
-        "\u{202e}",
-        "😀",
-        "'; DROP TABLE patients; --",
-        "<script>",
-    ])
-    .prop_map(str::to_owned)
+    fuzzing::field_name(API_FIELDS)
 }
 
 /// A value for a path parameter: a real id of the fuzzing patient, a random id, or junk.

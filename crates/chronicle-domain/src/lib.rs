@@ -56,6 +56,8 @@ pub mod accounts;
 pub mod alerts;
 pub mod codes;
 pub mod device;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod reading;
 pub mod rejection;
 pub mod sharing;

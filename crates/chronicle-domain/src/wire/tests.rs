@@ -1,4 +1,5 @@
 use super::*;
+use crate::fuzzing::{self, nasty_text};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -344,79 +345,28 @@ proptest! {
     }
 }
 
-/// Any JSON value, nested a few levels: what a broken or hostile device could send.
+/// The field names the code under test reads.
+const WIRE_FIELDS: &[&str] = &[
+    "type",
+    "value",
+    "unit",
+    "measured_at",
+    "readings",
+    "message_id",
+    "id",
+    "source",
+    "flag",
+    "systolic",
+    "diastolic",
+    "pulse",
+];
+
 fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>()
-            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        ".{0,40}".prop_map(Value::String),
-        nasty_text().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(4, 64, 8, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            proptest::collection::btree_map(field_name(), inner, 0..8)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    fuzzing::any_json(WIRE_FIELDS)
 }
 
-/// Field names of the protocol mixed with arbitrary ones, so generated objects reach the
-/// validation of each field rather than stopping at "unknown shape".
 fn field_name() -> impl Strategy<Value = String> {
-    prop_oneof![
-        prop::sample::select(vec![
-            "type",
-            "value",
-            "unit",
-            "measured_at",
-            "readings",
-            "message_id",
-            "id",
-            "source",
-            "flag",
-            "systolic",
-            "diastolic",
-            "pulse",
-        ])
-        .prop_map(str::to_owned),
-        "[a-z_]{0,12}",
-    ]
-}
-
-/// Text that has broken parsers elsewhere: odd numbers, times, units and unicode.
-fn nasty_text() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "",
-        "NaN",
-        "inf",
-        "-0",
-        "1e309",
-        "0x10",
-        "９０",
-        "glucose",
-        "blood_pressure",
-        "mg/dL",
-        "mmol/L",
-        "mm[Hg]",
-        "LO",
-        "HI",
-        "2026-03-01T08:00:00Z",
-        "2026-02-30T08:00:00Z",
-        "1900-01-01T00:00:00Z",
-        "9999-12-31T23:59:59+14:00",
-        "2026-03-01T08:00:00-25:00",
-        "2026-03-01T08:00:00.123456789123Z",
-        "\u{0}",
-        "\u{202e}evil",
-        "😀",
-        "cgm",
-        "meter",
-    ])
-    .prop_map(str::to_owned)
+    fuzzing::field_name(WIRE_FIELDS)
 }
 
 /// Decodes and validates like the ingest does, checking that every refusal is reasoned: a
