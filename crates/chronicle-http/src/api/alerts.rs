@@ -8,7 +8,7 @@
 use super::vocabulary::{
     AlertKindName, AlertStatusName, DataCategoryName, ResolutionName, RuleIdName, SeverityName,
 };
-use super::{Page, json_list, page_limit, refusal};
+use super::{Page, json_list, numbered_cursor, page_limit, refusal};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -220,14 +220,7 @@ impl AlertsQuery {
                 .as_deref()
                 .map(|s| Severity::parse(s).ok_or_else(|| bad("severity", s)))
                 .transpose()?,
-            before_seq: self
-                .cursor
-                .as_deref()
-                .map(|c| {
-                    c.parse::<i64>()
-                        .map_err(|_| ApiError::BadRequest("invalid cursor".into()))
-                })
-                .transpose()?,
+            before_seq: numbered_cursor(self.cursor.as_deref())?,
             limit,
             id: None,
         })

@@ -61,6 +61,16 @@ pub(crate) fn page_limit(asked: Option<i64>, default: i64) -> Result<i64, ApiErr
     }
 }
 
+/// The position a numbered list's `cursor` names (the last row's number), if any.
+pub(crate) fn numbered_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::BadRequest("invalid cursor".into()))
+        })
+        .transpose()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(

@@ -9,7 +9,7 @@
 
 use crate::AppState;
 use crate::api::vocabulary::{AuthenticationEventKindName, LoginFailureName, RoleName};
-use crate::api::{Page, json_list, page_limit};
+use crate::api::{Page, json_list, numbered_cursor, page_limit};
 use crate::auth::Authenticated;
 use crate::auth::bearer_token;
 use crate::client_address::ClientAddress;
@@ -494,14 +494,7 @@ pub(crate) async fn event_page(
     query: &EventQuery,
 ) -> Result<Page<AuthenticationEventItem>, ApiError> {
     let limit = page_limit(query.limit, 100)?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::BadRequest("invalid cursor".into()))
-        })
-        .transpose()?;
+    let before = numbered_cursor(query.cursor.as_deref())?;
     let events = state
         .store
         .authentication_events(user_id, before, limit)

@@ -1,7 +1,7 @@
 //! The patient's sharing: grants, the access log, and emergency access.
 
 use super::vocabulary::{AccessActionName, AccessName, DataCategoryName, PurposeName};
-use super::{Page, actor, page_limit};
+use super::{Page, actor, numbered_cursor, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
@@ -297,14 +297,7 @@ async fn access_log(
     Query(query): Query<LogQuery>,
 ) -> Result<Json<Page<AccessLogItem>>, ApiError> {
     let limit = page_limit(query.limit, 100)?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::BadRequest("invalid cursor".into()))
-        })
-        .transpose()?;
+    let before = numbered_cursor(query.cursor.as_deref())?;
     let actor = actor(&state, &principal, patient_id, AccessAction::ReadAccessLog).await?;
     let entries = state.store.access_log_of(&actor, before, limit).await?;
     let next_cursor = (entries.len() as i64 == limit)
