@@ -16,6 +16,7 @@
 
 use crate::faults::FaultKind;
 use crate::ledger::{Entry, Expected, Ledger, MessageKey, Reconciliation};
+use chronicle_domain::topics;
 use chronicle_domain::wire::Ack;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeFilter,
@@ -45,12 +46,12 @@ pub struct Broker {
 impl Broker {
     /// The topic a device publishes its readings to.
     pub fn readings_topic(&self, device_id: &str) -> String {
-        format!("{}/devices/{device_id}/readings", self.topic_prefix)
+        topics::readings_topic(&self.topic_prefix, device_id)
     }
 
     /// The topic Chronicle answers a device on.
     pub fn acks_topic(&self, device_id: &str) -> String {
-        format!("{}/devices/{device_id}/acks", self.topic_prefix)
+        topics::acks_topic(&self.topic_prefix, device_id)
     }
 }
 

@@ -1,6 +1,7 @@
 //! A device for tests: a real MQTT client that publishes readings and collects its acks.
 
 use anyhow::{Context, bail};
+use chronicle_domain::topics;
 use chronicle_domain::wire::Ack;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
 use std::time::Duration;
@@ -79,7 +80,7 @@ impl TestDevice {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         // Wait for CONNACK and SUBACK before handing the device out.
-        let acks_topic = format!("chronicle/v1/devices/{device_id}/acks");
+        let acks_topic = topics::acks_topic(topics::DEFAULT_TOPIC_PREFIX, &device_id);
         loop {
             match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {

@@ -3,6 +3,7 @@
 //! configuration docs/security.md documents. Each attack is refused, the victim's data is
 //! unchanged, and the ingest keeps receiving everyone else's readings.
 
+use chronicle_domain::topics;
 use chronicle_domain::wire::Ack;
 use chronicle_tests::mqtt::RawClient;
 use chronicle_tests::{
@@ -125,7 +126,7 @@ fn readings_topic(device: &str) -> String {
 }
 
 fn acks_topic(device: &str) -> String {
-    format!("chronicle/v1/devices/{device}/acks")
+    topics::acks_topic(topics::DEFAULT_TOPIC_PREFIX, device)
 }
 
 fn glucose(t: DateTime<Utc>, value: f64, message_id: &str) -> String {

@@ -3,6 +3,7 @@
 //! (The full authorization matrix over every endpoint grows with the sharing work.)
 
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
+use chronicle_domain::topics;
 use chronicle_storage::credentials::hash_password;
 use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
@@ -405,6 +406,15 @@ async fn a_patient_shares_through_the_api_alone_and_revokes() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{paired}");
+    let username = paired["mqtt_username"].as_str().expect("user");
+    assert_eq!(
+        paired["readings_topic"],
+        topics::readings_topic(topics::DEFAULT_TOPIC_PREFIX, username)
+    );
+    assert_eq!(
+        paired["acks_topic"],
+        topics::acks_topic(topics::DEFAULT_TOPIC_PREFIX, username)
+    );
     let mut cgm = TestDevice::connect(
         server.mqtt_port(),
         paired["mqtt_username"].as_str().expect("user"),

@@ -13,6 +13,7 @@ use crate::sessions::{Delivery, Outbound, SharedPrincipal, read};
 use crate::{Authority, Context, MessageSink};
 use bytes::{Bytes, BytesMut};
 use chronicle_domain::Publisher;
+use chronicle_domain::topics;
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, MessageOutcome};
 use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
@@ -454,7 +455,7 @@ where
             Packet::Subscribe(subscribe) => {
                 let mut codes = Vec::with_capacity(subscribe.filters.len());
                 for filter in &subscribe.filters {
-                    let device = rules::acks_topic_device(prefix, &filter.path)
+                    let device = topics::acks_topic_device(prefix, &filter.path)
                         .filter(|d| read(principal).relays(d))
                         .and_then(|d| chronicle_domain::DeviceId::parse(d).ok());
                     match device {
@@ -481,7 +482,7 @@ where
             }
             Packet::Unsubscribe(unsubscribe) => {
                 for topic in &unsubscribe.topics {
-                    if let Some(device) = rules::acks_topic_device(prefix, topic)
+                    if let Some(device) = topics::acks_topic_device(prefix, topic)
                         .and_then(|d| chronicle_domain::DeviceId::parse(d).ok())
                     {
                         ctx.sessions.unsubscribe(client_id, &device);
@@ -542,7 +543,7 @@ fn authorize_publish(
     principal: &SharedPrincipal,
     publisher: &Publisher,
 ) -> PublishVerdict {
-    match rules::readings_topic_device(prefix, topic) {
+    match topics::readings_topic_device(prefix, topic) {
         None => PublishVerdict::NotATopic,
         Some(device) if read(principal).relays(device) => {
             PublishVerdict::Allowed(device.to_owned())
@@ -588,7 +589,7 @@ async fn acknowledge<A: Authority, S: MessageSink>(
         if !message.refused {
             match serde_json::to_vec(&outcome.ack) {
                 Ok(body) => {
-                    let topic: Arc<str> = Arc::from(rules::acks_topic(
+                    let topic: Arc<str> = Arc::from(topics::acks_topic(
                         &ctx.settings.topic_prefix,
                         &message.device_id,
                     ));

@@ -117,7 +117,7 @@ pub struct BrokerSettings {
 impl Default for BrokerSettings {
     fn default() -> Self {
         BrokerSettings {
-            topic_prefix: "chronicle/v1".to_owned(),
+            topic_prefix: chronicle_domain::topics::DEFAULT_TOPIC_PREFIX.to_owned(),
             max_packet_bytes: 16 * 1024 * 1024,
             max_connections: 100_000,
             inflight_in: 1000,

@@ -1,5 +1,6 @@
-//! What an identity may do on the broker, as pure functions: the shape of the two topics, the
-//! client ids an identity may use, and which devices it may publish for or read acks of.
+//! What an identity may do on the broker, as pure functions: the client ids an identity may
+//! use, and which devices it may publish for or read acks of (the topics' shape is
+//! [`chronicle_domain::topics`]).
 //!
 //! A device may publish only to its own readings topic and subscribe only to its own acks
 //! topic; a gateway only to those of the devices it relays. No wildcards, no other topic, no
@@ -49,39 +50,10 @@ pub fn client_id_allowed(identity: &Publisher, client_id: &str) -> bool {
     }
 }
 
-/// The device a readings topic names: exactly `{prefix}/devices/{device_id}/readings` with a
-/// valid device id, or `None`.
-pub fn readings_topic_device<'t>(prefix: &str, topic: &'t str) -> Option<&'t str> {
-    device_level(prefix, topic, "readings")
-}
-
-/// The device an acks topic (or subscription filter) names: exactly
-/// `{prefix}/devices/{device_id}/acks` with a valid device id, or `None`. A filter with a
-/// wildcard never matches.
-pub fn acks_topic_device<'t>(prefix: &str, topic: &'t str) -> Option<&'t str> {
-    device_level(prefix, topic, "acks")
-}
-
-fn device_level<'t>(prefix: &str, topic: &'t str, leaf: &str) -> Option<&'t str> {
-    topic
-        .strip_prefix(prefix)?
-        .strip_prefix("/devices/")?
-        .strip_suffix(leaf)?
-        .strip_suffix('/')
-        .filter(|id| DeviceId::parse(id).is_ok())
-}
-
-/// The topic a device's acks are published to.
-pub fn acks_topic(prefix: &str, device_id: &str) -> String {
-    format!("{prefix}/devices/{device_id}/acks")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chronicle_domain::GatewayId;
-
-    const P: &str = "chronicle/v1";
 
     fn device(id: &str) -> Publisher {
         Publisher::Device(DeviceId::parse(id).expect("device id"))
@@ -95,44 +67,6 @@ mod tests {
                 .map(|d| DeviceId::parse(d).expect("device id"))
                 .collect(),
         }
-    }
-
-    #[test]
-    fn topics_have_one_exact_shape() {
-        assert_eq!(
-            readings_topic_device(P, "chronicle/v1/devices/dev_a/readings"),
-            Some("dev_a")
-        );
-        assert_eq!(
-            acks_topic_device(P, "chronicle/v1/devices/dev_a/acks"),
-            Some("dev_a")
-        );
-        for bad in [
-            "chronicle/v1/devices/+/readings",
-            "chronicle/v1/devices/#",
-            "chronicle/v1/devices//readings",
-            "chronicle/v1/devices/a/b/readings",
-            "chronicle/v1/devices/dev_a/readings/x",
-            "chronicle/v1/devices/dev_a/acks",
-            "chronicle/v1/devices/DEV_A/readings",
-            "other/devices/dev_a/readings",
-            "chronicle/v1/devices/dev_areadings",
-            "$SYS/broker/clients",
-            "#",
-        ] {
-            assert_eq!(readings_topic_device(P, bad), None, "{bad}");
-        }
-        for bad in [
-            "chronicle/v1/devices/+/acks",
-            "chronicle/v1/devices/#",
-            "chronicle/v1/+/dev_a/acks",
-            "chronicle/v1/devices/dev_a/readings",
-            "#",
-            "+/+/+/+/+",
-        ] {
-            assert_eq!(acks_topic_device(P, bad), None, "{bad}");
-        }
-        assert_eq!(acks_topic(P, "dev_a"), "chronicle/v1/devices/dev_a/acks");
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub mod reading;
 pub mod rejection;
 pub mod sharing;
 pub mod targets;
+pub mod topics;
 pub mod trends;
 pub mod units;
 pub mod wire;

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use chronicle_domain::sharing::Principal;
+use chronicle_domain::sharing::{Principal, Role};
 use chronicle_storage::{StorageError, Store};
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +35,10 @@ impl Authenticator for StoreAuthenticator {
 /// The authenticated caller; a handler taking it answers 401 to everyone else.
 pub struct Authenticated(pub Principal);
 
+/// An authenticated administrator; a handler taking it answers 401 to the unauthenticated and
+/// 403 to every other role, before it reads anything else of the request.
+pub struct Administrator(pub Principal);
+
 /// The bearer token of a request, if it carries one.
 pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
@@ -56,6 +60,22 @@ impl FromRequestParts<AppState> for Authenticated {
         match state.authenticator.principal(token).await? {
             Some(principal) => Ok(Authenticated(principal)),
             None => Err(ApiError::Unauthenticated),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Administrator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        if principal.role == Some(Role::Admin) {
+            Ok(Administrator(principal))
+        } else {
+            Err(ApiError::Forbidden)
         }
     }
 }

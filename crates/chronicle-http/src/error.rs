@@ -190,3 +190,48 @@ impl IntoResponse for ApiError {
         }
     }
 }
+
+/// The refusals a route can answer, each described once for the API description: a route
+/// lists the ones it can give beside its success, as in `responses((status = 200, body = X),
+/// Unauthenticated, NotFound)`. Every body is an RFC 9457 problem ([`ErrorBody`]).
+pub mod refusals {
+    use super::ErrorBody;
+    use utoipa::IntoResponses;
+
+    macro_rules! refusal {
+        ($(#[$doc:meta])* $name:ident, $status:literal, $description:literal) => {
+            $(#[$doc])*
+            #[derive(IntoResponses)]
+            #[response(status = $status, description = $description,
+                content_type = "application/problem+json")]
+            pub struct $name(pub ErrorBody);
+        };
+    }
+
+    refusal!(
+        BadRequest,
+        400,
+        "The request is malformed or a value is invalid; `detail` says which"
+    );
+    refusal!(
+        Unauthenticated,
+        401,
+        "Not authenticated: no valid bearer token, or wrong credentials"
+    );
+    refusal!(Forbidden, 403, "The caller is known but may not do this");
+    refusal!(
+        NotFound,
+        404,
+        "No such thing, or none the caller may know of"
+    );
+    refusal!(
+        Conflict,
+        409,
+        "The request contradicts the current state; `detail` says how"
+    );
+    refusal!(
+        TooManyRequests,
+        429,
+        "Too many attempts; `Retry-After` says when to try again"
+    );
+}

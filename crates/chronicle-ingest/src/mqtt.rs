@@ -13,6 +13,7 @@
 use crate::batcher::IngestHandle;
 use crate::metrics::IngestMetrics;
 use crate::pipeline::{BrokerAuthorization, IncomingMessage, MessageOutcome};
+use chronicle_domain::topics::acks_topic;
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
 use std::sync::Arc;
@@ -79,11 +80,6 @@ pub fn device_id_from_topic<'t>(prefix: &str, topic: &'t str) -> Option<&'t str>
         .strip_prefix("/devices/")?
         .strip_suffix("/readings")
         .filter(|id| !id.is_empty() && !id.contains('/'))
-}
-
-/// The topic a device's acks are published to.
-pub fn ack_topic(prefix: &str, device_id: &str) -> String {
-    format!("{prefix}/devices/{device_id}/acks")
 }
 
 /// A received message waiting to be acknowledged, in receive order. `connection` is the
@@ -300,7 +296,7 @@ async fn acknowledge(
                 // never not at all.
                 match serde_json::to_vec(&outcome.ack) {
                     Ok(body) => {
-                        let topic = ack_topic(&topic_prefix, &outcome.device_id);
+                        let topic = acks_topic(&topic_prefix, &outcome.device_id);
                         match client.publish(topic, QoS::AtLeastOnce, false, body).await {
                             Ok(()) => tracing::debug!(
                                 device_id = %outcome.device_id,
@@ -353,7 +349,6 @@ mod tests {
             device_id_from_topic(p, "other/devices/dev_1/readings"),
             None
         );
-        assert_eq!(ack_topic(p, "dev_1"), "chronicle/v1/devices/dev_1/acks");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use anyhow::Context;
 use chronicle_domain::sharing::Role;
 use chronicle_domain::wire::DEFAULT_MAX_AGE_DAYS;
-use chronicle_domain::{DeviceId, DeviceKind, GatewayId};
+use chronicle_domain::{DeviceId, DeviceKind, GatewayId, topics};
 use chronicle_storage::{TimescaleMode, TimescaleSettings};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -1030,7 +1030,7 @@ impl ServeArgs {
                 .mqtt_topic_prefix
                 .clone()
                 .or_else(|| f.mqtt.mqtt_topic_prefix.clone())
-                .unwrap_or_else(|| "chronicle/v1".to_owned()),
+                .unwrap_or_else(|| topics::DEFAULT_TOPIC_PREFIX.to_owned()),
             mqtt_max_packet_bytes: self
                 .mqtt
                 .mqtt_max_packet_bytes

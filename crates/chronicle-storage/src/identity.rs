@@ -468,9 +468,12 @@ impl Store {
         .await?)
     }
 
-    /// The members of a care team.
-    pub async fn team_members(&self, team_id: Uuid) -> Result<Vec<User>, StorageError> {
-        sqlx::query_as::<_, UserRow>(&format!(
+    /// The members of a care team; `None` when there is no such team.
+    pub async fn team_members(&self, team_id: Uuid) -> Result<Option<Vec<User>>, StorageError> {
+        if self.care_team(team_id).await?.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query_as::<_, UserRow>(&format!(
             "SELECT {} FROM users u JOIN care_team_members m ON m.user_id = u.id
              WHERE m.team_id = $1 ORDER BY u.display_name, u.id",
             user_columns_of("u")
@@ -480,7 +483,8 @@ impl Store {
         .await?
         .into_iter()
         .map(User::try_from)
-        .collect()
+        .collect::<Result<_, _>>()?;
+        Ok(Some(rows))
     }
 
     /// The guardians a patient named.

@@ -1,6 +1,7 @@
 //! The command line.
 
 use anyhow::Context;
+use chronicle_domain::topics;
 use chronicle_sim::faults::{FaultKind, FaultRates};
 use chronicle_sim::scenario::ScenarioKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -96,7 +97,7 @@ pub struct BrokerArgs {
     #[arg(long, env = "CHRONICLE_SIM_MQTT_PORT", default_value_t = 1883)]
     pub mqtt_port: u16,
     /// The protocol's topic prefix (the server's --mqtt-topic-prefix).
-    #[arg(long, default_value = "chronicle/v1")]
+    #[arg(long, default_value = topics::DEFAULT_TOPIC_PREFIX)]
     pub topic_prefix: String,
     /// MQTT connections for all devices. [default: one per device] With fewer, each is a
     /// registered gateway relaying for several devices, like a phone app or a clinic gateway.

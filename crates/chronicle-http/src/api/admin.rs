@@ -7,14 +7,15 @@ use super::session::{AuthenticationEventItem, EventQuery, event_page};
 use super::vocabulary::RoleName;
 use super::{Page, json_list};
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::Administrator;
 use crate::client_address::ClientAddress;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, Conflict, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chronicle_domain::accounts::check_password;
-use chronicle_domain::sharing::{Principal, Role};
+use chronicle_domain::sharing::Role;
 use chronicle_domain::zone::parse_time_zone;
 use chronicle_storage::NewPatient;
 use chronicle_storage::credentials::{hash_password, random_secret};
@@ -37,14 +38,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(enable_user))
         .routes(routes!(revoke_user_tokens))
         .routes(routes!(authentication_events))
-}
-
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
-    if principal.role == Some(Role::Admin) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden)
-    }
 }
 
 /// 404 unless the organization exists.
@@ -94,36 +87,6 @@ struct NameRequest {
     name: String,
 }
 
-/// Every organization (administrators).
-#[utoipa::path(get, path = "/v1/admin/organizations", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = [OrganizationItem]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn organizations(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-) -> Result<Json<Vec<OrganizationItem>>, ApiError> {
-    require_admin(&principal)?;
-    Ok(json_list(
-        state.store.list_organizations().await?,
-        OrganizationItem::from,
-    ))
-}
-
-/// Create an organization (a clinic).
-#[utoipa::path(post, path = "/v1/admin/organizations", tag = "admin", security(("bearer" = [])),
-    request_body = NameRequest,
-    responses((status = 201, body = OrganizationItem), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn create_organization(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Json(body): Json<NameRequest>,
-) -> Result<(StatusCode, Json<OrganizationItem>), ApiError> {
-    require_admin(&principal)?;
-    let name = non_empty(&body.name, "name")?;
-    let organization = state.store.create_organization(&name).await?;
-    Ok((StatusCode::CREATED, Json(organization.into())))
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 struct TeamItem {
     id: Uuid,
@@ -141,42 +104,6 @@ impl From<CareTeam> for TeamItem {
             created_at: t.created_at,
         }
     }
-}
-
-/// The care teams of an organization.
-#[utoipa::path(get, path = "/v1/admin/organizations/{organization_id}/teams", tag = "admin",
-    security(("bearer" = [])), params(("organization_id" = Uuid, Path)),
-    responses((status = 200, body = [TeamItem]), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn teams(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(organization_id): Path<Uuid>,
-) -> Result<Json<Vec<TeamItem>>, ApiError> {
-    require_admin(&principal)?;
-    require_organization(&state, organization_id).await?;
-    Ok(json_list(
-        state.store.care_teams_of(organization_id).await?,
-        TeamItem::from,
-    ))
-}
-
-/// Create a care team in an organization.
-#[utoipa::path(post, path = "/v1/admin/organizations/{organization_id}/teams", tag = "admin",
-    security(("bearer" = [])), params(("organization_id" = Uuid, Path)), request_body = NameRequest,
-    responses((status = 201, body = TeamItem), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn create_team(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(organization_id): Path<Uuid>,
-    Json(body): Json<NameRequest>,
-) -> Result<(StatusCode, Json<TeamItem>), ApiError> {
-    require_admin(&principal)?;
-    let name = non_empty(&body.name, "name")?;
-    require_organization(&state, organization_id).await?;
-    let team = state.store.create_care_team(organization_id, &name).await?;
-    Ok((StatusCode::CREATED, Json(team.into())))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -226,20 +153,74 @@ impl UserItem {
     }
 }
 
+/// Every organization (administrators).
+#[utoipa::path(get, path = "/v1/admin/organizations", tag = "admin",
+    responses((status = 200, body = [OrganizationItem]), Unauthenticated, Forbidden))]
+async fn organizations(
+    State(state): State<AppState>,
+    _: Administrator,
+) -> Result<Json<Vec<OrganizationItem>>, ApiError> {
+    Ok(json_list(
+        state.store.list_organizations().await?,
+        OrganizationItem::from,
+    ))
+}
+
+/// Create an organization (a clinic).
+#[utoipa::path(post, path = "/v1/admin/organizations", tag = "admin", request_body = NameRequest,
+    responses((status = 201, body = OrganizationItem), BadRequest, Unauthenticated, Forbidden))]
+async fn create_organization(
+    State(state): State<AppState>,
+    _: Administrator,
+    Json(body): Json<NameRequest>,
+) -> Result<(StatusCode, Json<OrganizationItem>), ApiError> {
+    let name = non_empty(&body.name, "name")?;
+    let organization = state.store.create_organization(&name).await?;
+    Ok((StatusCode::CREATED, Json(organization.into())))
+}
+
+/// The care teams of an organization.
+#[utoipa::path(get, path = "/v1/admin/organizations/{organization_id}/teams", tag = "admin",
+    responses((status = 200, body = [TeamItem]), Unauthenticated, Forbidden, NotFound))]
+async fn teams(
+    State(state): State<AppState>,
+    _: Administrator,
+    Path(organization_id): Path<Uuid>,
+) -> Result<Json<Vec<TeamItem>>, ApiError> {
+    require_organization(&state, organization_id).await?;
+    Ok(json_list(
+        state.store.care_teams_of(organization_id).await?,
+        TeamItem::from,
+    ))
+}
+
+/// Create a care team in an organization.
+#[utoipa::path(post, path = "/v1/admin/organizations/{organization_id}/teams", tag = "admin",
+    request_body = NameRequest,
+    responses((status = 201, body = TeamItem), BadRequest, Unauthenticated, Forbidden, NotFound))]
+async fn create_team(
+    State(state): State<AppState>,
+    _: Administrator,
+    Path(organization_id): Path<Uuid>,
+    Json(body): Json<NameRequest>,
+) -> Result<(StatusCode, Json<TeamItem>), ApiError> {
+    let name = non_empty(&body.name, "name")?;
+    require_organization(&state, organization_id).await?;
+    let team = state.store.create_care_team(organization_id, &name).await?;
+    Ok((StatusCode::CREATED, Json(team.into())))
+}
+
 /// The members of a care team.
 #[utoipa::path(get, path = "/v1/admin/teams/{team_id}/members", tag = "admin",
-    security(("bearer" = [])), params(("team_id" = Uuid, Path)),
-    responses((status = 200, body = [UserItem]), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [UserItem]), Unauthenticated, Forbidden, NotFound))]
 async fn members(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    _: Administrator,
     Path(team_id): Path<Uuid>,
 ) -> Result<Json<Vec<UserItem>>, ApiError> {
-    require_admin(&principal)?;
-    require_team(&state, team_id).await?;
+    let members = state.store.team_members(team_id).await?;
     Ok(json_list(
-        state.store.team_members(team_id).await?,
+        members.ok_or(ApiError::NotFound)?,
         UserItem::listed,
     ))
 }
@@ -253,16 +234,15 @@ struct MemberRequest {
 /// and every patient whose active grant names the team (or its organization) finds the change
 /// in their access log, with who made it.
 #[utoipa::path(post, path = "/v1/admin/teams/{team_id}/members", tag = "admin",
-    security(("bearer" = [])), params(("team_id" = Uuid, Path)), request_body = MemberRequest,
-    responses((status = 204, description = "Added"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = MemberRequest,
+    responses((status = 204, description = "Added"), BadRequest, Unauthenticated, Forbidden,
+        NotFound))]
 async fn add_member(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Administrator(principal): Administrator,
     Path(team_id): Path<Uuid>,
     Json(body): Json<MemberRequest>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&principal)?;
     require_team(&state, team_id).await?;
     let user = state
         .store
@@ -284,15 +264,12 @@ async fn add_member(
 /// Remove a member from a care team: grants to the team stop applying to them at once (the
 /// change is in the affected patients' access logs).
 #[utoipa::path(delete, path = "/v1/admin/teams/{team_id}/members/{user_id}", tag = "admin",
-    security(("bearer" = [])), params(("team_id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Removed"), Unauthenticated, Forbidden, NotFound))]
 async fn remove_member(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Administrator(principal): Administrator,
     Path((team_id, user_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&principal)?;
     if state
         .store
         .remove_team_member_by(team_id, user_id, Some(principal.user_id))
@@ -305,13 +282,12 @@ async fn remove_member(
 }
 
 /// Every user account.
-#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = [UserItem]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin",
+    responses((status = 200, body = [UserItem]), Unauthenticated, Forbidden))]
 async fn users(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    _: Administrator,
 ) -> Result<Json<Vec<UserItem>>, ApiError> {
-    require_admin(&principal)?;
     Ok(json_list(state.store.list_users().await?, UserItem::listed))
 }
 
@@ -336,16 +312,13 @@ struct CreatedUser {
 }
 
 /// Create a user account. A patient account comes with its own new patient record.
-#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])),
-    request_body = CreateUserRequest,
-    responses((status = 201, body = CreatedUser), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", request_body = CreateUserRequest,
+    responses((status = 201, body = CreatedUser), BadRequest, Unauthenticated, Forbidden))]
 async fn create_user(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    _: Administrator,
     Json(body): Json<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
-    require_admin(&principal)?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::BadRequest(format!("unknown role {:?}", body.role)))?;
     let email = non_empty(&body.email, "email")?;
@@ -430,16 +403,13 @@ async fn account_after_change(
 /// Disable an account (off-boarding): it cannot log in, and every session and API token of it
 /// is revoked at once. An administrator cannot disable their own account.
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/disable", tag = "admin",
-    security(("bearer" = [])), params(("user_id" = Uuid, Path)),
-    responses((status = 200, body = UserItem), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = UserItem), Unauthenticated, Forbidden, NotFound, Conflict))]
 async fn disable_user(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Administrator(principal): Administrator,
     ClientAddress(address): ClientAddress,
     Path(user_id): Path<Uuid>,
 ) -> Result<Json<UserItem>, ApiError> {
-    require_admin(&principal)?;
     if user_id == principal.user_id {
         return Err(ApiError::Conflict(
             "an administrator cannot disable their own account".into(),
@@ -455,16 +425,13 @@ async fn disable_user(
 /// Enable a disabled account again: it can log in; the tokens revoked when it was disabled
 /// stay revoked.
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/enable", tag = "admin",
-    security(("bearer" = [])), params(("user_id" = Uuid, Path)),
-    responses((status = 200, body = UserItem), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UserItem), Unauthenticated, Forbidden, NotFound))]
 async fn enable_user(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Administrator(principal): Administrator,
     ClientAddress(address): ClientAddress,
     Path(user_id): Path<Uuid>,
 ) -> Result<Json<UserItem>, ApiError> {
-    require_admin(&principal)?;
     let changed = state
         .store
         .enable_user(user_id, Some(principal.user_id), address)
@@ -481,16 +448,13 @@ struct TokensRevoked {
 /// Revoke every session and API token of an account at once (a lost laptop, a leaked token,
 /// off-boarding); the account can still log in unless it is also disabled.
 #[utoipa::path(delete, path = "/v1/admin/users/{user_id}/tokens", tag = "admin",
-    security(("bearer" = [])), params(("user_id" = Uuid, Path)),
-    responses((status = 200, body = TokensRevoked), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TokensRevoked), Unauthenticated, Forbidden, NotFound))]
 async fn revoke_user_tokens(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Administrator(principal): Administrator,
     ClientAddress(address): ClientAddress,
     Path(user_id): Path<Uuid>,
 ) -> Result<Json<TokensRevoked>, ApiError> {
-    require_admin(&principal)?;
     state.store.user(user_id).await?.ok_or(ApiError::NotFound)?;
     let revoked = state
         .store
@@ -502,15 +466,13 @@ async fn revoke_user_tokens(
 /// Authentication events of every account (or of `user_id`), newest first: log-ins failed
 /// and successful (with the e-mail given when it named no account), log-outs, tokens issued
 /// and revoked, password changes, accounts disabled and enabled.
-#[utoipa::path(get, path = "/v1/admin/authentication-events", tag = "admin",
-    security(("bearer" = [])), params(EventQuery),
-    responses((status = 200, body = Page<AuthenticationEventItem>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/admin/authentication-events", tag = "admin", params(EventQuery),
+    responses((status = 200, body = Page<AuthenticationEventItem>), BadRequest, Unauthenticated,
+        Forbidden))]
 async fn authentication_events(
     State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
+    _: Administrator,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<Page<AuthenticationEventItem>>, ApiError> {
-    require_admin(&principal)?;
     Ok(Json(event_page(&state, query.user_id, &query).await?))
 }

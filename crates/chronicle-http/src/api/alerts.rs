@@ -11,6 +11,7 @@ use super::vocabulary::{
 use super::{Page, json_list, numbered_cursor, page_limit, refusal};
 use crate::AppState;
 use crate::auth::Authenticated;
+use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -291,10 +292,8 @@ pub(super) async fn alert_permits(
 }
 
 /// Alerts of every patient whose alerts the caller may receive, newest first.
-#[utoipa::path(get, path = "/v1/alerts", tag = "alerts", security(("bearer" = [])),
-    params(AlertsQuery),
-    responses((status = 200, body = Page<AlertItem>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/alerts", tag = "alerts", params(AlertsQuery),
+    responses((status = 200, body = Page<AlertItem>), BadRequest, Unauthenticated))]
 async fn list_alerts(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -328,10 +327,9 @@ async fn list_alerts(
 }
 
 /// One patient's alerts and historical events, newest first.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/alerts", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), AlertsQuery),
-    responses((status = 200, body = Page<AlertItem>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/alerts", tag = "alerts", params(AlertsQuery),
+    responses((status = 200, body = Page<AlertItem>), BadRequest, Unauthenticated, Forbidden,
+        NotFound))]
 async fn patient_alerts(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -411,11 +409,9 @@ async fn act(
 }
 
 /// Acknowledge an open alert: the caller takes it on, with an optional note.
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("alert_id" = Uuid, Path)),
-    request_body(content = NoteRequest, description = "optional"),
-    responses((status = 200, body = AlertItem), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/alerts/{alert_id}/acknowledge",
+    tag = "alerts", request_body(content = NoteRequest, description = "optional"),
+    responses((status = 200, body = AlertItem), Unauthenticated, Forbidden, NotFound,
         (status = 409, body = ErrorBody, description = "acknowledged on the caller's side already, or resolved")))]
 async fn acknowledge(
     State(state): State<AppState>,
@@ -428,11 +424,10 @@ async fn acknowledge(
 
 /// Resolve an open or acknowledged alert by hand, with an optional note.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/alerts/{alert_id}/resolve", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("alert_id" = Uuid, Path)),
     request_body(content = NoteRequest, description = "optional"),
-    responses((status = 200, body = AlertItem), (status = 401, body = ErrorBody),
+    responses((status = 200, body = AlertItem), Unauthenticated,
         (status = 403, body = ErrorBody, description = "the caller is not of the care team (caregivers acknowledge for themselves)"),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "resolved already")))]
+        NotFound, (status = 409, body = ErrorBody, description = "resolved already")))]
 async fn resolve(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -480,9 +475,8 @@ fn parse_rule(rule: Option<&str>) -> Result<Option<RuleId>, ApiError> {
 /// Snooze the patient's alarms for yourself (one rule, or all): the stream holds back new,
 /// re-triggered and escalated alerts until then; lists still show them.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/alerts/snooze", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = SnoozeRequest,
-    responses((status = 200, body = SnoozeItem), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = SnoozeRequest,
+    responses((status = 200, body = SnoozeItem), BadRequest, Unauthenticated, Forbidden, NotFound))]
 async fn snooze(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -531,9 +525,8 @@ struct Unsnoozed {
 
 /// End your snoozes of the patient's alarms.
 #[utoipa::path(delete, path = "/v1/patients/{patient_id}/alerts/snooze", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), UnsnoozeQuery),
-    responses((status = 200, body = Unsnoozed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(UnsnoozeQuery),
+    responses((status = 200, body = Unsnoozed), BadRequest, Unauthenticated, Forbidden, NotFound))]
 async fn unsnooze(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -565,8 +558,8 @@ fn rule_categories(rule: Option<RuleId>) -> Vec<DataCategory> {
 }
 
 /// Your snoozes still running.
-#[utoipa::path(get, path = "/v1/alerts/snoozes", tag = "alerts", security(("bearer" = [])),
-    responses((status = 200, body = [SnoozeItem]), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/alerts/snoozes", tag = "alerts",
+    responses((status = 200, body = [SnoozeItem]), Unauthenticated))]
 async fn my_snoozes(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -582,11 +575,10 @@ async fn my_snoozes(
 /// opened by an id without data: the position the stream starts from. Send `Last-Event-ID`
 /// to resume after that event. The gate is asked for every event, so a
 /// revoked grant stops delivery at once; snoozed alarms are held back.
-#[utoipa::path(get, path = "/v1/alerts/stream", tag = "alerts", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/alerts/stream", tag = "alerts",
     params(("Last-Event-ID" = Option<i64>, Header, description = "resume after this event id")),
-    responses((status = 200, description = "An endless text/event-stream of `alert` events",
-            content_type = "text/event-stream", body = AlertEventItem),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "An endless text/event-stream of `alert` events", content_type = "text/event-stream", body = AlertEventItem),
+        BadRequest, Unauthenticated))]
 async fn stream(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -8,12 +8,13 @@
 //! let anyone test device secrets.
 
 use crate::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::Unauthenticated;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use chronicle_broker::rules;
-use chronicle_domain::{DeviceId, GatewayId, Publisher};
+use chronicle_domain::{DeviceId, GatewayId, Publisher, topics};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -100,9 +101,8 @@ fn identity(username: &str) -> Option<Publisher> {
 
 /// Authenticate a client for the broker: a device, a gateway, or one of Chronicle's ingest
 /// accounts, with its secret and a client id bound to it.
-#[utoipa::path(post, path = "/v1/broker/authenticate", tag = "broker",
-    request_body = AuthenticateRequest,
-    responses((status = 200, body = Verdict), (status = 401, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/broker/authenticate", tag = "broker", security(()),
+    request_body = AuthenticateRequest, responses((status = 200, body = Verdict), Unauthenticated))]
 async fn authenticate(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -137,9 +137,8 @@ async fn authenticate(
 
 /// Authorize a publish or subscribe for the broker: a device its own topics, a gateway those
 /// of the devices it relays, the ingest every device's readings and acks; nothing else.
-#[utoipa::path(post, path = "/v1/broker/authorize", tag = "broker",
-    request_body = AuthorizeRequest,
-    responses((status = 200, body = Verdict), (status = 401, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/broker/authorize", tag = "broker", security(()),
+    request_body = AuthorizeRequest, responses((status = 200, body = Verdict), Unauthenticated))]
 async fn authorize(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -164,10 +163,10 @@ async fn authorize(
                 };
                 match body.action.as_str() {
                     "publish" => {
-                        rules::readings_topic_device(prefix, &body.topic).is_some_and(relays)
+                        topics::readings_topic_device(prefix, &body.topic).is_some_and(relays)
                     }
                     "subscribe" => {
-                        rules::acks_topic_device(prefix, &body.topic).is_some_and(relays)
+                        topics::acks_topic_device(prefix, &body.topic).is_some_and(relays)
                     }
                     _ => false,
                 }
@@ -193,7 +192,7 @@ fn ingest_may(prefix: &str, action: &str, topic: &str) -> bool {
                     .and_then(|rest| rest.split_once('/'))
                     .is_some_and(|(group, filter)| !group.is_empty() && filter == readings)
         }
-        "publish" => rules::acks_topic_device(prefix, topic).is_some(),
+        "publish" => topics::acks_topic_device(prefix, topic).is_some(),
         _ => false,
     }
 }

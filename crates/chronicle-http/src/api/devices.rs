@@ -3,15 +3,21 @@
 use super::{actor, json_list, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chronicle_domain::sharing::AccessAction;
+use chronicle_domain::sharing::Principal;
 use chronicle_domain::sharing::{Access, DataCategory};
-use chronicle_domain::{DeviceId, DeviceKind};
+use chronicle_domain::{DeviceId, DeviceKind, topics};
+use chronicle_storage::credentials::NewCredentials;
+use chronicle_storage::gate::PatientActor;
+use chronicle_storage::{Device, StorageError, Store};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,8 +38,8 @@ struct DeviceItem {
     revoked_at: Option<DateTime<Utc>>,
 }
 
-impl From<chronicle_storage::Device> for DeviceItem {
-    fn from(d: chronicle_storage::Device) -> Self {
+impl From<Device> for DeviceItem {
+    fn from(d: Device) -> Self {
         DeviceItem {
             device_id: d.id.to_string(),
             kind: d.kind.to_string(),
@@ -46,9 +52,7 @@ impl From<chronicle_storage::Device> for DeviceItem {
 
 /// The patient's devices.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/devices", tag = "devices",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = [DeviceItem]), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [DeviceItem]), Unauthenticated, Forbidden, NotFound))]
 async fn devices(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -76,22 +80,37 @@ struct PairDeviceRequest {
     label: Option<String>,
 }
 
+/// A new MQTT identity's log-in (a device's or a gateway's), shown once.
 #[derive(Debug, Serialize, ToSchema)]
-struct PairedDevice {
-    device: DeviceItem,
-    /// MQTT username.
+pub(super) struct MqttLogin {
+    /// MQTT username (and client id, or its prefix before a `.`).
     mqtt_username: String,
     /// MQTT password, shown once; only its hash is stored.
     mqtt_password: String,
+}
+
+impl<Id: std::fmt::Display> From<NewCredentials<Id>> for MqttLogin {
+    fn from(credentials: NewCredentials<Id>) -> Self {
+        MqttLogin {
+            mqtt_username: credentials.id.to_string(),
+            mqtt_password: credentials.secret,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct PairedDevice {
+    device: DeviceItem,
+    #[serde(flatten)]
+    login: MqttLogin,
     readings_topic: String,
     acks_topic: String,
 }
 
 /// Pair a device (the patient or their guardian); returns its credentials once.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/devices", tag = "devices",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = PairDeviceRequest,
-    responses((status = 201, body = PairedDevice), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = PairDeviceRequest,
+    responses((status = 201, body = PairedDevice), BadRequest, Unauthenticated, NotFound))]
 async fn pair_device(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -110,33 +129,69 @@ async fn pair_device(
         .pair_device_as(&actor, kind, body.label.as_deref())
         .await?;
     let id = device.id.to_string();
+    let prefix = &state.mqtt_topic_prefix;
     Ok((
         StatusCode::CREATED,
         Json(PairedDevice {
-            mqtt_username: credentials.id.to_string(),
-            mqtt_password: credentials.secret,
-            readings_topic: format!("chronicle/v1/devices/{id}/readings"),
-            acks_topic: format!("chronicle/v1/devices/{id}/acks"),
             device: device.into(),
+            login: credentials.into(),
+            readings_topic: topics::readings_topic(prefix, &id),
+            acks_topic: topics::acks_topic(prefix, &id),
         }),
     ))
 }
 
 /// Revoke one of the patient's devices: its credentials stop working at once.
 #[utoipa::path(delete, path = "/v1/patients/{patient_id}/devices/{device_id}", tag = "devices",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("device_id" = String, Path)),
-    responses((status = 200, body = DeviceItem), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DeviceItem), Unauthenticated, NotFound))]
 async fn revoke_device(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path((patient_id, device_id)): Path<(Uuid, String)>,
 ) -> Result<Json<DeviceItem>, ApiError> {
-    let device_id = DeviceId::parse(&device_id).map_err(|_| ApiError::NotFound)?;
-    let actor = actor(&state, &principal, patient_id, AccessAction::RevokeDevice).await?;
-    let device = state
-        .store
-        .revoke_device_as(&actor, &device_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(device.into()))
+    revoke::<Device, _>(&state, &principal, patient_id, &device_id).await
+}
+
+/// What revoking one of a patient's MQTT identities (a device or a gateway) needs to know.
+pub(super) trait Revocable: Sized {
+    type Id;
+    /// The entry the patient's access log gets.
+    const ACTION: AccessAction;
+    fn parse_id(raw: &str) -> Option<Self::Id>;
+    fn revoke(
+        store: &Store,
+        actor: &PatientActor,
+        id: &Self::Id,
+    ) -> impl Future<Output = Result<Option<Self>, StorageError>> + Send;
+}
+
+impl Revocable for Device {
+    type Id = DeviceId;
+    const ACTION: AccessAction = AccessAction::RevokeDevice;
+
+    fn parse_id(raw: &str) -> Option<DeviceId> {
+        DeviceId::parse(raw).ok()
+    }
+
+    fn revoke(
+        store: &Store,
+        actor: &PatientActor,
+        id: &DeviceId,
+    ) -> impl Future<Output = Result<Option<Self>, StorageError>> + Send {
+        store.revoke_device_as(actor, id)
+    }
+}
+
+/// Revokes one of the patient's MQTT identities: its credentials stop working and the broker
+/// drops its connections. A malformed id answers 404, as an unknown one does.
+pub(super) async fn revoke<R: Revocable, Item: From<R>>(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    raw_id: &str,
+) -> Result<Json<Item>, ApiError> {
+    let id = R::parse_id(raw_id).ok_or(ApiError::NotFound)?;
+    let actor = actor(state, principal, patient_id, R::ACTION).await?;
+    let revoked = R::revoke(&state.store, &actor, &id).await?;
+    Ok(Json(revoked.ok_or(ApiError::NotFound)?.into()))
 }

@@ -4,7 +4,8 @@
 use super::{actor, refusal};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{Forbidden, NotFound, Unauthenticated};
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use chronicle_domain::sharing::AccessAction;
@@ -70,9 +71,8 @@ async fn record_to_export(
 /// Everything held about the patient as a FHIR R4 Bundle: for the patient or their guardian
 /// all of it; for a grantee with `export` access, the categories and window granted.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/export/fhir", tag = "export",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
     responses((status = 200, description = "A FHIR R4 collection Bundle", content_type = "application/fhir+json"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        Unauthenticated, Forbidden, NotFound))]
 async fn export_fhir(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -93,9 +93,8 @@ async fn export_fhir(
 /// and their changes, and the access log; for a grantee with `export` access, the categories
 /// and window granted (no grants, alerts, targets or log).
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/export/json", tag = "export",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
     responses((status = 200, description = "The record: `format`, `exported_at` and every part held", content_type = "application/json"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        Unauthenticated, Forbidden, NotFound))]
 async fn export_json(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -113,9 +112,8 @@ async fn export_json(
 /// Every reading held about the patient as CSV: for the patient or their guardian all of it;
 /// for a grantee with `export` access, the categories and window granted.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/export/csv", tag = "export",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
     responses((status = 200, description = "One row per reading", content_type = "text/csv"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        Unauthenticated, Forbidden, NotFound))]
 async fn export_csv(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

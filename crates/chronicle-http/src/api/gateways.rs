@@ -2,18 +2,22 @@
 //! MQTT. The patient (or their guardian) registers one with the devices it relays, sees them,
 //! and revokes them; the broker drops a revoked gateway's connections at once.
 
+use super::devices::{MqttLogin, Revocable, revoke};
 use super::{actor, json_list};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::{DeviceId, GatewayId};
-use chronicle_storage::{Gateway, StorageError};
+use chronicle_storage::gate::PatientActor;
+use chronicle_storage::{Gateway, StorageError, Store};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -57,17 +61,13 @@ struct RegisterGatewayRequest {
 #[derive(Debug, Serialize, ToSchema)]
 struct RegisteredGateway {
     gateway: GatewayItem,
-    /// MQTT username (and client id, or its prefix before a `.`).
-    mqtt_username: String,
-    /// MQTT password, shown once; only its hash is stored.
-    mqtt_password: String,
+    #[serde(flatten)]
+    login: MqttLogin,
 }
 
 /// The patient's own gateways (the patient or their guardian).
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/gateways", tag = "devices",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = [GatewayItem]), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [GatewayItem]), Unauthenticated, NotFound))]
 async fn gateways(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -83,10 +83,8 @@ async fn gateways(
 /// Register a gateway relaying some of the patient's devices (the patient or their guardian);
 /// returns its credentials once.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/gateways", tag = "devices",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
     request_body = RegisterGatewayRequest,
-    responses((status = 201, body = RegisteredGateway), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = RegisteredGateway), BadRequest, Unauthenticated, NotFound))]
 async fn register_gateway(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -120,9 +118,8 @@ async fn register_gateway(
     Ok((
         StatusCode::CREATED,
         Json(RegisteredGateway {
-            mqtt_username: credentials.id.to_string(),
-            mqtt_password: credentials.secret,
             gateway: gateway.into(),
+            login: credentials.into(),
         }),
     ))
 }
@@ -130,20 +127,28 @@ async fn register_gateway(
 /// Revoke one of the patient's gateways: its credentials stop working and its connections are
 /// dropped at once.
 #[utoipa::path(delete, path = "/v1/patients/{patient_id}/gateways/{gateway_id}", tag = "devices",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("gateway_id" = String, Path)),
-    responses((status = 200, body = GatewayItem), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = GatewayItem), Unauthenticated, NotFound))]
 async fn revoke_gateway(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
     Path((patient_id, gateway_id)): Path<(Uuid, String)>,
 ) -> Result<Json<GatewayItem>, ApiError> {
-    let gateway_id = GatewayId::parse(&gateway_id).map_err(|_| ApiError::NotFound)?;
-    let actor = actor(&state, &principal, patient_id, AccessAction::RevokeGateway).await?;
-    let gateway = state
-        .store
-        .revoke_gateway_as(&actor, &gateway_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(gateway.into()))
+    revoke::<Gateway, _>(&state, &principal, patient_id, &gateway_id).await
+}
+
+impl Revocable for Gateway {
+    type Id = GatewayId;
+    const ACTION: AccessAction = AccessAction::RevokeGateway;
+
+    fn parse_id(raw: &str) -> Option<GatewayId> {
+        GatewayId::parse(raw).ok()
+    }
+
+    fn revoke(
+        store: &Store,
+        actor: &PatientActor,
+        id: &GatewayId,
+    ) -> impl Future<Output = Result<Option<Self>, StorageError>> + Send {
+        store.revoke_gateway_as(actor, id)
+    }
 }

@@ -4,7 +4,8 @@
 use super::{actor, json_list};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -42,8 +43,7 @@ impl From<User> for GuardianItem {
 
 /// The patient's guardians (the patient or a guardian).
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/guardians", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = [GuardianItem]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [GuardianItem]), Unauthenticated, NotFound))]
 async fn guardians(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -64,9 +64,9 @@ struct NameGuardianRequest {
 
 /// Name a guardian (the patient only): they then act for the patient.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/guardians", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = NameGuardianRequest,
-    responses((status = 201, body = GuardianItem), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = NameGuardianRequest,
+    responses((status = 201, body = GuardianItem), BadRequest, Unauthenticated, Forbidden,
+        NotFound))]
 async fn name_guardian(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -91,9 +91,7 @@ async fn name_guardian(
 
 /// Remove a guardian (the patient only); they lose access at once.
 #[utoipa::path(delete, path = "/v1/patients/{patient_id}/guardians/{user_id}", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Removed"), Unauthenticated, Forbidden, NotFound))]
 async fn remove_guardian(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -79,6 +79,7 @@ pub(crate) fn numbered_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiEr
             shared only through the patient's grants; every read is in the patient's access log."
     ),
     modifiers(&BearerAuth),
+    security(("bearer" = [])),
     components(schemas(ErrorBody))
 )]
 struct ApiDoc;

@@ -4,7 +4,8 @@ use super::actor;
 use super::vocabulary::{AccessName, DataCategoryName, PurposeName};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -54,8 +55,8 @@ struct SharedItem {
 
 /// The patients the caller may see, with what each shares with the caller. Clinical
 /// summaries (latest readings, time in range) are in the panel.
-#[utoipa::path(get, path = "/v1/patients", tag = "patients", security(("bearer" = [])),
-    responses((status = 200, body = [PatientListItem]), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/patients", tag = "patients",
+    responses((status = 200, body = [PatientListItem]), Unauthenticated))]
 async fn patients(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -100,8 +101,7 @@ async fn patients(
 /// Erase everything held about the patient (the patient or their guardian). Their accounts
 /// are disabled; the access log is kept.
 #[utoipa::path(delete, path = "/v1/patients/{patient_id}", tag = "export",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 204, description = "Erased"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Erased"), Unauthenticated, NotFound))]
 async fn erase(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

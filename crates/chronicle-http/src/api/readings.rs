@@ -4,7 +4,8 @@ use super::vocabulary::GlucoseUnitName;
 use super::{Page, page_limit, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chronicle_domain::sharing::{Access, AccessAction, Principal};
@@ -111,9 +112,9 @@ async fn readings_page<K: ReadingSeries, T>(
 
 /// One patient's glucose readings, oldest first.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/glucose", tag = "readings",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ReadingsQuery),
-    responses((status = 200, body = Page<GlucosePoint>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(ReadingsQuery),
+    responses((status = 200, body = Page<GlucosePoint>), BadRequest, Unauthenticated, Forbidden,
+        NotFound))]
 async fn glucose(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -140,9 +141,9 @@ async fn glucose(
 
 /// One patient's blood-pressure readings (mm[Hg], pulse per minute), oldest first.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/blood-pressure", tag = "readings",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ReadingsQuery),
-    responses((status = 200, body = Page<BloodPressurePoint>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(ReadingsQuery),
+    responses((status = 200, body = Page<BloodPressurePoint>), BadRequest, Unauthenticated,
+        Forbidden, NotFound))]
 async fn blood_pressure(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

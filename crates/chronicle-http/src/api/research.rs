@@ -3,7 +3,8 @@
 use super::refusal;
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, State};
 use chronicle_domain::sharing::AccessAction;
@@ -36,9 +37,8 @@ struct ResearchGlucosePoint {
 /// withheld, identifiers replaced, nothing names the patient. Anything but one of the study's
 /// pseudonyms is 404.
 #[utoipa::path(get, path = "/v1/research/patients/{patient_id}/glucose", tag = "research",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path, description = "the study pseudonym")),
-    responses((status = 200, body = [ResearchGlucosePoint]), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("patient_id" = Uuid, Path, description = "the study pseudonym")),
+    responses((status = 200, body = [ResearchGlucosePoint]), Unauthenticated, Forbidden, NotFound))]
 async fn research_glucose(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -13,7 +13,8 @@ use crate::api::{Page, json_list, numbered_cursor, page_limit};
 use crate::auth::Authenticated;
 use crate::auth::bearer_token;
 use crate::client_address::ClientAddress;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, Forbidden, NotFound, TooManyRequests, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -61,8 +62,8 @@ async fn current_token(
 
 /// Log out: the session (or token) of this request stops working at once. The account's
 /// other sessions and API tokens are separate credentials and go on working.
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
-    responses((status = 204, description = "The token is revoked"), (status = 401, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "The token is revoked"), Unauthenticated))]
 async fn logout(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -113,8 +114,8 @@ impl From<TokenInfo> for TokenItem {
 }
 
 /// The caller's tokens, newest first (never their secrets).
-#[utoipa::path(get, path = "/v1/me/tokens", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = [TokenItem]), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/me/tokens", tag = "auth",
+    responses((status = 200, body = [TokenItem]), Unauthenticated))]
 async fn tokens(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -145,10 +146,9 @@ struct CreatedToken {
 /// they are at each request. Only a log-in session may issue one (a token cannot renew
 /// itself); it expires after 90 days unless asked for less or more (at most a year), and is
 /// revoked when the password changes or the account is disabled.
-#[utoipa::path(post, path = "/v1/me/tokens", tag = "auth", security(("bearer" = [])),
-    request_body = CreateTokenRequest,
-    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/me/tokens", tag = "auth", request_body = CreateTokenRequest,
+    responses((status = 201, body = CreatedToken), BadRequest, Unauthenticated, Forbidden,
+        TooManyRequests))]
 async fn create_token(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -203,9 +203,8 @@ async fn create_token(
 }
 
 /// Revoke one of the caller's tokens; it stops working at once.
-#[utoipa::path(delete, path = "/v1/me/tokens/{token_id}", tag = "auth", security(("bearer" = [])),
-    params(("token_id" = Uuid, Path)),
-    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/me/tokens/{token_id}", tag = "auth",
+    responses((status = 204, description = "Revoked"), Unauthenticated, NotFound))]
 async fn revoke_token(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -252,9 +251,9 @@ struct LoginResponse {
 /// password and a disabled account get the same answer in the same time; repeated failures
 /// for an e-mail or from an address are refused for a while (429 with `Retry-After`), the
 /// right password included.
-#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", security(()),
+    request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), Unauthenticated, TooManyRequests))]
 async fn login(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -331,8 +330,8 @@ struct Me {
 }
 
 /// The caller.
-#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/me", tag = "auth",
+    responses((status = 200, body = Me), Unauthenticated))]
 async fn me(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -371,10 +370,9 @@ struct PasswordChanged {
 /// Change the caller's password. Needs the current one (wrong answers back off like failed
 /// log-ins); revokes every other session and every API token of the account, keeping only
 /// the session this request is sent with.
-#[utoipa::path(post, path = "/v1/me/password", tag = "auth", security(("bearer" = [])),
-    request_body = ChangePasswordRequest,
-    responses((status = 200, body = PasswordChanged), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/me/password", tag = "auth", request_body = ChangePasswordRequest,
+    responses((status = 200, body = PasswordChanged), BadRequest, Unauthenticated, Forbidden,
+        TooManyRequests))]
 async fn change_password(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -511,10 +509,8 @@ pub(crate) async fn event_page(
 /// The caller's own authentication events, newest first: log-ins (failed ones included),
 /// log-outs, tokens, password changes, and what administrators did to the account. A patient
 /// sees those of their own account here.
-#[utoipa::path(get, path = "/v1/me/authentication-events", tag = "auth", security(("bearer" = [])),
-    params(EventQuery),
-    responses((status = 200, body = Page<AuthenticationEventItem>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/me/authentication-events", tag = "auth", params(EventQuery),
+    responses((status = 200, body = Page<AuthenticationEventItem>), BadRequest, Unauthenticated))]
 async fn my_authentication_events(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -4,7 +4,8 @@ use super::vocabulary::{AccessActionName, AccessName, DataCategoryName, PurposeN
 use super::{Page, actor, numbered_cursor, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -135,8 +136,7 @@ async fn grant_items(state: &AppState, grants: Vec<Grant>) -> Result<Vec<GrantIt
 
 /// The patient's grants, in any state (the patient or their guardian).
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = [GrantItem]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [GrantItem]), Unauthenticated, NotFound))]
 async fn grants(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -179,9 +179,8 @@ where
 
 /// Share: the patient (or their guardian) grants access.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = CreateGrantRequest,
-    responses((status = 201, body = GrantItem), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = CreateGrantRequest,
+    responses((status = 201, body = GrantItem), BadRequest, Unauthenticated, NotFound))]
 async fn create_grant(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -220,8 +219,7 @@ async fn create_grant(
 
 /// Revoke a grant; it allows nothing from the next request on.
 #[utoipa::path(delete, path = "/v1/patients/{patient_id}/grants/{grant_id}", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), ("grant_id" = Uuid, Path)),
-    responses((status = 200, body = GrantItem), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = GrantItem), Unauthenticated, NotFound))]
 async fn revoke_grant(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -287,9 +285,8 @@ impl AccessLogItem {
 
 /// Who read (or tried to read) the patient's data, newest first.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/access-log", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), LogQuery),
-    responses((status = 200, body = Page<AccessLogItem>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(LogQuery),
+    responses((status = 200, body = Page<AccessLogItem>), BadRequest, Unauthenticated, NotFound))]
 async fn access_log(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -357,9 +354,7 @@ struct EmergencyAccessSeen {
 /// Every emergency access to the record, newest first, with who opened it and why: for the
 /// patient and their guardians (the dashboard shows an open one on the patient's page).
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = [EmergencyAccessSeen]), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [EmergencyAccessSeen]), Unauthenticated, NotFound))]
 async fn emergency_accesses(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -397,9 +392,9 @@ async fn emergency_accesses(
 /// organization; otherwise 404, as for an unknown patient). Time-limited, one at a time, at most
 /// three in seven days per patient, logged and shown to the patient.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = EmergencyRequest,
-    responses((status = 201, body = EmergencyItem), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = EmergencyRequest,
+    responses((status = 201, body = EmergencyItem), BadRequest, Unauthenticated, Forbidden,
+        NotFound))]
 async fn open_emergency_access(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

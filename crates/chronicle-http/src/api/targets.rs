@@ -3,7 +3,8 @@
 use super::alerts::alert_permits;
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, State};
 use chronicle_domain::alerts::thresholds::AlertThresholds;
@@ -84,9 +85,7 @@ async fn targets_permits(
 
 /// The patient's glucose targets and alert thresholds.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/targets", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = TargetsBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TargetsBody), Unauthenticated, Forbidden, NotFound))]
 async fn targets(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -108,9 +107,9 @@ async fn targets(
 /// (glucose targets and thresholds: glucose; blood-pressure thresholds: blood pressure; the
 /// shared ones: either). Every change is recorded with who made it and when.
 #[utoipa::path(put, path = "/v1/patients/{patient_id}/targets", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)), request_body = UpdateTargetsRequest,
-    responses((status = 200, body = TargetsBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = UpdateTargetsRequest,
+    responses((status = 200, body = TargetsBody), BadRequest, Unauthenticated, Forbidden,
+        NotFound))]
 async fn update_targets(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -214,9 +213,7 @@ struct TargetChangeItem {
 
 /// Every change of the patient's targets and thresholds, newest first, with who and when.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/targets/changes", tag = "alerts",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path)),
-    responses((status = 200, body = [TargetChangeItem]), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [TargetChangeItem]), Unauthenticated, Forbidden, NotFound))]
 async fn target_changes(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

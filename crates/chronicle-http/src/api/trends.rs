@@ -10,7 +10,8 @@ use super::vocabulary::{GlucoseUnitName, PanelFlagName};
 use super::{page_limit, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chronicle_domain::sharing::AccessAction;
@@ -311,9 +312,9 @@ async fn trends_permit(
 /// One patient's glucose trend: consensus metrics, a daily series, the Ambulatory Glucose
 /// Profile and hypo-/hyperglycaemic episodes, over local days in the patient's zone.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/trends/glucose", tag = "trends",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), TrendQuery),
-    responses((status = 200, body = GlucoseTrendBody), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(TrendQuery),
+    responses((status = 200, body = GlucoseTrendBody), BadRequest, Unauthenticated, Forbidden,
+        NotFound))]
 async fn glucose_trend_endpoint(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -490,9 +491,9 @@ struct BloodPressureTrendBody {
 /// mean with home thresholds, shares above 130/80 and 135/85, pulse, a daily series, and the
 /// 7-day home protocol when the data allow.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/trends/blood-pressure", tag = "trends",
-    security(("bearer" = [])), params(("patient_id" = Uuid, Path), TrendQuery),
-    responses((status = 200, body = BloodPressureTrendBody), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(TrendQuery),
+    responses((status = 200, body = BloodPressureTrendBody), BadRequest, Unauthenticated, Forbidden,
+        NotFound))]
 async fn blood_pressure_trend_endpoint(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -864,10 +865,8 @@ fn by_value(a: Option<f64>, b: Option<f64>, order: SortOrder) -> Ordering {
 /// category over the last 14 days, flags, and a risk order. Sortable, filterable, paginated.
 /// Each patient's glucose and blood-pressure decisions are in their access log
 /// (`read_panel`).
-#[utoipa::path(get, path = "/v1/panel", tag = "trends", security(("bearer" = [])),
-    params(PanelQuery),
-    responses((status = 200, body = PanelBody), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/panel", tag = "trends", params(PanelQuery),
+    responses((status = 200, body = PanelBody), BadRequest, Unauthenticated))]
 async fn panel(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -6,7 +6,8 @@
 use super::{json_list, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::error::refusals::{BadRequest, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -77,8 +78,7 @@ struct CreatedWebhook {
 
 /// The organization's webhooks.
 #[utoipa::path(get, path = "/v1/organizations/{organization_id}/webhooks", tag = "webhooks",
-    security(("bearer" = [])), params(("organization_id" = Uuid, Path)),
-    responses((status = 200, body = [WebhookItem]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [WebhookItem]), Unauthenticated, NotFound))]
 async fn webhooks(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -94,9 +94,8 @@ async fn webhooks(
 /// Add a webhook: every alert event of the patients whose grants let the organization (or
 /// one of its care teams) receive alerts is POSTed there, signed.
 #[utoipa::path(post, path = "/v1/organizations/{organization_id}/webhooks", tag = "webhooks",
-    security(("bearer" = [])), params(("organization_id" = Uuid, Path)), request_body = CreateWebhookRequest,
-    responses((status = 201, body = CreatedWebhook), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    request_body = CreateWebhookRequest,
+    responses((status = 201, body = CreatedWebhook), BadRequest, Unauthenticated, NotFound))]
 async fn create_webhook(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -132,9 +131,8 @@ async fn create_webhook(
 }
 
 /// Disable a webhook: nothing more is sent to it; its log stays.
-#[utoipa::path(delete, path = "/v1/organizations/{organization_id}/webhooks/{webhook_id}", tag = "webhooks",
-    security(("bearer" = [])), params(("organization_id" = Uuid, Path), ("webhook_id" = Uuid, Path)),
-    responses((status = 200, body = WebhookItem), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/organizations/{organization_id}/webhooks/{webhook_id}",
+    tag = "webhooks", responses((status = 200, body = WebhookItem), Unauthenticated, NotFound))]
 async fn disable_webhook(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -208,10 +206,9 @@ impl From<Delivery> for DeliveryItem {
 }
 
 /// The webhook's delivery log: each delivery with every attempt.
-#[utoipa::path(get, path = "/v1/organizations/{organization_id}/webhooks/{webhook_id}/deliveries", tag = "webhooks",
-    security(("bearer" = [])), params(("organization_id" = Uuid, Path), ("webhook_id" = Uuid, Path), DeliveriesQuery),
-    responses((status = 200, body = [DeliveryItem]), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/organizations/{organization_id}/webhooks/{webhook_id}/deliveries",
+    tag = "webhooks", params(DeliveriesQuery),
+    responses((status = 200, body = [DeliveryItem]), BadRequest, Unauthenticated, NotFound))]
 async fn deliveries(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,

@@ -6,8 +6,8 @@
 //! the broker.
 
 use anyhow::{Context, bail};
+use chronicle_domain::topics::acks_topic;
 use chronicle_domain::wire::Ack;
-use chronicle_ingest::mqtt::ack_topic;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 /// The protocol's topic prefix (the server runs with its default).
-pub const TOPIC_PREFIX: &str = "chronicle/v1";
+pub const TOPIC_PREFIX: &str = chronicle_domain::topics::DEFAULT_TOPIC_PREFIX;
 
 /// One device and what it sends.
 pub struct DevicePlan {
@@ -198,7 +198,7 @@ async fn connect(
     let mut network = eventloop.network_options();
     network.set_tcp_nodelay(true);
     eventloop.set_network_options(network);
-    let acks = ack_topic(TOPIC_PREFIX, device_id);
+    let acks = acks_topic(TOPIC_PREFIX, device_id);
     let handshake = async {
         loop {
             match eventloop.poll().await {

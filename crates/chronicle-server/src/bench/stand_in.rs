@@ -12,10 +12,11 @@ use chronicle_broker::{
     Authority, AuthorityError, Broker, BrokerMetrics, BrokerSettings, Listener, MessageSink,
     Principal,
 };
+use chronicle_domain::topics::acks_topic;
 use chronicle_domain::wire::Ack;
 use chronicle_domain::{DeviceId, Publisher};
 use chronicle_ingest::batcher::IngestClosed;
-use chronicle_ingest::mqtt::{ack_topic, device_id_from_topic};
+use chronicle_ingest::mqtt::device_id_from_topic;
 use chronicle_ingest::{IncomingMessage, MessageOutcome};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde::Deserialize;
@@ -208,7 +209,7 @@ async fn acknowledge(client: AsyncClient, mut queue: mpsc::UnboundedReceiver<Pub
                 continue;
             }
         };
-        let topic = ack_topic(TOPIC_PREFIX, device_id);
+        let topic = acks_topic(TOPIC_PREFIX, device_id);
         if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, body).await {
             tracing::warn!(error = %e, "stand-in could not publish an ack");
         }
