@@ -17,6 +17,11 @@ pub fn acks_topic(prefix: &str, device_id: &str) -> String {
     format!("{prefix}/devices/{device_id}/acks")
 }
 
+/// The subscription filter for every device's readings (the ingest's).
+pub fn all_readings_filter(prefix: &str) -> String {
+    format!("{prefix}/devices/+/readings")
+}
+
 /// The device a readings topic names: exactly `{prefix}/devices/{device_id}/readings` with a
 /// valid device id, or `None`.
 pub fn readings_topic_device<'t>(prefix: &str, topic: &'t str) -> Option<&'t str> {
@@ -81,6 +86,7 @@ mod tests {
             assert_eq!(acks_topic_device(P, bad), None, "{bad}");
         }
         assert_eq!(acks_topic(P, "dev_a"), "chronicle/v1/devices/dev_a/acks");
+        assert_eq!(all_readings_filter(P), "chronicle/v1/devices/+/readings");
         assert_eq!(
             readings_topic(P, "dev_a"),
             "chronicle/v1/devices/dev_a/readings"

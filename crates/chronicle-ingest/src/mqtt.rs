@@ -13,7 +13,7 @@
 use crate::batcher::IngestHandle;
 use crate::metrics::IngestMetrics;
 use crate::pipeline::{BrokerAuthorization, IncomingMessage, MessageOutcome};
-use chronicle_domain::topics::acks_topic;
+use chronicle_domain::topics::{acks_topic, all_readings_filter};
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub struct MqttSettings {
 impl MqttSettings {
     /// The filter this client subscribes to.
     pub fn subscription(&self) -> String {
-        let filter = format!("{}/devices/+/readings", self.topic_prefix);
+        let filter = all_readings_filter(&self.topic_prefix);
         match &self.shared_group {
             Some(group) => format!("$share/{group}/{filter}"),
             None => filter,

@@ -144,11 +144,10 @@ async fn phases(
     let cpus = machine.cpus;
 
     let store = open_store(&postgres.database_url()).await?;
-    let patient = bench_patient(&store).await?;
-    let single_devices = provision(&store, patient, devices).await?;
-    let batch_devices = provision(&store, patient, args.batch_devices as usize).await?;
-    let warm_up_device = provision(&store, patient, 1).await?;
-    let light_devices = provision(&store, patient, LIGHT_DEVICES).await?;
+    let single_devices = provision(&store, devices).await?;
+    let batch_devices = provision(&store, args.batch_devices as usize).await?;
+    let warm_up_device = provision(&store, 1).await?;
+    let light_devices = provision(&store, LIGHT_DEVICES).await?;
 
     let base = workload::base_time();
     let singles = workload::single_messages(base, per_device);
@@ -330,15 +329,14 @@ async fn copy_ceiling(
     .await
     .context("cannot create the database for the COPY ceiling")?;
     let store = open_store(&copy_postgres.database_url()).await?;
-    let patient = bench_patient(&store).await?;
-    let devices = provision(&store, patient, batch_payloads.len()).await?;
+    let devices = provision(&store, batch_payloads.len()).await?;
 
-    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    let ids: Vec<&str> = devices.iter().map(|d| d.credentials.id.as_str()).collect();
     let registered = store.devices_for_ingest(&ids).await?;
     let mut chunks = Vec::new();
     for (device, payloads) in devices.iter().zip(batch_payloads) {
         let device_key = registered
-            .get(device.id.as_str())
+            .get(device.credentials.id.as_str())
             .map(|d| d.key)
             .context("a provisioned device is missing from the registry")?;
         for payload in payloads {
@@ -347,7 +345,7 @@ async fn copy_ceiling(
                 .iter()
                 .map(|reading| ReadingRow {
                     device_key,
-                    patient_id: patient,
+                    patient_id: device.patient_id,
                     reading,
                 })
                 .collect();
@@ -436,10 +434,10 @@ async fn measured_phase(
 /// Fails unless the table holds exactly `expected` readings of these devices.
 async fn check_stored(
     store: &Store,
-    devices: &[DeviceCredentials],
+    devices: &[BenchDevice],
     expected: usize,
 ) -> anyhow::Result<()> {
-    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    let ids: Vec<&str> = devices.iter().map(|d| d.credentials.id.as_str()).collect();
     let count = store.count_glucose_readings(&ids).await?;
     anyhow::ensure!(
         usize::try_from(count).ok() == Some(expected),
@@ -464,35 +462,38 @@ async fn open_store(url: &str) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn bench_patient(store: &Store) -> anyhow::Result<Uuid> {
-    let patient = store
-        .create_patient(&NewPatient {
-            display_name: "Benchmark".to_owned(),
-            time_zone: "UTC".to_owned(),
-        })
-        .await?;
-    Ok(patient.id)
+/// A benchmark CGM and the patient wearing it.
+pub(crate) struct BenchDevice {
+    pub patient_id: Uuid,
+    pub credentials: DeviceCredentials,
 }
 
-/// Registers `count` CGMs of `patient` and returns their credentials.
-async fn provision(
-    store: &Store,
-    patient: Uuid,
-    count: usize,
-) -> anyhow::Result<Vec<DeviceCredentials>> {
+/// Registers `count` CGMs, each worn by a patient of its own as CGMs are: the alert engine
+/// and the rollups then see as many patients as devices, as in a clinic, rather than one
+/// patient whose every evaluation covers the whole run's readings.
+async fn provision(store: &Store, count: usize) -> anyhow::Result<Vec<BenchDevice>> {
     let mut devices = Vec::with_capacity(count);
-    for _ in 0..count {
-        let (_, credentials) = store
-            .create_device(patient, DeviceKind::Cgm, Some("benchmark"))
+    for i in 0..count {
+        let patient = store
+            .create_patient(&NewPatient {
+                display_name: format!("Benchmark {i}"),
+                time_zone: "UTC".to_owned(),
+            })
             .await?;
-        devices.push(credentials);
+        let (_, credentials) = store
+            .create_device(patient.id, DeviceKind::Cgm, Some("benchmark"))
+            .await?;
+        devices.push(BenchDevice {
+            patient_id: patient.id,
+            credentials,
+        });
     }
     Ok(devices)
 }
 
 /// One plan per device, device `i` sending `payloads(i)`.
-fn plans(
-    devices: &[DeviceCredentials],
+pub(crate) fn plans(
+    devices: &[BenchDevice],
     payloads: impl Fn(usize) -> Vec<Vec<u8>>,
     readings_per_message: usize,
 ) -> Vec<DevicePlan> {
@@ -500,8 +501,8 @@ fn plans(
         .iter()
         .enumerate()
         .map(|(i, d)| DevicePlan {
-            device_id: d.id.as_str().to_owned(),
-            secret: d.secret.clone(),
+            device_id: d.credentials.id.as_str().to_owned(),
+            secret: d.credentials.secret.clone(),
             payloads: payloads(i),
             readings_per_message,
         })

@@ -12,14 +12,18 @@
 //!    to that event arriving on an SSE stream (`GET /v1/alerts/stream`, as a clinician of the
 //!    patient's care team) is the latency.
 
-use super::fleet::{self, DevicePlan, Fleet, FleetOptions, TOPIC_PREFIX};
+use super::fleet::{self, Fleet, FleetOptions, TOPIC_PREFIX};
 use super::probe::Machine;
 use super::server::ServerUnderTest;
-use super::{on_private_postgres, open_store, provision, publish, start_mosquitto, workload};
+use super::{
+    BenchDevice, on_private_postgres, open_store, plans, provision, publish, start_mosquitto,
+    workload,
+};
 use crate::cli::{BenchAlertsArgs, DatabaseSettings};
 use anyhow::{Context, bail};
 use chronicle_domain::DeviceKind;
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
+use chronicle_domain::topics::readings_topic;
 use chronicle_embedded::PrivatePostgres;
 use chronicle_storage::identity::{NewUser, TokenKind};
 use chronicle_storage::sharing::NewGrant;
@@ -137,7 +141,7 @@ async fn measure(
     postgres: &PrivatePostgres,
 ) -> anyhow::Result<Measured> {
     let store = open_store(&postgres.database_url()).await?;
-    let background = background_devices(&store, args.devices as usize).await?;
+    let background = provision(&store, args.devices as usize).await?;
     let (probe, token) = probe_patient(&store).await?;
 
     let broker = start_mosquitto(args.broker).await?;
@@ -151,15 +155,7 @@ async fn measure(
         );
         let base = workload::base_time();
         let messages = workload::single_messages(base, args.capacity_messages as usize);
-        let plans: Vec<DevicePlan> = background
-            .iter()
-            .map(|d| DevicePlan {
-                device_id: d.id.as_str().to_owned(),
-                secret: d.secret.clone(),
-                payloads: messages.clone(),
-                readings_per_message: 1,
-            })
-            .collect();
+        let plans = plans(&background, |_| messages.clone(), 1);
         let options = FleetOptions {
             port,
             window: 20,
@@ -235,21 +231,6 @@ async fn measure(
     measured.with_context(|| format!("server log:\n{log_tail}"))
 }
 
-/// `count` CGMs, each of its own patient (so the engine evaluates as many patients).
-async fn background_devices(store: &Store, count: usize) -> anyhow::Result<Vec<DeviceCredentials>> {
-    let mut devices = Vec::with_capacity(count);
-    for i in 0..count {
-        let patient = store
-            .create_patient(&NewPatient {
-                display_name: format!("Background {i}"),
-                time_zone: "UTC".to_owned(),
-            })
-            .await?;
-        devices.extend(provision(store, patient.id, 1).await?);
-    }
-    Ok(devices)
-}
-
 /// The probe patient, their CGM, and a bearer token of a clinician whose care team receives
 /// the patient's alerts.
 async fn probe_patient(store: &Store) -> anyhow::Result<(DeviceCredentials, String)> {
@@ -309,7 +290,7 @@ async fn wait_for_alert_queue(store: &Store, timeout: Duration) -> anyhow::Resul
 /// Phase 2. Returns the background rate sent, the sorted latencies, and the probes missed.
 async fn latency(
     server: &ServerUnderTest,
-    background: &[DeviceCredentials],
+    background: &[BenchDevice],
     probe: &DeviceCredentials,
     token: &str,
     rate: f64,
@@ -332,14 +313,14 @@ async fn latency(
     for device in background {
         senders.push(tokio::spawn(paced(
             port,
-            device.clone(),
+            device.credentials.clone(),
             per_device,
             duration,
         )));
     }
 
     let client = connect(port, probe).await?;
-    let topic = format!("{TOPIC_PREFIX}/devices/{}/readings", probe.id.as_str());
+    let topic = readings_topic(TOPIC_PREFIX, probe.id.as_str());
     let mut sent: BTreeMap<DateTime<Utc>, Instant> = BTreeMap::new();
     let mut ticker = tokio::time::interval(interval);
     for _ in 0..probes {
@@ -396,7 +377,7 @@ async fn paced(
     duration: Duration,
 ) -> anyhow::Result<usize> {
     let client = connect(port, &device).await?;
-    let topic = format!("{TOPIC_PREFIX}/devices/{}/readings", device.id.as_str());
+    let topic = readings_topic(TOPIC_PREFIX, device.id.as_str());
     // Spread the devices' first readings over the interval.
     tokio::time::sleep(every.mul_f64(rand::random::<f64>())).await;
     let end = Instant::now() + duration;

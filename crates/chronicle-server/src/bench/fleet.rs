@@ -6,7 +6,7 @@
 //! the broker.
 
 use anyhow::{Context, bail};
-use chronicle_domain::topics::acks_topic;
+use chronicle_domain::topics::{acks_topic, readings_topic};
 use chronicle_domain::wire::Ack;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -131,7 +131,7 @@ async fn run(
             expected,
             acked.clone(),
         ));
-        let topic = format!("{TOPIC_PREFIX}/devices/{}/readings", plan.device_id);
+        let topic = readings_topic(TOPIC_PREFIX, &plan.device_id);
         publishers.spawn(publish_all(
             client,
             topic,

@@ -12,7 +12,7 @@ use chronicle_broker::{
     Authority, AuthorityError, Broker, BrokerMetrics, BrokerSettings, Listener, MessageSink,
     Principal,
 };
-use chronicle_domain::topics::acks_topic;
+use chronicle_domain::topics::{acks_topic, all_readings_filter};
 use chronicle_domain::wire::Ack;
 use chronicle_domain::{DeviceId, Publisher};
 use chronicle_ingest::batcher::IngestClosed;
@@ -127,7 +127,7 @@ impl StandIn {
         let mut network = eventloop.network_options();
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
-        let filter = format!("{TOPIC_PREFIX}/devices/+/readings");
+        let filter = all_readings_filter(TOPIC_PREFIX);
         let subscribed = async {
             loop {
                 match eventloop.poll().await {
