@@ -128,17 +128,28 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
             .expect("claim")
             .is_none()
     );
+    // The limit counts the oldest items whose patients are taken, each with all their items.
     let second = store
-        .claim_followups("second", 2)
+        .claim_followups("second", 1)
         .await
         .expect("claim")
         .expect("items");
-    assert_eq!(second.items.len(), 2, "the limit holds");
+    let picked = second.items[0].patient_id;
+    assert!(second.items.iter().all(|f| f.patient_id == picked));
+    let queued_for_picked: i64 = if picked == ada.id { 2 } else { 1 };
+    assert_eq!(
+        second.items.len() as i64,
+        queued_for_picked,
+        "all of the patient's items"
+    );
     // A dropped claim gives its items back; a completed one removes them.
     drop(claim);
     second.complete().await.expect("complete");
     assert_eq!(store.pending_followups("first").await.expect("count"), 3);
-    assert_eq!(store.pending_followups("second").await.expect("count"), 1);
+    assert_eq!(
+        store.pending_followups("second").await.expect("count"),
+        3 - queued_for_picked
+    );
 
     // A resent batch is all duplicates: nothing new, nothing enqueued, no signal.
     let again = pipeline.process(&batch[..3]).await.expect("commit");

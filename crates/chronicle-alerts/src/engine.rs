@@ -41,6 +41,11 @@ const CLAIM_LIMIT: i64 = 200;
 const CONCURRENT_EVALUATIONS: usize = 3;
 /// Most patients in one batch (one transaction, holding their locks).
 const BATCH_LIMIT: usize = 100;
+/// The least time between the starts of two rounds that found work. Under a steady stream
+/// of commits the ones of that time join one round, so a patient whose readings arrive
+/// many times a second is evaluated once for them rather than once per commit; a reading
+/// after a quiet spell is evaluated at once. It bounds the delay this adds to an alarm.
+const ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What to evaluate for a patient.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -299,14 +304,24 @@ pub async fn run(
 ) {
     let mut signalled = true;
     let mut backoff = std::time::Duration::from_millis(200);
+    let mut last_busy_round: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(last) = last_busy_round {
+            tokio::select! {
+                () = tokio::time::sleep_until(last + ROUND_SPACING) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+        let started = tokio::time::Instant::now();
         match drain(&store, &windows, &metrics).await {
             Ok(items) => {
                 backoff = std::time::Duration::from_millis(200);
                 if items > 0 {
                     // More may have been queued meanwhile.
+                    last_busy_round = Some(started);
                     continue;
                 }
+                last_busy_round = None;
             }
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,

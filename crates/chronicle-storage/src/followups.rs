@@ -55,8 +55,10 @@ struct FollowupRow {
 }
 
 impl Store {
-    /// Claims up to `limit` of `consumer`'s oldest queued items that no other claim holds;
-    /// `None` when there are none.
+    /// Claims the patients of `consumer`'s `limit` oldest queued items with every item queued
+    /// for them that no other claim holds; `None` when there are none. Taking a patient's
+    /// whole queue lets one round of work cover all the commits that touched them while the
+    /// consumer was busy, so a backlog shrinks by patients, not by commits.
     pub async fn claim_followups(
         &self,
         consumer: &str,
@@ -65,8 +67,11 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let rows: Vec<FollowupRow> = sqlx::query_as(
             "DELETE FROM ingest_followups WHERE id IN (
-                 SELECT id FROM ingest_followups WHERE consumer = $1
-                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 SELECT id FROM ingest_followups
+                 WHERE consumer = $1 AND patient_id IN (
+                     SELECT patient_id FROM ingest_followups WHERE consumer = $1
+                     ORDER BY id LIMIT $2)
+                 FOR UPDATE SKIP LOCKED)
              RETURNING id, patient_id, kind, first_measured_at, last_measured_at, readings,
                  enqueued_at",
         )

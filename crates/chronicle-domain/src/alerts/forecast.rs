@@ -25,41 +25,108 @@ pub const MIN_SPAN: Duration = Duration::minutes(20);
 /// reading the forecast is made at) reaches `horizon` after the last point; `None` when the
 /// points of the window do not span [`MIN_SPAN`] or have a hole.
 pub fn linear_forecast(points: &[(DateTime<Utc>, f64)], horizon: Duration) -> Option<f64> {
-    let (last_at, _) = *points.last()?;
-    let window: Vec<(f64, f64)> = points
-        .iter()
-        .filter(|(at, _)| *at >= last_at - WINDOW && *at <= last_at)
-        .map(|(at, value)| (minutes_between(last_at, *at), *value))
-        .collect();
-    let first = window.first()?;
-    if -first.0 < minutes(MIN_SPAN) - 1e-9 || window.len() < 3 {
-        return None;
+    let mut fit = SlidingFit::default();
+    for (at, value) in points {
+        fit.push(*at, *value);
     }
-    if window
-        .windows(2)
-        .any(|pair| pair[1].0 - pair[0].0 > minutes(MAX_GAP))
-    {
-        return None;
-    }
-    let n = window.len() as f64;
-    let mean_x = window.iter().map(|(x, _)| x).sum::<f64>() / n;
-    let mean_y = window.iter().map(|(_, y)| y).sum::<f64>() / n;
-    let sxx: f64 = window.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
-    let sxy: f64 = window
-        .iter()
-        .map(|(x, y)| (x - mean_x) * (y - mean_y))
-        .sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let slope = sxy / sxx;
-    let intercept = mean_y - slope * mean_x;
-    Some(intercept + slope * minutes(horizon))
+    fit.forecast(horizon)
 }
 
-/// Minutes from `origin` to `at` (negative when `at` is earlier).
-fn minutes_between(origin: DateTime<Utc>, at: DateTime<Utc>) -> f64 {
-    minutes(at - origin)
+/// The least-squares line through one device's readings of the last [`WINDOW`], kept as
+/// running sums while readings are pushed in time order: each forecast costs the same
+/// however dense the readings, so judging a series is linear in its length.
+#[derive(Debug, Default)]
+pub struct SlidingFit {
+    /// The readings in the window, oldest first, in minutes since `origin` less `base`.
+    points: std::collections::VecDeque<(f64, f64)>,
+    origin: Option<DateTime<Utc>>,
+    /// Moved up to the oldest reading now and then, so the sums stay small and exact.
+    base: f64,
+    /// Readings that left the window since the sums were last computed afresh.
+    evicted: usize,
+    sum_x: f64,
+    sum_y: f64,
+    sum_xx: f64,
+    sum_xy: f64,
+    /// Consecutive pairs in the window further apart than [`MAX_GAP`].
+    holes: usize,
+}
+
+impl SlidingFit {
+    /// Adds the reading measured at `at` (not before the last one pushed), and lets the
+    /// readings older than [`WINDOW`] before it leave the window.
+    pub fn push(&mut self, at: DateTime<Utc>, value: f64) {
+        let origin = *self.origin.get_or_insert(at);
+        let x = minutes(at - origin) - self.base;
+        if let Some((last_x, _)) = self.points.back()
+            && x - last_x > minutes(MAX_GAP)
+        {
+            self.holes += 1;
+        }
+        self.points.push_back((x, value));
+        self.sum_x += x;
+        self.sum_y += value;
+        self.sum_xx += x * x;
+        self.sum_xy += x * value;
+        let cutoff = x - minutes(WINDOW);
+        while let Some(&(oldest_x, oldest_y)) = self.points.front() {
+            if oldest_x >= cutoff - 1e-9 {
+                break;
+            }
+            self.points.pop_front();
+            self.sum_x -= oldest_x;
+            self.sum_y -= oldest_y;
+            self.sum_xx -= oldest_x * oldest_x;
+            self.sum_xy -= oldest_x * oldest_y;
+            if let Some((next_x, _)) = self.points.front()
+                && next_x - oldest_x > minutes(MAX_GAP)
+            {
+                self.holes -= 1;
+            }
+            self.evicted += 1;
+        }
+        // Adding and removing leaves rounding behind; once as many readings have left as the
+        // window holds, the sums are computed afresh from the oldest reading on (amortized
+        // constant work).
+        if self.evicted > self.points.len() + 64 {
+            self.rebase();
+        }
+    }
+
+    fn rebase(&mut self) {
+        let shift = self.points.front().map_or(0.0, |(x, _)| *x);
+        self.base += shift;
+        self.evicted = 0;
+        (self.sum_x, self.sum_y, self.sum_xx, self.sum_xy) = (0.0, 0.0, 0.0, 0.0);
+        for (x, y) in self.points.iter_mut() {
+            *x -= shift;
+            self.sum_x += *x;
+            self.sum_y += *y;
+            self.sum_xx += *x * *x;
+            self.sum_xy += *x * *y;
+        }
+    }
+
+    /// The line's value `horizon` after the newest reading; `None` when the window does not
+    /// span [`MIN_SPAN`], holds fewer than three readings, or has a hole.
+    pub fn forecast(&self, horizon: Duration) -> Option<f64> {
+        let (first_x, _) = *self.points.front()?;
+        let (last_x, _) = *self.points.back()?;
+        if last_x - first_x < minutes(MIN_SPAN) - 1e-9 || self.points.len() < 3 || self.holes > 0 {
+            return None;
+        }
+        let n = self.points.len() as f64;
+        let mean_x = self.sum_x / n;
+        let mean_y = self.sum_y / n;
+        let sxx = self.sum_xx - n * mean_x * mean_x;
+        let sxy = self.sum_xy - n * mean_x * mean_y;
+        // Equal times cannot occur (one device, deduplicated), so a zero spread is rounding.
+        if sxx <= 1e-9 {
+            return None;
+        }
+        let slope = sxy / sxx;
+        Some(mean_y + slope * (last_x + minutes(horizon) - mean_x))
+    }
 }
 
 fn minutes(d: Duration) -> f64 {
@@ -126,5 +193,47 @@ mod tests {
         values.extend([100.0; 7]);
         let f = linear_forecast(&series(&values, 5), Duration::minutes(20)).expect("forecast");
         assert!((f - 100.0).abs() < 1e-9, "{f}");
+    }
+
+    /// The line fitted directly, as a reference for the running sums.
+    fn direct(points: &[(f64, f64)], horizon: f64) -> f64 {
+        let n = points.len() as f64;
+        let mean_x = points.iter().map(|(x, _)| x).sum::<f64>() / n;
+        let mean_y = points.iter().map(|(_, y)| y).sum::<f64>() / n;
+        let sxx: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
+        let sxy: f64 = points
+            .iter()
+            .map(|(x, y)| (x - mean_x) * (y - mean_y))
+            .sum();
+        let last = points.last().map_or(0.0, |(x, _)| *x);
+        mean_y + sxy / sxx * (last + horizon - mean_x)
+    }
+
+    #[test]
+    fn the_sliding_fit_equals_a_direct_fit_over_long_dense_series() {
+        // Three days of readings every 7 to 61 seconds with a wandering value: every
+        // forecast equals the line fitted afresh through the same window.
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        let mut fit = SlidingFit::default();
+        let mut all: Vec<(f64, f64)> = Vec::new();
+        let mut seconds = 0i64;
+        let horizon = Duration::minutes(20);
+        for i in 0..20_000u64 {
+            seconds += 7 + (i * 7919 % 55) as i64;
+            let value = 120.0 + 60.0 * ((i as f64) / 40.0).sin() + (i * 31 % 9) as f64;
+            fit.push(t0 + Duration::seconds(seconds), value);
+            all.push((seconds as f64 / 60.0, value));
+            if i % 97 == 0 && i > 100 {
+                let last = seconds as f64 / 60.0;
+                let window: Vec<(f64, f64)> = all
+                    .iter()
+                    .copied()
+                    .filter(|(x, _)| *x >= last - 30.0 - 1e-9)
+                    .collect();
+                let expected = direct(&window, 20.0);
+                let got = fit.forecast(horizon).expect("a full window");
+                assert!((got - expected).abs() < 1e-6, "{i}: {got} vs {expected}");
+            }
+        }
     }
 }

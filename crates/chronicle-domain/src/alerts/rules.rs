@@ -7,7 +7,7 @@
 //! Timelines are sorted by `measured_at`, so the result is the same whatever order the
 //! readings arrived in.
 
-use super::forecast::{WINDOW as FORECAST_WINDOW, linear_forecast};
+use super::forecast::SlidingFit;
 use super::thresholds::AlertThresholds;
 use super::{RuleId, Severity, category_of_device};
 use crate::device::DeviceKind;
@@ -262,24 +262,38 @@ fn by_device<T>(
     series
 }
 
-/// Whether reading `i` of `series` ends a run of consecutive readings that all satisfy `pred`
-/// and last `duration` (see [`MIN_SUSTAINED_READINGS`]).
-fn sustained(
-    series: &[&GlucosePoint],
-    i: usize,
-    pred: impl Fn(&GlucosePoint) -> bool,
-    duration: Duration,
-) -> bool {
-    let mut start = i;
-    while start > 0
-        && pred(series[start - 1])
-        && series[start].measured_at - series[start - 1].measured_at <= MAX_GAP
-    {
-        start -= 1;
+/// The run of consecutive readings of one series (no hole longer than [`MAX_GAP`]) that all
+/// satisfy a predicate, followed reading by reading so each step costs the same however long
+/// the run.
+#[derive(Debug, Default)]
+struct Run {
+    start: Option<usize>,
+}
+
+impl Run {
+    /// Moves to reading `i` of `series` (each reading in turn), which satisfies the predicate
+    /// or not; returns whether it ends a run lasting `duration` (see
+    /// [`MIN_SUSTAINED_READINGS`]).
+    fn advance(
+        &mut self,
+        series: &[&GlucosePoint],
+        i: usize,
+        satisfies: bool,
+        duration: Duration,
+    ) -> bool {
+        if !satisfies {
+            self.start = None;
+            return false;
+        }
+        let start = match self.start {
+            Some(start) if series[i].measured_at - series[i - 1].measured_at <= MAX_GAP => start,
+            _ => i,
+        };
+        self.start = Some(start);
+        let count = i - start + 1;
+        let span = series[i].measured_at - series[start].measured_at;
+        count >= MIN_SUSTAINED_READINGS && span >= duration - CGM_INTERVAL
     }
-    let count = i - start + 1;
-    let span = series[i].measured_at - series[start].measured_at;
-    pred(series[i]) && count >= MIN_SUSTAINED_READINGS && span >= duration - CGM_INTERVAL
 }
 
 fn glucose_finding(p: &GlucosePoint, severity: Severity, evidence: Evidence) -> Finding {
@@ -315,9 +329,22 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
         |p: &GlucosePoint| p.flag == Some(GlucoseFlag::Hi) || p.value_mg_dl > g.urgent_high_mg_dl;
 
     for series in by_device(points, |p| p.device_id.as_str(), |p| p.measured_at).into_values() {
-        // The first reading of the forecast window of the current one (advances with it).
-        let mut window_start = 0;
+        // The forecast's line through the readings of its window (slides with them).
+        let mut fit = SlidingFit::default();
+        let (mut below_run, mut above_run) = (Run::default(), Run::default());
         for (i, p) in series.iter().copied().enumerate() {
+            // Runs are followed through every reading, finger-sticks included, and judged
+            // at CGM readings.
+            let below = p.value_mg_dl < g.low_mg_dl;
+            let sustained_low =
+                below_run.advance(&series, i, below, Duration::minutes(g.low_minutes.into()));
+            let above = p.value_mg_dl > g.very_high_mg_dl;
+            let sustained_high = above_run.advance(
+                &series,
+                i,
+                above,
+                Duration::minutes(g.very_high_minutes.into()),
+            );
             // Any reading: very low, and the urgent high.
             very_low.push(if p.value_mg_dl < g.very_low_mg_dl {
                 hold(p, Severity::Urgent)
@@ -340,23 +367,16 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
             }
 
             // CGM: sustained lows and highs.
-            let below = |q: &GlucosePoint| q.value_mg_dl < g.low_mg_dl;
-            if sustained(&series, i, below, Duration::minutes(g.low_minutes.into())) {
+            if sustained_low {
                 low.push(hold(p, Severity::Warning));
-            } else if !below(p) {
+            } else if !below {
                 low.push(Mark::Clear(p.measured_at));
             }
-            let above = |q: &GlucosePoint| q.value_mg_dl > g.very_high_mg_dl;
             if is_urgent_high(p) {
                 very_high.push(hold(p, Severity::Urgent));
-            } else if sustained(
-                &series,
-                i,
-                above,
-                Duration::minutes(g.very_high_minutes.into()),
-            ) {
+            } else if sustained_high {
                 very_high.push(hold(p, Severity::Warning));
-            } else if !above(p) {
+            } else if !above {
                 very_high.push(Mark::Clear(p.measured_at));
             }
 
@@ -384,15 +404,9 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
 
             // Predicted low: from the whole window of readings before this one, never across
             // a hole (a forecast at a late reading is history, like any other finding).
-            while series[window_start].measured_at < p.measured_at - FORECAST_WINDOW {
-                window_start += 1;
-            }
-            let window: Vec<(DateTime<Utc>, f64)> = series[window_start..=i]
-                .iter()
-                .map(|q| (q.measured_at, q.value_mg_dl))
-                .collect();
+            fit.push(p.measured_at, p.value_mg_dl);
             let horizon = Duration::minutes(g.predicted_low_horizon_minutes.into());
-            if let Some(forecast) = linear_forecast(&window, horizon) {
+            if let Some(forecast) = fit.forecast(horizon) {
                 predicted_low.push(if forecast < g.predicted_low_mg_dl {
                     Mark::Holds(glucose_finding(
                         p,
