@@ -106,6 +106,8 @@ struct Answer {
     stored: usize,
     duplicates: usize,
     rejected: BTreeMap<String, usize>,
+    /// The ingest saw this message again (see `Ack::redelivered`).
+    redelivered: bool,
 }
 
 impl Answer {
@@ -122,6 +124,7 @@ impl Answer {
             stored: ack.stored,
             duplicates: ack.duplicates,
             rejected,
+            redelivered: ack.redelivered,
         }
     }
 
@@ -406,20 +409,35 @@ impl Ledger {
                 ));
                 continue;
             };
-            r.stored += answer.stored;
-            r.duplicates += answer.duplicates;
+            // A message the broker delivered to the ingest again, and that was sent only once,
+            // whose first answer reports its readings as duplicates: the first delivery stored
+            // them just before a crash and its ack was lost. Stored once, by this message.
+            let stored_before_redelivery = answer.redelivered
+                && record.resent == 0
+                && record.expected.duplicates == 0
+                && !record.expected.may_be_held;
+            if stored_before_redelivery {
+                r.stored += answer.stored + answer.duplicates;
+                r.stored_before_redelivery += answer.duplicates;
+            } else {
+                r.stored += answer.stored;
+                r.duplicates += answer.duplicates;
+            }
             for (reason, n) in &answer.rejected {
                 *r.rejected.entry(reason.clone()).or_insert(0) += n;
             }
             // Where the duplicates come from.
-            if record.expected.duplicates > 0 {
+            if stored_before_redelivery {
+                // Counted as stored above.
+            } else if record.expected.duplicates > 0 {
                 r.duplicates_injected += answer.duplicates;
             } else if answer.duplicates > 0 && record.resent > 0 {
                 r.duplicates_resent += answer.duplicates;
             } else if answer.duplicates > 0 && record.expected.may_be_held {
                 r.duplicates_held += answer.duplicates;
             }
-            match check(&record.expected, answer, record.resent > 0) {
+            let delivered_again = record.resent > 0 || answer.redelivered;
+            match check(&record.expected, answer, delivered_again) {
                 Ok(()) => {
                     if let Some(f) = fault
                         && let Some(t) = r.faults.get_mut(f.as_str())
@@ -483,8 +501,9 @@ fn fault_note(fault: Option<FaultKind>) -> String {
     fault.map(|f| format!(" (fault {f})")).unwrap_or_default()
 }
 
-/// Compares an answer with the expectation. A message that was resent after a reconnection,
-/// or whose readings the server may already hold, may report stored readings as duplicates.
+/// Compares an answer with the expectation. A message that was delivered again (resent after
+/// a reconnection, or redelivered by the broker), or whose readings the server may already
+/// hold, may report stored readings as duplicates.
 fn check(expected: &Expected, answer: &Answer, resent: bool) -> Result<(), String> {
     let want_rejected: BTreeMap<String, usize> = expected
         .rejected
@@ -572,6 +591,10 @@ pub struct Reconciliation {
     pub duplicates_resent: usize,
     /// Duplicates of readings the server already held from an earlier run.
     pub duplicates_held: usize,
+    /// Readings counted as stored although their answer said duplicate: the broker delivered
+    /// their message to the ingest again after the first delivery was stored (a crash
+    /// between the commit and the ack).
+    pub stored_before_redelivery: usize,
     pub faults: BTreeMap<String, FaultTally>,
     pub resent_messages: usize,
     pub repeat_acks: usize,
@@ -602,7 +625,11 @@ impl Reconciliation {
             self.messages
         );
         let _ = writeln!(out, "  sent        {:>9}", self.sent);
-        let _ = writeln!(out, "  stored      {:>9}", self.stored);
+        let _ = writeln!(
+            out,
+            "  stored      {:>9}   (of which answered as duplicates after a redelivery {})",
+            self.stored, self.stored_before_redelivery
+        );
         let _ = writeln!(
             out,
             "  duplicates  {:>9}   (injected {}, resent after a reconnection {}, already held {})",
@@ -695,6 +722,7 @@ mod tests {
                     detail: String::new(),
                 })
                 .collect(),
+            redelivered: false,
         }
     }
 
@@ -783,5 +811,28 @@ mod tests {
         let r = ledger.reconcile(1, 1);
         assert!(r.is_clean(), "{}", r.render());
         assert_eq!(r.duplicates_resent, 2);
+    }
+
+    #[test]
+    fn a_redelivered_message_answered_as_duplicates_was_stored_once() {
+        let ledger = Ledger::new();
+        let a = ledger.register(entry(Some("m1"), Expected::stored(2, false), None));
+        let b = ledger.register(entry(Some("m2"), Expected::stored(1, false), None));
+        ledger.mark_sent(a, 1);
+        ledger.mark_sent(b, 1);
+        let mut redelivered = ack(Some("m1"), 0, 2, vec![]);
+        redelivered.redelivered = true;
+        ledger.on_ack(0, &redelivered);
+        ledger.on_ack(0, &ack(Some("m2"), 1, 0, vec![]));
+        let r = ledger.reconcile(0, 0);
+        assert!(r.is_clean(), "{}", r.render());
+        assert_eq!((r.stored, r.duplicates), (3, 0));
+        assert_eq!(r.stored_before_redelivery, 2);
+        // Without the broker's word the same answer is a difference.
+        let ledger = Ledger::new();
+        let a = ledger.register(entry(Some("m1"), Expected::stored(2, false), None));
+        ledger.mark_sent(a, 1);
+        ledger.on_ack(0, &ack(Some("m1"), 0, 2, vec![]));
+        assert!(!ledger.reconcile(0, 0).is_clean());
     }
 }

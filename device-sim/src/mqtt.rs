@@ -516,8 +516,22 @@ struct PollLink {
     connect_timeout: Duration,
 }
 
+/// How long a link keeps trying while the broker refuses its credentials at first: an
+/// external broker learns newly registered devices and gateways from Chronicle a moment
+/// after they are registered.
+const NEW_CREDENTIALS_GRACE: Duration = Duration::from_secs(15);
+
+/// Whether a refusal is one of credentials (the broker may not know them yet).
+fn refused_credentials(code: ConnectReturnCode) -> bool {
+    matches!(
+        code,
+        ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword
+    )
+}
+
 /// The poller: polls the event loop, never publishes.
 async fn poll_link(mut p: PollLink) {
+    let started = tokio::time::Instant::now();
     let mut epoch = 0u64;
     let mut ever_ready = false;
     let mut failures = 0u32;
@@ -560,6 +574,12 @@ async fn poll_link(mut p: PollLink) {
             event = p.eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     if ack.code != ConnectReturnCode::Success {
+                        if !ever_ready && refused_credentials(ack.code) && started.elapsed() < NEW_CREDENTIALS_GRACE {
+                            p.state.send_replace(LinkState::Down);
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(1));
+                            continue;
+                        }
                         p.state.send_replace(LinkState::Failed(format!("refused: {:?}", ack.code)));
                         if !ever_ready { break; }
                         continue;
@@ -596,6 +616,13 @@ async fn poll_link(mut p: PollLink) {
                     }
                 }
                 Ok(_) => {}
+                Err(rumqttc::ConnectionError::ConnectionRefused(code))
+                    if !ever_ready && refused_credentials(code) && started.elapsed() < NEW_CREDENTIALS_GRACE =>
+                {
+                    p.state.send_replace(LinkState::Down);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
                 Err(e) => {
                     failures += 1;
                     if !ever_ready && (failures >= 5 || matches!(e, rumqttc::ConnectionError::ConnectionRefused(_))) {

@@ -23,6 +23,7 @@ fn message(device_id: &str, payload: serde_json::Value) -> IncomingMessage {
         payload: Bytes::from(payload.to_string()),
         received_at: Utc::now(),
         authorization: BrokerAuthorization::NotReported,
+        redelivered: false,
     }
 }
 

@@ -4,7 +4,7 @@
 //! twice.
 
 use chronicle_embedded::{PrivatePostgres, PrivatePostgresConfig};
-use chronicle_tests::server::traversable_tempdir;
+use chronicle_tests::server::{sim_binary, traversable_tempdir};
 use chronicle_tests::{
     ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
     secured_mosquitto_options,
@@ -41,6 +41,8 @@ struct Totals {
     acks: usize,
     stored: usize,
     duplicates: usize,
+    /// Duplicates answered to a message the ingest did not know to be delivered again.
+    duplicates_not_redelivered: usize,
     rejected: usize,
 }
 
@@ -71,6 +73,9 @@ async fn publish_all(
                     totals.acks += 1;
                     totals.stored += ack.stored;
                     totals.duplicates += ack.duplicates;
+                    if !ack.redelivered {
+                        totals.duplicates_not_redelivered += ack.duplicates;
+                    }
                     totals.rejected += ack.rejected;
                 }
             }
@@ -84,6 +89,7 @@ async fn publish_all(
         sum.acks += t.acks;
         sum.stored += t.stored;
         sum.duplicates += t.duplicates;
+        sum.duplicates_not_redelivered += t.duplicates_not_redelivered;
         sum.rejected += t.rejected;
     }
     sum
@@ -178,6 +184,7 @@ async fn two_servers_on_a_shared_subscription_store_every_reading_exactly_once()
             acks: 1200,
             stored: 1200,
             duplicates: 0,
+            duplicates_not_redelivered: 0,
             rejected: 0
         }
     );
@@ -254,6 +261,9 @@ async fn a_crashed_server_loses_no_acknowledged_reading() {
     // A message committed but not acknowledged to the broker at the crash is delivered again
     // and answered once more, as a duplicate.
     assert_eq!(totals.stored + totals.duplicates, totals.acks, "{totals:?}");
+    // Each such duplicate says its message was delivered again, so a device (the simulator)
+    // can count its reading as stored once.
+    assert_eq!(totals.duplicates_not_redelivered, 0, "{totals:?}");
     assert!(totals.stored <= 1200, "{totals:?}");
     assert_eq!(totals.rejected, 0, "{totals:?}");
     assert_eq!(db.count("glucose_readings").await, 1200);
@@ -316,4 +326,75 @@ async fn postgres_restarted_under_load_loses_nothing() {
     drop(server);
     pool.close().await;
     postgres.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn the_simulator_reconciles_a_load_through_two_crashes_of_the_ingest() {
+    let broker = Mosquitto::start_secured(None).await.expect("mosquitto");
+    let db = TestDatabase::create().await.expect("database");
+    let mut server = ChronicleServer::start(mosquitto_options(&db, &broker, "ingest-sim").await)
+        .await
+        .expect("server");
+    let dir = traversable_tempdir().expect("temp dir");
+    let summary = dir.path().join("load.json");
+    // 40 CGM wearers over 4 gateway connections, a day of readings each (some 11,500), at a
+    // pace that keeps the load going through both crashes.
+    let load = tokio::process::Command::new(sim_binary().expect("chronicle-sim is built"))
+        .args([
+            "load",
+            "--patients",
+            "40",
+            "--connections",
+            "4",
+            "--days",
+            "1",
+            "--rate",
+            "800",
+            "--ack-timeout-seconds",
+            "120",
+            "--progress-seconds",
+            "0",
+            "--mqtt-port",
+        ])
+        .arg(broker.port().to_string())
+        .arg("--database-url")
+        .arg(&db.url)
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .arg("--summary-json")
+        .arg(&summary)
+        .env_remove("CHRONICLE_DATABASE_URL")
+        .output();
+    let mut load = tokio::spawn(load);
+    for crash in [500, 5000] {
+        // Polled by hand so that a simulator that stops early shows its output.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while db.count("glucose_readings").await < crash {
+            if load.is_finished() || tokio::time::Instant::now() > deadline {
+                load.abort();
+                let out = (&mut load).await.ok().and_then(Result::ok);
+                panic!(
+                    "no {crash} readings stored under load; the simulator said: {:?}",
+                    out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.kill().await.expect("SIGKILL");
+        server.restart().await.expect("restart");
+    }
+    let out = load.await.expect("load task").expect("chronicle-sim runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary written"))
+            .expect("JSON summary");
+    assert_eq!(summary["differences"], 0, "{stdout}");
+    // Every reading stored exactly once, and the simulator counts it so, including any
+    // stored just before a crash and answered as a duplicate after the broker's redelivery.
+    let readings = summary["readings"].as_i64().expect("readings sent");
+    assert!(readings > 10_000, "{stdout}");
+    assert_eq!(summary["stored"], readings, "{stdout}");
+    assert_eq!(db.count("glucose_readings").await, readings);
 }

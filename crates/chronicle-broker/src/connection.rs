@@ -435,6 +435,7 @@ where
                     payload: publish.payload.clone(),
                     received_at: Utc::now(),
                     authorization,
+                    redelivered: publish.dup,
                 };
                 let outcome = match ctx.sink.submit(message).await {
                     Ok(outcome) => outcome,

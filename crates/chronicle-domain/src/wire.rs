@@ -551,6 +551,12 @@ pub struct Ack {
     /// Why each refused reading or message was refused.
     #[serde(default)]
     pub rejections: Vec<AckRejection>,
+    /// The message reached the ingest again (the broker redelivered it, or the device resent
+    /// it after a reconnection): an earlier delivery may have been stored just before a
+    /// crash, and its readings then count here as duplicates although they were stored once,
+    /// from this very message.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redelivered: bool,
 }
 
 /// One refusal as reported to the device.

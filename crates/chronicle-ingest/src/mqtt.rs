@@ -190,6 +190,7 @@ pub async fn run(
                                 // An external broker does not tell subscribers who published;
                                 // its ACL (docs/security.md) checked the topic.
                                 authorization: BrokerAuthorization::NotReported,
+                                redelivered: publish.dup,
                             };
                             match ingest.submit(message).await {
                                 Ok(outcome) => PendingAck::AfterCommit { publish, outcome, connection: epoch.current() },

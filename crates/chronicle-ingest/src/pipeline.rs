@@ -26,6 +26,8 @@ pub struct IncomingMessage {
     pub received_at: DateTime<Utc>,
     /// What the broker said about who published it.
     pub authorization: BrokerAuthorization,
+    /// Delivered again (MQTT's DUP flag): see [`Ack::redelivered`].
+    pub redelivered: bool,
 }
 
 /// The broker's word on a message's publisher. The ingest checks it again against the
@@ -164,6 +166,7 @@ impl Pipeline {
                     duplicates: 0,
                     rejected: 0,
                     rejections: Vec::new(),
+                    redelivered: message.redelivered,
                 },
             });
         }

@@ -226,5 +226,6 @@ fn empty_ack(payload: &[u8]) -> Ack {
         duplicates: 0,
         rejected: 0,
         rejections: Vec::new(),
+        redelivered: false,
     }
 }
