@@ -7,7 +7,9 @@
 
 use chronicle_alerts::{ReadingWindows, Scope, evaluate_patients};
 use chronicle_domain::DeviceKind;
+use chronicle_domain::sharing::{AccessAction, Principal, Role};
 use chronicle_storage::Store;
+use chronicle_storage::records::Erasure;
 use chronicle_tests::clinic::{Clinic, glucose};
 use chronicle_tests::{
     ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
@@ -301,4 +303,30 @@ async fn engines_that_take_turns_on_a_patient_evaluate_like_one() {
         "engine a at step 4 missed the clear reading engine b evaluated"
     );
     assert_eq!(a.len(), 1, "engine a holds the patient's readings");
+
+    // Erasing the record is announced to every server, which then drops what it holds.
+    let mut erasures = store.erasure_listener();
+    assert_eq!(
+        erasures.next().await,
+        Erasure::Missed,
+        "listening from now on"
+    );
+    let herself = Principal {
+        user_id: Uuid::new_v4(),
+        role: Some(Role::Patient),
+        patient_id: Some(patient),
+        ..Principal::default()
+    };
+    let actor = store
+        .authorize_as_patient(&herself, patient, AccessAction::Erase)
+        .await
+        .expect("gate")
+        .expect("acts as herself");
+    store.erase(&actor).await.expect("erase");
+    let heard = tokio::time::timeout(StdDuration::from_secs(10), erasures.next())
+        .await
+        .expect("the erasure is announced");
+    assert_eq!(heard, Erasure::Patient(patient));
+    a.forget(patient);
+    assert!(a.is_empty(), "nothing of the erased patient is held");
 }

@@ -92,9 +92,17 @@ impl AlertServices {
         let (hub, hub_task) = hub::spawn(store.clone(), shutdown.clone());
         let mut tasks = vec![hub_task];
         if settings.evaluate {
+            let windows = std::sync::Arc::new(ReadingWindows::new(settings.window_patients));
+            if settings.window_patients > 0 {
+                tasks.push(tokio::spawn(windows::forget_erased(
+                    store.clone(),
+                    windows.clone(),
+                    shutdown.clone(),
+                )));
+            }
             tasks.push(tokio::spawn(engine::run(
                 store.clone(),
-                std::sync::Arc::new(ReadingWindows::new(settings.window_patients)),
+                windows,
                 followups,
                 settings.poll_interval,
                 metrics.clone(),

@@ -13,9 +13,13 @@
 
 use chronicle_domain::alerts::rules::{GlucosePoint, PressurePoint};
 use chronicle_domain::alerts::window::{GLUCOSE_KEEP, PRESSURE_KEEP, ReadingWindow};
+use chronicle_storage::Store;
+use chronicle_storage::records::Erasure;
 use lru::LruCache;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// One patient's windows, and the evaluation generation they are exact for.
@@ -64,6 +68,20 @@ impl ReadingWindows {
         }
     }
 
+    /// Drops what is held of an erased patient.
+    pub fn forget(&self, patient_id: Uuid) {
+        if let Some(held) = &self.held {
+            lock(held).pop(&patient_id);
+        }
+    }
+
+    /// Drops everything held (erasures may have been missed).
+    pub fn forget_all(&self) {
+        if let Some(held) = &self.held {
+            lock(held).clear();
+        }
+    }
+
     /// Puts the windows back after the evaluation of `generation` committed, trimmed to what
     /// the next evaluation may need.
     pub(crate) fn put(&self, patient_id: Uuid, generation: i64, mut windows: PatientWindows) {
@@ -83,4 +101,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Drops an erased patient's windows as soon as any server announces the erasure, and all
+/// of them whenever announcements may have been missed, until shutdown.
+pub(crate) async fn forget_erased(
+    store: Store,
+    windows: Arc<ReadingWindows>,
+    shutdown: CancellationToken,
+) {
+    let mut erasures = store.erasure_listener();
+    loop {
+        let erasure = tokio::select! {
+            () = shutdown.cancelled() => return,
+            erasure = erasures.next() => erasure,
+        };
+        match erasure {
+            Erasure::Patient(patient_id) => windows.forget(patient_id),
+            Erasure::Missed => windows.forget_all(),
+        }
+    }
 }

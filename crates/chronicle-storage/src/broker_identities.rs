@@ -70,26 +70,55 @@ impl RegistryChange {
 }
 
 /// Hears every registry change, whichever process made it.
-pub struct RegistryListener {
-    store: Store,
-    listener: Option<PgListener>,
-}
+pub struct RegistryListener(Announcements);
 
 impl RegistryListener {
     /// The next change. After the connection was lost (and on the first call when it could
     /// not be opened) it yields [`RegistryChange::Missed`] once it listens again.
     pub async fn next(&mut self) -> RegistryChange {
+        loop {
+            match self.0.next().await {
+                None => return RegistryChange::Missed,
+                Some(payload) => match RegistryChange::parse(&payload) {
+                    Some(change) => return change,
+                    None => tracing::warn!(payload, "unknown registry announcement"),
+                },
+            }
+        }
+    }
+}
+
+/// A PostgreSQL notification channel heard from any process, kept listening across lost
+/// connections.
+pub(crate) struct Announcements {
+    store: Store,
+    channel: &'static str,
+    listener: Option<PgListener>,
+}
+
+impl Announcements {
+    pub(crate) fn new(store: &Store, channel: &'static str) -> Announcements {
+        Announcements {
+            store: store.clone(),
+            channel,
+            listener: None,
+        }
+    }
+
+    /// The next payload; `None` once it listens again after the connection was lost (and on
+    /// the first call, when it starts listening): what was announced meanwhile is gone.
+    pub(crate) async fn next(&mut self) -> Option<String> {
         let mut backoff = Duration::from_millis(200);
         loop {
             let listener = match &mut self.listener {
                 Some(listener) => listener,
-                None => match listen(&self.store).await {
+                None => match listen(&self.store, self.channel).await {
                     Ok(listener) => {
                         self.listener = Some(listener);
-                        return RegistryChange::Missed;
+                        return None;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot listen for registry changes");
+                        tracing::warn!(%error, channel = self.channel, retry_in_ms = backoff.as_millis() as u64, "cannot listen for announcements");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                         continue;
@@ -97,15 +126,7 @@ impl RegistryListener {
                 },
             };
             match listener.try_recv().await {
-                Ok(Some(notification)) => {
-                    if let Some(change) = RegistryChange::parse(notification.payload()) {
-                        return change;
-                    }
-                    tracing::warn!(
-                        payload = notification.payload(),
-                        "unknown registry announcement"
-                    );
-                }
+                Ok(Some(notification)) => return Some(notification.payload().to_owned()),
                 // The connection was lost: what was announced meanwhile is gone.
                 Ok(None) | Err(_) => self.listener = None,
             }
@@ -113,9 +134,9 @@ impl RegistryListener {
     }
 }
 
-async fn listen(store: &Store) -> Result<PgListener, StorageError> {
+async fn listen(store: &Store, channel: &str) -> Result<PgListener, StorageError> {
     let mut listener = PgListener::connect_with(store.pool()).await?;
-    listener.listen(REGISTRY_CHANNEL).await?;
+    listener.listen(channel).await?;
     Ok(listener)
 }
 
@@ -123,10 +144,7 @@ impl Store {
     /// Starts listening for registry changes; the first [`RegistryListener::next`] says
     /// [`RegistryChange::Missed`] once it listens, so a caller checks what it holds from then on.
     pub fn registry_listener(&self) -> RegistryListener {
-        RegistryListener {
-            store: self.clone(),
-            listener: None,
-        }
+        RegistryListener(Announcements::new(self, REGISTRY_CHANNEL))
     }
 
     /// The device or gateway `username`, if `secret` is its current secret and it is not

@@ -2,6 +2,7 @@
 //! access) and erasure.
 
 use crate::alerts::AlertRecord;
+use crate::broker_identities::Announcements;
 use crate::gate::{PatientActor, Permit};
 use crate::readings::{BloodPressure, Glucose, PageRequest, StoredBloodPressure, StoredGlucose};
 use crate::registry::Device;
@@ -10,6 +11,7 @@ use crate::targets::{PatientTargets, TargetChange};
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{Access, Basis, DataCategory, Grant};
 use serde::Serialize;
+use uuid::Uuid;
 
 impl Store {
     /// Everything held about the patient, for their export.
@@ -151,8 +153,50 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Heard by every server once the erasure commits, so none keeps the patient's data in
+        // memory (the alert engine's held readings).
+        sqlx::query("SELECT pg_notify($1, $2::text)")
+            .bind(ERASURE_CHANNEL)
+            .bind(patient_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Starts listening for erasures; see [`ErasureListener::next`].
+    pub fn erasure_listener(&self) -> ErasureListener {
+        ErasureListener(Announcements::new(self, ERASURE_CHANNEL))
+    }
+}
+
+/// The channel erasures are announced on.
+const ERASURE_CHANNEL: &str = "chronicle_erasure";
+
+/// What an erasure announcement says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    /// This patient's record was erased.
+    Patient(Uuid),
+    /// Announcements may have been missed (the listening connection was lost, or listening
+    /// just started): drop whatever is held of any patient.
+    Missed,
+}
+
+/// Hears every erasure, whichever process made it.
+pub struct ErasureListener(Announcements);
+
+impl ErasureListener {
+    pub async fn next(&mut self) -> Erasure {
+        loop {
+            match self.0.next().await {
+                None => return Erasure::Missed,
+                Some(payload) => match Uuid::parse_str(&payload) {
+                    Ok(patient_id) => return Erasure::Patient(patient_id),
+                    Err(_) => tracing::warn!(payload, "unknown erasure announcement"),
+                },
+            }
+        }
     }
 }
 
