@@ -1,18 +1,22 @@
 //! The ingest's follow-up queue against a real PostgreSQL, through the real pipeline: each
 //! batch that stores readings enqueues one item per consumer, patient and kind with the range
 //! it stored; duplicates and refusals enqueue nothing; a claim that is dropped puts its items
-//! back, and two claims never hold the same item.
+//! back, and two claims never hold the same item. The ingest's registry cache drops a device
+//! the moment the registry announces its revocation.
 
 use bytes::Bytes;
 use chronicle_domain::sharing::{AccessAction, Principal, Role};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_domain::{DeviceKind, ReadingKind};
+use chronicle_ingest::registry_cache::RegistryCache;
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
 use chronicle_storage::{NewPatient, Store};
 use chronicle_tests::TestDatabase;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
 use serde_json::json;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const CONSUMERS: &[&str] = &["first", "second"];
@@ -175,4 +179,58 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
     if let Some(left) = store.claim_followups("second", 10).await.expect("claim") {
         assert!(left.items.iter().all(|f| f.patient_id == bo.id));
     }
+}
+
+#[tokio::test]
+async fn the_registry_cache_forgets_a_device_the_moment_it_is_revoked() {
+    let db = TestDatabase::create().await.expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    store.migrate().await.expect("migrations");
+    let ada = store
+        .create_patient(&NewPatient {
+            display_name: "Ada".into(),
+            time_zone: "UTC".into(),
+        })
+        .await
+        .expect("patient");
+    let (cgm, _) = store
+        .create_device(ada.id, DeviceKind::Cgm, None)
+        .await
+        .expect("device");
+    let cache = Arc::new(RegistryCache::default());
+    let shutdown = CancellationToken::new();
+    let follower = tokio::spawn({
+        let (cache, store, shutdown) = (cache.clone(), store.clone(), shutdown.clone());
+        async move { cache.follow(store, shutdown).await }
+    });
+    let id = cgm.id.as_str();
+    // Read once, then held (the follower's start, which drops everything, may come first).
+    let held = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let devices = cache.devices(&store, &[id]).await.expect("lookup");
+            assert!(!devices[id].revoked);
+            if cache.devices_held() == 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                if cache.devices_held() == 1 {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(held.is_ok(), "the device is held");
+
+    store.revoke_device(&cgm.id).await.expect("revoke");
+    let forgotten = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while cache.devices_held() != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(forgotten.is_ok(), "the announcement drops the held device");
+    let devices = cache.devices(&store, &[id]).await.expect("lookup");
+    assert!(devices[id].revoked, "read again: revoked");
+    shutdown.cancel();
+    follower.await.expect("follower stops");
 }

@@ -2,6 +2,7 @@
 //! store, for one batch of raw messages.
 
 use crate::metrics::{IngestMetrics, KindLabel, ReasonLabel};
+use crate::registry_cache::RegistryCache;
 use bytes::Bytes;
 use chronicle_domain::wire::{self, Ack, AckRejection, DecodeLimits};
 use chronicle_domain::{DeviceId, Publisher, Reading, ReadingKind, Rejection, RejectionReason};
@@ -63,6 +64,9 @@ pub struct Pipeline {
     /// Counts commits that enqueued follow-up work, so consumers in this process start at
     /// once instead of at their next poll.
     followups_enqueued: Arc<watch::Sender<u64>>,
+    /// The registry as last read, when something follows its announcements; without it every
+    /// batch reads the registry.
+    registry: Option<Arc<RegistryCache>>,
 }
 
 /// A validated reading waiting for the write, with where it came from.
@@ -82,7 +86,15 @@ impl Pipeline {
             metrics,
             followup_consumers: Arc::from(Vec::new()),
             followups_enqueued: Arc::new(watch::Sender::new(0)),
+            registry: None,
         }
+    }
+
+    /// Reads the registry through `cache`, which the caller keeps following the registry's
+    /// announcements ([`RegistryCache::follow`]).
+    pub fn with_registry_cache(mut self, cache: Arc<RegistryCache>) -> Pipeline {
+        self.registry = Some(cache);
+        self
     }
 
     /// Enqueues follow-up work for these consumers with every batch that stores readings.
@@ -117,7 +129,10 @@ impl Pipeline {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let devices = self.store.devices_for_ingest(&known_ids).await?;
+        let devices = match &self.registry {
+            Some(cache) => cache.devices(&self.store, &known_ids).await?,
+            None => self.store.devices_for_ingest(&known_ids).await?,
+        };
         let relayed = self.relayed(messages).await?;
 
         let mut outcomes: Vec<MessageOutcome> = Vec::with_capacity(messages.len());
@@ -270,12 +285,18 @@ impl Pipeline {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        Ok(self
-            .store
-            .relayed_pairs(&pairs)
-            .await?
-            .into_iter()
-            .collect())
+        if pairs.is_empty() {
+            return Ok(HashSet::new());
+        }
+        match &self.registry {
+            Some(cache) => cache.relayed(&self.store, &pairs).await,
+            None => Ok(self
+                .store
+                .relayed_pairs(&pairs)
+                .await?
+                .into_iter()
+                .collect()),
+        }
     }
 
     /// Decodes and validates one message for the device the registry knows (if any).

@@ -10,6 +10,7 @@ use chronicle_broker::{Broker, BrokerMetrics, BrokerSettings, Listener};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_ingest::batcher::spawn_batcher;
 use chronicle_ingest::mqtt::{self, BrokerStatus, MqttSettings};
+use chronicle_ingest::registry_cache::RegistryCache;
 use chronicle_ingest::{BatchSettings, IngestHandle, IngestMetrics, Pipeline};
 use chronicle_storage::Store;
 use prometheus_client::registry::Registry;
@@ -194,6 +195,11 @@ pub async fn launch(
     }
 
     let abandon = CancellationToken::new();
+    let registry_cache = std::sync::Arc::new(RegistryCache::default());
+    let registry_task = tokio::spawn({
+        let (cache, store, shutdown) = (registry_cache.clone(), store.clone(), shutdown.clone());
+        async move { cache.follow(store, shutdown).await }
+    });
     let pipeline = Pipeline::new(
         store.clone(),
         DecodeLimits {
@@ -208,7 +214,8 @@ pub async fn launch(
     .with_followup_consumers(&[
         chronicle_alerts::CONSUMER,
         chronicle_storage::trends::TRENDS_CONSUMER,
-    ]);
+    ])
+    .with_registry_cache(registry_cache);
     // The alert engine and the trend rollups work from what each commit stored; each starts
     // at once on this process's commits and polls for those of other servers sharing the
     // database. Every commit queues the work whether or not this process does it.
@@ -360,6 +367,9 @@ pub async fn launch(
             tracing::error!(error = %e, "ingest batcher task failed");
         }
         abandon_later.abort();
+        if let Err(e) = registry_task.await {
+            tracing::error!(error = %e, "registry cache task failed");
+        }
         if let Some(task) = trends_task
             && let Err(e) = task.await
         {
