@@ -4,6 +4,8 @@
 //! - [`units`]: glucose units and the exact mg/dL ↔ mmol/L conversion.
 //! - [`device`]: device and gateway identifiers, device kinds, and who published a message.
 //! - [`reading`]: validated readings. A value of these types has passed every plausibility check.
+//! - [`treatment`]: validated treatments (insulin, carbohydrates, exercise, notes, sensor
+//!   starts and changes, calibrations).
 //! - [`rejection`]: why a reading or message was refused, with stable codes.
 //! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
 //! - [`targets`]: a patient's glucose targets (consensus presets and safe custom bounds).
@@ -63,6 +65,7 @@ pub mod rejection;
 pub mod sharing;
 pub mod targets;
 pub mod topics;
+pub mod treatment;
 pub mod trends;
 pub mod units;
 pub mod wire;
@@ -74,6 +77,7 @@ pub use reading::{
     Pulse, Reading, ReadingKind, Systolic,
 };
 pub use rejection::{Rejection, RejectionReason};
+pub use treatment::{Treatment, TreatmentEvent, TreatmentKind};
 pub use units::GlucoseUnit;
 
 /// Registers each named field of `$metrics` into `$registry` under the field's own name, with

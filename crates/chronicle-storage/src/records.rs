@@ -127,6 +127,8 @@ impl Store {
                  WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
             "DELETE FROM blood_pressure_samples
                  WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
+            "DELETE FROM treatment_samples
+                 WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
             "DELETE FROM rejected_readings WHERE patient_id = $1
                  OR device_id IN (SELECT id FROM devices WHERE patient_id = $1)",
             "DELETE FROM devices WHERE patient_id = $1",
