@@ -6,6 +6,8 @@
 //! - [`reading`]: validated readings. A value of these types has passed every plausibility check.
 //! - [`treatment`]: validated treatments (insulin, carbohydrates, exercise, notes, sensor
 //!   starts and changes, calibrations).
+//! - [`nightscout`]: Nightscout's entries and treatments translated into wire records, for the
+//!   Nightscout front door.
 //! - [`rejection`]: why a reading or message was refused, with stable codes.
 //! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
 //! - [`targets`]: a patient's glucose targets (consensus presets and safe custom bounds).
@@ -60,6 +62,7 @@ pub mod codes;
 pub mod device;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod nightscout;
 pub mod reading;
 pub mod rejection;
 pub mod sharing;

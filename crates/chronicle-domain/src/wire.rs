@@ -232,6 +232,20 @@ fn validate_reading(
         ));
     };
     let reading_type = required_str(fields, "type")?;
+    // The type first: a record of a type Chronicle does not know is refused as such, whatever
+    // else it lacks.
+    let known = matches!(reading_type, "glucose" | "blood_pressure")
+        || TREATMENT_TYPES.contains(&reading_type);
+    if !known {
+        return Err(invalid(
+            RejectionReason::UnknownType,
+            format!(
+                "unknown reading type {reading_type:?}: expected \"glucose\", \"blood_pressure\" \
+                 or a treatment ({})",
+                TREATMENT_TYPES.join(", ")
+            ),
+        ));
+    }
     let (measured_at, utc_offset_minutes) = measured_at(fields, now, limits)?;
     let device_reading_id = match fields.get("id") {
         None | Some(Value::Null) => None,
@@ -261,7 +275,7 @@ fn validate_reading(
             device_reading_id,
         )
         .map(Reading::BloodPressure),
-        other if TREATMENT_TYPES.contains(&other) => treatment(
+        other => treatment(
             fields,
             other,
             device_kind,
@@ -270,14 +284,6 @@ fn validate_reading(
             device_reading_id,
         )
         .map(Reading::Treatment),
-        other => Err(invalid(
-            RejectionReason::UnknownType,
-            format!(
-                "unknown reading type {other:?}: expected \"glucose\", \"blood_pressure\" or a \
-                 treatment ({})",
-                TREATMENT_TYPES.join(", ")
-            ),
-        )),
     }
 }
 
