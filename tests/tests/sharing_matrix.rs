@@ -1264,7 +1264,7 @@ async fn the_authorization_matrix() {
     assert_eq!(status, StatusCode::OK, "{bundle}");
     assert_eq!(
         w.log_len().await,
-        logged_before + 3,
+        logged_before + 4,
         "one decision per category, each logged"
     );
     let entries = bundle["entry"].as_array().expect("entries");
@@ -1298,6 +1298,10 @@ async fn the_authorization_matrix() {
         "{csv_text}"
     );
     assert!(!csv_text.contains("blood_pressure"), "{csv_text}");
+    assert!(
+        !csv_text.contains("bolus_insulin"),
+        "no treatments: {csv_text}"
+    );
     // The JSON export of a grantee: the granted category within the window, and nothing of
     // the patient's own (grants, alerts, targets, access log).
     let (status, record) = w
@@ -1313,6 +1317,11 @@ async fn the_authorization_matrix() {
         record["glucose"].as_array().map(Vec::len),
         Some(1),
         "{record}"
+    );
+    assert_eq!(
+        record["treatments"].as_array().map(Vec::len),
+        Some(0),
+        "no treatments in a glucose export: {record}"
     );
     for own in [
         "blood_pressure",

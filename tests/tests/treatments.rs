@@ -28,7 +28,7 @@ async fn treatments_are_stored_once_refused_with_reasons_and_read_through_the_ga
     let batch = json!({"message_id": "pump-sync-1", "readings": [
         // A bolus and its meal entered at the same instant are two records.
         {"type": "insulin", "delivery": "bolus", "units": 4.5, "measured_at": meal, "id": "b-1"},
-        {"type": "carbohydrates", "grams": 45, "note": "lunch", "measured_at": meal},
+        {"type": "carbohydrates", "grams": 45, "note": "lunch, \"pasta\"", "measured_at": meal},
         {"type": "insulin", "delivery": "basal", "units": 0.4, "duration_minutes": 30, "measured_at": at(100)},
         {"type": "exercise", "duration_minutes": 40, "measured_at": at(90)},
         {"type": "note", "note": "feeling shaky", "measured_at": at(80)},
@@ -118,13 +118,50 @@ async fn treatments_are_stored_once_refused_with_reasons_and_read_through_the_ga
     assert_eq!(items[0]["amount"], 4.5);
     assert_eq!(items[0]["amount_unit"], "[iU]");
     assert_eq!(items[1]["amount_unit"], "g");
-    assert_eq!(items[1]["note"], "lunch");
+    assert_eq!(items[1]["note"], "lunch, \"pasta\"");
     assert_eq!(items[2]["duration_minutes"], 30);
     assert_eq!(items[3]["amount"], Value::Null);
     assert_eq!(items[3]["amount_unit"], Value::Null);
     assert_eq!(items[6]["amount_unit"], "mg/dL");
     assert!((items[6]["amount"].as_f64().expect("mg/dL") - 6.1 * 18.01559).abs() < 1e-6);
     assert!(items.iter().all(|i| i["device_id"] == cgm_id.as_str()));
+
+    // The patient's exports hold them: every one in the JSON record, one CSV row each with
+    // its amount, unit and (quoted) note.
+    let record = api
+        .get_ok(&token, &format!("/v1/patients/{patient}/export/json"))
+        .await;
+    assert_eq!(record["treatments"].as_array().map(Vec::len), Some(7));
+    let csv = api
+        .http
+        .get(api.url(&format!("/v1/patients/{patient}/export/csv")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        csv.lines()
+            .next()
+            .is_some_and(|h| h.ends_with(",duration_minutes,note")),
+        "{csv}"
+    );
+    let carbs: Vec<&str> = csv
+        .lines()
+        .filter(|l| l.starts_with("carbohydrates,"))
+        .collect();
+    assert_eq!(carbs.len(), 1, "{csv}");
+    assert!(carbs[0].contains(",45,g,"), "{csv}");
+    assert!(carbs[0].ends_with(",\"lunch, \"\"pasta\"\"\""), "{csv}");
+    assert_eq!(
+        csv.lines()
+            .filter(|l| l.starts_with("bolus_insulin,"))
+            .count(),
+        1,
+        "{csv}"
+    );
 
     // A clinician whose team holds a glucose grant sees no treatments; a treatments grant
     // shows them; every attempt is in the patient's access log.
@@ -174,4 +211,16 @@ async fn treatments_are_stored_once_refused_with_reasons_and_read_through_the_ga
     assert_eq!(logged.len(), 2, "{logged:?}");
     assert_eq!(logged[0].1, "denied");
     assert_eq!(logged[1].1, "allowed");
+
+    // Erasing the record erases its treatments.
+    let (status, body) = api
+        .call(
+            Some(&token),
+            reqwest::Method::DELETE,
+            &format!("/v1/patients/{patient}"),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(db.count("treatment_samples").await, 0);
 }

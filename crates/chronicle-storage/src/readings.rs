@@ -494,6 +494,15 @@ pub struct StoredTreatment {
     pub page_tiebreak: String,
 }
 
+impl StoredTreatment {
+    /// The UCUM unit of [`Self::amount`], when there is an amount.
+    pub fn amount_unit(&self) -> Option<&'static str> {
+        chronicle_domain::TreatmentKind::parse(&self.kind)
+            .and_then(chronicle_domain::TreatmentKind::amount_unit)
+            .filter(|_| self.amount.is_some())
+    }
+}
+
 impl Store {
     /// Readings of kind `K` of the permit's patient, within its window.
     pub async fn readings<K: ReadingSeries>(

@@ -3,7 +3,10 @@
 
 use crate::alerts::AlertRecord;
 use crate::gate::{PatientActor, Permit};
-use crate::readings::{BloodPressure, Glucose, PageRequest, StoredBloodPressure, StoredGlucose};
+use crate::readings::{
+    BloodPressure, Glucose, PageRequest, StoredBloodPressure, StoredGlucose, StoredTreatment,
+    Treatments,
+};
 use crate::registry::Device;
 use crate::sharing::AccessLogEntry;
 use crate::targets::{PatientTargets, TargetChange};
@@ -32,6 +35,7 @@ impl Store {
             blood_pressure: self
                 .query_readings::<BloodPressure>(patient_id, all)
                 .await?,
+            treatments: self.query_readings::<Treatments>(patient_id, all).await?,
             grants: self.grants_for_patient(patient_id).await?,
             alerts: self.alerts_of_patient(patient_id).await?,
             targets: Some(self.patient_targets(patient_id).await?),
@@ -79,6 +83,7 @@ impl Store {
             devices: Vec::new(),
             glucose: Vec::new(),
             blood_pressure: Vec::new(),
+            treatments: Vec::new(),
             grants: Vec::new(),
             alerts: Vec::new(),
             targets: None,
@@ -92,6 +97,9 @@ impl Store {
             record.blood_pressure = self
                 .query_readings::<BloodPressure>(patient_id, page)
                 .await?;
+        }
+        if let Some(page) = window(DataCategory::Treatments) {
+            record.treatments = self.query_readings::<Treatments>(patient_id, page).await?;
         }
         if window(DataCategory::DeviceInfo).is_some() {
             record.devices = self.list_devices(Some(patient_id)).await?;
@@ -166,6 +174,7 @@ pub struct PatientRecord {
     pub devices: Vec<Device>,
     pub glucose: Vec<StoredGlucose>,
     pub blood_pressure: Vec<StoredBloodPressure>,
+    pub treatments: Vec<StoredTreatment>,
     pub grants: Vec<Grant>,
     /// Every alert, with its acknowledgement and resolution and their notes, oldest first.
     pub alerts: Vec<AlertRecord>,

@@ -8,7 +8,6 @@ use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use chronicle_domain::TreatmentKind;
 use chronicle_domain::sharing::{Access, AccessAction, Principal};
 use chronicle_storage::readings::{BloodPressure, Glucose, PageRequest, ReadingSeries, Treatments};
 use chrono::{DateTime, Utc};
@@ -204,9 +203,7 @@ async fn treatments(
         (patient_id, &query),
         AccessAction::ReadTreatments,
         |t| TreatmentPoint {
-            amount_unit: TreatmentKind::parse(&t.kind)
-                .and_then(TreatmentKind::amount_unit)
-                .filter(|_| t.amount.is_some()),
+            amount_unit: t.amount_unit(),
             measured_at: t.measured_at,
             kind: t.kind,
             amount: t.amount,
