@@ -1281,17 +1281,7 @@ async fn the_authorization_matrix() {
         !bundle.to_string().contains("8480-6"),
         "no blood pressure in a glucose export"
     );
-    let csv_text = w
-        .api
-        .http
-        .get(w.api.url(&csv))
-        .bearer_auth(&w.tokens["caregiver"])
-        .send()
-        .await
-        .expect("csv")
-        .text()
-        .await
-        .expect("text");
+    let csv_text = w.api.get_text_ok(&w.tokens["caregiver"], &csv).await;
     assert_eq!(
         csv_text.lines().filter(|l| l.contains("glucose")).count(),
         1,

@@ -133,15 +133,8 @@ async fn treatments_are_stored_once_refused_with_reasons_and_read_through_the_ga
         .await;
     assert_eq!(record["treatments"].as_array().map(Vec::len), Some(7));
     let csv = api
-        .http
-        .get(api.url(&format!("/v1/patients/{patient}/export/csv")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("csv")
-        .text()
-        .await
-        .expect("text");
+        .get_text_ok(&token, &format!("/v1/patients/{patient}/export/csv"))
+        .await;
     assert!(
         csv.lines()
             .next()
