@@ -110,6 +110,7 @@ export function formatGlucose(value: number, unit: GlucoseUnit): string {
 export const CATEGORY_LABELS: Record<DataCategory, string> = {
   glucose: 'glucose',
   blood_pressure: 'blood pressure',
+  treatments: 'treatments (insulin, carbohydrates, exercise, notes)',
   device_info: 'device information',
 };
 
@@ -177,6 +178,7 @@ const shown = (done: string, refused: string) => ({ done, tried: `was not ${refu
 const ACTIONS: Record<AccessAction, { done: string; tried: string }> = {
   read_glucose_readings: phrase('viewed your glucose readings', 'view your glucose readings'),
   read_blood_pressure_readings: phrase('viewed your blood-pressure readings', 'view your blood-pressure readings'),
+  read_treatments: phrase('viewed your treatments', 'view your treatments'),
   read_glucose_trend: phrase('viewed your glucose trends', 'view your glucose trends'),
   read_blood_pressure_trend: phrase('viewed your blood-pressure trends', 'view your blood-pressure trends'),
   list_patients: shown('saw your name in a list of patients', 'shown your name in a list of patients'),

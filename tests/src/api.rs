@@ -60,6 +60,19 @@ impl ApiClient {
         body
     }
 
+    /// A GET that must answer 200 with a body that is not JSON (CSV); returns the text.
+    pub async fn get_text_ok(&self, token: &str, path: &str) -> String {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("HTTP request");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.text().await.expect("text")
+    }
+
     /// Logs in and returns the session token; fails the test if log-in is refused.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let (status, body) = self

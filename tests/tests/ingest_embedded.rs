@@ -147,7 +147,7 @@ async fn every_rejection_reason_is_acknowledged_and_recorded() {
         (json!({"readings": []}).to_string(), "empty_batch"),
         (json!({"type": "glucose", "unit": "mg/dL", "measured_at": t}).to_string(), "missing_field"),
         (json!({"type": "glucose", "value": [1], "unit": "mg/dL", "measured_at": t}).to_string(), "invalid_field"),
-        (json!({"type": "insulin", "value": 3, "unit": "U", "measured_at": t}).to_string(), "unknown_type"),
+        (json!({"type": "ketones", "value": 0.4, "unit": "mmol/L", "measured_at": t}).to_string(), "unknown_type"),
         (json!({"type": "glucose", "value": 90, "unit": "mg/L", "measured_at": t}).to_string(), "unknown_unit"),
         (json!({"type": "glucose", "value": 1200, "unit": "mg/dL", "measured_at": t}).to_string(), "out_of_range"),
         (json!({"type": "glucose", "value": 90, "unit": "mg/dL", "measured_at": "2026-03-01 08:00"}).to_string(), "invalid_timestamp"),

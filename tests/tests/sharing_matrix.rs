@@ -22,6 +22,7 @@ const PASSWORD: &str = "matrix test password";
 const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/glucose"),
     ("GET", "/v1/patients/{patient_id}/blood-pressure"),
+    ("GET", "/v1/patients/{patient_id}/treatments"),
     ("GET", "/v1/patients/{patient_id}/devices"),
     ("POST", "/v1/patients/{patient_id}/devices"),
     ("DELETE", "/v1/patients/{patient_id}/devices/{device_id}"),
@@ -140,16 +141,17 @@ async fn world() -> World {
     let mut cgm = TestDevice::connect(server.mqtt_port(), &device, Some(&secret))
         .await
         .expect("connect");
-    let readings: Vec<Value> = [72 * 60, 60]
+    let mut readings: Vec<Value> = [72 * 60, 60]
         .iter()
         .map(|m| json!({"type": "glucose", "value": 120, "unit": "mg/dL", "measured_at": (Utc::now() - Duration::minutes(*m)).to_rfc3339()}))
         .collect();
+    readings.push(json!({"type": "insulin", "delivery": "bolus", "units": 3, "measured_at": (Utc::now() - Duration::minutes(61)).to_rfc3339()}));
     assert_eq!(
         cgm.send(json!({"readings": readings}).to_string())
             .await
             .expect("ack")
             .stored,
-        2
+        3
     );
     let (cuff, cuff_secret) = server
         .add_device(&patient.to_string(), "bp")
@@ -262,8 +264,8 @@ impl World {
 }
 
 /// The read endpoints' expected statuses for one caller in one grant state:
-/// (glucose, blood pressure, devices, grants, access log).
-type Reads = [u16; 5];
+/// (glucose, blood pressure, devices, grants, access log, treatments).
+type Reads = [u16; 6];
 
 async fn check_reads(w: &World, state: &str, who: &str, expected: Reads) {
     let p = w.patient;
@@ -273,6 +275,7 @@ async fn check_reads(w: &World, state: &str, who: &str, expected: Reads) {
         format!("/v1/patients/{p}/devices"),
         format!("/v1/patients/{p}/grants"),
         format!("/v1/patients/{p}/access-log"),
+        format!("/v1/patients/{p}/treatments"),
     ];
     for (path, want) in paths.iter().zip(expected) {
         let logged_before = w.log_len().await;
@@ -383,8 +386,8 @@ async fn the_authorization_matrix() {
     );
 
     let (n, f, r) = (404u16, 403u16, 200u16);
-    let nobody: Reads = [n, n, n, n, n];
-    let everything: Reads = [r, r, r, r, r];
+    let nobody: Reads = [n, n, n, n, n, n];
+    let everything: Reads = [r, r, r, r, r, r];
     let team = Grantee::CareTeam(w.team);
     use Access::*;
     use DataCategory::*;
@@ -430,7 +433,7 @@ async fn the_authorization_matrix() {
         |_| {},
     )
     .await;
-    check_reads(&w, "glucose grant", "clinician", [r, f, f, n, n]).await;
+    check_reads(&w, "glucose grant", "clinician", [r, f, f, n, n, f]).await;
     check_reads(&w, "glucose grant", "other_org_clinician", nobody).await;
     check_reads(&w, "glucose grant", "caregiver", nobody).await;
     check_reads(&w, "glucose grant", "admin", nobody).await;
@@ -461,8 +464,38 @@ async fn the_authorization_matrix() {
         |_| {},
     )
     .await;
-    check_reads(&w, "blood-pressure grant", "clinician", [f, r, r, n, n]).await;
+    check_reads(&w, "blood-pressure grant", "clinician", [f, r, r, n, n, f]).await;
     check_trends(&w, "blood-pressure grant", "clinician", [f, r], 0).await;
+    w.revoke_all().await;
+    w.grant_to(
+        team,
+        &[Treatments],
+        &[ViewReadings],
+        Purpose::Care,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    check_reads(&w, "treatments grant", "clinician", [f, f, f, n, n, r]).await;
+    check_reads(&w, "treatments grant", "other_org_clinician", nobody).await;
+    check_trends(&w, "treatments grant", "clinician", [f, f], 0).await;
+    w.revoke_all().await;
+    w.grant_to(
+        team,
+        &[Treatments],
+        &[ViewTrends],
+        Purpose::Care,
+        w.patient,
+        |_| {},
+    )
+    .await;
+    check_reads(
+        &w,
+        "treatments, trends only",
+        "clinician",
+        [f, f, f, n, n, f],
+    )
+    .await;
     w.revoke_all().await;
     w.grant_to(
         team,
@@ -486,7 +519,7 @@ async fn the_authorization_matrix() {
         |_| {},
     )
     .await;
-    check_reads(&w, "trends only", "clinician", [f, f, f, n, n]).await;
+    check_reads(&w, "trends only", "clinician", [f, f, f, n, n, f]).await;
     check_trends(&w, "trends only", "clinician", [r, r], 2).await;
     let (_, trend) = w
         .call(
@@ -545,7 +578,7 @@ async fn the_authorization_matrix() {
         &w,
         "another organization's team",
         "other_org_clinician",
-        [r, f, f, n, n],
+        [r, f, f, n, n, f],
     )
     .await;
     w.revoke_all().await;
@@ -770,7 +803,7 @@ async fn the_authorization_matrix() {
         |_| {},
     )
     .await;
-    check_reads(&w, "caregiving grant", "caregiver", [r, f, f, n, n]).await;
+    check_reads(&w, "caregiving grant", "caregiver", [r, f, f, n, n, f]).await;
     check_reads(&w, "caregiving grant", "clinician", nobody).await;
     check_trends(&w, "caregiving grant", "caregiver", [r, f], 2).await;
     check_trends(&w, "caregiving grant", "clinician", [n, n], 0).await;
@@ -784,7 +817,7 @@ async fn the_authorization_matrix() {
     )
     .await;
     // Nor does it confirm that a record id belongs to the study: 404, as for a stranger.
-    check_reads(&w, "research grant", "researcher", [n, n, n, n, n]).await;
+    check_reads(&w, "research grant", "researcher", [n, n, n, n, n, n]).await;
     // Trends carry true dates: identified, so research grants do not open them.
     check_trends(&w, "research grant", "researcher", [n, n], 0).await;
     assert!(
@@ -904,7 +937,7 @@ async fn the_authorization_matrix() {
             "{who} lists emergency accesses"
         );
     }
-    check_reads(&w, "emergency", "clinician", [r, r, r, n, n]).await;
+    check_reads(&w, "emergency", "clinician", [r, r, r, n, n, r]).await;
     check_reads(&w, "emergency", "other_org_clinician", nobody).await;
     check_trends(&w, "emergency", "clinician", [r, r], 2).await;
     check_trends(&w, "emergency", "other_org_clinician", [n, n], 0).await;
@@ -1194,7 +1227,7 @@ async fn the_authorization_matrix() {
         &w,
         "after the patient revoked",
         "clinician",
-        [r, r, r, n, n],
+        [r, r, r, n, n, r],
     )
     .await; // emergency still open
 
@@ -1231,7 +1264,7 @@ async fn the_authorization_matrix() {
     assert_eq!(status, StatusCode::OK, "{bundle}");
     assert_eq!(
         w.log_len().await,
-        logged_before + 3,
+        logged_before + 4,
         "one decision per category, each logged"
     );
     let entries = bundle["entry"].as_array().expect("entries");
@@ -1248,23 +1281,17 @@ async fn the_authorization_matrix() {
         !bundle.to_string().contains("8480-6"),
         "no blood pressure in a glucose export"
     );
-    let csv_text = w
-        .api
-        .http
-        .get(w.api.url(&csv))
-        .bearer_auth(&w.tokens["caregiver"])
-        .send()
-        .await
-        .expect("csv")
-        .text()
-        .await
-        .expect("text");
+    let csv_text = w.api.get_text_ok(&w.tokens["caregiver"], &csv).await;
     assert_eq!(
         csv_text.lines().filter(|l| l.contains("glucose")).count(),
         1,
         "{csv_text}"
     );
     assert!(!csv_text.contains("blood_pressure"), "{csv_text}");
+    assert!(
+        !csv_text.contains("bolus_insulin"),
+        "no treatments: {csv_text}"
+    );
     // The JSON export of a grantee: the granted category within the window, and nothing of
     // the patient's own (grants, alerts, targets, access log).
     let (status, record) = w
@@ -1280,6 +1307,11 @@ async fn the_authorization_matrix() {
         record["glucose"].as_array().map(Vec::len),
         Some(1),
         "{record}"
+    );
+    assert_eq!(
+        record["treatments"].as_array().map(Vec::len),
+        Some(0),
+        "no treatments in a glucose export: {record}"
     );
     for own in [
         "blood_pressure",

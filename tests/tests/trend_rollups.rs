@@ -170,7 +170,7 @@ async fn store_burst(store: &Store, patient: &Patient, burst: &Burst, now: DateT
             let device_id = match reading {
                 Reading::BloodPressure(_) => &patient.cuff,
                 Reading::Glucose(_) if *meter => &patient.meter,
-                Reading::Glucose(_) => &patient.cgm,
+                Reading::Glucose(_) | Reading::Treatment(_) => &patient.cgm,
             };
             ReadingRow {
                 device_key: keys[device_id.as_str()].key,

@@ -66,6 +66,8 @@ impl Scope {
         let slot = match kind {
             ReadingKind::Glucose => &mut self.glucose_from,
             ReadingKind::BloodPressure => &mut self.pressure_from,
+            // No alert rule reads treatments (and no follow-up work is queued for them).
+            ReadingKind::Treatment => return,
         };
         *slot = Some(slot.map_or(from, |f| f.min(from)));
     }

@@ -4,6 +4,10 @@
 //! - [`units`]: glucose units and the exact mg/dL ↔ mmol/L conversion.
 //! - [`device`]: device and gateway identifiers, device kinds, and who published a message.
 //! - [`reading`]: validated readings. A value of these types has passed every plausibility check.
+//! - [`treatment`]: validated treatments (insulin, carbohydrates, exercise, notes, sensor
+//!   starts and changes, calibrations).
+//! - [`nightscout`]: Nightscout's entries and treatments translated into wire records, for the
+//!   Nightscout front door.
 //! - [`rejection`]: why a reading or message was refused, with stable codes.
 //! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
 //! - [`targets`]: a patient's glucose targets (consensus presets and safe custom bounds).
@@ -58,11 +62,13 @@ pub mod codes;
 pub mod device;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod nightscout;
 pub mod reading;
 pub mod rejection;
 pub mod sharing;
 pub mod targets;
 pub mod topics;
+pub mod treatment;
 pub mod trends;
 pub mod units;
 pub mod wire;
@@ -74,6 +80,7 @@ pub use reading::{
     Pulse, Reading, ReadingKind, Systolic,
 };
 pub use rejection::{Rejection, RejectionReason};
+pub use treatment::{Treatment, TreatmentEvent, TreatmentKind};
 pub use units::GlucoseUnit;
 
 /// Registers each named field of `$metrics` into `$registry` under the field's own name, with

@@ -1,6 +1,7 @@
 //! Validated readings. The constructors enforce the plausibility ranges of the field, so a
 //! value of these types is always one Chronicle may store.
 
+use crate::treatment::Treatment;
 use crate::units::GlucoseUnit;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -161,11 +162,13 @@ pub struct BloodPressureReading {
     pub device_reading_id: Option<String>,
 }
 
-/// Any validated reading.
+/// Any validated record a device sends: a measurement, or a treatment (what was done around
+/// the measurements), which travel and are stored the same way.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reading {
     Glucose(GlucoseReading),
     BloodPressure(BloodPressureReading),
+    Treatment(Treatment),
 }
 
 /// The kind of measurement, which is also the idempotency key's kind component.
@@ -174,6 +177,9 @@ pub enum Reading {
 pub enum ReadingKind {
     Glucose,
     BloodPressure,
+    /// Treatments; their idempotency key also holds the [`TreatmentKind`](crate::treatment::TreatmentKind) (see
+    /// [`Reading::series`]).
+    Treatment,
 }
 
 impl ReadingKind {
@@ -181,6 +187,7 @@ impl ReadingKind {
         match self {
             ReadingKind::Glucose => "glucose",
             ReadingKind::BloodPressure => "blood_pressure",
+            ReadingKind::Treatment => "treatment",
         }
     }
 }
@@ -190,6 +197,17 @@ impl Reading {
         match self {
             Reading::Glucose(_) => ReadingKind::Glucose,
             Reading::BloodPressure(_) => ReadingKind::BloodPressure,
+            Reading::Treatment(_) => ReadingKind::Treatment,
+        }
+    }
+
+    /// The kind component of the record's idempotency key (device, series, `measured_at`):
+    /// the reading kind, or for a treatment its [`TreatmentKind`](crate::treatment::TreatmentKind), so a bolus and a meal
+    /// entered at the same instant are two records while a resent bolus is a duplicate.
+    pub fn series(&self) -> &'static str {
+        match self {
+            Reading::Treatment(t) => t.event.kind().as_str(),
+            other => other.kind().as_str(),
         }
     }
 
@@ -197,6 +215,7 @@ impl Reading {
         match self {
             Reading::Glucose(g) => g.measured_at,
             Reading::BloodPressure(b) => b.measured_at,
+            Reading::Treatment(t) => t.measured_at,
         }
     }
 
@@ -204,6 +223,7 @@ impl Reading {
         match self {
             Reading::Glucose(g) => g.device_reading_id.as_deref(),
             Reading::BloodPressure(b) => b.device_reading_id.as_deref(),
+            Reading::Treatment(t) => t.device_reading_id.as_deref(),
         }
     }
 
@@ -212,6 +232,7 @@ impl Reading {
         match self {
             Reading::Glucose(g) => g.utc_offset_minutes,
             Reading::BloodPressure(b) => b.utc_offset_minutes,
+            Reading::Treatment(t) => t.utc_offset_minutes,
         }
     }
 }

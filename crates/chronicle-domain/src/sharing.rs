@@ -32,6 +32,8 @@ string_enum!(
     DataCategory {
         Glucose => "glucose",
         BloodPressure => "blood_pressure",
+        /// Insulin, carbohydrates, exercise, notes, sensor starts and changes, calibrations.
+        Treatments => "treatments",
         DeviceInfo => "device_info",
     }
 );
@@ -64,6 +66,7 @@ string_enum!(
     AccessAction {
         ReadGlucoseReadings => "read_glucose_readings",
         ReadBloodPressureReadings => "read_blood_pressure_readings",
+        ReadTreatments => "read_treatments",
         ReadGlucoseTrend => "read_glucose_trend",
         ReadBloodPressureTrend => "read_blood_pressure_trend",
         /// Seen in a list of patients.

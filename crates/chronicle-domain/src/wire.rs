@@ -12,6 +12,10 @@ use crate::reading::{
     Pulse, Reading, Systolic,
 };
 use crate::rejection::{Rejection, RejectionReason};
+use crate::treatment::{
+    CarbGrams, DurationMinutes, InsulinDelivery, InsulinUnits, MAX_NOTE_CHARS, Treatment,
+    TreatmentEvent,
+};
 use crate::units::GlucoseUnit;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -228,6 +232,20 @@ fn validate_reading(
         ));
     };
     let reading_type = required_str(fields, "type")?;
+    // The type first: a record of a type Chronicle does not know is refused as such, whatever
+    // else it lacks.
+    let known = matches!(reading_type, "glucose" | "blood_pressure")
+        || TREATMENT_TYPES.contains(&reading_type);
+    if !known {
+        return Err(invalid(
+            RejectionReason::UnknownType,
+            format!(
+                "unknown reading type {reading_type:?}: expected \"glucose\", \"blood_pressure\" \
+                 or a treatment ({})",
+                TREATMENT_TYPES.join(", ")
+            ),
+        ));
+    }
     let (measured_at, utc_offset_minutes) = measured_at(fields, now, limits)?;
     let device_reading_id = match fields.get("id") {
         None | Some(Value::Null) => None,
@@ -257,11 +275,152 @@ fn validate_reading(
             device_reading_id,
         )
         .map(Reading::BloodPressure),
-        other => Err(invalid(
-            RejectionReason::UnknownType,
-            format!("unknown reading type {other:?}: expected \"glucose\" or \"blood_pressure\""),
-        )),
+        other => treatment(
+            fields,
+            other,
+            device_kind,
+            measured_at,
+            utc_offset_minutes,
+            device_reading_id,
+        )
+        .map(Reading::Treatment),
     }
+}
+
+/// The `type`s of treatments on the wire (`docs/protocol.md`).
+const TREATMENT_TYPES: [&str; 7] = [
+    "insulin",
+    "carbohydrates",
+    "exercise",
+    "note",
+    "sensor_start",
+    "sensor_change",
+    "calibration",
+];
+
+/// A treatment of wire type `treatment_type` (one of [`TREATMENT_TYPES`]). Glucose devices
+/// (and the apps and pumps that publish as one) send treatments; a cuff does not.
+fn treatment(
+    fields: &Map<String, Value>,
+    treatment_type: &str,
+    device_kind: DeviceKind,
+    measured_at: DateTime<Utc>,
+    utc_offset_minutes: i32,
+    device_reading_id: Option<String>,
+) -> Result<Treatment, Invalid> {
+    if device_kind == DeviceKind::Bp {
+        return Err(invalid(
+            RejectionReason::WrongDeviceKind,
+            format!("a blood-pressure device cannot send treatments ({treatment_type})"),
+        ));
+    }
+    let note = match fields.get("note") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= MAX_NOTE_CHARS => Some(s.clone()),
+        Some(Value::String(_)) => {
+            return Err(invalid(
+                RejectionReason::OutOfRange,
+                format!("\"note\" is longer than {MAX_NOTE_CHARS} characters"),
+            ));
+        }
+        Some(_) => {
+            return Err(invalid(
+                RejectionReason::InvalidField,
+                "\"note\" must be a string",
+            ));
+        }
+    };
+    let event = match treatment_type {
+        "insulin" => {
+            let delivery_text = required_str(fields, "delivery")?;
+            let delivery = InsulinDelivery::parse(delivery_text).ok_or_else(|| {
+                invalid(
+                    RejectionReason::InvalidField,
+                    format!("unknown insulin delivery {delivery_text:?}: expected bolus or basal"),
+                )
+            })?;
+            let units = number(required(fields, "units")?, "units")?;
+            let units = InsulinUnits::new(units).ok_or_else(|| {
+                invalid(
+                    RejectionReason::OutOfRange,
+                    format!(
+                        "insulin {units} U is not a dose: it must be above 0 and at most {} U",
+                        InsulinUnits::MAX
+                    ),
+                )
+            })?;
+            let duration = match fields.get("duration_minutes") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(duration_minutes(value)?),
+            };
+            TreatmentEvent::Insulin {
+                delivery,
+                units,
+                duration,
+            }
+        }
+        "carbohydrates" => {
+            let grams = number(required(fields, "grams")?, "grams")?;
+            TreatmentEvent::Carbohydrates(CarbGrams::new(grams).ok_or_else(|| {
+                invalid(
+                    RejectionReason::OutOfRange,
+                    format!(
+                        "carbohydrates {grams} g must be above 0 and at most {} g",
+                        CarbGrams::MAX
+                    ),
+                )
+            })?)
+        }
+        "exercise" => {
+            TreatmentEvent::Exercise(duration_minutes(required(fields, "duration_minutes")?)?)
+        }
+        "note" if note.is_none() => {
+            return Err(invalid(
+                RejectionReason::MissingField,
+                "\"note\" is required",
+            ));
+        }
+        "note" => TreatmentEvent::Note,
+        "sensor_start" => TreatmentEvent::SensorStart,
+        "sensor_change" => TreatmentEvent::SensorChange,
+        _ => {
+            let (value, _, _, flag) = glucose_value(fields)?;
+            if flag.is_some() {
+                return Err(invalid(
+                    RejectionReason::InvalidField,
+                    "a calibration's \"value\" must be a number",
+                ));
+            }
+            TreatmentEvent::Calibration(value)
+        }
+    };
+    Ok(Treatment {
+        measured_at,
+        utc_offset_minutes,
+        event,
+        note,
+        device_reading_id,
+    })
+}
+
+fn number(value: &Value, name: &str) -> Result<f64, Invalid> {
+    value.as_f64().ok_or_else(|| {
+        invalid(
+            RejectionReason::InvalidField,
+            format!("\"{name}\" must be a number"),
+        )
+    })
+}
+
+fn duration_minutes(value: &Value) -> Result<DurationMinutes, Invalid> {
+    let minutes = whole_number(value, "duration_minutes")?;
+    bounded(
+        minutes,
+        "duration_minutes",
+        DurationMinutes::MIN,
+        DurationMinutes::MAX,
+        DurationMinutes::new,
+    )
 }
 
 fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a Value, Invalid> {
@@ -340,11 +499,30 @@ fn glucose(
     device_reading_id: Option<String>,
 ) -> Result<GlucoseReading, Invalid> {
     let source = glucose_source(fields, device_kind)?;
-    let unit_text = required_str(fields, "unit")?;
+    let (value, original_value, original_unit, flag) = glucose_value(fields)?;
+    Ok(GlucoseReading {
+        measured_at,
+        utc_offset_minutes,
+        value,
+        original_value,
+        original_unit,
+        source,
+        flag,
+        device_reading_id,
+    })
+}
+
+/// A glucose `value` in its `unit` (a reading's, or a calibration's): the normalized value,
+/// the number as sent (`None` for "LO"/"HI"), the unit it was sent in, and the flag.
+fn glucose_value(
+    fields: &Map<String, Value>,
+) -> Result<(GlucoseMgDl, Option<f64>, GlucoseUnit, Option<GlucoseFlag>), Invalid> {
     let original_unit: GlucoseUnit =
-        unit_text.parse().map_err(|e: crate::units::UnknownUnit| {
-            invalid(RejectionReason::UnknownUnit, e.to_string())
-        })?;
+        required_str(fields, "unit")?
+            .parse()
+            .map_err(|e: crate::units::UnknownUnit| {
+                invalid(RejectionReason::UnknownUnit, e.to_string())
+            })?;
     let (mg_dl, original_value, flag) = match required(fields, "value")? {
         Value::Number(n) => {
             let v = n.as_f64().ok_or_else(|| {
@@ -385,16 +563,7 @@ fn glucose(
             ),
         )
     })?;
-    Ok(GlucoseReading {
-        measured_at,
-        utc_offset_minutes,
-        value,
-        original_value,
-        original_unit,
-        source,
-        flag,
-        device_reading_id,
-    })
+    Ok((value, original_value, original_unit, flag))
 }
 
 /// The source defaults from the device kind; a stated source must agree with it (a meter may

@@ -98,14 +98,17 @@ pub fn fhir_bundle(record: &PatientRecord) -> Value {
     json!({"resourceType": "Bundle", "type": "collection", "timestamp": chrono::Utc::now().to_rfc3339(), "entry": entries})
 }
 
-/// One row per reading: `kind,measured_at,value,unit,systolic,diastolic,pulse,source,flag,device_id`.
+/// One row per reading and treatment:
+/// `kind,measured_at,value,unit,systolic,diastolic,pulse,source,flag,device_id,duration_minutes,note`
+/// (a treatment's kind is its treatment kind, its value the amount in the unit given).
 pub fn csv(record: &PatientRecord) -> String {
     let mut out = String::from(
-        "kind,measured_at,value,unit,systolic,diastolic,pulse,source,flag,device_id\n",
+        "kind,measured_at,value,unit,systolic,diastolic,pulse,source,flag,device_id,\
+         duration_minutes,note\n",
     );
     for g in &record.glucose {
         out.push_str(&format!(
-            "glucose,{},{},mg/dL,,,,{},{},{}\n",
+            "glucose,{},{},mg/dL,,,,{},{},{},,\n",
             g.measured_at.to_rfc3339(),
             g.value_mg_dl,
             g.source,
@@ -115,7 +118,7 @@ pub fn csv(record: &PatientRecord) -> String {
     }
     for bp in &record.blood_pressure {
         out.push_str(&format!(
-            "blood_pressure,{},,mm[Hg],{},{},{},,,{}\n",
+            "blood_pressure,{},,mm[Hg],{},{},{},,,{},,\n",
             bp.measured_at.to_rfc3339(),
             bp.systolic,
             bp.diastolic,
@@ -123,5 +126,29 @@ pub fn csv(record: &PatientRecord) -> String {
             bp.device_id
         ));
     }
+    for t in &record.treatments {
+        out.push_str(&format!(
+            "{},{},{},{},,,,,,{},{},{}\n",
+            t.kind,
+            t.measured_at.to_rfc3339(),
+            t.amount.map(|a| a.to_string()).unwrap_or_default(),
+            t.amount_unit().unwrap_or(""),
+            t.device_id,
+            t.duration_minutes
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            csv_field(t.note.as_deref().unwrap_or("")),
+        ));
+    }
     out
+}
+
+/// Free text as one CSV field (RFC 4180): quoted, with quotes doubled, when it holds a comma,
+/// a quote or a line break.
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text.into()
+    }
 }

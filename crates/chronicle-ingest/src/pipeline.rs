@@ -5,7 +5,7 @@ use crate::metrics::{IngestMetrics, KindLabel, ReasonLabel};
 use crate::registry_cache::RegistryCache;
 use bytes::Bytes;
 use chronicle_domain::wire::{self, Ack, AckRejection, DecodeLimits};
-use chronicle_domain::{DeviceId, Publisher, Reading, ReadingKind, Rejection, RejectionReason};
+use chronicle_domain::{DeviceId, Publisher, Reading, Rejection, RejectionReason};
 use chronicle_storage::{
     BatchWrite, DeviceForIngest, ReadingRow, RejectionRow, StorageError, Store,
 };
@@ -139,7 +139,7 @@ impl Pipeline {
         let mut pending: Vec<Pending> = Vec::new();
         let mut rejection_rows: Vec<RejectionRow> = Vec::new();
         let mut all_rejections: Vec<(usize, Rejection)> = Vec::new();
-        let mut claimed: HashSet<(ReadingKind, &str, DateTime<Utc>)> = HashSet::new();
+        let mut claimed: HashSet<(&'static str, &str, DateTime<Utc>)> = HashSet::new();
 
         for (index, message) in messages.iter().enumerate() {
             let device = devices.get(&message.device_id);
@@ -161,7 +161,7 @@ impl Pipeline {
             }
             for accepted in accepted {
                 let key = (
-                    accepted.kind(),
+                    accepted.series(),
                     message.device_id.as_str(),
                     accepted.measured_at(),
                 );
@@ -218,7 +218,7 @@ impl Pipeline {
             let kind = p.reading.kind();
             let stored = devices
                 .get(&message.device_id)
-                .is_some_and(|device| inserted.contains(kind, device.key, p.reading.measured_at()));
+                .is_some_and(|device| inserted.contains(device.key, &p.reading));
             if p.first_in_batch && stored {
                 ack.stored += 1;
                 self.metrics

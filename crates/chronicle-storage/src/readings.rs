@@ -51,13 +51,18 @@ pub struct BatchWrite<'a> {
 /// was a duplicate of a row already there (or of an earlier reading in the same batch).
 #[derive(Debug, Default)]
 pub struct InsertedKeys {
-    /// (kind, device key, measured at).
-    keys: HashSet<(ReadingKind, i32, DateTime<Utc>)>,
+    /// (series, device key, measured at); the series is [`Reading::series`].
+    keys: HashSet<(String, i32, DateTime<Utc>)>,
 }
 
 impl InsertedKeys {
-    pub fn contains(&self, kind: ReadingKind, device_key: i32, measured_at: DateTime<Utc>) -> bool {
-        self.keys.contains(&(kind, device_key, measured_at))
+    /// Whether `reading` of the device with `device_key` was stored now.
+    pub fn contains(&self, device_key: i32, reading: &Reading) -> bool {
+        self.keys.contains(&(
+            reading.series().to_owned(),
+            device_key,
+            reading.measured_at(),
+        ))
     }
 
     pub fn len(&self) -> usize {
@@ -70,8 +75,9 @@ impl InsertedKeys {
 }
 
 /// The whole batch in one statement, so one round trip and one implicit transaction: new
-/// glucose and blood-pressure rows (duplicates skipped), the refusals, and the follow-up work
-/// for every consumer, per patient and kind of what was newly stored. PostgreSQL runs every
+/// glucose, blood-pressure and treatment rows (duplicates skipped), the refusals, and the
+/// follow-up work for every consumer, per patient and kind of the readings newly stored
+/// (treatments feed no alert rule or rollup yet, so they queue none). PostgreSQL runs every
 /// data-modifying CTE to completion whether or not the final SELECT reads it.
 const WRITE_BATCH: &str = "
 WITH new_glucose AS (
@@ -96,6 +102,18 @@ WITH new_glucose AS (
               device_reading_id)
     ON CONFLICT DO NOTHING
     RETURNING device_key, measured_at
+), new_treatments AS (
+    INSERT INTO treatment_samples (device_key, utc_offset_minutes, duration_minutes,
+        received_after_s, measured_at, kind, amount, note, device_reading_id)
+    SELECT t.device_key, t.utc_offset_minutes, t.duration_minutes,
+        received_after_seconds(t.measured_at, now()), t.measured_at, t.kind, t.amount, t.note,
+        t.device_reading_id
+    FROM UNNEST($28::int4[], $29::int2[], $30::int2[], $31::timestamptz[], $32::text[],
+        $33::float8[], $34::text[], $35::text[])
+        AS t (device_key, utc_offset_minutes, duration_minutes, measured_at, kind, amount, note,
+              device_reading_id)
+    ON CONFLICT DO NOTHING
+    RETURNING device_key, kind, measured_at
 ), refused AS (
     INSERT INTO rejected_readings (device_id, patient_id, message_id, reading_index,
         device_reading_id, reason, detail, readings_covered, raw, publisher)
@@ -116,7 +134,9 @@ WITH new_glucose AS (
         CROSS JOIN UNNEST($27::text[]) AS c (consumer)
     GROUP BY c.consumer, d.patient_id, s.kind
 )
-SELECT kind, device_key, measured_at FROM stored";
+SELECT kind, device_key, measured_at FROM stored
+UNION ALL
+SELECT kind, device_key, measured_at FROM new_treatments";
 
 impl Store {
     /// Writes a batch atomically and reports which readings were new.
@@ -130,6 +150,7 @@ impl Store {
         });
         let glucose = GlucoseColumns::of(&readings);
         let blood_pressure = BloodPressureColumns::of(&readings);
+        let treatments = TreatmentColumns::of(&readings);
         let refused = RejectionColumns::of(&batch.rejections);
         let mut devices: Vec<(i32, Uuid)> = readings
             .iter()
@@ -166,17 +187,19 @@ impl Store {
             .bind(&device_keys)
             .bind(&patient_ids)
             .bind(batch.followup_consumers)
+            .bind(&treatments.sample.device_keys)
+            .bind(&treatments.sample.offsets)
+            .bind(&treatments.durations)
+            .bind(&treatments.sample.measured_at)
+            .bind(&treatments.kinds)
+            .bind(&treatments.amounts)
+            .bind(&treatments.notes)
+            .bind(&treatments.sample.reading_ids)
             .fetch_all(self.pool())
             .await?;
-        let mut inserted = InsertedKeys::default();
-        for (kind, device_key, measured_at) in returned {
-            let kind = match kind.as_str() {
-                "glucose" => ReadingKind::Glucose,
-                _ => ReadingKind::BloodPressure,
-            };
-            inserted.keys.insert((kind, device_key, measured_at));
-        }
-        Ok(inserted)
+        Ok(InsertedKeys {
+            keys: returned.into_iter().collect(),
+        })
     }
 }
 
@@ -234,9 +257,33 @@ impl<'a> KindColumns<'a> for BloodPressureColumns<'a> {
             return;
         };
         self.sample.push(device_key, reading);
-        self.systolic.push(mm_hg_i16(bp.systolic.get()));
-        self.diastolic.push(mm_hg_i16(bp.diastolic.get()));
-        self.pulse.push(bp.pulse.map(|p| mm_hg_i16(p.get())));
+        self.systolic.push(smallint(bp.systolic.get()));
+        self.diastolic.push(smallint(bp.diastolic.get()));
+        self.pulse.push(bp.pulse.map(|p| smallint(p.get())));
+    }
+}
+
+/// The treatments of a batch, column by column, for `UNNEST`.
+#[derive(Default)]
+struct TreatmentColumns<'a> {
+    sample: SampleColumns<'a>,
+    durations: Vec<Option<i16>>,
+    kinds: Vec<&'static str>,
+    amounts: Vec<Option<f64>>,
+    notes: Vec<Option<&'a str>>,
+}
+
+impl<'a> KindColumns<'a> for TreatmentColumns<'a> {
+    fn push(&mut self, device_key: i32, reading: &'a Reading) {
+        let Reading::Treatment(t) = reading else {
+            return;
+        };
+        self.sample.push(device_key, reading);
+        self.durations
+            .push(t.event.duration().map(|d| smallint(d.get())));
+        self.kinds.push(t.event.kind().as_str());
+        self.amounts.push(t.event.amount());
+        self.notes.push(t.note.as_deref());
     }
 }
 
@@ -330,8 +377,9 @@ fn offset_i16(minutes: i32) -> i16 {
     i16::try_from(minutes.clamp(-1080, 1080)).unwrap_or_default()
 }
 
-/// Validated pressures and pulses are at most 300, so they always fit a smallint.
-fn mm_hg_i16(value: u16) -> i16 {
+/// Validated pressures and pulses are at most 300 and durations at most 1440 minutes, so they
+/// always fit a smallint.
+fn smallint(value: u16) -> i16 {
     i16::try_from(value).unwrap_or(i16::MAX)
 }
 
@@ -370,9 +418,12 @@ pub trait ReadingSeries: Send + Sync + 'static {
     const STORED_COLUMNS: &'static str;
     /// How a refusal names the kind's individual readings.
     const READINGS_NAME: &'static str;
+    /// The view's column that, after `measured_at`, orders the kind's readings uniquely: the
+    /// device, or for treatments (several kinds at one instant) device and kind.
+    const TIEBREAK_COLUMN: &'static str = "device_id";
     /// A stored reading as a permitted reader sees it.
     type Stored: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin;
-    /// The reading's place in page order.
+    /// The reading's place in page order: `measured_at` and its [`Self::TIEBREAK_COLUMN`].
     fn page_key(stored: &Self::Stored) -> (DateTime<Utc>, &str);
 }
 
@@ -409,6 +460,49 @@ impl ReadingSeries for BloodPressure {
     }
 }
 
+/// Treatments (`treatment_records`).
+#[derive(Debug, Clone, Copy)]
+pub struct Treatments;
+
+impl ReadingSeries for Treatments {
+    const KIND: ReadingKind = ReadingKind::Treatment;
+    const CATEGORY: DataCategory = DataCategory::Treatments;
+    const READINGS_VIEW: &'static str = "treatment_records";
+    const STORED_COLUMNS: &'static str =
+        "device_id, measured_at, kind, amount, duration_minutes, note, page_tiebreak";
+    const READINGS_NAME: &'static str = "treatments";
+    const TIEBREAK_COLUMN: &'static str = "page_tiebreak";
+    type Stored = StoredTreatment;
+    fn page_key(stored: &StoredTreatment) -> (DateTime<Utc>, &str) {
+        (stored.measured_at, &stored.page_tiebreak)
+    }
+}
+
+/// A stored treatment as a permitted reader sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StoredTreatment {
+    pub device_id: String,
+    pub measured_at: DateTime<Utc>,
+    /// A [`chronicle_domain::TreatmentKind`].
+    pub kind: String,
+    /// In the kind's unit ([`chronicle_domain::TreatmentKind::amount_unit`]).
+    pub amount: Option<f64>,
+    pub duration_minutes: Option<i16>,
+    pub note: Option<String>,
+    /// The page order's tie-break (device and kind), read back into the cursor.
+    #[serde(skip)]
+    pub page_tiebreak: String,
+}
+
+impl StoredTreatment {
+    /// The UCUM unit of [`Self::amount`], when there is an amount.
+    pub fn amount_unit(&self) -> Option<&'static str> {
+        chronicle_domain::TreatmentKind::parse(&self.kind)
+            .and_then(chronicle_domain::TreatmentKind::amount_unit)
+            .filter(|_| self.amount.is_some())
+    }
+}
+
 impl Store {
     /// Readings of kind `K` of the permit's patient, within its window.
     pub async fn readings<K: ReadingSeries>(
@@ -439,11 +533,12 @@ impl Store {
              WHERE patient_id = $1
                AND ($2::timestamptz IS NULL OR measured_at >= $2)
                AND ($3::timestamptz IS NULL OR measured_at < $3)
-               AND ($4::timestamptz IS NULL OR (measured_at, device_id) > ($4, $5))
-             ORDER BY measured_at, device_id
+               AND ($4::timestamptz IS NULL OR (measured_at, {tiebreak}) > ($4, $5))
+             ORDER BY measured_at, {tiebreak}
              LIMIT $6",
             columns = K::STORED_COLUMNS,
             view = K::READINGS_VIEW,
+            tiebreak = K::TIEBREAK_COLUMN,
         ))
         .bind(patient_id)
         .bind(page.from)
@@ -468,7 +563,7 @@ pub struct StoredGlucose {
     pub flag: Option<String>,
 }
 
-/// A page request over a time range, ordered by (`measured_at`, `device_id`).
+/// A page request over a time range, ordered by (`measured_at`, the kind's tie-break column).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PageRequest<'a> {
     pub from: Option<DateTime<Utc>>,

@@ -4,7 +4,10 @@
 use crate::alerts::AlertRecord;
 use crate::broker_identities::Announcements;
 use crate::gate::{PatientActor, Permit};
-use crate::readings::{BloodPressure, Glucose, PageRequest, StoredBloodPressure, StoredGlucose};
+use crate::readings::{
+    BloodPressure, Glucose, PageRequest, StoredBloodPressure, StoredGlucose, StoredTreatment,
+    Treatments,
+};
 use crate::registry::Device;
 use crate::sharing::AccessLogEntry;
 use crate::targets::{PatientTargets, TargetChange};
@@ -34,6 +37,7 @@ impl Store {
             blood_pressure: self
                 .query_readings::<BloodPressure>(patient_id, all)
                 .await?,
+            treatments: self.query_readings::<Treatments>(patient_id, all).await?,
             grants: self.grants_for_patient(patient_id).await?,
             alerts: self.alerts_of_patient(patient_id).await?,
             targets: Some(self.patient_targets(patient_id).await?),
@@ -81,6 +85,7 @@ impl Store {
             devices: Vec::new(),
             glucose: Vec::new(),
             blood_pressure: Vec::new(),
+            treatments: Vec::new(),
             grants: Vec::new(),
             alerts: Vec::new(),
             targets: None,
@@ -94,6 +99,9 @@ impl Store {
             record.blood_pressure = self
                 .query_readings::<BloodPressure>(patient_id, page)
                 .await?;
+        }
+        if let Some(page) = window(DataCategory::Treatments) {
+            record.treatments = self.query_readings::<Treatments>(patient_id, page).await?;
         }
         if window(DataCategory::DeviceInfo).is_some() {
             record.devices = self.list_devices(Some(patient_id)).await?;
@@ -128,6 +136,8 @@ impl Store {
             "DELETE FROM glucose_samples
                  WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
             "DELETE FROM blood_pressure_samples
+                 WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
+            "DELETE FROM treatment_samples
                  WHERE device_key IN (SELECT key FROM devices WHERE patient_id = $1)",
             "DELETE FROM rejected_readings WHERE patient_id = $1
                  OR device_id IN (SELECT id FROM devices WHERE patient_id = $1)",
@@ -208,6 +218,7 @@ pub struct PatientRecord {
     pub devices: Vec<Device>,
     pub glucose: Vec<StoredGlucose>,
     pub blood_pressure: Vec<StoredBloodPressure>,
+    pub treatments: Vec<StoredTreatment>,
     pub grants: Vec<Grant>,
     /// Every alert, with its acknowledgement and resolution and their notes, oldest first.
     pub alerts: Vec<AlertRecord>,

@@ -268,6 +268,193 @@ fn blood_pressure_reading() {
     assert_eq!(bp.utc_offset_minutes, -300);
 }
 
+fn treatments(payload: Value) -> Vec<crate::treatment::Treatment> {
+    let (accepted, rejected) = decode(&payload, DeviceKind::Cgm);
+    assert!(rejected.is_empty(), "unexpected rejection {rejected:?}");
+    accepted
+        .into_iter()
+        .map(|r| match r.reading {
+            Reading::Treatment(t) => t,
+            other => panic!("expected a treatment, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn every_treatment_type_is_read_with_its_amount() {
+    use crate::treatment::TreatmentKind as K;
+    let t = "2026-03-01T08:00:00+01:00";
+    let read = treatments(json!({"readings": [
+        {"type": "insulin", "delivery": "bolus", "units": 4.5, "measured_at": t, "id": "b-1"},
+        {"type": "insulin", "delivery": "basal", "units": 0.4, "duration_minutes": 30, "measured_at": t},
+        {"type": "carbohydrates", "grams": 45, "note": "lunch", "measured_at": t},
+        {"type": "exercise", "duration_minutes": 40, "measured_at": t},
+        {"type": "note", "note": "feeling shaky", "measured_at": t},
+        {"type": "sensor_start", "measured_at": t},
+        {"type": "sensor_change", "measured_at": t},
+        {"type": "calibration", "value": 6.1, "unit": "mmol/L", "measured_at": t},
+    ]}));
+    let seen: Vec<(K, Option<f64>, Option<u16>)> = read
+        .iter()
+        .map(|t| {
+            (
+                t.event.kind(),
+                t.event.amount(),
+                t.event.duration().map(|d| d.get()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen[..7],
+        [
+            (K::BolusInsulin, Some(4.5), None),
+            (K::BasalInsulin, Some(0.4), Some(30)),
+            (K::Carbohydrates, Some(45.0), None),
+            (K::Exercise, None, Some(40)),
+            (K::Note, None, None),
+            (K::SensorStart, None, None),
+            (K::SensorChange, None, None),
+        ]
+    );
+    assert_eq!(seen[7].0, K::Calibration);
+    let calibration = seen[7].1.expect("calibration value");
+    assert!((calibration - 6.1 * 18.01559).abs() < 1e-9, "{calibration}");
+    assert_eq!(read[0].device_reading_id.as_deref(), Some("b-1"));
+    assert_eq!(read[0].utc_offset_minutes, 60);
+    assert_eq!(read[2].note.as_deref(), Some("lunch"));
+    assert_eq!(read[4].note.as_deref(), Some("feeling shaky"));
+}
+
+#[test]
+fn every_treatment_rejection_reason() {
+    let t = "2026-03-01T08:00:00Z";
+    let cases: Vec<(Value, DeviceKind, RejectionReason)> = vec![
+        (
+            json!({"type": "insulin", "units": 2, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::MissingField,
+        ),
+        (
+            json!({"type": "insulin", "delivery": "bolus", "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::MissingField,
+        ),
+        (
+            json!({"type": "insulin", "delivery": "puff", "units": 2, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::InvalidField,
+        ),
+        (
+            json!({"type": "insulin", "delivery": "bolus", "units": "2", "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::InvalidField,
+        ),
+        (
+            json!({"type": "insulin", "delivery": "bolus", "units": 0, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::OutOfRange,
+        ),
+        (
+            json!({"type": "insulin", "delivery": "bolus", "units": 250, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::OutOfRange,
+        ),
+        (
+            json!({"type": "insulin", "delivery": "basal", "units": 1, "duration_minutes": 0, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::OutOfRange,
+        ),
+        (
+            json!({"type": "insulin", "delivery": "basal", "units": 1, "duration_minutes": 2.5, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::InvalidField,
+        ),
+        (
+            json!({"type": "carbohydrates", "measured_at": t}),
+            DeviceKind::Meter,
+            RejectionReason::MissingField,
+        ),
+        (
+            json!({"type": "carbohydrates", "grams": -10, "measured_at": t}),
+            DeviceKind::Meter,
+            RejectionReason::OutOfRange,
+        ),
+        (
+            json!({"type": "carbohydrates", "grams": 900, "measured_at": t}),
+            DeviceKind::Meter,
+            RejectionReason::OutOfRange,
+        ),
+        (
+            json!({"type": "exercise", "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::MissingField,
+        ),
+        (
+            json!({"type": "exercise", "duration_minutes": 5000, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::OutOfRange,
+        ),
+        (
+            json!({"type": "note", "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::MissingField,
+        ),
+        (
+            json!({"type": "note", "note": 7, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::InvalidField,
+        ),
+        (
+            json!({"type": "note", "note": "x".repeat(1001), "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::OutOfRange,
+        ),
+        (
+            json!({"type": "calibration", "value": 100, "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::MissingField,
+        ),
+        (
+            json!({"type": "calibration", "value": 100, "unit": "mg", "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::UnknownUnit,
+        ),
+        (
+            json!({"type": "calibration", "value": "LO", "unit": "mg/dL", "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::InvalidField,
+        ),
+        (
+            json!({"type": "calibration", "value": 2000, "unit": "mg/dL", "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::OutOfRange,
+        ),
+        (
+            json!({"type": "sensor_start"}),
+            DeviceKind::Cgm,
+            RejectionReason::MissingField,
+        ),
+        (
+            json!({"type": "sensor_start", "measured_at": "2026-03-01 08:00"}),
+            DeviceKind::Cgm,
+            RejectionReason::InvalidTimestamp,
+        ),
+        (
+            json!({"type": "carbohydrates", "grams": 20, "measured_at": t}),
+            DeviceKind::Bp,
+            RejectionReason::WrongDeviceKind,
+        ),
+        (
+            json!({"type": "medication", "measured_at": t}),
+            DeviceKind::Cgm,
+            RejectionReason::UnknownType,
+        ),
+    ];
+    for (payload, kind, reason) in cases {
+        assert_eq!(only_rejection(payload.clone(), kind), reason, "{payload}");
+    }
+}
+
 #[test]
 fn message_level_refusals() {
     let limits = DecodeLimits {

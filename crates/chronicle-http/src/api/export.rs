@@ -43,6 +43,7 @@ async fn record_to_export(
     for category in [
         DataCategory::Glucose,
         DataCategory::BloodPressure,
+        DataCategory::Treatments,
         DataCategory::DeviceInfo,
     ] {
         let request = AccessRequest {

@@ -1,6 +1,6 @@
 //! A patient's readings, page by page, through the gate.
 
-use super::vocabulary::GlucoseUnitName;
+use super::vocabulary::{GlucoseUnitName, TreatmentKindName};
 use super::{Page, page_limit, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -9,7 +9,7 @@ use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chronicle_domain::sharing::{Access, AccessAction, Principal};
-use chronicle_storage::readings::{BloodPressure, Glucose, PageRequest, ReadingSeries};
+use chronicle_storage::readings::{BloodPressure, Glucose, PageRequest, ReadingSeries, Treatments};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -21,6 +21,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(glucose))
         .routes(routes!(blood_pressure))
+        .routes(routes!(treatments))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -55,6 +56,23 @@ struct BloodPressurePoint {
     systolic: i16,
     diastolic: i16,
     pulse: Option<i16>,
+    device_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TreatmentPoint {
+    /// When it happened.
+    measured_at: DateTime<Utc>,
+    #[schema(value_type = TreatmentKindName)]
+    kind: String,
+    /// Insulin in units, carbohydrates in grams, a calibration in mg/dL; absent for the
+    /// other kinds.
+    amount: Option<f64>,
+    /// The amount's UCUM unit (`[iU]`, `g`, `mg/dL`), when there is an amount.
+    amount_unit: Option<&'static str>,
+    /// How long it lasted (exercise, a pump's basal, an extended bolus).
+    duration_minutes: Option<i16>,
+    note: Option<String>,
     device_id: String,
 }
 
@@ -161,6 +179,37 @@ async fn blood_pressure(
             diastolic: r.diastolic,
             pulse: r.pulse,
             device_id: r.device_id,
+        },
+    )
+    .await
+}
+
+/// One patient's treatments (insulin, carbohydrates, exercise, notes, sensor starts and
+/// changes, calibrations), oldest first. `unit` does not apply: amounts are in their kind's
+/// unit.
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/treatments", tag = "readings",
+    params(ReadingsQuery),
+    responses((status = 200, body = Page<TreatmentPoint>), BadRequest, Unauthenticated,
+        Forbidden, NotFound))]
+async fn treatments(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(patient_id): Path<Uuid>,
+    Query(query): Query<ReadingsQuery>,
+) -> Result<Json<Page<TreatmentPoint>>, ApiError> {
+    readings_page::<Treatments, _>(
+        &state,
+        &principal,
+        (patient_id, &query),
+        AccessAction::ReadTreatments,
+        |t| TreatmentPoint {
+            amount_unit: t.amount_unit(),
+            measured_at: t.measured_at,
+            kind: t.kind,
+            amount: t.amount,
+            duration_minutes: t.duration_minutes,
+            note: t.note,
+            device_id: t.device_id,
         },
     )
     .await

@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use chronicle_domain::GlucoseUnit;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory, Principal};
 use chronicle_domain::targets::GlucoseTargets;
@@ -22,7 +23,6 @@ use chronicle_domain::trends::{
     BpSummary, GlucoseBand, GlucoseSummary, PanelFacts, PanelFlag, TrendWindow, bp_summary,
     bp_trend, glucose_summary, glucose_trend, panel_flags, risk_score,
 };
-use chronicle_domain::{GlucoseUnit, ReadingKind};
 use chronicle_storage::gate::Permit;
 use chronicle_storage::trends::{DaySource, PanelPatient, TrendDays, TrendSubject};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -283,17 +283,24 @@ struct GlucoseTrendBody {
     episodes: Vec<EpisodeBody>,
 }
 
+/// The kinds of reading that have trends.
+#[derive(Debug, Clone, Copy)]
+enum Trend {
+    Glucose,
+    BloodPressure,
+}
+
 /// The gate's answer to "may the caller see trends of this kind of reading?" (each kind is
 /// its own category, logged as its own action).
 async fn trends_permit(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
-    kind: ReadingKind,
+    trend: Trend,
 ) -> Result<Permit, ApiError> {
-    let (category, action) = match kind {
-        ReadingKind::Glucose => (DataCategory::Glucose, AccessAction::ReadGlucoseTrend),
-        ReadingKind::BloodPressure => (
+    let (category, action) = match trend {
+        Trend::Glucose => (DataCategory::Glucose, AccessAction::ReadGlucoseTrend),
+        Trend::BloodPressure => (
             DataCategory::BloodPressure,
             AccessAction::ReadBloodPressureTrend,
         ),
@@ -324,7 +331,7 @@ async fn glucose_trend_endpoint(
     let unit = parse_unit(query.unit.as_deref())?;
     let days = query.days()?;
     let bin_minutes = nearest_bin_width(query.agp_bin_minutes.unwrap_or(15));
-    let permit = trends_permit(&state, &principal, patient_id, ReadingKind::Glucose).await?;
+    let permit = trends_permit(&state, &principal, patient_id, Trend::Glucose).await?;
     let (subject, window, days) = state
         .store
         .glucose_trend_days(&permit, days, Utc::now(), DaySource::Rollups)
@@ -501,7 +508,7 @@ async fn blood_pressure_trend_endpoint(
     Query(query): Query<TrendQuery>,
 ) -> Result<Json<BloodPressureTrendBody>, ApiError> {
     let days = query.days()?;
-    let permit = trends_permit(&state, &principal, patient_id, ReadingKind::BloodPressure).await?;
+    let permit = trends_permit(&state, &principal, patient_id, Trend::BloodPressure).await?;
     let (subject, window, days) = state
         .store
         .blood_pressure_trend_days(&permit, days, Utc::now(), DaySource::Rollups)

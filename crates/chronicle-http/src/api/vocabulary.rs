@@ -40,6 +40,12 @@ vocabulary_schema!(
     "GlucoseUnit"
 );
 vocabulary_schema!(
+    /// What kind of treatment a record is.
+    TreatmentKindName,
+    chronicle_domain::TreatmentKind,
+    "TreatmentKind"
+);
+vocabulary_schema!(
     /// What an access-log entry records as attempted.
     AccessActionName,
     AccessAction,
