@@ -90,7 +90,7 @@ pub fn agp_pdf(heading: &ReportHeading, read: &GlucoseTrendRead) -> Result<Vec<u
         };
         header(&mut canvas, heading, read);
         statistics(&mut canvas, heading.unit, read);
-        time_in_ranges(&mut canvas, read);
+        time_in_ranges(&mut canvas, heading.unit, read);
         agp_chart(&mut canvas, heading.unit, read);
         daily_profiles(&mut canvas, read);
         let notes = [
@@ -241,7 +241,27 @@ fn statistics(c: &mut Canvas, unit: GlucoseUnit, read: &GlucoseTrendRead) {
     }
 }
 
-fn time_in_ranges(c: &mut Canvas, read: &GlucoseTrendRead) {
+/// The consensus bands' limits as the consensus words them in each unit (very low first).
+fn band_limits(unit: GlucoseUnit) -> [&'static str; 5] {
+    match unit {
+        GlucoseUnit::MgDl => [
+            "below 54 mg/dL",
+            "54–69 mg/dL",
+            "70–180 mg/dL",
+            "181–250 mg/dL",
+            "above 250 mg/dL",
+        ],
+        GlucoseUnit::MmolL => [
+            "below 3.0 mmol/L",
+            "3.0–3.8 mmol/L",
+            "3.9–10.0 mmol/L",
+            "10.1–13.9 mmol/L",
+            "above 13.9 mmol/L",
+        ],
+    }
+}
+
+fn time_in_ranges(c: &mut Canvas, unit: GlucoseUnit, read: &GlucoseTrendRead) {
     let s = &read.trend.summary;
     let x = 340.0;
     c.text(x, 90.0, 10.0, BLACK, "TIME IN RANGES");
@@ -256,13 +276,7 @@ fn time_in_ranges(c: &mut Canvas, read: &GlucoseTrendRead) {
             y += h;
         }
     }
-    let limits = [
-        "below 54 mg/dL",
-        "54–69 mg/dL",
-        "70–180 mg/dL",
-        "181–250 mg/dL",
-        "above 250 mg/dL",
-    ];
+    let limits = band_limits(unit);
     let mut y = top + 10.0;
     for band in GlucoseBand::ALL.iter().rev() {
         let i = band.index();
