@@ -8,44 +8,18 @@
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
+use chronicle_tests::readers::{pdf_text, run_reader};
 use chronicle_tests::{ApiClient, TestApp, TestDatabase, TestDevice, create_user};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::process::Command;
 
 const PASSWORD: &str = "a long report test password";
 const IG: &str = "http://hl7.org/fhir/uv/cgm/StructureDefinition/";
 const UCUM: &str = "http://unitsofmeasure.org";
 
-/// A Python with the independent readers (scripts/test installs them: `ensure_fhir_validator`).
-fn python() -> String {
-    std::env::var("CHRONICLE_TEST_PYTHON").expect(
-        "CHRONICLE_TEST_PYTHON must name a Python with fhir.resources and pypdf \
-         (scripts/test sets it up)",
-    )
-}
-
-fn run_python(script: &str, input: &[u8]) -> String {
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(file.path(), input).expect("write");
-    let script = format!("{}/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(python())
-        .arg(script)
-        .arg(file.path())
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        file.path().display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Fifteen days of 5-minute CGM readings up to now: a daily swing from about 55 to 290 mg/dL,
-/// with a two-hour silence each day (so wear and CGM-active are below 100 %).
+/// with a two-hour silence each day (so CGM active is below 100 %).
 fn readings(now: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
     let start = now - Duration::days(15);
     (0..15 * 288)
@@ -72,11 +46,8 @@ async fn report(server: &TestApp, token: &str, path: &str) -> (Vec<u8>, String) 
     assert_eq!(response.headers()["content-type"], "application/pdf");
     let pdf = response.bytes().await.expect("bytes");
     assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
-    let text = run_python("pdf_text.py", &pdf);
-    (
-        pdf.to_vec(),
-        text.split_whitespace().collect::<Vec<_>>().join(" "),
-    )
+    let text = pdf_text(&pdf);
+    (pdf.to_vec(), text)
 }
 
 fn one_decimal(v: &Value) -> String {
@@ -315,7 +286,7 @@ async fn agp_report_and_fhir_summary_carry_the_trend_apis_figures() {
     let bundle: Value = response.json().await.expect("json");
     let entries = bundle["entry"].as_array().expect("entries");
     assert_eq!(
-        run_python(
+        run_reader(
             "fhir_validate.py",
             &serde_json::to_vec(&bundle).expect("bytes")
         )
@@ -436,7 +407,7 @@ async fn agp_report_and_fhir_summary_carry_the_trend_apis_figures() {
         .await;
     assert_eq!(status, StatusCode::OK, "{capability}");
     assert_eq!(
-        run_python(
+        run_reader(
             "fhir_validate.py",
             &serde_json::to_vec(&capability).expect("bytes")
         )
