@@ -41,6 +41,8 @@ const PROFILE_GAP_MINUTES: i64 = 15;
 pub enum ReportError {
     #[error("the report's font could not be read")]
     Font,
+    #[error("the page size is invalid")]
+    Page,
     #[error("the PDF could not be written: {0}")]
     Pdf(String),
 }
@@ -80,7 +82,7 @@ fn one_decimal(value: Option<f64>) -> String {
 pub fn agp_pdf(heading: &ReportHeading, read: &GlucoseTrendRead) -> Result<Vec<u8>, ReportError> {
     let font = Font::new(FONT.into(), 0).ok_or(ReportError::Font)?;
     let mut document = Document::new();
-    let settings = PageSettings::from_wh(PAGE_WIDTH, PAGE_HEIGHT).ok_or(ReportError::Font)?;
+    let settings = PageSettings::from_wh(PAGE_WIDTH, PAGE_HEIGHT).ok_or(ReportError::Page)?;
     let mut page = document.start_page_with(settings);
     {
         let mut surface = page.surface();

@@ -101,7 +101,6 @@ pub fn cgm_summary_bundle(
     }
     json!({
         "resourceType": "Bundle",
-        "meta": {"tag": [{"system": CGM_IG, "code": "cgm-summary", "display": "CGM summary"}]},
         "type": "collection",
         "timestamp": now.to_rfc3339(),
         "entry": entries,

@@ -54,11 +54,11 @@ async fn agp_report(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let window = format!("inline; filename=\"agp-{patient_id}.pdf\"");
+    let disposition = format!("inline; filename=\"agp-{patient_id}.pdf\"");
     Ok((
         [
             (header::CONTENT_TYPE, "application/pdf".to_owned()),
-            (header::CONTENT_DISPOSITION, window),
+            (header::CONTENT_DISPOSITION, disposition),
         ],
         pdf,
     )
