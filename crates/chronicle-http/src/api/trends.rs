@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use chronicle_domain::GlucoseUnit;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory, Principal};
 use chronicle_domain::targets::GlucoseTargets;
@@ -22,7 +23,6 @@ use chronicle_domain::trends::{
     BpSummary, GlucoseBand, GlucoseDay, GlucoseSummary, GlucoseTrend, PanelFacts, PanelFlag,
     TrendWindow, bp_summary, bp_trend, glucose_summary, glucose_trend, panel_flags, risk_score,
 };
-use chronicle_domain::{GlucoseUnit, ReadingKind};
 use chronicle_storage::gate::Permit;
 use chronicle_storage::trends::{DaySource, PanelPatient, TrendDays, TrendSubject};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -302,21 +302,16 @@ struct GlucoseTrendBody {
     episodes: Vec<EpisodeBody>,
 }
 
-/// The gate's answer to "may the caller see trends of this kind of reading?" (each kind is
-/// its own category, logged as its own action).
+/// The gate's answer to "may the caller see trends of this category?" (`view_trends`, which
+/// `view_readings` includes), logged as `action`: each kind's trend and each rendering of it
+/// (the AGP report, the FHIR CGM summary) is its own action in the patient's access log.
 async fn trends_permit(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
-    kind: ReadingKind,
+    category: DataCategory,
+    action: AccessAction,
 ) -> Result<Permit, ApiError> {
-    let (category, action) = match kind {
-        ReadingKind::Glucose => (DataCategory::Glucose, AccessAction::ReadGlucoseTrend),
-        ReadingKind::BloodPressure => (
-            DataCategory::BloodPressure,
-            AccessAction::ReadBloodPressureTrend,
-        ),
-    };
     permit(
         state,
         principal,
@@ -350,15 +345,7 @@ pub(crate) async fn read_glucose_trend(
     days: TrendDays,
     agp_bin_minutes: u32,
 ) -> Result<GlucoseTrendRead, ApiError> {
-    let permit = permit(
-        state,
-        principal,
-        patient_id,
-        DataCategory::Glucose,
-        Access::ViewTrends,
-        action,
-    )
-    .await?;
+    let permit = trends_permit(state, principal, patient_id, DataCategory::Glucose, action).await?;
     let (subject, window, days) = state
         .store
         .glucose_trend_days(&permit, days, Utc::now(), DaySource::Rollups)
@@ -572,7 +559,14 @@ async fn blood_pressure_trend_endpoint(
     Query(query): Query<TrendQuery>,
 ) -> Result<Json<BloodPressureTrendBody>, ApiError> {
     let days = query.days()?;
-    let permit = trends_permit(&state, &principal, patient_id, ReadingKind::BloodPressure).await?;
+    let permit = trends_permit(
+        &state,
+        &principal,
+        patient_id,
+        DataCategory::BloodPressure,
+        AccessAction::ReadBloodPressureTrend,
+    )
+    .await?;
     let (subject, window, days) = state
         .store
         .blood_pressure_trend_days(&permit, days, Utc::now(), DaySource::Rollups)
