@@ -94,13 +94,14 @@ check_dashboard_bundle() {
     rm -rf "$built"
 }
 
-# A Python with the fhir.resources models, the independent FHIR validator the export test uses.
+# A Python with the independent readers the tests compare against: the fhir.resources models
+# (the FHIR validator of the export and the CGM summary) and pypdf (the AGP report's text).
 ensure_fhir_validator() {
     local venv=target/test-venv
-    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle' >/dev/null 2>&1; then
-        step "installing the FHIR validator (fhir.resources) into $venv"
+    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle, pypdf' >/dev/null 2>&1; then
+        step "installing the FHIR validator (fhir.resources) and pypdf into $venv"
         python3 -m venv "$venv" || { echo "python3 -m venv failed: install python3-venv" >&2; exit 1; }
-        "$venv/bin/pip" install -q "fhir.resources==8.3.0"
+        "$venv/bin/pip" install -q "fhir.resources==8.3.0" "pypdf==7.1.1"
     fi
     CHRONICLE_TEST_PYTHON="$(pwd)/$venv/bin/python"
     export CHRONICLE_TEST_PYTHON

@@ -226,6 +226,9 @@ export const api = {
   targets: (id: string) => json<PatientTargets>('GET', `${patient(id)}/targets`),
   glucoseTrend: (id: string, days: number, unit: GlucoseUnit) =>
     json<GlucoseTrend>('GET', `${patient(id)}/trends/glucose${query({ days, unit })}`),
+  /** The printable Ambulatory Glucose Profile report (PDF) of the last `days` days. */
+  agpReport: async (id: string, days: number, unit: GlucoseUnit): Promise<Blob> =>
+    (await send('GET', `${patient(id)}/reports/agp.pdf${query({ days, unit })}`)).blob(),
   bloodPressureTrend: (id: string, days: number) =>
     json<BloodPressureTrend>('GET', `${patient(id)}/trends/blood-pressure${query({ days })}`),
 

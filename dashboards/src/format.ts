@@ -204,6 +204,8 @@ const ACTIONS: Record<AccessAction, { done: string; tried: string }> = {
   read_guardians: phrase('viewed your guardians', 'view your guardians'),
   name_guardian: phrase('named a guardian', 'name a guardian'),
   remove_guardian: phrase('removed a guardian', 'remove a guardian'),
+  read_glucose_report: phrase('printed your glucose report (AGP)', 'print your glucose report (AGP)'),
+  read_cgm_summary: phrase('read your CGM summary (FHIR)', 'read your CGM summary (FHIR)'),
   export_fhir: phrase('exported your record (FHIR)', 'export your record (FHIR)'),
   export_csv: phrase('exported your readings (CSV)', 'export your readings (CSV)'),
   export_json: phrase('exported everything held about you (JSON)', 'export everything held about you'),

@@ -368,6 +368,13 @@ try {
     await lee.getByRole('img', { name: /^Time in ranges: very low/ }).waitFor();
     await checkAccessibility(lee, 'the AGP and metrics');
     await screenshot(lee, '13-clinician-trends.png');
+    // The printable AGP report of the period shown: a PDF the browser saves.
+    const [report] = await Promise.all([
+      lee.waitForEvent('download'),
+      lee.getByRole('button', { name: 'AGP report (PDF)' }).click(),
+    ]);
+    assert.ok(report.suggestedFilename().endsWith('-14d.pdf'), report.suggestedFilename());
+    assert.equal((await readFile(await report.path())).subarray(0, 5).toString('latin1'), '%PDF-');
     await lee.getByRole('radio', { name: 'mmol/L' }).check();
     await table.getByText('Time in range 3.9–10.0 mmol/L (TIR)').waitFor();
     assert.match(await table.innerText(), /Mean glucose\s+\d+\.\d mmol\/L/, 'the mean converted by the API');

@@ -3,7 +3,9 @@
 use anyhow::{Context, bail};
 use chronicle_domain::topics;
 use chronicle_domain::wire::Ack;
+use chrono::{DateTime, SecondsFormat, Utc};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -186,6 +188,25 @@ impl TestDevice {
     pub async fn send(&mut self, payload: impl Into<Vec<u8>>) -> anyhow::Result<Ack> {
         self.publish(payload).await?;
         self.next_ack(Duration::from_secs(30)).await
+    }
+
+    /// Sends glucose readings in mg/dL from `source` (`cgm`, `meter`, `lab`), 500 to a
+    /// message, and fails the test unless every one is stored.
+    pub async fn send_glucose(&mut self, readings: &[(DateTime<Utc>, f64)], source: &str) {
+        for chunk in readings.chunks(500) {
+            let items: Vec<Value> = chunk
+                .iter()
+                .map(|(at, v)| {
+                    json!({"type": "glucose", "value": v, "unit": "mg/dL", "source": source,
+                           "measured_at": at.to_rfc3339_opts(SecondsFormat::Secs, true)})
+                })
+                .collect();
+            let ack = self
+                .send(json!({ "readings": items }).to_string())
+                .await
+                .expect("ack");
+            assert_eq!(ack.stored as usize, chunk.len(), "{ack:?}");
+        }
     }
 
     pub async fn disconnect(self) {

@@ -12,6 +12,7 @@ pub mod app;
 pub mod clinic;
 pub mod device;
 pub mod mqtt;
+pub mod readers;
 pub mod server;
 pub mod sse;
 

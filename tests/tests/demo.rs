@@ -3,7 +3,9 @@
 //! patients and their readings, and a second run finds the same clinic and only fills the gap.
 
 use chronicle_tests::free_port;
+use chronicle_tests::readers::pdf_text;
 use chronicle_tests::server::{chronicle_binary, traversable_tempdir};
+use chrono::NaiveDate;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -252,6 +254,63 @@ async fn demo_prints_logins_serves_the_clinic_and_resumes_without_duplicates() {
             .collect();
         assert_eq!(relayed, devices, "{gateway}");
     }
+
+    // The printable AGP report of a demo patient carries the trend API's figures (past local
+    // days only, so live readings cannot change them between the two reads).
+    let get = |path: String| {
+        let request = client.get(demo.url(&path)).bearer_auth(&token);
+        async move { request.send().await.expect("request") }
+    };
+    let mut reported = 0;
+    for p in &patients {
+        let id = p["patient_id"].as_str().expect("id");
+        let today = get(format!("/v1/patients/{id}/trends/glucose?days=1")).await;
+        if !today.status().is_success() {
+            continue;
+        }
+        let today: Value = today.json().await.expect("json");
+        let last: NaiveDate = today["window"]["last_day"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .expect("last day");
+        let period = format!(
+            "from={}&to={}",
+            last - chrono::Days::new(13),
+            last - chrono::Days::new(1)
+        );
+        let trend: Value = get(format!("/v1/patients/{id}/trends/glucose?{period}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let m = &trend["metrics"];
+        if m["readings"].as_i64().unwrap_or(0) == 0 {
+            continue;
+        }
+        let response = get(format!("/v1/patients/{id}/reports/agp.pdf?{period}")).await;
+        assert!(response.status().is_success(), "{}", response.status());
+        let text = pdf_text(&response.bytes().await.expect("pdf"));
+        let figure = |field: &str| format!("{:.1}", m[field].as_f64().unwrap_or(f64::NAN));
+        for line in [
+            format!("Mean glucose: {} mg/dL", figure("mean")),
+            format!(
+                "Glucose management indicator (GMI): {}%",
+                figure("gmi_percent")
+            ),
+            format!(
+                "In range (70–180 mg/dL): {}%",
+                figure("time_in_range_percent")
+            ),
+            format!("Readings: {}", m["readings"]),
+        ] {
+            assert!(text.contains(&line), "{line:?} not in the report: {text}");
+        }
+        reported += 1;
+    }
+    assert!(
+        reported > 0,
+        "no demo patient has glucose readings before today"
+    );
     demo.stop().await;
 
     // Again on the same data directory: the same clinic, only the gap filled.

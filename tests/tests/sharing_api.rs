@@ -8,6 +8,7 @@ use chronicle_storage::credentials::hash_password;
 use chronicle_storage::identity::NewUser;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{NewPatient, Store};
+use chronicle_tests::readers::run_reader;
 use chronicle_tests::{ApiClient, TestApp, TestDatabase, TestDevice};
 use chrono::{Duration, Utc};
 use reqwest::{Method, StatusCode};
@@ -567,23 +568,12 @@ async fn export_validates_as_fhir_and_erasure_removes_everything() {
                 && o["valueQuantity"]["system"] == "http://unitsofmeasure.org")
     );
 
-    let python = std::env::var("CHRONICLE_TEST_PYTHON")
-        .expect("CHRONICLE_TEST_PYTHON must name a Python with fhir.resources installed (scripts/test sets it up: pip install fhir.resources==8.3.0)");
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(file.path(), serde_json::to_vec(&bundle).expect("bytes")).expect("write");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir_validate.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(file.path())
-        .output()
-        .expect("validator runs");
-    assert!(
-        out.status.success(),
-        "FHIR validation failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        run_reader(
+            "fhir_validate.py",
+            &serde_json::to_vec(&bundle).expect("bytes")
+        )
+        .trim(),
         bundle["entry"]
             .as_array()
             .map(|e| e.len().to_string())

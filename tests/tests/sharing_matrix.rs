@@ -59,6 +59,8 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/targets/changes"),
     ("GET", "/v1/patients/{patient_id}/trends/glucose"),
     ("GET", "/v1/patients/{patient_id}/trends/blood-pressure"),
+    ("GET", "/v1/patients/{patient_id}/reports/agp.pdf"),
+    ("GET", "/v1/patients/{patient_id}/fhir/cgm-summary"),
 ];
 
 struct World {
@@ -303,7 +305,8 @@ async fn check_reads(w: &World, state: &str, who: &str, expected: Reads) {
     }
 }
 
-/// The trend endpoints' expected statuses: (glucose trend, blood-pressure trend).
+/// The trend endpoints' expected statuses: (glucose trend, blood-pressure trend). The AGP
+/// report and the FHIR CGM summary are glucose trends: they answer as the glucose trend does.
 type Trends = [u16; 2];
 
 /// Checks the trend endpoints for one caller in one grant state: the status, that a refusal
@@ -313,22 +316,47 @@ type Trends = [u16; 2];
 async fn check_trends(w: &World, state: &str, who: &str, expected: Trends, glucose_readings: i64) {
     let p = w.patient;
     let paths = [
-        format!("/v1/patients/{p}/trends/glucose?days=7"),
-        format!("/v1/patients/{p}/trends/blood-pressure?days=7"),
+        (
+            format!("/v1/patients/{p}/trends/glucose?days=7"),
+            expected[0],
+        ),
+        (
+            format!("/v1/patients/{p}/trends/blood-pressure?days=7"),
+            expected[1],
+        ),
+        (
+            format!("/v1/patients/{p}/reports/agp.pdf?days=7"),
+            expected[0],
+        ),
+        (
+            format!("/v1/patients/{p}/fhir/cgm-summary?days=7"),
+            expected[0],
+        ),
     ];
-    for (i, (path, want)) in paths.iter().zip(expected).enumerate() {
+    for (i, (path, want)) in paths.iter().enumerate() {
+        let want = *want;
         let logged_before = w.log_len().await;
         let (status, body) = w.call(who, Method::GET, path, None).await;
         assert_eq!(status.as_u16(), want, "{state}: {who} GET {path}: {body}");
         if want >= 400 {
             assert!(
-                body.get("metrics").is_none() && body.get("code").is_some(),
+                body.get("metrics").is_none()
+                    && body.get("entry").is_none()
+                    && body.get("code").is_some(),
                 "{state}: {who} GET {path} leaked {body}"
             );
-        } else {
+        } else if i < 2 {
             let readings = if i == 0 { glucose_readings } else { 1 };
             assert_eq!(
                 body["metrics"]["readings"], readings,
+                "{state}: {who} GET {path}: {body}"
+            );
+        } else if i == 3 {
+            // The summary exists exactly when the grant shows glucose readings.
+            let entries = body["entry"].as_array().map_or(0, Vec::len);
+            assert_eq!(
+                entries > 0,
+                glucose_readings > 0,
                 "{state}: {who} GET {path}: {body}"
             );
         }

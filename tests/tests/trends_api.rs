@@ -71,23 +71,6 @@ fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-async fn send_glucose(device: &mut TestDevice, readings: &[(DateTime<Utc>, f64)], source: &str) {
-    for chunk in readings.chunks(500) {
-        let items: Vec<Value> = chunk
-            .iter()
-            .map(|(at, v)| {
-                json!({"type": "glucose", "value": v, "unit": "mg/dL", "source": source,
-                       "measured_at": stamp(*at)})
-            })
-            .collect();
-        let ack = device
-            .send(json!({ "readings": items }).to_string())
-            .await
-            .expect("ack");
-        assert_eq!(ack.stored as usize, chunk.len(), "{ack:?}");
-    }
-}
-
 async fn patient(store: &Store, name: &str, zone: &str) -> Uuid {
     store
         .create_patient(&NewPatient {
@@ -195,7 +178,7 @@ async fn trends_and_the_panel_end_to_end() {
     let mut ada_cgm = TestDevice::connect(w.server.mqtt_port(), &cgm_id, Some(&cgm_secret))
         .await
         .expect("connect");
-    send_glucose(&mut ada_cgm, &ada_readings, "cgm").await;
+    ada_cgm.send_glucose(&ada_readings, "cgm").await;
 
     // Bo: two days, 30 minutes at 45 mg/dL every 4 hours, 100 otherwise.
     let bo_start = now - Duration::days(2);
@@ -213,7 +196,7 @@ async fn trends_and_the_panel_end_to_end() {
     let mut bo_cgm = TestDevice::connect(w.server.mqtt_port(), &bo_id, Some(&bo_secret))
         .await
         .expect("connect");
-    send_glucose(&mut bo_cgm, &bo_readings, "cgm").await;
+    bo_cgm.send_glucose(&bo_readings, "cgm").await;
 
     // Cy: a meter, four checks a day at 150 mg/dL.
     let (meter_id, meter_secret) = w
@@ -227,7 +210,7 @@ async fn trends_and_the_panel_end_to_end() {
     let cy_readings: Vec<(DateTime<Utc>, f64)> = (0..12)
         .map(|k| (now - Duration::hours(3 + 6 * k), 150.0))
         .collect();
-    send_glucose(&mut meter, &cy_readings, "meter").await;
+    meter.send_glucose(&cy_readings, "meter").await;
 
     // Ada's cuff: 07:00 and 21:00 Berlin time (06:00Z and 20:00Z in winter) on the last 8
     // days, 140/88 in the morning and 130/80 in the evening.
@@ -455,7 +438,7 @@ async fn trends_and_the_panel_end_to_end() {
     let backfill: Vec<(DateTime<Utc>, f64)> = (0..288)
         .map(|k| (old_start + Duration::minutes(5 * k), 250.1))
         .collect();
-    send_glucose(&mut ada_cgm, &backfill, "cgm").await;
+    ada_cgm.send_glucose(&backfill, "cgm").await;
     w.caught_up().await;
     let after = w
         .ok(&format!("/v1/patients/{ada}/trends/glucose?days=6"))

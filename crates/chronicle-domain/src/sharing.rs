@@ -69,6 +69,10 @@ string_enum!(
         ReadTreatments => "read_treatments",
         ReadGlucoseTrend => "read_glucose_trend",
         ReadBloodPressureTrend => "read_blood_pressure_trend",
+        /// The printable Ambulatory Glucose Profile report (PDF).
+        ReadGlucoseReport => "read_glucose_report",
+        /// The FHIR CGM summary (HL7 FHIR CGM implementation guide).
+        ReadCgmSummary => "read_cgm_summary",
         /// Seen in a list of patients.
         ListPatients => "list_patients",
         /// A summary in a care team's panel.

@@ -13,7 +13,7 @@ fn fhir_device_id(device_id: &str) -> String {
     device_id.replace('_', ".")
 }
 
-fn codeable(loinc: Loinc) -> Value {
+pub(crate) fn codeable(loinc: Loinc) -> Value {
     json!({"coding": [{"system": LOINC_SYSTEM, "code": loinc.code, "display": loinc.display}], "text": loinc.display})
 }
 
@@ -21,7 +21,7 @@ fn quantity(value: f64, unit: &str) -> Value {
     json!({"value": value, "unit": unit, "system": UCUM_SYSTEM, "code": unit})
 }
 
-fn category(code: &str) -> Value {
+pub(crate) fn category(code: &str) -> Value {
     json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": code}]}])
 }
 

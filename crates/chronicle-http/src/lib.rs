@@ -11,8 +11,10 @@
 //! Invariant: only this crate knows HTTP. Handlers call the storage and ingest crates; they
 //! never write SQL.
 
+mod agp_report;
 pub mod api;
 pub mod auth;
+pub mod cgm_summary;
 pub mod client_address;
 mod dashboard;
 pub mod error;

@@ -84,7 +84,7 @@ impl GlucoseBand {
         }
     }
 
-    fn index(self) -> usize {
+    pub fn index(self) -> usize {
         self as usize
     }
 }

@@ -5,7 +5,8 @@
 //! `me`, log-out, API tokens), `patients` (the list, erasure), `readings`, `devices`,
 //! `sharing` (grants, access log, emergency access), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
-//! (and the panel), `webhooks`, `gateways`, `admin` (organizations, teams, users) and
+//! (and the panel), `reports` (the printable AGP report), `fhir` (CGM summaries and the
+//! CapabilityStatement), `webhooks`, `gateways`, `admin` (organizations, teams, users) and
 //! `broker_hooks` (an external broker's authentication and authorization calls). This file
 //! holds what they share: the gate calls, paging and the OpenAPI document.
 //!
@@ -20,10 +21,12 @@ mod alerts;
 mod broker_hooks;
 mod devices;
 mod export;
+mod fhir;
 mod gateways;
 mod guardians;
 mod patients;
 mod readings;
+mod reports;
 mod research;
 mod session;
 mod sharing;
@@ -31,6 +34,8 @@ mod targets;
 mod trends;
 mod vocabulary;
 mod webhooks;
+
+pub(crate) use trends::GlucoseTrendRead;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -110,6 +115,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(targets::routes())
         .merge(alerts::routes())
         .merge(trends::routes())
+        .merge(reports::routes())
+        .merge(fhir::routes())
         .merge(webhooks::routes())
         .merge(gateways::routes())
         .merge(admin::routes())

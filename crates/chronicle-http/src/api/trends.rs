@@ -20,8 +20,8 @@ use chronicle_domain::sharing::{Access, DataCategory, Principal};
 use chronicle_domain::targets::GlucoseTargets;
 use chronicle_domain::trends::agp::nearest_bin_width;
 use chronicle_domain::trends::{
-    BpSummary, GlucoseBand, GlucoseSummary, PanelFacts, PanelFlag, TrendWindow, bp_summary,
-    bp_trend, glucose_summary, glucose_trend, panel_flags, risk_score,
+    BpSummary, GlucoseBand, GlucoseDay, GlucoseSummary, GlucoseTrend, PanelFacts, PanelFlag,
+    TrendWindow, bp_summary, bp_trend, glucose_summary, glucose_trend, panel_flags, risk_score,
 };
 use chronicle_storage::gate::Permit;
 use chronicle_storage::trends::{DaySource, PanelPatient, TrendDays, TrendSubject};
@@ -46,7 +46,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-struct TrendQuery {
+pub(crate) struct TrendQuery {
     /// The last N local days, today included (1–366, default 14). Ignored with `from`/`to`.
     days: Option<u32>,
     /// First local day (patient's zone), with `to`.
@@ -60,32 +60,51 @@ struct TrendQuery {
 }
 
 impl TrendQuery {
-    fn days(&self) -> Result<TrendDays, ApiError> {
-        match (self.from, self.to) {
-            (Some(from), Some(to)) => {
-                if to < from {
-                    return Err(ApiError::BadRequest("to must not be before from".into()));
-                }
-                if (to - from).num_days() >= MAX_TREND_DAYS {
-                    return Err(ApiError::BadRequest(format!(
-                        "a trend covers at most {MAX_TREND_DAYS} days"
-                    )));
-                }
-                Ok(TrendDays::Between(from, to))
+    pub(crate) fn days(&self) -> Result<TrendDays, ApiError> {
+        trend_days(self.days, self.from, self.to)
+    }
+
+    /// The AGP bin width asked for, as the nearest supported width.
+    pub(crate) fn agp_bin_minutes(&self) -> u32 {
+        nearest_bin_width(self.agp_bin_minutes.unwrap_or(15))
+    }
+
+    pub(crate) fn unit(&self) -> Result<GlucoseUnit, ApiError> {
+        parse_unit(self.unit.as_deref())
+    }
+}
+
+/// The local days a period names: the last `days` (default 14), or `from`–`to` (both
+/// included, at most a year).
+pub(crate) fn trend_days(
+    days: Option<u32>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Result<TrendDays, ApiError> {
+    match (from, to) {
+        (Some(from), Some(to)) => {
+            if to < from {
+                return Err(ApiError::BadRequest("to must not be before from".into()));
             }
-            (None, None) => {
-                let days = self.days.unwrap_or(14);
-                if !(1..=MAX_TREND_DAYS as u32).contains(&days) {
-                    return Err(ApiError::BadRequest(format!(
-                        "days must be between 1 and {MAX_TREND_DAYS}"
-                    )));
-                }
-                Ok(TrendDays::Last(days))
+            if (to - from).num_days() >= MAX_TREND_DAYS {
+                return Err(ApiError::BadRequest(format!(
+                    "a trend covers at most {MAX_TREND_DAYS} days"
+                )));
             }
-            _ => Err(ApiError::BadRequest(
-                "give both from and to, or neither".into(),
-            )),
+            Ok(TrendDays::Between(from, to))
         }
+        (None, None) => {
+            let days = days.unwrap_or(14);
+            if !(1..=MAX_TREND_DAYS as u32).contains(&days) {
+                return Err(ApiError::BadRequest(format!(
+                    "days must be between 1 and {MAX_TREND_DAYS}"
+                )));
+            }
+            Ok(TrendDays::Last(days))
+        }
+        _ => Err(ApiError::BadRequest(
+            "give both from and to, or neither".into(),
+        )),
     }
 }
 
@@ -283,28 +302,16 @@ struct GlucoseTrendBody {
     episodes: Vec<EpisodeBody>,
 }
 
-/// The kinds of reading that have trends.
-#[derive(Debug, Clone, Copy)]
-enum Trend {
-    Glucose,
-    BloodPressure,
-}
-
-/// The gate's answer to "may the caller see trends of this kind of reading?" (each kind is
-/// its own category, logged as its own action).
+/// The gate's answer to "may the caller see trends of this category?" (`view_trends`, which
+/// `view_readings` includes), logged as `action`: each kind's trend and each rendering of it
+/// (the AGP report, the FHIR CGM summary) is its own action in the patient's access log.
 async fn trends_permit(
     state: &AppState,
     principal: &Principal,
     patient_id: Uuid,
-    trend: Trend,
+    category: DataCategory,
+    action: AccessAction,
 ) -> Result<Permit, ApiError> {
-    let (category, action) = match trend {
-        Trend::Glucose => (DataCategory::Glucose, AccessAction::ReadGlucoseTrend),
-        Trend::BloodPressure => (
-            DataCategory::BloodPressure,
-            AccessAction::ReadBloodPressureTrend,
-        ),
-    };
     permit(
         state,
         principal,
@@ -314,6 +321,43 @@ async fn trends_permit(
         action,
     )
     .await
+}
+
+/// A patient's glucose trend as the trend API computes it, read under a glucose `view_trends`
+/// permit (the AGP report and the FHIR CGM summary print these same figures).
+pub(crate) struct GlucoseTrendRead {
+    pub(crate) subject: TrendSubject,
+    pub(crate) window: TrendWindow,
+    pub(crate) trend: GlucoseTrend,
+    /// The days as stored (their readings drive the report's daily profiles).
+    pub(crate) days: Vec<GlucoseDay>,
+    /// Whether the caller may also see individual readings (else trends only).
+    pub(crate) individual: bool,
+}
+
+/// Asks the gate for the caller's glucose trends of `patient_id` (logged as `action`) and
+/// computes the trend of `days` with AGP bins of `agp_bin_minutes`.
+pub(crate) async fn read_glucose_trend(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    action: AccessAction,
+    days: TrendDays,
+    agp_bin_minutes: u32,
+) -> Result<GlucoseTrendRead, ApiError> {
+    let permit = trends_permit(state, principal, patient_id, DataCategory::Glucose, action).await?;
+    let (subject, window, days) = state
+        .store
+        .glucose_trend_days(&permit, days, Utc::now(), DaySource::Rollups)
+        .await?;
+    let trend = glucose_trend(&window, &days, agp_bin_minutes);
+    Ok(GlucoseTrendRead {
+        subject,
+        window,
+        trend,
+        days,
+        individual: permit.allowance().individual_readings,
+    })
 }
 
 /// One patient's glucose trend: consensus metrics, a daily series, the Ambulatory Glucose
@@ -328,16 +372,23 @@ async fn glucose_trend_endpoint(
     Path(patient_id): Path<Uuid>,
     Query(query): Query<TrendQuery>,
 ) -> Result<Json<GlucoseTrendBody>, ApiError> {
-    let unit = parse_unit(query.unit.as_deref())?;
-    let days = query.days()?;
-    let bin_minutes = nearest_bin_width(query.agp_bin_minutes.unwrap_or(15));
-    let permit = trends_permit(&state, &principal, patient_id, Trend::Glucose).await?;
-    let (subject, window, days) = state
-        .store
-        .glucose_trend_days(&permit, days, Utc::now(), DaySource::Rollups)
-        .await?;
-    let trend = glucose_trend(&window, &days, bin_minutes);
-    let individual = permit.allowance().individual_readings;
+    let unit = query.unit()?;
+    let GlucoseTrendRead {
+        subject,
+        window,
+        trend,
+        individual,
+        ..
+    } = read_glucose_trend(
+        &state,
+        &principal,
+        patient_id,
+        AccessAction::ReadGlucoseTrend,
+        query.days()?,
+        query.agp_bin_minutes(),
+    )
+    .await?;
+    let bin_minutes = query.agp_bin_minutes();
     Ok(Json(GlucoseTrendBody {
         patient_id,
         time_zone: subject.time_zone.name().to_owned(),
@@ -508,7 +559,14 @@ async fn blood_pressure_trend_endpoint(
     Query(query): Query<TrendQuery>,
 ) -> Result<Json<BloodPressureTrendBody>, ApiError> {
     let days = query.days()?;
-    let permit = trends_permit(&state, &principal, patient_id, Trend::BloodPressure).await?;
+    let permit = trends_permit(
+        &state,
+        &principal,
+        patient_id,
+        DataCategory::BloodPressure,
+        AccessAction::ReadBloodPressureTrend,
+    )
+    .await?;
     let (subject, window, days) = state
         .store
         .blood_pressure_trend_days(&permit, days, Utc::now(), DaySource::Rollups)

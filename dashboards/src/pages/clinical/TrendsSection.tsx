@@ -6,7 +6,8 @@ import { api, type GlucoseTrend, type GlucoseUnit } from '../../api';
 import { AgpChart } from '../../charts/AgpChart';
 import { ErrorNotice, Loading } from '../../components/common';
 import { TimeInRangeBar, TimeInRangeKey } from '../../components/TimeInRange';
-import { formatDate, formatGlucose, formatPercent } from '../../format';
+import { saveFile } from '../../download';
+import { dayOf, formatDate, formatGlucose, formatPercent } from '../../format';
 import { useAsync } from '../../hooks';
 import { isRefusal, NotShared } from '../ClinicalPatient';
 
@@ -47,6 +48,7 @@ export function TrendsSection(props: { patientId: string; unit: GlucoseUnit; tim
       <div class="toolbar">
         <h2 id="trends-heading">Glucose trends</h2>
         <PeriodChoice value={days} onChange={setDays} />
+        <AgpReportButton patientId={props.patientId} days={days} unit={props.unit} timeZone={props.timeZone} />
       </div>
       {trend.error ? (
         <ErrorNotice error={trend.error} what="the glucose trends" />
@@ -56,6 +58,32 @@ export function TrendsSection(props: { patientId: string; unit: GlucoseUnit; tim
         <TrendBody trend={trend.data} timeZone={props.timeZone} />
       )}
     </section>
+  );
+}
+
+/** Downloads the printable AGP report (PDF) of the period shown, with the same figures. */
+function AgpReportButton(props: { patientId: string; days: number; unit: GlucoseUnit; timeZone: string }) {
+  const [busy, setBusy] = useState(false);
+  const [problem, setProblem] = useState<unknown>(null);
+  const print = async () => {
+    setBusy(true);
+    setProblem(null);
+    try {
+      const blob = await api.agpReport(props.patientId, props.days, props.unit);
+      saveFile(blob, `agp-${dayOf(new Date(), props.timeZone)}-${props.days}d.pdf`);
+    } catch (error) {
+      setProblem(error);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <>
+      <button type="button" class="button" disabled={busy} onClick={print} data-testid="agp-report">
+        {busy ? 'Preparing…' : 'AGP report (PDF)'}
+      </button>
+      {problem ? <ErrorNotice error={problem} what="the AGP report" /> : null}
+    </>
   );
 }
 

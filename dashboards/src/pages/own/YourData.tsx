@@ -3,21 +3,10 @@
 import { useState } from 'preact/hooks';
 import { api, type ExportFormat } from '../../api';
 import { ConfirmDialog, ErrorNotice } from '../../components/common';
+import { saveFile } from '../../download';
 import { dayOf } from '../../format';
 import { session } from '../../session';
 import type { OwnProps } from './OwnPatient';
-
-/** Saves a blob under `filename` through a temporary link. */
-function save(blob: Blob, filename: string): void {
-  const url = URL.createObjectURL(blob);
-  const link = document.createElement('a');
-  link.href = url;
-  link.download = filename;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-}
 
 const FILE_ENDINGS: Record<ExportFormat, string> = { json: 'json', fhir: 'fhir.json', csv: 'csv' };
 
@@ -37,7 +26,7 @@ export function YourData(props: OwnProps) {
     try {
       const blob = await api.exportFile(id, format);
       const day = dayOf(new Date(), props.timeZone);
-      save(blob, `chronicle-${day}.${FILE_ENDINGS[format]}`);
+      saveFile(blob, `chronicle-${day}.${FILE_ENDINGS[format]}`);
     } catch (error) {
       setProblem(error);
     } finally {
