@@ -161,15 +161,15 @@ pub struct BenchFleetArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(20..=60_000))]
     pub probe_interval_ms: u64,
 
-    /// Minutes of steady state measured.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440))]
-    pub steady_minutes: u32,
+    /// Minutes of steady state measured (fractions allowed, e.g. 0.2 for a quick check).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_minutes)]
+    pub steady_minutes: f64,
 
     /// Minutes the server is stopped while the gateways keep publishing into the ingest's
     /// persistent session on Mosquitto; 0 skips the catch-up phase. Needs `--broker
     /// mosquitto`: the embedded broker stops with the server.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1440))]
-    pub catch_up_minutes: u32,
+    #[arg(long, default_value_t = 10.0, value_parser = parse_minutes)]
+    pub catch_up_minutes: f64,
 
     /// `mosquitto` (an external, anonymous Mosquitto that queues without limit for the
     /// ingest's session, started for the run) or `embedded` (the server's own broker; no
@@ -336,6 +336,16 @@ pub struct BenchIngestArgs {
     /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// A duration in minutes for the benchmarks: 0 to 1440, fractions allowed.
+fn parse_minutes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(minutes) if (0.0..=1440.0).contains(&minutes) => Ok(minutes),
+        _ => Err(format!(
+            "{text:?} is not a number of minutes from 0 to 1440"
+        )),
+    }
 }
 
 /// The broker `chronicle bench ingest` measures with.

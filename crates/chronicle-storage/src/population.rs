@@ -102,7 +102,7 @@ impl Store {
                      SELECT device_id, patient_id, kind, 'population', $7 FROM planned_devices
                  ), links AS (
                      INSERT INTO gateway_devices (gateway_id, device_id)
-                     SELECT ($8::text[])[1 + n % cardinality($8::text[])], device_id
+                     SELECT ($8::text[])[(1 + n % cardinality($8::text[]))::int], device_id
                      FROM planned_devices
                  )
                  SELECT n, patient_id, kind, device_id FROM planned_devices ORDER BY n, kind",

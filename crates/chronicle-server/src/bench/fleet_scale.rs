@@ -53,7 +53,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(database: &DatabaseSettings, args: &BenchFleetArgs) -> anyhow::Result<()> {
-    if args.catch_up_minutes > 0 && args.broker == BenchBroker::Embedded {
+    if args.catch_up_minutes > 0.0 && args.broker == BenchBroker::Embedded {
         bail!(
             "the catch-up phase needs --broker mosquitto (the embedded broker stops with the \
              server); use --catch-up-minutes 0 to run the steady state alone"
@@ -293,7 +293,7 @@ async fn measure(
     let cpus = machine.cpus;
 
     // 1. Steady state.
-    let steady_duration = Duration::from_secs(60 * u64::from(args.steady_minutes));
+    let steady_duration = Duration::from_secs_f64(60.0 * args.steady_minutes);
     println!(
         "phase 1: steady state for {} min ({:.0} readings/s expected)",
         args.steady_minutes,
@@ -370,7 +370,7 @@ async fn measure(
 
     // 2. Catch-up.
     let (catch_up, server) = match &broker {
-        Some(broker) if args.catch_up_minutes > 0 => {
+        Some(broker) if args.catch_up_minutes > 0.0 => {
             let (catch_up, server) = catch_up(
                 args,
                 &store,
@@ -435,7 +435,7 @@ async fn catch_up(
     postmaster: Option<u32>,
     cpus: usize,
 ) -> anyhow::Result<(CatchUp, ServerUnderTest)> {
-    let outage = Duration::from_secs(60 * u64::from(args.catch_up_minutes));
+    let outage = Duration::from_secs_f64(60.0 * args.catch_up_minutes);
     println!(
         "phase 2: the server stops for {} min while the gateways keep publishing",
         args.catch_up_minutes
@@ -625,8 +625,8 @@ struct Settings {
     connections: u32,
     probes: u32,
     probe_interval_ms: u64,
-    steady_minutes: u32,
-    catch_up_minutes: u32,
+    steady_minutes: f64,
+    catch_up_minutes: f64,
     serve_args: Vec<String>,
 }
 
