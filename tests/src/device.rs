@@ -80,7 +80,7 @@ impl TestDevice {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         // Wait for CONNACK and SUBACK before handing the device out.
-        let acks_topic = topics::acks_topic(topics::DEFAULT_TOPIC_PREFIX, &device_id);
+        let acks_topic = topics::acks_topic(topics::DEFAULT_TOPIC_PREFIX, device_id);
         loop {
             match tokio::time::timeout(Duration::from_secs(10), eventloop.poll()).await {
                 Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
