@@ -95,6 +95,11 @@ async fn fleet_benchmark_reports_every_figure_and_loses_nothing() {
         catch_up["drain_seconds"].as_f64().is_some(),
         "the backlog drains: {report:#}"
     );
+    assert!(
+        catch_up["evaluation_current_seconds"].as_f64().is_some(),
+        "the alert engine catches up: {report:#}"
+    );
+    assert_eq!(catch_up["alarms"]["missed"], 0, "{report:#}");
     let totals = &report["totals"];
     assert!(totals["sent"].as_u64().expect("sent") > 0);
     assert_eq!(totals["lost"], 0, "{report:#}");

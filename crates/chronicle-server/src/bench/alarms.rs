@@ -27,9 +27,6 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-/// How long to wait, after the last alarm, for events still on their way.
-const LAST_EVENT_WAIT: Duration = Duration::from_secs(10);
-
 /// Probe patients, each with a CGM of their own, and the bearer token of a clinician whose care
 /// team receives their alerts.
 pub struct AlarmProbes {
@@ -51,6 +48,9 @@ pub struct AlarmSchedule {
     pub alarms: usize,
     /// Raising alarms stops early once this is set.
     pub stop: Arc<AtomicBool>,
+    /// How long to wait, after the last alarm, for events still on their way; alarms whose
+    /// event has not arrived by then count as missed.
+    pub patience: Duration,
 }
 
 /// The timed alarms.
@@ -167,7 +167,7 @@ impl AlarmProbes {
         // Each event answers every alarm of its patient measured at or before its
         // last_seen_at not yet answered.
         let mut latencies = Vec::new();
-        let deadline = tokio::time::Instant::now() + LAST_EVENT_WAIT;
+        let deadline = tokio::time::Instant::now() + schedule.patience;
         while !sent.is_empty() {
             let Ok(Some((patient_id, last_seen, arrived))) =
                 tokio::time::timeout_at(deadline, events.recv()).await

@@ -267,6 +267,7 @@ async fn latency(
         interval,
         alarms,
         stop: Arc::default(),
+        patience: Duration::from_secs(10),
     };
     let times = probes.run(server.http_addr(), port, &schedule).await?;
     let mut background_sent = 0;

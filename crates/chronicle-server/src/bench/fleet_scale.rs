@@ -46,6 +46,10 @@ const GOAL_DRAIN_SECONDS: f64 = 120.0;
 const CGM_PERIOD: Duration = Duration::from_secs(5 * 60);
 /// Meters and cuffs are used twice a day.
 const CHECK_PERIOD: Duration = Duration::from_secs(12 * 60 * 60);
+/// How long the steady state waits for an alarm's event before counting it missed.
+const STEADY_ALARM_PATIENCE: Duration = Duration::from_secs(10);
+/// The alert engine counts as current again once its oldest queued follow-up is this young.
+const EVALUATION_CURRENT_SECONDS: f64 = 1.0;
 /// How often the alert engine's queue is sampled, and the drain checked.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// How long the gateways may take to have their last readings acknowledged, and the ingest
@@ -125,7 +129,11 @@ struct CatchUp {
     /// From starting the server again until the database held every reading sent until a
     /// second before; `None` if that did not happen within `--timeout-seconds`.
     drain_seconds: Option<f64>,
-    /// Probe alarms raised from the restart until the drain ended.
+    /// From starting the server again until the alert engine's oldest queued follow-up was
+    /// at most a second old; `None` if not within `--timeout-seconds`.
+    evaluation_current_seconds: Option<f64>,
+    /// Probe alarms raised from the restart until the alert engine was current again, each
+    /// timed however late its event came (up to `--timeout-seconds`).
     alarms: AlarmFigures,
     evaluation_lag: LagFigures,
     ingest_lag_p99_ms: Option<f64>,
@@ -316,6 +324,7 @@ async fn measure(
             interval,
             alarms,
             stop: Arc::default(),
+            patience: STEADY_ALARM_PATIENCE,
         };
         let times = probes.run(server.http_addr(), mqtt_port, &schedule).await?;
         let evaluation_lag = sampler.finish().await?;
@@ -472,13 +481,15 @@ async fn catch_up(
         interval: Duration::from_millis(args.probe_interval_ms),
         alarms: usize::MAX,
         stop: Arc::clone(&stop_alarms),
+        // Alarms raised while the backlog is evaluated are timed however late they are.
+        patience: Duration::from_secs(args.timeout_seconds),
     };
     // Drained once the database holds everything sent until a second earlier: the backlog is
     // stored and the live readings are as current as in the steady state.
     let timeout = Duration::from_secs(args.timeout_seconds);
     let drain = async {
         let mut sent_a_second_ago = sent_at_restart;
-        let outcome = loop {
+        let drained = loop {
             tokio::time::sleep(SAMPLE_EVERY).await;
             let sent_now = relay.acknowledged();
             let stored = population_stored(store, probe_devices).await?;
@@ -490,15 +501,30 @@ async fn catch_up(
             }
             sent_a_second_ago = sent_now;
         };
+        // The alert engine works through the backlog's follow-ups after the ingest stored
+        // them: alarms keep being raised until it is current again.
+        let evaluated = loop {
+            if store
+                .oldest_followup_age_seconds(chronicle_alerts::CONSUMER)
+                .await?
+                <= EVALUATION_CURRENT_SECONDS
+            {
+                break Some(restarting.elapsed().as_secs_f64());
+            }
+            if restarting.elapsed() > timeout {
+                break None;
+            }
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        };
         stop_alarms.store(true, Ordering::Relaxed);
-        anyhow::Ok(outcome)
+        anyhow::Ok((drained, evaluated))
     };
     let (drained, times) = tokio::join!(
         drain,
         probes.run(server.http_addr(), broker.port(), &schedule)
     );
     let result = async {
-        let drain_seconds = drained?;
+        let (drain_seconds, evaluation_current_seconds) = drained?;
         let times = times?;
         let evaluation_lag = sampler.finish().await?;
         let elapsed = restarting.elapsed();
@@ -513,6 +539,7 @@ async fn catch_up(
             backlog_readings: sent_at_restart.saturating_sub(stored_at_restart),
             restart_seconds,
             drain_seconds,
+            evaluation_current_seconds,
             alarms: AlarmFigures::from(&times),
             evaluation_lag,
             ingest_lag_p99_ms: metrics_before
@@ -735,6 +762,7 @@ impl Report {
                 out += &format!(
                     "catch-up after a {:.0} s outage ({} readings queued):\n\
                      \x20 server ready again in {:.1} s; drained (stored = sent a second earlier) {}\n\
+                     \x20 alert engine current again (oldest follow-up <= 1 s old) {}\n\
                      \x20 publish → alert while draining, {} alarms ({} missed): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
                      \x20 alert-evaluation lag while draining: p50 {:.2} s, p99 {:.2} s, max {:.2} s; ingest lag p99 {}\n\
                      \x20 CPU-seconds: bench {:.1}, server {:.1}, postgres {:.1}, other {:.1} (machine {:.0} % busy)\n\
@@ -743,6 +771,10 @@ impl Report {
                     c.backlog_readings,
                     c.restart_seconds,
                     match c.drain_seconds {
+                        Some(seconds) => format!("{seconds:.1} s after the restart"),
+                        None => "NOT within the timeout".to_owned(),
+                    },
+                    match c.evaluation_current_seconds {
                         Some(seconds) => format!("{seconds:.1} s after the restart"),
                         None => "NOT within the timeout".to_owned(),
                     },
