@@ -54,6 +54,9 @@ pub struct MosquittoTls {
 /// The files Chronicle keeps for Mosquitto, inside the broker's directory.
 const AUTH_DIR: &str = "chronicle-auth";
 
+/// Messages Mosquitto queues per disconnected persistent session unless told otherwise.
+const DEFAULT_MAX_QUEUED: u64 = 1_000_000;
+
 /// A private directory for the configuration, removed with the broker.
 struct TempDir(PathBuf);
 
@@ -82,17 +85,29 @@ impl Mosquitto {
     /// Starts Mosquitto on a free port, allowing anonymous clients, and returns once it
     /// accepts connections.
     pub async fn start() -> Result<Mosquitto, MosquittoError> {
-        Mosquitto::launch(None).await
+        Mosquitto::launch(None, DEFAULT_MAX_QUEUED).await
+    }
+
+    /// [`Mosquitto::start`] holding up to `max_queued_messages` for each disconnected
+    /// persistent session (0: no limit) and no limit in bytes, so an outage of the ingest of
+    /// any length loses nothing while memory lasts (`chronicle bench fleet`'s catch-up).
+    pub async fn start_with_queue_limit(
+        max_queued_messages: u64,
+    ) -> Result<Mosquitto, MosquittoError> {
+        Mosquitto::launch(None, max_queued_messages).await
     }
 
     /// Starts Mosquitto in the documented secured configuration, with empty password and ACL
     /// files in [`Mosquitto::auth_dir`] (nobody may connect until Chronicle writes them) and,
     /// with `tls`, a TLS listener as well.
     pub async fn start_secured(tls: Option<MosquittoTls>) -> Result<Mosquitto, MosquittoError> {
-        Mosquitto::launch(Some(tls)).await
+        Mosquitto::launch(Some(tls), DEFAULT_MAX_QUEUED).await
     }
 
-    async fn launch(secured: Option<Option<MosquittoTls>>) -> Result<Mosquitto, MosquittoError> {
+    async fn launch(
+        secured: Option<Option<MosquittoTls>>,
+        max_queued_messages: u64,
+    ) -> Result<Mosquitto, MosquittoError> {
         let binary = mosquitto_binary().ok_or(MosquittoError::NotInstalled)?;
         let dir = std::env::temp_dir().join(format!(
             "chronicle-mosquitto-{}-{}",
@@ -109,7 +124,9 @@ impl Mosquitto {
         let config = dir.0.join("mosquitto.conf");
         let mut tls_port = None;
         match &secured {
-            None => write_config(&config, port).map_err(config_error(&dir.0))?,
+            None => {
+                write_config(&config, port, max_queued_messages).map_err(config_error(&dir.0))?
+            }
             Some(tls) => {
                 let listener_tls = match tls {
                     Some(files) => {
@@ -253,14 +270,15 @@ fn write_secured_config(
 }
 
 /// A broker for measuring alone: anonymous clients, the throughput settings of a deployment.
-fn write_config(path: &Path, port: u16) -> io::Result<()> {
+fn write_config(path: &Path, port: u16, max_queued_messages: u64) -> io::Result<()> {
     std::fs::write(
         path,
         format!(
             "listener {port} 127.0.0.1\n\
              allow_anonymous true\n\
              max_inflight_messages 1000\n\
-             max_queued_messages 1000000\n\
+             max_queued_messages {max_queued_messages}\n\
+             max_queued_bytes 0\n\
              persistence false\n\
              set_tcp_nodelay true\n\
              log_dest stderr\n\

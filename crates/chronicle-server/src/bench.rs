@@ -1,4 +1,5 @@
-//! `chronicle bench alerts` lives in [`alerts`]; the rest of this file is `chronicle bench
+//! `chronicle bench alerts` lives in [`alerts`], `chronicle bench trends` in [`trends`],
+//! `chronicle bench fleet` in [`fleet_scale`]; the rest of this file is `chronicle bench
 //! ingest`.
 //!
 //! `chronicle bench ingest`: ingest throughput and latency end to end, next to ceilings
@@ -14,9 +15,12 @@
 //!    fresh database, in chunks of one batch message each, on as many connections at once as
 //!    the server commits batches at once.
 
+mod alarms;
 mod alerts;
 mod fleet;
+mod fleet_scale;
 mod probe;
+mod relay;
 mod server;
 mod stand_in;
 mod trends;
@@ -52,6 +56,7 @@ pub async fn run(database: &DatabaseSettings, command: BenchCommand) -> anyhow::
         BenchCommand::Ingest(args) => ingest(database, &args).await,
         BenchCommand::Alerts(args) => alerts::run(database, &args).await,
         BenchCommand::Trends(args) => trends::run(database, &args).await,
+        BenchCommand::Fleet(args) => fleet_scale::run(database, &args).await,
     }
 }
 

@@ -122,6 +122,76 @@ pub enum BenchCommand {
     ///
     /// Runs its own PostgreSQL and server like `bench ingest`. See docs/benchmarks.md.
     Trends(BenchTrendsArgs),
+    /// A fleet at real cadence: N patients' CGMs (one reading every 5 minutes, phases spread
+    /// evenly) with meters and cuffs, registered in bulk and relayed by gateways over a few
+    /// MQTT connections, plus probe patients whose alarms are timed to the alert stream.
+    /// Reports steady-state throughput, ingest and alert-evaluation lag, memory, CPU and
+    /// storage growth, then stops the server for a while under continued publishing and
+    /// reports how fast the backlog drains and whether anything was lost.
+    ///
+    /// Runs its own PostgreSQL and server like `bench ingest`. See docs/benchmarks.md.
+    Fleet(BenchFleetArgs),
+}
+
+/// Sizes of `chronicle bench fleet`. The defaults are the target (a million patients,
+/// 10 minutes steady, a 10-minute outage: well over 25 minutes); use fewer while developing.
+#[derive(Debug, Clone, Args)]
+pub struct BenchFleetArgs {
+    /// Patients, each wearing a CGM that sends one reading every 5 minutes.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub patients: u64,
+
+    /// Percentage of the patients who also check with a finger-stick meter, twice a day.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub meter_percent: u8,
+
+    /// Percentage of the patients who also measure their blood pressure at home, twice a day.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub cuff_percent: u8,
+
+    /// MQTT connections the devices are relayed over, each a registered gateway.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+
+    /// Probe patients whose alarms are timed from publish to the alert stream.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub probes: u32,
+
+    /// Time between two probe alarms (the probes take turns), in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(20..=60_000))]
+    pub probe_interval_ms: u64,
+
+    /// Minutes of steady state measured (fractions allowed, e.g. 0.2 for a quick check).
+    #[arg(long, default_value_t = 10.0, value_parser = parse_minutes)]
+    pub steady_minutes: f64,
+
+    /// Minutes the server is stopped while the gateways keep publishing into the ingest's
+    /// persistent session on Mosquitto; 0 skips the catch-up phase. Needs `--broker
+    /// mosquitto`: the embedded broker stops with the server.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_minutes)]
+    pub catch_up_minutes: f64,
+
+    /// `mosquitto` (an external, anonymous Mosquitto that queues without limit for the
+    /// ingest's session, started for the run) or `embedded` (the server's own broker; no
+    /// catch-up phase then).
+    #[arg(long, value_enum, default_value_t = BenchBroker::Mosquitto)]
+    pub broker: BenchBroker,
+
+    /// Give up if registration, or the drain after the outage, takes longer than this.
+    #[arg(long, default_value_t = 1800)]
+    pub timeout_seconds: u64,
+
+    /// A flag for the server under test (repeat for several), as for `bench ingest`.
+    #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
+
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Sizes of `chronicle bench alerts`. The defaults finish in about a minute on two cores.
@@ -266,6 +336,16 @@ pub struct BenchIngestArgs {
     /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// A duration in minutes for the benchmarks: 0 to 1440, fractions allowed.
+fn parse_minutes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(minutes) if (0.0..=1440.0).contains(&minutes) => Ok(minutes),
+        _ => Err(format!(
+            "{text:?} is not a number of minutes from 0 to 1440"
+        )),
+    }
 }
 
 /// The broker `chronicle bench ingest` measures with.

@@ -12,6 +12,7 @@
 //!    to that event arriving on an SSE stream (`GET /v1/alerts/stream`, as a clinician of the
 //!    patient's care team) is the latency.
 
+use super::alarms::{AlarmProbes, AlarmSchedule, AlarmTimes, connect_device};
 use super::fleet::{self, Fleet, FleetOptions, TOPIC_PREFIX};
 use super::probe::Machine;
 use super::server::ServerUnderTest;
@@ -21,22 +22,14 @@ use super::{
 };
 use crate::cli::{BenchAlertsArgs, DatabaseSettings};
 use anyhow::{Context, bail};
-use chronicle_domain::DeviceKind;
-use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
 use chronicle_domain::topics::readings_topic;
 use chronicle_embedded::PrivatePostgres;
-use chronicle_storage::identity::{NewUser, TokenKind};
-use chronicle_storage::sharing::NewGrant;
-use chronicle_storage::{DeviceCredentials, NewPatient, Store};
-use chrono::{DateTime, SecondsFormat, Utc};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use chronicle_storage::{DeviceCredentials, Store};
+use chrono::{SecondsFormat, Utc};
+use rumqttc::QoS;
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 /// The issue's goal for the 99th percentile.
 const GOAL_P99_MS: f64 = 250.0;
@@ -142,7 +135,7 @@ async fn measure(
 ) -> anyhow::Result<Measured> {
     let store = open_store(&postgres.database_url()).await?;
     let background = provision(&store, args.devices as usize).await?;
-    let (probe, token) = probe_patient(&store).await?;
+    let probes = AlarmProbes::register(&store, 1).await?;
 
     let broker = start_mosquitto(args.broker).await?;
     let server =
@@ -175,21 +168,21 @@ async fn measure(
         latency(
             &server,
             &background,
-            &probe,
-            &token,
+            &probes,
             target,
             args.probes as usize,
             Duration::from_millis(args.probe_interval_ms),
         )
         .await
-        .map(|(sent, latencies, missed)| {
-            let ms = |q| fleet::quantile(&latencies, q).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        .map(|(sent, times)| {
+            let ms =
+                |q| fleet::quantile(&times.latencies, q).map_or(0.0, |d| d.as_secs_f64() * 1e3);
             Measured {
                 capacity_readings_per_second: capacity,
                 background_target_per_second: target,
                 background_sent_per_second: sent,
-                probes: latencies.len() + missed,
-                missed,
+                probes: times.latencies.len() + times.missed,
+                missed: times.missed,
                 p50_ms: ms(0.5),
                 p90_ms: ms(0.9),
                 p99_ms: ms(0.99),
@@ -231,48 +224,6 @@ async fn measure(
     measured.with_context(|| format!("server log:\n{log_tail}"))
 }
 
-/// The probe patient, their CGM, and a bearer token of a clinician whose care team receives
-/// the patient's alerts.
-async fn probe_patient(store: &Store) -> anyhow::Result<(DeviceCredentials, String)> {
-    let patient = store
-        .create_patient(&NewPatient {
-            display_name: "Probe".to_owned(),
-            time_zone: "UTC".to_owned(),
-        })
-        .await?;
-    let org = store.create_organization("Benchmark clinic").await?;
-    let team = store.create_care_team(org.id, "Benchmark team").await?;
-    let clinician = store
-        .create_user(&NewUser {
-            email: "clinician@bench.example".to_owned(),
-            display_name: "Benchmark clinician".to_owned(),
-            role: Role::Clinician,
-            password_hash: None,
-            patient_id: None,
-        })
-        .await?;
-    store.add_team_member(team.id, clinician.id).await?;
-    store
-        .create_grant(&NewGrant {
-            patient_id: patient.id,
-            grantee: Grantee::CareTeam(team.id),
-            categories: [DataCategory::Glucose].into_iter().collect(),
-            access: [Access::ReceiveAlerts].into_iter().collect(),
-            purpose: Purpose::Care,
-            data_since: None,
-            expires_at: None,
-            created_by: None,
-        })
-        .await?;
-    let token = store
-        .issue_token(clinician.id, TokenKind::Api, Some("benchmark"), None)
-        .await?;
-    let (_, device) = store
-        .create_device(patient.id, DeviceKind::Cgm, Some("probe"))
-        .await?;
-    Ok((device, token.token))
-}
-
 async fn wait_for_alert_queue(store: &Store, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     while store.pending_followups(chronicle_alerts::CONSUMER).await? > 0 {
@@ -287,23 +238,17 @@ async fn wait_for_alert_queue(store: &Store, timeout: Duration) -> anyhow::Resul
     Ok(())
 }
 
-/// Phase 2. Returns the background rate sent, the sorted latencies, and the probes missed.
+/// Phase 2. Returns the background rate sent and the probe's timed alarms.
 async fn latency(
     server: &ServerUnderTest,
     background: &[BenchDevice],
-    probe: &DeviceCredentials,
-    token: &str,
+    probes: &AlarmProbes,
     rate: f64,
-    probes: usize,
+    alarms: usize,
     interval: Duration,
-) -> anyhow::Result<(f64, Vec<Duration>, usize)> {
+) -> anyhow::Result<(f64, AlarmTimes)> {
     let port = server.mqtt_port();
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let stream = tokio::spawn(read_stream(server.http_addr(), token.to_owned(), events_tx));
-    // The stream is open before the first probe.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let duration = interval * u32::try_from(probes).unwrap_or(u32::MAX) + Duration::from_secs(2);
+    let duration = interval * u32::try_from(alarms).unwrap_or(u32::MAX) + Duration::from_secs(2);
     let per_device = if rate > 0.0 {
         Duration::from_secs_f64(background.len() as f64 / rate)
     } else {
@@ -318,54 +263,18 @@ async fn latency(
             duration,
         )));
     }
-
-    let client = connect(port, probe).await?;
-    let topic = readings_topic(TOPIC_PREFIX, probe.id.as_str());
-    let mut sent: BTreeMap<DateTime<Utc>, Instant> = BTreeMap::new();
-    let mut ticker = tokio::time::interval(interval);
-    for _ in 0..probes {
-        ticker.tick().await;
-        let now = Utc::now();
-        let clear = now - chrono::Duration::milliseconds(1);
-        let payload = format!(
-            r#"{{"readings":[{{"type":"glucose","value":100,"unit":"mg/dL","measured_at":"{}"}},{{"type":"glucose","value":50,"unit":"mg/dL","measured_at":"{}"}}]}}"#,
-            clear.to_rfc3339_opts(SecondsFormat::Micros, true),
-            now.to_rfc3339_opts(SecondsFormat::Micros, true)
-        );
-        let truncated = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
-        sent.insert(truncated, Instant::now());
-        client
-            .publish(&topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .context("probe publish")?;
-    }
-
-    // Each event answers every probe measured at or before its last_seen_at not yet answered.
-    let mut latencies = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !sent.is_empty() {
-        let Ok(Some((last_seen, arrived))) = tokio::time::timeout_at(deadline, events.recv()).await
-        else {
-            break;
-        };
-        let answered: Vec<DateTime<Utc>> = sent.range(..=last_seen).map(|(k, _)| *k).collect();
-        for key in answered {
-            if let Some(published) = sent.remove(&key) {
-                latencies.push(arrived.saturating_duration_since(published));
-            }
-        }
-    }
-    stream.abort();
+    let schedule = AlarmSchedule {
+        interval,
+        alarms,
+        stop: Arc::default(),
+        patience: Duration::from_secs(10),
+    };
+    let times = probes.run(server.http_addr(), port, &schedule).await?;
     let mut background_sent = 0;
     for sender in senders {
         background_sent += sender.await.context("background device")??;
     }
-    latencies.sort_unstable();
-    Ok((
-        background_sent as f64 / duration.as_secs_f64(),
-        latencies,
-        sent.len(),
-    ))
+    Ok((background_sent as f64 / duration.as_secs_f64(), times))
 }
 
 /// A background device sending a live, steady, in-range reading every `every` for `duration`;
@@ -376,7 +285,7 @@ async fn paced(
     every: Duration,
     duration: Duration,
 ) -> anyhow::Result<usize> {
-    let client = connect(port, &device).await?;
+    let client = connect_device(port, &device, "paced").await?;
     let topic = readings_topic(TOPIC_PREFIX, device.id.as_str());
     // Spread the devices' first readings over the interval.
     tokio::time::sleep(every.mul_f64(rand::random::<f64>())).await;
@@ -398,60 +307,4 @@ async fn paced(
         count += 1;
     }
     Ok(count)
-}
-
-/// Connects a device whose acks are drained by a task of its own.
-async fn connect(port: u16, device: &DeviceCredentials) -> anyhow::Result<AsyncClient> {
-    let id = device.id.as_str();
-    let mut options = MqttOptions::new(format!("{id}.paced"), "127.0.0.1", port);
-    options
-        .set_credentials(id, &device.secret)
-        .set_keep_alive(Duration::from_secs(30));
-    let (client, mut eventloop) = AsyncClient::new(options, 1024);
-    let mut network = eventloop.network_options();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    Ok(client)
-}
-
-/// Reads the alert stream (HTTP/1.0, so the body is the raw event stream until the server
-/// closes it) and sends the `last_seen_at` of every very-low alert event with its arrival.
-async fn read_stream(
-    addr: SocketAddr,
-    token: String,
-    events: mpsc::UnboundedSender<(DateTime<Utc>, Instant)>,
-) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(
-            format!(
-                "GET /v1/alerts/stream HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await?;
-    let mut lines = BufReader::new(stream).lines();
-    while let Some(line) = lines.next_line().await? {
-        let Some(data) = line
-            .strip_prefix("data: ")
-            .or_else(|| line.strip_prefix("data:"))
-        else {
-            continue;
-        };
-        let arrived = Instant::now();
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
-            continue;
-        };
-        if event["alert"]["rule"] != "glucose_very_low" {
-            continue;
-        }
-        if let Some(last_seen) = event["alert"]["last_seen_at"]
-            .as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        {
-            let _ = events.send((last_seen.with_timezone(&Utc), arrived));
-        }
-    }
-    Ok(())
 }

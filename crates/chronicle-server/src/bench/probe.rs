@@ -212,6 +212,36 @@ impl MetricsSample {
         self.0.get(name).copied().unwrap_or(0.0)
     }
 
+    /// The `q` quantile (0–1) of a histogram's observations between `self` and `later`, in
+    /// the histogram's unit, as the upper bound of the bucket it falls in (Prometheus'
+    /// `histogram_quantile` without interpolation); `None` without observations.
+    pub fn quantile_until(&self, later: &MetricsSample, histogram: &str, q: f64) -> Option<f64> {
+        let prefix = format!("{histogram}_bucket{{le=\"");
+        let mut buckets: Vec<(f64, f64)> = later
+            .0
+            .iter()
+            .filter_map(|(name, after)| {
+                let bound = name.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+                let bound = if bound == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    bound.parse().ok()?
+                };
+                Some((bound, after - self.get(name)))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        buckets
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= rank)
+            .map(|(bound, _)| *bound)
+    }
+
     /// How the ingest's batches looked between `self` and `later`.
     pub fn batches_until(&self, later: &MetricsSample, wall: Duration) -> BatchProfile {
         let delta = |name: &str| later.get(name) - self.get(name);
@@ -285,5 +315,22 @@ mod tests {
         assert!((profile.mean_messages_per_batch - 100.0).abs() < 1e-9);
         assert!((profile.mean_commit_ms - 100.0).abs() < 1e-9);
         assert!((profile.commit_busy_percent - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn histogram_quantile_from_bucket_deltas() {
+        let before = MetricsSample::parse(
+            "lag_bucket{le=\"0.1\"} 10\nlag_bucket{le=\"1\"} 10\nlag_bucket{le=\"+Inf\"} 10\n",
+        );
+        let after = MetricsSample::parse(
+            "lag_bucket{le=\"0.1\"} 108\nlag_bucket{le=\"1\"} 109\nlag_bucket{le=\"+Inf\"} 110\n",
+        );
+        assert_eq!(before.quantile_until(&after, "lag", 0.5), Some(0.1));
+        assert_eq!(before.quantile_until(&after, "lag", 0.99), Some(1.0));
+        assert_eq!(
+            before.quantile_until(&after, "lag", 1.0),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(after.quantile_until(&after, "lag", 0.5), None);
     }
 }

@@ -32,13 +32,32 @@ impl ServerUnderTest {
         external: Option<&Mosquitto>,
         extra_args: &[String],
     ) -> anyhow::Result<ServerUnderTest> {
+        ServerUnderTest::start_logging_to(
+            database_url,
+            work_dir,
+            external,
+            extra_args,
+            "server.log",
+        )
+        .await
+    }
+
+    /// [`ServerUnderTest::start`] logging to `log_name` in `work_dir`, so a server started
+    /// again on the same data keeps the first one's log.
+    pub async fn start_logging_to(
+        database_url: &str,
+        work_dir: &Path,
+        external: Option<&Mosquitto>,
+        extra_args: &[String],
+        log_name: &str,
+    ) -> anyhow::Result<ServerUnderTest> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mqtt_port = match external {
             Some(broker) => broker.port(),
             None => free_port()?,
         };
         let mqtt = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
-        let log_path = work_dir.join("server.log");
+        let log_path = work_dir.join(log_name);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = Command::new(

@@ -1,0 +1,109 @@
+//! `chronicle bench fleet` at toy size, as a user runs it: a few hundred patients relayed by
+//! three gateways through Mosquitto, seconds of steady state and a short outage. Checks that
+//! the command completes, that its JSON report has every figure, and that no reading was lost
+//! across the server's restart. It measures nothing: the figures belong in docs/benchmarks.md.
+
+use chronicle_tests::server::{chronicle_binary, traversable_tempdir};
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+
+#[tokio::test]
+async fn fleet_benchmark_reports_every_figure_and_loses_nothing() {
+    let dir = traversable_tempdir().expect("temporary directory");
+    let json = dir.path().join("fleet.json");
+    let mut command = Command::new(chronicle_binary().expect("chronicle is built"));
+    command
+        .env("CHRONICLE_LOG", "warn")
+        .args([
+            "bench",
+            "fleet",
+            "--patients",
+            "600",
+            "--connections",
+            "3",
+            "--probes",
+            "2",
+            "--probe-interval-ms",
+            "200",
+            // 600 CGMs every 5 minutes are 2 readings/s: a steady state of 12 s and an outage
+            // of 6 s leave a backlog of about a dozen readings to drain.
+            "--steady-minutes",
+            "0.2",
+            "--catch-up-minutes",
+            "0.1",
+            "--broker",
+            "mosquitto",
+            "--timeout-seconds",
+            "60",
+            "--json",
+        ])
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(bin_dir) = std::env::var_os("CHRONICLE_TEST_POSTGRES_BIN_DIR") {
+        command.arg("--postgres-bin-dir").arg(bin_dir);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("bench fleet finishes within 3 minutes")
+        .expect("bench fleet runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench fleet failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report is written"))
+            .expect("the report is JSON");
+
+    assert_eq!(report["population"]["patients"], 600, "{report:#}");
+    assert_eq!(report["population"]["cgms"], 600);
+    for kind in ["meters", "cuffs"] {
+        let count = report["population"][kind].as_u64().expect(kind);
+        assert!(count > 0 && count < 600, "{kind}: {count}");
+    }
+    let steady = &report["steady"];
+    for figure in [
+        "sent_readings_per_second",
+        "stored_readings_per_second",
+        "expected_readings_per_second",
+        "database_bytes_per_reading",
+    ] {
+        let value = steady[figure].as_f64().expect(figure);
+        assert!(value > 0.0, "{figure} = {value}: {report:#}");
+    }
+    assert!(steady["alarms"]["alarms"].as_u64().expect("alarms") > 0);
+    assert!(
+        steady["evaluation_lag"]["samples"]
+            .as_u64()
+            .expect("samples")
+            > 0
+    );
+    assert!(steady["server_peak_rss_bytes"].as_u64().expect("rss") > 0);
+    let catch_up = &report["catch_up"];
+    assert!(
+        catch_up["backlog_readings"].as_u64().expect("backlog") > 0,
+        "{report:#}"
+    );
+    assert!(
+        catch_up["drain_seconds"].as_f64().is_some(),
+        "the backlog drains: {report:#}"
+    );
+    assert!(
+        catch_up["evaluation_current_seconds"].as_f64().is_some(),
+        "the alert engine catches up: {report:#}"
+    );
+    assert_eq!(catch_up["alarms"]["missed"], 0, "{report:#}");
+    let totals = &report["totals"];
+    assert!(totals["sent"].as_u64().expect("sent") > 0);
+    assert_eq!(totals["lost"], 0, "{report:#}");
+    assert_eq!(totals["sent"], totals["stored"], "{report:#}");
+    assert_eq!(report["goals"].as_array().map(Vec::len), Some(4));
+    assert!(stdout.contains("whole run:"), "{stdout}");
+}
