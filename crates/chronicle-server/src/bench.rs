@@ -66,12 +66,12 @@ async fn ingest(database: &DatabaseSettings, args: &BenchIngestArgs) -> anyhow::
     }
     let machine = Machine::probe();
     let date = chrono::Utc::now();
-    let phases = on_private_postgres("ingest", database, args.keep, async |work, postgres| {
+    let phases = on_private_postgres("ingest", database, args.run.keep, async |work, postgres| {
         phases(args, database, &machine, work, postgres).await
     })
     .await?;
     let report = Report::new(args, date, machine, phases);
-    publish(&report, &report.text(), args.json.as_deref())
+    publish(&report, &report.text(), args.run.json.as_deref())
 }
 
 /// Runs `measure` against a private PostgreSQL cluster in a fresh directory under /tmp
@@ -214,7 +214,7 @@ async fn phases(
         &postgres.database_url(),
         work,
         server_broker.as_ref(),
-        &args.serve_args,
+        &args.run.serve_args,
     )
     .await?;
     let measured = async {
@@ -648,7 +648,7 @@ impl Report {
                 batch_messages: args.batch_messages,
                 readings_per_batch: args.readings_per_batch,
                 copy_connections: args.copy_connections,
-                serve_args: args.serve_args.clone(),
+                serve_args: args.run.serve_args.clone(),
             },
             single_end_to_end: phases.single,
             single_light_load: phases.light,

@@ -181,7 +181,16 @@ pub struct BenchFleetArgs {
     #[arg(long, default_value_t = 1800)]
     pub timeout_seconds: u64,
 
-    /// A flag for the server under test (repeat for several), as for `bench ingest`.
+    #[command(flatten)]
+    pub run: BenchRunArgs,
+}
+
+/// What every benchmark run shares: the server's flags, where the results go, what is kept.
+#[derive(Debug, Clone, Args)]
+pub struct BenchRunArgs {
+    /// A flag for the server under test, e.g. `--serve-arg=--batch-linger-ms=5`; repeat for
+    /// several. Without it the server runs with its defaults, whatever CHRONICLE_* variables
+    /// are set (only CHRONICLE_LOG is passed on).
     #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,
 
@@ -223,13 +232,8 @@ pub struct BenchAlertsArgs {
     #[arg(long, default_value_t = 300)]
     pub timeout_seconds: u64,
 
-    /// Also write the results as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-
-    /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
-    #[arg(long)]
-    pub keep: bool,
+    #[command(flatten)]
+    pub run: BenchRunArgs,
 }
 
 /// Sizes of `chronicle bench trends`. The defaults are the clinic-scale target (about an hour
@@ -264,17 +268,8 @@ pub struct BenchTrendsArgs {
     #[arg(long, default_value_t = 14_400)]
     pub timeout_seconds: u64,
 
-    /// A flag for the server under test (repeat for several), as for `bench ingest`.
-    #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
-    pub serve_args: Vec<String>,
-
-    /// Also write the results as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-
-    /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
-    #[arg(long)]
-    pub keep: bool,
+    #[command(flatten)]
+    pub run: BenchRunArgs,
 }
 
 /// Sizes of `chronicle bench ingest`. The defaults finish in about a minute on two cores.
@@ -329,13 +324,8 @@ pub struct BenchIngestArgs {
     #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,
 
-    /// Also write the results as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-
-    /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
-    #[arg(long)]
-    pub keep: bool,
+    #[command(flatten)]
+    pub run: BenchRunArgs,
 }
 
 /// A duration in minutes for the benchmarks: 0 to 1440, fractions allowed.

@@ -39,10 +39,11 @@ const LOAD_SHARE: f64 = 0.1;
 pub async fn run(database: &DatabaseSettings, args: &BenchAlertsArgs) -> anyhow::Result<()> {
     let machine = Machine::probe();
     let date = Utc::now();
-    let measured = on_private_postgres("alerts", database, args.keep, async |work, postgres| {
-        measure(args, work, postgres).await
-    })
-    .await?;
+    let measured =
+        on_private_postgres("alerts", database, args.run.keep, async |work, postgres| {
+            measure(args, work, postgres).await
+        })
+        .await?;
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         date: date.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -53,7 +54,7 @@ pub async fn run(database: &DatabaseSettings, args: &BenchAlertsArgs) -> anyhow:
         goal_met: measured.p99_ms <= GOAL_P99_MS,
         measured,
     };
-    publish(&report, &report.text(), args.json.as_deref())
+    publish(&report, &report.text(), args.run.json.as_deref())
 }
 
 /// What the run measured.
@@ -138,8 +139,13 @@ async fn measure(
     let probes = AlarmProbes::register(&store, 1).await?;
 
     let broker = start_mosquitto(args.broker).await?;
-    let server =
-        ServerUnderTest::start(&postgres.database_url(), work, broker.as_ref(), &[]).await?;
+    let server = ServerUnderTest::start(
+        &postgres.database_url(),
+        work,
+        broker.as_ref(),
+        &args.run.serve_args,
+    )
+    .await?;
     let measured = async {
         let port = server.mqtt_port();
         println!(

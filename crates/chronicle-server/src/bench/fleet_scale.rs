@@ -65,12 +65,12 @@ pub async fn run(database: &DatabaseSettings, args: &BenchFleetArgs) -> anyhow::
     }
     let machine = Machine::probe();
     let date = Utc::now();
-    let measured = on_private_postgres("fleet", database, args.keep, async |work, postgres| {
+    let measured = on_private_postgres("fleet", database, args.run.keep, async |work, postgres| {
         measure(args, &machine, work, postgres).await
     })
     .await?;
     let report = Report::new(args, date, machine, measured);
-    publish(&report, &report.text(), args.json.as_deref())
+    publish(&report, &report.text(), args.run.json.as_deref())
 }
 
 /// Everything measured, before it is turned into a report.
@@ -295,7 +295,7 @@ async fn measure(
         ),
         BenchBroker::Embedded => None,
     };
-    let server = ServerUnderTest::start(&url, work, broker.as_ref(), &args.serve_args).await?;
+    let server = ServerUnderTest::start(&url, work, broker.as_ref(), &args.run.serve_args).await?;
     let mqtt_port = server.mqtt_port();
     let interval = Duration::from_millis(args.probe_interval_ms);
     let cpus = machine.cpus;
@@ -468,7 +468,7 @@ async fn catch_up(
         url,
         work,
         Some(broker),
-        &args.serve_args,
+        &args.run.serve_args,
         "server-restarted.log",
     )
     .await?;
@@ -687,7 +687,7 @@ impl Report {
                 probe_interval_ms: args.probe_interval_ms,
                 steady_minutes: args.steady_minutes,
                 catch_up_minutes: args.catch_up_minutes,
-                serve_args: args.serve_args.clone(),
+                serve_args: args.run.serve_args.clone(),
             },
             population: measured.population,
             registration_seconds: measured.registration_seconds,

@@ -44,10 +44,11 @@ const PANEL_DAYS: u32 = 14;
 pub async fn run(database: &DatabaseSettings, args: &BenchTrendsArgs) -> anyhow::Result<()> {
     let machine = Machine::probe();
     let date = Utc::now();
-    let measured = on_private_postgres("trends", database, args.keep, async |work, postgres| {
-        measure(args, work, postgres).await
-    })
-    .await?;
+    let measured =
+        on_private_postgres("trends", database, args.run.keep, async |work, postgres| {
+            measure(args, work, postgres).await
+        })
+        .await?;
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         date: date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -56,7 +57,7 @@ pub async fn run(database: &DatabaseSettings, args: &BenchTrendsArgs) -> anyhow:
         days: args.days,
         measured,
     };
-    publish(&report, &report.text(), args.json.as_deref())
+    publish(&report, &report.text(), args.run.json.as_deref())
 }
 
 /// A simulated patient as registered.
@@ -132,7 +133,7 @@ async fn measure(
     let (registered, token) = register(&store, args).await?;
 
     let server =
-        ServerUnderTest::start(&postgres.database_url(), work, None, &args.serve_args).await?;
+        ServerUnderTest::start(&postgres.database_url(), work, None, &args.run.serve_args).await?;
     let outcome = async {
         let started = Instant::now();
         let (sent, last_ack) = load(&server, &registered, args).await?;
