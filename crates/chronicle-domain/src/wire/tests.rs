@@ -546,6 +546,11 @@ const WIRE_FIELDS: &[&str] = &[
     "systolic",
     "diastolic",
     "pulse",
+    "units",
+    "delivery",
+    "grams",
+    "duration_minutes",
+    "note",
 ];
 
 fn any_json() -> impl Strategy<Value = Value> {
