@@ -21,17 +21,6 @@ pub const WINDOW: Duration = Duration::minutes(30);
 /// …and they must span at least this long, so two readings never make a trend.
 pub const MIN_SPAN: Duration = Duration::minutes(20);
 
-/// The value the line through `points` (one device, ascending by time, the last being the
-/// reading the forecast is made at) reaches `horizon` after the last point; `None` when the
-/// points of the window do not span [`MIN_SPAN`] or have a hole.
-pub fn linear_forecast(points: &[(DateTime<Utc>, f64)], horizon: Duration) -> Option<f64> {
-    let mut fit = SlidingFit::default();
-    for (at, value) in points {
-        fit.push(*at, *value);
-    }
-    fit.forecast(horizon)
-}
-
 /// The least-squares line through one device's readings of the last [`WINDOW`], kept as
 /// running sums while readings are pushed in time order: each forecast costs the same
 /// however dense the readings, so judging a series is linear in its length.
@@ -136,6 +125,15 @@ fn minutes(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The forecast at the last of `points` (one device, ascending by time).
+    fn linear_forecast(points: &[(DateTime<Utc>, f64)], horizon: Duration) -> Option<f64> {
+        let mut fit = SlidingFit::default();
+        for (at, value) in points {
+            fit.push(*at, *value);
+        }
+        fit.forecast(horizon)
+    }
 
     fn series(values: &[f64], step_minutes: i64) -> Vec<(DateTime<Utc>, f64)> {
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
