@@ -223,6 +223,36 @@ pub struct Scenario {
     pub actions: Vec<Value>,
 }
 
+impl Scenario {
+    /// The same scenario moved `by` in time: every reading, the window and the actions keep
+    /// their spacing, so the rules fire on the same readings, `by` later (the assessment is
+    /// made again on the moved readings). Building again at another `at` is not the same: the
+    /// patient's day (meals, sleep) would fall differently around the event.
+    pub fn shifted(mut self, by: Duration) -> Scenario {
+        for reading in &mut self.readings {
+            match reading {
+                SimReading::Glucose(g) => g.measured_at += by,
+                SimReading::BloodPressure(b) => b.measured_at += by,
+            }
+        }
+        for action in &mut self.actions {
+            let moved = action
+                .get("at")
+                .and_then(|at| serde_json::from_value::<DateTime<Utc>>(at.clone()).ok())
+                .map(|at| at + by);
+            if let (Some(moved), Some(fields)) = (moved, action.as_object_mut()) {
+                fields.insert("at".into(), json!(moved));
+            }
+        }
+        self.at += by;
+        self.window_start += by;
+        self.window_end += by;
+        self.sync_at = self.sync_at.map(|at| at + by);
+        self.assessment = oracle::assess(&self.readings);
+        self
+    }
+}
+
 /// Builds scenario `kind` at `at` for patient `index` of `seed`, in `zone`: the first
 /// variant whose readings the oracle finds unambiguous.
 pub fn build(
@@ -950,6 +980,37 @@ mod tests {
                 }
                 assert!(!s.readings.is_empty());
             }
+        }
+    }
+
+    #[test]
+    fn a_shifted_scenario_fires_the_same_rules_exactly_that_much_later() {
+        let zone = Zone::new("Asia/Dubai", 240).expect("zone");
+        let first = |s: &Scenario, rule: &str| {
+            s.assessment
+                .firings
+                .iter()
+                .filter(|f| f.rule == rule)
+                .map(|f| f.first_trigger)
+                .min()
+                .expect("fires")
+        };
+        // Every hour of the day: how long the event takes depends on the patient's day, so
+        // only moving the built readings puts the alarm at a chosen instant.
+        for hour in 0..24 {
+            let at = Utc
+                .with_ymd_and_hms(2026, 12, 4, hour, 9, 0)
+                .single()
+                .expect("date");
+            let built = build(ScenarioKind::NocturnalHypoglycemia, 7, 1, at, &zone)
+                .unwrap_or_else(|e| panic!("{hour}h: {e}"));
+            let by = at - first(&built, rules::GLUCOSE_VERY_LOW);
+            let shifted = built.clone().shifted(by);
+            assert_eq!(first(&shifted, rules::GLUCOSE_VERY_LOW), at, "{hour}h");
+            assert_eq!(shifted.assessment.rules(), built.assessment.rules());
+            assert!(shifted.assessment.ambiguities.is_empty());
+            assert_eq!(shifted.readings.len(), built.readings.len());
+            assert_eq!(shifted.window_start, built.window_start + by);
         }
     }
 }

@@ -637,8 +637,8 @@ async fn add_scenario_patients(store: &Store, state: &mut DemoState) -> anyhow::
 }
 
 /// The patient's scenario, timed so that the first reading of its alarm is measured
-/// `ALARM_LEAD_MINUTES` before `now`: built once at a trial time to learn how long after its
-/// start the alarm comes, then again shifted by the difference.
+/// `ALARM_LEAD_MINUTES` before `now`: built at that time, then moved by however far the
+/// alarm landed from it (the simulated patient's day decides how long the event takes).
 fn timed_scenario(
     patient: &ScenarioPatient,
     seed: u64,
@@ -661,21 +661,17 @@ fn timed_scenario(
             .filter(|f| f.rule == *rule)
             .map(|f| f.first_trigger)
             .min()
+            .with_context(|| format!("the {} scenario raised no {rule}", patient.scenario))
     };
     let wanted = now - Duration::minutes(ALARM_LEAD_MINUTES);
-    let mut at = wanted;
-    let mut built = scenario::build(*kind, seed, index, at, &zone)?;
-    // The variant the oracle picks may move the alarm a little: shift until it is close.
-    for _ in 0..3 {
-        let Some(first) = alarm(&built) else {
-            anyhow::bail!("the {} scenario raised no {rule}", patient.scenario);
-        };
-        let error = wanted - first;
-        if error.num_minutes().abs() < 2 {
-            break;
-        }
-        at += error;
-        built = scenario::build(*kind, seed, index, at, &zone)?;
-    }
-    Ok(built)
+    let built = scenario::build(*kind, seed, index, wanted, &zone)?;
+    let error = wanted - alarm(&built)?;
+    let timed = built.shifted(error);
+    let landed = alarm(&timed)?;
+    anyhow::ensure!(
+        landed == wanted,
+        "the {} scenario's {rule} moved to {landed} instead of {wanted}",
+        patient.scenario
+    );
+    Ok(timed)
 }
