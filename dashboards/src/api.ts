@@ -49,6 +49,13 @@ export type Grant = Wire<Schemas['GrantItem']>;
 export type NewGrant = Wire<Schemas['CreateGrantRequest']>;
 export type AccessLogItem = Wire<Schemas['AccessLogItem']>;
 export type Guardian = Wire<Schemas['GuardianItem']>;
+export type CareTeam = Wire<Schemas['CareTeamItem']>;
+export type Invitation = Wire<Schemas['InvitationItem']>;
+export type InvitationState = Schemas['InvitationState'];
+export type NewInvitation = Schemas['CreateInvitationRequest'];
+export type CreatedInvitation = Wire<Schemas['CreatedInvitation']>;
+export type InvitationPreview = Wire<Schemas['InvitationPreview']>;
+export type AcceptInvitation = Schemas['AcceptInvitationRequest'];
 
 /** What the caller may see of a category on the panel. */
 export type AccessLevel = Schemas['AccessLevel'];
@@ -251,4 +258,17 @@ export const api = {
   exportFile: async (id: string, format: ExportFormat): Promise<Blob> =>
     (await send('GET', `${patient(id)}/export/${format}`)).blob(),
   erase: (id: string) => json<void>('DELETE', patient(id)),
+  careTeams: () => json<CareTeam[]>('GET', '/v1/care-teams'),
+  invitations: (teamId: string) =>
+    json<Invitation[]>('GET', `/v1/care-teams/${encodeURIComponent(teamId)}/invitations`),
+  createInvitation: (teamId: string, body: NewInvitation) =>
+    json<CreatedInvitation>('POST', `/v1/care-teams/${encodeURIComponent(teamId)}/invitations`, body),
+  revokeInvitation: (teamId: string, invitationId: string) =>
+    json<Invitation>(
+      'DELETE',
+      `/v1/care-teams/${encodeURIComponent(teamId)}/invitations/${encodeURIComponent(invitationId)}`,
+    ),
+  openInvitation: (code: string) => json<InvitationPreview>('GET', `/v1/invitations/${encodeURIComponent(code)}`),
+  acceptInvitation: (code: string, body: AcceptInvitation) =>
+    json<Grant>('POST', `/v1/invitations/${encodeURIComponent(code)}/accept`, body),
 };

@@ -491,6 +491,47 @@ try {
     await screenshot(lee, '20-clinician-trends-only-alerts.png');
   });
 
+  await run('the clinician invites a patient, who opens the link, logs in and shares trends only', async () => {
+    await lee.goto(url('/'));
+    const card = lee.getByRole('region', { name: `Invite a patient to ${clinician.team}` });
+    await card.getByLabel(/^Note for your team/).fill('Noor, clinic visit');
+    await card.getByRole('button', { name: 'Create invitation' }).click();
+    const code = await card.getByTestId('new-invitation').locator('.invitation-code').innerText();
+    assert.match(code, /^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$/);
+    await card.getByTestId('invitation').filter({ hasText: 'Noor, clinic visit' }).filter({ hasText: 'Open' }).waitFor();
+    await checkAccessibility(lee, "the clinician's invitations");
+
+    const noor = await newPage();
+    await noor.goto(url(`/invitations/${code}`));
+    await noor.waitForURL(/\/login$/);
+    await noor.getByLabel('E-mail').fill('noor@example.org');
+    await noor.getByLabel('Password').fill(scenario.password);
+    await noor.getByRole('button', { name: 'Log in' }).click();
+    // The link survives the log-in.
+    await noor.waitForURL(url(`/invitations/${code}`));
+    await noor.getByRole('heading', { name: `${clinician.team} at North Clinic invites you to share your data` }).waitFor();
+    assert.doesNotMatch(await bodyText(noor), /clinic visit/, "the team's note is the team's");
+    await noor.getByLabel('Every reading').uncheck();
+    await noor.getByLabel('Trends only').check();
+    await noor.getByLabel('Receive alerts').uncheck();
+    await noor.getByLabel('Export').uncheck();
+    await checkAccessibility(noor, 'the invitation page');
+    await screenshot(noor, '23-patient-accepts-invitation.png');
+    await noor.getByRole('button', { name: `Share with ${clinician.team}` }).click();
+    await noor.waitForURL(/\/sharing$/);
+    const grant = noor.getByTestId('grant').filter({ hasText: `${clinician.team} (care team)` });
+    assert.match(await grant.innerText(), /Trends only/);
+
+    await lee.goto(url('/'));
+    await lee.getByRole('region', { name: `Invite a patient to ${clinician.team}` }).getByTestId('invitation')
+      .filter({ hasText: 'Noor, clinic visit' }).filter({ hasText: '1 of 1' }).waitFor();
+    await lee.getByRole('link', { name: scenario.unshared_patient.name }).click();
+    const shares = lee.getByText(`What ${scenario.unshared_patient.name} shares with you`);
+    await shares.click();
+    await lee.locator('.shared-summary li').filter({ hasText: /^Glucose.*: trends only, for care/ }).waitFor();
+    await noor.close();
+  });
+
   await run('the patient revokes the care team’s grant', async () => {
     await maria.getByRole('link', { name: 'Sharing' }).click();
     await maria.getByRole('button', { name: `Revoke the grant to ${clinician.team} (care team)` }).click();

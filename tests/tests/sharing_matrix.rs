@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 #[path = "sharing_matrix/alerts.rs"]
 mod alerts;
+#[path = "sharing_matrix/invitations.rs"]
+mod invitations;
 
 const PASSWORD: &str = "matrix test password";
 
@@ -1436,6 +1438,9 @@ async fn the_authorization_matrix() {
 
     // Alerts: receiving them needs receive_alerts on their category (sharing_matrix/alerts.rs).
     alerts::check(&w).await;
+
+    // Care-team invitations (sharing_matrix/invitations.rs).
+    invitations::check(&w, &openapi).await;
 }
 
 async fn user_id(w: &World, email: &str) -> Uuid {

@@ -3,7 +3,8 @@
 //!
 //! One submodule per subject, each with its own `routes()`, merged below: `session` (log-in,
 //! `me`, log-out, API tokens), `patients` (the list, erasure), `readings`, `devices`,
-//! `sharing` (grants, access log, emergency access), `guardians`, `export` (FHIR, CSV),
+//! `sharing` (grants, access log, emergency access), `invitations` (a care team's codes that
+//! patients accept to share with it), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
 //! (and the panel), `reports` (the printable AGP report), `fhir` (CGM summaries and the
 //! CapabilityStatement), `webhooks`, `gateways`, `admin` (organizations, teams, users) and
@@ -24,6 +25,7 @@ mod export;
 mod fhir;
 mod gateways;
 mod guardians;
+mod invitations;
 mod patients;
 mod readings;
 mod reports;
@@ -109,6 +111,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(readings::routes())
         .merge(devices::routes())
         .merge(sharing::routes())
+        .merge(invitations::routes())
         .merge(guardians::routes())
         .merge(export::routes())
         .merge(research::routes())

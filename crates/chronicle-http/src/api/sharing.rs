@@ -63,7 +63,7 @@ struct GranteeItem {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct GrantItem {
+pub(super) struct GrantItem {
     id: Uuid,
     grantee: GranteeItem,
     #[schema(value_type = Vec<DataCategoryName>)]
@@ -81,7 +81,7 @@ struct GrantItem {
 }
 
 impl GrantItem {
-    fn new(g: Grant, grantee_name: Option<String>) -> Self {
+    pub(super) fn new(g: Grant, grantee_name: Option<String>) -> Self {
         let (kind, id) = match g.grantee {
             Grantee::User(id) => (GranteeType::User, id),
             Grantee::CareTeam(id) => (GranteeType::CareTeam, id),
@@ -108,7 +108,10 @@ impl GrantItem {
 
 /// The name a patient knows a grantee by. Only the patient's own settings (behind
 /// [`actor`]) call this, for grantees the patient named.
-async fn grantee_name(state: &AppState, grantee: Grantee) -> Result<Option<String>, ApiError> {
+pub(super) async fn grantee_name(
+    state: &AppState,
+    grantee: Grantee,
+) -> Result<Option<String>, ApiError> {
     Ok(match grantee {
         Grantee::User(id) => state.store.user(id).await?.map(|u| u.display_name),
         Grantee::CareTeam(id) => state.store.care_team(id).await?.map(|t| t.name),
@@ -163,7 +166,7 @@ struct CreateGrantRequest {
     expires_at: Option<DateTime<Utc>>,
 }
 
-fn parse_all<T>(
+pub(super) fn parse_all<T>(
     values: &[String],
     what: &str,
     parse: fn(&str) -> Option<T>,

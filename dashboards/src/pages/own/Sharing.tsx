@@ -2,23 +2,21 @@
 // guardians. Revoking takes effect on the grantee's very next request.
 
 import { useState } from 'preact/hooks';
-import { type Access, api, type DataCategory, type Grant, type GranteeType, type Guardian, type Purpose } from '../../api';
+import { api, type Grant, type GranteeType, type Guardian } from '../../api';
 import { ConfirmDialog, ErrorNotice, Loading, StatusNotice, errorMessage } from '../../components/common';
+import { type Scope, ScopeChoice, scopeProblem } from '../../components/ScopeChoice';
 import {
-  ACCESS_LABELS,
-  CATEGORY_LABELS,
   GRANTEE_TYPE_LABELS,
-  PURPOSE_LABELS,
   accessInWords,
   capitalize,
   categoriesInWords,
   formatDate,
   granteeInWords,
-  labelEntries,
   purposeInWords,
   startOfDay,
 } from '../../format';
 import { useAsync } from '../../hooks';
+import { invitationPath, navigate } from '../../router';
 import type { OwnProps } from './OwnPatient';
 
 export function Sharing(props: OwnProps) {
@@ -74,6 +72,8 @@ export function Sharing(props: OwnProps) {
           grants.reload();
         }}
       />
+
+      <InvitationCode />
 
       {past.length > 0 && (
         <section aria-labelledby="past-heading" class="card">
@@ -152,21 +152,17 @@ const UUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-
 function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant: Grant) => void }) {
   const [granteeType, setGranteeType] = useState<GranteeType>('care_team');
   const [granteeId, setGranteeId] = useState('');
-  const [categories, setCategories] = useState<DataCategory[]>(['glucose']);
-  const [access, setAccess] = useState<Access[]>(['view_readings']);
-  const [purpose, setPurpose] = useState<Purpose>('care');
+  const [scope, setScope] = useState<Scope>({ categories: ['glucose'], access: ['view_readings'], purpose: 'care' });
   const [dataSince, setDataSince] = useState('');
   const [until, setUntil] = useState('');
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
-  const toggle = <T extends string>(list: T[], value: T, on: boolean) =>
-    on ? [...list.filter((v) => v !== value), value] : list.filter((v) => v !== value);
-
   const submit = async (event: Event) => {
     event.preventDefault();
-    if (categories.length === 0 || access.length === 0) {
-      setProblem('Choose at least one kind of data and one use.');
+    const invalid = scopeProblem(scope);
+    if (invalid) {
+      setProblem(invalid);
       return;
     }
     setBusy(true);
@@ -174,9 +170,7 @@ function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant:
     try {
       const grant = await api.createGrant(props.patientId, {
         grantee: { type: granteeType, id: granteeId.trim() },
-        categories,
-        access,
-        purpose,
+        ...scope,
         data_since: dataSince ? startOfDay(dataSince, props.timeZone).toISOString() : null,
         // "Until 30 June" includes 30 June.
         expires_at: until
@@ -225,44 +219,7 @@ function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant:
             Your clinic, care team or the person gives you this id (it looks like 1b4e28ba-2fa1-11d2-883f-0016d3cca427).
           </p>
         </fieldset>
-        <fieldset>
-          <legend>What</legend>
-          <div class="choices">
-            {labelEntries(CATEGORY_LABELS).map(([code, text]) => (
-              <label key={code}>
-                <input
-                  type="checkbox"
-                  checked={categories.includes(code)}
-                  onChange={(e) => setCategories(toggle(categories, code, e.currentTarget.checked))}
-                />
-                {capitalize(text)}
-              </label>
-            ))}
-          </div>
-        </fieldset>
-        <fieldset>
-          <legend>How much</legend>
-          <div class="choices">
-            {labelEntries(ACCESS_LABELS).map(([code, text]) => (
-              <label key={code}>
-                <input
-                  type="checkbox"
-                  checked={access.includes(code)}
-                  onChange={(e) => setAccess(toggle(access, code, e.currentTarget.checked))}
-                />
-                {capitalize(text)}
-              </label>
-            ))}
-          </div>
-        </fieldset>
-        <label for="purpose">Why</label>
-        <select id="purpose" value={purpose} onChange={(e) => setPurpose(e.currentTarget.value as Purpose)}>
-          {labelEntries(PURPOSE_LABELS).map(([code, text]) => (
-            <option key={code} value={code}>
-              {capitalize(text)}
-            </option>
-          ))}
-        </select>
+        <ScopeChoice scope={scope} onChange={setScope} idPrefix="grant" />
         <div class="two-columns">
           <div>
             <label for="data-since">Only data since (optional)</label>
@@ -381,6 +338,35 @@ function Guardians(props: { patientId: string; canManage: boolean; onStatus: (me
       >
         {removing && <p>{removing.display_name} will no longer be able to act for you, from their next request.</p>}
       </ConfirmDialog>
+    </section>
+  );
+}
+
+/** A code a clinic handed out opens its invitation page. */
+function InvitationCode() {
+  const [code, setCode] = useState('');
+  return (
+    <section aria-labelledby="invitation-code-heading" class="card">
+      <h2 id="invitation-code-heading">Have an invitation from your clinic?</h2>
+      <form
+        class="inline-form"
+        onSubmit={(event) => {
+          event.preventDefault();
+          if (code.trim()) navigate(invitationPath(code));
+        }}
+      >
+        <label for="invitation-code">Invitation code</label>
+        <input
+          id="invitation-code"
+          value={code}
+          autoComplete="off"
+          placeholder="7K2Q-MX9D-40TZ"
+          onInput={(e) => setCode(e.currentTarget.value)}
+        />
+        <button type="submit" class="button">
+          Open
+        </button>
+      </form>
     </section>
   );
 }
