@@ -103,7 +103,12 @@ pub fn assess(readings: &[SimReading]) -> Assessment {
     let mut out = Assessment::default();
     for (device, (kind, mut list)) in by_device {
         list.sort_by_key(|r| r.measured_at_utc());
-        let times: Vec<DateTime<Utc>> = list.iter().map(|r| r.measured_at_utc()).collect();
+        // Only measurements say a device is sending, as on the server (`no_data`).
+        let times: Vec<DateTime<Utc>> = list
+            .iter()
+            .filter(|r| r.is_measurement())
+            .map(|r| r.measured_at_utc())
+            .collect();
         match kind {
             DeviceKind::Cgm | DeviceKind::Meter => {
                 let g: Vec<Glucose> = list
@@ -126,7 +131,7 @@ pub fn assess(readings: &[SimReading]) -> Assessment {
                             systolic: f64::from(b.systolic),
                             diastolic: f64::from(b.diastolic),
                         }),
-                        SimReading::Glucose(_) => None,
+                        SimReading::Glucose(_) | SimReading::Treatment(_) => None,
                     })
                     .collect();
                 pressure_rules(&mut out, device, &p);

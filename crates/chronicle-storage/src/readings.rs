@@ -396,6 +396,8 @@ impl Store {
                  SELECT device_id, measured_at FROM glucose_readings WHERE device_id = ANY($1)
                  UNION ALL
                  SELECT device_id, measured_at FROM blood_pressure_readings WHERE device_id = ANY($1)
+                 UNION ALL
+                 SELECT device_id, measured_at FROM treatment_records WHERE device_id = ANY($1)
              ) r GROUP BY device_id",
         )
         .bind(device_ids)
