@@ -44,6 +44,8 @@ export interface Page<T> {
 
 export type GlucosePoint = Wire<Schemas['GlucosePoint']>;
 export type BloodPressurePoint = Wire<Schemas['BloodPressurePoint']>;
+export type TreatmentPoint = Wire<Schemas['TreatmentPoint']>;
+export type TreatmentKind = Schemas['TreatmentKind'];
 export type GranteeType = Schemas['GranteeType'];
 export type Grant = Wire<Schemas['GrantItem']>;
 export type NewGrant = Wire<Schemas['CreateGrantRequest']>;
@@ -209,6 +211,12 @@ export const api = {
     }),
   bloodPressure: (id: string, range: TimeRange) =>
     allPages<BloodPressurePoint>(`${patient(id)}/blood-pressure`, {
+      from: range.from.toISOString(),
+      to: range.to.toISOString(),
+    }),
+
+  treatments: (id: string, range: TimeRange) =>
+    allPages<TreatmentPoint>(`${patient(id)}/treatments`, {
       from: range.from.toISOString(),
       to: range.to.toISOString(),
     }),

@@ -15,6 +15,8 @@ import type {
   RuleId,
   Severity,
   SharedItem,
+  TreatmentKind,
+  TreatmentPoint,
 } from './api';
 
 const LOCALE = 'en-GB';
@@ -351,4 +353,26 @@ export function formatPercent(value: number | null | undefined): string {
 /** How long ago, from minutes: "5 minutes ago". */
 export function ageOfMinutes(minutes: number, now: Date = new Date()): string {
   return age(new Date(now.getTime() - minutes * 60_000), now);
+}
+
+export const TREATMENT_LABELS: Record<TreatmentKind, string> = {
+  bolus_insulin: 'insulin (bolus)',
+  basal_insulin: 'insulin (basal)',
+  carbohydrates: 'carbohydrates',
+  exercise: 'exercise',
+  note: 'note',
+  sensor_start: 'sensor started',
+  sensor_change: 'sensor changed',
+  calibration: 'calibration',
+};
+
+/** "4.5 U", "45 g", "30 min", or "" for a treatment without an amount. */
+export function treatmentAmount(t: TreatmentPoint): string {
+  const parts: string[] = [];
+  if (t.amount !== null) {
+    const unit = t.amount_unit === '[iU]' ? 'U' : (t.amount_unit ?? '');
+    parts.push(`${Number(t.amount.toFixed(1))} ${unit}`.trim());
+  }
+  if (t.duration_minutes !== null) parts.push(`${t.duration_minutes} min`);
+  return parts.join(' over ');
 }

@@ -129,6 +129,12 @@ try {
       new RegExp(`^Glucose chart: ${patient.glucose_readings} readings`),
       'every reading seeded over the last 14 days is on the chart',
     );
+    // Her treatments are on the trace, in its description, and in a table.
+    await maria.getByRole('img', { name: new RegExp(`Treatments: ${patient.treatments.replace(/[()]/g, '\\$&')}\\.`) }).waitFor();
+    const treatments = maria.getByTestId('treatments-table');
+    await treatments.getByText(/^Latest 5 treatments as a table$/).click();
+    assert.match(await treatments.innerText(), /Carbohydrates\s+60 g\s+lunch/);
+    assert.match(await treatments.innerText(), /Insulin \(bolus\)\s+4\.5 U/);
     const pressure = maria.getByRole('img', { name: /^Blood-pressure chart:/ });
     await pressure.waitFor();
     assert.equal(await maria.locator('.plot canvas').count(), 2, 'a glucose and a blood-pressure chart');
@@ -303,6 +309,11 @@ try {
     await lee.getByRole('img', { name: new RegExp(`^Glucose chart: ${patient.glucose_readings} readings`) }).waitFor();
     await lee.getByRole('img', { name: /^Blood-pressure chart:/ }).waitFor();
     assert.equal(await lee.getByRole('link', { name: 'Sharing' }).count(), 0, "a care team does not see the patient's settings");
+    assert.doesNotMatch(
+      await lee.getByRole('img', { name: /^Glucose chart:/ }).getAttribute('aria-label'),
+      /Treatments/,
+      'her treatments are not shared with the team',
+    );
     const latest = lee.getByTestId('latest-glucose');
     assert.match(await latest.innerText(), new RegExp(`^${patient.latest_mg_dl} mg/dL`));
     await checkAccessibility(lee, "the clinician's patient page");

@@ -171,6 +171,7 @@ function ClinicalReadings(props: {
       timeZone={props.timeZone}
       glucose={glucose}
       bloodPressure={readable(patient, 'blood_pressure', 'blood pressure')}
+      treatments={readable(patient, 'treatments', 'treatments')}
       unit={unit}
       onUnitChange={props.setUnit}
       targetMgDl={targets.loading ? undefined : target}
