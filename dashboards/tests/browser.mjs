@@ -395,7 +395,9 @@ try {
 
   await run('daily overlays draw each day over 24 hours', async () => {
     await lee.getByRole('link', { name: 'Daily overlays' }).click();
-    await lee.getByRole('img', { name: /^Daily glucose overlays: [78] days/ }).waitFor();
+    const overlays = lee.getByRole('img', { name: /^Daily glucose overlays: [78] days/ });
+    await overlays.waitFor();
+    assert.doesNotMatch(await overlays.getAttribute('aria-label'), /Treatments/, 'treatments are not shared with the team');
     await checkAccessibility(lee, 'the daily overlays');
     await screenshot(lee, '14-clinician-daily-overlays.png');
   });

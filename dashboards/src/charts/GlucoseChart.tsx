@@ -15,6 +15,7 @@ import {
 } from '../format';
 import { GLUCOSE_AXIS, TARGET_RANGE } from '../units';
 import { Plot, axisStyle, bandPlugin, timeAxis, zonedDates } from './Plot';
+import { labelledWhenZoomedIn, treatmentPlugin, treatmentsInWords } from './treatmentMarks';
 
 /** A CGM line is broken where readings are further apart than this (a sensor gap). */
 const CGM_GAP_SECONDS = 15 * 60;
@@ -70,119 +71,6 @@ function markerPlugin(markers: ChartMarker[]): uPlot.Plugin {
       },
     },
   };
-}
-
-const INSULIN_COLOUR = '#5b21b6';
-const CARBS_COLOUR = '#b45309';
-const EXERCISE_COLOUR = '#15803d';
-const OTHER_COLOUR = '#4d4d4d';
-/** Amounts are written beside the symbols when at most this much time is shown. */
-const LABELLED_SPAN_SECONDS = 3 * 86400;
-
-/** Treatments along the bottom of the trace: insulin as triangles, carbohydrates as dots sized
- * by grams, exercise as a bar over its duration, sensor changes as dashed lines, notes and
- * calibrations as small diamonds. */
-function treatmentPlugin(treatments: TreatmentPoint[]): uPlot.Plugin {
-  return {
-    hooks: {
-      draw: (plot) => {
-        const { ctx, bbox } = plot;
-        const ratio = bbox.height / 320;
-        const bottom = bbox.top + bbox.height;
-        const span = (plot.scales.x.max ?? 0) - (plot.scales.x.min ?? 0);
-        const labelled = span <= LABELLED_SPAN_SECONDS;
-        ctx.save();
-        ctx.font = `${Math.round(11 * ratio)}px system-ui, sans-serif`;
-        ctx.textAlign = 'center';
-        for (const t of treatments) {
-          const at = Date.parse(t.measured_at) / 1000;
-          const x = plot.valToPos(at, 'x', true);
-          if (x < bbox.left || x > bbox.left + bbox.width) continue;
-          const amount = labelled ? treatmentAmount(t) : '';
-          switch (t.kind) {
-            case 'bolus_insulin':
-            case 'basal_insulin': {
-              const y = bottom - 14 * ratio;
-              const size = 6 * ratio;
-              ctx.fillStyle = INSULIN_COLOUR;
-              ctx.strokeStyle = INSULIN_COLOUR;
-              ctx.beginPath();
-              ctx.moveTo(x - size, y - size);
-              ctx.lineTo(x + size, y - size);
-              ctx.lineTo(x, y + size);
-              ctx.closePath();
-              if (t.kind === 'bolus_insulin') ctx.fill();
-              else ctx.stroke();
-              if (amount) ctx.fillText(amount, x, y - size - 3 * ratio);
-              break;
-            }
-            case 'carbohydrates': {
-              const y = bottom - 44 * ratio;
-              const radius = Math.min(10, 3 + (t.amount ?? 0) / 15) * ratio;
-              ctx.fillStyle = CARBS_COLOUR;
-              ctx.beginPath();
-              ctx.arc(x, y, radius, 0, 2 * Math.PI);
-              ctx.fill();
-              if (amount) ctx.fillText(amount, x, y - radius - 3 * ratio);
-              break;
-            }
-            case 'exercise': {
-              const end = plot.valToPos(at + (t.duration_minutes ?? 30) * 60, 'x', true);
-              ctx.fillStyle = EXERCISE_COLOUR;
-              ctx.fillRect(x, bottom - 4 * ratio, Math.max(2, end - x), 4 * ratio);
-              break;
-            }
-            case 'sensor_start':
-            case 'sensor_change':
-              ctx.strokeStyle = OTHER_COLOUR;
-              ctx.setLineDash([4 * ratio, 4 * ratio]);
-              ctx.beginPath();
-              ctx.moveTo(x, bbox.top);
-              ctx.lineTo(x, bottom);
-              ctx.stroke();
-              ctx.setLineDash([]);
-              break;
-            default: {
-              const y = bbox.top + 20 * ratio;
-              const size = 5 * ratio;
-              ctx.fillStyle = OTHER_COLOUR;
-              ctx.beginPath();
-              ctx.moveTo(x, y - size);
-              ctx.lineTo(x + size, y);
-              ctx.lineTo(x, y + size);
-              ctx.lineTo(x - size, y);
-              ctx.closePath();
-              ctx.fill();
-            }
-          }
-        }
-        ctx.restore();
-      },
-    },
-  };
-}
-
-/** "3 boluses (14.5 U), 5 carbohydrate entries (210 g) and 1 sensor change": the treatments of
- * the period for the chart's text description. */
-function treatmentsInWords(treatments: TreatmentPoint[]): string {
-  const total = (kind: string) =>
-    treatments.filter((t) => t.kind === kind).reduce((sum, t) => sum + (t.amount ?? 0), 0);
-  const count = (kinds: string[]) => treatments.filter((t) => kinds.includes(t.kind)).length;
-  const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
-  const parts: string[] = [];
-  const boluses = count(['bolus_insulin']);
-  if (boluses) parts.push(`${plural(boluses, 'bolus', 'boluses')} (${Number(total('bolus_insulin').toFixed(1))} U)`);
-  const basal = count(['basal_insulin']);
-  if (basal) parts.push(`${plural(basal, 'basal dose', 'basal doses')} (${Number(total('basal_insulin').toFixed(1))} U)`);
-  const carbs = count(['carbohydrates']);
-  if (carbs) parts.push(`${plural(carbs, 'carbohydrate entry', 'carbohydrate entries')} (${Math.round(total('carbohydrates'))} g)`);
-  const exercise = count(['exercise']);
-  if (exercise) parts.push(plural(exercise, 'exercise session', 'exercise sessions'));
-  const sensors = count(['sensor_start', 'sensor_change']);
-  if (sensors) parts.push(plural(sensors, 'sensor change', 'sensor changes'));
-  const other = count(['note', 'calibration']);
-  if (other) parts.push(plural(other, 'note or calibration', 'notes or calibrations'));
-  return parts.length <= 1 ? parts.join('') : `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}`;
 }
 
 /** Aligned columns for uPlot: time, CGM (null breaks the line), other sources (dots). */
@@ -259,7 +147,7 @@ export function GlucoseChart({
       plugins: [
         bandPlugin(target.low, target.high, 'rgba(21, 128, 61, 0.12)', '#15803d'),
         markerPlugin(markers),
-        treatmentPlugin(treatments),
+        treatmentPlugin(treatments, { xOf: (seconds) => seconds, labelled: labelledWhenZoomedIn }),
       ],
       hooks: {
         setScale: [

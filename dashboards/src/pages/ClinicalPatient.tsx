@@ -108,7 +108,13 @@ export function ClinicalPatient(props: { me: Me; patient: PatientListItem; secti
         <TrendsSection patientId={id} unit={unit} timeZone={timeZone} shared={trendsShared(patient, 'glucose')} />
       )}
       {section === 'daily' && (
-        <DailySection patientId={id} unit={unit} timeZone={timeZone} refusal={readable(patient, 'glucose', 'glucose')} />
+        <DailySection
+          patientId={id}
+          unit={unit}
+          timeZone={timeZone}
+          refusal={readable(patient, 'glucose', 'glucose')}
+          treatmentsRefusal={readable(patient, 'treatments', 'treatments')}
+        />
       )}
       {section === 'blood-pressure' && (
         <BloodPressureSection
