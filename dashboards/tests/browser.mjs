@@ -144,6 +144,75 @@ try {
     await screenshot(maria, '02-patient-readings.png');
   });
 
+  await run('the dashboard installs as an app, and its service worker shows a pushed alert', async () => {
+    // The manifest a browser installs from: linked, served as a manifest, with loadable icons.
+    const href = await maria.locator('link[rel="manifest"]').getAttribute('href');
+    const response = await maria.context().request.get(url(href));
+    assert.equal(response.status(), 200);
+    assert.match(response.headers()['content-type'], /^application\/manifest\+json/);
+    const manifest = await response.json();
+    assert.equal(manifest.name, 'Chronicle');
+    assert.equal(manifest.display, 'standalone');
+    assert.equal(new URL(manifest.start_url, url('/')).toString(), url('/'));
+    for (const size of [192, 512]) {
+      const icon = manifest.icons.find((i) => i.sizes === `${size}x${size}` && i.type === 'image/png');
+      assert.ok(icon, `a ${size} px PNG icon`);
+      const png = await (await maria.context().request.get(url(icon.src))).body();
+      assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [size, size], `${icon.src} is ${size} px`);
+    }
+    assert.ok(manifest.icons.some((i) => i.purpose === 'maskable'), 'a maskable icon');
+
+    // The service worker registers for the whole application.
+    const script = await maria.evaluate(async () => (await navigator.serviceWorker.ready).active?.scriptURL);
+    assert.equal(script, url('/sw.js'));
+
+    // A push delivered to it the way the browser's push service does becomes a notification.
+    const origin = new URL(scenario.url).origin;
+    await maria.context().grantPermissions(['notifications'], { origin });
+    const cdp = await maria.context().newCDPSession(maria);
+    const registrationId = await new Promise((resolve) => {
+      cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
+        const found = registrations.find((r) => r.scopeURL === url('/') && !r.isDeleted);
+        if (found) resolve(found.registrationId);
+      });
+      cdp.send('ServiceWorker.enable');
+    });
+    const pushed = {
+      id: 41,
+      type: 'alert.opened',
+      created_at: new Date().toISOString(),
+      detail: 'full',
+      title: `Urgent: very low glucose — ${patient.name}`,
+      body: `${patient.name}: very low glucose since 03:12 UTC. Open Chronicle to see the readings and respond.`,
+      patient: { id: patient.id, name: patient.name },
+      alert: { id: '6c1f1bb0-5d43-4b7a-9d35-0e0b5b0e0a41', category: 'glucose', severity: 'urgent' },
+    };
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId, data: JSON.stringify(pushed) });
+    let shown = [];
+    for (let tries = 0; tries < 50 && shown.length === 0; tries++) {
+      shown = await maria.evaluate(async () =>
+        (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => ({
+          title: n.title,
+          body: n.body,
+          tag: n.tag,
+          requireInteraction: n.requireInteraction,
+          path: n.data?.path,
+        })),
+      );
+      if (shown.length === 0) await maria.waitForTimeout(100);
+    }
+    assert.deepEqual(shown, [
+      {
+        title: pushed.title,
+        body: pushed.body,
+        tag: `alert-${pushed.alert.id}`,
+        requireInteraction: true,
+        path: `/patients/${patient.id}`,
+      },
+    ]);
+    await cdp.detach();
+  });
+
   await run('a shorter period shows fewer readings', async () => {
     await maria.getByRole('button', { name: '24 hours' }).click();
     await maria.getByRole('button', { name: '24 hours', pressed: true }).waitFor();
