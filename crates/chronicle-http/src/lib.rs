@@ -20,6 +20,7 @@ mod dashboard;
 pub mod error;
 pub mod export;
 pub mod login_guard;
+pub mod nightscout;
 pub mod tls;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -72,6 +73,8 @@ pub struct AppState {
     pub login_guard: Arc<login_guard::LoginGuard>,
     /// Proxies whose `X-Forwarded-For` names the client ([`client_address`]); none by default.
     pub trusted_proxies: Arc<[std::net::IpAddr]>,
+    /// The ingest, for uploads through the Nightscout front door ([`nightscout`]).
+    pub ingest: chronicle_ingest::IngestHandle,
 }
 
 /// How long a request may take to produce its response (the head: a stream's body, such as
@@ -106,6 +109,7 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
         .merge(api.layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES)))
+        .merge(nightscout::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

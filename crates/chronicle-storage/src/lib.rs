@@ -31,6 +31,7 @@ pub mod followups;
 pub mod gate;
 pub mod gateways;
 pub mod identity;
+pub mod nightscout;
 pub mod population;
 pub mod readings;
 pub mod records;

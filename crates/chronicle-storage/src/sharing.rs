@@ -130,6 +130,7 @@ impl TryFrom<GrantRow> for Grant {
             "user" => Grantee::User(row.grantee_id),
             "care_team" => Grantee::CareTeam(row.grantee_id),
             "organization" => Grantee::Organization(row.grantee_id),
+            "share_link" => Grantee::ShareLink(row.grantee_id),
             other => return Err(StorageError::corrupt("grantee type", other)),
         };
         Ok(Grant {
@@ -163,11 +164,21 @@ fn grantee_parts(grantee: Grantee) -> (&'static str, Uuid) {
         Grantee::User(id) => ("user", id),
         Grantee::CareTeam(id) => ("care_team", id),
         Grantee::Organization(id) => ("organization", id),
+        Grantee::ShareLink(id) => ("share_link", id),
     }
 }
 
 impl Store {
     pub async fn create_grant(&self, grant: &NewGrant) -> Result<Grant, StorageError> {
+        self.create_grant_in(self.pool(), grant).await
+    }
+
+    /// [`Store::create_grant`] on `executor` (a transaction that stores more with it).
+    pub(crate) async fn create_grant_in<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        grant: &NewGrant,
+    ) -> Result<Grant, StorageError> {
         let (grantee_type, grantee_id) = grantee_parts(grant.grantee);
         let categories: Vec<&str> = grant.categories.iter().map(|c| c.as_str()).collect();
         let access: Vec<&str> = grant.access.iter().map(|a| a.as_str()).collect();
@@ -197,7 +208,7 @@ impl Store {
         .bind(grant.created_by)
         .bind(research.map(|(shift, _)| shift))
         .bind(research.map(|(_, fraction)| fraction))
-        .fetch_one(self.pool())
+        .fetch_one(executor)
         .await?;
         Grant::try_from(row)
     }

@@ -24,11 +24,13 @@ mod export;
 mod fhir;
 mod gateways;
 mod guardians;
+mod nightscout;
 mod patients;
 mod readings;
 mod reports;
 mod research;
 mod session;
+mod share_links;
 mod sharing;
 mod targets;
 mod trends;
@@ -109,6 +111,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(readings::routes())
         .merge(devices::routes())
         .merge(sharing::routes())
+        .merge(share_links::routes())
+        .merge(nightscout::routes())
         .merge(guardians::routes())
         .merge(export::routes())
         .merge(research::routes())
