@@ -11,7 +11,7 @@
 
 use chronicle_domain::sharing::Role;
 use chronicle_tests::{ApiClient, TestApp, TestDatabase, TestDevice, create_user};
-use chrono::{Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
@@ -34,7 +34,8 @@ fn clients_dir() -> PathBuf {
 fn bridge_upload(endpoint: &str, secret: &str, entries: &Value) -> Value {
     let dir = clients_dir();
     assert!(
-        dir.join("node_modules/minimed-connect-to-nightscout").is_dir(),
+        dir.join("node_modules/minimed-connect-to-nightscout")
+            .is_dir(),
         "the npm clients are not installed: run `npm ci` in {} (scripts/test does)",
         dir.display()
     );
@@ -61,7 +62,10 @@ fn follow(site_url: &str, token: &str) -> Value {
         "CHRONICLE_TEST_PYTHON must name a Python with py-nightscout==1.3.3 (scripts/test sets it up)",
     );
     let out = Command::new(python)
-        .arg(format!("{}/nightscout_follow.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(format!(
+            "{}/nightscout_follow.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
         .args([site_url, token])
         .output()
         .expect("python runs");
@@ -74,21 +78,21 @@ fn follow(site_url: &str, token: &str) -> Value {
 }
 
 /// A fixture with its relative times made absolute (see tests/fixtures/nightscout/README.md).
-fn resolve_times(value: &mut Value, field: Option<&str>) {
+fn resolve_times(value: &mut Value, field: Option<&str>, now: DateTime<Utc>) {
     match value {
         Value::Object(map) => {
             for (name, v) in map.iter_mut() {
-                resolve_times(v, Some(name));
+                resolve_times(v, Some(name), now);
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| resolve_times(v, field)),
+        Value::Array(items) => items.iter_mut().for_each(|v| resolve_times(v, field, now)),
         Value::String(s) => {
             if let Some(minutes) = s
                 .strip_prefix("@now-")
                 .and_then(|m| m.strip_suffix('m'))
                 .and_then(|m| m.parse::<i64>().ok())
             {
-                let at = Utc::now() - Duration::minutes(minutes);
+                let at = now - Duration::minutes(minutes);
                 *value = match field {
                     Some("date" | "mills") => json!(at.timestamp_millis()),
                     _ => json!(at.to_rfc3339_opts(SecondsFormat::Millis, true)),
@@ -99,19 +103,31 @@ fn resolve_times(value: &mut Value, field: Option<&str>) {
     }
 }
 
-/// Replays one fixture file's requests against the site; every one must answer 200.
-async fn replay(http: &reqwest::Client, site_url: &str, digest: &str, fixture: &str) {
-    let path = format!("{}/fixtures/nightscout/{fixture}", env!("CARGO_MANIFEST_DIR"));
+/// Replays one fixture file's requests against the site, its times relative to `now`; every
+/// one must answer 200.
+async fn replay(
+    http: &reqwest::Client,
+    (site_url, digest): (&str, &str),
+    fixture: &str,
+    now: DateTime<Utc>,
+) {
+    let path = format!(
+        "{}/fixtures/nightscout/{fixture}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let mut file: Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
-    resolve_times(&mut file, None);
+    resolve_times(&mut file, None, now);
     for request in file["requests"].as_array().expect("requests") {
         let method = Method::from_bytes(request["method"].as_str().expect("method").as_bytes())
             .expect("method");
         let url = format!("{site_url}{}", request["path"].as_str().expect("path"));
         let mut builder = http.request(method, &url);
         for (name, value) in request["headers"].as_object().expect("headers") {
-            let value = value.as_str().expect("header").replace("{api-secret}", digest);
+            let value = value
+                .as_str()
+                .expect("header")
+                .replace("{api-secret}", digest);
             builder = builder.header(name.as_str(), value);
         }
         let response = builder
@@ -145,7 +161,14 @@ async fn site() -> Site {
         .expect("patient")
         .parse()
         .expect("uuid");
-    create_user(app.store(), "noor@example.org", Role::Patient, Some(patient), PASSWORD).await;
+    create_user(
+        app.store(),
+        "noor@example.org",
+        Role::Patient,
+        Some(patient),
+        PASSWORD,
+    )
+    .await;
     let api = ApiClient::new(&app);
     let token = api.login("noor@example.org", PASSWORD).await;
     let (status, created) = api
@@ -161,7 +184,10 @@ async fn site() -> Site {
     let site_url = app.http_url(created["site_path"].as_str().expect("site path"));
     Site {
         api_secret: created["api_secret"].as_str().expect("secret").to_owned(),
-        uploader_id: created["device"]["device_id"].as_str().expect("id").to_owned(),
+        uploader_id: created["device"]["device_id"]
+            .as_str()
+            .expect("id")
+            .to_owned(),
         app,
         db,
         api,
@@ -224,14 +250,15 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
 
     // An out-of-range value: the bridge reports the refusal, and it is recorded.
     let reported = bridge_upload(&entries_endpoint, &s.api_secret, &sgv_entries(&[(3, 2000)]));
-    let error = reported["error"].as_str().expect("the bridge reports an error");
+    let error = reported["error"]
+        .as_str()
+        .expect("the bridge reports an error");
     assert!(error.contains("out_of_range"), "{error}");
-    let refused: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM rejected_readings WHERE reason = 'out_of_range'",
-    )
-    .fetch_one(&s.db.pool)
-    .await
-    .expect("count");
+    let refused: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM rejected_readings WHERE reason = 'out_of_range'")
+            .fetch_one(&s.db.pool)
+            .await
+            .expect("count");
     assert_eq!(refused, 1);
     assert_eq!(s.db.count("glucose_samples").await, 5);
 
@@ -245,7 +272,9 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
             .body(body)
             .send()
     };
-    let response = post("{not json", sha1_hex(&s.api_secret)).await.expect("post");
+    let response = post("{not json", sha1_hex(&s.api_secret))
+        .await
+        .expect("post");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["status"], 400, "{body}");
@@ -304,7 +333,10 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
         .collect();
     assert_eq!(found, [151, 139]);
     let current: Value = http
-        .get(format!("{}/api/v1/entries/current.json?token={follower}", s.site_url))
+        .get(format!(
+            "{}/api/v1/entries/current.json?token={follower}",
+            s.site_url
+        ))
         .send()
         .await
         .expect("get")
@@ -316,7 +348,10 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
     // Every read is in the patient's access log under the link's name.
     let log = s
         .api
-        .get_ok(&s.token, &format!("/v1/patients/{}/access-log?limit=100", s.patient))
+        .get_ok(
+            &s.token,
+            &format!("/v1/patients/{}/access-log?limit=100", s.patient),
+        )
         .await;
     let link_reads: Vec<&Value> = log["items"]
         .as_array()
@@ -325,9 +360,13 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
         .filter(|e| e["actor_id"] == link_id.as_str())
         .collect();
     assert!(link_reads.len() >= 4, "{log}");
-    assert!(link_reads.iter().all(|e| e["actor_name"] == "Grandma's phone"
-        && e["actor_role"] == "share_link"
-        && e["outcome"] == "allowed"));
+    assert!(
+        link_reads
+            .iter()
+            .all(|e| e["actor_name"] == "Grandma's phone"
+                && e["actor_role"] == "share_link"
+                && e["outcome"] == "allowed")
+    );
 
     // A trends-only link reads no entries, on the site or the browser route, but its trend.
     let (_, trends_only) = share_link(&s, "School nurse", "view_trends").await;
@@ -335,12 +374,22 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
     assert_eq!(followed["status_code"], 403, "{followed}");
     let (status, _) = s
         .api
-        .call(None, Method::GET, &format!("/v1/shared/{trends_only}/glucose"), None)
+        .call(
+            None,
+            Method::GET,
+            &format!("/v1/shared/{trends_only}/glucose"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, trend) = s
         .api
-        .call(None, Method::GET, &format!("/v1/shared/{trends_only}/trends/glucose?days=1"), None)
+        .call(
+            None,
+            Method::GET,
+            &format!("/v1/shared/{trends_only}/trends/glucose?days=1"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{trend}");
     assert_eq!(trend["individual_readings"], false);
@@ -348,7 +397,12 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
     // The readings link works in a browser, and stops on the next request once revoked.
     let (status, page) = s
         .api
-        .call(None, Method::GET, &format!("/v1/shared/{follower}/glucose"), None)
+        .call(
+            None,
+            Method::GET,
+            &format!("/v1/shared/{follower}/glucose"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["items"].as_array().map(Vec::len), Some(5));
@@ -366,7 +420,12 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
     assert_eq!(follow(&s.site_url, &follower)["status_code"], 401);
     let (status, _) = s
         .api
-        .call(None, Method::GET, &format!("/v1/shared/{follower}/glucose"), None)
+        .call(
+            None,
+            Method::GET,
+            &format!("/v1/shared/{follower}/glucose"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -391,16 +450,16 @@ async fn xdrip_androidaps_and_loop_requests_are_stored_once_and_read_back() {
     let s = site().await;
     let digest = sha1_hex(&s.api_secret);
     let http = reqwest::Client::new();
+    let now = Utc::now();
     for fixture in ["xdrip.json", "androidaps.json", "loop.json"] {
-        replay(&http, &s.site_url, &digest, fixture).await;
+        replay(&http, (&s.site_url, &digest), fixture, now).await;
     }
     // xDrip's cal record is refused as a type Chronicle does not keep, and recorded.
-    let unknown: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM rejected_readings WHERE reason = 'unknown_type'",
-    )
-    .fetch_one(&s.db.pool)
-    .await
-    .expect("count");
+    let unknown: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM rejected_readings WHERE reason = 'unknown_type'")
+            .fetch_one(&s.db.pool)
+            .await
+            .expect("count");
     assert_eq!(unknown, 1);
     // 4 CGM values and xDrip's finger stick; 8 treatments (a meal bolus is two records, and
     // AndroidAPS's zero-rate temporary basal is kept as 0 U of basal).
@@ -408,7 +467,7 @@ async fn xdrip_androidaps_and_loop_requests_are_stored_once_and_read_back() {
     assert_eq!(s.db.count("treatment_samples").await, 8);
     // Replayed again: nothing new.
     for fixture in ["xdrip.json", "androidaps.json", "loop.json"] {
-        replay(&http, &s.site_url, &digest, fixture).await;
+        replay(&http, (&s.site_url, &digest), fixture, now).await;
     }
     assert_eq!(s.db.count("glucose_samples").await, 5);
     assert_eq!(s.db.count("treatment_samples").await, 8);
@@ -429,7 +488,10 @@ async fn xdrip_androidaps_and_loop_requests_are_stored_once_and_read_back() {
     let since = (Utc::now() - Duration::minutes(26)).to_rfc3339_opts(SecondsFormat::Secs, true);
     let treatments: Value = http
         .get(format!("{}/api/v1/treatments.json", s.site_url))
-        .query(&[("find[created_at][$gte]", since.as_str()), ("token", follower.as_str())])
+        .query(&[
+            ("find[created_at][$gte]", since.as_str()),
+            ("token", follower.as_str()),
+        ])
         .send()
         .await
         .expect("get")
@@ -446,10 +508,20 @@ async fn xdrip_androidaps_and_loop_requests_are_stored_once_and_read_back() {
     // 24 and 25 minutes ago).
     assert_eq!(
         events,
-        ["Carb Correction", "Correction Bolus", "Carb Correction", "Correction Bolus",
-         "Temp Basal"],
+        [
+            "Carb Correction",
+            "Correction Bolus",
+            "Carb Correction",
+            "Correction Bolus",
+            "Temp Basal"
+        ],
         "{treatments}"
     );
     let followed = follow(&s.site_url, &follower);
-    assert!(followed["treatments"].as_array().is_some_and(|t| t.len() == 8), "{followed}");
+    assert!(
+        followed["treatments"]
+            .as_array()
+            .is_some_and(|t| t.len() == 8),
+        "{followed}"
+    );
 }

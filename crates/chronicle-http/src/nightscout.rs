@@ -14,12 +14,12 @@
 //!   clients parse that (the API's RFC 9457 problems are for Chronicle's own clients).
 
 use crate::AppState;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use axum::body::Bytes;
 use chronicle_domain::sharing::{
     Access, AccessAction, AccessRequest, DataCategory, DenyReason, Principal,
 };
@@ -71,7 +71,10 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{V1}/devicestatus.json"), devicestatus)
         .route(&format!("{V1}/profile"), get(profile))
         .route(&format!("{V1}/profile.json"), get(profile))
-        .route("/nightscout/{site}/{*rest}", axum::routing::any(unknown_route))
+        .route(
+            "/nightscout/{site}/{*rest}",
+            axum::routing::any(unknown_route),
+        )
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
 }
 
@@ -415,7 +418,12 @@ async fn upload_treatments(
     let site = site(&state, &site_id).await?;
     let device = uploader(&state, &site, &headers, &query).await?;
     let documents = documents(&body)?;
-    let ack = submit(&state, &device, nightscout::treatments_to_records(&documents)).await?;
+    let ack = submit(
+        &state,
+        &device,
+        nightscout::treatments_to_records(&documents),
+    )
+    .await?;
     upload_answer(documents, &ack)
 }
 
@@ -592,7 +600,17 @@ async fn entries_of_spec(
 ) -> Answer {
     let spec = spec.strip_suffix(".json").unwrap_or(&spec);
     match spec {
-        "current" => read_entries(&state, &site_id, &headers, &query, EntryFilter::Sgv, Some(1)).await,
+        "current" => {
+            read_entries(
+                &state,
+                &site_id,
+                &headers,
+                &query,
+                EntryFilter::Sgv,
+                Some(1),
+            )
+            .await
+        }
         other => match EntryFilter::parse(other) {
             Some(filter) => read_entries(&state, &site_id, &headers, &query, filter, None).await,
             None => Err(NightscoutError::new(
@@ -674,7 +692,8 @@ fn entry_document<'a>(
     mut older: impl Iterator<Item = &'a StoredGlucose>,
 ) -> Value {
     let ms = reading.measured_at.timestamp_millis();
-    let value = reading.value_mg_dl.round();
+    // Nightscout keeps mg/dL as whole numbers.
+    let value = reading.value_mg_dl.round() as i64;
     let id = object_id(&[&reading.device_id, &reading.source, &ms.to_string()]);
     if reading.source != "cgm" {
         return json!({
@@ -760,7 +779,10 @@ fn treatment_document(t: &StoredTreatment) -> Value {
         other => json!({"eventType": other}),
     };
     let fields = [
-        ("_id", json!(object_id(&[&t.device_id, &t.kind, &ms.to_string()]))),
+        (
+            "_id",
+            json!(object_id(&[&t.device_id, &t.kind, &ms.to_string()])),
+        ),
         ("created_at", json!(iso(t.measured_at))),
         ("date", json!(ms)),
         ("mills", json!(ms)),
@@ -803,26 +825,43 @@ mod tests {
             &["date", "dateString"],
         )
         .expect("valid");
-        assert_eq!(find.from.map(|t| t.to_rfc3339()), Some("2026-03-01T11:00:00+00:00".into()));
-        assert_eq!(find.to.map(|t| t.to_rfc3339()), Some("2026-03-02T00:00:00+00:00".into()));
-        assert_eq!((find.count, find.entry_type.as_deref()), (Some(50), Some("sgv")));
+        assert_eq!(
+            find.from.map(|t| t.to_rfc3339()),
+            Some("2026-03-01T11:00:00+00:00".into())
+        );
+        assert_eq!(
+            find.to.map(|t| t.to_rfc3339()),
+            Some("2026-03-02T00:00:00+00:00".into())
+        );
+        assert_eq!(
+            (find.count, find.entry_type.as_deref()),
+            (Some(50), Some("sgv"))
+        );
         assert!(parse_find(&query(&[("find[date][$regex]", "1")]), &["date"]).is_err());
         assert!(parse_find(&query(&[("find[date][$gte]", "soon")]), &["date"]).is_err());
         assert!(parse_find(&query(&[("count", "ten")]), &["date"]).is_err());
-        let exclusive = parse_find(&query(&[("find[date][$gt]", "1000")]), &["date"])
-            .expect("valid");
+        let exclusive =
+            parse_find(&query(&[("find[date][$gt]", "1000")]), &["date"]).expect("valid");
         assert!(exclusive.from > DateTime::from_timestamp_millis(1000));
     }
 
     #[test]
     fn credentials_are_told_apart() {
         let mut headers = HeaderMap::new();
-        headers.insert("api-secret", "A9993E364706816ABA3E25717850C26C9CD0D89D".parse().expect("header"));
+        headers.insert(
+            "api-secret",
+            "A9993E364706816ABA3E25717850C26C9CD0D89D"
+                .parse()
+                .expect("header"),
+        );
         let p = presented(&headers, &[]);
         assert!(p.api_secret.is_some() && p.token.is_none());
         headers.insert("api-secret", "token=follow-me".parse().expect("header"));
         let p = presented(&headers, &query(&[("token", "other")]));
-        assert_eq!((p.api_secret, p.token.as_deref()), (None, Some("follow-me")));
+        assert_eq!(
+            (p.api_secret, p.token.as_deref()),
+            (None, Some("follow-me"))
+        );
     }
 
     #[test]

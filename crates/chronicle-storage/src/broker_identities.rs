@@ -187,11 +187,13 @@ impl Store {
     ) -> Result<Option<BrokerPrincipal>, StorageError> {
         let relays: Option<(Vec<String>,)> = match identity {
             Publisher::Device(id) => {
-                sqlx::query_as("SELECT ARRAY[id] FROM devices
-                     WHERE id = $1 AND revoked_at IS NULL AND kind <> 'uploader'")
-                    .bind(id.as_str())
-                    .fetch_optional(self.pool())
-                    .await?
+                sqlx::query_as(
+                    "SELECT ARRAY[id] FROM devices
+                     WHERE id = $1 AND revoked_at IS NULL AND kind <> 'uploader'",
+                )
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?
             }
             Publisher::Gateway(id) => {
                 sqlx::query_as(

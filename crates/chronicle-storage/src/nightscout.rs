@@ -8,11 +8,11 @@ use crate::registry::Device;
 use crate::sharing::NewGrant;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{Access, DataCategory, Grant, Grantee, Purpose};
-use std::collections::BTreeSet;
 use chronicle_domain::{DeviceId, DeviceKind};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use sha1::{Digest, Sha1};
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// The SHA-1 hex of a secret: what Nightscout clients send in `api-secret` instead of the
@@ -117,7 +117,8 @@ impl Store {
     ) -> Result<NewUploader, StorageError> {
         let api_secret = random_secret(32);
         let candidate = format!("ns_{}", &new_site_id()[..12]);
-        let id = DeviceId::parse(&candidate).map_err(|_| StorageError::corrupt("device id", &candidate))?;
+        let id = DeviceId::parse(&candidate)
+            .map_err(|_| StorageError::corrupt("device id", &candidate))?;
         let device = sqlx::query_as::<_, (String, Uuid, String, Option<String>, DateTime<Utc>)>(
             "INSERT INTO devices (id, patient_id, kind, label, secret_hash)
              VALUES ($1, $2, 'uploader', $3, $4)
@@ -160,10 +161,8 @@ impl Store {
         .bind(secret_hash(&digest))
         .fetch_optional(self.pool())
         .await?;
-        id.map(|id| {
-            DeviceId::parse(&id).map_err(|_| StorageError::corrupt("device id", &id))
-        })
-        .transpose()
+        id.map(|id| DeviceId::parse(&id).map_err(|_| StorageError::corrupt("device id", &id)))
+            .transpose()
     }
 
     /// Makes a share link for the patient: its grant (purpose caregiving, the link as
@@ -236,7 +235,9 @@ impl Store {
                     .iter()
                     .find(|g| g.id == grant_id)
                     .cloned()
-                    .ok_or_else(|| StorageError::corrupt("share link grant", &grant_id.to_string()))?;
+                    .ok_or_else(|| {
+                        StorageError::corrupt("share link grant", &grant_id.to_string())
+                    })?;
                 Ok(ShareLink {
                     id,
                     patient_id: actor.patient_id(),

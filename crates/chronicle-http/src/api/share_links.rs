@@ -71,7 +71,11 @@ impl From<ShareLink> for ShareLinkItem {
             active: grant.is_active(Utc::now()),
             id: link.id,
             name: link.name,
-            categories: grant.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+            categories: grant
+                .categories
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
             access: grant.access.iter().map(|a| a.as_str().to_owned()).collect(),
             data_since: grant.data_since,
             expires_at: grant.expires_at,
@@ -156,7 +160,13 @@ async fn create_share_link(
             "a share link lives at most {MAX_LINK_DAYS} days"
         )));
     }
-    let actor = actor(&state, &principal, patient_id, AccessAction::CreateShareLink).await?;
+    let actor = actor(
+        &state,
+        &principal,
+        patient_id,
+        AccessAction::CreateShareLink,
+    )
+    .await?;
     let spec = ShareLinkScope {
         categories,
         access,
@@ -184,7 +194,13 @@ async fn revoke_share_link(
     Authenticated(principal): Authenticated,
     Path((patient_id, link_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<ShareLinkItem>, ApiError> {
-    let actor = actor(&state, &principal, patient_id, AccessAction::RevokeShareLink).await?;
+    let actor = actor(
+        &state,
+        &principal,
+        patient_id,
+        AccessAction::RevokeShareLink,
+    )
+    .await?;
     let link = state
         .store
         .revoke_share_link_as(&actor, link_id)
