@@ -75,8 +75,6 @@ string_enum!(
         ReadCgmSummary => "read_cgm_summary",
         /// Seen in a list of patients.
         ListPatients => "list_patients",
-        /// A Nightscout client read the site's status (units, name): no patient data.
-        ReadNightscoutStatus => "read_nightscout_status",
         /// A Nightscout uploader's credential was made or revoked.
         CreateNightscoutUploader => "create_nightscout_uploader",
         ReadShareLinks => "read_share_links",
