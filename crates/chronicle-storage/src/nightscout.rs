@@ -235,9 +235,7 @@ impl Store {
                     .iter()
                     .find(|g| g.id == grant_id)
                     .cloned()
-                    .ok_or_else(|| {
-                        StorageError::corrupt("share link grant", &grant_id.to_string())
-                    })?;
+                    .ok_or_else(|| StorageError::corrupt("share link grant", grant_id))?;
                 Ok(ShareLink {
                     id,
                     patient_id: actor.patient_id(),

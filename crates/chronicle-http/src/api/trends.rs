@@ -393,7 +393,7 @@ pub(crate) async fn glucose_trend_answer(
         ..
     } = read_glucose_trend(
         &state,
-        &principal,
+        principal,
         patient_id,
         AccessAction::ReadGlucoseTrend,
         query.days()?,
