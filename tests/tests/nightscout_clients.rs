@@ -10,6 +10,7 @@
 //! `CHRONICLE_TEST_PYTHON` with py-nightscout; `scripts/test` sets both up.
 
 use chronicle_domain::sharing::Role;
+use chronicle_storage::{NewPatient, Store};
 use chronicle_tests::{ApiClient, TestApp, TestDatabase, TestDevice, create_user};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use reqwest::{Method, StatusCode};
@@ -29,9 +30,17 @@ fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("nightscout-clients")
 }
 
+/// Runs a client to completion off the test's runtime thread: the server's pool holds
+/// connections this runtime opened, which must keep being served while the client waits.
+async fn run_client(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().expect("the client runs"))
+        .await
+        .expect("the client's thread")
+}
+
 /// Uploads `entries` with minimed-connect-to-nightscout's upload function; returns what the
 /// bridge reported (`{"status": …}` or `{"error": …}`).
-fn bridge_upload(endpoint: &str, secret: &str, entries: &Value) -> Value {
+async fn bridge_upload(endpoint: &str, secret: &str, entries: &Value) -> Value {
     let dir = clients_dir();
     assert!(
         dir.join("node_modules/minimed-connect-to-nightscout")
@@ -41,13 +50,13 @@ fn bridge_upload(endpoint: &str, secret: &str, entries: &Value) -> Value {
     );
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), entries.to_string()).expect("write entries");
-    let out = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .current_dir(&dir)
         .arg("upload.js")
         .args([endpoint, secret])
-        .arg(file.path())
-        .output()
-        .expect("node runs (install Node.js)");
+        .arg(file.path());
+    let out = run_client(command).await;
     assert!(
         out.status.success(),
         "upload.js failed: {}",
@@ -57,7 +66,7 @@ fn bridge_upload(endpoint: &str, secret: &str, entries: &Value) -> Value {
 }
 
 /// Follows the site with py-nightscout; returns what the library understood or its error.
-fn follow(site_url: &str, token: &str) -> Value {
+async fn follow(site_url: &str, token: &str) -> Value {
     let python = std::env::var("CHRONICLE_TEST_PYTHON").expect(
         "CHRONICLE_TEST_PYTHON must name a Python with py-nightscout==1.3.3 (scripts/test sets it up)",
     );
@@ -155,14 +164,18 @@ struct Site {
 async fn site() -> Site {
     let db = TestDatabase::create().await.expect("database");
     let app = TestApp::launch(&db, &[]).await.expect("server");
-    let patient: Uuid = app
-        .add_patient("Noor")
+    // The test's own pool: the server's pool keeps to the server's runtime.
+    let store = Store::from_pool(db.pool.clone());
+    let patient = store
+        .create_patient(&NewPatient {
+            display_name: "Noor".into(),
+            time_zone: "UTC".into(),
+        })
         .await
         .expect("patient")
-        .parse()
-        .expect("uuid");
+        .id;
     create_user(
-        app.store(),
+        &store,
         "noor@example.org",
         Role::Patient,
         Some(patient),
@@ -243,13 +256,14 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
     // The bridge uploads five readings; uploading them again stores nothing twice.
     let readings = sgv_entries(&[(25, 110), (20, 118), (15, 127), (10, 139), (5, 151)]);
     for _ in 0..2 {
-        let reported = bridge_upload(&entries_endpoint, &s.api_secret, &readings);
+        let reported = bridge_upload(&entries_endpoint, &s.api_secret, &readings).await;
         assert_eq!(reported["status"], 200, "{reported}");
     }
     assert_eq!(s.db.count("glucose_samples").await, 5);
 
     // An out-of-range value: the bridge reports the refusal, and it is recorded.
-    let reported = bridge_upload(&entries_endpoint, &s.api_secret, &sgv_entries(&[(3, 2000)]));
+    let reported =
+        bridge_upload(&entries_endpoint, &s.api_secret, &sgv_entries(&[(3, 2000)])).await;
     let error = reported["error"]
         .as_str()
         .expect("the bridge reports an error");
@@ -298,7 +312,7 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
 
     // A follower with a readings link: py-nightscout sees the site, the values and arrows.
     let (link_id, follower) = share_link(&s, "Grandma's phone", "view_readings").await;
-    let followed = follow(&s.site_url, &follower);
+    let followed = follow(&s.site_url, &follower).await;
     assert_eq!(followed["status"]["name"], "Chronicle", "{followed}");
     assert_eq!(followed["status"]["units"], "mg/dl", "{followed}");
     let sgvs: Vec<i64> = followed["sgvs"]
@@ -370,7 +384,7 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
 
     // A trends-only link reads no entries, on the site or the browser route, but its trend.
     let (_, trends_only) = share_link(&s, "School nurse", "view_trends").await;
-    let followed = follow(&s.site_url, &trends_only);
+    let followed = follow(&s.site_url, &trends_only).await;
     assert_eq!(followed["status_code"], 403, "{followed}");
     let (status, _) = s
         .api
@@ -417,7 +431,7 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
         .await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert_eq!(revoked["active"], false);
-    assert_eq!(follow(&s.site_url, &follower)["status_code"], 401);
+    assert_eq!(follow(&s.site_url, &follower).await["status_code"], 401);
     let (status, _) = s
         .api
         .call(
@@ -440,7 +454,7 @@ async fn a_real_uploader_and_a_real_follower_use_a_patients_site() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let reported = bridge_upload(&entries_endpoint, &s.api_secret, &sgv_entries(&[(1, 120)]));
+    let reported = bridge_upload(&entries_endpoint, &s.api_secret, &sgv_entries(&[(1, 120)])).await;
     assert!(reported["error"].is_string(), "{reported}");
     assert_eq!(s.db.count("glucose_samples").await, 5);
 }
@@ -517,7 +531,7 @@ async fn xdrip_androidaps_and_loop_requests_are_stored_once_and_read_back() {
         ],
         "{treatments}"
     );
-    let followed = follow(&s.site_url, &follower);
+    let followed = follow(&s.site_url, &follower).await;
     assert!(
         followed["treatments"]
             .as_array()
