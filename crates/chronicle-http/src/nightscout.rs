@@ -139,7 +139,7 @@ async fn site(state: &AppState, site_id: &str) -> Result<Site, NightscoutError> 
         None
     };
     found
-        .map(|(patient_id, _)| Site { patient_id })
+        .map(|patient_id| Site { patient_id })
         .ok_or_else(|| NightscoutError::new(StatusCode::NOT_FOUND, "no such site"))
 }
 

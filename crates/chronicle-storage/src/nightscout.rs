@@ -98,14 +98,13 @@ impl Store {
     pub async fn nightscout_site_patient(
         &self,
         site_id: &str,
-    ) -> Result<Option<(Uuid, String)>, StorageError> {
-        Ok(sqlx::query_as(
-            "SELECT s.patient_id, p.time_zone FROM nightscout_sites s
-             JOIN patients p ON p.id = s.patient_id WHERE s.site_id = $1",
+    ) -> Result<Option<Uuid>, StorageError> {
+        Ok(
+            sqlx::query_scalar("SELECT patient_id FROM nightscout_sites WHERE site_id = $1")
+                .bind(site_id)
+                .fetch_optional(self.pool())
+                .await?,
         )
-        .bind(site_id)
-        .fetch_optional(self.pool())
-        .await?)
     }
 
     /// Registers an upload credential for the patient: a device of kind `uploader` whose
@@ -119,10 +118,9 @@ impl Store {
         let candidate = format!("ns_{}", &new_site_id()[..12]);
         let id = DeviceId::parse(&candidate)
             .map_err(|_| StorageError::corrupt("device id", &candidate))?;
-        let device = sqlx::query_as::<_, (String, Uuid, String, Option<String>, DateTime<Utc>)>(
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
             "INSERT INTO devices (id, patient_id, kind, label, secret_hash)
-             VALUES ($1, $2, 'uploader', $3, $4)
-             RETURNING id, patient_id, kind, label, created_at",
+             VALUES ($1, $2, 'uploader', $3, $4) RETURNING created_at",
         )
         .bind(id.as_str())
         .bind(actor.patient_id())
@@ -133,10 +131,10 @@ impl Store {
         Ok(NewUploader {
             device: Device {
                 id,
-                patient_id: device.1,
+                patient_id: actor.patient_id(),
                 kind: DeviceKind::Uploader,
-                label: device.3,
-                created_at: device.4,
+                label: label.map(str::to_owned),
+                created_at,
                 revoked_at: None,
             },
             api_secret,
