@@ -94,14 +94,20 @@ check_dashboard_bundle() {
     rm -rf "$built"
 }
 
+# The Nightscout uploader the tests drive (tests/nightscout-clients), installed exactly as locked.
+ensure_nightscout_clients() {
+    step "installing the Nightscout clients the tests drive (tests/nightscout-clients)"
+    (cd tests/nightscout-clients && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 # A Python with the independent readers the tests compare against: the fhir.resources models
 # (the FHIR validator of the export and the CGM summary) and pypdf (the AGP report's text).
 ensure_fhir_validator() {
     local venv=target/test-venv
-    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle, pypdf' >/dev/null 2>&1; then
-        step "installing the FHIR validator (fhir.resources) and pypdf into $venv"
+    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle, pypdf, py_nightscout' >/dev/null 2>&1; then
+        step "installing the FHIR validator (fhir.resources), pypdf and py-nightscout into $venv"
         python3 -m venv "$venv" || { echo "python3 -m venv failed: install python3-venv" >&2; exit 1; }
-        "$venv/bin/pip" install -q "fhir.resources==8.3.0" "pypdf==7.1.1"
+        "$venv/bin/pip" install -q "fhir.resources==8.3.0" "pypdf==7.1.1" "py-nightscout==1.3.3"
     fi
     CHRONICLE_TEST_PYTHON="$(pwd)/$venv/bin/python"
     export CHRONICLE_TEST_PYTHON

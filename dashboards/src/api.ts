@@ -58,6 +58,10 @@ export type NewInvitation = Schemas['CreateInvitationRequest'];
 export type CreatedInvitation = Wire<Schemas['CreatedInvitation']>;
 export type InvitationPreview = Wire<Schemas['InvitationPreview']>;
 export type AcceptInvitation = Schemas['AcceptInvitationRequest'];
+export type ShareLink = Wire<Schemas['ShareLinkItem']>;
+export type NewShareLink = Wire<Schemas['CreateShareLinkRequest']>;
+/** A new share link, its token shown once. */
+export type CreatedShareLink = Wire<Schemas['CreatedShareLink']>;
 
 /** What the caller may see of a category on the panel. */
 export type AccessLevel = Schemas['AccessLevel'];
@@ -251,6 +255,12 @@ export const api = {
   createGrant: (id: string, grant: NewGrant) => json<Grant>('POST', `${patient(id)}/grants`, grant),
   revokeGrant: (id: string, grantId: string) =>
     json<Grant>('DELETE', `${patient(id)}/grants/${encodeURIComponent(grantId)}`),
+
+  shareLinks: (id: string) => json<ShareLink[]>('GET', `${patient(id)}/share-links`),
+  createShareLink: (id: string, link: NewShareLink) =>
+    json<CreatedShareLink>('POST', `${patient(id)}/share-links`, link),
+  revokeShareLink: (id: string, linkId: string) =>
+    json<ShareLink>('DELETE', `${patient(id)}/share-links/${encodeURIComponent(linkId)}`),
 
   emergencyAccesses: (id: string) => json<EmergencyAccess[]>('GET', `${patient(id)}/emergency-access`),
   accessLog: (id: string, cursor: string | null) =>

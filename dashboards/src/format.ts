@@ -134,6 +134,7 @@ export const GRANTEE_TYPE_LABELS: Record<GranteeType, string> = {
   user: 'person',
   care_team: 'care team',
   organization: 'organization',
+  share_link: 'share link',
 };
 
 const label = (labels: Record<string, string>, code: string) => labels[code] ?? code.replaceAll('_', ' ');
@@ -226,6 +227,10 @@ const ACTIONS: Record<AccessAction, { done: string; tried: string }> = {
   read_target_changes: phrase('viewed the history of your targets', 'view the history of your targets'),
   update_targets: phrase('changed your targets or alert thresholds', 'change your targets or alert thresholds'),
   read_research_glucose: phrase('read your glucose readings for research, de-identified', 'read your glucose readings for research'),
+  create_nightscout_uploader: phrase('made a Nightscout upload credential', 'make a Nightscout upload credential'),
+  read_share_links: phrase('viewed your share links', 'view your share links'),
+  create_share_link: phrase('made a share link', 'make a share link'),
+  revoke_share_link: phrase('revoked a share link', 'revoke a share link'),
 };
 
 function actionInWords(entry: AccessLogItem): string {

@@ -110,7 +110,7 @@ pub fn assess(readings: &[SimReading]) -> Assessment {
             .map(|r| r.measured_at_utc())
             .collect();
         match kind {
-            DeviceKind::Cgm | DeviceKind::Meter => {
+            DeviceKind::Cgm | DeviceKind::Meter | DeviceKind::Uploader => {
                 let g: Vec<Glucose> = list
                     .iter()
                     .filter_map(|r| {
@@ -120,7 +120,7 @@ pub fn assess(readings: &[SimReading]) -> Assessment {
                         })
                     })
                     .collect();
-                glucose_rules(&mut out, device, kind == DeviceKind::Cgm, &g);
+                glucose_rules(&mut out, device, kind != DeviceKind::Meter, &g);
             }
             DeviceKind::Bp => {
                 let p: Vec<Pressure> = list
@@ -398,7 +398,7 @@ fn pressure_rules(out: &mut Assessment, device: usize, p: &[Pressure]) {
 /// end of the readings is the end of the scenario, not a silence).
 fn no_data(out: &mut Assessment, device: usize, kind: DeviceKind, times: &[DateTime<Utc>]) {
     let (threshold, strong, near) = match kind {
-        DeviceKind::Cgm => (
+        DeviceKind::Cgm | DeviceKind::Uploader => (
             Duration::minutes(30),
             Duration::minutes(45),
             Duration::minutes(15),

@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 #[path = "sharing_matrix/alerts.rs"]
 mod alerts;
+#[path = "sharing_matrix/share_links.rs"]
+mod share_links;
 #[path = "sharing_matrix/invitations.rs"]
 mod invitations;
 
@@ -63,6 +65,11 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/trends/blood-pressure"),
     ("GET", "/v1/patients/{patient_id}/reports/agp.pdf"),
     ("GET", "/v1/patients/{patient_id}/fhir/cgm-summary"),
+    ("GET", "/v1/patients/{patient_id}/share-links"),
+    ("POST", "/v1/patients/{patient_id}/share-links"),
+    ("DELETE", "/v1/patients/{patient_id}/share-links/{link_id}"),
+    ("GET", "/v1/patients/{patient_id}/nightscout"),
+    ("POST", "/v1/patients/{patient_id}/nightscout/uploaders"),
 ];
 
 struct World {
@@ -1439,6 +1446,8 @@ async fn the_authorization_matrix() {
     // Alerts: receiving them needs receive_alerts on their category (sharing_matrix/alerts.rs).
     alerts::check(&w).await;
 
+    // Share links and the Nightscout site (sharing_matrix/share_links.rs).
+    share_links::check(&w).await;
     // Care-team invitations (sharing_matrix/invitations.rs).
     invitations::check(&w, &openapi).await;
 }

@@ -266,7 +266,7 @@ pub async fn launch(
                 settings,
                 &store,
                 mqtt_listeners,
-                ingest,
+                ingest.clone(),
                 &broker_status,
                 &metrics,
                 broker_metrics,
@@ -281,7 +281,6 @@ pub async fn launch(
         );
         // Ready as soon as the database is: there is no broker to wait for.
         broker_status.set(true, &metrics);
-        drop(ingest);
         None
     };
 
@@ -300,6 +299,7 @@ pub async fn launch(
         request_timeout: settings.http_request_timeout,
         login_guard,
         trusted_proxies: settings.http_trusted_proxies.clone().into(),
+        ingest: ingest.clone(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(
         listeners.http,

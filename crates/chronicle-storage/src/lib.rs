@@ -32,6 +32,7 @@ pub mod gate;
 pub mod gateways;
 pub mod identity;
 pub mod invitations;
+pub mod nightscout;
 pub mod population;
 pub mod readings;
 pub mod records;

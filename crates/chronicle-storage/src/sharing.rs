@@ -130,6 +130,7 @@ impl TryFrom<GrantRow> for Grant {
             "user" => Grantee::User(row.grantee_id),
             "care_team" => Grantee::CareTeam(row.grantee_id),
             "organization" => Grantee::Organization(row.grantee_id),
+            "share_link" => Grantee::ShareLink(row.grantee_id),
             other => return Err(StorageError::corrupt("grantee type", other)),
         };
         Ok(Grant {
@@ -163,6 +164,7 @@ fn grantee_parts(grantee: Grantee) -> (&'static str, Uuid) {
         Grantee::User(id) => ("user", id),
         Grantee::CareTeam(id) => ("care_team", id),
         Grantee::Organization(id) => ("organization", id),
+        Grantee::ShareLink(id) => ("share_link", id),
     }
 }
 

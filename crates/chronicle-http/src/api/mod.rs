@@ -26,11 +26,13 @@ mod fhir;
 mod gateways;
 mod guardians;
 mod invitations;
+mod nightscout;
 mod patients;
 mod readings;
 mod reports;
 mod research;
 mod session;
+mod share_links;
 mod sharing;
 mod targets;
 mod trends;
@@ -112,6 +114,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(devices::routes())
         .merge(sharing::routes())
         .merge(invitations::routes())
+        .merge(share_links::routes())
+        .merge(nightscout::routes())
         .merge(guardians::routes())
         .merge(export::routes())
         .merge(research::routes())

@@ -738,7 +738,9 @@ fn gateway_plans(
     for device in devices {
         let n = device.patient_number;
         let (period, place, level) = match device.kind {
-            DeviceKind::Cgm => (CGM_PERIOD, n as f64 / patients, 100 + (n % 60) as u16),
+            DeviceKind::Cgm | DeviceKind::Uploader => {
+                (CGM_PERIOD, n as f64 / patients, 100 + (n % 60) as u16)
+            }
             DeviceKind::Meter => (
                 CHECK_PERIOD,
                 (n.wrapping_mul(7919) % 10_007) as f64 / 10_007.0,
