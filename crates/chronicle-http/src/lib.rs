@@ -72,6 +72,8 @@ pub struct AppState {
     pub login_guard: Arc<login_guard::LoginGuard>,
     /// Proxies whose `X-Forwarded-For` names the client ([`client_address`]); none by default.
     pub trusted_proxies: Arc<[std::net::IpAddr]>,
+    /// The ingest, for what arrives over HTTP (imports): the same pipeline as MQTT.
+    pub ingest: chronicle_ingest::IngestHandle,
 }
 
 /// How long a request may take to produce its response (the head: a stream's body, such as

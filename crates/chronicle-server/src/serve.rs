@@ -262,7 +262,7 @@ pub async fn launch(
         settings,
         &store,
         mqtt_listeners,
-        ingest,
+        ingest.clone(),
         &broker_status,
         &metrics,
         broker_metrics,
@@ -285,6 +285,7 @@ pub async fn launch(
         request_timeout: settings.http_request_timeout,
         login_guard,
         trusted_proxies: settings.http_trusted_proxies.clone().into(),
+        ingest,
     });
     let http_task = tokio::spawn(chronicle_http::serve(
         listeners.http,

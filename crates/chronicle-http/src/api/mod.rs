@@ -5,7 +5,7 @@
 //! `me`, log-out, API tokens), `patients` (the list, erasure), `readings`, `devices`,
 //! `sharing` (grants, access log, emergency access), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
-//! (and the panel), `reports` (the printable AGP report), `fhir` (CGM summaries and the
+//! (and the panel), `reports` (the printable AGP report), `imports` (vendor exports: preview and import), `fhir` (CGM summaries and the
 //! CapabilityStatement), `webhooks`, `gateways`, `admin` (organizations, teams, users) and
 //! `broker_hooks` (an external broker's authentication and authorization calls). This file
 //! holds what they share: the gate calls, paging and the OpenAPI document.
@@ -24,6 +24,7 @@ mod export;
 mod fhir;
 mod gateways;
 mod guardians;
+mod imports;
 mod patients;
 mod readings;
 mod reports;
@@ -116,6 +117,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(alerts::routes())
         .merge(trends::routes())
         .merge(reports::routes())
+        .merge(imports::routes())
         .merge(fhir::routes())
         .merge(webhooks::routes())
         .merge(gateways::routes())
