@@ -192,7 +192,11 @@ pub enum Checked {
 
 /// Validates every row as the ingest will (same function, same limits), so a preview tells
 /// what a commit stores and refuses.
-pub fn check_rows(parsed: &ParsedImport, now: DateTime<Utc>, limits: &DecodeLimits) -> Vec<Checked> {
+pub fn check_rows(
+    parsed: &ParsedImport,
+    now: DateTime<Utc>,
+    limits: &DecodeLimits,
+) -> Vec<Checked> {
     let limits = import_limits(limits);
     parsed
         .rows

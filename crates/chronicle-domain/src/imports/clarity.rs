@@ -16,7 +16,7 @@
 //! Other event types are refused as `not_imported`, with their line.
 
 use super::{
-    ImportError, ImportFormat, ImportOptions, ImportRow, ImportStream, Location, LocalClock,
+    ImportError, ImportFormat, ImportOptions, ImportRow, ImportStream, LocalClock, Location,
     ParsedImport, RowRefusal, glucose_cell, number_cell, refused_row, row_object,
 };
 use chrono::NaiveDateTime;
@@ -238,17 +238,22 @@ fn read_row(
 /// Clarity writes `2026-03-01T08:30:00`; the same file saved by a spreadsheet has
 /// `2026-03-01 08:30:00` or drops the seconds.
 fn local_time(text: &str) -> Result<NaiveDateTime, RowRefusal> {
-    ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .ok_or_else(|| RowRefusal {
-            reason: "invalid_timestamp".into(),
-            detail: if text.is_empty() {
-                "the timestamp is empty".into()
-            } else {
-                format!("the timestamp {text:?} is not YYYY-MM-DDThh:mm:ss")
-            },
-        })
+    [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .ok_or_else(|| RowRefusal {
+        reason: "invalid_timestamp".into(),
+        detail: if text.is_empty() {
+            "the timestamp is empty".into()
+        } else {
+            format!("the timestamp {text:?} is not YYYY-MM-DDThh:mm:ss")
+        },
+    })
 }
 
 /// `hh:mm:ss` in whole minutes (at least one).

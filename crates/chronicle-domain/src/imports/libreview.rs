@@ -22,8 +22,8 @@
 //! refused as `not_imported`, with their line.
 
 use super::{
-    DateOrder, ImportError, ImportFormat, ImportOptions, ImportRow, ImportStream, Location,
-    LocalClock, ParsedImport, RowRefusal, glucose_cell, number_cell, refused_row, row_object,
+    DateOrder, ImportError, ImportFormat, ImportOptions, ImportRow, ImportStream, LocalClock,
+    Location, ParsedImport, RowRefusal, glucose_cell, number_cell, refused_row, row_object,
 };
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde_json::{Value, json};
@@ -99,8 +99,7 @@ pub(super) fn parse(text: &str, options: &ImportOptions) -> Result<ParsedImport,
     if title.is_some_and(|t| t.iter().any(|c| c.trim() == "Device Timestamp")) {
         return Err(ImportError::WrongFormat {
             format: FORMAT,
-            detail: "line 1 is a header: a LibreView export begins with the report's title"
-                .into(),
+            detail: "line 1 is a header: a LibreView export begins with the report's title".into(),
         });
     }
     let columns = columns(&headers)?;

@@ -14,8 +14,7 @@ pub(super) fn parse(text: &str) -> Result<ParsedImport, ImportError> {
         format: "Nightscout",
         detail,
     };
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| wrong(format!("not JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| wrong(format!("not JSON: {e}")))?;
     let (entries, treatments) = match value {
         Value::Array(entries) => (entries, Vec::new()),
         Value::Object(mut object) => {

@@ -161,12 +161,14 @@ async fn read_request(
         .transpose()?;
     let time_zone = match &query.time_zone {
         Some(zone) => zone.clone(),
-        None => state
-            .store
-            .patient(patient_id)
-            .await?
-            .ok_or(ApiError::NotFound)?
-            .time_zone,
+        None => {
+            state
+                .store
+                .patient(patient_id)
+                .await?
+                .ok_or(ApiError::NotFound)?
+                .time_zone
+        }
     };
     let zone = parse_time_zone(&time_zone).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let options = ImportOptions {
@@ -419,7 +421,9 @@ pub(crate) async fn submit_rows(
             }
         }
     }
-    outcome.refused.sort_by(|a, b| (a.line, &a.entry).cmp(&(b.line, &b.entry)));
+    outcome
+        .refused
+        .sort_by(|a, b| (a.line, &a.entry).cmp(&(b.line, &b.entry)));
     Ok(outcome)
 }
 
