@@ -190,6 +190,8 @@ const ACTIONS: Record<AccessAction, { done: string; tried: string }> = {
   read_devices: phrase('viewed your devices', 'view your devices'),
   pair_device: phrase('paired a device', 'pair a device'),
   revoke_device: phrase('revoked a device', 'revoke a device'),
+  preview_import: phrase('previewed an import into your record', 'preview an import into your record'),
+  import_readings: phrase('imported data into your record', 'import data into your record'),
   read_gateways: phrase('viewed your gateways (apps and hubs)', 'view your gateways'),
   register_gateway: phrase('registered a gateway (an app or hub)', 'register a gateway'),
   revoke_gateway: phrase('revoked a gateway', 'revoke a gateway'),
