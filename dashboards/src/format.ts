@@ -192,6 +192,7 @@ const ACTIONS: Record<AccessAction, { done: string; tried: string }> = {
   revoke_device: phrase('revoked a device', 'revoke a device'),
   preview_import: phrase('previewed an import into your record', 'preview an import into your record'),
   import_readings: phrase('imported data into your record', 'import data into your record'),
+  submit_cgm_bundle: phrase('submitted CGM data to your record (FHIR)', 'submit CGM data to your record (FHIR)'),
   read_gateways: phrase('viewed your gateways (apps and hubs)', 'view your gateways'),
   register_gateway: phrase('registered a gateway (an app or hub)', 'register a gateway'),
   revoke_gateway: phrase('revoked a gateway', 'revoke a gateway'),

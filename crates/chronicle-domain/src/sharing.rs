@@ -86,6 +86,8 @@ string_enum!(
         PreviewImport => "preview_import",
         /// A vendor export imported into the record.
         ImportReadings => "import_readings",
+        /// CGM data submitted as the FHIR CGM guide's transaction Bundle.
+        SubmitCgmBundle => "submit_cgm_bundle",
         ReadGateways => "read_gateways",
         RegisterGateway => "register_gateway",
         RevokeGateway => "revoke_gateway",

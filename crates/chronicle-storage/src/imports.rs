@@ -150,4 +150,24 @@ impl Store {
         .await?;
         Ok(usize::try_from(count).unwrap_or(0))
     }
+
+    /// Which of `times` the device already holds a glucose reading at.
+    pub async fn stored_glucose_times(
+        &self,
+        actor: &PatientActor,
+        device: &DeviceId,
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<DateTime<Utc>>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT g.measured_at FROM glucose_samples g
+               JOIN devices d ON d.key = g.device_key
+              WHERE d.id = $1 AND d.patient_id = $2
+                AND g.measured_at IN (SELECT DISTINCT unnest($3::timestamptz[]))",
+        )
+        .bind(device.as_str())
+        .bind(actor.patient_id())
+        .bind(times)
+        .fetch_all(self.pool())
+        .await?)
+    }
 }

@@ -13,6 +13,7 @@ use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use chronicle_domain::Reading;
 use chronicle_domain::device::Publisher;
 use chronicle_domain::imports::{
     Checked, DateOrder, ImportFormat, ImportOptions, ImportRow, ImportStream, Location,
@@ -20,10 +21,9 @@ use chronicle_domain::imports::{
 };
 use chronicle_domain::sharing::{AccessAction, Principal};
 use chronicle_domain::zone::parse_time_zone;
-use chronicle_domain::{DeviceId, Reading};
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage};
 use chronicle_storage::gate::PatientActor;
-use chronicle_storage::imports::ImportKeys;
+use chronicle_storage::imports::{ImportDevice, ImportKeys};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -310,7 +310,7 @@ async fn commit_import(
         stored: outcome.stored,
         duplicates: outcome.duplicates,
         refused: outcome.refused,
-        devices: outcome.devices.iter().map(ToString::to_string).collect(),
+        devices: outcome.devices.iter().map(|d| d.id.to_string()).collect(),
     }))
 }
 
@@ -341,8 +341,11 @@ fn import_label(format: ImportFormat, stream: ImportStream) -> String {
 pub(crate) struct SubmitOutcome {
     pub stored: usize,
     pub duplicates: usize,
+    /// Each refused row, in file order.
     pub refused: Vec<RefusedRow>,
-    pub devices: Vec<DeviceId>,
+    /// For each submitted row, in order: why it was refused, if it was.
+    pub refusals: Vec<Option<(String, String)>>,
+    pub devices: Vec<ImportDevice>,
 }
 
 /// Submits rows to the ingest under the patient's import devices for `source` (made when
@@ -358,11 +361,16 @@ pub(crate) async fn submit_rows(
         stored: 0,
         duplicates: 0,
         refused: Vec::new(),
+        refusals: vec![None; rows.len()],
         devices: Vec::new(),
     };
     let mut pending = Vec::new();
     for stream in ImportStream::ALL {
-        let stream_rows: Vec<&ImportRow> = rows.iter().filter(|r| r.stream == stream).collect();
+        let stream_rows: Vec<(usize, &ImportRow)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.stream == stream)
+            .collect();
         if stream_rows.is_empty() {
             continue;
         }
@@ -370,9 +378,8 @@ pub(crate) async fn submit_rows(
             .store
             .ensure_import_device(actor, source, stream.device_kind(), &label(stream))
             .await?;
-        outcome.devices.push(device.id.clone());
         for chunk in chunks(&stream_rows) {
-            let records: Vec<&Value> = chunk.iter().map(|r| &r.record).collect();
+            let records: Vec<&Value> = chunk.iter().map(|(_, r)| &r.record).collect();
             let payload = serde_json::to_vec(&serde_json::json!({ "readings": records }))
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             let message = IncomingMessage {
@@ -389,6 +396,7 @@ pub(crate) async fn submit_rows(
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             pending.push((chunk, reply));
         }
+        outcome.devices.push(device);
     }
     for (chunk, reply) in pending {
         let result = reply
@@ -398,26 +406,24 @@ pub(crate) async fn submit_rows(
         outcome.stored += ack.stored;
         outcome.duplicates += ack.duplicates;
         for rejection in ack.rejections {
-            match rejection.index {
-                Some(index) => {
-                    if let Some(row) = chunk.get(index) {
-                        let (reason, detail) = match &row.refusal {
-                            Some(r) => (r.reason.clone(), r.detail.clone()),
-                            None => (rejection.reason.clone(), rejection.detail.clone()),
-                        };
-                        outcome
-                            .refused
-                            .push(RefusedRow::new(&row.location, reason, detail));
-                    }
+            // Without an index the whole message was refused (a revoked import device).
+            let refused: Vec<&(usize, &ImportRow)> = match rejection.index {
+                Some(index) => chunk.get(index).into_iter().collect(),
+                None => chunk.iter().collect(),
+            };
+            for (position, row) in refused {
+                let (reason, detail) = match (&row.refusal, rejection.index) {
+                    (Some(r), Some(_)) => (r.reason.clone(), r.detail.clone()),
+                    _ => (rejection.reason.clone(), rejection.detail.clone()),
+                };
+                outcome.refused.push(RefusedRow::new(
+                    &row.location,
+                    reason.clone(),
+                    detail.clone(),
+                ));
+                if let Some(slot) = outcome.refusals.get_mut(*position) {
+                    *slot = Some((reason, detail));
                 }
-                // The whole message was refused (a revoked import device): every row of it.
-                None => outcome.refused.extend(chunk.iter().map(|row| {
-                    RefusedRow::new(
-                        &row.location,
-                        rejection.reason.clone(),
-                        rejection.detail.clone(),
-                    )
-                })),
             }
         }
     }
@@ -428,11 +434,11 @@ pub(crate) async fn submit_rows(
 }
 
 /// Rows in messages of at most [`RECORDS_PER_MESSAGE`] records and about [`MESSAGE_BYTES`].
-fn chunks<'a>(rows: &[&'a ImportRow]) -> Vec<Vec<&'a ImportRow>> {
+fn chunks<'a>(rows: &[(usize, &'a ImportRow)]) -> Vec<Vec<(usize, &'a ImportRow)>> {
     let mut chunks = Vec::new();
-    let mut current: Vec<&ImportRow> = Vec::new();
+    let mut current: Vec<(usize, &ImportRow)> = Vec::new();
     let mut bytes = 0;
-    for row in rows {
+    for &(position, row) in rows {
         let size = row.record.to_string().len();
         if !current.is_empty()
             && (current.len() >= RECORDS_PER_MESSAGE || bytes + size > MESSAGE_BYTES)
@@ -441,7 +447,7 @@ fn chunks<'a>(rows: &[&'a ImportRow]) -> Vec<Vec<&'a ImportRow>> {
             bytes = 0;
         }
         bytes += size;
-        current.push(row);
+        current.push((position, row));
     }
     if !current.is_empty() {
         chunks.push(current);

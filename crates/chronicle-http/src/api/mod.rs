@@ -6,7 +6,7 @@
 //! `sharing` (grants, access log, emergency access), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
 //! (and the panel), `reports` (the printable AGP report), `imports` (vendor exports: preview and import), `fhir` (CGM summaries and the
-//! CapabilityStatement), `webhooks`, `gateways`, `admin` (organizations, teams, users) and
+//! CapabilityStatement), `fhir_submission` (`$submit-cgm-bundle`), `webhooks`, `gateways`, `admin` (organizations, teams, users) and
 //! `broker_hooks` (an external broker's authentication and authorization calls). This file
 //! holds what they share: the gate calls, paging and the OpenAPI document.
 //!
@@ -22,6 +22,7 @@ mod broker_hooks;
 mod devices;
 mod export;
 mod fhir;
+mod fhir_submission;
 mod gateways;
 mod guardians;
 mod imports;
@@ -119,6 +120,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(reports::routes())
         .merge(imports::routes())
         .merge(fhir::routes())
+        .merge(fhir_submission::routes())
         .merge(webhooks::routes())
         .merge(gateways::routes())
         .merge(admin::routes())
