@@ -1450,7 +1450,8 @@ async fn user_id(w: &World, email: &str) -> Uuid {
         .id
 }
 
-/// Imports write into the record: only the patient and the guardian they named, whatever
+/// Imports and FHIR submissions write into the record: only the patient and the guardian they
+/// named, whatever
 /// others are granted (a care team with every read and export is refused too). Every attempt,
 /// allowed or refused, is in the patient's access log, and a refused import stores nothing.
 #[tokio::test]
@@ -1565,4 +1566,70 @@ async fn imports_only_by_the_patient_or_their_guardian() {
         stored_before + 1,
         "the guardian's import"
     );
+
+    // The FHIR submission names its patient inside the Bundle: the same rule.
+    let submission = |at: DateTime<Utc>| {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+            "resource": {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "99504-3"}]},
+                "subject": {"reference": format!("Patient/{p}")},
+                "effectiveDateTime": at.to_rfc3339(),
+                "valueQuantity": {"value": 140, "unit": "mg/dL",
+                    "system": "http://unitsofmeasure.org", "code": "mg/dL"}},
+            "request": {"method": "POST", "url": "Observation"}}]})
+    };
+    let route = "/v1/fhir/$submit-cgm-bundle";
+    let stored_before = glucose_rows().await;
+    for who in [
+        "clinician",
+        "other_org_clinician",
+        "caregiver",
+        "researcher",
+        "admin",
+    ] {
+        let logged_before = w.log_len().await;
+        let (status, body) = w
+            .call(
+                who,
+                Method::POST,
+                route,
+                Some(submission(Utc::now() - Duration::days(2))),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{who} submits: {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert_eq!(
+            w.log_len().await,
+            logged_before + 1,
+            "{who} submission logged"
+        );
+        assert_ne!(w.last_outcome().await, "allowed");
+    }
+    let (status, _) = w
+        .api
+        .call(None, Method::POST, route, Some(submission(Utc::now())))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "anonymous submission");
+    assert_eq!(
+        glucose_rows().await,
+        stored_before,
+        "nothing refused was stored"
+    );
+    for (who, minutes) in [("patient", 10), ("guardian", 20)] {
+        let logged_before = w.log_len().await;
+        let at = Utc::now() - Duration::days(2) + Duration::minutes(minutes);
+        let (status, body) = w.call(who, Method::POST, route, Some(submission(at))).await;
+        assert_eq!(status, StatusCode::OK, "{who} submits: {body}");
+        assert_eq!(
+            body["entry"][0]["response"]["status"], "201 Created",
+            "{body}"
+        );
+        assert_eq!(
+            w.log_len().await,
+            logged_before + 1,
+            "{who} submission logged"
+        );
+        assert_eq!(w.last_outcome().await, "allowed");
+    }
+    assert_eq!(glucose_rows().await, stored_before + 2);
 }
