@@ -1451,9 +1451,9 @@ async fn user_id(w: &World, email: &str) -> Uuid {
 }
 
 /// Imports and FHIR submissions write into the record: only the patient and the guardian they
-/// named, whatever
-/// others are granted (a care team with every read and export is refused too). Every attempt,
-/// allowed or refused, is in the patient's access log, and a refused import stores nothing.
+/// named, whatever others are granted (a care team with every read and export is refused too).
+/// Every attempt, allowed or refused, is in the patient's access log, and a refused import
+/// stores nothing.
 #[tokio::test]
 async fn imports_only_by_the_patient_or_their_guardian() {
     let w = world().await;
