@@ -4,7 +4,7 @@ Usage: python fhir_validate.py BUNDLE.json  -> prints the number of entries, exi
 A CapabilityStatement (the `/metadata` answer) or an OperationOutcome is validated as one and
 counts as 1; a transaction-response Bundle's entry outcomes are validated too.
 fhir.resources ships R4B models; R4B changed no element Chronicle's export uses (Bundle,
-Patient, Device, Observation), so they validate the R4 export.
+Patient, Device, Observation, MedicationAdministration), so they validate the R4 export.
 """
 import json
 import sys
@@ -12,6 +12,7 @@ import sys
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.device import Device
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
@@ -20,6 +21,7 @@ KINDS = {
     "Patient": Patient,
     "Device": Device,
     "Observation": Observation,
+    "MedicationAdministration": MedicationAdministration,
     "OperationOutcome": OperationOutcome,
 }
 

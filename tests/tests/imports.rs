@@ -354,6 +354,52 @@ async fn clarity_export_previewed_imported_once_and_read_as_cgm_format_reads_it(
         again["devices"], imported["devices"],
         "the same import device"
     );
+
+    // The imported treatments in the FHIR export, valid by the independent models: insulin as
+    // MedicationAdministrations, carbohydrates, exercise and the calibration as Observations.
+    let fhir = api
+        .get_ok(&amy, &format!("/v1/patients/{patient}/export/fhir"))
+        .await;
+    let resources: Vec<&Value> = fhir["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    assert_eq!(
+        run_reader(
+            "fhir_validate.py",
+            &serde_json::to_vec(&fhir).expect("bytes")
+        )
+        .trim(),
+        resources.len().to_string()
+    );
+    let doses: Vec<(f64, &str)> = resources
+        .iter()
+        .filter(|r| r["resourceType"] == "MedicationAdministration")
+        .map(|r| {
+            (
+                r["dosage"]["dose"]["value"].as_f64().unwrap_or(0.0),
+                r["dosage"]["dose"]["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(doses, [(4.5, "[iU]"), (18.0, "[iU]")]);
+    let coded = |code: &str| {
+        resources
+            .iter()
+            .filter(|r| r["code"]["coding"][0]["code"] == code)
+            .map(|r| {
+                (
+                    r["valueQuantity"]["value"].as_f64().unwrap_or(0.0),
+                    r["valueQuantity"]["code"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(coded("9059-7"), [(45.0, "g".to_owned())]);
+    assert_eq!(coded("55411-3"), [(45.0, "min".to_owned())]);
+    assert_eq!(coded("41653-7"), [(52.0, "mg/dL".to_owned())]);
 }
 
 #[tokio::test]
