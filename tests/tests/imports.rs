@@ -498,6 +498,32 @@ async fn libreview_mmol_export_by_a_guardian_in_the_patients_zone() {
     .await;
     // 2 March 2026 08:00 in New York (EST) is 13:00 UTC.
     assert_eq!(stated["first_at"], "2026-02-03T13:00:00Z", "{stated}");
+    assert_eq!(stated["other_sources_in_span"], 0, "{stated}");
+
+    // A Nightscout export of the same days: the preview says the LibreView import already
+    // holds glucose in its span (08:00 to 08:25 on 10 November: four readings, the strip's too).
+    let overlapping = json!([
+        {"type": "sgv", "sgv": 112, "date": 1_762_758_000_000_i64},
+        {"type": "sgv", "sgv": 133, "date": 1_762_759_500_000_i64},
+    ])
+    .to_string();
+    let preview = ok(upload(
+        &server,
+        &ben,
+        patient,
+        "imports/preview",
+        "format=nightscout",
+        &overlapping,
+    )
+    .await)
+    .await;
+    assert_eq!(preview["first_at"], "2025-11-10T07:00:00Z", "{preview}");
+    assert_eq!(preview["last_at"], "2025-11-10T07:25:00Z", "{preview}");
+    assert_eq!(preview["other_sources_in_span"], 4, "{preview}");
+    assert_eq!(
+        preview["duplicates"], 0,
+        "other devices' readings are no duplicates"
+    );
 }
 
 #[tokio::test]

@@ -170,4 +170,30 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+
+    /// How many glucose readings the patient's other devices (any but `source`'s import
+    /// devices) hold between `from` and `to`, both included: history an import may repeat.
+    pub async fn glucose_from_other_sources(
+        &self,
+        actor: &PatientActor,
+        source: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<usize, StorageError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM glucose_samples g
+               JOIN devices d ON d.key = g.device_key
+              WHERE d.patient_id = $1
+                AND g.measured_at BETWEEN $3 AND $4
+                AND NOT EXISTS (SELECT 1 FROM import_devices i
+                                 WHERE i.device_id = d.id AND i.source = $2)",
+        )
+        .bind(actor.patient_id())
+        .bind(source)
+        .bind(from)
+        .bind(to)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
 }

@@ -114,6 +114,10 @@ pub(crate) struct ImportPreview {
     duplicates: usize,
     /// Accepted records that would be stored.
     new_records: usize,
+    /// Glucose readings the patient's other devices (a live sensor, other imports) already
+    /// hold between `first_at` and `last_at`: if many, this history may be here already, and
+    /// importing it would keep it twice (under two devices).
+    other_sources_in_span: usize,
     refused: Vec<RefusedRow>,
 }
 
@@ -262,6 +266,15 @@ async fn preview_import(
                 .await?;
         }
     }
+    let other_sources_in_span = match (first_at, last_at) {
+        (Some(from), Some(to)) => {
+            state
+                .store
+                .glucose_from_other_sources(&actor, request.format.as_str(), from, to)
+                .await?
+        }
+        _ => 0,
+    };
     let accepted = glucose_readings + treatments;
     Ok(Json(ImportPreview {
         format: request.format.as_str().to_owned(),
@@ -274,6 +287,7 @@ async fn preview_import(
         last_at,
         duplicates: repeats + stored,
         new_records: accepted.saturating_sub(repeats + stored),
+        other_sources_in_span,
         refused,
     }))
 }
