@@ -129,7 +129,7 @@ export function ImportData(props: OwnProps) {
             . {preview.new_records} new, {preview.duplicates} already here.
           </p>
           {preview.other_sources_in_span > 0 && (
-            <p class="notice" data-testid="import-overlap">
+            <p class="notice notice-warning" data-testid="import-overlap">
               Your other devices already hold {preview.other_sources_in_span} glucose readings in this period. If this
               export holds the same readings, importing it keeps them twice.
             </p>
