@@ -101,13 +101,14 @@ ensure_nightscout_clients() {
 }
 
 # A Python with the independent readers the tests compare against: the fhir.resources models
-# (the FHIR validator of the export and the CGM summary) and pypdf (the AGP report's text).
+# (the FHIR validator of the export and the CGM summary), pypdf (the AGP report's text) and
+# cgm-format (an independent reader of Dexcom Clarity and LibreView exports).
 ensure_fhir_validator() {
     local venv=target/test-venv
-    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle, pypdf, py_nightscout' >/dev/null 2>&1; then
-        step "installing the FHIR validator (fhir.resources), pypdf and py-nightscout into $venv"
+    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle, pypdf, py_nightscout, cgm_format' >/dev/null 2>&1; then
+        step "installing the FHIR validator (fhir.resources), pypdf, py-nightscout and cgm-format into $venv"
         python3 -m venv "$venv" || { echo "python3 -m venv failed: install python3-venv" >&2; exit 1; }
-        "$venv/bin/pip" install -q "fhir.resources==8.3.0" "pypdf==7.1.1" "py-nightscout==1.3.3"
+        "$venv/bin/pip" install -q "fhir.resources==8.3.0" "pypdf==7.1.1" "py-nightscout==1.3.3" "cgm-format==0.13.0" "polars==2.1.0"
     fi
     CHRONICLE_TEST_PYTHON="$(pwd)/$venv/bin/python"
     export CHRONICLE_TEST_PYTHON
