@@ -276,8 +276,8 @@ pub async fn launch(
         )
     } else {
         tracing::warn!(
-            "--ingest false: this process reads no MQTT; readings reach the database through \
-             another chronicle serve"
+            "--ingest false: this process reads no MQTT (devices reach another chronicle \
+             serve); uploads over HTTP (Nightscout, imports, FHIR) still go through its ingest"
         );
         // Ready as soon as the database is: there is no broker to wait for.
         broker_status.set(true, &metrics);
