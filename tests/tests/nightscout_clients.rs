@@ -475,16 +475,17 @@ async fn xdrip_androidaps_and_loop_requests_are_stored_once_and_read_back() {
             .await
             .expect("count");
     assert_eq!(unknown, 1);
-    // 4 CGM values and xDrip's finger stick; 8 treatments (a meal bolus is two records, and
-    // AndroidAPS's zero-rate temporary basal is kept as 0 U of basal).
+    // 4 CGM values and xDrip's finger stick; 9 treatments (xDrip's meal bolus is two records,
+    // AndroidAPS's carbohydrates-only "Meal Bolus" one, and its zero-rate temporary basal is
+    // kept as 0 U of basal).
     assert_eq!(s.db.count("glucose_samples").await, 5);
-    assert_eq!(s.db.count("treatment_samples").await, 8);
+    assert_eq!(s.db.count("treatment_samples").await, 9);
     // Replayed again: nothing new.
     for fixture in ["xdrip.json", "androidaps.json", "loop.json"] {
         replay(&http, (&s.site_url, &digest), fixture, now).await;
     }
     assert_eq!(s.db.count("glucose_samples").await, 5);
-    assert_eq!(s.db.count("treatment_samples").await, 8);
+    assert_eq!(s.db.count("treatment_samples").await, 9);
 
     let page = s
         .api
@@ -535,7 +536,7 @@ async fn xdrip_androidaps_and_loop_requests_are_stored_once_and_read_back() {
     assert!(
         followed["treatments"]
             .as_array()
-            .is_some_and(|t| t.len() == 8),
+            .is_some_and(|t| t.len() == 9),
         "{followed}"
     );
 }

@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 #[path = "sharing_matrix/alerts.rs"]
 mod alerts;
-#[path = "sharing_matrix/share_links.rs"]
-mod share_links;
 #[path = "sharing_matrix/invitations.rs"]
 mod invitations;
+#[path = "sharing_matrix/share_links.rs"]
+mod share_links;
 
 const PASSWORD: &str = "matrix test password";
 

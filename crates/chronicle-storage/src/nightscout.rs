@@ -175,19 +175,19 @@ impl Store {
         let token = random_secret(SHARE_TOKEN_CHARS);
         let mut tx = self.pool().begin().await?;
         let grant = insert_grant(
-                &mut *tx,
-                &NewGrant {
-                    patient_id: actor.patient_id(),
-                    grantee: Grantee::ShareLink(link_id),
-                    categories: spec.categories,
-                    access: spec.access,
-                    purpose: Purpose::Caregiving,
-                    data_since: spec.data_since,
-                    expires_at: spec.expires_at,
-                    created_by: Some(actor.user_id()),
-                },
-            )
-            .await?;
+            &mut *tx,
+            &NewGrant {
+                patient_id: actor.patient_id(),
+                grantee: Grantee::ShareLink(link_id),
+                categories: spec.categories,
+                access: spec.access,
+                purpose: Purpose::Caregiving,
+                data_since: spec.data_since,
+                expires_at: spec.expires_at,
+                created_by: Some(actor.user_id()),
+            },
+        )
+        .await?;
         let created_at: DateTime<Utc> = sqlx::query_scalar(
             "INSERT INTO share_links (id, patient_id, name, token_hash, grant_id, created_by)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
