@@ -6,7 +6,8 @@
 //! `sharing` (grants, access log, emergency access), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
 //! (and the panel), `reports` (the printable AGP report), `fhir` (CGM summaries and the
-//! CapabilityStatement), `webhooks`, `gateways`, `admin` (organizations, teams, users) and
+//! CapabilityStatement), `webhooks`, `channels` (each user's own alert channels and their
+//! delivery log), `gateways`, `admin` (organizations, teams, users) and
 //! `broker_hooks` (an external broker's authentication and authorization calls). This file
 //! holds what they share: the gate calls, paging and the OpenAPI document.
 //!
@@ -19,6 +20,7 @@
 mod admin;
 mod alerts;
 mod broker_hooks;
+mod channels;
 mod devices;
 mod export;
 mod fhir;
@@ -118,6 +120,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(reports::routes())
         .merge(fhir::routes())
         .merge(webhooks::routes())
+        .merge(channels::routes())
         .merge(gateways::routes())
         .merge(admin::routes())
         .merge(broker_hooks::routes())
