@@ -77,7 +77,8 @@ def verify_vapid(header, audience):
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        audience = f"http://{self.headers['Host'].split(':')[0]}"
+        # The origin the push was sent to, with its port (RFC 8292 §2: aud is the origin).
+        audience = f"http://{self.headers['Host']}"
         try:
             if self.headers.get("Content-Encoding") != "aes128gcm":
                 raise ValueError("Content-Encoding is not aes128gcm")

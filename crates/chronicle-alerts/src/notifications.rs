@@ -34,8 +34,13 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use web_push_native::jwt_simple::algorithms::{
-    ECDSAP256PublicKeyLike, ES256KeyPair,
+    ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair,
 };
+use web_push_native::jwt_simple::claims::Claims;
+use web_push_native::jwt_simple::prelude::Duration as JwtDuration;
+
+/// How long a push service keeps an undelivered alarm (its `TTL`).
+const PUSH_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The name the VAPID private key is kept under in `server_keys`.
 pub const VAPID_KEY_NAME: &str = "vapid_private_key";
@@ -75,6 +80,22 @@ impl VapidKey {
             key_pair: Arc::new(key_pair),
             subject,
         })
+    }
+
+    /// The `Authorization` header of a push to `endpoint` (RFC 8292 §3): `vapid t=<JWT>,
+    /// k=<public key>`, the JWT (ES256) naming the endpoint's origin as its audience — with
+    /// its port when not the default, which the origin includes — and expiring in 12 hours.
+    pub fn authorization(&self, endpoint: &str) -> Option<reqwest::header::HeaderValue> {
+        let origin = reqwest::Url::parse(endpoint).ok()?.origin();
+        if !origin.is_tuple() {
+            return None;
+        }
+        let claims = Claims::create(JwtDuration::from_hours(12))
+            .with_audience(origin.ascii_serialization())
+            .with_subject(&self.subject);
+        let token = self.key_pair.sign(claims).ok()?;
+        reqwest::header::HeaderValue::try_from(format!("vapid t={token}, k={}", self.public_key()))
+            .ok()
     }
 
     /// The public key, uncompressed and base64url: what a browser's
@@ -512,13 +533,18 @@ impl NotificationQueue {
         };
         let request = web_push_native::WebPushBuilder::new(uri, key, auth)
             // An alarm an hour late is no alarm: the push service may drop it after that.
-            .with_valid_duration(std::time::Duration::from_secs(3600))
-            .with_vapid(&vapid.key_pair, &vapid.subject)
+            .with_valid_duration(PUSH_TTL)
             .build(body);
-        let mut request = match request.map(reqwest::Request::try_from) {
-            Ok(Ok(request)) => request,
+        let (mut request, authorization) = match (
+            request.map(reqwest::Request::try_from),
+            vapid.authorization(endpoint),
+        ) {
+            (Ok(Ok(request)), Some(authorization)) => (request, authorization),
             _ => return Sent::failed("the push message could not be built", true),
         };
+        request
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, authorization);
         // RFC 8030 §5.3: urgent alarms wake the device.
         let urgency = if notification.alert.severity == Severity::Urgent {
             "high"

@@ -238,7 +238,14 @@ impl DeliveryQueue for WebhookQueue {
     }
 
     async fn deliver(&self, due: DueDelivery) -> Result<(), StorageError> {
-        deliver(&self.store, &self.client, &self.settings, &self.metrics, &due).await
+        deliver(
+            &self.store,
+            &self.client,
+            &self.settings,
+            &self.metrics,
+            &due,
+        )
+        .await
     }
 }
 

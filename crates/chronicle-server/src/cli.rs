@@ -1305,7 +1305,9 @@ fn known_settings() -> Vec<String> {
 impl ChannelArgs {
     fn merged_with(&self, f: &ChannelArgs) -> ChannelSettings {
         let pick = |a: &Option<String>, b: &Option<String>| {
-            a.clone().or_else(|| b.clone()).filter(|s| !s.trim().is_empty())
+            a.clone()
+                .or_else(|| b.clone())
+                .filter(|s| !s.trim().is_empty())
         };
         ChannelSettings {
             email: pick(&self.smtp_url, &f.smtp_url).map(|relay_url| {
