@@ -217,9 +217,8 @@ pub(crate) async fn queue_notifications(
     let mut channel_ids = Vec::new();
     let mut event_ids = Vec::new();
     for event in alarms {
-        if !grants_of.contains_key(&event.patient_id) {
-            let grants = store.grants_for_patient(event.patient_id).await?;
-            grants_of.insert(event.patient_id, grants);
+        if let std::collections::hash_map::Entry::Vacant(slot) = grants_of.entry(event.patient_id) {
+            slot.insert(store.grants_for_patient(event.patient_id).await?);
         }
         let grants = grants_of
             .get(&event.patient_id)
