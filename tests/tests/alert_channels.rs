@@ -528,3 +528,90 @@ async fn a_user_manages_only_their_own_channels_and_bad_ones_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn revoking_the_grant_withholds_a_delivery_still_being_retried() {
+    let receiver = Receiver::default();
+    *receiver.failures_left.lock().expect("lock") = u32::MAX;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_url = format!("http://{}/carer", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route("/carer", post(receive))
+        .with_state(receiver.clone());
+    let requests = Arc::new(Mutex::new(0u32));
+    let counted = requests.clone();
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            *counted.lock().expect("lock") += 1;
+            next.run(request)
+        },
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let db = TestDatabase::create().await.expect("database");
+    let server = TestApp::launch(&db, &["--webhook-allow", "127.0.0.1"])
+        .await
+        .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let api = ApiClient::new(&server);
+    let (patient, _) = clinic.patient("Alex").await;
+    let carer = trends_only_caregiver(&store, patient, "carer@alex.example").await;
+    let carer_token = api.login("carer@alex.example", PASSWORD).await;
+    let (status, body) = api
+        .call(
+            Some(&carer_token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "webhook", "url": hook_url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut device = cgm(&server, &clinic, patient).await;
+    very_low(&mut device).await;
+
+    // The receiver keeps failing: the delivery waits for its retry.
+    eventually(StdDuration::from_secs(20), "a failed attempt", || async {
+        let log = api.get_ok(&carer_token, "/v1/me/notifications").await;
+        (log[0]["attempts"].as_i64() >= Some(1) && log[0]["status"] == "pending").then_some(())
+    })
+    .await;
+    let grant: Uuid = sqlx::query_scalar(
+        "SELECT id FROM grants WHERE patient_id = $1 AND grantee_type = 'user' AND grantee_id = $2",
+    )
+    .bind(patient)
+    .bind(carer)
+    .fetch_one(&db.pool)
+    .await
+    .expect("grant");
+    store
+        .revoke_grant(patient, grant)
+        .await
+        .expect("revoke")
+        .expect("grant");
+
+    let log = settled_log(&api, &carer_token, 1).await;
+    assert_eq!(log[0]["status"], "withheld", "{log:?}");
+    assert_eq!(log[0]["last_error"], "the gate refused it: no_grant");
+    let requests_when_withheld = *requests.lock().expect("lock");
+    assert!(requests_when_withheld >= 1);
+    // Past the next backoff: no retry follows a withheld delivery.
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    assert_eq!(
+        *requests.lock().expect("lock"),
+        requests_when_withheld,
+        "nothing more is sent"
+    );
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE patient_id = $1 AND action = 'notify_alert'
+             AND outcome = 'denied' AND actor_id = $2",
+    )
+    .bind(patient)
+    .bind(carer)
+    .fetch_one(&db.pool)
+    .await
+    .expect("count");
+    assert_eq!(refused, 1, "the refusal is in the patient's access log");
+}

@@ -19,9 +19,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chronicle_domain::alerts::lifecycle::EventKind;
 use chronicle_domain::alerts::{RuleId, Severity};
-use chronicle_domain::sharing::DataCategory;
+use chronicle_domain::sharing::{Allowance, DataCategory};
 use chronicle_storage::alerts::AlertEvent;
-use chronicle_storage::gate::Permit;
 use chronicle_storage::notifications::{ChannelTarget, DueNotification, NotificationDecision};
 use chronicle_storage::webhooks::{AfterAttempt, AttemptOutcome};
 use chronicle_storage::{StorageError, Store};
@@ -241,15 +240,15 @@ fn severity_words(severity: Severity) -> (&'static str, &'static str) {
 }
 
 impl Notification {
-    /// The notification of `event` for a receiver holding `permit`.
+    /// The notification of `event` for a receiver the gate allowed with `allowance`.
     pub fn of(
         event: &AlertEvent,
         patient_name: &str,
-        permit: &Permit,
+        allowance: &Allowance,
         dashboard_url: Option<&str>,
     ) -> Notification {
         let alert = &event.alert;
-        let full = permit.allowance().individual_readings;
+        let full = allowance.individual_readings;
         let (severity, article) = severity_words(alert.severity);
         let again = match event.kind {
             EventKind::Retriggered => " (again)",
@@ -423,7 +422,7 @@ impl DeliveryQueue for NotificationQueue {
         let notification = Notification::of(
             &due.event,
             &due.patient_name,
-            &permit,
+            permit.allowance(),
             self.settings.dashboard_url.as_deref(),
         );
         let started = Instant::now();
@@ -605,5 +604,133 @@ impl NotificationQueue {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus};
+    use chronicle_domain::sharing::{Basis, Purpose};
+    use chronicle_storage::alerts::AlertRecord;
+    use web_push_native::jwt_simple::prelude::{NoCustomClaims, VerificationOptions};
+
+    fn event() -> AlertEvent {
+        let at = Utc::now();
+        AlertEvent {
+            id: 7,
+            kind: EventKind::Opened,
+            patient_id: Uuid::nil(),
+            category: DataCategory::Glucose,
+            actor_id: None,
+            at,
+            alert: AlertRecord {
+                id: Uuid::nil(),
+                seq: 1,
+                patient_id: Uuid::nil(),
+                rule: RuleId::GlucoseVeryLow,
+                category: DataCategory::Glucose,
+                severity: Severity::Urgent,
+                kind: AlertKind::Alert,
+                status: Some(AlertStatus::Open),
+                device_id: Some("cgm-1".into()),
+                triggered_at: at,
+                last_seen_at: at,
+                cleared_since: None,
+                trigger_count: 1,
+                evidence: serde_json::json!({"value_mg_dl": 48.0}),
+                opened_at: at,
+                updated_at: at,
+                acknowledged_by: None,
+                acknowledged_at: None,
+                acknowledgement_note: None,
+                resolved_by: None,
+                resolved_at: None,
+                resolution: None,
+                resolution_note: None,
+                audience_acknowledgement: None,
+            },
+        }
+    }
+
+    fn allowance(individual_readings: bool) -> Allowance {
+        Allowance {
+            basis: Basis::Grant(Uuid::nil()),
+            purpose: Some(Purpose::Caregiving),
+            data_since: None,
+            individual_readings,
+            deidentified: false,
+        }
+    }
+
+    #[test]
+    fn a_trends_only_receiver_is_told_severity_and_category_only() {
+        let event = event();
+        let full = serde_json::to_value(Notification::of(&event, "Robin", &allowance(true), None))
+            .expect("json");
+        assert_eq!(full["detail"], "full");
+        assert_eq!(full["alert"]["rule"], "glucose_very_low");
+        assert_eq!(full["alert"]["evidence"]["value_mg_dl"], 48.0);
+        assert_eq!(full["alert"]["device_id"], "cgm-1");
+        let summary = Notification::of(&event, "Robin", &allowance(false), None);
+        assert_eq!(summary.title, "Urgent glucose alert for Robin");
+        let summary = serde_json::to_value(summary).expect("json");
+        assert_eq!(summary["detail"], "summary");
+        for hidden in ["rule", "evidence", "device_id"] {
+            assert!(
+                summary["alert"].get(hidden).is_none(),
+                "{hidden}: {summary}"
+            );
+        }
+        assert!(!summary.to_string().contains("very low"), "{summary}");
+    }
+
+    #[test]
+    fn the_vapid_token_names_the_endpoints_origin_and_verifies_with_the_published_key() {
+        let key = VapidKey::from_private(
+            &VapidKey::generate_private(),
+            "mailto:ops@example.org".into(),
+        )
+        .expect("key");
+        let header = key
+            .authorization("https://push.example.net:8443/send/abc")
+            .expect("header");
+        let header = header.to_str().expect("ascii");
+        let (token, k) = header
+            .strip_prefix("vapid t=")
+            .and_then(|rest| rest.split_once(", k="))
+            .expect("vapid t=…, k=…");
+        assert_eq!(k, key.public_key());
+        let public = web_push_native::jwt_simple::algorithms::ES256PublicKey::from_bytes(
+            &URL_SAFE_NO_PAD.decode(k).expect("base64url"),
+        )
+        .expect("a P-256 key");
+        let claims = public
+            .verify_token::<NoCustomClaims>(token, Some(VerificationOptions::default()))
+            .expect("the signature verifies");
+        assert_eq!(
+            claims.audiences.map(|a| a.into_string().expect("one")),
+            Some("https://push.example.net:8443".to_owned())
+        );
+        assert_eq!(claims.subject.as_deref(), Some("mailto:ops@example.org"));
+        assert!(VapidKey::from_private("not a key", String::new()).is_err());
+        assert!(key.authorization("not a url").is_none());
+    }
+
+    #[test]
+    fn push_keys_and_addresses_are_checked() {
+        assert!(check_email("robin@example.org").is_ok());
+        assert!(check_email("robin").is_err());
+        assert!(check_push_keys("BAAA", "AAAAAAAAAAAAAAAAAAAAAA").is_err());
+        let browser = ES256KeyPair::generate()
+            .public_key()
+            .public_key()
+            .to_bytes_uncompressed();
+        let p256dh = URL_SAFE_NO_PAD.encode(browser);
+        assert!(check_push_keys(&p256dh, "AAAAAAAAAAAAAAAAAAAAAA").is_ok());
+        assert!(
+            check_push_keys(&p256dh, "AAAA").is_err(),
+            "auth is 16 bytes"
+        );
     }
 }
