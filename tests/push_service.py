@@ -5,7 +5,8 @@ Prints one JSON line at start: {"port", "p256dh", "auth"} (base64url), then one 
 push received: the VAPID key (k=), the JWT's verified claims, the TTL and Urgency headers and
 the payload decrypted with http_ece (RFC 8291, aes128gcm). A push whose VAPID signature does
 not verify, whose audience is not this service or whose token has expired is answered 401 and
-reported as {"error": ...}. Runs until its standard input closes."""
+reported as {"error": ...}. A push to /gone/… is answered 410 (an expired subscription).
+Runs until its standard input closes."""
 
 import base64
 import json
@@ -77,6 +78,12 @@ def verify_vapid(header, audience):
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path.startswith("/gone/"):
+            # An expired subscription (RFC 8030 §7.3).
+            emit({"path": self.path, "gone": True})
+            self.send_response(410)
+            self.end_headers()
+            return
         # The origin the push was sent to, with its port (RFC 8292 §2: aud is the origin).
         audience = f"http://{self.headers['Host']}"
         try:

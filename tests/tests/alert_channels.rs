@@ -256,6 +256,25 @@ async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["channel"]["kind"], "web_push");
     assert_eq!(created["secret"], Value::Null);
+    // An old subscription of the clinician's that the browser dropped: the push service
+    // answers 410.
+    let (status, created) = api
+        .call(
+            Some(&clinician_token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({
+                "kind": "web_push",
+                "label": "old laptop",
+                "subscription": {
+                    "endpoint": format!("http://127.0.0.1:{}/gone/old-laptop", push.port()),
+                    "keys": {"p256dh": push.start["p256dh"], "auth": push.start["auth"]},
+                },
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let gone_channel = created["channel"]["id"].clone();
     // The carer's personal webhook (ntfy, Pushover, an SMS gateway…).
     let (status, created) = api
         .call(
@@ -273,7 +292,10 @@ async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_
 
     // The push service verified the VAPID JWT against the key in the header and decrypted
     // the payload; the key is the one the server publishes.
-    let pushed = push.next("a push").await;
+    let mut pushed = push.next("a push").await;
+    if pushed["gone"] == true {
+        pushed = push.next("a push").await;
+    }
     assert_eq!(pushed.get("error"), None, "{pushed}");
     assert_eq!(pushed["path"], "/push/clinician-phone");
     assert_eq!(pushed["vapid_key"], vapid_key.as_str());
@@ -338,14 +360,30 @@ async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_
         "no value in the text: {summary}"
     );
 
-    let clinician_log = settled_log(&api, &clinician_token, 1).await;
-    assert_eq!(clinician_log[0]["status"], "delivered", "{clinician_log:?}");
-    assert_eq!(clinician_log[0]["channel_kind"], "web_push");
-    assert_eq!(clinician_log[0]["attempts"], 1);
-    assert_eq!(clinician_log[0]["last_status_code"], 201);
+    let clinician_log = settled_log(&api, &clinician_token, 2).await;
+    let (gone, delivered): (Vec<&Value>, Vec<&Value>) = clinician_log
+        .iter()
+        .partition(|d| d["channel_id"] == gone_channel);
+    assert_eq!(delivered[0]["status"], "delivered", "{clinician_log:?}");
+    assert_eq!(delivered[0]["channel_kind"], "web_push");
+    assert_eq!(delivered[0]["attempts"], 1);
+    assert_eq!(delivered[0]["last_status_code"], 201);
+    // The expired subscription failed at once, and its channel was disabled.
+    assert_eq!(gone[0]["status"], "failed", "{clinician_log:?}");
+    assert_eq!(gone[0]["attempts"], 1, "no retry of a gone subscription");
+    assert_eq!(gone[0]["last_status_code"], 410);
+    let channels = api.get_ok(&clinician_token, "/v1/me/channels").await;
+    let disabled: Vec<&Value> = channels
+        .as_array()
+        .expect("channels")
+        .iter()
+        .filter(|c| c["disabled_at"].is_string())
+        .collect();
+    assert_eq!(disabled.len(), 1, "{channels}");
+    assert_eq!(disabled[0]["id"], gone_channel);
 
     // Every attempt passed the gate and is in the patient's access log.
-    assert_eq!(notify_log_entries(&db, patient, clinic.clinician).await, 1);
+    assert_eq!(notify_log_entries(&db, patient, clinic.clinician).await, 2);
     assert_eq!(notify_log_entries(&db, patient, carer).await, 2);
 }
 

@@ -367,6 +367,9 @@ struct Sent {
     delivered: bool,
     /// No retry can succeed (a refused destination, a rejected address, a gone subscription).
     permanent: bool,
+    /// The push service says the subscription is gone for good (RFC 8030 §7.3: 404, 410):
+    /// the channel is disabled, so later alarms are not queued for it.
+    subscription_gone: bool,
 }
 
 impl Sent {
@@ -379,6 +382,7 @@ impl Sent {
             },
             delivered: false,
             permanent,
+            subscription_gone: false,
         }
     }
 }
@@ -434,7 +438,15 @@ impl DeliveryQueue for NotificationQueue {
                 endpoint,
                 p256dh,
                 auth,
-            } => self.push(endpoint, p256dh, auth, &notification).await,
+            } => {
+                let mut sent = self.push(endpoint, p256dh, auth, &notification).await;
+                // RFC 8030 §7.3: 404 and 410 say the subscription is gone for good.
+                if matches!(sent.outcome.status_code, Some(404 | 410)) {
+                    sent.permanent = true;
+                    sent.subscription_gone = true;
+                }
+                sent
+            }
             ChannelTarget::Email { address } => self.email(address, &notification).await,
         };
         sent.outcome.duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
@@ -461,6 +473,16 @@ impl DeliveryQueue for NotificationQueue {
         if !sent.delivered {
             tracing::info!(delivery = due.id, attempt, error = ?sent.outcome.error, ?next, "notification attempt failed");
         }
+        if sent.subscription_gone {
+            tracing::info!(channel = %due.channel_id, "push subscription gone; channel disabled");
+            sent.outcome.error = Some(format!(
+                "the push service answered {}: the subscription is gone, the channel was disabled",
+                sent.outcome.status_code.unwrap_or_default()
+            ));
+            self.store
+                .disable_channel(due.user_id, due.channel_id)
+                .await?;
+        }
         self.store
             .record_notification_attempt(due.id, attempt, &sent.outcome, next)
             .await
@@ -481,8 +503,8 @@ impl NotificationQueue {
                         duration_ms: 0,
                     },
                     delivered: status.is_success(),
-                    // RFC 8030 §7.3: 404 and 410 say the subscription is gone for good.
-                    permanent: matches!(status.as_u16(), 404 | 410),
+                    permanent: false,
+                    subscription_gone: false,
                 }
             }
             Err(e) => Sent::failed(request_failure(&e), false),
@@ -583,6 +605,7 @@ impl NotificationQueue {
                 },
                 delivered: true,
                 permanent: false,
+                subscription_gone: false,
             },
             Err(e) => {
                 let code = e.status().map(|c| i32::from(u16::from(c)));
@@ -601,6 +624,7 @@ impl NotificationQueue {
                     },
                     delivered: false,
                     permanent,
+                    subscription_gone: false,
                 }
             }
         }
