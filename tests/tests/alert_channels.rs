@@ -7,8 +7,7 @@
 //! caregiver gets no values), every delivery is in the receiver's delivery log and in the
 //! patient's access log, and a user manages only their own channels.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use axum::http::StatusCode as AxumStatus;
 use axum::routing::post;
 use chronicle_domain::DeviceKind;
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
@@ -16,12 +15,13 @@ use chronicle_storage::Store;
 use chronicle_storage::sharing::NewGrant;
 use chronicle_tests::api::{ApiClient, create_user};
 use chronicle_tests::clinic::{Clinic, PASSWORD, batch, glucose};
-use chronicle_tests::{TestApp, TestDatabase, TestDevice, eventually};
+use chronicle_tests::webhook_receiver::SignedReceiver;
+use chronicle_tests::{
+    ChronicleServer, ServerOptions, ServerUnderTest, TestApp, TestDatabase, TestDevice, eventually,
+};
 use chrono::{Duration, Utc};
-use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -86,7 +86,18 @@ impl PythonService {
     }
 }
 
-async fn cgm(server: &TestApp, clinic: &Clinic, patient: Uuid) -> TestDevice {
+/// `chronicle serve`, the built binary, on the test's database with `args`.
+async fn real_server(db: &TestDatabase, args: &[&str]) -> ChronicleServer {
+    ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("chronicle serve starts")
+}
+
+async fn cgm(server: &impl ServerUnderTest, clinic: &Clinic, patient: Uuid) -> TestDevice {
     let credentials = clinic.device(patient, DeviceKind::Cgm).await;
     TestDevice::connect(
         server.mqtt_port(),
@@ -150,65 +161,16 @@ async fn notify_log_entries(db: &TestDatabase, patient: Uuid, actor: Uuid) -> i6
     .expect("count")
 }
 
-/// A personal webhook receiver: fails the first request, then checks every signature.
-#[derive(Clone, Default)]
-struct Receiver {
-    failures_left: Arc<Mutex<u32>>,
-    secret: Arc<Mutex<String>>,
-    received: Arc<Mutex<Vec<(bool, Value)>>>,
-}
-
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> AxumStatus {
-    {
-        let mut failures = r.failures_left.lock().expect("lock");
-        if *failures > 0 {
-            *failures -= 1;
-            return AxumStatus::INTERNAL_SERVER_ERROR;
-        }
-    }
-    let header = headers
-        .get("chronicle-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let part = |name: &str| {
-        header
-            .split(',')
-            .find_map(|p| p.strip_prefix(name))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (timestamp, given) = (part("t="), part("v1="));
-    let secret = r.secret.lock().expect("lock").clone();
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    let valid = hex::decode(&given).is_ok_and(|g| mac.verify_slice(&g).is_ok());
-    let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    r.received.lock().expect("lock").push((valid, json));
-    if valid {
-        AxumStatus::OK
-    } else {
-        AxumStatus::UNAUTHORIZED
-    }
-}
-
 #[tokio::test]
 async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_values() {
     let mut push = PythonService::start("push_service.py").await;
-    let receiver = Receiver::default();
-    *receiver.failures_left.lock().expect("lock") = 1;
-    *receiver.secret.lock().expect("lock") = "the carer's own webhook secret".into();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let hook_url = format!("http://{}/carer", listener.local_addr().expect("addr"));
-    let app = axum::Router::new()
-        .route("/carer", post(receive))
-        .with_state(receiver.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The carer's webhook fails its first request, then checks every signature.
+    let (receiver, hook_url) =
+        SignedReceiver::start("/carer", "the carer's own webhook secret", 1).await;
 
     let db = TestDatabase::create().await.expect("database");
-    let server = TestApp::launch(
+    // The real binary, as an operator starts it.
+    let server = real_server(
         &db,
         &[
             "--webhook-allow",
@@ -219,8 +181,7 @@ async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_
             "mailto:operator@chronicle.example",
         ],
     )
-    .await
-    .expect("server");
+    .await;
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
     let api = ApiClient::new(&server);
@@ -328,7 +289,7 @@ async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_
     assert_eq!(carer_log[0]["attempts"], 2, "retried after the 500");
     assert_eq!(carer_log[0]["last_status_code"], 200);
     assert_eq!(carer_log[0]["patient_id"], patient.to_string());
-    let received = receiver.received.lock().expect("lock").clone();
+    let received = receiver.received();
     assert_eq!(received.len(), 1, "{received:?}");
     let (valid, summary) = &received[0];
     assert!(valid, "signed like organizations' webhooks");
@@ -392,7 +353,7 @@ async fn email_reaches_a_real_smtp_server_and_a_snoozed_alarm_is_withheld() {
     let mut smtp = PythonService::start("smtp_sink.py").await;
     let db = TestDatabase::create().await.expect("database");
     let relay = format!("smtp://127.0.0.1:{}", smtp.port());
-    let server = TestApp::launch(
+    let server = real_server(
         &db,
         &[
             "--smtp-url",
@@ -401,8 +362,7 @@ async fn email_reaches_a_real_smtp_server_and_a_snoozed_alarm_is_withheld() {
             "Chronicle <alerts@chronicle.example>",
         ],
     )
-    .await
-    .expect("server");
+    .await;
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
     let api = ApiClient::new(&server);
@@ -569,23 +529,20 @@ async fn a_user_manages_only_their_own_channels_and_bad_ones_are_refused() {
 
 #[tokio::test]
 async fn revoking_the_grant_withholds_a_delivery_still_being_retried() {
-    let receiver = Receiver::default();
-    *receiver.failures_left.lock().expect("lock") = u32::MAX;
+    // A receiver that keeps failing, counting the requests.
+    let requests = Arc::new(Mutex::new(0u32));
+    let counted = requests.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let hook_url = format!("http://{}/carer", listener.local_addr().expect("addr"));
-    let app = axum::Router::new()
-        .route("/carer", post(receive))
-        .with_state(receiver.clone());
-    let requests = Arc::new(Mutex::new(0u32));
-    let counted = requests.clone();
-    let app = app.layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
+    let app = axum::Router::new().route(
+        "/carer",
+        post(move || {
             *counted.lock().expect("lock") += 1;
-            next.run(request)
-        },
-    ));
+            async { AxumStatus::INTERNAL_SERVER_ERROR }
+        }),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let db = TestDatabase::create().await.expect("database");

@@ -365,20 +365,8 @@ impl Store {
         lease: chrono::Duration,
         busy_channels: &[Uuid],
     ) -> Result<Vec<DueNotification>, StorageError> {
-        let rows: Vec<DueRow> = sqlx::query_as(
-            "WITH firsts AS (
-                 SELECT DISTINCT ON (channel_id) id FROM notification_deliveries
-                 WHERE status = 'pending' AND channel_id <> ALL($3)
-                 ORDER BY channel_id, id
-             ), due AS (
-                 SELECT d.id FROM notification_deliveries d JOIN firsts f ON f.id = d.id
-                 WHERE d.next_attempt_at <= now()
-                 ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
-             ), leased AS (
-                 UPDATE notification_deliveries d SET next_attempt_at = now() + $2
-                 FROM due WHERE d.id = due.id
-                 RETURNING d.id, d.channel_id, d.event_id, d.attempts
-             )
+        let rows: Vec<DueRow> = sqlx::query_as(&format!(
+            "{}
              SELECT l.id, l.channel_id, c.user_id, c.kind, c.target, c.push_p256dh,
                  c.push_auth, c.secret, p.display_name AS patient_name, l.attempts,
                  e.id AS event_id, e.kind AS event_kind, e.patient_id, e.category, e.actor_id,
@@ -388,7 +376,8 @@ impl Store {
              JOIN alert_events e ON e.id = l.event_id
              JOIN patients p ON p.id = e.patient_id
              ORDER BY e.id",
-        )
+            crate::webhooks::lease_one_per_destination("notification_deliveries", "channel_id")
+        ))
         .bind(limit)
         .bind(lease)
         .bind(busy_channels)
