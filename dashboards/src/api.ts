@@ -44,11 +44,24 @@ export interface Page<T> {
 
 export type GlucosePoint = Wire<Schemas['GlucosePoint']>;
 export type BloodPressurePoint = Wire<Schemas['BloodPressurePoint']>;
+export type TreatmentPoint = Wire<Schemas['TreatmentPoint']>;
+export type TreatmentKind = Schemas['TreatmentKind'];
 export type GranteeType = Schemas['GranteeType'];
 export type Grant = Wire<Schemas['GrantItem']>;
 export type NewGrant = Wire<Schemas['CreateGrantRequest']>;
 export type AccessLogItem = Wire<Schemas['AccessLogItem']>;
 export type Guardian = Wire<Schemas['GuardianItem']>;
+export type CareTeam = Wire<Schemas['CareTeamItem']>;
+export type Invitation = Wire<Schemas['InvitationItem']>;
+export type InvitationState = Schemas['InvitationState'];
+export type NewInvitation = Schemas['CreateInvitationRequest'];
+export type CreatedInvitation = Wire<Schemas['CreatedInvitation']>;
+export type InvitationPreview = Wire<Schemas['InvitationPreview']>;
+export type AcceptInvitation = Schemas['AcceptInvitationRequest'];
+export type ShareLink = Wire<Schemas['ShareLinkItem']>;
+export type NewShareLink = Wire<Schemas['CreateShareLinkRequest']>;
+/** A new share link, its token shown once. */
+export type CreatedShareLink = Wire<Schemas['CreatedShareLink']>;
 
 /** What the caller may see of a category on the panel. */
 export type AccessLevel = Schemas['AccessLevel'];
@@ -206,6 +219,12 @@ export const api = {
       to: range.to.toISOString(),
     }),
 
+  treatments: (id: string, range: TimeRange) =>
+    allPages<TreatmentPoint>(`${patient(id)}/treatments`, {
+      from: range.from.toISOString(),
+      to: range.to.toISOString(),
+    }),
+
   /** One page of readings (the panel's 24-hour sparkline). */
   glucosePage: (id: string, range: TimeRange, unit: GlucoseUnit, limit: number) =>
     json<Page<GlucosePoint>>(
@@ -237,6 +256,12 @@ export const api = {
   revokeGrant: (id: string, grantId: string) =>
     json<Grant>('DELETE', `${patient(id)}/grants/${encodeURIComponent(grantId)}`),
 
+  shareLinks: (id: string) => json<ShareLink[]>('GET', `${patient(id)}/share-links`),
+  createShareLink: (id: string, link: NewShareLink) =>
+    json<CreatedShareLink>('POST', `${patient(id)}/share-links`, link),
+  revokeShareLink: (id: string, linkId: string) =>
+    json<ShareLink>('DELETE', `${patient(id)}/share-links/${encodeURIComponent(linkId)}`),
+
   emergencyAccesses: (id: string) => json<EmergencyAccess[]>('GET', `${patient(id)}/emergency-access`),
   accessLog: (id: string, cursor: string | null) =>
     json<Page<AccessLogItem>>('GET', `${patient(id)}/access-log${query({ cursor, limit: 100 })}`),
@@ -251,4 +276,17 @@ export const api = {
   exportFile: async (id: string, format: ExportFormat): Promise<Blob> =>
     (await send('GET', `${patient(id)}/export/${format}`)).blob(),
   erase: (id: string) => json<void>('DELETE', patient(id)),
+  careTeams: () => json<CareTeam[]>('GET', '/v1/care-teams'),
+  invitations: (teamId: string) =>
+    json<Invitation[]>('GET', `/v1/care-teams/${encodeURIComponent(teamId)}/invitations`),
+  createInvitation: (teamId: string, body: NewInvitation) =>
+    json<CreatedInvitation>('POST', `/v1/care-teams/${encodeURIComponent(teamId)}/invitations`, body),
+  revokeInvitation: (teamId: string, invitationId: string) =>
+    json<Invitation>(
+      'DELETE',
+      `/v1/care-teams/${encodeURIComponent(teamId)}/invitations/${encodeURIComponent(invitationId)}`,
+    ),
+  openInvitation: (code: string) => json<InvitationPreview>('GET', `/v1/invitations/${encodeURIComponent(code)}`),
+  acceptInvitation: (code: string, body: AcceptInvitation) =>
+    json<Grant>('POST', `/v1/invitations/${encodeURIComponent(code)}/accept`, body),
 };

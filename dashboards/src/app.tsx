@@ -1,7 +1,8 @@
 // The application shell: the session, the top bar and the page for the current path.
 //
 // Pages: /login; / (the care team's risk-ordered panel, and the records a patient or guardian
-// holds); /patients/{id}[/sharing|/access-log|/data] (the patient's own pages for the patient
+// holds); /invitations/{code} (a care team's invitation, opened by a patient or guardian);
+// /patients/{id}[/sharing|/access-log|/data] (the patient's own pages for the patient
 // and their guardians), /patients/{id}[/trends|/daily|/blood-pressure|/alerts] (the clinical
 // page for a care team). Clinicians and caregivers get live alerts on every page.
 
@@ -11,6 +12,7 @@ import { AlertFeedProvider, LiveStatus } from './components/AlertFeed';
 import { ErrorNotice, Link, Loading } from './components/common';
 import { useAsync } from './hooks';
 import { Home } from './pages/Home';
+import { InvitationPage } from './pages/Invitation';
 import { Login } from './pages/Login';
 import { NotFound } from './pages/NotFound';
 import { PatientPage } from './pages/PatientPage';
@@ -37,8 +39,11 @@ export function App() {
   const route = parseRoute(path);
 
   useEffect(() => {
-    if (!token && route.page !== 'login') navigate('/login', { replace: true });
-    if (token && route.page === 'login') navigate('/', { replace: true });
+    if (!token && route.page !== 'login') {
+      if (route.page === 'invitation') session.returnAfterLogin(path);
+      navigate('/login', { replace: true });
+    }
+    if (token && route.page === 'login') navigate(session.takeReturnPath(), { replace: true });
   }, [token, route.page]);
 
   if (!token) return route.page === 'login' ? <Login /> : null;
@@ -64,6 +69,8 @@ function SignedIn(props: { path: string }) {
         </main>
       ) : route.page === 'home' ? (
         <Home me={me.data} />
+      ) : route.page === 'invitation' ? (
+        <InvitationPage me={me.data} code={route.code} />
       ) : route.page === 'patient' ? (
         <PatientPage key={route.patientId} me={me.data} patientId={route.patientId} section={route.section} />
       ) : (

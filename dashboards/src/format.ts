@@ -15,6 +15,8 @@ import type {
   RuleId,
   Severity,
   SharedItem,
+  TreatmentKind,
+  TreatmentPoint,
 } from './api';
 
 const LOCALE = 'en-GB';
@@ -132,6 +134,7 @@ export const GRANTEE_TYPE_LABELS: Record<GranteeType, string> = {
   user: 'person',
   care_team: 'care team',
   organization: 'organization',
+  share_link: 'share link',
 };
 
 const label = (labels: Record<string, string>, code: string) => labels[code] ?? code.replaceAll('_', ' ');
@@ -228,6 +231,10 @@ const ACTIONS: Record<AccessAction, { done: string; tried: string }> = {
   read_target_changes: phrase('viewed the history of your targets', 'view the history of your targets'),
   update_targets: phrase('changed your targets or alert thresholds', 'change your targets or alert thresholds'),
   read_research_glucose: phrase('read your glucose readings for research, de-identified', 'read your glucose readings for research'),
+  create_nightscout_uploader: phrase('made a Nightscout upload credential', 'make a Nightscout upload credential'),
+  read_share_links: phrase('viewed your share links', 'view your share links'),
+  create_share_link: phrase('made a share link', 'make a share link'),
+  revoke_share_link: phrase('revoked a share link', 'revoke a share link'),
 };
 
 function actionInWords(entry: AccessLogItem): string {
@@ -355,4 +362,26 @@ export function formatPercent(value: number | null | undefined): string {
 /** How long ago, from minutes: "5 minutes ago". */
 export function ageOfMinutes(minutes: number, now: Date = new Date()): string {
   return age(new Date(now.getTime() - minutes * 60_000), now);
+}
+
+export const TREATMENT_LABELS: Record<TreatmentKind, string> = {
+  bolus_insulin: 'insulin (bolus)',
+  basal_insulin: 'insulin (basal)',
+  carbohydrates: 'carbohydrates',
+  exercise: 'exercise',
+  note: 'note',
+  sensor_start: 'sensor started',
+  sensor_change: 'sensor changed',
+  calibration: 'calibration',
+};
+
+/** "4.5 U", "45 g", "30 min", or "" for a treatment without an amount. */
+export function treatmentAmount(t: TreatmentPoint): string {
+  const parts: string[] = [];
+  if (t.amount !== null) {
+    const unit = t.amount_unit === '[iU]' ? 'U' : (t.amount_unit ?? '');
+    parts.push(`${Number(t.amount.toFixed(1))} ${unit}`.trim());
+  }
+  if (t.duration_minutes !== null) parts.push(`${t.duration_minutes} min`);
+  return parts.join(' over ');
 }

@@ -30,6 +30,7 @@ export type Route =
   | { page: 'login' }
   | { page: 'home' }
   | { page: 'patient'; patientId: string; section: PatientSection }
+  | { page: 'invitation'; code: string }
   | { page: 'not-found' };
 
 /** The sections of a patient's page: the patient's own (sharing, access log, data) and the
@@ -45,11 +46,17 @@ export function parseRoute(path: string): Route {
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { page: 'home' };
   if (parts[0] === 'login' && parts.length === 1) return { page: 'login' };
+  if (parts[0] === 'invitations' && parts.length === 2) return { page: 'invitation', code: parts[1] };
   if (parts[0] === 'patients' && (parts.length === 2 || parts.length === 3)) {
     const section = (parts[2] ?? 'readings') as PatientSection;
     if (SECTIONS.includes(section)) return { page: 'patient', patientId: parts[1], section };
   }
   return { page: 'not-found' };
+}
+
+/** The page where a patient opens a care team's invitation. */
+export function invitationPath(code: string): string {
+  return `/invitations/${encodeURIComponent(code.trim())}`;
 }
 
 export function patientPath(patientId: string, section: PatientSection = 'readings'): string {

@@ -4,6 +4,7 @@
 
 const TOKEN_KEY = 'chronicle.token';
 const NOTICE_KEY = 'chronicle.notice';
+const RETURN_KEY = 'chronicle.return-to';
 
 type Listener = () => void;
 const listeners = new Set<Listener>();
@@ -35,6 +36,16 @@ export const session = {
     const notice = sessionStorage.getItem(NOTICE_KEY);
     sessionStorage.removeItem(NOTICE_KEY);
     return notice;
+  },
+  /** Where to go after logging in: a page opened before the session existed (an
+   * invitation link), so following a link survives the log-in. */
+  returnAfterLogin(path: string): void {
+    if (path.startsWith('/') && path !== '/login') sessionStorage.setItem(RETURN_KEY, path);
+  },
+  takeReturnPath(): string {
+    const path = sessionStorage.getItem(RETURN_KEY);
+    sessionStorage.removeItem(RETURN_KEY);
+    return path ?? '/';
   },
   subscribe(listener: Listener): () => void {
     listeners.add(listener);

@@ -129,6 +129,12 @@ try {
       new RegExp(`^Glucose chart: ${patient.glucose_readings} readings`),
       'every reading seeded over the last 14 days is on the chart',
     );
+    // Her treatments are on the trace, in its description, and in a table.
+    await maria.getByRole('img', { name: new RegExp(`Treatments: ${patient.treatments.replace(/[()]/g, '\\$&')}\\.`) }).waitFor();
+    const treatments = maria.getByTestId('treatments-table');
+    await treatments.getByText(/^Latest 5 treatments as a table$/).click();
+    assert.match(await treatments.innerText(), /Carbohydrates\s+60 g\s+lunch/);
+    assert.match(await treatments.innerText(), /Insulin \(bolus\)\s+4\.5 U/);
     const pressure = maria.getByRole('img', { name: /^Blood-pressure chart:/ });
     await pressure.waitFor();
     assert.equal(await maria.locator('.plot canvas').count(), 2, 'a glucose and a blood-pressure chart');
@@ -136,6 +142,75 @@ try {
     await maria.getByRole('button', { name: '14 days', pressed: true }).waitFor();
     await checkAccessibility(maria, "the patient's readings");
     await screenshot(maria, '02-patient-readings.png');
+  });
+
+  await run('the dashboard installs as an app, and its service worker shows a pushed alert', async () => {
+    // The manifest a browser installs from: linked, served as a manifest, with loadable icons.
+    const href = await maria.locator('link[rel="manifest"]').getAttribute('href');
+    const response = await maria.context().request.get(url(href));
+    assert.equal(response.status(), 200);
+    assert.match(response.headers()['content-type'], /^application\/manifest\+json/);
+    const manifest = await response.json();
+    assert.equal(manifest.name, 'Chronicle');
+    assert.equal(manifest.display, 'standalone');
+    assert.equal(new URL(manifest.start_url, url('/')).toString(), url('/'));
+    for (const size of [192, 512]) {
+      const icon = manifest.icons.find((i) => i.sizes === `${size}x${size}` && i.type === 'image/png');
+      assert.ok(icon, `a ${size} px PNG icon`);
+      const png = await (await maria.context().request.get(url(icon.src))).body();
+      assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [size, size], `${icon.src} is ${size} px`);
+    }
+    assert.ok(manifest.icons.some((i) => i.purpose === 'maskable'), 'a maskable icon');
+
+    // The service worker registers for the whole application.
+    const script = await maria.evaluate(async () => (await navigator.serviceWorker.ready).active?.scriptURL);
+    assert.equal(script, url('/sw.js'));
+
+    // A push delivered to it the way the browser's push service does becomes a notification.
+    const origin = new URL(scenario.url).origin;
+    await maria.context().grantPermissions(['notifications'], { origin });
+    const cdp = await maria.context().newCDPSession(maria);
+    const registrationId = await new Promise((resolve) => {
+      cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
+        const found = registrations.find((r) => r.scopeURL === url('/') && !r.isDeleted);
+        if (found) resolve(found.registrationId);
+      });
+      cdp.send('ServiceWorker.enable');
+    });
+    const pushed = {
+      id: 41,
+      type: 'alert.opened',
+      created_at: new Date().toISOString(),
+      detail: 'full',
+      title: `Urgent: very low glucose — ${patient.name}`,
+      body: `${patient.name}: very low glucose since 03:12 UTC. Open Chronicle to see the readings and respond.`,
+      patient: { id: patient.id, name: patient.name },
+      alert: { id: '6c1f1bb0-5d43-4b7a-9d35-0e0b5b0e0a41', category: 'glucose', severity: 'urgent' },
+    };
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId, data: JSON.stringify(pushed) });
+    let shown = [];
+    for (let tries = 0; tries < 50 && shown.length === 0; tries++) {
+      shown = await maria.evaluate(async () =>
+        (await (await navigator.serviceWorker.ready).getNotifications()).map((n) => ({
+          title: n.title,
+          body: n.body,
+          tag: n.tag,
+          requireInteraction: n.requireInteraction,
+          path: n.data?.path,
+        })),
+      );
+      if (shown.length === 0) await maria.waitForTimeout(100);
+    }
+    assert.deepEqual(shown, [
+      {
+        title: pushed.title,
+        body: pushed.body,
+        tag: `alert-${pushed.alert.id}`,
+        requireInteraction: true,
+        path: `/patients/${patient.id}`,
+      },
+    ]);
+    await cdp.detach();
   });
 
   await run('a shorter period shows fewer readings', async () => {
@@ -303,6 +378,11 @@ try {
     await lee.getByRole('img', { name: new RegExp(`^Glucose chart: ${patient.glucose_readings} readings`) }).waitFor();
     await lee.getByRole('img', { name: /^Blood-pressure chart:/ }).waitFor();
     assert.equal(await lee.getByRole('link', { name: 'Sharing' }).count(), 0, "a care team does not see the patient's settings");
+    assert.doesNotMatch(
+      await lee.getByRole('img', { name: /^Glucose chart:/ }).getAttribute('aria-label'),
+      /Treatments/,
+      'her treatments are not shared with the team',
+    );
     const latest = lee.getByTestId('latest-glucose');
     assert.match(await latest.innerText(), new RegExp(`^${patient.latest_mg_dl} mg/dL`));
     await checkAccessibility(lee, "the clinician's patient page");
@@ -384,7 +464,9 @@ try {
 
   await run('daily overlays draw each day over 24 hours', async () => {
     await lee.getByRole('link', { name: 'Daily overlays' }).click();
-    await lee.getByRole('img', { name: /^Daily glucose overlays: [78] days/ }).waitFor();
+    const overlays = lee.getByRole('img', { name: /^Daily glucose overlays: [78] days/ });
+    await overlays.waitFor();
+    assert.doesNotMatch(await overlays.getAttribute('aria-label'), /Treatments/, 'treatments are not shared with the team');
     await checkAccessibility(lee, 'the daily overlays');
     await screenshot(lee, '14-clinician-daily-overlays.png');
   });
@@ -489,6 +571,47 @@ try {
     await lee.getByRole('link', { name: 'Alerts', exact: true }).click();
     await lee.getByTestId('section-not-shared').filter({ hasText: "The patient's alerts are not shared with you" }).waitFor();
     await screenshot(lee, '20-clinician-trends-only-alerts.png');
+  });
+
+  await run('the clinician invites a patient, who opens the link, logs in and shares trends only', async () => {
+    await lee.goto(url('/'));
+    const card = lee.getByRole('region', { name: `Invite a patient to ${clinician.team}` });
+    await card.getByLabel(/^Note for your team/).fill('Noor, clinic visit');
+    await card.getByRole('button', { name: 'Create invitation' }).click();
+    const code = await card.getByTestId('new-invitation').locator('.invitation-code').innerText();
+    assert.match(code, /^[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}$/);
+    await card.getByTestId('invitation').filter({ hasText: 'Noor, clinic visit' }).filter({ hasText: 'Open' }).waitFor();
+    await checkAccessibility(lee, "the clinician's invitations");
+
+    const noor = await newPage();
+    await noor.goto(url(`/invitations/${code}`));
+    await noor.waitForURL(/\/login$/);
+    await noor.getByLabel('E-mail').fill('noor@example.org');
+    await noor.getByLabel('Password').fill(scenario.password);
+    await noor.getByRole('button', { name: 'Log in' }).click();
+    // The link survives the log-in.
+    await noor.waitForURL(url(`/invitations/${code}`));
+    await noor.getByRole('heading', { name: `${clinician.team} at North Clinic invites you to share your data` }).waitFor();
+    assert.doesNotMatch(await bodyText(noor), /clinic visit/, "the team's note is the team's");
+    await noor.getByLabel('Every reading').uncheck();
+    await noor.getByLabel('Trends only').check();
+    await noor.getByLabel('Receive alerts').uncheck();
+    await noor.getByLabel('Export').uncheck();
+    await checkAccessibility(noor, 'the invitation page');
+    await screenshot(noor, '23-patient-accepts-invitation.png');
+    await noor.getByRole('button', { name: `Share with ${clinician.team}` }).click();
+    await noor.waitForURL(/\/sharing$/);
+    const grant = noor.getByTestId('grant').filter({ hasText: `${clinician.team} (care team)` });
+    assert.match(await grant.innerText(), /Trends only/);
+
+    await lee.goto(url('/'));
+    await lee.getByRole('region', { name: `Invite a patient to ${clinician.team}` }).getByTestId('invitation')
+      .filter({ hasText: 'Noor, clinic visit' }).filter({ hasText: '1 of 1' }).waitFor();
+    await lee.getByRole('link', { name: scenario.unshared_patient.name }).click();
+    const shares = lee.getByText(`What ${scenario.unshared_patient.name} shares with you`);
+    await shares.click();
+    await lee.locator('.shared-summary li').filter({ hasText: /^Glucose.*: trends only, for care/ }).waitFor();
+    await noor.close();
   });
 
   await run('the patient revokes the care team’s grant', async () => {

@@ -45,6 +45,7 @@ fn main() {
             SimReading::BloodPressure(b) => {
                 println!("{} {}/{}", r.measured_at(), b.systolic, b.diastolic)
             }
+            SimReading::Treatment(t) => println!("{} {:?}", r.measured_at(), t.treatment),
         }
     }
     println!("variant {} actions {:?}", s.variant, s.actions);

@@ -40,6 +40,7 @@ fn main() {
                 SimReading::BloodPressure(b) => {
                     format!("{}/{} p{:?}", b.systolic, b.diastolic, b.pulse)
                 }
+                SimReading::Treatment(t) => format!("{:?}", t.treatment),
             })
             .collect();
         println!(

@@ -190,7 +190,10 @@ impl FilePatient {
                     spec.clone()
                 }
                 None => match d.kind {
-                    DeviceKind::Cgm => DeviceSpec::Cgm(CgmSpec::ten_day(unit)),
+                    // The simulator speaks MQTT; an uploader's readings are a CGM's.
+                    DeviceKind::Cgm | DeviceKind::Uploader => {
+                        DeviceSpec::Cgm(CgmSpec::ten_day(unit))
+                    }
                     DeviceKind::Meter => DeviceSpec::Meter(MeterSpec::iso_15197(
                         unit,
                         0.0,

@@ -52,6 +52,9 @@ pub use devices::{CgmSpec, CuffSpec, DeviceSpec, MeterSchedule, MeterSpec};
 pub use patient::{GlucoseProfile, Patient, Persona, SimError};
 pub use plan::{BolusHabits, ExerciseHabit, Habits, MealHabit, MealKind, Routine};
 pub use population::{MAX_TOTAL_WEIGHT, PersonaMix, Population};
-pub use reading::{BloodPressureSample, GlucoseSample, GlucoseValue, SimReading, batch_json};
+pub use reading::{
+    BloodPressureSample, GlucoseSample, GlucoseValue, SimReading, Treatment, TreatmentSample,
+    batch_json,
+};
 pub use sim::{DEFAULT_BURN_IN_MIN, Intervention, PatientSim};
 pub use zone::{InvalidOffset, Zone};

@@ -103,9 +103,14 @@ pub fn assess(readings: &[SimReading]) -> Assessment {
     let mut out = Assessment::default();
     for (device, (kind, mut list)) in by_device {
         list.sort_by_key(|r| r.measured_at_utc());
-        let times: Vec<DateTime<Utc>> = list.iter().map(|r| r.measured_at_utc()).collect();
+        // Only measurements say a device is sending, as on the server (`no_data`).
+        let times: Vec<DateTime<Utc>> = list
+            .iter()
+            .filter(|r| r.is_measurement())
+            .map(|r| r.measured_at_utc())
+            .collect();
         match kind {
-            DeviceKind::Cgm | DeviceKind::Meter => {
+            DeviceKind::Cgm | DeviceKind::Meter | DeviceKind::Uploader => {
                 let g: Vec<Glucose> = list
                     .iter()
                     .filter_map(|r| {
@@ -115,7 +120,7 @@ pub fn assess(readings: &[SimReading]) -> Assessment {
                         })
                     })
                     .collect();
-                glucose_rules(&mut out, device, kind == DeviceKind::Cgm, &g);
+                glucose_rules(&mut out, device, kind != DeviceKind::Meter, &g);
             }
             DeviceKind::Bp => {
                 let p: Vec<Pressure> = list
@@ -126,7 +131,7 @@ pub fn assess(readings: &[SimReading]) -> Assessment {
                             systolic: f64::from(b.systolic),
                             diastolic: f64::from(b.diastolic),
                         }),
-                        SimReading::Glucose(_) => None,
+                        SimReading::Glucose(_) | SimReading::Treatment(_) => None,
                     })
                     .collect();
                 pressure_rules(&mut out, device, &p);
@@ -393,7 +398,7 @@ fn pressure_rules(out: &mut Assessment, device: usize, p: &[Pressure]) {
 /// end of the readings is the end of the scenario, not a silence).
 fn no_data(out: &mut Assessment, device: usize, kind: DeviceKind, times: &[DateTime<Utc>]) {
     let (threshold, strong, near) = match kind {
-        DeviceKind::Cgm => (
+        DeviceKind::Cgm | DeviceKind::Uploader => (
             Duration::minutes(30),
             Duration::minutes(45),
             Duration::minutes(15),

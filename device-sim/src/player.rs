@@ -19,7 +19,7 @@ use crate::mqtt::{Fleet, Outgoing};
 use crate::reading::SimReading;
 use crate::rng::{self, SimRng};
 use crate::sim::PatientSim;
-use chronicle_domain::RejectionReason;
+use chronicle_domain::{RejectionReason, TreatmentKind};
 use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
 use rand::Rng;
 use serde_json::{Map, Value, json};
@@ -391,6 +391,8 @@ impl Player {
 
 const KIND_GLUCOSE: u8 = 0;
 const KIND_PRESSURE: u8 = 1;
+/// Treatment kinds follow, in `TreatmentKind::ALL`'s order.
+const KIND_TREATMENTS: u8 = 2;
 
 impl Stage {
     fn generate(&mut self, plan: &Plan, until: DateTime<Utc>, batched: bool) {
@@ -551,12 +553,30 @@ fn estimated_bytes(pending: &[(Value, DateTime<Utc>)]) -> usize {
     pending.len() * 130
 }
 
+/// The kind part of the server's key (device, kind, time): one instant may hold a glucose
+/// reading, a bolus and a meal, each its own record.
 fn kind_of(value: &Value) -> u8 {
-    if value.get("type").and_then(Value::as_str) == Some("blood_pressure") {
-        KIND_PRESSURE
-    } else {
-        KIND_GLUCOSE
-    }
+    let field = |name| value.get(name).and_then(Value::as_str);
+    let treatment = match (field("type"), field("delivery")) {
+        (Some("blood_pressure"), _) => return KIND_PRESSURE,
+        (Some("insulin"), Some("basal")) => Some(TreatmentKind::BasalInsulin),
+        (Some("insulin"), _) => Some(TreatmentKind::BolusInsulin),
+        (Some(other), _) => TreatmentKind::parse(other),
+        (None, _) => None,
+    };
+    treatment
+        .and_then(|kind| TreatmentKind::ALL.iter().position(|k| *k == kind))
+        .and_then(|index| u8::try_from(index).ok())
+        .map_or(KIND_GLUCOSE, |index| KIND_TREATMENTS + index)
+}
+
+/// Whether a reading's corrupted copies can be refused for its value or unit: a glucose or
+/// blood-pressure reading (a treatment has no unit, and an amount field of its own).
+fn is_measurement(value: &Value) -> bool {
+    matches!(
+        value.get("type").and_then(Value::as_str),
+        Some("glucose" | "blood_pressure")
+    )
 }
 
 fn next_id(outbox: &mut Outbox, device: usize, tag: &str) -> String {
@@ -703,6 +723,9 @@ fn queue_real(
         FaultKind::Oversized,
     ] {
         if !rng::chance(rng, rates.rate(kind)) {
+            continue;
+        }
+        if matches!(kind, FaultKind::OutOfRange | FaultKind::WrongUnit) && !is_measurement(first) {
             continue;
         }
         let message = corrupt(outbox, device, tag, kind, first, &body, limits);

@@ -56,11 +56,40 @@ pub struct BloodPressureSample {
     pub true_diastolic: f64,
 }
 
-/// One simulated device reading.
+/// What the patient did, as their phone app or pump logs it (`docs/protocol.md`,
+/// "Treatments").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Treatment {
+    /// Rapid-acting insulin, units (meal and correction boluses).
+    Bolus { units: f64 },
+    /// Carbohydrates eaten, grams; `hypo` for fast carbohydrate taken to treat a low.
+    Carbohydrates { grams: f64, hypo: bool },
+    /// Exercise, minutes.
+    Exercise { minutes: u32 },
+    /// A new CGM sensor inserted.
+    SensorChange,
+}
+
+/// A treatment logged through one of the patient's glucose devices (the app that reads the
+/// CGM, or the meter's), which the protocol lets send them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreatmentSample {
+    /// Index of the logging device in [`crate::Patient::devices`].
+    pub device: usize,
+    /// The logging device's kind (CGM or meter).
+    pub device_kind: DeviceKind,
+    pub measured_at: DateTime<FixedOffset>,
+    pub treatment: Treatment,
+    /// The logging device's sequence number (shared with its readings).
+    pub seq: u64,
+}
+
+/// One simulated device reading, or a treatment a glucose device logs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimReading {
     Glucose(GlucoseSample),
     BloodPressure(BloodPressureSample),
+    Treatment(TreatmentSample),
 }
 
 impl SimReading {
@@ -69,7 +98,23 @@ impl SimReading {
         match self {
             SimReading::Glucose(g) => g.measured_at,
             SimReading::BloodPressure(b) => b.measured_at,
+            SimReading::Treatment(t) => t.measured_at,
         }
+    }
+
+    /// Moves the reading `by` in time.
+    pub fn shift(&mut self, by: chrono::Duration) {
+        match self {
+            SimReading::Glucose(g) => g.measured_at += by,
+            SimReading::BloodPressure(b) => b.measured_at += by,
+            SimReading::Treatment(t) => t.measured_at += by,
+        }
+    }
+
+    /// A measurement (glucose or blood pressure), as opposed to a logged treatment: only
+    /// measurements tell that a device is still sending (`no_data`).
+    pub fn is_measurement(&self) -> bool {
+        !matches!(self, SimReading::Treatment(_))
     }
 
     /// When it was measured, in UTC.
@@ -82,6 +127,7 @@ impl SimReading {
         match self {
             SimReading::Glucose(g) => g.device,
             SimReading::BloodPressure(b) => b.device,
+            SimReading::Treatment(t) => t.device,
         }
     }
 
@@ -91,6 +137,7 @@ impl SimReading {
             SimReading::Glucose(g) if g.source == GlucoseSource::Cgm => DeviceKind::Cgm,
             SimReading::Glucose(_) => DeviceKind::Meter,
             SimReading::BloodPressure(_) => DeviceKind::Bp,
+            SimReading::Treatment(t) => t.device_kind,
         }
     }
 
@@ -99,6 +146,7 @@ impl SimReading {
         match self {
             SimReading::Glucose(g) => g.seq,
             SimReading::BloodPressure(b) => b.seq,
+            SimReading::Treatment(t) => t.seq,
         }
     }
 
@@ -137,6 +185,33 @@ impl SimReading {
                 m.insert("id".into(), json!(b.seq));
                 Value::Object(m)
             }
+            SimReading::Treatment(t) => {
+                let mut m = Map::with_capacity(5);
+                match t.treatment {
+                    Treatment::Bolus { units } => {
+                        m.insert("type".into(), json!("insulin"));
+                        m.insert("delivery".into(), json!("bolus"));
+                        m.insert("units".into(), json!(units));
+                    }
+                    Treatment::Carbohydrates { grams, hypo } => {
+                        m.insert("type".into(), json!("carbohydrates"));
+                        m.insert("grams".into(), json!(grams));
+                        if hypo {
+                            m.insert("note".into(), json!("treating a low"));
+                        }
+                    }
+                    Treatment::Exercise { minutes } => {
+                        m.insert("type".into(), json!("exercise"));
+                        m.insert("duration_minutes".into(), json!(minutes));
+                    }
+                    Treatment::SensorChange => {
+                        m.insert("type".into(), json!("sensor_change"));
+                    }
+                }
+                m.insert("measured_at".into(), json!(stamp));
+                m.insert("id".into(), json!(t.seq));
+                Value::Object(m)
+            }
         }
     }
 
@@ -148,7 +223,7 @@ impl SimReading {
                 GlucoseValue::Lo => chronicle_domain::GlucoseFlag::LO_MG_DL,
                 GlucoseValue::Hi => chronicle_domain::GlucoseFlag::HI_MG_DL,
             }),
-            SimReading::BloodPressure(_) => None,
+            SimReading::BloodPressure(_) | SimReading::Treatment(_) => None,
         }
     }
 }
@@ -210,7 +285,7 @@ mod tests {
             unit: GlucoseUnit::MgDl,
             ..match r {
                 SimReading::Glucose(g) => g,
-                SimReading::BloodPressure(_) => unreachable!(),
+                SimReading::BloodPressure(_) | SimReading::Treatment(_) => unreachable!(),
             }
         });
         assert_eq!(lo.to_json()["value"], "LO");

@@ -230,10 +230,7 @@ impl Scenario {
     /// patient's day (meals, sleep) would fall differently around the event.
     pub fn shifted(mut self, by: Duration) -> Scenario {
         for reading in &mut self.readings {
-            match reading {
-                SimReading::Glucose(g) => g.measured_at += by,
-                SimReading::BloodPressure(b) => b.measured_at += by,
-            }
+            reading.shift(by);
         }
         for action in &mut self.actions {
             let moved = action

@@ -6,9 +6,12 @@ use crate::devices::{DeviceSpec, Sensor};
 use crate::glucose::{Absorption, Diabetes, Kernel, State, StepInputs, ix};
 use crate::patient::Patient;
 use crate::plan::{DRIFT_STEP_MIN, DayPlan, Event, SignalLoss};
-use crate::reading::{BloodPressureSample, GlucoseSample, GlucoseValue, SimReading, displayed};
+use crate::reading::{
+    BloodPressureSample, GlucoseSample, GlucoseValue, SimReading, Treatment, TreatmentSample,
+    displayed,
+};
 use crate::rng::{self, SimRng, stream};
-use chronicle_domain::GlucoseSource;
+use chronicle_domain::{DeviceKind, GlucoseSource};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
@@ -86,6 +89,9 @@ pub struct PatientSim {
     last_rescue: i64,
     last_bolus: i64,
     has_cgm: bool,
+    /// The glucose device an insulin-treated patient logs treatments through (their CGM's
+    /// app, else their meter), if any.
+    treatment_log: Option<usize>,
     devices: Vec<DeviceState>,
     injected: Vec<(i64, Intervention)>,
     extra_loss: Vec<SignalLoss>,
@@ -157,6 +163,18 @@ impl PatientSim {
             .devices
             .iter()
             .any(|d| matches!(d, DeviceSpec::Cgm(c) if !c.blinded));
+        let insulin_treated = patient
+            .glucose
+            .as_ref()
+            .is_some_and(|g| g.params.insulin.is_some());
+        let treatment_log = insulin_treated
+            .then(|| {
+                let index =
+                    |wanted: fn(&DeviceSpec) -> bool| patient.devices.iter().position(wanted);
+                index(|d| matches!(d, DeviceSpec::Cgm(c) if !c.blinded))
+                    .or_else(|| index(|d| matches!(d, DeviceSpec::Meter(_))))
+            })
+            .flatten();
         let mut sim = PatientSim {
             kernel,
             state,
@@ -174,6 +192,7 @@ impl PatientSim {
             last_rescue: i64::MIN / 2,
             last_bolus: i64::MIN / 2,
             has_cgm,
+            treatment_log,
             devices,
             injected: Vec::new(),
             extra_loss: Vec::new(),
@@ -347,12 +366,37 @@ impl PatientSim {
 
     fn intervene(&mut self, what: Intervention, out: &mut Vec<SimReading>) {
         match what {
-            Intervention::Meal { carbs_g } => self.add_carbs(carbs_g, Absorption::Mixed),
-            Intervention::FastCarbs { carbs_g } => self.add_carbs(carbs_g, Absorption::Fast),
-            Intervention::Insulin { units } => self.add_insulin(units),
+            // A scenario's own interventions are logged a quarter past the minute, apart from
+            // the routine's (on the minute) and the corrections' (at the half).
+            Intervention::Meal { carbs_g } | Intervention::FastCarbs { carbs_g } => {
+                let absorption = match what {
+                    Intervention::FastCarbs { .. } => Absorption::Fast,
+                    _ => Absorption::Mixed,
+                };
+                self.add_carbs(carbs_g, absorption);
+                let grams = carbs_g.round();
+                if grams >= 1.0 {
+                    let carbs = Treatment::Carbohydrates { grams, hypo: false };
+                    self.log_treatment(carbs, 15, out);
+                }
+            }
+            Intervention::Insulin { units } => {
+                self.add_insulin(units);
+                if units > 0.0 {
+                    let units = (units * 10.0).round() / 10.0;
+                    self.log_treatment(Treatment::Bolus { units }, 15, out);
+                }
+            }
             Intervention::Exercise { intensity, minutes } => {
                 self.exercise_intensity = intensity.clamp(0.0, 1.0);
-                self.exercise_until = self.minute + minutes.max(0.0).round() as i64;
+                let minutes = minutes.max(0.0).round() as i64;
+                self.exercise_until = self.minute + minutes;
+                if minutes >= 1 {
+                    let logged = Treatment::Exercise {
+                        minutes: u32::try_from(minutes.min(1440)).unwrap_or(1440),
+                    };
+                    self.log_treatment(logged, 0, out);
+                }
             }
             Intervention::SignalLoss { device, minutes } => self.extra_loss.push(SignalLoss {
                 device,
@@ -420,9 +464,19 @@ impl PatientSim {
                 };
                 let units = (estimated_carbs_g / therapy.carb_ratio_g_per_u + correction) * factor;
                 // Pens and pumps dose in half units.
-                self.add_insulin((units * 2.0).round() / 2.0);
+                let dose = (units * 2.0).round() / 2.0;
+                self.add_insulin(dose);
+                // What the patient enters in the bolus calculator is what the app logs.
+                let grams = estimated_carbs_g.round();
+                if grams >= 1.0 {
+                    let carbs = Treatment::Carbohydrates { grams, hypo: false };
+                    self.log_treatment(carbs, 0, out);
+                }
+                if dose > 0.0 {
+                    self.log_treatment(Treatment::Bolus { units: dose }, 0, out);
+                }
             }
-            Event::Glance => self.correct_high(),
+            Event::Glance => self.correct_high(out),
             Event::Metformin => self.metformin_level += 1.0,
             Event::Exercise {
                 intensity,
@@ -456,6 +510,11 @@ impl PatientSim {
             let check = g.habits.meter_check_when_treating;
             self.last_rescue = m;
             self.add_carbs(carbs, Absorption::Fast);
+            let rescue = Treatment::Carbohydrates {
+                grams: carbs.round().max(1.0),
+                hypo: true,
+            };
+            self.log_treatment(rescue, 30, out);
             let meter = self
                 .patient
                 .devices
@@ -472,7 +531,7 @@ impl PatientSim {
     }
 
     /// A CGM user who looks at a high reading corrects it, unless a bolus is still acting.
-    fn correct_high(&mut self) {
+    fn correct_high(&mut self, out: &mut Vec<SimReading>) {
         let Some(g) = &self.patient.glucose else {
             return;
         };
@@ -490,8 +549,34 @@ impl PatientSim {
             let units = (units * 2.0).round() / 2.0;
             if units >= 0.5 {
                 self.add_insulin(units);
+                self.log_treatment(Treatment::Bolus { units }, 30, out);
             }
         }
+    }
+
+    /// Logs `treatment` now, at `second` past the minute, through the patient's logging
+    /// device (distinct seconds keep two treatments of one kind in one minute apart: the
+    /// server tells treatments apart by device, kind and time).
+    fn log_treatment(&mut self, treatment: Treatment, second: u32, out: &mut Vec<SimReading>) {
+        let Some(device) = self.treatment_log else {
+            return;
+        };
+        if !self.emitting {
+            return;
+        }
+        let (device_kind, seq) = match self.devices.get_mut(device) {
+            Some(DeviceState::Cgm { seq, .. }) => (DeviceKind::Cgm, seq),
+            Some(DeviceState::Meter { seq, .. }) => (DeviceKind::Meter, seq),
+            _ => return,
+        };
+        *seq += 1;
+        out.push(SimReading::Treatment(TreatmentSample {
+            device,
+            device_kind,
+            measured_at: self.patient.zone.local(instant(self.minute, second)),
+            treatment,
+            seq: *seq,
+        }));
     }
 
     fn sample_cgms(&mut self, out: &mut Vec<SimReading>) {
@@ -499,6 +584,7 @@ impl PatientSim {
         let ig = self.state[ix::IG];
         let bg = self.state[ix::G];
         let has_glucose = self.kernel.is_some();
+        let mut inserted_now = Vec::new();
         for (i, device) in self.devices.iter_mut().enumerate() {
             let (
                 DeviceState::Cgm {
@@ -523,6 +609,9 @@ impl PatientSim {
                     &[stream::SENSOR, i as u64, number as u64],
                 );
                 *sensor = Some(Sensor::new(spec, inserted, &mut sensor_rng));
+                if inserted == m {
+                    inserted_now.push(i);
+                }
                 *next_change = inserted + spec.life_min();
                 let first = inserted + i64::from(spec.warmup_min);
                 let interval = i64::from(spec.interval_min.max(1));
@@ -566,6 +655,11 @@ impl PatientSim {
                 seq: *seq,
                 true_mg_dl: bg,
             }));
+        }
+        for device in inserted_now {
+            if self.treatment_log == Some(device) {
+                self.log_treatment(Treatment::SensorChange, 0, out);
+            }
         }
     }
 

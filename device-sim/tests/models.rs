@@ -198,7 +198,7 @@ fn home_pressure_pairs_are_a_minute_apart_and_the_first_reads_higher() {
             .iter()
             .filter_map(|r| match r {
                 SimReading::BloodPressure(b) => Some(b),
-                SimReading::Glucose(_) => None,
+                SimReading::Glucose(_) | SimReading::Treatment(_) => None,
             })
             .collect();
         for w in bp.windows(2) {
@@ -230,7 +230,12 @@ fn cgm_reads_every_five_minutes_with_warmup_and_signal_loss_gaps() {
             panic!("a type 1 patient has a CGM first");
         };
         let readings = patient.readings(start(), start() + Duration::days(days));
-        let times: Vec<DateTime<Utc>> = readings.iter().map(SimReading::measured_at_utc).collect();
+        // The CGM's app also logs the patient's treatments: only its readings count here.
+        let times: Vec<DateTime<Utc>> = readings
+            .iter()
+            .filter(|r| r.is_measurement())
+            .map(SimReading::measured_at_utc)
+            .collect();
         assert!(times.windows(2).all(|w| w[0] < w[1]), "in time order");
         let expected = days * 1440 / 5;
         let coverage = times.len() as f64 / expected as f64;
@@ -291,7 +296,10 @@ fn cgm_clips_at_lo_and_hi() {
     let mut readings = Vec::new();
     sim.advance_to(start() + Duration::days(2), &mut readings);
     for device in 0..2 {
-        let mine: Vec<_> = readings.iter().filter(|r| r.device() == device).collect();
+        let mine: Vec<_> = readings
+            .iter()
+            .filter(|r| r.device() == device && r.is_measurement())
+            .collect();
         let lo = mine
             .iter()
             .filter(|r| matches!(r, SimReading::Glucose(g) if g.value == GlucoseValue::Lo))
@@ -387,4 +395,66 @@ fn a_device_needs_its_model() {
             .with_devices(vec![DeviceSpec::Cgm(CgmSpec::ten_day(GlucoseUnit::MgDl))])
             .is_err()
     );
+}
+
+#[test]
+fn insulin_users_log_their_boluses_carbohydrates_and_sensor_changes_through_their_cgm() {
+    use chronicle_sim::{Treatment, TreatmentSample};
+    let days = 14;
+    let patient = Patient::generate(Persona::Type1Cgm, SEED, 0);
+    let readings = patient.readings(start(), start() + Duration::days(days));
+    let treatments: Vec<&TreatmentSample> = readings
+        .iter()
+        .filter_map(|r| match r {
+            SimReading::Treatment(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        treatments
+            .iter()
+            .all(|t| t.device == 0 && t.device_kind == DeviceKind::Cgm),
+        "logged through the CGM's app"
+    );
+    let count = |f: fn(&Treatment) -> bool| treatments.iter().filter(|t| f(&t.treatment)).count();
+    let boluses = count(|t| matches!(t, Treatment::Bolus { .. }));
+    let meals = count(|t| matches!(t, Treatment::Carbohydrates { hypo: false, .. }));
+    let sensors = count(|t| matches!(t, Treatment::SensorChange));
+    // Three meals a day, most of them bolused; a sensor lasts 10–15 days.
+    assert!(
+        boluses >= 2 * days as usize,
+        "{boluses} boluses in {days} days"
+    );
+    assert!(meals >= 2 * days as usize, "{meals} meals in {days} days");
+    assert!(sensors >= 1, "{sensors} sensor changes in {days} days");
+    for t in &treatments {
+        match t.treatment {
+            Treatment::Bolus { units } => {
+                assert!(units > 0.0 && units <= 100.0 && (units * 2.0).fract().abs() < 1e-9);
+            }
+            Treatment::Carbohydrates { grams, .. } => assert!((1.0..=500.0).contains(&grams)),
+            Treatment::Exercise { minutes } => assert!((1..=1440).contains(&minutes)),
+            Treatment::SensorChange => {}
+        }
+    }
+    // No two treatments of one kind at one instant: the server would keep only one.
+    let mut keys = std::collections::HashSet::new();
+    for t in &treatments {
+        let kind = std::mem::discriminant(&t.treatment);
+        assert!(
+            keys.insert((kind, t.measured_at)),
+            "two at {}",
+            t.measured_at
+        );
+    }
+
+    // Patients without insulin log nothing.
+    for persona in [Persona::Type2Meter, Persona::Hypertension] {
+        let patient = Patient::generate(persona, SEED, 0);
+        let quiet = patient
+            .readings(start(), start() + Duration::days(3))
+            .iter()
+            .all(SimReading::is_measurement);
+        assert!(quiet, "{persona:?} logs no treatments");
+    }
 }

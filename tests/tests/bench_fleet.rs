@@ -1,7 +1,9 @@
 //! `chronicle bench fleet` at toy size, as a user runs it: a few hundred patients relayed by
 //! three gateways through Mosquitto, seconds of steady state and a short outage. Checks that
 //! the command completes, that its JSON report has every figure, and that no reading was lost
-//! across the server's restart. It measures nothing: the figures belong in docs/benchmarks.md.
+//! across the server's restart; and the same scaled out, two ingest processes on one shared
+//! subscription beside one doing the follow-up work. It measures nothing: the figures belong
+//! in docs/benchmarks.md.
 
 use chronicle_tests::server::{chronicle_binary, traversable_tempdir};
 use serde_json::Value;
@@ -106,4 +108,81 @@ async fn fleet_benchmark_reports_every_figure_and_loses_nothing() {
     assert_eq!(totals["sent"], totals["stored"], "{report:#}");
     assert_eq!(report["goals"].as_array().map(Vec::len), Some(4));
     assert!(stdout.contains("whole run:"), "{stdout}");
+}
+
+#[tokio::test]
+async fn scaled_out_the_ingest_processes_share_the_load_and_the_alarms_still_arrive() {
+    let dir = traversable_tempdir().expect("temporary directory");
+    let json = dir.path().join("fleet.json");
+    let mut command = Command::new(chronicle_binary().expect("chronicle is built"));
+    command
+        .env("CHRONICLE_LOG", "warn")
+        .args([
+            "bench",
+            "fleet",
+            "--patients",
+            "600",
+            "--connections",
+            "4",
+            "--probes",
+            "2",
+            "--probe-interval-ms",
+            "200",
+            "--steady-minutes",
+            "0.2",
+            "--catch-up-minutes",
+            "0",
+            "--ingest-processes",
+            "2",
+            "--broker",
+            "mosquitto",
+            "--timeout-seconds",
+            "60",
+            "--json",
+        ])
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(bin_dir) = std::env::var_os("CHRONICLE_TEST_POSTGRES_BIN_DIR") {
+        command.arg("--postgres-bin-dir").arg(bin_dir);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("bench fleet finishes within 3 minutes")
+        .expect("bench fleet runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench fleet failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report is written"))
+            .expect("the report is JSON");
+    assert_eq!(report["settings"]["ingest_processes"], 2, "{report:#}");
+    // The broker splits the gateways' messages between both ingest processes.
+    let split: Vec<f64> = report["steady"]["messages_by_ingest_process"]
+        .as_array()
+        .expect("split")
+        .iter()
+        .map(|m| m.as_f64().expect("count"))
+        .collect();
+    assert_eq!(split.len(), 2, "{report:#}");
+    assert!(split.iter().all(|m| *m > 0.0), "both ingest: {split:?}");
+    // The third process, which ingests nothing, raises the probes' alarms.
+    let alarms = &report["steady"]["alarms"];
+    assert!(alarms["alarms"].as_u64().expect("alarms") > 0, "{report:#}");
+    assert_eq!(alarms["missed"], 0, "{report:#}");
+    assert!(report["catch_up"].is_null());
+    let totals = &report["totals"];
+    assert!(totals["sent"].as_u64().expect("sent") > 0);
+    assert_eq!(totals["lost"], 0, "{report:#}");
+    assert_eq!(totals["sent"], totals["stored"], "{report:#}");
+    assert!(
+        stdout.contains("messages received by each ingest process"),
+        "{stdout}"
+    );
 }

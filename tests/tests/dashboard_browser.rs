@@ -329,6 +329,17 @@ impl Clinic {
         };
         send_readings(&server, maria, "cgm", &cgm).await;
         send_readings(&server, maria, "meter", &meter).await;
+        // Her phone app's log of the last day, as a glucose device of its own. She sees it on
+        // her trace; the care team's grant does not include treatments.
+        let ago = |hours: i64| (newest - Duration::hours(hours)).to_rfc3339();
+        let treatments = [
+            json!({"type": "insulin", "delivery": "bolus", "units": 4.5, "measured_at": ago(5)}),
+            json!({"type": "carbohydrates", "grams": 45, "measured_at": ago(5)}),
+            json!({"type": "exercise", "duration_minutes": 40, "measured_at": ago(8)}),
+            json!({"type": "insulin", "delivery": "bolus", "units": 6, "measured_at": ago(10)}),
+            json!({"type": "carbohydrates", "grams": 60, "note": "lunch", "measured_at": ago(10)}),
+        ];
+        send_readings(&server, maria, "cgm", &treatments).await;
         let maria_bp = cuff(0, "America/Chicago");
         send_readings(&server, maria, "bp", &maria_bp).await;
         send_readings(&server, sam, "bp", &cuff(12, "Europe/Berlin")).await;
@@ -403,6 +414,7 @@ impl Clinic {
                 "glucose_readings": cgm.len() + meter.len() + 1,
                 "blood_pressure_readings": maria_bp.len(),
                 "latest_mg_dl": LIVE_LOW_MG_DL,
+                "treatments": "2 boluses (10.5 U), 2 carbohydrate entries (105 g) and 1 exercise session",
             },
             "guardian": {"name": "Elena Garcia", "email": "elena@example.org"},
             "clinician": {"name": "Dr. Lee", "email": "lee@clinic.example", "team": "Diabetes team"},

@@ -1,7 +1,8 @@
 //! The ingest's follow-up queue against a real PostgreSQL, through the real pipeline: each
 //! batch that stores readings enqueues one item per consumer, patient and kind with the range
 //! it stored; duplicates and refusals enqueue nothing; a claim that is dropped puts its items
-//! back, and two claims never hold the same item. The ingest's registry cache drops a device
+//! back, and two claims never hold the same item; a fresh reading is claimed ahead of a backlog.
+//! The ingest's registry cache drops a device
 //! the moment the registry announces its revocation.
 
 use bytes::Bytes;
@@ -179,6 +180,84 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
     if let Some(left) = store.claim_followups("second", 10).await.expect("claim") {
         assert!(left.items.iter().all(|f| f.patient_id == bo.id));
     }
+}
+
+/// After an outage the broker redelivers minutes of readings at once: a claim takes half its
+/// patients from the oldest items and half from the freshest readings, so a reading measured
+/// now is worked on in the next round while the backlog still drains.
+#[tokio::test]
+async fn a_fresh_reading_is_claimed_ahead_of_a_backlog() {
+    let db = TestDatabase::create().await.expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    store.migrate().await.expect("migrations");
+    let pipeline = Pipeline::new(
+        store.clone(),
+        DecodeLimits::default(),
+        IngestMetrics::register(&mut Registry::default()),
+    )
+    .with_followup_consumers(&["alerts-like"]);
+    let now = Utc::now();
+    let mut backlog = Vec::new();
+    for i in 0..8 {
+        let patient = store
+            .create_patient(&NewPatient {
+                display_name: format!("Backlog {i}"),
+                time_zone: "UTC".into(),
+            })
+            .await
+            .expect("patient");
+        let (cgm, _) = store
+            .create_device(patient.id, DeviceKind::Cgm, None)
+            .await
+            .expect("device");
+        let at = now - Duration::minutes(10 - i);
+        pipeline
+            .process(&[message(cgm.id.as_str(), glucose(at, 100.0))])
+            .await
+            .expect("commit");
+        backlog.push(patient.id);
+    }
+    let current = store
+        .create_patient(&NewPatient {
+            display_name: "Current".into(),
+            time_zone: "UTC".into(),
+        })
+        .await
+        .expect("patient");
+    let (cgm, _) = store
+        .create_device(current.id, DeviceKind::Cgm, None)
+        .await
+        .expect("device");
+    pipeline
+        .process(&[message(cgm.id.as_str(), glucose(now, 48.0))])
+        .await
+        .expect("commit");
+
+    let claim = store
+        .claim_followups("alerts-like", 4)
+        .await
+        .expect("claim")
+        .expect("items");
+    let patients: std::collections::BTreeSet<Uuid> =
+        claim.items.iter().map(|f| f.patient_id).collect();
+    assert!(patients.contains(&current.id), "the current reading first");
+    assert!(
+        patients.contains(&backlog[0]) && patients.contains(&backlog[1]),
+        "and the oldest of the backlog"
+    );
+    assert_eq!(patients.len(), 4, "{patients:?}");
+    claim.complete().await.expect("complete");
+    // The rest of the backlog drains in later claims.
+    let mut left = 0;
+    while let Some(claim) = store
+        .claim_followups("alerts-like", 4)
+        .await
+        .expect("claim")
+    {
+        left += claim.items.len();
+        claim.complete().await.expect("complete");
+    }
+    assert_eq!(left, 5);
 }
 
 #[tokio::test]

@@ -17,6 +17,10 @@ use uuid::Uuid;
 mod alerts;
 #[path = "sharing_matrix/channels.rs"]
 mod channels;
+#[path = "sharing_matrix/share_links.rs"]
+mod share_links;
+#[path = "sharing_matrix/invitations.rs"]
+mod invitations;
 
 const PASSWORD: &str = "matrix test password";
 
@@ -63,6 +67,11 @@ const COVERED: &[(&str, &str)] = &[
     ("GET", "/v1/patients/{patient_id}/trends/blood-pressure"),
     ("GET", "/v1/patients/{patient_id}/reports/agp.pdf"),
     ("GET", "/v1/patients/{patient_id}/fhir/cgm-summary"),
+    ("GET", "/v1/patients/{patient_id}/share-links"),
+    ("POST", "/v1/patients/{patient_id}/share-links"),
+    ("DELETE", "/v1/patients/{patient_id}/share-links/{link_id}"),
+    ("GET", "/v1/patients/{patient_id}/nightscout"),
+    ("POST", "/v1/patients/{patient_id}/nightscout/uploaders"),
 ];
 
 struct World {
@@ -1448,6 +1457,11 @@ async fn the_authorization_matrix() {
 
     // Alerts: receiving them needs receive_alerts on their category (sharing_matrix/alerts.rs).
     alerts::check(&w).await;
+
+    // Share links and the Nightscout site (sharing_matrix/share_links.rs).
+    share_links::check(&w).await;
+    // Care-team invitations (sharing_matrix/invitations.rs).
+    invitations::check(&w, &openapi).await;
 }
 
 async fn user_id(w: &World, email: &str) -> Uuid {

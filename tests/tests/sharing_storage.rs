@@ -342,6 +342,7 @@ async fn emergency_access_needs_a_care_relationship_and_is_rationed() {
         guardian_of: Vec::new(),
         care_teams: vec![team.id],
         organizations: Vec::new(),
+        share_link: false,
     };
     let open = |expires_in: Duration| {
         let store = store.clone();

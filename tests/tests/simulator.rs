@@ -139,11 +139,12 @@ async fn every_scenario_is_stored_as_its_ground_truth_says() {
             patient.to_string(),
             sc["patient_id"].as_str().expect("patient")
         );
-        // Every reading the ground truth says was emitted is stored.
+        // Every reading (and logged treatment) the ground truth says was emitted is stored.
         let emitted = facts["readings_emitted"].as_i64().expect("count");
         let stored: i64 = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM glucose_readings WHERE device_id = $1)
-                  + (SELECT count(*) FROM blood_pressure_readings WHERE device_id = $1)",
+                  + (SELECT count(*) FROM blood_pressure_readings WHERE device_id = $1)
+                  + (SELECT count(*) FROM treatment_records WHERE device_id = $1)",
         )
         .bind(device)
         .fetch_one(&s.db.pool)
@@ -159,6 +160,19 @@ async fn every_scenario_is_stored_as_its_ground_truth_says() {
                     rules,
                     ["glucose_predicted_low", "glucose_low", "glucose_very_low"]
                 );
+                // The overdose that caused it is in the record, logged through the CGM's app.
+                let dose = facts["actions"][0]["units"].as_f64().expect("the dose");
+                let logged: Vec<f64> = sqlx::query_scalar(
+                    "SELECT amount FROM treatment_records
+                     WHERE device_id = $1 AND kind = 'bolus_insulin' AND measured_at = $2",
+                )
+                .bind(device)
+                .bind(time(&facts["actions"][0]["at"]) + chrono::Duration::seconds(15))
+                .fetch_all(&s.db.pool)
+                .await
+                .expect("boluses");
+                assert_eq!(logged.len(), 1, "{:?}", facts["actions"]);
+                assert!((logged[0] - dose).abs() < 0.06, "{logged:?} vs {dose}");
                 let below: Vec<_> = g.iter().filter(|r| r.1 < 54.0).collect();
                 assert!(!below.is_empty(), "no reading below 54");
                 assert!(
@@ -302,7 +316,8 @@ async fn fault_injection_with_every_fault_reconciles() {
     // What the simulator counted is what the database holds: readings stored now, plus those
     // whose first copy was stored before a takeover lost its ack (resent, then duplicates).
     let rows: i64 = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM glucose_readings) + (SELECT count(*) FROM blood_pressure_readings)",
+        "SELECT (SELECT count(*) FROM glucose_readings) + (SELECT count(*) FROM blood_pressure_readings)
+              + (SELECT count(*) FROM treatment_records)",
     )
     .fetch_one(&s.db.pool)
     .await

@@ -337,8 +337,8 @@ async fn agree(store: &Store, patient: &Patient, stage: &str) -> Result<(), Test
     Ok(())
 }
 
-async fn run_case(store: &Store, case: Case) -> Result<(), TestCaseError> {
-    let now = Utc::now();
+/// A patient of `case` with a CGM, a meter and a cuff, and a clinician's trends-only grant.
+async fn set_up(store: &Store, case: &Case, now: DateTime<Utc>) -> Patient {
     let id = store
         .create_patient(&NewPatient {
             display_name: "Proptest".into(),
@@ -382,7 +382,13 @@ async fn run_case(store: &Store, case: Case) -> Result<(), TestCaseError> {
         })
         .await
         .expect("grant");
+    patient
+}
 
+async fn run_case(store: &Store, case: Case) -> Result<(), TestCaseError> {
+    let now = Utc::now();
+    let patient = set_up(store, &case, now).await;
+    let id = patient.id;
     store_burst(store, &patient, &case.first, now).await;
     agree(store, &patient, "before the consumer ran").await?;
     catch_up(store).await;
@@ -435,6 +441,49 @@ fn rollups_and_raw_readings_agree_exactly_on_random_data() {
     runner
         .run(&case(), |case| runtime.block_on(run_case(&store, case)))
         .expect("rollups equal raw readings");
+}
+
+/// Several patients' readings in one claim of the trends consumer, which rolls them up in one
+/// transaction with one statement per table: each patient's days are as if they were alone.
+async fn run_cases_together(store: &Store, cases: Vec<Case>) -> Result<(), TestCaseError> {
+    let now = Utc::now();
+    let mut patients = Vec::new();
+    for case in &cases {
+        patients.push(set_up(store, case, now).await);
+    }
+    for (patient, case) in patients.iter().zip(&cases) {
+        store_burst(store, patient, &case.first, now).await;
+    }
+    catch_up(store).await;
+    for patient in &patients {
+        agree(store, patient, "caught up together").await?;
+    }
+    for (patient, case) in patients.iter().zip(&cases) {
+        store_burst(store, patient, &case.backfill, now).await;
+    }
+    catch_up(store).await;
+    for patient in &patients {
+        agree(store, patient, "late backfills rolled up together").await?;
+    }
+    Ok(())
+}
+
+#[test]
+fn one_claim_of_many_patients_rolls_each_up_as_if_alone() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDatabase::create()).expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    runtime.block_on(store.migrate()).expect("migrations");
+    let mut runner = TestRunner::new(Config {
+        cases: 8,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&prop::collection::vec(case(), 2..6), |cases| {
+            runtime.block_on(run_cases_together(&store, cases))
+        })
+        .expect("rollups equal raw readings for every patient");
 }
 
 /// The case random data rarely hits: a late reading just after midnight ends the previous

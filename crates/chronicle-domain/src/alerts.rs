@@ -99,7 +99,7 @@ impl fmt::Display for RuleId {
 /// The category a device's readings (and its `no_data` alerts) belong to.
 pub fn category_of_device(kind: DeviceKind) -> DataCategory {
     match kind {
-        DeviceKind::Cgm | DeviceKind::Meter => DataCategory::Glucose,
+        DeviceKind::Cgm | DeviceKind::Meter | DeviceKind::Uploader => DataCategory::Glucose,
         DeviceKind::Bp => DataCategory::BloodPressure,
     }
 }

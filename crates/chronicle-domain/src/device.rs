@@ -131,17 +131,32 @@ pub enum DeviceKind {
     Meter,
     /// Blood-pressure cuff.
     Bp,
+    /// A Nightscout uploader (xDrip+, AndroidAPS, Loop, a vendor-cloud bridge): an app that
+    /// relays a patient's CGM and meter glucose and treatments over HTTP. It has no MQTT login:
+    /// its only front door is the patient's Nightscout site (docs/nightscout.md).
+    Uploader,
 }
 
 impl DeviceKind {
-    pub const ALL: [DeviceKind; 3] = [DeviceKind::Cgm, DeviceKind::Meter, DeviceKind::Bp];
+    pub const ALL: [DeviceKind; 4] = [
+        DeviceKind::Cgm,
+        DeviceKind::Meter,
+        DeviceKind::Bp,
+        DeviceKind::Uploader,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceKind::Cgm => "cgm",
             DeviceKind::Meter => "meter",
             DeviceKind::Bp => "bp",
+            DeviceKind::Uploader => "uploader",
         }
+    }
+
+    /// Whether the kind logs in to the MQTT broker (an uploader only speaks HTTP).
+    pub fn uses_mqtt(self) -> bool {
+        self != DeviceKind::Uploader
     }
 }
 
@@ -153,7 +168,7 @@ impl fmt::Display for DeviceKind {
 
 /// The text is not a device kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown device kind {0:?}: expected cgm, meter or bp")]
+#[error("unknown device kind {0:?}: expected cgm, meter, bp or uploader")]
 pub struct UnknownDeviceKind(pub String);
 
 impl FromStr for DeviceKind {

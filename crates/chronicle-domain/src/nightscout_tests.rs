@@ -137,3 +137,22 @@ fn unknown_event_types_and_missing_times_are_refused_not_dropped() {
         [RejectionReason::UnknownType, RejectionReason::MissingField]
     );
 }
+
+#[test]
+fn a_suspension_is_zero_units_of_basal_but_a_zero_bolus_is_refused() {
+    let at = "2026-03-01T11:30:00Z";
+    let (accepted, rejected) = validate(treatments_to_records(&[
+        json!({"eventType": "Temp Basal", "absolute": 0, "rate": 0, "duration": 30,
+               "created_at": at}),
+        json!({"eventType": "Temp Basal", "absolute": -0.5, "duration": 30, "created_at": at}),
+    ]));
+    let suspension = treatment(&accepted[0].reading);
+    assert_eq!(suspension.event.kind(), TreatmentKind::BasalInsulin);
+    assert_eq!(suspension.event.amount(), Some(0.0));
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].reason, RejectionReason::OutOfRange);
+    // Straight on the wire: a 0 U bolus is no dose.
+    let (_, rejected) = validate(vec![json!({"type": "insulin", "delivery": "bolus",
+        "units": 0, "measured_at": at})]);
+    assert_eq!(rejected[0].reason, RejectionReason::OutOfRange);
+}

@@ -75,6 +75,11 @@ string_enum!(
         ReadCgmSummary => "read_cgm_summary",
         /// Seen in a list of patients.
         ListPatients => "list_patients",
+        /// A Nightscout uploader's credential was made or revoked.
+        CreateNightscoutUploader => "create_nightscout_uploader",
+        ReadShareLinks => "read_share_links",
+        CreateShareLink => "create_share_link",
+        RevokeShareLink => "revoke_share_link",
         /// A summary in a care team's panel.
         ReadPanel => "read_panel",
         /// Open alert counts in a care team's panel.
@@ -146,6 +151,9 @@ pub enum Grantee {
     User(Uuid),
     CareTeam(Uuid),
     Organization(Uuid),
+    /// A share link (a read-only link or a Nightscout follower token the patient handed out):
+    /// whoever holds its secret reads what its one grant allows, for caregiving.
+    ShareLink(Uuid),
 }
 
 /// A patient's decision to share.
@@ -227,14 +235,37 @@ pub struct Principal {
     pub guardian_of: Vec<Uuid>,
     pub care_teams: Vec<Uuid>,
     pub organizations: Vec<Uuid>,
+    /// The holder of a share link's secret, not a user: `user_id` is then the link's id, and
+    /// only grants naming that link (`Grantee::ShareLink`) can allow anything.
+    pub share_link: bool,
 }
 
 impl Principal {
+    /// Whoever presents the secret of share link `link_id`.
+    pub fn share_link(link_id: Uuid) -> Principal {
+        Principal {
+            user_id: link_id,
+            share_link: true,
+            ..Principal::default()
+        }
+    }
+
     fn is(&self, grantee: Grantee) -> bool {
         match grantee {
-            Grantee::User(id) => id == self.user_id,
+            Grantee::User(id) => !self.share_link && id == self.user_id,
             Grantee::CareTeam(id) => self.care_teams.contains(&id),
             Grantee::Organization(id) => self.organizations.contains(&id),
+            Grantee::ShareLink(id) => self.share_link && id == self.user_id,
+        }
+    }
+
+    /// What the principal reads other people's data for: a share link is handed to people
+    /// who look after the patient (caregiving); a user reads for their role's purpose.
+    fn purpose(&self) -> Option<Purpose> {
+        if self.share_link {
+            Some(Purpose::Caregiving)
+        } else {
+            self.role.and_then(Purpose::for_role)
         }
     }
 }
@@ -378,7 +409,7 @@ pub fn decide(
     if principal.guardian_of.contains(&request.patient_id) {
         return Decision::Allow(full(Basis::Guardian));
     }
-    let Some(purpose) = principal.role.and_then(Purpose::for_role) else {
+    let Some(purpose) = principal.purpose() else {
         return Decision::Deny(DenyReason::NoPurpose);
     };
 
@@ -538,7 +569,7 @@ pub fn organization_receives_alerts<'a>(
                 && match g.grantee {
                     Grantee::Organization(id) => id == organization_id,
                     Grantee::CareTeam(id) => teams.contains(&id),
-                    Grantee::User(_) => false,
+                    Grantee::User(_) | Grantee::ShareLink(_) => false,
                 }
                 && g.categories.contains(&category)
                 && g.allows(Access::ReceiveAlerts)

@@ -55,6 +55,17 @@ bounded_amount!(
     /// beyond any single dose or basal delivery and is a typo or a unit mix-up.
     InsulinUnits, 100.0
 );
+impl InsulinUnits {
+    /// Insulin as delivered: a bolus must be above 0, but basal insulin may be 0 U, a pump
+    /// suspended (a zero-rate temporary basal), which is a fact worth keeping.
+    pub fn delivered(delivery: InsulinDelivery, value: f64) -> Option<Self> {
+        match delivery {
+            InsulinDelivery::Basal if value == 0.0 => Some(InsulinUnits(0.0)),
+            _ => InsulinUnits::new(value),
+        }
+    }
+}
+
 bounded_amount!(
     /// Carbohydrates in grams, above 0 and at most 500 g in one record.
     CarbGrams, 500.0
@@ -184,6 +195,9 @@ mod tests {
         assert!(InsulinUnits::new(100.0).is_some());
         assert!(InsulinUnits::new(100.5).is_none());
         assert!(InsulinUnits::new(f64::NAN).is_none());
+        assert!(InsulinUnits::delivered(InsulinDelivery::Basal, 0.0).is_some());
+        assert!(InsulinUnits::delivered(InsulinDelivery::Bolus, 0.0).is_none());
+        assert!(InsulinUnits::delivered(InsulinDelivery::Basal, -0.5).is_none());
         assert!(CarbGrams::new(-5.0).is_none());
         assert!(CarbGrams::new(500.0).is_some());
         assert!(CarbGrams::new(501.0).is_none());

@@ -340,13 +340,20 @@ fn treatment(
                 )
             })?;
             let units = number(required(fields, "units")?, "units")?;
-            let units = InsulinUnits::new(units).ok_or_else(|| {
+            let units = InsulinUnits::delivered(delivery, units).ok_or_else(|| {
                 invalid(
                     RejectionReason::OutOfRange,
-                    format!(
-                        "insulin {units} U is not a dose: it must be above 0 and at most {} U",
-                        InsulinUnits::MAX
-                    ),
+                    match delivery {
+                        InsulinDelivery::Bolus => format!(
+                            "insulin {units} U is not a dose: it must be above 0 and at most {} U",
+                            InsulinUnits::MAX
+                        ),
+                        InsulinDelivery::Basal => format!(
+                            "basal insulin {units} U must be at least 0 (a suspension) and at \
+                             most {} U",
+                            InsulinUnits::MAX
+                        ),
+                    },
                 )
             })?;
             let duration = match fields.get("duration_minutes") {
@@ -573,7 +580,7 @@ fn glucose_source(
     device_kind: DeviceKind,
 ) -> Result<GlucoseSource, Invalid> {
     let default = match device_kind {
-        DeviceKind::Cgm => GlucoseSource::Cgm,
+        DeviceKind::Cgm | DeviceKind::Uploader => GlucoseSource::Cgm,
         DeviceKind::Meter => GlucoseSource::Meter,
         DeviceKind::Bp => {
             return Err(invalid(
@@ -597,8 +604,11 @@ fn glucose_source(
             ));
         }
     };
-    let allowed =
-        stated == default || (device_kind == DeviceKind::Meter && stated == GlucoseSource::Lab);
+    // A meter may also relay a laboratory value; an uploader relays whatever the patient's
+    // CGM and meter measured.
+    let allowed = stated == default
+        || (device_kind == DeviceKind::Meter && stated == GlucoseSource::Lab)
+        || device_kind == DeviceKind::Uploader;
     if allowed {
         Ok(stated)
     } else {

@@ -106,7 +106,8 @@ fn content_type(path: &str) -> &'static str {
         Some("svg") => "image/svg+xml",
         Some("png") => "image/png",
         Some("ico") => "image/x-icon",
-        Some("json" | "webmanifest") => "application/json",
+        Some("json") => "application/json",
+        Some("webmanifest") => "application/manifest+json",
         Some("woff2") => "font/woff2",
         Some("txt") => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
@@ -140,6 +141,10 @@ mod tests {
         );
         assert_eq!(content_type("assets/x.css"), "text/css; charset=utf-8");
         assert_eq!(content_type("favicon.svg"), "image/svg+xml");
+        assert_eq!(
+            content_type("manifest.webmanifest"),
+            "application/manifest+json"
+        );
         assert_eq!(content_type("LICENSE"), "application/octet-stream");
     }
 

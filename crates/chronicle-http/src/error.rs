@@ -94,6 +94,15 @@ pub async fn as_problem(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    // The Nightscout front door answers in Nightscout's own error shape, which its clients
+    // parse.
+    if response
+        .extensions()
+        .get::<crate::nightscout::NightscoutShaped>()
+        .is_some()
+    {
+        return response;
+    }
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)

@@ -20,6 +20,7 @@ mod dashboard;
 pub mod error;
 pub mod export;
 pub mod login_guard;
+pub mod nightscout;
 pub mod tls;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -76,6 +77,8 @@ pub struct AppState {
     pub login_guard: Arc<login_guard::LoginGuard>,
     /// Proxies whose `X-Forwarded-For` names the client ([`client_address`]); none by default.
     pub trusted_proxies: Arc<[std::net::IpAddr]>,
+    /// The ingest, for uploads through the Nightscout front door ([`nightscout`]).
+    pub ingest: chronicle_ingest::IngestHandle,
 }
 
 /// How long a request may take to produce its response (the head: a stream's body, such as
@@ -110,6 +113,7 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { Json(openapi.as_ref().clone()) }),
         )
         .merge(api.layer(DefaultBodyLimit::max(MAX_API_BODY_BYTES)))
+        .merge(nightscout::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -136,14 +140,27 @@ pub fn router(state: AppState) -> Router {
                         .get(REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    // The path only: a query may carry a credential.
+                    // The path only: a query may carry a credential (and a share link's path
+                    // does: its token is masked).
                     tracing::info_span!("http_request", request_id = id,
-                        method = %request.method(), path = request.uri().path())
+                        method = %request.method(), path = %loggable_path(request.uri().path()))
                 })
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// A request's path as logs may show it: a share link's token (`/v1/shared/{token}/…`) is a
+/// credential, so it is masked.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/v1/shared/") {
+        Some(rest) => {
+            let after_token = rest.find('/').map_or("", |i| &rest[i..]);
+            format!("/v1/shared/***{after_token}").into()
+        }
+        None => path.into(),
+    }
 }
 
 /// Serves `router` on `listener`, over TLS with `tls`, until `shutdown`, then lets requests in
@@ -232,5 +249,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
                 "internal error",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn share_link_tokens_stay_out_of_logs() {
+        assert_eq!(
+            loggable_path("/v1/shared/s3cr3t/glucose"),
+            "/v1/shared/***/glucose"
+        );
+        assert_eq!(loggable_path("/v1/shared/s3cr3t"), "/v1/shared/***");
+        assert_eq!(loggable_path("/v1/patients"), "/v1/patients");
     }
 }

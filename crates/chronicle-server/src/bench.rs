@@ -187,9 +187,9 @@ async fn phases(
     options.port = stand_in.port();
     Fleet::connect(warm_up(), &options).await?.run().await?;
     let fleet = Fleet::connect(single_plans(), &options).await?;
-    let before = CpuSample::take(None, postmaster);
+    let before = CpuSample::take(&[], postmaster);
     let run = fleet.run().await.context("broker-only ceiling")?;
-    let cpu = before.until(&CpuSample::take(None, postmaster), run.elapsed, cpus);
+    let cpu = before.until(&CpuSample::take(&[], postmaster), run.elapsed, cpus);
     let broker_only = Phase::from_fleet(&run, cpu, None);
     let light_options = FleetOptions {
         window: 1,
@@ -200,9 +200,9 @@ async fn phases(
         &light_options,
     )
     .await?;
-    let before = CpuSample::take(None, postmaster);
+    let before = CpuSample::take(&[], postmaster);
     let run = fleet.run().await.context("broker-only light load")?;
-    let cpu = before.until(&CpuSample::take(None, postmaster), run.elapsed, cpus);
+    let cpu = before.until(&CpuSample::take(&[], postmaster), run.elapsed, cpus);
     let broker_light = Phase::from_fleet(&run, cpu, None);
     drop(stand_in);
     drop(ceiling_broker);
@@ -367,7 +367,7 @@ async fn copy_ceiling(
     for (i, chunk) in chunks.into_iter().enumerate() {
         streams[i % connections].push(chunk);
     }
-    let before = CpuSample::take(None, postmaster);
+    let before = CpuSample::take(&[], postmaster);
     let started = Instant::now();
     let mut running = tokio::task::JoinSet::new();
     for stream in streams {
@@ -385,7 +385,7 @@ async fn copy_ceiling(
         written += done.context("a COPY stream failed")??;
     }
     let elapsed = started.elapsed();
-    let cpu = before.until(&CpuSample::take(None, postmaster), elapsed, cpus);
+    let cpu = before.until(&CpuSample::take(&[], postmaster), elapsed, cpus);
     anyhow::ensure!(
         written == expected,
         "COPY reported {written} rows written, expected {expected}"
@@ -410,7 +410,7 @@ async fn sample(
     postmaster: Option<u32>,
 ) -> anyhow::Result<(MetricsSample, CpuSample)> {
     let metrics = MetricsSample::parse(&server.metrics().await?);
-    Ok((metrics, CpuSample::take(Some(server.pid()), postmaster)))
+    Ok((metrics, CpuSample::take(&[server.pid()], postmaster)))
 }
 
 /// A measured end-to-end phase, with the server's view from its metrics.
@@ -422,7 +422,7 @@ async fn measured_phase(
     cpu_before: CpuSample,
     cpus: usize,
 ) -> anyhow::Result<Phase> {
-    let cpu_after = CpuSample::take(Some(server.pid()), postmaster);
+    let cpu_after = CpuSample::take(&[server.pid()], postmaster);
     let metrics_after = MetricsSample::parse(&server.metrics().await?);
     anyhow::ensure!(
         run.bad_acks == 0,

@@ -177,6 +177,13 @@ pub struct BenchFleetArgs {
     #[arg(long, value_enum, default_value_t = BenchBroker::Mosquitto)]
     pub broker: BenchBroker,
 
+    /// `chronicle serve` processes that ingest. 1: one process does everything, as the
+    /// README starts it. More (Mosquitto, no catch-up phase): that many ingest-only processes
+    /// (`--followup-work false`) on one shared subscription, plus one process doing the
+    /// follow-up work and the HTTP API (`--ingest false`), as docs/scaling.md describes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub ingest_processes: u32,
+
     /// Give up if registration, or the drain after the outage, takes longer than this.
     #[arg(long, default_value_t = 1800)]
     pub timeout_seconds: u64,
@@ -843,6 +850,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CHRONICLE_FOLLOWUP_WORK", value_name = "BOOL")]
     pub followup_work: Option<bool>,
 
+    /// Whether this process runs the ingest (the embedded broker, or the ingest's client of
+    /// --mqtt-url). `false` makes an HTTP-and-follow-up-work process beside ingest-only ones
+    /// (`--followup-work false`) on the same database (docs/scaling.md). [default: true]
+    #[arg(long, env = "CHRONICLE_INGEST", value_name = "BOOL")]
+    pub ingest: Option<bool>,
+
     /// Patients whose recent readings the alert engine keeps in memory between evaluations,
     /// so an evaluation reads only the newly stored readings (about 5 KB a patient with a
     /// CGM); the least recently evaluated are dropped and read again when next needed. 0
@@ -1004,6 +1017,7 @@ pub struct ServeSettings {
     pub batch_linger: Duration,
     pub batch_concurrent_commits: usize,
     pub followup_work: bool,
+    pub ingest: bool,
     pub alert_window_patients: usize,
     pub shutdown_grace: Duration,
     pub http_request_timeout: Duration,
@@ -1195,6 +1209,7 @@ impl ServeArgs {
                 .unwrap_or(2)
                 .max(1),
             followup_work: self.followup_work.or(f.followup_work).unwrap_or(true),
+            ingest: self.ingest.or(f.ingest).unwrap_or(true),
             alert_window_patients: self
                 .alert_window_patients
                 .or(f.alert_window_patients)

@@ -75,6 +75,8 @@ impl Listeners {
     pub async fn bind(settings: &ServeSettings) -> anyhow::Result<Listeners> {
         let http = bind(settings.http_addr, "HTTP", "--http-addr").await?;
         let (mqtt, mqtt_tls) = match &settings.mqtt {
+            // A process without the ingest has no broker to listen for.
+            _ if !settings.ingest => (None, None),
             MqttEndpoint::Embedded { listen, tls_listen } => {
                 let mqtt = bind(*listen, "MQTT", "--mqtt-listen").await?;
                 let tls = match (tls_listen, &settings.tls) {
@@ -268,17 +270,29 @@ pub async fn launch(
         abandon.clone(),
     );
     let broker_status = BrokerStatus::default();
-    let front_door = start_front_door(
-        settings,
-        &store,
-        mqtt_listeners,
-        ingest,
-        &broker_status,
-        &metrics,
-        broker_metrics,
-        shutdown.clone(),
-    )
-    .await?;
+    let front_door = if settings.ingest {
+        Some(
+            start_front_door(
+                settings,
+                &store,
+                mqtt_listeners,
+                ingest.clone(),
+                &broker_status,
+                &metrics,
+                broker_metrics,
+                shutdown.clone(),
+            )
+            .await?,
+        )
+    } else {
+        tracing::warn!(
+            "--ingest false: this process reads no MQTT; readings reach the database through \
+             another chronicle serve"
+        );
+        // Ready as soon as the database is: there is no broker to wait for.
+        broker_status.set(true, &metrics);
+        None
+    };
 
     let login_guard = Arc::new(chronicle_http::login_guard::LoginGuard::new(&mut registry));
     let router = chronicle_http::router(chronicle_http::AppState {
@@ -297,6 +311,7 @@ pub async fn launch(
         request_timeout: settings.http_request_timeout,
         login_guard,
         trusted_proxies: settings.http_trusted_proxies.clone().into(),
+        ingest: ingest.clone(),
     });
     let http_task = tokio::spawn(chronicle_http::serve(
         listeners.http,
@@ -306,7 +321,8 @@ pub async fn launch(
     ));
 
     let (mqtt_host, mqtt_port, mqtt_tls_addr, broker_addrs, external_mqtt) = match &front_door {
-        FrontDoor::Embedded { broker, .. } => {
+        None => (String::new(), 0, None, Vec::new(), None),
+        Some(FrontDoor::Embedded { broker, .. }) => {
             let addr = broker
                 .addrs()
                 .iter()
@@ -323,7 +339,7 @@ pub async fn launch(
                 None,
             )
         }
-        FrontDoor::External { settings: mqtt, .. } => (
+        Some(FrontDoor::External { settings: mqtt, .. }) => (
             mqtt.host.clone(),
             mqtt.port,
             None,
@@ -361,12 +377,13 @@ pub async fn launch(
             abandon.cancel();
         });
         match front_door {
-            FrontDoor::Embedded { broker, registry } => {
+            None => {}
+            Some(FrontDoor::Embedded { broker, registry }) => {
                 // A little longer than the batcher's grace, so an abandoned batch ends first.
                 broker.join(grace + Duration::from_secs(5)).await;
                 let _ = registry.await;
             }
-            FrontDoor::External { task, registry, .. } => {
+            Some(FrontDoor::External { task, registry, .. }) => {
                 if let Err(e) = task.await {
                     tracing::error!(error = %e, "MQTT ingest task failed");
                 }

@@ -162,12 +162,14 @@ impl Store {
         } else {
             return Ok(None);
         };
-        let table = match identity {
-            Publisher::Device(_) => "devices",
-            Publisher::Gateway(_) => "gateways",
+        // An upload credential (kind `uploader`) speaks only Nightscout's HTTP API: its
+        // secret never opens an MQTT session.
+        let (table, mqtt_only) = match identity {
+            Publisher::Device(_) => ("devices", " AND kind <> 'uploader'"),
+            Publisher::Gateway(_) => ("gateways", ""),
         };
         let stored: Option<(Vec<u8>,)> = sqlx::query_as(&format!(
-            "SELECT secret_hash FROM {table} WHERE id = $1 AND revoked_at IS NULL"
+            "SELECT secret_hash FROM {table} WHERE id = $1 AND revoked_at IS NULL{mqtt_only}"
         ))
         .bind(username)
         .fetch_optional(self.pool())
@@ -185,16 +187,20 @@ impl Store {
     ) -> Result<Option<BrokerPrincipal>, StorageError> {
         let relays: Option<(Vec<String>,)> = match identity {
             Publisher::Device(id) => {
-                sqlx::query_as("SELECT ARRAY[id] FROM devices WHERE id = $1 AND revoked_at IS NULL")
-                    .bind(id.as_str())
-                    .fetch_optional(self.pool())
-                    .await?
+                sqlx::query_as(
+                    "SELECT ARRAY[id] FROM devices
+                     WHERE id = $1 AND revoked_at IS NULL AND kind <> 'uploader'",
+                )
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?
             }
             Publisher::Gateway(id) => {
                 sqlx::query_as(
                     "SELECT coalesce((SELECT array_agg(d.id ORDER BY d.id)
                                       FROM gateway_devices gd JOIN devices d ON d.id = gd.device_id
-                                      WHERE gd.gateway_id = g.id AND d.revoked_at IS NULL), '{}')
+                                      WHERE gd.gateway_id = g.id AND d.revoked_at IS NULL
+                                        AND d.kind <> 'uploader'), '{}')
                      FROM gateways g WHERE g.id = $1 AND g.revoked_at IS NULL",
                 )
                 .bind(id.as_str())
@@ -331,7 +337,8 @@ impl Store {
             "SELECT g.id, g.broker_password_hash,
                     coalesce((SELECT array_agg(d.id ORDER BY d.id)
                               FROM gateway_devices gd JOIN devices d ON d.id = gd.device_id
-                              WHERE gd.gateway_id = g.id AND d.revoked_at IS NULL), '{}')
+                              WHERE gd.gateway_id = g.id AND d.revoked_at IS NULL
+                                        AND d.kind <> 'uploader'), '{}')
              FROM gateways g WHERE g.revoked_at IS NULL ORDER BY g.id",
         )
         .fetch_all(&mut *tx)

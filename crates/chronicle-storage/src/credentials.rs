@@ -15,6 +15,43 @@ pub fn random_secret(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
+/// Crockford's base32 alphabet: no I, L, O or U, so a code read aloud or copied from paper
+/// is not misread.
+const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Characters of an invitation code: 12 × 5 = 60 bits, beyond guessing at any request rate
+/// the API allows, and short enough to type from a printed card.
+const CODE_CHARACTERS: usize = 12;
+
+/// A new invitation code, grouped for reading: `7K2Q-MX9D-40TZ`.
+pub fn invitation_code() -> String {
+    let mut rng = rand::rng();
+    let chars: Vec<char> = (0..CODE_CHARACTERS)
+        .map(|_| char::from(CODE_ALPHABET[rand::Rng::random_range(&mut rng, 0..32)]))
+        .collect();
+    chars
+        .chunks(4)
+        .map(|group| group.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// An invitation code as typed (any case, dashes or spaces, O for 0, I or L for 1) in its
+/// one canonical spelling, the one that is hashed; `None` if it cannot be a code.
+pub fn canonical_invitation_code(typed: &str) -> Option<String> {
+    let canonical: String = typed
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            other => other,
+        })
+        .collect();
+    (canonical.len() == CODE_CHARACTERS && canonical.bytes().all(|b| CODE_ALPHABET.contains(&b)))
+        .then_some(canonical)
+}
+
 /// A new MQTT identity's credentials (a device's or a gateway's), shown once: only hashes of
 /// the secret are stored.
 #[derive(Clone)]
@@ -92,6 +129,32 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invitation_codes_read_back_however_they_are_typed() {
+        let code = invitation_code();
+        assert_eq!(code.len(), 14, "{code}");
+        let canonical = canonical_invitation_code(&code).expect("a code");
+        assert_eq!(canonical, code.replace('-', ""));
+        let sloppy = format!(" {} ", code.to_lowercase().replace('-', " "));
+        assert_eq!(canonical_invitation_code(&sloppy), Some(canonical.clone()));
+        // Misread letters become the digits they look like.
+        assert_eq!(
+            canonical_invitation_code("o0il-1111-2222"),
+            Some("001111112222".into())
+        );
+        assert_eq!(
+            canonical_invitation_code("7K2Q-MX9D-40T"),
+            None,
+            "too short"
+        );
+        assert_eq!(
+            canonical_invitation_code("7K2Q-MX9D-40TU"),
+            None,
+            "U is not in it"
+        );
+        assert_ne!(invitation_code(), invitation_code());
+    }
 
     #[test]
     fn passwords_round_trip_and_salts_differ() {

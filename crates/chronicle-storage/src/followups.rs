@@ -55,10 +55,14 @@ struct FollowupRow {
 }
 
 impl Store {
-    /// Claims the patients of `consumer`'s `limit` oldest queued items with every item queued
-    /// for them that no other claim holds; `None` when there are none. Taking a patient's
-    /// whole queue lets one round of work cover all the commits that touched them while the
-    /// consumer was busy, so a backlog shrinks by patients, not by commits.
+    /// Claims the patients of `consumer`'s queued items, at most `limit` of them, with every
+    /// item queued for them that no other claim holds; `None` when there are none. Half come
+    /// from the oldest items (the backlog always drains) and half from the items with the
+    /// most recent readings, so a reading measured now is worked on at once even behind a
+    /// backlog (after an outage the broker redelivers minutes of readings at once; an alarm
+    /// for a current reading must not wait for them). Taking a patient's whole queue lets
+    /// one round of work cover all the commits that touched them while the consumer was
+    /// busy, so a backlog shrinks by patients, not by commits.
     pub async fn claim_followups(
         &self,
         consumer: &str,
@@ -69,14 +73,18 @@ impl Store {
             "DELETE FROM ingest_followups WHERE id IN (
                  SELECT id FROM ingest_followups
                  WHERE consumer = $1 AND patient_id IN (
-                     SELECT patient_id FROM ingest_followups WHERE consumer = $1
-                     ORDER BY id LIMIT $2)
+                     (SELECT patient_id FROM ingest_followups WHERE consumer = $1
+                      ORDER BY id LIMIT $2)
+                     UNION
+                     (SELECT patient_id FROM ingest_followups WHERE consumer = $1
+                      ORDER BY last_measured_at DESC LIMIT $3))
                  FOR UPDATE SKIP LOCKED)
              RETURNING id, patient_id, kind, first_measured_at, last_measured_at, readings,
                  enqueued_at",
         )
         .bind(consumer)
-        .bind(limit)
+        .bind(limit - limit / 2)
+        .bind(limit / 2)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {

@@ -295,6 +295,19 @@ impl Store {
     }
 }
 
+/// What the access log records the actor as: their role, or `share_link` for whoever holds a
+/// share link's secret (the actor id is then the link's).
+pub fn actor_role(principal: &Principal) -> Option<String> {
+    if principal.share_link {
+        Some(SHARE_LINK_ACTOR.to_owned())
+    } else {
+        principal.role.map(|r| r.as_str().to_owned())
+    }
+}
+
+/// The access log's `actor_role` of a share link's reads.
+pub const SHARE_LINK_ACTOR: &str = "share_link";
+
 /// The access-log entry recording one decision of the gate.
 fn decision_entry(
     principal: &Principal,
@@ -309,7 +322,7 @@ fn decision_entry(
     };
     AccessAttempt {
         actor_id: Some(principal.user_id),
-        actor_role: principal.role.map(|r| r.as_str().to_owned()),
+        actor_role: actor_role(principal),
         patient_id: request.patient_id,
         action,
         category: Some(request.category),

@@ -231,7 +231,8 @@ async fn attach(
     }
     let ids: Vec<&str> = devices.iter().map(DeviceId::as_str).collect();
     let found: Vec<(String, Uuid, bool)> = sqlx::query_as(
-        "SELECT id, patient_id, revoked_at IS NOT NULL FROM devices WHERE id = ANY($1) FOR SHARE",
+        "SELECT id, patient_id, revoked_at IS NOT NULL FROM devices
+         WHERE id = ANY($1) AND kind <> 'uploader' FOR SHARE",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)

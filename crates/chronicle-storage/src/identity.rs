@@ -588,6 +588,7 @@ impl Store {
             guardian_of,
             care_teams,
             organizations,
+            share_link: false,
         })
     }
 }

@@ -32,6 +32,8 @@ pub mod followups;
 pub mod gate;
 pub mod gateways;
 pub mod identity;
+pub mod invitations;
+pub mod nightscout;
 pub mod notifications;
 pub mod population;
 pub mod readings;

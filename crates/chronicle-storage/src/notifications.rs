@@ -235,6 +235,7 @@ pub(crate) async fn queue_notifications(
                 guardian_of: candidate.guardian_of.clone(),
                 care_teams: candidate.care_teams.clone(),
                 organizations: candidate.organizations.clone(),
+                share_link: false,
             };
             if let chronicle_domain::sharing::Decision::Allow(allowance) =
                 decide(&principal, &receive_request(event, now), grants, &[])

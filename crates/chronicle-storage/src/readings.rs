@@ -396,6 +396,8 @@ impl Store {
                  SELECT device_id, measured_at FROM glucose_readings WHERE device_id = ANY($1)
                  UNION ALL
                  SELECT device_id, measured_at FROM blood_pressure_readings WHERE device_id = ANY($1)
+                 UNION ALL
+                 SELECT device_id, measured_at FROM treatment_records WHERE device_id = ANY($1)
              ) r GROUP BY device_id",
         )
         .bind(device_ids)
@@ -518,6 +520,37 @@ impl Store {
             ..page
         };
         self.query_readings::<K>(permit.patient_id(), page).await
+    }
+
+    /// The newest `limit` readings of kind `K` of the permit's patient measured in
+    /// `[from, to)` (within its window), newest first: what Nightscout's readers ask for.
+    pub async fn newest_readings<K: ReadingSeries>(
+        &self,
+        permit: &Permit,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<K::Stored>, StorageError> {
+        if !permit.allows_readings_of(K::CATEGORY) {
+            return Err(StorageError::NotPermitted(K::READINGS_NAME));
+        }
+        Ok(sqlx::query_as::<_, K::Stored>(&format!(
+            "SELECT {columns} FROM {view}
+             WHERE patient_id = $1
+               AND ($2::timestamptz IS NULL OR measured_at >= $2)
+               AND ($3::timestamptz IS NULL OR measured_at < $3)
+             ORDER BY measured_at DESC, {tiebreak} DESC
+             LIMIT $4",
+            columns = K::STORED_COLUMNS,
+            view = K::READINGS_VIEW,
+            tiebreak = K::TIEBREAK_COLUMN,
+        ))
+        .bind(permit.patient_id())
+        .bind(permit.clamp_from(from))
+        .bind(to)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
     }
 
     /// Readings of kind `K` of a patient, without a permit: for callers in this crate that

@@ -152,6 +152,12 @@ impl Store {
         kind: DeviceKind,
         label: Option<&str>,
     ) -> Result<(Device, DeviceCredentials), StorageError> {
+        if !kind.uses_mqtt() {
+            return Err(StorageError::Refused(format!(
+                "a device of kind {kind} has no MQTT credentials: make it through the \
+                 patient's Nightscout site (docs/nightscout.md)"
+            )));
+        }
         let exists: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM patients WHERE id = $1")
             .bind(patient_id)
             .fetch_optional(self.pool())

@@ -130,6 +130,7 @@ impl TryFrom<GrantRow> for Grant {
             "user" => Grantee::User(row.grantee_id),
             "care_team" => Grantee::CareTeam(row.grantee_id),
             "organization" => Grantee::Organization(row.grantee_id),
+            "share_link" => Grantee::ShareLink(row.grantee_id),
             other => return Err(StorageError::corrupt("grantee type", other)),
         };
         Ok(Grant {
@@ -163,43 +164,52 @@ fn grantee_parts(grantee: Grantee) -> (&'static str, Uuid) {
         Grantee::User(id) => ("user", id),
         Grantee::CareTeam(id) => ("care_team", id),
         Grantee::Organization(id) => ("organization", id),
+        Grantee::ShareLink(id) => ("share_link", id),
     }
+}
+
+/// Stores a new grant through `executor` (the pool, or a transaction that does more).
+pub(crate) async fn insert_grant<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    grant: &NewGrant,
+) -> Result<Grant, StorageError> {
+    let (grantee_type, grantee_id) = grantee_parts(grant.grantee);
+    let categories: Vec<&str> = grant.categories.iter().map(|c| c.as_str()).collect();
+    let access: Vec<&str> = grant.access.iter().map(|a| a.as_str()).collect();
+    // A study's de-identification secrets, drawn once (see `deidentify`).
+    let research = (grant.purpose == Purpose::Research).then(|| {
+        (
+            deidentify::shift_seconds(rand::random::<f64>()),
+            rand::random::<f64>(),
+        )
+    });
+    let row = sqlx::query_as::<_, GrantRow>(&format!(
+        "INSERT INTO grants (id, patient_id, grantee_type, grantee_id, categories, access, purpose,
+             data_since, expires_at, created_by, research_shift_seconds,
+             research_holdback_fraction)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         RETURNING {GRANT_COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(grant.patient_id)
+    .bind(grantee_type)
+    .bind(grantee_id)
+    .bind(&categories)
+    .bind(&access)
+    .bind(grant.purpose.as_str())
+    .bind(grant.data_since)
+    .bind(grant.expires_at)
+    .bind(grant.created_by)
+    .bind(research.map(|(shift, _)| shift))
+    .bind(research.map(|(_, fraction)| fraction))
+    .fetch_one(executor)
+    .await?;
+    Grant::try_from(row)
 }
 
 impl Store {
     pub async fn create_grant(&self, grant: &NewGrant) -> Result<Grant, StorageError> {
-        let (grantee_type, grantee_id) = grantee_parts(grant.grantee);
-        let categories: Vec<&str> = grant.categories.iter().map(|c| c.as_str()).collect();
-        let access: Vec<&str> = grant.access.iter().map(|a| a.as_str()).collect();
-        // A study's de-identification secrets, drawn once (see `deidentify`).
-        let research = (grant.purpose == Purpose::Research).then(|| {
-            (
-                deidentify::shift_seconds(rand::random::<f64>()),
-                rand::random::<f64>(),
-            )
-        });
-        let row = sqlx::query_as::<_, GrantRow>(&format!(
-            "INSERT INTO grants (id, patient_id, grantee_type, grantee_id, categories, access, purpose,
-                 data_since, expires_at, created_by, research_shift_seconds,
-                 research_holdback_fraction)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             RETURNING {GRANT_COLUMNS}"
-        ))
-        .bind(Uuid::new_v4())
-        .bind(grant.patient_id)
-        .bind(grantee_type)
-        .bind(grantee_id)
-        .bind(&categories)
-        .bind(&access)
-        .bind(grant.purpose.as_str())
-        .bind(grant.data_since)
-        .bind(grant.expires_at)
-        .bind(grant.created_by)
-        .bind(research.map(|(shift, _)| shift))
-        .bind(research.map(|(_, fraction)| fraction))
-        .fetch_one(self.pool())
-        .await?;
-        Grant::try_from(row)
+        insert_grant(self.pool(), grant).await
     }
 
     /// Every grant of a patient, in any state, oldest first.

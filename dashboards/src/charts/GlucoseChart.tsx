@@ -4,10 +4,18 @@
 
 import { useMemo, useRef, useState } from 'preact/hooks';
 import type uPlot from 'uplot';
-import type { GlucosePoint, GlucoseUnit, TimeRange } from '../api';
-import { formatDateTime, formatGlucose, formatShortDateTime } from '../format';
+import type { GlucosePoint, GlucoseUnit, TimeRange, TreatmentPoint } from '../api';
+import {
+  capitalize,
+  formatDateTime,
+  formatGlucose,
+  formatShortDateTime,
+  TREATMENT_LABELS,
+  treatmentAmount,
+} from '../format';
 import { GLUCOSE_AXIS, TARGET_RANGE } from '../units';
 import { Plot, axisStyle, bandPlugin, timeAxis, zonedDates } from './Plot';
+import { labelledWhenZoomedIn, treatmentPlugin, treatmentsInWords } from './treatmentMarks';
 
 /** A CGM line is broken where readings are further apart than this (a sensor gap). */
 const CGM_GAP_SECONDS = 15 * 60;
@@ -29,6 +37,8 @@ interface Props {
   /** The patient's target range in `unit`; the standard 70–180 mg/dL when absent. */
   target?: { low: number; high: number };
   markers?: ChartMarker[];
+  /** Treatments in the period, drawn along the bottom of the trace. */
+  treatments?: TreatmentPoint[];
 }
 
 const MARKER_COLOURS: Record<string, string> = { urgent: '#8a1114', warning: '#b45309', info: '#0b5cad' };
@@ -93,8 +103,17 @@ function align(points: GlucosePoint[]): uPlot.AlignedData {
 
 /** One empty list, so a chart without markers keeps the same options between renders. */
 const NO_MARKERS: ChartMarker[] = [];
+const NO_TREATMENTS: TreatmentPoint[] = [];
 
-export function GlucoseChart({ points, unit, timeZone, range, target: chosenTarget, markers = NO_MARKERS }: Props) {
+export function GlucoseChart({
+  points,
+  unit,
+  timeZone,
+  range,
+  target: chosenTarget,
+  markers = NO_MARKERS,
+  treatments = NO_TREATMENTS,
+}: Props) {
   const plot = useRef<uPlot | null>(null);
   const [visible, setVisible] = useState<{ min: number; max: number } | null>(null);
   const whole = { min: range.from.getTime() / 1000, max: range.to.getTime() / 1000 };
@@ -125,7 +144,11 @@ export function GlucoseChart({ points, unit, timeZone, range, target: chosenTarg
         },
       ],
       cursor: { drag: { x: true, y: false, setScale: true } },
-      plugins: [bandPlugin(target.low, target.high, 'rgba(21, 128, 61, 0.12)', '#15803d'), markerPlugin(markers)],
+      plugins: [
+        bandPlugin(target.low, target.high, 'rgba(21, 128, 61, 0.12)', '#15803d'),
+        markerPlugin(markers),
+        treatmentPlugin(treatments, { xOf: (seconds) => seconds, labelled: labelledWhenZoomedIn }),
+      ],
       hooks: {
         setScale: [
           (u, key) => {
@@ -136,7 +159,7 @@ export function GlucoseChart({ points, unit, timeZone, range, target: chosenTarg
         ],
       },
     };
-  }, [unit, timeZone, target.low, target.high, markers]);
+  }, [unit, timeZone, target.low, target.high, markers, treatments]);
 
   const zoomTo = (min: number, max: number) => {
     const p = plot.current;
@@ -159,7 +182,11 @@ export function GlucoseChart({ points, unit, timeZone, range, target: chosenTarg
     `Glucose chart: ${points.length} readings from ${formatDateTime(data[0][0] * 1000, timeZone)} ` +
     `to ${formatDateTime(latest.measured_at, timeZone)}; the target range ${targetText} is shaded. ` +
     `Latest: ${formatGlucose(latest.value, unit)} ${unit}.` +
-    (markers.length > 0 ? ` ${markers.length} alert${markers.length === 1 ? '' : 's'} marked: ${markers.map((m) => m.label).join('; ')}.` : '');
+    (markers.length > 0 ? ` ${markers.length} alert${markers.length === 1 ? '' : 's'} marked: ${markers.map((m) => m.label).join('; ')}.` : '') +
+    (treatments.length > 0 ? ` Treatments: ${treatmentsInWords(treatments)}.` : '');
+  const latestTreatments = [...treatments]
+    .sort((a, b) => b.measured_at.localeCompare(a.measured_at))
+    .slice(0, TABLE_ROWS);
   const shown = visible ?? whole;
   const newestFirst = [...points].sort((a, b) => b.measured_at.localeCompare(a.measured_at)).slice(0, TABLE_ROWS);
 
@@ -198,7 +225,40 @@ export function GlucoseChart({ points, unit, timeZone, range, target: chosenTarg
             <span class="key key-marker" aria-hidden="true" /> Alert
           </>
         )}
+        {treatments.length > 0 && (
+          <>
+            <span class="key key-insulin" aria-hidden="true" /> Insulin
+            <span class="key key-carbs" aria-hidden="true" /> Carbohydrates
+            <span class="key key-exercise" aria-hidden="true" /> Exercise
+          </>
+        )}
       </p>
+      {treatments.length > 0 && (
+        <details data-testid="treatments-table">
+          <summary>Latest {latestTreatments.length} treatments as a table</summary>
+          <table class="data-table">
+            <caption class="visually-hidden">Treatments, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Time</th>
+                <th scope="col">Treatment</th>
+                <th scope="col">Amount</th>
+                <th scope="col">Note</th>
+              </tr>
+            </thead>
+            <tbody>
+              {latestTreatments.map((t) => (
+                <tr key={`${t.device_id}-${t.kind}-${t.measured_at}`}>
+                  <td>{formatDateTime(t.measured_at, timeZone)}</td>
+                  <td>{capitalize(TREATMENT_LABELS[t.kind])}</td>
+                  <td class="number">{treatmentAmount(t) || '–'}</td>
+                  <td>{t.note ?? ''}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </details>
+      )}
       <details>
         <summary>Latest {newestFirst.length} readings as a table</summary>
         <table class="data-table">

@@ -108,7 +108,13 @@ export function ClinicalPatient(props: { me: Me; patient: PatientListItem; secti
         <TrendsSection patientId={id} unit={unit} timeZone={timeZone} shared={trendsShared(patient, 'glucose')} />
       )}
       {section === 'daily' && (
-        <DailySection patientId={id} unit={unit} timeZone={timeZone} refusal={readable(patient, 'glucose', 'glucose')} />
+        <DailySection
+          patientId={id}
+          unit={unit}
+          timeZone={timeZone}
+          refusal={readable(patient, 'glucose', 'glucose')}
+          treatmentsRefusal={readable(patient, 'treatments', 'treatments')}
+        />
       )}
       {section === 'blood-pressure' && (
         <BloodPressureSection
@@ -171,6 +177,7 @@ function ClinicalReadings(props: {
       timeZone={props.timeZone}
       glucose={glucose}
       bloodPressure={readable(patient, 'blood_pressure', 'blood pressure')}
+      treatments={readable(patient, 'treatments', 'treatments')}
       unit={unit}
       onUnitChange={props.setUnit}
       targetMgDl={targets.loading ? undefined : target}

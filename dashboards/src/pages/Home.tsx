@@ -9,6 +9,7 @@ import { browserTimeZone, describeTimeZone, sharedInWords } from '../format';
 import { useAsync } from '../hooks';
 import { navigate, patientPath } from '../router';
 import { Panel } from './Panel';
+import { TeamInvitations } from './TeamInvitations';
 
 /** Roles whose start page is the panel. */
 const PANEL_ROLES = new Set(['clinician', 'caregiver']);
@@ -40,6 +41,7 @@ export function Home(props: { me: Me }) {
     <main id="main">
       <h1 tabIndex={-1}>Patients</h1>
       {withPanel && <Panel />}
+      {props.me.role === 'clinician' && <TeamInvitations />}
       {patients.error ? (
         <ErrorNotice error={patients.error} what="your patients" />
       ) : !patients.data ? (

@@ -24,7 +24,7 @@ export function Login() {
     try {
       const { token } = await api.login(email.trim(), password);
       session.start(token);
-      navigate('/', { replace: true });
+      navigate(session.takeReturnPath(), { replace: true });
     } catch (error) {
       setProblem(
         error instanceof ApiError && error.status === 401

@@ -28,6 +28,9 @@ export function Readings(props: {
   timeZone: string;
   glucose: Readable;
   bloodPressure: Readable;
+  /** Whether treatments (insulin, carbohydrates, …) are drawn on the glucose trace: null when
+   * the caller may read them. */
+  treatments: Readable;
   /** The unit chosen by the page around (else this view's own, remembered, choice). */
   unit?: GlucoseUnit;
   onUnitChange?: (unit: GlucoseUnit) => void;
@@ -50,6 +53,15 @@ export function Readings(props: {
   const pressure = useAsync(
     () => (props.bloodPressure === null ? api.bloodPressure(patientId, range) : Promise.resolve(null)),
     [patientId, range, props.bloodPressure],
+  );
+
+  // Treatments give the trace its context; a caller who may not read them asks for none.
+  const treatments = useAsync(
+    () =>
+      props.treatments === null && props.glucose === null
+        ? api.treatments(patientId, range)
+        : Promise.resolve(undefined),
+    [patientId, range, props.treatments, props.glucose],
   );
 
   const markers = useMemo(
@@ -129,8 +141,10 @@ export function Readings(props: {
             range={range}
             target={targetIn(glucose.data[0]?.unit ?? unit, props.targetMgDl)}
             markers={markers}
+            treatments={treatments.data}
           />
         )}
+        {treatments.error !== undefined && <ErrorNotice error={treatments.error} what="treatments" />}
       </section>
 
       <section aria-labelledby="bp-heading" class="card">

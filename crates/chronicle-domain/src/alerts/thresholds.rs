@@ -142,7 +142,10 @@ impl AlertThresholds {
     /// How long a device of `kind` may stay silent.
     pub fn silence_allowed(&self, kind: DeviceKind) -> Duration {
         match kind {
-            DeviceKind::Cgm => Duration::minutes(i64::from(self.no_data.cgm_minutes)),
+            // An uploader relays a CGM's readings as they come.
+            DeviceKind::Cgm | DeviceKind::Uploader => {
+                Duration::minutes(i64::from(self.no_data.cgm_minutes))
+            }
             DeviceKind::Meter => Duration::days(i64::from(self.no_data.meter_days)),
             DeviceKind::Bp => Duration::days(i64::from(self.no_data.cuff_days)),
         }

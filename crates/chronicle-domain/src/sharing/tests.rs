@@ -757,3 +757,88 @@ fn organization_webhooks_receive_alerts_only_through_a_care_grant_allowing_it() 
         assert_eq!(receives(g, category), expected, "{what}");
     }
 }
+
+#[test]
+fn a_share_link_reads_only_through_its_own_grant() {
+    const LINK: u128 = 40;
+    let link_grant = |access: &[Access]| Grant {
+        purpose: Purpose::Caregiving,
+        ..grant(
+            Grantee::ShareLink(id(LINK)),
+            &[DataCategory::Glucose],
+            access,
+        )
+    };
+    let holder = Principal::share_link(id(LINK));
+    // Nothing without a grant naming the link.
+    assert_eq!(
+        decide(&holder, &glucose_readings(), &[], &[]),
+        Decision::Deny(DenyReason::NoGrant)
+    );
+    let allowed = decide(
+        &holder,
+        &glucose_readings(),
+        &[link_grant(&[Access::ViewReadings])],
+        &[],
+    );
+    assert_eq!(
+        allowed
+            .allowance()
+            .map(|a| (a.basis, a.individual_readings)),
+        Some((Basis::Grant(id(100)), true))
+    );
+    // Trends only: no individual readings, the trend yes.
+    let trends = [link_grant(&[Access::ViewTrends])];
+    assert_eq!(
+        decide(&holder, &glucose_readings(), &trends, &[]),
+        Decision::Deny(DenyReason::AccessNotGranted)
+    );
+    assert!(
+        decide(
+            &holder,
+            &ask(DataCategory::Glucose, Access::ViewTrends),
+            &trends,
+            &[]
+        )
+        .allowance()
+        .is_some()
+    );
+    // Revoked: nothing from then on.
+    let revoked = Grant {
+        revoked_at: Some(t(-1)),
+        ..link_grant(&[Access::ViewReadings])
+    };
+    assert_eq!(
+        decide(&holder, &glucose_readings(), &[revoked], &[]),
+        Decision::Deny(DenyReason::NoGrant)
+    );
+    // A link is not the user of the same id, nor a user the link.
+    let user_grant = Grant {
+        purpose: Purpose::Caregiving,
+        ..grant(
+            Grantee::User(id(LINK)),
+            &[DataCategory::Glucose],
+            &[Access::ViewReadings],
+        )
+    };
+    assert!(
+        decide(&holder, &glucose_readings(), &[user_grant], &[])
+            .allowance()
+            .is_none()
+    );
+    let caregiver = Principal {
+        user_id: id(LINK),
+        role: Some(Role::Caregiver),
+        ..Principal::default()
+    };
+    assert!(
+        decide(
+            &caregiver,
+            &glucose_readings(),
+            &[link_grant(&[Access::ViewReadings])],
+            &[]
+        )
+        .allowance()
+        .is_none()
+    );
+}

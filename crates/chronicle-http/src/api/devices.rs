@@ -30,7 +30,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct DeviceItem {
+pub(super) struct DeviceItem {
     device_id: String,
     kind: String,
     label: Option<String>,
@@ -75,7 +75,7 @@ async fn devices(
 
 #[derive(Debug, Deserialize, ToSchema)]
 struct PairDeviceRequest {
-    /// `cgm`, `meter` or `bp`.
+    /// `cgm`, `meter` or `bp` (an `uploader` is made through the Nightscout API).
     kind: String,
     label: Option<String>,
 }
@@ -123,6 +123,13 @@ async fn pair_device(
             .map_err(|e: chronicle_domain::device::UnknownDeviceKind| {
                 ApiError::BadRequest(e.to_string())
             })?;
+    if !kind.uses_mqtt() {
+        return Err(ApiError::BadRequest(
+            "an uploader has no MQTT login: make one with \
+             POST /v1/patients/{patient_id}/nightscout/uploaders"
+                .into(),
+        ));
+    }
     let actor = actor(&state, &principal, patient_id, AccessAction::PairDevice).await?;
     let (device, credentials) = state
         .store

@@ -3,7 +3,8 @@
 //!
 //! One submodule per subject, each with its own `routes()`, merged below: `session` (log-in,
 //! `me`, log-out, API tokens), `patients` (the list, erasure), `readings`, `devices`,
-//! `sharing` (grants, access log, emergency access), `guardians`, `export` (FHIR, CSV),
+//! `sharing` (grants, access log, emergency access), `invitations` (a care team's codes that
+//! patients accept to share with it), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
 //! (and the panel), `reports` (the printable AGP report), `fhir` (CGM summaries and the
 //! CapabilityStatement), `webhooks`, `channels` (each user's own alert channels and their
@@ -26,11 +27,14 @@ mod export;
 mod fhir;
 mod gateways;
 mod guardians;
+mod invitations;
+mod nightscout;
 mod patients;
 mod readings;
 mod reports;
 mod research;
 mod session;
+mod share_links;
 mod sharing;
 mod targets;
 mod trends;
@@ -111,6 +115,9 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(readings::routes())
         .merge(devices::routes())
         .merge(sharing::routes())
+        .merge(invitations::routes())
+        .merge(share_links::routes())
+        .merge(nightscout::routes())
         .merge(guardians::routes())
         .merge(export::routes())
         .merge(research::routes())

@@ -25,7 +25,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-struct ReadingsQuery {
+pub(crate) struct ReadingsQuery {
     /// Earliest `measured_at` (inclusive); never earlier than the grant's window.
     from: Option<DateTime<Utc>>,
     /// Latest `measured_at` (exclusive).
@@ -39,7 +39,7 @@ struct ReadingsQuery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct GlucosePoint {
+pub(crate) struct GlucosePoint {
     measured_at: DateTime<Utc>,
     value: f64,
     #[schema(value_type = GlucoseUnitName)]
@@ -60,7 +60,7 @@ struct BloodPressurePoint {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct TreatmentPoint {
+pub(crate) struct TreatmentPoint {
     /// When it happened.
     measured_at: DateTime<Utc>,
     #[schema(value_type = TreatmentKindName)]
@@ -139,11 +139,21 @@ async fn glucose(
     Path(patient_id): Path<Uuid>,
     Query(query): Query<ReadingsQuery>,
 ) -> Result<Json<Page<GlucosePoint>>, ApiError> {
+    glucose_page(&state, &principal, patient_id, &query).await
+}
+
+/// A page of glucose readings for `principal` (a user, or a share link's holder).
+pub(crate) async fn glucose_page(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    query: &ReadingsQuery,
+) -> Result<Json<Page<GlucosePoint>>, ApiError> {
     let unit = parse_unit(query.unit.as_deref())?;
     readings_page::<Glucose, _>(
-        &state,
-        &principal,
-        (patient_id, &query),
+        state,
+        principal,
+        (patient_id, query),
         AccessAction::ReadGlucoseReadings,
         |r| GlucosePoint {
             measured_at: r.measured_at,
@@ -197,10 +207,20 @@ async fn treatments(
     Path(patient_id): Path<Uuid>,
     Query(query): Query<ReadingsQuery>,
 ) -> Result<Json<Page<TreatmentPoint>>, ApiError> {
+    treatments_page(&state, &principal, patient_id, &query).await
+}
+
+/// A page of treatments for `principal` (a user, or a share link's holder).
+pub(crate) async fn treatments_page(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    query: &ReadingsQuery,
+) -> Result<Json<Page<TreatmentPoint>>, ApiError> {
     readings_page::<Treatments, _>(
-        &state,
-        &principal,
-        (patient_id, &query),
+        state,
+        principal,
+        (patient_id, query),
         AccessAction::ReadTreatments,
         |t| TreatmentPoint {
             amount_unit: t.amount_unit(),

@@ -13,6 +13,7 @@ use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{
     Access, DataCategory, Grant, Grantee, Purpose, Role, validate_new_grant,
 };
+use chronicle_storage::gate::SHARE_LINK_ACTOR;
 use chronicle_storage::sharing::AccessLogEntry;
 use chronicle_storage::sharing::GrantSpec;
 use chrono::{DateTime, Duration, Utc};
@@ -41,6 +42,8 @@ enum GranteeType {
     User,
     CareTeam,
     Organization,
+    /// A share link (made through `/share-links`, not here).
+    ShareLink,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -63,7 +66,7 @@ struct GranteeItem {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct GrantItem {
+pub(super) struct GrantItem {
     id: Uuid,
     grantee: GranteeItem,
     #[schema(value_type = Vec<DataCategoryName>)]
@@ -81,11 +84,12 @@ struct GrantItem {
 }
 
 impl GrantItem {
-    fn new(g: Grant, grantee_name: Option<String>) -> Self {
+    pub(super) fn new(g: Grant, grantee_name: Option<String>) -> Self {
         let (kind, id) = match g.grantee {
             Grantee::User(id) => (GranteeType::User, id),
             Grantee::CareTeam(id) => (GranteeType::CareTeam, id),
             Grantee::Organization(id) => (GranteeType::Organization, id),
+            Grantee::ShareLink(id) => (GranteeType::ShareLink, id),
         };
         GrantItem {
             active: g.is_active(Utc::now()),
@@ -108,11 +112,15 @@ impl GrantItem {
 
 /// The name a patient knows a grantee by. Only the patient's own settings (behind
 /// [`actor`]) call this, for grantees the patient named.
-async fn grantee_name(state: &AppState, grantee: Grantee) -> Result<Option<String>, ApiError> {
+pub(super) async fn grantee_name(
+    state: &AppState,
+    grantee: Grantee,
+) -> Result<Option<String>, ApiError> {
     Ok(match grantee {
         Grantee::User(id) => state.store.user(id).await?.map(|u| u.display_name),
         Grantee::CareTeam(id) => state.store.care_team(id).await?.map(|t| t.name),
         Grantee::Organization(id) => state.store.organization(id).await?.map(|o| o.name),
+        Grantee::ShareLink(id) => state.store.share_link_name(id).await?,
     })
 }
 
@@ -163,7 +171,7 @@ struct CreateGrantRequest {
     expires_at: Option<DateTime<Utc>>,
 }
 
-fn parse_all<T>(
+pub(super) fn parse_all<T>(
     values: &[String],
     what: &str,
     parse: fn(&str) -> Option<T>,
@@ -191,6 +199,11 @@ async fn create_grant(
         "user" => Grantee::User(body.grantee.id),
         "care_team" => Grantee::CareTeam(body.grantee.id),
         "organization" => Grantee::Organization(body.grantee.id),
+        "share_link" => {
+            return Err(ApiError::BadRequest(
+                "share links are made with POST /v1/patients/{patient_id}/share-links".into(),
+            ));
+        }
         other => {
             return Err(ApiError::BadRequest(format!(
                 "unknown grantee type {other:?}"
@@ -247,7 +260,7 @@ struct LogQuery {
 struct AccessLogItem {
     at: DateTime<Utc>,
     actor_id: Option<Uuid>,
-    /// The actor's display name, so the patient reads who it was.
+    /// The actor's display name (a share link's name), so the patient reads who it was.
     actor_name: Option<String>,
     actor_role: Option<String>,
     #[schema(value_type = AccessActionName)]
@@ -309,7 +322,11 @@ async fn access_log(
             Some(id) => match names.get(&id) {
                 Some(name) => name.clone(),
                 None => {
-                    let name = state.store.user(id).await?.map(|u| u.display_name);
+                    let name = if entry.attempt.actor_role.as_deref() == Some(SHARE_LINK_ACTOR) {
+                        state.store.share_link_name(id).await?
+                    } else {
+                        state.store.user(id).await?.map(|u| u.display_name)
+                    };
                     names.insert(id, name.clone());
                     name
                 }

@@ -287,7 +287,7 @@ struct EpisodeBody {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct GlucoseTrendBody {
+pub(crate) struct GlucoseTrendBody {
     patient_id: Uuid,
     time_zone: String,
     #[schema(value_type = GlucoseUnitName)]
@@ -372,6 +372,18 @@ async fn glucose_trend_endpoint(
     Path(patient_id): Path<Uuid>,
     Query(query): Query<TrendQuery>,
 ) -> Result<Json<GlucoseTrendBody>, ApiError> {
+    glucose_trend_answer(&state, &principal, patient_id, &query).await
+}
+
+/// One patient's glucose trend as the API answers it, for `principal` (a user, or a share
+/// link's holder).
+pub(crate) async fn glucose_trend_answer(
+    state: &AppState,
+    principal: &Principal,
+    patient_id: Uuid,
+    query: &TrendQuery,
+) -> Result<Json<GlucoseTrendBody>, ApiError> {
+    let state = state.clone();
     let unit = query.unit()?;
     let GlucoseTrendRead {
         subject,
@@ -381,7 +393,7 @@ async fn glucose_trend_endpoint(
         ..
     } = read_glucose_trend(
         &state,
-        &principal,
+        principal,
         patient_id,
         AccessAction::ReadGlucoseTrend,
         query.days()?,

@@ -123,3 +123,10 @@ vocabulary_schema!(
     LoginFailure,
     "LoginFailure"
 );
+
+vocabulary_schema!(
+    /// Whether a care team's invitation can still be accepted.
+    InvitationStateName,
+    chronicle_storage::invitations::InvitationState,
+    "InvitationState"
+);

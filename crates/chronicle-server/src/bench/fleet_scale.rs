@@ -63,6 +63,14 @@ pub async fn run(database: &DatabaseSettings, args: &BenchFleetArgs) -> anyhow::
              server); use --catch-up-minutes 0 to run the steady state alone"
         );
     }
+    if args.ingest_processes > 1
+        && (args.broker == BenchBroker::Embedded || args.catch_up_minutes > 0.0)
+    {
+        bail!(
+            "several ingest processes need --broker mosquitto (one shared subscription) and \
+             --catch-up-minutes 0"
+        );
+    }
     let machine = Machine::probe();
     let date = Utc::now();
     let measured = on_private_postgres("fleet", database, args.run.keep, async |work, postgres| {
@@ -109,8 +117,11 @@ struct Steady {
     evaluation_lag: LagFigures,
     alarms: AlarmFigures,
     cpu: CpuUse,
-    /// VmHWM of `chronicle serve` at the end of the steady state.
+    /// VmHWM of `chronicle serve` at the end of the steady state (of every process together
+    /// when scaled out).
     server_peak_rss_bytes: u64,
+    /// Messages each ingest process received (one entry when one process does everything).
+    messages_by_ingest_process: Vec<f64>,
     database_growth_bytes: i64,
     /// Readings stored during the steady state (probes included), the growth's denominator.
     readings_stored: i64,
@@ -243,6 +254,118 @@ async fn population_stored(store: &Store, probe_devices: &[&str]) -> anyhow::Res
     Ok(u64::try_from(all - probes).unwrap_or(0))
 }
 
+/// The `chronicle serve` processes under test: one that does everything, or ingest-only
+/// processes on a shared subscription beside one doing the follow-up work and HTTP.
+struct Deployment {
+    ingest: Vec<ServerUnderTest>,
+    followup: Option<ServerUnderTest>,
+}
+
+impl Deployment {
+    async fn start(
+        args: &BenchFleetArgs,
+        url: &str,
+        work: &Path,
+        broker: Option<&Mosquitto>,
+    ) -> anyhow::Result<Deployment> {
+        let serve_args = &args.run.serve_args;
+        if args.ingest_processes <= 1 {
+            let server = ServerUnderTest::start(url, work, broker, serve_args).await?;
+            return Ok(Deployment {
+                ingest: vec![server],
+                followup: None,
+            });
+        }
+        let followup = ServerUnderTest::start_logging_to(
+            url,
+            work,
+            None,
+            &[serve_args.as_slice(), &["--ingest".into(), "false".into()]].concat(),
+            "followup.log",
+        )
+        .await?;
+        let mut ingest = Vec::new();
+        for i in 0..args.ingest_processes {
+            let own = [
+                "--followup-work".to_owned(),
+                "false".to_owned(),
+                "--mqtt-shared-group".to_owned(),
+                "fleet".to_owned(),
+                "--mqtt-client-id".to_owned(),
+                format!("chronicle-ingest-{i}"),
+            ];
+            ingest.push(
+                ServerUnderTest::start_logging_to(
+                    url,
+                    work,
+                    broker,
+                    &[serve_args.as_slice(), &own].concat(),
+                    &format!("ingest-{i}.log"),
+                )
+                .await?,
+            );
+        }
+        Ok(Deployment {
+            ingest,
+            followup: Some(followup),
+        })
+    }
+
+    /// The process that ingests alone, or the first of several.
+    fn first_ingest(&self) -> anyhow::Result<&ServerUnderTest> {
+        self.ingest.first().context("no ingest process")
+    }
+
+    /// Where the probes follow the alert stream: the process doing the follow-up work.
+    fn http_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        Ok(match &self.followup {
+            Some(server) => server.http_addr(),
+            None => self.first_ingest()?.http_addr(),
+        })
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.ingest
+            .iter()
+            .chain(&self.followup)
+            .map(ServerUnderTest::pid)
+            .collect()
+    }
+
+    /// Peak RSS of every process together.
+    fn peak_rss_bytes(&self) -> anyhow::Result<u64> {
+        self.pids().into_iter().map(probe::peak_rss_bytes).sum()
+    }
+
+    fn log_tail(&self) -> String {
+        self.ingest
+            .iter()
+            .chain(&self.followup)
+            .map(ServerUnderTest::log_tail)
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+
+    /// Every ingest process's metrics.
+    async fn ingest_metrics(&self) -> anyhow::Result<Vec<MetricsSample>> {
+        let mut samples = Vec::with_capacity(self.ingest.len());
+        for server in &self.ingest {
+            samples.push(MetricsSample::parse(&server.metrics().await?));
+        }
+        Ok(samples)
+    }
+
+    async fn terminate(self) -> anyhow::Result<()> {
+        for server in self.ingest.into_iter().chain(self.followup) {
+            let status = server.terminate().await?;
+            if !status.success() {
+                tracing::warn!(%status, "chronicle serve did not exit cleanly");
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn measure(
     args: &BenchFleetArgs,
     machine: &Machine,
@@ -295,8 +418,8 @@ async fn measure(
         ),
         BenchBroker::Embedded => None,
     };
-    let server = ServerUnderTest::start(&url, work, broker.as_ref(), &args.run.serve_args).await?;
-    let mqtt_port = server.mqtt_port();
+    let deployment = Deployment::start(args, &url, work, broker.as_ref()).await?;
+    let mqtt_port = deployment.first_ingest()?.mqtt_port();
     let interval = Duration::from_millis(args.probe_interval_ms);
     let cpus = machine.cpus;
 
@@ -309,8 +432,12 @@ async fn measure(
     );
     let relay = Relay::start(mqtt_port, plans, tokio::time::Instant::now());
     let steady = async {
+        // The ingest's own metrics are the first ingest process's (a shared subscription
+        // splits the load evenly); CPU and memory are every process's.
+        let server = deployment.first_ingest()?;
         let metrics_before = MetricsSample::parse(&server.metrics().await?);
-        let cpu_before = CpuSample::take(Some(server.pid()), postmaster);
+        let ingest_before = deployment.ingest_metrics().await?;
+        let cpu_before = CpuSample::take(&deployment.pids(), postmaster);
         let size_before = store.database_size_bytes().await?;
         let all_before = store.count_all_readings().await?;
         let stored_before = population_stored(&store, &probe_devices).await?;
@@ -326,7 +453,9 @@ async fn measure(
             stop: Arc::default(),
             patience: STEADY_ALARM_PATIENCE,
         };
-        let times = probes.run(server.http_addr(), mqtt_port, &schedule).await?;
+        let times = probes
+            .run(deployment.http_addr()?, mqtt_port, &schedule)
+            .await?;
         let evaluation_lag = sampler.finish().await?;
         let elapsed = started.elapsed();
         let sent_after = relay.acknowledged();
@@ -334,11 +463,16 @@ async fn measure(
         let all_after = store.count_all_readings().await?;
         let size_after = store.database_size_bytes().await?;
         let cpu = cpu_before.until(
-            &CpuSample::take(Some(server.pid()), postmaster),
+            &CpuSample::take(&deployment.pids(), postmaster),
             elapsed,
             cpus,
         );
         let metrics_after = MetricsSample::parse(&server.metrics().await?);
+        let messages_by_ingest_process = ingest_before
+            .iter()
+            .zip(deployment.ingest_metrics().await?)
+            .map(|(before, after)| before.messages_until(&after))
+            .collect();
         let batches = metrics_before.batches_until(&metrics_after, elapsed);
         let seconds = elapsed.as_secs_f64();
         let readings_stored = all_after - all_before;
@@ -360,7 +494,8 @@ async fn measure(
             evaluation_lag,
             alarms: AlarmFigures::from(&times),
             cpu,
-            server_peak_rss_bytes: probe::peak_rss_bytes(server.pid())?,
+            server_peak_rss_bytes: deployment.peak_rss_bytes()?,
+            messages_by_ingest_process,
             database_growth_bytes: growth,
             readings_stored,
             database_bytes_per_reading: per_reading,
@@ -371,15 +506,16 @@ async fn measure(
     let steady = match steady {
         Ok(steady) => steady,
         Err(error) => {
-            let log = server.log_tail();
+            let log = deployment.log_tail();
             return Err(error.context(format!("server log:\n{log}")));
         }
     };
     print_progress_steady(&steady);
 
-    // 2. Catch-up.
-    let (catch_up, server) = match &broker {
-        Some(broker) if args.catch_up_minutes > 0.0 => {
+    // 2. Catch-up (one process that does everything).
+    let (catch_up, deployment) = match &broker {
+        Some(broker) if args.catch_up_minutes > 0.0 && deployment.followup.is_none() => {
+            let server = deployment.ingest.into_iter().next().context("no server")?;
             let (catch_up, server) = catch_up(
                 args,
                 &store,
@@ -394,9 +530,15 @@ async fn measure(
                 cpus,
             )
             .await?;
-            (Some(catch_up), server)
+            (
+                Some(catch_up),
+                Deployment {
+                    ingest: vec![server],
+                    followup: None,
+                },
+            )
         }
-        _ => (None, server),
+        _ => (None, deployment),
     };
 
     // Publishing stops; every reading acknowledged by the broker must end up stored.
@@ -409,10 +551,7 @@ async fn measure(
         tokio::time::sleep(SAMPLE_EVERY).await;
         stored = population_stored(&store, &probe_devices).await?;
     }
-    let status = server.terminate().await?;
-    if !status.success() {
-        tracing::warn!(%status, "chronicle serve did not exit cleanly");
-    }
+    deployment.terminate().await?;
     store.close().await;
     drop(broker);
     Ok(Measured {
@@ -473,7 +612,7 @@ async fn catch_up(
     )
     .await?;
     let restart_seconds = restarting.elapsed().as_secs_f64();
-    let cpu_before = CpuSample::take(Some(server.pid()), postmaster);
+    let cpu_before = CpuSample::take(&[server.pid()], postmaster);
     let metrics_before = MetricsSample::parse(&server.metrics().await?);
     let sampler = LagSampler::start(store);
     let stop_alarms = Arc::new(AtomicBool::new(false));
@@ -528,11 +667,7 @@ async fn catch_up(
         let times = times?;
         let evaluation_lag = sampler.finish().await?;
         let elapsed = restarting.elapsed();
-        let cpu = cpu_before.until(
-            &CpuSample::take(Some(server.pid()), postmaster),
-            elapsed,
-            cpus,
-        );
+        let cpu = cpu_before.until(&CpuSample::take(&[server.pid()], postmaster), elapsed, cpus);
         let metrics_after = MetricsSample::parse(&server.metrics().await?);
         anyhow::Ok(CatchUp {
             outage_seconds,
@@ -603,7 +738,9 @@ fn gateway_plans(
     for device in devices {
         let n = device.patient_number;
         let (period, place, level) = match device.kind {
-            DeviceKind::Cgm => (CGM_PERIOD, n as f64 / patients, 100 + (n % 60) as u16),
+            DeviceKind::Cgm | DeviceKind::Uploader => {
+                (CGM_PERIOD, n as f64 / patients, 100 + (n % 60) as u16)
+            }
             DeviceKind::Meter => (
                 CHECK_PERIOD,
                 (n.wrapping_mul(7919) % 10_007) as f64 / 10_007.0,
@@ -654,6 +791,8 @@ struct Settings {
     probe_interval_ms: u64,
     steady_minutes: f64,
     catch_up_minutes: f64,
+    /// Ingest processes; above 1, beside one process doing the follow-up work.
+    ingest_processes: u32,
     serve_args: Vec<String>,
 }
 
@@ -687,6 +826,7 @@ impl Report {
                 probe_interval_ms: args.probe_interval_ms,
                 steady_minutes: args.steady_minutes,
                 catch_up_minutes: args.catch_up_minutes,
+                ingest_processes: args.ingest_processes,
                 serve_args: args.run.serve_args.clone(),
             },
             population: measured.population,
@@ -706,14 +846,22 @@ impl Report {
         let gib = |bytes: f64| bytes / (1024.0 * 1024.0 * 1024.0);
         let mut out = format!(
             "\nChronicle fleet benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n\
-             broker: {}, {} gateway connections\n\n",
+             broker: {}, {} gateway connections; {}\n\n",
             self.date,
             m.cpu_model,
             m.cpus,
             m.memory_gib,
             m.kernel,
             self.settings.broker,
-            self.settings.connections
+            self.settings.connections,
+            match self.settings.ingest_processes {
+                1 => "one chronicle serve doing everything".to_owned(),
+                n => format!(
+                    "{n} ingest-only chronicle serve processes on one shared subscription \
+                     and one doing the follow-up work and HTTP (figures of the first ingest \
+                     process for the ingest lag; CPU and RSS of all together)"
+                ),
+            }
         );
         out += &format!(
             "population: {} patients: {} CGMs (every 5 min), {} meters and {} cuffs (twice a day); \
@@ -757,6 +905,17 @@ impl Report {
             gib(s.projected_bytes_per_day),
             p.patients
         );
+        if s.messages_by_ingest_process.len() > 1 {
+            let split: Vec<String> = s
+                .messages_by_ingest_process
+                .iter()
+                .map(|m| format!("{m:.0}"))
+                .collect();
+            out += &format!(
+                "  messages received by each ingest process: {}\n",
+                split.join(", ")
+            );
+        }
         match &self.catch_up {
             Some(c) => {
                 out += &format!(

@@ -70,7 +70,8 @@ pub struct CpuUse {
     /// The benchmark process: MQTT devices (and, in the broker-only phase, the broker and the
     /// stand-in subscriber, which run inside it).
     pub bench_seconds: f64,
-    /// The `chronicle serve` process: broker, ingest and HTTP.
+    /// The `chronicle serve` processes: broker, ingest and HTTP (and the follow-up work as
+    /// deployed).
     pub server_seconds: f64,
     /// The private PostgreSQL: the postmaster and its children that still live at the end of
     /// the phase (the pooled connections' backends do).
@@ -81,9 +82,10 @@ pub struct CpuUse {
 }
 
 impl CpuSample {
-    /// Samples now. `server` is the server's pid, `postmaster` PostgreSQL's.
-    pub fn take(server: Option<u32>, postmaster: Option<u32>) -> CpuSample {
-        let server = server.and_then(process_cpu).unwrap_or(0.0);
+    /// Samples now. `servers` are the pids of the `chronicle serve` processes (one, or a
+    /// scaled-out deployment's), `postmaster` PostgreSQL's.
+    pub fn take(servers: &[u32], postmaster: Option<u32>) -> CpuSample {
+        let server = servers.iter().filter_map(|pid| process_cpu(*pid)).sum();
         let postgres = postmaster.map(family_cpu).unwrap_or(0.0);
         CpuSample {
             machine_busy: machine_busy().unwrap_or(0.0),
@@ -240,6 +242,12 @@ impl MetricsSample {
             .iter()
             .find(|(_, cumulative)| *cumulative >= rank)
             .map(|(bound, _)| *bound)
+    }
+
+    /// Messages the ingest received between `self` and `later` (each is timed once).
+    pub fn messages_until(&self, later: &MetricsSample) -> f64 {
+        let name = "chronicle_ingest_lag_seconds_count";
+        later.get(name) - self.get(name)
     }
 
     /// How the ingest's batches looked between `self` and `later`.

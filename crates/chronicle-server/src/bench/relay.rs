@@ -194,7 +194,7 @@ fn payload(device: &RelayedDevice) -> String {
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     match device.kind {
         // A steady patient in range: no rule fires, so alert events come from the probes alone.
-        DeviceKind::Cgm | DeviceKind::Meter => format!(
+        DeviceKind::Cgm | DeviceKind::Meter | DeviceKind::Uploader => format!(
             r#"{{"type":"glucose","value":{},"unit":"mg/dL","measured_at":"{now}"}}"#,
             device.level
         ),

@@ -93,14 +93,29 @@ pub(crate) trait TrendKind: ReadingSeries {
         patient: &mut PanelPatient,
     ) -> Option<&mut PanelSeries<Self::Totals, Self::Latest>>;
 
-    /// Writes computed days (none of them empty) into [`Self::DAYS_TABLE`], replacing what
-    /// was stored for those dates; the running totals are left to the caller.
+    /// Writes computed days (none of them empty, of any number of patients, each patient-day
+    /// once) into [`Self::DAYS_TABLE`] in one statement, replacing what was stored for those
+    /// dates; the running totals are left to the caller.
     fn upsert_days(
         conn: &mut PgConnection,
-        patient_id: Uuid,
-        zone: Tz,
-        days: &[&Self::Day],
+        days: &[PatientDay<'_, Self::Day>],
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// A computed day of one patient, to store.
+pub(crate) struct PatientDay<'d, D> {
+    pub patient_id: Uuid,
+    pub zone: Tz,
+    pub day: &'d D,
+}
+
+/// The patients and zones of `rows`, as the columns an upsert binds.
+fn owners<'d, D>(rows: &[PatientDay<'d, D>]) -> (Vec<Uuid>, Vec<&'static str>, Vec<&'d D>) {
+    (
+        rows.iter().map(|r| r.patient_id).collect(),
+        rows.iter().map(|r| r.zone.name()).collect(),
+        rows.iter().map(|r| r.day).collect(),
+    )
 }
 
 /// The columns of `days` selected by `f`, as 32-bit counts (what the rollup tables store).
@@ -305,11 +320,11 @@ impl TrendKind for Glucose {
 
     async fn upsert_days(
         conn: &mut PgConnection,
-        patient_id: Uuid,
-        zone: Tz,
-        days: &[&GlucoseDay],
+        rows: &[PatientDay<'_, GlucoseDay>],
     ) -> Result<(), StorageError> {
         const COUNT: &str = "glucose day count";
+        let (patients, zones, days) = owners(rows);
+        let days = days.as_slice();
         let sum_sq: Vec<i64> = days
             .iter()
             .map(|d| {
@@ -323,8 +338,8 @@ impl TrendKind for Glucose {
                  meter_readings, lab_readings, cgm_slots, sum_milli, sum_sq_milli, very_low_us,
                  low_us, in_range_us, high_us, very_high_us, below_target_us, in_target_us,
                  above_target_us, latest_at, latest_mg_dl, running)
-             SELECT $1, $2, u.*, ''::bytea FROM UNNEST($3::date[], $4::int4[], $5::int4[],
-                 $6::int4[], $7::int4[], $8::int4[], $9::int8[], $10::int8[], $11::int8[],
+             SELECT u.*, ''::bytea FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::int4[],
+                 $5::int4[], $6::int4[], $7::int4[], $8::int4[], $9::int8[], $10::int8[], $11::int8[],
                  $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[],
                  $18::int8[], $19::timestamptz[], $20::float8[]) AS u
              ON CONFLICT (patient_id, day) DO UPDATE SET time_zone = excluded.time_zone,
@@ -339,8 +354,8 @@ impl TrendKind for Glucose {
                  above_target_us = excluded.above_target_us, latest_at = excluded.latest_at,
                  latest_mg_dl = excluded.latest_mg_dl, computed_at = now()",
         )
-        .bind(patient_id)
-        .bind(zone.name())
+        .bind(&patients)
+        .bind(&zones)
         .bind(days.iter().map(|d| d.date).collect::<Vec<_>>())
         .bind(counts(days, COUNT, |d| d.totals.readings)?)
         .bind(counts(days, COUNT, |d| d.totals.cgm_readings)?)
@@ -371,10 +386,10 @@ impl TrendKind for Glucose {
         .await?;
         sqlx::query(
             "INSERT INTO glucose_day_samples (patient_id, day, samples)
-             SELECT $1, u.* FROM UNNEST($2::date[], $3::bytea[]) AS u
+             SELECT u.* FROM UNNEST($1::uuid[], $2::date[], $3::bytea[]) AS u
              ON CONFLICT (patient_id, day) DO UPDATE SET samples = excluded.samples",
         )
-        .bind(patient_id)
+        .bind(&patients)
         .bind(days.iter().map(|d| d.date).collect::<Vec<_>>())
         .bind(
             days.iter()
@@ -589,11 +604,11 @@ impl TrendKind for BloodPressure {
 
     async fn upsert_days(
         conn: &mut PgConnection,
-        patient_id: Uuid,
-        zone: Tz,
-        days: &[&BpDay],
+        rows: &[PatientDay<'_, BpDay>],
     ) -> Result<(), StorageError> {
         const COUNT: &str = "blood-pressure day count";
+        let (patients, zones, days) = owners(rows);
+        let days = days.as_slice();
         sqlx::query(
             "INSERT INTO blood_pressure_days (patient_id, time_zone, day, readings,
                  sum_systolic, sum_sq_systolic, sum_diastolic, sum_sq_diastolic,
@@ -601,8 +616,8 @@ impl TrendKind for BloodPressure {
                  evening_readings, evening_sum_systolic, evening_sum_diastolic,
                  at_or_above_130_80, at_or_above_135_85, pulse_readings, sum_pulse,
                  sum_sq_pulse, latest_at, latest_systolic, latest_diastolic, running)
-             SELECT $1, $2, u.*, ''::bytea FROM UNNEST($3::date[], $4::int4[], $5::int8[],
-                 $6::int8[], $7::int8[], $8::int8[], $9::int4[], $10::int8[], $11::int8[],
+             SELECT u.*, ''::bytea FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::int4[],
+                 $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int4[], $10::int8[], $11::int8[],
                  $12::int4[], $13::int8[], $14::int8[], $15::int4[], $16::int4[], $17::int4[],
                  $18::int8[], $19::int8[], $20::timestamptz[], $21::int2[], $22::int2[]) AS u
              ON CONFLICT (patient_id, day) DO UPDATE SET time_zone = excluded.time_zone,
@@ -623,8 +638,8 @@ impl TrendKind for BloodPressure {
                  latest_systolic = excluded.latest_systolic,
                  latest_diastolic = excluded.latest_diastolic, computed_at = now()",
         )
-        .bind(patient_id)
-        .bind(zone.name())
+        .bind(&patients)
+        .bind(&zones)
         .bind(days.iter().map(|d| d.date).collect::<Vec<_>>())
         .bind(counts(days, COUNT, |d| d.totals.readings)?)
         .bind(sums(days, |d| d.totals.sum_systolic))

@@ -1,7 +1,7 @@
 //! The "trends" follow-up consumer: recomputes the day rollups that new readings, zone changes
 //! and targets changes made stale.
 
-use super::kind::TrendKind;
+use super::kind::{PatientDay, TrendKind};
 use super::read::{RawDays, raw_days};
 use super::{TRENDS_CONSUMER, TrendSubject, corrupt_running, zone_of};
 use crate::readings::{BloodPressure, Glucose};
@@ -10,8 +10,9 @@ use chronicle_domain::ReadingKind;
 use chronicle_domain::trends::calendar::local_date;
 use chronicle_domain::zone::Tz;
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::PgConnection;
-use std::collections::{BTreeMap, BTreeSet};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// A rebuild recomputes at most this many days per raw query, so a long history never loads
@@ -88,27 +89,25 @@ impl Store {
                     item.last_measured_at,
                 ));
             }
-            for (patient_id, touched) in &touched {
-                report.days += self.recompute_touched(*patient_id, touched).await?;
-            }
+            report.days += self.recompute_touched(&touched).await?;
             report.followups = claim.items.len();
             claim.complete().await?;
         }
         Ok(report)
     }
 
+    /// Recomputes the days the touched ranges change, for every patient of a claim in one
+    /// transaction: one query loads each kind's readings, one statement writes each table.
     async fn recompute_touched(
         &self,
-        patient_id: Uuid,
-        touched: &[TouchedRange],
+        touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
     ) -> Result<usize, StorageError> {
         let mut tx = self.pool().begin().await?;
-        let Some(subject) = self.lock_subject(&mut tx, patient_id).await? else {
-            // Erased since: nothing to roll up.
-            return Ok(0);
-        };
-        let days = recompute_kind::<Glucose>(&mut tx, &subject, touched).await?
-            + recompute_kind::<BloodPressure>(&mut tx, &subject, touched).await?;
+        let patients: Vec<Uuid> = touched.keys().copied().collect();
+        // Patients erased since have nothing to roll up.
+        let subjects = self.lock_subjects(&mut tx, &patients).await?;
+        let days = recompute_kind::<Glucose>(&mut tx, &subjects, touched).await?
+            + recompute_kind::<BloodPressure>(&mut tx, &subjects, touched).await?;
         tx.commit().await?;
         Ok(days)
     }
@@ -133,41 +132,60 @@ impl Store {
         conn: &mut PgConnection,
         patient_id: Uuid,
     ) -> Result<Option<TrendSubject>, StorageError> {
-        let zone: Option<String> =
-            sqlx::query_scalar("SELECT time_zone FROM patients WHERE id = $1 FOR NO KEY UPDATE")
-                .bind(patient_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some(zone) = zone else {
-            return Ok(None);
-        };
-        // Read after taking the lock: a targets change committed before is seen, one committed
-        // after queues a rebuild that waits for this lock.
-        let targets = self
-            .glucose_targets(&[patient_id])
-            .await?
-            .remove(&patient_id)
-            .unwrap_or_default();
-        Ok(Some(TrendSubject {
-            patient_id,
-            time_zone: zone_of(&zone)?,
-            targets,
-        }))
+        Ok(self.lock_subjects(conn, &[patient_id]).await?.pop())
+    }
+
+    /// [`Store::lock_subject`] for several patients, locked in id order (so two consumers
+    /// never wait on each other in a cycle); those that no longer exist are left out.
+    async fn lock_subjects(
+        &self,
+        conn: &mut PgConnection,
+        patients: &[Uuid],
+    ) -> Result<Vec<TrendSubject>, StorageError> {
+        let zones: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, time_zone FROM patients WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(patients)
+        .fetch_all(&mut *conn)
+        .await?;
+        // Read after taking the locks: a targets change committed before is seen, one
+        // committed after queues a rebuild that waits for these locks.
+        let ids: Vec<Uuid> = zones.iter().map(|(id, _)| *id).collect();
+        let mut targets = self.glucose_targets(&ids).await?;
+        zones
+            .into_iter()
+            .map(|(patient_id, zone)| {
+                Ok(TrendSubject {
+                    patient_id,
+                    time_zone: zone_of(&zone)?,
+                    targets: targets.remove(&patient_id).unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 }
 
-/// Recomputes the days of kind `K` the touched ranges change.
+/// Recomputes the days of kind `K` the touched ranges change, for every subject.
 async fn recompute_kind<K: TrendKind>(
     conn: &mut PgConnection,
-    subject: &TrendSubject,
-    touched: &[TouchedRange],
+    subjects: &[TrendSubject],
+    touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
 ) -> Result<usize, StorageError> {
-    let dates: BTreeSet<NaiveDate> = touched
+    let wanted = subjects
         .iter()
-        .filter(|(kind, _, _)| *kind == K::KIND)
-        .flat_map(|(_, first, last)| dates_touched::<K>(subject.time_zone, *first, *last))
+        .map(|subject| RawDays {
+            subject,
+            floor: None,
+            dates: touched
+                .get(&subject.patient_id)
+                .into_iter()
+                .flatten()
+                .filter(|(kind, _, _)| *kind == K::KIND)
+                .flat_map(|(_, first, last)| dates_touched::<K>(subject.time_zone, *first, *last))
+                .collect(),
+        })
         .collect();
-    write_days::<K>(conn, subject, dates).await
+    write_days::<K>(conn, wanted).await
 }
 
 /// Replaces every stored day of kind `K` of the patient, a chunk of days at a time.
@@ -195,93 +213,145 @@ async fn rebuild_kind<K: TrendKind>(
     };
     let mut days = 0;
     for chunk in dates_touched::<K>(subject.time_zone, first, last).chunks(REBUILD_CHUNK_DAYS) {
-        days += write_days::<K>(conn, subject, chunk.iter().copied().collect()).await?;
+        let wanted = vec![RawDays {
+            subject,
+            floor: None,
+            dates: chunk.iter().copied().collect(),
+        }];
+        days += write_days::<K>(conn, wanted).await?;
     }
     Ok(days)
 }
 
-/// Recomputes the days `dates` of kind `K` from the raw readings and stores them (days left
-/// with nothing are deleted), then the running totals from the first of them on. Returns how
-/// many days were computed.
+/// Recomputes the asked days of kind `K` from the raw readings and stores them (days left
+/// with nothing are deleted), then each patient's running totals from the first of them on:
+/// a fixed number of statements for any number of patients. Returns how many days were
+/// computed.
 async fn write_days<K: TrendKind>(
     conn: &mut PgConnection,
-    subject: &TrendSubject,
-    dates: BTreeSet<NaiveDate>,
+    wanted: Vec<RawDays<'_>>,
 ) -> Result<usize, StorageError> {
-    let Some(first) = dates.first().copied() else {
+    let wanted: Vec<RawDays<'_>> = wanted.into_iter().filter(|w| !w.dates.is_empty()).collect();
+    if wanted.is_empty() {
         return Ok(0);
-    };
-    let days = raw_days::<K>(
-        &mut *conn,
-        &[RawDays {
-            subject,
-            floor: None,
-            dates,
-        }],
-    )
-    .await?
-    .pop()
-    .unwrap_or_default();
-    let (kept, empty): (Vec<&K::Day>, Vec<&K::Day>) =
-        days.iter().partition(|d| !K::is_empty(K::day_totals(d)));
-    sqlx::query(&format!(
-        "DELETE FROM {} WHERE patient_id = $1 AND day = ANY($2)",
-        K::DAYS_TABLE
-    ))
-    .bind(subject.patient_id)
-    .bind(empty.iter().map(|d| K::day_date(d)).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-    if !kept.is_empty() {
-        K::upsert_days(conn, subject.patient_id, subject.time_zone, &kept).await?;
     }
-    refresh_running::<K>(conn, subject.patient_id, first).await?;
-    Ok(days.len())
+    let computed = raw_days::<K>(&mut *conn, &wanted).await?;
+    let mut kept = Vec::new();
+    let (mut empty_patients, mut empty_days) = (Vec::new(), Vec::new());
+    let mut count = 0;
+    for (w, days) in wanted.iter().zip(&computed) {
+        count += days.len();
+        for day in days {
+            if K::is_empty(K::day_totals(day)) {
+                empty_patients.push(w.subject.patient_id);
+                empty_days.push(K::day_date(day));
+            } else {
+                kept.push(PatientDay {
+                    patient_id: w.subject.patient_id,
+                    zone: w.subject.time_zone,
+                    day,
+                });
+            }
+        }
+    }
+    if !empty_days.is_empty() {
+        sqlx::query(&format!(
+            "DELETE FROM {} d USING UNNEST($1::uuid[], $2::date[]) AS e (patient_id, day)
+             WHERE d.patient_id = e.patient_id AND d.day = e.day",
+            K::DAYS_TABLE
+        ))
+        .bind(&empty_patients)
+        .bind(&empty_days)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !kept.is_empty() {
+        K::upsert_days(conn, &kept).await?;
+    }
+    let from: Vec<(Uuid, NaiveDate)> = wanted
+        .iter()
+        .filter_map(|w| Some((w.subject.patient_id, *w.dates.first()?)))
+        .collect();
+    refresh_running::<K>(conn, &from).await?;
+    Ok(count)
 }
 
-/// Rewrites the running totals of the patient's days from `from` on: the totals of the last
-/// day before it, plus each day in date order.
+/// A stored day's totals with the patient they belong to.
+struct PatientTotals<R> {
+    patient_id: Uuid,
+    totals: R,
+}
+
+impl<'r, R: sqlx::FromRow<'r, PgRow>> sqlx::FromRow<'r, PgRow> for PatientTotals<R> {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        Ok(PatientTotals {
+            patient_id: row.try_get("patient_id")?,
+            totals: R::from_row(row)?,
+        })
+    }
+}
+
+/// Rewrites the running totals of each patient's days from their date on: the totals of the
+/// patient's last day before it, plus each day in date order. Three statements for all.
 async fn refresh_running<K: TrendKind>(
     conn: &mut PgConnection,
-    patient_id: Uuid,
-    from: NaiveDate,
+    from: &[(Uuid, NaiveDate)],
 ) -> Result<(), StorageError> {
+    if from.is_empty() {
+        return Ok(());
+    }
     let table = K::DAYS_TABLE;
-    let base: Option<Vec<u8>> = sqlx::query_scalar(&format!(
-        "SELECT running FROM {table} WHERE patient_id = $1 AND day < $2
-         ORDER BY day DESC LIMIT 1"
+    let (patients, firsts): (Vec<Uuid>, Vec<NaiveDate>) = from.iter().copied().unzip();
+    let bases: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(&format!(
+        "SELECT DISTINCT ON (d.patient_id) d.patient_id, d.running
+         FROM {table} d JOIN UNNEST($1::uuid[], $2::date[]) AS f (patient_id, first_day)
+           ON d.patient_id = f.patient_id AND d.day < f.first_day
+         ORDER BY d.patient_id, d.day DESC"
     ))
-    .bind(patient_id)
-    .bind(from)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let mut running = base
-        .map(|b| K::decode(&b))
-        .transpose()
-        .map_err(corrupt_running)?
-        .unwrap_or_default();
-    let rows: Vec<K::TotalsRow> = sqlx::query_as(&format!(
-        "SELECT {columns} FROM {table}
-         WHERE patient_id = $1 AND day >= $2 ORDER BY day",
-        columns = K::TOTALS_COLUMNS
-    ))
-    .bind(patient_id)
-    .bind(from)
+    .bind(&patients)
+    .bind(&firsts)
     .fetch_all(&mut *conn)
     .await?;
-    let mut encoded = Vec::with_capacity(rows.len());
+    let mut bases: HashMap<Uuid, Vec<u8>> = bases.into_iter().collect();
+    let rows: Vec<PatientTotals<K::TotalsRow>> = sqlx::query_as(&format!(
+        "SELECT d.patient_id, {columns}
+         FROM {table} d JOIN UNNEST($1::uuid[], $2::date[]) AS f (patient_id, first_day)
+           ON d.patient_id = f.patient_id AND d.day >= f.first_day
+         ORDER BY d.patient_id, d.day",
+        columns = K::TOTALS_COLUMNS
+    ))
+    .bind(&patients)
+    .bind(&firsts)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (mut row_patients, mut row_days, mut encoded) = (Vec::new(), Vec::new(), Vec::new());
+    let mut current: Option<(Uuid, K::Running)> = None;
     for row in &rows {
-        K::add_day(&mut running, row);
-        encoded.push(K::encode(&running));
+        let running = match &mut current {
+            Some((patient, running)) if *patient == row.patient_id => running,
+            _ => {
+                let base = bases
+                    .remove(&row.patient_id)
+                    .map(|b| K::decode(&b))
+                    .transpose()
+                    .map_err(corrupt_running)?
+                    .unwrap_or_default();
+                &mut current.insert((row.patient_id, base)).1
+            }
+        };
+        K::add_day(running, &row.totals);
+        row_patients.push(row.patient_id);
+        row_days.push(K::row_day(&row.totals));
+        encoded.push(K::encode(running));
     }
     sqlx::query(&format!(
         "UPDATE {table} d SET running = u.running
-         FROM UNNEST($2::date[], $3::bytea[]) AS u (day, running)
-         WHERE d.patient_id = $1 AND d.day = u.day"
+         FROM UNNEST($1::uuid[], $2::date[], $3::bytea[]) AS u (patient_id, day, running)
+         WHERE d.patient_id = u.patient_id AND d.day = u.day"
     ))
-    .bind(patient_id)
-    .bind(rows.iter().map(K::row_day).collect::<Vec<_>>())
-    .bind(encoded)
+    .bind(&row_patients)
+    .bind(&row_days)
+    .bind(&encoded)
     .execute(&mut *conn)
     .await?;
     Ok(())

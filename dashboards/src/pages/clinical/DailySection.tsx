@@ -3,8 +3,9 @@
 
 import { useMemo, useState } from 'preact/hooks';
 import type uPlot from 'uplot';
-import { api, type GlucosePoint, type GlucoseUnit } from '../../api';
+import { api, type GlucosePoint, type GlucoseUnit, type TreatmentPoint } from '../../api';
 import { Plot, axisStyle, bandPlugin } from '../../charts/Plot';
+import { treatmentPlugin, treatmentsInWords } from '../../charts/treatmentMarks';
 import { ErrorNotice, Loading } from '../../components/common';
 import { dayOf, formatGlucose, startOfDay } from '../../format';
 import { useAsync } from '../../hooks';
@@ -37,15 +38,32 @@ function overlay(points: GlucosePoint[], timeZone: string) {
   return [...days.entries()].sort(([a], [b]) => a.localeCompare(b));
 }
 
-export function DailySection(props: { patientId: string; unit: GlucoseUnit; timeZone: string; refusal: string | null }) {
+export function DailySection(props: {
+  patientId: string;
+  unit: GlucoseUnit;
+  timeZone: string;
+  refusal: string | null;
+  /** Null when the user may read the patient's treatments, drawn at their time of day. */
+  treatmentsRefusal: string | null;
+}) {
   const [days, setDays] = useState(7);
-  const readings = useAsync(() => {
-    if (props.refusal !== null) return Promise.resolve(null);
+  // From the start of the first local day, so each day is whole.
+  const period = useMemo(() => {
     const to = new Date();
-    // From the start of the first local day, so each day is whole.
     const from = startOfDay(dayOf(new Date(to.getTime() - (days - 1) * 86_400_000), props.timeZone), props.timeZone);
-    return api.glucose(props.patientId, { from, to }, props.unit);
-  }, [props.patientId, props.unit, days, props.refusal]);
+    return { from, to };
+  }, [days, props.timeZone]);
+  const readings = useAsync(
+    () => (props.refusal !== null ? Promise.resolve(null) : api.glucose(props.patientId, period, props.unit)),
+    [props.patientId, props.unit, period, props.refusal],
+  );
+  const treatments = useAsync(
+    () =>
+      props.refusal !== null || props.treatmentsRefusal !== null
+        ? Promise.resolve(undefined)
+        : api.treatments(props.patientId, period),
+    [props.patientId, period, props.refusal, props.treatmentsRefusal],
+  );
 
   if (props.refusal !== null || isRefusal(readings.error)) {
     return (
@@ -72,15 +90,29 @@ export function DailySection(props: { patientId: string; unit: GlucoseUnit; time
       ) : !readings.data ? (
         <Loading what="glucose readings" />
       ) : (
-        <OverlayChart points={readings.data} unit={props.unit} timeZone={props.timeZone} />
+        <OverlayChart points={readings.data} treatments={treatments.data} unit={props.unit} timeZone={props.timeZone} />
       )}
     </section>
   );
 }
 
-function OverlayChart(props: { points: GlucosePoint[]; unit: GlucoseUnit; timeZone: string }) {
-  const { unit } = props;
-  const days = useMemo(() => overlay(props.points, props.timeZone), [props.points, props.timeZone]);
+/** Minutes since the local midnight of the day an instant falls on. */
+function minuteOfDay(seconds: number, timeZone: string): number {
+  const at = new Date(seconds * 1000);
+  return (at.getTime() - startOfDay(dayOf(at, timeZone), timeZone).getTime()) / 60_000;
+}
+
+const NO_TREATMENTS: TreatmentPoint[] = [];
+
+function OverlayChart(props: {
+  points: GlucosePoint[];
+  treatments?: TreatmentPoint[];
+  unit: GlucoseUnit;
+  timeZone: string;
+}) {
+  const { unit, timeZone } = props;
+  const treatments = props.treatments ?? NO_TREATMENTS;
+  const days = useMemo(() => overlay(props.points, timeZone), [props.points, timeZone]);
   const data = useMemo(
     (): uPlot.AlignedData => [Array.from({ length: SLOTS }, (_, i) => i * SLOT_MINUTES), ...days.map(([, v]) => v)],
     [days],
@@ -108,13 +140,26 @@ function OverlayChart(props: { points: GlucosePoint[]; unit: GlucoseUnit; timeZo
         })),
       ],
       cursor: { drag: { x: false, y: false, setScale: false } },
-      plugins: [bandPlugin(target.low, target.high, 'rgba(21, 128, 61, 0.10)', '#15803d')],
+      plugins: [
+        bandPlugin(target.low, target.high, 'rgba(21, 128, 61, 0.10)', '#15803d'),
+        // Each treatment at its time of day, in its day's colour; an exercise past midnight
+        // ends at the chart's edge.
+        treatmentPlugin(treatments, {
+          xOf: (seconds, t) =>
+            Math.min(1440, minuteOfDay(Date.parse(t.measured_at) / 1000, timeZone) + (seconds * 1000 - Date.parse(t.measured_at)) / 60_000),
+          colourOf: (t) => {
+            const day = days.findIndex(([d]) => d === dayOf(new Date(t.measured_at), timeZone));
+            return PALETTE[Math.max(0, day) % PALETTE.length];
+          },
+        }),
+      ],
     };
-  }, [days, unit]);
+  }, [days, unit, treatments, timeZone]);
   if (days.length === 0) return <p class="empty">No glucose readings in these days.</p>;
   const label =
     `Daily glucose overlays: ${days.length} days (${days[0][0]} to ${days[days.length - 1][0]}), each drawn over 24 hours ` +
-    `from local midnight; the standard target range is shaded.`;
+    `from local midnight; the standard target range is shaded.` +
+    (treatments.length > 0 ? ` Treatments, at their time of day in their day's colour: ${treatmentsInWords(treatments)}.` : '');
   return (
     <div class="chart">
       <Plot options={options} data={data} height={340} label={label} />

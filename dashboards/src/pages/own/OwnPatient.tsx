@@ -50,7 +50,7 @@ export function OwnPatient(props: { me: Me; patient: PatientListItem; section: P
         ))}
       </nav>
       {section === 'readings' && (
-        <Readings patientId={patient.patient_id} timeZone={timeZone} glucose={null} bloodPressure={null} />
+        <Readings patientId={patient.patient_id} timeZone={timeZone} glucose={null} bloodPressure={null} treatments={null} />
       )}
       {section === 'sharing' && <Sharing {...own} />}
       {section === 'access-log' && <AccessLog {...own} />}

@@ -2,23 +2,31 @@
 // guardians. Revoking takes effect on the grantee's very next request.
 
 import { useState } from 'preact/hooks';
-import { type Access, api, type DataCategory, type Grant, type GranteeType, type Guardian, type Purpose } from '../../api';
-import { ConfirmDialog, ErrorNotice, Loading, StatusNotice, errorMessage } from '../../components/common';
 import {
-  ACCESS_LABELS,
+  type Access,
+  api,
+  type CreatedShareLink,
+  type DataCategory,
+  type Grant,
+  type GranteeType,
+  type Guardian,
+  type ShareLink,
+} from '../../api';
+import { ConfirmDialog, ErrorNotice, Loading, StatusNotice, errorMessage } from '../../components/common';
+import { type Scope, ScopeChoice, scopeProblem } from '../../components/ScopeChoice';
+import {
   CATEGORY_LABELS,
   GRANTEE_TYPE_LABELS,
-  PURPOSE_LABELS,
   accessInWords,
   capitalize,
   categoriesInWords,
   formatDate,
   granteeInWords,
-  labelEntries,
   purposeInWords,
   startOfDay,
 } from '../../format';
 import { useAsync } from '../../hooks';
+import { invitationPath, navigate } from '../../router';
 import type { OwnProps } from './OwnPatient';
 
 export function Sharing(props: OwnProps) {
@@ -75,6 +83,8 @@ export function Sharing(props: OwnProps) {
         }}
       />
 
+      <InvitationCode />
+
       {past.length > 0 && (
         <section aria-labelledby="past-heading" class="card">
           <h2 id="past-heading">Past grants</h2>
@@ -85,6 +95,15 @@ export function Sharing(props: OwnProps) {
           </ul>
         </section>
       )}
+
+      <ShareLinks
+        patientId={id}
+        timeZone={props.timeZone}
+        onStatus={(message) => {
+          setStatus(message);
+          grants.reload();
+        }}
+      />
 
       <Guardians patientId={id} canManage={props.isPatient} onStatus={setStatus} />
 
@@ -152,21 +171,17 @@ const UUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-
 function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant: Grant) => void }) {
   const [granteeType, setGranteeType] = useState<GranteeType>('care_team');
   const [granteeId, setGranteeId] = useState('');
-  const [categories, setCategories] = useState<DataCategory[]>(['glucose']);
-  const [access, setAccess] = useState<Access[]>(['view_readings']);
-  const [purpose, setPurpose] = useState<Purpose>('care');
+  const [scope, setScope] = useState<Scope>({ categories: ['glucose'], access: ['view_readings'], purpose: 'care' });
   const [dataSince, setDataSince] = useState('');
   const [until, setUntil] = useState('');
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
-  const toggle = <T extends string>(list: T[], value: T, on: boolean) =>
-    on ? [...list.filter((v) => v !== value), value] : list.filter((v) => v !== value);
-
   const submit = async (event: Event) => {
     event.preventDefault();
-    if (categories.length === 0 || access.length === 0) {
-      setProblem('Choose at least one kind of data and one use.');
+    const invalid = scopeProblem(scope);
+    if (invalid) {
+      setProblem(invalid);
       return;
     }
     setBusy(true);
@@ -174,9 +189,7 @@ function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant:
     try {
       const grant = await api.createGrant(props.patientId, {
         grantee: { type: granteeType, id: granteeId.trim() },
-        categories,
-        access,
-        purpose,
+        ...scope,
         data_since: dataSince ? startOfDay(dataSince, props.timeZone).toISOString() : null,
         // "Until 30 June" includes 30 June.
         expires_at: until
@@ -225,44 +238,7 @@ function AddGrant(props: { patientId: string; timeZone: string; onAdded: (grant:
             Your clinic, care team or the person gives you this id (it looks like 1b4e28ba-2fa1-11d2-883f-0016d3cca427).
           </p>
         </fieldset>
-        <fieldset>
-          <legend>What</legend>
-          <div class="choices">
-            {labelEntries(CATEGORY_LABELS).map(([code, text]) => (
-              <label key={code}>
-                <input
-                  type="checkbox"
-                  checked={categories.includes(code)}
-                  onChange={(e) => setCategories(toggle(categories, code, e.currentTarget.checked))}
-                />
-                {capitalize(text)}
-              </label>
-            ))}
-          </div>
-        </fieldset>
-        <fieldset>
-          <legend>How much</legend>
-          <div class="choices">
-            {labelEntries(ACCESS_LABELS).map(([code, text]) => (
-              <label key={code}>
-                <input
-                  type="checkbox"
-                  checked={access.includes(code)}
-                  onChange={(e) => setAccess(toggle(access, code, e.currentTarget.checked))}
-                />
-                {capitalize(text)}
-              </label>
-            ))}
-          </div>
-        </fieldset>
-        <label for="purpose">Why</label>
-        <select id="purpose" value={purpose} onChange={(e) => setPurpose(e.currentTarget.value as Purpose)}>
-          {labelEntries(PURPOSE_LABELS).map(([code, text]) => (
-            <option key={code} value={code}>
-              {capitalize(text)}
-            </option>
-          ))}
-        </select>
+        <ScopeChoice scope={scope} onChange={setScope} idPrefix="grant" />
         <div class="two-columns">
           <div>
             <label for="data-since">Only data since (optional)</label>
@@ -381,6 +357,180 @@ function Guardians(props: { patientId: string; canManage: boolean; onStatus: (me
       >
         {removing && <p>{removing.display_name} will no longer be able to act for you, from their next request.</p>}
       </ConfirmDialog>
+    </section>
+  );
+}
+
+/** A code a clinic handed out opens its invitation page. */
+function InvitationCode() {
+  const [code, setCode] = useState('');
+  return (
+    <section aria-labelledby="invitation-code-heading" class="card">
+      <h2 id="invitation-code-heading">Have an invitation from your clinic?</h2>
+      <form
+        class="inline-form"
+        onSubmit={(event) => {
+          event.preventDefault();
+          if (code.trim()) navigate(invitationPath(code));
+        }}
+      >
+        <label for="invitation-code">Invitation code</label>
+        <input
+          id="invitation-code"
+          value={code}
+          autoComplete="off"
+          placeholder="7K2Q-MX9D-40TZ"
+          onInput={(e) => setCode(e.currentTarget.value)}
+        />
+        <button type="submit" class="button">
+          Open
+        </button>
+      </form>
+    </section>
+  );
+}
+
+/** Share links: a named, expiring, read-only link (a school nurse, a babysitter, a follower
+ * app). Its token is shown once; every read with it is in the access log under its name. */
+function ShareLinks(props: { patientId: string; timeZone: string; onStatus: (message: string) => void }) {
+  const links = useAsync(() => api.shareLinks(props.patientId), [props.patientId]);
+  const [name, setName] = useState('');
+  const [categories, setCategories] = useState<DataCategory[]>(['glucose']);
+  const [trendsOnly, setTrendsOnly] = useState(false);
+  const [until, setUntil] = useState('');
+  const [created, setCreated] = useState<CreatedShareLink | null>(null);
+  const [problem, setProblem] = useState<string | null>(null);
+
+  const create = async (event: Event) => {
+    event.preventDefault();
+    if (categories.length === 0) {
+      setProblem('Choose at least one kind of data.');
+      return;
+    }
+    setProblem(null);
+    try {
+      const link = await api.createShareLink(props.patientId, {
+        name: name.trim(),
+        categories,
+        access: trendsOnly ? ['view_trends'] : ['view_readings'],
+        data_since: null,
+        // "Until 30 June" includes 30 June.
+        expires_at: new Date(startOfDay(until, props.timeZone).getTime() + 24 * 3_600_000).toISOString(),
+      });
+      setCreated(link);
+      setName('');
+      links.reload();
+      props.onStatus(`Share link "${link.link.name}" made.`);
+    } catch (error) {
+      setProblem(errorMessage(error));
+    }
+  };
+
+  const revoke = async (link: ShareLink) => {
+    try {
+      await api.revokeShareLink(props.patientId, link.id);
+      props.onStatus(`Share link "${link.name}" revoked: it shows nothing from its next use.`);
+      links.reload();
+    } catch (error) {
+      setProblem(errorMessage(error));
+    }
+  };
+
+  const origin = window.location.origin;
+  return (
+    <section aria-labelledby="links-heading" class="card">
+      <h2 id="links-heading">Share links</h2>
+      <p class="help">
+        A read-only link for someone without a Chronicle account, or for a Nightscout follower app. It ends on the day
+        you choose, and you can revoke it at any time.
+      </p>
+      {links.error ? (
+        <ErrorNotice error={links.error} what="your share links" />
+      ) : !links.data ? (
+        <Loading what="your share links" />
+      ) : links.data.length === 0 ? (
+        <p class="empty">No share links.</p>
+      ) : (
+        <ul class="grant-list">
+          {links.data.map((link) => (
+            <li key={link.id} class={link.active ? 'grant' : 'grant grant-past'} data-testid="share-link">
+              <h3>{link.name}</h3>
+              <dl class="facts">
+                <dt>What</dt>
+                <dd>{capitalize(categoriesInWords(link.categories as DataCategory[]))}</dd>
+                <dt>How much</dt>
+                <dd>{capitalize(accessInWords(link.access as Access[]))}</dd>
+                <dt>Until</dt>
+                <dd>{link.expires_at ? formatDate(link.expires_at, props.timeZone) : 'No end date'}</dd>
+                <dt>Status</dt>
+                <dd>{link.active ? 'Active' : link.revoked_at ? 'Revoked' : 'Ended'}</dd>
+              </dl>
+              {link.active && (
+                <button
+                  type="button"
+                  class="button button-danger"
+                  onClick={() => revoke(link)}
+                  aria-label={`Revoke the share link ${link.name}`}
+                >
+                  Revoke
+                </button>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+      {created && (
+        <div class="notice" role="status">
+          <p>Copy these now: the link's secret is shown only once.</p>
+          <dl class="facts">
+            <dt>In a browser</dt>
+            <dd>
+              <code>{`${origin}${created.shared_path}/glucose`}</code>
+            </dd>
+            <dt>Nightscout follower app</dt>
+            <dd>
+              site <code>{`${origin}${created.nightscout_site_path}`}</code>, token <code>{created.token}</code>
+            </dd>
+          </dl>
+        </div>
+      )}
+      <form class="form grant-form" onSubmit={create}>
+        <label for="link-name">Who it is for</label>
+        <input id="link-name" required maxLength={100} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        <fieldset>
+          <legend>What</legend>
+          <div class="choices">
+            {(['glucose', 'treatments', 'blood_pressure'] as DataCategory[]).map((code) => (
+              <label key={code}>
+                <input
+                  type="checkbox"
+                  checked={categories.includes(code)}
+                  onChange={(e) =>
+                    setCategories(
+                      e.currentTarget.checked ? [...categories.filter((c) => c !== code), code] : categories.filter((c) => c !== code),
+                    )
+                  }
+                />
+                {capitalize(CATEGORY_LABELS[code])}
+              </label>
+            ))}
+          </div>
+        </fieldset>
+        <label>
+          <input type="checkbox" checked={trendsOnly} onChange={(e) => setTrendsOnly(e.currentTarget.checked)} /> Trends
+          only (no individual readings)
+        </label>
+        <label for="link-until">Until</label>
+        <input id="link-until" type="date" required value={until} onInput={(e) => setUntil(e.currentTarget.value)} />
+        {problem && (
+          <p class="notice notice-error" role="alert">
+            {problem}
+          </p>
+        )}
+        <button type="submit" class="button button-primary">
+          Make a share link
+        </button>
+      </form>
     </section>
   );
 }
