@@ -62,6 +62,15 @@ export type ShareLink = Wire<Schemas['ShareLinkItem']>;
 export type NewShareLink = Wire<Schemas['CreateShareLinkRequest']>;
 /** A new share link, its token shown once. */
 export type CreatedShareLink = Wire<Schemas['CreatedShareLink']>;
+export type ImportPreview = Wire<Schemas['ImportPreview']>;
+export type ImportResult = Wire<Schemas['ImportResult']>;
+/** A vendor export Chronicle imports. */
+export type ImportFormat = 'dexcom_clarity' | 'libreview' | 'nightscout';
+export interface ImportOptions {
+  format: ImportFormat;
+  time_zone?: string;
+  date_order?: 'mdy' | 'dmy' | 'ymd';
+}
 
 /** What the caller may see of a category on the panel. */
 export type AccessLevel = Schemas['AccessLevel'];
@@ -144,11 +153,13 @@ async function send(method: string, path: string, body?: unknown): Promise<Respo
   const headers: Record<string, string> = { Accept: 'application/json' };
   const token = session.token();
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // A file (an export to import) goes as it is; anything else as JSON.
+  const file = body instanceof Blob;
+  if (body !== undefined) headers['Content-Type'] = file ? 'text/csv' : 'application/json';
   const response = await fetch(path, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? undefined : file ? body : JSON.stringify(body),
     cache: 'no-store',
   });
   if (response.ok) return response;
@@ -289,4 +300,11 @@ export const api = {
   openInvitation: (code: string) => json<InvitationPreview>('GET', `/v1/invitations/${encodeURIComponent(code)}`),
   acceptInvitation: (code: string, body: AcceptInvitation) =>
     json<Grant>('POST', `/v1/invitations/${encodeURIComponent(code)}/accept`, body),
+
+  /** What importing a vendor export would store (nothing is stored). */
+  previewImport: (id: string, file: Blob, options: ImportOptions) =>
+    json<ImportPreview>('POST', `${patient(id)}/imports/preview${query({ ...options })}`, file),
+  /** Imports a vendor export through the ingest. */
+  importFile: (id: string, file: Blob, options: ImportOptions) =>
+    json<ImportResult>('POST', `${patient(id)}/imports${query({ ...options })}`, file),
 };

@@ -309,6 +309,35 @@ try {
     assert.ok(Array.isArray(record.alerts) && Array.isArray(record.access_log), 'alerts and the access log are in it');
     assert.ok(record.access_log.length > 0, 'the access log is not empty');
 
+    // Importing history: a Nightscout export, previewed then imported, then previewed again
+    // (everything already here). A treatment, so the glucose the clinician's steps count and
+    // the alerts they see stay the scenario's.
+    const imports = maria.getByRole('region', { name: 'Import your history' });
+    await imports.getByLabel('Export').selectOption('nightscout');
+    const at = Date.now() - 40 * 24 * 3600 * 1000;
+    const exported = JSON.stringify({
+      entries: [{ type: 'sgv', sgv: 5, date: at }],
+      treatments: [{ eventType: 'Carb Correction', carbs: 20, created_at: new Date(at).toISOString() }],
+    });
+    await imports.getByLabel('File').setInputFiles({
+      name: 'entries.json',
+      mimeType: 'application/json',
+      buffer: Buffer.from(exported),
+    });
+    await imports.getByRole('button', { name: 'Preview' }).click();
+    const preview = imports.getByTestId('import-preview');
+    await preview.waitFor();
+    assert.match(await preview.innerText(), /0 glucose readings and 1 treatments.*1 new, 0 already here/s);
+    assert.match(await preview.innerText(), /1 rows not imported/);
+    await imports.getByRole('button', { name: 'Import', exact: true }).click();
+    const imported = imports.getByTestId('import-result');
+    await imported.waitFor();
+    assert.match(await imported.innerText(), /Imported 1 records; 0 were already here/);
+    await imports.getByRole('button', { name: 'Preview' }).click();
+    await preview.waitFor();
+    assert.match(await preview.innerText(), /0 new, 1 already here/);
+    await checkAccessibility(maria, 'the import form');
+
     await maria.getByRole('button', { name: 'Erase everything…' }).click();
     const dialog = maria.getByRole('dialog', { name: 'Erase everything for good?' });
     await dialog.waitFor();

@@ -72,6 +72,8 @@ const COVERED: &[(&str, &str)] = &[
     ("DELETE", "/v1/patients/{patient_id}/share-links/{link_id}"),
     ("GET", "/v1/patients/{patient_id}/nightscout"),
     ("POST", "/v1/patients/{patient_id}/nightscout/uploaders"),
+    ("POST", "/v1/patients/{patient_id}/imports/preview"),
+    ("POST", "/v1/patients/{patient_id}/imports"),
 ];
 
 struct World {
@@ -1472,4 +1474,188 @@ async fn user_id(w: &World, email: &str) -> Uuid {
         .expect("user")
         .0
         .id
+}
+
+/// Imports and FHIR submissions write into the record: only the patient and the guardian they
+/// named, whatever others are granted (a care team with every read and export is refused too).
+/// Every attempt, allowed or refused, is in the patient's access log, and a refused import
+/// stores nothing.
+#[tokio::test]
+async fn imports_only_by_the_patient_or_their_guardian() {
+    let w = world().await;
+    let p = w.patient;
+    use Access::*;
+    w.grant_to(
+        Grantee::CareTeam(w.team),
+        DataCategory::ALL,
+        &[ViewReadings, ViewTrends, ReceiveAlerts, Export],
+        Purpose::Care,
+        p,
+        |_| {},
+    )
+    .await;
+    let export = serde_json::to_string(&json!([
+        {"type": "sgv", "sgv": 131, "date": (Utc::now() - Duration::days(3)).timestamp_millis()}
+    ]))
+    .expect("JSON");
+    let upload = |who: &'static str, route: &'static str| {
+        let token = w.tokens.get(who).cloned().unwrap_or_default();
+        let url = w
+            .server
+            .http_url(&format!("/v1/patients/{p}/{route}?format=nightscout"));
+        let body = export.clone();
+        let http = w.server.http();
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("upload");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let glucose_rows = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM glucose_samples g JOIN devices d ON d.key = g.device_key
+              WHERE d.patient_id = $1",
+        )
+        .bind(p)
+        .fetch_one(&w.db.pool)
+        .await
+        .expect("count")
+    };
+    let stored_before = glucose_rows().await;
+    for route in ["imports/preview", "imports"] {
+        for (who, want) in [
+            ("clinician", StatusCode::NOT_FOUND),
+            ("other_org_clinician", StatusCode::NOT_FOUND),
+            ("caregiver", StatusCode::NOT_FOUND),
+            ("researcher", StatusCode::NOT_FOUND),
+            ("admin", StatusCode::NOT_FOUND),
+        ] {
+            let logged_before = w.log_len().await;
+            let (status, body) = upload(who, route).await;
+            assert_eq!(status, want, "{who} POST {route}: {body}");
+            assert!(body.get("stored").is_none() && body.get("refused").is_none());
+            assert_eq!(w.log_len().await, logged_before + 1, "{who} {route} logged");
+            assert_ne!(w.last_outcome().await, "allowed");
+        }
+        let (status, _) = w
+            .api
+            .call(
+                None,
+                Method::POST,
+                &format!("/v1/patients/{p}/{route}?format=nightscout"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "anonymous {route}");
+    }
+    assert_eq!(
+        glucose_rows().await,
+        stored_before,
+        "nothing refused was stored"
+    );
+
+    // Another patient's importer cannot reach this record either.
+    let other = w.other_patient;
+    let (status, _) = w
+        .call(
+            "guardian",
+            Method::POST,
+            &format!("/v1/patients/{other}/imports?format=nightscout"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the guardian of another patient"
+    );
+
+    for (who, route) in [("patient", "imports/preview"), ("guardian", "imports")] {
+        let logged_before = w.log_len().await;
+        let (status, body) = upload(who, route).await;
+        assert_eq!(status, StatusCode::OK, "{who} POST {route}: {body}");
+        assert_eq!(w.log_len().await, logged_before + 1, "{who} {route} logged");
+        assert_eq!(w.last_outcome().await, "allowed");
+    }
+    assert_eq!(
+        glucose_rows().await,
+        stored_before + 1,
+        "the guardian's import"
+    );
+
+    // The FHIR submission names its patient inside the Bundle: the same rule.
+    let submission = |at: DateTime<Utc>| {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+            "resource": {"resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "99504-3"}]},
+                "subject": {"reference": format!("Patient/{p}")},
+                "effectiveDateTime": at.to_rfc3339(),
+                "valueQuantity": {"value": 140, "unit": "mg/dL",
+                    "system": "http://unitsofmeasure.org", "code": "mg/dL"}},
+            "request": {"method": "POST", "url": "Observation"}}]})
+    };
+    let route = "/v1/fhir/$submit-cgm-bundle";
+    let stored_before = glucose_rows().await;
+    for who in [
+        "clinician",
+        "other_org_clinician",
+        "caregiver",
+        "researcher",
+        "admin",
+    ] {
+        let logged_before = w.log_len().await;
+        let (status, body) = w
+            .call(
+                who,
+                Method::POST,
+                route,
+                Some(submission(Utc::now() - Duration::days(2))),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{who} submits: {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert_eq!(
+            w.log_len().await,
+            logged_before + 1,
+            "{who} submission logged"
+        );
+        assert_ne!(w.last_outcome().await, "allowed");
+    }
+    let (status, _) = w
+        .api
+        .call(None, Method::POST, route, Some(submission(Utc::now())))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "anonymous submission");
+    assert_eq!(
+        glucose_rows().await,
+        stored_before,
+        "nothing refused was stored"
+    );
+    for (who, minutes) in [("patient", 10), ("guardian", 20)] {
+        let logged_before = w.log_len().await;
+        let at = Utc::now() - Duration::days(2) + Duration::minutes(minutes);
+        let (status, body) = w.call(who, Method::POST, route, Some(submission(at))).await;
+        assert_eq!(status, StatusCode::OK, "{who} submits: {body}");
+        assert_eq!(
+            body["entry"][0]["response"]["status"], "201 Created",
+            "{body}"
+        );
+        assert_eq!(
+            w.log_len().await,
+            logged_before + 1,
+            "{who} submission logged"
+        );
+        assert_eq!(w.last_outcome().await, "allowed");
+    }
+    assert_eq!(glucose_rows().await, stored_before + 2);
 }

@@ -26,6 +26,14 @@ pub const METER_GLUCOSE_MASS: Loinc = Loinc {
     code: "41653-7",
     display: "Glucose [Mass/volume] in Capillary blood by Glucometer",
 };
+pub const CARBOHYDRATE_INTAKE: Loinc = Loinc {
+    code: "9059-7",
+    display: "Carbohydrate intake Estimated",
+};
+pub const EXERCISE_DURATION: Loinc = Loinc {
+    code: "55411-3",
+    display: "Exercise duration",
+};
 pub const BLOOD_PRESSURE_PANEL: Loinc = Loinc {
     code: "85354-9",
     display: "Blood pressure panel with all children optional",

@@ -8,6 +8,8 @@
 //!   starts and changes, calibrations).
 //! - [`nightscout`]: Nightscout's entries and treatments translated into wire records, for the
 //!   Nightscout front door.
+//! - [`imports`]: vendor exports (Dexcom Clarity CSV, LibreView CSV, Nightscout JSON) read
+//!   into wire records, row by row, for the import API.
 //! - [`rejection`]: why a reading or message was refused, with stable codes.
 //! - [`wire`]: the JSON payload devices send, decoded and validated into readings and rejections.
 //! - [`targets`]: a patient's glucose targets (consensus presets and safe custom bounds).
@@ -62,6 +64,7 @@ pub mod codes;
 pub mod device;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod imports;
 pub mod nightscout;
 pub mod reading;
 pub mod rejection;

@@ -87,6 +87,12 @@ string_enum!(
         ReadDevices => "read_devices",
         PairDevice => "pair_device",
         RevokeDevice => "revoke_device",
+        /// A vendor export read to preview its import (what is already stored is read).
+        PreviewImport => "preview_import",
+        /// A vendor export imported into the record.
+        ImportReadings => "import_readings",
+        /// CGM data submitted as the FHIR CGM guide's transaction Bundle.
+        SubmitCgmBundle => "submit_cgm_bundle",
         ReadGateways => "read_gateways",
         RegisterGateway => "register_gateway",
         RevokeGateway => "revoke_gateway",

@@ -170,14 +170,14 @@ pub fn capability_statement(now: DateTime<Utc>) -> Value {
         "kind": "instance",
         "software": {"name": "Chronicle", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {
-            "description": "Chronicle: CGM summaries per the HL7 FHIR CGM implementation guide 1.0.0 (read only)"
+            "description": "Chronicle: CGM summaries and CGM data submission per the HL7 FHIR CGM implementation guide 1.0.0"
         },
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json"],
         "implementationGuide": [format!("{CGM_IG}/ImplementationGuide/hl7.fhir.uv.cgm|{IG_VERSION}")],
         "rest": [{
             "mode": "server",
-            "documentation": "Read only. GET /v1/patients/{patient_id}/fhir/cgm-summary?days=N or ?from=YYYY-MM-DD&to=YYYY-MM-DD answers a collection Bundle holding the CGM summary of the period; GET /v1/patients/{patient_id}/export/fhir the patient's readings. Data submission ($submit-cgm-bundle) and the guide's CGM sensor readings are not supported yet.",
+            "documentation": "GET /v1/patients/{patient_id}/fhir/cgm-summary?days=N or ?from=YYYY-MM-DD&to=YYYY-MM-DD answers a collection Bundle holding the CGM summary of the period; GET /v1/patients/{patient_id}/export/fhir the patient's readings. POST /v1/fhir/$submit-cgm-bundle takes the guide's CGM Data Submission Bundle from the patient or their guardian: its sensor readings (99504-3, 105272-9) are stored, deduplicated per patient by effectiveDateTime; Devices and summaries are acknowledged and not stored.",
             "security": {
                 "service": [{"coding": [{
                     "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
@@ -188,7 +188,12 @@ pub fn capability_statement(now: DateTime<Utc>) -> Value {
             "resource": [{
                 "type": "Observation",
                 "supportedProfile": SUMMARY_PROFILES.iter().map(|id| profile(id)).collect::<Vec<_>>(),
-                "documentation": "CGM summaries, read through /v1/patients/{patient_id}/fhir/cgm-summary; no search or read by id."
+                "documentation": "CGM summaries, read through /v1/patients/{patient_id}/fhir/cgm-summary; CGM sensor readings, submitted through $submit-cgm-bundle; no search or read by id."
+            }],
+            "operation": [{
+                "name": "submit-cgm-bundle",
+                "definition": format!("{CGM_IG}/OperationDefinition/submit-cgm-bundle"),
+                "documentation": "POST /v1/fhir/$submit-cgm-bundle"
             }]
         }]
     })

@@ -85,7 +85,8 @@ fn code_for_status(status: StatusCode) -> &'static str {
     }
 }
 
-/// Middleware: turns every error response that is not yet a problem into one, so clients
+/// Middleware: turns every error response that is not yet a problem (or a FHIR
+/// OperationOutcome) into one, so clients
 /// parse one error format whatever produced the error. The original plain-text message
 /// becomes the detail (axum's rejection texts say what was wrong with the request); a server
 /// error's text is not shown.
@@ -103,11 +104,15 @@ pub async fn as_problem(response: Response) -> Response {
     {
         return response;
     }
-    let is_problem = response
+    // FHIR routes answer their errors as OperationOutcomes, which FHIR clients parse.
+    let is_structured = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+                || v.as_bytes().starts_with(b"application/fhir+json")
+        });
+    if is_structured {
         return response;
     }
     let (parts, body) = response.into_parts();

@@ -1,9 +1,11 @@
 //! Everything held about a patient, as a FHIR R4 Bundle or as CSV.
 
 use chronicle_domain::codes::{
-    self, BLOOD_PRESSURE_PANEL, DIASTOLIC, HEART_RATE, LOINC_SYSTEM, Loinc, SYSTOLIC, UCUM_SYSTEM,
+    self, BLOOD_PRESSURE_PANEL, CARBOHYDRATE_INTAKE, DIASTOLIC, EXERCISE_DURATION, HEART_RATE,
+    LOINC_SYSTEM, Loinc, METER_GLUCOSE_MASS, SYSTOLIC, UCUM_SYSTEM,
 };
-use chronicle_domain::{GlucoseFlag, GlucoseSource};
+use chronicle_domain::{GlucoseFlag, GlucoseSource, TreatmentKind};
+use chronicle_storage::readings::StoredTreatment;
 use chronicle_storage::records::PatientRecord;
 use serde_json::{Value, json};
 
@@ -27,7 +29,8 @@ pub(crate) fn category(code: &str) -> Value {
 
 /// A FHIR R4 `collection` Bundle: the Patient, their Devices, and one Observation per reading
 /// (glucose in mg/dL with the LOINC code of its source; blood pressure as the vital-signs
-/// panel with systolic and diastolic components, and heart rate apart).
+/// panel with systolic and diastolic components, and heart rate apart), and the treatments
+/// FHIR has a resource for ([`treatment_resource`]).
 pub fn fhir_bundle(record: &PatientRecord) -> Value {
     let patient_ref = format!("Patient/{}", record.patient.id);
     let mut entries = vec![json!({
@@ -95,7 +98,88 @@ pub fn fhir_bundle(record: &PatientRecord) -> Value {
             }}));
         }
     }
+    for (i, t) in record.treatments.iter().enumerate() {
+        if let Some(resource) = treatment_resource(t, i, &patient_ref) {
+            entries.push(json!({ "resource": resource }));
+        }
+    }
     json!({"resourceType": "Bundle", "type": "collection", "timestamp": chrono::Utc::now().to_rfc3339(), "entry": entries})
+}
+
+/// A treatment as FHIR: insulin as a MedicationAdministration (the dose in `[iU]`, a basal's
+/// duration as its period), carbohydrates (LOINC 9059-7, g) and exercise (55411-3, min) as
+/// Observations, a calibration as the capillary glucose it was (41653-7). Notes and sensor
+/// starts and changes have no resource here (`None`).
+fn treatment_resource(t: &StoredTreatment, i: usize, patient_ref: &str) -> Option<Value> {
+    let kind = TreatmentKind::parse(&t.kind)?;
+    let device = json!({"reference": format!("Device/{}", fhir_device_id(&t.device_id))});
+    let observation = |loinc: Loinc, category_code: &str, value: Value| {
+        let mut o = json!({
+            "resourceType": "Observation",
+            "id": format!("treatment-{i}"),
+            "status": "final",
+            "category": category(category_code),
+            "code": codeable(loinc),
+            "subject": {"reference": patient_ref},
+            "effectiveDateTime": t.measured_at.to_rfc3339(),
+            "valueQuantity": value,
+            "device": device,
+        });
+        if let Some(note) = &t.note {
+            o["note"] = json!([{"text": note}]);
+        }
+        o
+    };
+    let mut resource = match kind {
+        TreatmentKind::BolusInsulin | TreatmentKind::BasalInsulin => {
+            let delivery = if kind == TreatmentKind::BolusInsulin {
+                "bolus"
+            } else {
+                "basal"
+            };
+            let mut given = json!({
+                "resourceType": "MedicationAdministration",
+                "id": format!("treatment-{i}"),
+                "status": "completed",
+                "medicationCodeableConcept": {"text": format!("Insulin ({delivery})")},
+                "subject": {"reference": patient_ref},
+                "device": [device],
+                "dosage": {"dose": quantity(t.amount?, "[iU]")},
+            });
+            match t.duration_minutes {
+                Some(minutes) => {
+                    let end = t.measured_at + chrono::Duration::minutes(i64::from(minutes));
+                    given["effectivePeriod"] =
+                        json!({"start": t.measured_at.to_rfc3339(), "end": end.to_rfc3339()});
+                }
+                None => given["effectiveDateTime"] = json!(t.measured_at.to_rfc3339()),
+            }
+            if let Some(note) = &t.note {
+                given["note"] = json!([{"text": note}]);
+            }
+            return Some(given);
+        }
+        TreatmentKind::Carbohydrates => {
+            observation(CARBOHYDRATE_INTAKE, "survey", quantity(t.amount?, "g"))
+        }
+        TreatmentKind::Exercise => observation(
+            EXERCISE_DURATION,
+            "activity",
+            quantity(f64::from(t.duration_minutes?), "min"),
+        ),
+        TreatmentKind::Calibration => observation(
+            METER_GLUCOSE_MASS,
+            "laboratory",
+            quantity(t.amount?, "mg/dL"),
+        ),
+        TreatmentKind::Note | TreatmentKind::SensorStart | TreatmentKind::SensorChange => {
+            return None;
+        }
+    };
+    if kind == TreatmentKind::Calibration {
+        resource["note"] = json!([{"text": "entered to calibrate the sensor"}]);
+    }
+    Some(resource)
 }
 
 /// One row per reading and treatment:

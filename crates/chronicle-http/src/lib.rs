@@ -77,7 +77,8 @@ pub struct AppState {
     pub login_guard: Arc<login_guard::LoginGuard>,
     /// Proxies whose `X-Forwarded-For` names the client ([`client_address`]); none by default.
     pub trusted_proxies: Arc<[std::net::IpAddr]>,
-    /// The ingest, for uploads through the Nightscout front door ([`nightscout`]).
+    /// The ingest, for what arrives over HTTP (Nightscout uploads, imports, FHIR submissions):
+    /// the same pipeline as MQTT.
     pub ingest: chronicle_ingest::IngestHandle,
 }
 

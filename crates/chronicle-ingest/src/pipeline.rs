@@ -4,6 +4,7 @@
 use crate::metrics::{IngestMetrics, KindLabel, ReasonLabel};
 use crate::registry_cache::RegistryCache;
 use bytes::Bytes;
+use chronicle_domain::imports;
 use chronicle_domain::wire::{self, Ack, AckRejection, DecodeLimits};
 use chronicle_domain::{DeviceId, Publisher, Reading, Rejection, RejectionReason};
 use chronicle_storage::{
@@ -334,12 +335,17 @@ impl Pipeline {
         match parsed {
             Err(refused) => (message_id, Vec::new(), vec![refused.rejection]),
             Ok(parsed) => {
-                let (accepted, rejected) = wire::validate_readings(
-                    &parsed,
-                    device.kind,
-                    message.received_at,
-                    &self.limits,
-                );
+                // A patient's import device holds an export's history, older than a live
+                // device's readings may be (`chronicle_domain::imports`).
+                let import_limits;
+                let limits = if device.imported {
+                    import_limits = imports::import_limits(&self.limits);
+                    &import_limits
+                } else {
+                    &self.limits
+                };
+                let (accepted, rejected) =
+                    wire::validate_readings(&parsed, device.kind, message.received_at, limits);
                 (
                     message_id,
                     accepted.into_iter().map(|r| r.reading).collect(),

@@ -8,6 +8,7 @@
 //!   [`registry`] (patients, devices, the patients a caller may see), [`gateways`] (identities
 //!   that relay for devices), [`broker_identities`] (what brokers need: authentication,
 //!   relays, Mosquitto's credentials, the ingest's accounts, announcements of changes),
+//!   [`imports`] (the devices holding imported data, and what of an import is stored),
 //!   [`readings`] (batched ingest writes, and permitted reads), [`followups`] (the work queued
 //!   by each ingest write for alerts and trends), [`identity`] (users, sessions, tokens,
 //!   guardians), [`accounts`] (authentication events, password changes, disabled accounts,
@@ -32,6 +33,7 @@ pub mod followups;
 pub mod gate;
 pub mod gateways;
 pub mod identity;
+pub mod imports;
 pub mod invitations;
 pub mod nightscout;
 pub mod notifications;

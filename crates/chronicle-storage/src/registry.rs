@@ -49,9 +49,12 @@ pub struct DeviceForIngest {
     pub patient_id: Uuid,
     pub kind: DeviceKind,
     pub revoked: bool,
+    /// One of the patient's import devices (`import_devices`): the ingest accepts older
+    /// readings from it.
+    pub imported: bool,
 }
 
-fn new_device_id() -> DeviceId {
+pub(crate) fn new_device_id() -> DeviceId {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let suffix: String = (0..12)
@@ -249,15 +252,17 @@ impl Store {
         &self,
         device_ids: &[&str],
     ) -> Result<HashMap<String, DeviceForIngest>, StorageError> {
-        let rows: Vec<(String, i32, Uuid, String, bool)> = sqlx::query_as(
-            "SELECT id, key, patient_id, kind, revoked_at IS NOT NULL FROM devices
+        let rows: Vec<(String, i32, Uuid, String, bool, bool)> = sqlx::query_as(
+            "SELECT id, key, patient_id, kind, revoked_at IS NOT NULL,
+                    EXISTS (SELECT 1 FROM import_devices i WHERE i.device_id = devices.id)
+               FROM devices
              WHERE id = ANY($1)",
         )
         .bind(device_ids)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
-            .map(|(id, key, patient_id, kind, revoked)| {
+            .map(|(id, key, patient_id, kind, revoked, imported)| {
                 Ok((
                     id,
                     DeviceForIngest {
@@ -265,6 +270,7 @@ impl Store {
                         patient_id,
                         kind: parse_kind(&kind)?,
                         revoked,
+                        imported,
                     },
                 ))
             })

@@ -6,9 +6,9 @@
 //! `sharing` (grants, access log, emergency access), `invitations` (a care team's codes that
 //! patients accept to share with it), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
-//! (and the panel), `reports` (the printable AGP report), `fhir` (CGM summaries and the
-//! CapabilityStatement), `webhooks`, `channels` (each user's own alert channels and their
-//! delivery log), `gateways`, `admin` (organizations, teams, users) and
+//! (and the panel), `reports` (the printable AGP report), `imports` (vendor exports: preview and import), `fhir` (CGM summaries and the
+//! CapabilityStatement), `fhir_submission` (`$submit-cgm-bundle`), `webhooks`, `channels` (each
+//! user's own alert channels and their delivery log), `gateways`, `admin` (organizations, teams, users) and
 //! `broker_hooks` (an external broker's authentication and authorization calls). This file
 //! holds what they share: the gate calls, paging and the OpenAPI document.
 //!
@@ -25,8 +25,10 @@ mod channels;
 mod devices;
 mod export;
 mod fhir;
+mod fhir_submission;
 mod gateways;
 mod guardians;
+mod imports;
 mod invitations;
 mod nightscout;
 mod patients;
@@ -125,7 +127,9 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(alerts::routes())
         .merge(trends::routes())
         .merge(reports::routes())
+        .merge(imports::routes())
         .merge(fhir::routes())
+        .merge(fhir_submission::routes())
         .merge(webhooks::routes())
         .merge(channels::routes())
         .merge(gateways::routes())

@@ -1,4 +1,5 @@
-// Everything held about the patient: download it (JSON, FHIR R4 or CSV), or erase it.
+// Everything held about the patient: import history from vendor exports, download it (JSON,
+// FHIR R4 or CSV), or erase it.
 
 import { useState } from 'preact/hooks';
 import { api, type ExportFormat } from '../../api';
@@ -6,6 +7,7 @@ import { ConfirmDialog, ErrorNotice } from '../../components/common';
 import { saveFile } from '../../download';
 import { dayOf } from '../../format';
 import { session } from '../../session';
+import { ImportData } from './ImportData';
 import type { OwnProps } from './OwnPatient';
 
 const FILE_ENDINGS: Record<ExportFormat, string> = { json: 'json', fhir: 'fhir.json', csv: 'csv' };
@@ -51,6 +53,7 @@ export function YourData(props: OwnProps) {
   return (
     <>
       {problem !== null && <ErrorNotice error={problem} />}
+      <ImportData {...props} />
       <section class="card" aria-labelledby="export-heading">
         <h2 id="export-heading">Download your data</h2>
         <p>
