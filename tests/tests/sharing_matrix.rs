@@ -17,10 +17,10 @@ use uuid::Uuid;
 mod alerts;
 #[path = "sharing_matrix/channels.rs"]
 mod channels;
-#[path = "sharing_matrix/share_links.rs"]
-mod share_links;
 #[path = "sharing_matrix/invitations.rs"]
 mod invitations;
+#[path = "sharing_matrix/share_links.rs"]
+mod share_links;
 
 const PASSWORD: &str = "matrix test password";
 
