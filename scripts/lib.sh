@@ -100,15 +100,20 @@ ensure_nightscout_clients() {
     (cd tests/nightscout-clients && npm ci --no-audit --no-fund --loglevel=error)
 }
 
-# A Python with the independent readers the tests compare against: the fhir.resources models
-# (the FHIR validator of the export and the CGM summary), pypdf (the AGP report's text) and
-# cgm-format (an independent reader of Dexcom Clarity and LibreView exports).
+# A Python with the independent readers and services the tests compare against: the
+# fhir.resources models (the FHIR validator of the export and the CGM summary), pypdf (the AGP
+# report's text), py-nightscout (a Nightscout follower), cgm-format (an independent reader of
+# Dexcom Clarity and LibreView exports), http_ece and cryptography (the test push service
+# decrypts Web Push payloads and verifies VAPID signatures) and aiosmtpd (the SMTP server alert
+# e-mail is sent to).
 ensure_fhir_validator() {
     local venv=target/test-venv
-    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle, pypdf, py_nightscout, cgm_format' >/dev/null 2>&1; then
-        step "installing the FHIR validator (fhir.resources), pypdf, py-nightscout and cgm-format into $venv"
+    if ! "$venv/bin/python" -c 'import fhir.resources.R4B.bundle, pypdf, py_nightscout, cgm_format, http_ece, cryptography, aiosmtpd' >/dev/null 2>&1; then
+        step "installing the test readers (fhir.resources, pypdf, py-nightscout, cgm-format, http_ece, cryptography, aiosmtpd) into $venv"
         python3 -m venv "$venv" || { echo "python3 -m venv failed: install python3-venv" >&2; exit 1; }
-        "$venv/bin/pip" install -q "fhir.resources==8.3.0" "pypdf==7.1.1" "py-nightscout==1.3.3" "cgm-format==0.13.0" "polars==2.1.0"
+        "$venv/bin/pip" install -q "fhir.resources==8.3.0" "pypdf==7.1.1" "py-nightscout==1.3.3" \
+            "cgm-format==0.13.0" "polars==2.1.0" "http-ece==1.2.1" "cryptography==50.0.2" \
+            "aiosmtpd==1.4.6"
     fi
     CHRONICLE_TEST_PYTHON="$(pwd)/$venv/bin/python"
     export CHRONICLE_TEST_PYTHON

@@ -226,6 +226,10 @@ const ACTIONS: Record<AccessAction, { done: string; tried: string }> = {
     "sent one of your alerts to their organization's systems",
     "sent one of your alerts for their organization's systems",
   ),
+  notify_alert: shown(
+    'was sent one of your alerts on their own phone, e-mail or webhook',
+    'sent one of your alerts on their own phone, e-mail or webhook',
+  ),
   read_targets: phrase('viewed your targets and alert thresholds', 'view your targets'),
   read_target_changes: phrase('viewed the history of your targets', 'view the history of your targets'),
   update_targets: phrase('changed your targets or alert thresholds', 'change your targets or alert thresholds'),

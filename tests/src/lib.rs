@@ -15,6 +15,7 @@ pub mod mqtt;
 pub mod readers;
 pub mod server;
 pub mod sse;
+pub mod webhook_receiver;
 
 pub use api::{ApiClient, create_user};
 pub use app::TestApp;

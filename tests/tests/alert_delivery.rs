@@ -3,9 +3,6 @@
 //! revoked; webhooks are signed (checked by a real local receiver), retried after a failure
 //! and logged; alerts, events and snoozes survive a restart.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
-use axum::routing::post;
 use chronicle_domain::DeviceKind;
 use chronicle_domain::sharing::Role;
 use chronicle_storage::Store;
@@ -13,15 +10,13 @@ use chronicle_tests::api::{ApiClient, create_user};
 use chronicle_tests::clinic::{Clinic, PASSWORD, batch, glucose};
 use chronicle_tests::server::traversable_tempdir;
 use chronicle_tests::sse::AlertStream;
+use chronicle_tests::webhook_receiver::SignedReceiver;
 use chronicle_tests::{
     ChronicleServer, ServerOptions, ServerUnderTest, TestApp, TestDatabase, TestDevice, eventually,
 };
 use chrono::{Duration, Utc};
-use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sha2::Sha256;
-use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 use uuid::Uuid;
 
@@ -207,66 +202,10 @@ async fn the_stream_delivers_resumes_and_stops_the_moment_a_grant_is_revoked() {
     assert_eq!(kinds, ["opened", "retriggered", "retriggered"]);
 }
 
-/// A local webhook receiver: fails the first request, then checks every signature itself.
-#[derive(Clone, Default)]
-struct Receiver {
-    failures_left: Arc<Mutex<u32>>,
-    secret: Arc<Mutex<String>>,
-    received: Arc<Mutex<Vec<(bool, Value)>>>,
-}
-
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> AxumStatus {
-    {
-        let mut failures = r.failures_left.lock().expect("lock");
-        if *failures > 0 {
-            *failures -= 1;
-            return AxumStatus::INTERNAL_SERVER_ERROR;
-        }
-    }
-    // Chronicle-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">
-    let header = headers
-        .get("chronicle-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let timestamp = header
-        .split(',')
-        .find_map(|p| p.strip_prefix("t="))
-        .unwrap_or_default()
-        .to_owned();
-    let given = header
-        .split(',')
-        .find_map(|p| p.strip_prefix("v1="))
-        .unwrap_or_default()
-        .to_owned();
-    let secret = r.secret.lock().expect("lock").clone();
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    let valid = hex::decode(&given).is_ok_and(|g| mac.verify_slice(&g).is_ok())
-        && timestamp
-            .parse::<i64>()
-            .is_ok_and(|t| (Utc::now().timestamp() - t).abs() < 300);
-    let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    r.received.lock().expect("lock").push((valid, json));
-    if valid {
-        AxumStatus::OK
-    } else {
-        AxumStatus::UNAUTHORIZED
-    }
-}
-
 #[tokio::test]
 async fn webhooks_are_signed_retried_and_logged_and_only_for_granted_organizations() {
-    let receiver = Receiver::default();
-    *receiver.failures_left.lock().expect("lock") = 1;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let app = axum::Router::new()
-        .route("/hook", post(receive))
-        .with_state(receiver.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Fails the first request, then checks every signature itself.
+    let (receiver, url) = SignedReceiver::start("/hook", "", 1).await;
 
     let db = TestDatabase::create().await.expect("database");
     let server = server(&db).await;

@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 #[path = "sharing_matrix/alerts.rs"]
 mod alerts;
+#[path = "sharing_matrix/channels.rs"]
+mod channels;
 #[path = "sharing_matrix/invitations.rs"]
 mod invitations;
 #[path = "sharing_matrix/share_links.rs"]
@@ -96,9 +98,19 @@ async fn world() -> World {
     let db = TestDatabase::create().await.expect("database");
     // The world's readings are hours old: research reads withhold no days here (the hold-back
     // itself is tested in research_deidentification.rs).
-    let server = TestApp::launch(&db, &["--research-holdback-days", "0"])
-        .await
-        .expect("server");
+    // Personal webhooks (the channels matrix) go to a receiver on loopback, which only the
+    // operator's allow-list opens.
+    let server = TestApp::launch(
+        &db,
+        &[
+            "--research-holdback-days",
+            "0",
+            "--webhook-allow",
+            "127.0.0.1",
+        ],
+    )
+    .await
+    .expect("server");
     let store = Store::from_pool(db.pool.clone());
     let new_patient = |name: &str| NewPatient {
         display_name: name.into(),

@@ -13,14 +13,20 @@
 //!   this process (the HTTP crate's SSE endpoint checks the gate per event and user).
 //! - [`webhooks`]: delivers events to organizations' webhooks, signed with HMAC-SHA256,
 //!   retried with backoff, every attempt in the delivery log.
+//! - [`notifications`]: delivers alarms to the channels each user chose (Web Push, e-mail,
+//!   a personal signed webhook), through the gate, every delivery in the user's log.
+//! - [`dispatch`]: the delivery loop both share (leases, one delivery per destination at a
+//!   time, never one receiver holding up another).
 //!
 //! Everything lives in the database (queue, alerts, events, deliveries), so a restart
 //! resumes where the last process stopped, and several processes share the work.
 
 pub mod destinations;
+pub mod dispatch;
 pub mod engine;
 pub mod hub;
 pub mod metrics;
+pub mod notifications;
 pub mod scheduler;
 pub mod webhooks;
 pub mod windows;
@@ -28,6 +34,7 @@ pub mod windows;
 pub use engine::{CONSUMER, Scope, evaluate_patients};
 pub use hub::AlertHub;
 pub use metrics::AlertMetrics;
+pub use notifications::NotificationSettings;
 pub use webhooks::WebhookSettings;
 pub use windows::ReadingWindows;
 
@@ -52,6 +59,8 @@ pub struct AlertSettings {
     /// How often to run the time-based rules (`no_data`, auto-resolution).
     pub scheduler_interval: Duration,
     pub webhooks: WebhookSettings,
+    /// Users' own channels (Web Push, e-mail, personal webhooks).
+    pub notifications: NotificationSettings,
     /// Run the engine and the scheduler here (`false`: another server on the same database
     /// does; this one still streams the events and delivers webhooks).
     pub evaluate: bool,
@@ -66,6 +75,7 @@ impl Default for AlertSettings {
             poll_interval: Duration::from_secs(1),
             scheduler_interval: Duration::from_secs(5),
             webhooks: WebhookSettings::default(),
+            notifications: NotificationSettings::default(),
             evaluate: true,
             window_patients: DEFAULT_WINDOW_PATIENTS,
         }
@@ -79,7 +89,7 @@ pub struct AlertServices {
 }
 
 impl AlertServices {
-    /// Starts the hub and the webhook dispatcher, and (with `settings.evaluate`) the
+    /// Starts the hub, the webhook dispatcher and the notification worker, and (with `settings.evaluate`) the
     /// consumer and the scheduler. `followups`
     /// is the ingest pipeline's signal that it queued work (`Pipeline::followups_enqueued`).
     pub fn start(
@@ -116,9 +126,16 @@ impl AlertServices {
             )));
         }
         tasks.push(tokio::spawn(webhooks::run(
-            store,
+            store.clone(),
             hub.clone(),
             settings.webhooks,
+            metrics.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(notifications::run(
+            store,
+            hub.clone(),
+            settings.notifications,
             metrics,
             shutdown,
         )));

@@ -29,6 +29,8 @@ pub struct AlertMetrics {
     pub events: Family<KindLabel, Counter>,
     /// Webhook attempts by outcome (`delivered`, `failed_attempt`, `withheld`).
     pub webhook_attempts: Family<OutcomeLabel, Counter>,
+    /// Attempts to deliver to users' own channels, by outcome (`delivered`, `failed_attempt`).
+    pub notification_attempts: Family<OutcomeLabel, Counter>,
 }
 
 impl AlertMetrics {
@@ -39,6 +41,7 @@ impl AlertMetrics {
             evaluation_failures: Counter::default(),
             events: Family::default(),
             webhook_attempts: Family::default(),
+            notification_attempts: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("chronicle_alerts");
         chronicle_domain::register_metrics!(r, metrics, {
@@ -47,6 +50,7 @@ impl AlertMetrics {
             evaluation_failures: "Evaluations that failed; their work stays queued",
             events: "Alert events written, by kind",
             webhook_attempts: "Webhook delivery attempts, by outcome",
+            notification_attempts: "Attempts to deliver to users' own channels, by outcome",
         });
         metrics
     }

@@ -9,6 +9,7 @@
 //! grant stops delivery at once, and the delivery is marked `withheld`.
 
 use crate::destinations::Destinations;
+use crate::dispatch::{self, DeliveryQueue};
 use crate::hub::AlertHub;
 use crate::metrics::{AlertMetrics, OutcomeLabel};
 use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
@@ -21,10 +22,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -61,6 +60,28 @@ impl Default for WebhookSettings {
 }
 
 impl WebhookSettings {
+    /// The HTTP client every delivery to a URL goes through (webhooks, personal webhooks, Web
+    /// Push): no redirects, and a resolver that hands it only vetted addresses.
+    pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .timeout(self.timeout)
+            // A redirect would send the patient's data somewhere nobody vetted.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(self.destinations.resolver())
+            .build()
+    }
+
+    /// What follows the `attempt`-th (1-based) attempt that did not deliver.
+    pub fn after_failure(&self, attempt: u32) -> AfterAttempt {
+        if attempt >= self.max_attempts {
+            AfterAttempt::Failed
+        } else {
+            let wait = chrono::Duration::from_std(self.backoff(attempt))
+                .unwrap_or(chrono::Duration::hours(1));
+            AfterAttempt::RetryAt(Utc::now() + wait)
+        }
+    }
+
     /// The wait after the `attempt`-th failure (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
         let doubled = self
@@ -168,14 +189,9 @@ pub fn signature_header(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", signature(secret, timestamp, body))
 }
 
-/// Deliveries in flight at most, across webhooks.
-const MAX_IN_FLIGHT: usize = 32;
-/// How often to look for due deliveries without a new event (retries come due by time).
-const POLL: Duration = Duration::from_millis(500);
-
-/// Delivers due webhook deliveries until shutdown. Webhooks are served side by side, each
-/// attempt with its own timeout, so a slow receiver holds up only its own deliveries, which go
-/// one at a time and in order.
+/// Delivers due webhook deliveries until shutdown, through the shared delivery loop
+/// ([`crate::dispatch`]): webhooks are served side by side, each attempt with its own timeout,
+/// so a slow receiver holds up only its own deliveries, which go one at a time and in order.
 pub async fn run(
     store: Store,
     hub: AlertHub,
@@ -183,79 +199,70 @@ pub async fn run(
     metrics: AlertMetrics,
     shutdown: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(settings.timeout)
-        // A redirect would send the patient's data somewhere nobody vetted.
-        .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(settings.destinations.resolver())
-        .build()
-    {
+    let client = match settings.http_client() {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot build the webhook HTTP client; webhooks are not delivered");
             return;
         }
     };
-    // A lease outlasts the longest attempt, so no delivery is sent twice at once.
-    let lease = chrono::Duration::from_std(settings.timeout * 2 + Duration::from_secs(5))
-        .unwrap_or(chrono::Duration::seconds(60));
-    let mut running: JoinSet<Uuid> = JoinSet::new();
-    let mut busy: HashSet<Uuid> = HashSet::new();
-    loop {
-        while let Some(done) = running.try_join_next() {
-            if let Ok(webhook) = done {
-                busy.remove(&webhook);
-            }
-        }
-        let room = MAX_IN_FLIGHT.saturating_sub(running.len());
-        let leased = if room == 0 {
-            Vec::new()
-        } else {
-            let busy_now: Vec<Uuid> = busy.iter().copied().collect();
-            match store
-                .lease_webhook_deliveries(room as i64, lease, &busy_now)
-                .await
-            {
-                Ok(due) => due,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot lease webhook deliveries; retrying");
-                    Vec::new()
-                }
-            }
-        };
-        // At most one delivery per webhook is leased: each goes in a task of its own.
-        for delivery in leased {
-            busy.insert(delivery.webhook_id);
-            let (store, client, settings, metrics) = (
-                store.clone(),
-                client.clone(),
-                settings.clone(),
-                metrics.clone(),
-            );
-            running.spawn(async move {
-                if let Err(error) = deliver(&store, &client, &settings, &metrics, &delivery).await {
-                    tracing::warn!(%error, delivery = delivery.id, "webhook delivery not recorded; retried after its lease");
-                }
-                delivery.webhook_id
-            });
-        }
-        tokio::select! {
-            () = hub.arrived() => {}
-            () = tokio::time::sleep(POLL) => {}
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok(webhook) = done {
-                    busy.remove(&webhook);
-                }
-            }
-            () = shutdown.cancelled() => break,
-        }
+    let queue = WebhookQueue {
+        store,
+        client,
+        settings: Arc::new(settings),
+        metrics,
+    };
+    dispatch::run(queue, hub, shutdown).await;
+}
+
+#[derive(Clone)]
+struct WebhookQueue {
+    store: Store,
+    client: reqwest::Client,
+    settings: Arc<WebhookSettings>,
+    metrics: AlertMetrics,
+}
+
+impl DeliveryQueue for WebhookQueue {
+    type Due = DueDelivery;
+    const WHAT: &'static str = "webhook";
+
+    fn destination(due: &DueDelivery) -> Uuid {
+        due.webhook_id
     }
-    running.abort_all();
-    tracing::debug!("webhook dispatcher stopped");
+
+    async fn lease(&self, room: i64, busy: &[Uuid]) -> Result<Vec<DueDelivery>, StorageError> {
+        self.store
+            .lease_webhook_deliveries(room, dispatch::lease_for(self.settings.timeout), busy)
+            .await
+    }
+
+    async fn deliver(&self, due: DueDelivery) -> Result<(), StorageError> {
+        deliver(
+            &self.store,
+            &self.client,
+            &self.settings,
+            &self.metrics,
+            &due,
+        )
+        .await
+    }
+}
+
+/// What a delivery log says of a request that got no answer: the kind of failure, never an
+/// address or a library's error text.
+pub fn request_failure(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect (or the destination is not allowed)"
+    } else {
+        "the request failed"
+    }
 }
 
 /// What the delivery log says of an attempt the allow-list refused.
-const ATTEMPT_REFUSED: &str = "destination not allowed";
+pub const ATTEMPT_REFUSED: &str = "destination not allowed";
 
 /// One attempt of one delivery, recorded.
 async fn deliver(
@@ -335,17 +342,10 @@ async fn deliver(
         ),
         Err(e) => {
             tracing::debug!(delivery = delivery.id, error = %e, "webhook attempt failed to connect");
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect (or the destination is not allowed)"
-            } else {
-                "the request failed"
-            };
             (
                 AttemptOutcome {
                     status_code: None,
-                    error: Some(what.to_owned()),
+                    error: Some(request_failure(&e).to_owned()),
                     duration_ms,
                 },
                 false,
@@ -356,12 +356,8 @@ async fn deliver(
     let number = u32::try_from(attempt).unwrap_or(u32::MAX);
     let next = if delivered {
         AfterAttempt::Delivered
-    } else if number >= settings.max_attempts {
-        AfterAttempt::Failed
     } else {
-        let wait = chrono::Duration::from_std(settings.backoff(number))
-            .unwrap_or(chrono::Duration::hours(1));
-        AfterAttempt::RetryAt(Utc::now() + wait)
+        settings.after_failure(number)
     };
     count(if delivered {
         "delivered"

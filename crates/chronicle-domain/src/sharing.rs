@@ -126,6 +126,8 @@ string_enum!(
         SnoozeAlerts => "snooze_alerts",
         /// An alert sent to an organization's webhook.
         WebhookAlert => "webhook_alert",
+        /// An alarm sent to one of a user's own channels (Web Push, e-mail, personal webhook).
+        NotifyAlert => "notify_alert",
         ReadTargets => "read_targets",
         ReadTargetChanges => "read_target_changes",
         UpdateTargets => "update_targets",

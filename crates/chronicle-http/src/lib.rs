@@ -67,6 +67,10 @@ pub struct AppState {
     pub research_holdback: chrono::Duration,
     /// Where webhooks may be registered beyond public HTTPS (the operator's allow-list).
     pub webhook_destinations: Arc<chronicle_alerts::destinations::Destinations>,
+    /// The VAPID public key browsers subscribe to Web Push with (base64url).
+    pub vapid_public_key: String,
+    /// Whether an SMTP relay is configured (e-mail channels are served).
+    pub email_configured: bool,
     /// How long a request may take to produce its response ([`REQUEST_TIMEOUT`] by default).
     pub request_timeout: Duration,
     /// Rate limits and back-off on log-in, password change and token issuance.

@@ -884,6 +884,43 @@ pub struct ServeArgs {
     #[command(flatten, next_help_heading = "How the ingest commits")]
     #[serde(flatten)]
     pub batching: BatchArgs,
+
+    #[command(flatten, next_help_heading = "Alerts to people's own channels")]
+    #[serde(flatten)]
+    pub channels: ChannelArgs,
+}
+
+/// Users' own alert channels: e-mail through an SMTP relay, and Web Push.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+pub struct ChannelArgs {
+    /// The SMTP relay alert e-mail goes through: `smtps://host:465` (TLS from the start),
+    /// `smtp://host:587?tls=required` (STARTTLS required), `?tls=opportunistic` (STARTTLS
+    /// when offered), plain `smtp://host:25` (unencrypted: a relay on this host only);
+    /// credentials as `user:password@host`. Without it, e-mail channels are not served.
+    #[arg(long, env = "CHRONICLE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of alert e-mail, e.g. `Chronicle <alerts@clinic.example>`. [default:
+    /// chronicle@localhost]
+    #[arg(long, env = "CHRONICLE_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+
+    /// The VAPID private key Web Push is signed with (RFC 8292): the 32-byte P-256 scalar,
+    /// base64url. Without it, a key is generated on first start and kept in the database, so
+    /// every server sharing it signs with the same key (browsers' subscriptions are bound to
+    /// it).
+    #[arg(long, env = "CHRONICLE_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    pub vapid_private_key: Option<String>,
+
+    /// The contact push services are given with every push (`mailto:` or `https:` URL).
+    /// [default: mailto:chronicle@localhost]
+    #[arg(long, env = "CHRONICLE_VAPID_SUBJECT")]
+    pub vapid_subject: Option<String>,
+
+    /// The address people open Chronicle at (https://chronicle.clinic.example/), linked from
+    /// every notification. [default: none, no link]
+    #[arg(long, env = "CHRONICLE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// How the ingest talks to the broker.
@@ -989,6 +1026,18 @@ pub struct ServeSettings {
     pub webhook_destinations: std::sync::Arc<chronicle_alerts::destinations::Destinations>,
     /// Proxies whose X-Forwarded-For names the client.
     pub http_trusted_proxies: Vec<IpAddr>,
+    /// Users' own channels.
+    pub channels: ChannelSettings,
+}
+
+/// Users' own channels after merging flags, environment and file.
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    pub email: Option<chronicle_alerts::notifications::EmailSettings>,
+    /// Configured; otherwise the database's (generated on first start).
+    pub vapid_private_key: Option<String>,
+    pub vapid_subject: String,
+    pub public_url: Option<String>,
 }
 
 /// A certificate chain and its key, PEM.
@@ -1193,6 +1242,7 @@ impl ServeArgs {
             } else {
                 self.http_trusted_proxies.clone()
             },
+            channels: self.channels.merged_with(&f.channels),
         })
     }
 }
@@ -1265,6 +1315,29 @@ fn known_settings() -> Vec<String> {
         .chain(serve.get_arguments())
         .map(|arg| arg.get_id().to_string())
         .collect()
+}
+
+impl ChannelArgs {
+    fn merged_with(&self, f: &ChannelArgs) -> ChannelSettings {
+        let pick = |a: &Option<String>, b: &Option<String>| {
+            a.clone()
+                .or_else(|| b.clone())
+                .filter(|s| !s.trim().is_empty())
+        };
+        ChannelSettings {
+            email: pick(&self.smtp_url, &f.smtp_url).map(|relay_url| {
+                chronicle_alerts::notifications::EmailSettings {
+                    relay_url,
+                    from: pick(&self.smtp_from, &f.smtp_from)
+                        .unwrap_or_else(|| "Chronicle <chronicle@localhost>".to_owned()),
+                }
+            }),
+            vapid_private_key: pick(&self.vapid_private_key, &f.vapid_private_key),
+            vapid_subject: pick(&self.vapid_subject, &f.vapid_subject)
+                .unwrap_or_else(|| "mailto:chronicle@localhost".to_owned()),
+            public_url: pick(&self.public_url, &f.public_url),
+        }
+    }
 }
 
 /// The configuration file: every setting, flat.

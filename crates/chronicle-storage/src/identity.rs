@@ -536,9 +536,40 @@ impl Store {
         let Some((user_id, role, patient_id)) = row else {
             return Ok(None);
         };
-        let role = Role::parse(&role).ok_or(StorageError::Corrupt {
+        self.principal_with_memberships(user_id, &role, patient_id)
+            .await
+            .map(Some)
+    }
+
+    /// The principal an enabled user is now, with their memberships; `None` for an unknown or
+    /// disabled user. For work done on a user's behalf without a token (their own channels).
+    pub async fn principal_for_user(
+        &self,
+        user_id: Uuid,
+    ) -> Result<Option<Principal>, StorageError> {
+        let row: Option<(String, Option<Uuid>)> = sqlx::query_as(
+            "SELECT role, patient_id FROM users WHERE id = $1 AND disabled_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((role, patient_id)) = row else {
+            return Ok(None);
+        };
+        self.principal_with_memberships(user_id, &role, patient_id)
+            .await
+            .map(Some)
+    }
+
+    async fn principal_with_memberships(
+        &self,
+        user_id: Uuid,
+        role: &str,
+        patient_id: Option<Uuid>,
+    ) -> Result<Principal, StorageError> {
+        let role = Role::parse(role).ok_or(StorageError::Corrupt {
             what: "user role",
-            value: role.clone(),
+            value: role.to_owned(),
         })?;
         let (guardian_of, care_teams, organizations): (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) =
             sqlx::query_as(
@@ -550,7 +581,7 @@ impl Store {
             .bind(user_id)
             .fetch_one(self.pool())
             .await?;
-        Ok(Some(Principal {
+        Ok(Principal {
             user_id,
             role: Some(role),
             patient_id,
@@ -558,7 +589,7 @@ impl Store {
             care_teams,
             organizations,
             share_link: false,
-        }))
+        })
     }
 }
 

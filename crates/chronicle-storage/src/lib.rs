@@ -14,7 +14,8 @@
 //!   guardians), [`accounts`] (authentication events, password changes, disabled accounts,
 //!   revoking an account's tokens), [`sharing`] (grants, the access log, emergency access), [`records`] (export
 //!   and erasure), [`research`] (de-identified reads), [`targets`], [`alerts`] (alerts, their
-//!   event stream, snoozes and webhook deliveries) and [`webhooks`].
+//!   event stream, snoozes and webhook deliveries), [`webhooks`] and [`notifications`] (users'
+//!   own channels and their delivery log).
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
 //! - [`trends`]: day rollups kept by the "trends" follow-up consumer, and the trend and
 //!   panel reads that combine them with the raw readings.
@@ -35,6 +36,7 @@ pub mod identity;
 pub mod imports;
 pub mod invitations;
 pub mod nightscout;
+pub mod notifications;
 pub mod population;
 pub mod readings;
 pub mod records;

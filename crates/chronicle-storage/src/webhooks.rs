@@ -116,6 +116,29 @@ struct DueRow {
     payload: serde_json::Value,
 }
 
+/// The common table expressions that lease due deliveries of a delivery table (webhooks',
+/// users' channels) and end in `leased (id, <destination>, event_id, attempts)`: the oldest
+/// pending delivery of each destination, when it is due, none of the destinations in `$3`
+/// (being sent to now), at most `$1`, leased for `$2` (`SKIP LOCKED`: servers never take the
+/// same). So one destination's deliveries go one at a time and in event order.
+pub(crate) fn lease_one_per_destination(table: &str, destination: &str) -> String {
+    format!(
+        "WITH firsts AS (
+             SELECT DISTINCT ON ({destination}) id FROM {table}
+             WHERE status = 'pending' AND {destination} <> ALL($3)
+             ORDER BY {destination}, id
+         ), due AS (
+             SELECT d.id FROM {table} d JOIN firsts f ON f.id = d.id
+             WHERE d.next_attempt_at <= now()
+             ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
+         ), leased AS (
+             UPDATE {table} d SET next_attempt_at = now() + $2
+             FROM due WHERE d.id = due.id
+             RETURNING d.id, d.{destination}, d.event_id, d.attempts
+         )"
+    )
+}
+
 impl Store {
     pub async fn create_webhook(
         &self,
@@ -242,27 +265,16 @@ impl Store {
         lease: chrono::Duration,
         busy_webhooks: &[Uuid],
     ) -> Result<Vec<DueDelivery>, StorageError> {
-        let rows: Vec<DueRow> = sqlx::query_as(
-            "WITH firsts AS (
-                 SELECT DISTINCT ON (webhook_id) id FROM webhook_deliveries
-                 WHERE status = 'pending' AND webhook_id <> ALL($3)
-                 ORDER BY webhook_id, id
-             ), due AS (
-                 SELECT d.id FROM webhook_deliveries d JOIN firsts f ON f.id = d.id
-                 WHERE d.next_attempt_at <= now()
-                 ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
-             ), leased AS (
-                 UPDATE webhook_deliveries d SET next_attempt_at = now() + $2
-                 FROM due WHERE d.id = due.id
-                 RETURNING d.id, d.webhook_id, d.event_id, d.attempts
-             )
+        let rows: Vec<DueRow> = sqlx::query_as(&format!(
+            "{}
              SELECT l.id, l.webhook_id, w.organization_id, w.url, w.secret, l.attempts,
                  e.id AS event_id, e.kind, e.patient_id, e.category, e.actor_id, e.at, e.payload
              FROM leased l
              JOIN webhooks w ON w.id = l.webhook_id
              JOIN alert_events e ON e.id = l.event_id
              ORDER BY e.id",
-        )
+            lease_one_per_destination("webhook_deliveries", "webhook_id")
+        ))
         .bind(limit)
         .bind(lease)
         .bind(busy_webhooks)

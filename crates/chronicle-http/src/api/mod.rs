@@ -7,7 +7,8 @@
 //! patients accept to share with it), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
 //! (and the panel), `reports` (the printable AGP report), `imports` (vendor exports: preview and import), `fhir` (CGM summaries and the
-//! CapabilityStatement), `fhir_submission` (`$submit-cgm-bundle`), `webhooks`, `gateways`, `admin` (organizations, teams, users) and
+//! CapabilityStatement), `fhir_submission` (`$submit-cgm-bundle`), `webhooks`, `channels` (each
+//! user's own alert channels and their delivery log), `gateways`, `admin` (organizations, teams, users) and
 //! `broker_hooks` (an external broker's authentication and authorization calls). This file
 //! holds what they share: the gate calls, paging and the OpenAPI document.
 //!
@@ -20,6 +21,7 @@
 mod admin;
 mod alerts;
 mod broker_hooks;
+mod channels;
 mod devices;
 mod export;
 mod fhir;
@@ -129,6 +131,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(fhir::routes())
         .merge(fhir_submission::routes())
         .merge(webhooks::routes())
+        .merge(channels::routes())
         .merge(gateways::routes())
         .merge(admin::routes())
         .merge(broker_hooks::routes())

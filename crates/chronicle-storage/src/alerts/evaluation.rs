@@ -535,7 +535,8 @@ impl AlertEvaluation {
     }
 
     /// Writes the events (in commit order, see the module documentation), queues their
-    /// webhook deliveries, notifies every server, and commits. Returns the events written.
+    /// webhook deliveries and the alarms' notifications to users' own channels, notifies every
+    /// server, and commits. Returns the events written.
     pub async fn commit(mut self) -> Result<Vec<AlertEvent>, StorageError> {
         if self.events.is_empty() {
             self.tx.commit().await?;
@@ -560,7 +561,10 @@ impl AlertEvaluation {
             .await?;
             written.push(AlertEvent::try_from(row)?);
         }
-        self.queue_webhook_deliveries(&written).await?;
+        let mut grants = HashMap::new();
+        self.queue_webhook_deliveries(&written, &mut grants).await?;
+        crate::notifications::queue_notifications(&self.store, &mut self.tx, &written, &mut grants)
+            .await?;
         if let Some(last) = written.last() {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(EVENTS_CHANNEL)
@@ -577,13 +581,13 @@ impl AlertEvaluation {
     async fn queue_webhook_deliveries(
         &mut self,
         events: &[AlertEvent],
+        grants: &mut HashMap<Uuid, Vec<chronicle_domain::sharing::Grant>>,
     ) -> Result<(), StorageError> {
         let hooks = active_webhooks(&mut self.tx).await?;
         if hooks.is_empty() {
             return Ok(());
         }
         let now = Utc::now();
-        let mut grants: HashMap<Uuid, Vec<chronicle_domain::sharing::Grant>> = HashMap::new();
         let mut webhook_ids = Vec::new();
         let mut event_ids = Vec::new();
         for event in events {

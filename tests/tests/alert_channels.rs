@@ -1,0 +1,612 @@
+//! Alerts that reach people on their own channels, end to end against a running server:
+//! Web Push to a test push service (Python, `tests/push_service.py`) that verifies the VAPID
+//! signature and decrypts the payload with independent libraries (`cryptography`,
+//! `http_ece`); e-mail through a real SMTP server (`aiosmtpd`, `tests/smtp_sink.py`); a
+//! personal webhook signed like organizations' webhooks, retried after a failure without
+//! holding up anyone else. What each receiver is told follows their grant (a trends-only
+//! caregiver gets no values), every delivery is in the receiver's delivery log and in the
+//! patient's access log, and a user manages only their own channels.
+
+use axum::http::StatusCode as AxumStatus;
+use axum::routing::post;
+use chronicle_domain::DeviceKind;
+use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
+use chronicle_storage::Store;
+use chronicle_storage::sharing::NewGrant;
+use chronicle_tests::api::{ApiClient, create_user};
+use chronicle_tests::clinic::{Clinic, PASSWORD, batch, glucose};
+use chronicle_tests::webhook_receiver::SignedReceiver;
+use chronicle_tests::{
+    ChronicleServer, ServerOptions, ServerUnderTest, TestApp, TestDatabase, TestDevice, eventually,
+};
+use chrono::{Duration, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// A Python service of `tests/` run with `CHRONICLE_TEST_PYTHON`: its first JSON line says how
+/// to reach it, each later line reports what it received. It stops when dropped.
+struct PythonService {
+    _child: tokio::process::Child,
+    lines: mpsc::UnboundedReceiver<Value>,
+    start: Value,
+}
+
+impl PythonService {
+    async fn start(script: &str) -> PythonService {
+        let python = std::env::var("CHRONICLE_TEST_PYTHON").expect(
+            "CHRONICLE_TEST_PYTHON must name a Python with http_ece, cryptography and aiosmtpd \
+             (scripts/test installs them into target/test-venv)",
+        );
+        let mut child = tokio::process::Command::new(python)
+            .arg(format!("{}/{script}", env!("CARGO_MANIFEST_DIR")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the Python service starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, mut lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let value: Value = serde_json::from_str(&line).unwrap_or(json!({"raw": line}));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let start = tokio::time::timeout(StdDuration::from_secs(20), lines.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{script} did not start (are its Python packages installed?)")
+            })
+            .unwrap_or_else(|| panic!("{script} exited at start"));
+        PythonService {
+            _child: child,
+            lines,
+            start,
+        }
+    }
+
+    async fn next(&mut self, what: &str) -> Value {
+        tokio::time::timeout(StdDuration::from_secs(30), self.lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} in time"))
+            .unwrap_or_else(|| panic!("the service exited before {what}"))
+    }
+
+    fn port(&self) -> u64 {
+        self.start["port"].as_u64().expect("port")
+    }
+}
+
+/// `chronicle serve`, the built binary, on the test's database with `args`.
+async fn real_server(db: &TestDatabase, args: &[&str]) -> ChronicleServer {
+    ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("chronicle serve starts")
+}
+
+async fn cgm(server: &impl ServerUnderTest, clinic: &Clinic, patient: Uuid) -> TestDevice {
+    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
+    TestDevice::connect(
+        server.mqtt_port(),
+        credentials.id.as_str(),
+        Some(&credentials.secret),
+    )
+    .await
+    .expect("device connects")
+}
+
+async fn very_low(device: &mut TestDevice) {
+    let reading = glucose(Utc::now() - Duration::minutes(2), 48.0);
+    let ack = device.send(batch(&[reading])).await.expect("ack");
+    assert_eq!(ack.stored, 1, "{ack:?}");
+}
+
+async fn trends_only_caregiver(store: &Store, patient: Uuid, email: &str) -> Uuid {
+    let carer = create_user(store, email, Role::Caregiver, None, PASSWORD).await;
+    store
+        .create_grant(&NewGrant {
+            patient_id: patient,
+            grantee: Grantee::User(carer),
+            categories: [DataCategory::Glucose].into_iter().collect(),
+            access: [Access::ViewTrends, Access::ReceiveAlerts]
+                .into_iter()
+                .collect(),
+            purpose: Purpose::Caregiving,
+            data_since: None,
+            expires_at: None,
+            created_by: None,
+        })
+        .await
+        .expect("grant");
+    carer
+}
+
+/// The user's delivery log once nothing in it is pending.
+async fn settled_log(api: &ApiClient, token: &str, expected: usize) -> Vec<Value> {
+    eventually(
+        StdDuration::from_secs(30),
+        "the deliveries recorded",
+        || async {
+            let log = api.get_ok(token, "/v1/me/notifications").await;
+            let items = log.as_array()?.clone();
+            (items.len() == expected && items.iter().all(|d| d["status"] != "pending"))
+                .then_some(items)
+        },
+    )
+    .await
+}
+
+async fn notify_log_entries(db: &TestDatabase, patient: Uuid, actor: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE patient_id = $1 AND action = 'notify_alert'
+             AND outcome = 'allowed' AND actor_id = $2",
+    )
+    .bind(patient)
+    .bind(actor)
+    .fetch_one(&db.pool)
+    .await
+    .expect("count")
+}
+
+#[tokio::test]
+async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_values() {
+    let mut push = PythonService::start("push_service.py").await;
+    // The carer's webhook fails its first request, then checks every signature.
+    let (receiver, hook_url) =
+        SignedReceiver::start("/carer", "the carer's own webhook secret", 1).await;
+
+    let db = TestDatabase::create().await.expect("database");
+    // The real binary, as an operator starts it.
+    let server = real_server(
+        &db,
+        &[
+            "--webhook-allow",
+            "127.0.0.1",
+            "--public-url",
+            "https://chronicle.example/",
+            "--vapid-subject",
+            "mailto:operator@chronicle.example",
+        ],
+    )
+    .await;
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let api = ApiClient::new(&server);
+    let (patient, _) = clinic.patient("Robin").await;
+    let carer = trends_only_caregiver(&store, patient, "carer@family.example").await;
+    let clinician_token = api.login(&clinic.clinician_email, PASSWORD).await;
+    let carer_token = api.login("carer@family.example", PASSWORD).await;
+
+    // The dashboard subscribes with the server's key; the clinician's browser's subscription
+    // is the test push service's.
+    let (status, key) = api
+        .call(None, Method::GET, "/v1/push/vapid-public-key", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    let vapid_key = key["public_key"].as_str().expect("key").to_owned();
+    assert_eq!(key["email_available"], false);
+    let endpoint = format!("http://127.0.0.1:{}/push/clinician-phone", push.port());
+    let (status, created) = api
+        .call(
+            Some(&clinician_token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({
+                "kind": "web_push",
+                "label": "phone",
+                "subscription": {
+                    "endpoint": endpoint,
+                    "keys": {"p256dh": push.start["p256dh"], "auth": push.start["auth"]},
+                },
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["channel"]["kind"], "web_push");
+    assert_eq!(created["secret"], Value::Null);
+    // An old subscription of the clinician's that the browser dropped: the push service
+    // answers 410.
+    let (status, created) = api
+        .call(
+            Some(&clinician_token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({
+                "kind": "web_push",
+                "label": "old laptop",
+                "subscription": {
+                    "endpoint": format!("http://127.0.0.1:{}/gone/old-laptop", push.port()),
+                    "keys": {"p256dh": push.start["p256dh"], "auth": push.start["auth"]},
+                },
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let gone_channel = created["channel"]["id"].clone();
+    // The carer's personal webhook (ntfy, Pushover, an SMS gateway…).
+    let (status, created) = api
+        .call(
+            Some(&carer_token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "webhook", "url": hook_url,
+                "secret": "the carer's own webhook secret"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    let mut device = cgm(&server, &clinic, patient).await;
+    very_low(&mut device).await;
+
+    // The push service verified the VAPID JWT against the key in the header and decrypted
+    // the payload; the key is the one the server publishes.
+    let mut pushed = push.next("a push").await;
+    if pushed["gone"] == true {
+        pushed = push.next("a push").await;
+    }
+    assert_eq!(pushed.get("error"), None, "{pushed}");
+    assert_eq!(pushed["path"], "/push/clinician-phone");
+    assert_eq!(pushed["vapid_key"], vapid_key.as_str());
+    assert_eq!(
+        pushed["claims"]["aud"],
+        format!("http://127.0.0.1:{}", push.port()),
+        "the push service's origin: {pushed}"
+    );
+    assert_eq!(pushed["claims"]["sub"], "mailto:operator@chronicle.example");
+    assert_eq!(pushed["urgency"], "high", "a very low is urgent");
+    assert!(pushed["ttl"].as_str().is_some_and(|t| !t.is_empty()));
+    let payload = &pushed["payload"];
+    assert_eq!(payload["type"], "alert.opened");
+    assert_eq!(payload["detail"], "full");
+    assert_eq!(payload["patient"]["id"], patient.to_string());
+    assert_eq!(payload["patient"]["name"], "Robin");
+    assert_eq!(payload["alert"]["rule"], "glucose_very_low");
+    assert_eq!(payload["alert"]["severity"], "urgent");
+    assert_eq!(payload["url"], "https://chronicle.example/");
+    assert!(
+        payload["alert"]["evidence"].is_object(),
+        "the clinician may see the values: {payload}"
+    );
+    assert_eq!(payload["title"], "Urgent: very low glucose — Robin");
+
+    // The carer's webhook failed once, then got the summary a trends-only grant allows.
+    let carer_log = settled_log(&api, &carer_token, 1).await;
+    assert_eq!(carer_log[0]["status"], "delivered", "{carer_log:?}");
+    assert_eq!(carer_log[0]["channel_kind"], "webhook");
+    assert_eq!(carer_log[0]["attempts"], 2, "retried after the 500");
+    assert_eq!(carer_log[0]["last_status_code"], 200);
+    assert_eq!(carer_log[0]["patient_id"], patient.to_string());
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let (valid, summary) = &received[0];
+    assert!(valid, "signed like organizations' webhooks");
+    assert_eq!(summary["detail"], "summary");
+    assert_eq!(summary["type"], "alert.opened");
+    assert_eq!(summary["alert"]["severity"], "urgent");
+    assert_eq!(summary["alert"]["category"], "glucose");
+    for hidden in ["rule", "evidence", "device_id"] {
+        assert_eq!(
+            summary["alert"].get(hidden),
+            None,
+            "a trends-only receiver is not told {hidden}: {summary}"
+        );
+    }
+    assert_eq!(summary["title"], "Urgent glucose alert for Robin");
+    let told: Vec<&str> = summary["alert"]
+        .as_object()
+        .expect("alert")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        told,
+        ["category", "id", "severity", "triggered_at"],
+        "nothing more about the alert: {summary}"
+    );
+    assert!(
+        !summary["body"].as_str().unwrap_or_default().contains("48"),
+        "no value in the text: {summary}"
+    );
+
+    let clinician_log = settled_log(&api, &clinician_token, 2).await;
+    let (gone, delivered): (Vec<&Value>, Vec<&Value>) = clinician_log
+        .iter()
+        .partition(|d| d["channel_id"] == gone_channel);
+    assert_eq!(delivered[0]["status"], "delivered", "{clinician_log:?}");
+    assert_eq!(delivered[0]["channel_kind"], "web_push");
+    assert_eq!(delivered[0]["attempts"], 1);
+    assert_eq!(delivered[0]["last_status_code"], 201);
+    // The expired subscription failed at once, and its channel was disabled.
+    assert_eq!(gone[0]["status"], "failed", "{clinician_log:?}");
+    assert_eq!(gone[0]["attempts"], 1, "no retry of a gone subscription");
+    assert_eq!(gone[0]["last_status_code"], 410);
+    let channels = api.get_ok(&clinician_token, "/v1/me/channels").await;
+    let disabled: Vec<&Value> = channels
+        .as_array()
+        .expect("channels")
+        .iter()
+        .filter(|c| c["disabled_at"].is_string())
+        .collect();
+    assert_eq!(disabled.len(), 1, "{channels}");
+    assert_eq!(disabled[0]["id"], gone_channel);
+
+    // Every attempt passed the gate and is in the patient's access log.
+    assert_eq!(notify_log_entries(&db, patient, clinic.clinician).await, 2);
+    assert_eq!(notify_log_entries(&db, patient, carer).await, 2);
+}
+
+#[tokio::test]
+async fn email_reaches_a_real_smtp_server_and_a_snoozed_alarm_is_withheld() {
+    let mut smtp = PythonService::start("smtp_sink.py").await;
+    let db = TestDatabase::create().await.expect("database");
+    let relay = format!("smtp://127.0.0.1:{}", smtp.port());
+    let server = real_server(
+        &db,
+        &[
+            "--smtp-url",
+            &relay,
+            "--smtp-from",
+            "Chronicle <alerts@chronicle.example>",
+        ],
+    )
+    .await;
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let api = ApiClient::new(&server);
+    let (patient, _) = clinic.patient("Sam").await;
+    // The patient themself chooses e-mail.
+    create_user(
+        &store,
+        "sam@home.example",
+        Role::Patient,
+        Some(patient),
+        PASSWORD,
+    )
+    .await;
+    let patient_token = api.login("sam@home.example", PASSWORD).await;
+    let (status, key) = api
+        .call(None, Method::GET, "/v1/push/vapid-public-key", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(key["email_available"], true);
+    let (status, created) = api
+        .call(
+            Some(&patient_token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "email", "address": "sam.phone@home.example"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    // The clinician has e-mail too, but snoozed this patient's alarms: withheld.
+    let clinician_token = api.login(&clinic.clinician_email, PASSWORD).await;
+    let (status, body) = api
+        .call(
+            Some(&clinician_token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "email", "address": "clinician.pager@north.example"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api
+        .call(
+            Some(&clinician_token),
+            Method::POST,
+            &format!("/v1/patients/{patient}/alerts/snooze"),
+            Some(json!({"minutes": 60})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+
+    let mut device = cgm(&server, &clinic, patient).await;
+    very_low(&mut device).await;
+
+    let mail = smtp.next("an e-mail").await;
+    assert_eq!(
+        mail["rcpt_tos"],
+        json!(["sam.phone@home.example"]),
+        "{mail}"
+    );
+    assert_eq!(mail["mail_from"], "alerts@chronicle.example");
+    assert_eq!(mail["to"], "sam.phone@home.example");
+    assert_eq!(mail["subject"], "Urgent: very low glucose — Sam");
+    let body = mail["body"].as_str().expect("a plain-text body");
+    assert!(body.contains("Sam: very low glucose since"), "{body}");
+    assert!(
+        body.contains("Details:"),
+        "the patient sees their values: {body}"
+    );
+
+    let log = settled_log(&api, &patient_token, 1).await;
+    assert_eq!(log[0]["status"], "delivered", "{log:?}");
+    assert_eq!(log[0]["channel_kind"], "email");
+    assert_eq!(log[0]["last_status_code"], 250);
+    let withheld = settled_log(&api, &clinician_token, 1).await;
+    assert_eq!(withheld[0]["status"], "withheld", "{withheld:?}");
+    assert_eq!(withheld[0]["attempts"], 0);
+    // Nothing else reached the SMTP server.
+    assert!(
+        tokio::time::timeout(StdDuration::from_secs(2), smtp.lines.recv())
+            .await
+            .is_err(),
+        "only the patient's e-mail was sent"
+    );
+}
+
+#[tokio::test]
+async fn a_user_manages_only_their_own_channels_and_bad_ones_are_refused() {
+    let db = TestDatabase::create().await.expect("database");
+    let server = TestApp::launch(&db, &[]).await.expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let api = ApiClient::new(&server);
+    create_user(
+        &store,
+        "other@north.example",
+        Role::Caregiver,
+        None,
+        PASSWORD,
+    )
+    .await;
+    let owner = api.login(&clinic.clinician_email, PASSWORD).await;
+    let other = api.login("other@north.example", PASSWORD).await;
+
+    let (status, created) = api
+        .call(
+            Some(&owner),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "webhook", "url": "https://ntfy.example/robin-alerts"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(
+        created["secret"].as_str().is_some_and(|s| s.len() >= 16),
+        "a generated secret, shown once: {created}"
+    );
+    let id = created["channel"]["id"].as_str().expect("id").to_owned();
+    let listed = api.get_ok(&owner, "/v1/me/channels").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        listed[0].get("secret"),
+        None,
+        "never listed with its secret"
+    );
+    assert_eq!(api.get_ok(&other, "/v1/me/channels").await, json!([]));
+    assert_eq!(api.get_ok(&other, "/v1/me/notifications").await, json!([]));
+
+    // Another user cannot remove it, nor learn it exists.
+    let path = format!("/v1/me/channels/{id}");
+    let (status, _) = api.call(Some(&other), Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.call(None, Method::GET, "/v1/me/channels", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, removed) = api.call(Some(&owner), Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    assert!(removed["disabled_at"].is_string());
+
+    // Internal destinations (without the operator's allow-list), malformed addresses and
+    // push keys are refused.
+    for bad in [
+        json!({"kind": "webhook", "url": "http://ntfy.example/plain"}),
+        json!({"kind": "webhook", "url": "https://169.254.169.254/latest"}),
+        json!({"kind": "webhook", "url": "https://ntfy.example/x", "secret": "short"}),
+        json!({"kind": "email", "address": "not an address"}),
+        json!({"kind": "web_push", "subscription": {"endpoint": "https://127.0.0.1/push",
+            "keys": {"p256dh": "BAAA", "auth": "AAAA"}}}),
+        json!({"kind": "web_push", "subscription": {"endpoint": "https://push.example/x",
+            "keys": {"p256dh": "BAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"}}}),
+        json!({"kind": "sms", "number": "+15550100"}),
+    ] {
+        let (status, body) = api
+            .call(
+                Some(&owner),
+                Method::POST,
+                "/v1/me/channels",
+                Some(bad.clone()),
+            )
+            .await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad} was answered {status}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoking_the_grant_withholds_a_delivery_still_being_retried() {
+    // A receiver that keeps failing, counting the requests.
+    let requests = Arc::new(Mutex::new(0u32));
+    let counted = requests.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_url = format!("http://{}/carer", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().route(
+        "/carer",
+        post(move || {
+            *counted.lock().expect("lock") += 1;
+            async { AxumStatus::INTERNAL_SERVER_ERROR }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let db = TestDatabase::create().await.expect("database");
+    let server = TestApp::launch(&db, &["--webhook-allow", "127.0.0.1"])
+        .await
+        .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let api = ApiClient::new(&server);
+    let (patient, _) = clinic.patient("Alex").await;
+    let carer = trends_only_caregiver(&store, patient, "carer@alex.example").await;
+    let carer_token = api.login("carer@alex.example", PASSWORD).await;
+    let (status, body) = api
+        .call(
+            Some(&carer_token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "webhook", "url": hook_url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut device = cgm(&server, &clinic, patient).await;
+    very_low(&mut device).await;
+
+    // The receiver keeps failing: the delivery waits for its retry.
+    eventually(StdDuration::from_secs(20), "a failed attempt", || async {
+        let log = api.get_ok(&carer_token, "/v1/me/notifications").await;
+        (log[0]["attempts"].as_i64() >= Some(1) && log[0]["status"] == "pending").then_some(())
+    })
+    .await;
+    let grant: Uuid = sqlx::query_scalar(
+        "SELECT id FROM grants WHERE patient_id = $1 AND grantee_type = 'user' AND grantee_id = $2",
+    )
+    .bind(patient)
+    .bind(carer)
+    .fetch_one(&db.pool)
+    .await
+    .expect("grant");
+    store
+        .revoke_grant(patient, grant)
+        .await
+        .expect("revoke")
+        .expect("grant");
+
+    let log = settled_log(&api, &carer_token, 1).await;
+    assert_eq!(log[0]["status"], "withheld", "{log:?}");
+    assert_eq!(log[0]["last_error"], "the gate refused it: no_grant");
+    let requests_when_withheld = *requests.lock().expect("lock");
+    assert!(requests_when_withheld >= 1);
+    // Past the next backoff: no retry follows a withheld delivery.
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    assert_eq!(
+        *requests.lock().expect("lock"),
+        requests_when_withheld,
+        "nothing more is sent"
+    );
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_log WHERE patient_id = $1 AND action = 'notify_alert'
+             AND outcome = 'denied' AND actor_id = $2",
+    )
+    .bind(patient)
+    .bind(carer)
+    .fetch_one(&db.pool)
+    .await
+    .expect("count");
+    assert_eq!(refused, 1, "the refusal is in the patient's access log");
+}
