@@ -62,6 +62,11 @@ export type ShareLink = Wire<Schemas['ShareLinkItem']>;
 export type NewShareLink = Wire<Schemas['CreateShareLinkRequest']>;
 /** A new share link, its token shown once. */
 export type CreatedShareLink = Wire<Schemas['CreatedShareLink']>;
+export type Channel = Wire<Schemas['ChannelItem']>;
+export type NewChannel = Schemas['NewChannel'];
+export type CreatedChannel = Wire<Schemas['CreatedChannel']>;
+export type NotificationDelivery = Wire<Schemas['NotificationDeliveryItem']>;
+export type PushKey = Wire<Schemas['PushKey']>;
 export type ImportPreview = Wire<Schemas['ImportPreview']>;
 export type ImportResult = Wire<Schemas['ImportResult']>;
 /** A vendor export Chronicle imports. */
@@ -287,6 +292,11 @@ export const api = {
   exportFile: async (id: string, format: ExportFormat): Promise<Blob> =>
     (await send('GET', `${patient(id)}/export/${format}`)).blob(),
   erase: (id: string) => json<void>('DELETE', patient(id)),
+  channels: () => json<Channel[]>('GET', '/v1/me/channels'),
+  addChannel: (channel: NewChannel) => json<CreatedChannel>('POST', '/v1/me/channels', channel),
+  removeChannel: (id: string) => json<Channel>('DELETE', `/v1/me/channels/${encodeURIComponent(id)}`),
+  notificationDeliveries: () => json<NotificationDelivery[]>('GET', '/v1/me/notifications?limit=50'),
+  pushKey: () => json<PushKey>('GET', '/v1/push/vapid-public-key'),
   careTeams: () => json<CareTeam[]>('GET', '/v1/care-teams'),
   invitations: (teamId: string) =>
     json<Invitation[]>('GET', `/v1/care-teams/${encodeURIComponent(teamId)}/invitations`),

@@ -15,6 +15,7 @@ import { Home } from './pages/Home';
 import { InvitationPage } from './pages/Invitation';
 import { Login } from './pages/Login';
 import { NotFound } from './pages/NotFound';
+import { NotificationsPage } from './pages/Notifications';
 import { PatientPage } from './pages/PatientPage';
 import { navigate, parseRoute, usePath } from './router';
 import { session } from './session';
@@ -69,6 +70,8 @@ function SignedIn(props: { path: string }) {
         </main>
       ) : route.page === 'home' ? (
         <Home me={me.data} />
+      ) : route.page === 'notifications' ? (
+        <NotificationsPage />
       ) : route.page === 'invitation' ? (
         <InvitationPage me={me.data} code={route.code} />
       ) : route.page === 'patient' ? (
@@ -104,6 +107,7 @@ function TopBar(props: { me: Me | undefined }) {
             <span class="muted">{ROLE_LABELS[props.me.role] ?? props.me.role}</span>
           </span>
           <LiveStatus />
+          <Link href="/notifications">Notifications</Link>
           <button type="button" class="button" onClick={logOut} disabled={busy}>
             Log out
           </button>

@@ -31,6 +31,7 @@ export type Route =
   | { page: 'home' }
   | { page: 'patient'; patientId: string; section: PatientSection }
   | { page: 'invitation'; code: string }
+  | { page: 'notifications' }
   | { page: 'not-found' };
 
 /** The sections of a patient's page: the patient's own (sharing, access log, data) and the
@@ -46,6 +47,7 @@ export function parseRoute(path: string): Route {
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { page: 'home' };
   if (parts[0] === 'login' && parts.length === 1) return { page: 'login' };
+  if (parts[0] === 'notifications' && parts.length === 1) return { page: 'notifications' };
   if (parts[0] === 'invitations' && parts.length === 2) return { page: 'invitation', code: parts[1] };
   if (parts[0] === 'patients' && (parts.length === 2 || parts.length === 3)) {
     const section = (parts[2] ?? 'readings') as PatientSection;

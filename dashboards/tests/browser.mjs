@@ -213,6 +213,28 @@ try {
     await cdp.detach();
   });
 
+  await run('the patient chooses where her alerts reach her', async () => {
+    await maria.getByRole('link', { name: 'Notifications' }).click();
+    await maria.waitForURL(/\/notifications$/);
+    await maria.getByRole('heading', { level: 1, name: 'Alert notifications' }).waitFor();
+    await maria.getByRole('button', { name: 'Send alerts to this browser' }).waitFor();
+    await maria.getByLabel('E-mail address').fill(patient.email);
+    await maria.getByRole('button', { name: 'Add e-mail' }).click();
+    await maria.getByRole('status').filter({ hasText: `Alerts will be e-mailed to ${patient.email}.` }).waitFor();
+    const channel = maria.getByTestId('channel').filter({ hasText: patient.email });
+    await channel.waitFor();
+    await maria.getByRole('region', { name: 'What was sent' }).waitFor();
+    await checkAccessibility(maria, 'the notification settings');
+    await screenshot(maria, '24-patient-notifications.png');
+    await channel.getByRole('button', { name: /^Remove E-mail/ }).click();
+    const dialog = maria.getByRole('dialog', { name: 'Stop these notifications?' });
+    await dialog.getByRole('button', { name: 'Remove' }).click();
+    await maria.getByRole('status').filter({ hasText: 'E-mail removed' }).waitFor();
+    await channel.waitFor({ state: 'detached' });
+    await maria.goto(url(`/patients/${patient.id}`));
+    await maria.getByRole('heading', { level: 1, name: patient.name }).waitFor();
+  });
+
   await run('a shorter period shows fewer readings', async () => {
     await maria.getByRole('button', { name: '24 hours' }).click();
     await maria.getByRole('button', { name: '24 hours', pressed: true }).waitFor();
