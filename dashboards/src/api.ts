@@ -67,6 +67,8 @@ export type NewChannel = Schemas['NewChannel'];
 export type CreatedChannel = Wire<Schemas['CreatedChannel']>;
 export type NotificationDelivery = Wire<Schemas['NotificationDeliveryItem']>;
 export type PushKey = Wire<Schemas['PushKey']>;
+export type QuietHours = Schemas['QuietHoursBody'];
+export type QuietHoursItem = Wire<Schemas['QuietHoursItem']>;
 export type ImportPreview = Wire<Schemas['ImportPreview']>;
 export type ImportResult = Wire<Schemas['ImportResult']>;
 /** A vendor export Chronicle imports. */
@@ -297,6 +299,9 @@ export const api = {
   removeChannel: (id: string) => json<Channel>('DELETE', `/v1/me/channels/${encodeURIComponent(id)}`),
   notificationDeliveries: () => json<NotificationDelivery[]>('GET', '/v1/me/notifications?limit=50'),
   pushKey: () => json<PushKey>('GET', '/v1/push/vapid-public-key'),
+  quietHours: () => json<QuietHoursItem>('GET', '/v1/me/quiet-hours'),
+  setQuietHours: (quiet: QuietHours) => json<QuietHoursItem>('PUT', '/v1/me/quiet-hours', quiet),
+  clearQuietHours: () => json<void>('DELETE', '/v1/me/quiet-hours'),
   careTeams: () => json<CareTeam[]>('GET', '/v1/care-teams'),
   invitations: (teamId: string) =>
     json<Invitation[]>('GET', `/v1/care-teams/${encodeURIComponent(teamId)}/invitations`),

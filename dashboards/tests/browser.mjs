@@ -224,6 +224,10 @@ try {
     const channel = maria.getByTestId('channel').filter({ hasText: patient.email });
     await channel.waitFor();
     await maria.getByRole('region', { name: 'What was sent' }).waitFor();
+    await maria.getByLabel('From', { exact: true }).fill('22:30');
+    await maria.getByLabel('To', { exact: true }).fill('06:45');
+    await maria.getByRole('button', { name: 'Set quiet hours' }).click();
+    await maria.getByTestId('quiet-hours').filter({ hasText: 'Quiet from 22:30 to 06:45' }).waitFor();
     await checkAccessibility(maria, 'the notification settings');
     await screenshot(maria, '24-patient-notifications.png');
     await channel.getByRole('button', { name: /^Remove E-mail/ }).click();
@@ -231,6 +235,8 @@ try {
     await dialog.getByRole('button', { name: 'Remove' }).click();
     await maria.getByRole('status').filter({ hasText: 'E-mail removed' }).waitFor();
     await channel.waitFor({ state: 'detached' });
+    await maria.getByRole('button', { name: 'Remove quiet hours' }).click();
+    await maria.getByTestId('quiet-hours').filter({ hasText: 'None: every alert reaches you' }).waitFor();
     await maria.goto(url(`/patients/${patient.id}`));
     await maria.getByRole('heading', { level: 1, name: patient.name }).waitFor();
   });

@@ -610,3 +610,135 @@ async fn revoking_the_grant_withholds_a_delivery_still_being_retried() {
     .expect("count");
     assert_eq!(refused, 1, "the refusal is in the patient's access log");
 }
+
+/// Quiet hours: a warning waits, unsent and unattempted, while an urgent alarm goes at once;
+/// when the receiver ends their quiet hours the warning follows within the recheck.
+#[tokio::test]
+async fn quiet_hours_hold_a_warning_but_never_an_urgent_alarm() {
+    let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let received = bodies.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_url = format!("http://{}/carer", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().route(
+        "/carer",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            received.lock().expect("lock").push(body);
+            async { AxumStatus::OK }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let db = TestDatabase::create().await.expect("database");
+    let server = TestApp::launch(&db, &["--webhook-allow", "127.0.0.1"])
+        .await
+        .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let api = ApiClient::new(&server);
+    let (patient, _) = clinic.patient("Alex").await;
+    trends_only_caregiver(&store, patient, "carer@alex.example").await;
+    let carer = api.login("carer@alex.example", PASSWORD).await;
+    let (status, body) = api
+        .call(
+            Some(&carer),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "webhook", "url": hook_url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Quiet from an hour ago to two hours from now, in the carer's zone.
+    let now = Utc::now();
+    let clock = |at: chrono::DateTime<Utc>| at.format("%H:%M").to_string();
+    let quiet = json!({"starts": clock(now - Duration::hours(1)), "ends": clock(now + Duration::hours(2)),
+        "time_zone": "UTC"});
+    let (status, body) = api
+        .call(
+            Some(&carer),
+            Method::PUT,
+            "/v1/me/quiet-hours",
+            Some(quiet.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["quiet_hours"], quiet);
+    let (status, _) = api
+        .call(
+            Some(&carer),
+            Method::PUT,
+            "/v1/me/quiet-hours",
+            Some(json!({"starts": "25:00", "ends": "07:00", "time_zone": "UTC"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Low for 15 minutes: a warning, held.
+    let mut device = cgm(&server, &clinic, patient).await;
+    let lows: Vec<Value> = [20, 10, 1]
+        .iter()
+        .map(|m| glucose(Utc::now() - Duration::minutes(*m), 65.0))
+        .collect();
+    assert_eq!(device.send(batch(&lows)).await.expect("ack").stored, 3);
+    let held = eventually(StdDuration::from_secs(20), "a held warning", || async {
+        let log = api.get_ok(&carer, "/v1/me/notifications").await;
+        log.as_array()
+            .filter(|items| {
+                !items.is_empty()
+                    && items.iter().all(|d| {
+                        d["status"] == "held"
+                            && d["last_error"].as_str().is_some_and(|e| {
+                                e.starts_with("held for the receiver's quiet hours")
+                            })
+                    })
+            })
+            .map(Vec::len)
+    })
+    .await;
+    assert!(held >= 1);
+    let log = api.get_ok(&carer, "/v1/me/notifications").await;
+    assert!(
+        log.as_array()
+            .expect("log")
+            .iter()
+            .all(|d| d["attempts"] == 0),
+        "held, not attempted: {log}"
+    );
+    assert!(bodies.lock().expect("lock").is_empty(), "nothing sent");
+
+    // Very low: urgent, sent at once through the quiet hours.
+    very_low(&mut device).await;
+    eventually(StdDuration::from_secs(20), "the urgent alarm", || async {
+        let sent = bodies.lock().expect("lock").clone();
+        (!sent.is_empty()).then_some(())
+    })
+    .await;
+    {
+        let sent = bodies.lock().expect("lock");
+        assert!(
+            sent.iter().all(|b| b["alert"]["severity"] == "urgent"),
+            "only the urgent alarm went: {sent:?}"
+        );
+    }
+
+    // The carer ends the quiet hours: the held warnings follow.
+    let (status, _) = api
+        .call(Some(&carer), Method::DELETE, "/v1/me/quiet-hours", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    eventually(StdDuration::from_secs(40), "the held warnings", || async {
+        let sent = bodies.lock().expect("lock").clone();
+        (sent
+            .iter()
+            .filter(|b| b["alert"]["severity"] == "warning")
+            .count()
+            >= held)
+            .then_some(())
+    })
+    .await;
+    let (_, none) = api
+        .call(Some(&carer), Method::GET, "/v1/me/quiet-hours", None)
+        .await;
+    assert!(none["quiet_hours"].is_null(), "{none}");
+}

@@ -38,6 +38,8 @@ use web_push_native::jwt_simple::algorithms::{
 use web_push_native::jwt_simple::claims::Claims;
 use web_push_native::jwt_simple::prelude::Duration as JwtDuration;
 
+/// How often a notification held back by quiet hours is looked at again.
+const QUIET_RECHECK: chrono::Duration = chrono::Duration::seconds(15);
 /// How long a push service keeps an undelivered alarm (its `TTL`).
 const PUSH_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -406,6 +408,25 @@ impl DeliveryQueue for NotificationQueue {
     }
 
     async fn deliver(&self, due: DueNotification) -> Result<(), StorageError> {
+        // Quiet hours hold a non-urgent alarm back until they end, asked again every
+        // QUIET_RECHECK so a receiver who changes them is followed at once. Before the gate:
+        // it decides (and logs) when the notification is about to go.
+        let now = Utc::now();
+        if let Some(until) = self
+            .store
+            .quiet_hours(due.user_id)
+            .await?
+            .and_then(|quiet| quiet.holds_back(due.event.alert.severity, now))
+        {
+            let why = format!(
+                "held for the receiver's quiet hours, until {}",
+                until.format("%Y-%m-%d %H:%M UTC")
+            );
+            return self
+                .store
+                .postpone_notification(due.id, until.min(now + QUIET_RECHECK), &why)
+                .await;
+        }
         let (decision, refused) = self
             .store
             .authorize_notification(due.user_id, &due.event)

@@ -17,6 +17,7 @@
 
 pub mod forecast;
 pub mod lifecycle;
+pub mod quiet_hours;
 pub mod rules;
 pub mod thresholds;
 pub mod window;

@@ -8,10 +8,12 @@ use crate::alerts::AlertEvent;
 use crate::gate::Permit;
 use crate::webhooks::{AfterAttempt, AttemptOutcome};
 use crate::{StorageError, Store};
+use chronicle_domain::alerts::quiet_hours::QuietHours;
 use chronicle_domain::sharing::{
     Access, AccessAction, AccessRequest, DenyReason, Grant, Principal, Role, decide,
 };
-use chrono::{DateTime, Utc};
+use chronicle_domain::zone::parse_time_zone;
+use chrono::{DateTime, NaiveTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -325,7 +327,7 @@ impl Store {
         if channel.is_some() {
             sqlx::query(
                 "UPDATE notification_deliveries SET status = 'withheld', finished_at = now()
-                 WHERE channel_id = $1 AND status = 'pending'",
+                 WHERE channel_id = $1 AND status IN ('pending', 'held')",
             )
             .bind(channel_id)
             .execute(&mut *tx)
@@ -366,6 +368,13 @@ impl Store {
         lease: chrono::Duration,
         busy_channels: &[Uuid],
     ) -> Result<Vec<DueNotification>, StorageError> {
+        // Deliveries held for quiet hours whose time to look again came are back in line.
+        sqlx::query(
+            "UPDATE notification_deliveries SET status = 'pending'
+             WHERE status = 'held' AND next_attempt_at <= now()",
+        )
+        .execute(self.pool())
+        .await?;
         let rows: Vec<DueRow> = sqlx::query_as(&format!(
             "{}
              SELECT l.id, l.channel_id, c.user_id, c.kind, c.target, c.push_p256dh,
@@ -455,6 +464,77 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Holds a delivery, unattempted, until `until` (quiet hours), saying why in the delivery
+    /// log; held, it does not keep the channel's later deliveries waiting.
+    pub async fn postpone_notification(
+        &self,
+        delivery_id: i64,
+        until: DateTime<Utc>,
+        why: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE notification_deliveries SET status = 'held', next_attempt_at = $2,
+                 last_error = $3
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(delivery_id)
+        .bind(until)
+        .bind(why)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The user's quiet hours, if they set any.
+    pub async fn quiet_hours(&self, user_id: Uuid) -> Result<Option<QuietHours>, StorageError> {
+        let row: Option<(NaiveTime, NaiveTime, String)> = sqlx::query_as(
+            "SELECT starts, ends, time_zone FROM user_quiet_hours WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|(starts, ends, zone)| {
+            let zone = parse_time_zone(&zone)
+                .map_err(|_| StorageError::corrupt("quiet hours time zone", &zone))?;
+            QuietHours::new(starts, ends, zone)
+                .map_err(|_| StorageError::corrupt("quiet hours", format!("{starts}–{ends}")))
+        })
+        .transpose()
+    }
+
+    /// Sets (or replaces) the user's quiet hours.
+    pub async fn set_quiet_hours(
+        &self,
+        user_id: Uuid,
+        quiet: &QuietHours,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO user_quiet_hours (user_id, starts, ends, time_zone)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id) DO UPDATE SET starts = excluded.starts, ends = excluded.ends,
+                 time_zone = excluded.time_zone, updated_at = now()",
+        )
+        .bind(user_id)
+        .bind(quiet.starts)
+        .bind(quiet.ends)
+        .bind(quiet.zone.name())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the user's quiet hours; whether there were any.
+    pub async fn clear_quiet_hours(&self, user_id: Uuid) -> Result<bool, StorageError> {
+        Ok(
+            sqlx::query("DELETE FROM user_quiet_hours WHERE user_id = $1")
+                .bind(user_id)
+                .execute(self.pool())
+                .await?
+                .rows_affected()
+                > 0,
+        )
     }
 
     /// Whether `user_id` may be sent `event` on their own channel now, asked of the gate

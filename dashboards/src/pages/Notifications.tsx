@@ -18,6 +18,7 @@ const KIND_LABELS: Record<string, string> = {
 
 const STATUS_LABELS: Record<string, string> = {
   pending: 'Sending',
+  held: 'Held for your quiet hours',
   delivered: 'Delivered',
   failed: 'Failed',
   withheld: 'Withheld (no longer shared with you)',
@@ -124,6 +125,7 @@ export function NotificationsPage() {
         </button>
       </section>
 
+      <QuietHoursSection onStatus={added} onProblem={setProblem} />
       <EmailChannel available={key.data?.email_available ?? false} onAdded={added} onProblem={setProblem} />
       <WebhookChannel onAdded={added} onProblem={setProblem} />
       <Deliveries />
@@ -260,6 +262,63 @@ function Deliveries() {
           </tbody>
         </table>
       )}
+    </section>
+  );
+}
+
+/** Quiet hours: non-urgent alerts to the user's channels wait until they end; urgent alarms
+ * never wait. */
+function QuietHoursSection(props: { onStatus: (m: string) => void; onProblem: (m: string) => void }) {
+  const current = useAsync(() => api.quietHours(), []);
+  const [starts, setStarts] = useState('22:00');
+  const [ends, setEnds] = useState('07:00');
+  const quiet = current.data?.quiet_hours ?? null;
+  return (
+    <section aria-labelledby="quiet-heading" class="card">
+      <h2 id="quiet-heading">Quiet hours</h2>
+      <p class="help" data-testid="quiet-hours">
+        {quiet
+          ? `Quiet from ${quiet.starts} to ${quiet.ends} (${quiet.time_zone}): warnings wait until then; urgent alarms always reach you at once.`
+          : 'None: every alert reaches you as it happens. Urgent alarms always do, quiet hours or not.'}
+      </p>
+      <form
+        class="inline-form"
+        onSubmit={async (event) => {
+          event.preventDefault();
+          try {
+            await api.setQuietHours({ starts, ends, time_zone: browserTimeZone() });
+            current.reload();
+            props.onStatus(`Quiet hours set: ${starts} to ${ends}.`);
+          } catch (error) {
+            props.onProblem(errorMessage(error));
+          }
+        }}
+      >
+        <label for="quiet-starts">From</label>
+        <input id="quiet-starts" type="time" required value={starts} onInput={(e) => setStarts(e.currentTarget.value)} />
+        <label for="quiet-ends">To</label>
+        <input id="quiet-ends" type="time" required value={ends} onInput={(e) => setEnds(e.currentTarget.value)} />
+        <button type="submit" class="button">
+          Set quiet hours
+        </button>
+        {quiet && (
+          <button
+            type="button"
+            class="button"
+            onClick={async () => {
+              try {
+                await api.clearQuietHours();
+                current.reload();
+                props.onStatus('Quiet hours removed.');
+              } catch (error) {
+                props.onProblem(errorMessage(error));
+              }
+            }}
+          >
+            Remove quiet hours
+          </button>
+        )}
+      </form>
     </section>
   );
 }

@@ -13,8 +13,10 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chronicle_alerts::notifications::{check_email, check_push_keys};
+use chronicle_domain::alerts::quiet_hours::QuietHours;
+use chronicle_domain::zone::parse_time_zone;
 use chronicle_storage::notifications::{Channel, ChannelTarget, NotificationDelivery};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +32,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_channel))
         .routes(routes!(deliveries))
         .routes(routes!(push_key))
+        .routes(routes!(quiet_hours, set_quiet_hours, clear_quiet_hours))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -250,8 +253,9 @@ struct NotificationDeliveryItem {
     event_kind: String,
     alert_id: Uuid,
     patient_id: Uuid,
-    /// `pending`, `delivered`, `failed` (every attempt failed, or one that no retry can
-    /// mend) or `withheld` (when its turn came, the caller no longer received the alert).
+    /// `pending`, `held` (for the caller's quiet hours, looked at again every 15 s),
+    /// `delivered`, `failed` (every attempt failed, or one that no retry can mend) or
+    /// `withheld` (when its turn came, the caller no longer received the alert).
     status: String,
     attempts: i32,
     next_attempt_at: DateTime<Utc>,
@@ -321,4 +325,89 @@ async fn push_key(State(state): State<AppState>) -> Json<PushKey> {
         public_key: state.vapid_public_key.clone(),
         email_available: state.email_configured,
     })
+}
+
+/// A user's quiet hours: from `starts` to `ends` (local time, `HH:MM`) in `time_zone`, every
+/// day; a span crossing midnight ends the next morning. Non-urgent alerts to the user's
+/// channels wait until it ends; urgent alarms never wait.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+struct QuietHoursBody {
+    #[schema(example = "22:00")]
+    starts: String,
+    #[schema(example = "07:00")]
+    ends: String,
+    /// An IANA time zone.
+    #[schema(example = "Europe/Berlin")]
+    time_zone: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct QuietHoursItem {
+    /// Absent when the user has none.
+    quiet_hours: Option<QuietHoursBody>,
+}
+
+impl From<Option<QuietHours>> for QuietHoursItem {
+    fn from(quiet: Option<QuietHours>) -> Self {
+        QuietHoursItem {
+            quiet_hours: quiet.map(|q| QuietHoursBody {
+                starts: q.starts.format("%H:%M").to_string(),
+                ends: q.ends.format("%H:%M").to_string(),
+                time_zone: q.zone.name().to_owned(),
+            }),
+        }
+    }
+}
+
+/// The caller's quiet hours.
+#[utoipa::path(get, path = "/v1/me/quiet-hours", tag = "channels",
+    responses((status = 200, body = QuietHoursItem), Unauthenticated))]
+async fn quiet_hours(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<Json<QuietHoursItem>, ApiError> {
+    Ok(Json(
+        state.store.quiet_hours(principal.user_id).await?.into(),
+    ))
+}
+
+/// Set the caller's quiet hours (replacing any).
+#[utoipa::path(put, path = "/v1/me/quiet-hours", tag = "channels", request_body = QuietHoursBody,
+    responses((status = 200, body = QuietHoursItem), BadRequest, Unauthenticated))]
+async fn set_quiet_hours(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Json(body): Json<QuietHoursBody>,
+) -> Result<Json<QuietHoursItem>, ApiError> {
+    let time = |text: &str, what: &str| {
+        NaiveTime::parse_from_str(text.trim(), "%H:%M")
+            .map_err(|_| ApiError::BadRequest(format!("{what} must be a time of day as HH:MM")))
+    };
+    let zone =
+        parse_time_zone(body.time_zone.trim()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let quiet = QuietHours::new(
+        time(&body.starts, "starts")?,
+        time(&body.ends, "ends")?,
+        zone,
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    state
+        .store
+        .set_quiet_hours(principal.user_id, &quiet)
+        .await?;
+    Ok(Json(Some(quiet).into()))
+}
+
+/// Remove the caller's quiet hours: held notifications go at their next look (within 15 s).
+#[utoipa::path(delete, path = "/v1/me/quiet-hours", tag = "channels",
+    responses((status = 204, description = "Removed"), Unauthenticated, NotFound))]
+async fn clear_quiet_hours(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<StatusCode, ApiError> {
+    if state.store.clear_quiet_hours(principal.user_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
 }
