@@ -4,7 +4,9 @@
 //! code is kept: it is a bearer secret until it is used up, expires or is revoked.
 
 use crate::gate::PatientActor;
-use crate::sharing::{GrantSpec, NewGrant, insert_grant};
+use crate::sharing::{
+    GrantSpec, NewGrant, insert_grant, stored_access, stored_categories, stored_purpose,
+};
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{Access, DataCategory, Grant, Grantee, Purpose};
 use chrono::{DateTime, Utc};
@@ -128,18 +130,9 @@ impl TryFrom<InvitationRow> for Invitation {
             team_name: row.team_name,
             organization_name: row.organization_name,
             label: row.label,
-            categories: row
-                .categories
-                .iter()
-                .map(|c| DataCategory::parse(c).ok_or_else(|| StorageError::corrupt("category", c)))
-                .collect::<Result<_, _>>()?,
-            access: row
-                .access
-                .iter()
-                .map(|a| Access::parse(a).ok_or_else(|| StorageError::corrupt("access", a)))
-                .collect::<Result<_, _>>()?,
-            purpose: Purpose::parse(&row.purpose)
-                .ok_or_else(|| StorageError::corrupt("purpose", &row.purpose))?,
+            categories: stored_categories(&row.categories)?,
+            access: stored_access(&row.access)?,
+            purpose: stored_purpose(&row.purpose)?,
             max_uses: row.max_uses,
             uses: row.uses,
             created_by: row.created_by,

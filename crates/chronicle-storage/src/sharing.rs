@@ -137,26 +137,36 @@ impl TryFrom<GrantRow> for Grant {
             id: row.id,
             patient_id: row.patient_id,
             grantee,
-            categories: row
-                .categories
-                .iter()
-                .map(|c| {
-                    DataCategory::parse(c).ok_or_else(|| StorageError::corrupt("data category", c))
-                })
-                .collect::<Result<_, _>>()?,
-            access: row
-                .access
-                .iter()
-                .map(|a| Access::parse(a).ok_or_else(|| StorageError::corrupt("access", a)))
-                .collect::<Result<_, _>>()?,
-            purpose: Purpose::parse(&row.purpose)
-                .ok_or_else(|| StorageError::corrupt("purpose", &row.purpose))?,
+            categories: stored_categories(&row.categories)?,
+            access: stored_access(&row.access)?,
+            purpose: stored_purpose(&row.purpose)?,
             data_since: row.data_since,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
             created_at: row.created_at,
         })
     }
+}
+
+/// A scope's categories as stored (text), read back.
+pub(crate) fn stored_categories(stored: &[String]) -> Result<BTreeSet<DataCategory>, StorageError> {
+    stored
+        .iter()
+        .map(|c| DataCategory::parse(c).ok_or_else(|| StorageError::corrupt("data category", c)))
+        .collect()
+}
+
+/// A scope's access as stored (text), read back.
+pub(crate) fn stored_access(stored: &[String]) -> Result<BTreeSet<Access>, StorageError> {
+    stored
+        .iter()
+        .map(|a| Access::parse(a).ok_or_else(|| StorageError::corrupt("access", a)))
+        .collect()
+}
+
+/// A scope's purpose as stored (text), read back.
+pub(crate) fn stored_purpose(stored: &str) -> Result<Purpose, StorageError> {
+    Purpose::parse(stored).ok_or_else(|| StorageError::corrupt("purpose", stored))
 }
 
 fn grantee_parts(grantee: Grantee) -> (&'static str, Uuid) {
