@@ -412,10 +412,8 @@ impl DeliveryQueue for NotificationQueue {
         // QUIET_RECHECK so a receiver who changes them is followed at once. Before the gate:
         // it decides (and logs) when the notification is about to go.
         let now = Utc::now();
-        if let Some(until) = self
-            .store
-            .quiet_hours(due.user_id)
-            .await?
+        if let Some(until) = due
+            .quiet_hours
             .and_then(|quiet| quiet.holds_back(due.event.alert.severity, now))
         {
             let why = format!(

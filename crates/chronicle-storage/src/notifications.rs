@@ -94,6 +94,8 @@ pub struct DueNotification {
     /// Attempts made before this one.
     pub attempts: i32,
     pub event: AlertEvent,
+    /// The receiver's quiet hours, read with the lease.
+    pub quiet_hours: Option<QuietHours>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -115,6 +117,21 @@ struct DueRow {
     actor_id: Option<Uuid>,
     at: DateTime<Utc>,
     payload: serde_json::Value,
+    quiet_starts: Option<NaiveTime>,
+    quiet_ends: Option<NaiveTime>,
+    quiet_zone: Option<String>,
+}
+
+/// Quiet hours as stored, read back.
+fn stored_quiet_hours(
+    starts: NaiveTime,
+    ends: NaiveTime,
+    zone: &str,
+) -> Result<QuietHours, StorageError> {
+    let zone =
+        parse_time_zone(zone).map_err(|_| StorageError::corrupt("quiet hours time zone", zone))?;
+    QuietHours::new(starts, ends, zone)
+        .map_err(|_| StorageError::corrupt("quiet hours", format!("{starts}–{ends}")))
 }
 
 impl DueRow {
@@ -380,9 +397,11 @@ impl Store {
              SELECT l.id, l.channel_id, c.user_id, c.kind, c.target, c.push_p256dh,
                  c.push_auth, c.secret, p.display_name AS patient_name, l.attempts,
                  e.id AS event_id, e.kind AS event_kind, e.patient_id, e.category, e.actor_id,
-                 e.at, e.payload
+                 e.at, e.payload, q.starts AS quiet_starts, q.ends AS quiet_ends,
+                 q.time_zone AS quiet_zone
              FROM leased l
              JOIN notification_channels c ON c.id = l.channel_id
+             LEFT JOIN user_quiet_hours q ON q.user_id = c.user_id
              JOIN alert_events e ON e.id = l.event_id
              JOIN patients p ON p.id = e.patient_id
              ORDER BY e.id",
@@ -405,6 +424,12 @@ impl Store {
                     r.at,
                     r.payload,
                 )?;
+                let quiet_hours = match (r.quiet_starts, r.quiet_ends, &r.quiet_zone) {
+                    (Some(starts), Some(ends), Some(zone)) => {
+                        Some(stored_quiet_hours(starts, ends, zone)?)
+                    }
+                    _ => None,
+                };
                 Ok(DueNotification {
                     id: r.id,
                     channel_id: r.channel_id,
@@ -413,6 +438,7 @@ impl Store {
                     patient_name: r.patient_name,
                     attempts: r.attempts,
                     event,
+                    quiet_hours,
                 })
             })
             .collect()
@@ -495,13 +521,8 @@ impl Store {
         .bind(user_id)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|(starts, ends, zone)| {
-            let zone = parse_time_zone(&zone)
-                .map_err(|_| StorageError::corrupt("quiet hours time zone", &zone))?;
-            QuietHours::new(starts, ends, zone)
-                .map_err(|_| StorageError::corrupt("quiet hours", format!("{starts}–{ends}")))
-        })
-        .transpose()
+        row.map(|(starts, ends, zone)| stored_quiet_hours(starts, ends, &zone))
+            .transpose()
     }
 
     /// Sets (or replaces) the user's quiet hours.
