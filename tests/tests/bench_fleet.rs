@@ -11,36 +11,19 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
 
-#[tokio::test]
-async fn fleet_benchmark_reports_every_figure_and_loses_nothing() {
+/// Runs `chronicle bench fleet` at toy size with `args` (after the shared ones), as a user
+/// does: its stdout and its JSON report.
+async fn run_fleet(args: &[&str]) -> (String, Value) {
     let dir = traversable_tempdir().expect("temporary directory");
     let json = dir.path().join("fleet.json");
     let mut command = Command::new(chronicle_binary().expect("chronicle is built"));
     command
         .env("CHRONICLE_LOG", "warn")
-        .args([
-            "bench",
-            "fleet",
-            "--patients",
-            "600",
-            "--connections",
-            "3",
-            "--probes",
-            "2",
-            "--probe-interval-ms",
-            "200",
-            // 600 CGMs every 5 minutes are 2 readings/s: a steady state of 12 s and an outage
-            // of 6 s leave a backlog of about a dozen readings to drain.
-            "--steady-minutes",
-            "0.2",
-            "--catch-up-minutes",
-            "0.1",
-            "--broker",
-            "mosquitto",
-            "--timeout-seconds",
-            "60",
-            "--json",
-        ])
+        .args(["bench", "fleet", "--patients", "600", "--probes", "2"])
+        .args(["--probe-interval-ms", "200", "--broker", "mosquitto"])
+        .args(["--timeout-seconds", "60"])
+        .args(args)
+        .arg("--json")
         .arg(&json)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -53,7 +36,7 @@ async fn fleet_benchmark_reports_every_figure_and_loses_nothing() {
         .await
         .expect("bench fleet finishes within 3 minutes")
         .expect("bench fleet runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "bench fleet failed ({}):\n{stdout}\n{}",
@@ -63,7 +46,22 @@ async fn fleet_benchmark_reports_every_figure_and_loses_nothing() {
     let report: Value =
         serde_json::from_slice(&std::fs::read(&json).expect("the JSON report is written"))
             .expect("the report is JSON");
+    (stdout, report)
+}
 
+#[tokio::test]
+async fn fleet_benchmark_reports_every_figure_and_loses_nothing() {
+    // 600 CGMs every 5 minutes are 2 readings/s: a steady state of 12 s and an outage of 6 s
+    // leave a backlog of about a dozen readings to drain.
+    let (stdout, report) = run_fleet(&[
+        "--connections",
+        "3",
+        "--steady-minutes",
+        "0.2",
+        "--catch-up-minutes",
+        "0.1",
+    ])
+    .await;
     assert_eq!(report["population"]["patients"], 600, "{report:#}");
     assert_eq!(report["population"]["cgms"], 600);
     for kind in ["meters", "cuffs"] {
@@ -112,56 +110,17 @@ async fn fleet_benchmark_reports_every_figure_and_loses_nothing() {
 
 #[tokio::test]
 async fn scaled_out_the_ingest_processes_share_the_load_and_the_alarms_still_arrive() {
-    let dir = traversable_tempdir().expect("temporary directory");
-    let json = dir.path().join("fleet.json");
-    let mut command = Command::new(chronicle_binary().expect("chronicle is built"));
-    command
-        .env("CHRONICLE_LOG", "warn")
-        .args([
-            "bench",
-            "fleet",
-            "--patients",
-            "600",
-            "--connections",
-            "4",
-            "--probes",
-            "2",
-            "--probe-interval-ms",
-            "200",
-            "--steady-minutes",
-            "0.2",
-            "--catch-up-minutes",
-            "0",
-            "--ingest-processes",
-            "2",
-            "--broker",
-            "mosquitto",
-            "--timeout-seconds",
-            "60",
-            "--json",
-        ])
-        .arg(&json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(bin_dir) = std::env::var_os("CHRONICLE_TEST_POSTGRES_BIN_DIR") {
-        command.arg("--postgres-bin-dir").arg(bin_dir);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
-        .await
-        .expect("bench fleet finishes within 3 minutes")
-        .expect("bench fleet runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench fleet failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report is written"))
-            .expect("the report is JSON");
+    let (stdout, report) = run_fleet(&[
+        "--connections",
+        "4",
+        "--steady-minutes",
+        "0.2",
+        "--catch-up-minutes",
+        "0",
+        "--ingest-processes",
+        "2",
+    ])
+    .await;
     assert_eq!(report["settings"]["ingest_processes"], 2, "{report:#}");
     // The broker splits the gateways' messages between both ingest processes.
     let split: Vec<f64> = report["steady"]["messages_by_ingest_process"]
