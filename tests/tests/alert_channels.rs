@@ -181,6 +181,53 @@ async fn notify_log_entries(db: &TestDatabase, patient: Uuid, actor: Uuid) -> i6
     .expect("count")
 }
 
+/// The code a confirmation message received by the SMTP sink carries for `address`.
+fn confirmation_code(mail: &Value, address: &str) -> String {
+    assert_eq!(mail["rcpt_tos"], json!([address]), "{mail}");
+    assert_eq!(
+        mail["subject"], "Your Chronicle confirmation code",
+        "{mail}"
+    );
+    let body = mail["body"].as_str().expect("a plain-text body");
+    body.lines()
+        .find(|line| line.starts_with("    ") && !line.trim().is_empty())
+        .map(|line| line.trim().to_owned())
+        .unwrap_or_else(|| panic!("no code in {body}"))
+}
+
+/// Adds an e-mail channel for the holder of `token` and confirms it with the code the SMTP
+/// sink received; its id.
+async fn confirmed_email_channel(
+    api: &ApiClient,
+    smtp: &mut PythonService,
+    token: &str,
+    address: &str,
+) -> String {
+    let (status, created) = api
+        .call(
+            Some(token),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "email", "address": address})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["confirmation"]["sent"], true, "{created}");
+    let id = created["channel"]["id"].as_str().expect("id").to_owned();
+    let code = confirmation_code(&smtp.next("a confirmation code").await, address);
+    let (status, confirmed) = api
+        .call(
+            Some(token),
+            Method::POST,
+            &format!("/v1/me/channels/{id}/confirm"),
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    assert_eq!(confirmed["confirmed"], true, "{confirmed}");
+    id
+}
+
 #[tokio::test]
 async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_values() {
     let mut push = PythonService::start("push_service.py").await;
@@ -402,26 +449,16 @@ async fn email_reaches_a_real_smtp_server_and_a_snoozed_alarm_is_withheld() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(key["email_available"], true);
-    let (status, created) = api
-        .call(
-            Some(&patient_token),
-            Method::POST,
-            "/v1/me/channels",
-            Some(json!({"kind": "email", "address": "sam.phone@home.example"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    confirmed_email_channel(&api, &mut smtp, &patient_token, "sam.phone@home.example").await;
     // The clinician has e-mail too, but snoozed this patient's alarms: withheld.
     let clinician_token = api.login(&clinic.clinician_email, PASSWORD).await;
-    let (status, body) = api
-        .call(
-            Some(&clinician_token),
-            Method::POST,
-            "/v1/me/channels",
-            Some(json!({"kind": "email", "address": "clinician.pager@north.example"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    confirmed_email_channel(
+        &api,
+        &mut smtp,
+        &clinician_token,
+        "clinician.pager@north.example",
+    )
+    .await;
     let (status, body) = api
         .call(
             Some(&clinician_token),
@@ -518,6 +555,47 @@ async fn a_user_manages_only_their_own_channels_and_bad_ones_are_refused() {
     let (status, removed) = api.call(Some(&owner), Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::OK, "{removed}");
     assert!(removed["disabled_at"].is_string());
+
+    // Without an SMTP relay an e-mail address is added, unconfirmed, saying why no code
+    // came; asking again says so too, and only the owner may ask.
+    let (status, created) = api
+        .call(
+            Some(&owner),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "email", "address": "lee@north.example"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["channel"]["confirmed"], false, "{created}");
+    assert_eq!(created["confirmation"]["sent"], false, "{created}");
+    assert!(
+        created["confirmation"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not configured")),
+        "{created}"
+    );
+    let email_id = created["channel"]["id"].as_str().expect("id");
+    let again = format!("/v1/me/channels/{email_id}/confirmation");
+    let (status, body) = api.call(Some(&owner), Method::POST, &again, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no SMTP relay")),
+        "{body}"
+    );
+    let (status, _) = api.call(Some(&other), Method::POST, &again, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .call(
+            Some(&owner),
+            Method::POST,
+            &format!("/v1/me/channels/{email_id}/confirm"),
+            Some(json!({"code": "AAAA-AAAA"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "no code was sent: {body}");
 
     // Internal destinations (without the operator's allow-list), malformed addresses and
     // push keys are refused.
@@ -735,4 +813,237 @@ async fn quiet_hours_hold_a_warning_but_never_an_urgent_alarm() {
         .call(Some(&carer), Method::GET, "/v1/me/quiet-hours", None)
         .await;
     assert!(none["quiet_hours"].is_null(), "{none}");
+}
+
+/// The alarm events of `patient` once there are `expected`.
+async fn alarm_events(db: &TestDatabase, patient: Uuid, expected: i64) -> Vec<i64> {
+    eventually(StdDuration::from_secs(30), "the alarm", || async {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM alert_events WHERE patient_id = $1 AND kind = 'opened' ORDER BY id",
+        )
+        .bind(patient)
+        .fetch_all(&db.pool)
+        .await
+        .ok()?;
+        (ids.len() as i64 == expected).then_some(ids)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_email_address_receives_alarms_only_once_its_owner_typed_back_the_mailed_code() {
+    let mut smtp = PythonService::start("smtp_sink.py").await;
+    let db = TestDatabase::create().await.expect("database");
+    let relay = format!("smtp://127.0.0.1:{}", smtp.port());
+    let server = real_server(
+        &db,
+        &[
+            "--smtp-url",
+            &relay,
+            "--smtp-from",
+            "Chronicle <alerts@chronicle.example>",
+            "--public-url",
+            "https://chronicle.example/",
+        ],
+    )
+    .await;
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let api = ApiClient::new(&server);
+    let (robin, _) = clinic.patient("Robin").await;
+    let (sam, _) = clinic.patient("Sam").await;
+    let clinician = api.login(&clinic.clinician_email, PASSWORD).await;
+    create_user(
+        &store,
+        "stranger@else.example",
+        Role::Caregiver,
+        None,
+        PASSWORD,
+    )
+    .await;
+    let stranger = api.login("stranger@else.example", PASSWORD).await;
+
+    // Added: unconfirmed, and one message with the code went to the address.
+    let address = "lee.pager@north.example";
+    let (status, created) = api
+        .call(
+            Some(&clinician),
+            Method::POST,
+            "/v1/me/channels",
+            Some(json!({"kind": "email", "address": address, "label": "pager"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["channel"]["confirmed"], false, "{created}");
+    assert_eq!(created["confirmation"]["sent"], true, "{created}");
+    assert!(
+        created["confirmation"]["expires_at"].is_string(),
+        "{created}"
+    );
+    let id = created["channel"]["id"].as_str().expect("id").to_owned();
+    let mail = smtp.next("the confirmation message").await;
+    assert_eq!(mail["mail_from"], "alerts@chronicle.example");
+    let code = confirmation_code(&mail, address);
+    assert_eq!(code.len(), 9, "XXXX-XXXX: {code}");
+    let body = mail["body"].as_str().expect("body");
+    assert!(
+        body.contains("https://chronicle.example/notifications"),
+        "links the Notifications page: {body}"
+    );
+    let listed = api.get_ok(&clinician, "/v1/me/channels").await;
+    assert_eq!(listed[0]["confirmed"], false, "{listed}");
+    assert_eq!(listed[0]["confirmed_at"], Value::Null, "{listed}");
+
+    // Sending again at once is refused: one message a minute to an address.
+    let again = format!("/v1/me/channels/{id}/confirmation");
+    let (status, body) = api.call(Some(&clinician), Method::POST, &again, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+
+    // An alarm before confirmation: nothing queued for the address, nothing mailed.
+    let mut robins_cgm = cgm(&server, &clinic, robin).await;
+    very_low(&mut robins_cgm).await;
+    let events = alarm_events(&db, robin, 1).await;
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM notification_deliveries WHERE event_id = ANY($1)")
+            .bind(&events)
+            .fetch_one(&db.pool)
+            .await
+            .expect("count");
+    assert_eq!(queued, 0, "an unconfirmed address is sent nothing");
+    assert_eq!(
+        api.get_ok(&clinician, "/v1/me/notifications").await,
+        json!([])
+    );
+
+    // Another user can neither confirm it nor have codes sent to it, nor learn it exists.
+    let confirm = format!("/v1/me/channels/{id}/confirm");
+    for (path, body) in [(&confirm, Some(json!({"code": code}))), (&again, None)] {
+        let (status, answer) = api.call(Some(&stranger), Method::POST, path, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+    }
+    let (status, _) = api
+        .call(None, Method::POST, &confirm, Some(json!({"code": code})))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Wrong codes are refused, counting down the tries; the right one, typed sloppily, works.
+    for (wrong, left) in [("AAAA-AAAA", 4), ("not a code", 3)] {
+        let (status, answer) = api
+            .call(
+                Some(&clinician),
+                Method::POST,
+                &confirm,
+                Some(json!({"code": wrong})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(
+            answer["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("{left} tries left"))),
+            "{answer}"
+        );
+    }
+    let (status, confirmed) = api
+        .call(
+            Some(&clinician),
+            Method::POST,
+            &confirm,
+            Some(json!({"code": code.to_lowercase().replace('-', " ")})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    assert_eq!(confirmed["confirmed"], true);
+    assert!(confirmed["confirmed_at"].is_string());
+    let (status, body) = api.call(Some(&clinician), Method::POST, &again, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "confirmed already: {body}");
+
+    // An alarm after: mailed.
+    let mut sams_cgm = cgm(&server, &clinic, sam).await;
+    very_low(&mut sams_cgm).await;
+    let mail = smtp.next("the alarm").await;
+    assert_eq!(mail["rcpt_tos"], json!([address]), "{mail}");
+    assert_eq!(mail["subject"], "Urgent: very low glucose — Sam", "{mail}");
+    let log = settled_log(&api, &clinician, 1).await;
+    assert_eq!(log[0]["status"], "delivered", "{log:?}");
+    assert_eq!(log[0]["patient_id"], sam.to_string());
+}
+
+#[tokio::test]
+async fn a_code_dies_after_five_wrong_tries_and_one_user_cannot_mail_many_addresses() {
+    let mut smtp = PythonService::start("smtp_sink.py").await;
+    let db = TestDatabase::create().await.expect("database");
+    let relay = format!("smtp://127.0.0.1:{}", smtp.port());
+    let server = real_server(&db, &["--smtp-url", &relay]).await;
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "North").await;
+    let api = ApiClient::new(&server);
+    let token = api.login(&clinic.clinician_email, PASSWORD).await;
+
+    let add = |address: String| {
+        let api = &api;
+        let token = &token;
+        async move {
+            let (status, created) = api
+                .call(
+                    Some(token),
+                    Method::POST,
+                    "/v1/me/channels",
+                    Some(json!({"kind": "email", "address": address})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            created
+        }
+    };
+    let created = add("first@north.example".into()).await;
+    let id = created["channel"]["id"].as_str().expect("id").to_owned();
+    let code = confirmation_code(&smtp.next("a code").await, "first@north.example");
+    let confirm = format!("/v1/me/channels/{id}/confirm");
+    for attempt in 1..=5 {
+        let (status, answer) = api
+            .call(
+                Some(&token),
+                Method::POST,
+                &confirm,
+                Some(json!({"code": "ZZZZ-ZZZZ"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "try {attempt}: {answer}");
+    }
+    // The right code no longer works: a new one must be sent.
+    let (status, answer) = api
+        .call(
+            Some(&token),
+            Method::POST,
+            &confirm,
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let listed = api.get_ok(&token, "/v1/me/channels").await;
+    assert_eq!(listed[0]["confirmed"], false, "{listed}");
+
+    // Ten confirmation messages a day per user: the eleventh address is added but not mailed.
+    for n in 2..=10 {
+        let address = format!("n{n}@north.example");
+        let created = add(address.clone()).await;
+        assert_eq!(created["confirmation"]["sent"], true, "{created}");
+        confirmation_code(&smtp.next("a code").await, &address);
+    }
+    let created = add("n11@north.example".into()).await;
+    assert_eq!(created["channel"]["confirmed"], false, "{created}");
+    assert_eq!(created["confirmation"]["sent"], false, "{created}");
+    assert!(
+        created["confirmation"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a day allows")),
+        "{created}"
+    );
+    assert!(
+        tokio::time::timeout(StdDuration::from_secs(2), smtp.lines.recv())
+            .await
+            .is_err(),
+        "no eleventh message"
+    );
 }

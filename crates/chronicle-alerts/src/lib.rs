@@ -25,6 +25,7 @@ pub mod destinations;
 pub mod dispatch;
 pub mod engine;
 pub mod hub;
+pub mod mail;
 pub mod metrics;
 pub mod notifications;
 pub mod scheduler;

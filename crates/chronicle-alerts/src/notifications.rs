@@ -10,6 +10,7 @@
 
 use crate::dispatch::{self, DeliveryQueue};
 use crate::hub::AlertHub;
+use crate::mail::{MailError, Mailer};
 use crate::metrics::{AlertMetrics, OutcomeLabel};
 use crate::webhooks::{
     ATTEMPT_REFUSED, EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookSettings, request_failure,
@@ -25,8 +26,6 @@ use chronicle_storage::notifications::{ChannelTarget, DueNotification, Notificat
 use chronicle_storage::webhooks::{AfterAttempt, AttemptOutcome};
 use chronicle_storage::{StorageError, Store};
 use chrono::{DateTime, Utc};
-use lettre::message::header::ContentType;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -336,10 +335,10 @@ pub async fn run(
     };
     let mailer = match &settings.email {
         None => None,
-        Some(email) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(&email.relay_url) {
-            Ok(builder) => Some(builder.timeout(Some(settings.delivery.timeout)).build()),
+        Some(email) => match Mailer::new(email, settings.delivery.timeout) {
+            Ok(mailer) => Some(mailer),
             Err(error) => {
-                tracing::error!(%error, "the SMTP relay URL is not usable; e-mail is not delivered");
+                tracing::error!(%error, "e-mail is not delivered");
                 None
             }
         },
@@ -358,7 +357,7 @@ pub async fn run(
 struct NotificationQueue {
     store: Store,
     client: reqwest::Client,
-    mailer: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    mailer: Option<Mailer>,
     settings: Arc<NotificationSettings>,
     metrics: AlertMetrics,
 }
@@ -599,23 +598,13 @@ impl NotificationQueue {
     }
 
     async fn email(&self, address: &str, notification: &Notification) -> Sent {
-        let (Some(mailer), Some(settings)) = (&self.mailer, &self.settings.email) else {
+        let Some(mailer) = &self.mailer else {
             return Sent::failed("e-mail is not configured on this server", false);
         };
-        let (Ok(from), Ok(to)) = (settings.from.parse(), address.parse()) else {
-            return Sent::failed("the sender or the recipient is not an e-mail address", true);
-        };
-        let message = Message::builder()
-            .from(from)
-            .to(to)
-            .subject(&notification.title)
-            .header(ContentType::TEXT_PLAIN)
-            .body(notification.email_text());
-        let message = match message {
-            Ok(message) => message,
-            Err(_) => return Sent::failed("the message could not be built", true),
-        };
-        match mailer.send(message).await {
+        match mailer
+            .send(address, &notification.title, notification.email_text())
+            .await
+        {
             Ok(response) => Sent {
                 outcome: AttemptOutcome {
                     status_code: Some(i32::from(u16::from(response.code()))),
@@ -626,19 +615,17 @@ impl NotificationQueue {
                 permanent: false,
                 subscription_gone: false,
             },
-            Err(e) => {
-                let code = e.status().map(|c| i32::from(u16::from(c)));
-                let permanent = e.is_permanent();
+            Err(error) => {
+                let (code, permanent) = match error {
+                    MailError::Relay {
+                        code, permanent, ..
+                    } => (code.map(i32::from), permanent),
+                    MailError::Address | MailError::Message => (None, true),
+                };
                 Sent {
                     outcome: AttemptOutcome {
                         status_code: code,
-                        error: Some(if permanent {
-                            "the relay refused the message".to_owned()
-                        } else if e.is_timeout() {
-                            "timed out".to_owned()
-                        } else {
-                            "the relay could not be reached or failed".to_owned()
-                        }),
+                        error: Some(error.to_string()),
                         duration_ms: 0,
                     },
                     delivered: false,

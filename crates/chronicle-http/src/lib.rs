@@ -69,8 +69,11 @@ pub struct AppState {
     pub webhook_destinations: Arc<chronicle_alerts::destinations::Destinations>,
     /// The VAPID public key browsers subscribe to Web Push with (base64url).
     pub vapid_public_key: String,
-    /// Whether an SMTP relay is configured (e-mail channels are served).
-    pub email_configured: bool,
+    /// The SMTP relay, when one is configured: e-mail channels are served, and the codes
+    /// confirming their addresses are sent through it.
+    pub mailer: Option<chronicle_alerts::mail::Mailer>,
+    /// The address people open Chronicle at, linked from confirmation messages.
+    pub public_url: Option<String>,
     /// How long a request may take to produce its response ([`REQUEST_TIMEOUT`] by default).
     pub request_timeout: Duration,
     /// Rate limits and back-off on log-in, password change and token issuance.

@@ -307,7 +307,15 @@ pub async fn launch(
         research_holdback: chrono::Duration::days(i64::from(settings.research_holdback_days)),
         webhook_destinations: settings.webhook_destinations.clone(),
         vapid_public_key: vapid.public_key(),
-        email_configured: settings.channels.email.is_some(),
+        mailer: settings.channels.email.as_ref().and_then(|email| {
+            chronicle_alerts::mail::Mailer::new(
+                email,
+                chronicle_alerts::WebhookSettings::default().timeout,
+            )
+            .inspect_err(|error| tracing::error!(%error, "e-mail is not sent"))
+            .ok()
+        }),
+        public_url: settings.channels.public_url.clone(),
         request_timeout: settings.http_request_timeout,
         login_guard,
         trusted_proxies: settings.http_trusted_proxies.clone().into(),

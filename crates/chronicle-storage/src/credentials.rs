@@ -23,10 +23,15 @@ const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// the API allows, and short enough to type from a printed card.
 const CODE_CHARACTERS: usize = 12;
 
-/// A new invitation code, grouped for reading: `7K2Q-MX9D-40TZ`.
-pub fn invitation_code() -> String {
+/// Characters of an e-mail confirmation code: 8 × 5 = 40 bits. It lives a day, allows a few
+/// wrong tries, and the messages carrying new codes are rate limited, so at most some hundreds
+/// of guesses reach it: a chance below 10⁻⁹.
+const CONFIRMATION_CODE_CHARACTERS: usize = 8;
+
+/// A random code of `characters` from [`CODE_ALPHABET`], in groups of four: `7K2Q-MX9D`.
+fn grouped_code(characters: usize) -> String {
     let mut rng = rand::rng();
-    let chars: Vec<char> = (0..CODE_CHARACTERS)
+    let chars: Vec<char> = (0..characters)
         .map(|_| char::from(CODE_ALPHABET[rand::Rng::random_range(&mut rng, 0..32)]))
         .collect();
     chars
@@ -36,9 +41,9 @@ pub fn invitation_code() -> String {
         .join("-")
 }
 
-/// An invitation code as typed (any case, dashes or spaces, O for 0, I or L for 1) in its
-/// one canonical spelling, the one that is hashed; `None` if it cannot be a code.
-pub fn canonical_invitation_code(typed: &str) -> Option<String> {
+/// A code as typed (any case, dashes or spaces, O for 0, I or L for 1) in its one canonical
+/// spelling, the one that is hashed; `None` if it cannot be a code of `characters`.
+fn canonical_code(typed: &str, characters: usize) -> Option<String> {
     let canonical: String = typed
         .chars()
         .filter(|c| !matches!(c, '-' | ' '))
@@ -48,8 +53,28 @@ pub fn canonical_invitation_code(typed: &str) -> Option<String> {
             other => other,
         })
         .collect();
-    (canonical.len() == CODE_CHARACTERS && canonical.bytes().all(|b| CODE_ALPHABET.contains(&b)))
+    (canonical.len() == characters && canonical.bytes().all(|b| CODE_ALPHABET.contains(&b)))
         .then_some(canonical)
+}
+
+/// A new invitation code, grouped for reading: `7K2Q-MX9D-40TZ`.
+pub fn invitation_code() -> String {
+    grouped_code(CODE_CHARACTERS)
+}
+
+/// An invitation code as typed in its canonical spelling (see [`canonical_code`]).
+pub fn canonical_invitation_code(typed: &str) -> Option<String> {
+    canonical_code(typed, CODE_CHARACTERS)
+}
+
+/// A new e-mail confirmation code: `7K2Q-MX9D`.
+pub fn email_confirmation_code() -> String {
+    grouped_code(CONFIRMATION_CODE_CHARACTERS)
+}
+
+/// An e-mail confirmation code as typed in its canonical spelling.
+pub fn canonical_email_confirmation_code(typed: &str) -> Option<String> {
+    canonical_code(typed, CONFIRMATION_CODE_CHARACTERS)
 }
 
 /// A new MQTT identity's credentials (a device's or a gateway's), shown once: only hashes of

@@ -28,6 +28,7 @@ pub mod alerts;
 pub mod broker_identities;
 pub mod bulk;
 pub mod credentials;
+pub mod email_confirmations;
 mod error;
 pub mod followups;
 pub mod gate;

@@ -58,6 +58,9 @@ pub struct Channel {
     pub label: Option<String>,
     pub created_at: DateTime<Utc>,
     pub disabled_at: Option<DateTime<Utc>>,
+    /// When the user proved the e-mail address theirs (Web Push and webhooks: when added).
+    /// Nothing is queued for an unconfirmed channel.
+    pub confirmed_at: Option<DateTime<Utc>>,
 }
 
 /// One alert event to one of the user's channels.
@@ -164,11 +167,13 @@ pub enum NotificationDecision {
     Withhold,
 }
 
-const CHANNEL_COLUMNS: &str = "id, user_id, kind, target, label, created_at, disabled_at";
+pub(crate) const CHANNEL_COLUMNS: &str =
+    "id, user_id, kind, target, label, created_at, disabled_at, confirmed_at";
 
 /// The channel holders who may be concerned by `patient_ids`' alerts: users with an enabled
 /// channel who are one of the patients, a guardian, or named (themselves, a team or an
 /// organization of theirs) by one of the patients' grants. The gate decides among them.
+/// An e-mail address not yet confirmed by its owner receives nothing.
 const CANDIDATES: &str = "
     SELECT c.id AS channel_id, u.id AS user_id, u.role, u.patient_id,
         ARRAY(SELECT patient_id FROM guardians WHERE user_id = u.id) AS guardian_of,
@@ -176,7 +181,7 @@ const CANDIDATES: &str = "
         ARRAY(SELECT organization_id FROM organization_members WHERE user_id = u.id)
             AS organizations
     FROM notification_channels c JOIN users u ON u.id = c.user_id
-    WHERE c.disabled_at IS NULL AND u.disabled_at IS NULL AND (
+    WHERE c.disabled_at IS NULL AND c.confirmed_at IS NOT NULL AND u.disabled_at IS NULL AND (
         u.patient_id = ANY($1)
         OR EXISTS (SELECT 1 FROM guardians g WHERE g.user_id = u.id AND g.patient_id = ANY($1))
         OR EXISTS (SELECT 1 FROM grants g WHERE g.patient_id = ANY($1) AND g.revoked_at IS NULL
@@ -280,7 +285,8 @@ pub(crate) async fn queue_notifications(
 }
 
 impl Store {
-    /// Adds a channel for `user_id`.
+    /// Adds a channel for `user_id`: an e-mail address unconfirmed (see
+    /// [`Store::issue_email_confirmation`]), any other kind confirmed.
     pub async fn create_channel(
         &self,
         user_id: Uuid,
@@ -298,8 +304,10 @@ impl Store {
         };
         Ok(sqlx::query_as::<_, Channel>(&format!(
             "INSERT INTO notification_channels
-                 (id, user_id, kind, target, push_p256dh, push_auth, secret, label)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 (id, user_id, kind, target, push_p256dh, push_auth, secret, label,
+                  confirmed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                     CASE WHEN $3 = 'email' THEN NULL ELSE now() END)
              RETURNING {CHANNEL_COLUMNS}"
         ))
         .bind(Uuid::new_v4())

@@ -8,13 +8,14 @@ use super::{json_list, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
-use crate::error::refusals::{BadRequest, NotFound, Unauthenticated};
+use crate::error::refusals::{BadRequest, Conflict, NotFound, TooManyRequests, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chronicle_alerts::notifications::{check_email, check_push_keys};
 use chronicle_domain::alerts::quiet_hours::QuietHours;
 use chronicle_domain::zone::parse_time_zone;
+use chronicle_storage::email_confirmations::{ConfirmOutcome, IssueRefused};
 use chronicle_storage::notifications::{Channel, ChannelTarget, NotificationDelivery};
 use chrono::{DateTime, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(channels, create_channel))
         .routes(routes!(disable_channel))
+        .routes(routes!(confirm_channel))
+        .routes(routes!(send_confirmation))
         .routes(routes!(deliveries))
         .routes(routes!(push_key))
         .routes(routes!(quiet_hours, set_quiet_hours, clear_quiet_hours))
@@ -45,6 +48,10 @@ struct ChannelItem {
     label: Option<String>,
     created_at: DateTime<Utc>,
     disabled_at: Option<DateTime<Utc>>,
+    /// Whether alarms go to it: an e-mail address once its owner typed back the code mailed
+    /// to it; Web Push and webhooks when added.
+    confirmed: bool,
+    confirmed_at: Option<DateTime<Utc>>,
 }
 
 impl From<Channel> for ChannelItem {
@@ -56,6 +63,8 @@ impl From<Channel> for ChannelItem {
             label: c.label,
             created_at: c.created_at,
             disabled_at: c.disabled_at,
+            confirmed: c.confirmed_at.is_some(),
+            confirmed_at: c.confirmed_at,
         }
     }
 }
@@ -104,6 +113,92 @@ struct CreatedChannel {
     channel: ChannelItem,
     /// A webhook's signing secret, shown once.
     secret: Option<String>,
+    /// An e-mail address: whether the code confirming it was sent.
+    confirmation: Option<ConfirmationSent>,
+}
+
+/// Whether a confirmation code was mailed.
+#[derive(Debug, Serialize, ToSchema)]
+struct ConfirmationSent {
+    sent: bool,
+    /// Until when the code sent can be typed back.
+    expires_at: Option<DateTime<Utc>>,
+    /// Why it was not sent.
+    error: Option<String>,
+}
+
+impl ConfirmationSent {
+    fn not_sent(error: String) -> ConfirmationSent {
+        ConfirmationSent {
+            sent: false,
+            expires_at: None,
+            error: Some(error),
+        }
+    }
+}
+
+const NO_RELAY: &str = "e-mail is not configured on this server (no SMTP relay): the \
+                        confirmation code could not be sent";
+
+/// Why no code could be issued, as an answer.
+fn issue_refusal(refused: IssueRefused) -> ApiError {
+    match refused {
+        IssueRefused::NotFound => ApiError::NotFound,
+        IssueRefused::AlreadyConfirmed => {
+            ApiError::Conflict("the channel is confirmed already".into())
+        }
+        IssueRefused::RateLimited { retry_after, .. } => {
+            ApiError::TooManyRequests(retry_after.to_std().unwrap_or_default())
+        }
+    }
+}
+
+/// Issues a code for the caller's unconfirmed e-mail channel and mails it through the relay.
+/// `Ok` whether or not the relay took it (the answer says); `Err` when no code was issued.
+async fn mail_confirmation_code(
+    state: &AppState,
+    user_id: Uuid,
+    channel_id: Uuid,
+) -> Result<Result<ConfirmationSent, IssueRefused>, ApiError> {
+    let Some(mailer) = &state.mailer else {
+        return Ok(Ok(ConfirmationSent::not_sent(NO_RELAY.into())));
+    };
+    let issued = match state
+        .store
+        .issue_email_confirmation(user_id, channel_id)
+        .await?
+    {
+        Ok(issued) => issued,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let text = chronicle_alerts::mail::confirmation_text(
+        &issued.code,
+        issued.expires_at,
+        state.public_url.as_deref(),
+    );
+    Ok(Ok(
+        match mailer
+            .send(
+                &issued.address,
+                chronicle_alerts::mail::CONFIRMATION_SUBJECT,
+                text,
+            )
+            .await
+        {
+            Ok(_) => ConfirmationSent {
+                sent: true,
+                expires_at: Some(issued.expires_at),
+                error: None,
+            },
+            Err(error) => {
+                tracing::warn!(channel = %channel_id, %error, "confirmation code not sent");
+                ConfirmationSent::not_sent(format!(
+                    "the confirmation code could not be sent: {error}; ask for a new one \
+                     in a minute"
+                ))
+            }
+        },
+    ))
 }
 
 /// The caller's channels.
@@ -206,17 +301,111 @@ async fn create_channel(
             "at most {MAX_CHANNELS} channels; remove one first"
         )));
     }
+    let is_email = matches!(target, ChannelTarget::Email { .. });
     let channel = state
         .store
         .create_channel(principal.user_id, &target, label.as_deref())
         .await?;
+    let confirmation = if is_email {
+        Some(
+            match mail_confirmation_code(&state, principal.user_id, channel.id).await? {
+                Ok(sent) => sent,
+                Err(IssueRefused::RateLimited { why, retry_after }) => {
+                    ConfirmationSent::not_sent(format!(
+                        "the confirmation code was not sent: {why}; ask for a new one in {} s",
+                        retry_after.num_seconds().max(1)
+                    ))
+                }
+                Err(refused) => {
+                    return Err(ApiError::Internal(format!(
+                        "a new e-mail channel could not be confirmed: {refused:?}"
+                    )));
+                }
+            },
+        )
+    } else {
+        None
+    };
     Ok((
         StatusCode::CREATED,
         Json(CreatedChannel {
             channel: channel.into(),
             secret: shown_secret,
+            confirmation,
         }),
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct ConfirmBody {
+    /// The code mailed to the address (any case; dashes and spaces ignored).
+    #[schema(example = "7K2Q-MX9D")]
+    code: String,
+}
+
+/// Confirm one of the caller's e-mail channels with the code mailed to it: from then on,
+/// alarms go there. A wrong code counts against the code's few tries; after the last, or once
+/// it expired, a new code must be sent.
+#[utoipa::path(post, path = "/v1/me/channels/{channel_id}/confirm", tag = "channels",
+    request_body = ConfirmBody,
+    responses((status = 200, body = ChannelItem), BadRequest, Unauthenticated, NotFound,
+        Conflict))]
+async fn confirm_channel(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(channel_id): Path<Uuid>,
+    Json(body): Json<ConfirmBody>,
+) -> Result<Json<ChannelItem>, ApiError> {
+    match state
+        .store
+        .confirm_email_channel(principal.user_id, channel_id, &body.code)
+        .await?
+    {
+        ConfirmOutcome::Confirmed(channel) => Ok(Json(channel.into())),
+        ConfirmOutcome::WrongCode { tries_left: 0 } => Err(ApiError::BadRequest(
+            "that is not the code, and it was the last try: ask for a new code".into(),
+        )),
+        ConfirmOutcome::WrongCode { tries_left } => Err(ApiError::BadRequest(format!(
+            "that is not the code; {tries_left} tries left"
+        ))),
+        ConfirmOutcome::NoLiveCode => Err(ApiError::Conflict(
+            "no code can confirm this channel now (it expired, too many wrong codes were \
+             typed, or none was sent): ask for a new code"
+                .into(),
+        )),
+        ConfirmOutcome::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+/// Send a new confirmation code to one of the caller's unconfirmed e-mail channels (the
+/// earlier code stops working). Limited: one message a minute to an address, and a few a day
+/// per address and per user. `sent: false` says why the relay did not take it.
+#[utoipa::path(post, path = "/v1/me/channels/{channel_id}/confirmation", tag = "channels",
+    responses((status = 200, body = ConfirmationSent), Unauthenticated, NotFound, Conflict,
+        TooManyRequests))]
+async fn send_confirmation(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(channel_id): Path<Uuid>,
+) -> Result<Json<ConfirmationSent>, ApiError> {
+    if state.mailer.is_none() {
+        // Still 404 for a channel that is not the caller's.
+        let own = state
+            .store
+            .channels_of(principal.user_id)
+            .await?
+            .into_iter()
+            .any(|c| c.id == channel_id && c.kind == "email" && c.disabled_at.is_none());
+        return Err(if own {
+            ApiError::Conflict(NO_RELAY.into())
+        } else {
+            ApiError::NotFound
+        });
+    }
+    match mail_confirmation_code(&state, principal.user_id, channel_id).await? {
+        Ok(sent) => Ok(Json(sent)),
+        Err(refused) => Err(issue_refusal(refused)),
+    }
 }
 
 /// Remove a channel: nothing more is sent to it (its pending deliveries are withheld); its
@@ -323,7 +512,7 @@ struct PushKey {
 async fn push_key(State(state): State<AppState>) -> Json<PushKey> {
     Json(PushKey {
         public_key: state.vapid_public_key.clone(),
-        email_available: state.email_configured,
+        email_available: state.mailer.is_some(),
     })
 }
 
