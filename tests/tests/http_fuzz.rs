@@ -45,6 +45,8 @@ const API_FIELDS: &[&str] = &[
     "device_ids",
     "current_password",
     "new_password",
+    "address",
+    "code",
 ];
 
 fn any_json() -> impl Strategy<Value = Value> {

@@ -2,7 +2,9 @@
 //! webhook, the patient has a very low, and exactly those the patient's sharing lets receive
 //! glucose alerts get a notification — each told only what their grant shows — with every
 //! attempt in the patient's access log. The channel routes themselves are the caller's own
-//! (`/v1/me/…`): another user's channel is 404 (`alert_channels.rs`).
+//! (`/v1/me/…`): another user's channel is 404, here for confirming an e-mail address and
+//! having its code sent (`alert_channels.rs` has the rest), and an unconfirmed address is
+//! sent nothing.
 
 use super::world;
 use axum::extract::{Path, State};
@@ -100,6 +102,45 @@ async fn alarms_reach_exactly_the_channels_the_grants_allow_told_what_each_may_s
             .await;
         assert_eq!(status, StatusCode::CREATED, "{who}: {body}");
     }
+    // Every user adds an e-mail address too, which stays unconfirmed (this server has no
+    // SMTP relay, so no code is sent): it must receive nothing, and nobody but its owner may
+    // confirm it or have a code sent to it.
+    let mut email_channels = BTreeMap::new();
+    for who in EVERYONE {
+        let (status, body) = w
+            .call(
+                who,
+                Method::POST,
+                "/v1/me/channels",
+                Some(json!({"kind": "email", "address": format!("{who}@matrix.example")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{who}: {body}");
+        assert_eq!(body["channel"]["confirmed"], false, "{who}: {body}");
+        email_channels.insert(who, body["channel"]["id"].as_str().expect("id").to_owned());
+    }
+    for (owner, id) in &email_channels {
+        for who in EVERYONE.iter().copied().chain(["anonymous"]) {
+            if who == *owner {
+                continue;
+            }
+            let expected = if who == "anonymous" {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            for (path, body) in [
+                (
+                    format!("/v1/me/channels/{id}/confirm"),
+                    Some(json!({"code": "AAAA-AAAA"})),
+                ),
+                (format!("/v1/me/channels/{id}/confirmation"), None),
+            ] {
+                let (status, answer) = w.call(who, Method::POST, &path, body).await;
+                assert_eq!(status, expected, "{who} on {owner}'s {path}: {answer}");
+            }
+        }
+    }
 
     let (cgm, secret) = w
         .server
@@ -145,6 +186,18 @@ async fn alarms_reach_exactly_the_channels_the_grants_allow_told_what_each_may_s
         },
     )
     .await;
+
+    let to_unconfirmed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notification_deliveries d
+         JOIN notification_channels c ON c.id = d.channel_id WHERE c.kind = 'email'",
+    )
+    .fetch_one(&w.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        to_unconfirmed, 0,
+        "nothing queued for an unconfirmed address"
+    );
 
     let told: BTreeMap<String, Value> = received
         .lock()
