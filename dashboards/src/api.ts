@@ -65,6 +65,7 @@ export type CreatedShareLink = Wire<Schemas['CreatedShareLink']>;
 export type Channel = Wire<Schemas['ChannelItem']>;
 export type NewChannel = Schemas['NewChannel'];
 export type CreatedChannel = Wire<Schemas['CreatedChannel']>;
+export type ConfirmationSent = Wire<Schemas['ConfirmationSent']>;
 export type NotificationDelivery = Wire<Schemas['NotificationDeliveryItem']>;
 export type PushKey = Wire<Schemas['PushKey']>;
 export type QuietHours = Schemas['QuietHoursBody'];
@@ -297,6 +298,10 @@ export const api = {
   channels: () => json<Channel[]>('GET', '/v1/me/channels'),
   addChannel: (channel: NewChannel) => json<CreatedChannel>('POST', '/v1/me/channels', channel),
   removeChannel: (id: string) => json<Channel>('DELETE', `/v1/me/channels/${encodeURIComponent(id)}`),
+  confirmChannel: (id: string, code: string) =>
+    json<Channel>('POST', `/v1/me/channels/${encodeURIComponent(id)}/confirm`, { code }),
+  sendConfirmation: (id: string) =>
+    json<ConfirmationSent>('POST', `/v1/me/channels/${encodeURIComponent(id)}/confirmation`),
   notificationDeliveries: () => json<NotificationDelivery[]>('GET', '/v1/me/notifications?limit=50'),
   pushKey: () => json<PushKey>('GET', '/v1/push/vapid-public-key'),
   quietHours: () => json<QuietHoursItem>('GET', '/v1/me/quiet-hours'),

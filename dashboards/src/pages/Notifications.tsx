@@ -1,6 +1,7 @@
 // /notifications: where a user's alerts reach them besides an open Chronicle page — this
 // browser (Web Push, shown by the service worker even when no page is open), e-mail, or a
-// personal webhook (ntfy, Pushover, an SMS gateway) — and the log of what was sent. Each
+// personal webhook (ntfy, Pushover, an SMS gateway) — and the log of what was sent. An
+// e-mail address receives nothing until the code mailed to it is typed back here. Each
 // notification says only what the user may see of the patient (docs/alerts.md).
 
 import { useState } from 'preact/hooks';
@@ -78,7 +79,16 @@ export function NotificationsPage() {
               <li key={c.id} data-testid="channel">
                 <span>
                   <strong>{KIND_LABELS[c.kind] ?? c.kind}</strong> <span class="muted">{c.label ?? c.target}</span>
+                  {!c.confirmed && (
+                    <>
+                      {' '}
+                      <span class="tag tag-unconfirmed" data-testid="unconfirmed">
+                        unconfirmed
+                      </span>
+                    </>
+                  )}
                 </span>
+                {!c.confirmed && <ConfirmEmail channel={c} onConfirmed={added} onProblem={setProblem} />}
                 <button
                   type="button"
                   class="button button-small"
@@ -160,9 +170,13 @@ function EmailChannel(props: { available: boolean; onAdded: (m: string) => void;
         onSubmit={async (event) => {
           event.preventDefault();
           try {
-            await api.addChannel({ kind: 'email', address: address.trim(), label: null });
+            const created = await api.addChannel({ kind: 'email', address: address.trim(), label: null });
             setAddress('');
-            props.onAdded(`Alerts will be e-mailed to ${address.trim()}.`);
+            props.onAdded(
+              created.confirmation?.sent
+                ? `A code was e-mailed to ${created.channel.target}: type it above to confirm the address. No alert goes there until then.`
+                : `${created.channel.target} was added but not confirmed: ${created.confirmation?.error ?? 'no code was sent'}.`,
+            );
           } catch (error) {
             props.onProblem(errorMessage(error));
           }
@@ -181,6 +195,56 @@ function EmailChannel(props: { available: boolean; onAdded: (m: string) => void;
         </button>
       </form>
     </section>
+  );
+}
+
+/** An e-mail address not yet confirmed: the code mailed to it, and a way to have a new one sent. */
+function ConfirmEmail(props: { channel: Channel; onConfirmed: (m: string) => void; onProblem: (m: string) => void }) {
+  const [code, setCode] = useState('');
+  const id = `confirm-${props.channel.id}`;
+  return (
+    <form
+      class="inline-form"
+      onSubmit={async (event) => {
+        event.preventDefault();
+        try {
+          await api.confirmChannel(props.channel.id, code.trim());
+          setCode('');
+          props.onConfirmed(`${props.channel.target} is confirmed: alerts will be e-mailed there.`);
+        } catch (error) {
+          props.onProblem(errorMessage(error));
+        }
+      }}
+    >
+      <label for={id}>Code e-mailed to {props.channel.target}</label>
+      <input
+        id={id}
+        required
+        autocomplete="one-time-code"
+        placeholder="XXXX-XXXX"
+        size={10}
+        value={code}
+        onInput={(e) => setCode(e.currentTarget.value)}
+      />
+      <button type="submit" class="button button-small">
+        Confirm
+      </button>
+      <button
+        type="button"
+        class="button button-small"
+        onClick={async () => {
+          try {
+            const sent = await api.sendConfirmation(props.channel.id);
+            if (sent.sent) props.onConfirmed(`A new code was e-mailed to ${props.channel.target}.`);
+            else props.onProblem(sent.error ?? 'The code could not be sent.');
+          } catch (error) {
+            props.onProblem(errorMessage(error));
+          }
+        }}
+      >
+        Send again
+      </button>
+    </form>
   );
 }
 
