@@ -20,6 +20,7 @@ mod alerts;
 mod fleet;
 mod fleet_scale;
 mod probe;
+mod push;
 mod relay;
 mod server;
 mod stand_in;

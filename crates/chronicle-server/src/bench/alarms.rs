@@ -31,6 +31,7 @@ use uuid::Uuid;
 /// team receives their alerts.
 pub struct AlarmProbes {
     probes: Vec<Probe>,
+    clinician: Uuid,
     token: String,
 }
 
@@ -60,6 +61,32 @@ pub struct AlarmTimes {
     pub latencies: Vec<Duration>,
     /// Alarms whose event never arrived.
     pub missed: usize,
+    /// Every alarm raised, to time it on another path too (a push).
+    pub raised: Alarms,
+}
+
+/// Alarms raised and not yet answered: per patient, the `measured_at` of each very low sent
+/// (as the server keeps it, to the microsecond) and when it was published.
+pub type Alarms = BTreeMap<(Uuid, DateTime<Utc>), Instant>;
+
+/// The latencies of the alarms an alert event answers, removed from `pending`: every alarm of
+/// `patient` measured at or before the event's `last_seen_at` (alarms raised faster than the
+/// engine evaluates come out as one event).
+pub fn answer(
+    pending: &mut Alarms,
+    patient: Uuid,
+    last_seen: DateTime<Utc>,
+    arrived: Instant,
+) -> Vec<Duration> {
+    let answered: Vec<(Uuid, DateTime<Utc>)> = pending
+        .range((patient, DateTime::<Utc>::MIN_UTC)..=(patient, last_seen))
+        .map(|(key, _)| *key)
+        .collect();
+    answered
+        .into_iter()
+        .filter_map(|key| pending.remove(&key))
+        .map(|published| arrived.saturating_duration_since(published))
+        .collect()
 }
 
 impl AlarmProbes {
@@ -111,8 +138,14 @@ impl AlarmProbes {
             .await?;
         Ok(AlarmProbes {
             probes,
+            clinician: clinician.id,
             token: token.token,
         })
+    }
+
+    /// The clinician whose care team receives the probes' alerts.
+    pub fn clinician(&self) -> Uuid {
+        self.clinician
     }
 
     /// The probes' device ids, to tell their readings from the rest.
@@ -139,8 +172,7 @@ impl AlarmProbes {
             let topic = readings_topic(TOPIC_PREFIX, probe.device.id.as_str());
             clients.push((probe.patient_id, client, topic));
         }
-        // Per patient: the measured_at of each very low sent, and when it was published.
-        let mut sent: BTreeMap<(Uuid, DateTime<Utc>), Instant> = BTreeMap::new();
+        let mut sent = Alarms::new();
         let mut ticker = tokio::time::interval(schedule.interval);
         for alarm in 0..schedule.alarms {
             ticker.tick().await;
@@ -164,8 +196,7 @@ impl AlarmProbes {
                 .context("probe publish")?;
         }
 
-        // Each event answers every alarm of its patient measured at or before its
-        // last_seen_at not yet answered.
+        let raised = sent.clone();
         let mut latencies = Vec::new();
         let deadline = tokio::time::Instant::now() + schedule.patience;
         while !sent.is_empty() {
@@ -174,15 +205,7 @@ impl AlarmProbes {
             else {
                 break;
             };
-            let answered: Vec<(Uuid, DateTime<Utc>)> = sent
-                .range((patient_id, DateTime::<Utc>::MIN_UTC)..=(patient_id, last_seen))
-                .map(|(key, _)| *key)
-                .collect();
-            for key in answered {
-                if let Some(published) = sent.remove(&key) {
-                    latencies.push(arrived.saturating_duration_since(published));
-                }
-            }
+            latencies.extend(answer(&mut sent, patient_id, last_seen, arrived));
         }
         stream.abort();
         for (_, client, _) in clients {
@@ -192,6 +215,7 @@ impl AlarmProbes {
         Ok(AlarmTimes {
             latencies,
             missed: sent.len(),
+            raised,
         })
     }
 }
