@@ -182,6 +182,19 @@ mod tests {
     }
 
     #[test]
+    fn confirmation_codes_are_eight_characters_and_not_invitation_codes() {
+        let code = email_confirmation_code();
+        assert_eq!(code.len(), 9, "{code}");
+        assert_eq!(
+            canonical_email_confirmation_code(&code.to_lowercase()),
+            Some(code.replace('-', ""))
+        );
+        assert_eq!(canonical_email_confirmation_code(&invitation_code()), None);
+        assert_eq!(canonical_invitation_code(&code), None);
+        assert_eq!(canonical_email_confirmation_code("nope"), None);
+    }
+
+    #[test]
     fn passwords_round_trip_and_salts_differ() {
         let a = hash_password("correct horse battery staple").expect("hash");
         let b = hash_password("correct horse battery staple").expect("hash");
