@@ -159,10 +159,13 @@ function EmailChannel(props: { available: boolean; onAdded: (m: string) => void;
   return (
     <section aria-labelledby="email-heading" class="card">
       <h2 id="email-heading">E-mail</h2>
+      <p class="help">
+        Chronicle e-mails the address a code to type back here: no alert goes to it until then.
+      </p>
       {!props.available && (
         <p class="help">
-          This Chronicle server has no mail relay configured: until its operator sets one up, e-mails to you fail (and
-          say so below) and your alerts reach you only on its pages and your other channels.
+          This Chronicle server has no mail relay configured: an address can be added, but no code can be sent to
+          confirm it, so until its operator sets one up your alerts reach you only on its pages and your other channels.
         </p>
       )}
       <form
