@@ -1047,3 +1047,106 @@ async fn a_code_dies_after_five_wrong_tries_and_one_user_cannot_mail_many_addres
         "no eleventh message"
     );
 }
+
+#[tokio::test]
+async fn an_address_gets_few_codes_a_day_from_anyone_and_an_expired_code_confirms_nothing() {
+    use chronicle_storage::email_confirmations::{ConfirmOutcome, IssueRefused};
+    use chronicle_storage::notifications::ChannelTarget;
+
+    let db = TestDatabase::create().await.expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    store.migrate().await.expect("migrations");
+    let owner = create_user(
+        &store,
+        "owner@north.example",
+        Role::Caregiver,
+        None,
+        PASSWORD,
+    )
+    .await;
+    let address = "Target@Else.example";
+    let channel = store
+        .create_channel(
+            owner,
+            &ChannelTarget::Email {
+                address: address.into(),
+            },
+            None,
+        )
+        .await
+        .expect("channel")
+        .id;
+    let issue = || async {
+        store
+            .issue_email_confirmation(owner, channel)
+            .await
+            .expect("issue")
+    };
+    // Four messages went to the address (in any case) earlier today, from another account.
+    let other = create_user(
+        &store,
+        "other@north.example",
+        Role::Caregiver,
+        None,
+        PASSWORD,
+    )
+    .await;
+    for _ in 0..4 {
+        sqlx::query(
+            "INSERT INTO email_confirmation_sends (user_id, address, sent_at)
+             VALUES ($1, 'target@else.example', now() - interval '2 hours')",
+        )
+        .bind(other)
+        .execute(&db.pool)
+        .await
+        .expect("earlier send");
+    }
+    let issued = issue().await.expect("the fifth message of the day");
+    assert_eq!(issued.address, address);
+    // Within a minute of the last: refused, for about a minute.
+    match issue().await {
+        Err(IssueRefused::RateLimited { why, retry_after }) => {
+            assert!(why.contains("minute"), "{why}");
+            assert!(retry_after <= Duration::seconds(60), "{retry_after}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A minute later, still refused: the address had its five today, until the oldest is a
+    // day old.
+    sqlx::query("UPDATE email_confirmation_sends SET sent_at = sent_at - interval '5 minutes'")
+        .execute(&db.pool)
+        .await
+        .expect("later");
+    match issue().await {
+        Err(IssueRefused::RateLimited { why, retry_after }) => {
+            assert!(why.contains("this address"), "{why}");
+            assert!(
+                retry_after > Duration::hours(21) && retry_after < Duration::hours(22),
+                "{retry_after}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The code issued, once expired, confirms nothing; nor does another user's attempt.
+    assert_eq!(
+        store
+            .confirm_email_channel(other, channel, &issued.code)
+            .await
+            .expect("confirm"),
+        ConfirmOutcome::NotFound
+    );
+    sqlx::query("UPDATE email_confirmation_codes SET expires_at = now() - interval '1 second'")
+        .execute(&db.pool)
+        .await
+        .expect("expire");
+    assert_eq!(
+        store
+            .confirm_email_channel(owner, channel, &issued.code)
+            .await
+            .expect("confirm"),
+        ConfirmOutcome::NoLiveCode
+    );
+    let channels = store.channels_of(owner).await.expect("channels");
+    assert_eq!(channels[0].confirmed_at, None);
+}
