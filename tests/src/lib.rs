@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod clinic;
 pub mod device;
 pub mod mqtt;

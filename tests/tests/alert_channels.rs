@@ -84,6 +84,16 @@ impl PythonService {
     fn port(&self) -> u64 {
         self.start["port"].as_u64().expect("port")
     }
+
+    /// Fails if the service reports anything more within 2 s.
+    async fn nothing_more(&mut self, why: &str) {
+        assert!(
+            tokio::time::timeout(StdDuration::from_secs(2), self.lines.recv())
+                .await
+                .is_err(),
+            "{why}"
+        );
+    }
 }
 
 /// `chronicle serve`, the built binary, on the test's database with `args`.
@@ -95,6 +105,22 @@ async fn real_server(db: &TestDatabase, args: &[&str]) -> ChronicleServer {
     })
     .await
     .expect("chronicle serve starts")
+}
+
+/// The SMTP sink, and `chronicle serve` relaying e-mail through it from
+/// `alerts@chronicle.example` (with `args` besides).
+async fn server_with_smtp(db: &TestDatabase, args: &[&str]) -> (PythonService, ChronicleServer) {
+    let smtp = PythonService::start("smtp_sink.py").await;
+    let relay = format!("smtp://127.0.0.1:{}", smtp.port());
+    let mut all = vec![
+        "--smtp-url",
+        &relay,
+        "--smtp-from",
+        "Chronicle <alerts@chronicle.example>",
+    ];
+    all.extend_from_slice(args);
+    let server = real_server(db, &all).await;
+    (smtp, server)
 }
 
 async fn cgm(server: &impl ServerUnderTest, clinic: &Clinic, patient: Uuid) -> TestDevice {
@@ -195,14 +221,8 @@ fn confirmation_code(mail: &Value, address: &str) -> String {
         .unwrap_or_else(|| panic!("no code in {body}"))
 }
 
-/// Adds an e-mail channel for the holder of `token` and confirms it with the code the SMTP
-/// sink received; its id.
-async fn confirmed_email_channel(
-    api: &ApiClient,
-    smtp: &mut PythonService,
-    token: &str,
-    address: &str,
-) -> String {
+/// Adds an e-mail channel for the holder of `token`: the answer (201).
+async fn add_email(api: &ApiClient, token: &str, address: &str) -> Value {
     let (status, created) = api
         .call(
             Some(token),
@@ -212,6 +232,30 @@ async fn confirmed_email_channel(
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
+/// `created` is an e-mail channel added unconfirmed, no code sent, saying `why`.
+fn added_but_not_sent(created: &Value, why: &str) {
+    assert_eq!(created["channel"]["confirmed"], false, "{created}");
+    assert_eq!(created["confirmation"]["sent"], false, "{created}");
+    assert!(
+        created["confirmation"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(why)),
+        "{created}"
+    );
+}
+
+/// Adds an e-mail channel for the holder of `token` and confirms it with the code the SMTP
+/// sink received; its id.
+async fn confirmed_email_channel(
+    api: &ApiClient,
+    smtp: &mut PythonService,
+    token: &str,
+    address: &str,
+) -> String {
+    let created = add_email(api, token, address).await;
     assert_eq!(created["confirmation"]["sent"], true, "{created}");
     let id = created["channel"]["id"].as_str().expect("id").to_owned();
     let code = confirmation_code(&smtp.next("a confirmation code").await, address);
@@ -417,19 +461,8 @@ async fn web_push_is_vapid_signed_and_encrypted_and_a_trends_only_carer_gets_no_
 
 #[tokio::test]
 async fn email_reaches_a_real_smtp_server_and_a_snoozed_alarm_is_withheld() {
-    let mut smtp = PythonService::start("smtp_sink.py").await;
     let db = TestDatabase::create().await.expect("database");
-    let relay = format!("smtp://127.0.0.1:{}", smtp.port());
-    let server = real_server(
-        &db,
-        &[
-            "--smtp-url",
-            &relay,
-            "--smtp-from",
-            "Chronicle <alerts@chronicle.example>",
-        ],
-    )
-    .await;
+    let (mut smtp, server) = server_with_smtp(&db, &[]).await;
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
     let api = ApiClient::new(&server);
@@ -496,12 +529,8 @@ async fn email_reaches_a_real_smtp_server_and_a_snoozed_alarm_is_withheld() {
     assert_eq!(withheld[0]["status"], "withheld", "{withheld:?}");
     assert_eq!(withheld[0]["attempts"], 0);
     // Nothing else reached the SMTP server.
-    assert!(
-        tokio::time::timeout(StdDuration::from_secs(2), smtp.lines.recv())
-            .await
-            .is_err(),
-        "only the patient's e-mail was sent"
-    );
+    smtp.nothing_more("only the patient's e-mail was sent")
+        .await;
 }
 
 #[tokio::test]
@@ -558,23 +587,8 @@ async fn a_user_manages_only_their_own_channels_and_bad_ones_are_refused() {
 
     // Without an SMTP relay an e-mail address is added, unconfirmed, saying why no code
     // came; asking again says so too, and only the owner may ask.
-    let (status, created) = api
-        .call(
-            Some(&owner),
-            Method::POST,
-            "/v1/me/channels",
-            Some(json!({"kind": "email", "address": "lee@north.example"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!(created["channel"]["confirmed"], false, "{created}");
-    assert_eq!(created["confirmation"]["sent"], false, "{created}");
-    assert!(
-        created["confirmation"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("not configured")),
-        "{created}"
-    );
+    let created = add_email(&api, &owner, "lee@north.example").await;
+    added_but_not_sent(&created, "not configured");
     let email_id = created["channel"]["id"].as_str().expect("id");
     let again = format!("/v1/me/channels/{email_id}/confirmation");
     let (status, body) = api.call(Some(&owner), Method::POST, &again, None).await;
@@ -832,21 +846,9 @@ async fn alarm_events(db: &TestDatabase, patient: Uuid, expected: i64) -> Vec<i6
 
 #[tokio::test]
 async fn an_email_address_receives_alarms_only_once_its_owner_typed_back_the_mailed_code() {
-    let mut smtp = PythonService::start("smtp_sink.py").await;
     let db = TestDatabase::create().await.expect("database");
-    let relay = format!("smtp://127.0.0.1:{}", smtp.port());
-    let server = real_server(
-        &db,
-        &[
-            "--smtp-url",
-            &relay,
-            "--smtp-from",
-            "Chronicle <alerts@chronicle.example>",
-            "--public-url",
-            "https://chronicle.example/",
-        ],
-    )
-    .await;
+    let (mut smtp, server) =
+        server_with_smtp(&db, &["--public-url", "https://chronicle.example/"]).await;
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
     let api = ApiClient::new(&server);
@@ -971,32 +973,14 @@ async fn an_email_address_receives_alarms_only_once_its_owner_typed_back_the_mai
 
 #[tokio::test]
 async fn a_code_dies_after_five_wrong_tries_and_one_user_cannot_mail_many_addresses() {
-    let mut smtp = PythonService::start("smtp_sink.py").await;
     let db = TestDatabase::create().await.expect("database");
-    let relay = format!("smtp://127.0.0.1:{}", smtp.port());
-    let server = real_server(&db, &["--smtp-url", &relay]).await;
+    let (mut smtp, server) = server_with_smtp(&db, &[]).await;
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
     let api = ApiClient::new(&server);
     let token = api.login(&clinic.clinician_email, PASSWORD).await;
 
-    let add = |address: String| {
-        let api = &api;
-        let token = &token;
-        async move {
-            let (status, created) = api
-                .call(
-                    Some(token),
-                    Method::POST,
-                    "/v1/me/channels",
-                    Some(json!({"kind": "email", "address": address})),
-                )
-                .await;
-            assert_eq!(status, StatusCode::CREATED, "{created}");
-            created
-        }
-    };
-    let created = add("first@north.example".into()).await;
+    let created = add_email(&api, &token, "first@north.example").await;
     let id = created["channel"]["id"].as_str().expect("id").to_owned();
     let code = confirmation_code(&smtp.next("a code").await, "first@north.example");
     let confirm = format!("/v1/me/channels/{id}/confirm");
@@ -1027,25 +1011,13 @@ async fn a_code_dies_after_five_wrong_tries_and_one_user_cannot_mail_many_addres
     // Ten confirmation messages a day per user: the eleventh address is added but not mailed.
     for n in 2..=10 {
         let address = format!("n{n}@north.example");
-        let created = add(address.clone()).await;
+        let created = add_email(&api, &token, &address).await;
         assert_eq!(created["confirmation"]["sent"], true, "{created}");
         confirmation_code(&smtp.next("a code").await, &address);
     }
-    let created = add("n11@north.example".into()).await;
-    assert_eq!(created["channel"]["confirmed"], false, "{created}");
-    assert_eq!(created["confirmation"]["sent"], false, "{created}");
-    assert!(
-        created["confirmation"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("a day allows")),
-        "{created}"
-    );
-    assert!(
-        tokio::time::timeout(StdDuration::from_secs(2), smtp.lines.recv())
-            .await
-            .is_err(),
-        "no eleventh message"
-    );
+    let created = add_email(&api, &token, "n11@north.example").await;
+    added_but_not_sent(&created, "a day allows");
+    smtp.nothing_more("no eleventh message").await;
 }
 
 #[tokio::test]

@@ -5,48 +5,27 @@
 //! subscription beside one doing the follow-up work. It measures nothing: the figures belong
 //! in docs/benchmarks.md.
 
-use chronicle_tests::server::{chronicle_binary, traversable_tempdir};
+use chronicle_tests::bench::run_bench;
 use serde_json::Value;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::process::Command;
 
 /// Runs `chronicle bench fleet` at toy size with `args` (after the shared ones), as a user
 /// does: its stdout and its JSON report.
 async fn run_fleet(args: &[&str]) -> (String, Value) {
-    let dir = traversable_tempdir().expect("temporary directory");
-    let json = dir.path().join("fleet.json");
-    let mut command = Command::new(chronicle_binary().expect("chronicle is built"));
-    command
-        .env("CHRONICLE_LOG", "warn")
-        .args(["bench", "fleet", "--patients", "600", "--probes", "2"])
-        .args(["--probe-interval-ms", "200", "--broker", "mosquitto"])
-        .args(["--timeout-seconds", "60"])
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(bin_dir) = std::env::var_os("CHRONICLE_TEST_POSTGRES_BIN_DIR") {
-        command.arg("--postgres-bin-dir").arg(bin_dir);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
-        .await
-        .expect("bench fleet finishes within 3 minutes")
-        .expect("bench fleet runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "bench fleet failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report is written"))
-            .expect("the report is JSON");
-    (stdout, report)
+    let mut all = vec![
+        "fleet",
+        "--patients",
+        "600",
+        "--probes",
+        "2",
+        "--probe-interval-ms",
+        "200",
+        "--broker",
+        "mosquitto",
+        "--timeout-seconds",
+        "60",
+    ];
+    all.extend_from_slice(args);
+    run_bench(&all).await
 }
 
 #[tokio::test]
