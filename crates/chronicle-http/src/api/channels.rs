@@ -4,6 +4,7 @@
 //! is decided per delivery by the gate (see docs/alerts.md); managing channels reads no
 //! patient data.
 
+use super::vocabulary::DeliveryReasonName;
 use super::{json_list, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -252,6 +253,12 @@ struct NotificationDeliveryItem {
     /// The event's type (`opened`, `retriggered`, `escalated`).
     event_kind: String,
     alert_id: Uuid,
+    /// `alarm` (the alarm itself), `escalation` (a later step of the care team's escalation:
+    /// nobody had acknowledged) or `reminder` (still unacknowledged).
+    #[schema(value_type = DeliveryReasonName)]
+    reason: String,
+    /// 0 for the first notice of the alarm, then each reminder's number.
+    round: i32,
     patient_id: Uuid,
     /// `pending`, `held` (for the caller's quiet hours, looked at again every 15 s),
     /// `delivered`, `failed` (every attempt failed, or one that no retry can mend) or
@@ -277,6 +284,8 @@ impl From<NotificationDelivery> for NotificationDeliveryItem {
             event_kind: d.event_kind,
             alert_id: d.alert_id,
             patient_id: d.patient_id,
+            reason: d.reason,
+            round: d.round,
             status: d.status,
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at,

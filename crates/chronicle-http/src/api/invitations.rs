@@ -159,7 +159,7 @@ struct CreateInvitationRequest {
 
 /// The team a caller names in the path, if they belong to it; otherwise no one learns
 /// whether it exists.
-fn member_of(principal: &Principal, team_id: Uuid) -> Result<Uuid, ApiError> {
+pub(super) fn member_of(principal: &Principal, team_id: Uuid) -> Result<Uuid, ApiError> {
     if principal.care_teams.contains(&team_id) {
         Ok(team_id)
     } else {
