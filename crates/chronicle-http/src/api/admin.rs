@@ -5,7 +5,7 @@
 
 use super::session::{AuthenticationEventItem, EventQuery, event_page};
 use super::vocabulary::RoleName;
-use super::{Page, json_list};
+use super::{Page, json_list, parse_name};
 use crate::AppState;
 use crate::auth::Administrator;
 use crate::client_address::ClientAddress;
@@ -319,8 +319,7 @@ async fn create_user(
     _: Administrator,
     Json(body): Json<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown role {:?}", body.role)))?;
+    let role = parse_name(&body.role, "role", Role::parse)?;
     let email = non_empty(&body.email, "email")?;
     if !email.contains('@') {
         return Err(ApiError::BadRequest(
