@@ -28,6 +28,7 @@ use chronicle_storage::alerts::{
 };
 use chronicle_storage::gate::Permit;
 use chrono::{DateTime, Duration, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use tokio::sync::{broadcast, mpsc};
@@ -440,23 +441,14 @@ struct SnoozeRequest {
     minutes: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(chronicle_storage::alerts::Snooze)]
 struct SnoozeItem {
     patient_id: Uuid,
     /// Absent: every rule.
     #[schema(value_type = Option<RuleIdName>)]
     rule: Option<String>,
     until: DateTime<Utc>,
-}
-
-impl From<chronicle_storage::alerts::Snooze> for SnoozeItem {
-    fn from(s: chronicle_storage::alerts::Snooze) -> Self {
-        SnoozeItem {
-            patient_id: s.patient_id,
-            rule: s.rule,
-            until: s.until,
-        }
-    }
 }
 
 fn parse_rule(rule: Option<&str>) -> Result<Option<RuleId>, ApiError> {
