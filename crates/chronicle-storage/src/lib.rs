@@ -44,6 +44,7 @@ pub mod readings;
 pub mod records;
 pub mod registry;
 pub mod research;
+mod rows;
 pub mod sharing;
 pub mod targets;
 pub mod timescale;

@@ -18,6 +18,7 @@ use chronicle_domain::alerts::quiet_hours::QuietHours;
 use chronicle_domain::zone::parse_time_zone;
 use chronicle_storage::notifications::{Channel, ChannelTarget, NotificationDelivery};
 use chrono::{DateTime, NaiveTime, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -36,7 +37,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(quiet_hours, set_quiet_hours, clear_quiet_hours))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(Channel)]
 struct ChannelItem {
     id: Uuid,
     /// `web_push`, `email` or `webhook`.
@@ -46,19 +48,6 @@ struct ChannelItem {
     label: Option<String>,
     created_at: DateTime<Utc>,
     disabled_at: Option<DateTime<Utc>>,
-}
-
-impl From<Channel> for ChannelItem {
-    fn from(c: Channel) -> Self {
-        ChannelItem {
-            id: c.id,
-            kind: c.kind,
-            target: c.target,
-            label: c.label,
-            created_at: c.created_at,
-            disabled_at: c.disabled_at,
-        }
-    }
 }
 
 /// A browser's push subscription as `PushSubscription.toJSON()` gives it.
@@ -243,7 +232,8 @@ struct DeliveriesQuery {
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(NotificationDelivery)]
 struct NotificationDeliveryItem {
     id: i64,
     channel_id: Uuid,
@@ -272,30 +262,6 @@ struct NotificationDeliveryItem {
     last_error: Option<String>,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
-}
-
-impl From<NotificationDelivery> for NotificationDeliveryItem {
-    fn from(d: NotificationDelivery) -> Self {
-        NotificationDeliveryItem {
-            id: d.id,
-            channel_id: d.channel_id,
-            channel_kind: d.channel_kind,
-            event_id: d.event_id,
-            event_kind: d.event_kind,
-            alert_id: d.alert_id,
-            patient_id: d.patient_id,
-            reason: d.reason,
-            round: d.round,
-            status: d.status,
-            attempts: d.attempts,
-            next_attempt_at: d.next_attempt_at,
-            last_attempt_at: d.last_attempt_at,
-            last_status_code: d.last_status_code,
-            last_error: d.last_error,
-            created_at: d.created_at,
-            finished_at: d.finished_at,
-        }
-    }
 }
 
 /// The caller's delivery log: every alarm sent (or being sent, or withheld) to their channels,

@@ -16,6 +16,7 @@ use chronicle_domain::alerts::escalation::{
 };
 use chronicle_storage::escalation::TeamMember;
 use chrono::Duration;
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use utoipa::ToSchema;
@@ -31,23 +32,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// A member of the team, with their duty.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(TeamMember)]
 struct TeamMemberItem {
     user_id: Uuid,
     display_name: String,
     /// What they do in the team (`nurse`, `physician`, `on call`), which escalation steps
     /// can name instead of people.
     duty: Option<String>,
-}
-
-impl From<TeamMember> for TeamMemberItem {
-    fn from(m: TeamMember) -> Self {
-        TeamMemberItem {
-            user_id: m.user_id,
-            display_name: m.display_name,
-            duty: m.duty,
-        }
-    }
 }
 
 /// The team's members and their duties (members of the team).

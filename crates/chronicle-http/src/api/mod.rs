@@ -64,6 +64,16 @@ use uuid::Uuid;
 /// The most items one page of any list may hold.
 const MAX_PAGE: i64 = 5000;
 
+/// One word of the API's vocabulary (a purpose, a rule, a role…), or a 400 that says which
+/// kind of word was not known.
+pub(crate) fn parse_name<T>(
+    value: &str,
+    what: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, ApiError> {
+    parse(value).ok_or_else(|| ApiError::BadRequest(format!("unknown {what} {value:?}")))
+}
+
 /// The page size a list request asks for (`default` when it names none), within 1..=MAX_PAGE.
 pub(crate) fn page_limit(asked: Option<i64>, default: i64) -> Result<i64, ApiError> {
     let limit = asked.unwrap_or(default);
