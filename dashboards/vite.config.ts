@@ -17,6 +17,15 @@ export default defineConfig({
     target: 'es2022',
     // Every supported browser preloads modules itself; the polyfill would only add code.
     modulePreload: { polyfill: false },
+    rolldownOptions: {
+      // The service worker is an entry of its own, bundled and minified like the pages, but
+      // kept at dist/sw.js under a fixed name: a worker's scope is its script's folder, so it
+      // must stand at the root to serve `/`, and browsers look for updates at the same URL.
+      input: { index: 'index.html', sw: 'src/sw.js' },
+      output: {
+        entryFileNames: (chunk) => (chunk.name === 'sw' ? 'sw.js' : 'assets/[name]-[hash].js'),
+      },
+    },
   },
   server: {
     proxy: Object.fromEntries(['/v1', '/readyz', '/openapi.json'].map((path) => [path, api])),

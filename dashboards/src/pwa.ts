@@ -1,5 +1,5 @@
-// The dashboard as an installable app: its service worker (public/sw.js) shows alerts pushed
-// to this browser as notifications, even with no Chronicle page open.
+// The dashboard as an installable app: its service worker (src/sw.js, built to /sw.js) shows
+// alerts pushed to this browser as notifications, even with no Chronicle page open.
 
 /** Registers the service worker; a browser without one simply gets no push notifications. */
 export async function registerServiceWorker(): Promise<ServiceWorkerRegistration | null> {

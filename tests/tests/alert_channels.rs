@@ -1122,3 +1122,295 @@ async fn an_address_gets_few_codes_a_day_from_anyone_and_an_expired_code_confirm
     let channels = store.channels_of(owner).await.expect("channels");
     assert_eq!(channels[0].confirmed_at, None);
 }
+
+/// Bodies received so far, as (reason, arrival) pairs in order.
+fn arrivals(
+    bodies: &Arc<Mutex<Vec<(Value, std::time::Instant)>>>,
+) -> Vec<(String, std::time::Instant)> {
+    bodies
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(b, at)| (b["reason"].as_str().unwrap_or("?").to_owned(), *at))
+        .collect()
+}
+
+/// A personal webhook receiver that also notes when each body arrived.
+async fn timed_webhook() -> (String, Arc<Mutex<Vec<(Value, std::time::Instant)>>>) {
+    let bodies: Arc<Mutex<Vec<(Value, std::time::Instant)>>> = Arc::default();
+    let received = bodies.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/member", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().route(
+        "/member",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            received
+                .lock()
+                .expect("lock")
+                .push((body, std::time::Instant::now()));
+            async { AxumStatus::OK }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, bodies)
+}
+
+#[tokio::test]
+async fn escalation_reaches_the_next_duty_and_reminds_until_the_team_acknowledges() {
+    let db = TestDatabase::create().await.expect("database");
+    let server = TestApp::launch(&db, &["--webhook-allow", "127.0.0.1"])
+        .await
+        .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let clinic = Clinic::new(&store, "East").await;
+    let api = ApiClient::new(&server);
+    let (patient, _) = clinic.patient("Sam").await;
+    // The nurse on call (the clinic's clinician), the physician, and a member no step names.
+    let physician = create_user(
+        &store,
+        "physician@east.example",
+        Role::Clinician,
+        None,
+        PASSWORD,
+    )
+    .await;
+    let bystander = create_user(
+        &store,
+        "admin@east.example",
+        Role::Clinician,
+        None,
+        PASSWORD,
+    )
+    .await;
+    for member in [physician, bystander] {
+        store
+            .add_team_member(clinic.team, member)
+            .await
+            .expect("member");
+    }
+    let nurse = api.login(&clinic.clinician_email, PASSWORD).await;
+    let mut receivers = Vec::new();
+    for email in [
+        clinic.clinician_email.as_str(),
+        "physician@east.example",
+        "admin@east.example",
+    ] {
+        let token = api.login(email, PASSWORD).await;
+        let (url, bodies) = timed_webhook().await;
+        let (status, body) = api
+            .call(
+                Some(&token),
+                Method::POST,
+                "/v1/me/channels",
+                Some(json!({"kind": "webhook", "url": url})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        receivers.push((token, bodies));
+    }
+    let team = clinic.team;
+    let (status, body) = api
+        .call(
+            Some(&nurse),
+            Method::PUT,
+            &format!("/v1/care-teams/{team}/members/{physician}/duty"),
+            Some(json!({"duty": "Physician"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let members = api
+        .get_ok(&nurse, &format!("/v1/care-teams/{team}/members"))
+        .await;
+    assert!(
+        members
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| m["user_id"] == physician.to_string() && m["duty"] == "physician"),
+        "{members}"
+    );
+
+    // Refusals: a step naming a stranger, a first step that waits, reminders too close, and
+    // anyone outside the team.
+    let escalation = format!("/v1/care-teams/{team}/escalation");
+    for (bad, why) in [
+        (
+            json!({"steps": [{"members": [Uuid::new_v4()]}]}),
+            "not a member",
+        ),
+        (
+            json!({"steps": [{"after_seconds": 60, "members": [clinic.clinician]}]}),
+            "must be 0",
+        ),
+        (
+            json!({"steps": [{"members": [clinic.clinician]}], "renotify_every_seconds": 2}),
+            "renotify_every_seconds",
+        ),
+        (
+            json!({"steps": [{"members": [clinic.clinician]}, {"after_seconds": 0, "duties": ["physician"]}]}),
+            "step 2",
+        ),
+    ] {
+        let (status, body) = api
+            .call(Some(&nurse), Method::PUT, &escalation, Some(bad))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains(why)),
+            "{why}: {body}"
+        );
+    }
+    let outsider = Clinic::new(&store, "West").await;
+    let outsider_token = api.login(&outsider.clinician_email, PASSWORD).await;
+    let (status, _) = api
+        .call(Some(&outsider_token), Method::GET, &escalation, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(
+            Some(&outsider_token),
+            Method::PUT,
+            &escalation,
+            Some(json!({"steps": [{"members": [outsider.clinician]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The nurse first; the physician 4 s later if nobody acknowledged; reminders every 6 s.
+    let policy = json!({"steps": [{"after_seconds": 0, "members": [clinic.clinician], "duties": []},
+                                   {"after_seconds": 4, "members": [], "duties": ["physician"]}],
+                        "renotify_every_seconds": 6});
+    let (status, body) = api
+        .call(Some(&nurse), Method::PUT, &escalation, Some(policy.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["policy"], policy);
+    assert_eq!(api.get_ok(&nurse, &escalation).await["policy"], policy);
+
+    let mut device = cgm(&server, &clinic, patient).await;
+    let published = std::time::Instant::now();
+    very_low(&mut device).await;
+    let (nurse_bodies, physician_bodies, bystander_bodies) =
+        (&receivers[0].1, &receivers[1].1, &receivers[2].1);
+    let alarm_at = eventually(
+        StdDuration::from_secs(20),
+        "the alarm to the nurse",
+        || async { arrivals(nurse_bodies).first().map(|(_, at)| *at) },
+    )
+    .await;
+    assert_eq!(arrivals(nurse_bodies)[0].0, "alarm");
+    assert!(
+        arrivals(physician_bodies).is_empty(),
+        "the physician waits for the second step"
+    );
+
+    let escalated_at = eventually(
+        StdDuration::from_secs(20),
+        "the escalation to the physician",
+        || async { arrivals(physician_bodies).first().map(|(_, at)| *at) },
+    )
+    .await;
+    assert_eq!(arrivals(physician_bodies)[0].0, "escalation");
+    let waited = escalated_at.duration_since(alarm_at);
+    assert!(
+        waited >= StdDuration::from_millis(2500) && waited <= StdDuration::from_secs(9),
+        "escalated {waited:?} after the alarm (the step waits 4 s)"
+    );
+    {
+        let first = physician_bodies.lock().expect("lock")[0].0.clone();
+        assert!(
+            first["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Escalated to you: Urgent")),
+            "{first}"
+        );
+    }
+
+    // A reminder round to both, about 6 s after the alert became urgent.
+    eventually(
+        StdDuration::from_secs(20),
+        "a reminder to the nurse and the physician",
+        || async {
+            let reminded = |b| arrivals(b).iter().any(|(reason, _)| reason == "reminder");
+            (reminded(nurse_bodies) && reminded(physician_bodies)).then_some(())
+        },
+    )
+    .await;
+    let reminded_at = arrivals(nurse_bodies)
+        .iter()
+        .find(|(reason, _)| reason == "reminder")
+        .map(|(_, at)| *at)
+        .expect("a reminder");
+    let after = reminded_at.duration_since(published);
+    assert!(
+        after >= StdDuration::from_millis(4500) && after <= StdDuration::from_secs(14),
+        "reminded {after:?} after the publish (every 6 s)"
+    );
+
+    // The nurse acknowledges: no more reminders, and a reminder still queued is withheld.
+    let alert = eventually(StdDuration::from_secs(10), "the alert", || async {
+        let alerts = api
+            .get_ok(&nurse, &format!("/v1/patients/{patient}/alerts?kind=alert"))
+            .await;
+        alerts["items"].as_array()?.first().cloned()
+    })
+    .await;
+    let id = alert["id"].as_str().expect("id");
+    let (status, body) = api
+        .call(
+            Some(&nurse),
+            Method::POST,
+            &format!("/v1/patients/{patient}/alerts/{id}/acknowledge"),
+            Some(json!({"note": "calling Sam"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let counts = || {
+        (
+            arrivals(nurse_bodies).len(),
+            arrivals(physician_bodies).len(),
+        )
+    };
+    let at_acknowledgement = counts();
+    tokio::time::sleep(StdDuration::from_secs(9)).await;
+    let later = counts();
+    // A round already being sent at the moment of the acknowledgement may still land.
+    assert!(
+        later.0 <= at_acknowledgement.0 + 1 && later.1 <= at_acknowledgement.1 + 1,
+        "reminders stopped at the acknowledgement: {at_acknowledgement:?} then {later:?}"
+    );
+    let quiet_now = counts();
+    tokio::time::sleep(StdDuration::from_secs(7)).await;
+    assert_eq!(
+        counts(),
+        quiet_now,
+        "nothing more after the acknowledgement"
+    );
+    assert!(
+        arrivals(bystander_bodies).is_empty(),
+        "a member no step names is not notified"
+    );
+
+    // The physician's log says why each notice came.
+    let log = api.get_ok(&receivers[1].0, "/v1/me/notifications").await;
+    let reasons: Vec<&str> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter(|d| d["status"] == "delivered")
+        .filter_map(|d| d["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"escalation") && reasons.contains(&"reminder"),
+        "{log}"
+    );
+
+    // Without the policy, every member is told at once again.
+    let (status, _) = api
+        .call(Some(&nurse), Method::DELETE, &escalation, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(api.get_ok(&nurse, &escalation).await["policy"].is_null());
+}

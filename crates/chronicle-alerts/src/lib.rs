@@ -15,6 +15,8 @@
 //!   retried with backoff, every attempt in the delivery log.
 //! - [`notifications`]: delivers alarms to the channels each user chose (Web Push, e-mail,
 //!   a personal signed webhook), through the gate, every delivery in the user's log.
+//! - [`escalation`]: queues the later steps of care teams' escalation chains and the reminders
+//!   for urgent alerts nobody has acknowledged.
 //! - [`dispatch`]: the delivery loop both share (leases, one delivery per destination at a
 //!   time, never one receiver holding up another).
 //!
@@ -24,6 +26,7 @@
 pub mod destinations;
 pub mod dispatch;
 pub mod engine;
+pub mod escalation;
 pub mod hub;
 pub mod mail;
 pub mod metrics;
@@ -117,6 +120,10 @@ impl AlertServices {
                 followups,
                 settings.poll_interval,
                 metrics.clone(),
+                shutdown.clone(),
+            )));
+            tasks.push(tokio::spawn(escalation::run(
+                store.clone(),
                 shutdown.clone(),
             )));
             tasks.push(tokio::spawn(scheduler::run(

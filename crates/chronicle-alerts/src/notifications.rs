@@ -18,6 +18,7 @@ use crate::webhooks::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chronicle_domain::alerts::escalation::DeliveryReason;
 use chronicle_domain::alerts::lifecycle::EventKind;
 use chronicle_domain::alerts::{RuleId, Severity};
 use chronicle_domain::sharing::{Allowance, DataCategory};
@@ -177,6 +178,9 @@ pub struct Notification {
     /// `alert.opened`, `alert.retriggered` or `alert.escalated`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// `alarm` (the alarm itself), `escalation` (the care team's escalation reached this
+    /// receiver: nobody acknowledged in time) or `reminder` (still unacknowledged).
+    pub reason: DeliveryReason,
     pub created_at: DateTime<Utc>,
     /// `full` (values included) or `summary` (trends-only receivers).
     pub detail: &'static str,
@@ -244,6 +248,7 @@ impl Notification {
     /// The notification of `event` for a receiver the gate allowed with `allowance`.
     pub fn of(
         event: &AlertEvent,
+        reason: DeliveryReason,
         patient_name: &str,
         allowance: &Allowance,
         dashboard_url: Option<&str>,
@@ -257,26 +262,35 @@ impl Notification {
             _ => "",
         };
         let at = alert.triggered_at.format("%H:%M UTC");
+        let (prefix, unanswered) = match reason {
+            DeliveryReason::Alarm => ("", ""),
+            DeliveryReason::Escalation => (
+                "Escalated to you: ",
+                " Nobody has acknowledged it yet; it was escalated to you.",
+            ),
+            DeliveryReason::Reminder => ("Reminder: ", " Nobody has acknowledged it yet."),
+        };
         let (title, body) = if full {
             let what = rule_words(alert.rule);
             (
-                format!("{severity}: {what}{again} — {patient_name}"),
+                format!("{prefix}{severity}: {what}{again} — {patient_name}"),
                 format!(
-                    "{patient_name}: {what} since {at}. Open Chronicle to see the readings and respond."
+                    "{patient_name}: {what} since {at}.{unanswered} Open Chronicle to see the readings and respond."
                 ),
             )
         } else {
             let category = category_words(alert.category);
             (
-                format!("{severity} {category} alert{again} for {patient_name}"),
+                format!("{prefix}{severity} {category} alert{again} for {patient_name}"),
                 format!(
-                    "There is {article} {category} alert for {patient_name} (since {at}). Open Chronicle to see it."
+                    "There is {article} {category} alert for {patient_name} (since {at}).{unanswered} Open Chronicle to see it."
                 ),
             )
         };
         Notification {
             id: event.id,
             kind: format!("alert.{}", event.kind.as_str()),
+            reason,
             created_at: event.at,
             detail: if full { "full" } else { "summary" },
             title,
@@ -407,6 +421,17 @@ impl DeliveryQueue for NotificationQueue {
     }
 
     async fn deliver(&self, due: DueNotification) -> Result<(), StorageError> {
+        // An escalation or a reminder exists to get an alert acknowledged: once it is, or
+        // once it is resolved, it has nothing left to say.
+        if due.reason != DeliveryReason::Alarm && !due.alert_open {
+            return self
+                .store
+                .withhold_notification(
+                    due.id,
+                    "the alert was acknowledged or resolved before this went",
+                )
+                .await;
+        }
         // Quiet hours hold a non-urgent alarm back until they end, asked again every
         // QUIET_RECHECK so a receiver who changes them is followed at once. Before the gate:
         // it decides (and logs) when the notification is about to go.
@@ -443,6 +468,7 @@ impl DeliveryQueue for NotificationQueue {
         };
         let notification = Notification::of(
             &due.event,
+            due.reason,
             &due.patient_name,
             permit.allowance(),
             self.settings.dashboard_url.as_deref(),
@@ -696,13 +722,25 @@ mod tests {
     #[test]
     fn a_trends_only_receiver_is_told_severity_and_category_only() {
         let event = event();
-        let full = serde_json::to_value(Notification::of(&event, "Robin", &allowance(true), None))
-            .expect("json");
+        let full = serde_json::to_value(Notification::of(
+            &event,
+            DeliveryReason::Alarm,
+            "Robin",
+            &allowance(true),
+            None,
+        ))
+        .expect("json");
         assert_eq!(full["detail"], "full");
         assert_eq!(full["alert"]["rule"], "glucose_very_low");
         assert_eq!(full["alert"]["evidence"]["value_mg_dl"], 48.0);
         assert_eq!(full["alert"]["device_id"], "cgm-1");
-        let summary = Notification::of(&event, "Robin", &allowance(false), None);
+        let summary = Notification::of(
+            &event,
+            DeliveryReason::Alarm,
+            "Robin",
+            &allowance(false),
+            None,
+        );
         assert_eq!(summary.title, "Urgent glucose alert for Robin");
         let summary = serde_json::to_value(summary).expect("json");
         assert_eq!(summary["detail"], "summary");
@@ -713,6 +751,37 @@ mod tests {
             );
         }
         assert!(!summary.to_string().contains("very low"), "{summary}");
+    }
+
+    #[test]
+    fn escalations_and_reminders_say_that_nobody_has_acknowledged() {
+        let event = event();
+        let reminder = Notification::of(
+            &event,
+            DeliveryReason::Reminder,
+            "Robin",
+            &allowance(true),
+            None,
+        );
+        assert_eq!(reminder.title, "Reminder: Urgent: very low glucose — Robin");
+        assert!(
+            reminder.body.contains("Nobody has acknowledged it yet."),
+            "{}",
+            reminder.body
+        );
+        let escalated = Notification::of(
+            &event,
+            DeliveryReason::Escalation,
+            "Robin",
+            &allowance(false),
+            None,
+        );
+        assert_eq!(
+            escalated.title,
+            "Escalated to you: Urgent glucose alert for Robin"
+        );
+        let json = serde_json::to_value(&escalated).expect("json");
+        assert_eq!(json["reason"], "escalation");
     }
 
     #[test]

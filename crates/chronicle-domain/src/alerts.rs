@@ -8,6 +8,8 @@
 //! - [`lifecycle`]: episodes + the patient's latest alert of the rule → the changes to make
 //!   (open, re-trigger, escalate, clear, historical event), auto-resolution and the manual
 //!   transitions (acknowledge, resolve).
+//! - [`escalation`]: a care team's escalation chain and reminder interval for urgent alerts.
+//! - [`quiet_hours`]: a receiver's daily span in which non-urgent notifications wait.
 //! - [`window`]: a patient's recent readings held between evaluations, so that each reads
 //!   only what is new and gives what evaluation from all stored data gives.
 //!
@@ -15,6 +17,7 @@
 //! `received_at`), never from the order in which messages arrived: evaluating the same data
 //! twice changes nothing, and two servers evaluating the same patient agree.
 
+pub mod escalation;
 pub mod forecast;
 pub mod lifecycle;
 pub mod quiet_hours;

@@ -7,6 +7,7 @@
 
 use crate::credentials::{NewCredentials, broker_password_hash, secret_hash};
 use crate::gate::PatientActor;
+use crate::rows::FetchRecords;
 use crate::{StorageError, Store};
 use chronicle_domain::{DeviceId, GatewayId};
 use chrono::{DateTime, Utc};
@@ -119,10 +120,8 @@ impl Store {
             "SELECT {GATEWAY_COLUMNS} FROM gateways g WHERE g.id = $1"
         ))
         .bind(id.as_str())
-        .fetch_optional(self.pool())
-        .await?
-        .map(Gateway::try_from)
-        .transpose()
+        .fetch_optional_record(self.pool())
+        .await
     }
 
     /// Gateways, newest last; only one patient's when `patient_id` is given.
@@ -135,11 +134,8 @@ impl Store {
              WHERE $1::uuid IS NULL OR g.patient_id = $1 ORDER BY g.created_at, g.id"
         ))
         .bind(patient_id)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Gateway::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 
     /// Lets the gateway relay these devices as well. Refused for a revoked gateway or device,

@@ -2,6 +2,7 @@
 
 use crate::credentials::{random_secret, secret_hash};
 use crate::gate::PatientActor;
+use crate::rows::FetchRecords;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::{AccessAction, Basis};
 use chronicle_domain::sharing::{Principal, Role};
@@ -216,10 +217,8 @@ impl Store {
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, StorageError> {
         sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
-            .fetch_optional(self.pool())
-            .await?
-            .map(User::try_from)
-            .transpose()
+            .fetch_optional_record(self.pool())
+            .await
     }
 
     /// The user with this e-mail (any case) and their password hash, for log-in.
@@ -419,10 +418,8 @@ impl Store {
             "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) AND disabled_at IS NULL"
         ))
         .bind(email)
-        .fetch_optional(self.pool())
-        .await?
-        .map(User::try_from)
-        .transpose()
+        .fetch_optional_record(self.pool())
+        .await
     }
 
     /// Every user, oldest first (for administrators).
@@ -430,11 +427,8 @@ impl Store {
         sqlx::query_as::<_, UserRow>(&format!(
             "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
         ))
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(User::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 
     pub async fn list_organizations(&self) -> Result<Vec<Organization>, StorageError> {
@@ -479,11 +473,8 @@ impl Store {
             user_columns_of("u")
         ))
         .bind(team_id)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(User::try_from)
-        .collect::<Result<_, _>>()?;
+        .fetch_records(self.pool())
+        .await?;
         Ok(Some(rows))
     }
 
@@ -495,11 +486,8 @@ impl Store {
             user_columns_of("u")
         ))
         .bind(patient_id)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(User::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 
     /// Removes a guardian; returns whether they were one.

@@ -4,6 +4,7 @@
 //! code is kept: it is a bearer secret until it is used up, expires or is revoked.
 
 use crate::gate::PatientActor;
+use crate::rows::FetchRecords;
 use crate::sharing::{
     GrantSpec, NewGrant, insert_grant, stored_access, stored_categories, stored_purpose,
 };
@@ -184,11 +185,8 @@ impl Store {
             "{INVITATION_SELECT} WHERE i.team_id = $1 ORDER BY i.created_at DESC, i.id"
         ))
         .bind(team_id)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Invitation::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 
     /// Revokes one of the team's invitations (no later acceptance); `None` if the team has no
@@ -230,10 +228,8 @@ impl Store {
     {
         sqlx::query_as::<_, InvitationRow>(&format!("{INVITATION_SELECT} WHERE {condition}"))
             .bind(value)
-            .fetch_optional(self.pool())
-            .await?
-            .map(Invitation::try_from)
-            .transpose()
+            .fetch_optional_record(self.pool())
+            .await
     }
 
     /// The patient (or their guardian) accepts: one use of the invitation is taken and the

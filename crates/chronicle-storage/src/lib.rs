@@ -15,7 +15,8 @@
 //!   revoking an account's tokens), [`sharing`] (grants, the access log, emergency access), [`records`] (export
 //!   and erasure), [`research`] (de-identified reads), [`targets`], [`alerts`] (alerts, their
 //!   event stream, snoozes and webhook deliveries), [`webhooks`] and [`notifications`] (users'
-//!   own channels and their delivery log).
+//!   own channels and their delivery log), [`escalation`] (care teams' escalation policies and
+//!   each urgent alert's progress through them).
 //! - [`timescale`]: turns the reading tables into hypertables when the extension exists.
 //! - [`trends`]: day rollups kept by the "trends" follow-up consumer, and the trend and
 //!   panel reads that combine them with the raw readings.
@@ -30,6 +31,7 @@ pub mod bulk;
 pub mod credentials;
 pub mod email_confirmations;
 mod error;
+pub mod escalation;
 pub mod followups;
 pub mod gate;
 pub mod gateways;
@@ -43,6 +45,7 @@ pub mod readings;
 pub mod records;
 pub mod registry;
 pub mod research;
+mod rows;
 pub mod sharing;
 pub mod targets;
 pub mod timescale;

@@ -8,9 +8,10 @@ use crate::alerts::AlertEvent;
 use crate::gate::Permit;
 use crate::webhooks::{AfterAttempt, AttemptOutcome};
 use crate::{StorageError, Store};
+use chronicle_domain::alerts::escalation::DeliveryReason;
 use chronicle_domain::alerts::quiet_hours::QuietHours;
 use chronicle_domain::sharing::{
-    Access, AccessAction, AccessRequest, DenyReason, Grant, Principal, Role, decide,
+    Access, AccessAction, AccessRequest, DataCategory, DenyReason, Grant, Principal, Role, decide,
 };
 use chronicle_domain::zone::parse_time_zone;
 use chrono::{DateTime, NaiveTime, Utc};
@@ -73,6 +74,10 @@ pub struct NotificationDelivery {
     pub event_kind: String,
     pub alert_id: Uuid,
     pub patient_id: Uuid,
+    /// `alarm`, `escalation` or `reminder`.
+    pub reason: String,
+    /// 0 for a receiver's first notice of the alarm, then each reminder's number.
+    pub round: i32,
     /// `pending`, `delivered`, `failed` (every attempt failed) or `withheld` (the gate no
     /// longer let the user receive it when its turn came).
     pub status: String,
@@ -99,6 +104,10 @@ pub struct DueNotification {
     pub event: AlertEvent,
     /// The receiver's quiet hours, read with the lease.
     pub quiet_hours: Option<QuietHours>,
+    /// The alarm itself, a later escalation step, or a reminder.
+    pub reason: DeliveryReason,
+    /// Whether the alert is still open (not acknowledged, not resolved) as leased.
+    pub alert_open: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -123,6 +132,8 @@ struct DueRow {
     quiet_starts: Option<NaiveTime>,
     quiet_ends: Option<NaiveTime>,
     quiet_zone: Option<String>,
+    reason: String,
+    alert_open: bool,
 }
 
 /// Quiet hours as stored, read back.
@@ -192,9 +203,9 @@ const CANDIDATES: &str = "
                     (SELECT organization_id FROM organization_members WHERE user_id = u.id)))))";
 
 #[derive(sqlx::FromRow)]
-struct CandidateRow {
+pub(crate) struct CandidateRow {
     channel_id: Uuid,
-    user_id: Uuid,
+    pub(crate) user_id: Uuid,
     role: String,
     patient_id: Option<Uuid>,
     guardian_of: Vec<Uuid>,
@@ -202,21 +213,121 @@ struct CandidateRow {
     organizations: Vec<Uuid>,
 }
 
-/// The `receive_alerts` request an event makes of a receiver.
-fn receive_request(event: &AlertEvent, at: DateTime<Utc>) -> AccessRequest {
-    AccessRequest {
-        patient_id: event.patient_id,
-        category: event.category,
-        access: Access::ReceiveAlerts,
-        at,
-        identified: true,
+impl CandidateRow {
+    pub(crate) fn care_teams_include(&self, team_id: Uuid) -> bool {
+        self.care_teams.contains(&team_id)
     }
 }
 
+/// The channels, among `candidates`, of users the patient's grants let receive an alarm of
+/// `category` triggered at `triggered_at` (decided without logging: nothing is sent yet; the
+/// worker asks the gate again, logged, before every attempt), and for which `wanted` says yes
+/// given the allowance the grants give.
+pub(crate) fn allowed_channels(
+    candidates: &[CandidateRow],
+    grants: &[Grant],
+    alarm: AlarmOf,
+    mut wanted: impl FnMut(&CandidateRow, &chronicle_domain::sharing::Allowance) -> bool,
+) -> Vec<Uuid> {
+    let request = alarm.receive_request(Utc::now());
+    let mut channels = Vec::new();
+    for candidate in candidates {
+        let Some(role) = Role::parse(&candidate.role) else {
+            continue;
+        };
+        let principal = Principal {
+            user_id: candidate.user_id,
+            role: Some(role),
+            patient_id: candidate.patient_id,
+            guardian_of: candidate.guardian_of.clone(),
+            care_teams: candidate.care_teams.clone(),
+            organizations: candidate.organizations.clone(),
+            share_link: false,
+        };
+        if let chronicle_domain::sharing::Decision::Allow(allowance) =
+            decide(&principal, &request, grants, &[])
+            && !allowance.deidentified
+            && allowance
+                .clamp_from(None)
+                .is_none_or(|since| alarm.triggered_at >= since)
+            && wanted(candidate, &allowance)
+        {
+            channels.push(candidate.channel_id);
+        }
+    }
+    channels
+}
+
+/// Whose alarm, of which category, from when: what the gate needs to decide a receiver.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AlarmOf {
+    pub patient_id: Uuid,
+    pub category: DataCategory,
+    pub triggered_at: DateTime<Utc>,
+}
+
+impl AlarmOf {
+    pub(crate) fn event(event: &AlertEvent) -> AlarmOf {
+        AlarmOf {
+            patient_id: event.patient_id,
+            category: event.category,
+            triggered_at: event.alert.triggered_at,
+        }
+    }
+
+    /// The `receive_alerts` request the alarm makes of a receiver.
+    fn receive_request(&self, at: DateTime<Utc>) -> AccessRequest {
+        AccessRequest {
+            patient_id: self.patient_id,
+            category: self.category,
+            access: Access::ReceiveAlerts,
+            at,
+            identified: true,
+        }
+    }
+}
+
+/// The channel holders who may receive `patient_ids`' alarms (the gate still decides each).
+pub(crate) async fn notification_candidates(
+    tx: &mut sqlx::PgConnection,
+    patient_ids: &[Uuid],
+) -> Result<Vec<CandidateRow>, StorageError> {
+    Ok(sqlx::query_as(CANDIDATES)
+        .bind(patient_ids)
+        .fetch_all(tx)
+        .await?)
+}
+
+/// Inserts deliveries (channel, event, round, reason); one already there is left alone.
+pub(crate) async fn insert_deliveries(
+    tx: &mut sqlx::PgConnection,
+    channel_ids: &[Uuid],
+    event_ids: &[i64],
+    round: i32,
+    reason: DeliveryReason,
+) -> Result<(), StorageError> {
+    if channel_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO notification_deliveries (channel_id, event_id, round, reason)
+         SELECT c, e, $3, $4 FROM UNNEST($1::uuid[], $2::bigint[]) AS x (c, e)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(channel_ids)
+    .bind(event_ids)
+    .bind(round)
+    .bind(reason.as_str())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// Queues one delivery per alarm event and channel of every user the patient's grants let
-/// receive it (decided without logging: nothing is sent yet; the worker asks the gate again,
-/// logged, before every attempt). Acknowledgements, resolutions and historical events are
-/// not pushed to anyone's phone.
+/// receive it. A member of a care team with an escalation policy is queued only when the
+/// policy's first step names them; an urgent alarm starts the team's escalation
+/// (`crate::escalation`). Acknowledgements, resolutions and historical events are not pushed
+/// to anyone's phone.
 pub(crate) async fn queue_notifications(
     store: &Store,
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
@@ -230,14 +341,11 @@ pub(crate) async fn queue_notifications(
     let mut patient_ids: Vec<Uuid> = alarms.iter().map(|e| e.patient_id).collect();
     patient_ids.sort();
     patient_ids.dedup();
-    let candidates: Vec<CandidateRow> = sqlx::query_as(CANDIDATES)
-        .bind(&patient_ids)
-        .fetch_all(&mut **tx)
-        .await?;
-    if candidates.is_empty() {
+    let candidates = notification_candidates(tx, &patient_ids).await?;
+    let policies = crate::escalation::TeamPolicies::of_patients(tx, &patient_ids).await?;
+    if candidates.is_empty() && policies.is_empty() {
         return Ok(());
     }
-    let now = Utc::now();
     let mut channel_ids = Vec::new();
     let mut event_ids = Vec::new();
     for event in alarms {
@@ -248,40 +356,16 @@ pub(crate) async fn queue_notifications(
             .get(&event.patient_id)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        for candidate in &candidates {
-            let Some(role) = Role::parse(&candidate.role) else {
-                continue;
-            };
-            let principal = Principal {
-                user_id: candidate.user_id,
-                role: Some(role),
-                patient_id: candidate.patient_id,
-                guardian_of: candidate.guardian_of.clone(),
-                care_teams: candidate.care_teams.clone(),
-                organizations: candidate.organizations.clone(),
-                share_link: false,
-            };
-            if let chronicle_domain::sharing::Decision::Allow(allowance) =
-                decide(&principal, &receive_request(event, now), grants, &[])
-                && !allowance.deidentified
-                && allowance
-                    .clamp_from(None)
-                    .is_none_or(|since| event.alert.triggered_at >= since)
-            {
-                channel_ids.push(candidate.channel_id);
-                event_ids.push(event.id);
-            }
+        let channels = allowed_channels(&candidates, grants, AlarmOf::event(event), |c, a| {
+            policies.notified_with_the_alarm(grants, c.user_id, a)
+        });
+        event_ids.extend(std::iter::repeat_n(event.id, channels.len()));
+        channel_ids.extend(channels);
+        if event.alert.severity == chronicle_domain::alerts::Severity::Urgent {
+            policies.start(tx, grants, event).await?;
         }
     }
-    sqlx::query(
-        "INSERT INTO notification_deliveries (channel_id, event_id)
-         SELECT * FROM UNNEST($1::uuid[], $2::bigint[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(&channel_ids)
-    .bind(&event_ids)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    insert_deliveries(tx, &channel_ids, &event_ids, 0, DeliveryReason::Alarm).await
 }
 
 impl Store {
@@ -370,7 +454,8 @@ impl Store {
     ) -> Result<Vec<NotificationDelivery>, StorageError> {
         Ok(sqlx::query_as::<_, NotificationDelivery>(
             "SELECT d.id, d.channel_id, c.kind AS channel_kind, d.event_id, e.kind AS event_kind,
-                 e.alert_id, e.patient_id, d.status, d.attempts, d.next_attempt_at,
+                 e.alert_id, e.patient_id, d.reason, d.round, d.status, d.attempts,
+                 d.next_attempt_at,
                  d.last_attempt_at, d.last_status_code, d.last_error, d.created_at, d.finished_at
              FROM notification_deliveries d
              JOIN notification_channels c ON c.id = d.channel_id
@@ -406,11 +491,13 @@ impl Store {
                  c.push_auth, c.secret, p.display_name AS patient_name, l.attempts,
                  e.id AS event_id, e.kind AS event_kind, e.patient_id, e.category, e.actor_id,
                  e.at, e.payload, q.starts AS quiet_starts, q.ends AS quiet_ends,
-                 q.time_zone AS quiet_zone
+                 q.time_zone AS quiet_zone, d.reason, a.status = 'open' AS alert_open
              FROM leased l
+             JOIN notification_deliveries d ON d.id = l.id
              JOIN notification_channels c ON c.id = l.channel_id
              LEFT JOIN user_quiet_hours q ON q.user_id = c.user_id
              JOIN alert_events e ON e.id = l.event_id
+             JOIN alerts a ON a.id = e.alert_id
              JOIN patients p ON p.id = e.patient_id
              ORDER BY e.id",
             crate::webhooks::lease_one_per_destination("notification_deliveries", "channel_id")
@@ -447,6 +534,9 @@ impl Store {
                     attempts: r.attempts,
                     event,
                     quiet_hours,
+                    reason: DeliveryReason::parse(&r.reason)
+                        .ok_or_else(|| StorageError::corrupt("delivery reason", &r.reason))?,
+                    alert_open: r.alert_open,
                 })
             })
             .collect()
@@ -582,7 +672,7 @@ impl Store {
         let permit = match self
             .authorize(
                 &principal,
-                receive_request(event, Utc::now()),
+                AlarmOf::event(event).receive_request(Utc::now()),
                 AccessAction::NotifyAlert,
             )
             .await?

@@ -2,6 +2,7 @@
 
 use crate::credentials::{NewCredentials, broker_password_hash, secret_hash};
 use crate::gate::{PatientActor, Permit};
+use crate::rows::FetchRecords;
 use crate::sharing::AccessAttempt;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::AccessAction;
@@ -223,11 +224,8 @@ impl Store {
              WHERE $1::uuid IS NULL OR patient_id = $1 ORDER BY created_at, id",
         )
         .bind(patient_id)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Device::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 
     /// Revokes a device: its credentials stop working and its messages are refused. Returns

@@ -2,6 +2,7 @@
 //! `chronicle_domain::sharing::decide`; this module only stores and loads what it needs.
 
 use crate::gate::PatientActor;
+use crate::rows::FetchRecords;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory, EmergencyAccess, Grant, Grantee, Purpose};
@@ -228,11 +229,8 @@ impl Store {
             "SELECT {GRANT_COLUMNS} FROM grants WHERE patient_id = $1 ORDER BY created_at, id"
         ))
         .bind(patient_id)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Grant::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 
     /// Revokes a grant of this patient, effective immediately; `None` if the patient has no
@@ -248,10 +246,8 @@ impl Store {
         ))
         .bind(grant_id)
         .bind(patient_id)
-        .fetch_optional(self.pool())
-        .await?
-        .map(Grant::try_from)
-        .transpose()
+        .fetch_optional_record(self.pool())
+        .await
     }
 
     pub async fn open_emergency_access(
@@ -346,11 +342,8 @@ impl Store {
         .bind(patient_id)
         .bind(before_id)
         .bind(limit)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(AccessLogEntry::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 }
 

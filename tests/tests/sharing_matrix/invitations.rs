@@ -19,6 +19,12 @@ const COVERED: &[(&str, &str)] = &[
     ),
     ("GET", "/v1/invitations/{code}"),
     ("POST", "/v1/invitations/{code}/accept"),
+    // The team's own escalation (no patient data; members of the team only).
+    ("GET", "/v1/care-teams/{team_id}/members"),
+    ("PUT", "/v1/care-teams/{team_id}/members/{user_id}/duty"),
+    ("GET", "/v1/care-teams/{team_id}/escalation"),
+    ("PUT", "/v1/care-teams/{team_id}/escalation"),
+    ("DELETE", "/v1/care-teams/{team_id}/escalation"),
 ];
 
 const NOT_THE_TEAM: [&str; 6] = [
@@ -92,6 +98,7 @@ pub(crate) async fn check(w: &World, openapi: &Value) {
             .0,
         StatusCode::UNAUTHORIZED
     );
+    check_escalation(w).await;
 
     let (status, created) = w
         .call(
@@ -284,4 +291,73 @@ pub(crate) async fn check(w: &World, openapi: &Value) {
         .0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// A team's members, duties and escalation policy: its members read and change them; nobody
+/// else learns that the team exists, and nothing is changed by their attempts.
+async fn check_escalation(w: &World) {
+    let team = w.team;
+    let members = format!("/v1/care-teams/{team}/members");
+    let escalation = format!("/v1/care-teams/{team}/escalation");
+    let (status, listed) = w.call("clinician", Method::GET, &members, None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let member = listed[0]["user_id"].as_str().expect("a member").to_owned();
+    let duty = format!("{members}/{member}/duty");
+    let policy = json!({"steps": [{"after_seconds": 0, "members": [member], "duties": []}],
+                        "renotify_every_seconds": 300});
+    // A policy in place first, so an outsider's DELETE would have something to remove.
+    let (status, set) = w
+        .call("clinician", Method::PUT, &escalation, Some(policy.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let other_policy = json!({"steps": [{"members": [member]}]});
+    let attempts = [
+        (Method::GET, members.clone(), None),
+        (Method::PUT, duty.clone(), Some(json!({"duty": "intruder"}))),
+        (Method::GET, escalation.clone(), None),
+        (Method::PUT, escalation.clone(), Some(other_policy)),
+        (Method::DELETE, escalation.clone(), None),
+    ];
+    for (method, path, body) in &attempts {
+        assert_eq!(
+            w.call("anonymous", method.clone(), path, body.clone())
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED,
+            "anonymous {method} {path}"
+        );
+        for who in NOT_THE_TEAM {
+            let (status, answer) = w.call(who, method.clone(), path, body.clone()).await;
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "{who} {method} {path}: {answer}"
+            );
+        }
+    }
+    let (_, listed) = w.call("clinician", Method::GET, &members, None).await;
+    assert!(
+        listed
+            .as_array()
+            .expect("members")
+            .iter()
+            .all(|m| m["duty"] != "intruder"),
+        "{listed}"
+    );
+    let (status, _) = w
+        .call(
+            "clinician",
+            Method::PUT,
+            &duty,
+            Some(json!({"duty": "nurse"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Nobody outside changed anything: the policy and the duty are the member's.
+    assert_eq!(
+        w.call("clinician", Method::GET, &escalation, None).await.1["policy"],
+        policy
+    );
+    let (status, _) = w.call("clinician", Method::DELETE, &escalation, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }

@@ -5,7 +5,7 @@
 
 use super::session::{AuthenticationEventItem, EventQuery, event_page};
 use super::vocabulary::RoleName;
-use super::{Page, json_list};
+use super::{Page, json_list, parse_name};
 use crate::AppState;
 use crate::auth::Administrator;
 use crate::client_address::ClientAddress;
@@ -21,6 +21,7 @@ use chronicle_storage::NewPatient;
 use chronicle_storage::credentials::{hash_password, random_secret};
 use chronicle_storage::identity::{CareTeam, NewUser, Organization, User};
 use chrono::{DateTime, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -65,21 +66,12 @@ fn non_empty(text: &str, what: &str) -> Result<String, ApiError> {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(Organization)]
 struct OrganizationItem {
     id: Uuid,
     name: String,
     created_at: DateTime<Utc>,
-}
-
-impl From<Organization> for OrganizationItem {
-    fn from(o: Organization) -> Self {
-        OrganizationItem {
-            id: o.id,
-            name: o.name,
-            created_at: o.created_at,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -87,23 +79,13 @@ struct NameRequest {
     name: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(CareTeam)]
 struct TeamItem {
     id: Uuid,
     organization_id: Uuid,
     name: String,
     created_at: DateTime<Utc>,
-}
-
-impl From<CareTeam> for TeamItem {
-    fn from(t: CareTeam) -> Self {
-        TeamItem {
-            id: t.id,
-            organization_id: t.organization_id,
-            name: t.name,
-            created_at: t.created_at,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -319,8 +301,7 @@ async fn create_user(
     _: Administrator,
     Json(body): Json<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown role {:?}", body.role)))?;
+    let role = parse_name(&body.role, "role", Role::parse)?;
     let email = non_empty(&body.email, "email")?;
     if !email.contains('@') {
         return Err(ApiError::BadRequest(

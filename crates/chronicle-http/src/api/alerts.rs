@@ -8,7 +8,7 @@
 use super::vocabulary::{
     AlertKindName, AlertStatusName, DataCategoryName, ResolutionName, RuleIdName, SeverityName,
 };
-use super::{Page, json_list, numbered_cursor, page_limit, refusal};
+use super::{Page, json_list, numbered_cursor, page_limit, parse_name, refusal};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
@@ -28,6 +28,7 @@ use chronicle_storage::alerts::{
 };
 use chronicle_storage::gate::Permit;
 use chrono::{DateTime, Duration, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use tokio::sync::{broadcast, mpsc};
@@ -194,32 +195,26 @@ struct AlertsQuery {
 
 impl AlertsQuery {
     fn filter(&self, default_kind: &str) -> Result<AlertFilter, ApiError> {
-        let bad =
-            |what: &str, value: &str| ApiError::BadRequest(format!("unknown {what} {value:?}"));
         let statuses = match self.status.as_deref() {
             None => None,
             Some("active") => Some(vec![AlertStatus::Open, AlertStatus::Acknowledged]),
-            Some(s) => Some(vec![AlertStatus::parse(s).ok_or_else(|| bad("status", s))?]),
+            Some(s) => Some(vec![parse_name(s, "status", AlertStatus::parse)?]),
         };
         let historical = match self.kind.as_deref().unwrap_or(default_kind) {
             "all" => None,
             "alert" => Some(false),
             "historical" => Some(true),
-            other => return Err(bad("kind", other)),
+            other => return Err(ApiError::BadRequest(format!("unknown kind {other:?}"))),
         };
         let limit = page_limit(self.limit, 100)?;
         Ok(AlertFilter {
             statuses,
             historical,
-            rule: self
-                .rule
-                .as_deref()
-                .map(|r| RuleId::parse(r).ok_or_else(|| bad("rule", r)))
-                .transpose()?,
+            rule: parse_rule(self.rule.as_deref())?,
             severity: self
                 .severity
                 .as_deref()
-                .map(|s| Severity::parse(s).ok_or_else(|| bad("severity", s)))
+                .map(|s| parse_name(s, "severity", Severity::parse))
                 .transpose()?,
             before_seq: numbered_cursor(self.cursor.as_deref())?,
             limit,
@@ -446,7 +441,8 @@ struct SnoozeRequest {
     minutes: i64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(chronicle_storage::alerts::Snooze)]
 struct SnoozeItem {
     patient_id: Uuid,
     /// Absent: every rule.
@@ -455,21 +451,9 @@ struct SnoozeItem {
     until: DateTime<Utc>,
 }
 
-impl From<chronicle_storage::alerts::Snooze> for SnoozeItem {
-    fn from(s: chronicle_storage::alerts::Snooze) -> Self {
-        SnoozeItem {
-            patient_id: s.patient_id,
-            rule: s.rule,
-            until: s.until,
-        }
-    }
-}
-
 fn parse_rule(rule: Option<&str>) -> Result<Option<RuleId>, ApiError> {
-    rule.map(|r| {
-        RuleId::parse(r).ok_or_else(|| ApiError::BadRequest(format!("unknown rule {r:?}")))
-    })
-    .transpose()
+    rule.map(|r| parse_name(r, "rule", RuleId::parse))
+        .transpose()
 }
 
 /// Snooze the patient's alarms for yourself (one rule, or all): the stream holds back new,

@@ -4,6 +4,7 @@
 //! is decided per delivery by the gate (see docs/alerts.md); managing channels reads no
 //! patient data.
 
+use super::vocabulary::DeliveryReasonName;
 use super::{json_list, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -18,6 +19,7 @@ use chronicle_domain::zone::parse_time_zone;
 use chronicle_storage::email_confirmations::{ConfirmOutcome, IssueRefused};
 use chronicle_storage::notifications::{Channel, ChannelTarget, NotificationDelivery};
 use chrono::{DateTime, NaiveTime, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -38,7 +40,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(quiet_hours, set_quiet_hours, clear_quiet_hours))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(Channel)]
 struct ChannelItem {
     id: Uuid,
     /// `web_push`, `email` or `webhook`.
@@ -50,23 +53,9 @@ struct ChannelItem {
     disabled_at: Option<DateTime<Utc>>,
     /// Whether alarms go to it: an e-mail address once its owner typed back the code mailed
     /// to it; Web Push and webhooks when added.
+    #[from(confirmed_at, ~.is_some())]
     confirmed: bool,
     confirmed_at: Option<DateTime<Utc>>,
-}
-
-impl From<Channel> for ChannelItem {
-    fn from(c: Channel) -> Self {
-        ChannelItem {
-            id: c.id,
-            kind: c.kind,
-            target: c.target,
-            label: c.label,
-            created_at: c.created_at,
-            disabled_at: c.disabled_at,
-            confirmed: c.confirmed_at.is_some(),
-            confirmed_at: c.confirmed_at,
-        }
-    }
 }
 
 /// A browser's push subscription as `PushSubscription.toJSON()` gives it.
@@ -431,7 +420,8 @@ struct DeliveriesQuery {
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(NotificationDelivery)]
 struct NotificationDeliveryItem {
     id: i64,
     channel_id: Uuid,
@@ -441,6 +431,12 @@ struct NotificationDeliveryItem {
     /// The event's type (`opened`, `retriggered`, `escalated`).
     event_kind: String,
     alert_id: Uuid,
+    /// `alarm` (the alarm itself), `escalation` (a later step of the care team's escalation:
+    /// nobody had acknowledged) or `reminder` (still unacknowledged).
+    #[schema(value_type = DeliveryReasonName)]
+    reason: String,
+    /// 0 for the first notice of the alarm, then each reminder's number.
+    round: i32,
     patient_id: Uuid,
     /// `pending`, `held` (for the caller's quiet hours, looked at again every 15 s),
     /// `delivered`, `failed` (every attempt failed, or one that no retry can mend) or
@@ -454,28 +450,6 @@ struct NotificationDeliveryItem {
     last_error: Option<String>,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
-}
-
-impl From<NotificationDelivery> for NotificationDeliveryItem {
-    fn from(d: NotificationDelivery) -> Self {
-        NotificationDeliveryItem {
-            id: d.id,
-            channel_id: d.channel_id,
-            channel_kind: d.channel_kind,
-            event_id: d.event_id,
-            event_kind: d.event_kind,
-            alert_id: d.alert_id,
-            patient_id: d.patient_id,
-            status: d.status,
-            attempts: d.attempts,
-            next_attempt_at: d.next_attempt_at,
-            last_attempt_at: d.last_attempt_at,
-            last_status_code: d.last_status_code,
-            last_error: d.last_error,
-            created_at: d.created_at,
-            finished_at: d.finished_at,
-        }
-    }
 }
 
 /// The caller's delivery log: every alarm sent (or being sent, or withheld) to their channels,

@@ -16,6 +16,7 @@ use chronicle_storage::credentials::NewCredentials;
 use chronicle_storage::gate::PatientActor;
 use chronicle_storage::{Device, StorageError, Store};
 use chrono::{DateTime, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use utoipa::ToSchema;
@@ -29,25 +30,16 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_device))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(Device)]
 pub(super) struct DeviceItem {
+    #[from(id, ~.to_string())]
     device_id: String,
+    #[from(~.to_string())]
     kind: String,
     label: Option<String>,
     created_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
-}
-
-impl From<Device> for DeviceItem {
-    fn from(d: Device) -> Self {
-        DeviceItem {
-            device_id: d.id.to_string(),
-            kind: d.kind.to_string(),
-            label: d.label,
-            created_at: d.created_at,
-            revoked_at: d.revoked_at,
-        }
-    }
 }
 
 /// The patient's devices.

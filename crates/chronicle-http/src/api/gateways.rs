@@ -16,6 +16,7 @@ use chronicle_domain::{DeviceId, GatewayId};
 use chronicle_storage::gate::PatientActor;
 use chronicle_storage::{Gateway, StorageError, Store};
 use chrono::{DateTime, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use utoipa::ToSchema;
@@ -29,26 +30,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_gateway))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(Gateway)]
 struct GatewayItem {
+    #[from(id, ~.to_string())]
     gateway_id: String,
     label: Option<String>,
     /// The devices it relays (revoked ones leave at once).
+    #[from(~.iter().map(ToString::to_string).collect())]
     devices: Vec<String>,
     created_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
-}
-
-impl From<Gateway> for GatewayItem {
-    fn from(g: Gateway) -> Self {
-        GatewayItem {
-            gateway_id: g.id.to_string(),
-            label: g.label,
-            devices: g.devices.iter().map(ToString::to_string).collect(),
-            created_at: g.created_at,
-            revoked_at: g.revoked_at,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Basis, Role};
 use chronicle_storage::identity::User;
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -24,21 +25,13 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_guardian))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(User)]
 struct GuardianItem {
+    #[from(id)]
     user_id: Uuid,
     display_name: String,
     email: String,
-}
-
-impl From<User> for GuardianItem {
-    fn from(u: User) -> Self {
-        GuardianItem {
-            user_id: u.id,
-            display_name: u.display_name,
-            email: u.email,
-        }
-    }
 }
 
 /// The patient's guardians (the patient or a guardian).

@@ -6,7 +6,7 @@
 
 use super::sharing::{GrantItem, grantee_name, parse_all};
 use super::vocabulary::{AccessName, DataCategoryName, InvitationStateName, PurposeName};
-use super::{actor, json_list};
+use super::{actor, json_list, parse_name};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -159,7 +159,7 @@ struct CreateInvitationRequest {
 
 /// The team a caller names in the path, if they belong to it; otherwise no one learns
 /// whether it exists.
-fn member_of(principal: &Principal, team_id: Uuid) -> Result<Uuid, ApiError> {
+pub(super) fn member_of(principal: &Principal, team_id: Uuid) -> Result<Uuid, ApiError> {
     if principal.care_teams.contains(&team_id) {
         Ok(team_id)
     } else {
@@ -346,10 +346,8 @@ struct AcceptInvitationRequest {
 }
 
 fn parse_purpose(text: Option<&str>) -> Result<Option<Purpose>, ApiError> {
-    text.map(|p| {
-        Purpose::parse(p).ok_or_else(|| ApiError::BadRequest(format!("unknown purpose {p:?}")))
-    })
-    .transpose()
+    text.map(|p| parse_name(p, "purpose", Purpose::parse))
+        .transpose()
 }
 
 /// Accept an invitation: the patient (or their guardian) shares with the inviting team what

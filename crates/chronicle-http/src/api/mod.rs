@@ -4,7 +4,8 @@
 //! One submodule per subject, each with its own `routes()`, merged below: `session` (log-in,
 //! `me`, log-out, API tokens), `patients` (the list, erasure), `readings`, `devices`,
 //! `sharing` (grants, access log, emergency access), `invitations` (a care team's codes that
-//! patients accept to share with it), `guardians`, `export` (FHIR, CSV),
+//! patients accept to share with it), `escalation` (a care team's members' duties and its
+//! escalation chain for urgent alerts), `guardians`, `export` (FHIR, CSV),
 //! `research`, `targets`, `alerts` (lists, acknowledgement, snoozes, the live stream), `trends`
 //! (and the panel), `reports` (the printable AGP report), `imports` (vendor exports: preview and import), `fhir` (CGM summaries and the
 //! CapabilityStatement), `fhir_submission` (`$submit-cgm-bundle`), `webhooks`, `channels` (each
@@ -23,6 +24,7 @@ mod alerts;
 mod broker_hooks;
 mod channels;
 mod devices;
+mod escalation;
 mod export;
 mod fhir;
 mod fhir_submission;
@@ -61,6 +63,16 @@ use uuid::Uuid;
 
 /// The most items one page of any list may hold.
 const MAX_PAGE: i64 = 5000;
+
+/// One word of the API's vocabulary (a purpose, a rule, a role…), or a 400 that says which
+/// kind of word was not known.
+pub(crate) fn parse_name<T>(
+    value: &str,
+    what: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, ApiError> {
+    parse(value).ok_or_else(|| ApiError::BadRequest(format!("unknown {what} {value:?}")))
+}
 
 /// The page size a list request asks for (`default` when it names none), within 1..=MAX_PAGE.
 pub(crate) fn page_limit(asked: Option<i64>, default: i64) -> Result<i64, ApiError> {
@@ -118,6 +130,7 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(devices::routes())
         .merge(sharing::routes())
         .merge(invitations::routes())
+        .merge(escalation::routes())
         .merge(share_links::routes())
         .merge(nightscout::routes())
         .merge(guardians::routes())

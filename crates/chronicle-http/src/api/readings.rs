@@ -9,8 +9,11 @@ use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chronicle_domain::sharing::{Access, AccessAction, Principal};
-use chronicle_storage::readings::{BloodPressure, Glucose, PageRequest, ReadingSeries, Treatments};
+use chronicle_storage::readings::{
+    BloodPressure, Glucose, PageRequest, ReadingSeries, StoredBloodPressure, Treatments,
+};
 use chrono::{DateTime, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -50,7 +53,8 @@ pub(crate) struct GlucosePoint {
     device_id: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(StoredBloodPressure)]
 struct BloodPressurePoint {
     measured_at: DateTime<Utc>,
     systolic: i16,
@@ -183,13 +187,7 @@ async fn blood_pressure(
         &principal,
         (patient_id, &query),
         AccessAction::ReadBloodPressureReadings,
-        |r| BloodPressurePoint {
-            measured_at: r.measured_at,
-            systolic: r.systolic,
-            diastolic: r.diastolic,
-            pulse: r.pulse,
-            device_id: r.device_id,
-        },
+        BloodPressurePoint::from,
     )
     .await
 }

@@ -27,6 +27,7 @@ use chronicle_storage::credentials::hash_password;
 use chronicle_storage::identity::TokenInfo;
 use chronicle_storage::identity::TokenKind;
 use chrono::{DateTime, Duration, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -87,7 +88,8 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(TokenInfo)]
 struct TokenItem {
     id: Uuid,
     /// `session` (from a log-in) or `api` (for an integration).
@@ -97,20 +99,6 @@ struct TokenItem {
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
-}
-
-impl From<TokenInfo> for TokenItem {
-    fn from(t: TokenInfo) -> Self {
-        TokenItem {
-            id: t.id,
-            kind: t.kind,
-            label: t.label,
-            created_at: t.created_at,
-            expires_at: t.expires_at,
-            revoked_at: t.revoked_at,
-            last_used_at: t.last_used_at,
-        }
-    }
 }
 
 /// The caller's tokens, newest first (never their secrets).
@@ -437,7 +425,8 @@ async fn change_password(
 }
 
 /// One authentication event, as its account's user or an administrator sees it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(AuthenticationEvent)]
 pub(crate) struct AuthenticationEventItem {
     /// Also the paging cursor: events are listed by descending id.
     id: i64,
@@ -457,22 +446,6 @@ pub(crate) struct AuthenticationEventItem {
     client_address: Option<String>,
     /// The token issued, revoked, or of the session that logged in or out.
     token_id: Option<Uuid>,
-}
-
-impl From<AuthenticationEvent> for AuthenticationEventItem {
-    fn from(e: AuthenticationEvent) -> Self {
-        AuthenticationEventItem {
-            id: e.id,
-            occurred_at: e.occurred_at,
-            kind: e.kind,
-            user_id: e.user_id,
-            actor_id: e.actor_id,
-            email_tried: e.email_tried,
-            failure: e.failure,
-            client_address: e.client_address,
-            token_id: e.token_id,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,7 +1,7 @@
 //! The patient's sharing: grants, the access log, and emergency access.
 
 use super::vocabulary::{AccessActionName, AccessName, DataCategoryName, PurposeName};
-use super::{Page, actor, numbered_cursor, page_limit};
+use super::{Page, actor, numbered_cursor, page_limit, parse_name};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -179,10 +179,7 @@ pub(super) fn parse_all<T>(
 where
     T: Ord,
 {
-    values
-        .iter()
-        .map(|v| parse(v).ok_or_else(|| ApiError::BadRequest(format!("unknown {what} {v:?}"))))
-        .collect()
+    values.iter().map(|v| parse_name(v, what, parse)).collect()
 }
 
 /// Share: the patient (or their guardian) grants access.
@@ -212,8 +209,7 @@ async fn create_grant(
     };
     let categories = parse_all(&body.categories, "data category", DataCategory::parse)?;
     let access = parse_all(&body.access, "access", Access::parse)?;
-    let purpose = Purpose::parse(&body.purpose)
-        .ok_or_else(|| ApiError::BadRequest(format!("unknown purpose {:?}", body.purpose)))?;
+    let purpose = parse_name(&body.purpose, "purpose", Purpose::parse)?;
     validate_new_grant(&categories, &access, body.expires_at, Utc::now())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let actor = actor(&state, &principal, patient_id, AccessAction::CreateGrant).await?;

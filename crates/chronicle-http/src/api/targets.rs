@@ -1,6 +1,7 @@
 //! A patient's glucose targets and alert thresholds, and their history.
 
 use super::alerts::alert_permits;
+use super::parse_name;
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -184,10 +185,7 @@ fn parse_targets(json: serde_json::Value) -> Result<GlucoseTargets, ApiError> {
         .filter(|o| o.len() == 1)
         .and_then(|o| o.get("preset"))
         .and_then(|p| p.as_str())
-        .map(|p| {
-            chronicle_domain::targets::TargetPreset::parse(p)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown preset {p:?}")))
-        })
+        .map(|p| parse_name(p, "preset", chronicle_domain::targets::TargetPreset::parse))
         .transpose()?;
     let targets = match preset_only {
         Some(preset) => GlucoseTargets::preset(preset),

@@ -7,7 +7,7 @@
 //! time. Metric definitions: `docs/trends.md`.
 
 use super::vocabulary::{GlucoseUnitName, PanelFlagName};
-use super::{page_limit, parse_unit, permit};
+use super::{page_limit, parse_name, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -968,9 +968,7 @@ async fn panel(
         .split(',')
         .map(str::trim)
         .filter(|f| !f.is_empty())
-        .map(|f| {
-            PanelFlag::parse(f).ok_or_else(|| ApiError::BadRequest(format!("unknown flag {f:?}")))
-        })
+        .map(|f| parse_name(f, "flag", PanelFlag::parse))
         .collect::<Result<_, _>>()?;
     let name_filter = query.q.as_deref().map(str::to_lowercase);
 

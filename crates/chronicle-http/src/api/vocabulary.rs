@@ -130,3 +130,9 @@ vocabulary_schema!(
     chronicle_storage::invitations::InvitationState,
     "InvitationState"
 );
+vocabulary_schema!(
+    /// Why a notification was queued: the alarm, a later escalation step, or a reminder.
+    DeliveryReasonName,
+    chronicle_domain::alerts::escalation::DeliveryReason,
+    "DeliveryReason"
+);

@@ -12,8 +12,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chronicle_domain::sharing::{Principal, Role};
-use chronicle_storage::webhooks::{Delivery, Webhook};
+use chronicle_storage::webhooks::{Attempt, Delivery, Webhook};
 use chrono::{DateTime, Utc};
+use o2o::o2o;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -37,7 +38,8 @@ fn administrator_of(principal: &Principal, organization_id: Uuid) -> Result<(), 
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(Webhook)]
 struct WebhookItem {
     id: Uuid,
     organization_id: Uuid,
@@ -45,19 +47,6 @@ struct WebhookItem {
     created_by: Option<Uuid>,
     created_at: DateTime<Utc>,
     disabled_at: Option<DateTime<Utc>>,
-}
-
-impl From<Webhook> for WebhookItem {
-    fn from(w: Webhook) -> Self {
-        WebhookItem {
-            id: w.id,
-            organization_id: w.organization_id,
-            url: w.url,
-            created_by: w.created_by,
-            created_at: w.created_at,
-            disabled_at: w.disabled_at,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -153,7 +142,8 @@ struct DeliveriesQuery {
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(Attempt)]
 struct AttemptItem {
     attempt: i32,
     at: DateTime<Utc>,
@@ -163,7 +153,8 @@ struct AttemptItem {
     duration_ms: i32,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, o2o)]
+#[from_owned(Delivery)]
 struct DeliveryItem {
     id: i64,
     event_id: i64,
@@ -176,33 +167,8 @@ struct DeliveryItem {
     next_attempt_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    #[from(~.into_iter().map(AttemptItem::from).collect())]
     attempts: Vec<AttemptItem>,
-}
-
-impl From<Delivery> for DeliveryItem {
-    fn from(d: Delivery) -> Self {
-        DeliveryItem {
-            id: d.id,
-            event_id: d.event_id,
-            event_kind: d.event_kind,
-            alert_id: d.alert_id,
-            status: d.status,
-            next_attempt_at: d.next_attempt_at,
-            created_at: d.created_at,
-            finished_at: d.finished_at,
-            attempts: d
-                .attempts
-                .into_iter()
-                .map(|a| AttemptItem {
-                    attempt: a.attempt,
-                    at: a.at,
-                    status_code: a.status_code,
-                    error: a.error,
-                    duration_ms: a.duration_ms,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// The webhook's delivery log: each delivery with every attempt.

@@ -23,6 +23,7 @@ pub(crate) use evaluation::decode_thresholds;
 pub use inbox::{AlertAction, AlertActionError, AlertFilter, OpenAlertCounts};
 pub use snoozes::Snooze;
 
+use crate::rows::FetchRecords;
 use crate::{StorageError, Store};
 use chronicle_domain::alerts::lifecycle::EventKind;
 use chronicle_domain::alerts::lifecycle::{AlertKind, AlertStatus, Resolution};
@@ -187,11 +188,8 @@ impl Store {
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE patient_id = $1 ORDER BY seq"
         ))
         .bind(patient_id)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(AlertRecord::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 }
 
@@ -283,11 +281,8 @@ impl Store {
         )
         .bind(after_id)
         .bind(limit)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(AlertEvent::try_from)
-        .collect()
+        .fetch_records(self.pool())
+        .await
     }
 
     /// The newest event id (0 before the first).
