@@ -60,7 +60,8 @@ export type TeamMember = Wire<Schemas['TeamMemberItem']>;
 /** A care team's escalation of urgent alerts: who is told first, who next, how often again. */
 export type EscalationPolicy = Wire<Schemas['PolicyBody']>;
 export type EscalationStep = Wire<Schemas['StepBody']>;
-export type TeamEscalation = Wire<Schemas['EscalationItem']>;
+/** A team's policy, `null` when it has none. */
+export type Escalation = Wire<Schemas['EscalationItem']>;
 export type InvitationPreview = Wire<Schemas['InvitationPreview']>;
 export type AcceptInvitation = Schemas['AcceptInvitationRequest'];
 export type ShareLink = Wire<Schemas['ShareLinkItem']>;
@@ -322,9 +323,9 @@ export const api = {
   /** Sets (a text) or clears (`null`) a member's duty in the team. */
   setMemberDuty: (teamId: string, userId: string, duty: string | null) =>
     json<void>('PUT', `${careTeam(teamId)}/members/${encodeURIComponent(userId)}/duty`, { duty }),
-  escalation: (teamId: string) => json<TeamEscalation>('GET', `${careTeam(teamId)}/escalation`),
+  escalation: (teamId: string) => json<Escalation>('GET', `${careTeam(teamId)}/escalation`),
   setEscalation: (teamId: string, policy: EscalationPolicy) =>
-    json<TeamEscalation>('PUT', `${careTeam(teamId)}/escalation`, policy),
+    json<Escalation>('PUT', `${careTeam(teamId)}/escalation`, policy),
   clearEscalation: (teamId: string) => json<void>('DELETE', `${careTeam(teamId)}/escalation`),
   openInvitation: (code: string) => json<InvitationPreview>('GET', `/v1/invitations/${encodeURIComponent(code)}`),
   acceptInvitation: (code: string, body: AcceptInvitation) =>

@@ -3,8 +3,8 @@
 // with its reminder interval, over `/v1/care-teams/{id}/members` and `…/escalation`. The API
 // counts in seconds, the page in minutes.
 
-import { useEffect, useState } from 'preact/hooks';
-import { api, type CareTeam, type EscalationPolicy, type TeamMember } from '../api';
+import { useState } from 'preact/hooks';
+import { api, type CareTeam, type EscalationPolicy, type Escalation, type TeamMember } from '../api';
 import { ConfirmDialog, ErrorNotice, Loading, StatusNotice, errorMessage } from '../components/common';
 import { useAsync } from '../hooks';
 
@@ -62,17 +62,17 @@ export function TeamEscalation(props: { team: CareTeam }) {
   const { team } = props;
   const members = useAsync(() => api.teamMembers(team.id), [team.id]);
   const escalation = useAsync(() => api.escalation(team.id), [team.id]);
-  const [draft, setDraft] = useState<Draft>(draftOf(null));
+  // The form's edits, with the answer they started from: a new answer (after a load or a
+  // save) starts the form again from what the server holds, in the same rendering.
+  const [edit, setEdit] = useState<{ from?: Escalation; draft: Draft }>({ draft: draftOf(null) });
+  const draft = edit.from === escalation.data ? edit.draft : draftOf(escalation.data?.policy ?? null);
+  const setDraft = (change: (d: Draft) => Draft) =>
+    setEdit((e) => ({ from: escalation.data, draft: change(e.from === escalation.data ? e.draft : draft) }));
   const [problem, setProblem] = useState<string | null>(null);
   const [status, setStatus] = useState<string | null>(null);
   const [removing, setRemoving] = useState(false);
   const headingId = `escalation-${team.id}`;
   const policy = escalation.data?.policy ?? null;
-
-  // The form shows what the server holds after every load and save.
-  useEffect(() => {
-    if (escalation.data) setDraft(draftOf(escalation.data.policy));
-  }, [escalation.data]);
 
   if (members.error) return <ErrorNotice error={members.error} what={`the members of ${team.name}`} />;
   if (escalation.error) return <ErrorNotice error={escalation.error} what={`the escalation of ${team.name}`} />;
@@ -184,6 +184,7 @@ export function TeamEscalation(props: { team: CareTeam }) {
                   min={1}
                   max={MAX_MINUTES}
                   step="any"
+                  class="minutes-input"
                   required
                   value={step.minutes}
                   onInput={(e) => updateStep(index, { minutes: e.currentTarget.value })}
@@ -251,6 +252,7 @@ export function TeamEscalation(props: { team: CareTeam }) {
           min={1}
           max={MAX_MINUTES}
           step="any"
+          class="minutes-input"
           aria-describedby={`${headingId}-remind-help`}
           value={draft.remindMinutes}
           onInput={(e) => setDraft((d) => ({ ...d, remindMinutes: e.currentTarget.value }))}
