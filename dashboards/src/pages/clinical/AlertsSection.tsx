@@ -177,21 +177,10 @@ function AlertEntry(props: {
   const { alert: a, timeZone } = props;
   if (props.side !== 'care') return <PersonalAlertEntry {...props} />;
   const rule = ruleInWords(a.rule);
-  const evidence = evidenceInWords(a, props.unit, timeZone);
   const state = a.kind === 'historical' ? 'Found in late data' : (a.status ? STATUS_LABELS[a.status] : '');
   return (
     <li class={`alert alert-${a.status === 'resolved' || a.kind === 'historical' ? 'resolved' : a.severity}`} data-testid="alert">
-      <h3>
-        <span class={`severity severity-${a.severity}`}>{SEVERITY_LABELS[a.severity] ?? a.severity}</span>
-        {rule}
-        <span class="muted">{state}</span>
-      </h3>
-      <p>
-        {evidence && <>{evidence}. </>}
-        Measured {formatDateTime(a.triggered_at, timeZone)}
-        {a.trigger_count > 1 && `; came back ${a.trigger_count - 1} more time${a.trigger_count === 2 ? '' : 's'}`}
-        {a.cleared_since && `; clear since ${formatDateTime(a.cleared_since, timeZone)}`}.
-      </p>
+      <AlertFacts alert={a} unit={props.unit} timeZone={timeZone} state={state} />
       {a.acknowledged_at && (
         <p class="muted">
           Acknowledged {formatDateTime(a.acknowledged_at, timeZone)}
@@ -234,7 +223,6 @@ function PersonalAlertEntry(props: {
 }) {
   const { alert: a, timeZone } = props;
   const rule = ruleInWords(a.rule);
-  const evidence = evidenceInWords(a, props.unit, timeZone);
   const mine = a.audience_acknowledgement;
   const state =
     a.kind === 'historical' ? 'Found in late data' : a.status === 'resolved' ? 'Resolved' : mine ? 'Acknowledged' : 'New';
@@ -242,17 +230,7 @@ function PersonalAlertEntry(props: {
   const who = mine ? props.acknowledgedBy(mine.acknowledged_by) : '';
   return (
     <li class={`alert alert-${a.status === 'resolved' || a.kind === 'historical' ? 'resolved' : a.severity}`} data-testid="alert">
-      <h3>
-        <span class={`severity severity-${a.severity}`}>{SEVERITY_LABELS[a.severity] ?? a.severity}</span>
-        {rule}
-        <span class="muted">{state}</span>
-      </h3>
-      <p>
-        {evidence && <>{evidence}. </>}
-        Measured {formatDateTime(a.triggered_at, timeZone)}
-        {a.trigger_count > 1 && `; came back ${a.trigger_count - 1} more time${a.trigger_count === 2 ? '' : 's'}`}
-        {a.cleared_since && `; clear since ${formatDateTime(a.cleared_since, timeZone)}`}.
-      </p>
+      <AlertFacts alert={a} unit={props.unit} timeZone={timeZone} state={state} />
       {mine && (
         <p class="muted" data-testid="own-acknowledgement">
           {who === 'You' ? 'You acknowledged' : `Acknowledged by ${who}`} at {formatDateTime(mine.acknowledged_at, timeZone)}
@@ -278,5 +256,26 @@ function PersonalAlertEntry(props: {
         </div>
       )}
     </li>
+  );
+}
+
+/** What every side reads first: severity, the rule, its state, and what the reading showed. */
+function AlertFacts(props: { alert: AlertItem; unit: GlucoseUnit; timeZone: string; state: string }) {
+  const { alert: a, timeZone } = props;
+  const evidence = evidenceInWords(a, props.unit, timeZone);
+  return (
+    <>
+      <h3>
+        <span class={`severity severity-${a.severity}`}>{SEVERITY_LABELS[a.severity] ?? a.severity}</span>
+        {ruleInWords(a.rule)}
+        <span class="muted">{props.state}</span>
+      </h3>
+      <p>
+        {evidence && <>{evidence}. </>}
+        Measured {formatDateTime(a.triggered_at, timeZone)}
+        {a.trigger_count > 1 && `; came back ${a.trigger_count - 1} more time${a.trigger_count === 2 ? '' : 's'}`}
+        {a.cleared_since && `; clear since ${formatDateTime(a.cleared_since, timeZone)}`}.
+      </p>
+    </>
   );
 }
