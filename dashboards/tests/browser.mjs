@@ -649,7 +649,7 @@ try {
     await alert.getByTestId('own-acknowledgement').filter({ hasText: /^You acknowledged at .*: “Took my insulin\.”$/ }).waitFor();
     assert.equal(await alert.getByRole('button', { name: 'Acknowledge: Very high glucose' }).count(), 0);
     await checkAccessibility(maria, "the patient's alerts");
-    await screenshot(maria, '25-patient-alerts.png');
+    await screenshot(maria, '26-patient-alerts.png');
   });
 
   await run('a trends-only grant shows no single readings', async () => {

@@ -711,7 +711,7 @@ async fn the_dashboard_in_a_real_browser() {
         "13-clinician-trends.png",
         "16-clinician-alerts.png",
         "17-clinician-live-alert.png",
-        "25-patient-alerts.png",
+        "26-patient-alerts.png",
     ] {
         let path = screenshot_dir().join(name);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
