@@ -56,6 +56,12 @@ export type Invitation = Wire<Schemas['InvitationItem']>;
 export type InvitationState = Schemas['InvitationState'];
 export type NewInvitation = Schemas['CreateInvitationRequest'];
 export type CreatedInvitation = Wire<Schemas['CreatedInvitation']>;
+export type TeamMember = Wire<Schemas['TeamMemberItem']>;
+/** A care team's escalation of urgent alerts: who is told first, who next, how often again. */
+export type EscalationPolicy = Wire<Schemas['PolicyBody']>;
+export type EscalationStep = Wire<Schemas['StepBody']>;
+/** A team's policy, `null` when it has none. */
+export type Escalation = Wire<Schemas['EscalationItem']>;
 export type InvitationPreview = Wire<Schemas['InvitationPreview']>;
 export type AcceptInvitation = Schemas['AcceptInvitationRequest'];
 export type ShareLink = Wire<Schemas['ShareLinkItem']>;
@@ -216,6 +222,7 @@ export interface TimeRange {
 }
 
 const patient = (id: string) => `/v1/patients/${encodeURIComponent(id)}`;
+const careTeam = (id: string) => `/v1/care-teams/${encodeURIComponent(id)}`;
 
 export const api = {
   readiness: async (): Promise<Readiness> => (await fetch('/readyz', { cache: 'no-store' })).json(),
@@ -312,6 +319,14 @@ export const api = {
       'DELETE',
       `/v1/care-teams/${encodeURIComponent(teamId)}/invitations/${encodeURIComponent(invitationId)}`,
     ),
+  teamMembers: (teamId: string) => json<TeamMember[]>('GET', `${careTeam(teamId)}/members`),
+  /** Sets (a text) or clears (`null`) a member's duty in the team. */
+  setMemberDuty: (teamId: string, userId: string, duty: string | null) =>
+    json<void>('PUT', `${careTeam(teamId)}/members/${encodeURIComponent(userId)}/duty`, { duty }),
+  escalation: (teamId: string) => json<Escalation>('GET', `${careTeam(teamId)}/escalation`),
+  setEscalation: (teamId: string, policy: EscalationPolicy) =>
+    json<Escalation>('PUT', `${careTeam(teamId)}/escalation`, policy),
+  clearEscalation: (teamId: string) => json<void>('DELETE', `${careTeam(teamId)}/escalation`),
   openInvitation: (code: string) => json<InvitationPreview>('GET', `/v1/invitations/${encodeURIComponent(code)}`),
   acceptInvitation: (code: string, body: AcceptInvitation) =>
     json<Grant>('POST', `/v1/invitations/${encodeURIComponent(code)}/accept`, body),

@@ -5,7 +5,9 @@
 //! This test seeds the clinic, runs the browser script (which logs in as the patient, the
 //! clinician and a guardian, checks what each page shows, switches units, zooms, adds and
 //! revokes grants, and writes a screenshot of each page to `target/dashboard-screenshots/`),
-//! then checks through the API that what the browser did really happened.
+//! then checks through the API that what the browser did really happened. A second test runs
+//! `dashboards/tests/escalation.mjs`, in which a clinician sets who of their care team an
+//! urgent alert reaches, and checks the chain it saved through the API.
 //!
 //! It needs Node.js with `npm ci` run in `dashboards/`, and Chromium; `scripts/test` installs
 //! both. `CHRONICLE_CHROMIUM` names another Chromium binary.
@@ -144,6 +146,21 @@ async fn send_readings(server: &ChronicleServer, patient: Uuid, kind: &str, read
         assert_eq!(ack.stored, batch.len(), "{ack:?}");
     }
     device.disconnect().await;
+}
+
+/// Logs in through the API; returns the session token.
+async fn log_in(http: &reqwest::Client, server: &ChronicleServer, email: &str) -> String {
+    let response = http
+        .post(server.http_url("/v1/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
 }
 
 impl Clinic {
@@ -432,18 +449,7 @@ impl Clinic {
     }
 
     async fn login(&self, email: &str) -> String {
-        let response = self
-            .http
-            .post(self.server.http_url("/v1/auth/login"))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login");
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json::<Value>().await.expect("json")["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
+        log_in(&self.http, &self.server, email).await
     }
 
     /// Waits until the engine has opened an alert of `rule` for the patient; returns it.
@@ -527,13 +533,30 @@ impl Clinic {
     }
 }
 
-/// Runs `dashboards/tests/browser.mjs` on the scenario and fails with its output. The script
-/// asks the test for things only the test can do by printing a line `@request <what>` and
-/// waiting for `<what>` on its standard input: `live-alert` publishes an alarming reading
-/// through MQTT while the page is open; `missed-alert` restarts the server (breaking the
-/// page's alert stream) and raises an alert before the page reconnects; `patient-alert`
-/// publishes a very high glucose while the patient's own alerts page is open.
-async fn run_browser_script(clinic: &mut Clinic) {
+/// What a browser script may ask the test for, by printing a line `@request <what>` and
+/// waiting for `<what>` on its standard input once the test has done it.
+trait ScriptRequests {
+    async fn answer(&mut self, what: &str);
+}
+
+impl ScriptRequests for Clinic {
+    /// `live-alert` publishes an alarming reading through MQTT while the page is open;
+    /// `missed-alert` restarts the server (breaking the page's alert stream) and raises an
+    /// alert before the page reconnects; `patient-alert` publishes a very high glucose while
+    /// the patient's own alerts page is open.
+    async fn answer(&mut self, what: &str) {
+        match what {
+            "live-alert" => self.raise_live_alert(196, 104).await,
+            "missed-alert" => self.raise_missed_alert().await,
+            "patient-alert" => self.raise_patient_alert().await,
+            other => panic!("the browser script asked for {other:?}"),
+        }
+    }
+}
+
+/// Runs `dashboards/tests/<script>` on the scenario, answering its requests, and fails with
+/// its output.
+async fn run_browser_script(script: &str, scenario: &Value, requests: &mut impl ScriptRequests) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let root = workspace_root();
     let dashboards = root.join("dashboards");
@@ -544,9 +567,9 @@ async fn run_browser_script(clinic: &mut Clinic) {
     );
     std::fs::create_dir_all(screenshot_dir()).expect("screenshot folder");
     let mut child = tokio::process::Command::new("node")
-        .arg("tests/browser.mjs")
+        .arg(Path::new("tests").join(script))
         .current_dir(&dashboards)
-        .env("CHRONICLE_SCENARIO", clinic.scenario.to_string())
+        .env("CHRONICLE_SCENARIO", scenario.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -566,12 +589,7 @@ async fn run_browser_script(clinic: &mut Clinic) {
         while let Some(line) = lines.next_line().await.expect("reads the script's output") {
             println!("{line}");
             if let Some(what) = line.strip_prefix("@request ") {
-                match what {
-                    "live-alert" => clinic.raise_live_alert(196, 104).await,
-                    "missed-alert" => clinic.raise_missed_alert().await,
-                    "patient-alert" => clinic.raise_patient_alert().await,
-                    other => panic!("the browser script asked for {other:?}"),
-                }
+                requests.answer(what).await;
                 stdin
                     .write_all(format!("{what}\n").as_bytes())
                     .await
@@ -595,7 +613,8 @@ async fn run_browser_script(clinic: &mut Clinic) {
 #[tokio::test]
 async fn the_dashboard_in_a_real_browser() {
     let mut clinic = Clinic::open().await;
-    run_browser_script(&mut clinic).await;
+    let scenario = clinic.scenario.clone();
+    run_browser_script("browser.mjs", &scenario, &mut clinic).await;
 
     // What the browser did, seen through the API: the patient revoked the team's grant and
     // added one for the cardiology team; the clinician now gets nothing.
@@ -805,4 +824,133 @@ async fn the_server_serves_the_single_page_application() {
         get("/v1/me").await.expect("me").status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A care team of two clinicians, for the escalation card of the home page.
+struct EscalationTeam {
+    server: ChronicleServer,
+    http: reqwest::Client,
+    team: Uuid,
+    lee: Uuid,
+    ndiaye: Uuid,
+}
+
+impl EscalationTeam {
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(self.server.http_url(path))
+            .bearer_auth(log_in(&self.http, &self.server, "lee@clinic.example").await)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.expect("json")
+    }
+
+    async fn escalation(&self) -> Value {
+        self.get(&format!("/v1/care-teams/{}/escalation", self.team))
+            .await
+    }
+}
+
+impl ScriptRequests for EscalationTeam {
+    /// `saved-escalation`: the page has saved its chain; the API must hold exactly it.
+    async fn answer(&mut self, what: &str) {
+        assert_eq!(
+            what, "saved-escalation",
+            "the browser script asked for {what:?}"
+        );
+        assert_eq!(
+            self.escalation().await,
+            json!({"policy": {
+                "steps": [
+                    {"after_seconds": 0, "members": [self.lee], "duties": []},
+                    {"after_seconds": 600, "members": [], "duties": ["physician"]},
+                ],
+                "renotify_every_seconds": 300,
+            }}),
+            "the chain saved in the browser"
+        );
+        let members = self
+            .get(&format!("/v1/care-teams/{}/members", self.team))
+            .await;
+        let duty_of = |user: Uuid| {
+            members
+                .as_array()
+                .and_then(|all| all.iter().find(|m| m["user_id"] == user.to_string()))
+                .map(|m| m["duty"].clone())
+        };
+        assert_eq!(duty_of(self.ndiaye), Some(json!("physician")), "{members}");
+        assert_eq!(duty_of(self.lee), Some(Value::Null), "{members}");
+    }
+}
+
+/// A clinician gives a colleague a duty and builds, saves and removes their team's chain of
+/// who is told of urgent alerts, on the home page; the API holds what the page saved.
+#[tokio::test]
+async fn a_clinician_sets_the_team_escalation_in_the_browser() {
+    let db = TestDatabase::create().await.expect("database");
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let org = store
+        .create_organization("North Clinic")
+        .await
+        .expect("org");
+    let team = store
+        .create_care_team(org.id, "Diabetes team")
+        .await
+        .expect("team");
+    let lee = user(
+        &store,
+        "lee@clinic.example",
+        "Dr. Lee",
+        Role::Clinician,
+        None,
+    )
+    .await;
+    let ndiaye = user(
+        &store,
+        "ndiaye@clinic.example",
+        "Dr. Ndiaye",
+        Role::Clinician,
+        None,
+    )
+    .await;
+    for member in [lee, ndiaye] {
+        store
+            .add_team_member(team.id, member)
+            .await
+            .expect("member");
+    }
+    let mut escalation = EscalationTeam {
+        server,
+        http: reqwest::Client::new(),
+        team: team.id,
+        lee,
+        ndiaye,
+    };
+    assert_eq!(escalation.escalation().await, json!({"policy": null}));
+
+    let scenario = json!({
+        "url": escalation.server.http_url(""),
+        "password": PASSWORD,
+        "chromium": chromium(),
+        "screenshots": screenshot_dir(),
+        "clinician": {"name": "Dr. Lee", "email": "lee@clinic.example"},
+        "colleague": {"name": "Dr. Ndiaye"},
+        "team": "Diabetes team",
+    });
+    run_browser_script("escalation.mjs", &scenario, &mut escalation).await;
+
+    // The page removed the chain at the end: everyone is told at once again.
+    assert_eq!(escalation.escalation().await, json!({"policy": null}));
+    let path = screenshot_dir().join("25-clinician-escalation.png");
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 5_000, "{} is missing or empty", path.display());
 }

@@ -1,7 +1,10 @@
 // The start page. Clinicians and caregivers get the risk-ordered panel (pages/Panel.tsx);
 // the records a patient or guardian holds are listed from GET /v1/patients (a patient with only
 // their own record goes straight to it); other roles (research) see what is shared with them.
+// A clinician also gets a card per care team for its invitations (pages/TeamInvitations.tsx)
+// and one for who the team tells of urgent alerts (pages/TeamEscalation.tsx).
 
+import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, type Me, type PatientListItem } from '../api';
 import { ErrorNotice, Link, Loading, usePageTitle } from '../components/common';
@@ -9,7 +12,8 @@ import { browserTimeZone, describeTimeZone, sharedInWords } from '../format';
 import { useAsync } from '../hooks';
 import { navigate, patientPath } from '../router';
 import { Panel } from './Panel';
-import { TeamInvitations } from './TeamInvitations';
+import { TeamEscalation } from './TeamEscalation';
+import { TeamInvitationsCard } from './TeamInvitations';
 
 /** Roles whose start page is the panel. */
 const PANEL_ROLES = new Set(['clinician', 'caregiver']);
@@ -41,7 +45,7 @@ export function Home(props: { me: Me }) {
     <main id="main">
       <h1 tabIndex={-1}>Patients</h1>
       {withPanel && <Panel />}
-      {props.me.role === 'clinician' && <TeamInvitations />}
+      {props.me.role === 'clinician' && <CareTeamCards />}
       {patients.error ? (
         <ErrorNotice error={patients.error} what="your patients" />
       ) : !patients.data ? (
@@ -118,5 +122,22 @@ export function Home(props: { me: Me }) {
         </>
       )}
     </main>
+  );
+}
+
+/** A clinician's care teams, each with its invitations and who it tells of urgent alerts. */
+function CareTeamCards() {
+  const teams = useAsync(() => api.careTeams(), []);
+  if (teams.error) return <ErrorNotice error={teams.error} what="your care teams" />;
+  if (!teams.data) return <Loading what="your care teams" />;
+  return (
+    <>
+      {teams.data.map((team) => (
+        <Fragment key={team.id}>
+          <TeamInvitationsCard team={team} />
+          <TeamEscalation team={team} />
+        </Fragment>
+      ))}
+    </>
   );
 }

@@ -15,20 +15,8 @@ const STATE_LABELS: Record<string, string> = {
   revoked: 'Withdrawn',
 };
 
-export function TeamInvitations() {
-  const teams = useAsync(() => api.careTeams(), []);
-  if (teams.error) return <ErrorNotice error={teams.error} what="your care teams" />;
-  if (!teams.data) return <Loading what="your care teams" />;
-  return (
-    <>
-      {teams.data.map((team) => (
-        <TeamInvitationsCard key={team.id} team={team} />
-      ))}
-    </>
-  );
-}
-
-function TeamInvitationsCard(props: { team: CareTeam }) {
+/** One team's invitations (the home page shows one such card per team). */
+export function TeamInvitationsCard(props: { team: CareTeam }) {
   const { team } = props;
   const invitations = useAsync(() => api.invitations(team.id), [team.id]);
   const [label, setLabel] = useState('');
