@@ -34,12 +34,12 @@ export type Route =
   | { page: 'notifications' }
   | { page: 'not-found' };
 
-/** The sections of a patient's page: the patient's own (sharing, access log, data) and the
+/** The sections of a patient's page: the patient's own (alerts, sharing, access log, data) and the
  * care team's clinical ones (trends, daily overlays, blood pressure, alerts). */
-export type OwnSection = 'readings' | 'sharing' | 'access-log' | 'data';
+export type OwnSection = 'readings' | 'alerts' | 'sharing' | 'access-log' | 'data';
 export type ClinicalSection = 'readings' | 'trends' | 'daily' | 'blood-pressure' | 'alerts';
 export type PatientSection = OwnSection | ClinicalSection;
-export const OWN_SECTIONS: OwnSection[] = ['readings', 'sharing', 'access-log', 'data'];
+export const OWN_SECTIONS: OwnSection[] = ['readings', 'alerts', 'sharing', 'access-log', 'data'];
 export const CLINICAL_SECTIONS: ClinicalSection[] = ['readings', 'trends', 'daily', 'blood-pressure', 'alerts'];
 const SECTIONS: PatientSection[] = [...OWN_SECTIONS, ...CLINICAL_SECTIONS];
 

@@ -539,6 +539,44 @@ try {
     await lee.setViewportSize({ width: 1280, height: 900 });
   });
 
+  await run('the patient sees a new alert arrive live on her alerts page and acknowledges it', async () => {
+    await maria.goto(url(`/patients/${patient.id}`));
+    await maria.getByRole('link', { name: 'Alerts', exact: true }).click();
+    await maria.waitForURL(/\/alerts$/);
+    await maria.getByRole('heading', { level: 2, name: 'Alerts' }).waitFor();
+    await maria.getByTestId('alert').first().waitFor();
+    // Choosing channels is one click away.
+    await maria.getByTestId('alert-channels-link').getByRole('link', { name: 'Notifications' }).waitFor();
+    // The very low glucose the care team acknowledged: she sees that they have seen it,
+    // not their note, and it is still hers to acknowledge.
+    const seen = maria.getByTestId('alert').filter({ hasText: 'Very low glucose' });
+    await seen.getByTestId('team-state').filter({ hasText: 'Your care team has seen it' }).waitFor();
+    assert.doesNotMatch(await seen.innerText(), /juice/, "the team's note is the team's");
+    assert.equal(await maria.getByRole('button', { name: /^Resolve/ }).count(), 0, 'only the care team resolves');
+    await maria.evaluate(() => {
+      window.__sameDocument = true;
+    });
+    await askTheTest('patient-alert');
+    const alert = maria.getByTestId('alert').filter({ hasText: 'Very high glucose' });
+    await alert.waitFor({ timeout: 30_000 });
+    assert.equal(await maria.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
+    assert.equal(await alert.getByTestId('team-state').count(), 0, 'the care team has not seen it yet');
+    // The live toasts of this and earlier alerts would cover the page: dismiss them.
+    const toasts = maria.getByTestId('alert-toast');
+    while ((await toasts.count()) > 0) await toasts.first().getByRole('button', { name: 'Dismiss' }).click();
+    await alert.getByRole('button', { name: 'Acknowledge: Very high glucose' }).click();
+    const dialog = maria.getByRole('dialog', { name: 'Acknowledge this alert?' });
+    await dialog.getByText('It does not tell the care team.').waitFor();
+    await dialog.getByLabel('Note (optional)').fill('Took my insulin.');
+    await checkAccessibility(maria, "the patient's acknowledge dialog");
+    await dialog.getByRole('button', { name: 'Acknowledge' }).click();
+    await maria.getByRole('status').filter({ hasText: 'Acknowledged: Very high glucose.' }).waitFor();
+    await alert.getByTestId('own-acknowledgement').filter({ hasText: /^You acknowledged at .*: “Took my insulin\.”$/ }).waitFor();
+    assert.equal(await alert.getByRole('button', { name: 'Acknowledge: Very high glucose' }).count(), 0);
+    await checkAccessibility(maria, "the patient's alerts");
+    await screenshot(maria, '26-patient-alerts.png');
+  });
+
   await run('a trends-only grant shows no single readings', async () => {
     await lee.goto(url(`/patients/${scenario.trends_only_patient.id}`));
     await lee.getByText('The patient shares only trends of their glucose with you, not single readings.').waitFor();
@@ -627,6 +665,14 @@ try {
     await elena.getByRole('region', { name: 'Your records' }).getByRole('link', { name: patient.name }).click();
     await elena.getByRole('heading', { level: 1, name: `${patient.name} (you are their guardian)` }).waitFor();
     await elena.getByRole('img', { name: /^Glucose chart:/ }).waitFor();
+    // The family shares one acknowledgement: she sees the patient's, by name.
+    await elena.getByRole('link', { name: 'Alerts', exact: true }).click();
+    await elena
+      .getByTestId('alert')
+      .filter({ hasText: 'Very high glucose' })
+      .getByTestId('own-acknowledgement')
+      .filter({ hasText: `Acknowledged by ${patient.name} at` })
+      .waitFor();
     await elena.getByRole('link', { name: 'Sharing' }).click();
     await elena.getByRole('heading', { name: 'Guardians' }).waitFor();
     assert.equal(await elena.getByLabel('Name a guardian by e-mail').count(), 0);

@@ -586,36 +586,46 @@ async fn the_patients_own_export_holds_alerts_notes_targets_and_the_access_log()
     assert_eq!(record["grants"].as_array().map(Vec::len), Some(1));
 }
 
-/// Acknowledging is per audience: a caregiver who receives the patient's alerts acknowledges
-/// for the caregivers only — the care team's alert stays open for the care team — and only
-/// the care team resolves.
+/// Acknowledging is per audience, and each caregiver's is their own: a caregiver who receives
+/// the patient's alerts acknowledges for themselves only — another caregiver, the patient and
+/// the care team still see the alert unacknowledged on their side — and only the care team
+/// resolves.
 #[tokio::test]
-async fn a_caregivers_acknowledgement_does_not_change_the_care_teams_alert() {
+async fn a_caregivers_acknowledgement_is_their_own() {
     use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
     let w = world().await;
     let (patient, _) = w.clinic.patient("Audiences").await;
-    let carer = chronicle_tests::create_user(
+    chronicle_tests::create_user(
         &w.store,
-        "carer@example.org",
-        Role::Caregiver,
-        None,
+        "audiences@example.org",
+        Role::Patient,
+        Some(patient),
         PASSWORD,
     )
     .await;
-    w.store
-        .create_grant(&chronicle_storage::sharing::NewGrant {
-            patient_id: patient,
-            grantee: Grantee::User(carer),
-            categories: [DataCategory::Glucose].into_iter().collect(),
-            access: [Access::ReceiveAlerts].into_iter().collect(),
-            purpose: Purpose::Caregiving,
-            data_since: None,
-            expires_at: None,
-            created_by: None,
-        })
-        .await
-        .expect("caregiving grant");
+    let mut carers = Vec::new();
+    for email in ["carer@example.org", "other-carer@example.org"] {
+        let carer =
+            chronicle_tests::create_user(&w.store, email, Role::Caregiver, None, PASSWORD).await;
+        w.store
+            .create_grant(&chronicle_storage::sharing::NewGrant {
+                patient_id: patient,
+                grantee: Grantee::User(carer),
+                categories: [DataCategory::Glucose].into_iter().collect(),
+                access: [Access::ReceiveAlerts].into_iter().collect(),
+                purpose: Purpose::Caregiving,
+                data_since: None,
+                expires_at: None,
+                created_by: None,
+            })
+            .await
+            .expect("caregiving grant");
+        carers.push(carer);
+    }
+    let carer = carers[0];
     let carer_token = w.api.login("carer@example.org", PASSWORD).await;
+    let other_carer_token = w.api.login("other-carer@example.org", PASSWORD).await;
+    let patient_token = w.api.login("audiences@example.org", PASSWORD).await;
     let mut cgm = w.device(patient, DeviceKind::Cgm).await;
     send(
         &mut cgm,
@@ -662,7 +672,52 @@ async fn a_caregivers_acknowledgement_does_not_change_the_care_teams_alert() {
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "once per audience");
+    assert_eq!(status, StatusCode::CONFLICT, "once per caregiver");
+    let alerts_url = format!("/v1/patients/{patient}/alerts?kind=alert");
+    let other_view = w.api.get_ok(&other_carer_token, &alerts_url).await;
+    assert!(
+        other_view["items"][0]["audience_acknowledgement"].is_null(),
+        "another caregiver's side is untouched: {other_view}"
+    );
+    let patient_view = w.api.get_ok(&patient_token, &alerts_url).await;
+    assert!(
+        patient_view["items"][0]["audience_acknowledgement"].is_null(),
+        "the patient's side is untouched: {patient_view}"
+    );
+    // The other caregiver acknowledges for themselves, then the patient for the family.
+    let (status, other) = w
+        .api
+        .call(
+            Some(&other_carer_token),
+            Method::POST,
+            &format!("{base}/acknowledge"),
+            Some(json!({"note": "on my way"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{other}");
+    assert_eq!(other["audience_acknowledgement"]["note"], "on my way");
+    assert_eq!(
+        other["audience_acknowledgement"]["acknowledged_by"],
+        carers[1].to_string()
+    );
+    let (status, own) = w
+        .api
+        .call(
+            Some(&patient_token),
+            Method::POST,
+            &format!("{base}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    assert_eq!(own["audience_acknowledgement"]["audience"], "patient");
+    assert!(own["audience_acknowledgement"]["note"].is_null(), "{own}");
+    assert_eq!(own["status"], "open", "{own}");
+    let first_view = w.api.get_ok(&carer_token, &alerts_url).await;
+    assert_eq!(
+        first_view["items"][0]["audience_acknowledgement"]["note"], "texted her",
+        "each caregiver keeps their own: {first_view}"
+    );
     let (status, _) = w
         .api
         .call(

@@ -34,6 +34,8 @@ const NEWEST_READING_AGE_MINUTES: i64 = 2;
 const SEEDED_SPAN_MINUTES: i64 = 14 * 24 * 60 - 60;
 /** A meter reading sent live after the history: below 54 mg/dL, it raises an urgent alert. */
 const LIVE_LOW_MG_DL: i64 = 48;
+/** A meter reading the patient's own alerts page watches arrive: above 400 mg/dL, urgent. */
+const URGENT_HIGH_MG_DL: i64 = 420;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -91,6 +93,8 @@ struct Clinic {
     http: reqwest::Client,
     scenario: Value,
     maria: Uuid,
+    /// Maria's own account.
+    maria_user: Uuid,
     diabetes_grant: Uuid,
     cardiology_team: Uuid,
 }
@@ -174,7 +178,7 @@ impl Clinic {
         let maria = patient(&store, "Maria Garcia", "America/Chicago").await;
         let sam = patient(&store, "Sam Park", "Europe/Berlin").await;
         let noor = patient(&store, "Noor Haddad", "Asia/Dubai").await;
-        user(
+        let maria_user = user(
             &store,
             "maria@example.org",
             "Maria Garcia",
@@ -386,6 +390,7 @@ impl Clinic {
             http,
             scenario: Value::Null,
             maria,
+            maria_user,
             diabetes_grant,
             cardiology_team: cardiology.id,
         };
@@ -499,6 +504,21 @@ impl Clinic {
         self.wait_for_alert(&token, self.maria, "bp_low").await;
     }
 
+    /// Publishes a meter reading above 400 mg/dL through MQTT while the patient's own alerts
+    /// page is open: it raises an urgent very high glucose.
+    async fn raise_patient_alert(&self) {
+        send_readings(
+            &self.server,
+            self.maria,
+            "meter",
+            &[
+                json!({"type": "glucose", "value": URGENT_HIGH_MG_DL, "unit": "mg/dL",
+                "source": "meter", "measured_at": Utc::now().to_rfc3339()}),
+            ],
+        )
+        .await;
+    }
+
     async fn glucose_status(&self, token: &str, patient: Uuid) -> StatusCode {
         self.http
             .get(
@@ -522,11 +542,13 @@ trait ScriptRequests {
 impl ScriptRequests for Clinic {
     /// `live-alert` publishes an alarming reading through MQTT while the page is open;
     /// `missed-alert` restarts the server (breaking the page's alert stream) and raises an
-    /// alert before the page reconnects.
+    /// alert before the page reconnects; `patient-alert` publishes a very high glucose while
+    /// the patient's own alerts page is open.
     async fn answer(&mut self, what: &str) {
         match what {
             "live-alert" => self.raise_live_alert(196, 104).await,
             "missed-alert" => self.raise_missed_alert().await,
+            "patient-alert" => self.raise_patient_alert().await,
             other => panic!("the browser script asked for {other:?}"),
         }
     }
@@ -683,6 +705,22 @@ async fn the_dashboard_in_a_real_browser() {
         "Called her: she had juice and feels fine."
     );
 
+    // The patient acknowledged the very high glucose for her side (the family) on her page;
+    // the alert's own state, the care team's, is still open.
+    let alert = clinic
+        .wait_for_alert(&maria, clinic.maria, "glucose_very_high")
+        .await;
+    assert_eq!(alert["status"], "open", "{alert}");
+    assert!(alert["acknowledged_by"].is_null(), "{alert}");
+    let own = &alert["audience_acknowledgement"];
+    assert_eq!(own["audience"], "patient", "{alert}");
+    assert_eq!(own["note"], "Took my insulin.", "{alert}");
+    assert_eq!(
+        own["acknowledged_by"],
+        clinic.maria_user.to_string(),
+        "{alert}"
+    );
+
     // The screenshots the documentation shows were written.
     for name in [
         "01-login.png",
@@ -692,6 +730,7 @@ async fn the_dashboard_in_a_real_browser() {
         "13-clinician-trends.png",
         "16-clinician-alerts.png",
         "17-clinician-live-alert.png",
+        "26-patient-alerts.png",
     ] {
         let path = screenshot_dir().join(name);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -1,6 +1,6 @@
-//! The migration to narrow reading rows converts a database that holds readings: every
-//! reading reads back through `glucose_readings` and `blood_pressure_readings` exactly as it
-//! was stored before.
+//! Migrations convert a database that holds data: the narrow reading rows read back through
+//! `glucose_readings` and `blood_pressure_readings` exactly as stored before, and the
+//! acknowledgements shared by all caregivers become each caregiver's own.
 
 use chronicle_storage::MIGRATOR;
 use chronicle_tests::TestDatabase;
@@ -9,6 +9,24 @@ use std::borrow::Cow;
 
 /// The migration that introduced the sample tables.
 const COMPACT_READINGS: i64 = 8;
+
+/// The migration that keys caregivers' acknowledgements by grant.
+const PERSONAL_ACKNOWLEDGEMENTS: i64 = 49;
+
+/// Chronicle's migrations up to (not including) `version`.
+fn migrations_before(version: i64) -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            MIGRATOR
+                .migrations
+                .iter()
+                .filter(|m| m.version < version)
+                .cloned()
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
 
 type GlucoseRow = (
     String,
@@ -26,18 +44,10 @@ type GlucoseRow = (
 #[tokio::test]
 async fn existing_readings_survive_the_narrow_rows_migration() {
     let db = TestDatabase::create().await.expect("database");
-    let before = Migrator {
-        migrations: Cow::Owned(
-            MIGRATOR
-                .migrations
-                .iter()
-                .filter(|m| m.version < COMPACT_READINGS)
-                .cloned()
-                .collect(),
-        ),
-        ..Migrator::DEFAULT
-    };
-    before.run(&db.pool).await.expect("the earlier migrations");
+    migrations_before(COMPACT_READINGS)
+        .run(&db.pool)
+        .await
+        .expect("the earlier migrations");
     let patient = uuid::Uuid::new_v4();
     for statement in [
         "INSERT INTO patients (id, display_name) VALUES ($1, 'Before')",
@@ -110,4 +120,98 @@ async fn existing_readings_survive_the_narrow_rows_migration() {
     assert_eq!(pressure_after, pressure);
     assert_eq!(db.count("glucose_samples").await, 4);
     assert_eq!(db.count("blood_pressure_samples").await, 2);
+}
+
+/// Before, all caregivers shared one acknowledgement of an alert; after, each caregiver's
+/// grant holds it (still naming who made it), and the family's stays the family's.
+#[tokio::test]
+async fn shared_caregiver_acknowledgements_become_each_caregivers_own() {
+    let db = TestDatabase::create().await.expect("database");
+    migrations_before(PERSONAL_ACKNOWLEDGEMENTS)
+        .run(&db.pool)
+        .await
+        .expect("the earlier migrations");
+    let patient = uuid::Uuid::new_v4();
+    let alert = uuid::Uuid::new_v4();
+    let carers = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+    let grants = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+    let pressure_grant = uuid::Uuid::new_v4();
+    for statement in [
+        "INSERT INTO patients (id, display_name) VALUES ($1, 'Before')",
+        "INSERT INTO users (id, email, display_name, role) VALUES
+             ($2, 'a@example.org', 'A', 'caregiver'), ($3, 'b@example.org', 'B', 'caregiver')",
+        // Two caregivers receiving glucose alerts, and one receiving blood pressure only.
+        "INSERT INTO grants (id, patient_id, grantee_type, grantee_id, categories, access, purpose)
+         VALUES ($4, $1, 'user', $2, '{glucose}', '{receive_alerts}', 'caregiving'),
+                ($5, $1, 'user', $3, '{glucose}', '{receive_alerts}', 'caregiving'),
+                ($7, $1, 'user', $3, '{blood_pressure}', '{receive_alerts}', 'caregiving')",
+        "INSERT INTO alerts (id, patient_id, rule, category, severity, kind, status,
+             triggered_at, last_seen_at, evidence)
+         VALUES ($6, $1, 'glucose_low', 'glucose', 'warning', 'alert', 'open', now(), now(), '{}')",
+        "INSERT INTO alert_acknowledgements (alert_id, audience, acknowledged_by, note)
+         VALUES ($6, 'caregiving', $2, 'texted her'), ($6, 'patient', NULL, 'fine')",
+    ] {
+        sqlx::query(statement)
+            .bind(patient)
+            .bind(carers[0])
+            .bind(carers[1])
+            .bind(grants[0])
+            .bind(grants[1])
+            .bind(alert)
+            .bind(pressure_grant)
+            .execute(&db.pool)
+            .await
+            .expect(statement);
+    }
+
+    MIGRATOR
+        .run(&db.pool)
+        .await
+        .expect("the personal acknowledgements migration");
+    let mut rows: Vec<(
+        String,
+        Option<uuid::Uuid>,
+        Option<uuid::Uuid>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT audience, grant_id, acknowledged_by, note FROM alert_acknowledgements
+             WHERE alert_id = $1",
+    )
+    .bind(alert)
+    .fetch_all(&db.pool)
+    .await
+    .expect("acknowledgements after");
+    rows.sort();
+    let mut expected = vec![
+        (
+            "caregiving".to_owned(),
+            Some(grants[0]),
+            Some(carers[0]),
+            Some("texted her".to_owned()),
+        ),
+        (
+            "caregiving".to_owned(),
+            Some(grants[1]),
+            Some(carers[0]),
+            Some("texted her".to_owned()),
+        ),
+        ("patient".to_owned(), None, None, Some("fine".to_owned())),
+    ];
+    expected.sort();
+    assert_eq!(rows, expected);
+
+    // The family's row stays unique, and a caregiver's row names a grant.
+    for (statement, what) in [
+        (
+            "INSERT INTO alert_acknowledgements (alert_id, audience) VALUES ($1, 'patient')",
+            "a second family acknowledgement",
+        ),
+        (
+            "INSERT INTO alert_acknowledgements (alert_id, audience) VALUES ($1, 'caregiving')",
+            "a caregiver's acknowledgement without a grant",
+        ),
+    ] {
+        let refused = sqlx::query(statement).bind(alert).execute(&db.pool).await;
+        assert!(refused.is_err(), "{what} was accepted");
+    }
 }

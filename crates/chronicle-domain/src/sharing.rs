@@ -311,6 +311,25 @@ pub enum Basis {
     Emergency(Uuid),
 }
 
+/// Who keeps an acknowledgement made outside the care team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcknowledgementHolder {
+    /// The patient and their guardians, together.
+    Family,
+    /// The grantee of this grant (a grant to one user is that person).
+    Grant(Uuid),
+}
+
+impl AcknowledgementHolder {
+    /// The grant that keys the acknowledgement; `None` for the family's.
+    pub fn grant_id(self) -> Option<Uuid> {
+        match self {
+            AcknowledgementHolder::Family => None,
+            AcknowledgementHolder::Grant(grant) => Some(grant),
+        }
+    }
+}
+
 /// Access given, and the limits every read path must apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowance {
@@ -325,8 +344,9 @@ pub struct Allowance {
 }
 
 string_enum!(
-    /// Who an alert reaches, as one group: an acknowledgement speaks for its own audience
-    /// only. The alert's lifecycle (acknowledged, resolved) is the care team's.
+    /// Who an alert reaches: an acknowledgement speaks for its own audience only (and for
+    /// caregivers and peer supporters, for the one grant only). The alert's lifecycle
+    /// (acknowledged, resolved) is the care team's.
     AlertAudience {
         /// Clinicians reading for care: the alert's own state is theirs.
         CareTeam => "care",
@@ -345,6 +365,20 @@ impl Allowance {
             (_, Some(Purpose::Caregiving)) => AlertAudience::Caregivers,
             (_, Some(Purpose::PeerSupport)) => AlertAudience::PeerSupport,
             _ => AlertAudience::CareTeam,
+        }
+    }
+
+    /// Whose acknowledgement of an alert this reader keeps, outside the care team (whose
+    /// acknowledgement is the alert's own): the patient and their guardians share the
+    /// family's ([`AcknowledgementHolder::Family`]); a caregiver or peer supporter keeps one
+    /// per grant. `None` for the care team, and for an audience without a grant to key it by.
+    pub fn acknowledgement_holder(&self) -> Option<AcknowledgementHolder> {
+        match (self.alert_audience(), self.basis) {
+            (AlertAudience::Patient, _) => Some(AcknowledgementHolder::Family),
+            (AlertAudience::Caregivers | AlertAudience::PeerSupport, Basis::Grant(grant)) => {
+                Some(AcknowledgementHolder::Grant(grant))
+            }
+            _ => None,
         }
     }
 

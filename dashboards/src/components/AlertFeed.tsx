@@ -54,8 +54,8 @@ interface Toast {
   event: AlertEvent;
 }
 
-/** Roles that receive alerts through grants (a patient's own page has no live feed). */
-const LIVE_ROLES = new Set(['clinician', 'caregiver']);
+/** Roles that receive alerts live: through grants, and a patient for their own record. */
+const LIVE_ROLES = new Set(['clinician', 'caregiver', 'patient']);
 
 export function AlertFeedProvider(props: { me: Me | undefined; children: ComponentChildren }) {
   const listeners = useRef(new Set<Listener>());

@@ -14,7 +14,7 @@ import { browserTimeZone, describeTimeZone, ruleInWords, sharedInWords } from '.
 import { useAsync, useStoredPreference } from '../hooks';
 import { type ClinicalSection, patientPath } from '../router';
 import { GLUCOSE_UNITS } from '../units';
-import { AlertsSection } from './clinical/AlertsSection';
+import { AlertsSection, alertSide } from './clinical/AlertsSection';
 import { BloodPressureSection } from './clinical/BloodPressureSection';
 import { DailySection } from './clinical/DailySection';
 import { TrendsSection } from './clinical/TrendsSection';
@@ -125,7 +125,14 @@ export function ClinicalPatient(props: { me: Me; patient: PatientListItem; secti
         />
       )}
       {section === 'alerts' && (
-        <AlertsSection patientId={id} unit={unit} timeZone={timeZone} shared={receivesAlerts} />
+        <AlertsSection
+          patientId={id}
+          unit={unit}
+          timeZone={timeZone}
+          shared={receivesAlerts}
+          side={alertSide(patient)}
+          me={props.me}
+        />
       )}
     </main>
   );

@@ -439,6 +439,13 @@ pub(super) async fn check(w: &World) {
         f,
         "caregivers do not set targets"
     );
+    // A caregiver acknowledges for themselves, once (their grant holds it), and never resolves.
+    assert_eq!(act(w, "caregiver", alerts.glucose, "acknowledge").await, r);
+    assert_eq!(
+        act(w, "caregiver", alerts.glucose, "acknowledge").await,
+        409
+    );
+    assert_eq!(act(w, "caregiver", alerts.glucose, "resolve").await, f);
     let researcher = super::user_id(w, "res@uni.example").await;
     w.grant_to(
         Grantee::User(researcher),
@@ -453,6 +460,11 @@ pub(super) async fn check(w: &World) {
     // the record id belongs to it.
     check_reads(w, "research", "researcher", nobody).await;
     w.revoke_all().await;
+    assert_eq!(
+        act(w, "caregiver", alerts.glucose, "acknowledge").await,
+        n,
+        "a revoked caregiver acknowledges nothing"
+    );
 
     // Emergency access opens readings, never alerts (the clinician's is still open).
     check_reads(w, "emergency", "clinician", nobody).await;

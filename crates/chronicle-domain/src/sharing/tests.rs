@@ -842,3 +842,40 @@ fn a_share_link_reads_only_through_its_own_grant() {
         .is_none()
     );
 }
+
+#[test]
+fn acknowledgements_are_the_familys_or_each_grants_own() {
+    let allowance = |basis, purpose| Allowance {
+        basis,
+        purpose,
+        data_since: None,
+        individual_readings: true,
+        deidentified: false,
+    };
+    let cases = [
+        (Basis::Own, None, Some(AcknowledgementHolder::Family)),
+        (Basis::Guardian, None, Some(AcknowledgementHolder::Family)),
+        (
+            Basis::Grant(id(1)),
+            Some(Purpose::Caregiving),
+            Some(AcknowledgementHolder::Grant(id(1))),
+        ),
+        (
+            Basis::Grant(id(2)),
+            Some(Purpose::PeerSupport),
+            Some(AcknowledgementHolder::Grant(id(2))),
+        ),
+        // The care team's acknowledgement is the alert's own.
+        (Basis::Grant(id(3)), Some(Purpose::Care), None),
+        (Basis::Emergency(id(4)), Some(Purpose::Care), None),
+    ];
+    for (basis, purpose, holder) in cases {
+        assert_eq!(
+            allowance(basis, purpose).acknowledgement_holder(),
+            holder,
+            "{basis:?} {purpose:?}"
+        );
+    }
+    assert_eq!(AcknowledgementHolder::Family.grant_id(), None);
+    assert_eq!(AcknowledgementHolder::Grant(id(5)).grant_id(), Some(id(5)));
+}

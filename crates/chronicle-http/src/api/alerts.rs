@@ -96,8 +96,9 @@ pub(crate) struct AlertItem {
     #[schema(value_type = Option<ResolutionName>)]
     resolution: Option<Resolution>,
     resolution_note: Option<String>,
-    /// For readers outside the care team (the patient's side, caregivers): their own
-    /// audience's acknowledgement. The `acknowledged_*` fields above are the care team's.
+    /// For readers outside the care team: their own acknowledgement — the family's (the
+    /// patient and their guardians share one), or a caregiver's or peer supporter's own (one
+    /// per grant). The `acknowledged_*` fields above are the care team's.
     audience_acknowledgement: Option<AudienceAcknowledgementItem>,
 }
 

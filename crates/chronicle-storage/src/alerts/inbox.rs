@@ -8,7 +8,7 @@ use chronicle_domain::alerts::lifecycle::AlertKind;
 use chronicle_domain::alerts::lifecycle::{self, AlertStatus, EventKind, InvalidTransition};
 use chronicle_domain::alerts::{RuleId, Severity};
 use chronicle_domain::sharing::{Access, DataCategory};
-use chronicle_domain::sharing::{AlertAudience, Principal};
+use chronicle_domain::sharing::{AcknowledgementHolder, AlertAudience, Principal};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -77,6 +77,14 @@ impl Store {
             .iter()
             .map(|p| p.allowance().alert_audience().as_str())
             .collect();
+        let holders: Vec<Option<Uuid>> = permits
+            .iter()
+            .map(|p| {
+                p.allowance()
+                    .acknowledgement_holder()
+                    .and_then(AcknowledgementHolder::grant_id)
+            })
+            .collect();
         let statuses: Option<Vec<&str>> = filter
             .statuses
             .as_ref()
@@ -93,11 +101,12 @@ impl Store {
             "SELECT {columns}, k.audience, k.acknowledged_by AS audience_acknowledged_by,
                     k.acknowledged_at AS audience_acknowledged_at, k.note AS audience_note
              FROM alerts a
-             JOIN UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $10::text[])
-                 AS p (patient_id, category, since, audience)
+             JOIN UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $10::text[], $12::uuid[])
+                 AS p (patient_id, category, since, audience, grant_id)
                ON a.patient_id = p.patient_id AND a.category = p.category
               AND (p.since IS NULL OR a.triggered_at >= p.since)
              LEFT JOIN alert_acknowledgements k ON k.alert_id = a.id AND k.audience = p.audience
+              AND k.grant_id IS NOT DISTINCT FROM p.grant_id
              WHERE ($4::text IS NULL OR a.kind = $4)
                AND ($5::text[] IS NULL OR a.status = ANY($5))
                AND ($6::text IS NULL OR a.rule = $6)
@@ -122,6 +131,7 @@ impl Store {
         .bind(filter.limit)
         .bind(&audiences)
         .bind(filter.id)
+        .bind(&holders)
         .fetch_all(self.pool())
         .await?
         .into_iter()
@@ -150,9 +160,9 @@ impl Store {
     }
 
     /// Acknowledges or resolves an alert as `user_id`, with an optional note. Serialized with
-    /// the engine's evaluation of the patient. The alert's own state is the care team's:
-    /// another audience (the patient's side, caregivers) acknowledges for itself only, and
-    /// only the care team resolves.
+    /// the engine's evaluation of the patient. The alert's own state is the care team's: the
+    /// patient's side acknowledges for the family, a caregiver or peer supporter for their own
+    /// grant only, and only the care team resolves.
     pub async fn act_on_alert(
         &self,
         permit: &Permit,
@@ -230,8 +240,8 @@ impl Store {
         }
     }
 
-    /// Records `audience`'s own acknowledgement of a live alert, leaving the alert's (the care
-    /// team's) state as it is.
+    /// Records the reader's own acknowledgement of a live alert (the family's, or the one of
+    /// their grant), leaving the alert's (the care team's) state as it is.
     async fn acknowledge_for_audience(
         &self,
         permit: &Permit,
@@ -240,9 +250,16 @@ impl Store {
         note: Option<&str>,
     ) -> Result<Result<AlertRecord, AlertActionError>, StorageError> {
         let audience = permit.allowance().alert_audience();
+        let holder =
+            permit
+                .allowance()
+                .acknowledgement_holder()
+                .ok_or(StorageError::NotPermitted(
+                    "acknowledgement without a grant",
+                ))?;
         let inserted = sqlx::query(
-            "INSERT INTO alert_acknowledgements (alert_id, audience, acknowledged_by, note)
-             SELECT a.id, $4, $5, $6 FROM alerts a
+            "INSERT INTO alert_acknowledgements (alert_id, audience, grant_id, acknowledged_by, note)
+             SELECT a.id, $4, $8, $5, $6 FROM alerts a
              WHERE a.id = $1 AND a.patient_id = $2 AND a.category = $3 AND a.kind = 'alert'
                AND ($7::timestamptz IS NULL OR a.triggered_at >= $7)
              ON CONFLICT DO NOTHING",
@@ -254,6 +271,7 @@ impl Store {
         .bind(user_id)
         .bind(note)
         .bind(permit.clamp_from(None))
+        .bind(holder.grant_id())
         .execute(self.pool())
         .await?
         .rows_affected()
@@ -331,7 +349,7 @@ pub enum AlertActionError {
     /// Only the care team resolves an alert; other audiences acknowledge for themselves.
     #[error("only the care team resolves an alert; acknowledge it for yourself instead")]
     CareTeamOnly,
-    /// The caller's audience acknowledged this alert already.
+    /// The caller (the family, or this caregiver's grant) acknowledged this alert already.
     #[error("already acknowledged on your side")]
     AlreadyAcknowledged,
 }

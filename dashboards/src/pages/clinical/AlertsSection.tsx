@@ -1,10 +1,12 @@
-// The patient's alerts (GET /v1/patients/{id}/alerts), newest first, with acknowledge and
-// resolve (each with an optional note). New events on the live stream refresh the list.
+// The patient's alerts (GET /v1/patients/{id}/alerts), newest first, for every side that
+// receives them. The care team acknowledges and resolves the alert itself; the patient's
+// family and each caregiver acknowledge for themselves only (each with an optional note) and
+// see the team's state read-only. New events on the live stream refresh the list.
 
 import { useState } from 'preact/hooks';
-import { api, type AlertItem, type GlucoseUnit } from '../../api';
+import { api, type AlertItem, type GlucoseUnit, type Me, type PatientListItem } from '../../api';
 import { useAlertEvents } from '../../components/AlertFeed';
-import { ConfirmDialog, ErrorNotice, Loading, StatusNotice, errorMessage } from '../../components/common';
+import { ConfirmDialog, ErrorNotice, Link, Loading, StatusNotice, errorMessage } from '../../components/common';
 import { evidenceInWords, formatDateTime, ruleInWords, SEVERITY_LABELS, STATUS_LABELS } from '../../format';
 import { useAsync } from '../../hooks';
 import { isRefusal, NotShared } from '../ClinicalPatient';
@@ -12,8 +14,40 @@ import { isRefusal, NotShared } from '../ClinicalPatient';
 type Filter = 'active' | 'all';
 type Action = { alert: AlertItem; kind: 'acknowledge' | 'resolve' };
 
-export function AlertsSection(props: { patientId: string; unit: GlucoseUnit; timeZone: string; shared: boolean }) {
+/** Whose acknowledgement the reader acts on: the care team's (the alert's own state, which
+ * they also resolve), the family's (the patient and their guardians share one) or their own
+ * (a caregiver or peer supporter, one per grant). */
+export type AlertSide = 'care' | 'family' | 'own';
+
+/** The side a reader of this patient's alerts is on, as the server decides it: a grant for
+ * care makes them the care team; other grants (caregiving, peer support) their own. */
+export function alertSide(patient: PatientListItem): AlertSide {
+  if (patient.basis !== 'grant') return 'family';
+  return patient.shared.some((s) => s.purpose === 'care' && s.access.includes('receive_alerts')) ? 'care' : 'own';
+}
+
+const ACKNOWLEDGING: Record<AlertSide, string> = {
+  care: 'Acknowledging tells the team you are taking care of it.',
+  family: 'Acknowledging tells your family (the patient and their guardians) that someone has seen it. It does not tell the care team.',
+  own: 'Acknowledging marks it as seen by you only; other caregivers, the patient and the care team are not told.',
+};
+
+export function AlertsSection(props: {
+  patientId: string;
+  unit: GlucoseUnit;
+  timeZone: string;
+  shared: boolean;
+  side: AlertSide;
+  me: Me;
+  /** The patient's name, for the family's "Acknowledged by …". */
+  patientName?: string;
+}) {
   const [filter, setFilter] = useState<Filter>('active');
+  // Who in the family acknowledged: the guardians by name, anyone else is the patient.
+  const guardians = useAsync(
+    () => (props.side === 'family' ? api.guardians(props.patientId).catch(() => []) : Promise.resolve([])),
+    [props.patientId, props.side],
+  );
   const alerts = useAsync(
     () =>
       props.shared
@@ -66,6 +100,12 @@ export function AlertsSection(props: { patientId: string; unit: GlucoseUnit; tim
           </button>
         </div>
       </div>
+      {props.side !== 'care' && (
+        <p class="muted" data-testid="alert-channels-link">
+          Choose how alerts reach you (notifications on this device, e-mail, quiet hours) on the{' '}
+          <Link href="/notifications">Notifications</Link> page.
+        </p>
+      )}
       <StatusNotice message={status} />
       {alerts.error ? (
         <ErrorNotice error={alerts.error} what="the alerts" />
@@ -81,6 +121,13 @@ export function AlertsSection(props: { patientId: string; unit: GlucoseUnit; tim
               alert={a}
               unit={props.unit}
               timeZone={props.timeZone}
+              side={props.side}
+              acknowledgedBy={(by) =>
+                by === props.me.id
+                  ? 'You'
+                  : (guardians.data ?? []).find((g) => g.user_id === by)?.display_name ??
+                    (props.side === 'family' && props.patientName ? props.patientName : 'Someone')
+              }
               onAct={(kind) => {
                 setNote('');
                 setProblem(null);
@@ -102,9 +149,7 @@ export function AlertsSection(props: { patientId: string; unit: GlucoseUnit; tim
           <>
             <p>
               {ruleInWords(action.alert.rule)}, {formatDateTime(action.alert.triggered_at, props.timeZone)}.{' '}
-              {action.kind === 'acknowledge'
-                ? 'Acknowledging tells the team you are taking care of it.'
-                : 'Resolving closes it; it stays in the history.'}
+              {action.kind === 'acknowledge' ? ACKNOWLEDGING[props.side] : 'Resolving closes it; it stays in the history.'}
             </p>
             <label for="alert-note">Note (optional)</label>
             <textarea id="alert-note" rows={3} maxLength={2000} value={note} onInput={(e) => setNote(e.currentTarget.value)} />
@@ -124,25 +169,18 @@ function AlertEntry(props: {
   alert: AlertItem;
   unit: GlucoseUnit;
   timeZone: string;
+  side: AlertSide;
+  /** "You" or the name of who acknowledged for the reader's side. */
+  acknowledgedBy: (userId: string | null) => string;
   onAct: (kind: 'acknowledge' | 'resolve') => void;
 }) {
   const { alert: a, timeZone } = props;
+  if (props.side !== 'care') return <PersonalAlertEntry {...props} />;
   const rule = ruleInWords(a.rule);
-  const evidence = evidenceInWords(a, props.unit, timeZone);
   const state = a.kind === 'historical' ? 'Found in late data' : (a.status ? STATUS_LABELS[a.status] : '');
   return (
     <li class={`alert alert-${a.status === 'resolved' || a.kind === 'historical' ? 'resolved' : a.severity}`} data-testid="alert">
-      <h3>
-        <span class={`severity severity-${a.severity}`}>{SEVERITY_LABELS[a.severity] ?? a.severity}</span>
-        {rule}
-        <span class="muted">{state}</span>
-      </h3>
-      <p>
-        {evidence && <>{evidence}. </>}
-        Measured {formatDateTime(a.triggered_at, timeZone)}
-        {a.trigger_count > 1 && `; came back ${a.trigger_count - 1} more time${a.trigger_count === 2 ? '' : 's'}`}
-        {a.cleared_since && `; clear since ${formatDateTime(a.cleared_since, timeZone)}`}.
-      </p>
+      <AlertFacts alert={a} unit={props.unit} timeZone={timeZone} state={state} />
       {a.acknowledged_at && (
         <p class="muted">
           Acknowledged {formatDateTime(a.acknowledged_at, timeZone)}
@@ -169,5 +207,75 @@ function AlertEntry(props: {
         </div>
       )}
     </li>
+  );
+}
+
+/** An alert as the family or a caregiver sees it: their own acknowledgement in plain words,
+ * the care team's state read-only (that it has been seen, not the team's notes, which are
+ * written for colleagues), and only their own Acknowledge. */
+function PersonalAlertEntry(props: {
+  alert: AlertItem;
+  unit: GlucoseUnit;
+  timeZone: string;
+  side: AlertSide;
+  acknowledgedBy: (userId: string | null) => string;
+  onAct: (kind: 'acknowledge' | 'resolve') => void;
+}) {
+  const { alert: a, timeZone } = props;
+  const rule = ruleInWords(a.rule);
+  const mine = a.audience_acknowledgement;
+  const state =
+    a.kind === 'historical' ? 'Found in late data' : a.status === 'resolved' ? 'Resolved' : mine ? 'Acknowledged' : 'New';
+  const team = props.side === 'family' ? 'Your care team' : 'The care team';
+  const who = mine ? props.acknowledgedBy(mine.acknowledged_by) : '';
+  return (
+    <li class={`alert alert-${a.status === 'resolved' || a.kind === 'historical' ? 'resolved' : a.severity}`} data-testid="alert">
+      <AlertFacts alert={a} unit={props.unit} timeZone={timeZone} state={state} />
+      {mine && (
+        <p class="muted" data-testid="own-acknowledgement">
+          {who === 'You' ? 'You acknowledged' : `Acknowledged by ${who}`} at {formatDateTime(mine.acknowledged_at, timeZone)}
+          {mine.note && `: “${mine.note}”`}
+        </p>
+      )}
+      {a.kind === 'alert' && a.acknowledged_at && (
+        <p class="muted" data-testid="team-state">
+          {team} has seen it ({formatDateTime(a.acknowledged_at, timeZone)}).
+        </p>
+      )}
+      {a.resolved_at && (
+        <p class="muted">
+          {a.resolution === 'auto' ? 'Resolved by itself (the condition stayed clear)' : `Resolved by ${team.toLowerCase()}`}{' '}
+          {formatDateTime(a.resolved_at, timeZone)}.
+        </p>
+      )}
+      {a.kind === 'alert' && a.status !== 'resolved' && !mine && (
+        <div class="button-row">
+          <button type="button" class="button button-primary" onClick={() => props.onAct('acknowledge')} aria-label={`Acknowledge: ${rule}`}>
+            Acknowledge
+          </button>
+        </div>
+      )}
+    </li>
+  );
+}
+
+/** What every side reads first: severity, the rule, its state, and what the reading showed. */
+function AlertFacts(props: { alert: AlertItem; unit: GlucoseUnit; timeZone: string; state: string }) {
+  const { alert: a, timeZone } = props;
+  const evidence = evidenceInWords(a, props.unit, timeZone);
+  return (
+    <>
+      <h3>
+        <span class={`severity severity-${a.severity}`}>{SEVERITY_LABELS[a.severity] ?? a.severity}</span>
+        {ruleInWords(a.rule)}
+        <span class="muted">{props.state}</span>
+      </h3>
+      <p>
+        {evidence && <>{evidence}. </>}
+        Measured {formatDateTime(a.triggered_at, timeZone)}
+        {a.trigger_count > 1 && `; came back ${a.trigger_count - 1} more time${a.trigger_count === 2 ? '' : 's'}`}
+        {a.cleared_since && `; clear since ${formatDateTime(a.cleared_since, timeZone)}`}.
+      </p>
+    </>
   );
 }

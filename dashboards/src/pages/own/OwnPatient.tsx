@@ -1,10 +1,12 @@
 // The patient's own pages, for the patient and for a guardian acting for them.
 
-import { api, type Me, type PatientListItem } from '../../api';
+import { api, type GlucoseUnit, type Me, type PatientListItem } from '../../api';
 import { Link, usePageTitle } from '../../components/common';
 import { browserTimeZone, describeTimeZone, formatDateTime } from '../../format';
-import { useAsync } from '../../hooks';
+import { useAsync, useStoredPreference } from '../../hooks';
 import { type PatientSection, patientPath } from '../../router';
+import { GLUCOSE_UNITS } from '../../units';
+import { AlertsSection } from '../clinical/AlertsSection';
 import { Readings } from '../Readings';
 import { AccessLog } from './AccessLog';
 import { Sharing } from './Sharing';
@@ -12,6 +14,7 @@ import { YourData } from './YourData';
 
 const TABS: { section: PatientSection; label: string }[] = [
   { section: 'readings', label: 'Readings' },
+  { section: 'alerts', label: 'Alerts' },
   { section: 'sharing', label: 'Sharing' },
   { section: 'access-log', label: 'Access log' },
   { section: 'data', label: 'Your data' },
@@ -33,6 +36,7 @@ export function OwnPatient(props: { me: Me; patient: PatientListItem; section: P
   usePageTitle(`${isPatient ? 'Your' : `${name}'s`} ${tab.label.toLowerCase()}`);
   const timeZone = patient.time_zone ?? browserTimeZone();
   const own: OwnProps = { me: props.me, patient, timeZone, isPatient };
+  const [unit] = useStoredPreference<GlucoseUnit>('chronicle.glucose-unit', GLUCOSE_UNITS, 'mg/dL');
   return (
     <main id="main">
       <div class="page-heading">
@@ -51,6 +55,17 @@ export function OwnPatient(props: { me: Me; patient: PatientListItem; section: P
       </nav>
       {section === 'readings' && (
         <Readings patientId={patient.patient_id} timeZone={timeZone} glucose={null} bloodPressure={null} treatments={null} />
+      )}
+      {section === 'alerts' && (
+        <AlertsSection
+          patientId={patient.patient_id}
+          unit={unit}
+          timeZone={timeZone}
+          shared={true}
+          side="family"
+          me={props.me}
+          patientName={name}
+        />
       )}
       {section === 'sharing' && <Sharing {...own} />}
       {section === 'access-log' && <AccessLog {...own} />}
