@@ -232,6 +232,12 @@ impl Store {
             .bind(note)
             .execute(&mut *evaluation.tx)
             .await?;
+        // The team has it: its escalation ends now, so that a later re-trigger (which
+        // reopens the alert) starts the chain afresh rather than where this one stopped.
+        sqlx::query("DELETE FROM alert_escalations WHERE alert_id = $1")
+            .bind(alert_id)
+            .execute(&mut *evaluation.tx)
+            .await?;
         evaluation.events.push((alert_id, kind, Some(user_id)));
         let events = evaluation.commit().await?;
         match events.into_iter().next() {
