@@ -124,6 +124,14 @@ async fn existing_readings_survive_the_narrow_rows_migration() {
 
 /// Before, all caregivers shared one acknowledgement of an alert; after, each caregiver's
 /// grant holds it (still naming who made it), and the family's stays the family's.
+/// An acknowledgement as stored: audience, grant, who, note.
+type AcknowledgementRow = (
+    String,
+    Option<uuid::Uuid>,
+    Option<uuid::Uuid>,
+    Option<String>,
+);
+
 #[tokio::test]
 async fn shared_caregiver_acknowledgements_become_each_caregivers_own() {
     let db = TestDatabase::create().await.expect("database");
@@ -168,12 +176,7 @@ async fn shared_caregiver_acknowledgements_become_each_caregivers_own() {
         .run(&db.pool)
         .await
         .expect("the personal acknowledgements migration");
-    let mut rows: Vec<(
-        String,
-        Option<uuid::Uuid>,
-        Option<uuid::Uuid>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let mut rows: Vec<AcknowledgementRow> = sqlx::query_as(
         "SELECT audience, grant_id, acknowledged_by, note FROM alert_acknowledgements
              WHERE alert_id = $1",
     )
