@@ -424,6 +424,7 @@ impl Clinic {
             .expect("emergency access");
         assert_eq!(opened.status(), StatusCode::CREATED);
         assert_eq!(clinic.glucose_status(&okafor, maria).await, StatusCode::OK);
+        let open_alerts = clinic.settled_open_alerts(&lee_token, maria).await;
 
         clinic.scenario = json!({
             "url": clinic.server.http_url(""),
@@ -436,6 +437,9 @@ impl Clinic {
                 "glucose_readings": cgm.len() + meter.len() + 1,
                 "blood_pressure_readings": maria_bp.len(),
                 "latest_mg_dl": LIVE_LOW_MG_DL,
+                // What the panel must say: the live very low is the one urgent alert; how
+                // many others the seeded history leaves open is the engine's to decide.
+                "open_alerts_text": open_alerts,
                 "treatments": "2 boluses (10.5 U), 2 carbohydrate entries (105 g) and 1 exercise session",
             },
             "guardian": {"name": "Elena Garcia", "email": "elena@example.org"},
@@ -450,6 +454,41 @@ impl Clinic {
 
     async fn login(&self, email: &str) -> String {
         log_in(&self.http, &self.server, email).await
+    }
+
+    /// The patient's open alerts as the panel counts them (`"2 open (1 urgent)"`), once the
+    /// engine has settled: the same counts in two reads a scheduler tick apart. Exactly one
+    /// is urgent (the live very low reading).
+    async fn settled_open_alerts(&self, token: &str, patient: Uuid) -> String {
+        let counts = || async {
+            let panel: Value = self
+                .http
+                .get(self.server.http_url("/v1/panel"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("panel")
+                .json()
+                .await
+                .expect("json");
+            panel["items"]
+                .as_array()
+                .and_then(|items| items.iter().find(|i| i["patient_id"] == json!(patient)))
+                .map(|row| row["open_alerts"].clone())
+                .expect("the patient on the panel")
+        };
+        let mut last = counts().await;
+        for _ in 0..10 {
+            tokio::time::sleep(StdDuration::from_secs(6)).await;
+            let now = counts().await;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        assert_eq!(last["open_urgent"], 1, "one urgent alert open: {last}");
+        assert_eq!(last["acknowledged"], 0, "{last}");
+        format!("{} open (1 urgent)", last["open"])
     }
 
     /// Waits until the engine has opened an alert of `rule` for the patient; returns it.
