@@ -160,10 +160,13 @@ async fn trends_only_caregiver(store: &Store, patient: Uuid, email: &str) -> Uui
     carer
 }
 
+/// What a personal webhook's receiver got: each body with the moment it arrived.
+type Received = Arc<Mutex<Vec<(Value, std::time::Instant)>>>;
+
 /// A personal webhook's receiver on loopback answering `status`: its URL, and every body it
-/// received.
-async fn personal_webhook(status: AxumStatus) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
+/// received with its arrival time.
+async fn personal_webhook(status: AxumStatus) -> (String, Received) {
+    let bodies: Received = Arc::default();
     let received = bodies.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -172,7 +175,10 @@ async fn personal_webhook(status: AxumStatus) -> (String, Arc<Mutex<Vec<Value>>>
     let app = axum::Router::new().route(
         "/carer",
         post(move |axum::Json(body): axum::Json<Value>| {
-            received.lock().expect("lock").push(body);
+            received
+                .lock()
+                .expect("lock")
+                .push((body, std::time::Instant::now()));
             async move { status }
         }),
     );
@@ -803,7 +809,7 @@ async fn quiet_hours_hold_a_warning_but_never_an_urgent_alarm() {
     {
         let sent = bodies.lock().expect("lock");
         assert!(
-            sent.iter().all(|b| b["alert"]["severity"] == "urgent"),
+            sent.iter().all(|(b, _)| b["alert"]["severity"] == "urgent"),
             "only the urgent alarm went: {sent:?}"
         );
     }
@@ -817,7 +823,7 @@ async fn quiet_hours_hold_a_warning_but_never_an_urgent_alarm() {
         let sent = bodies.lock().expect("lock").clone();
         (sent
             .iter()
-            .filter(|b| b["alert"]["severity"] == "warning")
+            .filter(|(b, _)| b["alert"]["severity"] == "warning")
             .count()
             >= held)
             .then_some(())
@@ -1124,37 +1130,13 @@ async fn an_address_gets_few_codes_a_day_from_anyone_and_an_expired_code_confirm
 }
 
 /// Bodies received so far, as (reason, arrival) pairs in order.
-fn arrivals(
-    bodies: &Arc<Mutex<Vec<(Value, std::time::Instant)>>>,
-) -> Vec<(String, std::time::Instant)> {
+fn arrivals(bodies: &Received) -> Vec<(String, std::time::Instant)> {
     bodies
         .lock()
         .expect("lock")
         .iter()
         .map(|(b, at)| (b["reason"].as_str().unwrap_or("?").to_owned(), *at))
         .collect()
-}
-
-/// A personal webhook receiver that also notes when each body arrived.
-async fn timed_webhook() -> (String, Arc<Mutex<Vec<(Value, std::time::Instant)>>>) {
-    let bodies: Arc<Mutex<Vec<(Value, std::time::Instant)>>> = Arc::default();
-    let received = bodies.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/member", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().route(
-        "/member",
-        post(move |axum::Json(body): axum::Json<Value>| {
-            received
-                .lock()
-                .expect("lock")
-                .push((body, std::time::Instant::now()));
-            async { AxumStatus::OK }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, bodies)
 }
 
 #[tokio::test]
@@ -1198,7 +1180,7 @@ async fn escalation_reaches_the_next_duty_and_reminds_until_the_team_acknowledge
         "admin@east.example",
     ] {
         let token = api.login(email, PASSWORD).await;
-        let (url, bodies) = timed_webhook().await;
+        let (url, bodies) = personal_webhook(AxumStatus::OK).await;
         let (status, body) = api
             .call(
                 Some(&token),
