@@ -2,7 +2,8 @@
 //! batch that stores readings enqueues one item per consumer, patient and kind with the range
 //! it stored; duplicates and refusals enqueue nothing; a claim that is dropped puts its items
 //! back, and two claims never hold the same item; a fresh reading is claimed ahead of a backlog.
-//! The ingest's registry cache drops a device
+//! Each device's latest reading is kept for the silence checks, which settle what an alert
+//! covers. The ingest's registry cache drops a device
 //! the moment the registry announces its revocation.
 
 use bytes::Bytes;
@@ -312,4 +313,140 @@ async fn the_registry_cache_forgets_a_device_the_moment_it_is_revoked() {
     assert!(devices[id].revoked, "read again: revoked");
     shutdown.cancel();
     follower.await.expect("follower stops");
+}
+
+/// A device's silence schedule as stored: its latest reading and when its silence is due.
+async fn silence_of(
+    store: &Store,
+    device_id: &str,
+) -> Option<(DateTime<Utc>, Option<DateTime<Utc>>)> {
+    sqlx::query_as(
+        "SELECT l.last_measured_at, l.silence_due_at FROM device_last_readings l
+         JOIN devices d ON d.key = l.device_key WHERE d.id = $1",
+    )
+    .bind(device_id)
+    .fetch_optional(store.pool())
+    .await
+    .expect("silence")
+}
+
+#[tokio::test]
+async fn stored_readings_keep_each_devices_latest_reading_for_the_silence_checks() {
+    let db = TestDatabase::create().await.expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    store.migrate().await.expect("migrations");
+    let patient = |name: &str| NewPatient {
+        display_name: name.into(),
+        time_zone: "UTC".into(),
+    };
+    let ada = store
+        .create_patient(&patient("Ada"))
+        .await
+        .expect("patient");
+    let bo = store.create_patient(&patient("Bo")).await.expect("patient");
+    let cy = store.create_patient(&patient("Cy")).await.expect("patient");
+    let (ada_cgm, _) = store
+        .create_device(ada.id, DeviceKind::Cgm, None)
+        .await
+        .expect("device");
+    let (bo_meter, _) = store
+        .create_device(bo.id, DeviceKind::Meter, None)
+        .await
+        .expect("device");
+    let (cy_cgm, _) = store
+        .create_device(cy.id, DeviceKind::Cgm, None)
+        .await
+        .expect("device");
+    let pipeline = Pipeline::new(
+        store.clone(),
+        DecodeLimits::default(),
+        IngestMetrics::register(&mut Registry::default()),
+    );
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).expect("time");
+    let at = |minutes: i64| t0 + Duration::minutes(minutes);
+    let batch = vec![
+        message(
+            ada_cgm.id.as_str(),
+            json!({"readings": [glucose(at(10), 100.0), glucose(at(0), 110.0)]}),
+        ),
+        message(bo_meter.id.as_str(), glucose(at(20), 95.0)),
+        message(cy_cgm.id.as_str(), glucose(at(30), 95.0)),
+    ];
+    pipeline.process(&batch).await.expect("commit");
+    // Silent since a reading 50 minutes ago: due 15 minutes after it for a CGM, a day after it
+    // for a meter.
+    assert_eq!(
+        silence_of(&store, ada_cgm.id.as_str()).await,
+        Some((at(10), Some(at(25))))
+    );
+    assert_eq!(
+        silence_of(&store, bo_meter.id.as_str()).await,
+        Some((at(20), Some(at(20) + Duration::days(1))))
+    );
+    // A late reading older than the latest leaves it as it was.
+    pipeline
+        .process(&[message(ada_cgm.id.as_str(), glucose(at(5), 105.0))])
+        .await
+        .expect("commit");
+    assert_eq!(
+        silence_of(&store, ada_cgm.id.as_str()).await,
+        Some((at(10), Some(at(25))))
+    );
+
+    let mut due = store.patients_due_for_time_checks().await.expect("due");
+    due.sort();
+    let mut expected = vec![ada.id, cy.id];
+    expected.sort();
+    assert_eq!(due, expected, "the two silent CGMs, not the meter");
+
+    // A `no_data` alert that has seen Ada's silence covers it (even resolved): the look settles
+    // it, and it stays settled.
+    sqlx::query(
+        "INSERT INTO alerts (id, patient_id, rule, category, severity, kind, status,
+             triggered_at, last_seen_at, evidence, resolved_at, resolution)
+         VALUES ($1, $2, 'no_data', 'glucose', 'info', 'alert', 'resolved', $3, $3, '{}',
+             now(), 'manual')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(ada.id)
+    .bind(at(40))
+    .execute(store.pool())
+    .await
+    .expect("alert");
+    // Cy's device is revoked: nothing to look at any more.
+    store.revoke_device(&cy_cgm.id).await.expect("revoke");
+    assert_eq!(
+        store.patients_due_for_time_checks().await.expect("due"),
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        silence_of(&store, ada_cgm.id.as_str()).await,
+        Some((at(10), None))
+    );
+    assert_eq!(
+        silence_of(&store, cy_cgm.id.as_str()).await,
+        Some((at(30), None))
+    );
+    assert_eq!(
+        store.patients_due_for_time_checks().await.expect("due"),
+        Vec::<Uuid>::new()
+    );
+
+    // Her next reading starts a new silence, due 15 minutes after it.
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("time");
+    pipeline
+        .process(&[message(ada_cgm.id.as_str(), glucose(now, 120.0))])
+        .await
+        .expect("commit");
+    assert_eq!(
+        silence_of(&store, ada_cgm.id.as_str()).await,
+        Some((now, Some(now + Duration::minutes(15))))
+    );
+    // A device that is deleted (its patient erased) takes its schedule with it.
+    sqlx::query("DELETE FROM devices WHERE patient_id = $1")
+        .bind(bo.id)
+        .execute(store.pool())
+        .await
+        .expect("delete");
+    assert_eq!(silence_of(&store, bo_meter.id.as_str()).await, None);
 }

@@ -1,6 +1,7 @@
 //! Migrations convert a database that holds data: the narrow reading rows read back through
 //! `glucose_readings` and `blood_pressure_readings` exactly as stored before, and the
-//! acknowledgements shared by all caregivers become each caregiver's own.
+//! acknowledgements shared by all caregivers become each caregiver's own, and every device that
+//! has readings gets its latest one for the silence checks.
 
 use chronicle_storage::MIGRATOR;
 use chronicle_tests::TestDatabase;
@@ -12,6 +13,9 @@ const COMPACT_READINGS: i64 = 8;
 
 /// The migration that keys caregivers' acknowledgements by grant.
 const PERSONAL_ACKNOWLEDGEMENTS: i64 = 49;
+
+/// The migration that keeps each device's latest reading.
+const DEVICE_LAST_READINGS: i64 = 51;
 
 /// Chronicle's migrations up to (not including) `version`.
 fn migrations_before(version: i64) -> Migrator {
@@ -217,4 +221,56 @@ async fn shared_caregiver_acknowledgements_become_each_caregivers_own() {
         let refused = sqlx::query(statement).bind(alert).execute(&db.pool).await;
         assert!(refused.is_err(), "{what} was accepted");
     }
+}
+
+#[tokio::test]
+async fn every_device_with_readings_gets_its_latest_one() {
+    let db = TestDatabase::create().await.expect("database");
+    migrations_before(DEVICE_LAST_READINGS)
+        .run(&db.pool)
+        .await
+        .expect("the earlier migrations");
+    let patient = uuid::Uuid::new_v4();
+    for statement in [
+        "INSERT INTO patients (id, display_name) VALUES ($1, 'Before')",
+        "INSERT INTO devices (id, patient_id, kind, secret_hash)
+         VALUES ('dev_cgm', $1, 'cgm', sha256('a')), ('dev_cuff', $1, 'bp', sha256('b')),
+                ('dev_meter', $1, 'meter', sha256('c'))",
+        "INSERT INTO glucose_samples (device_key, utc_offset_minutes, codes, measured_at,
+             value_milli_mg_dl, received_after_s)
+         SELECT key, 0, 0, t, 100000, 0 FROM devices,
+             UNNEST('{2026-03-01T08:00:00Z,2026-03-01T08:10:00Z,2026-03-01T08:05:00Z}'::timestamptz[]) AS t
+         WHERE id = 'dev_cgm'",
+        "INSERT INTO blood_pressure_samples (device_key, systolic, diastolic, utc_offset_minutes,
+             received_after_s, measured_at)
+         SELECT key, 120, 80, 0, 0, '2026-03-01T07:00:00Z' FROM devices WHERE id = 'dev_cuff'",
+    ] {
+        sqlx::query(statement)
+            .bind(patient)
+            .execute(&db.pool)
+            .await
+            .expect(statement);
+    }
+
+    MIGRATOR
+        .run(&db.pool)
+        .await
+        .expect("the device last readings migration");
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT d.id, to_char(l.last_measured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
+             to_char(l.silence_due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')
+         FROM device_last_readings l JOIN devices d ON d.key = l.device_key ORDER BY d.id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("last readings");
+    let row = |id: &str, last: &str, due: &str| (id.to_owned(), last.to_owned(), due.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            row("dev_cgm", "2026-03-01 08:10", "2026-03-01 08:25"),
+            row("dev_cuff", "2026-03-01 07:00", "2026-03-02 07:00"),
+        ],
+        "the meter has no readings, so no row"
+    );
 }

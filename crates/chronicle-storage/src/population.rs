@@ -137,6 +137,12 @@ impl Store {
             }
             start = end;
         }
+        // A bulk load leaves the planner's statistics behind until autovacuum catches up
+        // (a minute or more on a busy machine); meanwhile every per-patient read of the
+        // registry is planned as if a patient had hundreds of devices and scans them all.
+        sqlx::query("ANALYZE patients, devices, gateway_devices")
+            .execute(self.pool())
+            .await?;
         Ok(devices)
     }
 

@@ -75,9 +75,10 @@ impl InsertedKeys {
 }
 
 /// The whole batch in one statement, so one round trip and one implicit transaction: new
-/// glucose, blood-pressure and treatment rows (duplicates skipped), the refusals, and the
-/// follow-up work for every consumer, per patient and kind of the readings newly stored
-/// (treatments feed no alert rule or rollup yet, so they queue none). PostgreSQL runs every
+/// glucose, blood-pressure and treatment rows (duplicates skipped), the refusals, each
+/// device's latest reading (for the `no_data` time check), and the follow-up work for every
+/// consumer, per patient and kind of the readings newly stored (treatments feed no alert rule
+/// or rollup yet, so they queue none). PostgreSQL runs every
 /// data-modifying CTE to completion whether or not the final SELECT reads it.
 const WRITE_BATCH: &str = "
 WITH new_glucose AS (
@@ -125,6 +126,19 @@ WITH new_glucose AS (
     SELECT 'glucose'::text AS kind, device_key, measured_at FROM new_glucose
     UNION ALL
     SELECT 'blood_pressure'::text, device_key, measured_at FROM new_blood_pressure
+), last_readings AS (
+    -- Key order, as the samples: two batches with the same devices wait, never deadlock.
+    INSERT INTO device_last_readings AS l (device_key, last_measured_at, silence_due_at)
+    SELECT s.device_key, max(s.measured_at),
+        max(s.measured_at) + device_shortest_silence(dv.kind)
+    FROM stored s JOIN devices dv ON dv.key = s.device_key
+    WHERE (dv.kind = 'bp') = (s.kind = 'blood_pressure')
+    GROUP BY s.device_key, dv.kind
+    ORDER BY s.device_key
+    ON CONFLICT (device_key) DO UPDATE
+        SET last_measured_at = excluded.last_measured_at,
+            silence_due_at = excluded.silence_due_at
+        WHERE l.last_measured_at < excluded.last_measured_at
 ), followups AS (
     INSERT INTO ingest_followups (consumer, patient_id, kind, first_measured_at,
         last_measured_at, readings)

@@ -83,25 +83,34 @@ impl Store {
 
     /// Patients whose alerts depend on the clock now: a device silent long enough to be
     /// worth checking whose silence no alert covers yet, or an active alert that is clear
-    /// (auto-resolution) or about silence.
+    /// (auto-resolution) or about silence. Silences found covered (or of revoked devices) are
+    /// settled, so each tick reads only the devices whose silence came due since the last.
     pub async fn patients_due_for_time_checks(&self) -> Result<Vec<Uuid>, StorageError> {
         Ok(sqlx::query_scalar(
-            "WITH last AS (
-                 SELECT d.patient_id,
+            "WITH due AS (
+                 SELECT l.device_key, l.last_measured_at, d.patient_id,
                         CASE WHEN d.kind = 'bp' THEN 'blood_pressure' ELSE 'glucose' END AS category,
-                        CASE WHEN d.kind = 'cgm' THEN interval '15 minutes' ELSE interval '1 day' END
-                            AS shortest_silence,
-                        CASE WHEN d.kind = 'bp'
-                             THEN (SELECT max(measured_at) FROM blood_pressure_readings r WHERE r.device_id = d.id)
-                             ELSE (SELECT max(measured_at) FROM glucose_readings r WHERE r.device_id = d.id)
-                        END AS last_at
-                 FROM devices d WHERE d.revoked_at IS NULL
+                        d.revoked_at IS NOT NULL AS revoked
+                 FROM device_last_readings l JOIN devices d ON d.key = l.device_key
+                 WHERE l.silence_due_at <= now()
+             ), looked AS (
+                 SELECT due.*, revoked OR EXISTS (SELECT 1 FROM alerts a
+                     WHERE a.patient_id = due.patient_id AND a.rule = 'no_data'
+                       AND a.kind = 'alert' AND a.category = due.category
+                       AND a.last_seen_at >= due.last_measured_at) AS covered
+                 FROM due
+             ), settled AS (
+                 -- Skipping rows an ingest batch holds: their new reading makes them due
+                 -- again anyway, and waiting could deadlock with the batch.
+                 UPDATE device_last_readings SET silence_due_at = NULL
+                 WHERE device_key IN (
+                     SELECT l.device_key FROM device_last_readings l
+                     JOIN looked USING (device_key)
+                     WHERE looked.covered AND l.last_measured_at = looked.last_measured_at
+                     ORDER BY l.device_key
+                     FOR UPDATE OF l SKIP LOCKED)
              )
-             SELECT DISTINCT l.patient_id FROM last l
-             WHERE l.last_at < now() - l.shortest_silence
-               AND NOT EXISTS (SELECT 1 FROM alerts a
-                   WHERE a.patient_id = l.patient_id AND a.rule = 'no_data' AND a.kind = 'alert'
-                     AND a.category = l.category AND a.last_seen_at >= l.last_at)
+             SELECT DISTINCT patient_id FROM looked WHERE NOT covered
              UNION
              SELECT DISTINCT patient_id FROM alerts
              WHERE status IN ('open', 'acknowledged') AND (cleared_since IS NOT NULL OR rule = 'no_data')",
@@ -291,22 +300,16 @@ impl AlertEvaluation {
         &mut self,
         patients: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<DeviceActivity>>, StorageError> {
-        let rows: Vec<(Uuid, String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT d.patient_id, d.id, d.kind,
-                 CASE WHEN d.kind = 'bp'
-                      THEN (SELECT max(measured_at) FROM blood_pressure_readings r WHERE r.device_id = d.id)
-                      ELSE (SELECT max(measured_at) FROM glucose_readings r WHERE r.device_id = d.id)
-                 END
-             FROM devices d WHERE d.patient_id = ANY($1) AND d.revoked_at IS NULL",
+        let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT d.patient_id, d.id, d.kind, l.last_measured_at
+             FROM devices d JOIN device_last_readings l ON l.device_key = d.key
+             WHERE d.patient_id = ANY($1) AND d.revoked_at IS NULL",
         )
         .bind(patients)
         .fetch_all(&mut *self.tx)
         .await?;
         let mut out: HashMap<Uuid, Vec<DeviceActivity>> = HashMap::new();
-        for (patient, device_id, kind, last) in rows {
-            let Some(last_measured_at) = last else {
-                continue;
-            };
+        for (patient, device_id, kind, last_measured_at) in rows {
             out.entry(patient).or_default().push(DeviceActivity {
                 kind: kind
                     .parse::<DeviceKind>()
