@@ -92,7 +92,14 @@ impl Store {
     /// Opens a pool lazily: it connects on first use, so the server can start (and report
     /// not-ready) while the database is still down.
     pub fn connect_lazy(settings: &StoreSettings) -> Result<Store, StorageError> {
-        let options = PgConnectOptions::from_str(&settings.url)?.application_name("chronicle");
+        let options = PgConnectOptions::from_str(&settings.url)?
+            .application_name("chronicle")
+            // Chronicle's statements pass their rows as arrays (UNNEST, ANY), whose length a
+            // custom plan knows and a generic plan does not; PostgreSQL then judges the generic
+            // plan dearer and plans every execution afresh, which cost more than executing
+            // them (0.7 ms of planning against 0.4 ms of execution for an ingest batch). The
+            // statements are prepared once per connection and planned once.
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)

@@ -303,10 +303,15 @@ async fn refresh_running<K: TrendKind>(
     let table = K::DAYS_TABLE;
     let (patients, firsts): (Vec<Uuid>, Vec<NaiveDate>) = from.iter().copied().unzip();
     let bases: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(&format!(
-        "SELECT DISTINCT ON (d.patient_id) d.patient_id, d.running
-         FROM {table} d JOIN UNNEST($1::uuid[], $2::date[]) AS f (patient_id, first_day)
-           ON d.patient_id = f.patient_id AND d.day < f.first_day
-         ORDER BY d.patient_id, d.day DESC"
+        // Per patient through the key, whatever the planner knows of the table's size (a
+        // plan made while the table was small would otherwise scan all of it).
+        "SELECT f.patient_id, b.running
+         FROM UNNEST($1::uuid[], $2::date[]) AS f (patient_id, first_day)
+         CROSS JOIN LATERAL (
+             SELECT d.running FROM {table} d
+             WHERE d.patient_id = f.patient_id AND d.day < f.first_day
+             ORDER BY d.day DESC LIMIT 1
+         ) b"
     ))
     .bind(&patients)
     .bind(&firsts)
@@ -314,10 +319,13 @@ async fn refresh_running<K: TrendKind>(
     .await?;
     let mut bases: HashMap<Uuid, Vec<u8>> = bases.into_iter().collect();
     let rows: Vec<PatientTotals<K::TotalsRow>> = sqlx::query_as(&format!(
-        "SELECT d.patient_id, {columns}
-         FROM {table} d JOIN UNNEST($1::uuid[], $2::date[]) AS f (patient_id, first_day)
-           ON d.patient_id = f.patient_id AND d.day >= f.first_day
-         ORDER BY d.patient_id, d.day",
+        "SELECT f.patient_id, t.*
+         FROM UNNEST($1::uuid[], $2::date[]) AS f (patient_id, first_day)
+         CROSS JOIN LATERAL (
+             SELECT {columns} FROM {table} d
+             WHERE d.patient_id = f.patient_id AND d.day >= f.first_day
+         ) t
+         ORDER BY f.patient_id, t.day",
         columns = K::TOTALS_COLUMNS
     ))
     .bind(&patients)
@@ -345,9 +353,11 @@ async fn refresh_running<K: TrendKind>(
         encoded.push(K::encode(running));
     }
     sqlx::query(&format!(
+        // `patient_id = ANY($1)` lets the planner find the rows by the key even when it
+        // thinks the table small.
         "UPDATE {table} d SET running = u.running
          FROM UNNEST($1::uuid[], $2::date[], $3::bytea[]) AS u (patient_id, day, running)
-         WHERE d.patient_id = u.patient_id AND d.day = u.day"
+         WHERE d.patient_id = ANY($1) AND d.patient_id = u.patient_id AND d.day = u.day"
     ))
     .bind(&row_patients)
     .bind(&row_days)
