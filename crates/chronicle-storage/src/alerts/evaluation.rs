@@ -84,7 +84,8 @@ impl Store {
     /// Patients whose alerts depend on the clock now: a device silent long enough to be
     /// worth checking whose silence no alert covers yet, or an active alert that is clear
     /// (auto-resolution) or about silence. Silences found covered (or of revoked devices) are
-    /// settled, so each tick reads only the devices whose silence came due since the last.
+    /// settled, so each tick evaluates only patients whose device's silence came due since the
+    /// last.
     pub async fn patients_due_for_time_checks(&self) -> Result<Vec<Uuid>, StorageError> {
         Ok(sqlx::query_scalar(
             "WITH due AS (
