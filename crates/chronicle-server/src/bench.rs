@@ -62,28 +62,52 @@ pub async fn run(database: &DatabaseSettings, command: BenchCommand) -> anyhow::
 }
 
 async fn ingest(database: &DatabaseSettings, args: &BenchIngestArgs) -> anyhow::Result<()> {
-    if database.url.is_some() {
-        tracing::info!("--database-url is not used: the benchmark runs its own PostgreSQL");
-    }
-    let machine = Machine::probe();
-    let date = chrono::Utc::now();
-    let phases = on_private_postgres("ingest", database, args.run.keep, async |work, postgres| {
-        phases(args, database, &machine, work, postgres).await
-    })
+    let (run, phases) = on_private_postgres(
+        "ingest",
+        database,
+        args.run.keep,
+        async |machine, work, postgres| phases(args, database, machine, work, postgres).await,
+    )
     .await?;
-    let report = Report::new(args, date, machine, phases);
+    let report = Report::new(args, run, phases);
     publish(&report, &report.text(), args.run.json.as_deref())
+}
+
+/// Who ran a benchmark, when and on what machine: the head of every report (flattened into
+/// its JSON).
+#[derive(Debug, Serialize)]
+struct RunHeader {
+    command: String,
+    date: String,
+    machine: Machine,
+}
+
+impl RunHeader {
+    /// The report's first lines: which benchmark, when, and the machine.
+    fn title(&self, benchmark: &str) -> String {
+        let m = &self.machine;
+        format!(
+            "\nChronicle {benchmark} benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n",
+            self.date, m.cpu_model, m.cpus, m.memory_gib, m.kernel
+        )
+    }
 }
 
 /// Runs `measure` against a private PostgreSQL cluster in a fresh directory under /tmp
 /// (database `chronicle_bench_<bench>`), then stops the cluster. With `keep` the directory
-/// (cluster and logs) stays and its path is printed.
+/// (cluster and logs) stays and its path is printed. The run's header is taken before
+/// `measure` starts, which is given the machine it runs on.
 async fn on_private_postgres<T>(
     bench: &str,
     database: &DatabaseSettings,
     keep: bool,
-    measure: impl AsyncFnOnce(&Path, &PrivatePostgres) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+    measure: impl AsyncFnOnce(&Machine, &Path, &PrivatePostgres) -> anyhow::Result<T>,
+) -> anyhow::Result<(RunHeader, T)> {
+    let run = RunHeader {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        machine: Machine::probe(),
+    };
     if database.url.is_some() {
         tracing::info!("--database-url is not used: the benchmark runs its own PostgreSQL");
     }
@@ -100,7 +124,7 @@ async fn on_private_postgres<T>(
     })
     .await
     .context("cannot start the private PostgreSQL for the benchmark")?;
-    let result = measure(work.path(), &postgres).await;
+    let result = measure(&run.machine, work.path(), &postgres).await;
     if let Err(e) = postgres.stop().await {
         tracing::error!(error = %e, "could not stop the benchmark's PostgreSQL cleanly");
     }
@@ -109,7 +133,7 @@ async fn on_private_postgres<T>(
     } else if result.is_err() {
         println!("(the logs are gone with the temporary directory; run with --keep to keep them)");
     }
-    result
+    Ok((run, result?))
 }
 
 /// Prints a benchmark's report and, when asked, writes it as JSON.
@@ -581,9 +605,8 @@ impl Phase {
 /// The results, as printed and as written with --json.
 #[derive(Debug, Serialize)]
 struct Report {
-    command: String,
-    date: String,
-    machine: Machine,
+    #[serde(flatten)]
+    run: RunHeader,
     settings: Settings,
     single_end_to_end: Phase,
     single_light_load: Phase,
@@ -621,12 +644,7 @@ struct Ratios {
 }
 
 impl Report {
-    fn new(
-        args: &BenchIngestArgs,
-        date: chrono::DateTime<chrono::Utc>,
-        machine: Machine,
-        phases: Phases,
-    ) -> Report {
+    fn new(args: &BenchIngestArgs, run: RunHeader, phases: Phases) -> Report {
         let ratio = |a: &Phase, b: &Phase| {
             if b.readings_per_second > 0.0 {
                 a.readings_per_second / b.readings_per_second
@@ -637,9 +655,7 @@ impl Report {
         let single = ratio(&phases.single, &phases.broker_only);
         let batch = ratio(&phases.batch, &phases.copy);
         Report {
-            command: std::env::args().collect::<Vec<_>>().join(" "),
-            date: date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            machine,
+            run,
             settings: Settings {
                 broker: args.broker.name(),
                 devices: args.devices,
@@ -705,12 +721,8 @@ impl Report {
             ),
         ];
         let mut out = String::new();
-        let m = &self.machine;
-        out += &format!(
-            "\nChronicle ingest benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n\
-             broker: {}\n\n",
-            self.date, m.cpu_model, m.cpus, m.memory_gib, m.kernel, s.broker
-        );
+        out += &self.run.title("ingest");
+        out += &format!("broker: {}\n\n", s.broker);
         out += &format!(
             "{:<56} {:>8} {:>9} {:>7} {:>11} {:>8} {:>8}\n",
             "phase", "messages", "readings", "seconds", "readings/s", "p50 ms", "p99 ms"

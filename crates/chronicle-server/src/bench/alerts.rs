@@ -16,12 +16,11 @@
 
 use super::alarms::{AlarmProbes, AlarmSchedule, AlarmTimes, connect_device};
 use super::fleet::{self, Fleet, FleetOptions, TOPIC_PREFIX};
-use super::probe::Machine;
 use super::push::PushReceiver;
 use super::server::ServerUnderTest;
 use super::{
-    BenchDevice, on_private_postgres, open_store, plans, provision, publish, start_mosquitto,
-    workload,
+    BenchDevice, RunHeader, on_private_postgres, open_store, plans, provision, publish,
+    start_mosquitto, workload,
 };
 use crate::cli::{BenchAlertsArgs, DatabaseSettings};
 use anyhow::{Context, bail};
@@ -42,17 +41,15 @@ const PUSH_GOAL_P99_MS: f64 = 1000.0;
 const LOAD_SHARE: f64 = 0.1;
 
 pub async fn run(database: &DatabaseSettings, args: &BenchAlertsArgs) -> anyhow::Result<()> {
-    let machine = Machine::probe();
-    let date = Utc::now();
-    let measured =
-        on_private_postgres("alerts", database, args.run.keep, async |work, postgres| {
-            measure(args, work, postgres).await
-        })
-        .await?;
+    let (run, measured) = on_private_postgres(
+        "alerts",
+        database,
+        args.run.keep,
+        async |_, work, postgres| measure(args, work, postgres).await,
+    )
+    .await?;
     let report = Report {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        date: date.to_rfc3339_opts(SecondsFormat::Secs, true),
-        machine,
+        run,
         broker: args.broker.name(),
         devices: args.devices,
         goal_p99_ms: GOAL_P99_MS,
@@ -117,9 +114,8 @@ impl From<&AlarmTimes> for Latencies {
 
 #[derive(Debug, Serialize)]
 struct Report {
-    command: String,
-    date: String,
-    machine: Machine,
+    #[serde(flatten)]
+    run: RunHeader,
     broker: &'static str,
     devices: u32,
     goal_p99_ms: f64,
@@ -132,10 +128,9 @@ struct Report {
 impl Report {
     fn text(&self) -> String {
         let m = &self.measured;
-        let c = &self.machine;
-        format!(
-            "\nChronicle alert latency benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n\
-             broker: {}\n\n\
+        self.run.title("alert latency")
+            + &format!(
+                "broker: {}\n\n\
              ingest capacity (one reading/message, {} devices, alerts evaluated): {:.0} readings/s\n\
              background load at {:.0} % of it: {:.1} readings/s asked, {:.1} sent\n\
              publish → alert on the stream, {} probes ({} missed): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
@@ -143,37 +138,32 @@ impl Report {
              alert engine over the run: {:.0} patients evaluated in {:.0} batches, {:.1} ms per batch on average\n\
              goal p99 <= {:.0} ms: {}\n\
              push goal p99 <= {:.0} ms: {}\n\n",
-            self.date,
-            c.cpu_model,
-            c.cpus,
-            c.memory_gib,
-            c.kernel,
-            self.broker,
-            self.devices,
-            m.capacity_readings_per_second,
-            LOAD_SHARE * 100.0,
-            m.background_target_per_second,
-            m.background_sent_per_second,
-            m.probes,
-            m.missed,
-            m.p50_ms,
-            m.p90_ms,
-            m.p99_ms,
-            m.max_ms,
-            m.push.count,
-            m.push.missed,
-            m.push.p50_ms,
-            m.push.p90_ms,
-            m.push.p99_ms,
-            m.push.max_ms,
-            m.evaluations,
-            m.evaluation_batches,
-            m.mean_batch_ms,
-            self.goal_p99_ms,
-            if self.goal_met { "met" } else { "MISSED" },
-            self.push_goal_p99_ms,
-            if self.push_goal_met { "met" } else { "MISSED" }
-        )
+                self.broker,
+                self.devices,
+                m.capacity_readings_per_second,
+                LOAD_SHARE * 100.0,
+                m.background_target_per_second,
+                m.background_sent_per_second,
+                m.probes,
+                m.missed,
+                m.p50_ms,
+                m.p90_ms,
+                m.p99_ms,
+                m.max_ms,
+                m.push.count,
+                m.push.missed,
+                m.push.p50_ms,
+                m.push.p90_ms,
+                m.push.p99_ms,
+                m.push.max_ms,
+                m.evaluations,
+                m.evaluation_batches,
+                m.mean_batch_ms,
+                self.goal_p99_ms,
+                if self.goal_met { "met" } else { "MISSED" },
+                self.push_goal_p99_ms,
+                if self.push_goal_met { "met" } else { "MISSED" }
+            )
     }
 }
 

@@ -22,14 +22,14 @@ use super::fleet::quantile;
 use super::probe::{self, CpuSample, CpuUse, Machine, MetricsSample};
 use super::relay::{GatewayPlan, Relay, RelayedDevice};
 use super::server::ServerUnderTest;
-use super::{on_private_postgres, open_store, publish};
+use super::{RunHeader, on_private_postgres, open_store, publish};
 use crate::cli::{BenchBroker, BenchFleetArgs, DatabaseSettings};
 use anyhow::{Context, bail};
 use chronicle_domain::{DeviceKind, GatewayId};
 use chronicle_embedded::{Mosquitto, PrivatePostgres};
 use chronicle_storage::population::{PopulationDevice, PopulationPlan};
 use chronicle_storage::{GatewayCredentials, Store};
-use chrono::{SecondsFormat, Utc};
+
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,13 +71,14 @@ pub async fn run(database: &DatabaseSettings, args: &BenchFleetArgs) -> anyhow::
              --catch-up-minutes 0"
         );
     }
-    let machine = Machine::probe();
-    let date = Utc::now();
-    let measured = on_private_postgres("fleet", database, args.run.keep, async |work, postgres| {
-        measure(args, &machine, work, postgres).await
-    })
+    let (run, measured) = on_private_postgres(
+        "fleet",
+        database,
+        args.run.keep,
+        async |machine, work, postgres| measure(args, machine, work, postgres).await,
+    )
     .await?;
-    let report = Report::new(args, date, machine, measured);
+    let report = Report::new(args, run, measured);
     publish(&report, &report.text(), args.run.json.as_deref())
 }
 
@@ -768,9 +769,8 @@ fn gateway_plans(
 /// The results, as printed and as written with --json.
 #[derive(Debug, Serialize)]
 struct Report {
-    command: String,
-    date: String,
-    machine: Machine,
+    #[serde(flatten)]
+    run: RunHeader,
     settings: Settings,
     population: Population,
     registration_seconds: f64,
@@ -805,17 +805,10 @@ struct Goal {
 }
 
 impl Report {
-    fn new(
-        args: &BenchFleetArgs,
-        date: chrono::DateTime<Utc>,
-        machine: Machine,
-        measured: Measured,
-    ) -> Report {
+    fn new(args: &BenchFleetArgs, run: RunHeader, measured: Measured) -> Report {
         let goals = goals(&measured);
         Report {
-            command: std::env::args().collect::<Vec<_>>().join(" "),
-            date: date.to_rfc3339_opts(SecondsFormat::Secs, true),
-            machine,
+            run,
             settings: Settings {
                 broker: args.broker.name(),
                 patients: args.patients,
@@ -839,19 +832,13 @@ impl Report {
     }
 
     fn text(&self) -> String {
-        let m = &self.machine;
         let p = &self.population;
         let s = &self.steady;
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
         let gib = |bytes: f64| bytes / (1024.0 * 1024.0 * 1024.0);
-        let mut out = format!(
-            "\nChronicle fleet benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n\
-             broker: {}, {} gateway connections; {}\n\n",
-            self.date,
-            m.cpu_model,
-            m.cpus,
-            m.memory_gib,
-            m.kernel,
+        let mut out = self.run.title("fleet");
+        out += &format!(
+            "broker: {}, {} gateway connections; {}\n\n",
             self.settings.broker,
             self.settings.connections,
             match self.settings.ingest_processes {

@@ -11,9 +11,8 @@
 //!    run, computed from the raw readings only. Storage per reading from the table sizes.
 
 use super::fleet::{self, DevicePlan, Fleet, FleetOptions};
-use super::probe::Machine;
 use super::server::{ServerUnderTest, http_get_as};
-use super::{on_private_postgres, open_store, publish};
+use super::{RunHeader, on_private_postgres, open_store, publish};
 use crate::cli::{BenchTrendsArgs, DatabaseSettings};
 use anyhow::{Context, bail};
 use chronicle_domain::DeviceKind;
@@ -42,17 +41,15 @@ const RAW_PANEL_SAMPLES: usize = 3;
 const PANEL_DAYS: u32 = 14;
 
 pub async fn run(database: &DatabaseSettings, args: &BenchTrendsArgs) -> anyhow::Result<()> {
-    let machine = Machine::probe();
-    let date = Utc::now();
-    let measured =
-        on_private_postgres("trends", database, args.run.keep, async |work, postgres| {
-            measure(args, work, postgres).await
-        })
-        .await?;
+    let (run, measured) = on_private_postgres(
+        "trends",
+        database,
+        args.run.keep,
+        async |_, work, postgres| measure(args, work, postgres).await,
+    )
+    .await?;
     let report = Report {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        date: date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        machine,
+        run,
         patients: args.patients,
         days: args.days,
         measured,
@@ -535,9 +532,8 @@ async fn latencies(
 
 #[derive(Debug, Serialize)]
 struct Report {
-    command: String,
-    date: String,
-    machine: Machine,
+    #[serde(flatten)]
+    run: RunHeader,
     patients: u32,
     days: u32,
     measured: Measured,
@@ -546,18 +542,10 @@ struct Report {
 impl Report {
     fn text(&self) -> String {
         let m = &self.measured;
-        let mc = &self.machine;
-        let mut out = format!(
-            "\nChronicle trends benchmark, {}\nmachine: {}, {} CPUs, {:.1} GiB RAM, Linux {}\n\
-             load average (1 min): {:.2} before loading, {:.2} before measuring, {:.2} at the end\n\n",
-            self.date,
-            mc.cpu_model,
-            mc.cpus,
-            mc.memory_gib,
-            mc.kernel,
-            m.load_average[0],
-            m.load_average[1],
-            m.load_average[2]
+        let mut out = self.run.title("trends");
+        out += &format!(
+            "load average (1 min): {:.2} before loading, {:.2} before measuring, {:.2} at the end\n\n",
+            m.load_average[0], m.load_average[1], m.load_average[2]
         );
         out += &format!(
             "data: {} patients × {} days: {} glucose and {} blood-pressure readings, {} glucose day rollups\n\
