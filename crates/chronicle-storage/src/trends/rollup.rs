@@ -102,7 +102,7 @@ impl Store {
         &self,
         touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
     ) -> Result<usize, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_rollup().await?;
         let patients: Vec<Uuid> = touched.keys().copied().collect();
         // Patients erased since have nothing to roll up.
         let subjects = self.lock_subjects(&mut tx, &patients).await?;
@@ -114,7 +114,7 @@ impl Store {
 
     /// Recomputes every day of a patient from the raw readings, replacing all their rollups.
     async fn rebuild_trends(&self, patient_id: Uuid) -> Result<usize, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_rollup().await?;
         let Some(subject) = self.lock_subject(&mut tx, patient_id).await? else {
             return Ok(0);
         };
@@ -122,6 +122,20 @@ impl Store {
             + rebuild_kind::<BloodPressure>(&mut tx, &subject).await?;
         tx.commit().await?;
         Ok(days)
+    }
+
+    /// A transaction for rollup work. Its statements find a patient's days by the key: each
+    /// is planned once per connection (see [`Store::connect_lazy`]), and a plan made while the
+    /// rollup tables were still small would scan them whole for as long as it is kept, which
+    /// on a new site filling fast is minutes of a core.
+    async fn begin_rollup(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StorageError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SET LOCAL enable_seqscan = off")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     /// Locks the patient's row against a concurrent recomputation or zone change (without
