@@ -12,7 +12,7 @@ use chronicle_domain::wire::DecodeLimits;
 use chronicle_domain::{DeviceKind, ReadingKind};
 use chronicle_ingest::registry_cache::RegistryCache;
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
-use chronicle_storage::{NewPatient, Store};
+use chronicle_storage::{Device, NewPatient, Patient, Store};
 use chronicle_tests::TestDatabase;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
@@ -38,39 +38,52 @@ fn glucose(at: DateTime<Utc>, value: f64) -> serde_json::Value {
            "measured_at": at.to_rfc3339_opts(SecondsFormat::Secs, true)})
 }
 
-#[tokio::test]
-async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
+/// A migrated store on a database of its own (which lives as long as the handle returned).
+async fn fresh_store() -> (TestDatabase, Store) {
     let db = TestDatabase::create().await.expect("database");
     let store = Store::from_pool(db.pool.clone());
     store.migrate().await.expect("migrations");
-    let patient = |name: &str| NewPatient {
-        display_name: name.into(),
-        time_zone: "UTC".into(),
-    };
-    let ada = store
-        .create_patient(&patient("Ada"))
+    (db, store)
+}
+
+/// A patient named `name` (in UTC) with one device of each of `kinds`, in that order.
+async fn patient_with(store: &Store, name: &str, kinds: &[DeviceKind]) -> (Patient, Vec<Device>) {
+    let patient = store
+        .create_patient(&NewPatient {
+            display_name: name.into(),
+            time_zone: "UTC".into(),
+        })
         .await
         .expect("patient");
-    let bo = store.create_patient(&patient("Bo")).await.expect("patient");
-    let (ada_cgm, _) = store
-        .create_device(ada.id, DeviceKind::Cgm, None)
-        .await
-        .expect("device");
-    let (ada_cuff, _) = store
-        .create_device(ada.id, DeviceKind::Bp, None)
-        .await
-        .expect("device");
-    let (bo_meter, _) = store
-        .create_device(bo.id, DeviceKind::Meter, None)
-        .await
-        .expect("device");
+    let mut devices = Vec::new();
+    for kind in kinds {
+        let (device, _) = store
+            .create_device(patient.id, *kind, None)
+            .await
+            .expect("device");
+        devices.push(device);
+    }
+    (patient, devices)
+}
 
-    let pipeline = Pipeline::new(
+/// The ingest's pipeline on `store`, with the default limits.
+fn pipeline_on(store: &Store) -> Pipeline {
+    Pipeline::new(
         store.clone(),
         DecodeLimits::default(),
         IngestMetrics::register(&mut Registry::default()),
     )
-    .with_followup_consumers(CONSUMERS);
+}
+
+#[tokio::test]
+async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
+    let (_db, store) = fresh_store().await;
+    let (ada, ada_devices) = patient_with(&store, "Ada", &[DeviceKind::Cgm, DeviceKind::Bp]).await;
+    let (ada_cgm, ada_cuff) = (&ada_devices[0], &ada_devices[1]);
+    let (bo, bo_devices) = patient_with(&store, "Bo", &[DeviceKind::Meter]).await;
+    let bo_meter = &bo_devices[0];
+
+    let pipeline = pipeline_on(&store).with_followup_consumers(CONSUMERS);
     let mut signal = pipeline.followups_enqueued();
     let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).expect("time");
     let at = |minutes: i64| t0 + Duration::minutes(minutes);
@@ -188,15 +201,8 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
 /// now is worked on in the next round while the backlog still drains.
 #[tokio::test]
 async fn a_fresh_reading_is_claimed_ahead_of_a_backlog() {
-    let db = TestDatabase::create().await.expect("database");
-    let store = Store::from_pool(db.pool.clone());
-    store.migrate().await.expect("migrations");
-    let pipeline = Pipeline::new(
-        store.clone(),
-        DecodeLimits::default(),
-        IngestMetrics::register(&mut Registry::default()),
-    )
-    .with_followup_consumers(&["alerts-like"]);
+    let (_db, store) = fresh_store().await;
+    let pipeline = pipeline_on(&store).with_followup_consumers(&["alerts-like"]);
     let now = Utc::now();
     let mut backlog = Vec::new();
     for i in 0..8 {
@@ -263,20 +269,9 @@ async fn a_fresh_reading_is_claimed_ahead_of_a_backlog() {
 
 #[tokio::test]
 async fn the_registry_cache_forgets_a_device_the_moment_it_is_revoked() {
-    let db = TestDatabase::create().await.expect("database");
-    let store = Store::from_pool(db.pool.clone());
-    store.migrate().await.expect("migrations");
-    let ada = store
-        .create_patient(&NewPatient {
-            display_name: "Ada".into(),
-            time_zone: "UTC".into(),
-        })
-        .await
-        .expect("patient");
-    let (cgm, _) = store
-        .create_device(ada.id, DeviceKind::Cgm, None)
-        .await
-        .expect("device");
+    let (_db, store) = fresh_store().await;
+    let (_, devices) = patient_with(&store, "Ada", &[DeviceKind::Cgm]).await;
+    let cgm = &devices[0];
     let cache = Arc::new(RegistryCache::default());
     let shutdown = CancellationToken::new();
     let follower = tokio::spawn({
@@ -332,36 +327,12 @@ async fn silence_of(
 
 #[tokio::test]
 async fn stored_readings_keep_each_devices_latest_reading_for_the_silence_checks() {
-    let db = TestDatabase::create().await.expect("database");
-    let store = Store::from_pool(db.pool.clone());
-    store.migrate().await.expect("migrations");
-    let patient = |name: &str| NewPatient {
-        display_name: name.into(),
-        time_zone: "UTC".into(),
-    };
-    let ada = store
-        .create_patient(&patient("Ada"))
-        .await
-        .expect("patient");
-    let bo = store.create_patient(&patient("Bo")).await.expect("patient");
-    let cy = store.create_patient(&patient("Cy")).await.expect("patient");
-    let (ada_cgm, _) = store
-        .create_device(ada.id, DeviceKind::Cgm, None)
-        .await
-        .expect("device");
-    let (bo_meter, _) = store
-        .create_device(bo.id, DeviceKind::Meter, None)
-        .await
-        .expect("device");
-    let (cy_cgm, _) = store
-        .create_device(cy.id, DeviceKind::Cgm, None)
-        .await
-        .expect("device");
-    let pipeline = Pipeline::new(
-        store.clone(),
-        DecodeLimits::default(),
-        IngestMetrics::register(&mut Registry::default()),
-    );
+    let (_db, store) = fresh_store().await;
+    let (ada, ada_devices) = patient_with(&store, "Ada", &[DeviceKind::Cgm]).await;
+    let (bo, bo_devices) = patient_with(&store, "Bo", &[DeviceKind::Meter]).await;
+    let (cy, cy_devices) = patient_with(&store, "Cy", &[DeviceKind::Cgm]).await;
+    let (ada_cgm, bo_meter, cy_cgm) = (&ada_devices[0], &bo_devices[0], &cy_devices[0]);
+    let pipeline = pipeline_on(&store);
     let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).expect("time");
     let at = |minutes: i64| t0 + Duration::minutes(minutes);
     let batch = vec![

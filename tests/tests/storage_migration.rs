@@ -17,9 +17,10 @@ const PERSONAL_ACKNOWLEDGEMENTS: i64 = 49;
 /// The migration that keeps each device's latest reading.
 const DEVICE_LAST_READINGS: i64 = 51;
 
-/// Chronicle's migrations up to (not including) `version`.
-fn migrations_before(version: i64) -> Migrator {
-    Migrator {
+/// A database with Chronicle's migrations up to (not including) `version` applied.
+async fn database_before(version: i64) -> TestDatabase {
+    let db = TestDatabase::create().await.expect("database");
+    let earlier = Migrator {
         migrations: Cow::Owned(
             MIGRATOR
                 .migrations
@@ -29,7 +30,9 @@ fn migrations_before(version: i64) -> Migrator {
                 .collect(),
         ),
         ..Migrator::DEFAULT
-    }
+    };
+    earlier.run(&db.pool).await.expect("the earlier migrations");
+    db
 }
 
 type GlucoseRow = (
@@ -47,11 +50,7 @@ type GlucoseRow = (
 
 #[tokio::test]
 async fn existing_readings_survive_the_narrow_rows_migration() {
-    let db = TestDatabase::create().await.expect("database");
-    migrations_before(COMPACT_READINGS)
-        .run(&db.pool)
-        .await
-        .expect("the earlier migrations");
+    let db = database_before(COMPACT_READINGS).await;
     let patient = uuid::Uuid::new_v4();
     for statement in [
         "INSERT INTO patients (id, display_name) VALUES ($1, 'Before')",
@@ -138,11 +137,7 @@ type AcknowledgementRow = (
 
 #[tokio::test]
 async fn shared_caregiver_acknowledgements_become_each_caregivers_own() {
-    let db = TestDatabase::create().await.expect("database");
-    migrations_before(PERSONAL_ACKNOWLEDGEMENTS)
-        .run(&db.pool)
-        .await
-        .expect("the earlier migrations");
+    let db = database_before(PERSONAL_ACKNOWLEDGEMENTS).await;
     let patient = uuid::Uuid::new_v4();
     let alert = uuid::Uuid::new_v4();
     let carers = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
@@ -225,11 +220,7 @@ async fn shared_caregiver_acknowledgements_become_each_caregivers_own() {
 
 #[tokio::test]
 async fn every_device_with_readings_gets_its_latest_one() {
-    let db = TestDatabase::create().await.expect("database");
-    migrations_before(DEVICE_LAST_READINGS)
-        .run(&db.pool)
-        .await
-        .expect("the earlier migrations");
+    let db = database_before(DEVICE_LAST_READINGS).await;
     let patient = uuid::Uuid::new_v4();
     for statement in [
         "INSERT INTO patients (id, display_name) VALUES ($1, 'Before')",
