@@ -165,7 +165,8 @@ export function AlertsSection(props: {
   );
 }
 
-function AlertEntry(props: {
+/** One alert of the list, for the reader's side. */
+type AlertEntryProps = {
   alert: AlertItem;
   unit: GlucoseUnit;
   timeZone: string;
@@ -173,7 +174,9 @@ function AlertEntry(props: {
   /** "You" or the name of who acknowledged for the reader's side. */
   acknowledgedBy: (userId: string | null) => string;
   onAct: (kind: 'acknowledge' | 'resolve') => void;
-}) {
+};
+
+function AlertEntry(props: AlertEntryProps) {
   const { alert: a, timeZone } = props;
   if (props.side !== 'care') return <PersonalAlertEntry {...props} />;
   const rule = ruleInWords(a.rule);
@@ -213,14 +216,7 @@ function AlertEntry(props: {
 /** An alert as the family or a caregiver sees it: their own acknowledgement in plain words,
  * the care team's state read-only (that it has been seen, not the team's notes, which are
  * written for colleagues), and only their own Acknowledge. */
-function PersonalAlertEntry(props: {
-  alert: AlertItem;
-  unit: GlucoseUnit;
-  timeZone: string;
-  side: AlertSide;
-  acknowledgedBy: (userId: string | null) => string;
-  onAct: (kind: 'acknowledge' | 'resolve') => void;
-}) {
+function PersonalAlertEntry(props: AlertEntryProps) {
   const { alert: a, timeZone } = props;
   const rule = ruleInWords(a.rule);
   const mine = a.audience_acknowledgement;
