@@ -325,12 +325,6 @@ pub struct BenchIngestArgs {
     #[arg(long, default_value_t = 300)]
     pub timeout_seconds: u64,
 
-    /// A flag for the server under test, e.g. `--serve-arg=--batch-linger-ms=5`; repeat for
-    /// several. Without it the server runs with its defaults, whatever CHRONICLE_* variables
-    /// are set (only CHRONICLE_LOG is passed on).
-    #[arg(long = "serve-arg", value_name = "FLAG", allow_hyphen_values = true)]
-    pub serve_args: Vec<String>,
-
     #[command(flatten)]
     pub run: BenchRunArgs,
 }
@@ -1380,6 +1374,42 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Duplicate argument ids, conflicting short flags and the like: clap checks them all.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_benchmark_passes_its_serve_flags_on() {
+        for bench in ["ingest", "alerts", "trends", "fleet"] {
+            let cli = Cli::try_parse_from([
+                "chronicle",
+                "bench",
+                bench,
+                "--serve-arg=--alert-window-patients=5",
+                "--serve-arg",
+                "--batch-linger-ms=1",
+            ])
+            .expect("valid command line");
+            let Command::Bench(command) = cli.command else {
+                panic!("expected a benchmark");
+            };
+            let run = match command {
+                BenchCommand::Ingest(args) => args.run,
+                BenchCommand::Alerts(args) => args.run,
+                BenchCommand::Trends(args) => args.run,
+                BenchCommand::Fleet(args) => args.run,
+            };
+            assert_eq!(
+                run.serve_args,
+                ["--alert-window-patients=5", "--batch-linger-ms=1"],
+                "bench {bench}"
+            );
+        }
+    }
 
     #[test]
     fn flags_override_file_and_defaults_fill_the_rest() {
