@@ -109,6 +109,12 @@ pub async fn evaluate_patients(
     );
     if !glucose_reads.is_empty() {
         let read = evaluation.glucose_since(&glucose_reads).await?;
+        tracing::debug!(
+            patients = glucose_reads.len(),
+            reused = held.values().filter(|w| !w.glucose.is_empty()).count(),
+            rows = read.values().map(Vec::len).sum::<usize>(),
+            "glucose read for evaluation"
+        );
         merge_reads(&mut held, &glucose_reads, read, |w| &mut w.glucose);
     }
     let pressure_reads = reads(

@@ -853,7 +853,7 @@ pub struct ServeArgs {
     /// Patients whose recent readings the alert engine keeps in memory between evaluations,
     /// so an evaluation reads only the newly stored readings (about 5 KB a patient with a
     /// CGM); the least recently evaluated are dropped and read again when next needed. 0
-    /// keeps none (docs/alerts.md). [default: 0]
+    /// keeps none (docs/alerts.md). [default: 10000]
     #[arg(long, env = "CHRONICLE_ALERT_WINDOW_PATIENTS")]
     pub alert_window_patients: Option<usize>,
 
