@@ -159,7 +159,11 @@ fn readings(burst: &Burst, now: DateTime<Utc>) -> Vec<(bool, Reading)> {
 }
 
 async fn store_burst(store: &Store, patient: &Patient, burst: &Burst, now: DateTime<Utc>) {
-    let readings = readings(burst, now);
+    store_readings(store, patient, &readings(burst, now)).await;
+}
+
+/// Stores `readings` (from the meter where flagged) in one batch.
+async fn store_readings(store: &Store, patient: &Patient, readings: &[(bool, Reading)]) {
     let keys = store
         .devices_for_ingest(&[&patient.cgm, &patient.meter, &patient.cuff])
         .await
@@ -189,9 +193,12 @@ async fn store_burst(store: &Store, patient: &Patient, burst: &Burst, now: DateT
         .expect("write");
 }
 
-async fn catch_up(store: &Store) {
+/// Runs the trends consumer until nothing waits; returns the days it continued.
+async fn catch_up(store: &Store) -> usize {
+    let mut continued = 0;
     loop {
         let report = store.refresh_trends(50).await.expect("refresh");
+        continued += report.continued;
         if report.is_idle() {
             break;
         }
@@ -203,6 +210,7 @@ async fn catch_up(store: &Store) {
             .expect("count"),
         0
     );
+    continued
 }
 
 async fn permit(store: &Store, patient: &Patient, category: DataCategory) -> Permit {
@@ -520,4 +528,92 @@ fn a_late_reading_after_midnight_updates_the_day_before() {
     runtime
         .block_on(run_case(&store, case))
         .expect("rollups equal raw readings");
+}
+
+/// A device sending as it measures: readings stored a few at a time, each batch rolled up
+/// before the next. Days are then continued from their rollups rather than computed again,
+/// and still equal the days computed from the raw readings; a late backfill after that
+/// falls back to computing them again.
+async fn run_in_order(
+    store: &Store,
+    case: Case,
+    batch_sizes: Vec<usize>,
+) -> Result<usize, TestCaseError> {
+    let now = Utc::now();
+    let patient = set_up(store, &case, now).await;
+    let mut readings = readings(&case.first, now);
+    readings.sort_by_key(|(_, reading)| reading.measured_at());
+    let mut continued = 0;
+    let mut rest = readings.as_slice();
+    for size in batch_sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, after) = rest.split_at((*size).min(rest.len()));
+        store_readings(store, &patient, batch).await;
+        continued += catch_up(store).await;
+        rest = after;
+    }
+    agree(store, &patient, "rolled up in order").await?;
+    store_burst(store, &patient, &case.backfill, now).await;
+    continued += catch_up(store).await;
+    agree(store, &patient, "late backfill rolled up").await?;
+    Ok(continued)
+}
+
+#[test]
+fn readings_in_order_continue_their_days_exactly() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let db = runtime.block_on(TestDatabase::create()).expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    runtime.block_on(store.migrate()).expect("migrations");
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(case(), prop::collection::vec(1usize..6, 1..4)),
+            |(case, sizes)| {
+                runtime
+                    .block_on(run_in_order(&store, case, sizes))
+                    .map(|_| ())
+            },
+        )
+        .expect("continued days equal raw readings");
+
+    // A 5-minute CGM through a morning, one reading a batch: every day after the first
+    // reading's is continued.
+    let now = Utc::now();
+    let morning = (now - Duration::days(1))
+        .date_naive()
+        .and_hms_opt(6, 0, 0)
+        .expect("six o'clock")
+        .and_utc();
+    let case = Case {
+        zone: "UTC",
+        first: Burst {
+            start_minutes_ago: (now - morning).num_minutes(),
+            glucose: (0..24)
+                .map(|i| (300, [65.0, 120.0, 190.0, 260.0][i % 4], i % 7 == 3))
+                .collect(),
+            blood_pressure: vec![],
+        },
+        backfill: Burst {
+            start_minutes_ago: (now - morning).num_minutes() - 7,
+            glucose: vec![(0, 150.0, false)],
+            blood_pressure: vec![],
+        },
+        new_zone: "UTC",
+        pregnancy_targets: false,
+        since_minutes_ago: None,
+    };
+    let continued = runtime
+        .block_on(run_in_order(&store, case, vec![1]))
+        .expect("continued days equal raw readings");
+    assert_eq!(
+        continued, 23,
+        "each reading after the first continues the day"
+    );
 }

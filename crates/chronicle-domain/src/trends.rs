@@ -31,7 +31,8 @@ pub use calendar::{DayBounds, TrendWindow, local_date};
 pub use episodes::{Episode, EpisodeKind, episodes};
 pub use glucose::{
     GlucoseBand, GlucoseDay, GlucosePoint, GlucoseSummary, GlucoseTotals, Insufficiency,
-    MAX_DURATION_CAP_US, duration_cap_us, glucose_day, glucose_summary, sum_totals,
+    MAX_DURATION_CAP_US, cgm_slot_start, continue_glucose_day, duration_cap_us, glucose_day,
+    glucose_summary, sum_totals,
 };
 pub use panel::{PanelFacts, PanelFlag, panel_flags, risk_score};
 pub use running::{BpRunning, GlucoseRunning};

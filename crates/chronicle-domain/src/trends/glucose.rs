@@ -35,6 +35,11 @@ pub const MAX_DURATION_CAP_US: i64 = 15 * MICROS_PER_MINUTE;
 /// 5-minute slots holding at least one CGM reading.
 pub const CGM_SLOT_US: i64 = 5 * MICROS_PER_MINUTE;
 
+/// The start of the 5-minute CGM slot `at` lies in.
+pub fn cgm_slot_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    super::calendar::from_micros(micros(at).div_euclid(CGM_SLOT_US) * CGM_SLOT_US)
+}
+
 /// Data sufficiency (consensus): at least 14 days, with the CGM active at least 70 % of the time.
 pub const SUFFICIENT_DAYS: usize = 14;
 pub const SUFFICIENT_ACTIVE_PERCENT: f64 = 70.0;
@@ -213,6 +218,79 @@ impl GlucoseDay {
     }
 }
 
+/// A day being summed up, one reading at a time, in time order.
+struct DayFold<'t> {
+    /// The day's usable time (from its start or the floor) to its end, in microseconds.
+    from: i64,
+    to: i64,
+    targets: &'t GlucoseTargets,
+    totals: GlucoseTotals,
+    samples: Vec<Sample>,
+    /// The 5-minute slot of the day's latest CGM reading so far.
+    last_cgm_slot: Option<i64>,
+}
+
+impl DayFold<'_> {
+    /// Adds a reading that stands for `duration`: its time within the day goes to its band
+    /// and target range, and a reading measured within the day counts itself.
+    fn add(&mut self, p: &GlucosePoint, duration: i64) {
+        let at = micros(p.at);
+        let covered = ((at + duration).min(self.to) - at.max(self.from)).max(0);
+        self.cover(p.mg_dl, covered);
+        if at < self.from {
+            return;
+        }
+        let totals = &mut self.totals;
+        totals.readings += 1;
+        match p.source {
+            GlucoseSource::Cgm => {
+                totals.cgm_readings += 1;
+                let slot = at.div_euclid(CGM_SLOT_US);
+                if self.last_cgm_slot != Some(slot) {
+                    totals.cgm_slots += 1;
+                    self.last_cgm_slot = Some(slot);
+                }
+            }
+            GlucoseSource::Meter => totals.meter_readings += 1,
+            GlucoseSource::Lab => totals.lab_readings += 1,
+        }
+        let milli = milli_mg_dl(p.mg_dl);
+        totals.sum_milli += milli;
+        totals.sum_sq_milli += i128::from(milli) * i128::from(milli);
+        self.samples.push(Sample {
+            at: p.at,
+            mg_dl: p.mg_dl,
+            duration_us: duration,
+        });
+    }
+
+    /// Counts `us` more (or, negative, less) of the day's time at `mg_dl`.
+    fn cover(&mut self, mg_dl: f64, us: i64) {
+        self.totals.band_us[GlucoseBand::of(mg_dl).index()] += us;
+        self.totals.target_us[target_index(mg_dl, self.targets)] += us;
+    }
+
+    fn finish(mut self, date: NaiveDate) -> GlucoseDay {
+        self.totals.days_with_data = i64::from(self.totals.readings > 0);
+        self.totals.days_with_cgm = i64::from(self.totals.cgm_readings > 0);
+        GlucoseDay {
+            date,
+            totals: self.totals,
+            samples: self.samples,
+        }
+    }
+}
+
+/// How long each of `points` (in time order) stands for: until the next one, at most its cap.
+fn durations(points: &[&GlucosePoint]) -> impl Iterator<Item = i64> {
+    points.iter().enumerate().map(|(i, p)| {
+        let cap = duration_cap_us(p.source);
+        points
+            .get(i + 1)
+            .map_or(cap, |next| (micros(next.at) - micros(p.at)).min(cap))
+    })
+}
+
 /// Computes one day from the readings around it.
 ///
 /// `points` must be sorted by time and hold every reading from `day.start − cap` to
@@ -230,55 +308,83 @@ pub fn glucose_day(
         .filter(|p| floor.is_none_or(|f| p.at >= f))
         .collect();
     let day_start = micros(day.start);
-    let from = floor.map_or(day_start, |f| micros(f).max(day_start));
-    let to = micros(day.end);
-    let mut totals = GlucoseTotals::default();
-    let mut samples = Vec::new();
-    let mut last_slot = None;
-    for (i, p) in usable.iter().enumerate() {
+    let mut fold = DayFold {
+        from: floor.map_or(day_start, |f| micros(f).max(day_start)),
+        to: micros(day.end),
+        targets,
+        totals: GlucoseTotals::default(),
+        samples: Vec::new(),
+        last_cgm_slot: None,
+    };
+    for (p, duration) in usable.iter().zip(durations(&usable)) {
         let at = micros(p.at);
-        let cap = duration_cap_us(p.source);
-        if at + cap < from || at >= to {
+        if at + duration_cap_us(p.source) < fold.from || at >= fold.to {
             continue;
         }
-        let duration = usable
-            .get(i + 1)
-            .map_or(cap, |next| (micros(next.at) - at).min(cap));
-        let covered = ((at + duration).min(to) - at.max(from)).max(0);
-        totals.band_us[GlucoseBand::of(p.mg_dl).index()] += covered;
-        totals.target_us[target_index(p.mg_dl, targets)] += covered;
-        if at < from {
-            continue;
-        }
-        totals.readings += 1;
-        match p.source {
-            GlucoseSource::Cgm => {
-                totals.cgm_readings += 1;
-                let slot = at.div_euclid(CGM_SLOT_US);
-                if last_slot != Some(slot) {
-                    totals.cgm_slots += 1;
-                    last_slot = Some(slot);
-                }
-            }
-            GlucoseSource::Meter => totals.meter_readings += 1,
-            GlucoseSource::Lab => totals.lab_readings += 1,
-        }
-        let milli = milli_mg_dl(p.mg_dl);
-        totals.sum_milli += milli;
-        totals.sum_sq_milli += i128::from(milli) * i128::from(milli);
-        samples.push(Sample {
-            at: p.at,
-            mg_dl: p.mg_dl,
-            duration_us: duration,
-        });
+        fold.add(p, duration);
     }
-    totals.days_with_data = i64::from(totals.readings > 0);
-    totals.days_with_cgm = i64::from(totals.cgm_readings > 0);
-    GlucoseDay {
-        date: day.date,
-        totals,
-        samples,
+    fold.finish(day.date)
+}
+
+/// Continues `day` (computed by [`glucose_day`] without a floor) with `new` readings, measured
+/// after all of its own, without reading the day again: what a rollup does when a patient's
+/// readings arrive in order. `tail` holds the day's readings from the start of the 5-minute
+/// slot of its latest reading on (that reading included), `new` every reading measured after
+/// it up to a cap beyond the day; both in time order, ties by device as [`glucose_day`] gets
+/// them.
+///
+/// The result equals [`glucose_day`] over all the readings. That holds when nothing of the
+/// change reaches the neighbouring days: the day's latest reading and every new one end more
+/// than their cap before midnight. Otherwise (or when `tail` does not end in the day's latest
+/// reading) the answer is `None`, and the day is to be computed again.
+pub fn continue_glucose_day(
+    day: &GlucoseDay,
+    bounds: &DayBounds,
+    tail: &[GlucosePoint],
+    new: &[GlucosePoint],
+    targets: &GlucoseTargets,
+) -> Option<GlucoseDay> {
+    let to = micros(bounds.end);
+    let before_midnight = |p: &GlucosePoint| micros(p.at) + duration_cap_us(p.source) < to;
+    let latest = tail.last()?;
+    let stored = day.samples.last()?;
+    let first_new = new.first()?;
+    let continues = stored.at == latest.at
+        && stored.mg_dl.to_bits() == latest.mg_dl.to_bits()
+        // Nothing followed it within its cap when the day was computed.
+        && stored.duration_us == duration_cap_us(latest.source)
+        && first_new.at > latest.at
+        && new.windows(2).all(|w| w[0].at <= w[1].at)
+        && before_midnight(latest)
+        && new.iter().all(before_midnight);
+    if !continues {
+        return None;
     }
+    let day_start = micros(bounds.start);
+    let mut fold = DayFold {
+        from: day_start,
+        to,
+        targets,
+        totals: day.totals,
+        samples: day.samples.clone(),
+        // Readings before the tail lie in earlier slots; the day counts its own slots only.
+        last_cgm_slot: tail
+            .iter()
+            .rev()
+            .find(|p| p.source == GlucoseSource::Cgm && micros(p.at) >= day_start)
+            .map(|p| micros(p.at).div_euclid(CGM_SLOT_US)),
+    };
+    // The day's latest reading now stands until the first new one.
+    let shortened = (micros(first_new.at) - micros(latest.at)).min(stored.duration_us);
+    fold.cover(latest.mg_dl, shortened - stored.duration_us);
+    if let Some(last) = fold.samples.last_mut() {
+        last.duration_us = shortened;
+    }
+    let new: Vec<&GlucosePoint> = new.iter().collect();
+    for (p, duration) in new.iter().zip(durations(&new)) {
+        fold.add(p, duration);
+    }
+    Some(fold.finish(day.date))
 }
 
 /// Why metrics are marked insufficient.

@@ -854,3 +854,98 @@ proptest! {
         prop_assert_eq!(readings as i64, trend.summary.totals.readings);
     }
 }
+
+/// The readings of `points` a rollup of `day` loads to continue it: from the start of the
+/// slot of the day's latest reading on (the tail), and after it up to a cap beyond the day.
+fn tail_and_new(
+    day: &GlucoseDay,
+    bounds: &DayBounds,
+    points: &[GlucosePoint],
+) -> Option<(Vec<GlucosePoint>, Vec<GlucosePoint>)> {
+    let latest = day.samples.last()?.at;
+    let tail = points
+        .iter()
+        .filter(|p| p.at >= cgm_slot_start(latest) && p.at <= latest)
+        .copied()
+        .collect();
+    let new = points
+        .iter()
+        .filter(|p| p.at > latest && micros(p.at) <= micros(bounds.end) + MAX_DURATION_CAP_US)
+        .copied()
+        .collect();
+    Some((tail, new))
+}
+
+#[test]
+fn a_day_continued_with_later_readings_equals_the_day_computed_again() {
+    let bounds = DayBounds::of(Tz::UTC, date("2026-03-02"));
+    let start = t("2026-03-02T06:00:00Z");
+    // A CGM every 5 minutes, a finger stick in the same slot as a CGM reading, lows and highs.
+    let mut points: Vec<GlucosePoint> = (0..60)
+        .map(|i| {
+            cgm(
+                start + Duration::minutes(5 * i),
+                [65.0, 120.0, 190.0, 260.0][i as usize % 4],
+            )
+        })
+        .collect();
+    points.push(GlucosePoint {
+        at: start + Duration::minutes(151),
+        mg_dl: 50.0,
+        source: GlucoseSource::Meter,
+    });
+    points.sort_by_key(|p| p.at);
+    for split in 1..points.len() {
+        let before = glucose_day(&bounds, &points[..split], None, &standard());
+        let (tail, new) = tail_and_new(&before, &bounds, &points).expect("readings");
+        let continued = continue_glucose_day(&before, &bounds, &tail, &new, &standard())
+            .expect("continues: every reading is hours before midnight");
+        assert_eq!(
+            continued,
+            glucose_day(&bounds, &points, None, &standard()),
+            "split {split}"
+        );
+    }
+}
+
+#[test]
+fn a_day_is_not_continued_across_the_reach_of_midnight() {
+    let bounds = DayBounds::of(Tz::UTC, date("2026-03-02"));
+    let points = [
+        cgm(t("2026-03-02T23:30:00Z"), 100.0),
+        cgm(t("2026-03-02T23:50:00Z"), 100.0),
+    ];
+    let before = glucose_day(&bounds, &points[..1], None, &standard());
+    let (tail, new) = tail_and_new(&before, &bounds, &points).expect("readings");
+    assert_eq!(
+        continue_glucose_day(&before, &bounds, &tail, &new, &standard()),
+        None
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Wherever a day can be continued with the readings after its latest, continuing it
+    /// gives exactly the day computed from all the readings.
+    #[test]
+    fn continuing_a_day_equals_computing_it_again(
+        points in arbitrary_points(),
+        zone in prop::sample::select(ZONES.to_vec()),
+        split in 0usize..400,
+        pregnancy in any::<bool>(),
+    ) {
+        let targets = GlucoseTargets::preset(if pregnancy { TargetPreset::Pregnancy } else { TargetPreset::Standard });
+        let split = split.min(points.len());
+        let window = TrendWindow::new(zone, date("2026-03-27"), date("2026-04-01"), None, t("2026-04-03T00:00:00Z"));
+        for bounds in &window.days {
+            let before = glucose_day(bounds, &points[..split], None, &targets);
+            let Some((tail, new)) = tail_and_new(&before, bounds, &points) else {
+                continue;
+            };
+            if let Some(continued) = continue_glucose_day(&before, bounds, &tail, &new, &targets) {
+                prop_assert_eq!(continued, glucose_day(bounds, &points, None, &targets));
+            }
+        }
+    }
+}

@@ -1,18 +1,19 @@
 //! The "trends" follow-up consumer: recomputes the day rollups that new readings, zone changes
 //! and targets changes made stale.
 
-use super::kind::{PatientDay, TrendKind};
+use super::kind::{GlucoseTotalsRow, PatientDay, TrendKind};
 use super::read::{RawDays, raw_days};
-use super::{TRENDS_CONSUMER, TrendSubject, corrupt_running, zone_of};
+use super::{RawRange, TRENDS_CONSUMER, TrendSubject, corrupt_running, load_points, zone_of};
 use crate::readings::{BloodPressure, Glucose};
 use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
-use chronicle_domain::trends::calendar::local_date;
+use chronicle_domain::trends::calendar::{DayBounds, local_date};
+use chronicle_domain::trends::{GlucoseDay, GlucoseRunning, cgm_slot_start, continue_glucose_day};
 use chronicle_domain::zone::Tz;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 /// A rebuild recomputes at most this many days per raw query, so a long history never loads
@@ -26,8 +27,10 @@ pub struct RefreshReport {
     pub followups: usize,
     /// Patients rebuilt from scratch.
     pub rebuilds: usize,
-    /// Patient-days recomputed.
+    /// Patient-days recomputed or continued.
     pub days: usize,
+    /// Of those, days continued from their rollup with readings that arrived in order.
+    pub continued: usize,
 }
 
 impl RefreshReport {
@@ -89,27 +92,33 @@ impl Store {
                     item.last_measured_at,
                 ));
             }
-            report.days += self.recompute_touched(&touched).await?;
+            let (days, continued) = self.recompute_touched(&touched).await?;
+            report.days += days;
+            report.continued += continued;
             report.followups = claim.items.len();
             claim.complete().await?;
         }
         Ok(report)
     }
 
-    /// Recomputes the days the touched ranges change, for every patient of a claim in one
-    /// transaction: one query loads each kind's readings, one statement writes each table.
+    /// Recomputes (or continues) the days the touched ranges change, for every patient of a
+    /// claim in one transaction: one query loads each kind's readings, one statement writes
+    /// each table. Returns the days written, and how many of them were continued.
     async fn recompute_touched(
         &self,
         touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
-    ) -> Result<usize, StorageError> {
+    ) -> Result<(usize, usize), StorageError> {
         let mut tx = self.begin_rollup().await?;
         let patients: Vec<Uuid> = touched.keys().copied().collect();
         // Patients erased since have nothing to roll up.
         let subjects = self.lock_subjects(&mut tx, &patients).await?;
-        let days = recompute_kind::<Glucose>(&mut tx, &subjects, touched).await?
-            + recompute_kind::<BloodPressure>(&mut tx, &subjects, touched).await?;
+        // Readings that arrive in order continue their day; the rest are computed again.
+        let continued = continue_glucose_days(&mut tx, &subjects, touched).await?;
+        let days = continued.len()
+            + recompute_kind::<Glucose>(&mut tx, &subjects, touched, &continued).await?
+            + recompute_kind::<BloodPressure>(&mut tx, &subjects, touched, &HashSet::new()).await?;
         tx.commit().await?;
-        Ok(days)
+        Ok((days, continued.len()))
     }
 
     /// Recomputes every day of a patient from the raw readings, replacing all their rollups.
@@ -179,14 +188,17 @@ impl Store {
     }
 }
 
-/// Recomputes the days of kind `K` the touched ranges change, for every subject.
+/// Recomputes the days of kind `K` the touched ranges change, for every subject but those
+/// already `done`.
 async fn recompute_kind<K: TrendKind>(
     conn: &mut PgConnection,
     subjects: &[TrendSubject],
     touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
+    done: &HashSet<Uuid>,
 ) -> Result<usize, StorageError> {
     let wanted = subjects
         .iter()
+        .filter(|subject| !done.contains(&subject.patient_id))
         .map(|subject| RawDays {
             subject,
             floor: None,
@@ -200,6 +212,149 @@ async fn recompute_kind<K: TrendKind>(
         })
         .collect();
     write_days::<K>(conn, wanted).await
+}
+
+/// A patient's latest stored glucose day, as [`continue_glucose_days`] reads it.
+#[derive(sqlx::FromRow)]
+struct LatestGlucoseDay {
+    patient_id: Uuid,
+    time_zone: String,
+    running: Vec<u8>,
+    samples: Vec<u8>,
+    #[sqlx(flatten)]
+    totals: GlucoseTotalsRow,
+}
+
+/// A stored day that new readings may continue.
+struct Continuable<'s> {
+    subject: &'s TrendSubject,
+    bounds: DayBounds,
+    day: GlucoseDay,
+    running: GlucoseRunning,
+}
+
+/// Continues each patient's latest stored glucose day with the new readings of the claim,
+/// without reading the day again ([`continue_glucose_day`]), where that gives what computing
+/// it again would: all the patient's new glucose readings lie in that one day, after its
+/// latest reading and more than a cap before its end. That is the usual case of a device
+/// sending as it measures; the day's running totals change by the day's difference. Returns
+/// the patients whose glucose days are done; the others' are computed again.
+async fn continue_glucose_days(
+    conn: &mut PgConnection,
+    subjects: &[TrendSubject],
+    touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
+) -> Result<HashSet<Uuid>, StorageError> {
+    // The one day each patient's new glucose readings touch, and the first of them.
+    let mut candidates: HashMap<Uuid, (&TrendSubject, DayBounds, DateTime<Utc>)> = HashMap::new();
+    for subject in subjects {
+        let ranges = touched.get(&subject.patient_id).into_iter().flatten();
+        let glucose: Vec<_> = ranges
+            .filter(|(kind, _, _)| *kind == ReadingKind::Glucose)
+            .collect();
+        let first = glucose.iter().map(|(_, first, _)| *first).min();
+        let last = glucose.iter().map(|(_, _, last)| *last).max();
+        let (Some(first), Some(last)) = (first, last) else {
+            continue;
+        };
+        if let [date] = dates_touched::<Glucose>(subject.time_zone, first, last)[..] {
+            let bounds = DayBounds::of(subject.time_zone, date);
+            candidates.insert(subject.patient_id, (subject, bounds, first));
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let (patients, dates): (Vec<Uuid>, Vec<NaiveDate>) = candidates
+        .iter()
+        .map(|(patient, (_, bounds, _))| (*patient, bounds.date))
+        .unzip();
+    let stored: Vec<LatestGlucoseDay> = sqlx::query_as(
+        // Only a patient's latest day: the running totals of no later day then change.
+        "SELECT d.*, s.samples
+         FROM UNNEST($1::uuid[], $2::date[]) AS c (patient_id, day)
+         CROSS JOIN LATERAL (
+             SELECT * FROM glucose_days g
+             WHERE g.patient_id = c.patient_id AND g.day >= c.day
+             ORDER BY g.day DESC LIMIT 1
+         ) d
+         JOIN glucose_day_samples s ON s.patient_id = d.patient_id AND s.day = d.day
+         WHERE d.day = c.day",
+    )
+    .bind(&patients)
+    .bind(&dates)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut continuable = Vec::new();
+    for row in stored {
+        let Some((subject, bounds, first)) = candidates.get(&row.patient_id) else {
+            continue;
+        };
+        let Some(day) = Glucose::stored_day(&row.totals, Some(&row.samples))? else {
+            continue;
+        };
+        let Ok(running) = GlucoseRunning::decode(&row.running) else {
+            continue;
+        };
+        let continues_day = row.time_zone == subject.time_zone.name()
+            && day.latest().is_some_and(|(latest, _)| latest < *first);
+        if continues_day {
+            continuable.push(Continuable {
+                subject,
+                bounds: *bounds,
+                day,
+                running,
+            });
+        }
+    }
+    // From the slot of each day's latest reading (for its CGM slots) to a cap past the day.
+    let ranges: Vec<RawRange> = continuable
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let (latest, _) = c.day.latest()?;
+            Some(RawRange {
+                tag: i as i32,
+                patient_id: c.subject.patient_id,
+                from: cgm_slot_start(latest).max(c.bounds.start),
+                to: c.bounds.end + Glucose::reach(),
+            })
+        })
+        .collect();
+    let loaded = load_points::<Glucose>(&mut *conn, &ranges).await?;
+    let mut done = HashSet::new();
+    let mut days = Vec::new();
+    let mut runnings = Vec::new();
+    for (c, points) in continuable.iter().zip(&loaded) {
+        let Some((latest, _)) = c.day.latest() else {
+            continue;
+        };
+        let split = points.partition_point(|p| p.at <= latest);
+        let (tail, new) = points.split_at(split);
+        let Some(day) = continue_glucose_day(&c.day, &c.bounds, tail, new, &c.subject.targets)
+        else {
+            continue;
+        };
+        let mut running = c.running;
+        running.totals -= &c.day.totals;
+        running.add_day(&day.totals, day.latest());
+        done.insert(c.subject.patient_id);
+        runnings.push((c.subject.patient_id, day.date, running.encode()));
+        days.push((c.subject, day));
+    }
+    if days.is_empty() {
+        return Ok(done);
+    }
+    let rows: Vec<PatientDay<'_, GlucoseDay>> = days
+        .iter()
+        .map(|(subject, day)| PatientDay {
+            patient_id: subject.patient_id,
+            zone: subject.time_zone,
+            day,
+        })
+        .collect();
+    Glucose::upsert_days(conn, &rows).await?;
+    store_running::<Glucose>(conn, runnings).await?;
+    Ok(done)
 }
 
 /// Replaces every stored day of kind `K` of the patient, a chunk of days at a time.
@@ -346,7 +501,7 @@ async fn refresh_running<K: TrendKind>(
     .bind(&firsts)
     .fetch_all(&mut *conn)
     .await?;
-    let (mut row_patients, mut row_days, mut encoded) = (Vec::new(), Vec::new(), Vec::new());
+    let mut updated = Vec::with_capacity(rows.len());
     let mut current: Option<(Uuid, K::Running)> = None;
     for row in &rows {
         let running = match &mut current {
@@ -362,9 +517,22 @@ async fn refresh_running<K: TrendKind>(
             }
         };
         K::add_day(running, &row.totals);
-        row_patients.push(row.patient_id);
-        row_days.push(K::row_day(&row.totals));
-        encoded.push(K::encode(running));
+        updated.push((row.patient_id, K::row_day(&row.totals), K::encode(running)));
+    }
+    store_running::<K>(conn, updated).await
+}
+
+/// Stores the running totals of patient-days of kind `K`.
+async fn store_running<K: TrendKind>(
+    conn: &mut PgConnection,
+    updated: Vec<(Uuid, NaiveDate, Vec<u8>)>,
+) -> Result<(), StorageError> {
+    let table = K::DAYS_TABLE;
+    let (mut row_patients, mut row_days, mut encoded) = (Vec::new(), Vec::new(), Vec::new());
+    for (patient, day, running) in updated {
+        row_patients.push(patient);
+        row_days.push(day);
+        encoded.push(running);
     }
     sqlx::query(&format!(
         // `patient_id = ANY($1)` lets the planner find the rows by the key even when it
