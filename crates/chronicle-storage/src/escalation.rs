@@ -321,7 +321,7 @@ impl Store {
     /// ends those whose alert was acknowledged or resolved; up to `limit` alerts per call,
     /// leased so that several servers share the work. How many alerts were looked at.
     pub async fn escalate_due(&self, limit: i64) -> Result<usize, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_claim().await?;
         let due: Vec<DueRow> = sqlx::query_as(
             "SELECT x.alert_id, x.team_id, x.event_id, x.started_at, x.notified, x.reminders,
                  a.status = 'open' AS still_open, a.patient_id, a.category, a.triggered_at

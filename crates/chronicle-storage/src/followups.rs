@@ -68,7 +68,7 @@ impl Store {
         consumer: &str,
         limit: i64,
     ) -> Result<Option<FollowupClaim>, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_claim().await?;
         let rows: Vec<FollowupRow> = sqlx::query_as(
             "DELETE FROM ingest_followups WHERE id IN (
                  SELECT id FROM ingest_followups

@@ -485,6 +485,7 @@ impl Store {
         )
         .execute(self.pool())
         .await?;
+        let mut tx = self.begin_claim().await?;
         let rows: Vec<DueRow> = sqlx::query_as(&format!(
             "{}
              SELECT l.id, l.channel_id, c.user_id, c.kind, c.target, c.push_p256dh,
@@ -505,8 +506,9 @@ impl Store {
         .bind(limit)
         .bind(lease)
         .bind(busy_channels)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.into_iter()
             .map(|r| {
                 let target = r.target()?;

@@ -265,6 +265,7 @@ impl Store {
         lease: chrono::Duration,
         busy_webhooks: &[Uuid],
     ) -> Result<Vec<DueDelivery>, StorageError> {
+        let mut tx = self.begin_claim().await?;
         let rows: Vec<DueRow> = sqlx::query_as(&format!(
             "{}
              SELECT l.id, l.webhook_id, w.organization_id, w.url, w.secret, l.attempts,
@@ -278,8 +279,9 @@ impl Store {
         .bind(limit)
         .bind(lease)
         .bind(busy_webhooks)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.into_iter()
             .map(|r| {
                 let event = crate::alerts::event_from_parts(

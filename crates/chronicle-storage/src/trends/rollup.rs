@@ -67,7 +67,7 @@ impl Store {
     pub async fn refresh_trends(&self, limit: i64) -> Result<RefreshReport, StorageError> {
         let mut report = RefreshReport::default();
 
-        let mut claim = self.pool().begin().await?;
+        let mut claim = self.begin_claim().await?;
         let rebuilds: Vec<Uuid> = sqlx::query_scalar(
             "DELETE FROM trend_rebuilds WHERE patient_id IN (
                  SELECT patient_id FROM trend_rebuilds ORDER BY requested_at
