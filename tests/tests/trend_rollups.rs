@@ -435,17 +435,28 @@ async fn run_case(store: &Store, case: Case) -> Result<(), TestCaseError> {
     agree(store, &patient, "rebuilt").await
 }
 
-#[test]
-fn rollups_and_raw_readings_agree_exactly_on_random_data() {
+/// A runtime and a migrated store on a database of the test's own.
+fn migrated_store() -> (tokio::runtime::Runtime, TestDatabase, Store) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let db = runtime.block_on(TestDatabase::create()).expect("database");
     let store = Store::from_pool(db.pool.clone());
     runtime.block_on(store.migrate()).expect("migrations");
-    let mut runner = TestRunner::new(Config {
-        cases: 24,
+    (runtime, db, store)
+}
+
+/// A property runner for `cases` random cases (each case is slow: a database round).
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
         failure_persistence: None,
         ..Config::default()
-    });
+    })
+}
+
+#[test]
+fn rollups_and_raw_readings_agree_exactly_on_random_data() {
+    let (runtime, _db, store) = migrated_store();
+    let mut runner = runner(24);
     runner
         .run(&case(), |case| runtime.block_on(run_case(&store, case)))
         .expect("rollups equal raw readings");
@@ -478,15 +489,8 @@ async fn run_cases_together(store: &Store, cases: Vec<Case>) -> Result<(), TestC
 
 #[test]
 fn one_claim_of_many_patients_rolls_each_up_as_if_alone() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(TestDatabase::create()).expect("database");
-    let store = Store::from_pool(db.pool.clone());
-    runtime.block_on(store.migrate()).expect("migrations");
-    let mut runner = TestRunner::new(Config {
-        cases: 8,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let (runtime, _db, store) = migrated_store();
+    let mut runner = runner(8);
     runner
         .run(&prop::collection::vec(case(), 2..6), |cases| {
             runtime.block_on(run_cases_together(&store, cases))
@@ -498,10 +502,7 @@ fn one_claim_of_many_patients_rolls_each_up_as_if_alone() {
 /// day's last reading early, which changes that day too.
 #[test]
 fn a_late_reading_after_midnight_updates_the_day_before() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(TestDatabase::create()).expect("database");
-    let store = Store::from_pool(db.pool.clone());
-    runtime.block_on(store.migrate()).expect("migrations");
+    let (runtime, _db, store) = migrated_store();
     let now = Utc::now();
     let midnight = (now - Duration::days(2))
         .date_naive()
@@ -563,15 +564,8 @@ async fn run_in_order(
 
 #[test]
 fn readings_in_order_continue_their_days_exactly() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let db = runtime.block_on(TestDatabase::create()).expect("database");
-    let store = Store::from_pool(db.pool.clone());
-    runtime.block_on(store.migrate()).expect("migrations");
-    let mut runner = TestRunner::new(Config {
-        cases: 12,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let (runtime, _db, store) = migrated_store();
+    let mut runner = runner(12);
     runner
         .run(
             &(case(), prop::collection::vec(1usize..6, 1..4)),
@@ -583,8 +577,8 @@ fn readings_in_order_continue_their_days_exactly() {
         )
         .expect("continued days equal raw readings");
 
-    // A 5-minute CGM through a morning, one reading a batch: every day after the first
-    // reading's is continued.
+    // A 5-minute CGM (and a finger stick now and then) through a morning, one reading a
+    // batch: each reading after the first continues the day.
     let now = Utc::now();
     let morning = (now - Duration::days(1))
         .date_naive()
