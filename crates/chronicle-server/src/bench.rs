@@ -27,7 +27,7 @@ mod stand_in;
 mod trends;
 mod workload;
 
-use crate::cli::{BenchBroker, BenchCommand, BenchIngestArgs, DatabaseSettings};
+use crate::cli::{BenchBroker, BenchCommand, BenchIngestArgs, BenchRunArgs, DatabaseSettings};
 use anyhow::Context;
 use chronicle_domain::DeviceKind;
 use chronicle_embedded::{Mosquitto, PrivatePostgres, PrivatePostgresConfig};
@@ -62,15 +62,14 @@ pub async fn run(database: &DatabaseSettings, command: BenchCommand) -> anyhow::
 }
 
 async fn ingest(database: &DatabaseSettings, args: &BenchIngestArgs) -> anyhow::Result<()> {
-    let (run, phases) = on_private_postgres(
+    run_and_publish(
         "ingest",
         database,
-        args.run.keep,
+        &args.run,
         async |machine, work, postgres| phases(args, database, machine, work, postgres).await,
+        |run, phases| Report::new(args, run, phases),
     )
-    .await?;
-    let report = Report::new(args, run, phases);
-    publish(&report, &report.text(), args.run.json.as_deref())
+    .await
 }
 
 /// Who ran a benchmark, when and on what machine: the head of every report (flattened into
@@ -134,6 +133,26 @@ async fn on_private_postgres<T>(
         println!("(the logs are gone with the temporary directory; run with --keep to keep them)");
     }
     Ok((run, result?))
+}
+
+/// A benchmark's report: its JSON form and the text printed at the end of the run.
+trait BenchReport: Serialize {
+    fn text(&self) -> String;
+}
+
+/// The frame of every benchmark: `measure` on a private PostgreSQL ([`on_private_postgres`]),
+/// the report made from the run's header and what was measured, then [`publish`]ed as the
+/// shared run arguments ask.
+async fn run_and_publish<T, R: BenchReport>(
+    bench: &str,
+    database: &DatabaseSettings,
+    run_args: &BenchRunArgs,
+    measure: impl AsyncFnOnce(&Machine, &Path, &PrivatePostgres) -> anyhow::Result<T>,
+    report: impl FnOnce(RunHeader, T) -> R,
+) -> anyhow::Result<()> {
+    let (run, measured) = on_private_postgres(bench, database, run_args.keep, measure).await?;
+    let report = report(run, measured);
+    publish(&report, &report.text(), run_args.json.as_deref())
 }
 
 /// Prints a benchmark's report and, when asked, writes it as JSON.
@@ -684,7 +703,9 @@ impl Report {
             },
         }
     }
+}
 
+impl BenchReport for Report {
     /// The human-readable summary.
     fn text(&self) -> String {
         let s = &self.settings;

@@ -19,7 +19,7 @@ use super::fleet::{self, Fleet, FleetOptions, TOPIC_PREFIX};
 use super::push::PushReceiver;
 use super::server::ServerUnderTest;
 use super::{
-    BenchDevice, RunHeader, on_private_postgres, open_store, plans, provision, publish,
+    BenchDevice, BenchReport, RunHeader, open_store, plans, provision, run_and_publish,
     start_mosquitto, workload,
 };
 use crate::cli::{BenchAlertsArgs, DatabaseSettings};
@@ -41,24 +41,23 @@ const PUSH_GOAL_P99_MS: f64 = 1000.0;
 const LOAD_SHARE: f64 = 0.1;
 
 pub async fn run(database: &DatabaseSettings, args: &BenchAlertsArgs) -> anyhow::Result<()> {
-    let (run, measured) = on_private_postgres(
+    run_and_publish(
         "alerts",
         database,
-        args.run.keep,
+        &args.run,
         async |_, work, postgres| measure(args, work, postgres).await,
+        |run, measured: Measured| Report {
+            run,
+            broker: args.broker.name(),
+            devices: args.devices,
+            goal_p99_ms: GOAL_P99_MS,
+            goal_met: measured.p99_ms <= GOAL_P99_MS,
+            push_goal_p99_ms: PUSH_GOAL_P99_MS,
+            push_goal_met: measured.push.missed == 0 && measured.push.p99_ms <= PUSH_GOAL_P99_MS,
+            measured,
+        },
     )
-    .await?;
-    let report = Report {
-        run,
-        broker: args.broker.name(),
-        devices: args.devices,
-        goal_p99_ms: GOAL_P99_MS,
-        goal_met: measured.p99_ms <= GOAL_P99_MS,
-        push_goal_p99_ms: PUSH_GOAL_P99_MS,
-        push_goal_met: measured.push.missed == 0 && measured.push.p99_ms <= PUSH_GOAL_P99_MS,
-        measured,
-    };
-    publish(&report, &report.text(), args.run.json.as_deref())
+    .await
 }
 
 /// What the run measured.
@@ -125,7 +124,7 @@ struct Report {
     measured: Measured,
 }
 
-impl Report {
+impl BenchReport for Report {
     fn text(&self) -> String {
         let m = &self.measured;
         self.run.title("alert latency")

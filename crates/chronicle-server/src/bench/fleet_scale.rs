@@ -22,7 +22,7 @@ use super::fleet::quantile;
 use super::probe::{self, CpuSample, CpuUse, Machine, MetricsSample};
 use super::relay::{GatewayPlan, Relay, RelayedDevice};
 use super::server::ServerUnderTest;
-use super::{RunHeader, on_private_postgres, open_store, publish};
+use super::{BenchReport, RunHeader, open_store, run_and_publish};
 use crate::cli::{BenchBroker, BenchFleetArgs, DatabaseSettings};
 use anyhow::{Context, bail};
 use chronicle_domain::{DeviceKind, GatewayId};
@@ -71,15 +71,14 @@ pub async fn run(database: &DatabaseSettings, args: &BenchFleetArgs) -> anyhow::
              --catch-up-minutes 0"
         );
     }
-    let (run, measured) = on_private_postgres(
+    run_and_publish(
         "fleet",
         database,
-        args.run.keep,
+        &args.run,
         async |machine, work, postgres| measure(args, machine, work, postgres).await,
+        |run, measured| Report::new(args, run, measured),
     )
-    .await?;
-    let report = Report::new(args, run, measured);
-    publish(&report, &report.text(), args.run.json.as_deref())
+    .await
 }
 
 /// Everything measured, before it is turned into a report.
@@ -830,7 +829,9 @@ impl Report {
             goals,
         }
     }
+}
 
+impl BenchReport for Report {
     fn text(&self) -> String {
         let p = &self.population;
         let s = &self.steady;

@@ -12,7 +12,7 @@
 
 use super::fleet::{self, DevicePlan, Fleet, FleetOptions};
 use super::server::{ServerUnderTest, http_get_as};
-use super::{RunHeader, on_private_postgres, open_store, publish};
+use super::{BenchReport, RunHeader, open_store, run_and_publish};
 use crate::cli::{BenchTrendsArgs, DatabaseSettings};
 use anyhow::{Context, bail};
 use chronicle_domain::DeviceKind;
@@ -41,20 +41,19 @@ const RAW_PANEL_SAMPLES: usize = 3;
 const PANEL_DAYS: u32 = 14;
 
 pub async fn run(database: &DatabaseSettings, args: &BenchTrendsArgs) -> anyhow::Result<()> {
-    let (run, measured) = on_private_postgres(
+    run_and_publish(
         "trends",
         database,
-        args.run.keep,
+        &args.run,
         async |_, work, postgres| measure(args, work, postgres).await,
+        |run, measured| Report {
+            run,
+            patients: args.patients,
+            days: args.days,
+            measured,
+        },
     )
-    .await?;
-    let report = Report {
-        run,
-        patients: args.patients,
-        days: args.days,
-        measured,
-    };
-    publish(&report, &report.text(), args.run.json.as_deref())
+    .await
 }
 
 /// A simulated patient as registered.
@@ -539,7 +538,7 @@ struct Report {
     measured: Measured,
 }
 
-impl Report {
+impl BenchReport for Report {
     fn text(&self) -> String {
         let m = &self.measured;
         let mut out = self.run.title("trends");
