@@ -8,7 +8,9 @@
 use super::vocabulary::{
     AlertKindName, AlertStatusName, DataCategoryName, ResolutionName, RuleIdName, SeverityName,
 };
-use super::{Page, json_list, numbered_cursor, page_limit, parse_name, refusal};
+use super::{
+    Page, PatientPath, PatientRequest, json_list, numbered_cursor, page_limit, parse_name, refusal,
+};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
@@ -323,13 +325,11 @@ async fn list_alerts(
 }
 
 /// One patient's alerts and historical events, newest first.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/alerts", tag = "alerts", params(AlertsQuery),
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/alerts", tag = "alerts", params(AlertsQuery, PatientPath),
     responses((status = 200, body = Page<AlertItem>), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn patient_alerts(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<AlertsQuery>,
 ) -> Result<Json<Page<AlertItem>>, ApiError> {
     let filter = query.filter("all")?;
@@ -459,13 +459,11 @@ fn parse_rule(rule: Option<&str>) -> Result<Option<RuleId>, ApiError> {
 
 /// Snooze the patient's alarms for yourself (one rule, or all): the stream holds back new,
 /// re-triggered and escalated alerts until then; lists still show them.
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/alerts/snooze", tag = "alerts",
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/alerts/snooze", tag = "alerts", params(PatientPath),
     request_body = SnoozeRequest,
     responses((status = 200, body = SnoozeItem), BadRequest, Unauthenticated, Forbidden, NotFound))]
 async fn snooze(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<SnoozeRequest>,
 ) -> Result<Json<SnoozeItem>, ApiError> {
     let rule = parse_rule(body.rule.as_deref())?;
@@ -510,12 +508,10 @@ struct Unsnoozed {
 
 /// End your snoozes of the patient's alarms.
 #[utoipa::path(delete, path = "/v1/patients/{patient_id}/alerts/snooze", tag = "alerts",
-    params(UnsnoozeQuery),
+    params(UnsnoozeQuery, PatientPath),
     responses((status = 200, body = Unsnoozed), BadRequest, Unauthenticated, Forbidden, NotFound))]
 async fn unsnooze(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<UnsnoozeQuery>,
 ) -> Result<Json<Unsnoozed>, ApiError> {
     let rule = parse_rule(query.rule.as_deref())?;

@@ -1,6 +1,6 @@
 //! A patient's devices: list, pair (credentials shown once), revoke.
 
-use super::{actor, json_list, permit};
+use super::{PatientPath, PatientRequest, actor, json_list, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -43,12 +43,10 @@ pub(super) struct DeviceItem {
 }
 
 /// The patient's devices.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/devices", tag = "devices",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/devices", tag = "devices", params(PatientPath),
     responses((status = 200, body = [DeviceItem]), Unauthenticated, Forbidden, NotFound))]
 async fn devices(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<Vec<DeviceItem>>, ApiError> {
     let permit = permit(
         &state,
@@ -100,13 +98,11 @@ struct PairedDevice {
 }
 
 /// Pair a device (the patient or their guardian); returns its credentials once.
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/devices", tag = "devices",
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/devices", tag = "devices", params(PatientPath),
     request_body = PairDeviceRequest,
     responses((status = 201, body = PairedDevice), BadRequest, Unauthenticated, NotFound))]
 async fn pair_device(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<PairDeviceRequest>,
 ) -> Result<(StatusCode, Json<PairedDevice>), ApiError> {
     let kind: DeviceKind =

@@ -1,12 +1,10 @@
 //! Everything held about a patient, through the gate: complete in Chronicle's own JSON, the
 //! readings and devices as FHIR or CSV.
 
-use super::{actor, refusal};
+use super::{PatientPath, PatientRequest, actor, refusal};
 use crate::AppState;
-use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::error::refusals::{Forbidden, NotFound, Unauthenticated};
-use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, AccessRequest, DataCategory, DenyReason, Principal};
@@ -71,13 +69,11 @@ async fn record_to_export(
 
 /// Everything held about the patient as a FHIR R4 Bundle: for the patient or their guardian
 /// all of it; for a grantee with `export` access, the categories and window granted.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/fhir", tag = "export",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/fhir", tag = "export", params(PatientPath),
     responses((status = 200, description = "A FHIR R4 collection Bundle", content_type = "application/fhir+json"),
         Unauthenticated, Forbidden, NotFound))]
 async fn export_fhir(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<axum::response::Response, ApiError> {
     let record = record_to_export(&state, &principal, patient_id, AccessAction::ExportFhir).await?;
     let body = serde_json::to_vec(&crate::export::fhir_bundle(&record))
@@ -93,13 +89,11 @@ async fn export_fhir(
 /// guardian the complete record — devices, readings, grants, alerts with their notes, targets
 /// and their changes, and the access log; for a grantee with `export` access, the categories
 /// and window granted (no grants, alerts, targets or log).
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/json", tag = "export",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/json", tag = "export", params(PatientPath),
     responses((status = 200, description = "The record: `format`, `exported_at` and every part held", content_type = "application/json"),
         Unauthenticated, Forbidden, NotFound))]
 async fn export_json(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<axum::response::Response, ApiError> {
     let record = record_to_export(&state, &principal, patient_id, AccessAction::ExportJson).await?;
     let mut body = serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -112,13 +106,11 @@ async fn export_json(
 
 /// Every reading held about the patient as CSV: for the patient or their guardian all of it;
 /// for a grantee with `export` access, the categories and window granted.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/csv", tag = "export",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/export/csv", tag = "export", params(PatientPath),
     responses((status = 200, description = "One row per reading", content_type = "text/csv"),
         Unauthenticated, Forbidden, NotFound))]
 async fn export_csv(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<axum::response::Response, ApiError> {
     let record = record_to_export(&state, &principal, patient_id, AccessAction::ExportCsv).await?;
     Ok((

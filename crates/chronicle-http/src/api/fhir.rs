@@ -3,12 +3,12 @@
 //! `read_cgm_summary`) and the server's CapabilityStatement. Resources: `crate::cgm_summary`.
 
 use super::trends::{read_glucose_trend, trend_days};
+use super::{PatientPath, PatientRequest};
 use crate::AppState;
-use crate::auth::Authenticated;
 use crate::cgm_summary::{capability_statement, cgm_summary_bundle};
 use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
-use axum::extract::{Path, Query, State};
+use axum::extract::Query;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chronicle_domain::sharing::AccessAction;
@@ -19,7 +19,6 @@ use serde_json::Value;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 const FHIR_JSON: &str = "application/fhir+json";
 
@@ -49,13 +48,11 @@ struct PeriodQuery {
 /// glucose in mg/dL and mmol/L, times in ranges 106793-3, GMI, CV, days of wear, sensor
 /// active %), the glucose trend's figures; empty when the period holds no reading.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/fhir/cgm-summary", tag = "fhir",
-    params(PeriodQuery),
+    params(PeriodQuery, PatientPath),
     responses((status = 200, description = "A FHIR R4 collection Bundle", content_type = "application/fhir+json"),
         BadRequest, Unauthenticated, Forbidden, NotFound))]
 async fn cgm_summary(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<PeriodQuery>,
 ) -> Result<Response, ApiError> {
     let days = trend_days(query.days, query.from, query.to)?;

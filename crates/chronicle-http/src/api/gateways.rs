@@ -3,7 +3,7 @@
 //! and revokes them; the broker drops a revoked gateway's connections at once.
 
 use super::devices::{MqttLogin, Revocable, revoke};
-use super::{actor, json_list};
+use super::{PatientPath, PatientRequest, actor, json_list};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -58,12 +58,10 @@ struct RegisteredGateway {
 }
 
 /// The patient's own gateways (the patient or their guardian).
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/gateways", tag = "devices",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/gateways", tag = "devices", params(PatientPath),
     responses((status = 200, body = [GatewayItem]), Unauthenticated, NotFound))]
 async fn gateways(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<Vec<GatewayItem>>, ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::ReadGateways).await?;
     Ok(json_list(
@@ -74,13 +72,11 @@ async fn gateways(
 
 /// Register a gateway relaying some of the patient's devices (the patient or their guardian);
 /// returns its credentials once.
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/gateways", tag = "devices",
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/gateways", tag = "devices", params(PatientPath),
     request_body = RegisterGatewayRequest,
     responses((status = 201, body = RegisteredGateway), BadRequest, Unauthenticated, NotFound))]
 async fn register_gateway(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<RegisterGatewayRequest>,
 ) -> Result<(StatusCode, Json<RegisteredGateway>), ApiError> {
     let devices: Vec<DeviceId> = body

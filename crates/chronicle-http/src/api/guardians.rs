@@ -1,7 +1,7 @@
 //! Guardians: people a patient names to act for them (manage grants and devices, read the
 //! access log), e.g. a parent. Only the patient names or removes a guardian.
 
-use super::{actor, json_list};
+use super::{PatientPath, PatientRequest, actor, json_list};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -35,12 +35,10 @@ struct GuardianItem {
 }
 
 /// The patient's guardians (the patient or a guardian).
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/guardians", tag = "sharing",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/guardians", tag = "sharing", params(PatientPath),
     responses((status = 200, body = [GuardianItem]), Unauthenticated, NotFound))]
 async fn guardians(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<Vec<GuardianItem>>, ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::ReadGuardians).await?;
     Ok(json_list(
@@ -56,14 +54,12 @@ struct NameGuardianRequest {
 }
 
 /// Name a guardian (the patient only): they then act for the patient.
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/guardians", tag = "sharing",
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/guardians", tag = "sharing", params(PatientPath),
     request_body = NameGuardianRequest,
     responses((status = 201, body = GuardianItem), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn name_guardian(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<NameGuardianRequest>,
 ) -> Result<(StatusCode, Json<GuardianItem>), ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::NameGuardian).await?;

@@ -6,13 +6,13 @@
 //! steps. See `docs/interop.md`.
 
 use super::actor;
+use super::{PatientPath, PatientRequest};
 use crate::AppState;
-use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Query};
 use chronicle_domain::Reading;
 use chronicle_domain::device::Publisher;
 use chronicle_domain::imports::{
@@ -200,15 +200,13 @@ fn key(reading: &Reading) -> (&'static str, DateTime<Utc>) {
 /// Preview an import: what the file holds, what is already stored, and every row that would
 /// be refused, with its line. Nothing is stored. The patient or their guardian.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/imports/preview", tag = "imports",
-    params(ImportQuery),
+    params(ImportQuery, PatientPath),
     request_body(content = String, content_type = "text/csv",
         description = "The export as downloaded (CSV, or JSON for Nightscout)"),
     responses((status = 200, body = ImportPreview), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn preview_import(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<ImportQuery>,
     body: Bytes,
 ) -> Result<Json<ImportPreview>, ApiError> {
@@ -296,15 +294,13 @@ async fn preview_import(
 /// recorded refusals) under the patient's import device for the source, so importing the
 /// same data again stores nothing twice. The patient or their guardian.
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/imports", tag = "imports",
-    params(ImportQuery),
+    params(ImportQuery, PatientPath),
     request_body(content = String, content_type = "text/csv",
         description = "The export as downloaded (CSV, or JSON for Nightscout)"),
     responses((status = 200, body = ImportResult), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn commit_import(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<ImportQuery>,
     body: Bytes,
 ) -> Result<Json<ImportResult>, ApiError> {

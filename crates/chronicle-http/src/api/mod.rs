@@ -185,6 +185,41 @@ pub(crate) async fn permit(
 }
 
 /// Asks the gate whether the caller acts as the patient.
+/// An authenticated request about one patient (`/v1/patients/{patient_id}/…`): the state,
+/// the caller and the patient's id from the path (handlers name them
+/// `PatientRequest(state, principal, patient_id)`), extracted in that order (401 before a
+/// malformed id). It decides nothing about the patient: each handler still asks the gate for
+/// the action it performs ([`actor`], `Store::authorize`), after checking its own input.
+pub(crate) struct PatientRequest(pub AppState, pub Principal, pub Uuid);
+
+/// The patient's id in the path, as the API description lists it.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct PatientPath {
+    patient_id: Uuid,
+}
+
+impl axum::extract::FromRequestParts<AppState> for PatientRequest {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        let crate::auth::Authenticated(principal) =
+            crate::auth::Authenticated::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        // Other path parameters of the route are left to the handler.
+        let axum::extract::Path(PatientPath { patient_id }) =
+            axum::extract::Path::<PatientPath>::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        Ok(PatientRequest(state.clone(), principal, patient_id))
+    }
+}
+
 pub(crate) async fn actor(
     state: &AppState,
     principal: &Principal,

@@ -4,19 +4,17 @@
 
 use super::actor;
 use super::devices::DeviceItem;
+use super::{PatientPath, PatientRequest};
 use crate::AppState;
-use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::error::refusals::{Forbidden, NotFound, Unauthenticated};
 use axum::Json;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chronicle_domain::sharing::AccessAction;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,12 +38,10 @@ struct NightscoutSite {
 }
 
 /// The patient's Nightscout site, made on first use (the patient or their guardian).
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/nightscout", tag = "nightscout",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/nightscout", tag = "nightscout", params(PatientPath),
     responses((status = 200, body = NightscoutSite), Unauthenticated, Forbidden, NotFound))]
 async fn site(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<NightscoutSite>, ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::ReadDevices).await?;
     let site_id = state.store.nightscout_site_of(&actor).await?;
@@ -73,13 +69,11 @@ struct CreatedUploader {
 
 /// Make an upload credential for the patient's Nightscout site (the patient or their
 /// guardian); it writes only this patient's record. Revoke it as a device.
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/nightscout/uploaders", tag = "nightscout",
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/nightscout/uploaders", tag = "nightscout", params(PatientPath),
     request_body = CreateUploaderRequest,
     responses((status = 201, body = CreatedUploader), Unauthenticated, NotFound))]
 async fn create_uploader(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<CreateUploaderRequest>,
 ) -> Result<(StatusCode, Json<CreatedUploader>), ApiError> {
     let actor = actor(

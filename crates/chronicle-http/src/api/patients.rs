@@ -2,12 +2,13 @@
 
 use super::actor;
 use super::vocabulary::{AccessName, DataCategoryName, PurposeName};
+use super::{PatientPath, PatientRequest};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::error::refusals::{NotFound, Unauthenticated};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_storage::registry::VisiblePatient;
@@ -100,12 +101,10 @@ async fn patients(
 
 /// Erase everything held about the patient (the patient or their guardian). Their accounts
 /// are disabled; the access log is kept.
-#[utoipa::path(delete, path = "/v1/patients/{patient_id}", tag = "export",
+#[utoipa::path(delete, path = "/v1/patients/{patient_id}", tag = "export", params(PatientPath),
     responses((status = 204, description = "Erased"), Unauthenticated, NotFound))]
 async fn erase(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<StatusCode, ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::Erase).await?;
     state.store.erase(&actor).await?;

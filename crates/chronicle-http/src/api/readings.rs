@@ -1,13 +1,12 @@
 //! A patient's readings, page by page, through the gate.
 
 use super::vocabulary::{GlucoseUnitName, TreatmentKindName};
-use super::{Page, page_limit, parse_unit, permit};
+use super::{Page, PatientPath, PatientRequest, page_limit, parse_unit, permit};
 use crate::AppState;
-use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::Query;
 use chronicle_domain::sharing::{Access, AccessAction, Principal};
 use chronicle_storage::readings::{
     BloodPressure, Glucose, PageRequest, ReadingSeries, StoredBloodPressure, Treatments,
@@ -134,13 +133,11 @@ async fn readings_page<K: ReadingSeries, T>(
 
 /// One patient's glucose readings, oldest first.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/glucose", tag = "readings",
-    params(ReadingsQuery),
+    params(ReadingsQuery, PatientPath),
     responses((status = 200, body = Page<GlucosePoint>), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn glucose(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<ReadingsQuery>,
 ) -> Result<Json<Page<GlucosePoint>>, ApiError> {
     glucose_page(&state, &principal, patient_id, &query).await
@@ -173,13 +170,11 @@ pub(crate) async fn glucose_page(
 
 /// One patient's blood-pressure readings (mm[Hg], pulse per minute), oldest first.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/blood-pressure", tag = "readings",
-    params(ReadingsQuery),
+    params(ReadingsQuery, PatientPath),
     responses((status = 200, body = Page<BloodPressurePoint>), BadRequest, Unauthenticated,
         Forbidden, NotFound))]
 async fn blood_pressure(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<ReadingsQuery>,
 ) -> Result<Json<Page<BloodPressurePoint>>, ApiError> {
     readings_page::<BloodPressure, _>(
@@ -196,13 +191,11 @@ async fn blood_pressure(
 /// changes, calibrations), oldest first. `unit` does not apply: amounts are in their kind's
 /// unit.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/treatments", tag = "readings",
-    params(ReadingsQuery),
+    params(ReadingsQuery, PatientPath),
     responses((status = 200, body = Page<TreatmentPoint>), BadRequest, Unauthenticated,
         Forbidden, NotFound))]
 async fn treatments(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<ReadingsQuery>,
 ) -> Result<Json<Page<TreatmentPoint>>, ApiError> {
     treatments_page(&state, &principal, patient_id, &query).await

@@ -2,19 +2,18 @@
 //! glucose trend (`view_trends`), logged as `read_glucose_report`, and the trend API's figures.
 
 use super::trends::{TrendQuery, read_glucose_trend};
+use super::{PatientPath, PatientRequest};
 use crate::AppState;
 use crate::agp_report::{ReportHeading, agp_pdf};
-use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
-use axum::extract::{Path, Query, State};
+use axum::extract::Query;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chronicle_domain::sharing::AccessAction;
 use chrono::Utc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(agp_report))
@@ -25,13 +24,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 /// last 14 days. The figures are the glucose trend's for the same query; daily curves are
 /// drawn only for callers who may see individual readings.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/reports/agp.pdf", tag = "trends",
-    params(TrendQuery),
+    params(TrendQuery, PatientPath),
     responses((status = 200, description = "The AGP report", content_type = "application/pdf"),
         BadRequest, Unauthenticated, Forbidden, NotFound))]
 async fn agp_report(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<TrendQuery>,
 ) -> Result<Response, ApiError> {
     let unit = query.unit()?;

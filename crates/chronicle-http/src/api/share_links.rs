@@ -13,7 +13,7 @@ use super::readings::{GlucosePoint, ReadingsQuery, TreatmentPoint, glucose_page,
 use super::sharing::parse_all;
 use super::trends::{GlucoseTrendBody, TrendQuery, glucose_trend_answer};
 use super::vocabulary::{AccessName, DataCategoryName};
-use super::{Page, actor};
+use super::{Page, PatientPath, PatientRequest, actor};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -87,12 +87,10 @@ impl From<ShareLink> for ShareLinkItem {
 }
 
 /// The patient's share links, newest first, in any state (the patient or their guardian).
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/share-links", tag = "sharing",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/share-links", tag = "sharing", params(PatientPath),
     responses((status = 200, body = [ShareLinkItem]), Unauthenticated, NotFound))]
 async fn share_links(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<Vec<ShareLinkItem>>, ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::ReadShareLinks).await?;
     let links = state.store.share_links_of(&actor).await?;
@@ -127,13 +125,11 @@ struct CreatedShareLink {
 }
 
 /// Make a share link (the patient or their guardian).
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/share-links", tag = "sharing",
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/share-links", tag = "sharing", params(PatientPath),
     request_body = CreateShareLinkRequest,
     responses((status = 201, body = CreatedShareLink), BadRequest, Unauthenticated, NotFound))]
 async fn create_share_link(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<CreateShareLinkRequest>,
 ) -> Result<(StatusCode, Json<CreatedShareLink>), ApiError> {
     let name = body.name.trim();

@@ -1,7 +1,7 @@
 //! The patient's sharing: grants, the access log, and emergency access.
 
 use super::vocabulary::{AccessActionName, AccessName, DataCategoryName, PurposeName};
-use super::{Page, actor, numbered_cursor, page_limit, parse_name};
+use super::{Page, PatientPath, PatientRequest, actor, numbered_cursor, page_limit, parse_name};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -143,12 +143,10 @@ async fn grant_items(state: &AppState, grants: Vec<Grant>) -> Result<Vec<GrantIt
 }
 
 /// The patient's grants, in any state (the patient or their guardian).
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/grants", tag = "sharing", params(PatientPath),
     responses((status = 200, body = [GrantItem]), Unauthenticated, NotFound))]
 async fn grants(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<Vec<GrantItem>>, ApiError> {
     let actor = actor(&state, &principal, patient_id, AccessAction::ReadGrants).await?;
     let grants = state.store.grants_of(&actor).await?;
@@ -183,13 +181,11 @@ where
 }
 
 /// Share: the patient (or their guardian) grants access.
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/grants", tag = "sharing",
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/grants", tag = "sharing", params(PatientPath),
     request_body = CreateGrantRequest,
     responses((status = 201, body = GrantItem), BadRequest, Unauthenticated, NotFound))]
 async fn create_grant(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<CreateGrantRequest>,
 ) -> Result<(StatusCode, Json<GrantItem>), ApiError> {
     let grantee = match body.grantee.kind.as_str() {
@@ -294,12 +290,10 @@ impl AccessLogItem {
 
 /// Who read (or tried to read) the patient's data, newest first.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/access-log", tag = "sharing",
-    params(LogQuery),
+    params(LogQuery, PatientPath),
     responses((status = 200, body = Page<AccessLogItem>), BadRequest, Unauthenticated, NotFound))]
 async fn access_log(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<LogQuery>,
 ) -> Result<Json<Page<AccessLogItem>>, ApiError> {
     let limit = page_limit(query.limit, 100)?;
@@ -366,12 +360,10 @@ struct EmergencyAccessSeen {
 
 /// Every emergency access to the record, newest first, with who opened it and why: for the
 /// patient and their guardians (the dashboard shows an open one on the patient's page).
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing", params(PatientPath),
     responses((status = 200, body = [EmergencyAccessSeen]), Unauthenticated, NotFound))]
 async fn emergency_accesses(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<Vec<EmergencyAccessSeen>>, ApiError> {
     let actor = actor(
         &state,
@@ -404,14 +396,12 @@ async fn emergency_accesses(
 /// relationship (a care grant of the patient, past or present, names them, their team or their
 /// organization; otherwise 404, as for an unknown patient). Time-limited, one at a time, at most
 /// three in seven days per patient, logged and shown to the patient.
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing",
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/emergency-access", tag = "sharing", params(PatientPath),
     request_body = EmergencyRequest,
     responses((status = 201, body = EmergencyItem), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn open_emergency_access(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<EmergencyRequest>,
 ) -> Result<(StatusCode, Json<EmergencyItem>), ApiError> {
     if principal.role != Some(Role::Clinician) {

@@ -2,12 +2,11 @@
 
 use super::alerts::alert_permits;
 use super::parse_name;
+use super::{PatientPath, PatientRequest};
 use crate::AppState;
-use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
-use axum::extract::{Path, State};
 use chronicle_domain::alerts::thresholds::AlertThresholds;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{DataCategory, Principal, Role};
@@ -85,12 +84,10 @@ async fn targets_permits(
 }
 
 /// The patient's glucose targets and alert thresholds.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/targets", tag = "alerts",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/targets", tag = "alerts", params(PatientPath),
     responses((status = 200, body = TargetsBody), Unauthenticated, Forbidden, NotFound))]
 async fn targets(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<TargetsBody>, ApiError> {
     targets_permits(&state, &principal, patient_id, AccessAction::ReadTargets).await?;
     let t = state.store.patient_targets(patient_id).await?;
@@ -107,14 +104,12 @@ async fn targets(
 /// grant lets them receive the patient's alerts of every category the change touches
 /// (glucose targets and thresholds: glucose; blood-pressure thresholds: blood pressure; the
 /// shared ones: either). Every change is recorded with who made it and when.
-#[utoipa::path(put, path = "/v1/patients/{patient_id}/targets", tag = "alerts",
+#[utoipa::path(put, path = "/v1/patients/{patient_id}/targets", tag = "alerts", params(PatientPath),
     request_body = UpdateTargetsRequest,
     responses((status = 200, body = TargetsBody), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn update_targets(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Json(body): Json<UpdateTargetsRequest>,
 ) -> Result<Json<TargetsBody>, ApiError> {
     let permits =
@@ -210,12 +205,10 @@ struct TargetChangeItem {
 }
 
 /// Every change of the patient's targets and thresholds, newest first, with who and when.
-#[utoipa::path(get, path = "/v1/patients/{patient_id}/targets/changes", tag = "alerts",
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/targets/changes", tag = "alerts", params(PatientPath),
     responses((status = 200, body = [TargetChangeItem]), Unauthenticated, Forbidden, NotFound))]
 async fn target_changes(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
 ) -> Result<Json<Vec<TargetChangeItem>>, ApiError> {
     targets_permits(
         &state,

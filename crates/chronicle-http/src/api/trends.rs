@@ -7,13 +7,13 @@
 //! time. Metric definitions: `docs/trends.md`.
 
 use super::vocabulary::{GlucoseUnitName, PanelFlagName};
-use super::{page_limit, parse_name, parse_unit, permit};
+use super::{PatientPath, PatientRequest, page_limit, parse_name, parse_unit, permit};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::error::refusals::{BadRequest, Forbidden, NotFound, Unauthenticated};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use chronicle_domain::GlucoseUnit;
 use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::sharing::{Access, DataCategory, Principal};
@@ -363,13 +363,11 @@ pub(crate) async fn read_glucose_trend(
 /// One patient's glucose trend: consensus metrics, a daily series, the Ambulatory Glucose
 /// Profile and hypo-/hyperglycaemic episodes, over local days in the patient's zone.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/trends/glucose", tag = "trends",
-    params(TrendQuery),
+    params(TrendQuery, PatientPath),
     responses((status = 200, body = GlucoseTrendBody), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn glucose_trend_endpoint(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<TrendQuery>,
 ) -> Result<Json<GlucoseTrendBody>, ApiError> {
     glucose_trend_answer(&state, &principal, patient_id, &query).await
@@ -561,13 +559,11 @@ struct BloodPressureTrendBody {
 /// mean with home thresholds, shares above 130/80 and 135/85, pulse, a daily series, and the
 /// 7-day home protocol when the data allow.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/trends/blood-pressure", tag = "trends",
-    params(TrendQuery),
+    params(TrendQuery, PatientPath),
     responses((status = 200, body = BloodPressureTrendBody), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
 async fn blood_pressure_trend_endpoint(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(patient_id): Path<Uuid>,
+    PatientRequest(state, principal, patient_id): PatientRequest,
     Query(query): Query<TrendQuery>,
 ) -> Result<Json<BloodPressureTrendBody>, ApiError> {
     let days = query.days()?;
