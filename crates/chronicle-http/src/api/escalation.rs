@@ -4,6 +4,7 @@
 //! policy names members, never patients: it reveals no patient data.
 
 use super::invitations::member_of;
+use super::{TeamPath, TeamRequest};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::error::ApiError;
@@ -43,12 +44,10 @@ struct TeamMemberItem {
 }
 
 /// The team's members and their duties (members of the team).
-#[utoipa::path(get, path = "/v1/care-teams/{team_id}/members", tag = "escalation",
+#[utoipa::path(get, path = "/v1/care-teams/{team_id}/members", tag = "escalation", params(TeamPath),
     responses((status = 200, body = [TeamMemberItem]), Unauthenticated, NotFound))]
 async fn team_members(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(team_id): Path<Uuid>,
+    TeamRequest(state, principal, team_id): TeamRequest,
 ) -> Result<Json<Vec<TeamMemberItem>>, ApiError> {
     let team_id = member_of(&principal, team_id)?;
     Ok(super::json_list(
@@ -148,12 +147,10 @@ struct EscalationItem {
 }
 
 /// The team's escalation policy (members of the team).
-#[utoipa::path(get, path = "/v1/care-teams/{team_id}/escalation", tag = "escalation",
+#[utoipa::path(get, path = "/v1/care-teams/{team_id}/escalation", tag = "escalation", params(TeamPath),
     responses((status = 200, body = EscalationItem), Unauthenticated, NotFound))]
 async fn escalation(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(team_id): Path<Uuid>,
+    TeamRequest(state, principal, team_id): TeamRequest,
 ) -> Result<Json<EscalationItem>, ApiError> {
     let team_id = member_of(&principal, team_id)?;
     Ok(Json(EscalationItem {
@@ -167,13 +164,11 @@ async fn escalation(
 
 /// Set (or replace) the team's escalation policy (members of the team). Alerts escalating
 /// already continue under the new steps from where they are.
-#[utoipa::path(put, path = "/v1/care-teams/{team_id}/escalation", tag = "escalation",
+#[utoipa::path(put, path = "/v1/care-teams/{team_id}/escalation", tag = "escalation", params(TeamPath),
     request_body = PolicyBody,
     responses((status = 200, body = EscalationItem), BadRequest, Unauthenticated, NotFound))]
 async fn set_escalation(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(team_id): Path<Uuid>,
+    TeamRequest(state, principal, team_id): TeamRequest,
     Json(body): Json<PolicyBody>,
 ) -> Result<Json<EscalationItem>, ApiError> {
     let team_id = member_of(&principal, team_id)?;
@@ -234,12 +229,10 @@ async fn set_escalation(
 
 /// Remove the team's policy (members of the team): every member is told at once again, and
 /// escalations under way stop.
-#[utoipa::path(delete, path = "/v1/care-teams/{team_id}/escalation", tag = "escalation",
+#[utoipa::path(delete, path = "/v1/care-teams/{team_id}/escalation", tag = "escalation", params(TeamPath),
     responses((status = 204, description = "Removed"), Unauthenticated, NotFound))]
 async fn clear_escalation(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(team_id): Path<Uuid>,
+    TeamRequest(state, principal, team_id): TeamRequest,
 ) -> Result<StatusCode, ApiError> {
     let team_id = member_of(&principal, team_id)?;
     if state.store.clear_escalation_policy(team_id).await? {

@@ -6,6 +6,7 @@
 
 use super::sharing::{GrantItem, grantee_name, parse_all};
 use super::vocabulary::{AccessName, DataCategoryName, InvitationStateName, PurposeName};
+use super::{TeamPath, TeamRequest};
 use super::{actor, json_list, parse_name};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -168,12 +169,10 @@ pub(super) fn member_of(principal: &Principal, team_id: Uuid) -> Result<Uuid, Ap
 }
 
 /// The team's invitations, newest first (members of the team).
-#[utoipa::path(get, path = "/v1/care-teams/{team_id}/invitations", tag = "invitations",
+#[utoipa::path(get, path = "/v1/care-teams/{team_id}/invitations", tag = "invitations", params(TeamPath),
     responses((status = 200, body = [InvitationItem]), Unauthenticated, NotFound))]
 async fn team_invitations(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(team_id): Path<Uuid>,
+    TeamRequest(state, principal, team_id): TeamRequest,
 ) -> Result<Json<Vec<InvitationItem>>, ApiError> {
     let team_id = member_of(&principal, team_id)?;
     Ok(json_list(
@@ -184,13 +183,11 @@ async fn team_invitations(
 
 /// Invite a patient to share with the team (members of the team). The answer holds the code
 /// once; hand it (or the link) to the patient.
-#[utoipa::path(post, path = "/v1/care-teams/{team_id}/invitations", tag = "invitations",
+#[utoipa::path(post, path = "/v1/care-teams/{team_id}/invitations", tag = "invitations", params(TeamPath),
     request_body = CreateInvitationRequest,
     responses((status = 201, body = CreatedInvitation), BadRequest, Unauthenticated, NotFound))]
 async fn create_invitation(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(team_id): Path<Uuid>,
+    TeamRequest(state, principal, team_id): TeamRequest,
     Json(body): Json<CreateInvitationRequest>,
 ) -> Result<(StatusCode, Json<CreatedInvitation>), ApiError> {
     let team_id = member_of(&principal, team_id)?;

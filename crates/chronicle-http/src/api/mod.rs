@@ -192,11 +192,74 @@ pub(crate) async fn permit(
 /// the action it performs ([`actor`], `Store::authorize`), after checking its own input.
 pub(crate) struct PatientRequest(pub AppState, pub Principal, pub Uuid);
 
+/// An authenticated request about one care team (`/v1/care-teams/{team_id}/…`), like
+/// [`PatientRequest`]; the handler checks membership (`member_of`).
+pub(crate) struct TeamRequest(pub AppState, pub Principal, pub Uuid);
+
+/// An authenticated request about one organization (`/v1/organizations/{organization_id}/…`),
+/// like [`PatientRequest`]; the handler checks the caller administers it (`administrator_of`).
+pub(crate) struct OrganizationRequest(pub AppState, pub Principal, pub Uuid);
+
 /// The patient's id in the path, as the API description lists it.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(crate) struct PatientPath {
     patient_id: Uuid,
+}
+
+/// The care team's id in the path.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TeamPath {
+    team_id: Uuid,
+}
+
+/// The organization's id in the path.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct OrganizationPath {
+    organization_id: Uuid,
+}
+
+/// A path parameter naming what a request is about.
+trait ScopeId: serde::de::DeserializeOwned + Send {
+    fn id(self) -> Uuid;
+}
+
+impl ScopeId for PatientPath {
+    fn id(self) -> Uuid {
+        self.patient_id
+    }
+}
+
+impl ScopeId for TeamPath {
+    fn id(self) -> Uuid {
+        self.team_id
+    }
+}
+
+impl ScopeId for OrganizationPath {
+    fn id(self) -> Uuid {
+        self.organization_id
+    }
+}
+
+/// The caller, then the id `P` names in the path (other path parameters are left to the
+/// handler), each refused as its own extractor refuses it.
+async fn scoped<P: ScopeId>(
+    parts: &mut axum::http::request::Parts,
+    state: &AppState,
+) -> Result<(Principal, Uuid), axum::response::Response> {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let crate::auth::Authenticated(principal) =
+        crate::auth::Authenticated::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+    let axum::extract::Path(scope) = axum::extract::Path::<P>::from_request_parts(parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok((principal, scope.id()))
 }
 
 impl axum::extract::FromRequestParts<AppState> for PatientRequest {
@@ -206,17 +269,32 @@ impl axum::extract::FromRequestParts<AppState> for PatientRequest {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        use axum::response::IntoResponse;
-        let crate::auth::Authenticated(principal) =
-            crate::auth::Authenticated::from_request_parts(parts, state)
-                .await
-                .map_err(IntoResponse::into_response)?;
-        // Other path parameters of the route are left to the handler.
-        let axum::extract::Path(PatientPath { patient_id }) =
-            axum::extract::Path::<PatientPath>::from_request_parts(parts, state)
-                .await
-                .map_err(IntoResponse::into_response)?;
-        Ok(PatientRequest(state.clone(), principal, patient_id))
+        let (principal, id) = scoped::<PatientPath>(parts, state).await?;
+        Ok(PatientRequest(state.clone(), principal, id))
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for TeamRequest {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let (principal, id) = scoped::<TeamPath>(parts, state).await?;
+        Ok(TeamRequest(state.clone(), principal, id))
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for OrganizationRequest {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let (principal, id) = scoped::<OrganizationPath>(parts, state).await?;
+        Ok(OrganizationRequest(state.clone(), principal, id))
     }
 }
 

@@ -3,6 +3,7 @@
 //! with the `admin` role who are members of it). What each webhook receives is decided per
 //! delivery by the patients' grants (see docs/alerts.md).
 
+use super::{OrganizationPath, OrganizationRequest};
 use super::{json_list, page_limit};
 use crate::AppState;
 use crate::auth::Authenticated;
@@ -66,12 +67,10 @@ struct CreatedWebhook {
 }
 
 /// The organization's webhooks.
-#[utoipa::path(get, path = "/v1/organizations/{organization_id}/webhooks", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/organizations/{organization_id}/webhooks", tag = "webhooks", params(OrganizationPath),
     responses((status = 200, body = [WebhookItem]), Unauthenticated, NotFound))]
 async fn webhooks(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(organization_id): Path<Uuid>,
+    OrganizationRequest(state, principal, organization_id): OrganizationRequest,
 ) -> Result<Json<Vec<WebhookItem>>, ApiError> {
     administrator_of(&principal, organization_id)?;
     Ok(json_list(
@@ -82,13 +81,11 @@ async fn webhooks(
 
 /// Add a webhook: every alert event of the patients whose grants let the organization (or
 /// one of its care teams) receive alerts is POSTed there, signed.
-#[utoipa::path(post, path = "/v1/organizations/{organization_id}/webhooks", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/organizations/{organization_id}/webhooks", tag = "webhooks", params(OrganizationPath),
     request_body = CreateWebhookRequest,
     responses((status = 201, body = CreatedWebhook), BadRequest, Unauthenticated, NotFound))]
 async fn create_webhook(
-    State(state): State<AppState>,
-    Authenticated(principal): Authenticated,
-    Path(organization_id): Path<Uuid>,
+    OrganizationRequest(state, principal, organization_id): OrganizationRequest,
     Json(body): Json<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     administrator_of(&principal, organization_id)?;
