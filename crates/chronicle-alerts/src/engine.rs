@@ -321,7 +321,13 @@ pub async fn run(
             }
         }
         let started = tokio::time::Instant::now();
-        match drain(&store, &windows, &metrics).await {
+        // A round in hand is dropped at shutdown (its evaluations abort and roll back, its
+        // claim stays queued): an evaluation is idempotent, so the next server redoes it.
+        let round = tokio::select! {
+            () = shutdown.cancelled() => break,
+            round = drain(&store, &windows, &metrics) => round,
+        };
+        match round {
             Ok(items) => {
                 backoff = std::time::Duration::from_millis(200);
                 if items > 0 {

@@ -17,7 +17,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        if let Err(error) = tick(&store, &metrics).await {
+        // A tick in hand is dropped at shutdown, like the engine's rounds.
+        let ticked = tokio::select! {
+            () = shutdown.cancelled() => break,
+            ticked = tick(&store, &metrics) => ticked,
+        };
+        if let Err(error) = ticked {
             tracing::warn!(%error, "alert time checks failed; trying again next tick");
         }
         tokio::select! {

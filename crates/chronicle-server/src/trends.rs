@@ -32,8 +32,14 @@ pub async fn run(store: Store, mut enqueued: watch::Receiver<u64>, shutdown: Can
             }
         }
         last_round = Some(tokio::time::Instant::now());
-        while !shutdown.is_cancelled() {
-            match store.refresh_trends(BATCH).await {
+        loop {
+            // A round in hand is dropped at shutdown: its transactions roll back and its
+            // claim stays queued (claims complete only after the rollups commit).
+            let round = tokio::select! {
+                () = shutdown.cancelled() => return,
+                round = store.refresh_trends(BATCH) => round,
+            };
+            match round {
                 Ok(report) if report.is_idle() => break,
                 Ok(report) => tracing::debug!(
                     followups = report.followups,
