@@ -19,7 +19,7 @@ use chronicle_domain::imports::{
     Checked, DateOrder, ImportFormat, ImportOptions, ImportRow, ImportStream, Location,
     ParsedImport, check_rows, parse_import,
 };
-use chronicle_domain::sharing::{AccessAction, Principal};
+use chronicle_domain::sharing::AccessAction;
 use chronicle_domain::zone::parse_time_zone;
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage};
 use chronicle_storage::gate::PatientActor;
@@ -205,13 +205,9 @@ fn key(reading: &Reading) -> (&'static str, DateTime<Utc>) {
         description = "The export as downloaded (CSV, or JSON for Nightscout)"),
     responses((status = 200, body = ImportPreview), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
-async fn preview_import(
-    PatientRequest(state, principal, patient_id): PatientRequest,
-    Query(query): Query<ImportQuery>,
-    body: Bytes,
-) -> Result<Json<ImportPreview>, ApiError> {
-    let actor = importer(&state, &principal, patient_id, AccessAction::PreviewImport).await?;
-    let request = read_request(&state, patient_id, &query, &body).await?;
+async fn preview_import(upload: ImportUpload) -> Result<Json<ImportPreview>, ApiError> {
+    let (actor, request) = upload.open(AccessAction::PreviewImport).await?;
+    let state = upload.state();
     let checked = check_rows(
         &request.parsed,
         Utc::now(),
@@ -299,15 +295,10 @@ async fn preview_import(
         description = "The export as downloaded (CSV, or JSON for Nightscout)"),
     responses((status = 200, body = ImportResult), BadRequest, Unauthenticated, Forbidden,
         NotFound))]
-async fn commit_import(
-    PatientRequest(state, principal, patient_id): PatientRequest,
-    Query(query): Query<ImportQuery>,
-    body: Bytes,
-) -> Result<Json<ImportResult>, ApiError> {
-    let actor = importer(&state, &principal, patient_id, AccessAction::ImportReadings).await?;
-    let request = read_request(&state, patient_id, &query, &body).await?;
+async fn commit_import(upload: ImportUpload) -> Result<Json<ImportResult>, ApiError> {
+    let (actor, request) = upload.open(AccessAction::ImportReadings).await?;
     let outcome = submit_rows(
-        &state,
+        upload.state(),
         &actor,
         request.format.as_str(),
         &request.parsed.rows,
@@ -324,15 +315,54 @@ async fn commit_import(
     }))
 }
 
-/// The gate's answer for writing into the patient's record: the patient, or the guardian
-/// they named. A care team reads; it does not write the patient's history.
-async fn importer(
-    state: &AppState,
-    principal: &Principal,
-    patient_id: Uuid,
-    action: AccessAction,
-) -> Result<PatientActor, ApiError> {
-    actor(state, principal, patient_id, action).await
+/// An uploaded export: the request about the patient, how to read the file (the query), and
+/// the file, extracted in that order.
+struct ImportUpload {
+    patient: PatientRequest,
+    query: ImportQuery,
+    body: Bytes,
+}
+
+impl axum::extract::FromRequest<AppState> for ImportUpload {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRequestParts;
+        use axum::response::IntoResponse;
+        let (mut parts, body) = request.into_parts();
+        let patient = PatientRequest::from_request_parts(&mut parts, state).await?;
+        let Query(query) = Query::<ImportQuery>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(ImportUpload {
+            patient,
+            query,
+            body,
+        })
+    }
+}
+
+impl ImportUpload {
+    fn state(&self) -> &AppState {
+        &self.patient.0
+    }
+
+    /// The gate's answer for writing into the patient's record (the patient, or the guardian
+    /// they named: a care team reads; it does not write the patient's history), then the file
+    /// read as the query says.
+    async fn open(&self, action: AccessAction) -> Result<(PatientActor, Request), ApiError> {
+        let PatientRequest(state, principal, patient_id) = &self.patient;
+        let actor = actor(state, principal, *patient_id, action).await?;
+        let request = read_request(state, *patient_id, &self.query, &self.body).await?;
+        Ok((actor, request))
+    }
 }
 
 fn import_label(format: ImportFormat, stream: ImportStream) -> String {
