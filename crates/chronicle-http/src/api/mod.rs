@@ -184,7 +184,6 @@ pub(crate) async fn permit(
         .map_err(refusal)
 }
 
-/// Asks the gate whether the caller acts as the patient.
 /// An authenticated request about one patient (`/v1/patients/{patient_id}/…`): the state,
 /// the caller and the patient's id from the path (handlers name them
 /// `PatientRequest(state, principal, patient_id)`), extracted in that order (401 before a
@@ -298,6 +297,7 @@ impl axum::extract::FromRequestParts<AppState> for OrganizationRequest {
     }
 }
 
+/// Asks the gate whether the caller acts as the patient.
 pub(crate) async fn actor(
     state: &AppState,
     principal: &Principal,

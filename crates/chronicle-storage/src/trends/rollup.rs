@@ -230,6 +230,8 @@ struct Continuable<'s> {
     subject: &'s TrendSubject,
     bounds: DayBounds,
     day: GlucoseDay,
+    /// When the day's latest reading was measured.
+    latest: DateTime<Utc>,
     running: GlucoseRunning,
 }
 
@@ -295,13 +297,15 @@ async fn continue_glucose_days(
         let Ok(running) = GlucoseRunning::decode(&row.running) else {
             continue;
         };
-        let continues_day = row.time_zone == subject.time_zone.name()
-            && day.latest().is_some_and(|(latest, _)| latest < *first);
-        if continues_day {
+        let Some((latest, _)) = day.latest() else {
+            continue;
+        };
+        if row.time_zone == subject.time_zone.name() && latest < *first {
             continuable.push(Continuable {
                 subject,
                 bounds: *bounds,
                 day,
+                latest,
                 running,
             });
         }
@@ -310,14 +314,11 @@ async fn continue_glucose_days(
     let ranges: Vec<RawRange> = continuable
         .iter()
         .enumerate()
-        .filter_map(|(i, c)| {
-            let (latest, _) = c.day.latest()?;
-            Some(RawRange {
-                tag: i as i32,
-                patient_id: c.subject.patient_id,
-                from: cgm_slot_start(latest).max(c.bounds.start),
-                to: c.bounds.end + Glucose::reach(),
-            })
+        .map(|(i, c)| RawRange {
+            tag: i as i32,
+            patient_id: c.subject.patient_id,
+            from: cgm_slot_start(c.latest).max(c.bounds.start),
+            to: c.bounds.end + Glucose::reach(),
         })
         .collect();
     let loaded = load_points::<Glucose>(&mut *conn, &ranges).await?;
@@ -325,10 +326,7 @@ async fn continue_glucose_days(
     let mut days = Vec::new();
     let mut runnings = Vec::new();
     for (c, points) in continuable.iter().zip(&loaded) {
-        let Some((latest, _)) = c.day.latest() else {
-            continue;
-        };
-        let split = points.partition_point(|p| p.at <= latest);
+        let split = points.partition_point(|p| p.at <= c.latest);
         let (tail, new) = points.split_at(split);
         let Some(day) = continue_glucose_day(&c.day, &c.bounds, tail, new, &c.subject.targets)
         else {
