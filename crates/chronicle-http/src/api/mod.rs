@@ -184,117 +184,72 @@ pub(crate) async fn permit(
         .map_err(refusal)
 }
 
-/// An authenticated request about one patient (`/v1/patients/{patient_id}/…`): the state,
-/// the caller and the patient's id from the path (handlers name them
-/// `PatientRequest(state, principal, patient_id)`), extracted in that order (401 before a
-/// malformed id). It decides nothing about the patient: each handler still asks the gate for
-/// the action it performs ([`actor`], `Store::authorize`), after checking its own input.
-pub(crate) struct PatientRequest(pub AppState, pub Principal, pub Uuid);
+/// Defines a request about one subject of the API, named by an id in its path: the request
+/// (the state, the caller and the id, extracted in that order: 401 before a malformed id) and
+/// the path parameter as the API description lists it. Other path parameters are left to the
+/// handler.
+macro_rules! scoped_request {
+    ($(#[$doc:meta])* $request:ident by $path:ident { $id:ident }) => {
+        $(#[$doc])*
+        pub(crate) struct $request(pub AppState, pub Principal, pub Uuid);
 
-/// An authenticated request about one care team (`/v1/care-teams/{team_id}/…`), like
-/// [`PatientRequest`]; the handler checks membership (`member_of`).
-pub(crate) struct TeamRequest(pub AppState, pub Principal, pub Uuid);
+        #[doc = concat!("The `", stringify!($id), "` in the path, as the API description lists it.")]
+        #[derive(serde::Deserialize, utoipa::IntoParams)]
+        #[into_params(parameter_in = Path)]
+        pub(crate) struct $path {
+            $id: Uuid,
+        }
 
-/// An authenticated request about one organization (`/v1/organizations/{organization_id}/…`),
-/// like [`PatientRequest`]; the handler checks the caller administers it (`administrator_of`).
-pub(crate) struct OrganizationRequest(pub AppState, pub Principal, pub Uuid);
+        impl axum::extract::FromRequestParts<AppState> for $request {
+            type Rejection = axum::response::Response;
 
-/// The patient's id in the path, as the API description lists it.
-#[derive(serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct PatientPath {
-    patient_id: Uuid,
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &AppState,
+            ) -> Result<Self, Self::Rejection> {
+                let (principal, path) = scoped::<$path>(parts, state).await?;
+                Ok($request(state.clone(), principal, path.$id))
+            }
+        }
+    };
 }
 
-/// The care team's id in the path.
-#[derive(serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct TeamPath {
-    team_id: Uuid,
-}
+scoped_request!(
+    /// An authenticated request about one patient (`/v1/patients/{patient_id}/…`); handlers
+    /// name it `PatientRequest(state, principal, patient_id)`. It decides nothing about the
+    /// patient: each handler still asks the gate for the action it performs ([`actor`],
+    /// `Store::authorize`), after checking its own input.
+    PatientRequest by PatientPath { patient_id }
+);
 
-/// The organization's id in the path.
-#[derive(serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-pub(crate) struct OrganizationPath {
-    organization_id: Uuid,
-}
+scoped_request!(
+    /// An authenticated request about one care team (`/v1/care-teams/{team_id}/…`), like
+    /// [`PatientRequest`]; the handler checks membership (`member_of`).
+    TeamRequest by TeamPath { team_id }
+);
 
-/// A path parameter naming what a request is about.
-trait ScopeId: serde::de::DeserializeOwned + Send {
-    fn id(self) -> Uuid;
-}
+scoped_request!(
+    /// An authenticated request about one organization
+    /// (`/v1/organizations/{organization_id}/…`), like [`PatientRequest`]; the handler checks
+    /// the caller administers it (`administrator_of`).
+    OrganizationRequest by OrganizationPath { organization_id }
+);
 
-impl ScopeId for PatientPath {
-    fn id(self) -> Uuid {
-        self.patient_id
-    }
-}
-
-impl ScopeId for TeamPath {
-    fn id(self) -> Uuid {
-        self.team_id
-    }
-}
-
-impl ScopeId for OrganizationPath {
-    fn id(self) -> Uuid {
-        self.organization_id
-    }
-}
-
-/// The caller, then the id `P` names in the path (other path parameters are left to the
-/// handler), each refused as its own extractor refuses it.
-async fn scoped<P: ScopeId>(
+/// The caller, then the path parameters `P`, each refused as its own extractor refuses it.
+async fn scoped<P: serde::de::DeserializeOwned + Send>(
     parts: &mut axum::http::request::Parts,
     state: &AppState,
-) -> Result<(Principal, Uuid), axum::response::Response> {
+) -> Result<(Principal, P), axum::response::Response> {
     use axum::extract::FromRequestParts;
     use axum::response::IntoResponse;
     let crate::auth::Authenticated(principal) =
         crate::auth::Authenticated::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-    let axum::extract::Path(scope) = axum::extract::Path::<P>::from_request_parts(parts, state)
+    let axum::extract::Path(path) = axum::extract::Path::<P>::from_request_parts(parts, state)
         .await
         .map_err(IntoResponse::into_response)?;
-    Ok((principal, scope.id()))
-}
-
-impl axum::extract::FromRequestParts<AppState> for PatientRequest {
-    type Rejection = axum::response::Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let (principal, id) = scoped::<PatientPath>(parts, state).await?;
-        Ok(PatientRequest(state.clone(), principal, id))
-    }
-}
-
-impl axum::extract::FromRequestParts<AppState> for TeamRequest {
-    type Rejection = axum::response::Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let (principal, id) = scoped::<TeamPath>(parts, state).await?;
-        Ok(TeamRequest(state.clone(), principal, id))
-    }
-}
-
-impl axum::extract::FromRequestParts<AppState> for OrganizationRequest {
-    type Rejection = axum::response::Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let (principal, id) = scoped::<OrganizationPath>(parts, state).await?;
-        Ok(OrganizationRequest(state.clone(), principal, id))
-    }
+    Ok((principal, path))
 }
 
 /// Asks the gate whether the caller acts as the patient.
