@@ -10,11 +10,18 @@
 //! window is used only when it belongs to the generation just before the new one, and is
 //! rebuilt from stored data otherwise (at start, after another server's evaluation, after a
 //! failed one). The most recently evaluated patients are kept, up to a capacity.
+//!
+//! Between evaluations a window is held compact ([`HeldWindows`]): a glucose reading in 16
+//! bytes and each device id once, instead of about 110 bytes a reading as the rules take it.
+//! A patient with a 5-minute CGM then costs about 1 KB, so one process holds the windows of a
+//! million patients in about 1 GB, and every evaluation reads only the new readings.
 
 use chronicle_domain::alerts::rules::{GlucosePoint, PressurePoint};
 use chronicle_domain::alerts::window::{GLUCOSE_KEEP, PRESSURE_KEEP, ReadingWindow};
+use chronicle_domain::{GlucoseFlag, GlucoseSource};
 use chronicle_storage::Store;
 use chronicle_storage::records::Erasure;
+use chrono::{DateTime, Duration, Utc};
 use lru::LruCache;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -22,10 +29,9 @@ use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// One patient's windows, and the evaluation generation they are exact for.
+/// One patient's windows, as an evaluation uses them.
 #[derive(Debug, Default)]
 pub(crate) struct PatientWindows {
-    generation: i64,
     pub(crate) glucose: ReadingWindow<GlucosePoint>,
     pub(crate) pressure: ReadingWindow<PressurePoint>,
 }
@@ -34,7 +40,7 @@ pub(crate) struct PatientWindows {
 #[derive(Debug)]
 pub struct ReadingWindows {
     /// `None`: keep none (every evaluation reads the whole lookback).
-    held: Option<Mutex<LruCache<Uuid, PatientWindows>>>,
+    held: Option<Mutex<LruCache<Uuid, HeldWindows>>>,
 }
 
 impl ReadingWindows {
@@ -63,7 +69,9 @@ impl ReadingWindows {
             .as_ref()
             .and_then(|held| lock(held).pop(&patient_id));
         match (held, generation) {
-            (Some(windows), Some(new)) if windows.generation == new - 1 => windows,
+            (Some(windows), Some(new)) if windows.generation == new - 1 => {
+                windows.expand().unwrap_or_default()
+            }
             _ => PatientWindows::default(),
         }
     }
@@ -88,11 +96,198 @@ impl ReadingWindows {
         let Some(held) = &self.held else {
             return;
         };
-        windows.generation = generation;
         windows.glucose.trim(GLUCOSE_KEEP);
         windows.pressure.trim(PRESSURE_KEEP);
-        lock(held).put(patient_id, windows);
+        // A window that does not fit the compact form is not held: the next evaluation
+        // reads the lookback from the database.
+        if let Some(compact) = HeldWindows::compact(generation, windows) {
+            lock(held).put(patient_id, compact);
+        }
     }
+}
+
+/// A patient's windows as held between evaluations, and the evaluation generation they are
+/// exact for.
+#[derive(Debug)]
+struct HeldWindows {
+    generation: i64,
+    /// The ids of the devices of the held readings, each once.
+    devices: Box<[Box<str>]>,
+    glucose_from: Option<DateTime<Utc>>,
+    glucose: Box<[HeldGlucose]>,
+    pressure_from: Option<DateTime<Utc>>,
+    pressure: Box<[HeldPressure]>,
+}
+
+/// A held glucose reading: exactly a stored one (thousandths of mg/dL, receipt in whole
+/// seconds after measurement, as the reading tables keep them).
+#[derive(Debug, Clone, Copy)]
+struct HeldGlucose {
+    measured_at_us: i64,
+    received_after_s: i32,
+    /// Bits 0-19 the value in thousandths of mg/dL, 20-21 the source, 22-23 the flag, 24-31
+    /// the device's index in [`HeldWindows::devices`].
+    packed: u32,
+}
+
+/// A held blood-pressure reading.
+#[derive(Debug, Clone, Copy)]
+struct HeldPressure {
+    measured_at_us: i64,
+    received_after_s: i32,
+    systolic: u16,
+    diastolic: u16,
+    device: u8,
+}
+
+const VALUE_BITS: u32 = 20;
+
+impl HeldWindows {
+    /// The compact form of `windows`; `None` when a reading does not fit it exactly.
+    fn compact(generation: i64, windows: PatientWindows) -> Option<HeldWindows> {
+        let mut devices: Vec<Box<str>> = Vec::new();
+        let (glucose_from, glucose) = windows.glucose.into_parts();
+        let (pressure_from, pressure) = windows.pressure.into_parts();
+        let glucose = glucose
+            .iter()
+            .map(|point| {
+                let (measured_at_us, received_after_s) =
+                    held_times(point.measured_at, point.received_at)?;
+                let milli = (point.value_mg_dl * 1000.0).round();
+                if !(0.0..f64::from(1u32 << VALUE_BITS)).contains(&milli) {
+                    return None;
+                }
+                let milli = milli as u32;
+                if (f64::from(milli) / 1000.0).to_bits() != point.value_mg_dl.to_bits() {
+                    return None;
+                }
+                let source = match point.source {
+                    GlucoseSource::Cgm => 0,
+                    GlucoseSource::Meter => 1,
+                    GlucoseSource::Lab => 2,
+                };
+                let flag = match point.flag {
+                    None => 0,
+                    Some(GlucoseFlag::Lo) => 1,
+                    Some(GlucoseFlag::Hi) => 2,
+                };
+                let device = device_index(&mut devices, &point.device_id)?;
+                Some(HeldGlucose {
+                    measured_at_us,
+                    received_after_s,
+                    packed: milli
+                        | source << VALUE_BITS
+                        | flag << (VALUE_BITS + 2)
+                        | u32::from(device) << 24,
+                })
+            })
+            .collect::<Option<Box<[_]>>>()?;
+        let pressure = pressure
+            .iter()
+            .map(|point| {
+                let (measured_at_us, received_after_s) =
+                    held_times(point.measured_at, point.received_at)?;
+                Some(HeldPressure {
+                    measured_at_us,
+                    received_after_s,
+                    systolic: point.systolic,
+                    diastolic: point.diastolic,
+                    device: device_index(&mut devices, &point.device_id)?,
+                })
+            })
+            .collect::<Option<Box<[_]>>>()?;
+        Some(HeldWindows {
+            generation,
+            devices: devices.into_boxed_slice(),
+            glucose_from,
+            glucose,
+            pressure_from,
+            pressure,
+        })
+    }
+
+    /// The windows as an evaluation uses them (`None` only if the held form is damaged).
+    fn expand(self) -> Option<PatientWindows> {
+        let device = |index: u32| -> Option<String> {
+            self.devices
+                .get(usize::try_from(index).ok()?)
+                .map(|id| id.to_string())
+        };
+        let glucose = self
+            .glucose
+            .iter()
+            .map(|held| {
+                let (measured_at, received_at) =
+                    point_times(held.measured_at_us, held.received_after_s)?;
+                let source = match (held.packed >> VALUE_BITS) & 3 {
+                    0 => GlucoseSource::Cgm,
+                    1 => GlucoseSource::Meter,
+                    _ => GlucoseSource::Lab,
+                };
+                let flag = match (held.packed >> (VALUE_BITS + 2)) & 3 {
+                    0 => None,
+                    1 => Some(GlucoseFlag::Lo),
+                    _ => Some(GlucoseFlag::Hi),
+                };
+                Some(GlucosePoint {
+                    device_id: device(held.packed >> 24)?,
+                    measured_at,
+                    received_at,
+                    value_mg_dl: f64::from(held.packed & ((1 << VALUE_BITS) - 1)) / 1000.0,
+                    source,
+                    flag,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let pressure = self
+            .pressure
+            .iter()
+            .map(|held| {
+                let (measured_at, received_at) =
+                    point_times(held.measured_at_us, held.received_after_s)?;
+                Some(PressurePoint {
+                    device_id: device(u32::from(held.device))?,
+                    measured_at,
+                    received_at,
+                    systolic: held.systolic,
+                    diastolic: held.diastolic,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(PatientWindows {
+            glucose: ReadingWindow::from_parts(self.glucose_from, glucose),
+            pressure: ReadingWindow::from_parts(self.pressure_from, pressure),
+        })
+    }
+}
+
+/// A reading's measurement (microseconds) and receipt (whole seconds after it), if exact.
+fn held_times(measured_at: DateTime<Utc>, received_at: DateTime<Utc>) -> Option<(i64, i32)> {
+    let measured_at_us = measured_at.timestamp_micros();
+    let received_after_s = i32::try_from((received_at - measured_at).num_seconds()).ok()?;
+    let exact = point_times(measured_at_us, received_after_s) == Some((measured_at, received_at));
+    exact.then_some((measured_at_us, received_after_s))
+}
+
+fn point_times(
+    measured_at_us: i64,
+    received_after_s: i32,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let measured_at = DateTime::from_timestamp_micros(measured_at_us)?;
+    let received_at = measured_at.checked_add_signed(Duration::seconds(received_after_s.into()))?;
+    Some((measured_at, received_at))
+}
+
+/// The index of `device_id` among the held devices, added if new; `None` past 256 devices.
+fn device_index(devices: &mut Vec<Box<str>>, device_id: &str) -> Option<u8> {
+    let index = match devices.iter().position(|held| **held == *device_id) {
+        Some(index) => index,
+        None => {
+            devices.push(device_id.into());
+            devices.len() - 1
+        }
+    };
+    u8::try_from(index).ok()
 }
 
 /// The cache's lock; a panic while holding it leaves nothing half-written (each call takes or
@@ -120,5 +315,131 @@ pub(crate) async fn forget_erased(
             Erasure::Patient(patient_id) => windows.forget(patient_id),
             Erasure::Missed => windows.forget_all(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0)
+            .single()
+            .unwrap_or_default()
+            + Duration::minutes(minute)
+    }
+
+    fn glucose(device: &str, minute: i64, value_mg_dl: f64) -> GlucosePoint {
+        GlucosePoint {
+            device_id: device.to_string(),
+            measured_at: at(minute),
+            received_at: at(minute) + Duration::seconds(7),
+            value_mg_dl,
+            source: GlucoseSource::Cgm,
+            flag: None,
+        }
+    }
+
+    fn windows_of(glucose: Vec<GlucosePoint>, pressure: Vec<PressurePoint>) -> PatientWindows {
+        PatientWindows {
+            glucose: ReadingWindow::from_parts(Some(at(-180)), glucose),
+            pressure: ReadingWindow::from_parts(Some(at(-12_000)), pressure),
+        }
+    }
+
+    /// A window as its parts, to compare.
+    type Parts<P> = (Option<DateTime<Utc>>, Vec<P>);
+
+    fn parts(windows: PatientWindows) -> (Parts<GlucosePoint>, Parts<PressurePoint>) {
+        (windows.glucose.into_parts(), windows.pressure.into_parts())
+    }
+
+    #[test]
+    fn a_held_window_comes_back_exactly_as_it_was_put() {
+        let mut meter = glucose("meter-1", 3, 5.6 * 18.016);
+        meter.source = GlucoseSource::Meter;
+        meter.value_mg_dl = 100.889;
+        let mut lo = glucose("cgm-1", 5, 40.0);
+        lo.flag = Some(GlucoseFlag::Lo);
+        let mut lab = glucose("lab", 6, 999.999);
+        lab.source = GlucoseSource::Lab;
+        lab.flag = Some(GlucoseFlag::Hi);
+        lab.received_at = lab.measured_at + Duration::days(40);
+        let readings = vec![
+            glucose("cgm-1", 0, 101.5),
+            meter,
+            lo,
+            lab,
+            glucose("cgm-1", 10, 0.001),
+        ];
+        let pressure = vec![PressurePoint {
+            device_id: "cuff".to_string(),
+            measured_at: at(-2_000),
+            received_at: at(-2_000) - Duration::seconds(3),
+            systolic: 142,
+            diastolic: 91,
+        }];
+        let expected = parts(windows_of(readings.clone(), pressure.clone()));
+
+        let windows = ReadingWindows::new(10);
+        let patient = Uuid::from_u128(1);
+        windows.put(patient, 41, windows_of(readings, pressure));
+        assert_eq!(windows.len(), 1);
+        let back = windows.take(patient, Some(42));
+        assert_eq!(parts(back), expected);
+        assert!(windows.is_empty(), "taking a window takes it out");
+    }
+
+    #[test]
+    fn a_window_of_another_generation_is_not_used() {
+        let windows = ReadingWindows::new(10);
+        let patient = Uuid::from_u128(1);
+        windows.put(
+            patient,
+            41,
+            windows_of(vec![glucose("cgm", 0, 120.0)], Vec::new()),
+        );
+        let back = windows.take(patient, Some(43));
+        assert_eq!(back.glucose.covered_from(), None);
+        assert!(back.glucose.is_empty());
+    }
+
+    #[test]
+    fn a_reading_that_does_not_fit_exactly_is_not_held() {
+        let mut finer_value = glucose("cgm", 0, 120.0001);
+        let mut finer_receipt = glucose("cgm", 5, 120.0);
+        finer_receipt.received_at += Duration::milliseconds(1);
+        let too_high = glucose("cgm", 10, 1_048.576);
+        for point in [finer_value.clone(), finer_receipt, too_high] {
+            let windows = ReadingWindows::new(10);
+            windows.put(
+                Uuid::from_u128(1),
+                1,
+                windows_of(vec![point.clone()], Vec::new()),
+            );
+            assert!(windows.is_empty(), "{point:?} was held");
+        }
+        // Microseconds of measurement are kept exactly.
+        finer_value.value_mg_dl = 120.0;
+        finer_value.measured_at += Duration::microseconds(17);
+        finer_value.received_at = finer_value.measured_at + Duration::seconds(2);
+        let windows = ReadingWindows::new(10);
+        windows.put(
+            Uuid::from_u128(1),
+            1,
+            windows_of(vec![finer_value.clone()], Vec::new()),
+        );
+        let (_, glucose) = windows
+            .take(Uuid::from_u128(1), Some(2))
+            .glucose
+            .into_parts();
+        assert_eq!(glucose, vec![finer_value]);
+    }
+
+    #[test]
+    fn a_held_glucose_reading_takes_16_bytes() {
+        assert_eq!(std::mem::size_of::<HeldGlucose>(), 16);
+        assert!(std::mem::size_of::<GlucosePoint>() >= 64);
     }
 }

@@ -851,9 +851,9 @@ pub struct ServeArgs {
     pub ingest: Option<bool>,
 
     /// Patients whose recent readings the alert engine keeps in memory between evaluations,
-    /// so an evaluation reads only the newly stored readings (about 5 KB a patient with a
-    /// CGM); the least recently evaluated are dropped and read again when next needed. 0
-    /// keeps none (docs/alerts.md). [default: 10000]
+    /// so an evaluation reads only the newly stored readings (about 0.9 KB a patient with a
+    /// 5-minute CGM); the least recently evaluated are dropped and read again when next
+    /// needed. 0 keeps none (docs/alerts.md). [default: 1000000]
     #[arg(long, env = "CHRONICLE_ALERT_WINDOW_PATIENTS")]
     pub alert_window_patients: Option<usize>,
 

@@ -25,9 +25,11 @@ use std::cmp::Ordering;
 pub const GLUCOSE_LOOKBACK: Duration = Duration::hours(3);
 /// The blood-pressure trend judges the 7 days before each reading.
 pub const PRESSURE_LOOKBACK: Duration = Duration::days(8);
-/// How much a window keeps beyond the lookback before its newest reading, so that a reading
-/// that arrives somewhat late is evaluated without reading the lookback again.
-pub const GLUCOSE_KEEP: Duration = Duration::hours(4);
+/// How much a window keeps before its newest reading: the lookback and a quarter of an hour,
+/// so that a reading up to 15 minutes late is evaluated without reading the lookback again.
+/// (Each glucose reading kept costs every held patient memory; a CGM's backfill after a
+/// longer gap reads the lookback once.)
+pub const GLUCOSE_KEEP: Duration = Duration::minutes(195);
 pub const PRESSURE_KEEP: Duration = Duration::days(9);
 
 /// A stored reading as a window keeps it.
@@ -91,6 +93,25 @@ impl<P: WindowPoint> ReadingWindow<P> {
 
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
+    }
+
+    /// The window as its parts: from when it covers, and its readings in order.
+    pub fn into_parts(self) -> (Option<DateTime<Utc>>, Vec<P>) {
+        (self.covered_from, self.points)
+    }
+
+    /// The window that [`into_parts`](Self::into_parts) gave these parts (held in another
+    /// form in between).
+    pub fn from_parts(covered_from: Option<DateTime<Utc>>, points: Vec<P>) -> Self {
+        debug_assert!(
+            points
+                .windows(2)
+                .all(|pair| order(&pair[0], &pair[1]) == Ordering::Less)
+        );
+        ReadingWindow {
+            covered_from,
+            points,
+        }
     }
 
     /// What to read from the database to evaluate readings newly stored from `new_from` on,

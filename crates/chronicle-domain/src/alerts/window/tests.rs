@@ -256,8 +256,8 @@ fn a_window_that_covers_the_lookback_reads_only_the_new_readings() {
     );
     assert_eq!(
         window.len(),
-        49,
-        "four hours of a 5-minute CGM, both ends included"
+        40,
+        "3 hours 15 minutes of a 5-minute CGM, both ends included"
     );
     // A reading from before what it keeps sends the engine back to the database.
     let late = t0() + Duration::minutes(30);
