@@ -891,29 +891,39 @@ pub struct ChannelArgs {
     /// `smtp://host:587?tls=required` (STARTTLS required), `?tls=opportunistic` (STARTTLS
     /// when offered), plain `smtp://host:25` (unencrypted: a relay on this host only);
     /// credentials as `user:password@host`. Without it, e-mail channels are not served.
-    #[arg(long, env = "CHRONICLE_SMTP_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CHRONICLE_SMTP_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub smtp_url: Option<String>,
 
     /// The sender of alert e-mail, e.g. `Chronicle <alerts@clinic.example>`. [default:
     /// chronicle@localhost]
-    #[arg(long, env = "CHRONICLE_SMTP_FROM")]
+    #[arg(long, env = "CHRONICLE_SMTP_FROM", value_name = "ADDRESS")]
     pub smtp_from: Option<String>,
 
     /// The VAPID private key Web Push is signed with (RFC 8292): the 32-byte P-256 scalar,
     /// base64url. Without it, a key is generated on first start and kept in the database, so
     /// every server sharing it signs with the same key (browsers' subscriptions are bound to
     /// it).
-    #[arg(long, env = "CHRONICLE_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CHRONICLE_VAPID_PRIVATE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub vapid_private_key: Option<String>,
 
     /// The contact push services are given with every push (`mailto:` or `https:` URL).
     /// [default: mailto:chronicle@localhost]
-    #[arg(long, env = "CHRONICLE_VAPID_SUBJECT")]
+    #[arg(long, env = "CHRONICLE_VAPID_SUBJECT", value_name = "URL")]
     pub vapid_subject: Option<String>,
 
     /// The address people open Chronicle at (https://chronicle.clinic.example/), linked from
     /// every notification. [default: none, no link]
-    #[arg(long, env = "CHRONICLE_PUBLIC_URL")]
+    #[arg(long, env = "CHRONICLE_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 }
 
@@ -922,28 +932,28 @@ pub struct ChannelArgs {
 pub struct MqttArgs {
     /// MQTT client id of the ingest. Fixed so the broker keeps its persistent session across
     /// restarts; every server process needs its own. [default: chronicle-ingest]
-    #[arg(long, env = "CHRONICLE_MQTT_CLIENT_ID")]
+    #[arg(long, env = "CHRONICLE_MQTT_CLIENT_ID", value_name = "ID")]
     pub mqtt_client_id: Option<String>,
 
     /// Subscribe as $share/GROUP/... so several `chronicle serve` processes split the load.
-    #[arg(long, env = "CHRONICLE_MQTT_SHARED_GROUP")]
+    #[arg(long, env = "CHRONICLE_MQTT_SHARED_GROUP", value_name = "GROUP")]
     pub mqtt_shared_group: Option<String>,
 
     /// Topic prefix of the protocol. [default: chronicle/v1]
-    #[arg(long, env = "CHRONICLE_MQTT_TOPIC_PREFIX")]
+    #[arg(long, env = "CHRONICLE_MQTT_TOPIC_PREFIX", value_name = "PREFIX")]
     pub mqtt_topic_prefix: Option<String>,
 
     /// Largest MQTT packet the ingest (and the embedded broker) accepts, in bytes. Messages
     /// above --max-message-bytes but below this are refused with a reason; above this the
     /// broker drops the publisher's connection. [default: 16777216]
-    #[arg(long, env = "CHRONICLE_MQTT_MAX_PACKET_BYTES")]
+    #[arg(long, env = "CHRONICLE_MQTT_MAX_PACKET_BYTES", value_name = "BYTES")]
     pub mqtt_max_packet_bytes: Option<usize>,
 
     /// Unacknowledged QoS 1 messages per client: the embedded broker's window in both
     /// directions (messages a client may have waiting for their commit, acks sent and not
     /// acknowledged) and the ingest's own outgoing window towards an external broker, which
     /// needs the same (Mosquitto: max_inflight_messages). [default: 1000]
-    #[arg(long, env = "CHRONICLE_MQTT_INFLIGHT")]
+    #[arg(long, env = "CHRONICLE_MQTT_INFLIGHT", value_name = "MESSAGES")]
     pub mqtt_inflight: Option<u16>,
 }
 
@@ -951,20 +961,28 @@ pub struct MqttArgs {
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 pub struct IngestLimitArgs {
     /// Largest message payload the ingest accepts, in bytes. [default: 1048576]
-    #[arg(long, env = "CHRONICLE_MAX_MESSAGE_BYTES")]
+    #[arg(long, env = "CHRONICLE_MAX_MESSAGE_BYTES", value_name = "BYTES")]
     pub max_message_bytes: Option<usize>,
 
     /// Most readings accepted in one batch message. [default: 5000]
-    #[arg(long, env = "CHRONICLE_MAX_READINGS_PER_MESSAGE")]
+    #[arg(
+        long,
+        env = "CHRONICLE_MAX_READINGS_PER_MESSAGE",
+        value_name = "READINGS"
+    )]
     pub max_readings_per_message: Option<usize>,
 
     /// How far in the future a reading's timestamp may lie, in seconds. [default: 600]
-    #[arg(long, env = "CHRONICLE_MAX_FUTURE_SKEW_SECONDS")]
+    #[arg(
+        long,
+        env = "CHRONICLE_MAX_FUTURE_SKEW_SECONDS",
+        value_name = "SECONDS"
+    )]
     pub max_future_skew_seconds: Option<u32>,
 
     /// How old a reading's timestamp may be when it arrives, in days; older readings are
     /// refused (`stale_timestamp`). [default: 366]
-    #[arg(long, env = "CHRONICLE_MAX_READING_AGE_DAYS")]
+    #[arg(long, env = "CHRONICLE_MAX_READING_AGE_DAYS", value_name = "DAYS")]
     pub max_reading_age_days: Option<u32>,
 }
 
@@ -974,19 +992,23 @@ pub struct BatchArgs {
     /// Messages per database batch at most. With an external broker a batch can never hold
     /// more messages than the broker lets the ingest have unacknowledged.
     /// [default: --mqtt-inflight up to 1000]
-    #[arg(long, env = "CHRONICLE_BATCH_MAX_MESSAGES")]
+    #[arg(long, env = "CHRONICLE_BATCH_MAX_MESSAGES", value_name = "MESSAGES")]
     pub batch_max_messages: Option<usize>,
 
     /// How long a batch may wait for more messages, in milliseconds, when every commit slot is
     /// busy. A batch is written at once when a slot is free, so at light load a reading waits
     /// for no linger. [default: 2]
-    #[arg(long, env = "CHRONICLE_BATCH_LINGER_MS")]
+    #[arg(long, env = "CHRONICLE_BATCH_LINGER_MS", value_name = "MILLISECONDS")]
     pub batch_linger_ms: Option<u64>,
 
     /// Batches committing at once: while one waits for its commit, the next is already
     /// written, so messages spend less time unacknowledged in the broker's window.
     /// [default: 2]
-    #[arg(long, env = "CHRONICLE_BATCH_CONCURRENT_COMMITS")]
+    #[arg(
+        long,
+        env = "CHRONICLE_BATCH_CONCURRENT_COMMITS",
+        value_name = "BATCHES"
+    )]
     pub batch_concurrent_commits: Option<usize>,
 }
 
