@@ -442,4 +442,39 @@ mod tests {
         assert_eq!(std::mem::size_of::<HeldGlucose>(), 16);
         assert!(std::mem::size_of::<GlucosePoint>() >= 64);
     }
+
+    /// The resident memory one held patient costs: a 5-minute CGM's 3 h 15 min (40 readings),
+    /// for 200,000 patients. Measured from the process's RSS, so it runs alone and only when
+    /// asked (docs/benchmarks.md): `cargo test --release -p chronicle-alerts --lib
+    /// memory_per_held_patient -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement of the process's RSS; run alone"]
+    fn memory_per_held_patient() {
+        fn resident_bytes() -> u64 {
+            let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+            let pages = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok());
+            pages.unwrap_or(0) * 4096
+        }
+        const PATIENTS: u32 = 200_000;
+        let before = resident_bytes();
+        let windows = ReadingWindows::new(PATIENTS as usize);
+        for patient in 0..PATIENTS {
+            let device = format!("dev_bench_c{patient:07}");
+            let readings = (0..40)
+                .map(|i| glucose(&device, 5 * i, 100.0 + i as f64))
+                .collect();
+            windows.put(
+                Uuid::from_u128(patient.into()),
+                1,
+                windows_of(readings, Vec::new()),
+            );
+        }
+        assert_eq!(windows.len(), PATIENTS as usize);
+        let each = (resident_bytes() - before) / u64::from(PATIENTS);
+        println!("{each} bytes of RSS a held patient (40 CGM readings)");
+        assert!(each <= 1024, "{each} bytes a held patient");
+    }
 }
