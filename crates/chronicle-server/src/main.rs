@@ -7,7 +7,14 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = chronicle_server::cli::Cli::parse();
-    init_logging();
+    // A benchmark registers its population in statements of tens of thousands of rows, each
+    // longer than sqlx's slow-statement threshold by design: their warnings would bury the
+    // report.
+    let database_log = match cli.command {
+        chronicle_server::cli::Command::Bench(_) => "sqlx=error",
+        _ => "sqlx=warn",
+    };
+    init_logging(database_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,10 +38,10 @@ fn main() -> ExitCode {
 /// `CHRONICLE_LOG_FORMAT=json` writes one JSON object per line (with the spans a line is in) for
 /// a log collector. `CHRONICLE_LOG=info,chronicle_ingest=debug,chronicle_broker=debug` shows each
 /// message's path (docs/ARCHITECTURE.md, "Following a message").
-fn init_logging() {
+fn init_logging(database_log: &str) {
     let filter = std::env::var("CHRONICLE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,sqlx=warn".to_owned());
+        .unwrap_or_else(|_| format!("info,{database_log}"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr);
