@@ -161,16 +161,8 @@ impl HeldWindows {
                 if (f64::from(milli) / 1000.0).to_bits() != point.value_mg_dl.to_bits() {
                     return None;
                 }
-                let source = match point.source {
-                    GlucoseSource::Cgm => 0,
-                    GlucoseSource::Meter => 1,
-                    GlucoseSource::Lab => 2,
-                };
-                let flag = match point.flag {
-                    None => 0,
-                    Some(GlucoseFlag::Lo) => 1,
-                    Some(GlucoseFlag::Hi) => 2,
-                };
+                let source = u32::from(point.source.code());
+                let flag = u32::from(GlucoseFlag::code(point.flag));
                 let device = device_index(&mut devices, &point.device_id)?;
                 Some(HeldGlucose {
                     measured_at_us,
@@ -219,16 +211,8 @@ impl HeldWindows {
             .map(|held| {
                 let (measured_at, received_at) =
                     point_times(held.measured_at_us, held.received_after_s)?;
-                let source = match (held.packed >> VALUE_BITS) & 3 {
-                    0 => GlucoseSource::Cgm,
-                    1 => GlucoseSource::Meter,
-                    _ => GlucoseSource::Lab,
-                };
-                let flag = match (held.packed >> (VALUE_BITS + 2)) & 3 {
-                    0 => None,
-                    1 => Some(GlucoseFlag::Lo),
-                    _ => Some(GlucoseFlag::Hi),
-                };
+                let source = GlucoseSource::from_code(((held.packed >> VALUE_BITS) & 3) as u8)?;
+                let flag = GlucoseFlag::from_code(((held.packed >> (VALUE_BITS + 2)) & 3) as u8)?;
                 Some(GlucosePoint {
                     device_id: device(held.packed >> 24)?,
                     measured_at,

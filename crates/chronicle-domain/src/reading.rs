@@ -51,6 +51,23 @@ impl GlucoseSource {
             .into_iter()
             .find(|src| src.as_str() == s)
     }
+
+    /// Its number where readings are kept compact (the reading tables' `codes`, the alert
+    /// engine's held windows): 0 to 2.
+    pub fn code(self) -> u8 {
+        match self {
+            GlucoseSource::Cgm => 0,
+            GlucoseSource::Meter => 1,
+            GlucoseSource::Lab => 2,
+        }
+    }
+
+    /// The source numbered `code` ([`code`](Self::code)).
+    pub fn from_code(code: u8) -> Option<Self> {
+        [GlucoseSource::Cgm, GlucoseSource::Meter, GlucoseSource::Lab]
+            .into_iter()
+            .find(|src| src.code() == code)
+    }
 }
 
 /// A CGM reports "LO" or "HI" when glucose is outside its measuring range. Such a reading is
@@ -89,6 +106,23 @@ impl GlucoseFlag {
             GlucoseFlag::Lo => Self::LO_MG_DL,
             GlucoseFlag::Hi => Self::HI_MG_DL,
         }
+    }
+
+    /// A reading's flag (or none) as a number where readings are kept compact (the reading
+    /// tables' `codes`, the alert engine's held windows): 0 none, 1 LO, 2 HI.
+    pub fn code(flag: Option<Self>) -> u8 {
+        match flag {
+            None => 0,
+            Some(GlucoseFlag::Lo) => 1,
+            Some(GlucoseFlag::Hi) => 2,
+        }
+    }
+
+    /// The flag numbered `code` ([`code`](Self::code)); `None` for a number that names none.
+    pub fn from_code(code: u8) -> Option<Option<Self>> {
+        [None, Some(GlucoseFlag::Lo), Some(GlucoseFlag::Hi)]
+            .into_iter()
+            .find(|flag| GlucoseFlag::code(*flag) == code)
     }
 }
 
@@ -240,6 +274,24 @@ impl Reading {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_codes_are_the_stored_ones_and_come_back() {
+        // The numbers the reading tables hold (migration 0008): changing them would misread
+        // every stored reading.
+        let sources = [GlucoseSource::Cgm, GlucoseSource::Meter, GlucoseSource::Lab];
+        assert_eq!(sources.map(GlucoseSource::code), [0, 1, 2]);
+        let flags = [None, Some(GlucoseFlag::Lo), Some(GlucoseFlag::Hi)];
+        assert_eq!(flags.map(GlucoseFlag::code), [0, 1, 2]);
+        for source in sources {
+            assert_eq!(GlucoseSource::from_code(source.code()), Some(source));
+        }
+        for flag in flags {
+            assert_eq!(GlucoseFlag::from_code(GlucoseFlag::code(flag)), Some(flag));
+        }
+        assert_eq!(GlucoseSource::from_code(3), None);
+        assert_eq!(GlucoseFlag::from_code(3), None);
+    }
 
     #[test]
     fn glucose_bounds() {

@@ -318,7 +318,7 @@ trait KindColumns<'a>: Default {
 /// How a glucose reading is coded in `glucose_samples` (migration 0008); the
 /// `glucose_readings` view spells it out again.
 pub(crate) mod codes {
-    use chronicle_domain::{GlucoseFlag, GlucoseReading, GlucoseSource, GlucoseUnit};
+    use chronicle_domain::{GlucoseFlag, GlucoseReading, GlucoseUnit};
 
     /// Bit 0 the unit sent, bits 1-2 the source, bits 3-4 the flag.
     pub fn of(g: &GlucoseReading) -> i16 {
@@ -326,16 +326,8 @@ pub(crate) mod codes {
             GlucoseUnit::MgDl => 0,
             GlucoseUnit::MmolL => 1,
         };
-        let source = match g.source {
-            GlucoseSource::Cgm => 0,
-            GlucoseSource::Meter => 1,
-            GlucoseSource::Lab => 2,
-        };
-        let flag = match g.flag {
-            None => 0,
-            Some(GlucoseFlag::Lo) => 1,
-            Some(GlucoseFlag::Hi) => 2,
-        };
+        let source = i16::from(g.source.code());
+        let flag = i16::from(GlucoseFlag::code(g.flag));
         unit | source << 1 | flag << 3
     }
 
