@@ -155,6 +155,75 @@ async fn a_reading_published_while_the_ingest_is_down_is_stored_once_after_resta
     assert!(device.next_ack(Duration::from_secs(2)).await.is_err());
 }
 
+/// After an outage the broker may send its whole queue at once (Mosquitto before 2.0.14
+/// releases a window of queued messages for every PUBACK), so the broker's answers to the
+/// ingest's device acks wait behind the backlog. The ingest keeps acknowledging what it
+/// committed: past its window device acks go at QoS 0, every message is stored once on the one
+/// connection, and every device still hears about every message.
+#[tokio::test]
+async fn a_backlog_larger_than_the_ingest_window_drains_on_one_connection() {
+    const DEVICES: usize = 4;
+    const PER_DEVICE: usize = 1500;
+    let broker = Mosquitto::start_secured(None).await.expect("mosquitto");
+    let db = TestDatabase::create().await.expect("database");
+    let mut options = mosquitto_options(&db, &broker, "ingest-backlog").await;
+    options
+        .extra_args
+        .extend(["--mqtt-inflight", "20"].map(String::from));
+    let mut server = ChronicleServer::start(options).await.expect("server");
+    let mut devices = devices(&server, &broker, DEVICES).await;
+    let status = server.terminate().await.expect("graceful stop");
+    assert!(status.success(), "exit status {status}");
+    for device in &devices {
+        for i in 0..PER_DEVICE {
+            device
+                .publish(reading(i))
+                .await
+                .expect("publish while down");
+        }
+    }
+
+    server.restart().await.expect("restart");
+    for device in &mut devices {
+        let mut answered = std::collections::HashSet::new();
+        let mut stored = 0;
+        while answered.len() < PER_DEVICE {
+            let ack = device
+                .next_ack(Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|_| panic!("{} of {PER_DEVICE} answered", answered.len()));
+            assert_eq!(ack.duplicates, 0, "nothing was delivered twice: {ack:?}");
+            stored += ack.stored;
+            answered.insert(ack.message_id.clone());
+        }
+        assert_eq!(stored, PER_DEVICE, "{}", device.device_id());
+    }
+    assert_eq!(
+        db.count("glucose_readings").await,
+        (DEVICES * PER_DEVICE) as i64
+    );
+    let metrics = reqwest::get(server.http_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let at_most_once: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("chronicle_ingest_device_acks_at_most_once_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no QoS 0 ack counter in {metrics}"));
+    assert!(
+        at_most_once > 0.0,
+        "the backlog outgrew the window of 19 device acks, so some went at QoS 0"
+    );
+    assert!(
+        !server.log().contains("MQTT connection lost"),
+        "the ingest kept its connection:\n{}",
+        server.log()
+    );
+}
+
 #[tokio::test]
 async fn two_servers_on_a_shared_subscription_store_every_reading_exactly_once() {
     let broker = Mosquitto::start_secured(None).await.expect("mosquitto");

@@ -31,6 +31,8 @@ pub struct IngestMetrics {
     pub lag_seconds: Histogram,
     pub storage_errors: Counter,
     pub broker_connected: Gauge,
+    /// Device acks sent at QoS 0 because the broker had not yet confirmed the earlier ones.
+    pub device_acks_at_most_once: Counter,
 }
 
 impl IngestMetrics {
@@ -46,6 +48,7 @@ impl IngestMetrics {
             lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
             storage_errors: Counter::default(),
             broker_connected: Gauge::default(),
+            device_acks_at_most_once: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("chronicle_ingest");
         chronicle_domain::register_metrics!(r, metrics, {
@@ -59,6 +62,7 @@ impl IngestMetrics {
             lag_seconds: "Time from a message's arrival to its batch's commit",
             storage_errors: "Failed batch writes (each is retried)",
             broker_connected: "1 while the MQTT front door is connected to its broker",
+            device_acks_at_most_once: "Device acks sent at QoS 0 because the broker had not yet confirmed a window of earlier ones",
         });
         metrics
     }

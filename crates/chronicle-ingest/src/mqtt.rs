@@ -9,6 +9,14 @@
 //!
 //! The event loop is polled by one task and never blocked on acknowledgements: a second task
 //! (the acknowledger) waits for outcomes and sends acks through the client, as rumqttc asks.
+//!
+//! Device acks go at QoS 1 while fewer than a window of them wait for the broker's PUBACK, and
+//! at QoS 0 beyond (a device that misses one resends and hears "duplicate"). Otherwise a full
+//! window stops rumqttc from sending anything, the PUBACKs of committed messages included,
+//! until the broker's answers arrive; and those wait behind every message the broker already
+//! sent, which after an outage may be its whole queue (Mosquitto before 2.0.14 releases up to
+//! `max_inflight_messages` queued messages for each PUBACK). Memory would then grow with the
+//! backlog instead of the batcher's bound.
 
 use crate::batcher::IngestHandle;
 use crate::metrics::IngestMetrics;
@@ -17,7 +25,7 @@ use chronicle_domain::topics::{acks_topic, all_readings_filter};
 use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -87,12 +95,84 @@ pub fn device_id_from_topic<'t>(prefix: &str, topic: &'t str) -> Option<&'t str>
 enum PendingAck {
     /// Acknowledge once the outcome arrives, then answer the device.
     AfterCommit {
-        publish: Publish,
+        packet: ReceivedPacket,
         outcome: oneshot::Receiver<MessageOutcome>,
         connection: u64,
     },
     /// A message on a topic we do not serve: acknowledge it so it is not redelivered forever.
-    Discard { publish: Publish, connection: u64 },
+    Discard {
+        packet: ReceivedPacket,
+        connection: u64,
+    },
+}
+
+/// What acknowledging a received PUBLISH needs: its packet id and QoS, not its topic and
+/// payload (which would keep the network read buffer they were cut from alive).
+#[derive(Debug, Clone, Copy)]
+struct ReceivedPacket {
+    pkid: u16,
+    qos: QoS,
+}
+
+impl ReceivedPacket {
+    fn of(publish: &Publish) -> ReceivedPacket {
+        ReceivedPacket {
+            pkid: publish.pkid,
+            qos: publish.qos,
+        }
+    }
+
+    /// A stand-in PUBLISH for `AsyncClient::ack`, which reads only these two fields.
+    fn to_publish(self) -> Publish {
+        let mut publish = Publish::new("", self.qos, Vec::new());
+        publish.pkid = self.pkid;
+        publish
+    }
+}
+
+/// Device acks sent at QoS 1 and not yet confirmed by the broker, so the acknowledger never
+/// fills rumqttc's outgoing window (see the module documentation). Counted up before the
+/// publish is handed to rumqttc and down once its PUBACK was seen, so it is never below
+/// rumqttc's own count.
+#[derive(Debug, Clone)]
+struct UnconfirmedAcks {
+    count: Arc<AtomicUsize>,
+    /// Acks at QoS 1 allowed at once: one below rumqttc's window, which is then never full.
+    limit: usize,
+}
+
+impl UnconfirmedAcks {
+    fn new(outgoing_inflight: u16) -> UnconfirmedAcks {
+        UnconfirmedAcks {
+            count: Arc::default(),
+            limit: usize::from(outgoing_inflight).saturating_sub(1),
+        }
+    }
+
+    /// QoS 1 if the window has room (taking a place in it), else QoS 0.
+    fn reserve(&self) -> QoS {
+        let taken = self
+            .count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.limit).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => QoS::AtLeastOnce,
+            Err(_) => QoS::AtMostOnce,
+        }
+    }
+
+    /// A place taken by [`Self::reserve`] whose publish never reached rumqttc.
+    fn release(&self) {
+        let _ = self
+            .count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// The broker confirmed one of them.
+    fn confirmed(&self) {
+        self.release();
+    }
 }
 
 /// Counts connections, so a PUBACK is only sent on the connection that delivered the message.
@@ -144,11 +224,14 @@ pub async fn run(
     eventloop.set_network_options(network);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let epoch = ConnectionEpoch::default();
+    let unconfirmed = UnconfirmedAcks::new(settings.outgoing_inflight);
     let mut acknowledger = tokio::spawn(acknowledge(
         client.clone(),
         ack_rx,
         settings.topic_prefix.clone(),
         epoch.clone(),
+        unconfirmed.clone(),
+        metrics.clone(),
     ));
 
     // Both are dropped when shutdown starts: the batcher then drains, and the acknowledger
@@ -193,13 +276,17 @@ pub async fn run(
                                 redelivered: publish.dup,
                             };
                             match ingest.submit(message).await {
-                                Ok(outcome) => PendingAck::AfterCommit { publish, outcome, connection: epoch.current() },
+                                Ok(outcome) => PendingAck::AfterCommit {
+                                    packet: ReceivedPacket::of(&publish),
+                                    outcome,
+                                    connection: epoch.current(),
+                                },
                                 Err(_) => continue,
                             }
                         }
                         None => {
                             tracing::warn!(topic = %publish.topic, "message on a topic the ingest does not serve; discarded");
-                            PendingAck::Discard { publish, connection: epoch.current() }
+                            PendingAck::Discard { packet: ReceivedPacket::of(&publish), connection: epoch.current() }
                         }
                     };
                     if ack_tx.send(pending).is_err() {
@@ -221,6 +308,7 @@ pub async fn run(
                         tracing::error!(%error, "could not subscribe to device readings");
                     }
                 }
+                Ok(Event::Incoming(Packet::PubAck(_))) => unconfirmed.confirmed(),
                 Ok(Event::Incoming(Packet::SubAck(suback))) => {
                     tracing::info!(filter = %settings.subscription(), codes = ?suback.return_codes, "subscribed to device readings");
                 }
@@ -269,22 +357,14 @@ async fn acknowledge(
     mut queue: mpsc::UnboundedReceiver<PendingAck>,
     topic_prefix: String,
     epoch: ConnectionEpoch,
+    unconfirmed: UnconfirmedAcks,
+    metrics: IngestMetrics,
 ) {
     while let Some(pending) = queue.recv().await {
-        match pending {
-            PendingAck::Discard {
-                publish,
-                connection,
-            } => {
-                if connection != epoch.current() {
-                    continue;
-                }
-                if let Err(error) = client.ack(&publish).await {
-                    tracing::warn!(%error, "could not acknowledge a discarded message");
-                }
-            }
+        let (packet, connection) = match pending {
+            PendingAck::Discard { packet, connection } => (packet, connection),
             PendingAck::AfterCommit {
-                publish,
+                packet,
                 outcome,
                 connection,
             } => {
@@ -295,30 +375,52 @@ async fn acknowledge(
                 // in this order): a crash between the two leaves the message unacknowledged, so
                 // the broker delivers it again and the device hears once more (a duplicate),
                 // never not at all.
-                match serde_json::to_vec(&outcome.ack) {
-                    Ok(body) => {
-                        let topic = acks_topic(&topic_prefix, &outcome.device_id);
-                        match client.publish(topic, QoS::AtLeastOnce, false, body).await {
-                            Ok(()) => tracing::debug!(
-                                device_id = %outcome.device_id,
-                                message_id = outcome.ack.message_id.as_deref().unwrap_or(""),
-                                "ack published"
-                            ),
-                            Err(error) => {
-                                tracing::warn!(%error, device_id = %outcome.device_id, "could not publish the ack to the device")
-                            }
-                        }
-                    }
-                    Err(error) => tracing::error!(%error, "could not encode an ack"),
-                }
-                if connection != epoch.current() {
-                    // Delivered on a connection that is gone: the broker redelivers it on the
-                    // current one, where that copy (a duplicate now) is acknowledged.
-                    tracing::debug!("not acknowledging a message from a previous connection");
-                } else if let Err(error) = client.ack(&publish).await {
-                    tracing::warn!(%error, "could not acknowledge a committed message; the broker will redeliver it and it will count as a duplicate");
-                }
+                answer_device(&client, &topic_prefix, &outcome, &unconfirmed, &metrics).await;
+                (packet, connection)
             }
+        };
+        if connection != epoch.current() {
+            // Delivered on a connection that is gone: the broker redelivers it on the
+            // current one, where that copy (a duplicate now) is acknowledged.
+            tracing::debug!("not acknowledging a message from a previous connection");
+        } else if let Err(error) = client.ack(&packet.to_publish()).await {
+            tracing::warn!(%error, "could not acknowledge a message; the broker will redeliver it and it will count as a duplicate");
+        }
+    }
+}
+
+/// Publishes a message's outcome on its device's acks topic.
+async fn answer_device(
+    client: &AsyncClient,
+    topic_prefix: &str,
+    outcome: &MessageOutcome,
+    unconfirmed: &UnconfirmedAcks,
+    metrics: &IngestMetrics,
+) {
+    let body = match serde_json::to_vec(&outcome.ack) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(%error, "could not encode an ack");
+            return;
+        }
+    };
+    let qos = unconfirmed.reserve();
+    if qos == QoS::AtMostOnce {
+        metrics.device_acks_at_most_once.inc();
+    }
+    let topic = acks_topic(topic_prefix, &outcome.device_id);
+    match client.publish(topic, qos, false, body).await {
+        Ok(()) => tracing::debug!(
+            device_id = %outcome.device_id,
+            message_id = outcome.ack.message_id.as_deref().unwrap_or(""),
+            ?qos,
+            "ack published"
+        ),
+        Err(error) => {
+            if qos == QoS::AtLeastOnce {
+                unconfirmed.release();
+            }
+            tracing::warn!(%error, device_id = %outcome.device_id, "could not publish the ack to the device")
         }
     }
 }
@@ -350,6 +452,24 @@ mod tests {
             device_id_from_topic(p, "other/devices/dev_1/readings"),
             None
         );
+    }
+
+    #[test]
+    fn device_acks_fall_back_to_qos0_only_while_the_window_is_full() {
+        let unconfirmed = UnconfirmedAcks::new(3);
+        assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
+        assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
+        // rumqttc's window of 3 keeps one place free, so it never stops sending PUBACKs.
+        assert_eq!(unconfirmed.reserve(), QoS::AtMostOnce);
+        unconfirmed.confirmed();
+        assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
+        unconfirmed.release();
+        unconfirmed.confirmed();
+        // A PUBACK for an ack from before a restart of the count does not underflow it.
+        unconfirmed.confirmed();
+        assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
+        assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
+        assert_eq!(unconfirmed.reserve(), QoS::AtMostOnce);
     }
 
     #[test]

@@ -955,6 +955,14 @@ pub struct MqttArgs {
     /// needs the same (Mosquitto: max_inflight_messages). [default: 1000]
     #[arg(long, env = "CHRONICLE_MQTT_INFLIGHT", value_name = "MESSAGES")]
     pub mqtt_inflight: Option<u16>,
+
+    /// MQTT keep-alive of the ingest's connection to an external broker, in seconds. A ping's
+    /// answer waits behind every message the broker already sent, and after an outage
+    /// Mosquitto before 2.0.14 sends its whole queue at once: the keep-alive must outlast
+    /// draining it, or the connection is dropped mid-drain and the rest delivered again.
+    /// 0 sends no pings. [default: 300]
+    #[arg(long, env = "CHRONICLE_MQTT_KEEP_ALIVE", value_name = "SECONDS")]
+    pub mqtt_keep_alive: Option<u16>,
 }
 
 /// What the ingest accepts in one message and reading.
@@ -1024,6 +1032,7 @@ pub struct ServeSettings {
     pub mqtt_topic_prefix: String,
     pub mqtt_max_packet_bytes: usize,
     pub mqtt_inflight: u16,
+    pub mqtt_keep_alive: Duration,
     pub max_message_bytes: usize,
     pub max_readings_per_message: usize,
     pub max_future_skew: Duration,
@@ -1186,6 +1195,12 @@ impl ServeArgs {
                 .or(f.mqtt.mqtt_max_packet_bytes)
                 .unwrap_or(16 * 1024 * 1024),
             mqtt_inflight,
+            mqtt_keep_alive: Duration::from_secs(u64::from(
+                self.mqtt
+                    .mqtt_keep_alive
+                    .or(f.mqtt.mqtt_keep_alive)
+                    .unwrap_or(300),
+            )),
             max_message_bytes: self
                 .limits
                 .max_message_bytes

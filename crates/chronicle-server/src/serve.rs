@@ -502,7 +502,7 @@ async fn start_front_door(
                 credentials: credentials.clone(),
                 shared_group: settings.mqtt_shared_group.clone(),
                 topic_prefix: settings.mqtt_topic_prefix.clone(),
-                keep_alive: Duration::from_secs(30),
+                keep_alive: settings.mqtt_keep_alive,
                 max_packet_bytes: settings.mqtt_max_packet_bytes,
                 outgoing_inflight: settings.mqtt_inflight,
                 tls,
