@@ -46,6 +46,14 @@ const BATCH_LIMIT: usize = 100;
 /// many times a second is evaluated once for them rather than once per commit; a reading
 /// after a quiet spell is evaluated at once. It bounds the delay this adds to an alarm.
 const ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
+/// The spacing instead while a round holds no reading measured within [`CURRENT_WITHIN`]:
+/// the ingest is then working through a backlog (after an outage the broker delivers its
+/// queue first and the current readings behind it), so the engine leaves most of the
+/// database to the ingest and the current readings, and their alarms, come sooner. The
+/// backlog's own readings are evaluated all the same, later.
+const BACKLOG_ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(250);
+/// A reading measured this recently is current (a device publishes as it measures).
+const CURRENT_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
 
 /// What to evaluate for a patient.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -312,11 +320,12 @@ pub async fn run(
 ) {
     let mut signalled = true;
     let mut backoff = std::time::Duration::from_millis(200);
-    let mut last_busy_round: Option<tokio::time::Instant> = None;
+    // When the last round that found work started, and the spacing it asks for.
+    let mut last_busy_round: Option<(tokio::time::Instant, std::time::Duration)> = None;
     loop {
-        if let Some(last) = last_busy_round {
+        if let Some((last, spacing)) = last_busy_round {
             tokio::select! {
-                () = tokio::time::sleep_until(last + ROUND_SPACING) => {}
+                () = tokio::time::sleep_until(last + spacing) => {}
                 () = shutdown.cancelled() => break,
             }
         }
@@ -328,11 +337,16 @@ pub async fn run(
             round = drain(&store, &windows, &metrics) => round,
         };
         match round {
-            Ok(items) => {
+            Ok(round) => {
                 backoff = std::time::Duration::from_millis(200);
-                if items > 0 {
+                if round.items > 0 {
                     // More may have been queued meanwhile.
-                    last_busy_round = Some(started);
+                    let spacing = if round.current {
+                        ROUND_SPACING
+                    } else {
+                        BACKLOG_ROUND_SPACING
+                    };
+                    last_busy_round = Some((started, spacing));
                     continue;
                 }
                 last_busy_round = None;
@@ -360,15 +374,29 @@ pub async fn run(
     tracing::debug!("alert engine stopped");
 }
 
-/// One claim: evaluates every touched patient, then completes it. Returns the items done.
+/// What one round did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Round {
+    /// Follow-up items done.
+    items: usize,
+    /// Whether any of them was for a reading measured within [`CURRENT_WITHIN`].
+    current: bool,
+}
+
+/// One claim: evaluates every touched patient, then completes it.
 async fn drain(
     store: &Store,
     windows: &Arc<ReadingWindows>,
     metrics: &AlertMetrics,
-) -> Result<usize, EngineError> {
+) -> Result<Round, EngineError> {
     let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
-        return Ok(0);
+        return Ok(Round::default());
     };
+    let current_from = Utc::now() - CURRENT_WITHIN;
+    let current = claim
+        .items
+        .iter()
+        .any(|item| item.last_measured_at >= current_from);
     let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
     for item in &claim.items {
         patients
@@ -410,9 +438,9 @@ async fn drain(
     while let Some(result) = running.join_next().await {
         joined(Some(result))?;
     }
-    let done = claim.items.len();
+    let items = claim.items.len();
     claim.complete().await?;
-    Ok(done)
+    Ok(Round { items, current })
 }
 
 /// Why a round of evaluations failed (its claim is dropped and the work done again).
