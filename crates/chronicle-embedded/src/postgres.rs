@@ -521,7 +521,12 @@ impl PrivatePostgres {
             // No Unix socket: its default directory (/var/run/postgresql) may not exist or
             // be shared with a system PostgreSQL; TCP on loopback is all we use.
             .args(["-c", "unix_socket_directories="])
-            .args(["-c", "max_connections=200"]);
+            .args(["-c", "max_connections=200"])
+            // The follow-up queue is vacuumed after a fixed number of changes (migration
+            // 0052), but autovacuum looks at each table only once a naptime (1 min by
+            // default): at fleet rates that is hundreds of thousands of dead rows for its
+            // claims to walk past.
+            .args(["-c", "autovacuum_naptime=10s"]);
         // TimescaleDB loads only when preloaded: with the extension installed beside this
         // PostgreSQL, the private cluster preloads it, so `--timescale auto|required` works.
         if timescaledb_installed(&self.bin_dir) {
