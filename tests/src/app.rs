@@ -169,6 +169,11 @@ impl TestApp {
         self.endpoints.http_url(path)
     }
 
+    /// The server's Prometheus metrics (`/metrics`).
+    pub async fn metrics(&self) -> anyhow::Result<crate::server::Metrics> {
+        crate::server::Metrics::fetch(&reqwest::Client::new(), &self.http_url("/metrics")).await
+    }
+
     /// Runs an admin command (`chronicle <args>`, the real binary) against the same database.
     pub async fn admin(&self, args: &[&str]) -> anyhow::Result<String> {
         let output = Command::new(chronicle_binary()?)

@@ -22,7 +22,7 @@ pub use api::{ApiClient, create_user};
 pub use app::TestApp;
 pub use chronicle_embedded::{Mosquitto, MosquittoTls};
 pub use device::TestDevice;
-pub use server::{ChronicleServer, ServerOptions};
+pub use server::{ChronicleServer, Metrics, ServerOptions};
 
 use anyhow::Context;
 use sqlx::PgPool;

@@ -246,6 +246,11 @@ impl ChronicleServer {
         self.http.clone()
     }
 
+    /// The server's Prometheus metrics (`/metrics`).
+    pub async fn metrics(&self) -> anyhow::Result<Metrics> {
+        Metrics::fetch(&self.http, &self.http_url("/metrics")).await
+    }
+
     /// The embedded broker's TLS listener, when the server has one.
     pub fn mqtt_tls_port(&self) -> Option<u16> {
         self.mqtt_tls_port
@@ -380,4 +385,37 @@ pub fn traversable_tempdir() -> anyhow::Result<tempfile::TempDir> {
         .tempdir_in("/tmp")?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     Ok(dir)
+}
+
+/// A server's metrics in Prometheus' text format.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub text: String,
+}
+
+impl Metrics {
+    /// Reads a server's `/metrics` at `url`.
+    pub async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<Metrics> {
+        let response = http.get(url).send().await?.error_for_status()?;
+        Ok(Metrics {
+            text: response.text().await?,
+        })
+    }
+
+    /// The sum of the samples of `series`: a metric's name (every label set of it) or a name
+    /// with its labels (`chronicle_alerts_events_total{kind="opened"}`). `None` when the text
+    /// has no such sample.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        let mut samples = self.text.lines().filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            let matches = name == series
+                || (!series.contains('{')
+                    && name
+                        .strip_prefix(series)
+                        .is_some_and(|labels| labels.starts_with('{')));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        });
+        let first = samples.next()?;
+        Some(first + samples.sum::<f64>())
+    }
 }

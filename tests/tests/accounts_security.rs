@@ -98,17 +98,10 @@ impl World {
 
     /// The server's count of argon2 verifications (`/metrics`).
     async fn password_verifications(&self) -> f64 {
-        let metrics = reqwest::get(self.server.http_url("/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let metrics = self.server.metrics().await.expect("metrics");
         metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("chronicle_password_verifications_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no verification counter in {metrics}"))
+            .value("chronicle_password_verifications_total")
+            .unwrap_or_else(|| panic!("no verification counter in {}", metrics.text))
     }
 
     async fn admin_events(&self, admin: &str, query: &str) -> Vec<Value> {

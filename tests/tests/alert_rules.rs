@@ -238,18 +238,11 @@ async fn every_rule_raises_exactly_its_alert_through_mqtt() {
         }
     }
     // The engine's metrics count what it wrote.
-    let metrics = reqwest::get(w.server.http_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let opened: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("chronicle_alerts_events_total{kind=\"opened\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let metrics = w.server.metrics().await.expect("metrics");
+    let opened = metrics
+        .value("chronicle_alerts_events_total{kind=\"opened\"}")
         .unwrap_or(0.0);
-    assert_eq!(opened, 11.0, "{metrics}");
+    assert_eq!(opened, 11.0, "{}", metrics.text);
     // The evidence says why.
     let very_low = all
         .iter()

@@ -122,18 +122,15 @@ async fn two_servers_on_a_shared_subscription_raise_each_alert_once() {
     }
     // Both servers took part: each stored some of the readings.
     for (name, server) in [("a", &a), ("b", &b)] {
-        let metrics = reqwest::get(server.http_url("/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let stored: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("chronicle_ingest_readings_stored_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        assert!(stored > 0.0, "server {name} stored nothing:\n{metrics}");
+        let metrics = server.metrics().await.expect("metrics");
+        let stored = metrics
+            .value("chronicle_ingest_readings_stored_total")
+            .unwrap_or(0.0);
+        assert!(
+            stored > 0.0,
+            "server {name} stored nothing:\n{}",
+            metrics.text
+        );
     }
 }
 

@@ -202,17 +202,10 @@ async fn a_backlog_larger_than_the_ingest_window_drains_on_one_connection() {
         db.count("glucose_readings").await,
         (DEVICES * PER_DEVICE) as i64
     );
-    let metrics = reqwest::get(server.http_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let at_most_once: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("chronicle_ingest_device_acks_at_most_once_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no QoS 0 ack counter in {metrics}"));
+    let metrics = server.metrics().await.expect("metrics");
+    let at_most_once = metrics
+        .value("chronicle_ingest_device_acks_at_most_once_total")
+        .unwrap_or_else(|| panic!("no QoS 0 ack counter in {}", metrics.text));
     assert!(
         at_most_once > 0.0,
         "the backlog outgrew the window of 19 device acks, so some went at QoS 0"
@@ -259,16 +252,11 @@ async fn two_servers_on_a_shared_subscription_store_every_reading_exactly_once()
     );
     assert_eq!(db.count("glucose_readings").await, 1200);
     for (name, server) in [("a", &a), ("b", &b)] {
-        let metrics = reqwest::get(server.http_url("/metrics"))
+        let received = server
+            .metrics()
             .await
             .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        let received: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("chronicle_ingest_messages_received_total "))
-            .and_then(|v| v.trim().parse().ok())
+            .value("chronicle_ingest_messages_received_total")
             .unwrap_or(0.0);
         assert!(received > 0.0, "server {name} took no share of the load");
     }

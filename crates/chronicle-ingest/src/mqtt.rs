@@ -90,20 +90,15 @@ pub fn device_id_from_topic<'t>(prefix: &str, topic: &'t str) -> Option<&'t str>
         .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
-/// A received message waiting to be acknowledged, in receive order. `connection` is the
-/// [`ConnectionEpoch`] it arrived on.
-enum PendingAck {
-    /// Acknowledge once the outcome arrives, then answer the device.
-    AfterCommit {
-        packet: ReceivedPacket,
-        outcome: oneshot::Receiver<MessageOutcome>,
-        connection: u64,
-    },
-    /// A message on a topic we do not serve: acknowledge it so it is not redelivered forever.
-    Discard {
-        packet: ReceivedPacket,
-        connection: u64,
-    },
+/// A received message waiting to be acknowledged, in receive order.
+struct PendingAck {
+    packet: ReceivedPacket,
+    /// The [`ConnectionEpoch`] it arrived on.
+    connection: u64,
+    /// Its outcome, to wait for and answer the device with before acknowledging; `None` for a
+    /// message on a topic we do not serve, acknowledged at once so it is not redelivered
+    /// forever.
+    outcome: Option<oneshot::Receiver<MessageOutcome>>,
 }
 
 /// What acknowledging a received PUBLISH needs: its packet id and QoS, not its topic and
@@ -162,16 +157,11 @@ impl UnconfirmedAcks {
         }
     }
 
-    /// A place taken by [`Self::reserve`] whose publish never reached rumqttc.
+    /// Frees a place: the broker confirmed an ack, or a publish never reached rumqttc.
     fn release(&self) {
         let _ = self
             .count
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-    }
-
-    /// The broker confirmed one of them.
-    fn confirmed(&self) {
-        self.release();
     }
 }
 
@@ -258,7 +248,7 @@ pub async fn run(
                     // While shutting down, a new message is left unacknowledged: the broker
                     // keeps it for this session and delivers it again.
                     let Some((ingest, ack_tx)) = &taking else { continue };
-                    let pending = match device_id_from_topic(&settings.topic_prefix, &publish.topic) {
+                    let outcome = match device_id_from_topic(&settings.topic_prefix, &publish.topic) {
                         Some(device_id) => {
                             tracing::debug!(
                                 device_id,
@@ -276,18 +266,19 @@ pub async fn run(
                                 redelivered: publish.dup,
                             };
                             match ingest.submit(message).await {
-                                Ok(outcome) => PendingAck::AfterCommit {
-                                    packet: ReceivedPacket::of(&publish),
-                                    outcome,
-                                    connection: epoch.current(),
-                                },
+                                Ok(outcome) => Some(outcome),
                                 Err(_) => continue,
                             }
                         }
                         None => {
                             tracing::warn!(topic = %publish.topic, "message on a topic the ingest does not serve; discarded");
-                            PendingAck::Discard { packet: ReceivedPacket::of(&publish), connection: epoch.current() }
+                            None
                         }
+                    };
+                    let pending = PendingAck {
+                        packet: ReceivedPacket::of(&publish),
+                        connection: epoch.current(),
+                        outcome,
                     };
                     if ack_tx.send(pending).is_err() {
                         tracing::error!("MQTT acknowledger stopped early; messages stay unacknowledged");
@@ -308,7 +299,7 @@ pub async fn run(
                         tracing::error!(%error, "could not subscribe to device readings");
                     }
                 }
-                Ok(Event::Incoming(Packet::PubAck(_))) => unconfirmed.confirmed(),
+                Ok(Event::Incoming(Packet::PubAck(_))) => unconfirmed.release(),
                 Ok(Event::Incoming(Packet::SubAck(suback))) => {
                     tracing::info!(filter = %settings.subscription(), codes = ?suback.return_codes, "subscribed to device readings");
                 }
@@ -360,25 +351,22 @@ async fn acknowledge(
     unconfirmed: UnconfirmedAcks,
     metrics: IngestMetrics,
 ) {
-    while let Some(pending) = queue.recv().await {
-        let (packet, connection) = match pending {
-            PendingAck::Discard { packet, connection } => (packet, connection),
-            PendingAck::AfterCommit {
-                packet,
-                outcome,
-                connection,
-            } => {
-                // An outcome that never comes means the batch was abandoned at shutdown: the
-                // message must stay unacknowledged so the broker delivers it again.
-                let Ok(outcome) = outcome.await else { continue };
-                // The device's ack goes out before the broker's PUBACK (the client sends them
-                // in this order): a crash between the two leaves the message unacknowledged, so
-                // the broker delivers it again and the device hears once more (a duplicate),
-                // never not at all.
-                answer_device(&client, &topic_prefix, &outcome, &unconfirmed, &metrics).await;
-                (packet, connection)
-            }
-        };
+    while let Some(PendingAck {
+        packet,
+        connection,
+        outcome,
+    }) = queue.recv().await
+    {
+        if let Some(outcome) = outcome {
+            // An outcome that never comes means the batch was abandoned at shutdown: the
+            // message must stay unacknowledged so the broker delivers it again.
+            let Ok(outcome) = outcome.await else { continue };
+            // The device's ack goes out before the broker's PUBACK (the client sends them in
+            // this order): a crash between the two leaves the message unacknowledged, so the
+            // broker delivers it again and the device hears once more (a duplicate), never
+            // not at all.
+            answer_device(&client, &topic_prefix, &outcome, &unconfirmed, &metrics).await;
+        }
         if connection != epoch.current() {
             // Delivered on a connection that is gone: the broker redelivers it on the
             // current one, where that copy (a duplicate now) is acknowledged.
@@ -461,12 +449,12 @@ mod tests {
         assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
         // rumqttc's window of 3 keeps one place free, so it never stops sending PUBACKs.
         assert_eq!(unconfirmed.reserve(), QoS::AtMostOnce);
-        unconfirmed.confirmed();
+        unconfirmed.release();
         assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
         unconfirmed.release();
-        unconfirmed.confirmed();
+        unconfirmed.release();
         // A PUBACK for an ack from before a restart of the count does not underflow it.
-        unconfirmed.confirmed();
+        unconfirmed.release();
         assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
         assert_eq!(unconfirmed.reserve(), QoS::AtLeastOnce);
         assert_eq!(unconfirmed.reserve(), QoS::AtMostOnce);
