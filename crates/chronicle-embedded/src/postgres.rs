@@ -526,7 +526,13 @@ impl PrivatePostgres {
             // 0052), but autovacuum looks at each table only once a naptime (1 min by
             // default): at fleet rates that is hundreds of thousands of dead rows for its
             // claims to walk past.
-            .args(["-c", "autovacuum_naptime=10s"]);
+            .args(["-c", "autovacuum_naptime=10s"])
+            // A fleet writes WAL at tens of MB/s: with the default 1 GB PostgreSQL
+            // checkpoints every few seconds (it says so in its log), and after each
+            // checkpoint the first change to every page writes the whole page into the WAL
+            // again. Spaced by time instead, a checkpoint is paid for once per page.
+            .args(["-c", "max_wal_size=4GB"])
+            .args(["-c", "checkpoint_timeout=15min"]);
         // TimescaleDB loads only when preloaded: with the extension installed beside this
         // PostgreSQL, the private cluster preloads it, so `--timescale auto|required` works.
         if timescaledb_installed(&self.bin_dir) {
