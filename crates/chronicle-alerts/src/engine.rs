@@ -46,14 +46,13 @@ const BATCH_LIMIT: usize = 100;
 /// many times a second is evaluated once for them rather than once per commit; a reading
 /// after a quiet spell is evaluated at once. It bounds the delay this adds to an alarm.
 const ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
-/// The spacing instead while a round holds no reading measured within [`CURRENT_WITHIN`]:
-/// the ingest is then working through a backlog (after an outage the broker delivers its
-/// queue first and the current readings behind it), so the engine leaves most of the
-/// database to the ingest and the current readings, and their alarms, come sooner. The
-/// backlog's own readings are evaluated all the same, later.
+/// The spacing instead while a round holds no current reading
+/// ([`FollowupClaim::holds_current`]): the alarms of the current readings, queued in the
+/// broker behind the backlog, come sooner when the ingest has the database. The backlog's
+/// own readings are evaluated all the same, later.
+///
+/// [`FollowupClaim::holds_current`]: chronicle_storage::FollowupClaim::holds_current
 const BACKLOG_ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(250);
-/// A reading measured this recently is current (a device publishes as it measures).
-const CURRENT_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
 
 /// What to evaluate for a patient.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -379,7 +378,7 @@ pub async fn run(
 struct Round {
     /// Follow-up items done.
     items: usize,
-    /// Whether any of them was for a reading measured within [`CURRENT_WITHIN`].
+    /// Whether any of them was for a current reading.
     current: bool,
 }
 
@@ -392,11 +391,7 @@ async fn drain(
     let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
         return Ok(Round::default());
     };
-    let current_from = Utc::now() - CURRENT_WITHIN;
-    let current = claim
-        .items
-        .iter()
-        .any(|item| item.last_measured_at >= current_from);
+    let current = claim.holds_current();
     let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
     for item in &claim.items {
         patients

@@ -4,7 +4,8 @@
 //!
 //! Rounds start at most once per [`SETTLE`]: the commits of that time join one round, so a
 //! busy patient-day is recomputed once rather than once per commit, and the ingest and the
-//! alert engine keep the CPU. Reads stay exact meanwhile: they compute the days still queued
+//! alert engine keep the CPU; while the rounds hold no current reading (a backlog draining)
+//! they are spaced further. Reads stay exact meanwhile: they compute the days still queued
 //! from the raw readings.
 
 use chronicle_storage::Store;
@@ -18,6 +19,10 @@ const POLL: Duration = Duration::from_secs(1);
 const BATCH: i64 = 200;
 /// The least time between the starts of two rounds.
 const SETTLE: Duration = Duration::from_secs(1);
+/// The least time between two rounds of the same run while they hold no current reading:
+/// the ingest is then draining a backlog, and the rollups (which readers do not wait for)
+/// leave it the database.
+const BACKLOG_SPACING: Duration = Duration::from_millis(500);
 
 pub async fn run(store: Store, mut enqueued: watch::Receiver<u64>, shutdown: CancellationToken) {
     let mut poll = tokio::time::interval(POLL);
@@ -41,12 +46,21 @@ pub async fn run(store: Store, mut enqueued: watch::Receiver<u64>, shutdown: Can
             };
             match round {
                 Ok(report) if report.is_idle() => break,
-                Ok(report) => tracing::debug!(
-                    followups = report.followups,
-                    rebuilds = report.rebuilds,
-                    days = report.days,
-                    "trend rollups updated"
-                ),
+                Ok(report) => {
+                    tracing::debug!(
+                        followups = report.followups,
+                        rebuilds = report.rebuilds,
+                        days = report.days,
+                        current = report.current,
+                        "trend rollups updated"
+                    );
+                    if report.followups > 0 && !report.current {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(BACKLOG_SPACING) => {}
+                        }
+                    }
+                }
                 Err(e) => {
                     // The work stays queued; readers compute the stale days from raw readings
                     // meanwhile, so nothing is wrong, only slower.

@@ -35,7 +35,21 @@ pub struct FollowupClaim {
     pub items: Vec<Followup>,
 }
 
+/// A reading measured this recently is current (a device publishes as it measures).
+pub const CURRENT_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
+
 impl FollowupClaim {
+    /// Whether any item is for a reading measured within [`CURRENT_WITHIN`]. A claim without
+    /// one means the ingest is working through a backlog (after an outage the broker delivers
+    /// its queue first and the current readings behind it): consumers then space their
+    /// rounds and leave the database to the ingest, so the current readings come sooner.
+    pub fn holds_current(&self) -> bool {
+        let current_from = Utc::now() - CURRENT_WITHIN;
+        self.items
+            .iter()
+            .any(|item| item.last_measured_at >= current_from)
+    }
+
     /// The work is done: the items leave the queue for good.
     pub async fn complete(self) -> Result<(), StorageError> {
         self.tx.commit().await?;

@@ -31,6 +31,8 @@ pub struct RefreshReport {
     pub days: usize,
     /// Of those, days continued from their rollup with readings that arrived in order.
     pub continued: usize,
+    /// Whether the claimed items held a current reading (`FollowupClaim::holds_current`).
+    pub current: bool,
 }
 
 impl RefreshReport {
@@ -84,6 +86,7 @@ impl Store {
         report.rebuilds = rebuilds.len();
 
         if let Some(claim) = self.claim_followups(TRENDS_CONSUMER, limit).await? {
+            report.current = claim.holds_current();
             let mut touched: BTreeMap<Uuid, Vec<TouchedRange>> = BTreeMap::new();
             for item in &claim.items {
                 touched.entry(item.patient_id).or_default().push((
