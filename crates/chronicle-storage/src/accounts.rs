@@ -268,7 +268,7 @@ impl Store {
         keep: Option<Uuid>,
         client_address: Option<IpAddr>,
     ) -> Result<u64, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
             .bind(user_id)
             .bind(new_hash)
@@ -330,7 +330,7 @@ impl Store {
                 AuthenticationEventKind::AccountEnabled,
             )
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let found = sqlx::query(update)
             .bind(user_id)
             .execute(&mut *tx)
@@ -360,7 +360,7 @@ impl Store {
         actor_id: Option<Uuid>,
         client_address: Option<IpAddr>,
     ) -> Result<u64, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let revoked = revoke_tokens_except(&mut *tx, user_id, None).await?;
         insert_event(
             &mut *tx,

@@ -323,7 +323,7 @@ impl Store {
 
     /// Every credential an external Mosquitto checks itself, read in one snapshot.
     pub async fn broker_credentials(&self) -> Result<BrokerCredentials, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await?;

@@ -87,7 +87,7 @@ impl Store {
         user_id: Uuid,
         channel_id: Uuid,
     ) -> Result<Result<IssuedCode, IssueRefused>, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let Some(channel) = locked_email_channel(&mut tx, user_id, channel_id).await? else {
             return Ok(Err(IssueRefused::NotFound));
         };
@@ -194,7 +194,7 @@ impl Store {
         channel_id: Uuid,
         typed: &str,
     ) -> Result<ConfirmOutcome, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let Some(channel) = locked_email_channel(&mut tx, user_id, channel_id).await? else {
             return Ok(ConfirmOutcome::NotFound);
         };

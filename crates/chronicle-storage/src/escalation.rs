@@ -225,7 +225,7 @@ impl Store {
         policy: &EscalationPolicy,
         updated_by: Uuid,
     ) -> Result<(), StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO care_team_escalation (team_id, renotify_every_seconds, updated_by)
              VALUES ($1, $2, $3)
@@ -268,7 +268,7 @@ impl Store {
     /// Removes a team's policy (every member is told at once again); whether there was one.
     /// Escalations under way stop.
     pub async fn clear_escalation_policy(&self, team_id: Uuid) -> Result<bool, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let removed = sqlx::query("DELETE FROM care_team_escalation WHERE team_id = $1")
             .bind(team_id)
             .execute(&mut *tx)

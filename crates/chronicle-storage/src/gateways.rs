@@ -84,7 +84,7 @@ impl Store {
         devices: &[DeviceId],
     ) -> Result<(Gateway, GatewayCredentials), StorageError> {
         let credentials = GatewayCredentials::generate(new_gateway_id());
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO gateways (id, label, patient_id, secret_hash, broker_password_hash)
              SELECT $1, $2, $3, $4, $5
@@ -145,7 +145,7 @@ impl Store {
         gateway_id: &GatewayId,
         devices: &[DeviceId],
     ) -> Result<Gateway, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         attach(&mut tx, gateway_id, devices).await?;
         tx.commit().await?;
         self.gateway(gateway_id)

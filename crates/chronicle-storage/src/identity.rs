@@ -267,7 +267,7 @@ impl Store {
         user_id: Uuid,
         by: Option<Uuid>,
     ) -> Result<(), StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let joined = sqlx::query(
             "INSERT INTO care_team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
@@ -315,7 +315,7 @@ impl Store {
         user_id: Uuid,
         by: Option<Uuid>,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let left = sqlx::query("DELETE FROM care_team_members WHERE team_id = $1 AND user_id = $2")
             .bind(team_id)
             .bind(user_id)

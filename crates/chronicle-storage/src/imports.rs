@@ -69,7 +69,7 @@ impl Store {
         if let Some(device) = self.import_device(actor, source, kind).await? {
             return Ok(device);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('import_devices:' || $1 || $2 || $3))")
             .bind(actor.patient_id().to_string())
             .bind(source)

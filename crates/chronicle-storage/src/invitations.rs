@@ -241,7 +241,7 @@ impl Store {
         invitation: &Invitation,
         grant: GrantSpec,
     ) -> Result<Result<Grant, AcceptRefusal>, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let taken: Option<Uuid> = sqlx::query_scalar(
             "UPDATE care_team_invitations SET uses = uses + 1
              WHERE id = $1 AND revoked_at IS NULL AND expires_at > now() AND uses < max_uses

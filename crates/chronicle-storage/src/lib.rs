@@ -118,6 +118,27 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction, begun so that cancelling the caller (shutdown, a client hanging up, a
+    /// timeout) cannot leave its connection inside it. sqlx 0.8's `begin` arms its rollback
+    /// only after BEGIN's round trip: a caller dropped in between returns the connection to
+    /// the pool inside a transaction nobody ends, and every later statement on it, an ingest
+    /// batch included, reports success and is discarded when the connection closes. The BEGIN
+    /// runs in a task of its own, which finishes however the caller ends; a transaction
+    /// nobody takes is then dropped, which rolls it back. Every transaction begins here.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place a transaction begins"
+    )]
+    pub(crate) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StorageError> {
+        let pool = self.pool.clone();
+        match tokio::spawn(async move { pool.begin().await }).await {
+            Ok(begun) => Ok(begun?),
+            Err(_) => Err(StorageError::Database(sqlx::Error::WorkerCrashed)),
+        }
+    }
+
     /// A transaction for taking work from a queue (`… ORDER BY … LIMIT $n FOR UPDATE SKIP
     /// LOCKED`), whose statements are planned for their actual parameters. Planned once for
     /// any limit, as the pool plans everything else, a claim reads the whole queue (a hash
@@ -127,7 +148,7 @@ impl Store {
     pub(crate) async fn begin_claim(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
             .execute(&mut *tx)
             .await?;

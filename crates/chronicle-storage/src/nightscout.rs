@@ -173,7 +173,7 @@ impl Store {
     ) -> Result<(ShareLink, String), StorageError> {
         let link_id = Uuid::new_v4();
         let token = random_secret(SHARE_TOKEN_CHARS);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let grant = insert_grant(
             &mut *tx,
             &NewGrant {

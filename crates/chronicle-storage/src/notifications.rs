@@ -424,7 +424,7 @@ impl Store {
         user_id: Uuid,
         channel_id: Uuid,
     ) -> Result<Option<Channel>, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let channel = sqlx::query_as::<_, Channel>(&format!(
             "UPDATE notification_channels SET disabled_at = coalesce(disabled_at, now())
              WHERE id = $1 AND user_id = $2 RETURNING {CHANNEL_COLUMNS}"

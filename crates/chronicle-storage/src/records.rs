@@ -118,7 +118,7 @@ impl Store {
     /// no account of their own (a child's, kept by a parent).
     pub async fn erase(&self, actor: &PatientActor) -> Result<(), StorageError> {
         let patient_id = actor.patient_id();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         if actor.basis() != Basis::Own {
             let has_account: bool =
                 sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE patient_id = $1)")

@@ -177,7 +177,7 @@ impl Store {
             .map(serde_json::to_value)
             .transpose()
             .map_err(corrupt("alert thresholds"))?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO patient_targets (patient_id, preset, glucose, alert_thresholds, changed_by)
              VALUES ($1, $2, $3, $4, $5)

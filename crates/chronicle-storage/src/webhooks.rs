@@ -179,7 +179,7 @@ impl Store {
         organization_id: Uuid,
         webhook_id: Uuid,
     ) -> Result<Option<Webhook>, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let hook = sqlx::query_as::<_, Webhook>(
             "UPDATE webhooks SET disabled_at = coalesce(disabled_at, now())
              WHERE id = $1 AND organization_id = $2
@@ -314,7 +314,7 @@ impl Store {
         outcome: &AttemptOutcome,
         next: AfterAttempt,
     ) -> Result<(), StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",

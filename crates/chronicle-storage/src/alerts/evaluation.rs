@@ -64,7 +64,7 @@ impl Store {
         let mut keys: Vec<i32> = patients.iter().copied().map(lock_key).collect();
         keys.sort_unstable();
         keys.dedup();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "SELECT count(pg_advisory_xact_lock($1, key))
              FROM (SELECT key FROM UNNEST($2::int4[]) AS key ORDER BY key) ordered",

@@ -108,7 +108,7 @@ async fn pending<K: TrendKind>(
 
 /// A consistent, read-only view of the database for one read.
 async fn snapshot(store: &Store) -> Result<Transaction<'static, Postgres>, StorageError> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;

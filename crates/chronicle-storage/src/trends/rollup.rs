@@ -143,7 +143,7 @@ impl Store {
     async fn begin_rollup(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("SET LOCAL enable_seqscan = off")
             .execute(&mut *tx)
             .await?;
