@@ -28,22 +28,22 @@ async fn a_call_cancelled_while_its_transaction_begins_leaves_no_transaction_ope
     // The alert engine's claim begins a transaction; cancel it after delays that sweep the
     // connection's acquisition, its BEGIN's round trip and the rest of the call.
     let mut completed = 0;
-    for step in 0..400_i32 {
-        let delay = Duration::from_micros(u64::try_from(step).unwrap_or(0) * 5);
-        let claim = store.claim_followups("alerts", 10);
+    for step in 0..400_u16 {
+        let delay = Duration::from_micros(u64::from(step) * 5);
+        let claim = store.claim_followups(chronicle_alerts::CONSUMER, 10);
         if let Ok(result) = tokio::time::timeout(delay, claim).await {
             result.expect("claim");
             completed += 1;
         }
         // A statement of its own, outside any transaction, as an ingest batch writes.
         sqlx::query("INSERT INTO committed_canary (step) VALUES ($1)")
-            .bind(step)
+            .bind(i32::from(step))
             .execute(&pool)
             .await
             .expect("canary insert");
         let seen_elsewhere: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM committed_canary WHERE step = $1)")
-                .bind(step)
+                .bind(i32::from(step))
                 .fetch_one(&db.pool)
                 .await
                 .expect("canary read");
