@@ -421,3 +421,82 @@ async fn stored_readings_keep_each_devices_latest_reading_for_the_silence_checks
         .expect("delete");
     assert_eq!(silence_of(&store, bo_meter.id.as_str()).await, None);
 }
+
+#[tokio::test]
+async fn a_reading_that_may_raise_an_urgent_alarm_is_claimed_in_its_own_lane() {
+    let (_db, store) = fresh_store().await;
+    let (ada, ada_devices) = patient_with(&store, "Ada", &[DeviceKind::Cgm]).await;
+    let (bo, bo_devices) = patient_with(&store, "Bo", &[DeviceKind::Cgm, DeviceKind::Bp]).await;
+    let (cy, cy_devices) = patient_with(&store, "Cy", &[DeviceKind::Cgm]).await;
+    let pipeline = pipeline_on(&store).with_followup_consumers(CONSUMERS);
+    let urgent = pipeline.urgent_patients();
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("time");
+    let at = |minutes: i64| now - Duration::minutes(minutes);
+
+    // Cy's items are held by a round before anything urgent arrives.
+    let cy_first = vec![message(cy_devices[0].id.as_str(), glucose(at(10), 110.0))];
+    pipeline.process(&cy_first).await.expect("commit");
+    let round = store
+        .claim_followups("first", 10)
+        .await
+        .expect("claim")
+        .expect("Cy's item");
+    assert_eq!(round.items.len(), 1);
+
+    let batch = vec![
+        // In range, and a very low one measured two hours ago (late: no live alarm).
+        message(ada_devices[0].id.as_str(), glucose(at(5), 120.0)),
+        message(ada_devices[0].id.as_str(), glucose(at(120), 45.0)),
+        // A very low glucose and a crisis reading of one patient.
+        message(bo_devices[0].id.as_str(), glucose(at(1), 45.0)),
+        message(
+            bo_devices[1].id.as_str(),
+            json!({"type": "blood_pressure", "systolic": 190, "diastolic": 125,
+                   "measured_at": at(1).to_rfc3339()}),
+        ),
+        // Very low, but Cy's earlier item is in the round's hands.
+        message(cy_devices[0].id.as_str(), glucose(at(1), 45.0)),
+    ];
+    let outcomes = pipeline.process(&batch).await.expect("commit");
+    assert!(outcomes.iter().all(|o| o.ack.stored == 1));
+    let mut announced = tokio::time::timeout(std::time::Duration::from_secs(5), urgent.next())
+        .await
+        .expect("announced at the commit");
+    announced.sort();
+    let mut expected = vec![bo.id, cy.id];
+    expected.sort();
+    assert_eq!(announced, expected, "Ada's readings raise no urgent alarm");
+
+    // The lane claims every queued item of its patients that no round holds, nobody else's.
+    let lane = store
+        .claim_followups_of("first", &announced)
+        .await
+        .expect("claim")
+        .expect("items");
+    let mut claimed: Vec<_> = lane.items.iter().map(|f| (f.patient_id, f.kind)).collect();
+    claimed.sort_by_key(|(patient, kind)| (*patient, *kind == ReadingKind::Glucose));
+    let mut expected = vec![
+        (bo.id, ReadingKind::Glucose),
+        (bo.id, ReadingKind::BloodPressure),
+        (cy.id, ReadingKind::Glucose),
+    ];
+    expected.sort_by_key(|(patient, kind)| (*patient, *kind == ReadingKind::Glucose));
+    assert_eq!(claimed, expected);
+    assert!(
+        lane.items
+            .iter()
+            .all(|f| f.patient_id != cy.id || f.first_measured_at == at(1)),
+        "the item the round holds is not claimed twice"
+    );
+    lane.complete().await.expect("complete");
+    round.complete().await.expect("complete");
+    // Ada's item stays for the rounds; the other consumer's queue is untouched.
+    assert_eq!(store.pending_followups("first").await.expect("count"), 1);
+    assert_eq!(store.pending_followups("second").await.expect("count"), 5);
+    let rest = store
+        .claim_followups("first", 10)
+        .await
+        .expect("claim")
+        .expect("Ada's item");
+    assert!(rest.items.iter().all(|f| f.patient_id == ada.id));
+}

@@ -22,7 +22,7 @@ use chronicle_domain::alerts::window::{
 };
 use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::AlertEvent;
-use chronicle_storage::{StorageError, Store};
+use chronicle_storage::{Followup, StorageError, Store, UrgentPatients};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -392,16 +392,9 @@ async fn drain(
         return Ok(Round::default());
     };
     let current = claim.holds_current();
-    let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
-    for item in &claim.items {
-        patients
-            .entry(item.patient_id)
-            .or_default()
-            .include(item.kind, item.first_measured_at);
-    }
     // The claim's patients in a few batches evaluated at once: each batch reads its patients'
     // data in one query per kind, and a reading that raises an alarm waits behind few others.
-    let patients: Vec<(Uuid, Scope)> = patients.into_iter().collect();
+    let patients = scopes(&claim.items);
     let size = patients
         .len()
         .div_ceil(CONCURRENT_EVALUATIONS)
@@ -436,6 +429,68 @@ async fn drain(
     let items = claim.items.len();
     claim.complete().await?;
     Ok(Round { items, current })
+}
+
+/// What to evaluate for each patient of claimed items, in patient order.
+fn scopes(items: &[Followup]) -> Vec<(Uuid, Scope)> {
+    let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
+    for item in items {
+        patients
+            .entry(item.patient_id)
+            .or_default()
+            .include(item.kind, item.first_measured_at);
+    }
+    patients.into_iter().collect()
+}
+
+/// The lane for readings that may raise an urgent alarm: evaluates the patients the ingest
+/// of this process announces ([`UrgentPatients`]) at once, beside the rounds, until
+/// shutdown. It claims only those patients' queued items, so a round never waits for it and
+/// it never waits for a round's other patients: an alarm is written after one small
+/// evaluation instead of after the round in hand and the next. Items a round already holds
+/// are left to it (the evaluation's patient lock orders the two).
+pub async fn run_urgent(
+    store: Store,
+    windows: Arc<ReadingWindows>,
+    urgent: UrgentPatients,
+    metrics: AlertMetrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let patients = tokio::select! {
+            () = shutdown.cancelled() => break,
+            patients = urgent.next() => patients,
+        };
+        for chunk in patients.chunks(BATCH_LIMIT) {
+            // Dropped at shutdown like a round: its claim stays queued.
+            let outcome = tokio::select! {
+                () = shutdown.cancelled() => return,
+                outcome = evaluate_urgent(&store, &windows, chunk, &metrics) => outcome,
+            };
+            if let Err(error) = outcome {
+                // The items stay queued; the rounds evaluate them.
+                tracing::warn!(%error, patients = chunk.len(),
+                    "urgent evaluation failed; the work stays queued");
+            }
+        }
+    }
+    tracing::debug!("urgent alert lane stopped");
+}
+
+/// Claims the queued items of `patients` and evaluates them in one batch.
+async fn evaluate_urgent(
+    store: &Store,
+    windows: &ReadingWindows,
+    patients: &[Uuid],
+    metrics: &AlertMetrics,
+) -> Result<(), StorageError> {
+    let Some(claim) = store.claim_followups_of(CONSUMER, patients).await? else {
+        return Ok(());
+    };
+    let batch = scopes(&claim.items);
+    tracing::debug!(patients = batch.len(), "urgent evaluation");
+    evaluate_measured(store, windows, &batch, metrics).await?;
+    claim.complete().await
 }
 
 /// Why a round of evaluations failed (its claim is dropped and the work done again).

@@ -42,7 +42,7 @@ pub use notifications::NotificationSettings;
 pub use webhooks::WebhookSettings;
 pub use windows::ReadingWindows;
 
-use chronicle_storage::Store;
+use chronicle_storage::{Store, UrgentPatients};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -96,11 +96,14 @@ pub struct AlertServices {
 
 impl AlertServices {
     /// Starts the hub, the webhook dispatcher and the notification worker, and (with `settings.evaluate`) the
-    /// consumer and the scheduler. `followups`
-    /// is the ingest pipeline's signal that it queued work (`Pipeline::followups_enqueued`).
+    /// consumer, its lane for urgent readings and the scheduler. `followups` is the ingest
+    /// pipeline's signal that it queued work (`Pipeline::followups_enqueued`), `urgent` where
+    /// it announces patients of readings that may raise an urgent alarm
+    /// (`Pipeline::urgent_patients`).
     pub fn start(
         store: Store,
         followups: watch::Receiver<u64>,
+        urgent: UrgentPatients,
         settings: AlertSettings,
         metrics: AlertMetrics,
         shutdown: CancellationToken,
@@ -116,6 +119,13 @@ impl AlertServices {
                     shutdown.clone(),
                 )));
             }
+            tasks.push(tokio::spawn(engine::run_urgent(
+                store.clone(),
+                windows.clone(),
+                urgent,
+                metrics.clone(),
+                shutdown.clone(),
+            )));
             tasks.push(tokio::spawn(engine::run(
                 store.clone(),
                 windows,

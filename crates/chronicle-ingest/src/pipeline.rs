@@ -4,11 +4,12 @@
 use crate::metrics::{IngestMetrics, KindLabel, ReasonLabel};
 use crate::registry_cache::RegistryCache;
 use bytes::Bytes;
+use chronicle_domain::alerts::thresholds::may_raise_urgent_alarm;
 use chronicle_domain::imports;
 use chronicle_domain::wire::{self, Ack, AckRejection, DecodeLimits};
 use chronicle_domain::{DeviceId, Publisher, Reading, Rejection, RejectionReason};
 use chronicle_storage::{
-    BatchWrite, DeviceForIngest, ReadingRow, RejectionRow, StorageError, Store,
+    BatchWrite, DeviceForIngest, ReadingRow, RejectionRow, StorageError, Store, UrgentPatients,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -65,6 +66,9 @@ pub struct Pipeline {
     /// Counts commits that enqueued follow-up work, so consumers in this process start at
     /// once instead of at their next poll.
     followups_enqueued: Arc<watch::Sender<u64>>,
+    /// Patients of newly stored readings that may raise an urgent alarm, for the alert
+    /// engine's lane ahead of its rounds.
+    urgent: UrgentPatients,
     /// The registry as last read, when something follows its announcements; without it every
     /// batch reads the registry.
     registry: Option<Arc<RegistryCache>>,
@@ -87,6 +91,7 @@ impl Pipeline {
             metrics,
             followup_consumers: Arc::from(Vec::new()),
             followups_enqueued: Arc::new(watch::Sender::new(0)),
+            urgent: UrgentPatients::default(),
             registry: None,
         }
     }
@@ -107,6 +112,12 @@ impl Pipeline {
     /// Changes after every commit that enqueued follow-up work.
     pub fn followups_enqueued(&self) -> watch::Receiver<u64> {
         self.followups_enqueued.subscribe()
+    }
+
+    /// Where the patients of newly stored readings that may raise an urgent alarm are
+    /// announced (with follow-up consumers only: the work they announce is queued for them).
+    pub fn urgent_patients(&self) -> UrgentPatients {
+        self.urgent.clone()
     }
 
     pub fn limits(&self) -> &DecodeLimits {
@@ -207,6 +218,15 @@ impl Pipeline {
         let inserted = self.store.write_batch(&batch).await?;
         let committed_at = Utc::now();
         if !inserted.is_empty() && !self.followup_consumers.is_empty() {
+            // Before the rounds are woken, so the urgent lane claims its patients first.
+            self.urgent.announce(pending.iter().filter_map(|p| {
+                let message = &messages[p.message];
+                let device = devices.get(&message.device_id)?;
+                (p.first_in_batch
+                    && may_raise_urgent_alarm(&p.reading, message.received_at)
+                    && inserted.contains(device.key, &p.reading))
+                .then_some(device.patient_id)
+            }));
             self.followups_enqueued.send_modify(|n| *n += 1);
         }
         self.metrics

@@ -225,6 +225,7 @@ pub async fn launch(
     let alerts = AlertServices::start(
         store.clone(),
         pipeline.followups_enqueued(),
+        pipeline.urgent_patients(),
         AlertSettings {
             evaluate: settings.followup_work,
             window_patients: settings.alert_window_patients,

@@ -57,6 +57,99 @@ impl FollowupClaim {
     }
 }
 
+impl FollowupClaim {
+    /// The claim of the deleted `rows`, oldest item first.
+    fn of_rows(
+        tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        rows: Vec<FollowupRow>,
+    ) -> Result<FollowupClaim, StorageError> {
+        let mut items = rows
+            .into_iter()
+            .map(|r| {
+                let kind = match r.kind.as_str() {
+                    "glucose" => ReadingKind::Glucose,
+                    "blood_pressure" => ReadingKind::BloodPressure,
+                    other => {
+                        return Err(StorageError::Corrupt {
+                            what: "follow-up kind",
+                            value: other.to_owned(),
+                        });
+                    }
+                };
+                Ok(Followup {
+                    id: r.id,
+                    patient_id: r.patient_id,
+                    kind,
+                    first_measured_at: r.first_measured_at,
+                    last_measured_at: r.last_measured_at,
+                    readings: r.readings,
+                    enqueued_at: r.enqueued_at,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        items.sort_by_key(|f| f.id);
+        Ok(FollowupClaim { tx, items })
+    }
+}
+
+/// Patients for whom this process's ingest just stored a reading that may raise an urgent
+/// alarm (`chronicle_domain::alerts::thresholds::may_raise_urgent_alarm`), announced so the
+/// alert engine evaluates them at once, ahead of its rounds over everyone else's readings.
+/// Only a hint that shortens the wait: the work itself stays in the queue, so a patient whose
+/// items a round (or another server) already holds is evaluated there as before, and an
+/// announcement lost with the process costs nothing but time.
+#[derive(Debug, Clone, Default)]
+pub struct UrgentPatients {
+    shared: std::sync::Arc<UrgentShared>,
+}
+
+#[derive(Debug, Default)]
+struct UrgentShared {
+    patients: std::sync::Mutex<std::collections::HashSet<Uuid>>,
+    announced: tokio::sync::Notify,
+}
+
+/// Most patients waiting to be taken; beyond, announcements are dropped (the rounds do the
+/// work), so a flood of low readings cannot grow the set without bound.
+pub const URGENT_PATIENTS_LIMIT: usize = 10_000;
+
+impl UrgentPatients {
+    /// Adds patients to be evaluated at once.
+    pub fn announce(&self, patients: impl IntoIterator<Item = Uuid>) {
+        let mut added = false;
+        {
+            let mut waiting = lock(&self.shared.patients);
+            for patient in patients {
+                if waiting.len() < URGENT_PATIENTS_LIMIT {
+                    added |= waiting.insert(patient);
+                }
+            }
+        }
+        if added {
+            self.shared.announced.notify_one();
+        }
+    }
+
+    /// Waits until patients were announced and takes them all.
+    pub async fn next(&self) -> Vec<Uuid> {
+        loop {
+            let taken: Vec<Uuid> = lock(&self.shared.patients).drain().collect();
+            if !taken.is_empty() {
+                return taken;
+            }
+            // A permit stored by an announcement made since the take wakes this at once.
+            self.shared.announced.notified().await;
+        }
+    }
+}
+
+/// The set's lock; every holder leaves it whole, so a poisoned lock is still usable.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[derive(sqlx::FromRow)]
 struct FollowupRow {
     id: i64,
@@ -105,32 +198,36 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        let mut items = rows
-            .into_iter()
-            .map(|r| {
-                let kind = match r.kind.as_str() {
-                    "glucose" => ReadingKind::Glucose,
-                    "blood_pressure" => ReadingKind::BloodPressure,
-                    other => {
-                        return Err(StorageError::Corrupt {
-                            what: "follow-up kind",
-                            value: other.to_owned(),
-                        });
-                    }
-                };
-                Ok(Followup {
-                    id: r.id,
-                    patient_id: r.patient_id,
-                    kind,
-                    first_measured_at: r.first_measured_at,
-                    last_measured_at: r.last_measured_at,
-                    readings: r.readings,
-                    enqueued_at: r.enqueued_at,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        items.sort_by_key(|f| f.id);
-        Ok(Some(FollowupClaim { tx, items }))
+        Ok(Some(FollowupClaim::of_rows(tx, rows)?))
+    }
+
+    /// Claims every item of `consumer` queued for `patients` that no other claim holds;
+    /// `None` when there are none (a round or another server may hold them: it does the
+    /// work). The alert engine's lane for readings that may raise an urgent alarm
+    /// ([`UrgentPatients`]).
+    pub async fn claim_followups_of(
+        &self,
+        consumer: &str,
+        patients: &[Uuid],
+    ) -> Result<Option<FollowupClaim>, StorageError> {
+        let mut tx = self.begin_claim().await?;
+        let rows: Vec<FollowupRow> = sqlx::query_as(
+            "DELETE FROM ingest_followups WHERE id IN (
+                 SELECT id FROM ingest_followups
+                 WHERE consumer = $1 AND patient_id = ANY($2)
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id, patient_id, kind, first_measured_at, last_measured_at, readings,
+                 enqueued_at",
+        )
+        .bind(consumer)
+        .bind(patients)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        Ok(Some(FollowupClaim::of_rows(tx, rows)?))
     }
 
     /// How many items wait for `consumer` (for metrics and tests).
@@ -141,5 +238,40 @@ impl Store {
                 .fetch_one(self.pool())
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn announced_patients_are_taken_once_each() {
+        let urgent = UrgentPatients::default();
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        urgent.announce([a, b, a]);
+        let mut taken = urgent.next().await;
+        taken.sort();
+        assert_eq!(taken, vec![a, b]);
+        // Nothing announced since: the next take waits for the next announcement.
+        let waiting = tokio::spawn({
+            let urgent = urgent.clone();
+            async move { urgent.next().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        urgent.announce([b]);
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the announcement")
+            .expect("task");
+        assert_eq!(taken, vec![b]);
+    }
+
+    #[tokio::test]
+    async fn the_waiting_set_is_bounded() {
+        let urgent = UrgentPatients::default();
+        urgent.announce((0..URGENT_PATIENTS_LIMIT as u128 + 5).map(Uuid::from_u128));
+        assert_eq!(urgent.next().await.len(), URGENT_PATIENTS_LIMIT);
     }
 }

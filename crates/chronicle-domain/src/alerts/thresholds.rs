@@ -5,8 +5,9 @@
 //! [`SAFE_BOUNDS`], so no setting can hide a level-2 hypoglycaemia or a hypertensive crisis.
 
 use crate::device::DeviceKind;
+use crate::reading::Reading;
 use crate::targets::TargetPreset;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// All thresholds of one patient. Stored as JSON in `patient_targets.alert_thresholds`.
@@ -268,6 +269,31 @@ pub const SAFE_BOUNDS: ThresholdBounds = ThresholdBounds {
     resolve_after_minutes: (0.0, 1440.0),
 };
 
+/// Whether a reading received at `received_at` may raise an urgent alarm on its own
+/// (`glucose_very_low`, the urgent `glucose_very_high`, `bp_crisis`) under *any* thresholds a
+/// care team may set: beyond the loosest of [`SAFE_BOUNDS`] and received within the longest
+/// time after which a reading is late. The ingest uses it to have such a reading's patient
+/// evaluated ahead of routine work; whether an alarm is raised is still the rules' decision
+/// from stored data, so a reading flagged here that raises nothing costs one evaluation.
+pub fn may_raise_urgent_alarm(reading: &Reading, received_at: DateTime<Utc>) -> bool {
+    let b = &SAFE_BOUNDS;
+    let longest_late_after = Duration::minutes(b.late_after_minutes.1 as i64);
+    if received_at - reading.measured_at() > longest_late_after {
+        return false;
+    }
+    match reading {
+        Reading::Glucose(g) => {
+            let value = g.value.get();
+            g.flag.is_some() || value < b.very_low_mg_dl.1 || value > b.urgent_high_mg_dl.0
+        }
+        Reading::BloodPressure(p) => {
+            f64::from(p.systolic.get()) > b.crisis_systolic.0
+                || f64::from(p.diastolic.get()) > b.crisis_diastolic.0
+        }
+        Reading::Treatment(_) => false,
+    }
+}
+
 /// Why thresholds were refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvalidThresholds {
@@ -392,6 +418,159 @@ mod tests {
             t.validate().map_err(|e| e.to_string()),
             Err("blood_pressure.stage2_min_readings must lie between 4 and 28".to_owned())
         );
+    }
+
+    mod urgent_candidates {
+        use super::*;
+        use crate::alerts::Severity;
+        use crate::alerts::rules::{
+            GlucosePoint, PressurePoint, Timeline, glucose_timelines, pressure_timelines,
+        };
+        use crate::reading::{
+            BloodPressureReading, Diastolic, GlucoseFlag, GlucoseMgDl, GlucoseReading,
+            GlucoseSource, Systolic,
+        };
+        use crate::units::GlucoseUnit;
+        use chrono::TimeZone;
+        use proptest::prelude::*;
+
+        fn measured_at() -> DateTime<Utc> {
+            Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0)
+                .single()
+                .unwrap_or_default()
+        }
+
+        /// Whether a timeline holds a live urgent finding: what raises an urgent alarm.
+        fn urgent_live(timelines: &[Timeline], late_after: Duration) -> bool {
+            timelines.iter().any(|timeline| {
+                timeline
+                    .episodes(late_after)
+                    .iter()
+                    .any(|episode| episode.live_severity == Some(Severity::Urgent))
+            })
+        }
+
+        fn thresholds(
+            very_low: f64,
+            urgent_high: f64,
+            crisis: (u16, u16),
+            late_after: u32,
+        ) -> AlertThresholds {
+            let mut t = AlertThresholds::default();
+            t.glucose.very_low_mg_dl = very_low;
+            t.glucose.urgent_high_mg_dl = urgent_high;
+            t.glucose.very_high_mg_dl = t.glucose.very_high_mg_dl.min(urgent_high - 1.0);
+            (
+                t.blood_pressure.crisis_systolic,
+                t.blood_pressure.crisis_diastolic,
+            ) = crisis;
+            t.timing.late_after_minutes = late_after;
+            t
+        }
+
+        proptest! {
+            /// Every glucose reading that raises an urgent alarm on its own, under any
+            /// thresholds within the safe bounds, is announced as a candidate.
+            #[test]
+            fn every_urgent_glucose_reading_is_a_candidate(
+                very_low in 54.0f64..=70.0,
+                urgent_high in 250.0f64..=400.0,
+                late_after in 5u32..=60,
+                // Mostly near the thresholds, where a bound in the wrong place shows.
+                value in prop_oneof![40.0f64..=75.0, 240.0f64..=410.0, 1.0f64..=1000.0],
+                source in prop_oneof![Just(GlucoseSource::Cgm), Just(GlucoseSource::Meter), Just(GlucoseSource::Lab)],
+                flag in prop_oneof![Just(None), Just(Some(GlucoseFlag::Lo)), Just(Some(GlucoseFlag::Hi))],
+                received_after_s in 0i64..=7_200,
+            ) {
+                let t = thresholds(very_low, urgent_high, (180, 120), late_after);
+                let value = match flag {
+                    Some(GlucoseFlag::Lo) => GlucoseFlag::LO_MG_DL,
+                    Some(GlucoseFlag::Hi) => GlucoseFlag::HI_MG_DL,
+                    None => value,
+                };
+                let received_at = measured_at() + Duration::seconds(received_after_s);
+                let point = GlucosePoint {
+                    device_id: "cgm".to_owned(),
+                    measured_at: measured_at(),
+                    received_at,
+                    value_mg_dl: value,
+                    source,
+                    flag,
+                };
+                let reading = Reading::Glucose(GlucoseReading {
+                    measured_at: measured_at(),
+                    utc_offset_minutes: 0,
+                    value: GlucoseMgDl::new(value).expect("a plausible value"),
+                    original_value: flag.is_none().then_some(value),
+                    original_unit: GlucoseUnit::MgDl,
+                    source,
+                    flag,
+                    device_reading_id: None,
+                });
+                if urgent_live(&glucose_timelines(&[point], &t), t.late_after()) {
+                    prop_assert!(may_raise_urgent_alarm(&reading, received_at));
+                }
+            }
+
+            /// The same for blood pressure (`bp_crisis`).
+            #[test]
+            fn every_crisis_reading_is_a_candidate(
+                crisis_systolic in 160u16..=180,
+                crisis_diastolic in 100u16..=120,
+                late_after in 5u32..=60,
+                systolic in 51u16..=300,
+                diastolic_share in 0.0f64..1.0,
+                received_after_s in 0i64..=7_200,
+            ) {
+                let t = thresholds(54.0, 250.0, (crisis_systolic, crisis_diastolic), late_after);
+                // Diastolic below systolic, within its plausible range.
+                let highest = (systolic - 1).min(Diastolic::MAX);
+                let diastolic = Diastolic::MIN
+                    + ((f64::from(highest - Diastolic::MIN)) * diastolic_share) as u16;
+                let received_at = measured_at() + Duration::seconds(received_after_s);
+                let point = PressurePoint {
+                    device_id: "cuff".to_owned(),
+                    measured_at: measured_at(),
+                    received_at,
+                    systolic,
+                    diastolic,
+                };
+                let reading = Reading::BloodPressure(BloodPressureReading {
+                    measured_at: measured_at(),
+                    utc_offset_minutes: 0,
+                    systolic: Systolic::new(systolic).expect("plausible"),
+                    diastolic: Diastolic::new(diastolic).expect("plausible"),
+                    pulse: None,
+                    device_reading_id: None,
+                });
+                if urgent_live(&pressure_timelines(&[point], &t), t.late_after()) {
+                    prop_assert!(may_raise_urgent_alarm(&reading, received_at));
+                }
+            }
+        }
+
+        #[test]
+        fn in_range_and_late_readings_are_not_candidates() {
+            let reading = |value: f64| {
+                Reading::Glucose(GlucoseReading {
+                    measured_at: measured_at(),
+                    utc_offset_minutes: 0,
+                    value: GlucoseMgDl::new(value).expect("plausible"),
+                    original_value: Some(value),
+                    original_unit: GlucoseUnit::MgDl,
+                    source: GlucoseSource::Cgm,
+                    flag: None,
+                    device_reading_id: None,
+                })
+            };
+            let now = measured_at() + Duration::seconds(5);
+            assert!(!may_raise_urgent_alarm(&reading(110.0), now));
+            assert!(may_raise_urgent_alarm(&reading(45.0), now));
+            assert!(!may_raise_urgent_alarm(
+                &reading(45.0),
+                measured_at() + Duration::minutes(61)
+            ));
+        }
     }
 
     #[test]
