@@ -341,7 +341,10 @@ pub async fn run(
                 if round.items > 0 {
                     // More may have been queued meanwhile.
                     let spacing = if round.current {
-                        ROUND_SPACING
+                        // At least as long idle as the round was busy: under load the rounds
+                        // take at most half the time, and each covers more commits, which the
+                        // ingest and the urgent lane get instead.
+                        ROUND_SPACING.max(started.elapsed() * 2)
                     } else {
                         BACKLOG_ROUND_SPACING
                     };
