@@ -12,7 +12,7 @@ use chronicle_domain::wire::DecodeLimits;
 use chronicle_domain::{DeviceKind, ReadingKind};
 use chronicle_ingest::registry_cache::RegistryCache;
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
-use chronicle_storage::{Device, NewPatient, Patient, Store};
+use chronicle_storage::{Device, NewPatient, Patient, Store, UrgentPatients};
 use chronicle_tests::TestDatabase;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
@@ -428,8 +428,10 @@ async fn a_reading_that_may_raise_an_urgent_alarm_is_claimed_in_its_own_lane() {
     let (ada, ada_devices) = patient_with(&store, "Ada", &[DeviceKind::Cgm]).await;
     let (bo, bo_devices) = patient_with(&store, "Bo", &[DeviceKind::Cgm, DeviceKind::Bp]).await;
     let (cy, cy_devices) = patient_with(&store, "Cy", &[DeviceKind::Cgm]).await;
-    let pipeline = pipeline_on(&store).with_followup_consumers(CONSUMERS);
-    let urgent = pipeline.urgent_patients();
+    let urgent = UrgentPatients::default();
+    let pipeline = pipeline_on(&store)
+        .with_followup_consumers(CONSUMERS)
+        .with_urgent_lane(urgent.clone());
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("time");
     let at = |minutes: i64| now - Duration::minutes(minutes);
 

@@ -53,6 +53,11 @@ const ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
 ///
 /// [`FollowupClaim::holds_current`]: chronicle_storage::FollowupClaim::holds_current
 const BACKLOG_ROUND_SPACING: std::time::Duration = std::time::Duration::from_millis(250);
+/// The engine keeps up while the oldest item of a round waited less than this; then it may
+/// idle between rounds ([`round_spacing`]).
+const KEEPING_UP_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+/// The longest idle between two rounds.
+const MOST_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What to evaluate for a patient.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -341,10 +346,7 @@ pub async fn run(
                 if round.items > 0 {
                     // More may have been queued meanwhile.
                     let spacing = if round.current {
-                        // At least as long idle as the round was busy: under load the rounds
-                        // take at most half the time, and each covers more commits, which the
-                        // ingest and the urgent lane get instead.
-                        ROUND_SPACING.max(started.elapsed() * 2)
+                        round_spacing(started.elapsed(), round.oldest_wait)
                     } else {
                         BACKLOG_ROUND_SPACING
                     };
@@ -383,6 +385,26 @@ struct Round {
     items: usize,
     /// Whether any of them was for a current reading.
     current: bool,
+    /// How long its oldest item had waited when claimed.
+    oldest_wait: std::time::Duration,
+}
+
+/// The time from a round's start to the next one's, for a round that held current readings
+/// and took `took`: at least [`ROUND_SPACING`]; and while the engine keeps up (its oldest
+/// item waited under [`KEEPING_UP_WITHIN`]) it idles as long as the round ran, up to
+/// [`MOST_IDLE`]. Under load the rounds then leave time to the ingest and the urgent lane,
+/// and each covers more commits; an engine that is behind (a slow round, a backlog) works
+/// without pause.
+fn round_spacing(
+    took: std::time::Duration,
+    oldest_wait: std::time::Duration,
+) -> std::time::Duration {
+    let idle = if oldest_wait < KEEPING_UP_WITHIN {
+        took.min(MOST_IDLE)
+    } else {
+        std::time::Duration::ZERO
+    };
+    ROUND_SPACING.max(took + idle)
 }
 
 /// One claim: evaluates every touched patient, then completes it.
@@ -395,6 +417,13 @@ async fn drain(
         return Ok(Round::default());
     };
     let current = claim.holds_current();
+    let oldest_wait = claim
+        .items
+        .iter()
+        .map(|item| item.enqueued_at)
+        .min()
+        .and_then(|oldest| (Utc::now() - oldest).to_std().ok())
+        .unwrap_or_default();
     // The claim's patients in a few batches evaluated at once: each batch reads its patients'
     // data in one query per kind, and a reading that raises an alarm waits behind few others.
     let patients = scopes(&claim.items);
@@ -431,7 +460,11 @@ async fn drain(
     }
     let items = claim.items.len();
     claim.complete().await?;
-    Ok(Round { items, current })
+    Ok(Round {
+        items,
+        current,
+        oldest_wait,
+    })
 }
 
 /// What to evaluate for each patient of claimed items, in patient order.
@@ -515,5 +548,23 @@ fn joined(
             outcome??;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration as StdDuration;
+
+    #[test]
+    fn rounds_idle_as_long_as_they_ran_only_while_the_engine_keeps_up() {
+        let ms = StdDuration::from_millis;
+        // A quick round: the least spacing.
+        assert_eq!(round_spacing(ms(10), ms(30)), ROUND_SPACING);
+        // Keeping up: as long idle as busy, at most MOST_IDLE.
+        assert_eq!(round_spacing(ms(120), ms(300)), ms(240));
+        assert_eq!(round_spacing(ms(900), ms(300)), ms(900) + MOST_IDLE);
+        // Behind: the next round starts as soon as this one ends.
+        assert_eq!(round_spacing(ms(120), ms(2_000)), ms(120));
     }
 }

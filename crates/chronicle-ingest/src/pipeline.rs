@@ -66,9 +66,9 @@ pub struct Pipeline {
     /// Counts commits that enqueued follow-up work, so consumers in this process start at
     /// once instead of at their next poll.
     followups_enqueued: Arc<watch::Sender<u64>>,
-    /// Patients of newly stored readings that may raise an urgent alarm, for the alert
-    /// engine's lane ahead of its rounds.
-    urgent: UrgentPatients,
+    /// Where to announce the patients of newly stored readings that may raise an urgent
+    /// alarm: the urgent lane of the alert engine in this process, if it runs one.
+    urgent: Option<UrgentPatients>,
     /// The registry as last read, when something follows its announcements; without it every
     /// batch reads the registry.
     registry: Option<Arc<RegistryCache>>,
@@ -91,7 +91,7 @@ impl Pipeline {
             metrics,
             followup_consumers: Arc::from(Vec::new()),
             followups_enqueued: Arc::new(watch::Sender::new(0)),
-            urgent: UrgentPatients::default(),
+            urgent: None,
             registry: None,
         }
     }
@@ -114,10 +114,12 @@ impl Pipeline {
         self.followups_enqueued.subscribe()
     }
 
-    /// Where the patients of newly stored readings that may raise an urgent alarm are
-    /// announced (with follow-up consumers only: the work they announce is queued for them).
-    pub fn urgent_patients(&self) -> UrgentPatients {
-        self.urgent.clone()
+    /// Announces the patients of newly stored readings that may raise an urgent alarm to
+    /// `urgent`, which the alert engine of this process takes them from (with follow-up
+    /// consumers only: the work it announces is what they queue).
+    pub fn with_urgent_lane(mut self, urgent: UrgentPatients) -> Pipeline {
+        self.urgent = Some(urgent);
+        self
     }
 
     pub fn limits(&self) -> &DecodeLimits {
@@ -219,14 +221,16 @@ impl Pipeline {
         let committed_at = Utc::now();
         if !inserted.is_empty() && !self.followup_consumers.is_empty() {
             // Before the rounds are woken, so the urgent lane claims its patients first.
-            self.urgent.announce(pending.iter().filter_map(|p| {
-                let message = &messages[p.message];
-                let device = devices.get(&message.device_id)?;
-                (p.first_in_batch
-                    && may_raise_urgent_alarm(&p.reading, message.received_at)
-                    && inserted.contains(device.key, &p.reading))
-                .then_some(device.patient_id)
-            }));
+            if let Some(urgent) = &self.urgent {
+                urgent.announce(pending.iter().filter_map(|p| {
+                    let message = &messages[p.message];
+                    let device = devices.get(&message.device_id)?;
+                    (p.first_in_batch
+                        && may_raise_urgent_alarm(&p.reading, message.received_at)
+                        && inserted.contains(device.key, &p.reading))
+                    .then_some(device.patient_id)
+                }));
+            }
             self.followups_enqueued.send_modify(|n| *n += 1);
         }
         self.metrics

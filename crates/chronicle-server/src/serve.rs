@@ -218,6 +218,13 @@ pub async fn launch(
         chronicle_storage::trends::TRENDS_CONSUMER,
     ])
     .with_registry_cache(registry_cache);
+    // Readings that may raise an urgent alarm go to this process's engine at once, if it runs.
+    let urgent = chronicle_storage::UrgentPatients::default();
+    let pipeline = if settings.followup_work {
+        pipeline.with_urgent_lane(urgent.clone())
+    } else {
+        pipeline
+    };
     // The alert engine and the trend rollups work from what each commit stored; each starts
     // at once on this process's commits and polls for those of other servers sharing the
     // database. Every commit queues the work whether or not this process does it.
@@ -225,7 +232,7 @@ pub async fn launch(
     let alerts = AlertServices::start(
         store.clone(),
         pipeline.followups_enqueued(),
-        pipeline.urgent_patients(),
+        urgent,
         AlertSettings {
             evaluate: settings.followup_work,
             window_patients: settings.alert_window_patients,
