@@ -58,11 +58,16 @@ impl FollowupClaim {
 }
 
 impl FollowupClaim {
-    /// The claim of the deleted `rows`, oldest item first.
-    fn of_rows(
+    /// The claim of the deleted `rows`, oldest item first; `None` (the transaction rolled
+    /// back) when there are none.
+    async fn of_rows(
         tx: sqlx::Transaction<'static, sqlx::Postgres>,
         rows: Vec<FollowupRow>,
-    ) -> Result<FollowupClaim, StorageError> {
+    ) -> Result<Option<FollowupClaim>, StorageError> {
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         let mut items = rows
             .into_iter()
             .map(|r| {
@@ -88,7 +93,7 @@ impl FollowupClaim {
             })
             .collect::<Result<Vec<_>, _>>()?;
         items.sort_by_key(|f| f.id);
-        Ok(FollowupClaim { tx, items })
+        Ok(Some(FollowupClaim { tx, items }))
     }
 }
 
@@ -194,11 +199,7 @@ impl Store {
         .bind(limit / 2)
         .fetch_all(&mut *tx)
         .await?;
-        if rows.is_empty() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        Ok(Some(FollowupClaim::of_rows(tx, rows)?))
+        FollowupClaim::of_rows(tx, rows).await
     }
 
     /// Claims every item of `consumer` queued for `patients` that no other claim holds;
@@ -223,11 +224,7 @@ impl Store {
         .bind(patients)
         .fetch_all(&mut *tx)
         .await?;
-        if rows.is_empty() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        Ok(Some(FollowupClaim::of_rows(tx, rows)?))
+        FollowupClaim::of_rows(tx, rows).await
     }
 
     /// How many items wait for `consumer` (for metrics and tests).
