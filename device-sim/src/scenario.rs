@@ -348,7 +348,7 @@ fn simulate(
     let mut readings = Vec::new();
     match kind {
         ScenarioKind::HypertensiveCrisis => {
-            let patient = steady_pressure(seed, draw, zone);
+            let patient = steady_pressure(seed, draw, zone, variant);
             let mut sim = PatientSim::new(&patient, window_start);
             let rise_s = spread(variant, 78.0, 90.0);
             let rise_d = spread(variant, 28.0, 36.0);
@@ -634,13 +634,15 @@ fn steady_type1(
 }
 
 /// A patient with high-normal pressure who measures morning and evening without fail.
-fn steady_pressure(seed: u64, draw: u64, zone: &Zone) -> Patient {
+fn steady_pressure(seed: u64, draw: u64, zone: &Zone, variant: u32) -> Patient {
     let mut patient = Patient::generate(Persona::Normotensive, seed ^ 0x5343_454e_4152_494f, draw);
     patient.zone = zone.clone();
     if let Some(bp) = patient.bp.as_mut() {
         *bp = BpParams {
-            systolic_awake: 114.0,
-            diastolic_awake: 75.0,
+            // Variants lower the resting pressure: when the cuff's routine readings fall in the
+            // surge, the surge's weight in the week's mean depends on where the week sits.
+            systolic_awake: 114.0 - spread(variant, 0.0, 8.0),
+            diastolic_awake: 75.0 - spread(variant, 0.0, 6.0),
             night_dip: 0.12,
             morning_surge: 3.0,
             first_reading_systolic: 4.0,
@@ -1009,5 +1011,34 @@ mod tests {
             assert_eq!(shifted.readings.len(), built.readings.len());
             assert_eq!(shifted.window_start, built.window_start + by);
         }
+    }
+
+    #[test]
+    fn live_scenarios_build_at_every_time_of_day() {
+        // `chronicle demo` builds these two at whatever minute it starts: the variant search
+        // must find an unambiguous one wherever the event lands in the patient's routine.
+        let start = Utc
+            .with_ymd_and_hms(2026, 12, 5, 0, 0, 0)
+            .single()
+            .expect("date");
+        let zones = [
+            Zone::new("Africa/Lagos", 60).expect("zone"),
+            Zone::new("Asia/Dubai", 240).expect("zone"),
+        ];
+        let mut failures = Vec::new();
+        for kind in [
+            ScenarioKind::HypertensiveCrisis,
+            ScenarioKind::NocturnalHypoglycemia,
+        ] {
+            for (seed, zone) in [42, 7].into_iter().zip(&zones) {
+                for step in 0..(24 * 6) {
+                    let at = start + Duration::minutes(10 * step);
+                    if let Err(e) = build(kind, seed, 0, at, zone) {
+                        failures.push(format!("seed {seed} in {}: {e}", zone.name));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 }
