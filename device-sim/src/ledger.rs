@@ -9,10 +9,11 @@
 
 use crate::faults::FaultKind;
 use chronicle_domain::RejectionReason;
+use chronicle_domain::sync::lock;
 use chronicle_domain::wire::Ack;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// What Chronicle must answer to a message.
@@ -178,7 +179,7 @@ impl Ledger {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     /// Records a message before it is sent.

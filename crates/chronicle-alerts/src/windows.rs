@@ -18,6 +18,7 @@
 
 use chronicle_domain::alerts::rules::{GlucosePoint, PressurePoint};
 use chronicle_domain::alerts::window::{GLUCOSE_KEEP, PRESSURE_KEEP, ReadingWindow};
+use chronicle_domain::sync::lock;
 use chronicle_domain::{GlucoseFlag, GlucoseSource};
 use chronicle_storage::Store;
 use chronicle_storage::records::Erasure;
@@ -272,14 +273,6 @@ fn device_index(devices: &mut Vec<Box<str>>, device_id: &str) -> Option<u8> {
         }
     };
     u8::try_from(index).ok()
-}
-
-/// The cache's lock; a panic while holding it leaves nothing half-written (each call takes or
-/// puts one entry), so a poisoned lock is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Drops an erased patient's windows as soon as any server announces the erasure, and all

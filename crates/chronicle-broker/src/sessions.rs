@@ -6,6 +6,7 @@
 
 use crate::rules::Principal;
 use bytes::Bytes;
+use chronicle_domain::sync::{lock, write};
 use chronicle_domain::{DeviceId, GatewayId, Publisher};
 use rumqttc::QoS;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -115,11 +116,7 @@ impl Sessions {
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
-        // A panic while holding the lock leaves maps that are still consistent enough to route
-        // acks: every operation here is a handful of inserts and removals.
-        self.table
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.table)
     }
 
     /// Attaches a new connection to the session `client_id`, taking it over from a connection
@@ -438,10 +435,7 @@ fn set_principal(table: &mut Table, principal: Principal) -> SharedPrincipal {
     }
     match table.identities.get(&identity) {
         Some(entry) => {
-            *entry
-                .principal
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = principal;
+            *write(&entry.principal) = principal;
             entry.principal.clone()
         }
         None => {
@@ -460,9 +454,7 @@ fn set_principal(table: &mut Table, principal: Principal) -> SharedPrincipal {
 
 /// Reads a shared principal; a writer that panicked left a whole value behind.
 pub(crate) fn read(principal: &SharedPrincipal) -> std::sync::RwLockReadGuard<'_, Principal> {
-    principal
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    chronicle_domain::sync::read(principal)
 }
 
 fn remove_session(table: &mut Table, client_id: &str) {

@@ -69,6 +69,7 @@ pub mod nightscout;
 pub mod reading;
 pub mod rejection;
 pub mod sharing;
+pub mod sync;
 pub mod targets;
 pub mod topics;
 pub mod treatment;

@@ -19,6 +19,7 @@
 //! subscriber usually holds.
 
 use chronicle_domain::accounts::LoginBackoff;
+use chronicle_domain::sync::lock;
 use chronicle_storage::credentials::{hash_password, random_secret, verify_password};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -271,13 +272,6 @@ impl LoginGuard {
         .await
         .unwrap_or(false)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock leaves counts that are still counts.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -9,12 +9,13 @@
 //! but does not hold it. Between a revocation's commit and its announcement (milliseconds) a
 //! batch may still see the device as it was, as it would have a moment earlier.
 
+use chronicle_domain::sync::lock;
 use chronicle_storage::{DeviceForIngest, RegistryChange, StorageError, Store};
 use lru::LruCache;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio_util::sync::CancellationToken;
 
 /// Devices held (about 100 bytes each).
@@ -147,9 +148,4 @@ impl RegistryCache {
             }
         }
     }
-}
-
-/// A poisoned lock is still usable: each call takes or puts whole entries.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

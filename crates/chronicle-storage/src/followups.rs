@@ -8,6 +8,7 @@
 
 use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
+use chronicle_domain::sync::lock;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -146,13 +147,6 @@ impl UrgentPatients {
             self.shared.announced.notified().await;
         }
     }
-}
-
-/// The set's lock; every holder leaves it whole, so a poisoned lock is still usable.
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(sqlx::FromRow)]

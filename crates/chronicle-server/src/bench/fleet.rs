@@ -6,6 +6,7 @@
 //! the broker.
 
 use anyhow::{Context, bail};
+use chronicle_domain::sync::lock;
 use chronicle_domain::topics::{acks_topic, readings_topic};
 use chronicle_domain::wire::Ack;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS};
@@ -312,13 +313,6 @@ impl DeviceOutcome {
         self.bad_acks += 1;
         self.first_bad_ack.get_or_insert(description);
     }
-}
-
-/// Locks a mutex that a panicking holder may have poisoned; the data stays usable here.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The `q`-th quantile (0..=1) by nearest rank of sorted durations.
