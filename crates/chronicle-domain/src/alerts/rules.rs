@@ -117,11 +117,17 @@ impl Finding {
 /// One judged reading.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mark {
-    Holds(Finding),
+    /// Boxed: nearly every mark is a clear, and a timeline holds one mark per reading judged,
+    /// so a clear stays as small as its time.
+    Holds(Box<Finding>),
     Clear(DateTime<Utc>),
 }
 
 impl Mark {
+    fn holding(finding: Finding) -> Mark {
+        Mark::Holds(Box::new(finding))
+    }
+
     pub fn at(&self) -> DateTime<Utc> {
         match self {
             Mark::Holds(f) => f.at,
@@ -183,6 +189,7 @@ impl Timeline {
         for mark in &self.marks {
             match mark {
                 Mark::Holds(finding) => {
+                    let finding: &Finding = finding;
                     let live = finding.is_live(late_after);
                     match out.last_mut().filter(|_| open) {
                         Some(episode) => {
@@ -323,8 +330,9 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
     let mut predicted_low = Vec::new();
     let mut very_high = Vec::new();
     let mut rapid_fall = Vec::new();
-    let hold =
-        |p: &GlucosePoint, severity| Mark::Holds(glucose_finding(p, severity, Evidence::default()));
+    let hold = |p: &GlucosePoint, severity| {
+        Mark::holding(glucose_finding(p, severity, Evidence::default()))
+    };
     let is_urgent_high =
         |p: &GlucosePoint| p.flag == Some(GlucoseFlag::Hi) || p.value_mg_dl > g.urgent_high_mg_dl;
 
@@ -389,7 +397,7 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
                 let fall = (earlier.value_mg_dl - p.value_mg_dl)
                     / minutes(p.measured_at - earlier.measured_at);
                 rapid_fall.push(if fall > g.rapid_fall_mg_dl_per_minute {
-                    Mark::Holds(glucose_finding(
+                    Mark::holding(glucose_finding(
                         p,
                         Severity::Warning,
                         Evidence {
@@ -408,7 +416,7 @@ pub fn glucose_timelines(points: &[GlucosePoint], t: &AlertThresholds) -> Vec<Ti
             let horizon = Duration::minutes(g.predicted_low_horizon_minutes.into());
             if let Some(forecast) = fit.forecast(horizon) {
                 predicted_low.push(if forecast < g.predicted_low_mg_dl {
-                    Mark::Holds(glucose_finding(
+                    Mark::holding(glucose_finding(
                         p,
                         Severity::Warning,
                         Evidence {
@@ -455,14 +463,14 @@ pub fn pressure_timelines(points: &[PressurePoint], t: &AlertThresholds) -> Vec<
     for (i, p) in sorted.iter().copied().enumerate() {
         crisis.push(
             if p.systolic > b.crisis_systolic || p.diastolic > b.crisis_diastolic {
-                Mark::Holds(finding(p, Severity::Urgent, Evidence::default()))
+                Mark::holding(finding(p, Severity::Urgent, Evidence::default()))
             } else {
                 Mark::Clear(p.measured_at)
             },
         );
         low.push(
             if p.systolic < b.low_systolic || p.diastolic < b.low_diastolic {
-                Mark::Holds(finding(p, Severity::Warning, Evidence::default()))
+                Mark::holding(finding(p, Severity::Warning, Evidence::default()))
             } else {
                 Mark::Clear(p.measured_at)
             },
@@ -480,7 +488,7 @@ pub fn pressure_timelines(points: &[PressurePoint], t: &AlertThresholds) -> Vec<
                 if mean_systolic >= f64::from(b.stage2_mean_systolic)
                     || mean_diastolic >= f64::from(b.stage2_mean_diastolic)
                 {
-                    Mark::Holds(finding(
+                    Mark::holding(finding(
                         p,
                         Severity::Info,
                         Evidence {
