@@ -1014,28 +1014,24 @@ mod tests {
     }
 
     #[test]
-    fn live_scenarios_build_at_every_time_of_day() {
-        // `chronicle demo` builds these two at whatever minute it starts: the variant search
-        // must find an unambiguous one wherever the event lands in the patient's routine.
+    fn a_crisis_builds_at_every_time_of_day() {
+        // When the cuff's routine readings fall inside the surge, the week's mean rises with
+        // them: the variants' lower resting pressures keep it clearly below stage 2 wherever
+        // the surge lands in the patient's day.
         let start = Utc
             .with_ymd_and_hms(2026, 12, 5, 0, 0, 0)
             .single()
             .expect("date");
-        let zones = [
-            Zone::new("Africa/Lagos", 60).expect("zone"),
-            Zone::new("Asia/Dubai", 240).expect("zone"),
-        ];
         let mut failures = Vec::new();
-        for kind in [
-            ScenarioKind::HypertensiveCrisis,
-            ScenarioKind::NocturnalHypoglycemia,
+        for (seed, zone) in [
+            (2026, Zone::new("Africa/Lagos", 60).expect("zone")),
+            (42, Zone::new("Africa/Lagos", 60).expect("zone")),
+            (7, Zone::new("America/Phoenix", -420).expect("zone")),
         ] {
-            for (seed, zone) in [42, 7].into_iter().zip(&zones) {
-                for step in 0..(24 * 6) {
-                    let at = start + Duration::minutes(10 * step);
-                    if let Err(e) = build(kind, seed, 0, at, zone) {
-                        failures.push(format!("seed {seed} in {}: {e}", zone.name));
-                    }
+            for step in 0..(24 * 6) {
+                let at = start + Duration::minutes(10 * step);
+                if let Err(e) = build(ScenarioKind::HypertensiveCrisis, seed, 0, at, &zone) {
+                    failures.push(format!("seed {seed} in {}: {e}", zone.name));
                 }
             }
         }

@@ -637,8 +637,7 @@ async fn add_scenario_patients(store: &Store, state: &mut DemoState) -> anyhow::
 }
 
 /// The patient's scenario, timed so that the first reading of its alarm is measured
-/// `ALARM_LEAD_MINUTES` before `now`: built at that time, then moved by however far the
-/// alarm landed from it (the simulated patient's day decides how long the event takes).
+/// `ALARM_LEAD_MINUTES` before `now` ([`timed`]).
 fn timed_scenario(
     patient: &ScenarioPatient,
     seed: u64,
@@ -654,24 +653,105 @@ fn timed_scenario(
         .find(|(name, _)| *name == patient.time_zone)
         .map_or(0, |(_, offset)| *offset);
     let zone = Zone::new(patient.time_zone.clone(), offset)?;
+    timed(
+        *kind,
+        rule,
+        seed,
+        index,
+        &zone,
+        now - Duration::minutes(ALARM_LEAD_MINUTES),
+    )
+}
+
+/// How far from the wanted moment a scenario may be built when none of its variants is
+/// clear there, in steps of [`BUILD_STEP`] either way.
+const BUILD_STEPS: i64 = 24;
+const BUILD_STEP: Duration = Duration::minutes(30);
+
+/// Scenario `kind` with the first reading of its `rule` alarm measured at `wanted`: built
+/// there, then moved by however far the alarm landed from it (the simulated patient's day
+/// decides how long the event takes). Where the patient's routine leaves every variant
+/// ambiguous (a meal in the middle of the event), it is built half an hour earlier or later,
+/// and so on, and moved the same way.
+fn timed(
+    kind: ScenarioKind,
+    rule: &str,
+    seed: u64,
+    index: u64,
+    zone: &Zone,
+    wanted: DateTime<Utc>,
+) -> anyhow::Result<Scenario> {
     let alarm = |s: &Scenario| {
         s.assessment
             .firings
             .iter()
-            .filter(|f| f.rule == *rule)
+            .filter(|f| f.rule == rule)
             .map(|f| f.first_trigger)
             .min()
-            .with_context(|| format!("the {} scenario raised no {rule}", patient.scenario))
+            .with_context(|| format!("the {kind} scenario raised no {rule}"))
     };
-    let wanted = now - Duration::minutes(ALARM_LEAD_MINUTES);
-    let built = scenario::build(*kind, seed, index, wanted, &zone)?;
+    let tries = std::iter::once(0).chain((1..=BUILD_STEPS).flat_map(|step| [-step, step]));
+    let mut refused = None;
+    let mut built = None;
+    for step in tries {
+        match scenario::build(kind, seed, index, wanted + BUILD_STEP * step as i32, zone) {
+            Ok(scenario) => {
+                built = Some(scenario);
+                break;
+            }
+            Err(e) => {
+                refused.get_or_insert(e);
+            }
+        }
+    }
+    let built = match (built, refused) {
+        (Some(built), _) => built,
+        (None, Some(e)) => return Err(e.into()),
+        (None, None) => anyhow::bail!("no {kind} scenario was tried"),
+    };
     let error = wanted - alarm(&built)?;
     let timed = built.shifted(error);
     let landed = alarm(&timed)?;
     anyhow::ensure!(
         landed == wanted,
-        "the {} scenario's {rule} moved to {landed} instead of {wanted}",
-        patient.scenario
+        "the {kind} scenario's {rule} moved to {landed} instead of {wanted}"
     );
     Ok(timed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn live_scenarios_are_timed_at_every_minute_of_a_day() {
+        // The demo times its scenarios to whenever it starts; at some minutes the patient's
+        // routine (dinner during a bedtime overdose) leaves every variant built there
+        // ambiguous, so this sweeps a whole day in 10-minute steps with the demo's default seed
+        // and another.
+        let start = Utc
+            .with_ymd_and_hms(2026, 12, 5, 0, 1, 0)
+            .single()
+            .expect("date");
+        let mut failures = Vec::new();
+        for (index, (kind, rule, _, zone_name)) in LIVE_SCENARIOS.iter().enumerate() {
+            let offset = Zone::builtin()
+                .iter()
+                .find(|(name, _)| name == zone_name)
+                .map(|(_, offset)| *offset)
+                .expect("a built-in zone");
+            let zone = Zone::new(*zone_name, offset).expect("zone");
+            for seed in [2026, 3] {
+                for step in 0..24 * 6 {
+                    let wanted = start + Duration::minutes(10 * step);
+                    match timed(*kind, rule, seed, index as u64, &zone, wanted) {
+                        Ok(s) => assert!(s.readings.iter().any(|r| r.measured_at() == wanted)),
+                        Err(e) => failures.push(format!("{kind} seed {seed} at {wanted}: {e}")),
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
 }
