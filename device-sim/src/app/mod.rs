@@ -481,7 +481,12 @@ async fn run_scenarios(args: cli::ScenarioArgs) -> anyhow::Result<ExitCode> {
     let mut scenarios = Vec::new();
     for (i, (kind, at)) in requested.iter().enumerate() {
         let at = at.unwrap_or_else(|| kind.default_at(&zone, now, past, Duration::minutes(2)));
-        let built = scenario::build(*kind, args.seed, i as u64, at, &zone)?;
+        let built = scenario::build(*kind, args.seed, i as u64, at, &zone).with_context(|| {
+            format!(
+                "the patient's day leaves {kind} ambiguous at {at}: try another time \
+                 (--scenario {kind}@TIME) or --seed"
+            )
+        })?;
         if past {
             let last = built.sync_at.unwrap_or(built.window_end);
             anyhow::ensure!(
