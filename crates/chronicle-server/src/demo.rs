@@ -665,7 +665,7 @@ fn timed_scenario(
 
 /// How far from the wanted moment a scenario may be built when none of its variants is
 /// clear there, in steps of [`BUILD_STEP`] either way.
-const BUILD_STEPS: i64 = 24;
+const BUILD_STEPS: i32 = 24;
 const BUILD_STEP: Duration = Duration::minutes(30);
 
 /// Scenario `kind` with the first reading of its `rule` alarm measured at `wanted`: built
@@ -690,24 +690,22 @@ fn timed(
             .min()
             .with_context(|| format!("the {kind} scenario raised no {rule}"))
     };
-    let tries = std::iter::once(0).chain((1..=BUILD_STEPS).flat_map(|step| [-step, step]));
-    let mut refused = None;
-    let mut built = None;
-    for step in tries {
-        match scenario::build(kind, seed, index, wanted + BUILD_STEP * step as i32, zone) {
-            Ok(scenario) => {
-                built = Some(scenario);
-                break;
-            }
-            Err(e) => {
-                refused.get_or_insert(e);
-            }
+    // The wanted moment first, then half an hour earlier, later, an hour earlier, …
+    let mut moments = std::iter::once(0)
+        .chain((1..=BUILD_STEPS).flat_map(|step| [-step, step]))
+        .map(|step| wanted + BUILD_STEP * step);
+    let mut first_refusal = None;
+    let built = moments.find_map(|at| match scenario::build(kind, seed, index, at, zone) {
+        Ok(built) => Some(built),
+        Err(refusal) => {
+            first_refusal.get_or_insert(refusal);
+            None
         }
-    }
-    let built = match (built, refused) {
-        (Some(built), _) => built,
-        (None, Some(e)) => return Err(e.into()),
-        (None, None) => anyhow::bail!("no {kind} scenario was tried"),
+    });
+    let Some(built) = built else {
+        return Err(
+            first_refusal.map_or_else(|| anyhow::anyhow!("no {kind} scenario tried"), Into::into)
+        );
     };
     let error = wanted - alarm(&built)?;
     let timed = built.shifted(error);
