@@ -1,8 +1,9 @@
 //! `chronicle bench alerts` at toy size, as a user runs it: a handful of background devices,
 //! a few probe alarms, each timed to the alert stream and to a Web Push (encrypted as for a
 //! browser) arriving at the benchmark's own push service. Checks that the command completes,
-//! that every alarm arrived both ways, and that its report has every figure. It measures
-//! nothing: the figures belong in docs/benchmarks.md.
+//! that every alarm arrived both ways, that its report has every figure, and that
+//! `--statements` lists where PostgreSQL's time went. It measures nothing: the figures belong
+//! in docs/benchmarks.md.
 
 use chronicle_tests::bench::run_bench;
 
@@ -20,6 +21,7 @@ async fn alert_benchmark_times_every_alarm_to_the_stream_and_to_a_push() {
         "300",
         "--timeout-seconds",
         "60",
+        "--statements",
     ])
     .await;
     let measured = &report["measured"];
@@ -45,4 +47,13 @@ async fn alert_benchmark_times_every_alarm_to_the_stream_and_to_a_push() {
     );
     assert!(report["push_goal_met"].is_boolean(), "{report:#}");
     assert!(stdout.contains("publish → push delivered"), "{stdout}");
+    // --statements: after the report, where PostgreSQL's time went, the ingest's batch
+    // statement (which stored every reading) among it.
+    let (_, statements) = stdout
+        .split_once("PostgreSQL statements by total time over the run")
+        .unwrap_or_else(|| panic!("no statement table after the report:\n{stdout}"));
+    assert!(
+        statements.contains("INSERT INTO glucose_samples"),
+        "{statements}"
+    );
 }

@@ -334,6 +334,7 @@ async fn postgres_restarted_under_load_loses_nothing() {
         port: None,
         bin_dir: std::env::var_os("CHRONICLE_TEST_POSTGRES_BIN_DIR").map(Into::into),
         database: "chronicle".into(),
+        statement_statistics: false,
     })
     .await
     .expect("private PostgreSQL for this test");

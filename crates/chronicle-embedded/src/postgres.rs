@@ -327,6 +327,10 @@ pub struct PrivatePostgresConfig {
     pub bin_dir: Option<PathBuf>,
     /// Database to create if missing, e.g. `chronicle`.
     pub database: String,
+    /// Also preload `pg_stat_statements` (shipped with PostgreSQL), so that a benchmark can
+    /// say which statements the time went to. Off for `serve`: it costs every statement a
+    /// little.
+    pub statement_statistics: bool,
 }
 
 /// The OS account PostgreSQL programs run as when we are root.
@@ -357,6 +361,8 @@ pub struct PrivatePostgres {
     port: u16,
     /// Account to run PostgreSQL programs as (`None`: the current user).
     account: Option<Account>,
+    /// Whether the postmaster preloads `pg_stat_statements`.
+    statement_statistics: bool,
     /// The postmaster, while it runs.
     child: Option<Child>,
 }
@@ -406,6 +412,7 @@ impl PrivatePostgres {
             password,
             port,
             account,
+            statement_statistics: config.statement_statistics,
             child: None,
         };
         match running_postmaster(&pg.cluster_dir) {
@@ -535,8 +542,16 @@ impl PrivatePostgres {
             .args(["-c", "checkpoint_timeout=15min"]);
         // TimescaleDB loads only when preloaded: with the extension installed beside this
         // PostgreSQL, the private cluster preloads it, so `--timescale auto|required` works.
-        if timescaledb_installed(&self.bin_dir) {
-            cmd.args(["-c", "shared_preload_libraries=timescaledb"]);
+        let preload: Vec<&str> = [
+            timescaledb_installed(&self.bin_dir).then_some("timescaledb"),
+            self.statement_statistics.then_some("pg_stat_statements"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !preload.is_empty() {
+            cmd.arg("-c")
+                .arg(format!("shared_preload_libraries={}", preload.join(",")));
         }
         cmd.stdout(log)
             .stderr(log_err)
@@ -1328,6 +1343,7 @@ mod tests {
             password: "s3cret".into(),
             port: 5433,
             account: None,
+            statement_statistics: false,
             child: None,
         };
         assert_eq!(

@@ -25,6 +25,7 @@ fn config(data_dir: &Path, port: Option<u16>) -> PrivatePostgresConfig {
         port,
         bin_dir: None,
         database: "chronicle".to_owned(),
+        statement_statistics: false,
     }
 }
 

@@ -99,9 +99,10 @@ impl RunHeader {
 async fn on_private_postgres<T>(
     bench: &str,
     database: &DatabaseSettings,
-    keep: bool,
+    run_args: &BenchRunArgs,
     measure: impl AsyncFnOnce(&Machine, &Path, &PrivatePostgres) -> anyhow::Result<T>,
-) -> anyhow::Result<(RunHeader, T)> {
+) -> anyhow::Result<(RunHeader, T, Option<String>)> {
+    let statements = run_args.statements;
     let run = RunHeader {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -120,19 +121,51 @@ async fn on_private_postgres<T>(
         port: None,
         bin_dir: database.postgres_bin_dir.clone(),
         database: format!("chronicle_bench_{bench}"),
+        statement_statistics: statements,
     })
     .await
     .context("cannot start the private PostgreSQL for the benchmark")?;
     let result = measure(&run.machine, work.path(), &postgres).await;
+    let statement_table = match (&result, statements) {
+        (Ok(_), true) => Some(
+            costliest_statements(&postgres.database_url())
+                .await
+                .context("cannot read pg_stat_statements")?,
+        ),
+        _ => None,
+    };
     if let Err(e) = postgres.stop().await {
         tracing::error!(error = %e, "could not stop the benchmark's PostgreSQL cleanly");
     }
-    if keep {
+    if run_args.keep {
         println!("kept {}", work.keep().display());
     } else if result.is_err() {
         println!("(the logs are gone with the temporary directory; run with --keep to keep them)");
     }
-    Ok((run, result?))
+    Ok((run, result?, statement_table))
+}
+
+/// How many statements `--statements` lists.
+const COSTLIEST_STATEMENTS: i64 = 15;
+
+/// The statements that took the most of PostgreSQL's time since it started, as a table.
+async fn costliest_statements(url: &str) -> anyhow::Result<String> {
+    let store = open_store(url).await?;
+    let costs = store.costliest_statements(COSTLIEST_STATEMENTS).await;
+    store.close().await;
+    let mut table = format!(
+        "\nPostgreSQL statements by total time over the run (pg_stat_statements)\n\
+         {:>8} {:>10} {:>10}  statement\n",
+        "calls", "ms", "rows"
+    );
+    for cost in costs? {
+        let shown: String = cost.statement.chars().take(100).collect();
+        table.push_str(&format!(
+            "{:>8} {:>10.1} {:>10}  {shown}\n",
+            cost.calls, cost.total_ms, cost.rows
+        ));
+    }
+    Ok(table)
 }
 
 /// A benchmark's report: its JSON form and the text printed at the end of the run.
@@ -150,9 +183,14 @@ async fn run_and_publish<T, R: BenchReport>(
     measure: impl AsyncFnOnce(&Machine, &Path, &PrivatePostgres) -> anyhow::Result<T>,
     report: impl FnOnce(RunHeader, T) -> R,
 ) -> anyhow::Result<()> {
-    let (run, measured) = on_private_postgres(bench, database, run_args.keep, measure).await?;
+    let (run, measured, statements) =
+        on_private_postgres(bench, database, run_args, measure).await?;
     let report = report(run, measured);
-    publish(&report, &report.text(), run_args.json.as_deref())
+    publish(&report, &report.text(), run_args.json.as_deref())?;
+    if let Some(table) = statements {
+        print!("{table}");
+    }
+    Ok(())
 }
 
 /// Prints a benchmark's report and, when asked, writes it as JSON.
@@ -374,6 +412,8 @@ async fn copy_ceiling(
         port: None,
         bin_dir: database.postgres_bin_dir.clone(),
         database: "chronicle_bench_copy".to_owned(),
+        // The cluster runs already, started by the benchmark's own handle.
+        statement_statistics: false,
     })
     .await
     .context("cannot create the database for the COPY ceiling")?;

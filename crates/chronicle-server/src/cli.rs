@@ -208,6 +208,12 @@ pub struct BenchRunArgs {
     /// Keep the temporary directory (PostgreSQL and server logs) and print where it is.
     #[arg(long)]
     pub keep: bool,
+
+    /// Also load pg_stat_statements into the benchmark's PostgreSQL and print, after the
+    /// report, the statements that took the most of its time over the whole run (the
+    /// server's, the benchmark's own setup and checks included).
+    #[arg(long)]
+    pub statements: bool,
 }
 
 /// Sizes of `chronicle bench alerts`. The defaults finish in about a minute on two cores.

@@ -31,6 +31,7 @@ impl Database {
                     port: settings.postgres_port,
                     bin_dir: settings.postgres_bin_dir.clone(),
                     database: "chronicle".to_owned(),
+                    statement_statistics: false,
                 })
                 .await
                 .context("cannot start the private PostgreSQL")?;

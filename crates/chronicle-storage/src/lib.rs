@@ -47,6 +47,7 @@ pub mod registry;
 pub mod research;
 mod rows;
 pub mod sharing;
+pub mod statements;
 pub mod targets;
 pub mod timescale;
 pub mod trends;
