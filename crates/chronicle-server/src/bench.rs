@@ -102,7 +102,6 @@ async fn on_private_postgres<T>(
     run_args: &BenchRunArgs,
     measure: impl AsyncFnOnce(&Machine, &Path, &PrivatePostgres) -> anyhow::Result<T>,
 ) -> anyhow::Result<(RunHeader, T, Option<String>)> {
-    let statements = run_args.statements;
     let run = RunHeader {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -121,16 +120,17 @@ async fn on_private_postgres<T>(
         port: None,
         bin_dir: database.postgres_bin_dir.clone(),
         database: format!("chronicle_bench_{bench}"),
-        statement_statistics: statements,
+        statement_statistics: run_args.statements,
     })
     .await
     .context("cannot start the private PostgreSQL for the benchmark")?;
     let result = measure(&run.machine, work.path(), &postgres).await;
-    let statement_table = match (&result, statements) {
+    // Read before PostgreSQL stops; a failure is reported after it stopped.
+    let statement_table = match (&result, run_args.statements) {
         (Ok(_), true) => Some(
             costliest_statements(&postgres.database_url())
                 .await
-                .context("cannot read pg_stat_statements")?,
+                .context("cannot read pg_stat_statements"),
         ),
         _ => None,
     };
@@ -142,7 +142,8 @@ async fn on_private_postgres<T>(
     } else if result.is_err() {
         println!("(the logs are gone with the temporary directory; run with --keep to keep them)");
     }
-    Ok((run, result?, statement_table))
+    let measured = result?;
+    Ok((run, measured, statement_table.transpose()?))
 }
 
 /// How many statements `--statements` lists.
