@@ -63,6 +63,15 @@ impl Zone {
         instant.with_timezone(&self.offset)
     }
 
+    /// The built-in zone called `name` (any letter case), if there is one.
+    pub fn builtin_named(name: &str) -> Option<Zone> {
+        Zone::builtin()
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            // Every built-in offset is valid (the module's tests build them all).
+            .and_then(|(n, offset)| Zone::new(*n, *offset).ok())
+    }
+
     /// Zones without daylight saving time (as of tzdata 2024), used for generated patients:
     /// their fixed offset is always right.
     pub fn builtin() -> &'static [(&'static str, i32)] {

@@ -648,11 +648,12 @@ fn timed_scenario(
         .iter()
         .find(|(kind, ..)| kind.as_str() == patient.scenario)
         .with_context(|| format!("unknown demo scenario {:?}", patient.scenario))?;
-    let offset = Zone::builtin()
-        .iter()
-        .find(|(name, _)| *name == patient.time_zone)
-        .map_or(0, |(_, offset)| *offset);
-    let zone = Zone::new(patient.time_zone.clone(), offset)?;
+    let zone = Zone::builtin_named(&patient.time_zone).with_context(|| {
+        format!(
+            "the demo patient's zone {:?} is not one of the simulator's",
+            patient.time_zone
+        )
+    })?;
     timed(
         *kind,
         rule,
@@ -734,12 +735,7 @@ mod tests {
             .expect("date");
         let mut failures = Vec::new();
         for (index, (kind, rule, _, zone_name)) in LIVE_SCENARIOS.iter().enumerate() {
-            let offset = Zone::builtin()
-                .iter()
-                .find(|(name, _)| name == zone_name)
-                .map(|(_, offset)| *offset)
-                .expect("a built-in zone");
-            let zone = Zone::new(*zone_name, offset).expect("zone");
+            let zone = Zone::builtin_named(zone_name).expect("a built-in zone");
             for seed in [2026, 3] {
                 for step in 0..24 * 6 {
                     let wanted = start + Duration::minutes(10 * step);

@@ -456,21 +456,16 @@ fn zone_named(name: &str) -> anyhow::Result<Zone> {
     if name.eq_ignore_ascii_case("utc") {
         return Ok(Zone::utc());
     }
-    Zone::builtin()
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(n, offset)| Zone::new(*n, *offset))
-        .transpose()?
-        .with_context(|| {
-            format!(
-                "unknown zone {name:?}: use one without daylight saving time: {}",
-                Zone::builtin()
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+    Zone::builtin_named(name).with_context(|| {
+        format!(
+            "unknown zone {name:?}: use one without daylight saving time: {}",
+            Zone::builtin()
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
 }
 
 async fn run_scenarios(args: cli::ScenarioArgs) -> anyhow::Result<ExitCode> {
