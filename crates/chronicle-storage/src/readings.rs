@@ -47,36 +47,30 @@ pub struct BatchWrite<'a> {
     pub followup_consumers: &'a [&'a str],
 }
 
-/// Which readings of a batch were new, i.e. actually stored; every other reading of the batch
+/// The idempotency keys that were new, i.e. actually stored; every other reading of the batch
 /// was a duplicate of a row already there (or of an earlier reading in the same batch).
 #[derive(Debug, Default)]
 pub struct InsertedKeys {
-    /// Every reading of the batch was stored (the usual case: no key is sent back then).
-    all: bool,
-    /// How many readings were stored.
-    stored: usize,
-    /// Otherwise the stored ones: (series, device key, measured at); the series is
-    /// [`Reading::series`].
+    /// (series, device key, measured at); the series is [`Reading::series`].
     keys: HashSet<(String, i32, DateTime<Utc>)>,
 }
 
 impl InsertedKeys {
-    /// Whether `reading` of the device with `device_key` (one of the batch's) was stored now.
+    /// Whether `reading` of the device with `device_key` was stored now.
     pub fn contains(&self, device_key: i32, reading: &Reading) -> bool {
-        self.all
-            || self.keys.contains(&(
-                reading.series().to_owned(),
-                device_key,
-                reading.measured_at(),
-            ))
+        self.keys.contains(&(
+            reading.series().to_owned(),
+            device_key,
+            reading.measured_at(),
+        ))
     }
 
     pub fn len(&self) -> usize {
-        self.stored
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.stored == 0
+        self.keys.is_empty()
     }
 }
 
@@ -86,10 +80,6 @@ impl InsertedKeys {
 /// consumer, per patient and kind of the readings newly stored (treatments feed no alert rule
 /// or rollup yet, so they queue none). PostgreSQL runs every
 /// data-modifying CTE to completion whether or not the final SELECT reads it.
-///
-/// When every reading of the batch ($36 of them) was stored, the answer is one row without a
-/// kind; otherwise the key of each stored reading. Decoding a key per reading is a noticeable
-/// share of the ingest's own time, and a batch without duplicates is the rule.
 const WRITE_BATCH: &str = "
 WITH new_glucose AS (
     INSERT INTO glucose_samples (device_key, utc_offset_minutes, codes, measured_at,
@@ -157,15 +147,10 @@ WITH new_glucose AS (
     FROM stored s JOIN devices_of_batch d USING (device_key)
         CROSS JOIN UNNEST($27::text[]) AS c (consumer)
     GROUP BY c.consumer, d.patient_id, s.kind
-), stored_count AS (
-    SELECT (SELECT count(*) FROM stored) + (SELECT count(*) FROM new_treatments) AS n
 )
-SELECT NULL::text AS kind, NULL::int4 AS device_key, NULL::timestamptz AS measured_at
-FROM stored_count WHERE n = $36
+SELECT kind, device_key, measured_at FROM stored
 UNION ALL
-SELECT kind, device_key, measured_at FROM stored, stored_count WHERE n < $36
-UNION ALL
-SELECT kind, device_key, measured_at FROM new_treatments, stored_count WHERE n < $36";
+SELECT kind, device_key, measured_at FROM new_treatments";
 
 impl Store {
     /// Writes a batch atomically and reports which readings were new.
@@ -188,62 +173,46 @@ impl Store {
         devices.sort_unstable();
         devices.dedup();
         let (device_keys, patient_ids): (Vec<i32>, Vec<Uuid>) = devices.into_iter().unzip();
-        let submitted = i64::try_from(readings.len()).unwrap_or(i64::MAX);
-        let returned: Vec<(Option<String>, Option<i32>, Option<DateTime<Utc>>)> =
-            sqlx::query_as(WRITE_BATCH)
-                .bind(&glucose.sample.device_keys)
-                .bind(&glucose.sample.offsets)
-                .bind(&glucose.codes)
-                .bind(&glucose.sample.measured_at)
-                .bind(&glucose.values_milli)
-                .bind(&glucose.original_values)
-                .bind(&glucose.sample.reading_ids)
-                .bind(&blood_pressure.sample.device_keys)
-                .bind(&blood_pressure.systolic)
-                .bind(&blood_pressure.diastolic)
-                .bind(&blood_pressure.pulse)
-                .bind(&blood_pressure.sample.offsets)
-                .bind(&blood_pressure.sample.measured_at)
-                .bind(&blood_pressure.sample.reading_ids)
-                .bind(&refused.device_ids)
-                .bind(&refused.patient_ids)
-                .bind(&refused.message_ids)
-                .bind(&refused.indexes)
-                .bind(&refused.reading_ids)
-                .bind(&refused.reasons)
-                .bind(&refused.details)
-                .bind(&refused.covered)
-                .bind(&refused.raws)
-                .bind(&refused.publishers)
-                .bind(&device_keys)
-                .bind(&patient_ids)
-                .bind(batch.followup_consumers)
-                .bind(&treatments.sample.device_keys)
-                .bind(&treatments.sample.offsets)
-                .bind(&treatments.durations)
-                .bind(&treatments.sample.measured_at)
-                .bind(&treatments.kinds)
-                .bind(&treatments.amounts)
-                .bind(&treatments.notes)
-                .bind(&treatments.sample.reading_ids)
-                .bind(submitted)
-                .fetch_all(self.pool())
-                .await?;
-        if let [(None, _, _)] = returned[..] {
-            return Ok(InsertedKeys {
-                all: true,
-                stored: readings.len(),
-                keys: HashSet::new(),
-            });
-        }
-        let keys: HashSet<(String, i32, DateTime<Utc>)> = returned
-            .into_iter()
-            .filter_map(|(kind, key, at)| Some((kind?, key?, at?)))
-            .collect();
+        let returned: Vec<(String, i32, DateTime<Utc>)> = sqlx::query_as(WRITE_BATCH)
+            .bind(&glucose.sample.device_keys)
+            .bind(&glucose.sample.offsets)
+            .bind(&glucose.codes)
+            .bind(&glucose.sample.measured_at)
+            .bind(&glucose.values_milli)
+            .bind(&glucose.original_values)
+            .bind(&glucose.sample.reading_ids)
+            .bind(&blood_pressure.sample.device_keys)
+            .bind(&blood_pressure.systolic)
+            .bind(&blood_pressure.diastolic)
+            .bind(&blood_pressure.pulse)
+            .bind(&blood_pressure.sample.offsets)
+            .bind(&blood_pressure.sample.measured_at)
+            .bind(&blood_pressure.sample.reading_ids)
+            .bind(&refused.device_ids)
+            .bind(&refused.patient_ids)
+            .bind(&refused.message_ids)
+            .bind(&refused.indexes)
+            .bind(&refused.reading_ids)
+            .bind(&refused.reasons)
+            .bind(&refused.details)
+            .bind(&refused.covered)
+            .bind(&refused.raws)
+            .bind(&refused.publishers)
+            .bind(&device_keys)
+            .bind(&patient_ids)
+            .bind(batch.followup_consumers)
+            .bind(&treatments.sample.device_keys)
+            .bind(&treatments.sample.offsets)
+            .bind(&treatments.durations)
+            .bind(&treatments.sample.measured_at)
+            .bind(&treatments.kinds)
+            .bind(&treatments.amounts)
+            .bind(&treatments.notes)
+            .bind(&treatments.sample.reading_ids)
+            .fetch_all(self.pool())
+            .await?;
         Ok(InsertedKeys {
-            all: false,
-            stored: keys.len(),
-            keys,
+            keys: returned.into_iter().collect(),
         })
     }
 }
