@@ -301,6 +301,18 @@ async fn a_late_backlog_records_history_but_raises_no_live_alarm_and_duplicates_
         "the care team's list of live alerts stays empty"
     );
 
+    // A reading an hour after the hypo, synced later: its evaluation looks back over the hypo
+    // and finds the episodes already recorded, which stay exactly as they were.
+    let recorded = w.alerts_of(patient, "kind=historical").await;
+    let an_hour_later = batch(&[glucose(yesterday + Duration::hours(1), 120.0)]);
+    assert_eq!(meter.send(an_hour_later).await.expect("ack").stored, 1);
+    w.settled().await;
+    assert_eq!(
+        w.alerts_of(patient, "kind=historical").await,
+        recorded,
+        "an episode found again is not rewritten"
+    );
+
     // The same backlog again: all duplicates, nothing changes.
     let events_before = w.events(patient).await;
     let ack = meter.send(backlog).await.expect("ack");

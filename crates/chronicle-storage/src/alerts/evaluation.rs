@@ -431,8 +431,8 @@ impl AlertEvaluation {
         category: DataCategory,
         h: &lifecycle::HistoricalEvent,
     ) -> Result<(), StorageError> {
-        let existing: Option<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT id, severity, triggered_at FROM alerts
+        let existing: Option<(Uuid, String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, severity, triggered_at, last_seen_at FROM alerts
              WHERE patient_id = $1 AND rule = $2 AND category = $3 AND kind = 'historical'
                AND triggered_at <= $5 AND last_seen_at >= $4
              ORDER BY triggered_at LIMIT 1 FOR UPDATE",
@@ -445,11 +445,16 @@ impl AlertEvaluation {
         .fetch_optional(&mut *self.tx)
         .await?;
         match existing {
-            Some((id, severity, triggered_at)) => {
-                let severity = Severity::parse(&severity)
-                    .ok_or_else(|| StorageError::corrupt("alert severity", &severity))?
-                    .max(h.severity);
+            Some((id, stored_severity, triggered_at, last_seen_at)) => {
+                let stored_severity = Severity::parse(&stored_severity)
+                    .ok_or_else(|| StorageError::corrupt("alert severity", &stored_severity))?;
+                let severity = stored_severity.max(h.severity);
                 let earlier = h.started_at < triggered_at;
+                // An evaluation looks back over readings it judged before, so it finds the
+                // episodes it recorded then again: one the event already covers changes nothing.
+                if !earlier && h.last_hold_at <= last_seen_at && severity == stored_severity {
+                    return Ok(());
+                }
                 sqlx::query(
                     "UPDATE alerts SET triggered_at = least(triggered_at, $2),
                          last_seen_at = greatest(last_seen_at, $3), severity = $4,
