@@ -157,15 +157,16 @@ async fn run(
 }
 
 /// Writes one batch, retrying with backoff until it commits or shutdown abandons it.
-async fn commit(pipeline: Pipeline, mut batch: Vec<IngestRequest>, abandon: CancellationToken) {
-    let messages: Vec<IncomingMessage> = batch.iter().map(|r| r.message.clone()).collect();
+async fn commit(pipeline: Pipeline, batch: Vec<IngestRequest>, abandon: CancellationToken) {
+    let (messages, replies): (Vec<IncomingMessage>, Vec<_>) =
+        batch.into_iter().map(|r| (r.message, r.reply)).unzip();
     let mut backoff = Duration::from_millis(100);
     loop {
         match pipeline.process(&messages).await {
             Ok(outcomes) => {
-                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The front door may have gone away; the data is committed either way.
-                    let _ = request.reply.send(outcome);
+                    let _ = reply.send(outcome);
                 }
                 return;
             }
@@ -186,7 +187,7 @@ async fn commit(pipeline: Pipeline, mut batch: Vec<IngestRequest>, abandon: Canc
                             "shutting down with a batch still uncommitted; it stays unacknowledged \
                              and the broker will deliver it again"
                         );
-                        batch.clear();
+                        // Dropping the replies unanswered tells each front door so.
                         return;
                     }
                 }
