@@ -134,6 +134,15 @@ async fn duplicates_within_and_across_messages_are_stored_once() {
     let ack = cgm.send(reading.to_string()).await.expect("ack");
     assert_eq!((ack.stored, ack.duplicates), (0, 1));
     assert_eq!(s.db.count("glucose_readings").await, 1);
+    // Old and new in one message: each is told apart.
+    let later = json!({"type": "glucose", "value": 101, "unit": "mg/dL",
+                       "measured_at": minutes_ago(15)});
+    let ack = cgm
+        .send(json!({"readings": [later, reading]}).to_string())
+        .await
+        .expect("ack");
+    assert_eq!((ack.stored, ack.duplicates), (1, 1));
+    assert_eq!(s.db.count("glucose_readings").await, 2);
 }
 
 #[tokio::test]
