@@ -199,6 +199,115 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
 /// After an outage the broker redelivers minutes of readings at once: a claim takes half its
 /// patients from the oldest items and half from the freshest readings, so a reading measured
 /// now is worked on in the next round while the backlog still drains.
+/// The batch statement inserts new readings without looking for them first, and a batch
+/// that holds a reading already stored is written again with the statement that skips it:
+/// either way each reading is stored once, answered once as stored, and queued once.
+#[tokio::test]
+async fn a_batch_holding_stored_readings_stores_and_queues_only_the_new_ones() {
+    let (_db, store) = fresh_store().await;
+    let (ada, ada_devices) = patient_with(&store, "Ada", &[DeviceKind::Cgm]).await;
+    let (bo, bo_devices) = patient_with(&store, "Bo", &[DeviceKind::Meter]).await;
+    let (ada_cgm, bo_meter) = (ada_devices[0].id.as_str(), bo_devices[0].id.as_str());
+    let pipeline = pipeline_on(&store).with_followup_consumers(&["first"]);
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).expect("time");
+    let at = |minutes: i64| t0 + Duration::minutes(minutes);
+    let stored_and_duplicates = |outcomes: &[chronicle_ingest::MessageOutcome]| {
+        outcomes
+            .iter()
+            .map(|o| (o.ack.stored, o.ack.duplicates))
+            .collect::<Vec<_>>()
+    };
+    // What one claim of the consumer holds, per patient: (first, last, readings).
+    let queued = || async {
+        let claim = store
+            .claim_followups("first", 10)
+            .await
+            .expect("claim")
+            .expect("items");
+        let mut items: Vec<_> = claim
+            .items
+            .iter()
+            .map(|f| {
+                (
+                    f.patient_id,
+                    f.first_measured_at,
+                    f.last_measured_at,
+                    f.readings,
+                )
+            })
+            .collect();
+        claim.complete().await.expect("complete");
+        items.sort();
+        items
+    };
+    let mut expected_rows = 0;
+
+    let first = pipeline
+        .process(&[message(
+            ada_cgm,
+            json!({"readings": [glucose(at(0), 100.0), glucose(at(5), 105.0)]}),
+        )])
+        .await
+        .expect("commit");
+    assert_eq!(stored_and_duplicates(&first), [(2, 0)]);
+    expected_rows += 2;
+    assert_eq!(queued().await, [(ada.id, at(0), at(5), 2)]);
+
+    // Twice: the first such batch meets the duplicate in the plain insert and is written
+    // again; the second goes straight to the statement that skips.
+    for round in 1..=2 {
+        let outcomes = pipeline
+            .process(&[
+                message(
+                    ada_cgm,
+                    json!({"readings": [glucose(at(5 * round), 105.0),
+                                        glucose(at(5 * round + 5), 110.0)]}),
+                ),
+                message(bo_meter, glucose(at(round), 90.0)),
+            ])
+            .await
+            .expect("commit");
+        assert_eq!(
+            stored_and_duplicates(&outcomes),
+            [(1, 1), (1, 0)],
+            "round {round}"
+        );
+        expected_rows += 2;
+        let mut expected = vec![
+            (ada.id, at(5 * round + 5), at(5 * round + 5), 1),
+            (bo.id, at(round), at(round), 1),
+        ];
+        expected.sort();
+        assert_eq!(queued().await, expected, "round {round}");
+    }
+
+    // Two batches with the same new readings committing at once, both with the plain
+    // insert (two servers, say): one stores them, the other waits for it, meets them
+    // stored, and answers them as duplicates.
+    let same = [message(
+        ada_cgm,
+        json!({"readings": [glucose(at(30), 120.0), glucose(at(35), 125.0)]}),
+    )];
+    let server =
+        || pipeline_on(&Store::from_pool(store.pool().clone())).with_followup_consumers(&["first"]);
+    let (one, other) = (server(), server());
+    let (one, other) = tokio::join!(one.process(&same), other.process(&same));
+    let mut answers = [
+        stored_and_duplicates(&one.expect("commit")),
+        stored_and_duplicates(&other.expect("commit")),
+    ];
+    answers.sort();
+    assert_eq!(answers, [vec![(0, 2)], vec![(2, 0)]]);
+    expected_rows += 2;
+    assert_eq!(queued().await, [(ada.id, at(30), at(35), 2)]);
+
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM glucose_samples")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(rows, expected_rows);
+}
+
 #[tokio::test]
 async fn a_fresh_reading_is_claimed_ahead_of_a_backlog() {
     let (_db, store) = fresh_store().await;

@@ -67,6 +67,8 @@ pub use timescale::{TimescaleMode, TimescaleSettings, TimescaleStatus};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 /// The migrations compiled into the binary, so `chronicle migrate` needs no files on disk.
@@ -87,6 +89,9 @@ pub struct StoreSettings {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// How many more ingest batches take the statement that skips readings already stored
+    /// (see `readings.rs`), shared by every clone.
+    batches_skipping_duplicates: Arc<AtomicU32>,
 }
 
 impl Store {
@@ -108,11 +113,14 @@ impl Store {
             // one restart does not fail the next batch.
             .test_before_acquire(true)
             .connect_lazy_with(options);
-        Ok(Store { pool })
+        Ok(Store::from_pool(pool))
     }
 
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+        Store {
+            pool,
+            batches_skipping_duplicates: Arc::default(),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
