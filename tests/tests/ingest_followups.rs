@@ -12,7 +12,7 @@ use chronicle_domain::wire::DecodeLimits;
 use chronicle_domain::{DeviceKind, ReadingKind};
 use chronicle_ingest::registry_cache::RegistryCache;
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
-use chronicle_storage::{Device, NewPatient, Patient, Store, UrgentPatients};
+use chronicle_storage::{Device, FollowupClaim, NewPatient, Patient, Store, UrgentPatients};
 use chronicle_tests::TestDatabase;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
@@ -75,6 +75,33 @@ fn pipeline_on(store: &Store) -> Pipeline {
     )
 }
 
+/// A claimed item as the tests compare it: (patient, kind, first, last, readings).
+type ClaimedItem = (Uuid, ReadingKind, DateTime<Utc>, DateTime<Utc>, i32);
+
+/// Patient, then glucose before blood pressure: a stable order to compare claims in.
+fn claim_order(item: &ClaimedItem) -> (Uuid, bool) {
+    (item.0, item.1 != ReadingKind::Glucose)
+}
+
+/// The claim's items, in [`claim_order`].
+fn items_of(claim: &FollowupClaim) -> Vec<ClaimedItem> {
+    let mut items: Vec<ClaimedItem> = claim
+        .items
+        .iter()
+        .map(|f| {
+            (
+                f.patient_id,
+                f.kind,
+                f.first_measured_at,
+                f.last_measured_at,
+                f.readings,
+            )
+        })
+        .collect();
+    items.sort_by_key(claim_order);
+    items
+}
+
 #[tokio::test]
 async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
     let (_db, store) = fresh_store().await;
@@ -118,27 +145,13 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
         .await
         .expect("claim")
         .expect("items");
-    let mut items: Vec<_> = claim
-        .items
-        .iter()
-        .map(|f| {
-            (
-                f.patient_id,
-                f.kind,
-                f.first_measured_at,
-                f.last_measured_at,
-                f.readings,
-            )
-        })
-        .collect();
-    items.sort_by_key(|i| (i.0, i.1 == ReadingKind::Glucose));
     let mut expected = vec![
         (ada.id, ReadingKind::Glucose, at(0), at(10), 3),
         (ada.id, ReadingKind::BloodPressure, at(7), at(7), 1),
         (bo.id, ReadingKind::Glucose, at(20), at(20), 1),
     ];
-    expected.sort_by_key(|i| (i.0, i.1 == ReadingKind::Glucose));
-    assert_eq!(items, expected);
+    expected.sort_by_key(claim_order);
+    assert_eq!(items_of(&claim), expected);
 
     // While "first"'s items are claimed, another claim does not see them; "second" has its own.
     assert!(
@@ -217,27 +230,15 @@ async fn a_batch_holding_stored_readings_stores_and_queues_only_the_new_ones() {
             .map(|o| (o.ack.stored, o.ack.duplicates))
             .collect::<Vec<_>>()
     };
-    // What one claim of the consumer holds, per patient: (first, last, readings).
+    // What one claim of the consumer holds, taken for good.
     let queued = || async {
         let claim = store
             .claim_followups("first", 10)
             .await
             .expect("claim")
             .expect("items");
-        let mut items: Vec<_> = claim
-            .items
-            .iter()
-            .map(|f| {
-                (
-                    f.patient_id,
-                    f.first_measured_at,
-                    f.last_measured_at,
-                    f.readings,
-                )
-            })
-            .collect();
+        let items = items_of(&claim);
         claim.complete().await.expect("complete");
-        items.sort();
         items
     };
     let mut expected_rows = 0;
@@ -251,7 +252,10 @@ async fn a_batch_holding_stored_readings_stores_and_queues_only_the_new_ones() {
         .expect("commit");
     assert_eq!(stored_and_duplicates(&first), [(2, 0)]);
     expected_rows += 2;
-    assert_eq!(queued().await, [(ada.id, at(0), at(5), 2)]);
+    assert_eq!(
+        queued().await,
+        [(ada.id, ReadingKind::Glucose, at(0), at(5), 2)]
+    );
 
     // Twice: the first such batch meets the duplicate in the plain insert and is written
     // again; the second goes straight to the statement that skips.
@@ -274,10 +278,16 @@ async fn a_batch_holding_stored_readings_stores_and_queues_only_the_new_ones() {
         );
         expected_rows += 2;
         let mut expected = vec![
-            (ada.id, at(5 * round + 5), at(5 * round + 5), 1),
-            (bo.id, at(round), at(round), 1),
+            (
+                ada.id,
+                ReadingKind::Glucose,
+                at(5 * round + 5),
+                at(5 * round + 5),
+                1,
+            ),
+            (bo.id, ReadingKind::Glucose, at(round), at(round), 1),
         ];
-        expected.sort();
+        expected.sort_by_key(claim_order);
         assert_eq!(queued().await, expected, "round {round}");
     }
 
@@ -299,7 +309,10 @@ async fn a_batch_holding_stored_readings_stores_and_queues_only_the_new_ones() {
     answers.sort();
     assert_eq!(answers, [vec![(0, 2)], vec![(2, 0)]]);
     expected_rows += 2;
-    assert_eq!(queued().await, [(ada.id, at(30), at(35), 2)]);
+    assert_eq!(
+        queued().await,
+        [(ada.id, ReadingKind::Glucose, at(30), at(35), 2)]
+    );
 
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM glucose_samples")
         .fetch_one(store.pool())
