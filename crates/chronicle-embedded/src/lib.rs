@@ -12,5 +12,5 @@ pub mod postgres;
 pub use mosquitto::{Mosquitto, MosquittoError, MosquittoTls};
 pub use postgres::{
     PrivatePostgres, PrivatePostgresConfig, PrivatePostgresError, data_dir_is_usable,
-    find_server_binaries,
+    find_server_binaries, machine_memory_bytes,
 };

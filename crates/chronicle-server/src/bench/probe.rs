@@ -31,17 +31,11 @@ impl Machine {
                 (key.trim() == "model name").then(|| value.trim().to_owned())
             })
             .unwrap_or_else(|| "unknown".to_owned());
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib: f64 = meminfo
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0.0);
         Machine {
             cpu_model,
             cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            memory_gib: memory_kib / (1024.0 * 1024.0),
+            memory_gib: chronicle_embedded::machine_memory_bytes()
+                .map_or(0.0, |bytes| bytes as f64 / (1024.0 * 1024.0 * 1024.0)),
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_owned())
                 .unwrap_or_default(),
