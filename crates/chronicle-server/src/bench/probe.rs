@@ -67,11 +67,11 @@ pub struct CpuUse {
     /// The `chronicle serve` processes: broker, ingest and HTTP (and the follow-up work as
     /// deployed).
     pub server_seconds: f64,
-    /// The private PostgreSQL: the postmaster and its children that still live at the end of
-    /// the phase (the pooled connections' backends do).
+    /// The private PostgreSQL: the postmaster and its children, those that ended during the
+    /// phase included.
     pub postgres_seconds: f64,
-    /// Busy time none of the above accounts for: the kernel's own work, PostgreSQL backends
-    /// that ended, and anything else running on the machine (which would skew the figures).
+    /// Busy time none of the above accounts for: the kernel's own work, an external broker,
+    /// and anything else running on the machine (which would skew the figures).
     pub other_seconds: f64,
 }
 
@@ -144,9 +144,25 @@ fn process_cpu(pid: u32) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SECOND)
 }
 
-/// CPU seconds of a process and its live children (PostgreSQL's backends each start their own
-/// session, so the parent link is what ties them to the postmaster).
+/// CPU seconds of the children a process has waited for (they ended): cutime plus cstime.
+fn ended_children_cpu(pid: u32) -> Option<f64> {
+    let fields = stat_fields(pid)?;
+    // After the name: ... utime(11) stime(12) cutime(13) cstime(14).
+    let cutime: f64 = fields.get(13)?.parse().ok()?;
+    let cstime: f64 = fields.get(14)?.parse().ok()?;
+    Some((cutime + cstime) / TICKS_PER_SECOND)
+}
+
+/// CPU seconds of a process, its live children and the children that ended (PostgreSQL's
+/// backends each start their own session, so the parent link is what ties them to the
+/// postmaster; a backend that ended is counted in the postmaster's children's time, so the
+/// figure never goes down when connections close).
 fn family_cpu(parent: u32) -> f64 {
+    ended_children_cpu(parent).unwrap_or(0.0) + live_family_cpu(parent)
+}
+
+/// CPU seconds of a process and its live children.
+fn live_family_cpu(parent: u32) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
