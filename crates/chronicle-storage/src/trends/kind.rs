@@ -107,14 +107,25 @@ pub(crate) struct PatientDay<'d, D> {
     pub patient_id: Uuid,
     pub zone: Tz,
     pub day: &'d D,
+    /// The patient's running totals through this day, when known. Without them the day is
+    /// stored with none, and the caller refreshes them in the same transaction
+    /// (`refresh_running`).
+    pub running: Option<Vec<u8>>,
 }
 
-/// The patients and zones of `rows`, as the columns an upsert binds.
-fn owners<'d, D>(rows: &[PatientDay<'d, D>]) -> (Vec<Uuid>, Vec<&'static str>, Vec<&'d D>) {
+/// The columns an upsert binds for `rows`: patients, zones, days and running totals (empty
+/// when not known).
+type OwnerColumns<'d, D> = (Vec<Uuid>, Vec<&'static str>, Vec<&'d D>, Vec<&'d [u8]>);
+
+/// The patients, zones, days and running totals of `rows`, as the columns an upsert binds.
+fn owners<'d, D>(rows: &'d [PatientDay<'d, D>]) -> OwnerColumns<'d, D> {
     (
         rows.iter().map(|r| r.patient_id).collect(),
         rows.iter().map(|r| r.zone.name()).collect(),
         rows.iter().map(|r| r.day).collect(),
+        rows.iter()
+            .map(|r| r.running.as_deref().unwrap_or_default())
+            .collect(),
     )
 }
 
@@ -323,7 +334,7 @@ impl TrendKind for Glucose {
         rows: &[PatientDay<'_, GlucoseDay>],
     ) -> Result<(), StorageError> {
         const COUNT: &str = "glucose day count";
-        let (patients, zones, days) = owners(rows);
+        let (patients, zones, days, runnings) = owners(rows);
         let days = days.as_slice();
         let sum_sq: Vec<i64> = days
             .iter()
@@ -338,10 +349,10 @@ impl TrendKind for Glucose {
                  meter_readings, lab_readings, cgm_slots, sum_milli, sum_sq_milli, very_low_us,
                  low_us, in_range_us, high_us, very_high_us, below_target_us, in_target_us,
                  above_target_us, latest_at, latest_mg_dl, running)
-             SELECT u.*, ''::bytea FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::int4[],
+             SELECT u.* FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::int4[],
                  $5::int4[], $6::int4[], $7::int4[], $8::int4[], $9::int8[], $10::int8[], $11::int8[],
                  $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[],
-                 $18::int8[], $19::timestamptz[], $20::float8[]) AS u
+                 $18::int8[], $19::timestamptz[], $20::float8[], $21::bytea[]) AS u
              ON CONFLICT (patient_id, day) DO UPDATE SET time_zone = excluded.time_zone,
                  readings = excluded.readings, cgm_readings = excluded.cgm_readings,
                  meter_readings = excluded.meter_readings, lab_readings = excluded.lab_readings,
@@ -352,7 +363,8 @@ impl TrendKind for Glucose {
                  below_target_us = excluded.below_target_us,
                  in_target_us = excluded.in_target_us,
                  above_target_us = excluded.above_target_us, latest_at = excluded.latest_at,
-                 latest_mg_dl = excluded.latest_mg_dl, computed_at = now()",
+                 latest_mg_dl = excluded.latest_mg_dl, running = excluded.running,
+                 computed_at = now()",
         )
         .bind(&patients)
         .bind(&zones)
@@ -382,6 +394,7 @@ impl TrendKind for Glucose {
                 .map(|d| d.latest().map(|l| l.1))
                 .collect::<Vec<_>>(),
         )
+        .bind(&runnings)
         .execute(&mut *conn)
         .await?;
         sqlx::query(
@@ -607,7 +620,7 @@ impl TrendKind for BloodPressure {
         rows: &[PatientDay<'_, BpDay>],
     ) -> Result<(), StorageError> {
         const COUNT: &str = "blood-pressure day count";
-        let (patients, zones, days) = owners(rows);
+        let (patients, zones, days, runnings) = owners(rows);
         let days = days.as_slice();
         sqlx::query(
             "INSERT INTO blood_pressure_days (patient_id, time_zone, day, readings,
@@ -616,10 +629,11 @@ impl TrendKind for BloodPressure {
                  evening_readings, evening_sum_systolic, evening_sum_diastolic,
                  at_or_above_130_80, at_or_above_135_85, pulse_readings, sum_pulse,
                  sum_sq_pulse, latest_at, latest_systolic, latest_diastolic, running)
-             SELECT u.*, ''::bytea FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::int4[],
+             SELECT u.* FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::int4[],
                  $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int4[], $10::int8[], $11::int8[],
                  $12::int4[], $13::int8[], $14::int8[], $15::int4[], $16::int4[], $17::int4[],
-                 $18::int8[], $19::int8[], $20::timestamptz[], $21::int2[], $22::int2[]) AS u
+                 $18::int8[], $19::int8[], $20::timestamptz[], $21::int2[], $22::int2[],
+                 $23::bytea[]) AS u
              ON CONFLICT (patient_id, day) DO UPDATE SET time_zone = excluded.time_zone,
                  readings = excluded.readings, sum_systolic = excluded.sum_systolic,
                  sum_sq_systolic = excluded.sum_sq_systolic,
@@ -636,7 +650,8 @@ impl TrendKind for BloodPressure {
                  pulse_readings = excluded.pulse_readings, sum_pulse = excluded.sum_pulse,
                  sum_sq_pulse = excluded.sum_sq_pulse, latest_at = excluded.latest_at,
                  latest_systolic = excluded.latest_systolic,
-                 latest_diastolic = excluded.latest_diastolic, computed_at = now()",
+                 latest_diastolic = excluded.latest_diastolic, running = excluded.running,
+                 computed_at = now()",
         )
         .bind(&patients)
         .bind(&zones)
@@ -672,6 +687,7 @@ impl TrendKind for BloodPressure {
                 .map(|d| d.latest.map(|l| pressure(l.2)))
                 .collect::<Vec<_>>(),
         )
+        .bind(&runnings)
         .execute(&mut *conn)
         .await?;
         Ok(())

@@ -326,8 +326,7 @@ async fn continue_glucose_days(
         .collect();
     let loaded = load_points::<Glucose>(&mut *conn, &ranges).await?;
     let mut done = HashSet::new();
-    let mut days = Vec::new();
-    let mut runnings = Vec::new();
+    let (mut days, mut runnings) = (Vec::new(), Vec::new());
     for (c, points) in continuable.iter().zip(&loaded) {
         let split = points.partition_point(|p| p.at <= c.latest);
         let (tail, new) = points.split_at(split);
@@ -339,22 +338,25 @@ async fn continue_glucose_days(
         running.totals -= &c.day.totals;
         running.add_day(&day.totals, day.latest());
         done.insert(c.subject.patient_id);
-        runnings.push((c.subject.patient_id, day.date, running.encode()));
         days.push((c.subject, day));
+        runnings.push(running.encode());
     }
     if days.is_empty() {
         return Ok(done);
     }
+    // The day is the patient's latest, so its running totals are the only ones that change:
+    // they are written with it.
     let rows: Vec<PatientDay<'_, GlucoseDay>> = days
         .iter()
-        .map(|(subject, day)| PatientDay {
+        .zip(runnings)
+        .map(|((subject, day), running)| PatientDay {
             patient_id: subject.patient_id,
             zone: subject.time_zone,
             day,
+            running: Some(running),
         })
         .collect();
     Glucose::upsert_days(conn, &rows).await?;
-    store_running::<Glucose>(conn, runnings).await?;
     Ok(done)
 }
 
@@ -420,6 +422,8 @@ async fn write_days<K: TrendKind>(
                     patient_id: w.subject.patient_id,
                     zone: w.subject.time_zone,
                     day,
+                    // Refreshed below, from the first day asked for on.
+                    running: None,
                 });
             }
         }
