@@ -137,20 +137,23 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 
 /// User plus system CPU seconds of one process (all its threads).
 fn process_cpu(pid: u32) -> Option<f64> {
-    let fields = stat_fields(pid)?;
     // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12).
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS_PER_SECOND)
+    cpu_seconds_at(pid, 11)
 }
 
-/// CPU seconds of the children a process has waited for (they ended): cutime plus cstime.
+/// CPU seconds of the children a process has waited for (they ended).
 fn ended_children_cpu(pid: u32) -> Option<f64> {
+    // After the name: ... cutime(13) cstime(14).
+    cpu_seconds_at(pid, 13)
+}
+
+/// The user time at field `user` of `/proc/<pid>/stat` (after the name) plus the system time
+/// in the field after it, in seconds.
+fn cpu_seconds_at(pid: u32, user: usize) -> Option<f64> {
     let fields = stat_fields(pid)?;
-    // After the name: ... utime(11) stime(12) cutime(13) cstime(14).
-    let cutime: f64 = fields.get(13)?.parse().ok()?;
-    let cstime: f64 = fields.get(14)?.parse().ok()?;
-    Some((cutime + cstime) / TICKS_PER_SECOND)
+    let user_ticks: f64 = fields.get(user)?.parse().ok()?;
+    let system_ticks: f64 = fields.get(user + 1)?.parse().ok()?;
+    Some((user_ticks + system_ticks) / TICKS_PER_SECOND)
 }
 
 /// CPU seconds of a process, its live children and the children that ended (PostgreSQL's
