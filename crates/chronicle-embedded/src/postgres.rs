@@ -1324,17 +1324,43 @@ pub fn machine_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The machine's memory, or the control group's limit when that is lower; `None` when
-/// neither can be read.
+/// The machine's memory, or the limit of this process's control group when that is lower;
+/// `None` when neither can be read.
 fn memory_limit_bytes() -> Option<u64> {
-    // cgroup v2; "max" (no limit) does not parse.
-    let limit = fs::read_to_string("/sys/fs/cgroup/memory.max")
+    let limit = fs::read_to_string("/proc/self/cgroup")
         .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok());
+        .and_then(|groups| control_group_memory_limit(&groups));
     match (machine_memory_bytes(), limit) {
         (Some(total), Some(limit)) => Some(total.min(limit)),
         (total, limit) => total.or(limit),
     }
+}
+
+/// The lowest memory limit of the control groups listed in `/proc/self/cgroup` (`groups`):
+/// cgroup v2's `memory.max` ("0::path", at the hierarchy's root or, on a hybrid host, under
+/// `unified`) and cgroup v1's `memory.limit_in_bytes` ("N:memory:path"). "max" and missing
+/// files mean no limit; v1's "no limit" is a huge number, which the minimum ignores.
+fn control_group_memory_limit(groups: &str) -> Option<u64> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut files = Vec::new();
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if id == "0" && controllers.is_empty() {
+            files.push(root.join(path).join("memory.max"));
+            files.push(root.join("unified").join(path).join("memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            files.push(root.join("memory").join(path).join("memory.limit_in_bytes"));
+        }
+    }
+    files
+        .iter()
+        .filter_map(|file| fs::read_to_string(file).ok()?.trim().parse::<u64>().ok())
+        .min()
 }
 
 /// PostgreSQL's buffer cache for a machine with `memory` bytes: an eighth of it (the cluster
