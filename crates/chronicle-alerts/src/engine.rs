@@ -34,13 +34,8 @@ use uuid::Uuid;
 /// The follow-up consumer name reserved for alerts.
 pub const CONSUMER: &str = "alerts";
 
-/// Patients claimed at once.
+/// Items claimed at once.
 const CLAIM_LIMIT: i64 = 200;
-/// Patients claimed at once while the engine is behind on current readings (the last round
-/// held current readings and its oldest item waited [`KEEPING_UP_WITHIN`] or more): each
-/// round's claim, completion and per-batch queries then cover more patients. Not while it
-/// works a backlog (no current reading claimed): the ingest has the database first then.
-const BEHIND_CLAIM_LIMIT: i64 = 600;
 /// Batches of patients evaluated at once. Each holds a database connection while it runs;
 /// the pool (10 by default) also serves the ingest, the HTTP API and the other alert tasks.
 const CONCURRENT_EVALUATIONS: usize = 3;
@@ -331,7 +326,6 @@ pub async fn run(
     let mut backoff = std::time::Duration::from_millis(200);
     // When the last round that found work started, and the spacing it asks for.
     let mut last_busy_round: Option<(tokio::time::Instant, std::time::Duration)> = None;
-    let mut claim_limit = CLAIM_LIMIT;
     loop {
         if let Some((last, spacing)) = last_busy_round {
             tokio::select! {
@@ -344,17 +338,12 @@ pub async fn run(
         // claim stays queued): an evaluation is idempotent, so the next server redoes it.
         let round = tokio::select! {
             () = shutdown.cancelled() => break,
-            round = drain(&store, &windows, &metrics, claim_limit) => round,
+            round = drain(&store, &windows, &metrics) => round,
         };
         match round {
             Ok(round) => {
                 backoff = std::time::Duration::from_millis(200);
                 if round.items > 0 {
-                    claim_limit = if round.current && round.oldest_wait >= KEEPING_UP_WITHIN {
-                        BEHIND_CLAIM_LIMIT
-                    } else {
-                        CLAIM_LIMIT
-                    };
                     // More may have been queued meanwhile.
                     let spacing = if round.current {
                         round_spacing(started.elapsed(), round.oldest_wait)
@@ -365,7 +354,6 @@ pub async fn run(
                     continue;
                 }
                 last_busy_round = None;
-                claim_limit = CLAIM_LIMIT;
             }
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
@@ -419,14 +407,13 @@ fn round_spacing(
     ROUND_SPACING.max(took + idle)
 }
 
-/// One claim of at most `limit` patients: evaluates every touched patient, then completes it.
+/// One claim: evaluates every touched patient, then completes it.
 async fn drain(
     store: &Store,
     windows: &Arc<ReadingWindows>,
     metrics: &AlertMetrics,
-    limit: i64,
 ) -> Result<Round, EngineError> {
-    let Some(claim) = store.claim_followups(CONSUMER, limit).await? else {
+    let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
         return Ok(Round::default());
     };
     let current = claim.holds_current();
@@ -439,24 +426,13 @@ async fn drain(
         .unwrap_or_default();
     // The claim's patients in a few batches evaluated at once: each batch reads its patients'
     // data in one query per kind, and a reading that raises an alarm waits behind few others.
-    // A large claim has more batches than run at once: each running batch holds a pooled
-    // connection, so the next starts as one ends.
     let patients = scopes(&claim.items);
-    tracing::debug!(
-        patients = patients.len(),
-        limit,
-        current,
-        "alert round claimed"
-    );
     let size = patients
         .len()
         .div_ceil(CONCURRENT_EVALUATIONS)
         .clamp(1, BATCH_LIMIT);
     let mut running = tokio::task::JoinSet::new();
     for chunk in patients.chunks(size) {
-        if running.len() >= CONCURRENT_EVALUATIONS {
-            joined(running.join_next().await)?;
-        }
         let (store, windows, metrics, chunk) = (
             store.clone(),
             windows.clone(),
