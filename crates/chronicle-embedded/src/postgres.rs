@@ -1381,8 +1381,6 @@ fn shared_buffers_mib(memory: Option<u64>) -> u64 {
     })
 }
 
-/// Whether TimescaleDB's loader library sits in the library folder of the PostgreSQL whose
-/// binaries are in `bin_dir` (Debian: `/usr/lib/postgresql/15/{bin,lib}`).
 /// Whether this PostgreSQL was built with LZ4 (as Debian's and the PGDG packages are), by
 /// its own `pg_config`; false when that cannot be asked.
 async fn built_with_lz4(bin_dir: &Path) -> bool {
@@ -1400,6 +1398,8 @@ async fn built_with_lz4(bin_dir: &Path) -> bool {
     }
 }
 
+/// Whether TimescaleDB's loader library sits in the library folder of the PostgreSQL whose
+/// binaries are in `bin_dir` (Debian: `/usr/lib/postgresql/15/{bin,lib}`).
 fn timescaledb_installed(bin_dir: &Path) -> bool {
     bin_dir
         .parent()
@@ -1425,6 +1425,22 @@ mod tests {
         assert_eq!(shared_buffers_mib(Some(GIB / 2)), 128);
         assert_eq!(shared_buffers_mib(Some(256 * GIB)), 8 * 1024);
         assert_eq!(shared_buffers_mib(None), 128);
+    }
+
+    #[tokio::test]
+    async fn lz4_is_asked_of_the_servers_own_build() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg_config = dir.path().join("pg_config");
+        let answer = |configure: &str| {
+            fs::write(&pg_config, format!("#!/bin/sh\necho \"{configure}\"\n")).expect("script");
+            fs::set_permissions(&pg_config, fs::Permissions::from_mode(0o755)).expect("mode");
+        };
+        answer("'--prefix=/usr' '--with-lz4' '--with-zstd'");
+        assert!(built_with_lz4(dir.path()).await);
+        answer("'--prefix=/usr' '--with-zstd' '--without-lz4'");
+        assert!(!built_with_lz4(dir.path()).await);
+        // No pg_config at all: not asked, so not used.
+        assert!(!built_with_lz4(&dir.path().join("missing")).await);
     }
 
     #[test]
