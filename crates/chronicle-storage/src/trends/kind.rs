@@ -110,7 +110,7 @@ pub(crate) struct PatientDay<'d, D> {
     /// The patient's running totals through this day, when known. Without them the day is
     /// stored with none, and the caller refreshes them in the same transaction
     /// (`refresh_running`).
-    pub running: Option<Vec<u8>>,
+    pub running: Option<&'d [u8]>,
 }
 
 /// The columns an upsert binds for `rows`: patients, zones, days and running totals (empty
@@ -118,14 +118,12 @@ pub(crate) struct PatientDay<'d, D> {
 type OwnerColumns<'d, D> = (Vec<Uuid>, Vec<&'static str>, Vec<&'d D>, Vec<&'d [u8]>);
 
 /// The patients, zones, days and running totals of `rows`, as the columns an upsert binds.
-fn owners<'d, D>(rows: &'d [PatientDay<'d, D>]) -> OwnerColumns<'d, D> {
+fn owners<'d, D>(rows: &[PatientDay<'d, D>]) -> OwnerColumns<'d, D> {
     (
         rows.iter().map(|r| r.patient_id).collect(),
         rows.iter().map(|r| r.zone.name()).collect(),
         rows.iter().map(|r| r.day).collect(),
-        rows.iter()
-            .map(|r| r.running.as_deref().unwrap_or_default())
-            .collect(),
+        rows.iter().map(|r| r.running.unwrap_or_default()).collect(),
     )
 }
 

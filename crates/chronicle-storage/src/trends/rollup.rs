@@ -326,7 +326,7 @@ async fn continue_glucose_days(
         .collect();
     let loaded = load_points::<Glucose>(&mut *conn, &ranges).await?;
     let mut done = HashSet::new();
-    let (mut days, mut runnings) = (Vec::new(), Vec::new());
+    let mut days = Vec::new();
     for (c, points) in continuable.iter().zip(&loaded) {
         let split = points.partition_point(|p| p.at <= c.latest);
         let (tail, new) = points.split_at(split);
@@ -338,8 +338,7 @@ async fn continue_glucose_days(
         running.totals -= &c.day.totals;
         running.add_day(&day.totals, day.latest());
         done.insert(c.subject.patient_id);
-        days.push((c.subject, day));
-        runnings.push(running.encode());
+        days.push((c.subject, day, running.encode()));
     }
     if days.is_empty() {
         return Ok(done);
@@ -348,8 +347,7 @@ async fn continue_glucose_days(
     // they are written with it.
     let rows: Vec<PatientDay<'_, GlucoseDay>> = days
         .iter()
-        .zip(runnings)
-        .map(|((subject, day), running)| PatientDay {
+        .map(|(subject, day, running)| PatientDay {
             patient_id: subject.patient_id,
             zone: subject.time_zone,
             day,
