@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 /// What the handlers need.
 #[derive(Clone)]
@@ -150,7 +150,11 @@ pub fn router(state: AppState) -> Router {
                         method = %request.method(), path = %loggable_path(request.uri().path()))
                 })
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
+                // A 5xx is not by itself a fault of this process: `/readyz` answers 503 while
+                // the server starts or the broker reconnects, and a timeout is the client's
+                // wait. Real faults are logged at ERROR where they happen, with their cause.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
