@@ -3,12 +3,17 @@
 //! raised once, with the same count as if one server had received everything in order. And a
 //! server started with `--followup-work false` leaves the evaluation to another one. And two
 //! alert engines that take turns on a patient, each holding its readings between
-//! evaluations, raise exactly what one engine reading all stored data raises.
+//! evaluations, raise exactly what one engine reading all stored data raises. And an engine
+//! that starts behind on many patients takes larger claims yet evaluates each patient once.
 
 use chronicle_alerts::{ReadingWindows, Scope, evaluate_patients};
-use chronicle_domain::DeviceKind;
+use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
 use chronicle_domain::sharing::{AccessAction, Principal, Role};
+use chronicle_domain::units::GlucoseUnit;
+use chronicle_domain::{DeviceKind, Reading};
 use chronicle_storage::Store;
+use chronicle_storage::population::{PopulationDevice, PopulationPlan};
+use chronicle_storage::readings::{BatchWrite, ReadingRow};
 use chronicle_storage::records::Erasure;
 use chronicle_tests::clinic::{Clinic, glucose};
 use chronicle_tests::{
@@ -326,4 +331,132 @@ async fn engines_that_take_turns_on_a_patient_evaluate_like_one() {
     assert_eq!(heard, Erasure::Patient(patient));
     a.forget(patient);
     assert!(a.is_empty(), "nothing of the erased patient is held");
+}
+
+/// A server that starts behind on many patients' current readings (queued while no engine
+/// ran, so its first claim finds items waiting longer than the engine's keeping-up bound)
+/// takes larger claims than it evaluates at once, and still evaluates every patient once:
+/// every very low reading raises one alert, and nobody else gets one.
+#[tokio::test]
+async fn an_engine_behind_takes_larger_claims_and_evaluates_each_patient_once() {
+    const QUEUED_PATIENTS: u64 = 1_500;
+    let db = TestDatabase::create().await.expect("database");
+    let store = Store::from_pool(db.pool.clone());
+    store.migrate().await.expect("migrations");
+    let (gateway, _) = store
+        .create_gateway(None, Some("behind"), &[])
+        .await
+        .expect("gateway");
+    let devices = store
+        .register_population(&PopulationPlan {
+            patients: QUEUED_PATIENTS,
+            meter_percent: 0,
+            cuff_percent: 0,
+            gateways: std::slice::from_ref(&gateway.id),
+            name_prefix: "Behind",
+        })
+        .await
+        .expect("population");
+    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+    let keys = store.devices_for_ingest(&ids).await.expect("device keys");
+    // Every seventh patient's reading is very low; the rest are in range.
+    let very_low = |device: &PopulationDevice| device.patient_number.is_multiple_of(7);
+    let measured_at = Utc::now().trunc_subsecs(0) - Duration::seconds(30);
+    let readings: Vec<Reading> = devices
+        .iter()
+        .map(|device| {
+            let value = if very_low(device) { 45.0 } else { 120.0 };
+            Reading::Glucose(GlucoseReading {
+                measured_at,
+                utc_offset_minutes: 0,
+                value: GlucoseMgDl::new(value).expect("plausible"),
+                original_value: Some(value),
+                original_unit: GlucoseUnit::MgDl,
+                source: GlucoseSource::Cgm,
+                flag: None,
+                device_reading_id: None,
+            })
+        })
+        .collect();
+    let rows: Vec<ReadingRow<'_>> = devices
+        .iter()
+        .zip(&readings)
+        .map(|(device, reading)| ReadingRow {
+            device_key: keys[device.device_id.as_str()].key,
+            patient_id: device.patient_id,
+            reading,
+        })
+        .collect();
+    store
+        .write_batch(&BatchWrite {
+            readings: rows,
+            rejections: Vec::new(),
+            followup_consumers: &[chronicle_alerts::CONSUMER],
+        })
+        .await
+        .expect("queued readings");
+    // Older than the engine's keeping-up bound (500 ms) when the server claims them.
+    tokio::time::sleep(StdDuration::from_millis(700)).await;
+
+    let server = ChronicleServer::start(ServerOptions {
+        database_url: Some(db.url.clone()),
+        env: vec![(
+            "CHRONICLE_LOG".into(),
+            "info,chronicle_alerts::engine=debug".into(),
+        )],
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    eventually(
+        StdDuration::from_secs(60),
+        "the queue evaluated",
+        || async {
+            (store
+                .pending_followups(chronicle_alerts::CONSUMER)
+                .await
+                .ok()?
+                == 0)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let alerted: BTreeMap<Uuid, i64> = sqlx::query_as(
+        "SELECT patient_id, count(*) FROM alerts
+         WHERE kind = 'alert' AND rule = 'glucose_very_low' GROUP BY patient_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("alerts")
+    .into_iter()
+    .collect();
+    let expected: BTreeMap<Uuid, i64> = devices
+        .iter()
+        .filter(|device| very_low(device))
+        .map(|device| (device.patient_id, 1))
+        .collect();
+    assert_eq!(alerted, expected, "one very-low alert per very low patient");
+    let other_alerts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM alerts WHERE kind = 'alert' AND rule <> 'glucose_very_low'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("count");
+    assert_eq!(other_alerts, 0);
+
+    // The engine found itself behind and claimed more than its usual 200 patients at once.
+    let log = server.log();
+    let largest_claim = log
+        .lines()
+        .filter(|line| line.contains("alert round claimed"))
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("patients=")?;
+            rest.split_whitespace().next()?.parse::<usize>().ok()
+        })
+        .max();
+    assert!(
+        largest_claim.is_some_and(|patients| patients > 200),
+        "no claim of more than 200 patients (largest {largest_claim:?}):\n{log}"
+    );
 }

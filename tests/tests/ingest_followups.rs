@@ -1,7 +1,8 @@
 //! The ingest's follow-up queue against a real PostgreSQL, through the real pipeline: each
 //! batch that stores readings enqueues one item per consumer, patient and kind with the range
 //! it stored; duplicates and refusals enqueue nothing; a claim that is dropped puts its items
-//! back, and two claims never hold the same item; a fresh reading is claimed ahead of a backlog.
+//! back, and two claims never hold the same item; a fresh reading is claimed ahead of a backlog,
+//! and commits of mostly late readings tell the process's consumers that a backlog drains.
 //! Each device's latest reading is kept for the silence checks, which settle what an alert
 //! covers. The ingest's registry cache drops a device
 //! the moment the registry announces its revocation.
@@ -387,6 +388,48 @@ async fn a_fresh_reading_is_claimed_ahead_of_a_backlog() {
         claim.complete().await.expect("complete");
     }
     assert_eq!(left, 5);
+}
+
+/// The pipeline tells this process's follow-up consumers when its commits store mostly late
+/// readings (a backlog redelivered after an outage), so they leave it the database; a
+/// commit of current readings ends that at once, and duplicates say nothing.
+#[tokio::test]
+async fn commits_of_mostly_late_readings_signal_a_backlog() {
+    let (_db, store) = fresh_store().await;
+    let pipeline = pipeline_on(&store).with_followup_consumers(&["alerts-like"]);
+    let backlog = pipeline.ingest_backlog();
+    let (_, devices) = patient_with(&store, "Late", &[DeviceKind::Cgm]).await;
+    let cgm = devices[0].id.as_str();
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("time");
+    let minutes_ago = |m: i64| glucose(now - Duration::minutes(m), 110.0);
+
+    // Two of three readings measured minutes ago: mostly late.
+    let late_batch = json!({"readings": [minutes_ago(9), minutes_ago(8), glucose(now, 120.0)]});
+    pipeline
+        .process(&[message(cgm, late_batch.clone())])
+        .await
+        .expect("commit");
+    assert!(backlog.draining(), "mostly late readings were stored");
+
+    // The same message again stores nothing: no word either way.
+    let outcomes = pipeline
+        .process(&[message(cgm, late_batch)])
+        .await
+        .expect("commit");
+    assert_eq!(outcomes[0].ack.duplicates, 3);
+    assert!(backlog.draining());
+
+    // One late reading of three: current readings prevail.
+    let current_batch = json!({"readings": [
+        minutes_ago(7),
+        glucose(now + Duration::seconds(1), 121.0),
+        glucose(now + Duration::seconds(2), 122.0),
+    ]});
+    pipeline
+        .process(&[message(cgm, current_batch)])
+        .await
+        .expect("commit");
+    assert!(!backlog.draining(), "a commit of current readings ends it");
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use chronicle_domain::alerts::window::{
 };
 use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::AlertEvent;
-use chronicle_storage::{Followup, StorageError, Store, UrgentPatients};
+use chronicle_storage::{Followup, IngestBacklog, StorageError, Store, UrgentPatients};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,8 +34,14 @@ use uuid::Uuid;
 /// The follow-up consumer name reserved for alerts.
 pub const CONSUMER: &str = "alerts";
 
-/// Items claimed at once.
+/// Patients claimed at once.
 const CLAIM_LIMIT: i64 = 200;
+/// Patients claimed at once while the engine is behind on current readings (the last round
+/// held current readings and its oldest item waited [`KEEPING_UP_WITHIN`] or more): each
+/// round's claim, completion and per-batch queries then cover more patients. Not while it
+/// works a backlog (no current reading claimed) or the ingest does: the ingest has the
+/// database first then ([`next_round`]).
+const BEHIND_CLAIM_LIMIT: i64 = 600;
 /// Batches of patients evaluated at once. Each holds a database connection while it runs;
 /// the pool (10 by default) also serves the ingest, the HTTP API and the other alert tasks.
 const CONCURRENT_EVALUATIONS: usize = 3;
@@ -318,6 +324,7 @@ pub async fn run(
     store: Store,
     windows: Arc<ReadingWindows>,
     mut followups: watch::Receiver<u64>,
+    backlog: IngestBacklog,
     poll_interval: std::time::Duration,
     metrics: AlertMetrics,
     shutdown: CancellationToken,
@@ -326,6 +333,7 @@ pub async fn run(
     let mut backoff = std::time::Duration::from_millis(200);
     // When the last round that found work started, and the spacing it asks for.
     let mut last_busy_round: Option<(tokio::time::Instant, std::time::Duration)> = None;
+    let mut claim_limit = CLAIM_LIMIT;
     loop {
         if let Some((last, spacing)) = last_busy_round {
             tokio::select! {
@@ -338,22 +346,21 @@ pub async fn run(
         // claim stays queued): an evaluation is idempotent, so the next server redoes it.
         let round = tokio::select! {
             () = shutdown.cancelled() => break,
-            round = drain(&store, &windows, &metrics) => round,
+            round = drain(&store, &windows, &metrics, claim_limit) => round,
         };
         match round {
             Ok(round) => {
                 backoff = std::time::Duration::from_millis(200);
                 if round.items > 0 {
                     // More may have been queued meanwhile.
-                    let spacing = if round.current {
-                        round_spacing(started.elapsed(), round.oldest_wait)
-                    } else {
-                        BACKLOG_ROUND_SPACING
-                    };
+                    let (spacing, limit) =
+                        next_round(&round, started.elapsed(), backlog.draining());
+                    claim_limit = limit;
                     last_busy_round = Some((started, spacing));
                     continue;
                 }
                 last_busy_round = None;
+                claim_limit = CLAIM_LIMIT;
             }
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
@@ -407,13 +414,41 @@ fn round_spacing(
     ROUND_SPACING.max(took + idle)
 }
 
-/// One claim: evaluates every touched patient, then completes it.
+/// How the round after one that found work (and took `took`) follows it: how long after
+/// this one's start it may start, and how many patients it claims.
+/// - While this process's ingest works through a backlog ([`IngestBacklog::draining`]) the
+///   rounds take at most half of the time, with the usual claims: the backlog is stored
+///   sooner, and the urgent lane still evaluates the readings that may raise an alarm.
+/// - A round without current readings is spaced by [`BACKLOG_ROUND_SPACING`].
+/// - Otherwise [`round_spacing`]; and an engine behind on current readings (the oldest item
+///   waited [`KEEPING_UP_WITHIN`] or more) claims [`BEHIND_CLAIM_LIMIT`] patients.
+fn next_round(
+    round: &Round,
+    took: std::time::Duration,
+    ingest_draining: bool,
+) -> (std::time::Duration, i64) {
+    if ingest_draining {
+        return (BACKLOG_ROUND_SPACING.max(took * 2), CLAIM_LIMIT);
+    }
+    if !round.current {
+        return (BACKLOG_ROUND_SPACING, CLAIM_LIMIT);
+    }
+    let limit = if round.oldest_wait >= KEEPING_UP_WITHIN {
+        BEHIND_CLAIM_LIMIT
+    } else {
+        CLAIM_LIMIT
+    };
+    (round_spacing(took, round.oldest_wait), limit)
+}
+
+/// One claim of at most `limit` patients: evaluates every touched patient, then completes it.
 async fn drain(
     store: &Store,
     windows: &Arc<ReadingWindows>,
     metrics: &AlertMetrics,
+    limit: i64,
 ) -> Result<Round, EngineError> {
-    let Some(claim) = store.claim_followups(CONSUMER, CLAIM_LIMIT).await? else {
+    let Some(claim) = store.claim_followups(CONSUMER, limit).await? else {
         return Ok(Round::default());
     };
     let current = claim.holds_current();
@@ -426,13 +461,24 @@ async fn drain(
         .unwrap_or_default();
     // The claim's patients in a few batches evaluated at once: each batch reads its patients'
     // data in one query per kind, and a reading that raises an alarm waits behind few others.
+    // A large claim has more batches than run at once: each running batch holds a pooled
+    // connection, so the next starts as one ends.
     let patients = scopes(&claim.items);
+    tracing::debug!(
+        patients = patients.len(),
+        limit,
+        current,
+        "alert round claimed"
+    );
     let size = patients
         .len()
         .div_ceil(CONCURRENT_EVALUATIONS)
         .clamp(1, BATCH_LIMIT);
     let mut running = tokio::task::JoinSet::new();
     for chunk in patients.chunks(size) {
+        if running.len() >= CONCURRENT_EVALUATIONS {
+            joined(running.join_next().await)?;
+        }
         let (store, windows, metrics, chunk) = (
             store.clone(),
             windows.clone(),
@@ -566,5 +612,39 @@ mod tests {
         assert_eq!(round_spacing(ms(900), ms(300)), ms(900) + MOST_IDLE);
         // Behind: the next round starts as soon as this one ends.
         assert_eq!(round_spacing(ms(120), ms(2_000)), ms(120));
+    }
+
+    #[test]
+    fn an_engine_behind_claims_more_unless_the_ingest_drains_a_backlog() {
+        let ms = StdDuration::from_millis;
+        let round = |current, oldest_wait| Round {
+            items: 10,
+            current,
+            oldest_wait,
+        };
+        // Keeping up: the usual claims, spaced by round_spacing.
+        assert_eq!(
+            next_round(&round(true, ms(100)), ms(120), false),
+            (ms(240), CLAIM_LIMIT)
+        );
+        // Behind on current readings: larger claims, back to back.
+        assert_eq!(
+            next_round(&round(true, ms(2_000)), ms(120), false),
+            (ms(120), BEHIND_CLAIM_LIMIT)
+        );
+        // Only a backlog's readings: the usual claims, spaced.
+        assert_eq!(
+            next_round(&round(false, ms(2_000)), ms(120), false),
+            (BACKLOG_ROUND_SPACING, CLAIM_LIMIT)
+        );
+        // The ingest drains a backlog: at most half the time, the usual claims.
+        assert_eq!(
+            next_round(&round(true, ms(2_000)), ms(400), true),
+            (ms(800), CLAIM_LIMIT)
+        );
+        assert_eq!(
+            next_round(&round(true, ms(2_000)), ms(20), true),
+            (BACKLOG_ROUND_SPACING, CLAIM_LIMIT)
+        );
     }
 }

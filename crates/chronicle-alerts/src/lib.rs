@@ -42,7 +42,7 @@ pub use notifications::NotificationSettings;
 pub use webhooks::WebhookSettings;
 pub use windows::ReadingWindows;
 
-use chronicle_storage::{Store, UrgentPatients};
+use chronicle_storage::{IngestBacklog, Store, UrgentPatients};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -97,12 +97,14 @@ pub struct AlertServices {
 impl AlertServices {
     /// Starts the hub, the webhook dispatcher and the notification worker, and (with `settings.evaluate`) the
     /// consumer, its lane for urgent readings and the scheduler. `followups` is the ingest
-    /// pipeline's signal that it queued work (`Pipeline::followups_enqueued`), `urgent` where
+    /// pipeline's signal that it queued work (`Pipeline::followups_enqueued`), `backlog`
+    /// whether it works through a backlog (`Pipeline::ingest_backlog`), `urgent` where
     /// it announces patients of readings that may raise an urgent alarm
-    /// (`Pipeline::urgent_patients`).
+    /// (`Pipeline::with_urgent_lane`).
     pub fn start(
         store: Store,
         followups: watch::Receiver<u64>,
+        backlog: IngestBacklog,
         urgent: UrgentPatients,
         settings: AlertSettings,
         metrics: AlertMetrics,
@@ -130,6 +132,7 @@ impl AlertServices {
                 store.clone(),
                 windows,
                 followups,
+                backlog,
                 settings.poll_interval,
                 metrics.clone(),
                 shutdown.clone(),

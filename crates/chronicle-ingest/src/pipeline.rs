@@ -8,8 +8,10 @@ use chronicle_domain::alerts::thresholds::may_raise_urgent_alarm;
 use chronicle_domain::imports;
 use chronicle_domain::wire::{self, Ack, AckRejection, DecodeLimits};
 use chronicle_domain::{DeviceId, Publisher, Reading, Rejection, RejectionReason};
+use chronicle_storage::followups::CURRENT_WITHIN;
 use chronicle_storage::{
-    BatchWrite, DeviceForIngest, ReadingRow, RejectionRow, StorageError, Store, UrgentPatients,
+    BatchWrite, DeviceForIngest, IngestBacklog, ReadingRow, RejectionRow, StorageError, Store,
+    UrgentPatients,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -66,6 +68,8 @@ pub struct Pipeline {
     /// Counts commits that enqueued follow-up work, so consumers in this process start at
     /// once instead of at their next poll.
     followups_enqueued: Arc<watch::Sender<u64>>,
+    /// Whether the commits are working through a backlog, for the consumers in this process.
+    backlog: IngestBacklog,
     /// Where to announce the patients of newly stored readings that may raise an urgent
     /// alarm: the urgent lane of the alert engine in this process, if it runs one.
     urgent: Option<UrgentPatients>,
@@ -91,6 +95,7 @@ impl Pipeline {
             metrics,
             followup_consumers: Arc::from(Vec::new()),
             followups_enqueued: Arc::new(watch::Sender::new(0)),
+            backlog: IngestBacklog::default(),
             urgent: None,
             registry: None,
         }
@@ -112,6 +117,11 @@ impl Pipeline {
     /// Changes after every commit that enqueued follow-up work.
     pub fn followups_enqueued(&self) -> watch::Receiver<u64> {
         self.followups_enqueued.subscribe()
+    }
+
+    /// Whether the commits are working through a backlog ([`IngestBacklog`]).
+    pub fn ingest_backlog(&self) -> IngestBacklog {
+        self.backlog.clone()
     }
 
     /// Announces the patients of newly stored readings that may raise an urgent alarm to
@@ -237,6 +247,8 @@ impl Pipeline {
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
 
+        let late_from = committed_at - CURRENT_WITHIN;
+        let mut late = 0;
         for p in &pending {
             let message = &messages[p.message];
             let ack = &mut outcomes[p.message].ack;
@@ -246,6 +258,7 @@ impl Pipeline {
                 .is_some_and(|device| inserted.contains(device.key, &p.reading));
             if p.first_in_batch && stored {
                 ack.stored += 1;
+                late += usize::from(p.reading.measured_at() < late_from);
                 self.metrics
                     .readings_stored
                     .get_or_create(&KindLabel {
@@ -257,6 +270,7 @@ impl Pipeline {
                 self.metrics.readings_duplicate.inc();
             }
         }
+        self.backlog.note_commit(inserted.len(), late);
         for (index, rejection) in &all_rejections {
             let ack = &mut outcomes[*index].ack;
             ack.rejected += rejection.readings_covered;

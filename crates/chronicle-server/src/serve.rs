@@ -232,6 +232,7 @@ pub async fn launch(
     let alerts = AlertServices::start(
         store.clone(),
         pipeline.followups_enqueued(),
+        pipeline.ingest_backlog(),
         urgent,
         AlertSettings {
             evaluate: settings.followup_work,
@@ -258,6 +259,7 @@ pub async fn launch(
         tokio::spawn(crate::trends::run(
             store.clone(),
             pipeline.followups_enqueued(),
+            pipeline.ingest_backlog(),
             shutdown.clone(),
         ))
     });

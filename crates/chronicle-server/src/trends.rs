@@ -5,10 +5,11 @@
 //! Rounds start at most once per [`SETTLE`]: the commits of that time join one round, so a
 //! busy patient-day is recomputed once rather than once per commit, and the ingest and the
 //! alert engine keep the CPU; while the rounds hold no current reading (a backlog draining)
-//! they are spaced further. Reads stay exact meanwhile: they compute the days still queued
+//! they are spaced further, and while this process's ingest works through a backlog they
+//! take at most half of the time. Reads stay exact meanwhile: they compute the days still queued
 //! from the raw readings.
 
-use chronicle_storage::Store;
+use chronicle_storage::{IngestBacklog, Store};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -19,12 +20,17 @@ const POLL: Duration = Duration::from_secs(1);
 const BATCH: i64 = 200;
 /// The least time between the starts of two rounds.
 const SETTLE: Duration = Duration::from_secs(1);
-/// The least time between two rounds of the same run while they hold no current reading:
-/// the ingest is then draining a backlog, and the rollups (which readers do not wait for)
-/// leave it the database.
+/// The least pause after a round of the same run that held no current reading, or while this
+/// process's ingest works through a backlog; the pause is as long as the round took if that
+/// is longer. The rollups (which readers do not wait for) leave the ingest the database.
 const BACKLOG_SPACING: Duration = Duration::from_millis(500);
 
-pub async fn run(store: Store, mut enqueued: watch::Receiver<u64>, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    mut enqueued: watch::Receiver<u64>,
+    backlog: IngestBacklog,
+    shutdown: CancellationToken,
+) {
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signalled = true;
@@ -40,6 +46,7 @@ pub async fn run(store: Store, mut enqueued: watch::Receiver<u64>, shutdown: Can
         loop {
             // A round in hand is dropped at shutdown: its transactions roll back and its
             // claim stays queued (claims complete only after the rollups commit).
+            let started = tokio::time::Instant::now();
             let round = tokio::select! {
                 () = shutdown.cancelled() => return,
                 round = store.refresh_trends(BATCH) => round,
@@ -54,10 +61,11 @@ pub async fn run(store: Store, mut enqueued: watch::Receiver<u64>, shutdown: Can
                         current = report.current,
                         "trend rollups updated"
                     );
-                    if report.followups > 0 && !report.current {
+                    if report.followups > 0 && (!report.current || backlog.draining()) {
+                        let pause = BACKLOG_SPACING.max(started.elapsed());
                         tokio::select! {
                             () = shutdown.cancelled() => return,
-                            () = tokio::time::sleep(BACKLOG_SPACING) => {}
+                            () = tokio::time::sleep(pause) => {}
                         }
                     }
                 }

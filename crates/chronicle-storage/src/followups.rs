@@ -149,6 +149,39 @@ impl UrgentPatients {
     }
 }
 
+/// Whether this process's ingest is working through a backlog: its latest commit that stored
+/// readings, within [`BACKLOG_SIGNAL_HOLDS`], stored mostly readings measured longer than
+/// [`CURRENT_WITHIN`] before (the broker redelivering what queued while the ingest was down,
+/// an app uploading its history). The follow-up consumers of the process then take at most
+/// half of the time, so the ingest (and the urgent lane, which this does not slow) has the
+/// database and the CPU first and the backlog is stored sooner.
+#[derive(Debug, Clone, Default)]
+pub struct IngestBacklog {
+    /// When the latest commit storing mostly late readings committed; `None` once a commit
+    /// stored mostly current ones.
+    last_late_commit: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+/// How long one commit of mostly late readings keeps [`IngestBacklog::draining`] on: a
+/// backlog commits many times a second, and a lone upload should slow nothing for long.
+pub const BACKLOG_SIGNAL_HOLDS: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl IngestBacklog {
+    /// Notes a commit that stored `late` readings measured longer than [`CURRENT_WITHIN`]
+    /// before it, of `stored` in all.
+    pub fn note_commit(&self, stored: usize, late: usize) {
+        if stored == 0 {
+            return;
+        }
+        *lock(&self.last_late_commit) = (late * 2 > stored).then(std::time::Instant::now);
+    }
+
+    /// Whether the ingest is working through a backlog now.
+    pub fn draining(&self) -> bool {
+        lock(&self.last_late_commit).is_some_and(|at| at.elapsed() < BACKLOG_SIGNAL_HOLDS)
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct FollowupRow {
     id: i64,
@@ -263,6 +296,31 @@ mod tests {
             .expect("woken by the announcement")
             .expect("task");
         assert_eq!(taken, vec![b]);
+    }
+
+    #[tokio::test]
+    async fn a_backlog_is_signalled_by_commits_of_mostly_late_readings_for_a_while() {
+        let backlog = IngestBacklog::default();
+        assert!(!backlog.draining(), "nothing committed yet");
+        backlog.note_commit(10, 5);
+        assert!(!backlog.draining(), "half late is not mostly late");
+        backlog.note_commit(10, 6);
+        assert!(backlog.draining());
+        // A commit that stored nothing says nothing.
+        backlog.note_commit(0, 0);
+        assert!(backlog.draining());
+        tokio::time::sleep(BACKLOG_SIGNAL_HOLDS).await;
+        assert!(
+            !backlog.draining(),
+            "the signal lapses without further late commits"
+        );
+        backlog.note_commit(100, 100);
+        assert!(backlog.draining());
+        backlog.note_commit(100, 1);
+        assert!(
+            !backlog.draining(),
+            "a commit of current readings ends it at once"
+        );
     }
 
     #[tokio::test]
