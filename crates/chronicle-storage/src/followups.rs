@@ -173,7 +173,18 @@ impl IngestBacklog {
         if stored == 0 {
             return;
         }
-        *lock(&self.last_late_commit) = (late * 2 > stored).then(std::time::Instant::now);
+        let now = std::time::Instant::now();
+        let mut last = lock(&self.last_late_commit);
+        let was_draining = last.is_some_and(|at| now - at < BACKLOG_SIGNAL_HOLDS);
+        *last = (late * 2 > stored).then_some(now);
+        if was_draining != last.is_some() {
+            tracing::debug!(
+                draining = last.is_some(),
+                stored,
+                late,
+                "the ingest's backlog signal changed"
+            );
+        }
     }
 
     /// Whether the ingest is working through a backlog now.
