@@ -391,8 +391,9 @@ async fn a_fresh_reading_is_claimed_ahead_of_a_backlog() {
 }
 
 /// The pipeline tells this process's follow-up consumers when its commits store mostly late
-/// readings (a backlog redelivered after an outage), so they leave it the database; a
-/// commit of current readings ends that at once, and duplicates say nothing.
+/// readings (a backlog redelivered after an outage), so they leave it the database; the word
+/// holds a while after (current readings queued behind the backlog are still its tail), and
+/// duplicates say nothing.
 #[tokio::test]
 async fn commits_of_mostly_late_readings_signal_a_backlog() {
     let (_db, store) = fresh_store().await;
@@ -419,7 +420,8 @@ async fn commits_of_mostly_late_readings_signal_a_backlog() {
     assert_eq!(outcomes[0].ack.duplicates, 3);
     assert!(backlog.draining());
 
-    // One late reading of three: current readings prevail.
+    // One late reading of three: current readings prevail, and once the hold has passed
+    // the backlog is over.
     let current_batch = json!({"readings": [
         minutes_ago(7),
         glucose(now + Duration::seconds(1), 121.0),
@@ -429,7 +431,16 @@ async fn commits_of_mostly_late_readings_signal_a_backlog() {
         .process(&[message(cgm, current_batch)])
         .await
         .expect("commit");
-    assert!(!backlog.draining(), "a commit of current readings ends it");
+    tokio::time::sleep(chronicle_storage::followups::BACKLOG_LEAST_HOLD).await;
+    assert!(!backlog.draining(), "the backlog is over");
+
+    // And a commit of current readings alone never starts one.
+    let (_, devices) = patient_with(&store, "Current", &[DeviceKind::Cgm]).await;
+    pipeline
+        .process(&[message(devices[0].id.as_str(), glucose(now, 100.0))])
+        .await
+        .expect("commit");
+    assert!(!backlog.draining());
 }
 
 #[tokio::test]

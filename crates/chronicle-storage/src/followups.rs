@@ -149,47 +149,71 @@ impl UrgentPatients {
     }
 }
 
-/// Whether this process's ingest is working through a backlog: its latest commit that stored
-/// readings, within [`BACKLOG_SIGNAL_HOLDS`], stored mostly readings measured longer than
-/// [`CURRENT_WITHIN`] before (the broker redelivering what queued while the ingest was down,
-/// an app uploading its history). The follow-up consumers of the process then take at most
-/// half of the time, so the ingest (and the urgent lane, which this does not slow) has the
-/// database and the CPU first and the backlog is stored sooner.
+/// Whether this process's ingest is working through a backlog: a commit of mostly readings
+/// measured longer than [`CURRENT_WITHIN`] before (the broker redelivering what queued while
+/// the ingest was down, an app uploading its history) starts or continues a backlog, and the
+/// signal holds a while after the last such commit. The follow-up consumers of the process
+/// then take at most half of the time, so the ingest (and the urgent lane, which this does
+/// not slow) has the database and the CPU first and the backlog is stored sooner.
+///
+/// The hold is a third of how long the backlog has been draining, at least
+/// [`BACKLOG_LEAST_HOLD`]: the readings published while it drained queue behind it and are
+/// current when they arrive, yet they are the backlog's tail. At a drain four times as fast
+/// as devices publish (a fleet after an outage), that tail takes a third of the drain.
 #[derive(Debug, Clone, Default)]
 pub struct IngestBacklog {
-    /// When the latest commit storing mostly late readings committed; `None` once a commit
-    /// stored mostly current ones.
-    last_late_commit: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    episode: std::sync::Arc<std::sync::Mutex<Option<BacklogEpisode>>>,
 }
 
-/// How long one commit of mostly late readings keeps [`IngestBacklog::draining`] on: a
+/// The least time [`IngestBacklog::draining`] holds after a commit of mostly late readings: a
 /// backlog commits many times a second, and a lone upload should slow nothing for long.
-pub const BACKLOG_SIGNAL_HOLDS: std::time::Duration = std::time::Duration::from_secs(1);
+pub const BACKLOG_LEAST_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A run of commits of mostly late readings, each within the hold of the one before.
+#[derive(Debug, Clone, Copy)]
+struct BacklogEpisode {
+    since: std::time::Instant,
+    last_late_commit: std::time::Instant,
+}
+
+impl BacklogEpisode {
+    fn holds_at(&self, now: std::time::Instant) -> bool {
+        let hold = BACKLOG_LEAST_HOLD.max((self.last_late_commit - self.since) / 3);
+        now.saturating_duration_since(self.last_late_commit) < hold
+    }
+}
 
 impl IngestBacklog {
     /// Notes a commit that stored `late` readings measured longer than [`CURRENT_WITHIN`]
     /// before it, of `stored` in all.
     pub fn note_commit(&self, stored: usize, late: usize) {
-        if stored == 0 {
+        self.note_commit_at(std::time::Instant::now(), stored, late);
+    }
+
+    fn note_commit_at(&self, now: std::time::Instant, stored: usize, late: usize) {
+        if late * 2 <= stored {
             return;
         }
-        let now = std::time::Instant::now();
-        let mut last = lock(&self.last_late_commit);
-        let was_draining = last.is_some_and(|at| now - at < BACKLOG_SIGNAL_HOLDS);
-        *last = (late * 2 > stored).then_some(now);
-        if was_draining != last.is_some() {
-            tracing::debug!(
-                draining = last.is_some(),
-                stored,
-                late,
-                "the ingest's backlog signal changed"
-            );
+        let mut episode = lock(&self.episode);
+        match episode.as_mut() {
+            Some(going_on) if going_on.holds_at(now) => going_on.last_late_commit = now,
+            _ => {
+                tracing::debug!(stored, late, "the ingest is working through a backlog");
+                *episode = Some(BacklogEpisode {
+                    since: now,
+                    last_late_commit: now,
+                });
+            }
         }
     }
 
     /// Whether the ingest is working through a backlog now.
     pub fn draining(&self) -> bool {
-        lock(&self.last_late_commit).is_some_and(|at| at.elapsed() < BACKLOG_SIGNAL_HOLDS)
+        self.draining_at(std::time::Instant::now())
+    }
+
+    fn draining_at(&self, now: std::time::Instant) -> bool {
+        lock(&self.episode).is_some_and(|episode| episode.holds_at(now))
     }
 }
 
@@ -309,29 +333,44 @@ mod tests {
         assert_eq!(taken, vec![b]);
     }
 
-    #[tokio::test]
-    async fn a_backlog_is_signalled_by_commits_of_mostly_late_readings_for_a_while() {
+    #[test]
+    fn a_backlog_is_signalled_by_commits_of_mostly_late_readings_and_holds_for_its_tail() {
         let backlog = IngestBacklog::default();
-        assert!(!backlog.draining(), "nothing committed yet");
-        backlog.note_commit(10, 5);
-        assert!(!backlog.draining(), "half late is not mostly late");
-        backlog.note_commit(10, 6);
-        assert!(backlog.draining());
-        // A commit that stored nothing says nothing.
-        backlog.note_commit(0, 0);
-        assert!(backlog.draining());
-        tokio::time::sleep(BACKLOG_SIGNAL_HOLDS).await;
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        assert!(!backlog.draining_at(t0), "nothing committed yet");
+        backlog.note_commit_at(t0, 10, 5);
+        assert!(!backlog.draining_at(t0), "half late is not mostly late");
+        backlog.note_commit_at(t0, 0, 0);
         assert!(
-            !backlog.draining(),
-            "the signal lapses without further late commits"
+            !backlog.draining_at(t0),
+            "a commit that stored nothing says nothing"
         );
-        backlog.note_commit(100, 100);
-        assert!(backlog.draining());
-        backlog.note_commit(100, 1);
-        assert!(
-            !backlog.draining(),
-            "a commit of current readings ends it at once"
-        );
+        backlog.note_commit_at(t0, 10, 6);
+        assert!(backlog.draining_at(t0));
+        // A lone late commit holds the least time.
+        assert!(backlog.draining_at(at(999)));
+        assert!(!backlog.draining_at(at(1_000)));
+
+        // A backlog draining for 30 s, a late commit every half second…
+        let start = at(2_000);
+        for step in 0..=60 {
+            backlog.note_commit_at(
+                start + std::time::Duration::from_millis(500 * step),
+                100,
+                90,
+            );
+        }
+        let last = start + std::time::Duration::from_secs(30);
+        // …then only current readings (its tail): the signal holds a third as long again.
+        backlog.note_commit_at(last + std::time::Duration::from_secs(1), 100, 0);
+        assert!(backlog.draining_at(last + std::time::Duration::from_millis(9_999)));
+        assert!(!backlog.draining_at(last + std::time::Duration::from_secs(10)));
+        // The next late commit starts a new backlog, with the least hold again.
+        let later = last + std::time::Duration::from_secs(60);
+        backlog.note_commit_at(later, 1, 1);
+        assert!(backlog.draining_at(later));
+        assert!(!backlog.draining_at(later + BACKLOG_LEAST_HOLD));
     }
 
     #[tokio::test]
