@@ -6,8 +6,8 @@
 //! busy patient-day is recomputed once rather than once per commit, and the ingest and the
 //! alert engine keep the CPU; while the rounds hold no current reading (a backlog draining)
 //! they are spaced further, and while this process's ingest works through a backlog they
-//! take at most half of the time. Reads stay exact meanwhile: they compute the days still queued
-//! from the raw readings.
+//! take at most half of the time. Reads stay exact meanwhile: they compute the days still
+//! queued from the raw readings.
 
 use chronicle_storage::{IngestBacklog, Store};
 use std::time::Duration;

@@ -156,10 +156,11 @@ impl UrgentPatients {
 /// then take at most half of the time, so the ingest (and the urgent lane, which this does
 /// not slow) has the database and the CPU first and the backlog is stored sooner.
 ///
-/// The hold is a third of how long the backlog has been draining, at least
-/// [`BACKLOG_LEAST_HOLD`]: the readings published while it drained queue behind it and are
-/// current when they arrive, yet they are the backlog's tail. At a drain four times as fast
-/// as devices publish (a fleet after an outage), that tail takes a third of the drain.
+/// The hold is a third of how long the backlog has been draining, between
+/// [`BACKLOG_LEAST_HOLD`] and [`BACKLOG_MOST_HOLD`]: the readings published while it drained
+/// queue behind it and are current when they arrive, yet they are the backlog's tail. At a
+/// drain four times as fast as devices publish (a fleet after an outage), that tail takes a
+/// third of the drain.
 #[derive(Debug, Clone, Default)]
 pub struct IngestBacklog {
     episode: std::sync::Arc<std::sync::Mutex<Option<BacklogEpisode>>>,
@@ -168,6 +169,8 @@ pub struct IngestBacklog {
 /// The least time [`IngestBacklog::draining`] holds after a commit of mostly late readings: a
 /// backlog commits many times a second, and a lone upload should slow nothing for long.
 pub const BACKLOG_LEAST_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest hold, however long the backlog drained (an import running for hours).
+pub const BACKLOG_MOST_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A run of commits of mostly late readings, each within the hold of the one before.
 #[derive(Debug, Clone, Copy)]
@@ -178,7 +181,8 @@ struct BacklogEpisode {
 
 impl BacklogEpisode {
     fn holds_at(&self, now: std::time::Instant) -> bool {
-        let hold = BACKLOG_LEAST_HOLD.max((self.last_late_commit - self.since) / 3);
+        let hold =
+            ((self.last_late_commit - self.since) / 3).clamp(BACKLOG_LEAST_HOLD, BACKLOG_MOST_HOLD);
         now.saturating_duration_since(self.last_late_commit) < hold
     }
 }
@@ -366,8 +370,16 @@ mod tests {
         backlog.note_commit_at(last + std::time::Duration::from_secs(1), 100, 0);
         assert!(backlog.draining_at(last + std::time::Duration::from_millis(9_999)));
         assert!(!backlog.draining_at(last + std::time::Duration::from_secs(10)));
+        // A backlog of hours holds at most BACKLOG_MOST_HOLD.
+        let hours = last + std::time::Duration::from_secs(20);
+        for step in 0..=14_400 {
+            backlog.note_commit_at(hours + std::time::Duration::from_millis(500 * step), 10, 10);
+        }
+        let end = hours + std::time::Duration::from_secs(7_200);
+        assert!(backlog.draining_at(end + BACKLOG_MOST_HOLD - std::time::Duration::from_millis(1)));
+        assert!(!backlog.draining_at(end + BACKLOG_MOST_HOLD));
         // The next late commit starts a new backlog, with the least hold again.
-        let later = last + std::time::Duration::from_secs(60);
+        let later = end + std::time::Duration::from_secs(600);
         backlog.note_commit_at(later, 1, 1);
         assert!(backlog.draining_at(later));
         assert!(!backlog.draining_at(later + BACKLOG_LEAST_HOLD));
