@@ -537,10 +537,8 @@ impl PrivatePostgres {
             // A fleet writes WAL at tens of MB/s: with the default 1 GB PostgreSQL
             // checkpoints every few seconds (it says so in its log), and after each
             // checkpoint the first change to every page writes the whole page into the WAL
-            // again. A checkpoint starts after about half of max_wal_size: 16 GB space them
-            // minutes apart even while a backlog drains (27 MB/s), at the price of the disk
-            // and of a longer replay after a crash of PostgreSQL itself.
-            .args(["-c", "max_wal_size=16GB"])
+            // again. Spaced by time instead, a checkpoint is paid for once per page.
+            .args(["-c", "max_wal_size=4GB"])
             .args(["-c", "checkpoint_timeout=15min"])
             // PostgreSQL's 128 MB default holds a fraction of a large registry's hot pages
             // (devices, latest readings, rollups, their keys): every miss copies a page in
