@@ -537,7 +537,9 @@ impl PrivatePostgres {
             // A fleet writes WAL at tens of MB/s: with the default 1 GB PostgreSQL
             // checkpoints every few seconds (it says so in its log), and after each
             // checkpoint the first change to every page writes the whole page into the WAL
-            // again. Spaced by time instead, a checkpoint is paid for once per page.
+            // again. Spaced by time instead, a checkpoint is paid for once per page. Not more:
+            // a crash of PostgreSQL replays up to this much WAL before anything is stored or
+            // alerted again (about 55 MB/s here, so 16 GB would be about five minutes).
             .args(["-c", "max_wal_size=4GB"])
             .args(["-c", "checkpoint_timeout=15min"])
             // PostgreSQL's 128 MB default holds a fraction of a large registry's hot pages
