@@ -10,6 +10,7 @@ use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::sync::lock;
 use chrono::{DateTime, Utc};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// One piece of follow-up work: readings of `kind` newly stored for `patient_id`.
@@ -168,19 +169,19 @@ pub struct IngestBacklog {
 
 /// The least time [`IngestBacklog::draining`] holds after a commit of mostly late readings: a
 /// backlog commits many times a second, and a lone upload should slow nothing for long.
-pub const BACKLOG_LEAST_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+pub const BACKLOG_LEAST_HOLD: Duration = Duration::from_secs(1);
 /// The longest hold, however long the backlog drained (an import running for hours).
-pub const BACKLOG_MOST_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
+pub const BACKLOG_MOST_HOLD: Duration = Duration::from_secs(300);
 
 /// A run of commits of mostly late readings, each within the hold of the one before.
 #[derive(Debug, Clone, Copy)]
 struct BacklogEpisode {
-    since: std::time::Instant,
-    last_late_commit: std::time::Instant,
+    since: Instant,
+    last_late_commit: Instant,
 }
 
 impl BacklogEpisode {
-    fn holds_at(&self, now: std::time::Instant) -> bool {
+    fn holds_at(&self, now: Instant) -> bool {
         let hold =
             ((self.last_late_commit - self.since) / 3).clamp(BACKLOG_LEAST_HOLD, BACKLOG_MOST_HOLD);
         now.saturating_duration_since(self.last_late_commit) < hold
@@ -191,10 +192,10 @@ impl IngestBacklog {
     /// Notes a commit that stored `late` readings measured longer than [`CURRENT_WITHIN`]
     /// before it, of `stored` in all.
     pub fn note_commit(&self, stored: usize, late: usize) {
-        self.note_commit_at(std::time::Instant::now(), stored, late);
+        self.note_commit_at(Instant::now(), stored, late);
     }
 
-    fn note_commit_at(&self, now: std::time::Instant, stored: usize, late: usize) {
+    fn note_commit_at(&self, now: Instant, stored: usize, late: usize) {
         if late * 2 <= stored {
             return;
         }
@@ -213,10 +214,10 @@ impl IngestBacklog {
 
     /// Whether the ingest is working through a backlog now.
     pub fn draining(&self) -> bool {
-        self.draining_at(std::time::Instant::now())
+        self.draining_at(Instant::now())
     }
 
-    fn draining_at(&self, now: std::time::Instant) -> bool {
+    fn draining_at(&self, now: Instant) -> bool {
         lock(&self.episode).is_some_and(|episode| episode.holds_at(now))
     }
 }
@@ -330,7 +331,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         urgent.announce([b]);
-        let taken = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        let taken = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("woken by the announcement")
             .expect("task");
@@ -340,8 +341,8 @@ mod tests {
     #[test]
     fn a_backlog_is_signalled_by_commits_of_mostly_late_readings_and_holds_for_its_tail() {
         let backlog = IngestBacklog::default();
-        let t0 = std::time::Instant::now();
-        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert!(!backlog.draining_at(t0), "nothing committed yet");
         backlog.note_commit_at(t0, 10, 5);
         assert!(!backlog.draining_at(t0), "half late is not mostly late");
@@ -359,27 +360,23 @@ mod tests {
         // A backlog draining for 30 s, a late commit every half second…
         let start = at(2_000);
         for step in 0..=60 {
-            backlog.note_commit_at(
-                start + std::time::Duration::from_millis(500 * step),
-                100,
-                90,
-            );
+            backlog.note_commit_at(start + Duration::from_millis(500 * step), 100, 90);
         }
-        let last = start + std::time::Duration::from_secs(30);
+        let last = start + Duration::from_secs(30);
         // …then only current readings (its tail): the signal holds a third as long again.
-        backlog.note_commit_at(last + std::time::Duration::from_secs(1), 100, 0);
-        assert!(backlog.draining_at(last + std::time::Duration::from_millis(9_999)));
-        assert!(!backlog.draining_at(last + std::time::Duration::from_secs(10)));
+        backlog.note_commit_at(last + Duration::from_secs(1), 100, 0);
+        assert!(backlog.draining_at(last + Duration::from_millis(9_999)));
+        assert!(!backlog.draining_at(last + Duration::from_secs(10)));
         // A backlog of hours holds at most BACKLOG_MOST_HOLD.
-        let hours = last + std::time::Duration::from_secs(20);
+        let hours = last + Duration::from_secs(20);
         for step in 0..=14_400 {
-            backlog.note_commit_at(hours + std::time::Duration::from_millis(500 * step), 10, 10);
+            backlog.note_commit_at(hours + Duration::from_millis(500 * step), 10, 10);
         }
-        let end = hours + std::time::Duration::from_secs(7_200);
-        assert!(backlog.draining_at(end + BACKLOG_MOST_HOLD - std::time::Duration::from_millis(1)));
+        let end = hours + Duration::from_secs(7_200);
+        assert!(backlog.draining_at(end + BACKLOG_MOST_HOLD - Duration::from_millis(1)));
         assert!(!backlog.draining_at(end + BACKLOG_MOST_HOLD));
         // The next late commit starts a new backlog, with the least hold again.
-        let later = end + std::time::Duration::from_secs(600);
+        let later = end + Duration::from_secs(600);
         backlog.note_commit_at(later, 1, 1);
         assert!(backlog.draining_at(later));
         assert!(!backlog.draining_at(later + BACKLOG_LEAST_HOLD));
