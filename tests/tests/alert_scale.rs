@@ -280,7 +280,8 @@ async fn engines_that_take_turns_on_a_patient_evaluate_like_one() {
             1
         );
         let scope = Scope {
-            glucose_from: Some(at.trunc_subsecs(3)),
+            // As stored: the device sends whole seconds.
+            glucose_from: Some(at.trunc_subsecs(0)),
             pressure_from: None,
         };
         let events = evaluate_patients(&store, engine, &[(patient, scope)])
@@ -298,7 +299,7 @@ async fn engines_that_take_turns_on_a_patient_evaluate_like_one() {
     assert_eq!(
         seen,
         [
-            step(2, "glucose_very_low", "opened"),
+            step(1, "glucose_very_low", "opened"),
             step(4, "glucose_very_low", "retriggered"),
             step(5, "glucose_low", "opened"),
         ],

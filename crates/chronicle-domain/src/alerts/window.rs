@@ -7,7 +7,8 @@
 //! stored reading measured from [`covered_from`](ReadingWindow::covered_from) on, as of the
 //! last reads merged into it, sorted by `measured_at` and device. The engine asks it
 //! [`what to read`](ReadingWindow::read_from) for an evaluation (only the readings from the
-//! newly stored ones on, when it covers the lookback; the whole lookback otherwise),
+//! newly stored ones, or its newest reading, on when it covers the lookback; the whole
+//! lookback otherwise),
 //! [`merges`](ReadingWindow::merge) what it read, evaluates [`since`](ReadingWindow::since),
 //! and [`trims`](ReadingWindow::trim) it.
 //!
@@ -115,12 +116,23 @@ impl<P: WindowPoint> ReadingWindow<P> {
     }
 
     /// What to read from the database to evaluate readings newly stored from `new_from` on,
-    /// with the rules looking back `lookback` before them: from `new_from` when the window
-    /// already covers the lookback, from `new_from - lookback` otherwise.
+    /// with the rules looking back `lookback` before them: when the window already covers
+    /// the lookback, from `new_from` or from its newest reading, whichever is earlier; from
+    /// `new_from - lookback` otherwise.
+    ///
+    /// From its newest reading, because readings stored since the window was filled may be
+    /// older than `new_from` and not evaluated yet: their own follow-up work may wait in
+    /// another claim (or on another server), as when the urgent lane evaluates a very low
+    /// reading stored just after an ordinary one. Read this way the window holds every one of
+    /// them that is newer than what it held; one older than that arrived out of order and is
+    /// read when its own work is evaluated, as any late reading.
     pub fn read_from(&self, new_from: DateTime<Utc>, lookback: Duration) -> DateTime<Utc> {
         let needed = new_from - lookback;
         match self.covered_from {
-            Some(covered) if covered <= needed => new_from,
+            Some(covered) if covered <= needed => self
+                .points
+                .last()
+                .map_or(new_from, |newest| newest.measured_at().min(new_from)),
             _ => needed,
         }
     }

@@ -245,10 +245,10 @@ fn a_window_that_covers_the_lookback_reads_only_the_new_readings() {
     let next = first + Duration::minutes(5);
     assert_eq!(
         window.read_from(next, GLUCOSE_LOOKBACK),
-        next,
-        "only the new reading"
+        first,
+        "only the new reading, from the newest held on"
     );
-    window.merge(next, vec![point(305)]);
+    window.merge(first, vec![point(300), point(305)]);
     window.trim(GLUCOSE_KEEP);
     assert_eq!(
         window.covered_from(),
@@ -264,5 +264,43 @@ fn a_window_that_covers_the_lookback_reads_only_the_new_readings() {
     assert_eq!(
         window.read_from(late, GLUCOSE_LOOKBACK),
         late - GLUCOSE_LOOKBACK
+    );
+}
+
+/// A reading stored after the window was filled but evaluated later than a newer one (its
+/// follow-up work in another claim) is in the window when the newer one is evaluated: the
+/// rules never judge a slice with a stored reading missing from its middle.
+#[test]
+fn a_reading_stored_before_the_one_evaluated_is_read_even_if_its_own_work_waits() {
+    let point = |minute: i64, value_mg_dl: f64| GlucosePoint {
+        device_id: "cgm".to_owned(),
+        measured_at: t0() + Duration::minutes(minute),
+        received_at: t0() + Duration::minutes(minute),
+        value_mg_dl,
+        source: GlucoseSource::Cgm,
+        flag: None,
+    };
+    let mut stored: BTreeMap<(DateTime<Utc>, String), GlucosePoint> = (0..=300)
+        .step_by(5)
+        .map(|minute| point(minute, 100.0))
+        .map(|p| ((p.measured_at, p.device_id.clone()), p))
+        .collect();
+    let mut window = ReadingWindow::default();
+    evaluate_from_window(
+        &mut window,
+        &stored,
+        t0() + Duration::minutes(300),
+        GLUCOSE_LOOKBACK,
+    );
+    // Two readings stored in order; only the later one's work is evaluated now.
+    for p in [point(305, 95.0), point(310, 50.0)] {
+        stored.insert((p.measured_at, p.device_id.clone()), p);
+    }
+    let new_from = t0() + Duration::minutes(310);
+    let evaluated = evaluate_from_window(&mut window, &stored, new_from, GLUCOSE_LOOKBACK);
+    assert_eq!(
+        evaluated,
+        stored_since(&stored, new_from - GLUCOSE_LOOKBACK),
+        "the window's slice is the stored one, the reading at 305 included"
     );
 }
