@@ -8,12 +8,18 @@
 //! the moment the registry announces its revocation.
 
 use bytes::Bytes;
+use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
 use chronicle_domain::sharing::{AccessAction, Principal, Role};
+use chronicle_domain::units::GlucoseUnit;
 use chronicle_domain::wire::DecodeLimits;
-use chronicle_domain::{DeviceKind, ReadingKind};
+use chronicle_domain::{DeviceKind, Reading, ReadingKind};
 use chronicle_ingest::registry_cache::RegistryCache;
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
-use chronicle_storage::{Device, FollowupClaim, NewPatient, Patient, Store, UrgentPatients};
+use chronicle_storage::population::PopulationPlan;
+use chronicle_storage::readings::{BatchWrite, ReadingRow};
+use chronicle_storage::{
+    Device, FollowupClaim, NewPatient, Patient, Store, UrgentPatients, UrgentReadings,
+};
 use chronicle_tests::TestDatabase;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
@@ -162,28 +168,18 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
             .expect("claim")
             .is_none()
     );
-    // The limit counts the oldest items whose patients are taken, each with all their items.
+    // A claim takes whole queue rows, at least one: a batch's items travel together.
     let second = store
         .claim_followups("second", 1)
         .await
         .expect("claim")
         .expect("items");
-    let picked = second.items[0].patient_id;
-    assert!(second.items.iter().all(|f| f.patient_id == picked));
-    let queued_for_picked: i64 = if picked == ada.id { 2 } else { 1 };
-    assert_eq!(
-        second.items.len() as i64,
-        queued_for_picked,
-        "all of the patient's items"
-    );
+    assert_eq!(items_of(&second), expected, "the batch's row, whole");
     // A dropped claim gives its items back; a completed one removes them.
     drop(claim);
     second.complete().await.expect("complete");
     assert_eq!(store.pending_followups("first").await.expect("count"), 3);
-    assert_eq!(
-        store.pending_followups("second").await.expect("count"),
-        3 - queued_for_picked
-    );
+    assert_eq!(store.pending_followups("second").await.expect("count"), 0);
 
     // A resent batch is all duplicates: nothing new, nothing enqueued, no signal.
     let again = pipeline.process(&batch[..3]).await.expect("commit");
@@ -191,7 +187,16 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
     assert_eq!(store.pending_followups("first").await.expect("count"), 3);
     assert!(!signal.has_changed().expect("sender alive"));
 
-    // Erasing a patient drops their queued work.
+    // A batch of Ada's alone queues a row of her items alone.
+    let ada_alone = pipeline
+        .process(&[message(ada_cgm.id.as_str(), glucose(at(30), 101.0))])
+        .await
+        .expect("commit");
+    assert_eq!(ada_alone[0].ack.stored, 1);
+    assert_eq!(store.pending_followups("first").await.expect("count"), 4);
+
+    // Erasing a patient drops their queued work: their rows, and their items of rows shared
+    // with others (the others' items stay queued).
     let ada_herself = Principal {
         user_id: Uuid::new_v4(),
         role: Some(Role::Patient),
@@ -205,9 +210,90 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
         .expect("acts as herself");
     store.erase(&actor).await.expect("erase");
     assert_eq!(store.pending_followups("first").await.expect("count"), 1);
-    if let Some(left) = store.claim_followups("second", 10).await.expect("claim") {
-        assert!(left.items.iter().all(|f| f.patient_id == bo.id));
+    assert_eq!(store.pending_followups("second").await.expect("count"), 0);
+    let left = store
+        .claim_followups("first", 10)
+        .await
+        .expect("claim")
+        .expect("Bo's item");
+    assert_eq!(
+        items_of(&left),
+        [(bo.id, ReadingKind::Glucose, at(20), at(20), 1)]
+    );
+}
+
+/// A batch of many patients queues its items a few hundred to a row, so a claim stays the
+/// size of a round however large the batch; every item is claimed once.
+#[tokio::test]
+async fn a_large_batch_is_queued_in_rows_of_at_most_250_items() {
+    const PATIENTS: u64 = 600;
+    let (_db, store) = fresh_store().await;
+    let (gateway, _) = store
+        .create_gateway(None, Some("hub"), &[])
+        .await
+        .expect("gateway");
+    let devices = store
+        .register_population(&PopulationPlan {
+            patients: PATIENTS,
+            meter_percent: 0,
+            cuff_percent: 0,
+            gateways: std::slice::from_ref(&gateway.id),
+            name_prefix: "Many",
+        })
+        .await
+        .expect("population");
+    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+    let keys = store.devices_for_ingest(&ids).await.expect("device keys");
+    let measured_at = DateTime::from_timestamp(Utc::now().timestamp() - 60, 0).expect("time");
+    let readings: Vec<Reading> = devices
+        .iter()
+        .map(|_| {
+            Reading::Glucose(GlucoseReading {
+                measured_at,
+                utc_offset_minutes: 0,
+                value: GlucoseMgDl::new(110.0).expect("plausible"),
+                original_value: Some(110.0),
+                original_unit: GlucoseUnit::MgDl,
+                source: GlucoseSource::Cgm,
+                flag: None,
+                device_reading_id: None,
+            })
+        })
+        .collect();
+    store
+        .write_batch(&BatchWrite {
+            readings: devices
+                .iter()
+                .zip(&readings)
+                .map(|(device, reading)| ReadingRow {
+                    device_key: keys[device.device_id.as_str()].key,
+                    patient_id: device.patient_id,
+                    reading,
+                })
+                .collect(),
+            rejections: Vec::new(),
+            followup_consumers: &["first"],
+        })
+        .await
+        .expect("stored");
+    assert_eq!(
+        store.pending_followups("first").await.expect("count"),
+        PATIENTS as i64
+    );
+
+    let mut claimed = Vec::new();
+    let mut claim_sizes = Vec::new();
+    while let Some(claim) = store.claim_followups("first", 1).await.expect("claim") {
+        claim_sizes.push(claim.items.len());
+        claimed.extend(claim.items.iter().map(|f| f.patient_id));
+        claim.complete().await.expect("complete");
     }
+    claim_sizes.sort_unstable();
+    assert_eq!(claim_sizes, [100, 250, 250]);
+    claimed.sort_unstable();
+    let mut expected: Vec<Uuid> = devices.iter().map(|d| d.patient_id).collect();
+    expected.sort_unstable();
+    assert_eq!(claimed, expected, "every patient's item, once");
 }
 
 /// After an outage the broker redelivers minutes of readings at once: a claim takes half its
@@ -598,10 +684,12 @@ async fn stored_readings_keep_each_devices_latest_reading_for_the_silence_checks
     assert_eq!(silence_of(&store, bo_meter.id.as_str()).await, None);
 }
 
+/// The ingest announces the patients of newly stored readings that may raise an urgent alarm,
+/// with what to evaluate, to this process's urgent lane; the queued work stays for the rounds.
 #[tokio::test]
-async fn a_reading_that_may_raise_an_urgent_alarm_is_claimed_in_its_own_lane() {
+async fn a_reading_that_may_raise_an_urgent_alarm_is_announced_to_its_own_lane() {
     let (_db, store) = fresh_store().await;
-    let (ada, ada_devices) = patient_with(&store, "Ada", &[DeviceKind::Cgm]).await;
+    let (_ada, ada_devices) = patient_with(&store, "Ada", &[DeviceKind::Cgm]).await;
     let (bo, bo_devices) = patient_with(&store, "Bo", &[DeviceKind::Cgm, DeviceKind::Bp]).await;
     let (cy, cy_devices) = patient_with(&store, "Cy", &[DeviceKind::Cgm]).await;
     let urgent = UrgentPatients::default();
@@ -610,16 +698,6 @@ async fn a_reading_that_may_raise_an_urgent_alarm_is_claimed_in_its_own_lane() {
         .with_urgent_lane(urgent.clone());
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("time");
     let at = |minutes: i64| now - Duration::minutes(minutes);
-
-    // Cy's items are held by a round before anything urgent arrives.
-    let cy_first = vec![message(cy_devices[0].id.as_str(), glucose(at(10), 110.0))];
-    pipeline.process(&cy_first).await.expect("commit");
-    let round = store
-        .claim_followups("first", 10)
-        .await
-        .expect("claim")
-        .expect("Cy's item");
-    assert_eq!(round.items.len(), 1);
 
     let batch = vec![
         // In range, and a very low one measured two hours ago (late: no live alarm).
@@ -632,49 +710,32 @@ async fn a_reading_that_may_raise_an_urgent_alarm_is_claimed_in_its_own_lane() {
             json!({"type": "blood_pressure", "systolic": 190, "diastolic": 125,
                    "measured_at": at(1).to_rfc3339()}),
         ),
-        // Very low, but Cy's earlier item is in the round's hands.
+        // Two very low readings of one patient: evaluated from the earlier.
         message(cy_devices[0].id.as_str(), glucose(at(1), 45.0)),
+        message(cy_devices[0].id.as_str(), glucose(at(3), 44.0)),
     ];
     let outcomes = pipeline.process(&batch).await.expect("commit");
     assert!(outcomes.iter().all(|o| o.ack.stored == 1));
     let mut announced = tokio::time::timeout(std::time::Duration::from_secs(5), urgent.next())
         .await
         .expect("announced at the commit");
-    announced.sort();
-    let mut expected = vec![bo.id, cy.id];
-    expected.sort();
+    let order = |r: &UrgentReadings| (r.patient_id, r.kind != ReadingKind::Glucose);
+    announced.sort_by_key(order);
+    let urgent_of = |patient_id, kind, first_measured_at| UrgentReadings {
+        patient_id,
+        kind,
+        first_measured_at,
+    };
+    let mut expected = vec![
+        urgent_of(bo.id, ReadingKind::Glucose, at(1)),
+        urgent_of(bo.id, ReadingKind::BloodPressure, at(1)),
+        urgent_of(cy.id, ReadingKind::Glucose, at(3)),
+    ];
+    expected.sort_by_key(order);
     assert_eq!(announced, expected, "Ada's readings raise no urgent alarm");
 
-    // The lane claims every queued item of its patients that no round holds, nobody else's.
-    let lane = store
-        .claim_followups_of("first", &announced)
-        .await
-        .expect("claim")
-        .expect("items");
-    let mut claimed: Vec<_> = lane.items.iter().map(|f| (f.patient_id, f.kind)).collect();
-    claimed.sort_by_key(|(patient, kind)| (*patient, *kind == ReadingKind::Glucose));
-    let mut expected = vec![
-        (bo.id, ReadingKind::Glucose),
-        (bo.id, ReadingKind::BloodPressure),
-        (cy.id, ReadingKind::Glucose),
-    ];
-    expected.sort_by_key(|(patient, kind)| (*patient, *kind == ReadingKind::Glucose));
-    assert_eq!(claimed, expected);
-    assert!(
-        lane.items
-            .iter()
-            .all(|f| f.patient_id != cy.id || f.first_measured_at == at(1)),
-        "the item the round holds is not claimed twice"
-    );
-    lane.complete().await.expect("complete");
-    round.complete().await.expect("complete");
-    // Ada's item stays for the rounds; the other consumer's queue is untouched.
-    assert_eq!(store.pending_followups("first").await.expect("count"), 1);
-    assert_eq!(store.pending_followups("second").await.expect("count"), 5);
-    let rest = store
-        .claim_followups("first", 10)
-        .await
-        .expect("claim")
-        .expect("Ada's item");
-    assert!(rest.items.iter().all(|f| f.patient_id == ada.id));
+    // Every item stays queued for the rounds, for both consumers.
+    for consumer in CONSUMERS {
+        assert_eq!(store.pending_followups(consumer).await.expect("count"), 4);
+    }
 }

@@ -1,7 +1,8 @@
 //! Migrations convert a database that holds data: the narrow reading rows read back through
 //! `glucose_readings` and `blood_pressure_readings` exactly as stored before, and the
-//! acknowledgements shared by all caregivers become each caregiver's own, and every device that
-//! has readings gets its latest one for the silence checks.
+//! acknowledgements shared by all caregivers become each caregiver's own, every device that
+//! has readings gets its latest one for the silence checks, and follow-up work still queued
+//! per patient is claimed from the per-batch queue.
 
 use chronicle_storage::MIGRATOR;
 use chronicle_tests::TestDatabase;
@@ -16,6 +17,9 @@ const PERSONAL_ACKNOWLEDGEMENTS: i64 = 49;
 
 /// The migration that keeps each device's latest reading.
 const DEVICE_LAST_READINGS: i64 = 51;
+
+/// The migration that queues follow-up work per batch.
+const FOLLOWUPS_PER_BATCH: i64 = 54;
 
 /// A database with Chronicle's migrations up to (not including) `version` applied.
 async fn database_before(version: i64) -> TestDatabase {
@@ -264,4 +268,77 @@ async fn every_device_with_readings_gets_its_latest_one() {
         ],
         "the meter has no readings, so no row"
     );
+}
+
+#[tokio::test]
+async fn follow_up_work_still_queued_moves_to_the_per_batch_queue() {
+    let db = database_before(FOLLOWUPS_PER_BATCH).await;
+    let (ada, bo) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    sqlx::query(
+        "INSERT INTO ingest_followups (consumer, patient_id, kind, first_measured_at,
+             last_measured_at, readings)
+         VALUES ('alerts', $1, 'glucose', '2026-03-01T08:00:00Z', '2026-03-01T08:10:00Z', 3),
+                ('alerts', $2, 'blood_pressure', '2026-03-01T07:00:00Z',
+                 '2026-03-01T07:00:00Z', 1),
+                ('trends', $1, 'glucose', '2026-03-01T08:00:00Z', '2026-03-01T08:10:00Z', 3)",
+    )
+    .bind(ada)
+    .bind(bo)
+    .execute(&db.pool)
+    .await
+    .expect("queued items");
+
+    MIGRATOR
+        .run(&db.pool)
+        .await
+        .expect("the per-batch follow-ups migration");
+    let store = chronicle_storage::Store::from_pool(db.pool.clone());
+    assert_eq!(store.pending_followups("alerts").await.expect("count"), 2);
+    assert_eq!(store.pending_followups("trends").await.expect("count"), 1);
+    let claim = store
+        .claim_followups("alerts", 10)
+        .await
+        .expect("claim")
+        .expect("items");
+    let mut items: Vec<(
+        uuid::Uuid,
+        chronicle_domain::ReadingKind,
+        String,
+        String,
+        i32,
+    )> = claim
+        .items
+        .iter()
+        .map(|f| {
+            (
+                f.patient_id,
+                f.kind,
+                f.first_measured_at.to_rfc3339(),
+                f.last_measured_at.to_rfc3339(),
+                f.readings,
+            )
+        })
+        .collect();
+    items.sort_by_key(|item| item.2.clone());
+    assert_eq!(
+        items,
+        vec![
+            (
+                bo,
+                chronicle_domain::ReadingKind::BloodPressure,
+                "2026-03-01T07:00:00+00:00".to_owned(),
+                "2026-03-01T07:00:00+00:00".to_owned(),
+                1
+            ),
+            (
+                ada,
+                chronicle_domain::ReadingKind::Glucose,
+                "2026-03-01T08:00:00+00:00".to_owned(),
+                "2026-03-01T08:10:00+00:00".to_owned(),
+                3
+            ),
+        ]
+    );
+    claim.complete().await.expect("complete");
+    assert_eq!(store.pending_followups("alerts").await.expect("count"), 0);
 }

@@ -22,7 +22,7 @@ use chronicle_domain::alerts::window::{
 };
 use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::AlertEvent;
-use chronicle_storage::{Followup, IngestBacklog, StorageError, Store, UrgentPatients};
+use chronicle_storage::{IngestBacklog, StorageError, Store, UrgentPatients};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -463,7 +463,12 @@ async fn drain(
     // data in one query per kind, and a reading that raises an alarm waits behind few others.
     // A large claim has more batches than run at once: each running batch holds a pooled
     // connection, so the next starts as one ends.
-    let patients = scopes(&claim.items);
+    let patients = scopes(
+        claim
+            .items
+            .iter()
+            .map(|item| (item.patient_id, item.kind, item.first_measured_at)),
+    );
     tracing::debug!(
         patients = patients.len(),
         limit,
@@ -513,24 +518,24 @@ async fn drain(
     })
 }
 
-/// What to evaluate for each patient of claimed items, in patient order.
-fn scopes(items: &[Followup]) -> Vec<(Uuid, Scope)> {
+/// What to evaluate for each patient of newly stored readings (patient, kind, earliest
+/// `measured_at`), in patient order.
+fn scopes(
+    stored: impl IntoIterator<Item = (Uuid, ReadingKind, DateTime<Utc>)>,
+) -> Vec<(Uuid, Scope)> {
     let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
-    for item in items {
-        patients
-            .entry(item.patient_id)
-            .or_default()
-            .include(item.kind, item.first_measured_at);
+    for (patient_id, kind, from) in stored {
+        patients.entry(patient_id).or_default().include(kind, from);
     }
     patients.into_iter().collect()
 }
 
 /// The lane for readings that may raise an urgent alarm: evaluates the patients the ingest
 /// of this process announces ([`UrgentPatients`]) at once, beside the rounds, until
-/// shutdown. It claims only those patients' queued items, so a round never waits for it and
-/// it never waits for a round's other patients: an alarm is written after one small
-/// evaluation instead of after the round in hand and the next. Items a round already holds
-/// are left to it (the evaluation's patient lock orders the two).
+/// shutdown. It claims nothing, so a round never waits for it and it never waits for a
+/// round's other patients: an alarm is written after one small evaluation instead of after
+/// the round in hand and the next. The queued work stays for a round, which evaluates the
+/// patient again and finds nothing new (the evaluation's patient lock orders the two).
 pub async fn run_urgent(
     store: Store,
     windows: Arc<ReadingWindows>,
@@ -539,40 +544,30 @@ pub async fn run_urgent(
     shutdown: CancellationToken,
 ) {
     loop {
-        let patients = tokio::select! {
+        let announced = tokio::select! {
             () = shutdown.cancelled() => break,
-            patients = urgent.next() => patients,
+            announced = urgent.next() => announced,
         };
+        let patients = scopes(
+            announced
+                .iter()
+                .map(|r| (r.patient_id, r.kind, r.first_measured_at)),
+        );
         for chunk in patients.chunks(BATCH_LIMIT) {
-            // Dropped at shutdown like a round: its claim stays queued.
+            tracing::debug!(patients = chunk.len(), "urgent evaluation");
+            // Dropped at shutdown like a round: the work stays queued.
             let outcome = tokio::select! {
                 () = shutdown.cancelled() => return,
-                outcome = evaluate_urgent(&store, &windows, chunk, &metrics) => outcome,
+                outcome = evaluate_measured(&store, &windows, chunk, &metrics) => outcome,
             };
             if let Err(error) = outcome {
-                // The items stay queued; the rounds evaluate them.
+                // The work stays queued; the rounds evaluate it.
                 tracing::warn!(%error, patients = chunk.len(),
                     "urgent evaluation failed; the work stays queued");
             }
         }
     }
     tracing::debug!("urgent alert lane stopped");
-}
-
-/// Claims the queued items of `patients` and evaluates them in one batch.
-async fn evaluate_urgent(
-    store: &Store,
-    windows: &ReadingWindows,
-    patients: &[Uuid],
-    metrics: &AlertMetrics,
-) -> Result<(), StorageError> {
-    let Some(claim) = store.claim_followups_of(CONSUMER, patients).await? else {
-        return Ok(());
-    };
-    let batch = scopes(&claim.items);
-    tracing::debug!(patients = batch.len(), "urgent evaluation");
-    evaluate_measured(store, windows, &batch, metrics).await?;
-    claim.complete().await
 }
 
 /// Why a round of evaluations failed (its claim is dropped and the work done again).

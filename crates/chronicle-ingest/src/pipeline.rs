@@ -11,7 +11,7 @@ use chronicle_domain::{DeviceId, Publisher, Reading, Rejection, RejectionReason}
 use chronicle_storage::followups::CURRENT_WITHIN;
 use chronicle_storage::{
     BatchWrite, DeviceForIngest, IngestBacklog, ReadingRow, RejectionRow, StorageError, Store,
-    UrgentPatients,
+    UrgentPatients, UrgentReadings,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -230,7 +230,7 @@ impl Pipeline {
         let inserted = self.store.write_batch(&batch).await?;
         let committed_at = Utc::now();
         if !inserted.is_empty() && !self.followup_consumers.is_empty() {
-            // Before the rounds are woken, so the urgent lane claims its patients first.
+            // Before the rounds are woken, so the urgent lane starts on its patients first.
             if let Some(urgent) = &self.urgent {
                 urgent.announce(pending.iter().filter_map(|p| {
                     let message = &messages[p.message];
@@ -238,7 +238,11 @@ impl Pipeline {
                     (p.first_in_batch
                         && may_raise_urgent_alarm(&p.reading, message.received_at)
                         && inserted.contains(device.key, &p.reading))
-                    .then_some(device.patient_id)
+                    .then_some(UrgentReadings {
+                        patient_id: device.patient_id,
+                        kind: p.reading.kind(),
+                        first_measured_at: p.reading.measured_at(),
+                    })
                 }));
             }
             self.followups_enqueued.send_modify(|n| *n += 1);

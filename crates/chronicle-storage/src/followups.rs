@@ -1,15 +1,18 @@
-//! The ingest's follow-up queue (`ingest_followups`): a transactional outbox. The statement
-//! that stores a batch's readings also enqueues, for every registered consumer (alert
-//! evaluation, trend rollups), one item per patient and kind with the range of `measured_at`
-//! it newly stored. A consumer claims items, does its work, and completes the claim; until
-//! then the items stay queued, so a crash in between only means the work is done again.
-//! Consumers must therefore be idempotent, and must read what they need from the stored
-//! data rather than from the item (which says only where to look).
+//! The ingest's follow-up queue (`ingest_followup_batches`): a transactional outbox. The
+//! statement that stores a batch's readings also enqueues, for every registered consumer
+//! (alert evaluation, trend rollups), one item per patient and kind with the range of
+//! `measured_at` it newly stored, a few hundred items to a row. A consumer claims rows, does
+//! their items' work, and completes the claim; until then the rows stay queued, so a crash in
+//! between only means the work is done again. Consumers must therefore be idempotent, must
+//! lock the patients they work on (two claims may hold items of one patient), and must read
+//! what they need from the stored data rather than from the item (which says only where to
+//! look).
 
 use crate::{StorageError, Store};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::sync::lock;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -99,36 +102,49 @@ impl FollowupClaim {
     }
 }
 
-/// Patients for whom this process's ingest just stored a reading that may raise an urgent
-/// alarm (`chronicle_domain::alerts::thresholds::may_raise_urgent_alarm`), announced so the
-/// alert engine evaluates them at once, ahead of its rounds over everyone else's readings.
-/// Only a hint that shortens the wait: the work itself stays in the queue, so a patient whose
-/// items a round (or another server) already holds is evaluated there as before, and an
-/// announcement lost with the process costs nothing but time.
+/// Newly stored readings that may raise an urgent alarm
+/// (`chronicle_domain::alerts::thresholds::may_raise_urgent_alarm`), announced by this
+/// process's ingest so the alert engine evaluates their patients at once, ahead of its rounds
+/// over everyone else's readings. Only a hint that shortens the wait: the work itself stays in
+/// the queue and a round evaluates it again (evaluations are idempotent), so an announcement
+/// lost with the process costs nothing but time.
 #[derive(Debug, Clone, Default)]
 pub struct UrgentPatients {
     shared: std::sync::Arc<UrgentShared>,
 }
 
+/// What to evaluate at once: readings of `kind` stored for `patient_id`, measured from
+/// `first_measured_at` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrgentReadings {
+    pub patient_id: Uuid,
+    pub kind: ReadingKind,
+    pub first_measured_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Default)]
 struct UrgentShared {
-    patients: std::sync::Mutex<std::collections::HashSet<Uuid>>,
+    waiting: std::sync::Mutex<HashMap<(Uuid, ReadingKind), DateTime<Utc>>>,
     announced: tokio::sync::Notify,
 }
 
-/// Most patients waiting to be taken; beyond, announcements are dropped (the rounds do the
-/// work), so a flood of low readings cannot grow the set without bound.
+/// Most patients and kinds waiting to be taken; beyond, announcements are dropped (the
+/// rounds do the work), so a flood of low readings cannot grow the set without bound.
 pub const URGENT_PATIENTS_LIMIT: usize = 10_000;
 
 impl UrgentPatients {
-    /// Adds patients to be evaluated at once.
-    pub fn announce(&self, patients: impl IntoIterator<Item = Uuid>) {
+    /// Adds readings to be evaluated at once.
+    pub fn announce(&self, readings: impl IntoIterator<Item = UrgentReadings>) {
         let mut added = false;
         {
-            let mut waiting = lock(&self.shared.patients);
-            for patient in patients {
-                if waiting.len() < URGENT_PATIENTS_LIMIT {
-                    added |= waiting.insert(patient);
+            let mut waiting = lock(&self.shared.waiting);
+            for r in readings {
+                let key = (r.patient_id, r.kind);
+                if let Some(from) = waiting.get_mut(&key) {
+                    *from = (*from).min(r.first_measured_at);
+                } else if waiting.len() < URGENT_PATIENTS_LIMIT {
+                    waiting.insert(key, r.first_measured_at);
+                    added = true;
                 }
             }
         }
@@ -137,10 +153,17 @@ impl UrgentPatients {
         }
     }
 
-    /// Waits until patients were announced and takes them all.
-    pub async fn next(&self) -> Vec<Uuid> {
+    /// Waits until readings were announced and takes them all.
+    pub async fn next(&self) -> Vec<UrgentReadings> {
         loop {
-            let taken: Vec<Uuid> = lock(&self.shared.patients).drain().collect();
+            let taken: Vec<UrgentReadings> = lock(&self.shared.waiting)
+                .drain()
+                .map(|((patient_id, kind), first_measured_at)| UrgentReadings {
+                    patient_id,
+                    kind,
+                    first_measured_at,
+                })
+                .collect();
             if !taken.is_empty() {
                 return taken;
             }
@@ -234,18 +257,17 @@ struct FollowupRow {
 }
 
 impl Store {
-    /// Claims the patients of `consumer`'s queued items, at most `limit` of them, with every
-    /// item queued for them that no other claim holds; `None` when there are none. Half come
-    /// from the oldest items (the backlog always drains) and half from the items with the
-    /// most recent readings, so a reading measured now is worked on at once even behind a
-    /// backlog (after an outage the broker redelivers minutes of readings at once; an alarm
-    /// for a current reading must not wait for them). Taking a patient's whole queue lets
-    /// one round of work cover all the commits that touched them while the consumer was
-    /// busy, so a backlog shrinks by patients, not by commits.
+    /// Claims queued rows of `consumer` holding about `limit` items (at least one row),
+    /// with their items; `None` when none is free. Half come from the oldest rows (the backlog
+    /// always drains) and half from the rows with the most recent readings, so a reading
+    /// measured now is worked on at once even behind a backlog (after an outage the broker
+    /// redelivers minutes of readings at once; an alarm for a current reading must not wait
+    /// for them). Items of one patient may sit in several rows, and so in two claims at once:
+    /// consumers lock the patients they work on.
     ///
-    /// The locked rows are deleted by their `ctid` (items are inserted and deleted, never
+    /// The locked rows are deleted by their `ctid` (rows are inserted and deleted, never
     /// updated, and a lock holds the row where it is): a TID scan instead of a second
-    /// primary-key lookup per item.
+    /// primary-key lookup per row.
     pub async fn claim_followups(
         &self,
         consumer: &str,
@@ -253,48 +275,39 @@ impl Store {
     ) -> Result<Option<FollowupClaim>, StorageError> {
         let mut tx = self.begin_claim().await?;
         let rows: Vec<FollowupRow> = sqlx::query_as(
-            "DELETE FROM ingest_followups f USING (
-                 SELECT ctid FROM ingest_followups
-                 WHERE consumer = $1 AND patient_id IN (
-                     (SELECT patient_id FROM ingest_followups WHERE consumer = $1
-                      ORDER BY id LIMIT $2)
-                     UNION
-                     (SELECT patient_id FROM ingest_followups WHERE consumer = $1
-                      ORDER BY last_measured_at DESC LIMIT $3))
-                 FOR UPDATE SKIP LOCKED) claimed
-             WHERE f.ctid = claimed.ctid
-             RETURNING f.id, f.patient_id, f.kind, f.first_measured_at, f.last_measured_at,
-                 f.readings, f.enqueued_at",
+            "WITH candidates AS (
+                 SELECT id FROM (
+                     SELECT id, sum(items) OVER (ORDER BY id) - items AS before
+                     FROM ingest_followup_batches WHERE consumer = $1
+                     ORDER BY id LIMIT $2) oldest
+                 WHERE before < $2
+                 UNION
+                 SELECT id FROM (
+                     SELECT id,
+                         sum(items) OVER (ORDER BY freshest_measured_at DESC, id DESC)
+                             - items AS before
+                     FROM ingest_followup_batches WHERE consumer = $1
+                     ORDER BY freshest_measured_at DESC, id DESC LIMIT $3) freshest
+                 WHERE before < $3
+             ), claimed AS (
+                 SELECT ctid FROM ingest_followup_batches
+                 WHERE id IN (SELECT id FROM candidates)
+                 FOR UPDATE SKIP LOCKED
+             ), deleted AS (
+                 DELETE FROM ingest_followup_batches f USING claimed
+                 WHERE f.ctid = claimed.ctid
+                 RETURNING f.id, f.enqueued_at, f.patient_ids, f.kinds, f.first_measured_at,
+                     f.last_measured_at, f.readings
+             )
+             SELECT d.id, i.patient_id, i.kind, i.first_measured_at, i.last_measured_at,
+                 i.readings, d.enqueued_at
+             FROM deleted d CROSS JOIN LATERAL UNNEST(d.patient_ids, d.kinds,
+                 d.first_measured_at, d.last_measured_at, d.readings)
+                 AS i (patient_id, kind, first_measured_at, last_measured_at, readings)",
         )
         .bind(consumer)
-        .bind(limit - limit / 2)
+        .bind((limit - limit / 2).max(1))
         .bind(limit / 2)
-        .fetch_all(&mut *tx)
-        .await?;
-        FollowupClaim::of_rows(tx, rows).await
-    }
-
-    /// Claims every item of `consumer` queued for `patients` that no other claim holds;
-    /// `None` when there are none (a round or another server may hold them: it does the
-    /// work). The alert engine's lane for readings that may raise an urgent alarm
-    /// ([`UrgentPatients`]).
-    pub async fn claim_followups_of(
-        &self,
-        consumer: &str,
-        patients: &[Uuid],
-    ) -> Result<Option<FollowupClaim>, StorageError> {
-        let mut tx = self.begin_claim().await?;
-        let rows: Vec<FollowupRow> = sqlx::query_as(
-            "DELETE FROM ingest_followups f USING (
-                 SELECT ctid FROM ingest_followups
-                 WHERE consumer = $1 AND patient_id = ANY($2)
-                 FOR UPDATE SKIP LOCKED) claimed
-             WHERE f.ctid = claimed.ctid
-             RETURNING f.id, f.patient_id, f.kind, f.first_measured_at, f.last_measured_at,
-                 f.readings, f.enqueued_at",
-        )
-        .bind(consumer)
-        .bind(patients)
         .fetch_all(&mut *tx)
         .await?;
         FollowupClaim::of_rows(tx, rows).await
@@ -302,12 +315,13 @@ impl Store {
 
     /// How many items wait for `consumer` (for metrics and tests).
     pub async fn pending_followups(&self, consumer: &str) -> Result<i64, StorageError> {
-        Ok(
-            sqlx::query_scalar("SELECT count(*) FROM ingest_followups WHERE consumer = $1")
-                .bind(consumer)
-                .fetch_one(self.pool())
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce(sum(items), 0)::int8 FROM ingest_followup_batches
+             WHERE consumer = $1",
         )
+        .bind(consumer)
+        .fetch_one(self.pool())
+        .await?)
     }
 }
 
@@ -315,14 +329,30 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn glucose_of(patient: u128, second: i64) -> UrgentReadings {
+        UrgentReadings {
+            patient_id: Uuid::from_u128(patient),
+            kind: ReadingKind::Glucose,
+            first_measured_at: DateTime::from_timestamp(second, 0).expect("time"),
+        }
+    }
+
     #[tokio::test]
-    async fn announced_patients_are_taken_once_each() {
+    async fn announced_readings_are_taken_once_per_patient_and_kind_from_the_earliest() {
         let urgent = UrgentPatients::default();
-        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        urgent.announce([a, b, a]);
+        let pressure = UrgentReadings {
+            kind: ReadingKind::BloodPressure,
+            ..glucose_of(1, 50)
+        };
+        urgent.announce([
+            glucose_of(1, 20),
+            glucose_of(2, 30),
+            glucose_of(1, 10),
+            pressure,
+        ]);
         let mut taken = urgent.next().await;
-        taken.sort();
-        assert_eq!(taken, vec![a, b]);
+        taken.sort_by_key(|r| (r.patient_id, r.first_measured_at));
+        assert_eq!(taken, vec![glucose_of(1, 10), pressure, glucose_of(2, 30)]);
         // Nothing announced since: the next take waits for the next announcement.
         let waiting = tokio::spawn({
             let urgent = urgent.clone();
@@ -330,12 +360,12 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        urgent.announce([b]);
+        urgent.announce([glucose_of(2, 40)]);
         let taken = tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
             .expect("woken by the announcement")
             .expect("task");
-        assert_eq!(taken, vec![b]);
+        assert_eq!(taken, vec![glucose_of(2, 40)]);
     }
 
     #[test]
@@ -385,7 +415,7 @@ mod tests {
     #[tokio::test]
     async fn the_waiting_set_is_bounded() {
         let urgent = UrgentPatients::default();
-        urgent.announce((0..URGENT_PATIENTS_LIMIT as u128 + 5).map(Uuid::from_u128));
+        urgent.announce((0..URGENT_PATIENTS_LIMIT as u128 + 5).map(|p| glucose_of(p, 0)));
         assert_eq!(urgent.next().await.len(), URGENT_PATIENTS_LIMIT);
     }
 }

@@ -146,14 +146,14 @@ impl Store {
         Ok(devices)
     }
 
-    /// Age of the oldest item waiting for `consumer` in `ingest_followups`, in seconds (0 when
+    /// Age of the oldest item waiting for `consumer` in the follow-up queue, in seconds (0 when
     /// nothing waits): how far behind that consumer (the alert engine, the rollups) is.
     pub async fn oldest_followup_age_seconds(&self, consumer: &str) -> Result<f64, StorageError> {
         // The first by id is the oldest (ids follow enqueueing), and the index finds it at
         // once however long the queue is; min(enqueued_at) would read the whole queue.
         let age: Option<f64> = sqlx::query_scalar(
             "SELECT extract(epoch FROM clock_timestamp() - enqueued_at)::float8
-             FROM ingest_followups WHERE consumer = $1 ORDER BY id LIMIT 1",
+             FROM ingest_followup_batches WHERE consumer = $1 ORDER BY id LIMIT 1",
         )
         .bind(consumer)
         .fetch_optional(self.pool())

@@ -44,8 +44,8 @@ pub struct RejectionRow {
 pub struct BatchWrite<'a> {
     pub readings: Vec<ReadingRow<'a>>,
     pub rejections: Vec<RejectionRow>,
-    /// The consumers that get an `ingest_followups` row per patient and kind of the newly
-    /// stored readings (see [`crate::followups`]).
+    /// The consumers that get the follow-up items (one per patient and kind of the newly
+    /// stored readings) in `ingest_followup_batches` rows (see [`crate::followups`]).
     pub followup_consumers: &'a [&'a str],
 }
 
@@ -79,8 +79,8 @@ impl InsertedKeys {
 /// The whole batch in one statement, so one round trip and one implicit transaction: new
 /// glucose, blood-pressure and treatment rows, the refusals, each
 /// device's latest reading (for the `no_data` time check), and the follow-up work for every
-/// consumer, per patient and kind of the readings newly stored (treatments feed no alert rule
-/// or rollup yet, so they queue none). PostgreSQL runs every
+/// consumer: an item per patient and kind of the readings newly stored, a few hundred to a
+/// queue row (treatments feed no alert rule or rollup yet, so they queue none). PostgreSQL runs every
 /// data-modifying CTE to completion whether or not the final SELECT reads it.
 /// `{skip_duplicates}` marks where one of its two forms skips readings already stored.
 const WRITE_BATCH_TEMPLATE: &str = "
@@ -142,14 +142,22 @@ WITH new_glucose AS (
         SET last_measured_at = excluded.last_measured_at,
             silence_due_at = excluded.silence_due_at
         WHERE l.last_measured_at < excluded.last_measured_at
-), followups AS (
-    INSERT INTO ingest_followups (consumer, patient_id, kind, first_measured_at,
-        last_measured_at, readings)
-    SELECT c.consumer, d.patient_id, s.kind, min(s.measured_at), max(s.measured_at),
-        count(*)::int
+), touched AS (
+    -- At most 250 items to a queue row, so a claim stays a round's size.
+    SELECT d.patient_id, s.kind, min(s.measured_at) AS first_measured_at,
+        max(s.measured_at) AS last_measured_at, count(*)::int AS readings,
+        (row_number() OVER (ORDER BY d.patient_id, s.kind) - 1) / 250 AS part
     FROM stored s JOIN devices_of_batch d USING (device_key)
-        CROSS JOIN UNNEST($27::text[]) AS c (consumer)
-    GROUP BY c.consumer, d.patient_id, s.kind
+    GROUP BY d.patient_id, s.kind
+), followups AS (
+    INSERT INTO ingest_followup_batches (consumer, freshest_measured_at, items, patient_ids,
+        kinds, first_measured_at, last_measured_at, readings)
+    -- The aggregates of a group see its rows in one order: the arrays stay parallel.
+    SELECT c.consumer, max(t.last_measured_at), count(*)::int, array_agg(t.patient_id),
+        array_agg(t.kind), array_agg(t.first_measured_at), array_agg(t.last_measured_at),
+        array_agg(t.readings)
+    FROM touched t CROSS JOIN UNNEST($27::text[]) AS c (consumer)
+    GROUP BY c.consumer, t.part
 )
 SELECT kind, device_key, measured_at FROM stored
 UNION ALL

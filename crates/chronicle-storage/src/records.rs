@@ -142,7 +142,27 @@ impl Store {
             "DELETE FROM rejected_readings WHERE patient_id = $1
                  OR device_id IN (SELECT id FROM devices WHERE patient_id = $1)",
             "DELETE FROM devices WHERE patient_id = $1",
-            "DELETE FROM ingest_followups WHERE patient_id = $1",
+            // Queued follow-up work names the patient and when they measured: rows of theirs
+            // alone go, rows shared with others keep the others' items.
+            "DELETE FROM ingest_followup_batches WHERE patient_ids <@ ARRAY[$1]::uuid[]",
+            "UPDATE ingest_followup_batches f SET items = k.items,
+                 freshest_measured_at = k.freshest_measured_at, patient_ids = k.patient_ids,
+                 kinds = k.kinds, first_measured_at = k.first_measured_at,
+                 last_measured_at = k.last_measured_at, readings = k.readings
+             FROM (SELECT f.id, count(*)::int AS items,
+                       max(i.last_measured_at) AS freshest_measured_at,
+                       array_agg(i.patient_id ORDER BY i.n) AS patient_ids,
+                       array_agg(i.kind ORDER BY i.n) AS kinds,
+                       array_agg(i.first_measured_at ORDER BY i.n) AS first_measured_at,
+                       array_agg(i.last_measured_at ORDER BY i.n) AS last_measured_at,
+                       array_agg(i.readings ORDER BY i.n) AS readings
+                   FROM ingest_followup_batches f CROSS JOIN LATERAL UNNEST(f.patient_ids,
+                       f.kinds, f.first_measured_at, f.last_measured_at, f.readings)
+                       WITH ORDINALITY
+                       AS i (patient_id, kind, first_measured_at, last_measured_at, readings, n)
+                   WHERE f.patient_ids @> ARRAY[$1]::uuid[] AND i.patient_id <> $1
+                   GROUP BY f.id) k
+             WHERE f.id = k.id",
             "UPDATE auth_tokens SET revoked_at = coalesce(revoked_at, now())
                  WHERE user_id IN (SELECT id FROM users WHERE patient_id = $1)",
             // Where and when the person logged in is about the person too.

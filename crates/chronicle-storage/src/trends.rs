@@ -192,7 +192,8 @@ impl crate::Store {
     /// awaiting a rebuild. Zero means the rollups have caught up.
     pub async fn pending_trend_work(&self) -> Result<i64, StorageError> {
         Ok(sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM ingest_followups WHERE consumer = $1)
+            "SELECT (SELECT coalesce(sum(items), 0) FROM ingest_followup_batches
+                     WHERE consumer = $1)::int8
                   + (SELECT count(*) FROM trend_rebuilds)",
         )
         .bind(TRENDS_CONSUMER)

@@ -80,8 +80,12 @@ async fn pending<K: TrendKind>(
         "SELECT patient_id, NULL::timestamptz, NULL::timestamptz FROM trend_rebuilds
          WHERE patient_id = ANY($3)
          UNION ALL
-         SELECT patient_id, first_measured_at, last_measured_at FROM ingest_followups
-         WHERE consumer = $1 AND kind = $2 AND patient_id = ANY($3)",
+         SELECT i.patient_id, i.first_measured_at, i.last_measured_at
+         FROM ingest_followup_batches f CROSS JOIN LATERAL UNNEST(f.patient_ids, f.kinds,
+             f.first_measured_at, f.last_measured_at)
+             AS i (patient_id, kind, first_measured_at, last_measured_at)
+         WHERE f.consumer = $1 AND f.patient_ids && $3 AND i.kind = $2
+             AND i.patient_id = ANY($3)",
     )
     .bind(TRENDS_CONSUMER)
     .bind(K::KIND.as_str())
