@@ -265,9 +265,10 @@ impl Store {
     /// for them). Items of one patient may sit in several rows, and so in two claims at once:
     /// consumers lock the patients they work on.
     ///
-    /// The locked rows are deleted by their `ctid` (rows are inserted and deleted, never
-    /// updated, and a lock holds the row where it is): a TID scan instead of a second
-    /// primary-key lookup per row.
+    /// The locked rows are deleted by their `ctid` (a lock holds the row where it is): a TID
+    /// scan instead of a second primary-key lookup per row. Rows are inserted and deleted;
+    /// only an erasure updates one, and a row it updated while the claim began is not
+    /// deleted, so it stays queued for the next claim.
     pub async fn claim_followups(
         &self,
         consumer: &str,
