@@ -1,10 +1,14 @@
 //! A clinic for alert tests: an organization with a care team and a clinician, patients who
 //! share their glucose and blood pressure with the team (readings and alerts), their devices,
-//! and the JSON of readings.
+//! the JSON of readings, and a population stored in bulk.
 
 use crate::api::create_user;
-use chronicle_domain::DeviceKind;
+use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
 use chronicle_domain::sharing::{Access, DataCategory, Grantee, Purpose, Role};
+use chronicle_domain::units::GlucoseUnit;
+use chronicle_domain::{DeviceKind, Reading};
+use chronicle_storage::population::{PopulationDevice, PopulationPlan};
+use chronicle_storage::readings::{BatchWrite, ReadingRow};
 use chronicle_storage::sharing::NewGrant;
 use chronicle_storage::{DeviceCredentials, NewPatient, Store};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -98,6 +102,69 @@ impl Clinic {
 
 fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Registers `patients` CGM wearers (named `name_prefix` and their number) relayed by one new
+/// gateway, and stores one glucose reading of each, measured at `measured_at`, worth
+/// `value_of(device)`, in one batch written as the ingest writes it, queuing follow-up work for
+/// `consumers`. Returns the registered devices.
+pub async fn population_with_a_reading_each(
+    store: &Store,
+    patients: u64,
+    name_prefix: &str,
+    measured_at: DateTime<Utc>,
+    value_of: impl Fn(&PopulationDevice) -> f64,
+    consumers: &[&str],
+) -> Vec<PopulationDevice> {
+    let (gateway, _) = store
+        .create_gateway(None, Some(name_prefix), &[])
+        .await
+        .expect("gateway");
+    let devices = store
+        .register_population(&PopulationPlan {
+            patients,
+            meter_percent: 0,
+            cuff_percent: 0,
+            gateways: std::slice::from_ref(&gateway.id),
+            name_prefix,
+        })
+        .await
+        .expect("population");
+    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+    let keys = store.devices_for_ingest(&ids).await.expect("device keys");
+    let readings: Vec<Reading> = devices
+        .iter()
+        .map(|device| {
+            let value = value_of(device);
+            Reading::Glucose(GlucoseReading {
+                measured_at,
+                utc_offset_minutes: 0,
+                value: GlucoseMgDl::new(value).expect("plausible"),
+                original_value: Some(value),
+                original_unit: GlucoseUnit::MgDl,
+                source: GlucoseSource::Cgm,
+                flag: None,
+                device_reading_id: None,
+            })
+        })
+        .collect();
+    store
+        .write_batch(&BatchWrite {
+            readings: devices
+                .iter()
+                .zip(&readings)
+                .map(|(device, reading)| ReadingRow {
+                    device_key: keys[device.device_id.as_str()].key,
+                    patient_id: device.patient_id,
+                    reading,
+                })
+                .collect(),
+            rejections: Vec::new(),
+            followup_consumers: consumers,
+        })
+        .await
+        .expect("stored");
+    devices
 }
 
 /// A glucose reading in mg/dL.

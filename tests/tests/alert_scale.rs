@@ -7,15 +7,12 @@
 //! that starts behind on many patients takes larger claims yet evaluates each patient once.
 
 use chronicle_alerts::{ReadingWindows, Scope, evaluate_patients};
-use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
+use chronicle_domain::DeviceKind;
 use chronicle_domain::sharing::{AccessAction, Principal, Role};
-use chronicle_domain::units::GlucoseUnit;
-use chronicle_domain::{DeviceKind, Reading};
 use chronicle_storage::Store;
-use chronicle_storage::population::{PopulationDevice, PopulationPlan};
-use chronicle_storage::readings::{BatchWrite, ReadingRow};
+use chronicle_storage::population::PopulationDevice;
 use chronicle_storage::records::Erasure;
-use chronicle_tests::clinic::{Clinic, glucose};
+use chronicle_tests::clinic::{Clinic, glucose, population_with_a_reading_each};
 use chronicle_tests::{
     ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
     secured_mosquitto_options,
@@ -344,58 +341,18 @@ async fn an_engine_behind_takes_larger_claims_and_evaluates_each_patient_once() 
     let db = TestDatabase::create().await.expect("database");
     let store = Store::from_pool(db.pool.clone());
     store.migrate().await.expect("migrations");
-    let (gateway, _) = store
-        .create_gateway(None, Some("behind"), &[])
-        .await
-        .expect("gateway");
-    let devices = store
-        .register_population(&PopulationPlan {
-            patients: QUEUED_PATIENTS,
-            meter_percent: 0,
-            cuff_percent: 0,
-            gateways: std::slice::from_ref(&gateway.id),
-            name_prefix: "Behind",
-        })
-        .await
-        .expect("population");
-    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
-    let keys = store.devices_for_ingest(&ids).await.expect("device keys");
     // Every seventh patient's reading is very low; the rest are in range.
     let very_low = |device: &PopulationDevice| device.patient_number.is_multiple_of(7);
     let measured_at = Utc::now().trunc_subsecs(0) - Duration::seconds(30);
-    let readings: Vec<Reading> = devices
-        .iter()
-        .map(|device| {
-            let value = if very_low(device) { 45.0 } else { 120.0 };
-            Reading::Glucose(GlucoseReading {
-                measured_at,
-                utc_offset_minutes: 0,
-                value: GlucoseMgDl::new(value).expect("plausible"),
-                original_value: Some(value),
-                original_unit: GlucoseUnit::MgDl,
-                source: GlucoseSource::Cgm,
-                flag: None,
-                device_reading_id: None,
-            })
-        })
-        .collect();
-    let rows: Vec<ReadingRow<'_>> = devices
-        .iter()
-        .zip(&readings)
-        .map(|(device, reading)| ReadingRow {
-            device_key: keys[device.device_id.as_str()].key,
-            patient_id: device.patient_id,
-            reading,
-        })
-        .collect();
-    store
-        .write_batch(&BatchWrite {
-            readings: rows,
-            rejections: Vec::new(),
-            followup_consumers: &[chronicle_alerts::CONSUMER],
-        })
-        .await
-        .expect("queued readings");
+    let devices = population_with_a_reading_each(
+        &store,
+        QUEUED_PATIENTS,
+        "Behind",
+        measured_at,
+        |device| if very_low(device) { 45.0 } else { 120.0 },
+        &[chronicle_alerts::CONSUMER],
+    )
+    .await;
     // Older than the engine's keeping-up bound (500 ms) when the server claims them.
     tokio::time::sleep(StdDuration::from_millis(700)).await;
 

@@ -8,19 +8,16 @@
 //! the moment the registry announces its revocation.
 
 use bytes::Bytes;
-use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
 use chronicle_domain::sharing::{AccessAction, Principal, Role};
-use chronicle_domain::units::GlucoseUnit;
 use chronicle_domain::wire::DecodeLimits;
-use chronicle_domain::{DeviceKind, Reading, ReadingKind};
+use chronicle_domain::{DeviceKind, ReadingKind};
 use chronicle_ingest::registry_cache::RegistryCache;
 use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipeline};
-use chronicle_storage::population::PopulationPlan;
-use chronicle_storage::readings::{BatchWrite, ReadingRow};
 use chronicle_storage::{
     Device, FollowupClaim, NewPatient, Patient, Store, UrgentPatients, UrgentReadings,
 };
 use chronicle_tests::TestDatabase;
+use chronicle_tests::clinic::population_with_a_reading_each;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
 use serde_json::json;
@@ -228,54 +225,16 @@ async fn stored_readings_enqueue_followups_per_consumer_patient_and_kind() {
 async fn a_large_batch_is_queued_in_rows_of_at_most_250_items() {
     const PATIENTS: u64 = 600;
     let (_db, store) = fresh_store().await;
-    let (gateway, _) = store
-        .create_gateway(None, Some("hub"), &[])
-        .await
-        .expect("gateway");
-    let devices = store
-        .register_population(&PopulationPlan {
-            patients: PATIENTS,
-            meter_percent: 0,
-            cuff_percent: 0,
-            gateways: std::slice::from_ref(&gateway.id),
-            name_prefix: "Many",
-        })
-        .await
-        .expect("population");
-    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
-    let keys = store.devices_for_ingest(&ids).await.expect("device keys");
     let measured_at = DateTime::from_timestamp(Utc::now().timestamp() - 60, 0).expect("time");
-    let readings: Vec<Reading> = devices
-        .iter()
-        .map(|_| {
-            Reading::Glucose(GlucoseReading {
-                measured_at,
-                utc_offset_minutes: 0,
-                value: GlucoseMgDl::new(110.0).expect("plausible"),
-                original_value: Some(110.0),
-                original_unit: GlucoseUnit::MgDl,
-                source: GlucoseSource::Cgm,
-                flag: None,
-                device_reading_id: None,
-            })
-        })
-        .collect();
-    store
-        .write_batch(&BatchWrite {
-            readings: devices
-                .iter()
-                .zip(&readings)
-                .map(|(device, reading)| ReadingRow {
-                    device_key: keys[device.device_id.as_str()].key,
-                    patient_id: device.patient_id,
-                    reading,
-                })
-                .collect(),
-            rejections: Vec::new(),
-            followup_consumers: &["first"],
-        })
-        .await
-        .expect("stored");
+    let devices = population_with_a_reading_each(
+        &store,
+        PATIENTS,
+        "Many",
+        measured_at,
+        |_| 110.0,
+        &["first"],
+    )
+    .await;
     assert_eq!(
         store.pending_followups("first").await.expect("count"),
         PATIENTS as i64
