@@ -353,9 +353,9 @@ pub async fn run(
                 backoff = std::time::Duration::from_millis(200);
                 if round.items > 0 {
                     // More may have been queued meanwhile.
-                    let (spacing, limit) =
+                    let (spacing, patients) =
                         next_round(&round, started.elapsed(), backlog.draining());
-                    claim_limit = limit;
+                    claim_limit = items_for_patients(patients, &round);
                     last_busy_round = Some((started, spacing));
                     continue;
                 }
@@ -390,6 +390,8 @@ pub async fn run(
 struct Round {
     /// Follow-up items done.
     items: usize,
+    /// The patients they were for (each evaluated once).
+    patients: usize,
     /// Whether any of them was for a current reading.
     current: bool,
     /// How long its oldest item had waited when claimed.
@@ -412,6 +414,24 @@ fn round_spacing(
         std::time::Duration::ZERO
     };
     ROUND_SPACING.max(took + idle)
+}
+
+/// Most items a claim may take per patient it is meant to cover.
+const MOST_ITEMS_PER_PATIENT: usize = 20;
+
+/// How many items to claim to cover about `patients` patients, going by how often the last
+/// round's items repeated a patient. A claim takes whole queue rows, one per committed batch:
+/// where each patient sends many readings (a clinic's few devices, an app uploading), every
+/// row holds the same patients, and a claim of as many items as patients would evaluate each
+/// patient once per commit; where each reading is another patient's (a fleet), items and
+/// patients are the same.
+fn items_for_patients(patients: i64, last: &Round) -> i64 {
+    let repeats = last
+        .items
+        .checked_div(last.patients)
+        .unwrap_or(1)
+        .clamp(1, MOST_ITEMS_PER_PATIENT);
+    patients * repeats as i64
 }
 
 /// How the round after one that found work (and took `took`) follows it: how long after
@@ -513,6 +533,7 @@ async fn drain(
     claim.complete().await?;
     Ok(Round {
         items,
+        patients: patients.len(),
         current,
         oldest_wait,
     })
@@ -614,6 +635,7 @@ mod tests {
         let ms = StdDuration::from_millis;
         let round = |current, oldest_wait| Round {
             items: 10,
+            patients: 10,
             current,
             oldest_wait,
         };
@@ -641,5 +663,24 @@ mod tests {
             next_round(&round(true, ms(2_000)), ms(20), true),
             (BACKLOG_ROUND_SPACING, CLAIM_LIMIT)
         );
+    }
+
+    #[test]
+    fn claims_grow_with_how_often_items_repeat_a_patient() {
+        let round = |items, patients| Round {
+            items,
+            patients,
+            ..Round::default()
+        };
+        // A fleet: every item another patient's.
+        assert_eq!(items_for_patients(200, &round(180, 180)), 200);
+        // A few devices sending many readings each: every row holds the same patients.
+        assert_eq!(items_for_patients(200, &round(300, 100)), 600);
+        // Bounded, and nothing to go by after an empty round.
+        assert_eq!(
+            items_for_patients(200, &round(10_000, 10)),
+            200 * MOST_ITEMS_PER_PATIENT as i64
+        );
+        assert_eq!(items_for_patients(200, &round(0, 0)), 200);
     }
 }
