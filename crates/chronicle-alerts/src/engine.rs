@@ -353,9 +353,9 @@ pub async fn run(
                 backoff = std::time::Duration::from_millis(200);
                 if round.items > 0 {
                     // More may have been queued meanwhile.
-                    let (spacing, patients) =
+                    let (spacing, items) =
                         next_round(&round, started.elapsed(), backlog.draining());
-                    claim_limit = items_for_patients(patients, &round);
+                    claim_limit = items;
                     last_busy_round = Some((started, spacing));
                     continue;
                 }
@@ -435,13 +435,15 @@ fn items_for_patients(patients: i64, last: &Round) -> i64 {
 }
 
 /// How the round after one that found work (and took `took`) follows it: how long after
-/// this one's start it may start, and how many patients it claims.
+/// this one's start it may start, and how many items it claims.
 /// - While this process's ingest works through a backlog ([`IngestBacklog::draining`]) the
-///   rounds take at most half of the time, with the usual claims: the backlog is stored
-///   sooner, and the urgent lane still evaluates the readings that may raise an alarm.
-/// - A round without current readings is spaced by [`BACKLOG_ROUND_SPACING`].
-/// - Otherwise [`round_spacing`]; and an engine behind on current readings (the oldest item
-///   waited [`KEEPING_UP_WITHIN`] or more) claims [`BEHIND_CLAIM_LIMIT`] patients.
+///   rounds take at most half of the time, with claims of the usual number of items: the
+///   backlog is stored sooner (larger claims there took database time from the ingest), and
+///   the urgent lane still evaluates the readings that may raise an alarm.
+/// - Otherwise claims cover about as many patients as usual ([`items_for_patients`]), or
+///   [`BEHIND_CLAIM_LIMIT`] patients for an engine behind on current readings (the oldest
+///   item waited [`KEEPING_UP_WITHIN`] or more); a round without current readings is spaced
+///   by [`BACKLOG_ROUND_SPACING`], others by [`round_spacing`].
 fn next_round(
     round: &Round,
     took: std::time::Duration,
@@ -451,14 +453,20 @@ fn next_round(
         return (BACKLOG_ROUND_SPACING.max(took * 2), CLAIM_LIMIT);
     }
     if !round.current {
-        return (BACKLOG_ROUND_SPACING, CLAIM_LIMIT);
+        return (
+            BACKLOG_ROUND_SPACING,
+            items_for_patients(CLAIM_LIMIT, round),
+        );
     }
-    let limit = if round.oldest_wait >= KEEPING_UP_WITHIN {
+    let patients = if round.oldest_wait >= KEEPING_UP_WITHIN {
         BEHIND_CLAIM_LIMIT
     } else {
         CLAIM_LIMIT
     };
-    (round_spacing(took, round.oldest_wait), limit)
+    (
+        round_spacing(took, round.oldest_wait),
+        items_for_patients(patients, round),
+    )
 }
 
 /// One claim of at most `limit` patients: evaluates every touched patient, then completes it.
@@ -631,7 +639,7 @@ mod tests {
     }
 
     #[test]
-    fn an_engine_behind_claims_more_unless_the_ingest_drains_a_backlog() {
+    fn claims_grow_when_behind_or_repeating_unless_the_ingest_drains_a_backlog() {
         let ms = StdDuration::from_millis;
         let round = |current, oldest_wait| Round {
             items: 10,
@@ -661,6 +669,20 @@ mod tests {
         );
         assert_eq!(
             next_round(&round(true, ms(2_000)), ms(20), true),
+            (BACKLOG_ROUND_SPACING, CLAIM_LIMIT)
+        );
+        // Items that repeated a patient three times: claims of three times the items,
+        // except while the ingest drains a backlog.
+        let repeating = Round {
+            items: 30,
+            ..round(true, ms(100))
+        };
+        assert_eq!(
+            next_round(&repeating, ms(120), false),
+            (ms(240), 3 * CLAIM_LIMIT)
+        );
+        assert_eq!(
+            next_round(&repeating, ms(120), true),
             (BACKLOG_ROUND_SPACING, CLAIM_LIMIT)
         );
     }
