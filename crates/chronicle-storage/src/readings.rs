@@ -51,28 +51,41 @@ pub struct BatchWrite<'a> {
 
 /// The idempotency keys that were new, i.e. actually stored; every other reading of the batch
 /// was a duplicate of a row already there (or of an earlier reading in the same batch).
-#[derive(Debug, Default)]
-pub struct InsertedKeys {
-    /// (series, device key, measured at); the series is [`Reading::series`].
-    keys: HashSet<(String, i32, DateTime<Utc>)>,
+#[derive(Debug)]
+pub struct InsertedKeys(Inserted);
+
+#[derive(Debug)]
+enum Inserted {
+    /// Every reading of the batch (this many): the statement that inserts without skipping
+    /// fails on any reading already stored, so when it commits there is nothing to list.
+    All(usize),
+    /// (series, device key, measured at) of those stored; the series is [`Reading::series`].
+    Only(HashSet<(String, i32, DateTime<Utc>)>),
 }
 
 impl InsertedKeys {
-    /// Whether `reading` of the device with `device_key` was stored now.
+    /// Whether `reading` of the device with `device_key`, one of the batch's readings, was
+    /// stored now.
     pub fn contains(&self, device_key: i32, reading: &Reading) -> bool {
-        self.keys.contains(&(
-            reading.series().to_owned(),
-            device_key,
-            reading.measured_at(),
-        ))
+        match &self.0 {
+            Inserted::All(_) => true,
+            Inserted::Only(keys) => keys.contains(&(
+                reading.series().to_owned(),
+                device_key,
+                reading.measured_at(),
+            )),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        match &self.0 {
+            Inserted::All(count) => *count,
+            Inserted::Only(keys) => keys.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 }
 
@@ -82,7 +95,8 @@ impl InsertedKeys {
 /// consumer: an item per patient and kind of the readings newly stored, a few hundred to a
 /// queue row (treatments feed no alert rule or rollup yet, so they queue none). PostgreSQL runs every
 /// data-modifying CTE to completion whether or not the final SELECT reads it.
-/// `{skip_duplicates}` marks where one of its two forms skips readings already stored.
+/// `{skip_duplicates}` marks where one of its two forms skips readings already stored, and
+/// `{answer}` what it answers: the form that skips lists the readings it stored.
 const WRITE_BATCH_TEMPLATE: &str = "
 WITH new_glucose AS (
     INSERT INTO glucose_samples (device_key, utc_offset_minutes, codes, measured_at,
@@ -159,21 +173,36 @@ WITH new_glucose AS (
     FROM touched t CROSS JOIN UNNEST($27::text[]) AS c (consumer)
     GROUP BY c.consumer, t.part
 )
+{answer}";
+
+/// The answer of the form that skips duplicates: the keys it stored.
+const STORED_KEYS: &str = "
 SELECT kind, device_key, measured_at FROM stored
 UNION ALL
 SELECT kind, device_key, measured_at FROM new_treatments";
+
+/// The answer of the form that fails on a duplicate: nothing (its commit says every reading
+/// was stored), so no row per reading goes back over the wire to be decoded.
+const NO_KEYS: &str = "
+SELECT NULL::text, NULL::int4, NULL::timestamptz WHERE false";
 
 /// The batch statement for a batch of new readings, as nearly all are: a reading already
 /// stored makes it fail with a unique violation instead of being skipped. Skipping costs
 /// every row a look-up in the primary key before its insert (and a speculative-insertion
 /// lock), about a tenth of PostgreSQL's time for a one-reading batch; the plain insert finds
 /// a duplicate in the same descent that places the row.
-static WRITE_NEW_BATCH: LazyLock<String> =
-    LazyLock::new(|| WRITE_BATCH_TEMPLATE.replace("{skip_duplicates}", ""));
+static WRITE_NEW_BATCH: LazyLock<String> = LazyLock::new(|| {
+    WRITE_BATCH_TEMPLATE
+        .replace("{skip_duplicates}", "")
+        .replace("{answer}", NO_KEYS)
+});
 
 /// The batch statement that skips readings already stored (and answers for the others).
-static WRITE_BATCH_SKIPPING_DUPLICATES: LazyLock<String> =
-    LazyLock::new(|| WRITE_BATCH_TEMPLATE.replace("{skip_duplicates}", "ON CONFLICT DO NOTHING"));
+static WRITE_BATCH_SKIPPING_DUPLICATES: LazyLock<String> = LazyLock::new(|| {
+    WRITE_BATCH_TEMPLATE
+        .replace("{skip_duplicates}", "ON CONFLICT DO NOTHING")
+        .replace("{answer}", STORED_KEYS)
+});
 
 /// Batches that go straight to [`WRITE_BATCH_SKIPPING_DUPLICATES`] after one met a reading
 /// already stored: repeats come in runs (a device resending what it kept while offline, the
@@ -213,13 +242,14 @@ impl Store {
             .is_ok();
         if !recently_met_duplicate {
             match columns.write(self, &WRITE_NEW_BATCH).await {
+                Ok(_) => return Ok(InsertedKeys(Inserted::All(readings.len()))),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     tracing::debug!(
                         "a batch held a reading already stored: written again, skipping it"
                     );
                     skipping.store(BATCHES_SKIPPING_AFTER_A_DUPLICATE, Ordering::Relaxed);
                 }
-                written => return Ok(written?),
+                Err(error) => return Err(error.into()),
             }
         }
         Ok(columns
@@ -292,9 +322,7 @@ impl BatchColumns<'_> {
             .bind(&treatments.sample.reading_ids)
             .fetch_all(store.pool())
             .await?;
-        Ok(InsertedKeys {
-            keys: returned.into_iter().collect(),
-        })
+        Ok(InsertedKeys(Inserted::Only(returned.into_iter().collect())))
     }
 }
 

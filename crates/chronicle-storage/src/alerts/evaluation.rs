@@ -121,26 +121,22 @@ impl Store {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct GlucoseRow {
-    patient_id: Uuid,
-    device_id: String,
-    measured_at: DateTime<Utc>,
-    received_at: DateTime<Utc>,
-    value_mg_dl: f64,
-    source: String,
-    flag: Option<String>,
-}
+/// A glucose reading as the engine reads it, decoded by position: the engine reads every new
+/// reading back, and a look-up of each column by name cost more than decoding it.
+/// (patient, device, measured at, received at, mg/dL, source, flag)
+type GlucoseRow = (
+    Uuid,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    f64,
+    String,
+    Option<String>,
+);
 
-#[derive(sqlx::FromRow)]
-struct PressureRow {
-    patient_id: Uuid,
-    device_id: String,
-    measured_at: DateTime<Utc>,
-    received_at: DateTime<Utc>,
-    systolic: i16,
-    diastolic: i16,
-}
+/// A blood-pressure reading as the engine reads it, decoded by position (as [`GlucoseRow`]).
+/// (patient, device, measured at, received at, systolic, diastolic)
+type PressureRow = (Uuid, String, DateTime<Utc>, DateTime<Utc>, i16, i16);
 
 #[derive(sqlx::FromRow)]
 struct KnownRow {
@@ -245,21 +241,21 @@ impl AlertEvaluation {
         .fetch_all(&mut *self.tx)
         .await?;
         let mut out: HashMap<Uuid, Vec<GlucosePoint>> = HashMap::new();
-        for r in rows {
-            out.entry(r.patient_id).or_default().push(GlucosePoint {
-                source: GlucoseSource::parse(&r.source)
-                    .ok_or_else(|| StorageError::corrupt("glucose source", &r.source))?,
-                flag: match r.flag {
+        for (patient_id, device_id, measured_at, received_at, value_mg_dl, source, flag) in rows {
+            out.entry(patient_id).or_default().push(GlucosePoint {
+                source: GlucoseSource::parse(&source)
+                    .ok_or_else(|| StorageError::corrupt("glucose source", &source))?,
+                flag: match flag {
                     Some(f) => Some(
                         GlucoseFlag::parse(&f)
                             .ok_or_else(|| StorageError::corrupt("glucose flag", &f))?,
                     ),
                     None => None,
                 },
-                device_id: r.device_id,
-                measured_at: r.measured_at,
-                received_at: r.received_at,
-                value_mg_dl: r.value_mg_dl,
+                device_id,
+                measured_at,
+                received_at,
+                value_mg_dl,
             });
         }
         Ok(out)
@@ -284,13 +280,13 @@ impl AlertEvaluation {
         .fetch_all(&mut *self.tx)
         .await?;
         let mut out: HashMap<Uuid, Vec<PressurePoint>> = HashMap::new();
-        for r in rows {
-            out.entry(r.patient_id).or_default().push(PressurePoint {
-                device_id: r.device_id,
-                measured_at: r.measured_at,
-                received_at: r.received_at,
-                systolic: u16::try_from(r.systolic).unwrap_or_default(),
-                diastolic: u16::try_from(r.diastolic).unwrap_or_default(),
+        for (patient_id, device_id, measured_at, received_at, systolic, diastolic) in rows {
+            out.entry(patient_id).or_default().push(PressurePoint {
+                device_id,
+                measured_at,
+                received_at,
+                systolic: u16::try_from(systolic).unwrap_or_default(),
+                diastolic: u16::try_from(diastolic).unwrap_or_default(),
             });
         }
         Ok(out)
