@@ -90,10 +90,10 @@ impl InsertedKeys {
 }
 
 /// The whole batch in one statement, so one round trip and one implicit transaction: new
-/// glucose, blood-pressure and treatment rows, the refusals, each
-/// device's latest reading (for the `no_data` time check), and the follow-up work for every
-/// consumer: an item per patient and kind of the readings newly stored, a few hundred to a
-/// queue row (treatments feed no alert rule or rollup yet, so they queue none). PostgreSQL runs every
+/// glucose, blood-pressure and treatment rows, the refusals, each device's latest reading
+/// (for the `no_data` time check), and the follow-up work for every consumer: an item per
+/// patient and kind of the readings newly stored, a few hundred to a queue row (treatments
+/// feed no alert rule or rollup yet, so they queue none). PostgreSQL runs every
 /// data-modifying CTE to completion whether or not the final SELECT reads it.
 /// `{skip_duplicates}` marks where one of its two forms skips readings already stored, and
 /// `{answer}` what it answers: the form that skips lists the readings it stored.
