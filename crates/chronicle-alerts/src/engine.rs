@@ -469,7 +469,8 @@ fn next_round(
     )
 }
 
-/// One claim of at most `limit` patients: evaluates every touched patient, then completes it.
+/// One claim of about `limit` items (whole queue rows): evaluates every touched patient, then
+/// completes it.
 async fn drain(
     store: &Store,
     windows: &Arc<ReadingWindows>,
