@@ -796,9 +796,7 @@ impl Store {
         }
         Ok(sqlx::query_as::<_, K::Stored>(&format!(
             "SELECT {columns} FROM {view}
-             WHERE patient_id = $1
-               AND ($2::timestamptz IS NULL OR measured_at >= $2)
-               AND ($3::timestamptz IS NULL OR measured_at < $3)
+             WHERE patient_id = $1 AND measured_at >= $2 AND measured_at < $3
              ORDER BY measured_at DESC, {tiebreak} DESC
              LIMIT $4",
             columns = K::STORED_COLUMNS,
@@ -806,8 +804,8 @@ impl Store {
             tiebreak = K::TIEBREAK_COLUMN,
         ))
         .bind(permit.patient_id())
-        .bind(permit.clamp_from(from))
-        .bind(to)
+        .bind(permit.clamp_from(from).unwrap_or_else(open_start))
+        .bind(to.unwrap_or_else(open_end))
         .bind(limit)
         .fetch_all(self.pool())
         .await?)
@@ -821,11 +819,12 @@ impl Store {
         page: PageRequest<'_>,
     ) -> Result<Vec<K::Stored>, StorageError> {
         let (after_at, after_device) = page.after.unzip();
+        // The page starts at `from` or just after the previous page's last key, whichever is
+        // later: that key's time bounds the index range too.
+        let start = page.from.max(after_at).unwrap_or_else(open_start);
         Ok(sqlx::query_as::<_, K::Stored>(&format!(
             "SELECT {columns} FROM {view}
-             WHERE patient_id = $1
-               AND ($2::timestamptz IS NULL OR measured_at >= $2)
-               AND ($3::timestamptz IS NULL OR measured_at < $3)
+             WHERE patient_id = $1 AND measured_at >= $2 AND measured_at < $3
                AND ($4::timestamptz IS NULL OR (measured_at, {tiebreak}) > ($4, $5))
              ORDER BY measured_at, {tiebreak}
              LIMIT $6",
@@ -834,14 +833,27 @@ impl Store {
             tiebreak = K::TIEBREAK_COLUMN,
         ))
         .bind(patient_id)
-        .bind(page.from)
-        .bind(page.to)
+        .bind(start)
+        .bind(page.to.unwrap_or_else(open_end))
         .bind(after_at)
         .bind(after_device)
         .bind(page.limit)
         .fetch_all(self.pool())
         .await?)
     }
+}
+
+/// The open start of a time range as a bound PostgreSQL can seek to (0001-01-01). Statements
+/// are planned once for any parameters (see `Store::connect_lazy`), so a `$n IS NULL OR
+/// measured_at >= $n` condition stays a filter: the scan walks each device's whole history
+/// instead of starting where the range does.
+fn open_start() -> DateTime<Utc> {
+    DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// The open end of a time range, as [`open_start`] (9999-12-31T23:59:59Z).
+fn open_end() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// A stored glucose reading as a permitted reader sees it.

@@ -134,6 +134,7 @@ async fn load_points<K: TrendKind>(
          JOIN LATERAL (
              SELECT {columns}, device_id FROM {view}
              WHERE patient_id = r.patient_id AND measured_at >= r.lo AND measured_at <= r.hi
+             OFFSET 0 -- a fence, as in the alert engine's `glucose_since`
          ) p ON true
          ORDER BY r.tag, p.measured_at, p.device_id",
         columns = K::POINT_COLUMNS,

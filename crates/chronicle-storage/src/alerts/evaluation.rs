@@ -223,17 +223,26 @@ impl AlertEvaluation {
         Ok(rows.into_iter().collect())
     }
 
-    /// Glucose readings measured since each patient's `from`.
+    /// Glucose readings measured since each patient's `from`. Each patient's readings are
+    /// read in a subquery of their own behind a fence (`OFFSET 0`): joined directly, the
+    /// planner takes the bound from an array row as a filter, not as a bound of the index
+    /// range, and walks each device's whole history (at 10,000 readings a device, 800 ms
+    /// against 90 ms for 200 patients, and growing with the history).
     pub async fn glucose_since(
         &mut self,
         from: &[(Uuid, DateTime<Utc>)],
     ) -> Result<HashMap<Uuid, Vec<GlucosePoint>>, StorageError> {
         let (patients, since): (Vec<Uuid>, Vec<DateTime<Utc>>) = from.iter().copied().unzip();
         let rows: Vec<GlucoseRow> = sqlx::query_as(
-            "SELECT r.patient_id, r.device_id, r.measured_at, r.received_at, r.value_mg_dl,
+            "SELECT w.patient_id, r.device_id, r.measured_at, r.received_at, r.value_mg_dl,
                  r.source, r.flag
              FROM UNNEST($1::uuid[], $2::timestamptz[]) AS w (patient_id, since)
-             JOIN glucose_readings r ON r.patient_id = w.patient_id AND r.measured_at >= w.since
+             CROSS JOIN LATERAL (
+                 SELECT device_id, measured_at, received_at, value_mg_dl, source, flag
+                 FROM glucose_readings
+                 WHERE patient_id = w.patient_id AND measured_at >= w.since
+                 OFFSET 0 -- a fence: see the comment above
+             ) r
              ORDER BY r.measured_at",
         )
         .bind(&patients)
@@ -268,11 +277,15 @@ impl AlertEvaluation {
     ) -> Result<HashMap<Uuid, Vec<PressurePoint>>, StorageError> {
         let (patients, since): (Vec<Uuid>, Vec<DateTime<Utc>>) = from.iter().copied().unzip();
         let rows: Vec<PressureRow> = sqlx::query_as(
-            "SELECT r.patient_id, r.device_id, r.measured_at, r.received_at, r.systolic,
+            "SELECT w.patient_id, r.device_id, r.measured_at, r.received_at, r.systolic,
                  r.diastolic
              FROM UNNEST($1::uuid[], $2::timestamptz[]) AS w (patient_id, since)
-             JOIN blood_pressure_readings r
-               ON r.patient_id = w.patient_id AND r.measured_at >= w.since
+             CROSS JOIN LATERAL (
+                 SELECT device_id, measured_at, received_at, systolic, diastolic
+                 FROM blood_pressure_readings
+                 WHERE patient_id = w.patient_id AND measured_at >= w.since
+                 OFFSET 0 -- a fence, as in `glucose_since`
+             ) r
              ORDER BY r.measured_at",
         )
         .bind(&patients)
