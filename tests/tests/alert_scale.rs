@@ -5,6 +5,7 @@
 //! alert engines that take turns on a patient, each holding its readings between
 //! evaluations, raise exactly what one engine reading all stored data raises. And an engine
 //! that starts behind on many patients takes larger claims yet evaluates each patient once.
+//! And an evaluation reads a patient's new readings, not their device's whole history.
 
 use chronicle_alerts::{ReadingWindows, Scope, evaluate_patients};
 use chronicle_domain::DeviceKind;
@@ -416,5 +417,81 @@ async fn an_engine_behind_takes_larger_claims_and_evaluates_each_patient_once() 
     assert!(
         largest_claim.is_some_and(|patients| patients > 200),
         "no claim of more than 200 patients (largest {largest_claim:?}):\n{log}"
+    );
+}
+
+/// The engine reads a patient's new readings by seeking to them in the index, not by walking
+/// the device's whole history: with a year's worth of readings stored, evaluating the last
+/// hour fetches a few dozen rows of `glucose_samples`, not tens of thousands. Counted in
+/// PostgreSQL's own statistics (index and sequential tuples read, the hypertable's chunks
+/// included), on a store opened as `chronicle serve` opens it (statements planned once).
+#[tokio::test]
+async fn an_evaluation_reads_the_new_readings_not_the_devices_history() {
+    const HISTORY: i64 = 30_000;
+    let db = TestDatabase::create().await.expect("database");
+    let store = Store::connect_lazy(&chronicle_storage::StoreSettings {
+        url: db.url.clone(),
+        max_connections: 4,
+        acquire_timeout: StdDuration::from_secs(30),
+    })
+    .expect("store");
+    store.migrate().await.expect("migrations");
+    // Hypertables on the TimescaleDB leg, as `serve` makes them: the history spans chunks.
+    store
+        .apply_timescale(&chronicle_storage::timescale::TimescaleSettings::default())
+        .await
+        .expect("timescale");
+    let clinic = Clinic::new(&store, "North").await;
+    let (patient, _) = clinic.patient("Long history").await;
+    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
+    // Every 5 minutes for about 104 days, the newest a minute ago.
+    sqlx::query(
+        "INSERT INTO glucose_samples (device_key, utc_offset_minutes, codes, measured_at,
+             value_milli_mg_dl, received_after_s)
+         SELECT d.key, 0, 0, date_trunc('second', now()) - interval '1 minute'
+                - k * interval '5 minutes', 120000, 5
+         FROM devices d, generate_series(0, $2 - 1) AS k
+         WHERE d.id = $1",
+    )
+    .bind(credentials.id.as_str())
+    .bind(HISTORY)
+    .execute(&db.pool)
+    .await
+    .expect("history");
+    let rows_read = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT coalesce(sum(coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)), 0)::int8
+             FROM pg_stat_user_tables
+             WHERE relid = 'glucose_samples'::regclass
+                OR relid IN (SELECT inhrelid FROM pg_inherits
+                             WHERE inhparent = 'glucose_samples'::regclass)",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("statistics")
+    };
+    let before = rows_read().await;
+
+    let windows = ReadingWindows::new(10);
+    let scope = Scope {
+        glucose_from: Some(Utc::now() - Duration::hours(1)),
+        pressure_from: None,
+    };
+    evaluate_patients(&store, &windows, &[(patient, scope)])
+        .await
+        .expect("evaluation");
+    // A backend reports its statistics at most once a second, all of a transaction at once.
+    let read = eventually(
+        StdDuration::from_secs(30),
+        "the read is counted",
+        async || {
+            let read = rows_read().await - before;
+            (read > 0).then_some(read)
+        },
+    )
+    .await;
+    assert!(
+        read < 1_000,
+        "evaluating an hour of readings read {read} rows of a {HISTORY}-reading history"
     );
 }

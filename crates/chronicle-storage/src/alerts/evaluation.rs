@@ -226,8 +226,8 @@ impl AlertEvaluation {
     /// Glucose readings measured since each patient's `from`. Each patient's readings are
     /// read in a subquery of their own behind a fence (`OFFSET 0`): joined directly, the
     /// planner takes the bound from an array row as a filter, not as a bound of the index
-    /// range, and walks each device's whole history (at 10,000 readings a device, 800 ms
-    /// against 90 ms for 200 patients, and growing with the history).
+    /// range, and walks each device's whole history (200 patients with 10,000 readings a
+    /// device: 800 ms against 150 ms, and growing with the history).
     pub async fn glucose_since(
         &mut self,
         from: &[(Uuid, DateTime<Utc>)],
