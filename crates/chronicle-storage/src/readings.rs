@@ -384,13 +384,17 @@ impl BatchColumns<'_> {
     }
 }
 
-/// The kind of reading whose arrival counts for a device's latest reading and queues
-/// follow-up work (treatments feed no alert rule or rollup yet).
-fn followed_kind(reading: &Reading) -> Option<&'static str> {
-    match reading {
-        Reading::Glucose(_) | Reading::BloodPressure(_) => Some(reading.kind().as_str()),
+/// The readings of a batch that count for their device's latest reading and queue follow-up
+/// work, with their kind and time (treatments feed no alert rule or rollup yet).
+fn followed<'r, 'a>(
+    rows: &'r [ReadingRow<'a>],
+) -> impl Iterator<Item = (ReadingRow<'a>, &'static str, DateTime<Utc>)> + 'r {
+    rows.iter().filter_map(|row| match row.reading {
+        Reading::Glucose(_) | Reading::BloodPressure(_) => {
+            Some((*row, row.reading.kind().as_str(), row.reading.measured_at()))
+        }
         Reading::Treatment(_) => None,
-    }
+    })
 }
 
 /// Each device's newest glucose and blood-pressure reading in the batch, for `UNNEST`.
@@ -404,11 +408,7 @@ struct NewestColumns {
 impl NewestColumns {
     fn of(rows: &[ReadingRow<'_>]) -> Self {
         let mut newest: BTreeMap<(i32, &'static str), DateTime<Utc>> = BTreeMap::new();
-        for row in rows {
-            let Some(kind) = followed_kind(row.reading) else {
-                continue;
-            };
-            let measured_at = row.reading.measured_at();
+        for (row, kind, measured_at) in followed(rows) {
             newest
                 .entry((row.device_key, kind))
                 .and_modify(|latest| *latest = (*latest).max(measured_at))
@@ -440,11 +440,7 @@ impl TouchedColumns {
     fn of(rows: &[ReadingRow<'_>]) -> Self {
         type Span = (DateTime<Utc>, DateTime<Utc>, i32);
         let mut touched: BTreeMap<(Uuid, &'static str), Span> = BTreeMap::new();
-        for row in rows {
-            let Some(kind) = followed_kind(row.reading) else {
-                continue;
-            };
-            let at = row.reading.measured_at();
+        for (row, kind, at) in followed(rows) {
             touched
                 .entry((row.patient_id, kind))
                 .and_modify(|(first, last, readings)| {
