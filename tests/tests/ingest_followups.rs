@@ -2,6 +2,7 @@
 //! batch that stores readings enqueues one item per consumer, patient and kind with the range
 //! it stored; duplicates and refusals enqueue nothing; a claim that is dropped puts its items
 //! back, and two claims never hold the same item; a fresh reading is claimed ahead of a backlog,
+//! and a consumer's claim seeks its own rows however many the other consumer left queued;
 //! and commits of mostly late readings tell the process's consumers that a backlog drains.
 //! Each device's latest reading is kept for the silence checks, which settle what an alert
 //! covers. The ingest's registry cache drops a device
@@ -16,12 +17,13 @@ use chronicle_ingest::{BrokerAuthorization, IncomingMessage, IngestMetrics, Pipe
 use chronicle_storage::{
     Device, FollowupClaim, NewPatient, Patient, Store, UrgentPatients, UrgentReadings,
 };
-use chronicle_tests::TestDatabase;
 use chronicle_tests::clinic::population_with_a_reading_each;
+use chronicle_tests::{TestDatabase, eventually};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration as StdDuration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -433,6 +435,78 @@ async fn a_fresh_reading_is_claimed_ahead_of_a_backlog() {
         claim.complete().await.expect("complete");
     }
     assert_eq!(left, 5);
+}
+
+#[tokio::test]
+async fn a_claim_seeks_its_own_consumers_rows_past_another_consumers_backlog() {
+    // Connected as the server connects: its statements are planned once for any consumer.
+    let db = TestDatabase::create().await.expect("database");
+    let store = Store::connect_lazy(&chronicle_storage::StoreSettings {
+        url: db.url.clone(),
+        max_connections: 2,
+        acquire_timeout: StdDuration::from_secs(30),
+    })
+    .expect("store");
+    store.migrate().await.expect("migrations");
+    // The second consumer fell behind (the rollups after an outage): its rows come first.
+    let behind: i64 = 20_000;
+    sqlx::query(
+        "INSERT INTO ingest_followup_batches (consumer, freshest_measured_at, items,
+             patient_ids, kinds, first_measured_at, last_measured_at, readings)
+         SELECT consumer, now(), 1, ARRAY[gen_random_uuid()], ARRAY['glucose'], ARRAY[now()],
+             ARRAY[now()], ARRAY[1]
+         FROM (SELECT $1 AS consumer FROM generate_series(1, $2)
+               UNION ALL SELECT $3) AS queued",
+    )
+    .bind(CONSUMERS[1])
+    .bind(behind)
+    .bind(CONSUMERS[0])
+    .execute(&db.pool)
+    .await
+    .expect("queue");
+    sqlx::query("ANALYZE ingest_followup_batches")
+        .execute(&db.pool)
+        .await
+        .expect("analyze");
+    let rows_read = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)
+             FROM pg_stat_user_tables WHERE relid = 'ingest_followup_batches'::regclass",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("statistics")
+    };
+    let before = rows_read().await;
+
+    let age = store
+        .oldest_followup_age_seconds(CONSUMERS[0])
+        .await
+        .expect("age");
+    assert!(age < 60.0, "{age}");
+    let claim = store
+        .claim_followups(CONSUMERS[0], 100)
+        .await
+        .expect("claim")
+        .expect("the first consumer's row");
+    assert_eq!(claim.items.len(), 1);
+    claim.complete().await.expect("complete");
+
+    // A backend reports its statistics at most once a second.
+    let read = eventually(
+        StdDuration::from_secs(30),
+        "the reads are counted",
+        async || {
+            let read = rows_read().await - before;
+            (read > 0).then_some(read)
+        },
+    )
+    .await;
+    assert!(
+        read < 1_000,
+        "the first consumer's look at its oldest row and its claim read {read} queue rows \
+         of the {behind} the second consumer queued before"
+    );
 }
 
 /// The pipeline tells this process's follow-up consumers when its commits store mostly late

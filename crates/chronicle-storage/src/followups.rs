@@ -292,7 +292,7 @@ impl Store {
                  WHERE before < $3
              ), claimed AS (
                  SELECT ctid FROM ingest_followup_batches
-                 WHERE id IN (SELECT id FROM candidates)
+                 WHERE consumer = $1 AND id IN (SELECT id FROM candidates)
                  FOR UPDATE SKIP LOCKED
              ), deleted AS (
                  DELETE FROM ingest_followup_batches f USING claimed

@@ -149,7 +149,7 @@ impl Store {
                  freshest_measured_at = k.freshest_measured_at, patient_ids = k.patient_ids,
                  kinds = k.kinds, first_measured_at = k.first_measured_at,
                  last_measured_at = k.last_measured_at, readings = k.readings
-             FROM (SELECT f.id, count(*)::int AS items,
+             FROM (SELECT f.consumer, f.id, count(*)::int AS items,
                        max(i.last_measured_at) AS freshest_measured_at,
                        array_agg(i.patient_id ORDER BY i.n) AS patient_ids,
                        array_agg(i.kind ORDER BY i.n) AS kinds,
@@ -161,8 +161,8 @@ impl Store {
                        WITH ORDINALITY
                        AS i (patient_id, kind, first_measured_at, last_measured_at, readings, n)
                    WHERE f.patient_ids @> ARRAY[$1]::uuid[] AND i.patient_id <> $1
-                   GROUP BY f.id) k
-             WHERE f.id = k.id",
+                   GROUP BY f.consumer, f.id) k
+             WHERE f.consumer = k.consumer AND f.id = k.id",
             "UPDATE auth_tokens SET revoked_at = coalesce(revoked_at, now())
                  WHERE user_id IN (SELECT id FROM users WHERE patient_id = $1)",
             // Where and when the person logged in is about the person too.
