@@ -152,6 +152,36 @@ where
     }
 }
 
+/// Rows PostgreSQL has read from `table` and its partitions or TimescaleDB chunks so far: the
+/// heap rows index scans fetched plus the rows sequential scans read, filtered or not.
+pub async fn rows_read(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)), 0)::int8
+         FROM pg_stat_user_tables
+         WHERE relid = $1::regclass
+            OR relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::regclass)",
+    )
+    .bind(table)
+    .fetch_one(pool)
+    .await
+    .expect("statistics")
+}
+
+/// The rows read from `table` since [`rows_read`] returned `before`, once they show: a
+/// backend reports its statistics after its transaction, at most once a second (when idle,
+/// within 10 s).
+pub async fn rows_read_since(pool: &PgPool, table: &str, before: i64) -> i64 {
+    eventually(
+        Duration::from_secs(30),
+        &format!("the rows read from {table} to be counted"),
+        async || {
+            let read = rows_read(pool, table).await - before;
+            (read > 0).then_some(read)
+        },
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@ use chronicle_storage::population::PopulationDevice;
 use chronicle_storage::records::Erasure;
 use chronicle_tests::clinic::{Clinic, glucose, population_with_a_reading_each};
 use chronicle_tests::{
-    ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually,
-    secured_mosquitto_options,
+    ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually, rows_read,
+    rows_read_since, secured_mosquitto_options,
 };
 use chrono::{Duration, SubsecRound, Utc};
 use std::collections::BTreeMap;
@@ -458,19 +458,7 @@ async fn an_evaluation_reads_the_new_readings_not_the_devices_history() {
     .execute(&db.pool)
     .await
     .expect("history");
-    let rows_read = async || -> i64 {
-        sqlx::query_scalar(
-            "SELECT coalesce(sum(coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)), 0)::int8
-             FROM pg_stat_user_tables
-             WHERE relid = 'glucose_samples'::regclass
-                OR relid IN (SELECT inhrelid FROM pg_inherits
-                             WHERE inhparent = 'glucose_samples'::regclass)",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .expect("statistics")
-    };
-    let before = rows_read().await;
+    let before = rows_read(&db.pool, "glucose_samples").await;
 
     let windows = ReadingWindows::new(10);
     let scope = Scope {
@@ -480,16 +468,7 @@ async fn an_evaluation_reads_the_new_readings_not_the_devices_history() {
     evaluate_patients(&store, &windows, &[(patient, scope)])
         .await
         .expect("evaluation");
-    // A backend reports its statistics at most once a second, all of a transaction at once.
-    let read = eventually(
-        StdDuration::from_secs(30),
-        "the read is counted",
-        async || {
-            let read = rows_read().await - before;
-            (read > 0).then_some(read)
-        },
-    )
-    .await;
+    let read = rows_read_since(&db.pool, "glucose_samples", before).await;
     assert!(
         read < 1_000,
         "evaluating an hour of readings read {read} rows of a {HISTORY}-reading history"

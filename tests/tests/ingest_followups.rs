@@ -18,7 +18,7 @@ use chronicle_storage::{
     Device, FollowupClaim, NewPatient, Patient, Store, UrgentPatients, UrgentReadings,
 };
 use chronicle_tests::clinic::population_with_a_reading_each;
-use chronicle_tests::{TestDatabase, eventually};
+use chronicle_tests::{TestDatabase, rows_read, rows_read_since};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
 use serde_json::json;
@@ -468,16 +468,7 @@ async fn a_claim_seeks_its_own_consumers_rows_past_another_consumers_backlog() {
         .execute(&db.pool)
         .await
         .expect("analyze");
-    let rows_read = async || -> i64 {
-        sqlx::query_scalar(
-            "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)
-             FROM pg_stat_user_tables WHERE relid = 'ingest_followup_batches'::regclass",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .expect("statistics")
-    };
-    let before = rows_read().await;
+    let before = rows_read(&db.pool, "ingest_followup_batches").await;
 
     let age = store
         .oldest_followup_age_seconds(CONSUMERS[0])
@@ -492,16 +483,7 @@ async fn a_claim_seeks_its_own_consumers_rows_past_another_consumers_backlog() {
     assert_eq!(claim.items.len(), 1);
     claim.complete().await.expect("complete");
 
-    // A backend reports its statistics at most once a second.
-    let read = eventually(
-        StdDuration::from_secs(30),
-        "the reads are counted",
-        async || {
-            let read = rows_read().await - before;
-            (read > 0).then_some(read)
-        },
-    )
-    .await;
+    let read = rows_read_since(&db.pool, "ingest_followup_batches", before).await;
     assert!(
         read < 1_000,
         "the first consumer's look at its oldest row and its claim read {read} queue rows \
