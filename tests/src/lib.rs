@@ -71,6 +71,22 @@ impl TestDatabase {
         Ok(TestDatabase { url, pool })
     }
 
+    /// A migrated store on this database connected as `chronicle serve` connects
+    /// ([`chronicle_storage::Store::connect_lazy`]: statements planned once for any
+    /// parameters), for tests of what the server's own plans read.
+    pub async fn server_store(
+        &self,
+        max_connections: u32,
+    ) -> anyhow::Result<chronicle_storage::Store> {
+        let store = chronicle_storage::Store::connect_lazy(&chronicle_storage::StoreSettings {
+            url: self.url.clone(),
+            max_connections,
+            acquire_timeout: Duration::from_secs(30),
+        })?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
     /// Counts rows of a table (tests compare what is stored with what was sent).
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))

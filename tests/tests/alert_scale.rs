@@ -429,13 +429,7 @@ async fn an_engine_behind_takes_larger_claims_and_evaluates_each_patient_once() 
 async fn an_evaluation_reads_the_new_readings_not_the_devices_history() {
     const HISTORY: i64 = 30_000;
     let db = TestDatabase::create().await.expect("database");
-    let store = Store::connect_lazy(&chronicle_storage::StoreSettings {
-        url: db.url.clone(),
-        max_connections: 4,
-        acquire_timeout: StdDuration::from_secs(30),
-    })
-    .expect("store");
-    store.migrate().await.expect("migrations");
+    let store = db.server_store(4).await.expect("store");
     // Hypertables on the TimescaleDB leg, as `serve` makes them: the history spans chunks.
     store
         .apply_timescale(&chronicle_storage::timescale::TimescaleSettings::default())

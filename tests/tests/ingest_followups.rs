@@ -23,7 +23,6 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -441,13 +440,7 @@ async fn a_fresh_reading_is_claimed_ahead_of_a_backlog() {
 async fn a_claim_seeks_its_own_consumers_rows_past_another_consumers_backlog() {
     // Connected as the server connects: its statements are planned once for any consumer.
     let db = TestDatabase::create().await.expect("database");
-    let store = Store::connect_lazy(&chronicle_storage::StoreSettings {
-        url: db.url.clone(),
-        max_connections: 2,
-        acquire_timeout: StdDuration::from_secs(30),
-    })
-    .expect("store");
-    store.migrate().await.expect("migrations");
+    let store = db.server_store(2).await.expect("store");
     // The second consumer fell behind (the rollups after an outage): its rows come first.
     let behind: i64 = 20_000;
     sqlx::query(
