@@ -112,10 +112,24 @@ pub async fn evaluate_patients(
         .filter(|(_, s)| *s != Scope::time_only())
         .map(|(p, _)| *p)
         .collect();
-    let generations = evaluation.next_generations(&with_readings).await?;
+    let evaluated_last = evaluation
+        .take_over_patients(&with_readings, windows.engine())
+        .await?;
+    let mut tickets = HashMap::new();
     let mut held: HashMap<Uuid, PatientWindows> = with_readings
         .iter()
-        .map(|p| (*p, windows.take(*p, generations.get(p).copied())))
+        .map(|p| match evaluated_last.get(p) {
+            Some(last) => {
+                let (ticket, patient_windows) = windows.take(*p, *last);
+                tickets.insert(*p, ticket);
+                (*p, patient_windows)
+            }
+            // Erased: nothing to hold.
+            None => {
+                windows.forget(*p);
+                (*p, PatientWindows::default())
+            }
+        })
         .collect();
     // From the database only what the held windows lack is read.
     let glucose_reads = reads(
@@ -234,10 +248,10 @@ pub async fn evaluate_patients(
 
     evaluation.resolve_cleared(&resolve_after, now).await?;
     let events = evaluation.commit().await?;
-    // Only a committed evaluation's windows are exact for its generation.
+    // Only a committed evaluation's windows are exact.
     for (patient, patient_windows) in held {
-        if let Some(generation) = generations.get(&patient) {
-            windows.put(patient, *generation, patient_windows);
+        if let Some(ticket) = tickets.remove(&patient) {
+            windows.put(patient, ticket, patient_windows);
         }
     }
     for event in &events {

@@ -4,12 +4,14 @@
 //!
 //! Held windows are exact only while nobody else evaluated the patient: with several servers
 //! another one may have claimed some of the patient's follow-up work, and its readings are
-//! not in this process's windows. Every evaluation for new readings raises the patient's
-//! generation in the database under the patient's lock
-//! ([`next_generations`](chronicle_storage::alerts::AlertEvaluation::next_generations)); a
-//! window is used only when it belongs to the generation just before the new one, and is
-//! rebuilt from stored data otherwise (at start, after another server's evaluation, after a
-//! failed one). The most recently evaluated patients are kept, up to a capacity.
+//! not in this process's windows. Every evaluation for new readings records, under the
+//! patient's lock, which engine evaluated the patient last
+//! ([`take_over_patients`](chronicle_storage::alerts::AlertEvaluation::take_over_patients):
+//! a write only when that changes). A window is used only when this engine was the last, and
+//! only if it was put back by the evaluation that took it out last in this process (two
+//! evaluations of one patient here may overlap between one's commit and its putting back);
+//! otherwise it is rebuilt from stored data (at start, after another server's evaluation,
+//! after a failed one). The most recently evaluated patients are kept, up to a capacity.
 //!
 //! Between evaluations a window is held compact ([`HeldWindows`]): a glucose reading in 16
 //! bytes and each device id once, instead of about 110 bytes a reading as the rules take it.
@@ -27,6 +29,7 @@ use lru::LruCache;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -40,41 +43,79 @@ pub(crate) struct PatientWindows {
 /// The windows of the patients this process evaluated most recently.
 #[derive(Debug)]
 pub struct ReadingWindows {
+    /// This engine, as the database records which engine evaluated a patient last.
+    engine: Uuid,
     /// `None`: keep none (every evaluation reads the whole lookback).
-    held: Option<Mutex<LruCache<Uuid, HeldWindows>>>,
+    held: Option<Mutex<LruCache<Uuid, HeldPatient>>>,
+    /// The ticket of the next [`ReadingWindows::take`].
+    next_ticket: AtomicU64,
 }
+
+/// What is kept of one patient: the ticket of the last evaluation that took the windows out,
+/// and the windows that evaluation put back (none while it runs).
+#[derive(Debug)]
+struct HeldPatient {
+    ticket: u64,
+    windows: Option<HeldWindows>,
+}
+
+/// The claim of one evaluation on a patient's windows: only the evaluation that took them out
+/// last may put them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WindowTicket(u64);
 
 impl ReadingWindows {
     /// Keeps the windows of up to `patients` patients; 0 keeps none.
     pub fn new(patients: usize) -> ReadingWindows {
         ReadingWindows {
+            engine: Uuid::new_v4(),
             held: NonZeroUsize::new(patients).map(|n| Mutex::new(LruCache::new(n))),
+            next_ticket: AtomicU64::new(0),
         }
+    }
+
+    /// This engine's identity, recorded with the patients it evaluates.
+    pub fn engine(&self) -> Uuid {
+        self.engine
     }
 
     /// How many patients' windows are held.
     pub fn len(&self) -> usize {
-        self.held.as_ref().map_or(0, |held| lock(held).len())
+        self.held.as_ref().map_or(0, |held| {
+            lock(held)
+                .iter()
+                .filter(|(_, patient)| patient.windows.is_some())
+                .count()
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Takes out the patient's windows for an evaluation whose new generation is
-    /// `generation`: the held ones if nobody evaluated the patient since they were put back,
-    /// empty ones (to be filled from stored data) otherwise.
-    pub(crate) fn take(&self, patient_id: Uuid, generation: Option<i64>) -> PatientWindows {
-        let held = self
-            .held
-            .as_ref()
-            .and_then(|held| lock(held).pop(&patient_id));
-        match (held, generation) {
-            (Some(windows), Some(new)) if windows.generation == new - 1 => {
-                windows.expand().unwrap_or_default()
-            }
+    /// Takes out the patient's windows for an evaluation that holds the patient's lock:
+    /// the held ones if this engine `evaluated_last` (nobody else evaluated the patient since
+    /// they were put back), empty ones (to be filled from stored data) otherwise. Only the
+    /// returned ticket may put them back.
+    pub(crate) fn take(
+        &self,
+        patient_id: Uuid,
+        evaluated_last: bool,
+    ) -> (WindowTicket, PatientWindows) {
+        let ticket = WindowTicket(self.next_ticket.fetch_add(1, Ordering::Relaxed));
+        let Some(held) = &self.held else {
+            return (ticket, PatientWindows::default());
+        };
+        let taking = HeldPatient {
+            ticket: ticket.0,
+            windows: None,
+        };
+        let previous = lock(held).put(patient_id, taking).and_then(|p| p.windows);
+        let windows = match previous {
+            Some(windows) if evaluated_last => windows.expand().unwrap_or_default(),
             _ => PatientWindows::default(),
-        }
+        };
+        (ticket, windows)
     }
 
     /// Drops what is held of an erased patient.
@@ -91,9 +132,11 @@ impl ReadingWindows {
         }
     }
 
-    /// Puts the windows back after the evaluation of `generation` committed, trimmed to what
-    /// the next evaluation may need.
-    pub(crate) fn put(&self, patient_id: Uuid, generation: i64, mut windows: PatientWindows) {
+    /// Puts the windows back after the evaluation that took them out with `ticket`
+    /// committed, trimmed to what the next evaluation may need. Nothing is held if another
+    /// evaluation took the patient's windows out since (it started after this one's commit
+    /// and before this: these windows lack what it evaluates), or the patient was forgotten.
+    pub(crate) fn put(&self, patient_id: Uuid, ticket: WindowTicket, mut windows: PatientWindows) {
         let Some(held) = &self.held else {
             return;
         };
@@ -101,17 +144,18 @@ impl ReadingWindows {
         windows.pressure.trim(PRESSURE_KEEP);
         // A window that does not fit the compact form is not held: the next evaluation
         // reads the lookback from the database.
-        if let Some(compact) = HeldWindows::compact(generation, windows) {
-            lock(held).put(patient_id, compact);
+        let compact = HeldWindows::compact(windows);
+        if let Some(patient) = lock(held).get_mut(&patient_id)
+            && patient.ticket == ticket.0
+        {
+            patient.windows = compact;
         }
     }
 }
 
-/// A patient's windows as held between evaluations, and the evaluation generation they are
-/// exact for.
+/// A patient's windows as held between evaluations.
 #[derive(Debug)]
 struct HeldWindows {
-    generation: i64,
     /// The ids of the devices of the held readings, each once.
     devices: Box<[Box<str>]>,
     glucose_from: Option<DateTime<Utc>>,
@@ -145,7 +189,7 @@ const VALUE_BITS: u32 = 20;
 
 impl HeldWindows {
     /// The compact form of `windows`; `None` when a reading does not fit it exactly.
-    fn compact(generation: i64, windows: PatientWindows) -> Option<HeldWindows> {
+    fn compact(windows: PatientWindows) -> Option<HeldWindows> {
         let mut devices: Vec<Box<str>> = Vec::new();
         let (glucose_from, glucose) = windows.glucose.into_parts();
         let (pressure_from, pressure) = windows.pressure.into_parts();
@@ -190,7 +234,6 @@ impl HeldWindows {
             })
             .collect::<Option<Box<[_]>>>()?;
         Some(HeldWindows {
-            generation,
             devices: devices.into_boxed_slice(),
             glucose_from,
             glucose,
@@ -361,25 +404,58 @@ mod tests {
 
         let windows = ReadingWindows::new(10);
         let patient = Uuid::from_u128(1);
-        windows.put(patient, 41, windows_of(readings, pressure));
+        let (ticket, _) = windows.take(patient, false);
+        windows.put(patient, ticket, windows_of(readings, pressure));
         assert_eq!(windows.len(), 1);
-        let back = windows.take(patient, Some(42));
+        let (_, back) = windows.take(patient, true);
         assert_eq!(parts(back), expected);
         assert!(windows.is_empty(), "taking a window takes it out");
     }
 
+    /// Puts `windows` back as an evaluation that took the patient out does.
+    fn hold(windows: &ReadingWindows, patient: Uuid, held: PatientWindows) {
+        let (ticket, _) = windows.take(patient, false);
+        windows.put(patient, ticket, held);
+    }
+
     #[test]
-    fn a_window_of_another_generation_is_not_used() {
+    fn a_window_is_not_used_after_another_engine_evaluated_the_patient() {
         let windows = ReadingWindows::new(10);
         let patient = Uuid::from_u128(1);
-        windows.put(
+        hold(
+            &windows,
             patient,
-            41,
             windows_of(vec![glucose("cgm", 0, 120.0)], Vec::new()),
         );
-        let back = windows.take(patient, Some(43));
+        let (_, back) = windows.take(patient, false);
         assert_eq!(back.glucose.covered_from(), None);
         assert!(back.glucose.is_empty());
+    }
+
+    #[test]
+    fn only_the_evaluation_that_took_a_window_out_last_puts_it_back() {
+        let windows = ReadingWindows::new(10);
+        let patient = Uuid::from_u128(1);
+        let (first, _) = windows.take(patient, true);
+        // The first evaluation committed, and a second one took the patient out before the
+        // first put its windows back: they lack what the second evaluates.
+        let (second, _) = windows.take(patient, true);
+        windows.put(
+            patient,
+            first,
+            windows_of(vec![glucose("cgm", 0, 120.0)], Vec::new()),
+        );
+        assert!(windows.is_empty(), "the overtaken evaluation's windows");
+        let both = vec![glucose("cgm", 0, 120.0), glucose("cgm", 5, 118.0)];
+        windows.put(patient, second, windows_of(both.clone(), Vec::new()));
+        let (_, back) = windows.take(patient, true);
+        assert_eq!(back.glucose.into_parts().1, both);
+
+        // Nor after the patient was forgotten (erased) meanwhile.
+        let (ticket, _) = windows.take(patient, true);
+        windows.forget(patient);
+        windows.put(patient, ticket, windows_of(both, Vec::new()));
+        assert!(windows.is_empty(), "an erased patient's windows");
     }
 
     #[test]
@@ -390,9 +466,9 @@ mod tests {
         let too_high = glucose("cgm", 10, 1_048.576);
         for point in [finer_value.clone(), finer_receipt, too_high] {
             let windows = ReadingWindows::new(10);
-            windows.put(
+            hold(
+                &windows,
                 Uuid::from_u128(1),
-                1,
                 windows_of(vec![point.clone()], Vec::new()),
             );
             assert!(windows.is_empty(), "{point:?} was held");
@@ -402,13 +478,14 @@ mod tests {
         finer_value.measured_at += Duration::microseconds(17);
         finer_value.received_at = finer_value.measured_at + Duration::seconds(2);
         let windows = ReadingWindows::new(10);
-        windows.put(
+        hold(
+            &windows,
             Uuid::from_u128(1),
-            1,
             windows_of(vec![finer_value.clone()], Vec::new()),
         );
         let (_, glucose) = windows
-            .take(Uuid::from_u128(1), Some(2))
+            .take(Uuid::from_u128(1), true)
+            .1
             .glucose
             .into_parts();
         assert_eq!(glucose, vec![finer_value]);
@@ -443,9 +520,9 @@ mod tests {
             let readings = (0..40)
                 .map(|i| glucose(&device, 5 * i, 100.0 + i as f64))
                 .collect();
-            windows.put(
+            hold(
+                &windows,
                 Uuid::from_u128(patient.into()),
-                1,
                 windows_of(readings, Vec::new()),
             );
         }

@@ -199,25 +199,34 @@ impl AlertEvaluation {
         Ok(out)
     }
 
-    /// Raises the evaluation generation of `patients` (those evaluated for newly stored
-    /// readings) and returns the new ones. An engine that holds a patient's recent readings
-    /// from its own last evaluation may trust them only if the generation it saw then is one
-    /// below the new one: nobody else evaluated the patient in between. Erased patients have
-    /// none.
-    pub async fn next_generations(
+    /// Records `engine` as the alert engine that evaluated `patients` (those evaluated for
+    /// newly stored readings) last, and returns for each patient whether it already was. An
+    /// engine that holds a patient's recent readings from its own last evaluation may trust
+    /// them only then: nobody else evaluated the patient in between. Erased patients are left
+    /// out. Only a change of engine is written, so a server that evaluates its patients by
+    /// itself writes nothing here after its first evaluation of each.
+    pub async fn take_over_patients(
         &mut self,
         patients: &[Uuid],
-    ) -> Result<HashMap<Uuid, i64>, StorageError> {
+        engine: Uuid,
+    ) -> Result<HashMap<Uuid, bool>, StorageError> {
         if patients.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-            "INSERT INTO alert_evaluation_generations AS g (patient_id, generation)
-             SELECT p.id, 1 FROM patients p WHERE p.id = ANY($1)
-             ON CONFLICT (patient_id) DO UPDATE SET generation = g.generation + 1
-             RETURNING patient_id, generation",
+        let rows: Vec<(Uuid, bool)> = sqlx::query_as(
+            "WITH known AS (
+                 SELECT p.id, coalesce(e.engine = $2, false) AS evaluated_last
+                 FROM patients p LEFT JOIN alert_evaluation_engines e ON e.patient_id = p.id
+                 WHERE p.id = ANY($1)
+             ), taken AS (
+                 INSERT INTO alert_evaluation_engines AS e (patient_id, engine)
+                 SELECT id, $2 FROM known WHERE NOT evaluated_last
+                 ON CONFLICT (patient_id) DO UPDATE SET engine = excluded.engine
+             )
+             SELECT id, evaluated_last FROM known",
         )
         .bind(patients)
+        .bind(engine)
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(rows.into_iter().collect())
