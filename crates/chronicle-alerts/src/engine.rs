@@ -116,21 +116,19 @@ pub async fn evaluate_patients(
         .take_over_patients(&with_readings, windows.engine())
         .await?;
     let mut tickets = HashMap::new();
-    let mut held: HashMap<Uuid, PatientWindows> = with_readings
-        .iter()
-        .map(|p| match evaluated_last.get(p) {
-            Some(last) => {
-                let (ticket, patient_windows) = windows.take(*p, *last);
-                tickets.insert(*p, ticket);
-                (*p, patient_windows)
-            }
+    let mut held: HashMap<Uuid, PatientWindows> = HashMap::new();
+    for patient in &with_readings {
+        let patient_windows = if let Some(last) = evaluated_last.get(patient) {
+            let (ticket, patient_windows) = windows.take(*patient, *last);
+            tickets.insert(*patient, ticket);
+            patient_windows
+        } else {
             // Erased: nothing to hold.
-            None => {
-                windows.forget(*p);
-                (*p, PatientWindows::default())
-            }
-        })
-        .collect();
+            windows.forget(*patient);
+            PatientWindows::default()
+        };
+        held.insert(*patient, patient_windows);
+    }
     // From the database only what the held windows lack is read.
     let glucose_reads = reads(
         batch,

@@ -79,7 +79,7 @@ impl ReadingWindows {
         self.engine
     }
 
-    /// How many patients' windows are held.
+    /// How many patients' windows are held (walks them all: for tests).
     pub fn len(&self) -> usize {
         self.held.as_ref().map_or(0, |held| {
             lock(held)
@@ -143,7 +143,8 @@ impl ReadingWindows {
         windows.glucose.trim(GLUCOSE_KEEP);
         windows.pressure.trim(PRESSURE_KEEP);
         // A window that does not fit the compact form is not held: the next evaluation
-        // reads the lookback from the database.
+        // reads the lookback from the database. Compacted before taking the lock, which every
+        // evaluation takes.
         let compact = HeldWindows::compact(windows);
         if let Some(patient) = lock(held).get_mut(&patient_id)
             && patient.ticket == ticket.0
