@@ -161,6 +161,13 @@ pub struct BenchFleetArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(20..=60_000))]
     pub probe_interval_ms: u64,
 
+    /// Minutes the devices publish before the steady state is measured. The default, one CGM
+    /// period, has every patient's first reading of the run (a new rollup day, an alert
+    /// window read cold) stored before the measurement, as on a node that has been running;
+    /// 0 measures from the first reading.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_minutes)]
+    pub warm_up_minutes: f64,
+
     /// Minutes of steady state measured (fractions allowed, e.g. 0.2 for a quick check).
     #[arg(long, default_value_t = 10.0, value_parser = parse_minutes)]
     pub steady_minutes: f64,
