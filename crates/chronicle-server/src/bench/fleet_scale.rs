@@ -426,6 +426,17 @@ async fn measure(
     let interval = Duration::from_millis(args.probe_interval_ms);
     let cpus = machine.cpus;
 
+    let relay = Relay::start(mqtt_port, plans, tokio::time::Instant::now());
+    // 0. Warm-up, not measured.
+    let warm_up = Duration::from_secs_f64(60.0 * args.warm_up_minutes);
+    if !warm_up.is_zero() {
+        println!(
+            "phase 0: warm-up for {} min (every patient's first reading of the run, not measured)",
+            args.warm_up_minutes
+        );
+        tokio::time::sleep(warm_up).await;
+    }
+
     // 1. Steady state.
     let steady_duration = Duration::from_secs_f64(60.0 * args.steady_minutes);
     println!(
@@ -433,15 +444,6 @@ async fn measure(
         args.steady_minutes,
         population.readings_per_day as f64 / 86_400.0
     );
-    let relay = Relay::start(mqtt_port, plans, tokio::time::Instant::now());
-    let warm_up = Duration::from_secs_f64(60.0 * args.warm_up_minutes);
-    if !warm_up.is_zero() {
-        println!(
-            "warming up for {} min: every patient's first reading of the run, before the measurement",
-            args.warm_up_minutes
-        );
-        tokio::time::sleep(warm_up).await;
-    }
     let steady = async {
         // The ingest's own metrics are the first ingest process's (a shared subscription
         // splits the load evenly); CPU and memory are every process's.
