@@ -134,7 +134,8 @@ pub enum BenchCommand {
 }
 
 /// Sizes of `chronicle bench fleet`. The defaults are the target (a million patients,
-/// 10 minutes steady, a 10-minute outage: well over 25 minutes); use fewer while developing.
+/// 5 minutes of warm-up, 10 steady, a 10-minute outage: well over 30 minutes); use fewer
+/// while developing.
 #[derive(Debug, Clone, Args)]
 pub struct BenchFleetArgs {
     /// Patients, each wearing a CGM that sends one reading every 5 minutes.
