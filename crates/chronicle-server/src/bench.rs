@@ -746,6 +746,9 @@ impl Report {
     }
 }
 
+/// The shortest one-reading phase whose ratio a single pause of the machine does not decide.
+const STEADY_PHASE_SECONDS: f64 = 3.0;
+
 impl BenchReport for Report {
     /// The human-readable summary.
     fn text(&self) -> String {
@@ -825,6 +828,21 @@ impl BenchReport for Report {
             100.0 * r.target,
             verdict(r.batch_target_met)
         );
+        let shortest = self
+            .broker_only_ceiling
+            .seconds
+            .min(self.single_end_to_end.seconds);
+        if shortest < STEADY_PHASE_SECONDS {
+            // A pause of the machine of a tenth of a second moves a ratio of sub-second
+            // phases by many points; the figures meant for docs/benchmarks.md need longer ones.
+            let longer = (f64::from(s.messages_per_device) * STEADY_PHASE_SECONDS
+                / shortest.max(0.01))
+            .ceil();
+            out += &format!(
+                "note: a one-reading phase took {shortest:.2} s, too short for a steady ratio; \
+                 for figures to compare, repeat with --messages-per-device {longer:.0} or more\n\n"
+            );
+        }
         out += &format!(
             "{:<56} {:>7} {:>7} {:>7} {:>9} {:>7}\n",
             "CPU-seconds during the phase", "busy %", "bench", "server", "postgres", "other"
