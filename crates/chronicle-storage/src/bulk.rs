@@ -146,6 +146,7 @@ mod tests {
         let patient_id = Uuid::nil();
         let rows = [ReadingRow {
             device_key: 7,
+            device_id: "cgm-7",
             patient_id,
             reading: &reading,
         }];
