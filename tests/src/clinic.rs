@@ -155,14 +155,12 @@ pub async fn population_with_a_reading_each(
                 .zip(&readings)
                 .map(|(device, reading)| ReadingRow {
                     device_key: keys[device.device_id.as_str()].key,
-                    device_id: device.device_id.as_str(),
                     patient_id: device.patient_id,
                     reading,
                 })
                 .collect(),
             rejections: Vec::new(),
             followup_consumers: consumers,
-            handoff: None,
         })
         .await
         .expect("stored");

@@ -5,18 +5,14 @@
 //! alert engines that take turns on a patient, each holding its readings between
 //! evaluations, raise exactly what one engine reading all stored data raises. And an engine
 //! that starts behind on many patients takes larger claims yet evaluates each patient once.
-//! And an evaluation reads a patient's new readings, not their device's whole history. And the
-//! readings a process's ingest stored are handed to its engine without being read back, yet
-//! evaluated exactly as stored ones.
+//! And an evaluation reads a patient's new readings, not their device's whole history.
 
 use chronicle_alerts::{ReadingWindows, Scope, evaluate_patients};
-use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
+use chronicle_domain::DeviceKind;
 use chronicle_domain::sharing::{AccessAction, Principal, Role};
-use chronicle_domain::units::GlucoseUnit;
-use chronicle_domain::{DeviceKind, Reading};
+use chronicle_storage::Store;
 use chronicle_storage::population::PopulationDevice;
 use chronicle_storage::records::Erasure;
-use chronicle_storage::{BatchWrite, ReadingHandoff, ReadingRow, Store};
 use chronicle_tests::clinic::{Clinic, glucose, population_with_a_reading_each};
 use chronicle_tests::{
     ChronicleServer, Mosquitto, ServerOptions, TestDatabase, TestDevice, eventually, rows_read,
@@ -284,12 +280,11 @@ async fn engines_that_take_turns_on_a_patient_evaluate_like_one() {
         let scope = Scope {
             // As stored: the device sends whole seconds.
             glucose_from: Some(at.trunc_subsecs(0)),
-            ..Scope::default()
+            pressure_from: None,
         };
         let events = evaluate_patients(&store, engine, &[(patient, scope)])
             .await
-            .expect("evaluation")
-            .events;
+            .expect("evaluation");
         seen.extend(events.into_iter().map(|e| {
             (
                 j,
@@ -462,7 +457,7 @@ async fn an_evaluation_reads_the_new_readings_not_the_devices_history() {
     let windows = ReadingWindows::new(10);
     let scope = Scope {
         glucose_from: Some(Utc::now() - Duration::hours(1)),
-        ..Scope::default()
+        pressure_from: None,
     };
     evaluate_patients(&store, &windows, &[(patient, scope)])
         .await
@@ -471,125 +466,5 @@ async fn an_evaluation_reads_the_new_readings_not_the_devices_history() {
     assert!(
         read < 1_000,
         "evaluating an hour of readings read {read} rows of a {HISTORY}-reading history"
-    );
-}
-
-/// The readings this process's ingest stored are handed to its engine in memory: an
-/// evaluation for them reads nothing back, and raises exactly what an engine reading every
-/// stored reading raises. While another writer's work waits (here a second store's write, as
-/// another server's ingest), the engine reads back, and sees that writer's reading too.
-#[tokio::test]
-async fn readings_handed_over_evaluate_like_stored_ones_and_other_writers_are_read() {
-    let db = TestDatabase::create().await.expect("database");
-    let store = db.server_store(4).await.expect("store");
-    let clinic = Clinic::new(&store, "Handed").await;
-    // The same readings for two patients: one evaluated by an engine that is handed the
-    // readings, one by an engine that reads everything back.
-    let (handed_patient, _) = clinic.patient("Handed over").await;
-    let (read_patient, _) = clinic.patient("Read back").await;
-    let handed_cgm = clinic.device(handed_patient, DeviceKind::Cgm).await;
-    let read_cgm = clinic.device(read_patient, DeviceKind::Cgm).await;
-    let keys = store
-        .devices_for_ingest(&[handed_cgm.id.as_str(), read_cgm.id.as_str()])
-        .await
-        .expect("device keys");
-    let handoff = ReadingHandoff::new();
-    let handed_engine = ReadingWindows::new(10).with_handoff(handoff.clone());
-    let reading_engine = ReadingWindows::new(10);
-
-    // Very low, very low, clear (stored by the other writer), very low again: the clear
-    // reading re-triggers the alert only for an engine that sees it.
-    let steps = [
-        (60.0, true),
-        (50.0, true),
-        (52.0, true),
-        (58.0, false),
-        (48.0, true),
-        (47.0, true),
-    ];
-    let now = Utc::now().trunc_subsecs(0);
-    let mut seen: BTreeMap<Uuid, Vec<(usize, String, String)>> = BTreeMap::new();
-    let mut from_memory = Vec::new();
-    for (j, (value, here)) in steps.into_iter().enumerate() {
-        let at = now - Duration::minutes(12 - 2 * j as i64);
-        let reading = Reading::Glucose(GlucoseReading {
-            measured_at: at,
-            utc_offset_minutes: 0,
-            value: GlucoseMgDl::new(value).expect("plausible"),
-            original_value: Some(value),
-            original_unit: GlucoseUnit::MgDl,
-            source: GlucoseSource::Cgm,
-            flag: None,
-            device_reading_id: None,
-        });
-        let rows = [(&handed_cgm, handed_patient), (&read_cgm, read_patient)]
-            .into_iter()
-            .map(|(device, patient_id)| ReadingRow {
-                device_key: keys[device.id.as_str()].key,
-                device_id: device.id.as_str(),
-                patient_id,
-                reading: &reading,
-            })
-            .collect();
-        store
-            .write_batch(&BatchWrite {
-                readings: rows,
-                rejections: Vec::new(),
-                followup_consumers: &[chronicle_alerts::CONSUMER],
-                handoff: here.then_some(&handoff),
-            })
-            .await
-            .expect("stored");
-        if !here {
-            // The other writer's own engine has not evaluated it yet: its work waits.
-            continue;
-        }
-        let scope = Scope {
-            glucose_from: Some(at),
-            ..Scope::default()
-        };
-        let handed_scope = Scope {
-            // Written here and handed over (as the urgent lane is told).
-            writes_here: Some(Vec::new()),
-            ..scope.clone()
-        };
-        for (patient, engine, scope) in [
-            (handed_patient, &handed_engine, handed_scope),
-            (read_patient, &reading_engine, scope),
-        ] {
-            let evaluated = evaluate_patients(&store, engine, &[(patient, scope)])
-                .await
-                .expect("evaluation");
-            if patient == handed_patient {
-                from_memory.push((j, evaluated.from_memory));
-            }
-            seen.entry(patient)
-                .or_default()
-                .extend(evaluated.events.into_iter().map(|e| {
-                    (
-                        j,
-                        e.alert.rule.as_str().to_owned(),
-                        e.kind.as_str().to_owned(),
-                    )
-                }));
-        }
-    }
-    let step = |j: usize, rule: &str, kind: &str| (j, rule.to_owned(), kind.to_owned());
-    let expected = vec![
-        step(1, "glucose_very_low", "opened"),
-        step(4, "glucose_very_low", "retriggered"),
-        step(5, "glucose_low", "opened"),
-    ];
-    assert_eq!(seen.get(&read_patient), Some(&expected));
-    assert_eq!(
-        seen.get(&handed_patient),
-        Some(&expected),
-        "the engine handed its readings saw the other writer's clear reading"
-    );
-    assert_eq!(
-        from_memory,
-        [(0, 0), (1, 1), (2, 1), (4, 0), (5, 0)],
-        "read back at first (nothing held), then from memory until another writer's work \
-         waited"
     );
 }

@@ -178,7 +178,6 @@ async fn store_readings(store: &Store, patient: &Patient, readings: &[(bool, Rea
             };
             ReadingRow {
                 device_key: keys[device_id.as_str()].key,
-                device_id,
                 patient_id: patient.id,
                 reading,
             }
@@ -189,7 +188,6 @@ async fn store_readings(store: &Store, patient: &Patient, readings: &[(bool, Rea
             readings: rows,
             rejections: Vec::new(),
             followup_consumers: &[TRENDS_CONSUMER],
-            handoff: None,
         })
         .await
         .expect("write");

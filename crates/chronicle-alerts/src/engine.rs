@@ -8,8 +8,6 @@
 //! The readings the rules look at come from the patient's windows held since this process's
 //! last evaluation ([`crate::windows`]) plus what was newly stored, so an evaluation reads
 //! only the new readings; a window that may be incomplete is rebuilt from stored data first.
-//! What this process's own ingest stored is handed over in memory, and when that is all
-//! there is to read, nothing is read back ([`chronicle_storage::handoff`]).
 
 use crate::metrics::{AlertMetrics, KindLabel};
 use crate::windows::{PatientWindows, ReadingWindows};
@@ -24,10 +22,9 @@ use chronicle_domain::alerts::window::{
 };
 use chronicle_domain::sharing::DataCategory;
 use chronicle_storage::alerts::AlertEvent;
-use chronicle_storage::handoff::HandedReadings;
 use chronicle_storage::{IngestBacklog, StorageError, Store, UrgentPatients};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -69,26 +66,12 @@ const KEEPING_UP_WITHIN: std::time::Duration = std::time::Duration::from_millis(
 const MOST_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What to evaluate for a patient.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Scope {
     /// Glucose rules, for readings measured from here on (and the lookback before).
     pub glucose_from: Option<DateTime<Utc>>,
     /// Blood-pressure rules, likewise.
     pub pressure_from: Option<DateTime<Utc>>,
-    /// The writes of this process's ingest that stored the readings, when every one of
-    /// them is this process's (`None`: some were stored elsewhere, or it is not known where).
-    pub writes_here: Option<Vec<u64>>,
-}
-
-/// Where readings to evaluate were stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    /// By this process's write of this number.
-    Write(u64),
-    /// By this process, and handed over already (the urgent lane is told after that).
-    Handed,
-    /// Elsewhere, or not known.
-    Elsewhere,
 }
 
 impl Scope {
@@ -97,12 +80,7 @@ impl Scope {
         Scope::default()
     }
 
-    /// Whether it evaluates newly stored readings (not only the clock's rules).
-    fn has_readings(&self) -> bool {
-        self.glucose_from.is_some() || self.pressure_from.is_some()
-    }
-
-    fn include(&mut self, kind: ReadingKind, from: DateTime<Utc>, origin: Origin) {
+    fn include(&mut self, kind: ReadingKind, from: DateTime<Utc>) {
         let slot = match kind {
             ReadingKind::Glucose => &mut self.glucose_from,
             ReadingKind::BloodPressure => &mut self.pressure_from,
@@ -110,25 +88,7 @@ impl Scope {
             ReadingKind::Treatment => return,
         };
         *slot = Some(slot.map_or(from, |f| f.min(from)));
-        match origin {
-            Origin::Write(number) => {
-                if let Some(writes) = &mut self.writes_here {
-                    writes.push(number);
-                }
-            }
-            Origin::Handed => {}
-            Origin::Elsewhere => self.writes_here = None,
-        }
     }
-}
-
-/// What an evaluation did.
-#[derive(Debug)]
-pub struct Evaluated {
-    /// The events written.
-    pub events: Vec<AlertEvent>,
-    /// Patients evaluated for newly stored readings without reading any back.
-    pub from_memory: usize,
 }
 
 /// Evaluates patients from stored data and applies the changes, in one transaction that
@@ -136,12 +96,12 @@ pub struct Evaluated {
 /// each patient's scope, the silences late data reveals, `no_data` for the patients whose
 /// devices the clock may have silenced or who have a `no_data` alert to clear, and
 /// auto-resolution. Every read covers all the patients at once; the readings come from the
-/// patients' held `windows` and what was stored since.
+/// patients' held `windows` and what was stored since. Returns the events written.
 pub async fn evaluate_patients(
     store: &Store,
     windows: &ReadingWindows,
     batch: &[(Uuid, Scope)],
-) -> Result<Evaluated, StorageError> {
+) -> Result<Vec<AlertEvent>, StorageError> {
     let patients: Vec<Uuid> = batch.iter().map(|(p, _)| *p).collect();
     let mut evaluation = store.begin_alert_evaluation(&patients).await?;
     let now = Utc::now();
@@ -149,7 +109,7 @@ pub async fn evaluate_patients(
     let latest = evaluation.latest_alerts().await?;
     let with_readings: Vec<Uuid> = batch
         .iter()
-        .filter(|(_, s)| s.has_readings())
+        .filter(|(_, s)| *s != Scope::time_only())
         .map(|(p, _)| *p)
         .collect();
     let evaluated_last = evaluation
@@ -157,18 +117,11 @@ pub async fn evaluate_patients(
         .await?;
     let mut tickets = HashMap::new();
     let mut held: HashMap<Uuid, PatientWindows> = HashMap::new();
-    let mut handed: HashMap<Uuid, HandedReadings> = HashMap::new();
-    // Patients whose held windows and handed readings hold all there is to read.
-    let mut complete: HashSet<Uuid> = HashSet::new();
-    for (patient, scope) in batch.iter().filter(|(_, s)| s.has_readings()) {
+    for patient in &with_readings {
         let patient_windows = if let Some(last) = evaluated_last.get(patient) {
-            let taken = windows.take(*patient, *last, scope.writes_here.as_deref());
-            tickets.insert(*patient, taken.ticket);
-            handed.insert(*patient, taken.handed);
-            if taken.complete {
-                complete.insert(*patient);
-            }
-            taken.windows
+            let (ticket, patient_windows) = windows.take(*patient, *last);
+            tickets.insert(*patient, ticket);
+            patient_windows
         } else {
             // Erased: nothing to hold.
             windows.forget(*patient);
@@ -176,20 +129,10 @@ pub async fn evaluate_patients(
         };
         held.insert(*patient, patient_windows);
     }
-    // Readings another writer stored are only in the database.
-    if let Some(writer) = windows.handoff_writer()
-        && !complete.is_empty()
-        && evaluation
-            .work_of_other_writers_queued(CONSUMER, writer)
-            .await?
-    {
-        complete.clear();
-    }
-    // From the database only what the held windows and the handed readings lack is read.
+    // From the database only what the held windows lack is read.
     let glucose_reads = reads(
         batch,
         &held,
-        &complete,
         |s| s.glucose_from,
         |w| &w.glucose,
         GLUCOSE_LOOKBACK,
@@ -207,7 +150,6 @@ pub async fn evaluate_patients(
     let pressure_reads = reads(
         batch,
         &held,
-        &complete,
         |s| s.pressure_from,
         |w| &w.pressure,
         PRESSURE_LOOKBACK,
@@ -216,27 +158,12 @@ pub async fn evaluate_patients(
         let read = evaluation.pressure_since(&pressure_reads).await?;
         merge_reads(&mut held, &pressure_reads, read, |w| &mut w.pressure);
     }
-    // After what was read, whose bounds follow the windows' newest readings before these.
-    // Merging a reading read back as well changes nothing.
-    for (patient, readings) in handed {
-        if let Some(patient_windows) = held.get_mut(&patient) {
-            patient_windows.glucose.add_stored(readings.glucose);
-            patient_windows.pressure.add_stored(readings.pressure);
-        }
-    }
-    let from_memory = complete
-        .iter()
-        .filter(|p| {
-            !glucose_reads.iter().any(|(r, _)| r == *p)
-                && !pressure_reads.iter().any(|(r, _)| r == *p)
-        })
-        .count();
     // A reading just arrived proves its device is not silent; other devices' silences are
     // the scheduler's. So `no_data` is evaluated for time checks, and to clear an alert.
     let no_data_of: Vec<Uuid> = batch
         .iter()
         .filter(|(p, s)| {
-            !s.has_readings()
+            *s == Scope::time_only()
                 || latest.get(p).is_some_and(|known| {
                     known
                         .iter()
@@ -335,19 +262,14 @@ pub async fn evaluate_patients(
             "alert event"
         );
     }
-    Ok(Evaluated {
-        events,
-        from_memory,
-    })
+    Ok(events)
 }
 
 /// Where to read one kind of reading from for each patient of the batch with newly stored
-/// readings of it: what the patient's held window lacks. Nothing for a `complete` patient
-/// (every reading is in the window or handed over) whose window covers the lookback.
+/// readings of it: what the patient's held window lacks.
 fn reads<P: WindowPoint>(
     batch: &[(Uuid, Scope)],
     held: &HashMap<Uuid, PatientWindows>,
-    complete: &HashSet<Uuid>,
     new_from: impl Fn(&Scope) -> Option<DateTime<Utc>>,
     window: impl Fn(&PatientWindows) -> &ReadingWindow<P>,
     lookback: Duration,
@@ -356,11 +278,10 @@ fn reads<P: WindowPoint>(
         .iter()
         .filter_map(|(patient, scope)| {
             let from = new_from(scope)?;
-            let window = window(held.get(patient)?);
-            if complete.contains(patient) && window.covers(from - lookback) {
-                return None;
-            }
-            Some((*patient, window.read_from(from, lookback)))
+            Some((
+                *patient,
+                window(held.get(patient)?).read_from(from, lookback),
+            ))
         })
         .collect()
 }
@@ -393,11 +314,8 @@ pub(crate) async fn evaluate_measured(
         .evaluation_seconds
         .observe(started.elapsed().as_secs_f64());
     match &result {
-        Ok(evaluated) => {
-            metrics
-                .evaluations_from_memory
-                .inc_by(evaluated.from_memory as u64);
-            for event in &evaluated.events {
+        Ok(events) => {
+            for event in events {
                 metrics
                     .events
                     .get_or_create(&KindLabel {
@@ -410,7 +328,7 @@ pub(crate) async fn evaluate_measured(
             metrics.evaluation_failures.inc();
         }
     }
-    result.map(|evaluated| evaluated.events)
+    result
 }
 
 /// Claims follow-up work and evaluates the touched patients until shutdown.
@@ -586,14 +504,12 @@ async fn drain(
     // data in one query per kind, and a reading that raises an alarm waits behind few others.
     // A large claim has more batches than run at once: each running batch holds a pooled
     // connection, so the next starts as one ends.
-    let here = windows.handoff_writer();
-    let patients = scopes(claim.items.iter().map(|item| {
-        let origin = match item.write {
-            Some(write) if Some(write.writer) == here => Origin::Write(write.number),
-            _ => Origin::Elsewhere,
-        };
-        (item.patient_id, item.kind, item.first_measured_at, origin)
-    }));
+    let patients = scopes(
+        claim
+            .items
+            .iter()
+            .map(|item| (item.patient_id, item.kind, item.first_measured_at)),
+    );
     tracing::debug!(
         patients = patients.len(),
         limit,
@@ -645,19 +561,13 @@ async fn drain(
 }
 
 /// What to evaluate for each patient of newly stored readings (patient, kind, earliest
-/// `measured_at`, where stored), in patient order.
+/// `measured_at`), in patient order.
 fn scopes(
-    stored: impl IntoIterator<Item = (Uuid, ReadingKind, DateTime<Utc>, Origin)>,
+    stored: impl IntoIterator<Item = (Uuid, ReadingKind, DateTime<Utc>)>,
 ) -> Vec<(Uuid, Scope)> {
     let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
-    for (patient_id, kind, from, origin) in stored {
-        patients
-            .entry(patient_id)
-            .or_insert_with(|| Scope {
-                writes_here: Some(Vec::new()),
-                ..Scope::default()
-            })
-            .include(kind, from, origin);
+    for (patient_id, kind, from) in stored {
+        patients.entry(patient_id).or_default().include(kind, from);
     }
     patients.into_iter().collect()
 }
@@ -683,7 +593,7 @@ pub async fn run_urgent(
         let patients = scopes(
             announced
                 .iter()
-                .map(|r| (r.patient_id, r.kind, r.first_measured_at, Origin::Handed)),
+                .map(|r| (r.patient_id, r.kind, r.first_measured_at)),
         );
         for chunk in patients.chunks(BATCH_LIMIT) {
             tracing::debug!(patients = chunk.len(), "urgent evaluation");

@@ -35,14 +35,14 @@ pub mod scheduler;
 pub mod webhooks;
 pub mod windows;
 
-pub use engine::{CONSUMER, Evaluated, Scope, evaluate_patients};
+pub use engine::{CONSUMER, Scope, evaluate_patients};
 pub use hub::AlertHub;
 pub use metrics::AlertMetrics;
 pub use notifications::NotificationSettings;
 pub use webhooks::WebhookSettings;
 pub use windows::ReadingWindows;
 
-use chronicle_storage::{IngestBacklog, ReadingHandoff, Store, UrgentPatients};
+use chronicle_storage::{IngestBacklog, Store, UrgentPatients};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -88,18 +88,6 @@ impl Default for AlertSettings {
     }
 }
 
-/// What this process's ingest tells its alert engine.
-pub struct FromIngest {
-    /// That it queued work (`Pipeline::followups_enqueued`).
-    pub followups: watch::Receiver<u64>,
-    /// Whether it works through a backlog (`Pipeline::ingest_backlog`).
-    pub backlog: IngestBacklog,
-    /// The patients of readings that may raise an urgent alarm (`Pipeline::with_urgent_lane`).
-    pub urgent: UrgentPatients,
-    /// The readings it stored (`Pipeline::with_reading_handoff`).
-    pub handoff: Option<ReadingHandoff>,
-}
-
 /// The engine's running tasks and the hub the HTTP API streams from.
 pub struct AlertServices {
     pub hub: AlertHub,
@@ -107,12 +95,17 @@ pub struct AlertServices {
 }
 
 impl AlertServices {
-    /// Starts the hub, the webhook dispatcher and the notification worker, and (with
-    /// `settings.evaluate`) the consumer, its lane for urgent readings and the scheduler,
-    /// which work from what this process's `ingest` tells them.
+    /// Starts the hub, the webhook dispatcher and the notification worker, and (with `settings.evaluate`) the
+    /// consumer, its lane for urgent readings and the scheduler. `followups` is the ingest
+    /// pipeline's signal that it queued work (`Pipeline::followups_enqueued`), `backlog`
+    /// whether it works through a backlog (`Pipeline::ingest_backlog`), `urgent` where
+    /// it announces patients of readings that may raise an urgent alarm
+    /// (`Pipeline::with_urgent_lane`).
     pub fn start(
         store: Store,
-        ingest: FromIngest,
+        followups: watch::Receiver<u64>,
+        backlog: IngestBacklog,
+        urgent: UrgentPatients,
         settings: AlertSettings,
         metrics: AlertMetrics,
         shutdown: CancellationToken,
@@ -120,11 +113,7 @@ impl AlertServices {
         let (hub, hub_task) = hub::spawn(store.clone(), shutdown.clone());
         let mut tasks = vec![hub_task];
         if settings.evaluate {
-            let mut windows = ReadingWindows::new(settings.window_patients);
-            if let Some(handoff) = ingest.handoff {
-                windows = windows.with_handoff(handoff);
-            }
-            let windows = std::sync::Arc::new(windows);
+            let windows = std::sync::Arc::new(ReadingWindows::new(settings.window_patients));
             if settings.window_patients > 0 {
                 tasks.push(tokio::spawn(windows::forget_erased(
                     store.clone(),
@@ -135,15 +124,15 @@ impl AlertServices {
             tasks.push(tokio::spawn(engine::run_urgent(
                 store.clone(),
                 windows.clone(),
-                ingest.urgent,
+                urgent,
                 metrics.clone(),
                 shutdown.clone(),
             )));
             tasks.push(tokio::spawn(engine::run(
                 store.clone(),
                 windows,
-                ingest.followups,
-                ingest.backlog,
+                followups,
+                backlog,
                 settings.poll_interval,
                 metrics.clone(),
                 shutdown.clone(),

@@ -21,9 +21,6 @@ pub struct OutcomeLabel {
 pub struct AlertMetrics {
     /// Patients evaluated (after a commit, or by the scheduler).
     pub evaluations: Counter,
-    /// Patients evaluated for newly stored readings without reading any back: the readings
-    /// this process's ingest stored were handed over, and nothing else was new.
-    pub evaluations_from_memory: Counter,
     /// How long one patient's evaluation took, lock wait included.
     pub evaluation_seconds: Histogram,
     /// Evaluations that failed (the work stays queued).
@@ -40,7 +37,6 @@ impl AlertMetrics {
     pub fn register(registry: &mut Registry) -> AlertMetrics {
         let metrics = AlertMetrics {
             evaluations: Counter::default(),
-            evaluations_from_memory: Counter::default(),
             evaluation_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             evaluation_failures: Counter::default(),
             events: Family::default(),
@@ -50,8 +46,6 @@ impl AlertMetrics {
         let r = registry.sub_registry_with_prefix("chronicle_alerts");
         chronicle_domain::register_metrics!(r, metrics, {
             evaluations: "Patients evaluated",
-            evaluations_from_memory:
-                "Patients evaluated from readings handed over in memory, none read back",
             evaluation_seconds: "Time to evaluate one patient, waiting for its lock included",
             evaluation_failures: "Evaluations that failed; their work stays queued",
             events: "Alert events written, by kind",

@@ -13,10 +13,6 @@
 //! otherwise it is rebuilt from stored data (at start, after another server's evaluation,
 //! after a failed one). The most recently evaluated patients are kept, up to a capacity.
 //!
-//! Readings this process's own ingest stored are handed over in memory
-//! ([`chronicle_storage::handoff`]) and taken with the windows: when they are all there, and
-//! no other writer's work waits, the evaluation reads nothing back from the database.
-//!
 //! Between evaluations a window is held compact ([`HeldWindows`]): a glucose reading in 16
 //! bytes and each device id once, instead of about 110 bytes a reading as the rules take it.
 //! A patient with a 5-minute CGM then costs about 1 KB, so one process holds the windows of a
@@ -26,9 +22,8 @@ use chronicle_domain::alerts::rules::{GlucosePoint, PressurePoint};
 use chronicle_domain::alerts::window::{GLUCOSE_KEEP, PRESSURE_KEEP, ReadingWindow};
 use chronicle_domain::sync::lock;
 use chronicle_domain::{GlucoseFlag, GlucoseSource};
-use chronicle_storage::handoff::HandedReadings;
+use chronicle_storage::Store;
 use chronicle_storage::records::Erasure;
-use chronicle_storage::{ReadingHandoff, Store};
 use chrono::{DateTime, Duration, Utc};
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -54,8 +49,6 @@ pub struct ReadingWindows {
     held: Option<Mutex<LruCache<Uuid, HeldPatient>>>,
     /// The ticket of the next [`ReadingWindows::take`].
     next_ticket: AtomicU64,
-    /// Where this process's ingest hands over the readings it stored.
-    handoff: Option<ReadingHandoff>,
 }
 
 /// What is kept of one patient: the ticket of the last evaluation that took the windows out,
@@ -64,31 +57,12 @@ pub struct ReadingWindows {
 struct HeldPatient {
     ticket: u64,
     windows: Option<HeldWindows>,
-    /// The hand-over's generation when the evaluation that put `windows` back took them out.
-    handoff_generation: Option<u64>,
 }
 
 /// The claim of one evaluation on a patient's windows: only the evaluation that took them out
 /// last may put them back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WindowTicket {
-    number: u64,
-    handoff_generation: Option<u64>,
-}
-
-/// What an evaluation takes out for a patient.
-#[derive(Debug)]
-pub(crate) struct Taken {
-    pub(crate) ticket: WindowTicket,
-    pub(crate) windows: PatientWindows,
-    /// Readings this process stored for the patient since its last evaluation took them.
-    pub(crate) handed: HandedReadings,
-    /// Whether `windows` with `handed` hold every stored reading the database would return
-    /// from where the windows cover on: nobody else evaluated the patient, no reading handed
-    /// over since its last evaluation was dropped, and every write named was handed over.
-    /// (Readings of other writers are the caller's to rule out.)
-    pub(crate) complete: bool,
-}
+pub(crate) struct WindowTicket(u64);
 
 impl ReadingWindows {
     /// Keeps the windows of up to `patients` patients; 0 keeps none.
@@ -97,19 +71,7 @@ impl ReadingWindows {
             engine: Uuid::new_v4(),
             held: NonZeroUsize::new(patients).map(|n| Mutex::new(LruCache::new(n))),
             next_ticket: AtomicU64::new(0),
-            handoff: None,
         }
-    }
-
-    /// Takes the readings this process's ingest hands over with the windows.
-    pub fn with_handoff(mut self, handoff: ReadingHandoff) -> ReadingWindows {
-        self.handoff = Some(handoff);
-        self
-    }
-
-    /// The writer whose readings are handed over, if they are.
-    pub(crate) fn handoff_writer(&self) -> Option<Uuid> {
-        self.handoff.as_ref().map(ReadingHandoff::writer)
     }
 
     /// This engine's identity, recorded with the patients it evaluates.
@@ -133,61 +95,27 @@ impl ReadingWindows {
 
     /// Takes out the patient's windows for an evaluation that holds the patient's lock:
     /// the held ones if this engine `evaluated_last` (nobody else evaluated the patient since
-    /// they were put back), empty ones (to be filled from stored data) otherwise; with the
-    /// readings handed over for the patient. `writes` are the writes of this process whose
-    /// readings the evaluation is for (`None`: some are not this process's). Only the
-    /// returned ticket may put the windows back.
+    /// they were put back), empty ones (to be filled from stored data) otherwise. Only the
+    /// returned ticket may put them back.
     pub(crate) fn take(
         &self,
         patient_id: Uuid,
         evaluated_last: bool,
-        writes: Option<&[u64]>,
-    ) -> Taken {
-        let handed = self
-            .handoff
-            .as_ref()
-            .map(|handoff| handoff.take(patient_id, writes.unwrap_or_default()));
-        let mut ticket = WindowTicket {
-            number: self.next_ticket.fetch_add(1, Ordering::Relaxed),
-            handoff_generation: handed.as_ref().map(|h| h.generation),
-        };
-        let handed_complete = writes.is_some() && handed.as_ref().is_some_and(|h| h.writes_handed);
-        let handed = handed.map(|h| h.readings).unwrap_or_default();
+    ) -> (WindowTicket, PatientWindows) {
+        let ticket = WindowTicket(self.next_ticket.fetch_add(1, Ordering::Relaxed));
         let Some(held) = &self.held else {
-            ticket.handoff_generation = None;
-            return Taken {
-                ticket,
-                windows: PatientWindows::default(),
-                handed,
-                complete: false,
-            };
+            return (ticket, PatientWindows::default());
         };
         let taking = HeldPatient {
-            ticket: ticket.number,
+            ticket: ticket.0,
             windows: None,
-            handoff_generation: None,
         };
-        let previous = lock(held).put(patient_id, taking);
-        let (windows, complete) = match previous {
-            Some(HeldPatient {
-                windows: Some(windows),
-                handoff_generation,
-                ..
-            }) if evaluated_last => match windows.expand() {
-                Some(windows) => (
-                    windows,
-                    handed_complete && handoff_generation == ticket.handoff_generation,
-                ),
-                None => (PatientWindows::default(), false),
-            },
-            _ => (PatientWindows::default(), false),
+        let previous = lock(held).put(patient_id, taking).and_then(|p| p.windows);
+        let windows = match previous {
+            Some(windows) if evaluated_last => windows.expand().unwrap_or_default(),
+            _ => PatientWindows::default(),
         };
-        Taken {
-            ticket,
-            windows,
-            handed,
-            complete,
-        }
+        (ticket, windows)
     }
 
     /// Drops what is held of an erased patient.
@@ -195,18 +123,12 @@ impl ReadingWindows {
         if let Some(held) = &self.held {
             lock(held).pop(&patient_id);
         }
-        if let Some(handoff) = &self.handoff {
-            handoff.forget(patient_id);
-        }
     }
 
     /// Drops everything held (erasures may have been missed).
     pub fn forget_all(&self) {
         if let Some(held) = &self.held {
             lock(held).clear();
-        }
-        if let Some(handoff) = &self.handoff {
-            handoff.forget_all();
         }
     }
 
@@ -225,10 +147,9 @@ impl ReadingWindows {
         // evaluation takes.
         let compact = HeldWindows::compact(windows);
         if let Some(patient) = lock(held).get_mut(&patient_id)
-            && patient.ticket == ticket.number
+            && patient.ticket == ticket.0
         {
             patient.windows = compact;
-            patient.handoff_generation = ticket.handoff_generation;
         }
     }
 }
@@ -484,17 +405,17 @@ mod tests {
 
         let windows = ReadingWindows::new(10);
         let patient = Uuid::from_u128(1);
-        let ticket = windows.take(patient, false, None).ticket;
+        let (ticket, _) = windows.take(patient, false);
         windows.put(patient, ticket, windows_of(readings, pressure));
         assert_eq!(windows.len(), 1);
-        let back = windows.take(patient, true, None).windows;
+        let (_, back) = windows.take(patient, true);
         assert_eq!(parts(back), expected);
         assert!(windows.is_empty(), "taking a window takes it out");
     }
 
     /// Puts `windows` back as an evaluation that took the patient out does.
     fn hold(windows: &ReadingWindows, patient: Uuid, held: PatientWindows) {
-        let ticket = windows.take(patient, false, None).ticket;
+        let (ticket, _) = windows.take(patient, false);
         windows.put(patient, ticket, held);
     }
 
@@ -507,7 +428,7 @@ mod tests {
             patient,
             windows_of(vec![glucose("cgm", 0, 120.0)], Vec::new()),
         );
-        let back = windows.take(patient, false, None).windows;
+        let (_, back) = windows.take(patient, false);
         assert_eq!(back.glucose.covered_from(), None);
         assert!(back.glucose.is_empty());
     }
@@ -516,10 +437,10 @@ mod tests {
     fn only_the_evaluation_that_took_a_window_out_last_puts_it_back() {
         let windows = ReadingWindows::new(10);
         let patient = Uuid::from_u128(1);
-        let first = windows.take(patient, true, None).ticket;
+        let (first, _) = windows.take(patient, true);
         // The first evaluation committed, and a second one took the patient out before the
         // first put its windows back: they lack what the second evaluates.
-        let second = windows.take(patient, true, None).ticket;
+        let (second, _) = windows.take(patient, true);
         windows.put(
             patient,
             first,
@@ -528,11 +449,11 @@ mod tests {
         assert!(windows.is_empty(), "the overtaken evaluation's windows");
         let both = vec![glucose("cgm", 0, 120.0), glucose("cgm", 5, 118.0)];
         windows.put(patient, second, windows_of(both.clone(), Vec::new()));
-        let back = windows.take(patient, true, None).windows;
+        let (_, back) = windows.take(patient, true);
         assert_eq!(back.glucose.into_parts().1, both);
 
         // Nor after the patient was forgotten (erased) meanwhile.
-        let ticket = windows.take(patient, true, None).ticket;
+        let (ticket, _) = windows.take(patient, true);
         windows.forget(patient);
         windows.put(patient, ticket, windows_of(both, Vec::new()));
         assert!(windows.is_empty(), "an erased patient's windows");
@@ -564,8 +485,8 @@ mod tests {
             windows_of(vec![finer_value.clone()], Vec::new()),
         );
         let (_, glucose) = windows
-            .take(Uuid::from_u128(1), true, None)
-            .windows
+            .take(Uuid::from_u128(1), true)
+            .1
             .glucose
             .into_parts();
         assert_eq!(glucose, vec![finer_value]);

@@ -10,8 +10,8 @@ use chronicle_domain::wire::{self, Ack, AckRejection, DecodeLimits};
 use chronicle_domain::{DeviceId, Publisher, Reading, Rejection, RejectionReason};
 use chronicle_storage::followups::CURRENT_WITHIN;
 use chronicle_storage::{
-    BatchWrite, DeviceForIngest, IngestBacklog, ReadingHandoff, ReadingRow, RejectionRow,
-    StorageError, Store, UrgentPatients, UrgentReadings,
+    BatchWrite, DeviceForIngest, IngestBacklog, ReadingRow, RejectionRow, StorageError, Store,
+    UrgentPatients, UrgentReadings,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -73,8 +73,6 @@ pub struct Pipeline {
     /// Where to announce the patients of newly stored readings that may raise an urgent
     /// alarm: the urgent lane of the alert engine in this process, if it runs one.
     urgent: Option<UrgentPatients>,
-    /// Where the readings stored go to the alert engine of this process, if it runs one.
-    handoff: Option<ReadingHandoff>,
     /// The registry as last read, when something follows its announcements; without it every
     /// batch reads the registry.
     registry: Option<Arc<RegistryCache>>,
@@ -99,7 +97,6 @@ impl Pipeline {
             followups_enqueued: Arc::new(watch::Sender::new(0)),
             backlog: IngestBacklog::default(),
             urgent: None,
-            handoff: None,
             registry: None,
         }
     }
@@ -132,13 +129,6 @@ impl Pipeline {
     /// consumers only: the work it announces is what they queue).
     pub fn with_urgent_lane(mut self, urgent: UrgentPatients) -> Pipeline {
         self.urgent = Some(urgent);
-        self
-    }
-
-    /// Hands the readings each batch stored to `handoff`, from which the alert engine of
-    /// this process takes them instead of reading them back.
-    pub fn with_reading_handoff(mut self, handoff: ReadingHandoff) -> Pipeline {
-        self.handoff = Some(handoff);
         self
     }
 
@@ -228,7 +218,6 @@ impl Pipeline {
                     let message = &messages[p.message];
                     devices.get(&message.device_id).map(|device| ReadingRow {
                         device_key: device.key,
-                        device_id: message.device_id.as_str(),
                         patient_id: device.patient_id,
                         reading: &p.reading,
                     })
@@ -236,7 +225,6 @@ impl Pipeline {
                 .collect(),
             rejections: rejection_rows,
             followup_consumers: &self.followup_consumers,
-            handoff: self.handoff.as_ref(),
         };
         let started = std::time::Instant::now();
         let inserted = self.store.write_batch(&batch).await?;

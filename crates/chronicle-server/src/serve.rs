@@ -5,7 +5,7 @@ use crate::cli::{DatabaseSettings, MqttEndpoint, ServeSettings};
 use crate::database::Database;
 use crate::device_channel::{MosquittoSync, RegistryAuthority, follow_registry};
 use anyhow::Context;
-use chronicle_alerts::{AlertMetrics, AlertServices, AlertSettings, FromIngest};
+use chronicle_alerts::{AlertMetrics, AlertServices, AlertSettings};
 use chronicle_broker::{Broker, BrokerMetrics, BrokerSettings, Listener};
 use chronicle_domain::wire::DecodeLimits;
 use chronicle_ingest::batcher::spawn_batcher;
@@ -218,19 +218,12 @@ pub async fn launch(
         chronicle_storage::trends::TRENDS_CONSUMER,
     ])
     .with_registry_cache(registry_cache);
-    // Readings that may raise an urgent alarm go to this process's engine at once, if it runs;
-    // and every reading stored goes to the engine in memory, if it holds patients' windows.
+    // Readings that may raise an urgent alarm go to this process's engine at once, if it runs.
     let urgent = chronicle_storage::UrgentPatients::default();
-    let handoff = (settings.followup_work && settings.alert_window_patients > 0)
-        .then(chronicle_storage::ReadingHandoff::new);
     let pipeline = if settings.followup_work {
         pipeline.with_urgent_lane(urgent.clone())
     } else {
         pipeline
-    };
-    let pipeline = match &handoff {
-        Some(handoff) => pipeline.with_reading_handoff(handoff.clone()),
-        None => pipeline,
     };
     // The alert engine and the trend rollups work from what each commit stored; each starts
     // at once on this process's commits and polls for those of other servers sharing the
@@ -238,12 +231,9 @@ pub async fn launch(
     let vapid = vapid_key(&store, &settings.channels).await?;
     let alerts = AlertServices::start(
         store.clone(),
-        FromIngest {
-            followups: pipeline.followups_enqueued(),
-            backlog: pipeline.ingest_backlog(),
-            urgent,
-            handoff,
-        },
+        pipeline.followups_enqueued(),
+        pipeline.ingest_backlog(),
+        urgent,
         AlertSettings {
             evaluate: settings.followup_work,
             window_patients: settings.alert_window_patients,

@@ -146,7 +146,6 @@ mod tests {
         let patient_id = Uuid::nil();
         let rows = [ReadingRow {
             device_key: 7,
-            device_id: "cgm-7",
             patient_id,
             reading: &reading,
         }];

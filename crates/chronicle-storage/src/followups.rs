@@ -28,16 +28,6 @@ pub struct Followup {
     pub readings: i32,
     /// When the batch committed (the statement's transaction time).
     pub enqueued_at: DateTime<Utc>,
-    /// The write that queued it, when its writer hands its readings over
-    /// ([`crate::handoff`]).
-    pub write: Option<WriteOf>,
-}
-
-/// A write of a process that hands its readings over: the process, and the write's number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteOf {
-    pub writer: Uuid,
-    pub number: u64,
 }
 
 /// Claimed items, held by an open transaction that has deleted them. [`complete`] commits
@@ -104,12 +94,6 @@ impl FollowupClaim {
                     last_measured_at: r.last_measured_at,
                     readings: r.readings,
                     enqueued_at: r.enqueued_at,
-                    write: r.writer.zip(r.write_seq).and_then(|(writer, number)| {
-                        Some(WriteOf {
-                            writer,
-                            number: u64::try_from(number).ok()?,
-                        })
-                    }),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -270,8 +254,6 @@ struct FollowupRow {
     last_measured_at: DateTime<Utc>,
     readings: i32,
     enqueued_at: DateTime<Utc>,
-    writer: Option<Uuid>,
-    write_seq: Option<i64>,
 }
 
 impl Store {
@@ -316,10 +298,10 @@ impl Store {
                  DELETE FROM ingest_followup_batches f USING claimed
                  WHERE f.ctid = claimed.ctid
                  RETURNING f.id, f.enqueued_at, f.patient_ids, f.kinds, f.first_measured_at,
-                     f.last_measured_at, f.readings, f.writer, f.write_seq
+                     f.last_measured_at, f.readings
              )
              SELECT d.id, i.patient_id, i.kind, i.first_measured_at, i.last_measured_at,
-                 i.readings, d.enqueued_at, d.writer, d.write_seq
+                 i.readings, d.enqueued_at
              FROM deleted d CROSS JOIN LATERAL UNNEST(d.patient_ids, d.kinds,
                  d.first_measured_at, d.last_measured_at, d.readings)
                  AS i (patient_id, kind, first_measured_at, last_measured_at, readings)",

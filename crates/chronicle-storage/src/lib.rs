@@ -35,7 +35,6 @@ pub mod escalation;
 pub mod followups;
 pub mod gate;
 pub mod gateways;
-pub mod handoff;
 pub mod identity;
 pub mod imports;
 pub mod invitations;
@@ -59,11 +58,8 @@ pub use broker_identities::{
 };
 pub use bulk::GlucoseCopy;
 pub use error::StorageError;
-pub use followups::{
-    Followup, FollowupClaim, IngestBacklog, UrgentPatients, UrgentReadings, WriteOf,
-};
+pub use followups::{Followup, FollowupClaim, IngestBacklog, UrgentPatients, UrgentReadings};
 pub use gateways::{Gateway, GatewayCredentials};
-pub use handoff::ReadingHandoff;
 pub use readings::{BatchWrite, InsertedKeys, ReadingRow, RejectionRow};
 pub use registry::{Device, DeviceCredentials, DeviceForIngest, NewPatient, Patient};
 pub use timescale::{TimescaleMode, TimescaleSettings, TimescaleStatus};

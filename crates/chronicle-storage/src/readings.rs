@@ -2,9 +2,7 @@
 //! trip per reading.
 
 use crate::gate::Permit;
-use crate::handoff::{HandedPoint, ReadingHandoff, as_stored, stored_receipt};
 use crate::{StorageError, Store};
-use chronicle_domain::alerts::rules::{GlucosePoint, PressurePoint};
 use chronicle_domain::sharing::DataCategory;
 use chronicle_domain::{Reading, ReadingKind};
 use chrono::{DateTime, Utc};
@@ -19,8 +17,6 @@ use uuid::Uuid;
 pub struct ReadingRow<'a> {
     /// The device's integer key, which the reading tables store instead of its id.
     pub device_key: i32,
-    /// The device's id, as the alert rules name it.
-    pub device_id: &'a str,
     pub patient_id: Uuid,
     pub reading: &'a Reading,
 }
@@ -51,9 +47,6 @@ pub struct BatchWrite<'a> {
     /// The consumers that get the follow-up items (one per patient and kind of the newly
     /// stored readings) in `ingest_followup_batches` rows (see [`crate::followups`]).
     pub followup_consumers: &'a [&'a str],
-    /// Where the readings stored go to this process's alert engine, if it evaluates here
-    /// ([`crate::handoff`]).
-    pub handoff: Option<&'a ReadingHandoff>,
 }
 
 /// The idempotency keys that were new, i.e. actually stored; every other reading of the batch
@@ -156,11 +149,11 @@ WITH new_glucose AS (
         WHERE l.last_measured_at < excluded.last_measured_at
 ), followups AS (
     INSERT INTO ingest_followup_batches (consumer, freshest_measured_at, items, patient_ids,
-        kinds, first_measured_at, last_measured_at, readings, writer, write_seq)
+        kinds, first_measured_at, last_measured_at, readings)
     -- The aggregates of a group see its rows in one order: the arrays stay parallel.
     SELECT c.consumer, max(t.last_measured_at), count(*)::int, array_agg(t.patient_id),
         array_agg(t.kind), array_agg(t.first_measured_at), array_agg(t.last_measured_at),
-        array_agg(t.readings), {writer}
+        array_agg(t.readings)
     FROM touched t CROSS JOIN UNNEST($25::text[]) AS c (consumer)
     GROUP BY c.consumer, t.part
 )
@@ -200,20 +193,16 @@ const NEWEST_AND_TOUCHED_OF_THE_STORED: &str = ", devices_of_batch AS (
     GROUP BY d.patient_id, s.kind
 )";
 
-/// The answer of the form that skips duplicates: the keys it stored, and when it stored them
-/// (the row without a key: the reading tables keep the receipt as seconds after measurement,
-/// from the statement's `now()`).
+/// The answer of the form that skips duplicates: the keys it stored.
 const STORED_KEYS: &str = "
 SELECT kind, device_key, measured_at FROM stored
 UNION ALL
-SELECT kind, device_key, measured_at FROM new_treatments
-UNION ALL
-SELECT NULL, NULL, now()";
+SELECT kind, device_key, measured_at FROM new_treatments";
 
-/// The answer of the form that fails on a duplicate: only when it stored (its commit says
-/// every reading was stored), so no row per reading goes back over the wire to be decoded.
+/// The answer of the form that fails on a duplicate: nothing (its commit says every reading
+/// was stored), so no row per reading goes back over the wire to be decoded.
 const NO_KEYS: &str = "
-SELECT NULL::text, NULL::int4, now()";
+SELECT NULL::text, NULL::int4, NULL::timestamptz WHERE false";
 
 /// The batch statement for a batch of new readings, as nearly all are: a reading already
 /// stored makes it fail with a unique violation instead of being skipped. Skipping costs
@@ -225,7 +214,6 @@ static WRITE_NEW_BATCH: LazyLock<String> = LazyLock::new(|| {
         .replace("{keep_new_keys}", "")
         .replace("{keep_new_treatment_keys}", "")
         .replace("{newest_and_touched}", NEWEST_AND_TOUCHED_OF_THE_BATCH)
-        .replace("{writer}", "$43::uuid, $44::int8")
         .replace("{answer}", NO_KEYS)
 });
 
@@ -245,7 +233,6 @@ static WRITE_BATCH_SKIPPING_DUPLICATES: LazyLock<String> = LazyLock::new(|| {
             &NEWEST_AND_TOUCHED_OF_THE_STORED
                 .replace("{items_per_row}", &FOLLOWUP_ITEMS_PER_ROW.to_string()),
         )
-        .replace("{writer}", "$36::uuid, $37::int8")
         .replace("{answer}", STORED_KEYS)
 });
 
@@ -292,122 +279,24 @@ impl Store {
             patient_ids,
             followup_consumers: batch.followup_consumers,
         };
-        // The write's number goes with its follow-up rows; a statement that failed committed
-        // nothing, so its second form keeps the number.
-        let write = batch.handoff.map(|handoff| (handoff, handoff.next_write()));
-        let writer = write.map(|(handoff, number)| WriterColumns {
-            writer: handoff.writer(),
-            write: i64::try_from(number).unwrap_or(i64::MAX),
-        });
         let skipping = &self.batches_skipping_duplicates;
         let recently_met_duplicate = skipping
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .is_ok();
-        let mut written = None;
         if !recently_met_duplicate {
-            match columns.write(self, Form::New, writer).await {
-                Ok(answer) => {
-                    written = Some((
-                        InsertedKeys(Inserted::All(readings.len())),
-                        answer.stored_at,
-                    ))
-                }
+            match columns.write(self, Form::New).await {
+                Ok(_) => return Ok(InsertedKeys(Inserted::All(readings.len()))),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     tracing::debug!(
                         "a batch held a reading already stored: written again, skipping it"
                     );
                     skipping.store(BATCHES_SKIPPING_AFTER_A_DUPLICATE, Ordering::Relaxed);
                 }
-                Err(error) => return Err(write_failed(batch, error)),
+                Err(error) => return Err(error.into()),
             }
         }
-        let (inserted, stored_at) = match written {
-            Some(written) => written,
-            None => {
-                let answer = columns
-                    .write(self, Form::SkippingDuplicates, writer)
-                    .await
-                    .map_err(|error| write_failed(batch, error))?;
-                (InsertedKeys(Inserted::Only(answer.keys)), answer.stored_at)
-            }
-        };
-        if let Some((handoff, number)) = write {
-            // A reading that cannot be given exactly as stored: the engine reads back.
-            match stored_at.and_then(|at| handed_points(&readings, &inserted, at)) {
-                Some(stored) => handoff.hand_over(number, stored),
-                None => handoff.forget_all(),
-            }
-        }
-        Ok(inserted)
+        Ok(columns.write(self, Form::SkippingDuplicates).await?)
     }
-}
-
-/// A batch statement failed. Whether it committed may be unknown (the connection broke
-/// after the commit), so the alert engine is told to trust nothing handed over before.
-fn write_failed(batch: &BatchWrite<'_>, error: sqlx::Error) -> StorageError {
-    if let Some(handoff) = batch.handoff {
-        handoff.forget_all();
-    }
-    error.into()
-}
-
-/// The readings a write stored, each exactly as the alert engine would read it back, by
-/// patient; `None` if one cannot be given so.
-fn handed_points(
-    readings: &[ReadingRow<'_>],
-    inserted: &InsertedKeys,
-    stored_at: DateTime<Utc>,
-) -> Option<Vec<(Uuid, HandedPoint)>> {
-    let mut points = Vec::with_capacity(readings.len());
-    for row in readings {
-        let point = match row.reading {
-            Reading::Glucose(g) => {
-                if !inserted.contains(row.device_key, row.reading) {
-                    continue;
-                }
-                let measured_at = as_stored(g.measured_at)?;
-                HandedPoint::Glucose(GlucosePoint {
-                    device_id: row.device_id.to_owned(),
-                    measured_at,
-                    received_at: stored_receipt(measured_at, stored_at)?,
-                    value_mg_dl: f64::from(codes::milli(g.value.get())) / 1000.0,
-                    source: g.source,
-                    flag: g.flag,
-                })
-            }
-            Reading::BloodPressure(bp) => {
-                if !inserted.contains(row.device_key, row.reading) {
-                    continue;
-                }
-                let measured_at = as_stored(bp.measured_at)?;
-                HandedPoint::Pressure(PressurePoint {
-                    device_id: row.device_id.to_owned(),
-                    measured_at,
-                    received_at: stored_receipt(measured_at, stored_at)?,
-                    systolic: u16::try_from(smallint(bp.systolic.get())).unwrap_or_default(),
-                    diastolic: u16::try_from(smallint(bp.diastolic.get())).unwrap_or_default(),
-                })
-            }
-            Reading::Treatment(_) => continue,
-        };
-        points.push((row.patient_id, point));
-    }
-    Some(points)
-}
-
-/// Which process's write queued the follow-up rows ([`crate::handoff`]).
-#[derive(Clone, Copy)]
-struct WriterColumns {
-    writer: Uuid,
-    write: i64,
-}
-
-/// What the batch statement answers.
-struct Answer {
-    /// The keys stored ([`Form::SkippingDuplicates`] only).
-    keys: HashSet<(String, i32, DateTime<Utc>)>,
-    /// The statement's `now()`.
-    stored_at: Option<DateTime<Utc>>,
 }
 
 /// A batch, column by column, as the batch statement takes it.
@@ -427,12 +316,7 @@ struct BatchColumns<'a> {
 }
 
 impl BatchColumns<'_> {
-    async fn write(
-        &self,
-        store: &Store,
-        form: Form,
-        writer: Option<WriterColumns>,
-    ) -> Result<Answer, sqlx::Error> {
+    async fn write(&self, store: &Store, form: Form) -> Result<InsertedKeys, sqlx::Error> {
         let BatchColumns {
             glucose,
             blood_pressure,
@@ -495,24 +379,8 @@ impl BatchColumns<'_> {
                 .bind(&touched.parts),
             Form::SkippingDuplicates => query.bind(device_keys).bind(patient_ids),
         };
-        let query = query
-            .bind(writer.map(|w| w.writer))
-            .bind(writer.map(|w| w.write));
-        let returned: Vec<(Option<String>, Option<i32>, DateTime<Utc>)> =
-            query.fetch_all(store.pool()).await?;
-        let mut answer = Answer {
-            keys: HashSet::new(),
-            stored_at: None,
-        };
-        for row in returned {
-            match row {
-                (Some(kind), Some(device_key), measured_at) => {
-                    answer.keys.insert((kind, device_key, measured_at));
-                }
-                (_, _, stored_at) => answer.stored_at = Some(stored_at),
-            }
-        }
-        Ok(answer)
+        let returned: Vec<(String, i32, DateTime<Utc>)> = query.fetch_all(store.pool()).await?;
+        Ok(InsertedKeys(Inserted::Only(returned.into_iter().collect())))
     }
 }
 

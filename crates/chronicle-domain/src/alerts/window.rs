@@ -140,47 +140,23 @@ impl<P: WindowPoint> ReadingWindow<P> {
     /// Merges every stored reading measured from `read_from` on (a read the window asked
     /// for with [`read_from`](Self::read_from)). A reading it holds already is replaced by the
     /// stored one.
-    pub fn merge(&mut self, read_from: DateTime<Utc>, read: Vec<P>) {
-        self.insert(read);
-        self.covered_from = Some(self.covered_from.map_or(read_from, |c| c.min(read_from)));
-    }
-
-    /// Whether the window holds every stored reading measured from `from` on (as of the
-    /// reads merged into it).
-    pub fn covers(&self, from: DateTime<Utc>) -> bool {
-        self.covered_from.is_some_and(|covered| covered <= from)
-    }
-
-    /// Adds stored readings (ones this process stored itself) without changing what the
-    /// window covers: those measured before it covers, or all if it covers nothing yet, are
-    /// left out (the next evaluation that needs them reads them). A reading it holds already
-    /// is replaced by the one added.
-    pub fn add_stored(&mut self, mut points: Vec<P>) {
-        let Some(covered) = self.covered_from else {
-            return;
-        };
-        points.retain(|p| p.measured_at() >= covered);
-        self.insert(points);
-    }
-
-    /// Inserts stored readings in order.
-    fn insert(&mut self, mut points: Vec<P>) {
-        if points.is_empty() {
-            return;
-        }
-        points.sort_by(order);
-        points.dedup_by(|a, b| order(a, b) == Ordering::Equal);
-        if self
+    pub fn merge(&mut self, read_from: DateTime<Utc>, mut read: Vec<P>) {
+        read.sort_by(order);
+        read.dedup_by(|a, b| order(a, b) == Ordering::Equal);
+        if read.is_empty() {
+            // Nothing new.
+        } else if self
             .points
             .last()
-            .is_none_or(|last| order(last, &points[0]) == Ordering::Less)
+            .is_none_or(|last| order(last, &read[0]) == Ordering::Less)
         {
             // The usual case: only readings newer than all it holds.
-            self.points.append(&mut points);
+            self.points.append(&mut read);
         } else {
             let held = std::mem::take(&mut self.points);
-            self.points = merge_sorted(held, points);
+            self.points = merge_sorted(held, read);
         }
+        self.covered_from = Some(self.covered_from.map_or(read_from, |c| c.min(read_from)));
     }
 
     /// The readings measured from `from` on, oldest first: what the database returns for

@@ -77,11 +77,9 @@ struct Measured {
     max_ms: f64,
     /// Publish → the push request's arrival at the push service, for the same alarms.
     push: Latencies,
-    /// From the server's metrics over the whole run: patients evaluated (and of them from
-    /// readings handed over, none read back), evaluation rounds (batches), and their mean
-    /// duration.
+    /// From the server's metrics over the whole run: patients evaluated, evaluation rounds
+    /// (batches), and their mean duration.
     evaluations: f64,
-    evaluations_from_memory: f64,
     evaluation_batches: f64,
     mean_batch_ms: f64,
 }
@@ -136,7 +134,7 @@ impl BenchReport for Report {
              background load at {:.0} % of it: {:.1} readings/s asked, {:.1} sent\n\
              publish → alert on the stream, {} probes ({} missed): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
              publish → push delivered (Web Push, encrypted, to a push service on loopback), {} pushes ({} missed): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
-             alert engine over the run: {:.0} patients evaluated ({:.0} from memory) in {:.0} batches, {:.1} ms per batch on average\n\
+             alert engine over the run: {:.0} patients evaluated in {:.0} batches, {:.1} ms per batch on average\n\
              goal p99 <= {:.0} ms: {}\n\
              push goal p99 <= {:.0} ms: {}\n\n",
                 self.broker,
@@ -158,7 +156,6 @@ impl BenchReport for Report {
                 m.push.p99_ms,
                 m.push.max_ms,
                 m.evaluations,
-                m.evaluations_from_memory,
                 m.evaluation_batches,
                 m.mean_batch_ms,
                 self.goal_p99_ms,
@@ -243,7 +240,6 @@ async fn measure(
             max_ms: stream.max_ms,
             push: Latencies::from(&pushed),
             evaluations: 0.0,
-            evaluations_from_memory: 0.0,
             evaluation_batches: 0.0,
             mean_batch_ms: 0.0,
         })
@@ -258,7 +254,6 @@ async fn measure(
                     .sum()
             };
             m.evaluations = value("chronicle_alerts_evaluations_total");
-            m.evaluations_from_memory = value("chronicle_alerts_evaluations_from_memory_total");
             m.evaluation_batches = value("chronicle_alerts_evaluation_seconds_count");
             let seconds = value("chronicle_alerts_evaluation_seconds_sum");
             m.mean_batch_ms = if m.evaluation_batches > 0.0 {

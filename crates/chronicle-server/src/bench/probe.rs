@@ -292,9 +292,6 @@ impl MetricsSample {
                 0.0
             },
             storage_errors: delta("chronicle_ingest_storage_errors_total").round() as u64,
-            alert_evaluations: delta("chronicle_alerts_evaluations_total").round() as u64,
-            alert_evaluations_from_memory: delta("chronicle_alerts_evaluations_from_memory_total")
-                .round() as u64,
         }
     }
 }
@@ -315,10 +312,6 @@ pub struct BatchProfile {
     /// (`chronicle_ingest_lag_seconds`).
     pub mean_lag_ms: f64,
     pub storage_errors: u64,
-    /// Patients the alert engine evaluated, and of them those evaluated from the readings
-    /// handed over, none read back.
-    pub alert_evaluations: u64,
-    pub alert_evaluations_from_memory: u64,
 }
 
 #[cfg(test)]

@@ -232,30 +232,6 @@ impl AlertEvaluation {
         Ok(rows.into_iter().collect())
     }
 
-    /// Whether follow-up work of `consumer` queued by a writer other than `writer` waits
-    /// (or is being done): readings stored elsewhere that this process was not handed
-    /// ([`crate::handoff`]). Asked within the evaluation, after its patients' locks: what
-    /// another writer commits later is evaluated later, as a reading that came later.
-    pub async fn work_of_other_writers_queued(
-        &mut self,
-        consumer: &str,
-        writer: Uuid,
-    ) -> Result<bool, StorageError> {
-        // Three looks into the (consumer, writer) index instead of a scan for "any other".
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM ingest_followup_batches
-                            WHERE consumer = $1 AND writer IS NULL)
-                 OR EXISTS (SELECT 1 FROM ingest_followup_batches
-                            WHERE consumer = $1 AND writer < $2)
-                 OR EXISTS (SELECT 1 FROM ingest_followup_batches
-                            WHERE consumer = $1 AND writer > $2)",
-        )
-        .bind(consumer)
-        .bind(writer)
-        .fetch_one(&mut *self.tx)
-        .await?)
-    }
-
     /// Glucose readings measured since each patient's `from`. Each patient's readings are
     /// read in a subquery of their own behind a fence (`OFFSET 0`): joined directly, the
     /// planner takes the bound from an array row as a filter, not as a bound of the index

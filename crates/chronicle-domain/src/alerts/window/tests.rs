@@ -117,24 +117,15 @@ fn stored_since<P: WindowPoint>(
 }
 
 /// The engine's steps for one kind in one evaluation: read what the window asks for, merge
-/// it, evaluate the lookback from the window, trim. With the readings just stored `handed`
-/// over (the process stored them itself, and nobody else stores any), nothing is read when
-/// the window covers the lookback. Returns the slice evaluated.
+/// it, evaluate the lookback from the window, trim. Returns the slice evaluated.
 fn evaluate_from_window<P: WindowPoint>(
     window: &mut ReadingWindow<P>,
     stored: &BTreeMap<(DateTime<Utc>, String), P>,
     new_from: DateTime<Utc>,
     lookback: Duration,
-    handed: Option<Vec<P>>,
 ) -> Vec<P> {
-    match handed {
-        Some(handed) if window.covers(new_from - lookback) => window.add_stored(handed),
-        handed => {
-            let read_from = window.read_from(new_from, lookback);
-            window.merge(read_from, stored_since(stored, read_from));
-            window.add_stored(handed.unwrap_or_default());
-        }
-    }
+    let read_from = window.read_from(new_from, lookback);
+    window.merge(read_from, stored_since(stored, read_from));
     window.since(new_from - lookback).to_vec()
 }
 
@@ -143,15 +134,12 @@ proptest! {
 
     /// Readings arrive in batches of what was received in the same minute (late ones long
     /// after their neighbours, some twice); now and then the patient's evaluation moves to
-    /// another process, which starts from an empty window; and either every evaluation
-    /// reads back what it lacks, or the readings each batch stored are handed over. After
-    /// every batch, the rules judge the window's slice exactly as they judge the stored
-    /// readings.
+    /// another process, which starts from an empty window. After every batch, the rules
+    /// judge the window's slice exactly as they judge the stored readings.
     #[test]
     fn a_window_evaluates_like_the_stored_readings(
         arrivals in series(),
         moves in proptest::collection::vec(0usize..400, 0..4),
-        hand_over in any::<bool>(),
     ) {
         let thresholds = AlertThresholds::default();
         let mut deliveries: Vec<(DateTime<Utc>, Arrival)> = Vec::new();
@@ -179,14 +167,11 @@ proptest! {
             // The ingest stores each reading once (dedup on device and time).
             let mut glucose_from = None;
             let mut pressure_from = None;
-            let mut glucose_handed = Vec::new();
-            let mut pressure_handed = Vec::new();
             for a in batch {
                 if let Some(g) = a.glucose {
                     let key = (g.measured_at, g.device_id.clone());
                     let measured_at = g.measured_at;
                     if let std::collections::btree_map::Entry::Vacant(slot) = glucose_stored.entry(key) {
-                        glucose_handed.push(g.clone());
                         slot.insert(g);
                         glucose_from = Some(glucose_from.map_or(measured_at, |f: DateTime<Utc>| f.min(measured_at)));
                     }
@@ -195,7 +180,6 @@ proptest! {
                     let key = (p.measured_at, p.device_id.clone());
                     let measured_at = p.measured_at;
                     if let std::collections::btree_map::Entry::Vacant(slot) = pressure_stored.entry(key) {
-                        pressure_handed.push(p.clone());
                         slot.insert(p);
                         pressure_from = Some(pressure_from.map_or(measured_at, |f: DateTime<Utc>| f.min(measured_at)));
                     }
@@ -203,7 +187,7 @@ proptest! {
             }
             let glucose = match glucose_from {
                 Some(from) => {
-                    let windowed = evaluate_from_window(&mut glucose_window, &glucose_stored, from, GLUCOSE_LOOKBACK, hand_over.then_some(glucose_handed));
+                    let windowed = evaluate_from_window(&mut glucose_window, &glucose_stored, from, GLUCOSE_LOOKBACK);
                     let stored = stored_since(&glucose_stored, from - GLUCOSE_LOOKBACK);
                     prop_assert_eq!(&windowed, &stored);
                     prop_assert_eq!(
@@ -216,7 +200,7 @@ proptest! {
             };
             let pressure = match pressure_from {
                 Some(from) => {
-                    let windowed = evaluate_from_window(&mut pressure_window, &pressure_stored, from, PRESSURE_LOOKBACK, hand_over.then_some(pressure_handed));
+                    let windowed = evaluate_from_window(&mut pressure_window, &pressure_stored, from, PRESSURE_LOOKBACK);
                     let stored = stored_since(&pressure_stored, from - PRESSURE_LOOKBACK);
                     prop_assert_eq!(&windowed, &stored);
                     prop_assert_eq!(
@@ -307,28 +291,16 @@ fn a_reading_stored_before_the_one_evaluated_is_read_even_if_its_own_work_waits(
         &stored,
         t0() + Duration::minutes(300),
         GLUCOSE_LOOKBACK,
-        None,
     );
-    let mut handed_window = window.clone();
     // Two readings stored in order; only the later one's work is evaluated now.
-    let newly = [point(305, 95.0), point(310, 50.0)];
-    for p in newly.clone() {
+    for p in [point(305, 95.0), point(310, 50.0)] {
         stored.insert((p.measured_at, p.device_id.clone()), p);
     }
     let new_from = t0() + Duration::minutes(310);
-    let expected = stored_since(&stored, new_from - GLUCOSE_LOOKBACK);
-    let evaluated = evaluate_from_window(&mut window, &stored, new_from, GLUCOSE_LOOKBACK, None);
+    let evaluated = evaluate_from_window(&mut window, &stored, new_from, GLUCOSE_LOOKBACK);
     assert_eq!(
-        evaluated, expected,
+        evaluated,
+        stored_since(&stored, new_from - GLUCOSE_LOOKBACK),
         "the window's slice is the stored one, the reading at 305 included"
     );
-    // Handed over, both readings are there without a read.
-    let evaluated = evaluate_from_window(
-        &mut handed_window,
-        &BTreeMap::new(),
-        new_from,
-        GLUCOSE_LOOKBACK,
-        Some(newly.to_vec()),
-    );
-    assert_eq!(evaluated, expected);
 }
