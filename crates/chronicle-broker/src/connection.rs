@@ -31,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 /// Outbound packets a connection's writer may have waiting before routed acks are dropped.
@@ -225,7 +226,10 @@ where
             ConnectReturnCode::Success,
             attachment.session_present,
         ));
-        let writer_task = tokio::spawn(
+        // Both tasks end with this connection's task: dropped by force (the shutdown grace
+        // is over), it takes them along, and with the writer the socket, so the client sees
+        // the connection close instead of a socket nobody reads.
+        let writer_task = AbortOnDropHandle::new(tokio::spawn(
             write(
                 writer,
                 inbox,
@@ -234,10 +238,11 @@ where
                 ctx.settings.inflight_out,
             )
             .in_current_span(),
-        );
+        ));
         let (in_flight_tx, in_flight_rx) = mpsc::unbounded_channel();
-        let acker_task =
-            tokio::spawn(acknowledge(in_flight_rx, outbox.clone(), ctx.clone()).in_current_span());
+        let acker_task = AbortOnDropHandle::new(tokio::spawn(
+            acknowledge(in_flight_rx, outbox.clone(), ctx.clone()).in_current_span(),
+        ));
 
         let ended = read_packets(
             &mut reader,
