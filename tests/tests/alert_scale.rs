@@ -280,7 +280,7 @@ async fn engines_that_take_turns_on_a_patient_evaluate_like_one() {
         let scope = Scope {
             // As stored: the device sends whole seconds.
             glucose_from: Some(at.trunc_subsecs(0)),
-            pressure_from: None,
+            ..Scope::default()
         };
         let events = evaluate_patients(&store, engine, &[(patient, scope)])
             .await
@@ -457,7 +457,7 @@ async fn an_evaluation_reads_the_new_readings_not_the_devices_history() {
     let windows = ReadingWindows::new(10);
     let scope = Scope {
         glucose_from: Some(Utc::now() - Duration::hours(1)),
-        pressure_from: None,
+        ..Scope::default()
     };
     evaluate_patients(&store, &windows, &[(patient, scope)])
         .await
@@ -466,5 +466,120 @@ async fn an_evaluation_reads_the_new_readings_not_the_devices_history() {
     assert!(
         read < 1_000,
         "evaluating an hour of readings read {read} rows of a {HISTORY}-reading history"
+    );
+}
+
+/// The `Scope` of claimed follow-up items, as the engine builds it: where the glucose rules
+/// look from, and the writes that stored the readings.
+fn scope_of_items(items: &[chronicle_storage::Followup]) -> Scope {
+    Scope {
+        glucose_from: items.iter().map(|i| i.first_measured_at).min(),
+        glucose_writes: Some(
+            items
+                .iter()
+                .map(|i| (i.first_measured_at, i.written_by))
+                .collect(),
+        ),
+        ..Scope::default()
+    }
+}
+
+/// An engine behind its queue reads ahead of it: evaluating its oldest item, it reads and
+/// evaluates every reading stored since. The follow-up work of those readings is then done:
+/// evaluating it reads and raises nothing. A reading stored after that evaluation is read and
+/// evaluated as usual.
+#[tokio::test]
+async fn an_engine_does_not_evaluate_again_what_it_read_ahead_of_its_queue() {
+    const COMMITS: usize = 30;
+    let db = TestDatabase::create().await.expect("database");
+    // Only the ingest here: the test claims and evaluates itself.
+    let server = chronicle_tests::TestApp::launch(&db, &["--followup-work", "false"])
+        .await
+        .expect("server");
+    let store = db.server_store(2).await.expect("store");
+    let clinic = Clinic::new(&store, "North").await;
+    let (patient, _) = clinic.patient("Ahead").await;
+    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
+    let mut device = TestDevice::connect(
+        server.mqtt_port(),
+        credentials.id.as_str(),
+        Some(&credentials.secret),
+    )
+    .await
+    .expect("device connects");
+    let start = Utc::now().trunc_subsecs(0) - Duration::minutes(COMMITS as i64 + 5);
+    let mut publish = async |minute: i64, value: f64| {
+        device
+            .publish(glucose(start + Duration::minutes(minute), value).to_string())
+            .await
+            .expect("publish");
+        let ack = device
+            .next_ack(StdDuration::from_secs(30))
+            .await
+            .expect("ack");
+        assert_eq!(ack.stored, 1);
+    };
+    // One commit each; very low from the twentieth on.
+    for i in 0..COMMITS {
+        publish(i as i64, if i < 20 { 110.0 } else { 45.0 }).await;
+    }
+
+    let windows = ReadingWindows::new(10);
+    let before_ahead = rows_read(&db.pool, "glucose_samples").await;
+    let claim = store
+        .claim_followups(chronicle_alerts::CONSUMER, 1)
+        .await
+        .expect("claim")
+        .expect("the oldest item");
+    assert_eq!(claim.items.len(), 1);
+    let events = evaluate_patients(&store, &windows, &[(patient, scope_of_items(&claim.items))])
+        .await
+        .expect("evaluation");
+    claim.complete().await.expect("complete");
+    let raised: Vec<&str> = events.iter().map(|e| e.alert.rule.as_str()).collect();
+    assert!(
+        raised.contains(&"glucose_very_low"),
+        "the oldest item's evaluation read and evaluated every reading stored since: {raised:?}"
+    );
+
+    let read_ahead = rows_read_since(&db.pool, "glucose_samples", before_ahead).await;
+    assert!(read_ahead >= COMMITS as i64, "{read_ahead} rows read ahead");
+    let before = before_ahead + read_ahead;
+    let claim = store
+        .claim_followups(chronicle_alerts::CONSUMER, 100)
+        .await
+        .expect("claim")
+        .expect("the rest");
+    assert_eq!(claim.items.len(), COMMITS - 1);
+    let events = evaluate_patients(&store, &windows, &[(patient, scope_of_items(&claim.items))])
+        .await
+        .expect("evaluation");
+    claim.complete().await.expect("complete");
+    assert!(events.is_empty(), "{events:?}");
+
+    // Stored after the read-ahead: read and evaluated.
+    publish(COMMITS as i64, 120.0).await;
+    let claim = store
+        .claim_followups(chronicle_alerts::CONSUMER, 100)
+        .await
+        .expect("claim")
+        .expect("the new reading's item");
+    evaluate_patients(&store, &windows, &[(patient, scope_of_items(&claim.items))])
+        .await
+        .expect("evaluation");
+    claim.complete().await.expect("complete");
+    let read = rows_read_since(&db.pool, "glucose_samples", before).await;
+    // The newest held reading and the new one, against the 29 readings of the items the
+    // read-ahead covered and the new one's had they been read again.
+    assert!(
+        read <= 10,
+        "the items evaluated ahead were read again: {read} rows read"
+    );
+    assert_eq!(
+        store
+            .pending_followups(chronicle_alerts::CONSUMER)
+            .await
+            .expect("pending"),
+        0
     );
 }

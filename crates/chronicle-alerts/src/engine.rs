@@ -10,7 +10,7 @@
 //! only the new readings; a window that may be incomplete is rebuilt from stored data first.
 
 use crate::metrics::{AlertMetrics, KindLabel};
-use crate::windows::{PatientWindows, ReadingWindows};
+use crate::windows::{Evaluated, PatientWindows, ReadingWindows};
 use chronicle_domain::ReadingKind;
 use chronicle_domain::alerts::RuleId;
 use chronicle_domain::alerts::lifecycle::{reconcile, reconcile_no_data, silence_history};
@@ -66,12 +66,18 @@ const KEEPING_UP_WITHIN: std::time::Duration = std::time::Duration::from_millis(
 const MOST_IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What to evaluate for a patient.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     /// Glucose rules, for readings measured from here on (and the lookback before).
     pub glucose_from: Option<DateTime<Utc>>,
     /// Blood-pressure rules, likewise.
     pub pressure_from: Option<DateTime<Utc>>,
+    /// The writes that stored the glucose readings: each one's earliest `measured_at` and
+    /// transaction. Those an earlier evaluation of this engine covered are not evaluated again
+    /// (`crate::windows::Evaluated`). `None`: not known (the urgent lane, a caller that names
+    /// no write); everything from `glucose_from` on is evaluated. Blood pressure (a few
+    /// readings a day) is always evaluated from `pressure_from`.
+    pub glucose_writes: Option<Vec<(DateTime<Utc>, i64)>>,
 }
 
 impl Scope {
@@ -80,14 +86,46 @@ impl Scope {
         Scope::default()
     }
 
-    fn include(&mut self, kind: ReadingKind, from: DateTime<Utc>) {
+    /// Whether it evaluates newly stored readings.
+    fn has_readings(&self) -> bool {
+        self.glucose_from.is_some() || self.pressure_from.is_some()
+    }
+
+    /// Adds readings of `kind` measured from `from` on, stored by transaction `written_by`
+    /// (when known).
+    fn include(&mut self, kind: ReadingKind, from: DateTime<Utc>, written_by: Option<i64>) {
         let slot = match kind {
-            ReadingKind::Glucose => &mut self.glucose_from,
+            ReadingKind::Glucose => {
+                match (written_by, &mut self.glucose_writes) {
+                    (Some(written_by), Some(writes)) => writes.push((from, written_by)),
+                    (Some(_), None) => {}
+                    (None, writes) => *writes = None,
+                }
+                &mut self.glucose_from
+            }
             ReadingKind::BloodPressure => &mut self.pressure_from,
             // No alert rule reads treatments (and no follow-up work is queued for them).
             ReadingKind::Treatment => return,
         };
         *slot = Some(slot.map_or(from, |f| f.min(from)));
+    }
+
+    /// This scope without the glucose writes `evaluated` covers: where its glucose rules are
+    /// to look from, if anywhere.
+    fn unevaluated(&self, evaluated: Option<&Evaluated>) -> Scope {
+        let (Some(writes), Some(evaluated)) = (&self.glucose_writes, evaluated) else {
+            return self.clone();
+        };
+        let left: Vec<(DateTime<Utc>, i64)> = writes
+            .iter()
+            .filter(|(first, written_by)| !evaluated.covers(*written_by, *first))
+            .copied()
+            .collect();
+        Scope {
+            glucose_from: left.iter().map(|(first, _)| *first).min(),
+            pressure_from: self.pressure_from,
+            glucose_writes: Some(left),
+        }
     }
 }
 
@@ -109,7 +147,7 @@ pub async fn evaluate_patients(
     let latest = evaluation.latest_alerts().await?;
     let with_readings: Vec<Uuid> = batch
         .iter()
-        .filter(|(_, s)| *s != Scope::time_only())
+        .filter(|(_, s)| s.has_readings())
         .map(|(p, _)| *p)
         .collect();
     let evaluated_last = evaluation
@@ -129,15 +167,26 @@ pub async fn evaluate_patients(
         };
         held.insert(*patient, patient_windows);
     }
+    // Readings an earlier evaluation covered (it read ahead of the queue) are not evaluated
+    // again; a patient left with none is only put back.
+    let scopes: Vec<(Uuid, Scope)> = batch
+        .iter()
+        .map(|(patient, scope)| {
+            let evaluated = held.get(patient).and_then(|w| w.glucose_evaluated.as_ref());
+            (*patient, scope.unevaluated(evaluated))
+        })
+        .collect();
     // From the database only what the held windows lack is read.
     let glucose_reads = reads(
-        batch,
+        &scopes,
         &held,
         |s| s.glucose_from,
         |w| &w.glucose,
         GLUCOSE_LOOKBACK,
     );
     if !glucose_reads.is_empty() {
+        // Taken before the read, so the read returns everything these transactions stored.
+        let finished = Arc::new(evaluation.finished_writes().await?);
         let read = evaluation.glucose_since(&glucose_reads).await?;
         tracing::debug!(
             patients = glucose_reads.len(),
@@ -146,9 +195,17 @@ pub async fn evaluate_patients(
             "glucose read for evaluation"
         );
         merge_reads(&mut held, &glucose_reads, read, |w| &mut w.glucose);
+        for (patient, scope) in &scopes {
+            if let (Some(from), Some(windows)) = (scope.glucose_from, held.get_mut(patient)) {
+                windows.glucose_evaluated = Some(Evaluated {
+                    finished: finished.clone(),
+                    from,
+                });
+            }
+        }
     }
     let pressure_reads = reads(
-        batch,
+        &scopes,
         &held,
         |s| s.pressure_from,
         |w| &w.pressure,
@@ -163,7 +220,7 @@ pub async fn evaluate_patients(
     let no_data_of: Vec<Uuid> = batch
         .iter()
         .filter(|(p, s)| {
-            *s == Scope::time_only()
+            !s.has_readings()
                 || latest.get(p).is_some_and(|known| {
                     known
                         .iter()
@@ -180,7 +237,7 @@ pub async fn evaluate_patients(
 
     let none = HashMap::new();
     let mut resolve_after = HashMap::new();
-    for (patient, scope) in batch {
+    for (patient, scope) in &scopes {
         let t = thresholds.get(patient).copied().unwrap_or_default();
         resolve_after.insert(*patient, t.resolve_after());
         let known = latest.get(patient).unwrap_or(&none);
@@ -504,12 +561,14 @@ async fn drain(
     // data in one query per kind, and a reading that raises an alarm waits behind few others.
     // A large claim has more batches than run at once: each running batch holds a pooled
     // connection, so the next starts as one ends.
-    let patients = scopes(
-        claim
-            .items
-            .iter()
-            .map(|item| (item.patient_id, item.kind, item.first_measured_at)),
-    );
+    let patients = scopes(claim.items.iter().map(|item| {
+        (
+            item.patient_id,
+            item.kind,
+            item.first_measured_at,
+            Some(item.written_by),
+        )
+    }));
     tracing::debug!(
         patients = patients.len(),
         limit,
@@ -561,13 +620,19 @@ async fn drain(
 }
 
 /// What to evaluate for each patient of newly stored readings (patient, kind, earliest
-/// `measured_at`), in patient order.
+/// `measured_at`, the transaction that stored them if known), in patient order.
 fn scopes(
-    stored: impl IntoIterator<Item = (Uuid, ReadingKind, DateTime<Utc>)>,
+    stored: impl IntoIterator<Item = (Uuid, ReadingKind, DateTime<Utc>, Option<i64>)>,
 ) -> Vec<(Uuid, Scope)> {
     let mut patients: BTreeMap<Uuid, Scope> = BTreeMap::new();
-    for (patient_id, kind, from) in stored {
-        patients.entry(patient_id).or_default().include(kind, from);
+    for (patient_id, kind, from, written_by) in stored {
+        patients
+            .entry(patient_id)
+            .or_insert_with(|| Scope {
+                glucose_writes: Some(Vec::new()),
+                ..Scope::default()
+            })
+            .include(kind, from, written_by);
     }
     patients.into_iter().collect()
 }
@@ -590,10 +655,11 @@ pub async fn run_urgent(
             () = shutdown.cancelled() => break,
             announced = urgent.next() => announced,
         };
+        // Announced readings name no transaction: evaluated whatever was evaluated before.
         let patients = scopes(
             announced
                 .iter()
-                .map(|r| (r.patient_id, r.kind, r.first_measured_at)),
+                .map(|r| (r.patient_id, r.kind, r.first_measured_at, None)),
         );
         for chunk in patients.chunks(BATCH_LIMIT) {
             tracing::debug!(patients = chunk.len(), "urgent evaluation");
@@ -638,6 +704,65 @@ fn joined(
 mod tests {
     use super::*;
     use std::time::Duration as StdDuration;
+
+    fn minute(m: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + 60 * m, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn writes_an_evaluation_covered_are_left_out_of_the_scope() {
+        let patient = Uuid::from_u128(1);
+        let glucose = |m: i64, written_by: Option<i64>| {
+            (patient, ReadingKind::Glucose, minute(m), written_by)
+        };
+        let [(_, known)] = &scopes([glucose(30, Some(50)), glucose(20, Some(99))])[..] else {
+            panic!("one patient");
+        };
+        assert_eq!(known.glucose_from, Some(minute(20)));
+        // An evaluation that read from minute 10 after every transaction below 100 finished.
+        let evaluated = Evaluated {
+            finished: Arc::new(
+                chronicle_storage::FinishedWrites::parse("100:100:").expect("a snapshot"),
+            ),
+            from: minute(10),
+        };
+        let left = known.unevaluated(Some(&evaluated));
+        assert_eq!((left.glucose_from, left.has_readings()), (None, false));
+        // A write that finished after it, or of readings older than it evaluated, is left.
+        let [(_, later)] = &scopes([glucose(30, Some(100)), glucose(20, Some(50))])[..] else {
+            panic!("one patient");
+        };
+        assert_eq!(
+            later.unevaluated(Some(&evaluated)).glucose_from,
+            Some(minute(30))
+        );
+        let [(_, older)] = &scopes([glucose(5, Some(50)), glucose(20, Some(60))])[..] else {
+            panic!("one patient");
+        };
+        assert_eq!(
+            older.unevaluated(Some(&evaluated)).glucose_from,
+            Some(minute(5))
+        );
+        // Blood pressure is always evaluated.
+        let [(_, mixed)] = &scopes([
+            glucose(20, Some(50)),
+            (patient, ReadingKind::BloodPressure, minute(25), Some(50)),
+        ])[..] else {
+            panic!("one patient");
+        };
+        let left = mixed.unevaluated(Some(&evaluated));
+        assert_eq!(
+            (left.glucose_from, left.pressure_from),
+            (None, Some(minute(25)))
+        );
+        // Writes not known (the urgent lane), or nothing evaluated before: all is evaluated.
+        let [(_, unknown)] = &scopes([glucose(20, None), glucose(30, Some(50))])[..] else {
+            panic!("one patient");
+        };
+        assert_eq!(unknown.glucose_writes, None);
+        assert_eq!(unknown.unevaluated(Some(&evaluated)), *unknown);
+        assert_eq!(known.unevaluated(None), *known);
+    }
 
     #[test]
     fn rounds_idle_as_long_as_they_ran_only_while_the_engine_keeps_up() {

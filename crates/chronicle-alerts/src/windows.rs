@@ -22,8 +22,8 @@ use chronicle_domain::alerts::rules::{GlucosePoint, PressurePoint};
 use chronicle_domain::alerts::window::{GLUCOSE_KEEP, PRESSURE_KEEP, ReadingWindow};
 use chronicle_domain::sync::lock;
 use chronicle_domain::{GlucoseFlag, GlucoseSource};
-use chronicle_storage::Store;
 use chronicle_storage::records::Erasure;
+use chronicle_storage::{FinishedWrites, Store};
 use chrono::{DateTime, Duration, Utc};
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -38,6 +38,27 @@ use uuid::Uuid;
 pub(crate) struct PatientWindows {
     pub(crate) glucose: ReadingWindow<GlucosePoint>,
     pub(crate) pressure: ReadingWindow<PressurePoint>,
+    /// The glucose readings the evaluation that put the windows back evaluated.
+    pub(crate) glucose_evaluated: Option<Evaluated>,
+}
+
+/// The glucose readings one committed evaluation evaluated: every stored one measured from
+/// `from` on that a transaction in `finished` stored. Its read returned them all (it began
+/// after those transactions finished, and read from `from` or earlier) and its rules judged
+/// each with the whole lookback before it. An engine that is behind its queue reads ahead of
+/// it: the follow-up work for readings such an evaluation covered is already done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Evaluated {
+    pub(crate) finished: Arc<FinishedWrites>,
+    pub(crate) from: DateTime<Utc>,
+}
+
+impl Evaluated {
+    /// Whether the readings transaction `written_by` stored, measured from `first` on, were
+    /// evaluated.
+    pub(crate) fn covers(&self, written_by: i64, first: DateTime<Utc>) -> bool {
+        first >= self.from && self.finished.include(written_by)
+    }
 }
 
 /// The windows of the patients this process evaluated most recently.
@@ -163,6 +184,7 @@ struct HeldWindows {
     glucose: Box<[HeldGlucose]>,
     pressure_from: Option<DateTime<Utc>>,
     pressure: Box<[HeldPressure]>,
+    glucose_evaluated: Option<Evaluated>,
 }
 
 /// A held glucose reading: exactly a stored one (thousandths of mg/dL, receipt in whole
@@ -194,6 +216,7 @@ impl HeldWindows {
         let mut devices: Vec<Box<str>> = Vec::new();
         let (glucose_from, glucose) = windows.glucose.into_parts();
         let (pressure_from, pressure) = windows.pressure.into_parts();
+        let glucose_evaluated = windows.glucose_evaluated;
         let glucose = glucose
             .iter()
             .map(|point| {
@@ -240,6 +263,7 @@ impl HeldWindows {
             glucose,
             pressure_from,
             pressure,
+            glucose_evaluated,
         })
     }
 
@@ -286,6 +310,7 @@ impl HeldWindows {
         Some(PatientWindows {
             glucose: ReadingWindow::from_parts(self.glucose_from, glucose),
             pressure: ReadingWindow::from_parts(self.pressure_from, pressure),
+            glucose_evaluated: self.glucose_evaluated,
         })
     }
 }
@@ -366,14 +391,24 @@ mod tests {
         PatientWindows {
             glucose: ReadingWindow::from_parts(Some(at(-180)), glucose),
             pressure: ReadingWindow::from_parts(Some(at(-12_000)), pressure),
+            glucose_evaluated: Some(Evaluated {
+                finished: Arc::new(FinishedWrites::parse("5:9:7").expect("a snapshot")),
+                from: at(-1),
+            }),
         }
     }
 
     /// A window as its parts, to compare.
     type Parts<P> = (Option<DateTime<Utc>>, Vec<P>);
 
-    fn parts(windows: PatientWindows) -> (Parts<GlucosePoint>, Parts<PressurePoint>) {
-        (windows.glucose.into_parts(), windows.pressure.into_parts())
+    fn parts(
+        windows: PatientWindows,
+    ) -> (Parts<GlucosePoint>, Parts<PressurePoint>, Option<Evaluated>) {
+        (
+            windows.glucose.into_parts(),
+            windows.pressure.into_parts(),
+            windows.glucose_evaluated,
+        )
     }
 
     #[test]

@@ -28,6 +28,50 @@ pub struct Followup {
     pub readings: i32,
     /// When the batch committed (the statement's transaction time).
     pub enqueued_at: DateTime<Utc>,
+    /// The transaction that stored the readings (a 64-bit transaction id).
+    pub written_by: i64,
+}
+
+/// Which transactions had finished (committed or rolled back) at one moment: a PostgreSQL
+/// snapshot, taken by [`crate::alerts::AlertEvaluation::finished_writes`]. A read that begins
+/// after it returns whatever any of them stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedWrites {
+    /// Every transaction below this one had finished…
+    xmin: i64,
+    /// …and none from this one on…
+    xmax: i64,
+    /// …and of those between, all but these.
+    running: Box<[i64]>,
+}
+
+impl FinishedWrites {
+    /// From a snapshot's text form, `xmin:xmax:running,…`.
+    pub fn parse(text: &str) -> Option<FinishedWrites> {
+        let mut parts = text.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let running = match parts.next()? {
+            "" => Box::default(),
+            list => list
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Box<[i64]>>>()?,
+        };
+        if parts.next().is_some() || xmax < xmin {
+            return None;
+        }
+        Some(FinishedWrites {
+            xmin,
+            xmax,
+            running,
+        })
+    }
+
+    /// Whether transaction `written_by` had finished.
+    pub fn include(&self, written_by: i64) -> bool {
+        written_by < self.xmin || (written_by < self.xmax && !self.running.contains(&written_by))
+    }
 }
 
 /// Claimed items, held by an open transaction that has deleted them. [`complete`] commits
@@ -94,6 +138,7 @@ impl FollowupClaim {
                     last_measured_at: r.last_measured_at,
                     readings: r.readings,
                     enqueued_at: r.enqueued_at,
+                    written_by: r.written_by,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -254,16 +299,21 @@ struct FollowupRow {
     last_measured_at: DateTime<Utc>,
     readings: i32,
     enqueued_at: DateTime<Utc>,
+    written_by: i64,
 }
 
 impl Store {
     /// Claims queued rows of `consumer` holding about `limit` items (at least one row),
-    /// with their items; `None` when none is free. Half come from the oldest rows (the backlog
-    /// always drains) and half from the rows with the most recent readings, so a reading
-    /// measured now is worked on at once even behind a backlog (after an outage the broker
-    /// redelivers minutes of readings at once; an alarm for a current reading must not wait
-    /// for them). Items of one patient may sit in several rows, and so in two claims at once:
-    /// consumers lock the patients they work on.
+    /// with their items; `None` when none is free. Up to half come from the rows with the
+    /// most recent current readings (measured within [`CURRENT_WITHIN`]), the rest from the
+    /// oldest rows (the backlog always drains): a reading measured now is worked on at once
+    /// even behind a backlog (after an outage the broker redelivers minutes of readings at
+    /// once; an alarm for a current reading must not wait for them). Readings that are not
+    /// current are claimed oldest first, in the order they were stored: a patient's work then
+    /// comes in order, so the consumers continue from what they did last (the alert engine's
+    /// held window, the rollups' latest day) instead of going back over it for work that
+    /// a claim of fresher rows overtook. Items of one patient may sit in several rows, and so
+    /// in two claims at once: consumers lock the patients they work on.
     ///
     /// The locked rows are deleted by their `ctid` (a lock holds the row where it is): a TID
     /// scan instead of a second primary-key lookup per row. Rows are inserted and deleted;
@@ -276,20 +326,24 @@ impl Store {
     ) -> Result<Option<FollowupClaim>, StorageError> {
         let mut tx = self.begin_claim().await?;
         let rows: Vec<FollowupRow> = sqlx::query_as(
-            "WITH candidates AS (
-                 SELECT id FROM (
-                     SELECT id, sum(items) OVER (ORDER BY id) - items AS before
-                     FROM ingest_followup_batches WHERE consumer = $1
-                     ORDER BY id LIMIT $2) oldest
-                 WHERE before < $2
-                 UNION
-                 SELECT id FROM (
-                     SELECT id,
+            "WITH freshest AS (
+                 SELECT id, items FROM (
+                     SELECT id, items,
                          sum(items) OVER (ORDER BY freshest_measured_at DESC, id DESC)
                              - items AS before
-                     FROM ingest_followup_batches WHERE consumer = $1
-                     ORDER BY freshest_measured_at DESC, id DESC LIMIT $3) freshest
+                     FROM ingest_followup_batches
+                     WHERE consumer = $1 AND freshest_measured_at >= $4
+                     ORDER BY freshest_measured_at DESC, id DESC LIMIT $3) current
                  WHERE before < $3
+             ), oldest AS (
+                 SELECT id FROM (
+                     SELECT id, sum(items) OVER (ORDER BY id) - items AS before
+                     FROM ingest_followup_batches
+                     WHERE consumer = $1 AND id NOT IN (SELECT id FROM freshest)
+                     ORDER BY id LIMIT $2) queued
+                 WHERE before < $2 - (SELECT coalesce(sum(items), 0) FROM freshest)
+             ), candidates AS (
+                 SELECT id FROM freshest UNION SELECT id FROM oldest
              ), claimed AS (
                  SELECT ctid FROM ingest_followup_batches
                  WHERE consumer = $1 AND id IN (SELECT id FROM candidates)
@@ -298,17 +352,18 @@ impl Store {
                  DELETE FROM ingest_followup_batches f USING claimed
                  WHERE f.ctid = claimed.ctid
                  RETURNING f.id, f.enqueued_at, f.patient_ids, f.kinds, f.first_measured_at,
-                     f.last_measured_at, f.readings
+                     f.last_measured_at, f.readings, f.written_by
              )
              SELECT d.id, i.patient_id, i.kind, i.first_measured_at, i.last_measured_at,
-                 i.readings, d.enqueued_at
+                 i.readings, d.enqueued_at, d.written_by::text::int8 AS written_by
              FROM deleted d CROSS JOIN LATERAL UNNEST(d.patient_ids, d.kinds,
                  d.first_measured_at, d.last_measured_at, d.readings)
                  AS i (patient_id, kind, first_measured_at, last_measured_at, readings)",
         )
         .bind(consumer)
-        .bind((limit - limit / 2).max(1))
+        .bind(limit.max(1))
         .bind(limit / 2)
+        .bind(Utc::now() - CURRENT_WITHIN)
         .fetch_all(&mut *tx)
         .await?;
         FollowupClaim::of_rows(tx, rows).await
@@ -411,6 +466,19 @@ mod tests {
         backlog.note_commit_at(later, 1, 1);
         assert!(backlog.draining_at(later));
         assert!(!backlog.draining_at(later + BACKLOG_LEAST_HOLD));
+    }
+
+    #[test]
+    fn finished_writes_are_those_below_xmin_and_those_below_xmax_not_running() {
+        let some_running = FinishedWrites::parse("100:120:105,110").expect("a snapshot");
+        assert!(some_running.include(99) && some_running.include(106));
+        assert!(!some_running.include(105) && !some_running.include(110));
+        assert!(!some_running.include(120) && !some_running.include(121));
+        let none_running = FinishedWrites::parse("7:7:").expect("a snapshot");
+        assert!(none_running.include(6) && !none_running.include(7));
+        for damaged in ["", "7", "7:7", "8:7:", "7:9:x", "7:9:8:1"] {
+            assert_eq!(FinishedWrites::parse(damaged), None, "{damaged}");
+        }
     }
 
     #[tokio::test]

@@ -58,7 +58,9 @@ pub use broker_identities::{
 };
 pub use bulk::GlucoseCopy;
 pub use error::StorageError;
-pub use followups::{Followup, FollowupClaim, IngestBacklog, UrgentPatients, UrgentReadings};
+pub use followups::{
+    FinishedWrites, Followup, FollowupClaim, IngestBacklog, UrgentPatients, UrgentReadings,
+};
 pub use gateways::{Gateway, GatewayCredentials};
 pub use readings::{BatchWrite, InsertedKeys, ReadingRow, RejectionRow};
 pub use registry::{Device, DeviceCredentials, DeviceForIngest, NewPatient, Patient};

@@ -3,7 +3,7 @@
 //! events, queues webhook deliveries and notifies every server.
 
 use super::{AlertEvent, EVENTS_CHANNEL, EVENTS_LOCK, EventRow, PATIENT_LOCK_NAMESPACE, to_json};
-use crate::{StorageError, Store};
+use crate::{FinishedWrites, StorageError, Store};
 use chronicle_domain::alerts::lifecycle::{self, AlertStatus, Change, EventKind, KnownAlert};
 use chronicle_domain::alerts::rules::{DeviceActivity, GlucosePoint, MAX_GAP, PressurePoint};
 use chronicle_domain::alerts::thresholds::AlertThresholds;
@@ -230,6 +230,15 @@ impl AlertEvaluation {
         .fetch_all(&mut *self.tx)
         .await?;
         Ok(rows.into_iter().collect())
+    }
+
+    /// The transactions finished as of now: a read that begins after this returns what any
+    /// of them stored.
+    pub async fn finished_writes(&mut self) -> Result<FinishedWrites, StorageError> {
+        let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        FinishedWrites::parse(&snapshot).ok_or_else(|| StorageError::corrupt("snapshot", &snapshot))
     }
 
     /// Glucose readings measured since each patient's `from`. Each patient's readings are
