@@ -195,9 +195,14 @@ async fn store_readings(store: &Store, patient: &Patient, readings: &[(bool, Rea
 
 /// Runs the trends consumer until nothing waits; returns the days it continued.
 async fn catch_up(store: &Store) -> usize {
+    catch_up_by(store, 50).await
+}
+
+/// [`catch_up`] with claims of about `limit` items.
+async fn catch_up_by(store: &Store, limit: i64) -> usize {
     let mut continued = 0;
     loop {
-        let report = store.refresh_trends(50).await.expect("refresh");
+        let report = store.refresh_trends(limit).await.expect("refresh");
         continued += report.continued;
         if report.is_idle() {
             break;
@@ -609,5 +614,98 @@ fn readings_in_order_continue_their_days_exactly() {
     assert_eq!(
         continued, 23,
         "each reading after the first continues the day"
+    );
+}
+
+/// [`run_in_order`] with a consumer behind the ingest: every batch stored before the first
+/// claim, then claims of `claim_items` items; then a late backfill.
+async fn run_behind(
+    store: &Store,
+    case: Case,
+    batch_sizes: Vec<usize>,
+    claim_items: i64,
+) -> Result<(), TestCaseError> {
+    let now = Utc::now();
+    let patient = set_up(store, &case, now).await;
+    let mut readings = readings(&case.first, now);
+    readings.sort_by_key(|(_, reading)| reading.measured_at());
+    let mut rest = readings.as_slice();
+    for size in batch_sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, after) = rest.split_at((*size).min(rest.len()));
+        store_readings(store, &patient, batch).await;
+        rest = after;
+    }
+    catch_up_by(store, claim_items).await;
+    agree(store, &patient, "rolled up from behind").await?;
+    store_burst(store, &patient, &case.backfill, now).await;
+    catch_up_by(store, claim_items).await;
+    agree(store, &patient, "late backfill rolled up from behind").await
+}
+
+#[test]
+fn a_consumer_behind_its_queue_rolls_up_exactly() {
+    let (runtime, _db, store) = migrated_store();
+    let mut runner = runner(12);
+    runner
+        .run(
+            &(case(), prop::collection::vec(1usize..6, 1..4), 1i64..3),
+            |(case, sizes, claim_items)| {
+                runtime.block_on(run_behind(&store, case, sizes, claim_items))
+            },
+        )
+        .expect("days rolled up from behind equal raw readings");
+}
+
+/// A consumer behind the ingest: every batch is stored before the first is rolled up, then
+/// the work is done one batch a claim. Each claim computes the days as they were when its
+/// readings were stored, not with everything stored since (which the next claims' readings
+/// would then precede, making each compute the day again), so every claim after the first
+/// continues the day; and the days still equal those computed from the raw readings.
+#[test]
+fn a_consumer_behind_its_queue_continues_its_days_claim_by_claim() {
+    let (runtime, _db, store) = migrated_store();
+    let now = Utc::now();
+    let morning = (now - Duration::days(1))
+        .date_naive()
+        .and_hms_opt(6, 0, 0)
+        .expect("six o'clock")
+        .and_utc();
+    let case = Case {
+        zone: "UTC",
+        first: Burst {
+            start_minutes_ago: (now - morning).num_minutes(),
+            glucose: (0..24)
+                .map(|i| (300, [65.0, 120.0, 190.0, 260.0][i % 4], i % 7 == 3))
+                .collect(),
+            blood_pressure: vec![],
+        },
+        backfill: Burst {
+            start_minutes_ago: 0,
+            glucose: vec![],
+            blood_pressure: vec![],
+        },
+        new_zone: "UTC",
+        pregnancy_targets: false,
+        since_minutes_ago: None,
+    };
+    let continued = runtime.block_on(async {
+        let patient = set_up(&store, &case, now).await;
+        let mut readings = readings(&case.first, now);
+        readings.sort_by_key(|(_, reading)| reading.measured_at());
+        for reading in &readings {
+            store_readings(&store, &patient, std::slice::from_ref(reading)).await;
+        }
+        let continued = catch_up_by(&store, 1).await;
+        agree(&store, &patient, "rolled up one claim at a time")
+            .await
+            .expect("continued days equal raw readings");
+        continued
+    });
+    assert_eq!(
+        continued, 23,
+        "each claim after the first continues the day"
     );
 }

@@ -153,10 +153,12 @@ impl TrendSubject {
     }
 }
 
-/// Days of one patient to compute from the raw readings, ignoring readings before `floor`.
+/// Days of one patient to compute from the raw readings, ignoring readings before `floor`
+/// and after `ceiling`.
 pub(super) struct RawDays<'a> {
     pub subject: &'a TrendSubject,
     pub floor: Option<DateTime<Utc>>,
+    pub ceiling: Option<DateTime<Utc>>,
     pub dates: BTreeSet<NaiveDate>,
 }
 
@@ -166,13 +168,21 @@ pub(super) async fn raw_days<K: TrendKind>(
     wanted: &[RawDays<'_>],
 ) -> Result<Vec<Vec<K::Day>>, StorageError> {
     let mut ranges = Vec::new();
-    for (i, RawDays { subject, dates, .. }) in wanted.iter().enumerate() {
-        ranges.extend(ranges_of::<K>(
-            i as i32,
-            subject.patient_id,
-            subject.time_zone,
-            dates,
-        ));
+    for (i, wanted) in wanted.iter().enumerate() {
+        let subject = wanted.subject;
+        ranges.extend(
+            ranges_of::<K>(
+                i as i32,
+                subject.patient_id,
+                subject.time_zone,
+                &wanted.dates,
+            )
+            .into_iter()
+            .map(|(range, dates)| {
+                let to = wanted.ceiling.map_or(range.to, |c| range.to.min(c));
+                (RawRange { to, ..range }, dates)
+            }),
+        );
     }
     let raw: Vec<RawRange> = ranges.iter().map(|(r, _)| *r).collect();
     let loaded = load_points::<K>(conn, &raw).await?;
@@ -339,6 +349,7 @@ impl Store {
             &[RawDays {
                 subject: &subject,
                 floor: window.floor,
+                ceiling: None,
                 dates: from_raw,
             }],
         )
@@ -712,6 +723,7 @@ async fn panel_series<K: TrendKind>(
         wanted.push(RawDays {
             subject: &p.subject,
             floor: series.window.floor,
+            ceiling: None,
             dates: raw,
         });
     }

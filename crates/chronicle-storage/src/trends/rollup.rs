@@ -192,19 +192,24 @@ impl Store {
 }
 
 /// Recomputes the days of kind `K` the touched ranges change, for every subject but those
-/// already `done`.
+/// already `done`, from the readings up to [`ceilings`].
 async fn recompute_kind<K: TrendKind>(
     conn: &mut PgConnection,
     subjects: &[TrendSubject],
     touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
     done: &HashSet<Uuid>,
 ) -> Result<usize, StorageError> {
-    let wanted = subjects
+    let subjects: Vec<&TrendSubject> = subjects
         .iter()
         .filter(|subject| !done.contains(&subject.patient_id))
+        .collect();
+    let ceilings = ceilings::<K>(conn, &subjects, touched).await?;
+    let wanted = subjects
+        .into_iter()
         .map(|subject| RawDays {
             subject,
             floor: None,
+            ceiling: ceilings.get(&subject.patient_id).copied().flatten(),
             dates: touched
                 .get(&subject.patient_id)
                 .into_iter()
@@ -215,6 +220,68 @@ async fn recompute_kind<K: TrendKind>(
         })
         .collect();
     write_days::<K>(conn, wanted).await
+}
+
+/// The newest new reading of kind `K` of each patient in the claim (none without any).
+fn newest_touched<K: TrendKind>(ranges: &[TouchedRange]) -> Option<DateTime<Utc>> {
+    ranges
+        .iter()
+        .filter(|(kind, _, _)| *kind == K::KIND)
+        .map(|(_, _, last)| *last)
+        .max()
+}
+
+/// How far each patient's days of kind `K` are computed this round: up to the claim's newest
+/// new reading, or the newest one the stored days hold if that is later (`None`: no bound).
+///
+/// A consumer behind the ingest would otherwise read ahead of its queue: a day computed
+/// from everything stored so far holds readings whose own work is still queued, which then
+/// arrive "before the day's latest reading" and have the day computed again, and again, each
+/// time with everything stored since. Bounded, each round computes the days as they were
+/// when its newest reading was stored, and the next round's readings continue them. Readings
+/// after the bound are not in the days yet and their work is queued (no round did it: the
+/// days would hold them), so reads take those days from the raw readings until it is done.
+async fn ceilings<K: TrendKind>(
+    conn: &mut PgConnection,
+    subjects: &[&TrendSubject],
+    touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
+) -> Result<HashMap<Uuid, Option<DateTime<Utc>>>, StorageError> {
+    let newest: HashMap<Uuid, DateTime<Utc>> = subjects
+        .iter()
+        .filter_map(|subject| {
+            let ranges = touched.get(&subject.patient_id)?;
+            Some((subject.patient_id, newest_touched::<K>(ranges)?))
+        })
+        .collect();
+    if newest.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let patients: Vec<Uuid> = newest.keys().copied().collect();
+    // The latest day holds the newest reading the days hold.
+    let held: HashMap<Uuid, Option<DateTime<Utc>>> = sqlx::query_as(&format!(
+        "SELECT p.id, d.latest_at FROM UNNEST($1::uuid[]) AS p (id)
+         CROSS JOIN LATERAL (
+             SELECT latest_at FROM {} WHERE patient_id = p.id ORDER BY day DESC LIMIT 1
+         ) d",
+        K::DAYS_TABLE
+    ))
+    .bind(&patients)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(newest
+        .into_iter()
+        .map(|(patient, newest)| {
+            let ceiling = match held.get(&patient) {
+                None => Some(newest),
+                Some(Some(held)) => Some(newest.max(*held)),
+                // A day without its latest reading: computed from everything.
+                Some(None) => None,
+            };
+            (patient, ceiling)
+        })
+        .collect())
 }
 
 /// A patient's latest stored glucose day, as [`continue_glucose_days`] reads it.
@@ -235,8 +302,13 @@ struct Continuable<'s> {
     day: GlucoseDay,
     /// When the day's latest reading was measured.
     latest: DateTime<Utc>,
+    /// The newest new reading of the claim.
+    newest: DateTime<Utc>,
     running: GlucoseRunning,
 }
+
+/// The one day a patient's new glucose readings touch, with the first and the last of them.
+type NewInOneDay<'s> = (&'s TrendSubject, DayBounds, DateTime<Utc>, DateTime<Utc>);
 
 /// Continues each patient's latest stored glucose day with the new readings of the claim,
 /// without reading the day again ([`continue_glucose_day`]), where that gives what computing
@@ -249,8 +321,7 @@ async fn continue_glucose_days(
     subjects: &[TrendSubject],
     touched: &BTreeMap<Uuid, Vec<TouchedRange>>,
 ) -> Result<HashSet<Uuid>, StorageError> {
-    // The one day each patient's new glucose readings touch, and the first of them.
-    let mut candidates: HashMap<Uuid, (&TrendSubject, DayBounds, DateTime<Utc>)> = HashMap::new();
+    let mut candidates: HashMap<Uuid, NewInOneDay<'_>> = HashMap::new();
     for subject in subjects {
         let ranges = touched.get(&subject.patient_id).into_iter().flatten();
         let glucose: Vec<_> = ranges
@@ -263,7 +334,7 @@ async fn continue_glucose_days(
         };
         if let [date] = dates_touched::<Glucose>(subject.time_zone, first, last)[..] {
             let bounds = DayBounds::of(subject.time_zone, date);
-            candidates.insert(subject.patient_id, (subject, bounds, first));
+            candidates.insert(subject.patient_id, (subject, bounds, first, last));
         }
     }
     if candidates.is_empty() {
@@ -271,7 +342,7 @@ async fn continue_glucose_days(
     }
     let (patients, dates): (Vec<Uuid>, Vec<NaiveDate>) = candidates
         .iter()
-        .map(|(patient, (_, bounds, _))| (*patient, bounds.date))
+        .map(|(patient, (_, bounds, _, _))| (*patient, bounds.date))
         .unzip();
     let stored: Vec<LatestGlucoseDay> = sqlx::query_as(
         // Only a patient's latest day: the running totals of no later day then change.
@@ -291,7 +362,7 @@ async fn continue_glucose_days(
     .await?;
     let mut continuable = Vec::new();
     for row in stored {
-        let Some((subject, bounds, first)) = candidates.get(&row.patient_id) else {
+        let Some((subject, bounds, first, last)) = candidates.get(&row.patient_id) else {
             continue;
         };
         let Some(day) = Glucose::stored_day(&row.totals, Some(&row.samples))? else {
@@ -309,11 +380,14 @@ async fn continue_glucose_days(
                 bounds: *bounds,
                 day,
                 latest,
+                newest: *last,
                 running,
             });
         }
     }
-    // From the slot of each day's latest reading (for its CGM slots) to a cap past the day.
+    // From the slot of each day's latest reading (for its CGM slots) to a cap past the day, or
+    // to the claim's newest reading if that is sooner ([`ceilings`] says why: the day is then
+    // as it was when that reading was stored, which the next readings continue).
     let ranges: Vec<RawRange> = continuable
         .iter()
         .enumerate()
@@ -321,7 +395,7 @@ async fn continue_glucose_days(
             tag: i as i32,
             patient_id: c.subject.patient_id,
             from: cgm_slot_start(c.latest).max(c.bounds.start),
-            to: c.bounds.end + Glucose::reach(),
+            to: (c.bounds.end + Glucose::reach()).min(c.newest),
         })
         .collect();
     let loaded = load_points::<Glucose>(&mut *conn, &ranges).await?;
@@ -386,6 +460,7 @@ async fn rebuild_kind<K: TrendKind>(
         let wanted = vec![RawDays {
             subject,
             floor: None,
+            ceiling: None,
             dates: chunk.iter().copied().collect(),
         }];
         days += write_days::<K>(conn, wanted).await?;
