@@ -569,8 +569,19 @@ async fn drain(
             Some(item.written_by),
         )
     }));
+    let claimed_patients = patients.len();
+    // Patients whose claimed readings an earlier evaluation all covered (it read ahead of the
+    // queue) have nothing left to evaluate: not even their windows are taken out.
+    let patients: Vec<(Uuid, Scope)> = patients
+        .into_iter()
+        .filter(|(patient, scope)| {
+            let evaluated = windows.evaluated(*patient);
+            evaluated.is_none() || scope.unevaluated(evaluated.as_ref()).has_readings()
+        })
+        .collect();
     tracing::debug!(
-        patients = patients.len(),
+        patients = claimed_patients,
+        evaluated = patients.len(),
         limit,
         current,
         "alert round claimed"
@@ -613,7 +624,7 @@ async fn drain(
     claim.complete().await?;
     Ok(Round {
         items,
-        patients: patients.len(),
+        patients: claimed_patients,
         current,
         oldest_wait,
     })

@@ -139,6 +139,19 @@ impl ReadingWindows {
         (ticket, windows)
     }
 
+    /// What the evaluation that put the patient's windows back evaluated (`None` while an
+    /// evaluation has them out, or when none is held). True whatever happened since: another
+    /// engine evaluating the patient adds evaluations, it does not undo that one.
+    pub(crate) fn evaluated(&self, patient_id: Uuid) -> Option<Evaluated> {
+        let held = self.held.as_ref()?;
+        lock(held)
+            .peek(&patient_id)?
+            .windows
+            .as_ref()?
+            .glucose_evaluated
+            .clone()
+    }
+
     /// Drops what is held of an erased patient.
     pub fn forget(&self, patient_id: Uuid) {
         if let Some(held) = &self.held {
@@ -441,8 +454,18 @@ mod tests {
         let windows = ReadingWindows::new(10);
         let patient = Uuid::from_u128(1);
         let (ticket, _) = windows.take(patient, false);
-        windows.put(patient, ticket, windows_of(readings, pressure));
+        assert_eq!(windows.evaluated(patient), None, "out for an evaluation");
+        windows.put(
+            patient,
+            ticket,
+            windows_of(readings.clone(), pressure.clone()),
+        );
         assert_eq!(windows.len(), 1);
+        assert_eq!(
+            windows.evaluated(patient),
+            windows_of(readings, pressure).glucose_evaluated,
+            "what the evaluation that put them back evaluated"
+        );
         let (_, back) = windows.take(patient, true);
         assert_eq!(parts(back), expected);
         assert!(windows.is_empty(), "taking a window takes it out");
