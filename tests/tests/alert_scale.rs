@@ -137,6 +137,20 @@ async fn two_servers_on_a_shared_subscription_raise_each_alert_once() {
     }
 }
 
+/// A new patient of `clinic` with a CGM connected to the broker on `mqtt_port`.
+async fn patient_with_a_cgm(clinic: &Clinic, name: &str, mqtt_port: u16) -> (Uuid, TestDevice) {
+    let (patient, _) = clinic.patient(name).await;
+    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
+    let device = TestDevice::connect(
+        mqtt_port,
+        credentials.id.as_str(),
+        Some(&credentials.secret),
+    )
+    .await
+    .expect("device connects");
+    (patient, device)
+}
+
 async fn events(db: &TestDatabase, patient: Uuid) -> BTreeMap<(String, String), i64> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT rule, kind, count(*) FROM alert_events WHERE patient_id = $1 GROUP BY 1, 2",
@@ -162,15 +176,8 @@ async fn an_ingest_only_server_leaves_the_evaluation_to_another() {
     .expect("ingest-only server");
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "Ingest").await;
-    let (patient, _) = clinic.patient("Queued").await;
-    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
-    let mut device = TestDevice::connect(
-        ingest_only.mqtt_port(),
-        credentials.id.as_str(),
-        Some(&credentials.secret),
-    )
-    .await
-    .expect("device connects");
+    let (patient, mut device) =
+        patient_with_a_cgm(&clinic, "Queued", ingest_only.mqtt_port()).await;
     let ack = device
         .send(glucose(Utc::now(), 45.0).to_string())
         .await
@@ -245,15 +252,7 @@ async fn engines_that_take_turns_on_a_patient_evaluate_like_one() {
         .expect("server");
     let store = Store::from_pool(db.pool.clone());
     let clinic = Clinic::new(&store, "North").await;
-    let (patient, _) = clinic.patient("Turns").await;
-    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
-    let mut device = TestDevice::connect(
-        server.mqtt_port(),
-        credentials.id.as_str(),
-        Some(&credentials.secret),
-    )
-    .await
-    .expect("device connects");
+    let (patient, mut device) = patient_with_a_cgm(&clinic, "Turns", server.mqtt_port()).await;
 
     let a = ReadingWindows::new(10);
     let b = ReadingWindows::new(10);
@@ -498,15 +497,7 @@ async fn an_engine_does_not_evaluate_again_what_it_read_ahead_of_its_queue() {
         .expect("server");
     let store = db.server_store(2).await.expect("store");
     let clinic = Clinic::new(&store, "North").await;
-    let (patient, _) = clinic.patient("Ahead").await;
-    let credentials = clinic.device(patient, DeviceKind::Cgm).await;
-    let mut device = TestDevice::connect(
-        server.mqtt_port(),
-        credentials.id.as_str(),
-        Some(&credentials.secret),
-    )
-    .await
-    .expect("device connects");
+    let (patient, mut device) = patient_with_a_cgm(&clinic, "Ahead", server.mqtt_port()).await;
     let start = Utc::now().trunc_subsecs(0) - Duration::minutes(COMMITS as i64 + 5);
     let mut publish = async |minute: i64, value: f64| {
         device

@@ -193,6 +193,35 @@ async fn store_readings(store: &Store, patient: &Patient, readings: &[(bool, Rea
         .expect("write");
 }
 
+/// Stores the burst's readings in time order, in batches of the sizes given (repeated), each
+/// rolled up before the next with claims of `catch_up_each` items if given; returns the days
+/// those rounds continued.
+async fn store_in_order(
+    store: &Store,
+    patient: &Patient,
+    burst: &Burst,
+    now: DateTime<Utc>,
+    batch_sizes: &[usize],
+    catch_up_each: Option<i64>,
+) -> usize {
+    let mut readings = readings(burst, now);
+    readings.sort_by_key(|(_, reading)| reading.measured_at());
+    let mut continued = 0;
+    let mut rest = readings.as_slice();
+    for size in batch_sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, after) = rest.split_at((*size).min(rest.len()));
+        store_readings(store, patient, batch).await;
+        if let Some(limit) = catch_up_each {
+            continued += catch_up_by(store, limit).await;
+        }
+        rest = after;
+    }
+    continued
+}
+
 /// Runs the trends consumer until nothing waits; returns the days it continued.
 async fn catch_up(store: &Store) -> usize {
     catch_up_by(store, 50).await
@@ -547,19 +576,8 @@ async fn run_in_order(
 ) -> Result<usize, TestCaseError> {
     let now = Utc::now();
     let patient = set_up(store, &case, now).await;
-    let mut readings = readings(&case.first, now);
-    readings.sort_by_key(|(_, reading)| reading.measured_at());
-    let mut continued = 0;
-    let mut rest = readings.as_slice();
-    for size in batch_sizes.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (batch, after) = rest.split_at((*size).min(rest.len()));
-        store_readings(store, &patient, batch).await;
-        continued += catch_up(store).await;
-        rest = after;
-    }
+    let mut continued =
+        store_in_order(store, &patient, &case.first, now, &batch_sizes, Some(50)).await;
     agree(store, &patient, "rolled up in order").await?;
     store_burst(store, &patient, &case.backfill, now).await;
     continued += catch_up(store).await;
@@ -582,34 +600,9 @@ fn readings_in_order_continue_their_days_exactly() {
         )
         .expect("continued days equal raw readings");
 
-    // A 5-minute CGM (and a finger stick now and then) through a morning, one reading a
-    // batch: each reading after the first continues the day.
-    let now = Utc::now();
-    let morning = (now - Duration::days(1))
-        .date_naive()
-        .and_hms_opt(6, 0, 0)
-        .expect("six o'clock")
-        .and_utc();
-    let case = Case {
-        zone: "UTC",
-        first: Burst {
-            start_minutes_ago: (now - morning).num_minutes(),
-            glucose: (0..24)
-                .map(|i| (300, [65.0, 120.0, 190.0, 260.0][i % 4], i % 7 == 3))
-                .collect(),
-            blood_pressure: vec![],
-        },
-        backfill: Burst {
-            start_minutes_ago: (now - morning).num_minutes() - 7,
-            glucose: vec![(0, 150.0, false)],
-            blood_pressure: vec![],
-        },
-        new_zone: "UTC",
-        pregnancy_targets: false,
-        since_minutes_ago: None,
-    };
+    // One reading a batch: each reading after the first continues the day.
     let continued = runtime
-        .block_on(run_in_order(&store, case, vec![1]))
+        .block_on(run_in_order(&store, cgm_morning(Utc::now()), vec![1]))
         .expect("continued days equal raw readings");
     assert_eq!(
         continued, 23,
@@ -627,17 +620,7 @@ async fn run_behind(
 ) -> Result<(), TestCaseError> {
     let now = Utc::now();
     let patient = set_up(store, &case, now).await;
-    let mut readings = readings(&case.first, now);
-    readings.sort_by_key(|(_, reading)| reading.measured_at());
-    let mut rest = readings.as_slice();
-    for size in batch_sizes.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (batch, after) = rest.split_at((*size).min(rest.len()));
-        store_readings(store, &patient, batch).await;
-        rest = after;
-    }
+    store_in_order(store, &patient, &case.first, now, &batch_sizes, None).await;
     catch_up_by(store, claim_items).await;
     agree(store, &patient, "rolled up from behind").await?;
     store_burst(store, &patient, &case.backfill, now).await;
@@ -668,36 +651,10 @@ fn a_consumer_behind_its_queue_rolls_up_exactly() {
 fn a_consumer_behind_its_queue_continues_its_days_claim_by_claim() {
     let (runtime, _db, store) = migrated_store();
     let now = Utc::now();
-    let morning = (now - Duration::days(1))
-        .date_naive()
-        .and_hms_opt(6, 0, 0)
-        .expect("six o'clock")
-        .and_utc();
-    let case = Case {
-        zone: "UTC",
-        first: Burst {
-            start_minutes_ago: (now - morning).num_minutes(),
-            glucose: (0..24)
-                .map(|i| (300, [65.0, 120.0, 190.0, 260.0][i % 4], i % 7 == 3))
-                .collect(),
-            blood_pressure: vec![],
-        },
-        backfill: Burst {
-            start_minutes_ago: 0,
-            glucose: vec![],
-            blood_pressure: vec![],
-        },
-        new_zone: "UTC",
-        pregnancy_targets: false,
-        since_minutes_ago: None,
-    };
+    let case = cgm_morning(now);
     let continued = runtime.block_on(async {
         let patient = set_up(&store, &case, now).await;
-        let mut readings = readings(&case.first, now);
-        readings.sort_by_key(|(_, reading)| reading.measured_at());
-        for reading in &readings {
-            store_readings(&store, &patient, std::slice::from_ref(reading)).await;
-        }
+        store_in_order(&store, &patient, &case.first, now, &[1], None).await;
         let continued = catch_up_by(&store, 1).await;
         agree(&store, &patient, "rolled up one claim at a time")
             .await
@@ -708,4 +665,32 @@ fn a_consumer_behind_its_queue_continues_its_days_claim_by_claim() {
         continued, 23,
         "each claim after the first continues the day"
     );
+}
+
+/// A 5-minute CGM (and a finger stick now and then) through yesterday morning, 24 readings;
+/// then a late reading between two of them.
+fn cgm_morning(now: DateTime<Utc>) -> Case {
+    let morning = (now - Duration::days(1))
+        .date_naive()
+        .and_hms_opt(6, 0, 0)
+        .expect("six o'clock")
+        .and_utc();
+    Case {
+        zone: "UTC",
+        first: Burst {
+            start_minutes_ago: (now - morning).num_minutes(),
+            glucose: (0..24)
+                .map(|i| (300, [65.0, 120.0, 190.0, 260.0][i % 4], i % 7 == 3))
+                .collect(),
+            blood_pressure: vec![],
+        },
+        backfill: Burst {
+            start_minutes_ago: (now - morning).num_minutes() - 7,
+            glucose: vec![(0, 150.0, false)],
+            blood_pressure: vec![],
+        },
+        new_zone: "UTC",
+        pregnancy_targets: false,
+        since_minutes_ago: None,
+    }
 }
