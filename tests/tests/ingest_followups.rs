@@ -749,3 +749,49 @@ async fn a_reading_that_may_raise_an_urgent_alarm_is_announced_to_its_own_lane()
         assert_eq!(store.pending_followups(consumer).await.expect("count"), 4);
     }
 }
+
+/// A row of current readings may hold more items than a claim's half (a commit of many
+/// patients): it is claimed whole, and the claim still takes the other half from the oldest
+/// rows, so the backlog drains whatever the current rows hold.
+#[tokio::test]
+async fn a_large_row_of_current_readings_does_not_hold_back_the_oldest() {
+    let (_db, store) = fresh_store().await;
+    let queue = |freshest: DateTime<Utc>, items: i32| {
+        sqlx::query_scalar::<_, Uuid>(
+            "INSERT INTO ingest_followup_batches (consumer, freshest_measured_at, items,
+                 patient_ids, kinds, first_measured_at, last_measured_at, readings)
+             SELECT 'alerts-like', $2, $1, array_agg(gen_random_uuid()), array_agg('glucose'::text),
+                 array_agg($2::timestamptz), array_agg($2::timestamptz), array_agg(1)
+             FROM generate_series(1, $1)
+             RETURNING patient_ids[1]",
+        )
+        .bind(items)
+        .bind(freshest)
+    };
+    let mut oldest = Vec::new();
+    for _ in 0..3 {
+        let patient = queue(Utc::now() - Duration::hours(1), 1)
+            .fetch_one(store.pool())
+            .await
+            .expect("queue");
+        oldest.push(patient);
+    }
+    queue(Utc::now(), 4)
+        .fetch_one(store.pool())
+        .await
+        .expect("queue");
+
+    let claim = store
+        .claim_followups("alerts-like", 4)
+        .await
+        .expect("claim")
+        .expect("items");
+    let patients: Vec<Uuid> = claim.items.iter().map(|f| f.patient_id).collect();
+    assert_eq!(
+        patients.len(),
+        6,
+        "the current row whole, and two of the oldest"
+    );
+    assert!(patients.contains(&oldest[0]) && patients.contains(&oldest[1]));
+    claim.complete().await.expect("complete");
+}

@@ -341,7 +341,9 @@ impl Store {
                      FROM ingest_followup_batches
                      WHERE consumer = $1 AND id NOT IN (SELECT id FROM freshest)
                      ORDER BY id LIMIT $2) queued
-                 WHERE before < $2 - (SELECT coalesce(sum(items), 0) FROM freshest)
+                 -- At least the other half, whatever the freshest rows hold: the backlog
+                 -- always drains.
+                 WHERE before < $2 - least((SELECT coalesce(sum(items), 0) FROM freshest), $3)
              ), candidates AS (
                  SELECT id FROM freshest UNION SELECT id FROM oldest
              ), claimed AS (
