@@ -120,6 +120,89 @@ async fn a_batch_of_a_thousand_readings_in_one_message() {
     assert_eq!(s.db.count("glucose_readings").await, 1500);
 }
 
+/// A large batch's glucose readings reach the table by COPY, a small batch's through the batch
+/// statement: both store the same rows.
+#[tokio::test]
+async fn a_large_batch_is_stored_exactly_as_small_ones() {
+    let s = setup().await;
+    let mut large = s.device("meter").await;
+    let mut small = s.device("meter").await;
+    let start = chrono::Utc::now() - chrono::Duration::days(2);
+    let readings: Vec<_> = (0..240i64)
+        .map(|i| {
+            let at = start + chrono::Duration::minutes(7 * i) + chrono::Duration::milliseconds(i);
+            let offset = chrono::FixedOffset::east_opt(((i % 5) as i32 - 2) * 3600 + 1800)
+                .expect("offset within a day");
+            let measured_at = at.with_timezone(&offset).to_rfc3339();
+            match i % 6 {
+                0 => json!({"type": "glucose", "value": "LO", "unit": "mg/dL", "measured_at": measured_at}),
+                1 => json!({"type": "glucose", "value": "HI", "unit": "mmol/L", "measured_at": measured_at, "id": format!("r\t{i}")}),
+                2 | 3 => json!({"type": "glucose", "value": 3.1 + (i % 40) as f64 * 0.37, "unit": "mmol/L", "measured_at": measured_at, "id": i}),
+                _ => json!({"type": "glucose", "value": 54 + i % 300, "unit": "mg/dL", "measured_at": measured_at}),
+            }
+        })
+        .collect();
+    let ack = large
+        .send(json!({"readings": readings}).to_string())
+        .await
+        .expect("ack");
+    assert_eq!((ack.stored, ack.duplicates, ack.rejected), (240, 0, 0));
+    for part in readings.chunks(40) {
+        let ack = small
+            .send(json!({"readings": part}).to_string())
+            .await
+            .expect("ack");
+        assert_eq!((ack.stored, ack.duplicates, ack.rejected), (40, 0, 0));
+    }
+
+    type Row = (
+        i16,
+        i16,
+        chrono::DateTime<chrono::Utc>,
+        i32,
+        Option<f64>,
+        Option<String>,
+        i32,
+    );
+    let rows_of = |device: &str| {
+        sqlx::query_as::<_, Row>(
+            "SELECT s.utc_offset_minutes, s.codes, s.measured_at, s.value_milli_mg_dl,
+                    s.original_value, s.device_reading_id, s.received_after_s
+             FROM glucose_samples s JOIN devices d ON d.key = s.device_key
+             WHERE d.id = $1 ORDER BY s.measured_at",
+        )
+        .bind(device.to_owned())
+        .fetch_all(&s.db.pool)
+    };
+    let by_copy = rows_of(large.device_id()).await.expect("rows");
+    let by_statement = rows_of(small.device_id()).await.expect("rows");
+    assert_eq!(by_copy.len(), 240);
+    assert_eq!(by_statement.len(), 240);
+    for (copied, stated) in by_copy.iter().zip(&by_statement) {
+        let (received_copied, received_stated) = (copied.6, stated.6);
+        assert_eq!(
+            (
+                &copied.0, &copied.1, &copied.2, &copied.3, &copied.4, &copied.5
+            ),
+            (
+                &stated.0, &stated.1, &stated.2, &stated.3, &stated.4, &stated.5
+            ),
+        );
+        // Both received a moment ago, a few seconds apart at most.
+        let age = (chrono::Utc::now() - copied.2).num_seconds();
+        assert!(
+            (received_copied - received_stated).abs() <= 5
+                && (i64::from(received_copied) - age).abs() <= 60,
+            "received after {received_copied} s by COPY, {received_stated} s by the statement, \
+             measured {age} s ago"
+        );
+    }
+    // Both paths took every kind of value: LO, HI, mmol/L kept as sent, reading ids.
+    let codes: std::collections::HashSet<i16> = by_copy.iter().map(|r| r.1).collect();
+    assert!(codes.len() >= 4, "codes {codes:?}");
+    assert!(by_copy.iter().any(|r| r.4.is_some() && r.5.is_some()));
+}
+
 #[tokio::test]
 async fn duplicates_within_and_across_messages_are_stored_once() {
     let s = setup().await;

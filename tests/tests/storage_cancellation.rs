@@ -3,7 +3,11 @@
 //! statement on it (an ingest batch included) would run inside that transaction, report
 //! success, and be discarded when the connection closes.
 
+use chronicle_domain::Reading;
+use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
+use chronicle_domain::units::GlucoseUnit;
 use chronicle_storage::Store;
+use chronicle_storage::readings::{BatchWrite, ReadingRow};
 use chronicle_tests::TestDatabase;
 use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
@@ -57,5 +61,105 @@ async fn a_call_cancelled_while_its_transaction_begins_leaves_no_transaction_ope
     assert!(
         completed > 0 && completed < 400,
         "{completed} of 400 completed"
+    );
+}
+
+/// An ingest batch large enough to send its glucose readings by COPY, cancelled at every point
+/// of its write: the connection it used is never left inside the COPY or its transaction, and
+/// a batch either committed whole or not at all.
+#[tokio::test]
+async fn a_batch_cancelled_while_its_readings_are_copied_leaves_the_connection_usable() {
+    let db = TestDatabase::create().await.expect("database");
+    let setup = Store::from_pool(db.pool.clone());
+    setup.migrate().await.expect("migrations");
+    sqlx::query("CREATE TABLE committed_canary (step int PRIMARY KEY)")
+        .execute(&db.pool)
+        .await
+        .expect("canary table");
+    let first_at = chrono::Utc::now() - chrono::Duration::days(1);
+    let patients = 150;
+    let devices = chronicle_tests::clinic::population_with_a_reading_each(
+        &setup,
+        patients,
+        "copy",
+        first_at,
+        |_| 120.0,
+        &[],
+    )
+    .await;
+    let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+    let keys = setup.devices_for_ingest(&ids).await.expect("device keys");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(true)
+        .connect(&db.url)
+        .await
+        .expect("pool");
+    let store = Store::from_pool(pool.clone());
+
+    let mut completed = 0;
+    let steps = 300_u16;
+    for step in 0..steps {
+        let at = first_at + chrono::Duration::minutes(i64::from(step) + 1);
+        let readings: Vec<Reading> = (0..patients)
+            .map(|_| {
+                Reading::Glucose(GlucoseReading {
+                    measured_at: at,
+                    utc_offset_minutes: 0,
+                    value: GlucoseMgDl::new(110.0).expect("plausible"),
+                    original_value: None,
+                    original_unit: GlucoseUnit::MgDl,
+                    source: GlucoseSource::Cgm,
+                    flag: None,
+                    device_reading_id: None,
+                })
+            })
+            .collect();
+        let batch = BatchWrite {
+            readings: devices
+                .iter()
+                .zip(&readings)
+                .map(|(device, reading)| ReadingRow {
+                    device_key: keys[device.device_id.as_str()].key,
+                    patient_id: device.patient_id,
+                    reading,
+                })
+                .collect(),
+            rejections: Vec::new(),
+            followup_consumers: &[],
+        };
+        let delay = Duration::from_micros(u64::from(step) * 20);
+        if let Ok(result) = tokio::time::timeout(delay, store.write_batch(&batch)).await {
+            result.expect("batch written");
+            completed += 1;
+        }
+        sqlx::query("INSERT INTO committed_canary (step) VALUES ($1)")
+            .bind(i32::from(step))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("step {step} (cancelled after {delay:?}): {e}"));
+        let (canary, stored): (bool, i64) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM committed_canary WHERE step = $1),
+                    (SELECT count(*) FROM glucose_samples WHERE measured_at = $2)",
+        )
+        .bind(i32::from(step))
+        .bind(at)
+        .fetch_one(&db.pool)
+        .await
+        .expect("canary read");
+        assert!(
+            canary,
+            "step {step} (cancelled after {delay:?}): a statement that reported success was not \
+             committed"
+        );
+        // A cancelled batch may still commit (its task runs on), but never in part.
+        assert!(
+            stored == 0 || stored == i64::try_from(patients).expect("small"),
+            "step {step}: {stored} of the batch's {patients} readings stored"
+        );
+    }
+    assert!(
+        completed > 0 && completed < steps,
+        "{completed} of {steps} completed"
     );
 }

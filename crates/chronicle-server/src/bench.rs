@@ -439,7 +439,7 @@ async fn copy_ceiling(
                     reading,
                 })
                 .collect();
-            chunks.push(GlucoseCopy::encode(&rows));
+            chunks.push(GlucoseCopy::encode(&rows, chrono::Utc::now()));
         }
     }
     let expected: u64 = chunks.iter().map(GlucoseCopy::rows).sum();

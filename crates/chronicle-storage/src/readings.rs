@@ -1,6 +1,7 @@
 //! Batched writes of readings and rejections: one statement per ingest batch, never one round
 //! trip per reading.
 
+use crate::bulk::GlucoseCopy;
 use crate::gate::Permit;
 use crate::{StorageError, Store};
 use chronicle_domain::sharing::DataCategory;
@@ -8,8 +9,8 @@ use chronicle_domain::{Reading, ReadingKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 use uuid::Uuid;
 
 /// A validated reading with the registry facts the ingest resolved for it.
@@ -89,7 +90,8 @@ impl InsertedKeys {
     }
 }
 
-/// The whole batch in one statement, so one round trip and one implicit transaction: new
+/// The whole batch in one statement, so one round trip and one implicit transaction (but see
+/// [`GLUCOSE_READINGS_SENT_BY_COPY`]): new
 /// glucose, blood-pressure and treatment rows, the refusals, each device's latest reading
 /// (for the `no_data` time check), and the follow-up work for every consumer: an item per
 /// patient and kind of the readings newly stored, a few hundred to a queue row (treatments
@@ -236,6 +238,12 @@ static WRITE_BATCH_SKIPPING_DUPLICATES: LazyLock<String> = LazyLock::new(|| {
         .replace("{answer}", STORED_KEYS)
 });
 
+/// A batch for the form for new readings with at least this many glucose readings sends them
+/// by `COPY` (binary, [`GlucoseCopy`]) in a transaction with the statement, instead of through
+/// the statement's arrays: PostgreSQL inserts them several rows at a time instead of one by
+/// one. A smaller batch stays one round trip; the transaction and the COPY add three.
+const GLUCOSE_READINGS_SENT_BY_COPY: usize = 100;
+
 /// Batches that go straight to [`WRITE_BATCH_SKIPPING_DUPLICATES`] after one met a reading
 /// already stored: repeats come in runs (a device resending what it kept while offline, the
 /// broker redelivering after a restart, an app uploading its history again), and each batch
@@ -268,8 +276,13 @@ impl Store {
         devices.sort_unstable();
         devices.dedup();
         let (device_keys, patient_ids): (Vec<i32>, Vec<Uuid>) = devices.into_iter().unzip();
+        let glucose = GlucoseColumns::of(&readings);
+        // The form for new readings sends a large batch's glucose readings by COPY.
+        let glucose_copy = (glucose.values_milli.len() >= GLUCOSE_READINGS_SENT_BY_COPY)
+            .then(|| Arc::new(GlucoseCopy::encode(&readings, Utc::now())));
         let columns = BatchColumns {
-            glucose: GlucoseColumns::of(&readings),
+            glucose,
+            glucose_copy,
             blood_pressure: BloodPressureColumns::of(&readings),
             treatments: TreatmentColumns::of(&readings),
             refused: RejectionColumns::of(&batch.rejections),
@@ -286,22 +299,26 @@ impl Store {
         if !recently_met_duplicate {
             match columns.write(self, Form::New).await {
                 Ok(_) => return Ok(InsertedKeys(Inserted::All(readings.len()))),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StorageError::Database(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() =>
+                {
                     tracing::debug!(
                         "a batch held a reading already stored: written again, skipping it"
                     );
                     skipping.store(BATCHES_SKIPPING_AFTER_A_DUPLICATE, Ordering::Relaxed);
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             }
         }
-        Ok(columns.write(self, Form::SkippingDuplicates).await?)
+        columns.write(self, Form::SkippingDuplicates).await
     }
 }
 
 /// A batch, column by column, as the batch statement takes it.
 struct BatchColumns<'a> {
     glucose: GlucoseColumns<'a>,
+    /// The glucose readings again, for COPY, when [`Form::New`] sends them so.
+    glucose_copy: Option<Arc<GlucoseCopy>>,
     blood_pressure: BloodPressureColumns<'a>,
     treatments: TreatmentColumns<'a>,
     refused: RejectionColumns<'a>,
@@ -316,9 +333,10 @@ struct BatchColumns<'a> {
 }
 
 impl BatchColumns<'_> {
-    async fn write(&self, store: &Store, form: Form) -> Result<InsertedKeys, sqlx::Error> {
+    async fn write(&self, store: &Store, form: Form) -> Result<InsertedKeys, StorageError> {
         let BatchColumns {
             glucose,
+            glucose_copy,
             blood_pressure,
             treatments,
             refused,
@@ -328,9 +346,11 @@ impl BatchColumns<'_> {
             patient_ids,
             followup_consumers,
         } = self;
-        let statement: &str = match form {
-            Form::New => &WRITE_NEW_BATCH,
-            Form::SkippingDuplicates => &WRITE_BATCH_SKIPPING_DUPLICATES,
+        let sent_by_copy = GlucoseColumns::default();
+        let (statement, glucose_copy, glucose): (&str, _, _) = match (form, glucose_copy) {
+            (Form::New, Some(copy)) => (&WRITE_NEW_BATCH, Some(copy), &sent_by_copy),
+            (Form::New, None) => (&WRITE_NEW_BATCH, None, glucose),
+            (Form::SkippingDuplicates, _) => (&WRITE_BATCH_SKIPPING_DUPLICATES, None, glucose),
         };
         let query = sqlx::query_as(statement)
             .bind(&glucose.sample.device_keys)
@@ -379,7 +399,15 @@ impl BatchColumns<'_> {
                 .bind(&touched.parts),
             Form::SkippingDuplicates => query.bind(device_keys).bind(patient_ids),
         };
-        let returned: Vec<(String, i32, DateTime<Utc>)> = query.fetch_all(store.pool()).await?;
+        let returned: Vec<(String, i32, DateTime<Utc>)> = match glucose_copy {
+            Some(copy) => {
+                let mut transaction = store.begin_with_glucose(Arc::clone(copy)).await?;
+                let returned = query.fetch_all(&mut *transaction).await?;
+                transaction.commit().await?;
+                returned
+            }
+            None => query.fetch_all(store.pool()).await?,
+        };
         Ok(InsertedKeys(Inserted::Only(returned.into_iter().collect())))
     }
 }
@@ -569,6 +597,7 @@ trait KindColumns<'a>: Default {
 /// `glucose_readings` view spells it out again.
 pub(crate) mod codes {
     use chronicle_domain::{GlucoseFlag, GlucoseReading, GlucoseUnit};
+    use chrono::{DateTime, Utc};
 
     /// Bit 0 the unit sent, bits 1-2 the source, bits 3-4 the flag.
     pub fn of(g: &GlucoseReading) -> i16 {
@@ -591,6 +620,52 @@ pub(crate) mod codes {
     pub fn original_value(g: &GlucoseReading) -> Option<f64> {
         g.original_value
             .filter(|_| g.original_unit == GlucoseUnit::MmolL)
+    }
+
+    /// Whole seconds from `measured_at` to `received_at`, rounded half away from zero and held
+    /// within an integer: the SQL function `received_after_seconds` (migration 0008), for rows
+    /// sent by COPY, which computes nothing.
+    pub fn received_after_seconds(measured_at: DateTime<Utc>, received_at: DateTime<Utc>) -> i32 {
+        let micros = (received_at - measured_at).num_microseconds().unwrap_or(
+            if received_at < measured_at {
+                i64::MIN
+            } else {
+                i64::MAX
+            },
+        );
+        let seconds = micros.signum() * ((micros.unsigned_abs() + 500_000) / 1_000_000) as i64;
+        i32::try_from(seconds).unwrap_or(if seconds < 0 { i32::MIN } else { i32::MAX })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::received_after_seconds;
+        use chrono::{Duration, TimeZone, Utc};
+
+        #[test]
+        fn received_after_rounds_half_away_from_zero_within_an_integer() {
+            let measured = Utc
+                .with_ymd_and_hms(2026, 3, 1, 8, 30, 0)
+                .single()
+                .expect("valid time");
+            let after =
+                |ms: i64| received_after_seconds(measured, measured + Duration::milliseconds(ms));
+            assert_eq!(after(0), 0);
+            assert_eq!(after(2_499), 2);
+            assert_eq!(after(2_500), 3);
+            assert_eq!(after(-2_500), -3);
+            assert_eq!(after(-2_499), -2);
+            assert_eq!(after(86_400_000), 86_400);
+            let decades = Duration::days(365 * 100);
+            assert_eq!(
+                received_after_seconds(measured, measured + decades),
+                i32::MAX
+            );
+            assert_eq!(
+                received_after_seconds(measured, measured - decades),
+                i32::MIN
+            );
+        }
     }
 }
 
@@ -629,7 +704,7 @@ impl<'a> RejectionColumns<'a> {
 }
 
 /// UTC offsets lie within ±18 h (±1080 min), so they always fit a smallint.
-fn offset_i16(minutes: i32) -> i16 {
+pub(crate) fn offset_i16(minutes: i32) -> i16 {
     i16::try_from(minutes.clamp(-1080, 1080)).unwrap_or_default()
 }
 
