@@ -588,3 +588,55 @@ async fn a_message_can_be_followed_through_the_logs_by_its_id() {
         steps[0]
     );
 }
+
+/// The ack of `send`, which must come within 10 s.
+async fn within<T>(send: impl std::future::Future<Output = anyhow::Result<T>>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), send)
+        .await
+        .expect("acknowledged within 10 s")
+        .expect("ack")
+}
+
+/// PostgreSQL's text cannot hold a NUL character, and JSON strings can: a message id, a
+/// reading id or a note with one is refused with a reason, and never stops the batch it came
+/// in, or the ingest, from storing everyone else's readings (such a batch could never commit,
+/// and the ingest retried it for ever).
+#[tokio::test]
+async fn text_with_a_nul_character_stops_nothing() {
+    let s = setup().await;
+    let mut cgm = s.device("cgm").await;
+    let ack = within(
+        cgm.send(
+            json!({"message_id": "m\u{0}1", "readings": [
+                {"type": "glucose", "value": 101, "unit": "mg/dL", "measured_at": minutes_ago(9)},
+            ]})
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!((ack.stored, ack.rejected), (0, 1), "{ack:?}");
+    assert_eq!(ack.rejections[0].reason, "malformed_json");
+
+    let ack = within(cgm.send(
+        json!({"message_id": "m2", "readings": [
+            {"type": "glucose", "value": 101, "unit": "mg/dL", "measured_at": minutes_ago(9), "id": "r\u{0}1"},
+            {"type": "note", "note": "n\u{0}", "measured_at": minutes_ago(9)},
+            {"type": "glucose", "value": 102, "unit": "mg/dL", "measured_at": minutes_ago(8)},
+        ]})
+        .to_string(),
+    ))
+    .await;
+    assert_eq!((ack.stored, ack.rejected), (1, 2), "{ack:?}");
+    assert!(
+        ack.rejections.iter().all(|r| r.reason == "invalid_field"),
+        "{ack:?}"
+    );
+    let ack = within(cgm.send(
+        json!({"type": "glucose", "value": 103, "unit": "mg/dL", "measured_at": minutes_ago(7)})
+            .to_string(),
+    ))
+    .await;
+    assert_eq!(ack.stored, 1, "the ingest goes on");
+    assert_eq!(s.db.count("glucose_readings").await, 2);
+    assert_eq!(s.db.count("rejected_readings").await, 3);
+}

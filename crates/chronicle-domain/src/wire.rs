@@ -52,6 +52,12 @@ pub const DEFAULT_MAX_AGE_DAYS: i64 = 366;
 /// The longest `message_id` or reading `id` echoed back, so acks stay small.
 const MAX_ID_CHARS: usize = 128;
 
+/// Whether text from a device can be stored: JSON strings may hold the NUL character and
+/// PostgreSQL's text cannot, so a batch holding one could never commit.
+pub fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 /// A message whose envelope is sound; its readings are not validated yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedMessage {
@@ -109,11 +115,14 @@ pub fn parse_message(
     };
     let message_id = match object.remove("message_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Some(s),
+        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS && storable(&s) => Some(s),
         Some(_) => {
             return Err(refuse(
                 RejectionReason::MalformedJson,
-                format!("message_id must be a string of at most {MAX_ID_CHARS} characters"),
+                format!(
+                    "message_id must be a string of at most {MAX_ID_CHARS} characters, \
+                     without the NUL character"
+                ),
                 None,
                 1,
             ));
@@ -249,12 +258,17 @@ fn validate_reading(
     let (measured_at, utc_offset_minutes) = measured_at(fields, now, limits)?;
     let device_reading_id = match fields.get("id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS => Some(s.clone()),
+        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS && storable(s) => {
+            Some(s.clone())
+        }
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(_) => {
             return Err(invalid(
                 RejectionReason::InvalidField,
-                format!("\"id\" must be a string of at most {MAX_ID_CHARS} characters or a number"),
+                format!(
+                    "\"id\" must be a string of at most {MAX_ID_CHARS} characters without the \
+                     NUL character, or a number"
+                ),
             ));
         }
     };
@@ -316,6 +330,12 @@ fn treatment(
     }
     let note = match fields.get("note") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !storable(s) => {
+            return Err(invalid(
+                RejectionReason::InvalidField,
+                "\"note\" must not contain the NUL character",
+            ));
+        }
         Some(Value::String(s)) if s.chars().count() <= MAX_NOTE_CHARS => Some(s.clone()),
         Some(Value::String(_)) => {
             return Err(invalid(

@@ -442,15 +442,16 @@ fn rejection_row(
         RejectionReason::NotAuthorized => None,
         _ => device.map(|d| d.patient_id),
     };
+    // Every text is the sender's, or quotes it: none may stop the batch from committing.
     RejectionRow {
-        device_id: message.device_id.clone(),
+        device_id: storable_text(&message.device_id),
         patient_id,
-        publisher,
-        message_id: message_id.map(str::to_owned),
+        publisher: publisher.as_deref().map(storable_text),
+        message_id: message_id.map(storable_text),
         reading_index: rejection.index.and_then(|i| i32::try_from(i).ok()),
-        device_reading_id: rejection.device_reading_id.clone(),
+        device_reading_id: rejection.device_reading_id.as_deref().map(storable_text),
         reason: rejection.reason.code(),
-        detail: rejection.detail.clone(),
+        detail: storable_text(&rejection.detail),
         readings_covered: i32::try_from(rejection.readings_covered).unwrap_or(i32::MAX),
         raw,
     }
@@ -464,6 +465,15 @@ fn truncate_utf8(bytes: &[u8]) -> String {
     if bytes.len() > MAX_STORED_RAW_BYTES {
         text.push_str(&format!("… [{} bytes in all]", bytes.len()));
     }
-    // PostgreSQL text cannot hold NUL.
-    text.replace('\0', "\u{FFFD}")
+    storable_text(&text)
+}
+
+/// `text` with each NUL character, which PostgreSQL's text cannot hold, replaced
+/// ([`wire::storable`]).
+fn storable_text(text: &str) -> String {
+    if wire::storable(text) {
+        text.to_owned()
+    } else {
+        text.replace('\0', "\u{FFFD}")
+    }
 }
