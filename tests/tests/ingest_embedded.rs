@@ -640,3 +640,68 @@ async fn text_with_a_nul_character_stops_nothing() {
     assert_eq!(s.db.count("glucose_readings").await, 2);
     assert_eq!(s.db.count("rejected_readings").await, 3);
 }
+
+/// A message the database refuses although it passed validation (here a value a constraint
+/// added for the test forbids) is refused on its own, `not_storable`, and recorded; every
+/// other message of its batch is stored, and the ingest goes on.
+#[tokio::test]
+async fn a_message_the_database_refuses_is_refused_alone() {
+    let s = setup().await;
+    sqlx::query(
+        "ALTER TABLE glucose_samples ADD CONSTRAINT refuses_95 CHECK (value_milli_mg_dl <> 95000)",
+    )
+    .execute(&s.db.pool)
+    .await
+    .expect("constraint");
+    let mut cgm = s.device("cgm").await;
+    let messages = 200;
+    let poisoned = 150;
+    for i in 0..messages {
+        let value = if i == poisoned { 95 } else { 100 + i % 100 };
+        cgm.publish(
+            json!({"type": "glucose", "value": value, "unit": "mg/dL",
+                   "measured_at": minutes_ago(300 - i64::from(i)), "message_id": format!("m{i}")})
+            .to_string(),
+        )
+        .await
+        .expect("published");
+    }
+    for i in 0..messages {
+        let ack = cgm
+            .next_ack(Duration::from_secs(15))
+            .await
+            .expect("every message answered");
+        assert_eq!(ack.message_id.as_deref(), Some(format!("m{i}").as_str()));
+        if i == poisoned {
+            assert_eq!((ack.stored, ack.rejected), (0, 1), "{ack:?}");
+            assert_eq!(ack.rejections[0].reason, "not_storable");
+        } else {
+            assert_eq!((ack.stored, ack.rejected), (1, 0), "{ack:?}");
+        }
+    }
+    assert_eq!(
+        s.db.count("glucose_readings").await,
+        i64::from(messages) - 1
+    );
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM rejected_readings WHERE reason = 'not_storable' AND message_id = $1",
+    )
+    .bind(format!("m{poisoned}"))
+    .fetch_one(&s.db.pool)
+    .await
+    .expect("refusal");
+    assert_eq!(recorded, 1);
+    // Published together, the message was written with others first, and the batch split.
+    assert!(
+        s.server.log().contains("writing each half"),
+        "the refused message was never in a batch with others"
+    );
+    let ack = within(
+        cgm.send(
+            json!({"type": "glucose", "value": 99, "unit": "mg/dL", "measured_at": minutes_ago(5)})
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(ack.stored, 1, "the ingest goes on");
+}

@@ -41,10 +41,13 @@ pub enum RejectionReason {
     /// The identity that published the message may not publish for the device it names: the
     /// broker refused it, or the ingest's own check of the broker's word did.
     NotAuthorized,
+    /// The database refused to store the message although it passed validation (it holds a
+    /// value the database cannot hold). Refused alone, so it holds up no other message.
+    NotStorable,
 }
 
 impl RejectionReason {
-    pub const ALL: [RejectionReason; 16] = [
+    pub const ALL: [RejectionReason; 17] = [
         RejectionReason::MalformedJson,
         RejectionReason::MessageTooLarge,
         RejectionReason::TooManyReadings,
@@ -61,6 +64,7 @@ impl RejectionReason {
         RejectionReason::RevokedDevice,
         RejectionReason::WrongDeviceKind,
         RejectionReason::NotAuthorized,
+        RejectionReason::NotStorable,
     ];
 
     /// The stable code used on the wire, in the database and in metrics labels.
@@ -82,6 +86,7 @@ impl RejectionReason {
             RejectionReason::RevokedDevice => "revoked_device",
             RejectionReason::WrongDeviceKind => "wrong_device_kind",
             RejectionReason::NotAuthorized => "not_authorized",
+            RejectionReason::NotStorable => "not_storable",
         }
     }
 
@@ -96,6 +101,7 @@ impl RejectionReason {
                 | RejectionReason::UnknownDevice
                 | RejectionReason::RevokedDevice
                 | RejectionReason::NotAuthorized
+                | RejectionReason::NotStorable
         )
     }
 }

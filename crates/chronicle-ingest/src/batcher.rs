@@ -156,29 +156,50 @@ async fn run(
     tracing::debug!("ingest batcher stopped: every front door closed and the queue is empty");
 }
 
-/// Writes one batch, retrying with backoff until it commits or shutdown abandons it.
+/// Writes one batch, retrying with backoff until it commits or shutdown abandons it. A batch
+/// the database refuses for what it holds ([`chronicle_storage::StorageError::is_refused_content`]: it would fail
+/// the same way on every retry) is split in halves, each written the same way, until the
+/// message at fault is alone; that one is refused ([`Pipeline::refuse_unstorable`]) and every
+/// other message is stored.
 async fn commit(pipeline: Pipeline, batch: Vec<IngestRequest>, abandon: CancellationToken) {
     let (messages, replies): (Vec<IncomingMessage>, Vec<_>) =
         batch.into_iter().map(|r| (r.message, r.reply)).unzip();
+    let mut outcomes: Vec<Option<MessageOutcome>> = vec![None; messages.len()];
+    // Ranges of the batch still to write, the next one last.
+    let mut unwritten = Vec::with_capacity(1);
+    unwritten.push(0..messages.len());
     let mut backoff = Duration::from_millis(100);
-    loop {
-        match pipeline.process(&messages).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    // The front door may have gone away; the data is committed either way.
-                    let _ = reply.send(outcome);
+    while let Some(range) = unwritten.pop() {
+        let part = &messages[range.clone()];
+        match pipeline.process(part).await {
+            Ok(written) => {
+                for (slot, outcome) in outcomes[range].iter_mut().zip(written) {
+                    *slot = Some(outcome);
                 }
-                return;
+            }
+            Err(error) if error.is_refused_content() && part.len() > 1 => {
+                tracing::warn!(
+                    %error,
+                    messages = part.len(),
+                    "the database refused what a batch holds; writing each half on its own"
+                );
+                let middle = range.start + part.len() / 2;
+                unwritten.push(middle..range.end);
+                unwritten.push(range.start..middle);
+            }
+            Err(error) if error.is_refused_content() => {
+                outcomes[range.start] = Some(pipeline.refuse_unstorable(&part[0], &error).await);
             }
             Err(error) => {
                 pipeline.metrics().storage_errors.inc();
                 tracing::warn!(
                     %error,
                     transient = error.is_transient(),
-                    messages = messages.len(),
+                    messages = part.len(),
                     retry_in_ms = backoff.as_millis() as u64,
                     "batch not committed; nothing acknowledged, retrying"
                 );
+                unwritten.push(range);
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = abandon.cancelled() => {
@@ -187,12 +208,25 @@ async fn commit(pipeline: Pipeline, batch: Vec<IngestRequest>, abandon: Cancella
                             "shutting down with a batch still uncommitted; it stays unacknowledged \
                              and the broker will deliver it again"
                         );
-                        // Dropping the replies unanswered tells each front door so.
+                        // Dropping the replies unanswered tells each front door so; a part
+                        // of the batch already committed is answered.
+                        answer(replies, outcomes);
                         return;
                     }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+    answer(replies, outcomes);
+}
+
+/// Sends each message's outcome, where it has one.
+fn answer(replies: Vec<oneshot::Sender<MessageOutcome>>, outcomes: Vec<Option<MessageOutcome>>) {
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        if let Some(outcome) = outcome {
+            // The front door may have gone away; the data is committed either way.
+            let _ = reply.send(outcome);
         }
     }
 }

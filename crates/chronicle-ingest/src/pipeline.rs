@@ -153,10 +153,7 @@ impl Pipeline {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let devices = match &self.registry {
-            Some(cache) => cache.devices(&self.store, &known_ids).await?,
-            None => self.store.devices_for_ingest(&known_ids).await?,
-        };
+        let devices = self.devices(&known_ids).await?;
         let relayed = self.relayed(messages).await?;
 
         let mut outcomes: Vec<MessageOutcome> = Vec::with_capacity(messages.len());
@@ -309,6 +306,73 @@ impl Pipeline {
             self.metrics.lag_seconds.observe(lag.max(0) as f64 / 1e6);
         }
         Ok(outcomes)
+    }
+
+    /// Refuses a message the database would not store although it passed validation (the
+    /// batcher found it alone in its batch: [`StorageError::is_refused_content`]), records the
+    /// refusal, and returns the outcome to answer it with. A second line behind validation:
+    /// such a message would otherwise fail its batch on every retry and hold up every
+    /// message after it.
+    pub async fn refuse_unstorable(
+        &self,
+        message: &IncomingMessage,
+        error: &StorageError,
+    ) -> MessageOutcome {
+        let (message_id, count) = match wire::parse_message(&message.payload, &self.limits) {
+            Ok(parsed) => (parsed.message_id, parsed.readings.len()),
+            Err(refused) => (refused.message_id, refused.rejection.readings_covered),
+        };
+        tracing::error!(
+            device_id = %message.device_id,
+            message_id = message_id.as_deref().unwrap_or(""),
+            %error,
+            "the database refused a validated message; refused as not storable"
+        );
+        let refusal = Rejection::message(
+            RejectionReason::NotStorable,
+            "the database cannot store a value of this message; nothing of it was stored",
+            count,
+        );
+        let devices = self.devices(&[message.device_id.as_str()]).await.ok();
+        let device = devices.as_ref().and_then(|d| d.get(&message.device_id));
+        let row = rejection_row(message, device, message_id.as_deref(), &refusal);
+        let record = BatchWrite {
+            rejections: vec![row],
+            ..BatchWrite::default()
+        };
+        if let Err(error) = self.store.write_batch(&record).await {
+            // Answered all the same: a refusal that cannot be recorded must not hold up the
+            // ingest either.
+            tracing::error!(%error, device_id = %message.device_id, "could not record a refusal");
+        }
+        self.metrics
+            .readings_rejected
+            .get_or_create(&ReasonLabel {
+                reason: refusal.reason.code(),
+            })
+            .inc_by(refusal.readings_covered as u64);
+        MessageOutcome {
+            device_id: message.device_id.clone(),
+            ack: Ack {
+                message_id,
+                stored: 0,
+                duplicates: 0,
+                rejected: refusal.readings_covered,
+                rejections: vec![AckRejection::from(&refusal)],
+                redelivered: message.redelivered,
+            },
+        }
+    }
+
+    /// The registry's entries for these device ids (through the cache, when there is one).
+    async fn devices(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, DeviceForIngest>, StorageError> {
+        match &self.registry {
+            Some(cache) => cache.devices(&self.store, ids).await,
+            None => self.store.devices_for_ingest(ids).await,
+        }
     }
 
     /// The (gateway, device) pairs of the batch where the gateway, as the registry has it now,

@@ -35,6 +35,18 @@ impl StorageError {
 
     /// Whether retrying later may succeed: the database is down, restarting or overloaded, as
     /// opposed to a query the database will refuse every time.
+    /// Whether the database refused what was written, as it will every time: a data
+    /// exception (class 22, such as text it cannot hold) or an integrity constraint (class
+    /// 23). Retrying the same rows cannot succeed.
+    pub fn is_refused_content(&self) -> bool {
+        match self {
+            StorageError::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            _ => false,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::Database(e) => match e {
