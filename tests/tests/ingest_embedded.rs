@@ -128,9 +128,9 @@ async fn a_large_batch_is_stored_exactly_as_small_ones() {
     let mut large = s.device("meter").await;
     let mut small = s.device("meter").await;
     let start = chrono::Utc::now() - chrono::Duration::days(2);
-    let readings: Vec<_> = (0..240i64)
+    let readings: Vec<_> = (0..600i64)
         .map(|i| {
-            let at = start + chrono::Duration::minutes(7 * i) + chrono::Duration::milliseconds(i);
+            let at = start + chrono::Duration::minutes(3 * i) + chrono::Duration::milliseconds(i);
             let offset = chrono::FixedOffset::east_opt(((i % 5) as i32 - 2) * 3600 + 1800)
                 .expect("offset within a day");
             let measured_at = at.with_timezone(&offset).to_rfc3339();
@@ -146,13 +146,13 @@ async fn a_large_batch_is_stored_exactly_as_small_ones() {
         .send(json!({"readings": readings}).to_string())
         .await
         .expect("ack");
-    assert_eq!((ack.stored, ack.duplicates, ack.rejected), (240, 0, 0));
-    for part in readings.chunks(40) {
+    assert_eq!((ack.stored, ack.duplicates, ack.rejected), (600, 0, 0));
+    for part in readings.chunks(100) {
         let ack = small
             .send(json!({"readings": part}).to_string())
             .await
             .expect("ack");
-        assert_eq!((ack.stored, ack.duplicates, ack.rejected), (40, 0, 0));
+        assert_eq!((ack.stored, ack.duplicates, ack.rejected), (100, 0, 0));
     }
 
     type Row = (
@@ -176,8 +176,8 @@ async fn a_large_batch_is_stored_exactly_as_small_ones() {
     };
     let by_copy = rows_of(large.device_id()).await.expect("rows");
     let by_statement = rows_of(small.device_id()).await.expect("rows");
-    assert_eq!(by_copy.len(), 240);
-    assert_eq!(by_statement.len(), 240);
+    assert_eq!(by_copy.len(), 600);
+    assert_eq!(by_statement.len(), 600);
     for (copied, stated) in by_copy.iter().zip(&by_statement) {
         let (received_copied, received_stated) = (copied.6, stated.6);
         assert_eq!(

@@ -77,7 +77,7 @@ async fn a_batch_cancelled_while_its_readings_are_copied_leaves_the_connection_u
         .await
         .expect("canary table");
     let first_at = chrono::Utc::now() - chrono::Duration::days(1);
-    let patients = 150;
+    let patients = 600;
     let devices = chronicle_tests::clinic::population_with_a_reading_each(
         &setup,
         patients,
@@ -128,7 +128,7 @@ async fn a_batch_cancelled_while_its_readings_are_copied_leaves_the_connection_u
             rejections: Vec::new(),
             followup_consumers: &[],
         };
-        let delay = Duration::from_micros(u64::from(step) * 20);
+        let delay = Duration::from_micros(u64::from(step) * 100);
         if let Ok(result) = tokio::time::timeout(delay, store.write_batch(&batch)).await {
             result.expect("batch written");
             completed += 1;

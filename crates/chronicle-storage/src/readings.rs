@@ -241,8 +241,12 @@ static WRITE_BATCH_SKIPPING_DUPLICATES: LazyLock<String> = LazyLock::new(|| {
 /// A batch for the form for new readings with at least this many glucose readings sends them
 /// by `COPY` (binary, [`GlucoseCopy`]) in a transaction with the statement, instead of through
 /// the statement's arrays: PostgreSQL inserts them several rows at a time instead of one by
-/// one. A smaller batch stays one round trip; the transaction and the COPY add three.
-const GLUCOSE_READINGS_SENT_BY_COPY: usize = 100;
+/// one. A smaller batch stays one round trip; the transaction and the COPY add three, which on
+/// a busy machine cost latency. So only batches of a backlog or a saturating load take it: a
+/// fleet at its steady state commits a few dozen readings at a time (with 100 here its ingest
+/// lag doubled in one run, docs/benchmarks.md 2026-12-07 17:43), `bench ingest`'s one-reading
+/// phase about 700.
+const GLUCOSE_READINGS_SENT_BY_COPY: usize = 500;
 
 /// Batches that go straight to [`WRITE_BATCH_SKIPPING_DUPLICATES`] after one met a reading
 /// already stored: repeats come in runs (a device resending what it kept while offline, the
