@@ -10,9 +10,10 @@ use chronicle_domain::{DeviceKind, Reading};
 use chronicle_storage::population::{PopulationDevice, PopulationPlan};
 use chronicle_storage::readings::{BatchWrite, ReadingRow};
 use chronicle_storage::sharing::NewGrant;
-use chronicle_storage::{DeviceCredentials, NewPatient, Store};
+use chronicle_storage::{DeviceCredentials, DeviceForIngest, NewPatient, Store};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// The password of every user the alert tests create.
@@ -134,37 +135,50 @@ pub async fn population_with_a_reading_each(
     let keys = store.devices_for_ingest(&ids).await.expect("device keys");
     let readings: Vec<Reading> = devices
         .iter()
-        .map(|device| {
-            let value = value_of(device);
-            Reading::Glucose(GlucoseReading {
-                measured_at,
-                utc_offset_minutes: 0,
-                value: GlucoseMgDl::new(value).expect("plausible"),
-                original_value: Some(value),
-                original_unit: GlucoseUnit::MgDl,
-                source: GlucoseSource::Cgm,
-                flag: None,
-                device_reading_id: None,
-            })
-        })
+        .map(|device| cgm_glucose(measured_at, value_of(device)))
         .collect();
     store
-        .write_batch(&BatchWrite {
-            readings: devices
-                .iter()
-                .zip(&readings)
-                .map(|(device, reading)| ReadingRow {
-                    device_key: keys[device.device_id.as_str()].key,
-                    patient_id: device.patient_id,
-                    reading,
-                })
-                .collect(),
-            rejections: Vec::new(),
-            followup_consumers: consumers,
-        })
+        .write_batch(&batch_for(&devices, &keys, &readings, consumers))
         .await
         .expect("stored");
     devices
+}
+
+/// A CGM's glucose reading in mg/dL, as validated.
+pub fn cgm_glucose(measured_at: DateTime<Utc>, value: f64) -> Reading {
+    Reading::Glucose(GlucoseReading {
+        measured_at,
+        utc_offset_minutes: 0,
+        value: GlucoseMgDl::new(value).expect("plausible"),
+        original_value: Some(value),
+        original_unit: GlucoseUnit::MgDl,
+        source: GlucoseSource::Cgm,
+        flag: None,
+        device_reading_id: None,
+    })
+}
+
+/// The batch the ingest writes for `readings[i]` of `devices[i]` (`keys`: the registry's
+/// entries of the devices), queuing follow-up work for `consumers`.
+pub fn batch_for<'a>(
+    devices: &[PopulationDevice],
+    keys: &HashMap<String, DeviceForIngest>,
+    readings: &'a [Reading],
+    consumers: &'a [&'a str],
+) -> BatchWrite<'a> {
+    BatchWrite {
+        readings: devices
+            .iter()
+            .zip(readings)
+            .map(|(device, reading)| ReadingRow {
+                device_key: keys[device.device_id.as_str()].key,
+                patient_id: device.patient_id,
+                reading,
+            })
+            .collect(),
+        rejections: Vec::new(),
+        followup_consumers: consumers,
+    }
 }
 
 /// A glucose reading in mg/dL.

@@ -4,55 +4,74 @@
 //! success, and be discarded when the connection closes.
 
 use chronicle_domain::Reading;
-use chronicle_domain::reading::{GlucoseMgDl, GlucoseReading, GlucoseSource};
-use chronicle_domain::units::GlucoseUnit;
 use chronicle_storage::Store;
-use chronicle_storage::readings::{BatchWrite, ReadingRow};
 use chronicle_tests::TestDatabase;
+use chronicle_tests::clinic::{batch_for, cgm_glucose, population_with_a_reading_each};
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
 
+/// A migrated database with a canary table, and a store on a pool of one connection, so each
+/// statement after a cancelled call runs on the connection that call used.
+struct OneConnection {
+    db: TestDatabase,
+    pool: PgPool,
+    store: Store,
+}
+
+impl OneConnection {
+    async fn new() -> OneConnection {
+        let db = TestDatabase::create().await.expect("database");
+        Store::from_pool(db.pool.clone())
+            .migrate()
+            .await
+            .expect("migrations");
+        sqlx::query("CREATE TABLE committed_canary (step int PRIMARY KEY)")
+            .execute(&db.pool)
+            .await
+            .expect("canary table");
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(true)
+            .connect(&db.url)
+            .await
+            .expect("pool");
+        let store = Store::from_pool(pool.clone());
+        OneConnection { db, pool, store }
+    }
+
+    /// Writes `step` to the canary table on the one connection, in a statement of its own
+    /// outside any transaction (as an ingest batch writes), and says whether another
+    /// connection sees it committed.
+    async fn canary_committed(&self, step: u16) -> bool {
+        sqlx::query("INSERT INTO committed_canary (step) VALUES ($1)")
+            .bind(i32::from(step))
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("step {step}: canary insert: {e}"));
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM committed_canary WHERE step = $1)")
+            .bind(i32::from(step))
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("canary read")
+    }
+}
+
 #[tokio::test]
 async fn a_call_cancelled_while_its_transaction_begins_leaves_no_transaction_open() {
-    let db = TestDatabase::create().await.expect("database");
-    let setup = Store::from_pool(db.pool.clone());
-    setup.migrate().await.expect("migrations");
-    sqlx::query("CREATE TABLE committed_canary (step int PRIMARY KEY)")
-        .execute(&db.pool)
-        .await
-        .expect("canary table");
-    // One connection, so each statement below runs on the connection the cancelled call used.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(true)
-        .connect(&db.url)
-        .await
-        .expect("pool");
-    let store = Store::from_pool(pool.clone());
+    let one = OneConnection::new().await;
     // The alert engine's claim begins a transaction; cancel it after delays that sweep the
     // connection's acquisition, its BEGIN's round trip and the rest of the call.
     let mut completed = 0;
     for step in 0..400_u16 {
         let delay = Duration::from_micros(u64::from(step) * 5);
-        let claim = store.claim_followups(chronicle_alerts::CONSUMER, 10);
+        let claim = one.store.claim_followups(chronicle_alerts::CONSUMER, 10);
         if let Ok(result) = tokio::time::timeout(delay, claim).await {
             result.expect("claim");
             completed += 1;
         }
-        // A statement of its own, outside any transaction, as an ingest batch writes.
-        sqlx::query("INSERT INTO committed_canary (step) VALUES ($1)")
-            .bind(i32::from(step))
-            .execute(&pool)
-            .await
-            .expect("canary insert");
-        let seen_elsewhere: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM committed_canary WHERE step = $1)")
-                .bind(i32::from(step))
-                .fetch_one(&db.pool)
-                .await
-                .expect("canary read");
         assert!(
-            seen_elsewhere,
+            one.canary_committed(step).await,
             "step {step} (claim cancelled after {delay:?}): a statement that reported success \
              was not committed; the connection was left inside the cancelled call's transaction"
         );
@@ -69,89 +88,37 @@ async fn a_call_cancelled_while_its_transaction_begins_leaves_no_transaction_ope
 /// a batch either committed whole or not at all.
 #[tokio::test]
 async fn a_batch_cancelled_while_its_readings_are_copied_leaves_the_connection_usable() {
-    let db = TestDatabase::create().await.expect("database");
-    let setup = Store::from_pool(db.pool.clone());
-    setup.migrate().await.expect("migrations");
-    sqlx::query("CREATE TABLE committed_canary (step int PRIMARY KEY)")
-        .execute(&db.pool)
-        .await
-        .expect("canary table");
+    let one = OneConnection::new().await;
+    let setup = Store::from_pool(one.db.pool.clone());
     let first_at = chrono::Utc::now() - chrono::Duration::days(1);
     let patients = 600;
-    let devices = chronicle_tests::clinic::population_with_a_reading_each(
-        &setup,
-        patients,
-        "copy",
-        first_at,
-        |_| 120.0,
-        &[],
-    )
-    .await;
+    let devices =
+        population_with_a_reading_each(&setup, patients, "copy", first_at, |_| 120.0, &[]).await;
     let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
     let keys = setup.devices_for_ingest(&ids).await.expect("device keys");
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(true)
-        .connect(&db.url)
-        .await
-        .expect("pool");
-    let store = Store::from_pool(pool.clone());
 
     let mut completed = 0;
     let steps = 300_u16;
     for step in 0..steps {
         let at = first_at + chrono::Duration::minutes(i64::from(step) + 1);
-        let readings: Vec<Reading> = (0..patients)
-            .map(|_| {
-                Reading::Glucose(GlucoseReading {
-                    measured_at: at,
-                    utc_offset_minutes: 0,
-                    value: GlucoseMgDl::new(110.0).expect("plausible"),
-                    original_value: None,
-                    original_unit: GlucoseUnit::MgDl,
-                    source: GlucoseSource::Cgm,
-                    flag: None,
-                    device_reading_id: None,
-                })
-            })
-            .collect();
-        let batch = BatchWrite {
-            readings: devices
-                .iter()
-                .zip(&readings)
-                .map(|(device, reading)| ReadingRow {
-                    device_key: keys[device.device_id.as_str()].key,
-                    patient_id: device.patient_id,
-                    reading,
-                })
-                .collect(),
-            rejections: Vec::new(),
-            followup_consumers: &[],
-        };
+        let readings: Vec<Reading> = (0..patients).map(|_| cgm_glucose(at, 110.0)).collect();
+        let batch = batch_for(&devices, &keys, &readings, &[]);
         let delay = Duration::from_micros(u64::from(step) * 100);
-        if let Ok(result) = tokio::time::timeout(delay, store.write_batch(&batch)).await {
+        if let Ok(result) = tokio::time::timeout(delay, one.store.write_batch(&batch)).await {
             result.expect("batch written");
             completed += 1;
         }
-        sqlx::query("INSERT INTO committed_canary (step) VALUES ($1)")
-            .bind(i32::from(step))
-            .execute(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("step {step} (cancelled after {delay:?}): {e}"));
-        let (canary, stored): (bool, i64) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM committed_canary WHERE step = $1),
-                    (SELECT count(*) FROM glucose_samples WHERE measured_at = $2)",
-        )
-        .bind(i32::from(step))
-        .bind(at)
-        .fetch_one(&db.pool)
-        .await
-        .expect("canary read");
         assert!(
-            canary,
+            one.canary_committed(step).await,
             "step {step} (cancelled after {delay:?}): a statement that reported success was not \
              committed"
         );
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM glucose_samples WHERE measured_at = $1")
+                .bind(at)
+                .fetch_one(&one.db.pool)
+                .await
+                .expect("stored readings");
         // A cancelled batch may still commit (its task runs on), but never in part.
         assert!(
             stored == 0 || stored == i64::try_from(patients).expect("small"),
