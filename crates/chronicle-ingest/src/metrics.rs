@@ -66,4 +66,13 @@ impl IngestMetrics {
         });
         metrics
     }
+
+    /// Counts the readings `rejection` refused, under its reason.
+    pub fn count_rejected(&self, rejection: &chronicle_domain::Rejection) {
+        self.readings_rejected
+            .get_or_create(&ReasonLabel {
+                reason: rejection.reason.code(),
+            })
+            .inc_by(rejection.readings_covered as u64);
+    }
 }

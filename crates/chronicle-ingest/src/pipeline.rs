@@ -1,7 +1,7 @@
 //! The transport-independent ingest pipeline: decode → validate → normalize → deduplicate →
 //! store, for one batch of raw messages.
 
-use crate::metrics::{IngestMetrics, KindLabel, ReasonLabel};
+use crate::metrics::{IngestMetrics, KindLabel};
 use crate::registry_cache::RegistryCache;
 use bytes::Bytes;
 use chronicle_domain::alerts::thresholds::may_raise_urgent_alarm;
@@ -276,12 +276,7 @@ impl Pipeline {
             let ack = &mut outcomes[*index].ack;
             ack.rejected += rejection.readings_covered;
             ack.rejections.push(AckRejection::from(rejection));
-            self.metrics
-                .readings_rejected
-                .get_or_create(&ReasonLabel {
-                    reason: rejection.reason.code(),
-                })
-                .inc_by(rejection.readings_covered as u64);
+            self.metrics.count_rejected(rejection);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
             for (message, outcome) in messages.iter().zip(&outcomes) {
@@ -318,10 +313,8 @@ impl Pipeline {
         message: &IncomingMessage,
         error: &StorageError,
     ) -> MessageOutcome {
-        let (message_id, count) = match wire::parse_message(&message.payload, &self.limits) {
-            Ok(parsed) => (parsed.message_id, parsed.readings.len()),
-            Err(refused) => (refused.message_id, refused.rejection.readings_covered),
-        };
+        let (message_id, count) =
+            id_and_count(&wire::parse_message(&message.payload, &self.limits));
         tracing::error!(
             device_id = %message.device_id,
             message_id = message_id.as_deref().unwrap_or(""),
@@ -345,12 +338,7 @@ impl Pipeline {
             // ingest either.
             tracing::error!(%error, device_id = %message.device_id, "could not record a refusal");
         }
-        self.metrics
-            .readings_rejected
-            .get_or_create(&ReasonLabel {
-                reason: refusal.reason.code(),
-            })
-            .inc_by(refusal.readings_covered as u64);
+        self.metrics.count_rejected(&refusal);
         MessageOutcome {
             device_id: message.device_id.clone(),
             ack: Ack {
@@ -414,13 +402,7 @@ impl Pipeline {
         relayed: &HashSet<(String, String)>,
     ) -> (Option<String>, Vec<Reading>, Vec<Rejection>) {
         let parsed = wire::parse_message(&message.payload, &self.limits);
-        let (message_id, count) = match &parsed {
-            Ok(p) => (p.message_id.clone(), p.readings.len()),
-            Err(refused) => (
-                refused.message_id.clone(),
-                refused.rejection.readings_covered,
-            ),
-        };
+        let (message_id, count) = id_and_count(&parsed);
         if let Some(detail) = unauthorized(message, relayed) {
             let refusal = Rejection::message(RejectionReason::NotAuthorized, detail, count);
             return (message_id, Vec::new(), vec![refusal]);
@@ -498,7 +480,9 @@ fn rejection_row(
     };
     let publisher = match &message.authorization {
         BrokerAuthorization::NotReported => None,
-        BrokerAuthorization::Allowed(p) | BrokerAuthorization::Refused(p, _) => Some(p.to_string()),
+        BrokerAuthorization::Allowed(p) | BrokerAuthorization::Refused(p, _) => {
+            Some(storable_text(&p.to_string()))
+        }
     };
     // An attempt to write into a record the publisher may not write to is kept as evidence,
     // but not as the named patient's own data.
@@ -510,7 +494,7 @@ fn rejection_row(
     RejectionRow {
         device_id: storable_text(&message.device_id),
         patient_id,
-        publisher: publisher.as_deref().map(storable_text),
+        publisher,
         message_id: message_id.map(storable_text),
         reading_index: rejection.index.and_then(|i| i32::try_from(i).ok()),
         device_reading_id: rejection.device_reading_id.as_deref().map(storable_text),
@@ -535,9 +519,18 @@ fn truncate_utf8(bytes: &[u8]) -> String {
 /// `text` with each NUL character, which PostgreSQL's text cannot hold, replaced
 /// ([`wire::storable`]).
 fn storable_text(text: &str) -> String {
-    if wire::storable(text) {
-        text.to_owned()
-    } else {
-        text.replace('\0', "\u{FFFD}")
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// A message's own id and how many readings it holds (or its refusal covers).
+fn id_and_count(
+    parsed: &Result<wire::ParsedMessage, Box<wire::RefusedMessage>>,
+) -> (Option<String>, usize) {
+    match parsed {
+        Ok(p) => (p.message_id.clone(), p.readings.len()),
+        Err(refused) => (
+            refused.message_id.clone(),
+            refused.rejection.readings_covered,
+        ),
     }
 }
