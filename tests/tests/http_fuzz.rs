@@ -282,63 +282,99 @@ fn percent_encoded(text: &str) -> String {
         .collect()
 }
 
+/// A server with a patient and one account of each role, and the operations its API
+/// document lists.
+struct Fixture {
+    // Kept for the server's lifetime.
+    _db: TestDatabase,
+    server: TestApp,
+    api: ApiClient,
+    patient: String,
+    /// Who sends a request: nobody, then a patient, a clinician and an administrator.
+    callers: [Option<&'static str>; 4],
+    tokens: Vec<Option<String>>,
+    routes: Vec<Operation>,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let db = TestDatabase::create().await.expect("database");
+        let server = TestApp::launch(&db, &[]).await.expect("server");
+        let store = server.store();
+        let patient = server.add_patient("Fuzz Patient").await.expect("patient");
+        let patient_id: uuid::Uuid = patient.parse().expect("uuid");
+        create_user(
+            store,
+            "fuzz-patient@example.org",
+            Role::Patient,
+            Some(patient_id),
+            PASSWORD,
+        )
+        .await;
+        create_user(
+            store,
+            "fuzz-clinician@example.org",
+            Role::Clinician,
+            None,
+            PASSWORD,
+        )
+        .await;
+        create_user(store, "fuzz-admin@example.org", Role::Admin, None, PASSWORD).await;
+        let api = ApiClient::new(&server);
+        let callers = [
+            None,
+            Some("fuzz-patient@example.org"),
+            Some("fuzz-clinician@example.org"),
+            Some("fuzz-admin@example.org"),
+        ];
+        let mut tokens = Vec::new();
+        for caller in callers {
+            tokens.push(match caller {
+                Some(email) => Some(api.login(email, PASSWORD).await),
+                None => None,
+            });
+        }
+
+        let document: Value = reqwest::get(server.http_url("/openapi.json"))
+            .await
+            .expect("the document")
+            .json()
+            .await
+            .expect("JSON");
+        let routes = operations(&document, &patient);
+        assert!(
+            routes.len() > 50,
+            "the document lists the API: {}",
+            routes.len()
+        );
+        assert!(
+            routes.iter().filter(|r| !r.query.is_empty()).count() > 10
+                && routes.iter().filter(|r| r.body.is_some()).count() > 10,
+            "the document describes query parameters and bodies"
+        );
+        Fixture {
+            _db: db,
+            server,
+            api,
+            patient,
+            callers,
+            tokens,
+            routes,
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_route_answers_arbitrary_input_without_a_server_error() {
-    let db = TestDatabase::create().await.expect("database");
-    let server = TestApp::launch(&db, &[]).await.expect("server");
-    let store = server.store();
-    let patient = server.add_patient("Fuzz Patient").await.expect("patient");
-    let patient_id: uuid::Uuid = patient.parse().expect("uuid");
-    create_user(
-        store,
-        "fuzz-patient@example.org",
-        Role::Patient,
-        Some(patient_id),
-        PASSWORD,
-    )
-    .await;
-    create_user(
-        store,
-        "fuzz-clinician@example.org",
-        Role::Clinician,
-        None,
-        PASSWORD,
-    )
-    .await;
-    create_user(store, "fuzz-admin@example.org", Role::Admin, None, PASSWORD).await;
-    let api = ApiClient::new(&server);
-    let callers = [
-        None,
-        Some("fuzz-patient@example.org"),
-        Some("fuzz-clinician@example.org"),
-        Some("fuzz-admin@example.org"),
-    ];
-    let mut tokens = Vec::new();
-    for caller in callers {
-        tokens.push(match caller {
-            Some(email) => Some(api.login(email, PASSWORD).await),
-            None => None,
-        });
-    }
-
-    let document: Value = reqwest::get(server.http_url("/openapi.json"))
-        .await
-        .expect("the document")
-        .json()
-        .await
-        .expect("JSON");
-    let routes = operations(&document, &patient);
-    assert!(
-        routes.len() > 50,
-        "the document lists the API: {}",
-        routes.len()
-    );
-    assert!(
-        routes.iter().filter(|r| !r.query.is_empty()).count() > 10
-            && routes.iter().filter(|r| r.body.is_some()).count() > 10,
-        "the document describes query parameters and bodies"
-    );
-
+    let Fixture {
+        _db,
+        server,
+        api,
+        patient,
+        callers,
+        mut tokens,
+        routes,
+    } = Fixture::start().await;
     let requests: usize = std::env::var("CHRONICLE_FUZZ_REQUESTS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -424,9 +460,12 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
             .unwrap_or_default()
             .to_owned();
         let text = response.text().await.unwrap_or_default();
-        assert!(
-            !status.is_server_error(),
-            "{method} {path} {case:?} answered {status}: {text}"
+        let problem = checked_answer(
+            operation,
+            status,
+            &content_type,
+            &text,
+            &format!("{method} {path} {case:?}"),
         );
         // A generated log-out ends the caller's session: a new one, or every later request
         // of that caller would stop at authentication and reach no parser.
@@ -436,7 +475,6 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
         {
             tokens[case.caller] = Some(api.login(email, PASSWORD).await);
         }
-        let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         *answers
             .entry(format!(
                 "{} {}",
@@ -444,29 +482,178 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
                 problem["code"].as_str().unwrap_or("")
             ))
             .or_default() += 1;
-        // FHIR routes refuse with an OperationOutcome (401 before them stays a problem).
-        if status.is_client_error() && content_type == "application/fhir+json" {
-            assert!(
-                operation.path.starts_with("/v1/fhir/")
-                    && problem["resourceType"] == "OperationOutcome"
-                    && problem["issue"][0]["diagnostics"]
-                        .as_str()
-                        .is_some_and(|d| !d.trim().is_empty()),
-                "{method} {path} {case:?}: {status} {text}"
-            );
-        } else if status.is_client_error() {
-            assert_eq!(
-                content_type, "application/problem+json",
-                "{method} {path} {case:?}: {status} {text}"
-            );
-            assert!(
-                problem["code"].as_str().is_some_and(|c| !c.is_empty())
-                    && problem["detail"]
-                        .as_str()
-                        .is_some_and(|d| !d.trim().is_empty()),
-                "{method} {path} {case:?}: {status} {text}"
-            );
-        }
     }
     eprintln!("{requests} requests answered: {answers:#?}");
+}
+
+/// Text holding the NUL character is valid JSON and valid in a URL, and PostgreSQL's text
+/// cannot hold it. Every text an operation takes (each path parameter, query parameter and
+/// string in its documented body) is sent with NUL in turn, by each account: the server
+/// refuses it as the client's fault, never with a server error.
+#[tokio::test]
+async fn text_with_a_nul_character_is_refused_wherever_the_api_takes_text() {
+    let Fixture {
+        _db,
+        server,
+        api,
+        patient,
+        callers,
+        mut tokens,
+        routes,
+    } = Fixture::start().await;
+    const NUL_TEXT: &str = "text\u{0}more";
+    let http = reqwest::Client::new();
+    let mut requests = 0;
+    let mut refused_for_nul = 0;
+    for operation in &routes {
+        let body_texts = operation
+            .body
+            .clone()
+            .map_or(0, |mut body| string_leaves(&mut body).len());
+        let slots = (0..path_parameters(&operation.path))
+            .map(Slot::Path)
+            .chain((0..operation.query.len()).map(Slot::Query))
+            .chain((0..body_texts).map(Slot::Body));
+        for slot in slots {
+            let mut path = operation.path.clone();
+            let mut parameter = 0;
+            while let (Some(open), Some(close)) = (path.find('{'), path.find('}')) {
+                let value = if slot == Slot::Path(parameter) {
+                    percent_encoded(NUL_TEXT)
+                } else {
+                    patient.clone()
+                };
+                path.replace_range(open..=close, &value);
+                parameter += 1;
+            }
+            let query: Vec<(String, String)> = match slot {
+                Slot::Query(n) => vec![(operation.query[n].clone(), NUL_TEXT.to_owned())],
+                _ => Vec::new(),
+            };
+            let body = operation.body.clone().map(|mut body| {
+                if let Slot::Body(n) = slot
+                    && let Some(text) = string_leaves(&mut body).into_iter().nth(n)
+                {
+                    *text = Value::String(NUL_TEXT.to_owned());
+                }
+                body
+            });
+            for caller in 1..callers.len() {
+                let mut request = http
+                    .request(operation.method.clone(), server.http_url(&path))
+                    .query(&query);
+                if let Some(token) = &tokens[caller] {
+                    request = request.bearer_auth(token);
+                }
+                if let Some(body) = &body {
+                    request = request.json(body);
+                }
+                let response = request.send().await.expect("an answer");
+                requests += 1;
+                let status = response.status();
+                let content_type = response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let text = response.text().await.unwrap_or_default();
+                let problem = checked_answer(
+                    operation,
+                    status,
+                    &content_type,
+                    &text,
+                    &format!(
+                        "{} {path} query {query:?} body {body:?} by {:?}",
+                        operation.method, callers[caller]
+                    ),
+                );
+                if status == reqwest::StatusCode::BAD_REQUEST
+                    && problem["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("NUL"))
+                {
+                    refused_for_nul += 1;
+                }
+                if status.is_success()
+                    && operation.path == "/v1/auth/logout"
+                    && let Some(email) = callers[caller]
+                {
+                    tokens[caller] = Some(api.login(email, PASSWORD).await);
+                }
+            }
+        }
+    }
+    eprintln!("{requests} requests, {refused_for_nul} refused for the NUL character");
+    // Most texts stop at a parser or a permission first; those that reach the database must
+    // come back as the client's error, saying why.
+    assert!(
+        refused_for_nul > 0,
+        "no request reached the database's refusal of NUL ({requests} requests)"
+    );
+}
+
+/// Where a request carries the NUL character: the nth path parameter, query parameter or
+/// string of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Path(usize),
+    Query(usize),
+    Body(usize),
+}
+
+/// How many `{name}` parameters a path template has.
+fn path_parameters(template: &str) -> usize {
+    template.matches('{').count()
+}
+
+/// Every string in a JSON value, depth first, to change in place.
+fn string_leaves(value: &mut Value) -> Vec<&mut Value> {
+    match value {
+        Value::String(_) => vec![value],
+        Value::Array(items) => items.iter_mut().flat_map(string_leaves).collect(),
+        Value::Object(fields) => fields.values_mut().flat_map(string_leaves).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Checks one answer: never a server error, and every refusal in the format clients parse
+/// (a problem with a code and a detail; an OperationOutcome on FHIR routes). Returns the
+/// body as JSON (`null` if it is not).
+fn checked_answer(
+    operation: &Operation,
+    status: reqwest::StatusCode,
+    content_type: &str,
+    text: &str,
+    request: &str,
+) -> Value {
+    assert!(
+        !status.is_server_error(),
+        "{request} answered {status}: {text}"
+    );
+    let problem: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    // FHIR routes refuse with an OperationOutcome (401 before them stays a problem).
+    if status.is_client_error() && content_type == "application/fhir+json" {
+        assert!(
+            operation.path.starts_with("/v1/fhir/")
+                && problem["resourceType"] == "OperationOutcome"
+                && problem["issue"][0]["diagnostics"]
+                    .as_str()
+                    .is_some_and(|d| !d.trim().is_empty()),
+            "{request}: {status} {text}"
+        );
+    } else if status.is_client_error() {
+        assert_eq!(
+            content_type, "application/problem+json",
+            "{request}: {status} {text}"
+        );
+        assert!(
+            problem["code"].as_str().is_some_and(|c| !c.is_empty())
+                && problem["detail"]
+                    .as_str()
+                    .is_some_and(|d| !d.trim().is_empty()),
+            "{request}: {status} {text}"
+        );
+    }
+    problem
 }

@@ -146,7 +146,11 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::NotFound { .. } => ApiError::NotFound,
             StorageError::Refused(reason) => ApiError::Conflict(reason),
-            other => ApiError::Internal(other.to_string()),
+            // A value the database cannot hold came from the request: the caller's to fix.
+            other => match other.invalid_value() {
+                Some(problem) => ApiError::BadRequest(problem),
+                None => ApiError::Internal(other.to_string()),
+            },
         }
     }
 }

@@ -112,6 +112,9 @@ impl IntoResponse for NightscoutError {
 
 impl From<StorageError> for NightscoutError {
     fn from(e: StorageError) -> Self {
+        if let Some(problem) = e.invalid_value() {
+            return Self::new(StatusCode::BAD_REQUEST, problem);
+        }
         tracing::error!(error = %e, "nightscout request failed in storage");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }

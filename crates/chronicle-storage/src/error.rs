@@ -33,20 +33,38 @@ impl StorageError {
         }
     }
 
-    /// Whether retrying later may succeed: the database is down, restarting or overloaded, as
-    /// opposed to a query the database will refuse every time.
     /// Whether the database refused what was written, as it will every time: a data
     /// exception (class 22, such as text it cannot hold) or an integrity constraint (class
     /// 23). Retrying the same rows cannot succeed.
     pub fn is_refused_content(&self) -> bool {
-        match self {
-            StorageError::Database(sqlx::Error::Database(db)) => db
-                .code()
-                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
-            _ => false,
+        self.sqlstate()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
+    }
+
+    /// What is wrong with a value the database cannot hold (a data exception, class 22:
+    /// text with the NUL character, a number or date out of range), in words for whoever
+    /// sent it; `None` for any other error.
+    pub fn invalid_value(&self) -> Option<String> {
+        let StorageError::Database(sqlx::Error::Database(db)) = self else {
+            return None;
+        };
+        match db.code()?.as_ref() {
+            // Rust text is valid UTF-8, so the one character PostgreSQL's text refuses is NUL.
+            "22021" => Some("text may not contain the NUL character (\\u0000)".to_owned()),
+            code if code.starts_with("22") => Some(db.message().to_owned()),
+            _ => None,
         }
     }
 
+    fn sqlstate(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            StorageError::Database(sqlx::Error::Database(db)) => db.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying later may succeed: the database is down, restarting or overloaded, as
+    /// opposed to a query the database will refuse every time.
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::Database(e) => match e {
