@@ -269,13 +269,17 @@ impl Sessions {
             return dropped;
         };
         let mut table = self.lock();
-        let Some(subscribers) = table.subscribers.get(&device) else {
+        let Table {
+            sessions,
+            subscribers,
+            ..
+        } = &mut *table;
+        let Some(subscribers) = subscribers.get(&device) else {
             return dropped;
         };
-        let subscribers: Vec<String> = subscribers.iter().cloned().collect();
         let max_queued = self.max_queued;
         for client_id in subscribers {
-            let Some(session) = table.sessions.get_mut(&client_id) else {
+            let Some(session) = sessions.get_mut(client_id) else {
                 continue;
             };
             let Some(qos) = session.subscriptions.get(&device).copied() else {

@@ -217,6 +217,13 @@ pub enum ReadingKind {
 }
 
 impl ReadingKind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [ReadingKind; 3] = [
+        ReadingKind::Glucose,
+        ReadingKind::BloodPressure,
+        ReadingKind::Treatment,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReadingKind::Glucose => "glucose",
@@ -274,6 +281,17 @@ impl Reading {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_listed_at_its_own_index() {
+        for (index, kind) in ReadingKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, index, "{kind:?}");
+            // A new kind stops this compiling until it is listed in `ALL` too.
+            match kind {
+                ReadingKind::Glucose | ReadingKind::BloodPressure | ReadingKind::Treatment => {}
+            }
+        }
+    }
 
     #[test]
     fn compact_codes_are_the_stored_ones_and_come_back() {
