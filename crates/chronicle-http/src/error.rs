@@ -148,7 +148,7 @@ impl From<StorageError> for ApiError {
             StorageError::Refused(reason) => ApiError::Conflict(reason),
             // A value the database cannot hold came from the request: the caller's to fix.
             other => match other.invalid_value() {
-                Some(problem) => ApiError::BadRequest(problem),
+                Some(problem) => ApiError::BadRequest(problem.to_owned()),
                 None => ApiError::Internal(other.to_string()),
             },
         }

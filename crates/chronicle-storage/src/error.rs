@@ -43,17 +43,17 @@ impl StorageError {
 
     /// What is wrong with a value the database cannot hold (a data exception, class 22:
     /// text with the NUL character, a number or date out of range), in words for whoever
-    /// sent it; `None` for any other error.
-    pub fn invalid_value(&self) -> Option<String> {
-        let StorageError::Database(sqlx::Error::Database(db)) = self else {
-            return None;
-        };
-        match db.code()?.as_ref() {
+    /// sent it; `None` for any other error. Fixed words, not the database's message, which
+    /// may quote what it read.
+    pub fn invalid_value(&self) -> Option<&'static str> {
+        Some(match self.sqlstate()?.as_ref() {
             // Rust text is valid UTF-8, so the one character PostgreSQL's text refuses is NUL.
-            "22021" => Some("text may not contain the NUL character (\\u0000)".to_owned()),
-            code if code.starts_with("22") => Some(db.message().to_owned()),
-            _ => None,
-        }
+            "22021" => "text may not contain the NUL character (\\u0000)",
+            "22001" => "a text is longer than it may be",
+            "22003" | "22008" => "a number or a time is out of range",
+            code if code.starts_with("22") => "a value cannot be stored as it is",
+            _ => return None,
+        })
     }
 
     fn sqlstate(&self) -> Option<std::borrow::Cow<'_, str>> {
