@@ -590,3 +590,68 @@ async fn nightscout_export_entries_and_treatments() {
     let again = ok(upload(&server, &amy, patient, "imports", query, &export).await).await;
     assert_eq!(again["stored"], 0, "{again}");
 }
+
+/// Text the database cannot hold (the NUL character, valid in JSON and in a CSV) in an
+/// export's ids and notes is refused entry by entry; the rest of the export is stored, and
+/// nothing stops: the next import goes through.
+#[tokio::test]
+async fn text_with_a_nul_character_is_refused_entry_by_entry() {
+    let db = TestDatabase::create().await.expect("database");
+    let server = TestApp::launch(&db, &[]).await.expect("server");
+    let store = Store::from_pool(db.pool.clone());
+    let patient = patient_with_user(&store, "nul@example.org", "UTC").await;
+    let api = ApiClient::new(&server);
+    let token = api.login("nul@example.org", PASSWORD).await;
+    let t0: i64 = 1_756_713_600_000;
+    let export = json!({
+        "entries": [
+            {"_id": "a\u{0}1", "type": "sgv", "sgv": 142, "date": t0},
+            {"_id": "a2", "type": "sgv", "sgv": 150, "date": t0 + 300_000},
+        ],
+        "treatments": [
+            {"_id": "t1", "eventType": "Note", "notes": "before\u{0}after",
+             "created_at": "2025-09-01T08:30:00.000Z"},
+        ],
+    })
+    .to_string();
+    let query = "format=nightscout";
+    let imported = ok(upload(&server, &token, patient, "imports", query, &export).await).await;
+    assert_eq!(imported["stored"], 1, "{imported}");
+    let refused: Vec<(&str, &str)> = imported["refused"]
+        .as_array()
+        .expect("refused")
+        .iter()
+        .map(|r| {
+            (
+                r["entry"].as_str().unwrap_or(""),
+                r["reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("entries[0]", "invalid_field"),
+            ("treatments[0]", "invalid_field")
+        ],
+        "{imported}"
+    );
+
+    // A CSV export with NUL in a row: that row is refused, the others stored.
+    let poisoned = CLARITY.replacen("abc", "a\u{0}c", 1);
+    assert_ne!(poisoned, CLARITY);
+    let clarity = ok(upload(
+        &server,
+        &token,
+        patient,
+        "imports",
+        "format=dexcom_clarity",
+        &poisoned,
+    )
+    .await)
+    .await;
+    assert!(
+        clarity["stored"].as_u64().is_some_and(|n| n > 0),
+        "{clarity}"
+    );
+}
