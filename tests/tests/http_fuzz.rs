@@ -452,21 +452,8 @@ async fn every_route_answers_arbitrary_input_without_a_server_error() {
             _ => request,
         };
         let response = request.send().await.expect("an answer");
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = response.text().await.unwrap_or_default();
-        let problem = checked_answer(
-            operation,
-            status,
-            &content_type,
-            &text,
-            &format!("{method} {path} {case:?}"),
-        );
+        let (status, problem) =
+            checked_answer(operation, response, &format!("{method} {path} {case:?}")).await;
         // A generated log-out ends the caller's session: a new one, or every later request
         // of that caller would stop at authentication and reach no parser.
         if status.is_success()
@@ -495,17 +482,21 @@ async fn text_with_a_nul_character_is_refused_wherever_the_api_takes_text() {
     let Fixture {
         _db,
         server,
-        api,
         patient,
         callers,
-        mut tokens,
+        tokens,
         routes,
+        ..
     } = Fixture::start().await;
     const NUL_TEXT: &str = "text\u{0}more";
     let http = reqwest::Client::new();
     let mut requests = 0;
     let mut refused_for_nul = 0;
     for operation in &routes {
+        // It would end the sessions the rest of the sweep uses.
+        if operation.path == "/v1/auth/logout" {
+            continue;
+        }
         let body_texts = operation
             .body
             .clone()
@@ -550,36 +541,17 @@ async fn text_with_a_nul_character_is_refused_wherever_the_api_takes_text() {
                 }
                 let response = request.send().await.expect("an answer");
                 requests += 1;
-                let status = response.status();
-                let content_type = response
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let text = response.text().await.unwrap_or_default();
-                let problem = checked_answer(
-                    operation,
-                    status,
-                    &content_type,
-                    &text,
-                    &format!(
-                        "{} {path} query {query:?} body {body:?} by {:?}",
-                        operation.method, callers[caller]
-                    ),
+                let request = format!(
+                    "{} {path} query {query:?} body {body:?} by {:?}",
+                    operation.method, callers[caller]
                 );
+                let (status, problem) = checked_answer(operation, response, &request).await;
                 if status == reqwest::StatusCode::BAD_REQUEST
                     && problem["detail"]
                         .as_str()
                         .is_some_and(|d| d.contains("NUL"))
                 {
                     refused_for_nul += 1;
-                }
-                if status.is_success()
-                    && operation.path == "/v1/auth/logout"
-                    && let Some(email) = callers[caller]
-                {
-                    tokens[caller] = Some(api.login(email, PASSWORD).await);
                 }
             }
         }
@@ -617,21 +589,27 @@ fn string_leaves(value: &mut Value) -> Vec<&mut Value> {
     }
 }
 
-/// Checks one answer: never a server error, and every refusal in the format clients parse
-/// (a problem with a code and a detail; an OperationOutcome on FHIR routes). Returns the
-/// body as JSON (`null` if it is not).
-fn checked_answer(
+/// Checks one answer to `request`: never a server error, and every refusal in the format
+/// clients parse (a problem with a code and a detail; an OperationOutcome on FHIR routes).
+/// Returns its status and its body as JSON (`null` if it is not).
+async fn checked_answer(
     operation: &Operation,
-    status: reqwest::StatusCode,
-    content_type: &str,
-    text: &str,
+    response: reqwest::Response,
     request: &str,
-) -> Value {
+) -> (reqwest::StatusCode, Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap_or_default();
     assert!(
         !status.is_server_error(),
         "{request} answered {status}: {text}"
     );
-    let problem: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     // FHIR routes refuse with an OperationOutcome (401 before them stays a problem).
     if status.is_client_error() && content_type == "application/fhir+json" {
         assert!(
@@ -655,5 +633,5 @@ fn checked_answer(
             "{request}: {status} {text}"
         );
     }
-    problem
+    (status, problem)
 }
