@@ -245,7 +245,9 @@ static WRITE_BATCH_SKIPPING_DUPLICATES: LazyLock<String> = LazyLock::new(|| {
 /// a busy machine cost latency. So only batches of a backlog or a saturating load take it: a
 /// fleet at its steady state commits a few dozen readings at a time (with 100 here its ingest
 /// lag doubled in one run, docs/benchmarks.md 2026-12-07 17:43), `bench ingest`'s one-reading
-/// phase about 700.
+/// phase about 700. A fleet's catch-up (batches of 1,000 one-reading messages) drains about two
+/// fifths slower with COPY than without (same file, 21:05): it pays only when a batch holds many
+/// readings per device, which is what this threshold should say next.
 const GLUCOSE_READINGS_SENT_BY_COPY: usize = 500;
 
 /// Batches that go straight to [`WRITE_BATCH_SKIPPING_DUPLICATES`] after one met a reading
