@@ -238,23 +238,36 @@ static WRITE_BATCH_SKIPPING_DUPLICATES: LazyLock<String> = LazyLock::new(|| {
         .replace("{answer}", STORED_KEYS)
 });
 
-/// A batch for the form for new readings with at least this many glucose readings sends them
+/// A batch for the form for new readings with at least this many glucose readings, and at
+/// least [`GLUCOSE_READINGS_PER_DEVICE_SENT_BY_COPY`] of them a device on average, sends them
 /// by `COPY` (binary, [`GlucoseCopy`]) in a transaction with the statement, instead of through
 /// the statement's arrays: PostgreSQL inserts them several rows at a time instead of one by
 /// one. A smaller batch stays one round trip; the transaction and the COPY add three, which on
 /// a busy machine cost latency. So only batches of a backlog or a saturating load take it: a
 /// fleet at its steady state commits a few dozen readings at a time (with 100 here its ingest
 /// lag doubled in one run, docs/benchmarks.md 2026-12-07 17:43), `bench ingest`'s one-reading
-/// phase about 700. A fleet's catch-up (batches of 1,000 one-reading messages) drains about two
-/// fifths slower with COPY than without (same file, 21:05): it pays only when a batch holds many
-/// readings per device, which is what this threshold should say next.
+/// phase about 700.
 const GLUCOSE_READINGS_SENT_BY_COPY: usize = 500;
+
+/// COPY pays only when a batch holds many readings per device: each device in a batch also
+/// brings a latest-reading row and follow-up items, which the statement writes either way. A
+/// fleet's catch-up (batches of 1,000 one-reading messages from as many devices) drained about
+/// two fifths slower with COPY than without (docs/benchmarks.md 2026-12-07 19:47–21:45), and
+/// `bench ingest`'s one-reading phase (about 3.5 readings a device) gained nothing from it; its
+/// batched phase (hundreds a device) gains about half.
+const GLUCOSE_READINGS_PER_DEVICE_SENT_BY_COPY: usize = 8;
 
 /// Batches that go straight to [`WRITE_BATCH_SKIPPING_DUPLICATES`] after one met a reading
 /// already stored: repeats come in runs (a device resending what it kept while offline, the
 /// broker redelivering after a restart, an app uploading its history again), and each batch
 /// of a run would otherwise be written twice.
 const BATCHES_SKIPPING_AFTER_A_DUPLICATE: u32 = 100;
+
+/// Whether [`Form::New`] sends a batch's glucose readings by COPY.
+fn sends_glucose_by_copy(glucose_readings: usize, devices: usize) -> bool {
+    glucose_readings >= GLUCOSE_READINGS_SENT_BY_COPY
+        && glucose_readings >= GLUCOSE_READINGS_PER_DEVICE_SENT_BY_COPY * devices
+}
 
 /// The two forms of the batch statement.
 #[derive(Clone, Copy)]
@@ -284,7 +297,7 @@ impl Store {
         let (device_keys, patient_ids): (Vec<i32>, Vec<Uuid>) = devices.into_iter().unzip();
         let glucose = GlucoseColumns::of(&readings);
         // The form for new readings sends a large batch's glucose readings by COPY.
-        let glucose_copy = (glucose.values_milli.len() >= GLUCOSE_READINGS_SENT_BY_COPY)
+        let glucose_copy = sends_glucose_by_copy(glucose.values_milli.len(), device_keys.len())
             .then(|| Arc::new(GlucoseCopy::encode(&readings, Utc::now())));
         let columns = BatchColumns {
             glucose,
@@ -963,4 +976,24 @@ pub struct StoredBloodPressure {
     pub systolic: i16,
     pub diastolic: i16,
     pub pulse: Option<i16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sends_glucose_by_copy;
+
+    #[test]
+    fn copy_takes_large_batches_with_many_readings_a_device() {
+        // `bench ingest`'s batched phase: messages of 1,000 readings.
+        assert!(sends_glucose_by_copy(2_000, 2));
+        // A backlog of one device's readings.
+        assert!(sends_glucose_by_copy(500, 1));
+        assert!(sends_glucose_by_copy(600, 20));
+        // A fleet's catch-up: one reading from each of as many devices.
+        assert!(!sends_glucose_by_copy(1_000, 1_000));
+        // `bench ingest`'s one-reading phase: a few readings a device.
+        assert!(!sends_glucose_by_copy(700, 200));
+        // Small batches stay one round trip however few devices send them.
+        assert!(!sends_glucose_by_copy(499, 1));
+    }
 }
