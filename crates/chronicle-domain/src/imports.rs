@@ -27,7 +27,7 @@ pub mod nightscout_export;
 
 use crate::device::DeviceKind;
 use crate::reading::Reading;
-use crate::wire::{self, DecodeLimits, ParsedMessage};
+use crate::wire::{self, DecodeLimits, Json, ParsedMessage};
 use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -210,7 +210,7 @@ pub fn check_rows(
             }
             let message = ParsedMessage {
                 message_id: None,
-                readings: vec![row.record.clone()],
+                readings: vec![Json::from(&row.record)],
             };
             let (mut accepted, mut rejected) =
                 wire::validate_readings(&message, row.stream.device_kind(), now, &limits);

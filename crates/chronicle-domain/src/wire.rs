@@ -19,7 +19,9 @@ use crate::treatment::{
 use crate::units::GlucoseUnit;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+
+mod json;
+pub use json::{Json, Object};
 
 /// Limits that protect the ingest from oversized or hostile messages.
 #[derive(Debug, Clone)]
@@ -60,11 +62,11 @@ pub fn storable(text: &str) -> bool {
 
 /// A message whose envelope is sound; its readings are not validated yet.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParsedMessage {
+pub struct ParsedMessage<'a> {
     /// The device's own id for the message, echoed in the ack.
     pub message_id: Option<String>,
-    /// The readings as sent, in message order.
-    pub readings: Vec<Value>,
+    /// The readings as sent, in message order, borrowing from the payload.
+    pub readings: Vec<Json<'a>>,
 }
 
 /// A message refused as a whole, with whatever could still be read from it.
@@ -75,10 +77,10 @@ pub struct RefusedMessage {
 }
 
 /// Checks the envelope: size, JSON syntax, shape and reading count.
-pub fn parse_message(
-    payload: &[u8],
+pub fn parse_message<'a>(
+    payload: &'a [u8],
     limits: &DecodeLimits,
-) -> Result<ParsedMessage, Box<RefusedMessage>> {
+) -> Result<ParsedMessage<'a>, Box<RefusedMessage>> {
     let refuse = |reason, detail: String, message_id, covered| {
         Box::new(RefusedMessage {
             message_id,
@@ -97,7 +99,7 @@ pub fn parse_message(
             1,
         ));
     }
-    let value: Value = serde_json::from_slice(payload).map_err(|e| {
+    let value: Json<'a> = serde_json::from_slice(payload).map_err(|e| {
         refuse(
             RejectionReason::MalformedJson,
             format!("payload is not valid JSON: {e}"),
@@ -105,7 +107,7 @@ pub fn parse_message(
             1,
         )
     })?;
-    let Value::Object(mut object) = value else {
+    let Json::Object(mut object) = value else {
         return Err(refuse(
             RejectionReason::MalformedJson,
             "payload must be a JSON object: one reading, or {\"readings\": [...]}".into(),
@@ -114,8 +116,10 @@ pub fn parse_message(
         ));
     };
     let message_id = match object.remove("message_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS && storable(&s) => Some(s),
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) if s.chars().count() <= MAX_ID_CHARS && storable(&s) => {
+            Some(s.into_owned())
+        }
         Some(_) => {
             return Err(refuse(
                 RejectionReason::MalformedJson,
@@ -129,7 +133,7 @@ pub fn parse_message(
         }
     };
     let readings = match object.remove("readings") {
-        Some(Value::Array(readings)) => readings,
+        Some(Json::Array(readings)) => readings,
         Some(_) => {
             return Err(refuse(
                 RejectionReason::MalformedJson,
@@ -138,7 +142,7 @@ pub fn parse_message(
                 1,
             ));
         }
-        None if object.contains_key("type") => vec![Value::Object(object)],
+        None if object.contains_key("type") => vec![Json::Object(object)],
         None => {
             return Err(refuse(
                 RejectionReason::MalformedJson,
@@ -183,7 +187,7 @@ pub struct IndexedReading {
 
 /// Validates every reading of a parsed message for a device of `device_kind`, at time `now`.
 pub fn validate_readings(
-    message: &ParsedMessage,
+    message: &ParsedMessage<'_>,
     device_kind: DeviceKind,
     now: DateTime<Utc>,
     limits: &DecodeLimits,
@@ -220,21 +224,21 @@ fn invalid(reason: RejectionReason, detail: impl Into<String>) -> Invalid {
     }
 }
 
-fn reading_id_of(raw: &Value) -> Option<String> {
+fn reading_id_of(raw: &Json<'_>) -> Option<String> {
     match raw.get("id")? {
-        Value::String(s) => Some(s.chars().take(MAX_ID_CHARS).collect()),
-        Value::Number(n) => Some(n.to_string()),
+        Json::String(s) => Some(s.chars().take(MAX_ID_CHARS).collect()),
+        Json::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
 fn validate_reading(
-    raw: &Value,
+    raw: &Json<'_>,
     device_kind: DeviceKind,
     now: DateTime<Utc>,
     limits: &DecodeLimits,
 ) -> Result<Reading, Invalid> {
-    let Value::Object(fields) = raw else {
+    let Json::Object(fields) = raw else {
         return Err(invalid(
             RejectionReason::MalformedJson,
             "a reading must be a JSON object",
@@ -257,11 +261,11 @@ fn validate_reading(
     }
     let (measured_at, utc_offset_minutes) = measured_at(fields, now, limits)?;
     let device_reading_id = match fields.get("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= MAX_ID_CHARS && storable(s) => {
-            Some(s.clone())
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) if s.chars().count() <= MAX_ID_CHARS && storable(s) => {
+            Some(s.to_string())
         }
-        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Json::Number(n)) => Some(n.to_string()),
         Some(_) => {
             return Err(invalid(
                 RejectionReason::InvalidField,
@@ -315,7 +319,7 @@ const TREATMENT_TYPES: [&str; 7] = [
 /// A treatment of wire type `treatment_type` (one of [`TREATMENT_TYPES`]). Glucose devices
 /// (and the apps and pumps that publish as one) send treatments; a cuff does not.
 fn treatment(
-    fields: &Map<String, Value>,
+    fields: &Object<'_>,
     treatment_type: &str,
     device_kind: DeviceKind,
     measured_at: DateTime<Utc>,
@@ -329,15 +333,15 @@ fn treatment(
         ));
     }
     let note = match fields.get("note") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !storable(s) => {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) if !storable(s) => {
             return Err(invalid(
                 RejectionReason::InvalidField,
                 "\"note\" must not contain the NUL character",
             ));
         }
-        Some(Value::String(s)) if s.chars().count() <= MAX_NOTE_CHARS => Some(s.clone()),
-        Some(Value::String(_)) => {
+        Some(Json::String(s)) if s.chars().count() <= MAX_NOTE_CHARS => Some(s.to_string()),
+        Some(Json::String(_)) => {
             return Err(invalid(
                 RejectionReason::OutOfRange,
                 format!("\"note\" is longer than {MAX_NOTE_CHARS} characters"),
@@ -377,7 +381,7 @@ fn treatment(
                 )
             })?;
             let duration = match fields.get("duration_minutes") {
-                None | Some(Value::Null) => None,
+                None | Some(Json::Null) => None,
                 Some(value) => Some(duration_minutes(value)?),
             };
             TreatmentEvent::Insulin {
@@ -430,7 +434,7 @@ fn treatment(
     })
 }
 
-fn number(value: &Value, name: &str) -> Result<f64, Invalid> {
+fn number(value: &Json<'_>, name: &str) -> Result<f64, Invalid> {
     value.as_f64().ok_or_else(|| {
         invalid(
             RejectionReason::InvalidField,
@@ -439,7 +443,7 @@ fn number(value: &Value, name: &str) -> Result<f64, Invalid> {
     })
 }
 
-fn duration_minutes(value: &Value) -> Result<DurationMinutes, Invalid> {
+fn duration_minutes(value: &Json<'_>) -> Result<DurationMinutes, Invalid> {
     let minutes = whole_number(value, "duration_minutes")?;
     bounded(
         minutes,
@@ -450,9 +454,9 @@ fn duration_minutes(value: &Value) -> Result<DurationMinutes, Invalid> {
     )
 }
 
-fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a Value, Invalid> {
+fn required<'f, 'p>(fields: &'f Object<'p>, name: &str) -> Result<&'f Json<'p>, Invalid> {
     match fields.get(name) {
-        None | Some(Value::Null) => Err(invalid(
+        None | Some(Json::Null) => Err(invalid(
             RejectionReason::MissingField,
             format!("\"{name}\" is required"),
         )),
@@ -460,7 +464,7 @@ fn required<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a Value,
     }
 }
 
-fn required_str<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, Invalid> {
+fn required_str<'f>(fields: &'f Object<'_>, name: &str) -> Result<&'f str, Invalid> {
     required(fields, name)?.as_str().ok_or_else(|| {
         invalid(
             RejectionReason::InvalidField,
@@ -470,7 +474,7 @@ fn required_str<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a st
 }
 
 fn measured_at(
-    fields: &Map<String, Value>,
+    fields: &Object<'_>,
     now: DateTime<Utc>,
     limits: &DecodeLimits,
 ) -> Result<(DateTime<Utc>, i32), Invalid> {
@@ -519,7 +523,7 @@ fn measured_at(
 }
 
 fn glucose(
-    fields: &Map<String, Value>,
+    fields: &Object<'_>,
     device_kind: DeviceKind,
     measured_at: DateTime<Utc>,
     utc_offset_minutes: i32,
@@ -542,7 +546,7 @@ fn glucose(
 /// A glucose `value` in its `unit` (a reading's, or a calibration's): the normalized value,
 /// the number as sent (`None` for "LO"/"HI"), the unit it was sent in, and the flag.
 fn glucose_value(
-    fields: &Map<String, Value>,
+    fields: &Object<'_>,
 ) -> Result<(GlucoseMgDl, Option<f64>, GlucoseUnit, Option<GlucoseFlag>), Invalid> {
     let original_unit: GlucoseUnit =
         required_str(fields, "unit")?
@@ -551,7 +555,7 @@ fn glucose_value(
                 invalid(RejectionReason::UnknownUnit, e.to_string())
             })?;
     let (mg_dl, original_value, flag) = match required(fields, "value")? {
-        Value::Number(n) => {
+        Json::Number(n) => {
             let v = n.as_f64().ok_or_else(|| {
                 invalid(
                     RejectionReason::InvalidField,
@@ -560,8 +564,8 @@ fn glucose_value(
             })?;
             (original_unit.to_mg_dl(v), Some(v), None)
         }
-        Value::String(s) => {
-            let flag = match s.as_str() {
+        Json::String(s) => {
+            let flag = match &**s {
                 "LO" | "lo" => GlucoseFlag::Lo,
                 "HI" | "hi" => GlucoseFlag::Hi,
                 _ => {
@@ -595,10 +599,7 @@ fn glucose_value(
 
 /// The source defaults from the device kind; a stated source must agree with it (a meter may
 /// also relay a laboratory value).
-fn glucose_source(
-    fields: &Map<String, Value>,
-    device_kind: DeviceKind,
-) -> Result<GlucoseSource, Invalid> {
+fn glucose_source(fields: &Object<'_>, device_kind: DeviceKind) -> Result<GlucoseSource, Invalid> {
     let default = match device_kind {
         DeviceKind::Cgm | DeviceKind::Uploader => GlucoseSource::Cgm,
         DeviceKind::Meter => GlucoseSource::Meter,
@@ -610,8 +611,8 @@ fn glucose_source(
         }
     };
     let stated = match fields.get("source") {
-        None | Some(Value::Null) => return Ok(default),
-        Some(Value::String(s)) => GlucoseSource::parse(s).ok_or_else(|| {
+        None | Some(Json::Null) => return Ok(default),
+        Some(Json::String(s)) => GlucoseSource::parse(s).ok_or_else(|| {
             invalid(
                 RejectionReason::InvalidField,
                 format!("unknown glucose source {s:?}: expected cgm, meter or lab"),
@@ -643,7 +644,7 @@ fn glucose_source(
 }
 
 fn blood_pressure(
-    fields: &Map<String, Value>,
+    fields: &Object<'_>,
     device_kind: DeviceKind,
     measured_at: DateTime<Utc>,
     utc_offset_minutes: i32,
@@ -656,8 +657,8 @@ fn blood_pressure(
         ));
     }
     match fields.get("unit") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(u)) if u == "mm[Hg]" || u.eq_ignore_ascii_case("mmHg") => {}
+        None | Some(Json::Null) => {}
+        Some(Json::String(u)) if u == "mm[Hg]" || u.eq_ignore_ascii_case("mmHg") => {}
         Some(other) => {
             return Err(invalid(
                 RejectionReason::UnknownUnit,
@@ -688,7 +689,7 @@ fn blood_pressure(
         ));
     }
     let pulse = match fields.get("pulse") {
-        None | Some(Value::Null) => None,
+        None | Some(Json::Null) => None,
         Some(value) => {
             let v = whole_number(value, "pulse")?;
             Some(bounded(v, "pulse", Pulse::MIN, Pulse::MAX, Pulse::new)?)
@@ -704,7 +705,7 @@ fn blood_pressure(
     })
 }
 
-fn whole_number(value: &Value, name: &str) -> Result<f64, Invalid> {
+fn whole_number(value: &Json<'_>, name: &str) -> Result<f64, Invalid> {
     value.as_f64().filter(|v| v.fract() == 0.0).ok_or_else(|| {
         invalid(
             RejectionReason::InvalidField,

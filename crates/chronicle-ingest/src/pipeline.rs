@@ -532,7 +532,7 @@ fn storable_text(text: &str) -> String {
 
 /// A message's own id and how many readings it holds (or its refusal covers).
 fn id_and_count(
-    parsed: &Result<wire::ParsedMessage, Box<wire::RefusedMessage>>,
+    parsed: &Result<wire::ParsedMessage<'_>, Box<wire::RefusedMessage>>,
 ) -> (Option<String>, usize) {
     match parsed {
         Ok(p) => (p.message_id.clone(), p.readings.len()),

@@ -1,7 +1,7 @@
 use super::*;
 use crate::fuzzing::{self, nasty_text};
 use proptest::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
