@@ -1,7 +1,7 @@
 //! A JSON value that borrows its text from the message it was read from. The ingest reads
 //! every message once and keeps nothing of it but the validated readings, so copying each
-//! name and string into a `serde_json::Value` (and each object into a sorted map) was most of
-//! the cost of decoding a message.
+//! name and string into a `serde_json::Value` (and each object into a sorted map) was work
+//! for nothing: about a third of the time spent parsing a message (docs/benchmarks.md).
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
