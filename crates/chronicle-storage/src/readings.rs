@@ -296,7 +296,8 @@ impl Store {
         devices.dedup();
         let (device_keys, patient_ids): (Vec<i32>, Vec<Uuid>) = devices.into_iter().unzip();
         let glucose = GlucoseColumns::of(&readings);
-        // The form for new readings sends a large batch's glucose readings by COPY.
+        // The form for new readings sends the glucose readings of a large batch with many a
+        // device by COPY.
         let glucose_copy = sends_glucose_by_copy(glucose.values_milli.len(), device_keys.len())
             .then(|| Arc::new(GlucoseCopy::encode(&readings, Utc::now())));
         let columns = BatchColumns {

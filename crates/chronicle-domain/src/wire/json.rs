@@ -3,7 +3,7 @@
 //! name and string into a `serde_json::Value` (and each object into a sorted map) was work
 //! for nothing: about a third of the time spent parsing a message (docs/benchmarks.md).
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 use std::borrow::Cow;
 use std::fmt;
@@ -184,39 +184,17 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
-        while let Some(Name(name)) = map.next_key()? {
+        // A name is read as a value is, so it is borrowed too (`Cow`'s own `Deserialize`
+        // always copies); JSON's names are strings.
+        while let Some(name) = map.next_key()? {
+            let Json::String(name) = name else {
+                return Err(de::Error::custom(
+                    "an object member's name must be a string",
+                ));
+            };
             members.push((name, map.next_value()?));
         }
         Ok(Json::Object(Object(members)))
-    }
-}
-
-/// A member's name, borrowed when it held no escapes (`Cow`'s own `Deserialize` always copies).
-struct Name<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NameVisitor;
-        impl<'de> Visitor<'de> for NameVisitor {
-            type Value = Name<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-
-            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Borrowed(value)))
-            }
-
-            fn visit_str<E>(self, value: &str) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Owned(value.to_owned())))
-            }
-
-            fn visit_string<E>(self, value: String) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Owned(value)))
-            }
-        }
-        deserializer.deserialize_str(NameVisitor)
     }
 }
 
